@@ -1,0 +1,318 @@
+/*
+ * tasklock.h -- the public interface of libtasklock.
+ *
+ * Many workers agree on which worker runs which task: a worker acquires a task's lock, the
+ * library heartbeats it while the worker works, and the worker releases it. A crashed worker's
+ * lock goes stale and can be stolen; every new holder gets a larger fencing token.
+ *
+ * Conventions used by every function below:
+ * - Every fallible call returns tl_status; results come back through out-parameters, which are
+ *   set to NULL (or zero) on failure.
+ * - Pointer arguments are borrowed; whatever the library keeps, it copies.
+ * - A returned `const char *` belongs to the handle it came from; its comment says until when.
+ *   A returned `char *` or object belongs to the caller, who frees it with the matching
+ *   tl_*_free() or tl_free().
+ * - Threads: a manager and its locks are used by one thread at a time ("one thread per handle"),
+ *   except where a function says "thread-safe". The manager's heartbeat thread is internal.
+ */
+#ifndef TASKLOCK_H
+#define TASKLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define TL_API __attribute__((visibility("default")))
+#define TL_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define TL_API
+#define TL_MUST_CHECK
+#endif
+
+#define TL_VERSION_MAJOR 0
+#define TL_VERSION_MINOR 1
+#define TL_VERSION_PATCH 0
+#define TL_VERSION_STRING "0.1.0"
+/* 0xMMmmpp: compare with >= to test for a feature. */
+#define TL_VERSION_NUM ((TL_VERSION_MAJOR << 16) | (TL_VERSION_MINOR << 8) | TL_VERSION_PATCH)
+
+/* The run-time library version, "MAJOR.MINOR.PATCH". Static text. Thread-safe. */
+TL_API const char *tl_version(void);
+
+/*
+ * Result of every fallible call. Append only; never renumber.
+ * TL_EBUSY and TL_ELOST are outcomes of the protocol, not faults.
+ */
+typedef enum tl_status {
+    TL_OK = 0,
+    TL_EINVAL,    /* bad argument, URL, key, duration or metadata */
+    TL_ENOMEM,    /* allocation failed */
+    TL_EBUSY,     /* held by another owner */
+    TL_ENOTOWNER, /* release/renew of a lock we do not hold, or no such lock */
+    TL_ELOST,     /* the lock was stolen, forced or released before this call */
+    TL_ETIMEDOUT, /* the store did not answer in time */
+    TL_ESTORE,    /* store failure: see tl_errmsg() */
+    TL_ENOTSUP,   /* store not built in, or operation not provided by this store */
+    TL_ERATELIMIT /* the store refused for rate limiting; tl_errmsg() says until when */
+} tl_status;
+
+/* Static text naming a status, e.g. "held by another owner". Never NULL. Thread-safe. */
+TL_API const char *tl_strerror(tl_status st);
+
+/* What tl_acquire() does when the lock is held by someone else. */
+typedef enum tl_strategy {
+    TL_RETRY = 0,     /* back off and try again; never take a held lock (default) */
+    TL_FAIL_FAST,     /* one attempt */
+    TL_STEAL_STALE,   /* retry like TL_RETRY, and take the lock if its holder is stale */
+    TL_FORCE_ACQUIRE  /* take the lock now, whoever holds it (administrators only) */
+} tl_strategy;
+
+/* Log levels passed to tl_log_fn. */
+enum tl_log_level { TL_LOG_ERROR = 1, TL_LOG_WARN, TL_LOG_INFO, TL_LOG_DEBUG };
+
+typedef struct tl_manager tl_manager; /* opaque: one worker's view of one store */
+typedef struct tl_lock tl_lock;       /* opaque: a lock this manager acquired */
+
+/*
+ * Log sink. Called on the thread that logs, which may be the heartbeat thread; `msg` is valid
+ * only during the call and never contains a token or a password.
+ */
+typedef void tl_log_fn(void *ud, int level, const char *msg);
+
+/*
+ * Called once per lock, on whichever thread first learns that the lock was lost (usually the
+ * heartbeat thread): stolen, forced, released by someone else, or not renewed within its lock
+ * timeout. Inside the callback only the thread-safe lock functions may be used
+ * (tl_lock_key, tl_lock_token, tl_lock_is_lost); never release or free there.
+ */
+typedef void tl_lost_fn(void *ud, tl_lock *lock);
+
+/*
+ * Manager options. All-zero means the defaults; append only.
+ * Durations are milliseconds. Strings are copied by tl_manager_new().
+ */
+struct tl_options {
+    const char *store_url;       /* NULL: $TASKLOCK_STORE, else the embedded SQLite default */
+    const char *worker_id;       /* NULL: "USER@HOST" */
+    const char *node_id;         /* NULL: the host name */
+    uint32_t max_retries;        /* 0: 5 */
+    uint32_t backoff_initial_ms; /* 0: 1000 */
+    uint32_t backoff_max_ms;     /* 0: 16000 */
+    uint32_t heartbeat_ms;       /* 0: the store's default: min(30 s, lock timeout / 3);
+                                    GitHub: lock timeout / 4 */
+    uint32_t lock_timeout_ms;    /* 0: 300000 (5 min) */
+    int log_level;               /* 0: TL_LOG_WARN */
+    tl_log_fn *log;              /* NULL: silent */
+    void *log_ud;
+    tl_lost_fn *on_lost; /* NULL: none (tl_lock_is_lost still reports it) */
+    void *lost_ud;
+};
+
+/*
+ * Per-call acquire options. All-zero (or a NULL pointer) means the manager's defaults.
+ */
+struct tl_acquire_opts {
+    tl_strategy strategy;     /* TL_RETRY by default */
+    int32_t retries;          /* 0: the manager's max_retries, or unlimited until deadline_ms
+                                 when a deadline is set; TL_NO_RETRIES: one attempt */
+    uint32_t deadline_ms;     /* 0: none; else give up after this long, whatever the retries */
+    uint32_t lock_timeout_ms; /* 0: the manager's lock timeout */
+    const char *task_info;    /* NULL or a JSON object text recorded with the lock (<= 64 KiB) */
+};
+#define TL_NO_RETRIES (-1)
+
+/*
+ * A lock record as the store holds it. Every string is NUL-terminated and owned by the record.
+ * Times are milliseconds since the Unix epoch, by the store's clock where it has one.
+ */
+struct tl_info {
+    char *key;
+    char *worker_id;
+    char *node_id;
+    uint64_t token;           /* fencing token of this holder */
+    int64_t claimed_at_ms;    /* when this holder acquired it */
+    int64_t heartbeat_at_ms;  /* the holder's last heartbeat */
+    uint32_t lock_timeout_ms; /* the timeout the holder recorded */
+    char *task_info;          /* JSON object text; "{}" when none */
+    int64_t observed_at_ms;   /* the store's clock when this record was read; 0: unknown */
+    bool stale;               /* last heartbeat older than lock_timeout_ms at observed_at_ms */
+};
+
+/* Audit-trail event kinds, as recorded by stores that keep history. */
+typedef enum tl_event_kind {
+    TL_EVENT_ACQUIRED = 1,
+    TL_EVENT_RELEASED,
+    TL_EVENT_STOLEN, /* acquired by taking a stale lock */
+    TL_EVENT_FORCED, /* acquired by forcing a live lock */
+    TL_EVENT_LOST    /* the former holder learned that its lock was gone */
+} tl_event_kind;
+
+struct tl_event {
+    int64_t at_ms;
+    tl_event_kind kind;
+    char *key;
+    char *worker_id;
+    char *node_id;
+    uint64_t token;
+    char *detail; /* NULL, or e.g. the release summary or whom a steal displaced */
+};
+
+/* Counters of one manager since it was created. Read with tl_metrics_get(). */
+struct tl_metrics {
+    uint64_t total_acquisitions;    /* successful acquires */
+    uint64_t total_releases;        /* successful releases */
+    uint64_t total_conflicts;       /* attempts that found the lock held */
+    uint64_t total_retries;         /* attempts after the first */
+    uint64_t failed_acquisitions;   /* acquires that returned an error or TL_EBUSY */
+    uint64_t stale_locks_claimed;   /* acquires that took a stale lock */
+    uint64_t forced_acquisitions;   /* acquires that took a live lock by force */
+    uint64_t locks_lost;            /* locks found lost (heartbeat or renew) */
+    uint64_t heartbeats_sent;       /* successful renewals */
+    uint64_t heartbeats_failed;     /* renewals that failed with a store error */
+    uint64_t locks_held;            /* held now */
+    double average_acquisition_ms;  /* mean wall time of successful acquires, waits included */
+    double p50_acquisition_ms;      /* over the last 1024 successful acquires */
+    double p99_acquisition_ms;
+};
+
+/*
+ * Creates a manager. Does no I/O: options are checked, and the store opened, by tl_connect()
+ * (or the first call that needs the store). `opts` may be NULL for all defaults.
+ * Returns NULL only when out of memory. Free with tl_manager_free().
+ */
+TL_API tl_manager *tl_manager_new(const struct tl_options *opts) TL_MUST_CHECK;
+
+/*
+ * Stops the heartbeat thread, closes the store connections and frees the manager together with
+ * every lock handle it still has. Locks still held are NOT released: they go stale after their
+ * lock timeout (call tl_release() first). NULL is a no-op. Not to be called from a callback.
+ */
+TL_API void tl_manager_free(tl_manager *m);
+
+/*
+ * Checks the options and opens the store. Errors: TL_EINVAL (bad option or URL),
+ * TL_ENOTSUP (scheme not built in), TL_ESTORE/TL_ETIMEDOUT (cannot reach or open the store).
+ * Calling it again after success is a no-op. Every other call connects on demand.
+ */
+TL_API tl_status tl_connect(tl_manager *m);
+
+/*
+ * The message of the last failed call on `m` (or on one of its locks): what failed and why.
+ * Owned by m; valid until the next call on m. Never NULL ("" after success).
+ */
+TL_API const char *tl_errmsg(const tl_manager *m);
+
+/* This manager's worker id and node id after defaults applied. Owned by m; valid until freed. */
+TL_API const char *tl_manager_worker_id(const tl_manager *m);
+TL_API const char *tl_manager_node_id(const tl_manager *m);
+
+/*
+ * Acquires the lock of `key` under the strategy in `opts` (NULL: defaults). On success `*out`
+ * is a new lock handle, heartbeated by the manager until released or freed.
+ * Errors: TL_EBUSY (held; tl_errmsg() names the holder and tl_last_holder() returns its record),
+ * TL_EINVAL (bad key or task_info), store errors. Never takes a live lock unless the strategy is
+ * TL_FORCE_ACQUIRE, and never a stale one unless it is TL_STEAL_STALE or TL_FORCE_ACQUIRE.
+ */
+TL_API tl_status tl_acquire(tl_manager *m, const char *key, const struct tl_acquire_opts *opts,
+                            tl_lock **out) TL_MUST_CHECK;
+
+/*
+ * The holder's record seen by the last tl_acquire() on `m` that returned TL_EBUSY, or NULL if it
+ * was not known. Owned by m; valid until the next call on m.
+ */
+TL_API const struct tl_info *tl_last_holder(const tl_manager *m);
+
+/*
+ * Releases the lock: checks ownership (worker id and token), stops heartbeating it, and deletes
+ * the record; `summary` (may be NULL) goes into the audit trail. Safe to retry: releasing a lock
+ * already released by this handle returns TL_OK. Errors: TL_ENOTOWNER (no longer ours: stolen or
+ * forced; the handle is then marked lost), store errors (the lock is still held and heartbeated;
+ * retry). The handle stays valid until tl_lock_free().
+ */
+TL_API tl_status tl_release(tl_lock *lock, const char *summary);
+
+/*
+ * Renews the lock now, on the calling thread. Errors: TL_ELOST (no longer ours; the handle is
+ * marked lost and the lost callback fires), TL_ENOTOWNER (already released), store errors.
+ */
+TL_API tl_status tl_renew(tl_lock *lock);
+
+/*
+ * Frees a lock handle. A lock still held is not released; the manager stops heartbeating it and
+ * it goes stale after its lock timeout. NULL is a no-op.
+ */
+TL_API void tl_lock_free(tl_lock *lock);
+
+/* The lock's key. Owned by the lock; valid until tl_lock_free(). Thread-safe. */
+TL_API const char *tl_lock_key(const tl_lock *lock);
+
+/* The lock's fencing token. Thread-safe. */
+TL_API uint64_t tl_lock_token(const tl_lock *lock);
+
+/* Whether the lock is known to be lost. Thread-safe. */
+TL_API bool tl_lock_is_lost(const tl_lock *lock);
+
+/*
+ * The lock's metadata as JSON in the shape
+ * {"lock":{"worker_id","node_id","claimed_at","heartbeat_last","task_info":{},"token",
+ *          "lock_timeout_ms"}} (times ISO-8601 UTC). The caller frees it with tl_free().
+ * NULL when out of memory. Thread-safe.
+ */
+TL_API char *tl_lock_metadata(const tl_lock *lock);
+
+/*
+ * Reads the record of `key`. `*out` is NULL when the key is free, else a record the caller frees
+ * with tl_info_free(). Errors: TL_EINVAL (bad key), store errors.
+ */
+TL_API tl_status tl_inspect(tl_manager *m, const char *key, struct tl_info **out);
+
+/*
+ * Every held lock in the store, ordered by key. `*out` is an array of `*count` records the caller
+ * frees with tl_info_array_free(). Errors: TL_ENOTSUP if the store cannot enumerate, store errors.
+ */
+TL_API tl_status tl_list(tl_manager *m, struct tl_info ***out, size_t *count);
+
+/*
+ * The audit trail, oldest first: the last `limit` events (0: 100) of `key`, or of every key when
+ * `key` is NULL. Frees with tl_event_array_free(). Errors: TL_ENOTSUP if the store keeps none.
+ */
+TL_API tl_status tl_history(tl_manager *m, const char *key, size_t limit, struct tl_event ***out,
+                            size_t *count);
+
+/*
+ * Copies the manager's metrics into `*out`; `size` is sizeof(struct tl_metrics) as the caller was
+ * compiled, so that newer libraries fill only what older callers know. Thread-safe.
+ */
+TL_API void tl_metrics_get(const tl_manager *m, struct tl_metrics *out, size_t size);
+
+/* Renders a record as the metadata JSON of tl_lock_metadata(). Free with tl_free(). */
+TL_API char *tl_info_to_json(const struct tl_info *info);
+
+TL_API void tl_info_free(struct tl_info *info);                     /* NULL is a no-op */
+TL_API void tl_info_array_free(struct tl_info **infos, size_t count); /* NULL is a no-op */
+TL_API void tl_event_array_free(struct tl_event **events, size_t count);
+TL_API const char *tl_event_kind_name(tl_event_kind kind); /* "acquired", ...; static text */
+TL_API void tl_free(void *p); /* frees a char * returned by the library; NULL is a no-op */
+
+/*
+ * Parses a duration: a number with a unit, "250ms", "30s", "1.5s", "5m", "1h", or a bare number
+ * of seconds. Errors: TL_EINVAL for anything else, including zero-or-more than 24 days.
+ * Thread-safe.
+ */
+TL_API tl_status tl_parse_duration(const char *text, uint32_t *out_ms);
+
+/*
+ * Checks a key: 1 to 255 bytes of valid UTF-8 with no control characters and no white space.
+ * Stores may restrict keys further (GitHub: an issue number). Thread-safe.
+ */
+TL_API bool tl_key_is_valid(const char *key);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TASKLOCK_H */

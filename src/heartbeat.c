@@ -1,0 +1,198 @@
+/*
+ * heartbeat.c -- the heartbeat thread: renews every held lock when it is due, on its own store
+ * connection (connections belong to one thread), and reports a lock lost when a renew says so or
+ * when renewals have failed for longer than the lock timeout. It never writes the manager's
+ * message slot; it logs and fires the lost callback instead.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "manager.h"
+#include "store.h"
+#include "tl.h"
+
+struct due {
+    tl_lock *lock;
+    uint64_t seq;
+};
+
+/* Applies the outcome of one renew, then logs it (never under the mutex: the log callback is
+ * the user's). Returns whether the lost callback must fire. */
+static bool apply_renew(tl_manager *m, tl_lock *l, tl_status st, int64_t sent, int64_t beat,
+                        const char *why)
+{
+    enum { QUIET, LOST, TIMED_OUT, RETRYING } what = QUIET;
+    bool fire = false;
+    int64_t silent = 0;
+
+    pthread_mutex_lock(&m->mu);
+    if (l->state != TL_HELD) {
+        /* Released or freed while the renew was in flight: its answer means nothing now. */
+    } else if (st == TL_OK) {
+        m->metrics.heartbeats_sent++;
+        l->heartbeat_at_ms = beat;
+        l->last_ok_mono_ms = sent;
+        l->next_due_mono_ms = sent + l->interval_ms;
+    } else if (st == TL_ELOST) {
+        fire = tl__lock_mark_lost_locked(l);
+        what = LOST;
+    } else {
+        m->metrics.heartbeats_failed++;
+        silent = sent - l->last_ok_mono_ms;
+        if (silent >= (int64_t)l->rec.info.lock_timeout_ms) {
+            fire = tl__lock_mark_lost_locked(l);
+            what = TIMED_OUT;
+        } else {
+            /* Retry sooner than a full interval, but never past the lock timeout. */
+            int64_t retry = l->interval_ms / 4 ? l->interval_ms / 4 : 1;
+            int64_t limit = l->last_ok_mono_ms + l->rec.info.lock_timeout_ms;
+            l->next_due_mono_ms = sent + retry < limit ? sent + retry : limit;
+            what = RETRYING;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+
+    const char *key = l->rec.info.key;
+    unsigned long long token = (unsigned long long)l->rec.info.token;
+    if (what == LOST)
+        TL_LOG(&m->log, TL_LOG_WARN, "%s: lock lost (token %llu): %s", key, token, why);
+    else if (what == TIMED_OUT)
+        TL_LOG(&m->log, TL_LOG_ERROR,
+               "%s: lock lost (token %llu): no successful renew for %lld ms, over its lock "
+               "timeout: %s",
+               key, token, (long long)silent, why);
+    else if (what == RETRYING)
+        TL_LOG(&m->log, TL_LOG_WARN, "%s: renew failed, retrying: %s", key, why);
+    return fire;
+}
+
+size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_now, bool all)
+{
+    struct due *due = NULL;
+    size_t n = 0, cap = 0;
+
+    pthread_mutex_lock(&m->mu);
+    for (tl_lock *l = m->held; l != NULL; l = l->next) {
+        if (l->state != TL_HELD || (!all && l->next_due_mono_ms > mono_now))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct due *d = tl__realloc(due, ncap * sizeof(*d));
+
+            if (d == NULL)
+                break; /* renew what fits now; the rest stay due for the next round */
+            due = d;
+            cap = ncap;
+        }
+        l->refs++;
+        due[n].lock = l;
+        due[n].seq = ++l->renewals;
+        n++;
+    }
+    pthread_mutex_unlock(&m->mu);
+
+    for (size_t i = 0; i < n; i++) {
+        tl_lock *l = due[i].lock;
+        int64_t sent = m->clock.mono_ms(m->clock.ud), beat = 0;
+        tl_status st;
+        const char *why;
+
+        if (store != NULL) {
+            store->errmsg[0] = '\0';
+            st = store->ops->renew(store, &l->rec, due[i].seq, &beat);
+            why = store->errmsg[0] ? store->errmsg : tl_strerror(st);
+        } else {
+            st = TL_ESTORE;
+            why = "the heartbeat could not connect to the store";
+        }
+        if (apply_renew(m, l, st, sent, beat, why))
+            tl__lock_fire_lost(l);
+        tl__lock_unref(l);
+    }
+    tl__free(due);
+    return n;
+}
+
+/* The earliest due time of a held lock, or INT64_MAX when none is held. Under m->mu. */
+static int64_t earliest_due(const tl_manager *m)
+{
+    int64_t t = INT64_MAX;
+
+    for (const tl_lock *l = m->held; l != NULL; l = l->next) {
+        if (l->state == TL_HELD && l->next_due_mono_ms < t)
+            t = l->next_due_mono_ms;
+    }
+    return t;
+}
+
+static void *heartbeat_main(void *arg)
+{
+    tl_manager *m = arg;
+    char err[TL_ERRMSG_SIZE];
+
+    pthread_mutex_lock(&m->mu);
+    while (!m->hb_stop) {
+        int64_t due = earliest_due(m);
+        int64_t now = m->clock.mono_ms(m->clock.ud);
+
+        if (due > now) {
+            /* Sleep on the real monotonic clock for the time the manager's clock says is
+             * left, so that an injected clock cannot make this loop spin. */
+            int rc;
+            if (due == INT64_MAX) {
+                rc = pthread_cond_wait(&m->wake, &m->mu);
+            } else {
+                int64_t until = tl__real_mono_ms() + (due - now);
+                struct timespec ts = {.tv_sec = until / 1000,
+                                      .tv_nsec = (long)(until % 1000) * 1000000L};
+                rc = pthread_cond_timedwait(&m->wake, &m->mu, &ts);
+            }
+            if (rc != 0 && rc != ETIMEDOUT)
+                break;
+            continue; /* re-check stop and the due times */
+        }
+        pthread_mutex_unlock(&m->mu);
+
+        if (m->hb_store == NULL) {
+            tl_status st = tl__store_open(m->store_url, &m->clock, &m->log, &m->hb_store, err);
+            if (st != TL_OK)
+                TL_LOG(&m->log, TL_LOG_WARN, "heartbeat: cannot open the store: %s", err);
+        }
+        (void)tl__heartbeat_round(m, m->hb_store, m->clock.mono_ms(m->clock.ud), false);
+        pthread_mutex_lock(&m->mu);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+tl_status tl__heartbeat_start(tl_manager *m)
+{
+    tl_status st = TL_OK;
+
+    pthread_mutex_lock(&m->mu);
+    if (m->hb_running) {
+        (void)pthread_cond_signal(&m->wake); /* a new lock may be due before the others */
+    } else if (pthread_create(&m->hb_thread, NULL, heartbeat_main, m) == 0) {
+        m->hb_running = true;
+    } else {
+        st = TL_ENOMEM;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return st;
+}
+
+void tl__heartbeat_stop(tl_manager *m)
+{
+    pthread_mutex_lock(&m->mu);
+    bool running = m->hb_running;
+    m->hb_stop = true;
+    (void)pthread_cond_signal(&m->wake);
+    pthread_mutex_unlock(&m->mu);
+
+    if (running)
+        (void)pthread_join(m->hb_thread, NULL);
+    tl__store_close(m->hb_store);
+    m->hb_store = NULL;
+    m->hb_running = false;
+}

@@ -1,0 +1,796 @@
+/*
+ * manager.c -- the lock manager: the part of the protocol that is the same for every store.
+ * Strategies, backoff with jitter, deadlines, ownership checks, metrics, and the life cycle of
+ * lock handles (the heartbeat itself is in heartbeat.c).
+ */
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "manager.h"
+#include "store.h"
+#include "tl.h"
+
+const char *tl_version(void)
+{
+    return TL_VERSION_STRING;
+}
+
+static char *default_host(void)
+{
+    char host[256];
+
+    if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+        return tl__strdup("localhost");
+    host[sizeof(host) - 1] = '\0';
+    return tl__strdup(host);
+}
+
+static char *default_user(void)
+{
+    const char *env = getenv("USER"); /* NOLINT(concurrency-mt-unsafe): read-only use */
+
+    if (env != NULL && env[0] != '\0')
+        return tl__strdup(env);
+
+    struct passwd pw, *res = NULL;
+    char buf[1024];
+    if (getpwuid_r(getuid(), &pw, buf, sizeof(buf), &res) == 0 && res != NULL)
+        return tl__strdup(pw.pw_name);
+    return tl__asprintf("uid%lu", (unsigned long)getuid());
+}
+
+tl_manager *tl_manager_new(const struct tl_options *opts)
+{
+    static const struct tl_options zero;
+    tl_manager *m = tl__calloc(1, sizeof(*m));
+
+    if (opts == NULL)
+        opts = &zero;
+    if (m == NULL)
+        return NULL;
+
+    const char *url = opts->store_url;
+    if (url == NULL)
+        url = getenv("TASKLOCK_STORE"); /* NOLINT(concurrency-mt-unsafe) */
+    if (url == NULL || url[0] == '\0')
+        url = "sqlite:";
+    m->store_url = tl__strdup(url);
+
+    char *host = default_host();
+    if (opts->worker_id != NULL) {
+        m->worker_id = tl__strdup(opts->worker_id);
+    } else if (host != NULL) {
+        char *user = default_user();
+
+        m->worker_id = user ? tl__asprintf("%s@%s", user, host) : NULL;
+        tl__free(user);
+    }
+    if (opts->node_id != NULL) {
+        m->node_id = tl__strdup(opts->node_id);
+        tl__free(host);
+    } else {
+        m->node_id = host;
+    }
+
+    m->max_retries = opts->max_retries ? opts->max_retries : TL_DEFAULT_RETRIES;
+    m->backoff_initial_ms =
+        opts->backoff_initial_ms ? opts->backoff_initial_ms : TL_DEFAULT_BACKOFF_INITIAL_MS;
+    m->backoff_max_ms = opts->backoff_max_ms ? opts->backoff_max_ms : TL_DEFAULT_BACKOFF_MAX_MS;
+    m->heartbeat_ms = opts->heartbeat_ms;
+    m->lock_timeout_ms = opts->lock_timeout_ms ? opts->lock_timeout_ms : TL_DEFAULT_LOCK_TIMEOUT_MS;
+    m->on_lost = opts->on_lost;
+    m->lost_ud = opts->lost_ud;
+    m->log.fn = opts->log;
+    m->log.ud = opts->log_ud;
+    m->log.level = opts->log_level ? opts->log_level : TL_LOG_WARN;
+    m->clock = tl__real_clock;
+    m->rng = (uint64_t)tl__real_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)m ^
+             (uint64_t)tl__real_mono_ms() * 0x9e3779b97f4a7c15ull;
+    if (m->rng == 0)
+        m->rng = 0x9e3779b97f4a7c15ull;
+
+    if (m->store_url == NULL || m->worker_id == NULL || m->node_id == NULL)
+        goto err_free;
+
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        goto err_free;
+    (void)pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&m->wake, &attr);
+    (void)pthread_condattr_destroy(&attr);
+    if (rc != 0)
+        goto err_free;
+    if (pthread_mutex_init(&m->mu, NULL) != 0)
+        goto err_destroy_cond;
+    return m;
+
+err_destroy_cond:
+    (void)pthread_cond_destroy(&m->wake);
+err_free:
+    tl__free(m->store_url);
+    tl__free(m->worker_id);
+    tl__free(m->node_id);
+    tl__free(m);
+    return NULL;
+}
+
+void tl__manager_set_clock(tl_manager *m, const struct tl_clock *clock)
+{
+    m->clock = *clock;
+}
+
+static void lock_free_now(tl_lock *l)
+{
+    tl__record_clear(&l->rec);
+    tl__free(l);
+}
+
+void tl_manager_free(tl_manager *m)
+{
+    if (m == NULL)
+        return;
+    tl__heartbeat_stop(m);
+    tl__store_close(m->store);
+
+    /* The heartbeat has stopped, so no round holds a reference any more. */
+    tl_lock *l = m->held;
+    while (l != NULL) {
+        tl_lock *next = l->next;
+
+        lock_free_now(l);
+        l = next;
+    }
+    tl__record_free(m->last_holder);
+    (void)pthread_mutex_destroy(&m->mu);
+    (void)pthread_cond_destroy(&m->wake);
+    tl__free(m->store_url);
+    tl__free(m->worker_id);
+    tl__free(m->node_id);
+    tl__free(m);
+}
+
+const char *tl_errmsg(const tl_manager *m)
+{
+    return m == NULL ? "no manager (out of memory?)" : m->errmsg;
+}
+
+const char *tl_manager_worker_id(const tl_manager *m)
+{
+    return m->worker_id;
+}
+
+const char *tl_manager_node_id(const tl_manager *m)
+{
+    return m->node_id;
+}
+
+const struct tl_info *tl_last_holder(const tl_manager *m)
+{
+    return m == NULL || m->last_holder == NULL ? NULL : &m->last_holder->info;
+}
+
+/* Starts a public call: clears the message slot. */
+static void begin(tl_manager *m)
+{
+    m->errmsg[0] = '\0';
+}
+
+static tl_status store_fail(tl_manager *m, tl_status st)
+{
+    return tl__fail(m, st, "%s", m->store->errmsg[0] ? m->store->errmsg : tl_strerror(st));
+}
+
+tl_status tl_connect(tl_manager *m)
+{
+    const char *why;
+
+    if (m == NULL)
+        return TL_EINVAL;
+    if (m->store != NULL)
+        return TL_OK;
+    if ((why = tl__check_id(m->worker_id, TL_ID_MAX)) != NULL)
+        return tl__fail(m, TL_EINVAL, "worker id %s (at most %d bytes, no spaces or controls)",
+                        why, TL_ID_MAX);
+    if ((why = tl__check_id(m->node_id, TL_ID_MAX)) != NULL)
+        return tl__fail(m, TL_EINVAL, "node id %s (at most %d bytes, no spaces or controls)", why,
+                        TL_ID_MAX);
+    if (m->lock_timeout_ms > TL_DURATION_MAX_MS)
+        return tl__fail(m, TL_EINVAL, "lock timeout of %u ms is over the limit of 24 days",
+                        m->lock_timeout_ms);
+    if (m->heartbeat_ms != 0 && m->heartbeat_ms >= m->lock_timeout_ms)
+        return tl__fail(m, TL_EINVAL,
+                        "heartbeat interval (%u ms) must be shorter than the lock timeout (%u ms)",
+                        m->heartbeat_ms, m->lock_timeout_ms);
+    if (m->backoff_initial_ms > m->backoff_max_ms)
+        return tl__fail(m, TL_EINVAL, "initial backoff (%u ms) is over the maximum (%u ms)",
+                        m->backoff_initial_ms, m->backoff_max_ms);
+
+    tl_status st = tl__store_open(m->store_url, &m->clock, &m->log, &m->store, m->errmsg);
+    return st;
+}
+
+static tl_status ensure_connected(tl_manager *m)
+{
+    return m->store != NULL ? TL_OK : tl_connect(m);
+}
+
+static tl_status check_key(tl_manager *m, const char *key)
+{
+    const char *why = tl__check_id(key, TL_KEY_MAX);
+
+    if (why != NULL)
+        return tl__fail(m, TL_EINVAL, "key %s (1 to %d bytes, no spaces or controls)", why,
+                        TL_KEY_MAX);
+    if (m->store->ops->check_key != NULL) {
+        tl_status st = m->store->ops->check_key(m->store, key);
+        if (st != TL_OK)
+            return store_fail(m, st);
+    }
+    return TL_OK;
+}
+
+uint32_t tl__lock_interval(const tl_manager *m, const struct tl_store *s, uint32_t timeout_ms)
+{
+    if (m->heartbeat_ms != 0)
+        return m->heartbeat_ms;
+
+    uint32_t div = s->heartbeat_divisor ? s->heartbeat_divisor : 3;
+    uint32_t iv = timeout_ms / div;
+    if (!s->heartbeat_uncapped && iv > TL_DEFAULT_HEARTBEAT_MS)
+        iv = TL_DEFAULT_HEARTBEAT_MS;
+    return iv ? iv : 1;
+}
+
+static uint32_t next_random(tl_manager *m)
+{
+    if (m->clock.random != NULL)
+        return m->clock.random(m->clock.ud);
+    /* xorshift64*: jitter needs spread, not cryptographic strength. */
+    m->rng ^= m->rng >> 12;
+    m->rng ^= m->rng << 25;
+    m->rng ^= m->rng >> 27;
+    return (uint32_t)((m->rng * 0x2545f4914f6cdd1dull) >> 32);
+}
+
+/* The wait before retry number `attempt` (0-based): initial * 2^attempt, capped, times a
+ * jitter factor in [0.75, 1.25), capped again. */
+static uint32_t backoff_delay(tl_manager *m, uint32_t attempt)
+{
+    uint64_t base = m->backoff_initial_ms;
+
+    for (uint32_t i = 0; i < attempt && base < m->backoff_max_ms; i++)
+        base *= 2;
+    if (base > m->backoff_max_ms)
+        base = m->backoff_max_ms;
+
+    uint64_t jittered = base * (768 + (next_random(m) % 512)) / 1024;
+    if (jittered > m->backoff_max_ms)
+        jittered = m->backoff_max_ms;
+    return jittered ? (uint32_t)jittered : 1;
+}
+
+static void record_latency(tl_manager *m, double ms)
+{
+    m->acq_total_ms += ms;
+    m->latency[m->latency_next] = ms;
+    m->latency_next = (m->latency_next + 1) % TL_LATENCY_WINDOW;
+    if (m->latency_count < TL_LATENCY_WINDOW)
+        m->latency_count++;
+}
+
+static void describe_holder(const struct tl_record *h, char *buf, size_t size)
+{
+    char since[TL_ISO_SIZE];
+    int64_t age = h->info.observed_at_ms - h->info.heartbeat_at_ms;
+
+    tl__format_iso(h->info.claimed_at_ms, since);
+    if (h->info.observed_at_ms == 0 || age < 0)
+        age = 0;
+    (void)snprintf(buf, size, "by %s on %s since %s (token %llu, last heartbeat %lld.%llds ago%s)",
+                   h->info.worker_id ? h->info.worker_id : "?",
+                   h->info.node_id ? h->info.node_id : "?", since,
+                   (unsigned long long)h->info.token, (long long)(age / 1000),
+                   (long long)(age % 1000 / 100), h->info.stale ? ", stale" : "");
+}
+
+static void wait_before_retry(tl_manager *m, const char *key, uint32_t ms)
+{
+    if (m->store->ops->wait != NULL && m->clock.sleep_ms == tl__real_clock.sleep_ms) {
+        if (m->store->ops->wait(m->store, key, ms) == TL_OK)
+            return;
+        TL_LOG(&m->log, TL_LOG_DEBUG, "wake-up wait failed (%s); sleeping instead",
+               m->store->errmsg);
+    }
+    m->clock.sleep_ms(m->clock.ud, ms);
+}
+
+static void link_lock(tl_manager *m, tl_lock *l)
+{
+    l->prev = NULL;
+    l->next = m->held;
+    if (m->held != NULL)
+        m->held->prev = l;
+    m->held = l;
+    l->in_list = true;
+}
+
+static void unlink_lock(tl_manager *m, tl_lock *l)
+{
+    if (!l->in_list)
+        return;
+    if (l->prev != NULL)
+        l->prev->next = l->next;
+    else
+        m->held = l->next;
+    if (l->next != NULL)
+        l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+    l->in_list = false;
+}
+
+struct acquire_plan {
+    enum tl_claim_mode mode;
+    uint32_t retries;
+    bool unlimited;
+    int64_t deadline; /* monotonic ms; 0: none */
+};
+
+static tl_status plan_acquire(tl_manager *m, const struct tl_acquire_opts *o, uint32_t timeout,
+                              struct acquire_plan *p)
+{
+    if ((unsigned)o->strategy > TL_FORCE_ACQUIRE)
+        return tl__fail(m, TL_EINVAL, "unknown strategy %d", (int)o->strategy);
+    if (timeout > TL_DURATION_MAX_MS)
+        return tl__fail(m, TL_EINVAL, "lock timeout of %u ms is over the limit of 24 days",
+                        timeout);
+    if (m->heartbeat_ms != 0 && m->heartbeat_ms >= timeout)
+        return tl__fail(m, TL_EINVAL,
+                        "lock timeout (%u ms) must be longer than the heartbeat interval (%u ms)",
+                        timeout, m->heartbeat_ms);
+
+    p->mode = o->strategy == TL_FORCE_ACQUIRE ? TL_CLAIM_FORCE
+              : o->strategy == TL_STEAL_STALE ? TL_CLAIM_STEAL
+                                              : TL_CLAIM_NORMAL;
+    p->unlimited = false;
+    if (o->strategy == TL_FAIL_FAST || o->strategy == TL_FORCE_ACQUIRE || o->retries < 0)
+        p->retries = 0;
+    else if (o->retries > 0)
+        p->retries = (uint32_t)o->retries;
+    else if (o->deadline_ms > 0)
+        p->unlimited = true;
+    else
+        p->retries = m->max_retries;
+    p->deadline = o->deadline_ms ? m->clock.mono_ms(m->clock.ud) + o->deadline_ms : 0;
+    return TL_OK;
+}
+
+/* Records a busy outcome: the holder's record and a message naming it. */
+static tl_status fail_busy(tl_manager *m, const char *key, struct tl_claim_result *res,
+                           uint32_t attempts)
+{
+    char holder[200];
+
+    pthread_mutex_lock(&m->mu);
+    m->metrics.failed_acquisitions++;
+    pthread_mutex_unlock(&m->mu);
+    if (!res->holder_known) {
+        return tl__fail(m, TL_EBUSY, "key %s is held by another worker (%u attempt%s)%s%s", key,
+                        attempts, attempts == 1 ? "" : "s", m->store->errmsg[0] ? ": " : "",
+                        m->store->errmsg);
+    }
+    m->last_holder = tl__record_new();
+    if (m->last_holder != NULL && tl__record_copy(m->last_holder, &res->rec) != TL_OK) {
+        tl__free(m->last_holder);
+        m->last_holder = NULL;
+    }
+    describe_holder(&res->rec, holder, sizeof(holder));
+    return tl__fail(m, TL_EBUSY, "key %s is held %s; gave up after %u attempt%s", key, holder,
+                    attempts, attempts == 1 ? "" : "s");
+}
+
+tl_status tl_acquire(tl_manager *m, const char *key, const struct tl_acquire_opts *opts,
+                     tl_lock **out)
+{
+    static const struct tl_acquire_opts defaults;
+    struct acquire_plan plan = {0};
+    char *task_info = NULL;
+    tl_status st;
+
+    if (out != NULL)
+        *out = NULL;
+    if (m == NULL || out == NULL)
+        return TL_EINVAL;
+    begin(m);
+    tl__record_free(m->last_holder);
+    m->last_holder = NULL;
+    if (opts == NULL)
+        opts = &defaults;
+
+    uint32_t timeout = opts->lock_timeout_ms ? opts->lock_timeout_ms : m->lock_timeout_ms;
+    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK ||
+        (st = plan_acquire(m, opts, timeout, &plan)) != TL_OK)
+        return st;
+    if ((st = tl__task_info_normalize(opts->task_info, &task_info, m->errmsg)) != TL_OK)
+        return st;
+
+    /* Allocate the handle first: once the store says we won, nothing may fail. */
+    tl_lock *l = tl__calloc(1, sizeof(*l));
+    if (l == NULL) {
+        tl__free(task_info);
+        return tl__fail(m, TL_ENOMEM, "out of memory");
+    }
+
+    const struct tl_claim req = {
+        .key = key,
+        .worker_id = m->worker_id,
+        .node_id = m->node_id,
+        .task_info = task_info,
+        .lock_timeout_ms = timeout,
+        .mode = plan.mode,
+    };
+    int64_t start = m->clock.mono_ms(m->clock.ud);
+    struct tl_claim_result res;
+    uint32_t attempt = 0;
+    int64_t sent;
+
+    for (;;) {
+        memset(&res, 0, sizeof(res));
+        m->store->errmsg[0] = '\0';
+        sent = m->clock.mono_ms(m->clock.ud);
+        st = m->store->ops->claim(m->store, &req, &res);
+        if (st != TL_EBUSY)
+            break;
+
+        pthread_mutex_lock(&m->mu);
+        m->metrics.total_conflicts++;
+        pthread_mutex_unlock(&m->mu);
+
+        int64_t now = m->clock.mono_ms(m->clock.ud);
+        bool out_of_time = plan.deadline != 0 && now >= plan.deadline;
+        if ((!plan.unlimited && attempt >= plan.retries) || out_of_time) {
+            st = fail_busy(m, key, &res, attempt + 1);
+            goto done;
+        }
+
+        uint32_t delay = backoff_delay(m, attempt);
+        if (plan.deadline != 0 && now + delay > plan.deadline)
+            delay = (uint32_t)(plan.deadline - now);
+        tl__record_clear(&res.rec);
+        TL_LOG(&m->log, TL_LOG_DEBUG, "%s: held; retry %u in %u ms", key, attempt + 1, delay);
+        pthread_mutex_lock(&m->mu);
+        m->metrics.total_retries++;
+        pthread_mutex_unlock(&m->mu);
+        wait_before_retry(m, key, delay);
+        attempt++;
+    }
+
+    if (st != TL_OK) {
+        pthread_mutex_lock(&m->mu);
+        m->metrics.failed_acquisitions++;
+        pthread_mutex_unlock(&m->mu);
+        st = store_fail(m, st);
+        goto done;
+    }
+
+    int64_t now = m->clock.mono_ms(m->clock.ud);
+    l->m = m;
+    l->rec = res.rec;
+    memset(&res.rec, 0, sizeof(res.rec));
+    l->interval_ms = tl__lock_interval(m, m->store, timeout);
+    l->state = TL_HELD;
+    l->refs = 1;
+    l->heartbeat_at_ms = l->rec.info.heartbeat_at_ms;
+    l->last_ok_mono_ms = sent;
+    l->next_due_mono_ms = now + l->interval_ms;
+
+    pthread_mutex_lock(&m->mu);
+    link_lock(m, l);
+    m->metrics.total_acquisitions++;
+    m->metrics.locks_held++;
+    if (res.took_stale)
+        m->metrics.stale_locks_claimed++;
+    if (res.took_forced)
+        m->metrics.forced_acquisitions++;
+    record_latency(m, (double)(now - start));
+    pthread_mutex_unlock(&m->mu);
+
+    if (res.took_stale || res.took_forced)
+        TL_LOG(&m->log, TL_LOG_INFO, "%s: took a %s lock (token %llu)", key,
+               res.took_stale ? "stale" : "live", (unsigned long long)l->rec.info.token);
+
+    st = tl__heartbeat_start(m);
+    if (st != TL_OK) {
+        /* We hold it but could not keep it alive: give it back rather than let it rot. */
+        (void)m->store->ops->release(m->store, &l->rec, "heartbeat could not start");
+        pthread_mutex_lock(&m->mu);
+        unlink_lock(m, l);
+        m->metrics.locks_held--;
+        pthread_mutex_unlock(&m->mu);
+        lock_free_now(l);
+        l = NULL;
+        st = tl__fail(m, st, "cannot start the heartbeat thread");
+        goto done_free;
+    }
+    *out = l;
+    l = NULL;
+    goto done_free;
+
+done:
+    tl__record_clear(&res.rec);
+done_free:
+    tl__free(l);
+    tl__free(task_info);
+    return st;
+}
+
+bool tl__lock_mark_lost_locked(tl_lock *l)
+{
+    if (l->state == TL_HELD)
+        l->m->metrics.locks_held--;
+    if (l->state != TL_LOST)
+        l->m->metrics.locks_lost++;
+    l->state = TL_LOST;
+    if (l->lost_notified)
+        return false;
+    l->lost_notified = true;
+    return l->m->on_lost != NULL;
+}
+
+void tl__lock_fire_lost(tl_lock *l)
+{
+    l->m->on_lost(l->m->lost_ud, l);
+}
+
+tl_status tl_release(tl_lock *l, const char *summary)
+{
+    if (l == NULL)
+        return TL_EINVAL;
+
+    tl_manager *m = l->m;
+    begin(m);
+    pthread_mutex_lock(&m->mu);
+    enum tl_lock_state before = l->state;
+    if (before == TL_RELEASED || before == TL_RELEASING) {
+        pthread_mutex_unlock(&m->mu);
+        return TL_OK;
+    }
+    l->state = TL_RELEASING; /* the heartbeat leaves it alone from now on */
+    pthread_mutex_unlock(&m->mu);
+
+    tl_status st = ensure_connected(m);
+    if (st == TL_OK) {
+        m->store->errmsg[0] = '\0';
+        st = m->store->ops->release(m->store, &l->rec, summary);
+    }
+
+    bool fire = false;
+    pthread_mutex_lock(&m->mu);
+    if (st == TL_OK) {
+        if (before == TL_HELD)
+            m->metrics.locks_held--;
+        l->state = TL_RELEASED;
+        m->metrics.total_releases++;
+    } else if (st == TL_ENOTOWNER) {
+        l->state = before;
+        fire = tl__lock_mark_lost_locked(l);
+    } else {
+        l->state = before;
+    }
+    pthread_mutex_unlock(&m->mu);
+
+    if (fire)
+        tl__lock_fire_lost(l);
+    if (st == TL_ENOTOWNER)
+        return tl__fail(m, st, "lock %s (token %llu) is no longer ours: %s", l->rec.info.key,
+                        (unsigned long long)l->rec.info.token, m->store->errmsg);
+    if (st != TL_OK && m->store != NULL)
+        return store_fail(m, st);
+    return st;
+}
+
+tl_status tl_renew(tl_lock *l)
+{
+    if (l == NULL)
+        return TL_EINVAL;
+
+    tl_manager *m = l->m;
+    begin(m);
+    tl_status st = ensure_connected(m);
+    if (st != TL_OK)
+        return st;
+
+    pthread_mutex_lock(&m->mu);
+    enum tl_lock_state state = l->state;
+    uint64_t seq = ++l->renewals;
+    pthread_mutex_unlock(&m->mu);
+    if (state == TL_RELEASED || state == TL_RELEASING)
+        return tl__fail(m, TL_ENOTOWNER, "lock %s was released", l->rec.info.key);
+    if (state == TL_LOST)
+        return tl__fail(m, TL_ELOST, "lock %s was lost", l->rec.info.key);
+
+    int64_t sent = m->clock.mono_ms(m->clock.ud), beat = 0;
+    m->store->errmsg[0] = '\0';
+    st = m->store->ops->renew(m->store, &l->rec, seq, &beat);
+
+    bool fire = false;
+    pthread_mutex_lock(&m->mu);
+    if (st == TL_OK) {
+        m->metrics.heartbeats_sent++;
+        if (l->state == TL_HELD) {
+            l->heartbeat_at_ms = beat;
+            l->last_ok_mono_ms = sent;
+        }
+    } else if (st == TL_ELOST) {
+        if (l->state == TL_HELD)
+            fire = tl__lock_mark_lost_locked(l);
+    } else {
+        m->metrics.heartbeats_failed++;
+    }
+    pthread_mutex_unlock(&m->mu);
+
+    if (fire)
+        tl__lock_fire_lost(l);
+    return st == TL_OK ? TL_OK : store_fail(m, st);
+}
+
+void tl__lock_unref(tl_lock *l)
+{
+    tl_manager *m = l->m;
+
+    pthread_mutex_lock(&m->mu);
+    bool last = --l->refs == 0;
+    pthread_mutex_unlock(&m->mu);
+    if (last)
+        lock_free_now(l);
+}
+
+void tl_lock_free(tl_lock *l)
+{
+    if (l == NULL)
+        return;
+
+    tl_manager *m = l->m;
+    pthread_mutex_lock(&m->mu);
+    unlink_lock(m, l);
+    if (l->state == TL_HELD) {
+        m->metrics.locks_held--;
+        l->state = TL_RELEASED; /* not in the store: we just stop heartbeating it */
+    }
+    pthread_mutex_unlock(&m->mu);
+    tl__lock_unref(l);
+}
+
+const char *tl_lock_key(const tl_lock *l)
+{
+    return l->rec.info.key;
+}
+
+uint64_t tl_lock_token(const tl_lock *l)
+{
+    return l->rec.info.token;
+}
+
+bool tl_lock_is_lost(const tl_lock *l)
+{
+    pthread_mutex_lock(&l->m->mu);
+    bool lost = l->state == TL_LOST;
+    pthread_mutex_unlock(&l->m->mu);
+    return lost;
+}
+
+char *tl_lock_metadata(const tl_lock *l)
+{
+    struct tl_info info = l->rec.info;
+
+    pthread_mutex_lock(&l->m->mu);
+    info.heartbeat_at_ms = l->heartbeat_at_ms;
+    pthread_mutex_unlock(&l->m->mu);
+    return tl__meta_encode(&info);
+}
+
+tl_status tl_inspect(tl_manager *m, const char *key, struct tl_info **out)
+{
+    tl_status st;
+
+    if (out != NULL)
+        *out = NULL;
+    if (m == NULL || out == NULL)
+        return TL_EINVAL;
+    begin(m);
+    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK)
+        return st;
+
+    struct tl_record *r = tl__record_new();
+    bool found = false;
+    if (r == NULL)
+        return tl__fail(m, TL_ENOMEM, "out of memory");
+    m->store->errmsg[0] = '\0';
+    st = m->store->ops->inspect(m->store, key, r, &found);
+    if (st != TL_OK || !found) {
+        tl__record_free(r);
+        return st == TL_OK ? TL_OK : store_fail(m, st);
+    }
+    *out = &r->info;
+    return TL_OK;
+}
+
+tl_status tl_list(tl_manager *m, struct tl_info ***out, size_t *count)
+{
+    tl_status st;
+    struct tl_record **recs = NULL;
+
+    if (out != NULL)
+        *out = NULL;
+    if (count != NULL)
+        *count = 0;
+    if (m == NULL || out == NULL || count == NULL)
+        return TL_EINVAL;
+    begin(m);
+    if ((st = ensure_connected(m)) != TL_OK)
+        return st;
+    if (m->store->ops->list == NULL)
+        return tl__fail(m, TL_ENOTSUP, "the %s store cannot list its locks",
+                        m->store->ops->scheme);
+    m->store->errmsg[0] = '\0';
+    st = m->store->ops->list(m->store, &recs, count);
+    if (st != TL_OK)
+        return store_fail(m, st);
+    /* Each record starts with its tl_info, so the array can be handed out as it is. */
+    *out = (struct tl_info **)recs;
+    return TL_OK;
+}
+
+tl_status tl_history(tl_manager *m, const char *key, size_t limit, struct tl_event ***out,
+                     size_t *count)
+{
+    tl_status st;
+
+    if (out != NULL)
+        *out = NULL;
+    if (count != NULL)
+        *count = 0;
+    if (m == NULL || out == NULL || count == NULL)
+        return TL_EINVAL;
+    begin(m);
+    if ((st = ensure_connected(m)) != TL_OK || (key != NULL && (st = check_key(m, key)) != TL_OK))
+        return st;
+    if (m->store->ops->history == NULL)
+        return tl__fail(m, TL_ENOTSUP, "the %s store keeps no audit trail here",
+                        m->store->ops->scheme);
+    m->store->errmsg[0] = '\0';
+    st = m->store->ops->history(m->store, key, limit ? limit : 100, out, count);
+    return st == TL_OK ? TL_OK : store_fail(m, st);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+void tl_metrics_get(const tl_manager *m, struct tl_metrics *out, size_t size)
+{
+    struct tl_metrics mt;
+    double sorted[TL_LATENCY_WINDOW];
+    tl_manager *mm = (tl_manager *)m; /* the mutex is not part of the logical state */
+
+    pthread_mutex_lock(&mm->mu);
+    mt = m->metrics;
+    size_t n = m->latency_count;
+    memcpy(sorted, m->latency, n * sizeof(double));
+    mt.average_acquisition_ms =
+        mt.total_acquisitions ? m->acq_total_ms / (double)mt.total_acquisitions : 0.0;
+    pthread_mutex_unlock(&mm->mu);
+
+    if (n > 0) {
+        qsort(sorted, n, sizeof(double), cmp_double);
+        mt.p50_acquisition_ms = sorted[(n - 1) / 2];
+        mt.p99_acquisition_ms = sorted[(n * 99 + 99) / 100 - 1];
+    }
+    memcpy(out, &mt, size < sizeof(mt) ? size : sizeof(mt));
+}

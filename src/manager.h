@@ -1,0 +1,89 @@
+/*
+ * manager.h -- the lock manager's internals, shared by manager.c, heartbeat.c and tests.
+ */
+#ifndef TL_MANAGER_H
+#define TL_MANAGER_H
+
+#include <pthread.h>
+
+#include "store.h"
+#include "tl.h"
+
+#define TL_LATENCY_WINDOW 1024
+
+enum tl_lock_state { TL_HELD = 0, TL_RELEASING, TL_RELEASED, TL_LOST };
+
+struct tl_lock {
+    tl_manager *m;
+    struct tl_record rec;      /* as claimed; immutable while held */
+    uint32_t interval_ms;      /* heartbeat interval of this lock */
+    /* The fields below are guarded by m->mu. */
+    enum tl_lock_state state;
+    int refs;                  /* the user's handle + heartbeat rounds in flight */
+    bool in_list;              /* linked in m->held */
+    bool lost_notified;        /* the lost callback has fired */
+    int64_t heartbeat_at_ms;   /* last successful heartbeat, store clock */
+    uint64_t renewals;         /* renewals sent (the seq passed to the store) */
+    int64_t last_ok_mono_ms;   /* when the last successful renew was sent, monotonic */
+    int64_t next_due_mono_ms;  /* when the heartbeat renews it next */
+    struct tl_lock *prev, *next;
+};
+
+struct tl_manager {
+    /* Options after defaults; strings owned. Immutable after tl_manager_new(). */
+    char *store_url;
+    char *worker_id;
+    char *node_id;
+    uint32_t max_retries;
+    uint32_t backoff_initial_ms;
+    uint32_t backoff_max_ms;
+    uint32_t heartbeat_ms; /* 0: per store and lock timeout */
+    uint32_t lock_timeout_ms;
+    tl_lost_fn *on_lost;
+    void *lost_ud;
+    struct tl_logger log;
+    struct tl_clock clock;
+    uint64_t rng; /* jitter state, used by the calling thread only */
+
+    /* The calling thread's store and message slot. */
+    struct tl_store *store;
+    char errmsg[TL_ERRMSG_SIZE];
+    struct tl_record *last_holder;
+
+    /* Shared with the heartbeat thread: guarded by mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    struct tl_lock *held; /* locks being heartbeated */
+    size_t held_count;
+    bool hb_running;
+    bool hb_stop;
+    pthread_t hb_thread;
+    struct tl_store *hb_store; /* owned by the heartbeat thread */
+    struct tl_metrics metrics;
+    double acq_total_ms;
+    double latency[TL_LATENCY_WINDOW];
+    size_t latency_count;
+    size_t latency_next;
+};
+
+/* Test hook: replaces the manager's clocks (call before any other use of m). */
+void tl__manager_set_clock(tl_manager *m, const struct tl_clock *clock);
+
+/* Runs one heartbeat round on `store` (a connection the calling thread owns; NULL counts as a
+ * failed renew), renewing every held lock that is due at `mono_now` (or every one if `all`),
+ * and returns how many it tried. The heartbeat thread runs it on its own connection; tests run
+ * it directly instead of waiting for the thread. */
+size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_now, bool all);
+
+/* heartbeat.c */
+tl_status tl__heartbeat_start(tl_manager *m); /* starts the thread if it is not running */
+void tl__heartbeat_stop(tl_manager *m);      /* stops and joins it; closes its store */
+
+/* manager.c, for heartbeat.c: marks a lock lost (under m->mu) and reports whether the caller
+ * must fire the lost callback (outside the mutex). */
+bool tl__lock_mark_lost_locked(tl_lock *l);
+void tl__lock_unref(tl_lock *l);
+void tl__lock_fire_lost(tl_lock *l);
+uint32_t tl__lock_interval(const tl_manager *m, const struct tl_store *s, uint32_t timeout_ms);
+
+#endif /* TL_MANAGER_H */

@@ -1,0 +1,163 @@
+/*
+ * record.c -- lock records and audit events: allocation, copying, staleness, arrays.
+ */
+#include <string.h>
+
+#include "store.h"
+#include "tl.h"
+
+struct tl_record *tl__record_new(void)
+{
+    return tl__calloc(1, sizeof(struct tl_record));
+}
+
+void tl__record_clear(struct tl_record *r)
+{
+    if (r == NULL)
+        return;
+    tl__free(r->info.key);
+    tl__free(r->info.worker_id);
+    tl__free(r->info.node_id);
+    tl__free(r->info.task_info);
+    tl__free(r->opaque);
+    memset(r, 0, sizeof(*r));
+}
+
+void tl__record_free(struct tl_record *r)
+{
+    tl__record_clear(r);
+    tl__free(r);
+}
+
+static bool dup_field(char **dst, const char *src)
+{
+    if (src == NULL) {
+        *dst = NULL;
+        return true;
+    }
+    *dst = tl__strdup(src);
+    return *dst != NULL;
+}
+
+tl_status tl__record_copy(struct tl_record *dst, const struct tl_record *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    dst->info = src->info;
+    dst->info.key = dst->info.worker_id = dst->info.node_id = dst->info.task_info = NULL;
+    if (!dup_field(&dst->info.key, src->info.key) ||
+        !dup_field(&dst->info.worker_id, src->info.worker_id) ||
+        !dup_field(&dst->info.node_id, src->info.node_id) ||
+        !dup_field(&dst->info.task_info, src->info.task_info) ||
+        !dup_field(&dst->opaque, src->opaque)) {
+        tl__record_clear(dst);
+        return TL_ENOMEM;
+    }
+    return TL_OK;
+}
+
+void tl__record_judge(struct tl_record *r, int64_t now_ms)
+{
+    r->info.observed_at_ms = now_ms;
+    r->info.stale = now_ms - r->info.heartbeat_at_ms > (int64_t)r->info.lock_timeout_ms;
+}
+
+void tl_info_free(struct tl_info *info)
+{
+    /* Every tl_info handed out is the head of a tl_record (see tl.h). */
+    tl__record_free((struct tl_record *)info);
+}
+
+void tl_info_array_free(struct tl_info **infos, size_t count)
+{
+    if (infos == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        tl_info_free(infos[i]);
+    tl__free(infos);
+}
+
+struct tl_event *tl__event_new(void)
+{
+    return tl__calloc(1, sizeof(struct tl_event));
+}
+
+void tl__event_free(struct tl_event *e)
+{
+    if (e == NULL)
+        return;
+    tl__free(e->key);
+    tl__free(e->worker_id);
+    tl__free(e->node_id);
+    tl__free(e->detail);
+    tl__free(e);
+}
+
+void tl_event_array_free(struct tl_event **events, size_t count)
+{
+    if (events == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        tl__event_free(events[i]);
+    tl__free(events);
+}
+
+const char *tl_event_kind_name(tl_event_kind kind)
+{
+    switch (kind) {
+    case TL_EVENT_ACQUIRED: return "acquired";
+    case TL_EVENT_RELEASED: return "released";
+    case TL_EVENT_STOLEN: return "stolen";
+    case TL_EVENT_FORCED: return "forced";
+    case TL_EVENT_LOST: return "lost";
+    }
+    return "unknown";
+}
+
+static tl_status array_push(void ***arr, size_t *count, size_t *cap, void *item)
+{
+    if (*count == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        void **n = tl__realloc(*arr, ncap * sizeof(**arr));
+
+        if (n == NULL)
+            return TL_ENOMEM;
+        *arr = n;
+        *cap = ncap;
+    }
+    (*arr)[(*count)++] = item;
+    return TL_OK;
+}
+
+tl_status tl__record_array_push(struct tl_record ***arr, size_t *count, size_t *cap,
+                                struct tl_record *r)
+{
+    void **a = (void **)*arr;
+    tl_status st = array_push(&a, count, cap, r);
+
+    *arr = (struct tl_record **)a;
+    return st;
+}
+
+tl_status tl__event_array_push(struct tl_event ***arr, size_t *count, size_t *cap,
+                               struct tl_event *e)
+{
+    void **a = (void **)*arr;
+    tl_status st = array_push(&a, count, cap, e);
+
+    *arr = (struct tl_event **)a;
+    return st;
+}
+
+enum tl_verdict tl__claim_verdict(bool held, int64_t beat_ms, uint32_t timeout_ms,
+                                  enum tl_claim_mode mode, int64_t now_ms)
+{
+    if (!held)
+        return TL_VERDICT_FREE;
+
+    bool stale = now_ms - beat_ms > (int64_t)timeout_ms;
+    if (stale && mode != TL_CLAIM_NORMAL)
+        return TL_VERDICT_STEAL;
+    if (mode == TL_CLAIM_FORCE)
+        return TL_VERDICT_FORCE;
+    return TL_VERDICT_BUSY;
+}

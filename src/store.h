@@ -1,0 +1,133 @@
+/*
+ * store.h -- the store interface: one vtable, one contract (DESIGN.md section 3).
+ *
+ * A store instance is one connection to one store, used by one thread at a time. The manager
+ * opens two: one for the calling thread and one for its heartbeat thread.
+ *
+ * The contract, for a key:
+ * - claim: atomic. Of any number of concurrent claims exactly one wins. A win gets a new token,
+ *   larger than every token the key had before (also across release and steal).
+ *   TL_CLAIM_NORMAL wins only if the key is free; TL_CLAIM_STEAL also wins if the holder is stale
+ *   (by the store's clock, against the lock timeout the holder recorded); TL_CLAIM_FORCE always
+ *   wins. Same worker id is not ownership: a held key is held, whoever asks.
+ * - renew: compare worker id and token, then record a heartbeat by the store's clock.
+ *   TL_ELOST if the record is no longer ours (stolen, forced or released).
+ * - release: compare worker id and token, then free the key. TL_OK if the key is already free
+ *   and no one has claimed it since our token (releasing twice is not an error).
+ *   TL_ENOTOWNER if someone else holds it or claimed it since.
+ * - inspect/list: records of held keys, stale ones included, each judged stale or not.
+ * - A record is never dropped silently: a stale lock stays held until it is stolen, forced or
+ *   released.
+ * Every operation is safe to retry.
+ */
+#ifndef TL_STORE_H
+#define TL_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tl.h"
+
+#define TL_STORE_OPS_VERSION 1
+
+enum tl_claim_mode { TL_CLAIM_NORMAL = 0, TL_CLAIM_STEAL, TL_CLAIM_FORCE };
+
+/* What a store instance knows of its surroundings. Set by the core before open. */
+struct tl_store {
+    const struct tl_store_ops *ops;
+    const struct tl_clock *clock; /* the manager's clocks (stores without a clock use now_ms) */
+    const struct tl_logger *log;
+    char errmsg[TL_ERRMSG_SIZE]; /* this instance's last error; see tl__store_fail() */
+    /* Set by open: the heartbeat interval this store prefers for a lock timeout, as a divisor
+     * (interval = min(30 s, timeout / divisor)); 0 means 3. GitHub uses 4 and no 30 s cap. */
+    uint32_t heartbeat_divisor;
+    bool heartbeat_uncapped;
+};
+
+/* A claim request. Strings are borrowed for the call. */
+struct tl_claim {
+    const char *key;
+    const char *worker_id;
+    const char *node_id;
+    const char *task_info; /* normalised JSON object text, never NULL */
+    uint32_t lock_timeout_ms;
+    enum tl_claim_mode mode;
+};
+
+/* The outcome of a claim. */
+struct tl_claim_result {
+    struct tl_record rec; /* won: our record (token, times); busy: the holder's, if known */
+    bool holder_known;    /* busy: whether rec describes the holder */
+    bool took_stale;      /* won by replacing a stale holder */
+    bool took_forced;     /* won by forcing out a live holder */
+};
+
+struct tl_store_ops {
+    int version;        /* TL_STORE_OPS_VERSION */
+    const char *scheme; /* "sqlite", "memory", "github", ... */
+    size_t size;        /* bytes of the instance; struct tl_store comes first */
+
+    /* Parses `url` and connects. `url` is the whole URL, scheme included. On failure the core
+     * still calls close, so close must accept a half-opened instance. */
+    tl_status (*open)(struct tl_store *s, const char *url);
+    void (*close)(struct tl_store *s);
+
+    /* TL_OK: won, out->rec is ours. TL_EBUSY: held, out->rec the holder's when known. */
+    tl_status (*claim)(struct tl_store *s, const struct tl_claim *req,
+                       struct tl_claim_result *out);
+    /* `held` is the record claim returned (immutable while held); `seq` counts renewals of this
+     * lock (1, 2, ...). On TL_OK *heartbeat_at_ms is the new heartbeat time, store clock. */
+    tl_status (*renew)(struct tl_store *s, const struct tl_record *held, uint64_t seq,
+                       int64_t *heartbeat_at_ms);
+    tl_status (*release)(struct tl_store *s, const struct tl_record *held, const char *summary);
+    /* *found false when the key is free. */
+    tl_status (*inspect)(struct tl_store *s, const char *key, struct tl_record *out, bool *found);
+
+    /* Optional (NULL: TL_ENOTSUP). */
+    tl_status (*list)(struct tl_store *s, struct tl_record ***out, size_t *count);
+    tl_status (*history)(struct tl_store *s, const char *key, size_t limit, struct tl_event ***out,
+                         size_t *count);
+    /* Blocks up to `timeout_ms` or until `key` may have been released, whichever is first.
+     * TL_OK either way; an error makes the caller fall back to sleeping. NULL: plain sleep. */
+    tl_status (*wait)(struct tl_store *s, const char *key, uint32_t timeout_ms);
+    /* Checks that `key` is a key this store can lock (after tl_key_is_valid()). NULL: any. */
+    tl_status (*check_key)(struct tl_store *s, const char *key);
+};
+
+/* Writes the instance's message slot and returns `st`. */
+tl_status tl__store_fail(struct tl_store *s, tl_status st, const char *fmt, ...) TL_PRINTF(3, 4);
+
+/* Finds the store ops for `url` by its scheme (registry.c). NULL if the scheme is unknown. */
+const struct tl_store_ops *tl__store_find(const char *url);
+/* Whether the scheme is one we know but this build lacks (for the message). */
+bool tl__store_known_but_missing(const char *url);
+
+/*
+ * Allocates and opens an instance for `url`. On failure returns the status and copies the
+ * store's message into `err` (TL_ERRMSG_SIZE); *out is NULL.
+ */
+tl_status tl__store_open(const char *url, const struct tl_clock *clock,
+                         const struct tl_logger *log, struct tl_store **out, char *err);
+void tl__store_close(struct tl_store *s); /* NULL is a no-op */
+
+/* Helpers for store implementations. */
+
+/* What a claim in `mode` does to a key whose holder (if `held`) last heartbeated at `beat_ms`
+ * with `timeout_ms`, judged at `now_ms`. */
+enum tl_verdict { TL_VERDICT_FREE, TL_VERDICT_STEAL, TL_VERDICT_FORCE, TL_VERDICT_BUSY };
+enum tl_verdict tl__claim_verdict(bool held, int64_t beat_ms, uint32_t timeout_ms,
+                                  enum tl_claim_mode mode, int64_t now_ms);
+
+tl_status tl__record_array_push(struct tl_record ***arr, size_t *count, size_t *cap,
+                                struct tl_record *r);
+tl_status tl__event_array_push(struct tl_event ***arr, size_t *count, size_t *cap,
+                               struct tl_event *e);
+
+/* The stores this build has (registry.c lists them). */
+extern const struct tl_store_ops tl__store_memory;
+extern const struct tl_store_ops tl__store_sqlite;
+extern const struct tl_store_ops tl__store_github;
+extern const struct tl_store_ops tl__store_redis;
+extern const struct tl_store_ops tl__store_postgres;
+
+#endif /* TL_STORE_H */

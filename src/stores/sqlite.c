@@ -1,0 +1,684 @@
+/*
+ * sqlite.c -- the embedded store: one SQLite file shared by the workers of one machine.
+ *
+ * Each claim, renew and release is one short transaction (BEGIN IMMEDIATE for the ones that read
+ * before they write), so many processes can share the file safely. The file is in WAL mode with
+ * synchronous=FULL: every commit is durable before the call returns. NORMAL would be several
+ * times faster, but after a power loss it can roll back the last commits, and with them the
+ * token counter: a new holder could then receive a fencing token that an earlier holder already
+ * handed to a resource, and fencing would no longer protect it. Tokens must never go backwards,
+ * so the store pays one fsync per transaction (`?synchronous=normal` trades that away).
+ *
+ * Rows of tl_locks stay after release (worker_id NULL) so that the key's last token survives;
+ * tl_history is the append-only audit trail. Staleness is judged by this machine's clock.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+#include "tl.h"
+
+#define SCHEMA_VERSION 1
+#define DEFAULT_BUSY_MS 10000
+
+enum stmt_id {
+    ST_SELECT,
+    ST_UPSERT,
+    ST_HISTORY_ADD,
+    ST_RENEW,
+    ST_FREE,
+    ST_LIST,
+    ST_HISTORY_KEY,
+    ST_HISTORY_ALL,
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_COUNT
+};
+
+static const char *const sql_text[ST_COUNT] = {
+    [ST_SELECT] = "SELECT token, worker_id, node_id, claimed_at, heartbeat_at, lock_timeout_ms, "
+                  "task_info FROM tl_locks WHERE key = ?1",
+    [ST_UPSERT] = "INSERT INTO tl_locks(key, token, worker_id, node_id, claimed_at, "
+                  "heartbeat_at, lock_timeout_ms, task_info) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, "
+                  "?7) ON CONFLICT(key) DO UPDATE SET token = excluded.token, worker_id = "
+                  "excluded.worker_id, node_id = excluded.node_id, claimed_at = "
+                  "excluded.claimed_at, heartbeat_at = excluded.heartbeat_at, lock_timeout_ms = "
+                  "excluded.lock_timeout_ms, task_info = excluded.task_info",
+    [ST_HISTORY_ADD] = "INSERT INTO tl_history(at, key, event, worker_id, node_id, token, "
+                       "detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_RENEW] = "UPDATE tl_locks SET heartbeat_at = ?1 WHERE key = ?2 AND worker_id = ?3 AND "
+                 "token = ?4",
+    [ST_FREE] = "UPDATE tl_locks SET worker_id = NULL, node_id = NULL, claimed_at = NULL, "
+                "heartbeat_at = NULL, lock_timeout_ms = NULL, task_info = NULL WHERE key = ?1 "
+                "AND worker_id = ?2 AND token = ?3",
+    [ST_LIST] = "SELECT token, worker_id, node_id, claimed_at, heartbeat_at, lock_timeout_ms, "
+                "task_info, key FROM tl_locks WHERE worker_id IS NOT NULL ORDER BY key",
+    [ST_HISTORY_KEY] = "SELECT at, key, event, worker_id, node_id, token, detail FROM tl_history "
+                       "WHERE key = ?1 ORDER BY id DESC LIMIT ?2",
+    [ST_HISTORY_ALL] = "SELECT at, key, event, worker_id, node_id, token, detail FROM tl_history "
+                       "ORDER BY id DESC LIMIT ?2",
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS tl_locks ("
+    " key TEXT PRIMARY KEY NOT NULL,"
+    " token INTEGER NOT NULL,"      /* the last token issued for the key */
+    " worker_id TEXT, node_id TEXT," /* NULL when free */
+    " claimed_at INTEGER, heartbeat_at INTEGER, lock_timeout_ms INTEGER, task_info TEXT"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS tl_history ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " at INTEGER NOT NULL, key TEXT NOT NULL,"
+    " event TEXT NOT NULL CHECK (event IN ('acquired','released','stolen','forced','lost')),"
+    " worker_id TEXT NOT NULL, node_id TEXT NOT NULL, token INTEGER NOT NULL, detail TEXT);"
+    "CREATE INDEX IF NOT EXISTS tl_history_by_key ON tl_history(key, id);";
+
+struct sqlite_store {
+    struct tl_store base; /* must be first */
+    sqlite3 *db;
+    char *path;
+    uint32_t busy_ms;
+    sqlite3_stmt *stmt[ST_COUNT];
+};
+_Static_assert(offsetof(struct sqlite_store, base) == 0, "base must be first");
+
+static tl_status db_fail(struct sqlite_store *ss, int rc, const char *what)
+{
+    int base = rc & 0xff;
+
+    if (base == SQLITE_BUSY || base == SQLITE_LOCKED)
+        return tl__store_fail(&ss->base, TL_ETIMEDOUT,
+                              "sqlite: %s: %s: the database stayed locked for %u ms", ss->path,
+                              what, ss->busy_ms);
+    const char *msg = ss->db ? sqlite3_errmsg(ss->db) : sqlite3_errstr(rc);
+    if (base == SQLITE_CANTOPEN || base == SQLITE_READONLY || base == SQLITE_PERM)
+        return tl__store_fail(&ss->base, TL_ESTORE,
+                              "sqlite: %s: %s: %s (check that the directory exists and is "
+                              "writable, or set TASKLOCK_DB)",
+                              ss->path, what, msg);
+    return tl__store_fail(&ss->base, TL_ESTORE, "sqlite: %s: %s: %s", ss->path, what, msg);
+}
+
+/* mkdir -p of the parent directories of `path`. */
+static int make_parents(const char *path)
+{
+    char *dir = tl__strdup(path);
+    int rc = 0;
+
+    if (dir == NULL)
+        return ENOMEM;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            rc = errno;
+            break;
+        }
+        *p = '/';
+    }
+    tl__free(dir);
+    return rc;
+}
+
+/* $TASKLOCK_DB, else ${XDG_STATE_HOME:-$HOME/.local/state}/tasklock/locks.db. */
+static char *default_path(void)
+{
+    const char *db = getenv("TASKLOCK_DB");     /* NOLINT(concurrency-mt-unsafe) */
+    const char *xdg = getenv("XDG_STATE_HOME"); /* NOLINT(concurrency-mt-unsafe) */
+    const char *home = getenv("HOME");          /* NOLINT(concurrency-mt-unsafe) */
+
+    if (db != NULL && db[0] != '\0')
+        return tl__strdup(db);
+    if (xdg != NULL && xdg[0] == '/')
+        return tl__asprintf("%s/tasklock/locks.db", xdg);
+    if (home == NULL || home[0] == '\0')
+        home = "/tmp";
+    return tl__asprintf("%s/.local/state/tasklock/locks.db", home);
+}
+
+static tl_status parse_params(struct sqlite_store *ss, char *query, const char **sync)
+{
+    for (char *p = query; p != NULL && *p != '\0';) {
+        char *amp = strchr(p, '&');
+        if (amp != NULL)
+            *amp = '\0';
+
+        uint64_t v;
+        if (strncmp(p, "busy_timeout=", 13) == 0 && tl__parse_u64(p + 13, &v) && v <= INT_MAX)
+            ss->busy_ms = (uint32_t)v;
+        else if (strcmp(p, "synchronous=full") == 0)
+            *sync = "FULL";
+        else if (strcmp(p, "synchronous=normal") == 0)
+            *sync = "NORMAL";
+        else
+            return tl__store_fail(&ss->base, TL_EINVAL,
+                                  "sqlite store URL: unknown parameter \"%s\" (known: "
+                                  "busy_timeout=MS, synchronous=full|normal)",
+                                  p);
+        p = amp ? amp + 1 : NULL;
+    }
+    return TL_OK;
+}
+
+static tl_status create_schema(struct sqlite_store *ss)
+{
+    sqlite3_stmt *st = NULL;
+    int version = 0;
+    int rc = sqlite3_prepare_v2(ss->db, "PRAGMA user_version", -1, &st, NULL);
+
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        version = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return db_fail(ss, rc, "reading the schema version");
+    if (version == SCHEMA_VERSION)
+        return TL_OK;
+    if (version > SCHEMA_VERSION)
+        return tl__store_fail(&ss->base, TL_ESTORE,
+                              "sqlite: %s: written by a newer tasklock (schema %d, this one "
+                              "knows %d)",
+                              ss->path, version, SCHEMA_VERSION);
+
+    char sql[sizeof(schema_sql) + 64];
+    (void)snprintf(sql, sizeof(sql), "BEGIN IMMEDIATE;%sPRAGMA user_version = %d;COMMIT;",
+                   schema_sql, SCHEMA_VERSION);
+    rc = sqlite3_exec(ss->db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        tl_status ret = db_fail(ss, rc, "creating the tables");
+        (void)sqlite3_exec(ss->db, "ROLLBACK", NULL, NULL, NULL);
+        return ret;
+    }
+    return TL_OK;
+}
+
+static tl_status sqlite_open(struct tl_store *s, const char *url)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    const char *rest = url + strlen("sqlite:");
+    const char *sync = "FULL";
+    tl_status st;
+
+    ss->busy_ms = DEFAULT_BUSY_MS;
+    if (strncmp(rest, "//", 2) == 0)
+        rest += 2; /* sqlite:///abs/path and sqlite://rel/path read like sqlite:PATH */
+
+    char *copy = tl__strdup(rest);
+    if (copy == NULL)
+        return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    char *query = strchr(copy, '?');
+    if (query != NULL)
+        *query++ = '\0';
+    bool by_default = copy[0] == '\0';
+    ss->path = by_default ? default_path() : tl__strdup(copy);
+    if (ss->path == NULL) {
+        tl__free(copy);
+        return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    }
+    st = parse_params(ss, query, &sync);
+    tl__free(copy);
+    if (st != TL_OK)
+        return st;
+
+    if (by_default) {
+        int err = make_parents(ss->path);
+        if (err != 0)
+            return tl__store_fail(s, TL_ESTORE, "sqlite: cannot create the directory of %s: %s",
+                                  ss->path, strerror(err)); /* NOLINT(concurrency-mt-unsafe) */
+    }
+
+    int rc = sqlite3_open_v2(ss->path, &ss->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(ss, rc, "opening");
+    (void)sqlite3_extended_result_codes(ss->db, 1);
+    (void)sqlite3_busy_timeout(ss->db, (int)ss->busy_ms);
+
+    char pragmas[128];
+    (void)snprintf(pragmas, sizeof(pragmas),
+                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;", sync);
+    rc = sqlite3_exec(ss->db, pragmas, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(ss, rc, "opening");
+    if ((st = create_schema(ss)) != TL_OK)
+        return st;
+
+    for (int i = 0; i < ST_COUNT; i++) {
+        rc = sqlite3_prepare_v3(ss->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &ss->stmt[i],
+                                NULL);
+        if (rc != SQLITE_OK)
+            return db_fail(ss, rc, "preparing statements");
+    }
+    return TL_OK;
+}
+
+static void sqlite_close(struct tl_store *s)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(ss->stmt[i]);
+    sqlite3_close(ss->db);
+    tl__free(ss->path);
+}
+
+/* Runs a statement with no result rows. */
+static int exec_stmt(struct sqlite_store *ss, enum stmt_id id)
+{
+    sqlite3_stmt *st = ss->stmt[id];
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void rollback(struct sqlite_store *ss)
+{
+    if (!sqlite3_get_autocommit(ss->db))
+        (void)exec_stmt(ss, ST_ROLLBACK);
+}
+
+static char *column_dup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+
+    return t ? tl__strdup((const char *)t) : NULL;
+}
+
+/* Fills `r` from a row of ST_SELECT/ST_LIST (columns 0-6). */
+static tl_status read_record(sqlite3_stmt *st, const char *key, struct tl_record *r)
+{
+    r->info.token = (uint64_t)sqlite3_column_int64(st, 0);
+    r->info.worker_id = column_dup(st, 1);
+    r->info.node_id = column_dup(st, 2);
+    r->info.claimed_at_ms = sqlite3_column_int64(st, 3);
+    r->info.heartbeat_at_ms = sqlite3_column_int64(st, 4);
+    r->info.lock_timeout_ms = (uint32_t)sqlite3_column_int64(st, 5);
+    r->info.task_info = column_dup(st, 6);
+    r->info.key = tl__strdup(key);
+    if (r->info.task_info == NULL)
+        r->info.task_info = tl__strdup("{}");
+    if (r->info.worker_id == NULL || r->info.node_id == NULL || r->info.task_info == NULL ||
+        r->info.key == NULL) {
+        tl__record_clear(r);
+        return TL_ENOMEM;
+    }
+    return TL_OK;
+}
+
+struct row {
+    bool exists;
+    bool held;
+    uint64_t token;
+    int64_t heartbeat_at;
+    uint32_t timeout;
+};
+
+/* Reads the key's row; if `holder` is not NULL and the key is held, copies the record. */
+static int select_row(struct sqlite_store *ss, const char *key, struct row *row,
+                      struct tl_record *holder, tl_status *oom)
+{
+    sqlite3_stmt *st = ss->stmt[ST_SELECT];
+    int rc;
+
+    memset(row, 0, sizeof(*row));
+    *oom = TL_OK;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        row->exists = true;
+        row->token = (uint64_t)sqlite3_column_int64(st, 0);
+        row->held = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        row->heartbeat_at = sqlite3_column_int64(st, 4);
+        row->timeout = (uint32_t)sqlite3_column_int64(st, 5);
+        if (row->held && holder != NULL)
+            *oom = read_record(st, key, holder);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int add_history(struct sqlite_store *ss, int64_t at, tl_event_kind kind,
+                       const struct tl_info *who, const char *detail)
+{
+    sqlite3_stmt *st = ss->stmt[ST_HISTORY_ADD];
+
+    sqlite3_bind_int64(st, 1, at);
+    sqlite3_bind_text(st, 2, who->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, tl_event_kind_name(kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, who->worker_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, who->node_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)who->token);
+    if (detail != NULL)
+        sqlite3_bind_text(st, 7, detail, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 7);
+    int rc = exec_stmt(ss, ST_HISTORY_ADD);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int64_t now_ms(struct tl_store *s)
+{
+    return s->clock->now_ms(s->clock->ud);
+}
+
+/* A held key that this claim cannot take: answer from a plain read, without the write lock,
+ * so that waiters polling a held key do not queue behind the holder's writes. */
+static bool clearly_busy(const struct row *row, enum tl_claim_mode mode, int64_t now)
+{
+    return row->held &&
+           tl__claim_verdict(true, row->heartbeat_at, row->timeout, mode, now) ==
+               TL_VERDICT_BUSY;
+}
+
+static tl_status sqlite_claim(struct tl_store *s, const struct tl_claim *req,
+                              struct tl_claim_result *out)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    struct row row;
+    tl_status oom;
+    int rc;
+
+    int64_t now = now_ms(s);
+    rc = select_row(ss, req->key, &row, &out->rec, &oom);
+    if (rc != SQLITE_OK)
+        return db_fail(ss, rc, "reading a lock");
+    if (oom != TL_OK)
+        return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    if (clearly_busy(&row, req->mode, now)) {
+        tl__record_judge(&out->rec, now);
+        out->holder_known = true;
+        return TL_EBUSY;
+    }
+    tl__record_clear(&out->rec);
+
+    if ((rc = exec_stmt(ss, ST_BEGIN)) != SQLITE_OK)
+        return db_fail(ss, rc, "starting a claim");
+    now = now_ms(s); /* the write lock may have taken a while */
+    rc = select_row(ss, req->key, &row, &out->rec, &oom);
+    if (rc != SQLITE_OK || oom != TL_OK)
+        goto err_rollback;
+
+    enum tl_verdict v = tl__claim_verdict(row.held, row.heartbeat_at, row.timeout, req->mode, now);
+    if (v == TL_VERDICT_BUSY) {
+        rollback(ss);
+        tl__record_judge(&out->rec, now);
+        out->holder_known = true;
+        return TL_EBUSY;
+    }
+
+    char detail[200] = "";
+    if (v != TL_VERDICT_FREE)
+        (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", out->rec.info.worker_id,
+                       (unsigned long long)out->rec.info.token);
+    tl__record_clear(&out->rec);
+
+    uint64_t token = row.token + 1;
+    sqlite3_stmt *st = ss->stmt[ST_UPSERT];
+    sqlite3_bind_text(st, 1, req->key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)token);
+    sqlite3_bind_text(st, 3, req->worker_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, req->node_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, now);
+    sqlite3_bind_int64(st, 6, req->lock_timeout_ms);
+    sqlite3_bind_text(st, 7, req->task_info, -1, SQLITE_STATIC);
+    rc = exec_stmt(ss, ST_UPSERT);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_OK)
+        goto err_rollback;
+
+    const struct tl_info who = {.key = (char *)req->key,
+                                .worker_id = (char *)req->worker_id,
+                                .node_id = (char *)req->node_id,
+                                .token = token};
+    rc = add_history(ss, now,
+                     v == TL_VERDICT_STEAL   ? TL_EVENT_STOLEN
+                     : v == TL_VERDICT_FORCE ? TL_EVENT_FORCED
+                                             : TL_EVENT_ACQUIRED,
+                     &who, detail[0] ? detail : NULL);
+    if (rc != SQLITE_OK || (rc = exec_stmt(ss, ST_COMMIT)) != SQLITE_OK)
+        goto err_rollback;
+
+    struct tl_record *r = &out->rec;
+    r->info.key = tl__strdup(req->key);
+    r->info.worker_id = tl__strdup(req->worker_id);
+    r->info.node_id = tl__strdup(req->node_id);
+    r->info.task_info = tl__strdup(req->task_info);
+    r->info.token = token;
+    r->info.claimed_at_ms = r->info.heartbeat_at_ms = now;
+    r->info.lock_timeout_ms = req->lock_timeout_ms;
+    r->info.observed_at_ms = now;
+    out->took_stale = v == TL_VERDICT_STEAL;
+    out->took_forced = v == TL_VERDICT_FORCE;
+    if (!r->info.key || !r->info.worker_id || !r->info.node_id || !r->info.task_info) {
+        /* Committed, but we cannot describe it: give it back so that it does not rot. */
+        const struct tl_record held = {.info = who};
+        (void)s->ops->release(s, &held, "out of memory after claiming");
+        tl__record_clear(r);
+        return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    }
+    return TL_OK;
+
+err_rollback:
+    tl__record_clear(&out->rec);
+    {
+        tl_status ret = oom != TL_OK && rc == SQLITE_OK
+                            ? tl__store_fail(s, TL_ENOMEM, "out of memory")
+                            : db_fail(ss, rc, "claiming a lock");
+        rollback(ss);
+        return ret;
+    }
+}
+
+static tl_status sqlite_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
+                              int64_t *heartbeat_at_ms)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    sqlite3_stmt *st = ss->stmt[ST_RENEW];
+    int64_t now = now_ms(s);
+
+    (void)seq;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_text(st, 2, held->info.key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, held->info.worker_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)held->info.token);
+    int rc = exec_stmt(ss, ST_RENEW);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_OK)
+        return db_fail(ss, rc, "renewing a lock");
+    if (sqlite3_changes(ss->db) == 0) {
+        (void)add_history(ss, now, TL_EVENT_LOST, &held->info, NULL);
+        return tl__store_fail(s, TL_ELOST, "%s is no longer held by %s with token %llu",
+                              held->info.key, held->info.worker_id,
+                              (unsigned long long)held->info.token);
+    }
+    *heartbeat_at_ms = now;
+    return TL_OK;
+}
+
+static tl_status sqlite_release(struct tl_store *s, const struct tl_record *held,
+                                const char *summary)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    sqlite3_stmt *st = ss->stmt[ST_FREE];
+    struct row row;
+    tl_status oom, ret = TL_OK;
+    int rc;
+
+    if ((rc = exec_stmt(ss, ST_BEGIN)) != SQLITE_OK)
+        return db_fail(ss, rc, "starting a release");
+    sqlite3_bind_text(st, 1, held->info.key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, held->info.worker_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)held->info.token);
+    rc = exec_stmt(ss, ST_FREE);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_OK)
+        goto err_rollback;
+
+    if (sqlite3_changes(ss->db) == 1) {
+        rc = add_history(ss, now_ms(s), TL_EVENT_RELEASED, &held->info, summary);
+    } else {
+        rc = select_row(ss, held->info.key, &row, NULL, &oom);
+        /* Free with our token still the last one: we released it before. */
+        if (rc == SQLITE_OK && !(row.exists && !row.held && row.token == held->info.token))
+            ret = tl__store_fail(s, TL_ENOTOWNER, "%s is held by someone else now",
+                                 held->info.key);
+    }
+    if (rc != SQLITE_OK || (rc = exec_stmt(ss, ST_COMMIT)) != SQLITE_OK)
+        goto err_rollback;
+    return ret;
+
+err_rollback:
+    ret = db_fail(ss, rc, "releasing a lock");
+    rollback(ss);
+    return ret;
+}
+
+static tl_status sqlite_inspect(struct tl_store *s, const char *key, struct tl_record *out,
+                                bool *found)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    struct row row;
+    tl_status oom;
+
+    *found = false;
+    int rc = select_row(ss, key, &row, out, &oom);
+    if (rc != SQLITE_OK)
+        return db_fail(ss, rc, "reading a lock");
+    if (oom != TL_OK)
+        return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    if (row.held) {
+        tl__record_judge(out, now_ms(s));
+        *found = true;
+    }
+    return TL_OK;
+}
+
+static tl_status sqlite_list(struct tl_store *s, struct tl_record ***out, size_t *count)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    sqlite3_stmt *st = ss->stmt[ST_LIST];
+    struct tl_record **arr = NULL;
+    size_t n = 0, cap = 0;
+    tl_status ret = TL_OK;
+    int64_t now = now_ms(s);
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct tl_record *r = tl__record_new();
+
+        if (r == NULL || read_record(st, (const char *)sqlite3_column_text(st, 7), r) != TL_OK) {
+            tl__free(r);
+            ret = tl__store_fail(s, TL_ENOMEM, "out of memory");
+            break;
+        }
+        tl__record_judge(r, now);
+        if (tl__record_array_push(&arr, &n, &cap, r) != TL_OK) {
+            tl__record_free(r);
+            ret = tl__store_fail(s, TL_ENOMEM, "out of memory");
+            break;
+        }
+    }
+    if (ret == TL_OK && rc != SQLITE_DONE)
+        ret = db_fail(ss, rc, "listing locks");
+    sqlite3_reset(st);
+    if (ret != TL_OK) {
+        tl_info_array_free((struct tl_info **)arr, n);
+        return ret;
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
+static tl_event_kind kind_of(const char *name)
+{
+    for (int k = TL_EVENT_ACQUIRED; k <= TL_EVENT_LOST; k++) {
+        if (name != NULL && strcmp(name, tl_event_kind_name((tl_event_kind)k)) == 0)
+            return (tl_event_kind)k;
+    }
+    return TL_EVENT_ACQUIRED; /* the CHECK constraint keeps other names out */
+}
+
+static tl_status sqlite_history(struct tl_store *s, const char *key, size_t limit,
+                                struct tl_event ***out, size_t *count)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    sqlite3_stmt *st = ss->stmt[key ? ST_HISTORY_KEY : ST_HISTORY_ALL];
+    struct tl_event **arr = NULL;
+    size_t n = 0, cap = 0;
+    tl_status ret = TL_OK;
+    int rc;
+
+    if (key != NULL)
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct tl_event *e = tl__event_new();
+
+        if (e != NULL) {
+            e->at_ms = sqlite3_column_int64(st, 0);
+            e->key = column_dup(st, 1);
+            e->kind = kind_of((const char *)sqlite3_column_text(st, 2));
+            e->worker_id = column_dup(st, 3);
+            e->node_id = column_dup(st, 4);
+            e->token = (uint64_t)sqlite3_column_int64(st, 5);
+            e->detail = column_dup(st, 6);
+        }
+        if (e == NULL || !e->key || !e->worker_id || !e->node_id ||
+            (sqlite3_column_type(st, 6) != SQLITE_NULL && !e->detail) ||
+            tl__event_array_push(&arr, &n, &cap, e) != TL_OK) {
+            tl__event_free(e);
+            ret = tl__store_fail(s, TL_ENOMEM, "out of memory");
+            break;
+        }
+    }
+    if (ret == TL_OK && rc != SQLITE_DONE)
+        ret = db_fail(ss, rc, "reading the history");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (ret != TL_OK) {
+        tl_event_array_free(arr, n);
+        return ret;
+    }
+    for (size_t i = 0; i < n / 2; i++) { /* newest first from SQL; oldest first out */
+        struct tl_event *t = arr[i];
+        arr[i] = arr[n - 1 - i];
+        arr[n - 1 - i] = t;
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
+const struct tl_store_ops tl__store_sqlite = {
+    .version = TL_STORE_OPS_VERSION,
+    .scheme = "sqlite",
+    .size = sizeof(struct sqlite_store),
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .claim = sqlite_claim,
+    .renew = sqlite_renew,
+    .release = sqlite_release,
+    .inspect = sqlite_inspect,
+    .list = sqlite_list,
+    .history = sqlite_history,
+};
