@@ -30,4 +30,5 @@ if(TARGET test_oom)
   target_link_options(test_oom PRIVATE -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc)
 endif()
 
+include(tests/github-server/server.cmake OPTIONAL)
 include(tests/extra.cmake OPTIONAL)

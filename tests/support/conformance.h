@@ -1,0 +1,51 @@
+/*
+ * conformance.h -- the store conformance suite: one suite, run against every store
+ * (DESIGN.md section 3). A store's integration test is a main() that fills in the description
+ * and returns tl_conformance_run(&c):
+ *
+ *     int main(void)
+ *     {
+ *         const char *url = tl_test_env("TL_TEST_REDIS_URI");
+ *         struct tl_conformance c = {.name = "redis", .url = url, .multi_process = true,
+ *                                    .short_timeout_ms = 300, .key_format = "conf-%d"};
+ *         return tl_conformance_run(&c); // 77 (skipped) when url is NULL
+ *     }
+ *
+ * The suite checks, through the public API and the store vtable:
+ * - acquire/inspect/release round trip, metadata and task_info as recorded;
+ * - a held key is held for everyone, the same worker id included (no re-entrance);
+ * - tokens strictly increase per key across release, steal and force;
+ * - steal-stale wins only once the holder is stale; force always wins;
+ * - renew after a steal or force reports lost; release by a non-owner or with a wrong token is
+ *   refused; release is safe to retry;
+ * - N threads (and, if multi_process, N processes) claiming one key: exactly one winner per round;
+ * - list (if the store has it) shows every held key, stale ones marked;
+ * - history (if the store has it) records acquired, released, stolen, forced, lost.
+ */
+#ifndef TL_CONFORMANCE_H
+#define TL_CONFORMANCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct tl_conformance {
+    const char *name; /* shown in the cmocka group name */
+    const char *url;  /* store URL; NULL: the suite is skipped (returns 77) */
+    /* The store judges staleness by the manager's clock (memory, sqlite): the suite then moves a
+     * fake clock instead of waiting. Otherwise it waits (polling, bounded) for short_timeout_ms
+     * to pass by the store's own clock. */
+    bool fake_clock;
+    bool multi_process;        /* separate processes share the store (not memory:) */
+    uint32_t short_timeout_ms; /* a lock timeout the suite can wait out; 0: 300 ms */
+    /* printf format with one %d that makes keys: "conf-%d", or "%d" for GitHub issue numbers.
+     * The suite uses numbers key_base .. key_base + 99. */
+    const char *key_format;
+    int key_base;
+    int contenders; /* threads/processes racing per round; 0: 8 */
+    int rounds;     /* racing rounds; 0: 20 */
+};
+
+/* Runs the suite; returns cmocka's result (0 when every test passed) or 77 when url is NULL. */
+int tl_conformance_run(const struct tl_conformance *c);
+
+#endif /* TL_CONFORMANCE_H */
