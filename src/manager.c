@@ -437,6 +437,7 @@ tl_status tl_acquire(tl_manager *m, const char *key, const struct tl_acquire_opt
     uint32_t attempt = 0;
     int64_t sent;
 
+    m->store->deadline_mono_ms = plan.deadline;
     for (;;) {
         memset(&res, 0, sizeof(res));
         m->store->errmsg[0] = '\0';
@@ -476,6 +477,7 @@ tl_status tl_acquire(tl_manager *m, const char *key, const struct tl_acquire_opt
         goto done;
     }
 
+    m->store->deadline_mono_ms = 0;
     int64_t now = m->clock.mono_ms(m->clock.ud);
     l->m = m;
     l->rec = res.rec;
@@ -520,6 +522,7 @@ tl_status tl_acquire(tl_manager *m, const char *key, const struct tl_acquire_opt
     goto done_free;
 
 done:
+    m->store->deadline_mono_ms = 0;
     tl__record_clear(&res.rec);
 done_free:
     tl__free(l);

@@ -42,6 +42,11 @@ struct tl_store {
      * (interval = min(30 s, timeout / divisor)); 0 means 3. GitHub uses 4 and no 30 s cap. */
     uint32_t heartbeat_divisor;
     bool heartbeat_uncapped;
+    /* Set by the core before each call: the monotonic time (the clock's mono_ms) by which the
+     * current call must return, or 0 for none. A store that would wait (a rate limit's reset, a
+     * retry-after) waits only if it can finish before this; otherwise it fails at once and says
+     * until when it would have had to wait. */
+    int64_t deadline_mono_ms;
 };
 
 /* A claim request. Strings are borrowed for the call. */
