@@ -243,6 +243,25 @@ TL_API tl_status tl_release(tl_lock *lock, const char *summary);
 TL_API tl_status tl_renew(tl_lock *lock);
 
 /*
+ * Releases the lock of `key` that this manager's worker id holds with fencing token `token`,
+ * without a handle: for a lock acquired by another process of the same worker (the CLI's
+ * `tasklock acquire`, then `tasklock release`). `summary` (may be NULL) goes into the audit
+ * trail. Returns TL_OK also when that token already released it. Errors: TL_ENOTOWNER (the key
+ * is free with a later token, never held, or held by another worker or token), TL_EINVAL (bad
+ * key), store errors. A lock this manager still heartbeats through a handle is released with
+ * tl_release() instead. One thread per handle.
+ */
+TL_API tl_status tl_release_token(tl_manager *m, const char *key, uint64_t token,
+                                  const char *summary);
+
+/*
+ * Renews the lock of `key` that this manager's worker id holds with `token`, without a handle
+ * (see tl_release_token()): records a heartbeat now. Errors: TL_ELOST (no longer ours: stolen,
+ * forced, released, or never ours), TL_EINVAL (bad key), store errors. One thread per handle.
+ */
+TL_API tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token);
+
+/*
  * Frees a lock handle. A lock still held is not released; the manager stops heartbeating it and
  * it goes stale after its lock timeout. NULL is a no-op.
  */

@@ -640,6 +640,97 @@ tl_status tl_renew(tl_lock *l)
     return st == TL_OK ? TL_OK : store_fail(m, st);
 }
 
+/*
+ * The record to hand the store for a lock known only by (key, token). The store's own record
+ * when it is still ours, since a store may need more than the key, worker id and token (the lock
+ * timeout, the task info, a claim's nonce); else *mine stays cleared and *ours is false.
+ */
+static tl_status token_record(tl_manager *m, const char *key, uint64_t token,
+                              struct tl_record *mine, bool *ours)
+{
+    bool found = false;
+
+    *ours = false;
+    memset(mine, 0, sizeof(*mine));
+    m->store->errmsg[0] = '\0';
+    tl_status st = m->store->ops->inspect(m->store, key, mine, &found);
+    if (st != TL_OK)
+        return store_fail(m, st);
+    if (found && mine->info.token == token && mine->info.worker_id != NULL &&
+        strcmp(mine->info.worker_id, m->worker_id) == 0) {
+        *ours = true;
+        return TL_OK;
+    }
+    tl__record_clear(mine);
+    return TL_OK;
+}
+
+tl_status tl_release_token(tl_manager *m, const char *key, uint64_t token, const char *summary)
+{
+    struct tl_record mine;
+    bool ours;
+    tl_status st;
+
+    if (m == NULL)
+        return TL_EINVAL;
+    begin(m);
+    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK ||
+        (st = token_record(m, key, token, &mine, &ours)) != TL_OK)
+        return st;
+
+    /* Not ours now: the store still decides, since our token may have released it already. */
+    const struct tl_record named = {.info = {.key = (char *)key,
+                                             .worker_id = m->worker_id,
+                                             .node_id = m->node_id,
+                                             .token = token}};
+    m->store->errmsg[0] = '\0';
+    st = m->store->ops->release(m->store, ours ? &mine : &named, summary);
+    tl__record_clear(&mine);
+    if (st == TL_OK) {
+        pthread_mutex_lock(&m->mu);
+        m->metrics.total_releases++;
+        pthread_mutex_unlock(&m->mu);
+        return TL_OK;
+    }
+    if (st == TL_ENOTOWNER)
+        return tl__fail(m, st, "lock %s with token %llu is not held by %s: %s", key,
+                        (unsigned long long)token, m->worker_id,
+                        m->store->errmsg[0] ? m->store->errmsg : tl_strerror(st));
+    return store_fail(m, st);
+}
+
+tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token)
+{
+    struct tl_record mine;
+    bool ours;
+    tl_status st;
+
+    if (m == NULL)
+        return TL_EINVAL;
+    begin(m);
+    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK ||
+        (st = token_record(m, key, token, &mine, &ours)) != TL_OK)
+        return st;
+    if (!ours)
+        return tl__fail(m, TL_ELOST, "lock %s with token %llu is not held by %s", key,
+                        (unsigned long long)token, m->worker_id);
+
+    int64_t beat = 0;
+    m->store->errmsg[0] = '\0';
+    st = m->store->ops->renew(m->store, &mine, 1, &beat);
+    tl__record_clear(&mine);
+
+    pthread_mutex_lock(&m->mu);
+    if (st == TL_OK)
+        m->metrics.heartbeats_sent++;
+    else if (st == TL_ELOST)
+        m->metrics.locks_lost++;
+    else
+        m->metrics.heartbeats_failed++;
+    pthread_mutex_unlock(&m->mu);
+    return st == TL_OK ? TL_OK : store_fail(m, st);
+}
+
 void tl__lock_unref(tl_lock *l)
 {
     tl_manager *m = l->m;

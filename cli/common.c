@@ -1,0 +1,296 @@
+/*
+ * common.c -- helpers the commands share: messages, exit codes, option values, the manager.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+static void vmessage(const struct tl_cli *cli, const char *fmt, va_list ap)
+{
+    char buf[1024];
+
+    (void)vsnprintf(buf, sizeof(buf), fmt, ap);
+    (void)fprintf(stderr, "tasklock: %s: %s\n", cli->cmd, buf);
+}
+
+void tl_cli_error(const struct tl_cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vmessage(cli, fmt, ap);
+    va_end(ap);
+}
+
+void tl_cli_note(const struct tl_cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (cli->quiet)
+        return;
+    va_start(ap, fmt);
+    vmessage(cli, fmt, ap);
+    va_end(ap);
+}
+
+int tl_cli_usage_error(const struct tl_cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vmessage(cli, fmt, ap);
+    va_end(ap);
+    if (strcmp(cli->cmd, "tasklock") == 0)
+        (void)fprintf(stderr, "Try 'tasklock --help'.\n");
+    else
+        (void)fprintf(stderr, "Try 'tasklock help %s'.\n", cli->cmd);
+    return TL_EXIT_USAGE;
+}
+
+static void print_command_help(const struct tl_cli *cli)
+{
+    const struct tl_cli_cmd *c = tl_cli_find(cli->cmd);
+
+    if (c == NULL)
+        return;
+    (void)printf("usage: tasklock [global options] %s\n\n%s.\n", c->usage, c->summary);
+    if (c->help != NULL)
+        (void)printf("\n%s", c->help);
+    (void)printf("\nGlobal options (before or after the command): -s, --store URL; -w, --worker "
+                 "ID;\n-n, --node ID; --json; -q, --quiet; -v, --verbose. See tasklock(1).\n");
+}
+
+int tl_cli_global_opt(struct tl_cli *cli, int opt, const char *arg, char **argv)
+{
+    switch (opt) {
+    case 's': cli->store = arg; return -1;
+    case 'w': cli->worker = arg; return -1;
+    case 'n': cli->node = arg; return -1;
+    case 'q': cli->quiet = true; return -1;
+    case 'v': cli->verbose++; return -1;
+    case TL_OPT_JSON: cli->json = true; return -1;
+    case 'h': print_command_help(cli); return TL_EXIT_OK;
+    case ':':
+        return tl_cli_usage_error(cli, "option \"%s\" needs a value", argv[optind - 1]);
+    default:
+        if (optopt != 0)
+            return tl_cli_usage_error(cli, "unknown option \"-%c\"", optopt);
+        return tl_cli_usage_error(cli, "unknown option \"%s\"", argv[optind - 1]);
+    }
+}
+
+int tl_cli_exit_code(tl_status st)
+{
+    switch (st) {
+    case TL_OK: return TL_EXIT_OK;
+    case TL_EBUSY: return TL_EXIT_BUSY;
+    case TL_EINVAL: return TL_EXIT_USAGE;
+    case TL_ENOTOWNER:
+    case TL_ELOST: return TL_EXIT_NOTOWNER;
+    case TL_ENOMEM:
+    case TL_ETIMEDOUT:
+    case TL_ESTORE:
+    case TL_ENOTSUP:
+    case TL_ERATELIMIT: return TL_EXIT_STORE;
+    }
+    return TL_EXIT_STORE;
+}
+
+int tl_cli_fail(const struct tl_cli *cli, tl_manager *m, tl_status st, const char *hint)
+{
+    const char *msg = m != NULL ? tl_errmsg(m) : "";
+
+    if (msg[0] == '\0')
+        msg = tl_strerror(st);
+    if (hint != NULL)
+        tl_cli_error(cli, "%s (%s)", msg, hint);
+    else
+        tl_cli_error(cli, "%s", msg);
+    return tl_cli_exit_code(st);
+}
+
+bool tl_cli_duration(const struct tl_cli *cli, const char *opt, const char *text,
+                     uint32_t *out_ms)
+{
+    if (tl_parse_duration(text, out_ms) == TL_OK)
+        return true;
+    (void)tl_cli_usage_error(cli,
+                             "%s: \"%s\" is not a duration (a number with a unit: 250ms, 30s, "
+                             "5m, 1h; more than zero and at most 24 days)",
+                             opt, text);
+    return false;
+}
+
+bool tl_cli_uint(const struct tl_cli *cli, const char *opt, const char *text, uint64_t max,
+                 uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *p = text;
+
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+
+        if (v > (max - d) / 10) {
+            (void)tl_cli_usage_error(cli, "%s: \"%s\" is over the limit of %llu", opt, text,
+                                     (unsigned long long)max);
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    if (p == text || *p != '\0') {
+        (void)tl_cli_usage_error(cli, "%s: \"%s\" is not a whole number from 0 to %llu", opt,
+                                 text, (unsigned long long)max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool tl_cli_key(const struct tl_cli *cli, const char *key)
+{
+    if (tl_key_is_valid(key))
+        return true;
+
+    size_t n = strlen(key);
+    if (n == 0)
+        (void)tl_cli_usage_error(cli, "the key is empty (give 1 to 255 bytes)");
+    else if (n > 255)
+        (void)tl_cli_usage_error(cli, "the key is %zu bytes long; the limit is 255", n);
+    else
+        (void)tl_cli_usage_error(cli,
+                                 "key \"%s\" contains white space, a control character or "
+                                 "invalid UTF-8",
+                                 key);
+    return false;
+}
+
+const char *tl_cli_store_url(const struct tl_cli *cli)
+{
+    const char *env = getenv("TASKLOCK_STORE"); /* NOLINT(concurrency-mt-unsafe): no threads yet */
+
+    if (cli->store != NULL)
+        return cli->store;
+    if (env != NULL && env[0] != '\0')
+        return env;
+    return "sqlite:";
+}
+
+static const char *level_name(int level)
+{
+    switch (level) {
+    case TL_LOG_ERROR: return "error";
+    case TL_LOG_WARN: return "warning";
+    case TL_LOG_INFO: return "info";
+    default: return "debug";
+    }
+}
+
+/* The library's log, on stderr. It may be called on the heartbeat thread: stdio locks. */
+static void log_to_stderr(void *ud, int level, const char *msg)
+{
+    const struct tl_cli *cli = ud;
+
+    (void)fprintf(stderr, "tasklock: %s: %s: %s\n", cli->cmd, level_name(level), msg);
+}
+
+int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *base, tl_manager **out)
+{
+    struct tl_options o = {0};
+
+    *out = NULL;
+    if (base != NULL)
+        o = *base;
+    o.store_url = tl_cli_store_url(cli);
+    o.worker_id = cli->worker;
+    o.node_id = cli->node;
+    if (cli->verbose > 0) {
+        o.log = log_to_stderr;
+        o.log_ud = (void *)cli;
+        o.log_level = cli->verbose > 1 ? TL_LOG_DEBUG : TL_LOG_INFO;
+    } else if (!cli->quiet) {
+        o.log = log_to_stderr; /* warnings and errors (a failing heartbeat) are worth seeing */
+        o.log_ud = (void *)cli;
+        o.log_level = TL_LOG_WARN;
+    }
+
+    tl_manager *m = tl_manager_new(&o);
+    if (m == NULL) {
+        tl_cli_error(cli, "out of memory");
+        return TL_EXIT_STORE;
+    }
+    tl_status st = tl_connect(m);
+    if (st != TL_OK) {
+        int rc = tl_cli_fail(cli, m, st,
+                             st == TL_EINVAL || st == TL_ENOTSUP
+                                 ? "set the store with --store URL or $TASKLOCK_STORE"
+                                 : NULL);
+        tl_manager_free(m);
+        return rc;
+    }
+    *out = m;
+    return TL_EXIT_OK;
+}
+
+void tl_cli_format_age(int64_t ms, char *buf, size_t size)
+{
+    if (ms < 0)
+        ms = 0;
+    if (ms < 1000)
+        (void)snprintf(buf, size, "%lldms", (long long)ms);
+    else if (ms < 60 * 1000)
+        (void)snprintf(buf, size, "%lld.%llds", (long long)(ms / 1000),
+                       (long long)(ms % 1000 / 100));
+    else if (ms < 3600 * 1000)
+        (void)snprintf(buf, size, "%lldm%02llds", (long long)(ms / 60000),
+                       (long long)(ms / 1000 % 60));
+    else if (ms < 24 * 3600 * 1000LL)
+        (void)snprintf(buf, size, "%lldh%02lldm", (long long)(ms / 3600000),
+                       (long long)(ms / 60000 % 60));
+    else
+        (void)snprintf(buf, size, "%lldd%02lldh", (long long)(ms / 86400000),
+                       (long long)(ms / 3600000 % 24));
+}
+
+void tl_cli_format_time(int64_t ms, char *buf, size_t size)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (ms <= 0 || gmtime_r(&t, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        (void)snprintf(buf, size, "-");
+}
+
+int64_t tl_cli_now_ms(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t tl_cli_mono_ms(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int tl_cli_print_json(const struct tl_cli *cli, json_t *doc)
+{
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+
+    json_decref(doc);
+    if (text == NULL) {
+        tl_cli_error(cli, "out of memory");
+        return TL_EXIT_STORE;
+    }
+    (void)printf("%s\n", text);
+    free(text);
+    return TL_EXIT_OK;
+}

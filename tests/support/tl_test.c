@@ -1,0 +1,117 @@
+/*
+ * tl_test.c -- helpers shared by the tests.
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tl_test.h"
+
+static int64_t fake_now(void *ud)
+{
+    return ((struct tl_fake_clock *)ud)->now_ms;
+}
+
+static int64_t fake_mono(void *ud)
+{
+    return ((struct tl_fake_clock *)ud)->mono_ms;
+}
+
+static void fake_sleep(void *ud, uint32_t ms)
+{
+    struct tl_fake_clock *fc = ud;
+
+    if (fc->nslept < sizeof(fc->slept) / sizeof(fc->slept[0]))
+        fc->slept[fc->nslept++] = ms;
+    fc->slept_total += ms;
+    tl_fake_clock_advance(fc, ms);
+}
+
+static uint32_t fake_random(void *ud)
+{
+    return ((struct tl_fake_clock *)ud)->random;
+}
+
+void tl_fake_clock_init(struct tl_fake_clock *fc)
+{
+    memset(fc, 0, sizeof(*fc));
+    fc->now_ms = 1767225600000; /* 2026-01-01T00:00:00Z */
+    fc->mono_ms = 1000000;
+}
+
+void tl_fake_clock_install(tl_manager *m, struct tl_fake_clock *fc)
+{
+    const struct tl_clock c = {
+        .now_ms = fake_now,
+        .mono_ms = fake_mono,
+        .sleep_ms = fake_sleep,
+        .random = fake_random,
+        .ud = fc,
+    };
+    tl__manager_set_clock(m, &c);
+}
+
+void tl_fake_clock_advance(struct tl_fake_clock *fc, int64_t ms)
+{
+    fc->now_ms += ms;
+    fc->mono_ms += ms;
+}
+
+char *tl_test_mkdtemp(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    char buf[512];
+
+    (void)snprintf(buf, sizeof(buf), "%s/tasklock-test.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (mkdtemp(buf) == NULL)
+        return NULL;
+    return strdup(buf);
+}
+
+void tl_test_rmtree(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+
+    if (d == NULL) {
+        (void)unlink(path);
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+
+        char child[1024];
+        struct stat st;
+        (void)snprintf(child, sizeof(child), "%s/%s", path, e->d_name);
+        if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode))
+            tl_test_rmtree(child);
+        else
+            (void)unlink(child);
+    }
+    closedir(d);
+    (void)rmdir(path);
+}
+
+const char *tl_test_env(const char *name)
+{
+    const char *v = getenv(name);
+
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+bool tl_test_poll(bool (*cond)(void *arg), void *arg, uint32_t step_ms, uint32_t limit_ms)
+{
+    int64_t end = tl__real_mono_ms() + limit_ms;
+
+    for (;;) {
+        if (cond(arg))
+            return true;
+        if (tl__real_mono_ms() >= end)
+            return cond(arg);
+        tl__real_sleep_ms(step_ms);
+    }
+}
