@@ -123,6 +123,11 @@ void tl__manager_set_clock(tl_manager *m, const struct tl_clock *clock)
     m->clock = *clock;
 }
 
+void tl__manager_set_store_ops(tl_manager *m, const struct tl_store_ops *ops)
+{
+    m->store_ops = ops;
+}
+
 static void lock_free_now(tl_lock *l)
 {
     tl__record_clear(&l->rec);
@@ -209,7 +214,8 @@ tl_status tl_connect(tl_manager *m)
         return tl__fail(m, TL_EINVAL, "initial backoff (%u ms) is over the maximum (%u ms)",
                         m->backoff_initial_ms, m->backoff_max_ms);
 
-    tl_status st = tl__store_open(m->store_url, &m->clock, &m->log, &m->store, m->errmsg);
+    tl_status st = tl__store_open(m->store_url, m->store_ops, &m->clock, &m->log, &m->store,
+                                  m->errmsg);
     return st;
 }
 

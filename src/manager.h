@@ -43,6 +43,7 @@ struct tl_manager {
     void *lost_ud;
     struct tl_logger log;
     struct tl_clock clock;
+    const struct tl_store_ops *store_ops; /* NULL: by the URL's scheme (tests set a fake) */
     uint64_t rng; /* jitter state, used by the calling thread only */
 
     /* The calling thread's store and message slot. */
@@ -66,8 +67,10 @@ struct tl_manager {
     size_t latency_next;
 };
 
-/* Test hook: replaces the manager's clocks (call before any other use of m). */
+/* Test hooks: replace the manager's clocks, or the store implementation its URL would pick
+ * (call before any other use of m). */
 void tl__manager_set_clock(tl_manager *m, const struct tl_clock *clock);
+void tl__manager_set_store_ops(tl_manager *m, const struct tl_store_ops *ops);
 
 /* Runs one heartbeat round on `store` (a connection the calling thread owns; NULL counts as a
  * failed renew), renewing every held lock that is due at `mono_now` (or every one if `all`),

@@ -75,11 +75,14 @@ bool tl__store_known_but_missing(const char *url)
     return false;
 }
 
-tl_status tl__store_open(const char *url, const struct tl_clock *clock,
-                         const struct tl_logger *log, struct tl_store **out, char *err)
+tl_status tl__store_open(const char *url, const struct tl_store_ops *ops,
+                         const struct tl_clock *clock, const struct tl_logger *log,
+                         struct tl_store **out, char *err)
 {
-    const struct tl_store_ops *ops = tl__store_find(url);
     tl_status st;
+
+    if (ops == NULL)
+        ops = tl__store_find(url);
 
     *out = NULL;
     if (ops == NULL) {

@@ -108,11 +108,13 @@ const struct tl_store_ops *tl__store_find(const char *url);
 bool tl__store_known_but_missing(const char *url);
 
 /*
- * Allocates and opens an instance for `url`. On failure returns the status and copies the
- * store's message into `err` (TL_ERRMSG_SIZE); *out is NULL.
+ * Allocates and opens an instance for `url` with `ops`, or with the store its scheme names when
+ * `ops` is NULL. On failure returns the status and copies the store's message into `err`
+ * (TL_ERRMSG_SIZE); *out is NULL.
  */
-tl_status tl__store_open(const char *url, const struct tl_clock *clock,
-                         const struct tl_logger *log, struct tl_store **out, char *err);
+tl_status tl__store_open(const char *url, const struct tl_store_ops *ops,
+                         const struct tl_clock *clock, const struct tl_logger *log,
+                         struct tl_store **out, char *err);
 void tl__store_close(struct tl_store *s); /* NULL is a no-op */
 
 /* Helpers for store implementations. */

@@ -28,6 +28,8 @@ static void fake_sleep(void *ud, uint32_t ms)
         fc->slept[fc->nslept++] = ms;
     fc->slept_total += ms;
     tl_fake_clock_advance(fc, ms);
+    if (fc->on_sleep != NULL)
+        fc->on_sleep(fc->on_sleep_arg, fc->nslept);
 }
 
 static uint32_t fake_random(void *ud)

@@ -25,6 +25,9 @@ struct tl_fake_clock {
     uint32_t slept[256];  /* sleeps in order */
     size_t nslept;
     uint64_t slept_total; /* sum of all sleeps, also beyond the 256 recorded */
+    /* Called after each sleep has moved the clock, with the number of sleeps so far. */
+    void (*on_sleep)(void *arg, size_t nslept);
+    void *on_sleep_arg;
 };
 void tl_fake_clock_init(struct tl_fake_clock *fc);
 void tl_fake_clock_install(tl_manager *m, struct tl_fake_clock *fc);
