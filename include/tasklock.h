@@ -27,16 +27,16 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__)
-#define TL_API __attribute__((visibility("default")))
+#define TL_API        __attribute__((visibility("default")))
 #define TL_MUST_CHECK __attribute__((warn_unused_result))
 #else
 #define TL_API
 #define TL_MUST_CHECK
 #endif
 
-#define TL_VERSION_MAJOR 0
-#define TL_VERSION_MINOR 1
-#define TL_VERSION_PATCH 0
+#define TL_VERSION_MAJOR  0
+#define TL_VERSION_MINOR  1
+#define TL_VERSION_PATCH  0
 #define TL_VERSION_STRING "0.1.0"
 /* 0xMMmmpp: compare with >= to test for a feature. */
 #define TL_VERSION_NUM ((TL_VERSION_MAJOR << 16) | (TL_VERSION_MINOR << 8) | TL_VERSION_PATCH)
@@ -66,10 +66,10 @@ TL_API const char *tl_strerror(tl_status st);
 
 /* What tl_acquire() does when the lock is held by someone else. */
 typedef enum tl_strategy {
-    TL_RETRY = 0,     /* back off and try again; never take a held lock (default) */
-    TL_FAIL_FAST,     /* one attempt */
-    TL_STEAL_STALE,   /* retry like TL_RETRY, and take the lock if its holder is stale */
-    TL_FORCE_ACQUIRE  /* take the lock now, whoever holds it (administrators only) */
+    TL_RETRY = 0,    /* back off and try again; never take a held lock (default) */
+    TL_FAIL_FAST,    /* one attempt */
+    TL_STEAL_STALE,  /* retry like TL_RETRY, and take the lock if its holder is stale */
+    TL_FORCE_ACQUIRE /* take the lock now, whoever holds it (administrators only) */
 } tl_strategy;
 
 /* Log levels passed to tl_log_fn. */
@@ -164,19 +164,19 @@ struct tl_event {
 
 /* Counters of one manager since it was created. Read with tl_metrics_get(). */
 struct tl_metrics {
-    uint64_t total_acquisitions;    /* successful acquires */
-    uint64_t total_releases;        /* successful releases */
-    uint64_t total_conflicts;       /* attempts that found the lock held */
-    uint64_t total_retries;         /* attempts after the first */
-    uint64_t failed_acquisitions;   /* acquires that returned an error or TL_EBUSY */
-    uint64_t stale_locks_claimed;   /* acquires that took a stale lock */
-    uint64_t forced_acquisitions;   /* acquires that took a live lock by force */
-    uint64_t locks_lost;            /* locks found lost (heartbeat or renew) */
-    uint64_t heartbeats_sent;       /* successful renewals */
-    uint64_t heartbeats_failed;     /* renewals that failed with a store error */
-    uint64_t locks_held;            /* held now */
-    double average_acquisition_ms;  /* mean wall time of successful acquires, waits included */
-    double p50_acquisition_ms;      /* over the last 1024 successful acquires */
+    uint64_t total_acquisitions;   /* successful acquires */
+    uint64_t total_releases;       /* successful releases */
+    uint64_t total_conflicts;      /* attempts that found the lock held */
+    uint64_t total_retries;        /* attempts after the first */
+    uint64_t failed_acquisitions;  /* acquires that returned an error or TL_EBUSY */
+    uint64_t stale_locks_claimed;  /* acquires that took a stale lock */
+    uint64_t forced_acquisitions;  /* acquires that took a live lock by force */
+    uint64_t locks_lost;           /* locks found lost (heartbeat or renew) */
+    uint64_t heartbeats_sent;      /* successful renewals */
+    uint64_t heartbeats_failed;    /* renewals that failed with a store error */
+    uint64_t locks_held;           /* held now */
+    double average_acquisition_ms; /* mean wall time of successful acquires, waits included */
+    double p50_acquisition_ms;     /* over the last 1024 successful acquires */
     double p99_acquisition_ms;
 };
 
@@ -312,7 +312,7 @@ TL_API void tl_metrics_get(const tl_manager *m, struct tl_metrics *out, size_t s
 /* Renders a record as the metadata JSON of tl_lock_metadata(). Free with tl_free(). */
 TL_API char *tl_info_to_json(const struct tl_info *info);
 
-TL_API void tl_info_free(struct tl_info *info);                     /* NULL is a no-op */
+TL_API void tl_info_free(struct tl_info *info);                       /* NULL is a no-op */
 TL_API void tl_info_array_free(struct tl_info **infos, size_t count); /* NULL is a no-op */
 TL_API void tl_event_array_free(struct tl_event **events, size_t count);
 TL_API const char *tl_event_kind_name(tl_event_kind kind); /* "acquired", ...; static text */

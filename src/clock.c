@@ -163,8 +163,8 @@ bool tl__parse_http_date(const char *s, int64_t *out_ms)
     int d, y, h, mi, sec;
 
     /* "Sun, 06 Nov 1994 08:49:37 GMT": fixed layout, 29 characters. */
-    if (s == NULL || strlen(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' ||
-        s[11] != ' ' || s[16] != ' ' || s[19] != ':' || s[22] != ':' || strcmp(s + 25, " GMT"))
+    if (s == NULL || strlen(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' ||
+        s[16] != ' ' || s[19] != ':' || s[22] != ':' || strcmp(s + 25, " GMT"))
         return false;
     if (!digits(s + 5, 2, &d) || !digits(s + 12, 4, &y) || !digits(s + 17, 2, &h) ||
         !digits(s + 20, 2, &mi) || !digits(s + 23, 2, &sec))

@@ -155,8 +155,8 @@ static void *heartbeat_main(void *arg)
         pthread_mutex_unlock(&m->mu);
 
         if (m->hb_store == NULL) {
-            tl_status st = tl__store_open(m->store_url, m->store_ops, &m->clock, &m->log,
-                                          &m->hb_store, err);
+            tl_status st =
+                tl__store_open(m->store_url, m->store_ops, &m->clock, &m->log, &m->hb_store, err);
             if (st != TL_OK)
                 TL_LOG(&m->log, TL_LOG_WARN, "heartbeat: cannot open the store: %s", err);
         }

@@ -3,6 +3,8 @@
  * Strategies, backoff with jitter, deadlines, ownership checks, metrics, and the life cycle of
  * lock handles (the heartbeat itself is in heartbeat.c).
  */
+#include "manager.h"
+
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "manager.h"
 #include "store.h"
 #include "tl.h"
 
@@ -198,8 +199,8 @@ tl_status tl_connect(tl_manager *m)
     if (m->store != NULL)
         return TL_OK;
     if ((why = tl__check_id(m->worker_id, TL_ID_MAX)) != NULL)
-        return tl__fail(m, TL_EINVAL, "worker id %s (at most %d bytes, no spaces or controls)",
-                        why, TL_ID_MAX);
+        return tl__fail(m, TL_EINVAL, "worker id %s (at most %d bytes, no spaces or controls)", why,
+                        TL_ID_MAX);
     if ((why = tl__check_id(m->node_id, TL_ID_MAX)) != NULL)
         return tl__fail(m, TL_EINVAL, "node id %s (at most %d bytes, no spaces or controls)", why,
                         TL_ID_MAX);
@@ -214,8 +215,8 @@ tl_status tl_connect(tl_manager *m)
         return tl__fail(m, TL_EINVAL, "initial backoff (%u ms) is over the maximum (%u ms)",
                         m->backoff_initial_ms, m->backoff_max_ms);
 
-    tl_status st = tl__store_open(m->store_url, m->store_ops, &m->clock, &m->log, &m->store,
-                                  m->errmsg);
+    tl_status st =
+        tl__store_open(m->store_url, m->store_ops, &m->clock, &m->log, &m->store, m->errmsg);
     return st;
 }
 
@@ -685,10 +686,9 @@ tl_status tl_release_token(tl_manager *m, const char *key, uint64_t token, const
         return st;
 
     /* Not ours now: the store still decides, since our token may have released it already. */
-    const struct tl_record named = {.info = {.key = (char *)key,
-                                             .worker_id = m->worker_id,
-                                             .node_id = m->node_id,
-                                             .token = token}};
+    const struct tl_record named = {
+        .info = {
+            .key = (char *)key, .worker_id = m->worker_id, .node_id = m->node_id, .token = token}};
     m->store->errmsg[0] = '\0';
     st = m->store->ops->release(m->store, ours ? &mine : &named, summary);
     tl__record_clear(&mine);
@@ -833,8 +833,7 @@ tl_status tl_list(tl_manager *m, struct tl_info ***out, size_t *count)
     if ((st = ensure_connected(m)) != TL_OK)
         return st;
     if (m->store->ops->list == NULL)
-        return tl__fail(m, TL_ENOTSUP, "the %s store cannot list its locks",
-                        m->store->ops->scheme);
+        return tl__fail(m, TL_ENOTSUP, "the %s store cannot list its locks", m->store->ops->scheme);
     m->store->errmsg[0] = '\0';
     st = m->store->ops->list(m->store, &recs, count);
     if (st != TL_OK)

@@ -15,17 +15,17 @@ enum tl_lock_state { TL_HELD = 0, TL_RELEASING, TL_RELEASED, TL_LOST };
 
 struct tl_lock {
     tl_manager *m;
-    struct tl_record rec;      /* as claimed; immutable while held */
-    uint32_t interval_ms;      /* heartbeat interval of this lock */
+    struct tl_record rec; /* as claimed; immutable while held */
+    uint32_t interval_ms; /* heartbeat interval of this lock */
     /* The fields below are guarded by m->mu. */
     enum tl_lock_state state;
-    int refs;                  /* the user's handle + heartbeat rounds in flight */
-    bool in_list;              /* linked in m->held */
-    bool lost_notified;        /* the lost callback has fired */
-    int64_t heartbeat_at_ms;   /* last successful heartbeat, store clock */
-    uint64_t renewals;         /* renewals sent (the seq passed to the store) */
-    int64_t last_ok_mono_ms;   /* when the last successful renew was sent, monotonic */
-    int64_t next_due_mono_ms;  /* when the heartbeat renews it next */
+    int refs;                 /* the user's handle + heartbeat rounds in flight */
+    bool in_list;             /* linked in m->held */
+    bool lost_notified;       /* the lost callback has fired */
+    int64_t heartbeat_at_ms;  /* last successful heartbeat, store clock */
+    uint64_t renewals;        /* renewals sent (the seq passed to the store) */
+    int64_t last_ok_mono_ms;  /* when the last successful renew was sent, monotonic */
+    int64_t next_due_mono_ms; /* when the heartbeat renews it next */
     struct tl_lock *prev, *next;
 };
 
@@ -44,7 +44,7 @@ struct tl_manager {
     struct tl_logger log;
     struct tl_clock clock;
     const struct tl_store_ops *store_ops; /* NULL: by the URL's scheme (tests set a fake) */
-    uint64_t rng; /* jitter state, used by the calling thread only */
+    uint64_t rng;                         /* jitter state, used by the calling thread only */
 
     /* The calling thread's store and message slot. */
     struct tl_store *store;
@@ -80,7 +80,7 @@ size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_n
 
 /* heartbeat.c */
 tl_status tl__heartbeat_start(tl_manager *m); /* starts the thread if it is not running */
-void tl__heartbeat_stop(tl_manager *m);      /* stops and joins it; closes its store */
+void tl__heartbeat_stop(tl_manager *m);       /* stops and joins it; closes its store */
 
 /* manager.c, for heartbeat.c: marks a lock lost (under m->mu) and reports whether the caller
  * must fire the lost callback (outside the mutex). */

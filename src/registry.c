@@ -9,8 +9,7 @@
 #include "tl.h"
 
 static const struct tl_store_ops *const stores[] = {
-    &tl__store_memory,
-    &tl__store_sqlite,
+    &tl__store_memory,   &tl__store_sqlite,
 #ifdef TL_WITH_GITHUB
     &tl__store_github,
 #endif

@@ -78,8 +78,7 @@ struct tl_store_ops {
     void (*close)(struct tl_store *s);
 
     /* TL_OK: won, out->rec is ours. TL_EBUSY: held, out->rec the holder's when known. */
-    tl_status (*claim)(struct tl_store *s, const struct tl_claim *req,
-                       struct tl_claim_result *out);
+    tl_status (*claim)(struct tl_store *s, const struct tl_claim *req, struct tl_claim_result *out);
     /* `held` is the record claim returned (immutable while held); `seq` counts renewals of this
      * lock (1, 2, ...). On TL_OK *heartbeat_at_ms is the new heartbeat time, store clock. */
     tl_status (*renew)(struct tl_store *s, const struct tl_record *held, uint64_t seq,

@@ -20,24 +20,24 @@
 #define TL_ERRMSG_SIZE 256
 
 /* Limits of the input we accept; docs/api.md documents them. */
-#define TL_KEY_MAX 255
-#define TL_ID_MAX 128
-#define TL_META_MAX (64 * 1024)
+#define TL_KEY_MAX         255
+#define TL_ID_MAX          128
+#define TL_META_MAX        (64 * 1024)
 #define TL_DURATION_MAX_MS (24u * 24 * 3600 * 1000) /* 24 days: fits int32 arithmetic */
 
 /* Defaults of struct tl_options (the seed's). */
-#define TL_DEFAULT_RETRIES 5
+#define TL_DEFAULT_RETRIES            5
 #define TL_DEFAULT_BACKOFF_INITIAL_MS 1000
-#define TL_DEFAULT_BACKOFF_MAX_MS 16000
-#define TL_DEFAULT_HEARTBEAT_MS 30000
-#define TL_DEFAULT_LOCK_TIMEOUT_MS 300000
+#define TL_DEFAULT_BACKOFF_MAX_MS     16000
+#define TL_DEFAULT_HEARTBEAT_MS       30000
+#define TL_DEFAULT_LOCK_TIMEOUT_MS    300000
 
 /* ---- allocation (alloc.c): every allocation goes through these, so tests can fail them ---- */
 void *tl__malloc(size_t n);
 void *tl__calloc(size_t n, size_t size);
 void *tl__realloc(void *p, size_t n);
 void tl__free(void *p);
-char *tl__strdup(const char *s);              /* NULL in, NULL out */
+char *tl__strdup(const char *s); /* NULL in, NULL out */
 char *tl__strndup(const char *s, size_t n);
 char *tl__asprintf(const char *fmt, ...) TL_PRINTF(1, 2);
 
@@ -120,10 +120,10 @@ struct tl_logger {
 };
 void tl__log(const struct tl_logger *lg, int level, const char *fmt, ...) TL_PRINTF(3, 4);
 /* Checks the level before formatting (no work when the message would be dropped). */
-#define TL_LOG(lg, lvl, ...)                                                                       \
-    do {                                                                                           \
-        if ((lg) != NULL && (lg)->fn != NULL && (lvl) <= (lg)->level)                              \
-            tl__log((lg), (lvl), __VA_ARGS__);                                                     \
+#define TL_LOG(lg, lvl, ...)                                          \
+    do {                                                              \
+        if ((lg) != NULL && (lg)->fn != NULL && (lvl) <= (lg)->level) \
+            tl__log((lg), (lvl), __VA_ARGS__);                        \
     } while (0)
 
 /* ---- errors (error.c) ---- */

@@ -97,8 +97,7 @@ static tl_status memory_open(struct tl_store *s, const char *url)
             sp->name = tl__strdup(name);
             sp->nbuckets = 64;
             sp->buckets = tl__calloc(sp->nbuckets, sizeof(*sp->buckets));
-            if (sp->name == NULL || sp->buckets == NULL ||
-                pthread_mutex_init(&sp->mu, NULL) != 0) {
+            if (sp->name == NULL || sp->buckets == NULL || pthread_mutex_init(&sp->mu, NULL) != 0) {
                 tl__free(sp->name);
                 tl__free(sp->buckets);
                 tl__free(sp);
@@ -333,8 +332,7 @@ static tl_status memory_release(struct tl_store *s, const struct tl_record *held
     } else if (e != NULL && !e->held && e->last_token == held->info.token) {
         /* Already released by us, and no one has claimed it since. */
     } else {
-        st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by someone else now",
-                            held->info.key);
+        st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by someone else now", held->info.key);
     }
     pthread_mutex_unlock(&sp->mu);
     return st;

@@ -14,17 +14,16 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include <sqlite3.h>
-
 #include "store.h"
 #include "tl.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION  1
 #define DEFAULT_BUSY_MS 10000
 
 enum stmt_id {
@@ -72,7 +71,7 @@ static const char *const sql_text[ST_COUNT] = {
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS tl_locks ("
     " key TEXT PRIMARY KEY NOT NULL,"
-    " token INTEGER NOT NULL,"      /* the last token issued for the key */
+    " token INTEGER NOT NULL,"       /* the last token issued for the key */
     " worker_id TEXT, node_id TEXT," /* NULL when free */
     " claimed_at INTEGER, heartbeat_at INTEGER, lock_timeout_ms INTEGER, task_info TEXT"
     ") WITHOUT ROWID;"
@@ -239,17 +238,16 @@ static tl_status sqlite_open(struct tl_store *s, const char *url)
                                   ss->path, strerror(err)); /* NOLINT(concurrency-mt-unsafe) */
     }
 
-    int rc = sqlite3_open_v2(ss->path, &ss->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        ss->path, &ss->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
         return db_fail(ss, rc, "opening");
     (void)sqlite3_extended_result_codes(ss->db, 1);
     (void)sqlite3_busy_timeout(ss->db, (int)ss->busy_ms);
 
     char pragmas[128];
-    (void)snprintf(pragmas, sizeof(pragmas),
-                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;", sync);
+    (void)snprintf(pragmas, sizeof(pragmas), "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
+                   sync);
     rc = sqlite3_exec(ss->db, pragmas, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return db_fail(ss, rc, "opening");
@@ -385,8 +383,7 @@ static int64_t now_ms(struct tl_store *s)
 static bool clearly_busy(const struct row *row, enum tl_claim_mode mode, int64_t now)
 {
     return row->held &&
-           tl__claim_verdict(true, row->heartbeat_at, row->timeout, mode, now) ==
-               TL_VERDICT_BUSY;
+           tl__claim_verdict(true, row->heartbeat_at, row->timeout, mode, now) == TL_VERDICT_BUSY;
 }
 
 static tl_status sqlite_claim(struct tl_store *s, const struct tl_claim *req,
@@ -539,8 +536,7 @@ static tl_status sqlite_release(struct tl_store *s, const struct tl_record *held
         rc = select_row(ss, held->info.key, &row, NULL, &oom);
         /* Free with our token still the last one: we released it before. */
         if (rc == SQLITE_OK && !(row.exists && !row.held && row.token == held->info.token))
-            ret = tl__store_fail(s, TL_ENOTOWNER, "%s is held by someone else now",
-                                 held->info.key);
+            ret = tl__store_fail(s, TL_ENOTOWNER, "%s is held by someone else now", held->info.key);
     }
     if (rc != SQLITE_OK || (rc = exec_stmt(ss, ST_COMMIT)) != SQLITE_OK)
         goto err_rollback;

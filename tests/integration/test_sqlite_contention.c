@@ -3,6 +3,7 @@
  * Each critical section registers itself in shared memory on entry and leaves on exit, so the
  * test sees any overlap; it also checks that every holder's token is larger than the last.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -10,7 +11,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>

@@ -2,6 +2,8 @@
  * conformance.c -- the store contract (DESIGN.md section 3), checked against any store.
  * See conformance.h for what it covers and how a store's test runs it.
  */
+#include "conformance.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -17,7 +19,6 @@
 
 #include <cmocka.h>
 
-#include "conformance.h"
 #include "manager.h"
 #include "store.h"
 #include "tasklock.h"
@@ -506,8 +507,8 @@ static void race_child(int id, int cmd, int res)
     int round = 0;
 
     (void)snprintf(worker, sizeof(worker), "proc-%d", id);
-    const struct tl_options o = {.store_url = conf->url, .worker_id = worker,
-                                 .lock_timeout_ms = 60000};
+    const struct tl_options o = {
+        .store_url = conf->url, .worker_id = worker, .lock_timeout_ms = 60000};
     tl_manager *m = tl_manager_new(&o);
     if (m == NULL || tl_connect(m) != TL_OK)
         _exit(3);
@@ -678,17 +679,15 @@ static void history_records_the_audit_trail(void **state)
         tl_event_kind kind;
         const char *worker;
     } want[] = {
-        {TL_EVENT_ACQUIRED, "hist-a"}, {TL_EVENT_RELEASED, "hist-a"},
-        {TL_EVENT_ACQUIRED, "hist-b"}, {TL_EVENT_STOLEN, "hist-c"},
-        {TL_EVENT_FORCED, "hist-d"},   {TL_EVENT_LOST, "hist-b"},
+        {TL_EVENT_ACQUIRED, "hist-a"}, {TL_EVENT_RELEASED, "hist-a"}, {TL_EVENT_ACQUIRED, "hist-b"},
+        {TL_EVENT_STOLEN, "hist-c"},   {TL_EVENT_FORCED, "hist-d"},   {TL_EVENT_LOST, "hist-b"},
         {TL_EVENT_RELEASED, "hist-d"},
     };
     size_t w = 0;
     bool released_summary = false;
     for (size_t i = 0; i < n && w < sizeof(want) / sizeof(want[0]); i++) {
         assert_string_equal(ev[i]->key, k);
-        if (want[w].kind == TL_EVENT_LOST && ev[i]->kind != TL_EVENT_LOST &&
-            conf->skip_lost_event)
+        if (want[w].kind == TL_EVENT_LOST && ev[i]->kind != TL_EVENT_LOST && conf->skip_lost_event)
             w++;
         if (ev[i]->kind == want[w].kind && strcmp(ev[i]->worker_id, want[w].worker) == 0) {
             if (ev[i]->kind == TL_EVENT_RELEASED && ev[i]->detail != NULL &&

@@ -1,9 +1,9 @@
 /*
  * fake_store.c -- see fake_store.h.
  */
-#include <string.h>
-
 #include "fake_store.h"
+
+#include <string.h>
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct tl_fake_faults faults;
@@ -95,8 +95,7 @@ static tl_status fake_renew(struct tl_store *s, const struct tl_record *held, ui
     return tl__store_memory.renew(s, held, seq, beat);
 }
 
-static tl_status fake_release(struct tl_store *s, const struct tl_record *held,
-                              const char *summary)
+static tl_status fake_release(struct tl_store *s, const struct tl_record *held, const char *summary)
 {
     if (take(&faults.release_errors, &faults.releases))
         return tl__store_fail(s, TL_ESTORE, "fake: release failed");

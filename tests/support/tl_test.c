@@ -1,14 +1,14 @@
 /*
  * tl_test.c -- helpers shared by the tests.
  */
+#include "tl_test.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "tl_test.h"
 
 static int64_t fake_now(void *ud)
 {

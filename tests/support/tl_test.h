@@ -21,8 +21,8 @@ struct tl_fake_clock {
     /* Atomic: a heartbeat thread may read the clock while the test moves it. */
     _Atomic int64_t now_ms;  /* wall clock; starts at 2026-01-01T00:00:00Z */
     _Atomic int64_t mono_ms; /* monotonic; starts at 1000000 */
-    uint32_t random;      /* what random() returns: 0 gives the smallest jitter factor (0.75) */
-    uint32_t slept[256];  /* sleeps in order */
+    uint32_t random;         /* what random() returns: 0 gives the smallest jitter factor (0.75) */
+    uint32_t slept[256];     /* sleeps in order */
     size_t nslept;
     uint64_t slept_total; /* sum of all sleeps, also beyond the 256 recorded */
     /* Called after each sleep has moved the clock, with the number of sleeps so far. */

@@ -108,7 +108,7 @@ static int setup(void **state)
 static void renews_each_lock_when_it_is_due(void **state)
 {
     tl_manager *m = mgr(NULL);
-    tl_lock *fast = acquire(m, "fast", 6000); /* every 2 s */
+    tl_lock *fast = acquire(m, "fast", 6000);  /* every 2 s */
     tl_lock *slow = acquire(m, "slow", 60000); /* every 20 s */
 
     (void)state;
@@ -357,8 +357,8 @@ static void handles_can_be_freed_while_the_thread_renews(void **state)
 
     (void)state;
     (void)snprintf(url, sizeof(url), "memory:heartbeat-free-%d", ++space);
-    tl_manager *m = tl_manager_new(
-        &(struct tl_options){.store_url = url, .worker_id = "w", .heartbeat_ms = 1});
+    tl_manager *m =
+        tl_manager_new(&(struct tl_options){.store_url = url, .worker_id = "w", .heartbeat_ms = 1});
     assert_non_null(m);
     for (int round = 0; round < 5; round++) {
         for (int i = 0; i < N; i++) {

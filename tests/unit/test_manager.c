@@ -132,8 +132,7 @@ static void connect_reports_bad_urls(void **state)
         assert_non_null(m);
         assert_int_equal(tl_connect(m), cases[i].st);
         if (strstr(tl_errmsg(m), cases[i].msg) == NULL)
-            fail_msg("%s: message \"%s\" lacks \"%s\"", cases[i].url, tl_errmsg(m),
-                     cases[i].msg);
+            fail_msg("%s: message \"%s\" lacks \"%s\"", cases[i].url, tl_errmsg(m), cases[i].msg);
         tl_manager_free(m);
     }
 }
@@ -197,8 +196,7 @@ static void acquire_checks_its_arguments(void **state)
     assert_int_equal(tl_acquire(m, "k", &(struct tl_acquire_opts){.task_info = big}, &l),
                      TL_EINVAL);
     assert_non_null(strstr(tl_errmsg(m), "over the limit"));
-    assert_int_equal(tl_acquire(m, "k", &(struct tl_acquire_opts){.strategy = 42}, &l),
-                     TL_EINVAL);
+    assert_int_equal(tl_acquire(m, "k", &(struct tl_acquire_opts){.strategy = 42}, &l), TL_EINVAL);
     assert_int_equal(tl_acquire(m, NULL, NULL, &l), TL_EINVAL);
     assert_int_equal(tl_acquire(m, "k", NULL, NULL), TL_EINVAL);
     assert_null(l);
@@ -206,8 +204,8 @@ static void acquire_checks_its_arguments(void **state)
 
     /* A per-call lock timeout must leave room for the manager's heartbeat. */
     m = mgr_opts((struct tl_options){.heartbeat_ms = 2000});
-    assert_int_equal(
-        tl_acquire(m, "k", &(struct tl_acquire_opts){.lock_timeout_ms = 1000}, &l), TL_EINVAL);
+    assert_int_equal(tl_acquire(m, "k", &(struct tl_acquire_opts){.lock_timeout_ms = 1000}, &l),
+                     TL_EINVAL);
     assert_non_null(strstr(tl_errmsg(m), "heartbeat"));
     assert_int_equal(tl_acquire(m, "k", &(struct tl_acquire_opts){.lock_timeout_ms = 3000}, &l),
                      TL_OK);
@@ -294,11 +292,10 @@ static void retry_count_per_call(void **state)
     assert_int_equal(tl_acquire(a, "k", NULL, &la), TL_OK);
     assert_int_equal(tl_acquire(b, "k", &(struct tl_acquire_opts){.retries = 2}, &lb), TL_EBUSY);
     assert_int_equal(fc.nslept, 2);
+    assert_int_equal(tl_acquire(b, "k", &(struct tl_acquire_opts){.retries = TL_NO_RETRIES}, &lb),
+                     TL_EBUSY);
     assert_int_equal(
-        tl_acquire(b, "k", &(struct tl_acquire_opts){.retries = TL_NO_RETRIES}, &lb), TL_EBUSY);
-    assert_int_equal(
-        tl_acquire(b, "k", &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST, .retries = 9},
-                   &lb),
+        tl_acquire(b, "k", &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST, .retries = 9}, &lb),
         TL_EBUSY);
     assert_int_equal(fc.nslept, 2); /* neither slept */
     assert_int_equal(metrics(b).total_retries, 2);
@@ -316,8 +313,8 @@ static void deadline_bounds_the_wait(void **state)
     assert_int_equal(tl_acquire(a, "k", NULL, &la), TL_OK);
     fc.random = 0;
     /* A deadline without a retry count: retries until the deadline, the last wait clipped. */
-    assert_int_equal(
-        tl_acquire(b, "k", &(struct tl_acquire_opts){.deadline_ms = 60000}, &lb), TL_EBUSY);
+    assert_int_equal(tl_acquire(b, "k", &(struct tl_acquire_opts){.deadline_ms = 60000}, &lb),
+                     TL_EBUSY);
     assert_int_equal(fc.slept_total, 60000);
     assert_true(fc.nslept > 5); /* more than the default 5 retries */
 
@@ -384,16 +381,16 @@ static void steal_stale_waits_for_staleness_then_steals(void **state)
     tl_lock *la = NULL, *lb = NULL;
 
     (void)state;
-    assert_int_equal(
-        tl_acquire(a, "k", &(struct tl_acquire_opts){.lock_timeout_ms = 3000}, &la), TL_OK);
+    assert_int_equal(tl_acquire(a, "k", &(struct tl_acquire_opts){.lock_timeout_ms = 3000}, &la),
+                     TL_OK);
     tl__heartbeat_stop(a); /* a is gone */
     fc.random = 0;
     /* 750 + 1500 ms: still fresh; after 3000 more it is stale at the 4th attempt. */
-    assert_int_equal(tl_acquire(b, "k",
-                                &(struct tl_acquire_opts){.strategy = TL_STEAL_STALE,
-                                                          .lock_timeout_ms = 3000},
-                                &lb),
-                     TL_OK);
+    assert_int_equal(
+        tl_acquire(b, "k",
+                   &(struct tl_acquire_opts){.strategy = TL_STEAL_STALE, .lock_timeout_ms = 3000},
+                   &lb),
+        TL_OK);
     assert_int_equal(fc.nslept, 3);
     struct tl_metrics mt = metrics(b);
     assert_int_equal(mt.stale_locks_claimed, 1);

@@ -82,8 +82,8 @@ static void scenario(const char *url)
         goto out;
     assert_true(ok_or_nomem(tl_connect(a)));
 
-    tl_status st = tl_acquire(a, "oom-key", &(struct tl_acquire_opts){.task_info = "{\"x\":[1,2]}"},
-                              &la);
+    tl_status st =
+        tl_acquire(a, "oom-key", &(struct tl_acquire_opts){.task_info = "{\"x\":[1,2]}"}, &la);
     assert_true(ok_or_nomem(st));
     if (st == TL_OK) {
         char *md = tl_lock_metadata(la);
@@ -131,9 +131,9 @@ static void assert_key_free(const char *url)
     if (info != NULL) {
         /* Only a lock whose release was refused for lack of memory may remain; free it. */
         struct tl_lock *l = NULL;
-        assert_int_equal(tl_acquire(m, "oom-key",
-                                    &(struct tl_acquire_opts){.strategy = TL_FORCE_ACQUIRE}, &l),
-                         TL_OK);
+        assert_int_equal(
+            tl_acquire(m, "oom-key", &(struct tl_acquire_opts){.strategy = TL_FORCE_ACQUIRE}, &l),
+            TL_OK);
         assert_int_equal(tl_release(l, NULL), TL_OK);
         tl_lock_free(l);
         tl_info_free(info);
