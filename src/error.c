@@ -36,7 +36,7 @@ tl_status tl__fail(tl_manager *m, tl_status st, const char *fmt, ...)
     if (m == NULL)
         return st;
     va_start(ap, fmt);
-    tl__vformat(m->errmsg, fmt, ap);
+    (void)vsnprintf(m->errmsg, sizeof(m->errmsg), fmt, ap);
     va_end(ap);
     return st;
 }
@@ -46,7 +46,7 @@ tl_status tl__store_fail(struct tl_store *s, tl_status st, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    tl__vformat(s->errmsg, fmt, ap);
+    (void)vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
     va_end(ap);
     return st;
 }

@@ -10,10 +10,11 @@
 void tl__log(const struct tl_logger *lg, int level, const char *fmt, ...)
 {
     char buf[1024];
-    va_list ap;
 
     if (lg == NULL || lg->fn == NULL || level > lg->level)
         return;
+
+    va_list ap;
     va_start(ap, fmt);
     (void)vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);

@@ -30,7 +30,7 @@ struct mem_space {
     int refs;
     pthread_mutex_t mu;
     struct mem_entry **buckets;
-    size_t nbuckets;
+    size_t nbuckets; /* a power of two */
     size_t nentries;
     struct tl_event *history[MEM_HISTORY_MAX]; /* ring of the newest events */
     size_t hist_next;
@@ -96,7 +96,7 @@ static tl_status memory_open(struct tl_store *s, const char *url)
         if (sp != NULL) {
             sp->name = tl__strdup(name);
             sp->nbuckets = 64;
-            sp->buckets = tl__calloc(sp->nbuckets, sizeof(*sp->buckets));
+            sp->buckets = tl__calloc(sp->nbuckets, sizeof(struct mem_entry *));
             if (sp->name == NULL || sp->buckets == NULL || pthread_mutex_init(&sp->mu, NULL) != 0) {
                 tl__free(sp->name);
                 tl__free(sp->buckets);
@@ -139,7 +139,7 @@ static void memory_close(struct tl_store *s)
 
 static struct mem_entry *find(struct mem_space *sp, const char *key)
 {
-    struct mem_entry *e = sp->buckets[hash_key(key) % sp->nbuckets];
+    struct mem_entry *e = sp->buckets[hash_key(key) & (sp->nbuckets - 1)];
 
     while (e != NULL && strcmp(e->key, key) != 0)
         e = e->next;
@@ -149,7 +149,7 @@ static struct mem_entry *find(struct mem_space *sp, const char *key)
 static void grow(struct mem_space *sp)
 {
     size_t n = sp->nbuckets * 2;
-    struct mem_entry **b = tl__calloc(n, sizeof(*b));
+    struct mem_entry **b = tl__calloc(n, sizeof(struct mem_entry *));
 
     if (b == NULL)
         return; /* longer chains, still correct */
@@ -157,7 +157,7 @@ static void grow(struct mem_space *sp)
         struct mem_entry *e = sp->buckets[i];
         while (e != NULL) {
             struct mem_entry *next = e->next;
-            size_t h = hash_key(e->key) % n;
+            size_t h = hash_key(e->key) & (n - 1);
             e->next = b[h];
             b[h] = e;
             e = next;
@@ -181,7 +181,7 @@ static struct mem_entry *find_or_add(struct mem_space *sp, const char *key)
         tl__free(e);
         return NULL;
     }
-    size_t h = hash_key(key) % sp->nbuckets;
+    size_t h = hash_key(key) & (sp->nbuckets - 1);
     e->next = sp->buckets[h];
     sp->buckets[h] = e;
     sp->nentries++;
@@ -397,7 +397,7 @@ static tl_status memory_list(struct tl_store *s, struct tl_record ***out, size_t
         return tl__store_fail(s, st, "out of memory");
     }
     if (n > 1)
-        qsort(arr, n, sizeof(*arr), cmp_record_key);
+        qsort(arr, n, sizeof(struct tl_record *), cmp_record_key);
     *out = arr;
     *count = n;
     return TL_OK;
