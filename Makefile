@@ -18,7 +18,7 @@ $(BUILD)/CMakeCache.txt:
 
 # Every test, with Redis, PostgreSQL and the GitHub test server started on 127.0.0.1.
 test: deps all
-	tests/harness/with-servers ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	TL_BUILD_DIR=$(BUILD) tests/harness/with-servers ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 demo: deps all
 	$(BUILD)/tasklock demo
