@@ -80,15 +80,17 @@ typedef struct tl_lock tl_lock;       /* opaque: a lock this manager acquired */
 
 /*
  * Log sink. Called on the thread that logs, which may be the heartbeat thread; `msg` is valid
- * only during the call and never contains a token or a password.
+ * only during the call and never contains a credential (an access token or a password).
  */
 typedef void tl_log_fn(void *ud, int level, const char *msg);
 
 /*
  * Called once per lock, on whichever thread first learns that the lock was lost (usually the
- * heartbeat thread): stolen, forced, released by someone else, or not renewed within its lock
- * timeout. Inside the callback only the thread-safe lock functions may be used
- * (tl_lock_key, tl_lock_token, tl_lock_is_lost); never release or free there.
+ * heartbeat thread): stolen, forced or released by someone else, or its renewals failed (store
+ * unreachable) for longer than its lock timeout. A process that merely stalls past its timeout
+ * and resumes before anyone took the lock renews it and loses nothing. Inside the callback only the
+ * thread-safe lock functions may be used (tl_lock_key, tl_lock_token, tl_lock_is_lost); never
+ * release or free there.
  */
 typedef void tl_lost_fn(void *ud, tl_lock *lock);
 

@@ -196,6 +196,7 @@ tl_status tl_connect(tl_manager *m)
 
     if (m == NULL)
         return TL_EINVAL;
+    begin(m);
     if (m->store != NULL)
         return TL_OK;
     if ((why = tl__check_id(m->worker_id, TL_ID_MAX)) != NULL)
@@ -381,9 +382,6 @@ static tl_status fail_busy(tl_manager *m, const char *key, struct tl_claim_resul
 {
     char holder[200];
 
-    pthread_mutex_lock(&m->mu);
-    m->metrics.failed_acquisitions++;
-    pthread_mutex_unlock(&m->mu);
     if (!res->holder_known) {
         return tl__fail(m, TL_EBUSY, "key %s is held by another worker (%u attempt%s)%s%s", key,
                         attempts, attempts == 1 ? "" : "s", m->store->errmsg[0] ? ": " : "",
@@ -399,8 +397,8 @@ static tl_status fail_busy(tl_manager *m, const char *key, struct tl_claim_resul
                     attempts, attempts == 1 ? "" : "s");
 }
 
-tl_status tl_acquire(tl_manager *m, const char *key, const struct tl_acquire_opts *opts,
-                     tl_lock **out)
+static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire_opts *opts,
+                         tl_lock **out)
 {
     static const struct tl_acquire_opts defaults;
     struct acquire_plan plan = {0};
@@ -477,9 +475,6 @@ tl_status tl_acquire(tl_manager *m, const char *key, const struct tl_acquire_opt
     }
 
     if (st != TL_OK) {
-        pthread_mutex_lock(&m->mu);
-        m->metrics.failed_acquisitions++;
-        pthread_mutex_unlock(&m->mu);
         st = store_fail(m, st);
         goto done;
     }
@@ -534,6 +529,19 @@ done:
 done_free:
     tl__free(l);
     tl__free(task_info);
+    return st;
+}
+
+tl_status tl_acquire(tl_manager *m, const char *key, const struct tl_acquire_opts *opts,
+                     tl_lock **out)
+{
+    tl_status st = acquire(m, key, opts, out);
+
+    if (st != TL_OK && m != NULL) {
+        pthread_mutex_lock(&m->mu);
+        m->metrics.failed_acquisitions++;
+        pthread_mutex_unlock(&m->mu);
+    }
     return st;
 }
 

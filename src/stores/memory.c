@@ -332,7 +332,8 @@ static tl_status memory_release(struct tl_store *s, const struct tl_record *held
     } else if (e != NULL && !e->held && e->last_token == held->info.token) {
         /* Already released by us, and no one has claimed it since. */
     } else {
-        st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by someone else now", held->info.key);
+        st = tl__store_fail(s, TL_ENOTOWNER, "%s is not held by %s with token %llu", held->info.key,
+                            held->info.worker_id, (unsigned long long)held->info.token);
     }
     pthread_mutex_unlock(&sp->mu);
     return st;

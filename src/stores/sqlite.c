@@ -86,6 +86,7 @@ struct sqlite_store {
     struct tl_store base; /* must be first */
     sqlite3 *db;
     char *path;
+    bool default_path; /* the path came from the defaults, not the URL */
     uint32_t busy_ms;
     sqlite3_stmt *stmt[ST_COUNT];
 };
@@ -103,8 +104,9 @@ static tl_status db_fail(struct sqlite_store *ss, int rc, const char *what)
     if (base == SQLITE_CANTOPEN || base == SQLITE_READONLY || base == SQLITE_PERM)
         return tl__store_fail(&ss->base, TL_ESTORE,
                               "sqlite: %s: %s: %s (check that the directory exists and is "
-                              "writable, or set TASKLOCK_DB)",
-                              ss->path, what, msg);
+                              "writable%s)",
+                              ss->path, what, msg,
+                              ss->default_path ? ", or set TASKLOCK_DB to another file" : "");
     return tl__store_fail(&ss->base, TL_ESTORE, "sqlite: %s: %s: %s", ss->path, what, msg);
 }
 
@@ -203,6 +205,31 @@ static tl_status create_schema(struct sqlite_store *ss)
     return TL_OK;
 }
 
+/*
+ * Switches the file to WAL and creates the tables. When several processes open a new file at
+ * once, the switch to WAL answers SQLITE_BUSY without calling the busy handler, so this retries
+ * on its own, within the same busy timeout.
+ */
+static tl_status setup_file(struct sqlite_store *ss, const char *sync)
+{
+    const struct tl_clock *c = ss->base.clock;
+    int64_t end = c->mono_ms(c->ud) + ss->busy_ms;
+    char pragmas[128];
+    uint32_t pause = 1;
+
+    (void)snprintf(pragmas, sizeof(pragmas), "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
+                   sync);
+    for (;;) {
+        int rc = sqlite3_exec(ss->db, pragmas, NULL, NULL, NULL);
+        tl_status st = rc == SQLITE_OK ? create_schema(ss) : db_fail(ss, rc, "opening");
+
+        if (st != TL_ETIMEDOUT || c->mono_ms(c->ud) >= end)
+            return st;
+        c->sleep_ms(c->ud, pause);
+        pause = pause < 32 ? pause * 2 : 32;
+    }
+}
+
 static tl_status sqlite_open(struct tl_store *s, const char *url)
 {
     struct sqlite_store *ss = (struct sqlite_store *)s;
@@ -221,6 +248,7 @@ static tl_status sqlite_open(struct tl_store *s, const char *url)
     if (query != NULL)
         *query++ = '\0';
     bool by_default = copy[0] == '\0';
+    ss->default_path = by_default;
     ss->path = by_default ? default_path() : tl__strdup(copy);
     if (ss->path == NULL) {
         tl__free(copy);
@@ -245,13 +273,7 @@ static tl_status sqlite_open(struct tl_store *s, const char *url)
     (void)sqlite3_extended_result_codes(ss->db, 1);
     (void)sqlite3_busy_timeout(ss->db, (int)ss->busy_ms);
 
-    char pragmas[128];
-    (void)snprintf(pragmas, sizeof(pragmas), "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
-                   sync);
-    rc = sqlite3_exec(ss->db, pragmas, NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return db_fail(ss, rc, "opening");
-    if ((st = create_schema(ss)) != TL_OK)
+    if ((st = setup_file(ss, sync)) != TL_OK)
         return st;
 
     for (int i = 0; i < ST_COUNT; i++) {
@@ -536,7 +558,9 @@ static tl_status sqlite_release(struct tl_store *s, const struct tl_record *held
         rc = select_row(ss, held->info.key, &row, NULL, &oom);
         /* Free with our token still the last one: we released it before. */
         if (rc == SQLITE_OK && !(row.exists && !row.held && row.token == held->info.token))
-            ret = tl__store_fail(s, TL_ENOTOWNER, "%s is held by someone else now", held->info.key);
+            ret = tl__store_fail(s, TL_ENOTOWNER, "%s is not held by %s with token %llu",
+                                 held->info.key, held->info.worker_id,
+                                 (unsigned long long)held->info.token);
     }
     if (rc != SQLITE_OK || (rc = exec_stmt(ss, ST_COMMIT)) != SQLITE_OK)
         goto err_rollback;

@@ -200,6 +200,11 @@ static void acquire_checks_its_arguments(void **state)
     assert_int_equal(tl_acquire(m, NULL, NULL, &l), TL_EINVAL);
     assert_int_equal(tl_acquire(m, "k", NULL, NULL), TL_EINVAL);
     assert_null(l);
+    /* Every acquire that did not acquire counts as failed, whatever the reason. */
+    assert_int_equal(metrics(m).failed_acquisitions, 6);
+    /* A later success leaves no stale message behind. */
+    assert_int_equal(tl_connect(m), TL_OK);
+    assert_string_equal(tl_errmsg(m), "");
     tl_manager_free(m);
 
     /* A per-call lock timeout must leave room for the manager's heartbeat. */
