@@ -5,11 +5,11 @@
 #ifndef TL_CLI_H
 #define TL_CLI_H
 
+#include <getopt.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <jansson.h>
 
 #include "tasklock.h"
 
@@ -69,12 +69,27 @@ extern const struct tl_cli_cmd *const tl_cli_commands[];
  * their own long options to TL_CLI_GLOBAL_LONGOPTS and their short letters to
  * TL_CLI_GLOBAL_SHORTOPTS, and pass every option they do not know to tl_cli_global_opt().
  */
-enum { TL_OPT_JSON = 1000, TL_OPT_HELP, TL_OPT_VERSION, TL_OPT_FIRST_COMMAND = 1100 };
+enum {
+    TL_OPT_JSON = 1000,
+    TL_OPT_VERSION,
+    TL_OPT_STRATEGY, /* the acquire options, shared by acquire and run */
+    TL_OPT_RETRIES,
+    TL_OPT_WAIT,
+    TL_OPT_LOCK_TIMEOUT,
+    TL_OPT_INFO,
+    TL_OPT_COMMAND = 1100 /* the first of a command's own long-only options */
+};
 #define TL_CLI_GLOBAL_SHORTOPTS "s:w:n:qvh"
+/* clang-format off */
 #define TL_CLI_GLOBAL_LONGOPTS                                                                     \
     {"store", 1, NULL, 's'}, {"worker", 1, NULL, 'w'}, {"node", 1, NULL, 'n'},                     \
-        {"json", 0, NULL, TL_OPT_JSON}, {"quiet", 0, NULL, 'q'}, {"verbose", 0, NULL, 'v'},        \
-        {"help", 0, NULL, 'h'}
+    {"json", 0, NULL, TL_OPT_JSON}, {"quiet", 0, NULL, 'q'}, {"verbose", 0, NULL, 'v'},            \
+    {"help", 0, NULL, 'h'}
+/* clang-format on */
+
+/* getopt_long(3) with opterr off. Main thread, before any other thread starts (getopt keeps
+ * its state in globals). */
+int tl_cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
 
 /*
  * Handles option `opt` (getopt_long's answer) if it is a global one, or reports a usage error.
@@ -83,10 +98,45 @@ enum { TL_OPT_JSON = 1000, TL_OPT_HELP, TL_OPT_VERSION, TL_OPT_FIRST_COMMAND = 1
  */
 int tl_cli_global_opt(struct tl_cli *cli, int opt, const char *arg, char **argv);
 
+/* The acquire options (cmd_acquire.c), shared by `acquire` and `run`. */
+struct tl_cli_acquire {
+    struct tl_acquire_opts opts;
+    bool no_wait;    /* --wait 0 */
+    json_t *info;    /* --info NAME=VALUE pairs */
+    char *info_text; /* opts.task_info points here */
+};
+/* clang-format off */
+#define TL_CLI_ACQUIRE_LONGOPTS                                                                    \
+    {"strategy", 1, NULL, TL_OPT_STRATEGY}, {"retries", 1, NULL, TL_OPT_RETRIES},                  \
+    {"wait", 1, NULL, TL_OPT_WAIT}, {"lock-timeout", 1, NULL, TL_OPT_LOCK_TIMEOUT},                \
+    {"info", 1, NULL, TL_OPT_INFO}
+/* clang-format on */
+
+void tl_cli_acquire_init(struct tl_cli_acquire *a, tl_strategy strategy);
+void tl_cli_acquire_fini(struct tl_cli_acquire *a);
+/* Handles an acquire option: -1 when handled, 0 when `opt` is not one, else the exit code
+ * after a usage error. */
+int tl_cli_acquire_opt(const struct tl_cli *cli, struct tl_cli_acquire *a, int opt,
+                       const char *arg);
+/* Completes opts after parsing (task info text, --wait 0). Returns the exit code. */
+int tl_cli_acquire_finish(const struct tl_cli *cli, struct tl_cli_acquire *a);
+/* How to mend a TL_EBUSY from tl_acquire() with these options. Static text. */
+const char *tl_cli_busy_hint(const struct tl_cli_acquire *a, tl_manager *m);
+const char *tl_cli_strategy_name(tl_strategy s);
+/* {"key":KEY,"lock":{...}} from metadata JSON text (tl_lock_metadata, tl_info_to_json), with
+ * "stale" added to the lock object when `with_stale`. A new reference, or NULL (no memory or
+ * `metadata` NULL). */
+json_t *tl_cli_lock_json(const char *key, const char *metadata, bool with_stale, bool stale);
+
+/* cmd_help.c: prints the usage, summary and help of `c` to stdout. */
+void tl_cli_print_help(const struct tl_cli_cmd *c);
+
 /* Prints "tasklock: CMD: message" to stderr. */
 void tl_cli_error(const struct tl_cli *cli, const char *fmt, ...) TL_CLI_PRINTF(2, 3);
 /* Prints a usage error with a hint to `tasklock help CMD` and returns TL_EXIT_USAGE. */
 int tl_cli_usage_error(const struct tl_cli *cli, const char *fmt, ...) TL_CLI_PRINTF(2, 3);
+/* Prints a line to stderr with -v only. */
+void tl_cli_info(const struct tl_cli *cli, const char *fmt, ...) TL_CLI_PRINTF(2, 3);
 /* Prints an informational line to stderr unless -q. */
 void tl_cli_note(const struct tl_cli *cli, const char *fmt, ...) TL_CLI_PRINTF(2, 3);
 
@@ -97,25 +147,33 @@ int tl_cli_exit_code(tl_status st);
 int tl_cli_fail(const struct tl_cli *cli, tl_manager *m, tl_status st, const char *hint);
 
 /* Parses option values; on failure print a usage error naming `opt` and return false. */
-bool tl_cli_duration(const struct tl_cli *cli, const char *opt, const char *text,
-                     uint32_t *out_ms);
+bool tl_cli_duration(const struct tl_cli *cli, const char *opt, const char *text, uint32_t *out_ms);
 bool tl_cli_uint(const struct tl_cli *cli, const char *opt, const char *text, uint64_t max,
                  uint64_t *out);
 bool tl_cli_key(const struct tl_cli *cli, const char *key);
+/* Checks free text (--summary): valid UTF-8 of at most `max` bytes (cmd_release.c). */
+bool tl_cli_text_ok(const struct tl_cli *cli, const char *opt, const char *text, size_t max);
 
 /*
  * Creates a manager for the global options with `opts` as the base (NULL: defaults) and connects
  * it. On failure prints the message and returns the exit code; *out is then NULL.
  */
-int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *opts, tl_manager **out);
+int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *base, tl_manager **out);
+
+/* For release/renew without --token: the token of `key` if this manager's worker id holds it.
+ * Otherwise prints why not (free, or held by whom) and returns the exit code. */
+int tl_cli_own_token(const struct tl_cli *cli, tl_manager *m, const char *key, uint64_t *token);
 
 /* The store URL the tool uses: --store, else $TASKLOCK_STORE, else "sqlite:" (the default). */
 const char *tl_cli_store_url(const struct tl_cli *cli);
 
 /* "3m12s", "850ms", "2h05m" for a duration in ms (negative shown as 0). */
 void tl_cli_format_age(int64_t ms, char *buf, size_t size);
-/* "2026-11-26 23:28:01Z" (UTC, seconds) for ms since the epoch. */
-void tl_cli_format_time(int64_t ms, char *buf, size_t size);
+/* "2026-11-26T23:28:01Z", or with `millis` "2026-11-26T23:28:01.123Z", for ms since the epoch
+ * (UTC); "-" for 0. */
+void tl_cli_format_time(int64_t ms, bool millis, char *buf, size_t size);
+/* The text of errno value `err` in `buf` (thread-safe, unlike strerror). Returns buf. */
+const char *tl_cli_strerror(int err, char buf[128]);
 /* Wall clock and monotonic clock in ms. */
 int64_t tl_cli_now_ms(void);
 int64_t tl_cli_mono_ms(void);

@@ -14,8 +14,12 @@ static void vmessage(const struct tl_cli *cli, const char *fmt, va_list ap)
 {
     char buf[1024];
 
-    (void)vsnprintf(buf, sizeof(buf), fmt, ap);
-    (void)fprintf(stderr, "tasklock: %s: %s\n", cli->cmd, buf);
+    /* The analyzer of clang-tidy 14 loses va_start when it inlines a variadic caller. */
+    (void)vsnprintf(buf, sizeof(buf), fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
+    if (strcmp(cli->cmd, "tasklock") == 0)      /* before a command was named */
+        (void)fprintf(stderr, "tasklock: %s\n", buf);
+    else
+        (void)fprintf(stderr, "tasklock: %s: %s\n", cli->cmd, buf);
 }
 
 void tl_cli_error(const struct tl_cli *cli, const char *fmt, ...)
@@ -38,6 +42,17 @@ void tl_cli_note(const struct tl_cli *cli, const char *fmt, ...)
     va_end(ap);
 }
 
+void tl_cli_info(const struct tl_cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (cli->verbose == 0)
+        return;
+    va_start(ap, fmt);
+    vmessage(cli, fmt, ap);
+    va_end(ap);
+}
+
 int tl_cli_usage_error(const struct tl_cli *cli, const char *fmt, ...)
 {
     va_list ap;
@@ -52,17 +67,11 @@ int tl_cli_usage_error(const struct tl_cli *cli, const char *fmt, ...)
     return TL_EXIT_USAGE;
 }
 
-static void print_command_help(const struct tl_cli *cli)
+int tl_cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts)
 {
-    const struct tl_cli_cmd *c = tl_cli_find(cli->cmd);
-
-    if (c == NULL)
-        return;
-    (void)printf("usage: tasklock [global options] %s\n\n%s.\n", c->usage, c->summary);
-    if (c->help != NULL)
-        (void)printf("\n%s", c->help);
-    (void)printf("\nGlobal options (before or after the command): -s, --store URL; -w, --worker "
-                 "ID;\n-n, --node ID; --json; -q, --quiet; -v, --verbose. See tasklock(1).\n");
+    opterr = 0;
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): options are parsed before any thread starts */
+    return getopt_long(argc, argv, shortopts, longopts, NULL);
 }
 
 int tl_cli_global_opt(struct tl_cli *cli, int opt, const char *arg, char **argv)
@@ -74,9 +83,11 @@ int tl_cli_global_opt(struct tl_cli *cli, int opt, const char *arg, char **argv)
     case 'q': cli->quiet = true; return -1;
     case 'v': cli->verbose++; return -1;
     case TL_OPT_JSON: cli->json = true; return -1;
-    case 'h': print_command_help(cli); return TL_EXIT_OK;
-    case ':':
-        return tl_cli_usage_error(cli, "option \"%s\" needs a value", argv[optind - 1]);
+    case 'h':
+        if (tl_cli_find(cli->cmd) != NULL)
+            tl_cli_print_help(tl_cli_find(cli->cmd));
+        return TL_EXIT_OK;
+    case ':': return tl_cli_usage_error(cli, "option \"%s\" needs a value", argv[optind - 1]);
     default:
         if (optopt != 0)
             return tl_cli_usage_error(cli, "unknown option \"-%c\"", optopt);
@@ -114,8 +125,7 @@ int tl_cli_fail(const struct tl_cli *cli, tl_manager *m, tl_status st, const cha
     return tl_cli_exit_code(st);
 }
 
-bool tl_cli_duration(const struct tl_cli *cli, const char *opt, const char *text,
-                     uint32_t *out_ms)
+bool tl_cli_duration(const struct tl_cli *cli, const char *opt, const char *text, uint32_t *out_ms)
 {
     if (tl_parse_duration(text, out_ms) == TL_OK)
         return true;
@@ -143,8 +153,8 @@ bool tl_cli_uint(const struct tl_cli *cli, const char *opt, const char *text, ui
         v = v * 10 + d;
     }
     if (p == text || *p != '\0') {
-        (void)tl_cli_usage_error(cli, "%s: \"%s\" is not a whole number from 0 to %llu", opt,
-                                 text, (unsigned long long)max);
+        (void)tl_cli_usage_error(cli, "%s: \"%s\" is not a whole number from 0 to %llu", opt, text,
+                                 (unsigned long long)max);
         return false;
     }
     *out = v;
@@ -213,9 +223,9 @@ int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *base, tl_m
         o.log_ud = (void *)cli;
         o.log_level = cli->verbose > 1 ? TL_LOG_DEBUG : TL_LOG_INFO;
     } else if (!cli->quiet) {
-        o.log = log_to_stderr; /* warnings and errors (a failing heartbeat) are worth seeing */
+        o.log = log_to_stderr; /* errors (a lock lost to failing renewals) are worth seeing */
         o.log_ud = (void *)cli;
-        o.log_level = TL_LOG_WARN;
+        o.log_level = TL_LOG_ERROR;
     }
 
     tl_manager *m = tl_manager_new(&o);
@@ -225,10 +235,7 @@ int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *base, tl_m
     }
     tl_status st = tl_connect(m);
     if (st != TL_OK) {
-        int rc = tl_cli_fail(cli, m, st,
-                             st == TL_EINVAL || st == TL_ENOTSUP
-                                 ? "set the store with --store URL or $TASKLOCK_STORE"
-                                 : NULL);
+        int rc = tl_cli_fail(cli, m, st, NULL);
         tl_manager_free(m);
         return rc;
     }
@@ -238,31 +245,40 @@ int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *base, tl_m
 
 void tl_cli_format_age(int64_t ms, char *buf, size_t size)
 {
+    const int64_t sec = 1000, min = 60 * sec, hour = 60 * min, day = 24 * hour;
+
     if (ms < 0)
         ms = 0;
-    if (ms < 1000)
+    if (ms < sec)
         (void)snprintf(buf, size, "%lldms", (long long)ms);
-    else if (ms < 60 * 1000)
-        (void)snprintf(buf, size, "%lld.%llds", (long long)(ms / 1000),
-                       (long long)(ms % 1000 / 100));
-    else if (ms < 3600 * 1000)
-        (void)snprintf(buf, size, "%lldm%02llds", (long long)(ms / 60000),
-                       (long long)(ms / 1000 % 60));
-    else if (ms < 24 * 3600 * 1000LL)
-        (void)snprintf(buf, size, "%lldh%02lldm", (long long)(ms / 3600000),
-                       (long long)(ms / 60000 % 60));
+    else if (ms < min)
+        (void)snprintf(buf, size, "%lld.%llds", (long long)(ms / sec), (long long)(ms % sec / 100));
+    else if (ms < hour)
+        (void)snprintf(buf, size, "%lldm%02llds", (long long)(ms / min),
+                       (long long)(ms % min / sec));
+    else if (ms < day)
+        (void)snprintf(buf, size, "%lldh%02lldm", (long long)(ms / hour),
+                       (long long)(ms % hour / min));
     else
-        (void)snprintf(buf, size, "%lldd%02lldh", (long long)(ms / 86400000),
-                       (long long)(ms / 3600000 % 24));
+        (void)snprintf(buf, size, "%lldd%02lldh", (long long)(ms / day),
+                       (long long)(ms % day / hour));
 }
 
-void tl_cli_format_time(int64_t ms, char *buf, size_t size)
+void tl_cli_format_time(int64_t ms, bool millis, char *buf, size_t size)
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
+    char sec[32];
 
-    if (ms <= 0 || gmtime_r(&t, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (ms <= 0 || gmtime_r(&t, &tm) == NULL ||
+        strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
         (void)snprintf(buf, size, "-");
+        return;
+    }
+    if (millis)
+        (void)snprintf(buf, size, "%s.%03dZ", sec, (int)(ms % 1000));
+    else
+        (void)snprintf(buf, size, "%sZ", sec);
 }
 
 int64_t tl_cli_now_ms(void)
@@ -293,4 +309,37 @@ int tl_cli_print_json(const struct tl_cli *cli, json_t *doc)
     (void)printf("%s\n", text);
     free(text);
     return TL_EXIT_OK;
+}
+
+int tl_cli_own_token(const struct tl_cli *cli, tl_manager *m, const char *key, uint64_t *token)
+{
+    struct tl_info *info = NULL;
+    tl_status st = tl_inspect(m, key, &info);
+    int rc = TL_EXIT_OK;
+
+    if (st != TL_OK)
+        return tl_cli_fail(cli, m, st, NULL);
+    if (info == NULL) {
+        tl_cli_error(cli, "%s is not locked: there is nothing to %s", key, cli->cmd);
+        return TL_EXIT_NOTOWNER;
+    }
+    if (strcmp(info->worker_id, tl_manager_worker_id(m)) != 0) {
+        tl_cli_error(cli,
+                     "%s is held by %s (token %llu), not by this worker (%s); give that worker "
+                     "with --worker, or its token with --token",
+                     key, info->worker_id, (unsigned long long)info->token,
+                     tl_manager_worker_id(m));
+        rc = TL_EXIT_NOTOWNER;
+    } else {
+        *token = info->token;
+    }
+    tl_info_free(info);
+    return rc;
+}
+
+const char *tl_cli_strerror(int err, char buf[128])
+{
+    if (strerror_r(err, buf, 128) != 0) /* the XSI strerror_r: thread-safe */
+        (void)snprintf(buf, 128, "error %d", err);
+    return buf;
 }

@@ -1,0 +1,257 @@
+/*
+ * cmd_acquire.c -- `tasklock acquire KEY`: take a lock and print its fencing token.
+ *
+ * The lock outlives the process: nothing heartbeats it once the command exits, so it goes stale
+ * after its lock timeout unless `tasklock renew` is called. The acquire options are shared with
+ * `tasklock run` (tl_cli_acquire_opt below).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void tl_cli_acquire_init(struct tl_cli_acquire *a, tl_strategy strategy)
+{
+    memset(a, 0, sizeof(*a));
+    a->opts.strategy = strategy;
+}
+
+void tl_cli_acquire_fini(struct tl_cli_acquire *a)
+{
+    json_decref(a->info);
+    free(a->info_text);
+    memset(a, 0, sizeof(*a));
+}
+
+static const struct {
+    const char *name;
+    tl_strategy strategy;
+} strategies[] = {
+    {"retry", TL_RETRY},
+    {"fail-fast", TL_FAIL_FAST},
+    {"steal-stale", TL_STEAL_STALE},
+    {"force", TL_FORCE_ACQUIRE},
+};
+
+const char *tl_cli_strategy_name(tl_strategy s)
+{
+    for (size_t i = 0; i < sizeof(strategies) / sizeof(strategies[0]); i++) {
+        if (strategies[i].strategy == s)
+            return strategies[i].name;
+    }
+    return "?";
+}
+
+static int add_info(const struct tl_cli *cli, struct tl_cli_acquire *a, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+
+    if (eq == NULL || eq == arg)
+        return tl_cli_usage_error(cli, "--info: \"%s\" is not NAME=VALUE", arg);
+    if (a->info == NULL && (a->info = json_object()) == NULL) {
+        tl_cli_error(cli, "out of memory");
+        return TL_EXIT_STORE;
+    }
+
+    size_t n = (size_t)(eq - arg);
+    char name[256];
+    if (n >= sizeof(name))
+        return tl_cli_usage_error(cli, "--info: the name is longer than %zu bytes",
+                                  sizeof(name) - 1);
+    memcpy(name, arg, n);
+    name[n] = '\0';
+    if (json_object_get(a->info, name) != NULL)
+        return tl_cli_usage_error(cli, "--info: \"%s\" is given twice", name);
+
+    json_t *value = json_string(eq + 1);
+    if (value == NULL || json_object_set_new(a->info, name, value) != 0)
+        return tl_cli_usage_error(cli, "--info: \"%s\" is not valid UTF-8 text", arg);
+    return -1;
+}
+
+int tl_cli_acquire_opt(const struct tl_cli *cli, struct tl_cli_acquire *a, int opt, const char *arg)
+{
+    uint64_t v;
+    uint32_t ms;
+
+    switch (opt) {
+    case TL_OPT_STRATEGY:
+        for (size_t i = 0; i < sizeof(strategies) / sizeof(strategies[0]); i++) {
+            if (strcmp(arg, strategies[i].name) == 0) {
+                a->opts.strategy = strategies[i].strategy;
+                return -1;
+            }
+        }
+        return tl_cli_usage_error(cli,
+                                  "--strategy: unknown strategy \"%s\" (retry, fail-fast, "
+                                  "steal-stale or force)",
+                                  arg);
+    case TL_OPT_RETRIES:
+        if (!tl_cli_uint(cli, "--retries", arg, 1000000, &v))
+            return TL_EXIT_USAGE;
+        a->opts.retries = v == 0 ? TL_NO_RETRIES : (int32_t)v;
+        return -1;
+    case TL_OPT_WAIT:
+        if (strcmp(arg, "0") == 0) { /* like flock -w 0: one attempt */
+            a->no_wait = true;
+            return -1;
+        }
+        if (!tl_cli_duration(cli, "--wait", arg, &ms))
+            return TL_EXIT_USAGE;
+        a->opts.deadline_ms = ms;
+        a->no_wait = false;
+        return -1;
+    case TL_OPT_LOCK_TIMEOUT:
+        if (!tl_cli_duration(cli, "--lock-timeout", arg, &ms))
+            return TL_EXIT_USAGE;
+        a->opts.lock_timeout_ms = ms;
+        return -1;
+    case TL_OPT_INFO: return add_info(cli, a, arg);
+    default: return 0;
+    }
+}
+
+int tl_cli_acquire_finish(const struct tl_cli *cli, struct tl_cli_acquire *a)
+{
+    if (a->no_wait && a->opts.retries == 0) {
+        a->opts.retries = TL_NO_RETRIES;
+        a->opts.deadline_ms = 0;
+    }
+    if (a->info != NULL) {
+        a->info_text = json_dumps(a->info, JSON_COMPACT);
+        if (a->info_text == NULL) {
+            tl_cli_error(cli, "out of memory");
+            return TL_EXIT_STORE;
+        }
+        a->opts.task_info = a->info_text;
+    }
+    return TL_EXIT_OK;
+}
+
+const char *tl_cli_busy_hint(const struct tl_cli_acquire *a, tl_manager *m)
+{
+    const struct tl_info *h = tl_last_holder(m);
+
+    if (h != NULL && h->stale && a->opts.strategy != TL_STEAL_STALE)
+        return "its holder is stale: --strategy steal-stale takes it";
+    if (a->opts.strategy == TL_FAIL_FAST || a->opts.retries == TL_NO_RETRIES)
+        return "try again later, or wait for it with --wait DURATION";
+    return "wait longer with --wait DURATION";
+}
+
+json_t *tl_cli_lock_json(const char *key, const char *metadata, bool with_stale, bool stale)
+{
+    json_t *meta = metadata != NULL ? json_loads(metadata, 0, NULL) : NULL;
+    json_t *lock = json_object_get(meta, "lock");
+    json_t *doc = NULL;
+
+    if (json_is_object(lock) &&
+        (!with_stale || json_object_set_new(lock, "stale", json_boolean(stale)) == 0))
+        doc = json_pack("{s:s, s:O}", "key", key, "lock", lock); /* "key" first, for people */
+    json_decref(meta);
+    return doc;
+}
+
+static const char help[] =
+    "Acquires the lock of KEY and prints its fencing token on one line.\n"
+    "\n"
+    "Nothing heartbeats the lock after this command exits: it goes stale after its lock\n"
+    "timeout (default 5m) unless 'tasklock renew KEY' is called in time, and a stale lock\n"
+    "can be stolen. Release it with 'tasklock release KEY'. To hold a lock while a command\n"
+    "runs, with heartbeats, use 'tasklock run' instead.\n"
+    "\n"
+    "Options:\n"
+    "  --strategy S          what to do when KEY is held: retry (default; back off and try\n"
+    "                        again, never steal), fail-fast (one attempt), steal-stale (retry,\n"
+    "                        and take the lock if its holder is stale), force (take it now)\n"
+    "  --retries N           attempts after the first (default 5; 0: one attempt)\n"
+    "  --wait DURATION       give up after this long (0: one attempt); with no --retries,\n"
+    "                        retry until then\n"
+    "  --lock-timeout DURATION\n"
+    "                        stale this long after the last heartbeat (default 5m)\n"
+    "  --info NAME=VALUE     record NAME=VALUE in the lock's task info (repeatable)\n"
+    "\n"
+    "Exit status: 0 acquired, 1 held by another worker, 2 usage error, 3 store error.\n";
+
+static int run_acquire(struct tl_cli *cli, int argc, char **argv)
+{
+    static const struct option longopts[] = {TL_CLI_GLOBAL_LONGOPTS, TL_CLI_ACQUIRE_LONGOPTS, {0}};
+    struct tl_cli_acquire a;
+    tl_manager *m = NULL;
+    tl_lock *lock = NULL;
+    int rc;
+
+    tl_cli_acquire_init(&a, TL_RETRY);
+    for (;;) {
+        int opt = tl_cli_getopt(argc, argv, ":" TL_CLI_GLOBAL_SHORTOPTS, longopts);
+
+        if (opt == -1)
+            break;
+        rc = tl_cli_acquire_opt(cli, &a, opt, optarg);
+        if (rc == 0)
+            rc = tl_cli_global_opt(cli, opt, optarg, argv);
+        if (rc >= 0)
+            goto out;
+    }
+    if (argc - optind != 1) {
+        rc = tl_cli_usage_error(cli, argc == optind ? "give the KEY to acquire"
+                                                    : "give one KEY, not more");
+        goto out;
+    }
+    const char *key = argv[optind];
+    if (!tl_cli_key(cli, key)) {
+        rc = TL_EXIT_USAGE;
+        goto out;
+    }
+    if ((rc = tl_cli_acquire_finish(cli, &a)) != TL_EXIT_OK)
+        goto out;
+
+    const struct tl_options o = {.lock_timeout_ms = a.opts.lock_timeout_ms};
+    if ((rc = tl_cli_connect(cli, &o, &m)) != TL_EXIT_OK)
+        goto out;
+
+    tl_status st = tl_acquire(m, key, &a.opts, &lock);
+    if (st != TL_OK) {
+        rc = tl_cli_fail(cli, m, st, st == TL_EBUSY ? tl_cli_busy_hint(&a, m) : NULL);
+        goto out;
+    }
+
+    tl_cli_info(cli, "acquired %s with token %llu (strategy %s)", key,
+                (unsigned long long)tl_lock_token(lock), tl_cli_strategy_name(a.opts.strategy));
+    if (cli->json) {
+        char *meta = tl_lock_metadata(lock);
+
+        rc = tl_cli_print_json(cli, tl_cli_lock_json(key, meta, false, false));
+        tl_free(meta);
+    } else {
+        (void)printf("%llu\n", (unsigned long long)tl_lock_token(lock));
+    }
+    if (isatty(STDERR_FILENO)) {
+        char timeout[32];
+
+        tl_cli_format_age(a.opts.lock_timeout_ms ? a.opts.lock_timeout_ms : 300000, timeout,
+                          sizeof(timeout));
+        tl_cli_note(cli,
+                    "%s is yours (token %llu); nothing heartbeats it now, so it goes stale in "
+                    "%s unless you run 'tasklock renew %s'",
+                    key, (unsigned long long)tl_lock_token(lock), timeout, key);
+    }
+
+out:
+    tl_lock_free(lock); /* stops heartbeating it; the lock stays held in the store */
+    tl_manager_free(m);
+    tl_cli_acquire_fini(&a);
+    return rc;
+}
+
+const struct tl_cli_cmd tl_cli_cmd_acquire = {
+    .name = "acquire",
+    .usage = "acquire KEY [--strategy retry|fail-fast|steal-stale|force]\n"
+             "    [--retries N] [--wait DURATION] [--lock-timeout DURATION] [--info NAME=VALUE]...",
+    .summary = "Acquire a lock and print its fencing token (no heartbeat after exit)",
+    .help = help,
+    .run = run_acquire,
+};

@@ -1,0 +1,133 @@
+/*
+ * cmd_log.c -- `tasklock log [KEY]`: the audit trail, oldest first.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum { OPT_LIMIT = TL_OPT_COMMAND };
+
+static const char help[] =
+    "Shows the audit trail of KEY, or of every key: who acquired, released, stole (took a\n"
+    "stale lock), forced (took a live lock) or lost which lock, when, with which token.\n"
+    "Oldest first.\n"
+    "With --json: {\"events\":[{\"at\",\"event\",\"key\",\"token\",\"worker_id\",\"node_id\","
+    "\"detail\"}, ...]}.\n"
+    "\n"
+    "Options:\n"
+    "  --limit N   the last N events (default 100)\n"
+    "\n"
+    "Exit status: 0, 2 usage error, 3 store error (or a store that keeps no audit trail).\n";
+
+static json_t *event_json(const struct tl_event *e)
+{
+    char at[48];
+    json_t *detail = e->detail != NULL ? json_string(e->detail) : json_null();
+
+    tl_cli_format_time(e->at_ms, true, at, sizeof(at));
+    if (detail == NULL)
+        detail = json_string("(not UTF-8)");
+    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:o}", "at", at, "event",
+                     tl_event_kind_name(e->kind), "key", e->key, "token", (json_int_t)e->token,
+                     "worker_id", e->worker_id, "node_id", e->node_id, "detail", detail);
+}
+
+static json_t *log_json(struct tl_event **events, size_t n)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        if (json_array_append_new(arr, event_json(events[i])) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr != NULL ? json_pack("{s:o}", "events", arr) : NULL;
+}
+
+static int max_width(int w, const char *s)
+{
+    int n = (int)strlen(s);
+
+    return n > w ? n : w;
+}
+
+static void print_log(struct tl_event **events, size_t n)
+{
+    int wkey = 3, wworker = 6, wnode = 4;
+
+    for (size_t i = 0; i < n; i++) {
+        wkey = max_width(wkey, events[i]->key);
+        wworker = max_width(wworker, events[i]->worker_id);
+        wnode = max_width(wnode, events[i]->node_id);
+    }
+    (void)printf("%-24s  %-8s  %-*s  %8s  %-*s  %-*s  %s\n", "TIME", "EVENT", wkey, "KEY", "TOKEN",
+                 wworker, "WORKER", wnode, "NODE", "DETAIL");
+    for (size_t i = 0; i < n; i++) {
+        const struct tl_event *e = events[i];
+        char at[48];
+
+        tl_cli_format_time(e->at_ms, true, at, sizeof(at));
+        (void)printf("%-24s  %-8s  %-*s  %8llu  %-*s  %-*s  %s\n", at, tl_event_kind_name(e->kind),
+                     wkey, e->key, (unsigned long long)e->token, wworker, e->worker_id, wnode,
+                     e->node_id, e->detail ? e->detail : "");
+    }
+}
+
+static int run_log(struct tl_cli *cli, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        TL_CLI_GLOBAL_LONGOPTS, {"limit", 1, NULL, OPT_LIMIT}, {0}};
+    tl_manager *m = NULL;
+    struct tl_event **events = NULL;
+    size_t n = 0;
+    uint64_t limit = 100;
+    int rc;
+
+    for (;;) {
+        int opt = tl_cli_getopt(argc, argv, ":" TL_CLI_GLOBAL_SHORTOPTS, longopts);
+
+        if (opt == -1)
+            break;
+        if (opt == OPT_LIMIT) {
+            if (!tl_cli_uint(cli, "--limit", optarg, 1000000, &limit))
+                return TL_EXIT_USAGE;
+            if (limit == 0)
+                return tl_cli_usage_error(cli, "--limit: give at least 1");
+            continue;
+        }
+        rc = tl_cli_global_opt(cli, opt, optarg, argv);
+        if (rc >= 0)
+            return rc;
+    }
+    if (argc - optind > 1)
+        return tl_cli_usage_error(cli, "give one KEY, or none for every key");
+    const char *key = optind < argc ? argv[optind] : NULL;
+    if (key != NULL && !tl_cli_key(cli, key))
+        return TL_EXIT_USAGE;
+    if ((rc = tl_cli_connect(cli, NULL, &m)) != TL_EXIT_OK)
+        return rc;
+
+    tl_status st = tl_history(m, key, (size_t)limit, &events, &n);
+    if (st != TL_OK)
+        rc = tl_cli_fail(cli, m, st, NULL);
+    else if (cli->json)
+        rc = tl_cli_print_json(cli, log_json(events, n));
+    else if (n == 0)
+        (void)printf("no events%s%s\n", key ? " for " : "", key ? key : "");
+    else
+        print_log(events, n);
+    tl_event_array_free(events, n);
+    tl_manager_free(m);
+    return rc;
+}
+
+const struct tl_cli_cmd tl_cli_cmd_log = {
+    .name = "log",
+    .usage = "log [KEY] [--limit N]",
+    .summary = "Show the audit trail: acquired, released, stolen, forced, lost",
+    .help = help,
+    .run = run_log,
+};

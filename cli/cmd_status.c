@@ -1,0 +1,114 @@
+/*
+ * cmd_status.c -- `tasklock status KEY`: who holds a lock, since when, and whether it is stale.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char help[] =
+    "Shows the holder of KEY: worker, node, fencing token, when it was claimed and last\n"
+    "heartbeated (with ages), its lock timeout, and whether it is stale (a stale lock may be\n"
+    "taken with --strategy steal-stale). Says so when KEY is free.\n"
+    "With --json: {\"key\":KEY,\"held\":BOOL,\"lock\":METADATA-or-null}, where METADATA is\n"
+    "the lock's metadata object with \"stale\" added.\n"
+    "\n"
+    "Exit status: 0 (held or free), 2 usage error, 3 store error.\n";
+
+/* The time the store judged the record at, for ages (its clock where it has one). */
+static int64_t observed(const struct tl_info *info)
+{
+    return info->observed_at_ms != 0 ? info->observed_at_ms : tl_cli_now_ms();
+}
+
+static void print_status(const struct tl_info *info)
+{
+    char claimed[40], beat[40], claimed_age[32], beat_age[32], timeout[32];
+    int64_t now = observed(info);
+
+    tl_cli_format_time(info->claimed_at_ms, false, claimed, sizeof(claimed));
+    tl_cli_format_time(info->heartbeat_at_ms, false, beat, sizeof(beat));
+    tl_cli_format_age(now - info->claimed_at_ms, claimed_age, sizeof(claimed_age));
+    tl_cli_format_age(now - info->heartbeat_at_ms, beat_age, sizeof(beat_age));
+    tl_cli_format_age(info->lock_timeout_ms, timeout, sizeof(timeout));
+
+    (void)printf("key:            %s\n", info->key);
+    if (info->stale)
+        (void)printf("state:          STALE: no heartbeat for %s, over its lock timeout; "
+                     "--strategy steal-stale may take it\n",
+                     beat_age);
+    else
+        (void)printf("state:          held\n");
+    (void)printf("holder:         %s\n", info->worker_id);
+    (void)printf("node:           %s\n", info->node_id);
+    (void)printf("token:          %llu\n", (unsigned long long)info->token);
+    (void)printf("claimed:        %s (%s ago)\n", claimed, claimed_age);
+    (void)printf("last heartbeat: %s (%s ago)\n", beat, beat_age);
+    (void)printf("lock timeout:   %s\n", timeout);
+    if (info->task_info != NULL && strcmp(info->task_info, "{}") != 0)
+        (void)printf("task info:      %s\n", info->task_info);
+}
+
+static int run_status(struct tl_cli *cli, int argc, char **argv)
+{
+    static const struct option longopts[] = {TL_CLI_GLOBAL_LONGOPTS, {0}};
+    tl_manager *m = NULL;
+    struct tl_info *info = NULL;
+    int rc;
+
+    for (;;) {
+        int opt = tl_cli_getopt(argc, argv, ":" TL_CLI_GLOBAL_SHORTOPTS, longopts);
+
+        if (opt == -1)
+            break;
+        rc = tl_cli_global_opt(cli, opt, optarg, argv);
+        if (rc >= 0)
+            return rc;
+    }
+    if (argc - optind != 1)
+        return tl_cli_usage_error(cli, argc == optind ? "give the KEY to show"
+                                                      : "give one KEY, not more");
+    const char *key = argv[optind];
+    if (!tl_cli_key(cli, key))
+        return TL_EXIT_USAGE;
+    if ((rc = tl_cli_connect(cli, NULL, &m)) != TL_EXIT_OK)
+        return rc;
+
+    tl_status st = tl_inspect(m, key, &info);
+    if (st != TL_OK) {
+        rc = tl_cli_fail(cli, m, st, NULL);
+    } else if (cli->json) {
+        json_t *doc;
+
+        if (info == NULL) {
+            doc = json_pack("{s:s, s:b, s:n}", "key", key, "held", 0, "lock");
+        } else {
+            char *meta = tl_info_to_json(info);
+
+            json_t *one = tl_cli_lock_json(key, meta, true, info->stale);
+
+            tl_free(meta);
+            doc = one != NULL ? json_pack("{s:s, s:b, s:O}", "key", key, "held", 1, "lock",
+                                          json_object_get(one, "lock"))
+                              : NULL;
+            json_decref(one);
+        }
+        rc = tl_cli_print_json(cli, doc);
+    } else if (info == NULL) {
+        (void)printf("%s is free\n", key);
+    } else {
+        print_status(info);
+    }
+    tl_info_free(info);
+    tl_manager_free(m);
+    return rc;
+}
+
+const struct tl_cli_cmd tl_cli_cmd_status = {
+    .name = "status",
+    .usage = "status KEY",
+    .summary = "Show who holds a lock and whether it is stale",
+    .help = help,
+    .run = run_status,
+};
