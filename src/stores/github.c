@@ -1,0 +1,2391 @@
+/*
+ * github.c -- the GitHub Issues store: `github://OWNER/REPO[?param=value&...]`, key = issue
+ * number. DESIGN.md section 5 is the protocol; docs/github.md the user's view; docs/design.md
+ * why it is built this way. In short:
+ *
+ * - A claim is an issue comment by a trusted account (the token's login, plus ?trusted=a,b)
+ *   with a hidden `<!-- tasklock {...} -->` marker (github_marker.c). The holder is the trusted
+ *   claim with the lowest comment id; that id is the fencing token.
+ * - Acquire: list the comments (If-None-Match: a 304 costs no primary rate budget); if held,
+ *   busy (steal-stale deletes a stale holder's claim, force any holder's); else post our claim,
+ *   list again, and keep the claim only if it is the lowest; then add the assignee (a hint), whose
+ *   answer is the issue with its `comments` count: a list shorter than that count is stale and
+ *   is read again (bounded); if it stays short the claim is withdrawn and the outcome reported
+ *   unknown (busy), never won. A claim POST that fails ambiguously (5xx, timeout) is looked for
+ *   by its nonce before anything is posted again.
+ * - Renew: list (also to notice a lower claim that became visible late: then the lock is lost),
+ *   then edit our claim in place (never a new comment). 404 = deleted = lost.
+ * - Release: delete our claim, remove the assignee, post the completion comment.
+ * - Staleness by the server's clock: the `Date` of the list response against the claim's
+ *   `updated_at`, with the lock timeout the claim records.
+ * - Rate limits: x-ratelimit-* read on every response; primary exhaustion and secondary limits
+ *   block every instance of the process until they end (waited out when the caller's deadline
+ *   allows, else TL_ERATELIMIT saying until when); writes spend a process-wide budget.
+ *
+ * Everything renew and release need is in the held record (token = comment id, opaque = nonce
+ * and login), because the manager renews on its heartbeat thread's own instance.
+ */
+#include "github.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../http.h"
+#include "store.h"
+#include "tl.h"
+
+#define DEFAULT_API         "https://api.github.com"
+#define DEFAULT_PER_MIN     80
+#define DEFAULT_PER_HOUR    500
+#define BUDGET_RING         4096 /* writes remembered: the largest per-hour budget accepted */
+#define DEFAULT_MAX_WAIT_MS (5u * 60 * 1000)
+#define DEFAULT_REREADS     3
+#define DEFAULT_REREAD_MS   500
+#define DEFAULT_PER_PAGE    100
+#define GH_TIMEOUT_MS       5000
+#define MAX_PAGES           2000
+#define CACHE_MAX           64
+#define ORPHANS_MAX         16
+#define SECONDARY_BASE_MS   60000
+#define SECONDARY_MAX_MS    (15 * 60 * 1000)
+#define STALE_MARGIN_MS     1000 /* GitHub's timestamps have 1 s precision */
+
+/* ---- process-wide state ----
+ *
+ * GitHub's limits are per account, not per connection: the manager's two instances (caller and
+ * heartbeat thread), and every other manager of the process, spend one account's allowance. A
+ * budget kept per instance would let N instances spend N times GitHub's content-creation limit
+ * and be blocked as a whole; a secondary limit seen by one instance must stop the others from
+ * hammering too. So the write budget and the "blocked until" times are the process's one piece
+ * of GitHub state: a global, guarded by its mutex, never held across I/O. (Instances of several
+ * accounts in one process share it too, which is conservative.)
+ */
+static struct {
+    pthread_mutex_t mu;
+    int64_t writes[BUDGET_RING]; /* real monotonic ms of recent writes, a ring */
+    size_t next;
+    size_t count;
+    int64_t blocked_until;   /* real monotonic ms: no request before this */
+    bool blocked_secondary;  /* why: a secondary limit (else the primary one) */
+    uint32_t secondary_next; /* backoff of the next secondary limit without retry-after */
+} gh_global = {.mu = PTHREAD_MUTEX_INITIALIZER}; /* NOLINT: see the comment above */
+
+/* ---- the instance ---- */
+
+struct gh_item { /* a listed comment with a tasklock marker */
+    int64_t id;
+    char *login;
+    int64_t created_ms;
+    int64_t updated_ms;
+    enum tl_gh_kind kind; /* TL_GH_CLAIM, TL_GH_RELEASE or TL_GH_BAD */
+    struct tl_gh_claim claim;
+    struct tl_gh_release rel;
+    int64_t issue; /* repo-wide lists: the issue number */
+    bool deleted;  /* we deleted it since it was listed */
+};
+
+struct gh_page {
+    char *url;
+    char *etag;
+    char *next;   /* the next page's URL; NULL on the last page */
+    size_t count; /* comments on the page */
+    struct gh_item *items;
+    size_t nitems;
+};
+
+struct gh_list {    /* what this instance last read of a comment list */
+    int64_t number; /* the issue; 0: the repository-wide list */
+    struct gh_page *pages;
+    size_t npages;
+    int64_t date_ms; /* the server clock at the last read */
+    char *issue_etag;
+    int64_t issue_comments;
+    uint64_t used;
+};
+
+struct gh_config {
+    uint32_t per_min, per_hour; /* write budget; 0: off */
+    uint32_t timeout_ms;
+    uint32_t max_wait_ms;
+    uint32_t rereads;
+    uint32_t reread_ms;
+    uint32_t per_page;
+    bool assign;
+    bool reconcile; /* false only in tests: trust a re-list without the count check */
+};
+
+struct github_store {
+    struct tl_store base; /* must be first */
+    struct tl_http *http;
+    struct gh_config cfg;
+    char *api;    /* base URL without a trailing slash */
+    char *origin; /* scheme://host[:port] of api: Link targets must stay on it */
+    char *owner;
+    char *repo;
+    char *login; /* the token's login; NULL until known */
+    char **trusted;
+    size_t ntrusted;
+    const char *token_source;
+    enum tl_gh_host_kind host_kind;
+    struct gh_list *lists[CACHE_MAX];
+    size_t nlists;
+    uint64_t use_clock;
+    int64_t orphans[ORPHANS_MAX]; /* our claims we failed to delete: retried later */
+    size_t norphans;
+    int64_t pending_issue; /* a claim POST that failed ambiguously, looked for later */
+    char pending_nonce[TL_GH_NONCE_LEN + 1];
+    uint32_t op_max_wait_ms; /* the current call's wait limit when it has no deadline */
+    uint64_t nonce_ctr;
+};
+_Static_assert(offsetof(struct github_store, base) == 0, "base must be first");
+
+#define LOG(g, lvl, ...) TL_LOG((g)->base.log, lvl, __VA_ARGS__)
+
+static tl_status fail(struct github_store *g, tl_status st, const char *fmt, ...) TL_PRINTF(3, 4);
+
+static tl_status fail(struct github_store *g, tl_status st, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    tl__vformat(g->base.errmsg, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+static tl_status oom(struct github_store *g)
+{
+    return fail(g, TL_ENOMEM, "out of memory");
+}
+
+/* ---- URL, token ---- */
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name); /* NOLINT(concurrency-mt-unsafe): read-only use */
+
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* Splits "scheme://host[:port][/path]" into its host; false if it is not of that shape. */
+static bool url_host(const char *url, const char **host, size_t *hlen, bool *https)
+{
+    const char *p;
+
+    if (strncmp(url, "https://", 8) == 0) {
+        *https = true;
+        p = url + 8;
+    } else if (strncmp(url, "http://", 7) == 0) {
+        *https = false;
+        p = url + 7;
+    } else {
+        return false;
+    }
+    size_t alen = strcspn(p, "/?#");
+    if (alen == 0 || memchr(p, '@', alen) != NULL)
+        return false;
+    *host = p;
+    if (p[0] == '[') {
+        const char *rb = memchr(p, ']', alen);
+        if (rb == NULL)
+            return false;
+        *hlen = (size_t)(rb - p) + 1;
+    } else {
+        const char *colon = memchr(p, ':', alen);
+        *hlen = colon ? (size_t)(colon - p) : alen;
+    }
+    return *hlen > 0;
+}
+
+tl_status tl__gh_resolve_api_url(const char *param, char **out, char *err)
+{
+    const char *src = param, *what = "api_url";
+    char *url = NULL;
+
+    *out = NULL;
+    if (src == NULL && (src = env("GITHUB_API_URL")) != NULL)
+        what = "GITHUB_API_URL";
+    if (src == NULL && (src = env("GH_HOST")) != NULL) {
+        what = "GH_HOST";
+        if (strchr(src, '/') != NULL || strchr(src, '@') != NULL) {
+            (void)snprintf(err, TL_ERRMSG_SIZE, "github: GH_HOST must be a host name");
+            return TL_EINVAL;
+        }
+        size_t n = strlen(src);
+        if (strcmp(src, "github.com") == 0)
+            url = tl__strdup(DEFAULT_API);
+        else if (n > 8 && strcmp(src + n - 8, ".ghe.com") == 0)
+            url = tl__asprintf("https://api.%s", src);
+        else
+            url = tl__asprintf("https://%s/api/v3", src);
+    } else {
+        url = tl__strdup(src ? src : DEFAULT_API);
+    }
+    if (url == NULL) {
+        (void)snprintf(err, TL_ERRMSG_SIZE, "out of memory");
+        return TL_ENOMEM;
+    }
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        url[--n] = '\0';
+
+    const char *host;
+    size_t hlen;
+    bool https;
+    if (!url_host(url, &host, &hlen, &https) || strpbrk(url, "?# \t\r\n") != NULL) {
+        (void)snprintf(err, TL_ERRMSG_SIZE,
+                       "github: %s must be an https:// URL without query or credentials", what);
+        tl__free(url);
+        return TL_EINVAL;
+    }
+    if (!https && !tl__http_host_is_loopback(host, hlen)) {
+        (void)snprintf(err, TL_ERRMSG_SIZE,
+                       "github: %s: plain http:// is accepted only for a loopback test server; "
+                       "use https://",
+                       what);
+        tl__free(url);
+        return TL_EINVAL;
+    }
+    *out = url;
+    return TL_OK;
+}
+
+enum tl_gh_host_kind tl__gh_host_kind(const char *api_url, char host[256])
+{
+    const char *h;
+    size_t n;
+    bool https;
+
+    host[0] = '\0';
+    if (!url_host(api_url, &h, &n, &https) || n >= 256)
+        return TL_GH_ENTERPRISE;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    if (tl__http_host_is_loopback(h, n))
+        return TL_GH_LOOPBACK;
+    if (strcasecmp(host, "api.github.com") == 0) {
+        (void)snprintf(host, 256, "github.com");
+        return TL_GH_DOTCOM;
+    }
+    if (n > 8 && strcasecmp(host + n - 8, ".ghe.com") == 0) {
+        if (strncasecmp(host, "api.", 4) == 0)
+            memmove(host, host + 4, n - 3);
+        return TL_GH_TENANCY;
+    }
+    return TL_GH_ENTERPRISE;
+}
+
+static bool token_ok(const char *t)
+{
+    size_t n = strlen(t);
+
+    if (n == 0 || n > 1024)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] <= ' ' || t[i] > '~')
+            return false;
+    }
+    return true;
+}
+
+/* Runs `gh auth token --hostname HOST` without a shell, for at most `timeout_ms`. Returns the
+ * token (trimmed) or NULL. */
+static char *gh_auth_token(const char *host, uint32_t timeout_ms)
+{
+    char *argv[] = {"gh", "auth", "token", "--hostname", (char *)host, NULL};
+    int fds[2];
+    char buf[2048];
+    size_t n = 0;
+
+    if (pipe(fds) != 0)
+        return NULL;
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC); /* not into other threads' children */
+    (void)fcntl(fds[1], F_SETFD, FD_CLOEXEC); /* dup2 in the child clears it on fd 1 */
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return NULL;
+    }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            (void)dup2(devnull, 0);
+            (void)dup2(devnull, 2);
+        }
+        (void)dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execvp("gh", argv);
+        _exit(127);
+    }
+    close(fds[1]);
+
+    int64_t end = tl__real_mono_ms() + timeout_ms;
+    bool timed_out = false;
+    for (;;) {
+        int64_t left = end - tl__real_mono_ms();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int rc = poll(&pfd, 1, (int)left);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0) {
+            timed_out = rc == 0;
+            break;
+        }
+        ssize_t got = read(fds[0], buf + n, sizeof(buf) - 1 - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+        if (n == sizeof(buf) - 1)
+            break;
+    }
+    close(fds[0]);
+    if (timed_out)
+        (void)kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    buf[n] = '\0';
+    if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        memset(buf, 0, sizeof(buf));
+        return NULL;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    char *tok = token_ok(buf) ? tl__strdup(buf) : NULL;
+    memset(buf, 0, sizeof(buf));
+    return tok;
+}
+
+static bool gh_on_path(void)
+{
+    const char *path = env("PATH");
+
+    while (path != NULL && *path != '\0') {
+        size_t len = strcspn(path, ":");
+        char file[4096];
+        if (len > 0 && len < sizeof(file) - 4) {
+            (void)snprintf(file, sizeof(file), "%.*s/gh", (int)len, path);
+            if (access(file, X_OK) == 0)
+                return true;
+        }
+        path += len;
+        if (*path == ':')
+            path++;
+    }
+    return false;
+}
+
+tl_status tl__gh_resolve_token(const char *api_url, uint32_t gh_timeout_ms, char **token,
+                               const char **source, char *err)
+{
+    char host[256];
+    enum tl_gh_host_kind kind = tl__gh_host_kind(api_url, host);
+    static const char *const dotcom[] = {"GH_TOKEN", "GITHUB_TOKEN", NULL};
+    static const char *const ghes[] = {"GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN", NULL};
+    const char *const *vars = kind == TL_GH_ENTERPRISE ? ghes : dotcom;
+
+    *token = NULL;
+    *source = NULL;
+    for (size_t i = 0; vars[i] != NULL; i++) {
+        const char *v = env(vars[i]);
+        if (v == NULL)
+            continue;
+        if (!token_ok(v)) {
+            (void)snprintf(err, TL_ERRMSG_SIZE,
+                           "github: %s holds something that is not a token (white space or "
+                           "control characters)",
+                           vars[i]);
+            return TL_EINVAL;
+        }
+        if ((*token = tl__strdup(v)) == NULL) {
+            (void)snprintf(err, TL_ERRMSG_SIZE, "out of memory");
+            return TL_ENOMEM;
+        }
+        *source = vars[i];
+        return TL_OK;
+    }
+    if (gh_on_path() && (*token = gh_auth_token(host, gh_timeout_ms)) != NULL) {
+        *source = "gh auth token";
+        return TL_OK;
+    }
+    (void)snprintf(err, TL_ERRMSG_SIZE,
+                   "github: no token for %.80s: set %s (or %s), or log in with `gh auth login "
+                   "--hostname %.80s`",
+                   host, vars[0], vars[1], host);
+    return TL_EINVAL;
+}
+
+/* ---- store URL ---- */
+
+static bool name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 100)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return !(n == 1 && s[0] == '.') && !(n == 2 && s[0] == '.' && s[1] == '.');
+}
+
+/* Decodes %XX in place. */
+static bool percent_decode(char *s)
+{
+    char *o = s;
+
+    for (char *p = s; *p; p++) {
+        if (*p == '%') {
+            int v = 0;
+            for (int i = 1; i <= 2; i++) {
+                char c = p[i];
+                int d = c >= '0' && c <= '9'   ? c - '0'
+                        : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                        : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                               : -1;
+                if (d < 0)
+                    return false;
+                v = v * 16 + d;
+            }
+            if (v == 0)
+                return false;
+            *o++ = (char)v;
+            p += 2;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return true;
+}
+
+static bool parse_ms(const char *v, uint32_t *out)
+{
+    return tl_parse_duration(v, out) == TL_OK;
+}
+
+static bool parse_uint(const char *v, uint32_t max, uint32_t *out)
+{
+    uint64_t x;
+
+    if (!tl__parse_u64(v, &x) || x > max)
+        return false;
+    *out = (uint32_t)x;
+    return true;
+}
+
+/* "off", "N/min,M/h" or "N,M". */
+static bool parse_budget(const char *v, struct gh_config *c)
+{
+    uint64_t a, b;
+    char tmp[64];
+
+    if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0) {
+        c->per_min = c->per_hour = 0;
+        return true;
+    }
+    if (strlen(v) >= sizeof(tmp))
+        return false;
+    (void)snprintf(tmp, sizeof(tmp), "%s", v);
+    char *comma = strchr(tmp, ',');
+    if (comma == NULL)
+        return false;
+    *comma = '\0';
+    char *x = tmp, *y = comma + 1;
+    size_t xl = strlen(x), yl = strlen(y);
+    if (xl > 4 && strcmp(x + xl - 4, "/min") == 0)
+        x[xl - 4] = '\0';
+    if (yl > 2 && strcmp(y + yl - 2, "/h") == 0)
+        y[yl - 2] = '\0';
+    if (!tl__parse_u64(x, &a) || !tl__parse_u64(y, &b) || a == 0 || b == 0 || a > b ||
+        b > BUDGET_RING)
+        return false;
+    c->per_min = (uint32_t)a;
+    c->per_hour = (uint32_t)b;
+    return true;
+}
+
+static tl_status add_trusted(struct github_store *g, const char *list)
+{
+    const char *p = list;
+
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        if (n > 0) {
+            if (!name_ok(p, n))
+                return fail(g, TL_EINVAL, "github store URL: trusted: bad login \"%.*s\"",
+                            (int)(n > 64 ? 64 : n), p);
+            char **t = tl__realloc(g->trusted, (g->ntrusted + 1) * sizeof(*t));
+            if (t == NULL)
+                return oom(g);
+            g->trusted = t;
+            if ((t[g->ntrusted] = tl__strndup(p, n)) == NULL)
+                return oom(g);
+            g->ntrusted++;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return TL_OK;
+}
+
+static tl_status parse_params(struct github_store *g, char *query, char **api_param)
+{
+    for (char *p = query; p != NULL && *p != '\0';) {
+        char *amp = strchr(p, '&');
+        if (amp != NULL)
+            *amp = '\0';
+        char *eq = strchr(p, '=');
+        char *v = eq ? eq + 1 : (char *)"";
+        if (eq != NULL)
+            *eq = '\0';
+        if (!percent_decode(v))
+            return fail(g, TL_EINVAL, "github store URL: bad %%-escape in \"%s\"", p);
+
+        bool ok = true;
+        struct gh_config *c = &g->cfg;
+        if (strcmp(p, "api_url") == 0) {
+            tl__free(*api_param);
+            ok = (*api_param = tl__strdup(v)) != NULL;
+            if (!ok)
+                return oom(g);
+        } else if (strcmp(p, "trusted") == 0) {
+            tl_status st = add_trusted(g, v);
+            if (st != TL_OK)
+                return st;
+        } else if (strcmp(p, "write_budget") == 0) {
+            ok = parse_budget(v, c);
+        } else if (strcmp(p, "timeout") == 0) {
+            ok = parse_ms(v, &c->timeout_ms);
+        } else if (strcmp(p, "max_wait") == 0) {
+            ok = parse_ms(v, &c->max_wait_ms) || strcmp(v, "0") == 0;
+            if (strcmp(v, "0") == 0)
+                c->max_wait_ms = 0;
+        } else if (strcmp(p, "rereads") == 0) {
+            ok = parse_uint(v, 20, &c->rereads);
+        } else if (strcmp(p, "reread_delay") == 0) {
+            ok = parse_ms(v, &c->reread_ms);
+        } else if (strcmp(p, "per_page") == 0) {
+            ok = parse_uint(v, 100, &c->per_page) && c->per_page > 0;
+        } else if (strcmp(p, "reconcile") == 0) {
+            ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
+            c->reconcile = strcmp(v, "true") == 0;
+        } else if (strcmp(p, "assign") == 0) {
+            ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0 || strcmp(v, "1") == 0 ||
+                 strcmp(v, "0") == 0;
+            c->assign = strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
+        } else {
+            return fail(g, TL_EINVAL,
+                        "github store URL: unknown parameter \"%s\" (known: api_url, trusted, "
+                        "write_budget, timeout, max_wait, assign, rereads, reread_delay, "
+                        "per_page, reconcile)",
+                        p);
+        }
+        if (!ok)
+            return fail(g, TL_EINVAL, "github store URL: bad value for %s", p);
+        p = amp ? amp + 1 : NULL;
+    }
+    return TL_OK;
+}
+
+/* ---- rate limits and the write budget ---- */
+
+static int64_t mono(void)
+{
+    return tl__real_mono_ms();
+}
+
+static void until_text(int64_t wait_ms, char buf[TL_ISO_SIZE])
+{
+    tl__format_iso(tl__real_now_ms() + wait_ms, buf);
+    char *dot = strchr(buf, '.');
+    if (dot != NULL) {
+        dot[0] = 'Z';
+        dot[1] = '\0';
+    }
+}
+
+/* Whether the current call may wait `ms` (its deadline, or the store's limit without one). */
+static bool may_wait(struct github_store *g, int64_t ms)
+{
+    if (g->base.deadline_mono_ms != 0)
+        return g->base.clock->mono_ms(g->base.clock->ud) + ms <= g->base.deadline_mono_ms;
+    return ms <= (int64_t)g->op_max_wait_ms;
+}
+
+/* The wait before any request may go out (a limit in force), and why. */
+static int64_t blocked_wait(bool *secondary)
+{
+    pthread_mutex_lock(&gh_global.mu);
+    int64_t w = gh_global.blocked_until - mono();
+    *secondary = gh_global.blocked_secondary;
+    pthread_mutex_unlock(&gh_global.mu);
+    return w > 0 ? w : 0;
+}
+
+static void block_for(int64_t ms, bool secondary)
+{
+    pthread_mutex_lock(&gh_global.mu);
+    int64_t until = mono() + ms;
+    if (until > gh_global.blocked_until) {
+        gh_global.blocked_until = until;
+        gh_global.blocked_secondary = secondary;
+    }
+    pthread_mutex_unlock(&gh_global.mu);
+}
+
+void tl__gh_reset_limits(void)
+{
+    pthread_mutex_lock(&gh_global.mu);
+    gh_global.next = gh_global.count = 0;
+    gh_global.blocked_until = 0;
+    gh_global.blocked_secondary = false;
+    gh_global.secondary_next = 0;
+    pthread_mutex_unlock(&gh_global.mu);
+}
+
+/* Takes a write from the budget, or says how long until one is free. */
+static int64_t budget_take(const struct gh_config *c)
+{
+    int64_t wait = 0;
+
+    if (c->per_min == 0)
+        return 0;
+    pthread_mutex_lock(&gh_global.mu);
+    int64_t now = mono();
+    uint32_t in_min = 0, in_hour = 0;
+    int64_t oldest_min = INT64_MAX, oldest_hour = INT64_MAX;
+    for (size_t i = 0; i < gh_global.count; i++) {
+        int64_t t = gh_global.writes[(gh_global.next + BUDGET_RING - 1 - i) % BUDGET_RING];
+        if (now - t < 3600000) {
+            in_hour++;
+            if (t < oldest_hour)
+                oldest_hour = t;
+            if (now - t < 60000) {
+                in_min++;
+                if (t < oldest_min)
+                    oldest_min = t;
+            }
+        }
+    }
+    if (in_min >= c->per_min)
+        wait = oldest_min + 60000 - now;
+    if (in_hour >= c->per_hour && oldest_hour + 3600000 - now > wait)
+        wait = oldest_hour + 3600000 - now;
+    if (wait <= 0) {
+        wait = 0;
+        gh_global.writes[gh_global.next] = now;
+        gh_global.next = (gh_global.next + 1) % BUDGET_RING;
+        if (gh_global.count < BUDGET_RING)
+            gh_global.count++;
+    }
+    pthread_mutex_unlock(&gh_global.mu);
+    return wait > 0 ? wait : 0;
+}
+
+/* Server time of a response in ms (its Date), or the local clock. */
+static int64_t resp_date(const struct tl_http_resp *r)
+{
+    int64_t ms;
+
+    if (r->date != NULL && tl__parse_http_date(r->date, &ms))
+        return ms;
+    return tl__real_now_ms();
+}
+
+static bool is_write(const char *method)
+{
+    return strcmp(method, "GET") != 0;
+}
+
+/* The "message" of a GitHub error body, or "". */
+static void error_message(const struct tl_http_resp *r, char *buf, size_t size)
+{
+    json_t *root = r->body ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+    json_t *m = json_object_get(root, "message");
+
+    (void)snprintf(buf, size, "%s", json_is_string(m) ? json_string_value(m) : "");
+    json_decref(root);
+    for (char *p = buf; *p; p++) {
+        if ((unsigned char)*p < 0x20)
+            *p = ' ';
+    }
+}
+
+static bool contains_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    for (; *hay; hay++) {
+        if (strncasecmp(hay, needle, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The path part of a URL, for logs and messages. */
+static const char *path_of(const struct github_store *g, const char *url)
+{
+    size_t n = strlen(g->origin);
+
+    return strncmp(url, g->origin, n) == 0 ? url + n : url;
+}
+
+static const char *token_hint(const struct github_store *g)
+{
+    if (g->token_source != NULL && strcmp(g->token_source, "gh auth token") == 0)
+        return "run `gh auth login`, or set GH_TOKEN";
+    return g->host_kind == TL_GH_ENTERPRISE ? "set GH_ENTERPRISE_TOKEN to a valid token"
+                                            : "set GH_TOKEN (or GITHUB_TOKEN) to a valid token";
+}
+
+/*
+ * Sends one request through the limits. TL_OK when GitHub answered with a status the caller
+ * interprets (anything but 401, a rate limit and a 403 refusal); GETs are retried on 5xx and
+ * dropped connections. Writes are sent once (the caller decides what an ambiguous failure
+ * means); they spend the write budget first.
+ */
+static tl_status gh_call(struct github_store *g, const char *method, const char *url,
+                         const char *body, const char *inm, struct tl_http_resp *r)
+{
+    char until[TL_ISO_SIZE], msg[160];
+    tl_status st;
+
+    for (int attempt = 0;; attempt++) {
+        bool secondary;
+        int64_t wait = blocked_wait(&secondary);
+        if (wait > 0) {
+            until_text(wait, until);
+            if (!may_wait(g, wait))
+                return fail(g, TL_ERATELIMIT,
+                            "github: %s rate limit in force until %s (%lld s); not waiting "
+                            "past the call's deadline",
+                            secondary ? "secondary" : "primary", until,
+                            (long long)(wait + 999) / 1000);
+            LOG(g, TL_LOG_WARN, "github: %s rate limit: waiting %lld ms, until %s",
+                secondary ? "secondary" : "primary", (long long)wait, until);
+            tl__real_sleep_ms((uint32_t)wait);
+        }
+        if (is_write(method)) {
+            int64_t bw = budget_take(&g->cfg);
+            if (bw > 0) {
+                until_text(bw, until);
+                if (!may_wait(g, bw))
+                    return fail(g, TL_ERATELIMIT,
+                                "github: this process's write budget (%u/min, %u/h) is spent "
+                                "until %s",
+                                g->cfg.per_min, g->cfg.per_hour, until);
+                LOG(g, TL_LOG_INFO, "github: write budget spent: waiting %lld ms", (long long)bw);
+                tl__real_sleep_ms((uint32_t)bw);
+                attempt--; /* not a failed attempt */
+                continue;
+            }
+        }
+
+        st = tl__http_request(g->http, method, url, body, inm, r, g->base.errmsg);
+        if (st == TL_ENOMEM)
+            return st;
+        if (st != TL_OK) {
+            LOG(g, TL_LOG_DEBUG, "%s", g->base.errmsg);
+            if (!is_write(method) && attempt < 2) {
+                tl__real_sleep_ms(200u << attempt);
+                continue;
+            }
+            return st;
+        }
+        LOG(g, TL_LOG_DEBUG, "github: %s %s -> %ld (rate limit remaining %lld)", method,
+            path_of(g, url), r->status, (long long)r->rl_remaining);
+
+        int64_t date = resp_date(r);
+        bool core = r->rl_resource == NULL || strcmp(r->rl_resource, "core") == 0;
+        int64_t to_reset = r->rl_reset > 0 ? r->rl_reset * 1000 - date + 1000 : 60000;
+        if (to_reset < 1000)
+            to_reset = 1000;
+        if (r->status == 401) {
+            error_message(r, msg, sizeof(msg));
+            return fail(g, TL_ESTORE, "github: %s %s: 401 %s: the token from %s was rejected; %s",
+                        method, path_of(g, url), msg[0] ? msg : "Unauthorized",
+                        g->token_source ? g->token_source : "?", token_hint(g));
+        }
+        if (r->status == 403 || r->status == 429) {
+            error_message(r, msg, sizeof(msg));
+            int64_t ra = -1;
+            uint64_t secs;
+            int64_t when;
+            if (r->retry_after != NULL && tl__parse_u64(r->retry_after, &secs) && secs < 86400)
+                ra = (int64_t)secs * 1000;
+            else if (r->retry_after != NULL && tl__parse_http_date(r->retry_after, &when))
+                ra = when - date > 0 ? when - date : 1000;
+
+            if (ra >= 0) {
+                block_for(ra, true);
+            } else if (r->rl_remaining == 0 && core) {
+                block_for(to_reset, false);
+            } else if (contains_ci(msg, "secondary rate limit") || r->status == 429) {
+                pthread_mutex_lock(&gh_global.mu);
+                uint32_t b =
+                    gh_global.secondary_next ? gh_global.secondary_next : SECONDARY_BASE_MS;
+                gh_global.secondary_next = b * 2 > SECONDARY_MAX_MS ? SECONDARY_MAX_MS : b * 2;
+                pthread_mutex_unlock(&gh_global.mu);
+                block_for(b, true);
+            } else {
+                return fail(g, TL_ESTORE,
+                            "github: %s %s: 403 %s (the token needs read and write access to "
+                            "issues of %s/%s)",
+                            method, path_of(g, url), msg[0] ? msg : "Forbidden", g->owner, g->repo);
+            }
+            LOG(g, TL_LOG_WARN, "github: %s %s: %ld %s", method, path_of(g, url), r->status, msg);
+            if (attempt >= 4) {
+                bool sec;
+                int64_t w = blocked_wait(&sec);
+                until_text(w, until);
+                return fail(g, TL_ERATELIMIT, "github: rate limited (%s) until %s", msg, until);
+            }
+            tl__http_resp_clear(r);
+            continue; /* the gate at the top waits, or fails saying until when */
+        }
+        if (r->rl_remaining == 0 && core && r->rl_reset > 0)
+            block_for(to_reset, false); /* the next request would be refused */
+        if (r->status >= 500 && !is_write(method) && attempt < 2) {
+            tl__http_resp_clear(r);
+            tl__real_sleep_ms(200u << attempt);
+            continue;
+        }
+        if (r->status < 400) {
+            pthread_mutex_lock(&gh_global.mu);
+            gh_global.secondary_next = 0;
+            pthread_mutex_unlock(&gh_global.mu);
+        }
+        return TL_OK;
+    }
+}
+
+/* An error for a status the caller did not expect. */
+static tl_status unexpected(struct github_store *g, const char *method, const char *url,
+                            const struct tl_http_resp *r, int64_t issue)
+{
+    char msg[160];
+
+    error_message(r, msg, sizeof(msg));
+    if (issue > 0 && r->status == 404)
+        return fail(g, TL_ESTORE,
+                    "github: issue #%lld not found in %s/%s (404): check the repository, the "
+                    "issue number, and that the token can read it",
+                    (long long)issue, g->owner, g->repo);
+    if (issue > 0 && r->status == 410)
+        return fail(g, TL_ESTORE, "github: issue #%lld of %s/%s was deleted (410)",
+                    (long long)issue, g->owner, g->repo);
+    if (issue > 0 && (r->status == 301 || r->status == 302 || r->status == 307))
+        return fail(g, TL_ESTORE,
+                    "github: issue #%lld of %s/%s was transferred or its repository moved (%ld "
+                    "to %.120s); lock the issue where it is now",
+                    (long long)issue, g->owner, g->repo, r->status,
+                    r->location ? path_of(g, r->location) : "?");
+    return fail(g, TL_ESTORE, "github: %s %s: unexpected %ld%s%s", method, path_of(g, url),
+                r->status, msg[0] ? " " : "", msg);
+}
+
+/* ---- JSON of comments and issues ---- */
+
+static json_t *load_json(const struct tl_http_resp *r)
+{
+    return json_loadb(r->body ? r->body : "", r->body_len, 0, NULL);
+}
+
+static bool json_time(json_t *o, const char *field, int64_t *out)
+{
+    json_t *v = json_object_get(o, field);
+
+    return json_is_string(v) && tl__parse_iso(json_string_value(v), out);
+}
+
+static void item_clear(struct gh_item *it)
+{
+    tl__free(it->login);
+    tl__gh_claim_clear(&it->claim);
+    tl__gh_release_clear(&it->rel);
+    memset(it, 0, sizeof(*it));
+}
+
+static bool trusted(const struct github_store *g, const char *login)
+{
+    if (login == NULL)
+        return false;
+    if (g->login != NULL && strcasecmp(login, g->login) == 0)
+        return true;
+    for (size_t i = 0; i < g->ntrusted; i++) {
+        if (strcasecmp(login, g->trusted[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The issue number at the end of an issue_url. */
+static int64_t issue_of(json_t *o)
+{
+    json_t *v = json_object_get(o, "issue_url");
+    int64_t n = 0;
+
+    if (!json_is_string(v))
+        return 0;
+    const char *s = strrchr(json_string_value(v), '/');
+    return s != NULL && tl__gh_parse_key(s + 1, &n) ? n : 0;
+}
+
+/*
+ * Reads one comment object. Returns 1 and fills `it` when it carries a tasklock marker, 0 when
+ * it is an ordinary comment, -1 when it is not a comment object at all.
+ */
+static int read_comment(struct github_store *g, json_t *o, struct gh_item *it)
+{
+    char why[TL_ERRMSG_SIZE] = "";
+    json_t *id = json_object_get(o, "id");
+    json_t *user = json_object_get(o, "user");
+    json_t *login = json_object_get(user, "login");
+    json_t *body = json_object_get(o, "body");
+
+    memset(it, 0, sizeof(*it));
+    if (!json_is_integer(id) || json_integer_value(id) <= 0)
+        return -1;
+    it->id = json_integer_value(id);
+    if (!json_is_string(body))
+        return 0;
+    enum tl_gh_kind k = tl__gh_parse_comment(json_string_value(body), json_string_length(body),
+                                             &it->claim, &it->rel, why);
+    if (k == TL_GH_NONE)
+        return 0;
+    it->kind = k;
+    it->issue = issue_of(o);
+    it->login = json_is_string(login) ? tl__strdup(json_string_value(login)) : NULL;
+    if (!json_time(o, "created_at", &it->created_ms) ||
+        !json_time(o, "updated_at", &it->updated_ms)) {
+        it->kind = TL_GH_BAD;
+        (void)snprintf(why, sizeof(why), "no valid created_at/updated_at");
+    }
+    if (it->kind == TL_GH_BAD) {
+        tl__gh_claim_clear(&it->claim);
+        tl__gh_release_clear(&it->rel);
+        if (trusted(g, it->login))
+            LOG(g, TL_LOG_WARN, "github: comment %lld by %s: ignored: %s", (long long)it->id,
+                it->login, why);
+        else
+            LOG(g, TL_LOG_DEBUG, "github: comment %lld by %s: ignored: %s", (long long)it->id,
+                it->login ? it->login : "?", why);
+    }
+    return 1;
+}
+
+/* ---- comment lists ---- */
+
+static void page_clear(struct gh_page *p)
+{
+    tl__free(p->url);
+    tl__free(p->etag);
+    tl__free(p->next);
+    for (size_t i = 0; i < p->nitems; i++)
+        item_clear(&p->items[i]);
+    tl__free(p->items);
+    memset(p, 0, sizeof(*p));
+}
+
+static void list_free(struct gh_list *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->npages; i++)
+        page_clear(&l->pages[i]);
+    tl__free(l->pages);
+    tl__free(l->issue_etag);
+    tl__free(l);
+}
+
+static struct gh_list *list_get(struct github_store *g, int64_t number)
+{
+    for (size_t i = 0; i < g->nlists; i++) {
+        if (g->lists[i]->number == number) {
+            g->lists[i]->used = ++g->use_clock;
+            return g->lists[i];
+        }
+    }
+    struct gh_list *l = tl__calloc(1, sizeof(*l));
+    if (l == NULL)
+        return NULL;
+    l->number = number;
+    l->issue_comments = -1;
+    l->used = ++g->use_clock;
+    if (g->nlists == CACHE_MAX) { /* evict the least recently used */
+        size_t lru = 0;
+        for (size_t i = 1; i < g->nlists; i++) {
+            if (g->lists[i]->used < g->lists[lru]->used)
+                lru = i;
+        }
+        list_free(g->lists[lru]);
+        g->lists[lru] = l;
+    } else {
+        g->lists[g->nlists++] = l;
+    }
+    return l;
+}
+
+/* A Link target we may follow with our token: on the API's own origin. */
+static char *next_link(struct github_store *g, const char *link)
+{
+    char *next = tl__gh_link_next(link);
+    size_t n = strlen(g->origin);
+
+    if (next != NULL && (strncmp(next, g->origin, n) != 0 || (next[n] != '/' && next[n] != '\0'))) {
+        LOG(g, TL_LOG_WARN, "github: ignored a Link to another origin");
+        tl__free(next);
+        return NULL;
+    }
+    return next;
+}
+
+/* Parses a page body into `p`. */
+static tl_status parse_page(struct github_store *g, const struct tl_http_resp *r, struct gh_page *p)
+{
+    json_t *arr = load_json(r);
+    size_t i, cap = 0;
+    json_t *o;
+    tl_status st = TL_OK;
+
+    if (!json_is_array(arr)) {
+        json_decref(arr);
+        return fail(g, TL_ESTORE, "github: a comment list is not a JSON array");
+    }
+    p->count = json_array_size(arr);
+    json_array_foreach(arr, i, o)
+    {
+        struct gh_item it;
+        int rc = read_comment(g, o, &it);
+        if (rc <= 0)
+            continue;
+        if (p->nitems == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            struct gh_item *n = tl__realloc(p->items, ncap * sizeof(*n));
+            if (n == NULL) {
+                item_clear(&it);
+                st = oom(g);
+                break;
+            }
+            p->items = n;
+            cap = ncap;
+        }
+        p->items[p->nitems++] = it;
+    }
+    json_decref(arr);
+    return st;
+}
+
+/*
+ * Reads every page of a comment list into the cache: the issue's (`number` > 0) or the whole
+ * repository's (0). With `conditional`, each page already read is asked for with If-None-Match
+ * and a 304 keeps what we had (and costs no primary rate budget).
+ */
+static tl_status read_list(struct github_store *g, int64_t number, bool conditional,
+                           struct gh_list **out)
+{
+    struct gh_list *l = list_get(g, number);
+    struct gh_page *pages = NULL;
+    size_t npages = 0, cap = 0;
+    struct tl_http_resp r = {0};
+    tl_status st = TL_OK;
+    char *url;
+
+    *out = NULL;
+    if (l == NULL)
+        return oom(g);
+    if (number > 0)
+        url = tl__asprintf("%s/repos/%s/%s/issues/%lld/comments?per_page=%u", g->api, g->owner,
+                           g->repo, (long long)number, g->cfg.per_page);
+    else
+        url = tl__asprintf("%s/repos/%s/%s/issues/comments?per_page=%u", g->api, g->owner, g->repo,
+                           g->cfg.per_page);
+    if (url == NULL)
+        return oom(g);
+
+    while (url != NULL) {
+        if (npages == MAX_PAGES) {
+            st = fail(g, TL_ESTORE, "github: more than %d pages of comments", MAX_PAGES);
+            break;
+        }
+        for (size_t i = 0; i < npages; i++) {
+            if (strcmp(pages[i].url, url) == 0) {
+                st = fail(g, TL_ESTORE, "github: the comment pages link in a loop");
+                break;
+            }
+        }
+        if (st != TL_OK)
+            break;
+        struct gh_page *old = NULL;
+        for (size_t i = 0; i < l->npages; i++) {
+            if (l->pages[i].url != NULL && strcmp(l->pages[i].url, url) == 0)
+                old = &l->pages[i];
+        }
+        if ((st = gh_call(g, "GET", url, NULL, conditional && old ? old->etag : NULL, &r)) != TL_OK)
+            break;
+        if (npages == cap) {
+            size_t ncap = cap ? cap * 2 : 4;
+            struct gh_page *n = tl__realloc(pages, ncap * sizeof(*n));
+            if (n == NULL) {
+                st = oom(g);
+                break;
+            }
+            pages = n;
+            cap = ncap;
+        }
+        struct gh_page *p = &pages[npages];
+        memset(p, 0, sizeof(*p));
+        if (r.status == 304 && old != NULL) {
+            *p = *old; /* moved: the old slot is emptied */
+            memset(old, 0, sizeof(*old));
+            if (r.link != NULL) {
+                tl__free(p->next);
+                p->next = next_link(g, r.link);
+            }
+            tl__free(p->url);
+        } else if (r.status == 200) {
+            if ((st = parse_page(g, &r, p)) != TL_OK) {
+                page_clear(p);
+                break;
+            }
+            p->next = next_link(g, r.link);
+            p->etag = r.etag ? tl__strdup(r.etag) : NULL;
+        } else {
+            st = unexpected(g, "GET", url, &r, number);
+            break;
+        }
+        p->url = url;
+        url = NULL;
+        npages++;
+        l->date_ms = resp_date(&r);
+        if (p->next != NULL && (url = tl__strdup(p->next)) == NULL) {
+            st = oom(g);
+            break;
+        }
+        tl__http_resp_clear(&r);
+    }
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    if (st != TL_OK) {
+        for (size_t i = 0; i < npages; i++)
+            page_clear(&pages[i]);
+        tl__free(pages);
+        /* Pages moved out of the cache are gone: forget the rest too. */
+        for (size_t i = 0; i < l->npages; i++)
+            page_clear(&l->pages[i]);
+        l->npages = 0;
+        return st;
+    }
+    for (size_t i = 0; i < l->npages; i++)
+        page_clear(&l->pages[i]);
+    tl__free(l->pages);
+    l->pages = pages;
+    l->npages = npages;
+    *out = l;
+    return TL_OK;
+}
+
+static size_t list_count(const struct gh_list *l)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < l->npages; i++)
+        n += l->pages[i].count;
+    return n;
+}
+
+static struct gh_item *list_find(struct gh_list *l, int64_t id)
+{
+    for (size_t i = 0; l != NULL && i < l->npages; i++) {
+        for (size_t j = 0; j < l->pages[i].nitems; j++) {
+            if (l->pages[i].items[j].id == id)
+                return &l->pages[i].items[j];
+        }
+    }
+    return NULL;
+}
+
+static bool is_claim(const struct github_store *g, const struct gh_item *it)
+{
+    return it->kind == TL_GH_CLAIM && !it->deleted && trusted(g, it->login);
+}
+
+/* The lowest trusted claim with id < `below` (0: any) other than `except`, of `issue` in a
+ * repository-wide list (0: any). */
+static struct gh_item *lowest_claim(const struct github_store *g, struct gh_list *l, int64_t below,
+                                    int64_t except)
+{
+    struct gh_item *best = NULL;
+
+    for (size_t i = 0; i < l->npages; i++) {
+        for (size_t j = 0; j < l->pages[i].nitems; j++) {
+            struct gh_item *it = &l->pages[i].items[j];
+            if (!is_claim(g, it) || it->id == except || (below > 0 && it->id >= below))
+                continue;
+            if (best == NULL || it->id < best->id)
+                best = it;
+        }
+    }
+    return best;
+}
+
+/* ---- records ---- */
+
+static bool stale_at(const struct gh_item *it, int64_t now_ms)
+{
+    return now_ms - it->updated_ms > (int64_t)it->claim.rec.info.lock_timeout_ms + STALE_MARGIN_MS;
+}
+
+static tl_status item_record(struct github_store *g, const struct gh_item *it, const char *key,
+                             int64_t now_ms, struct tl_record *out)
+{
+    const struct tl_info *c = &it->claim.rec.info;
+
+    memset(out, 0, sizeof(*out));
+    out->info.key = tl__strdup(key);
+    out->info.worker_id = tl__strdup(c->worker_id);
+    out->info.node_id = tl__strdup(c->node_id);
+    out->info.task_info = tl__strdup(c->task_info ? c->task_info : "{}");
+    out->opaque = tl__asprintf("%s %s", it->claim.nonce, it->login ? it->login : "-");
+    if (!out->info.key || !out->info.worker_id || !out->info.node_id || !out->info.task_info ||
+        !out->opaque) {
+        tl__record_clear(out);
+        return oom(g);
+    }
+    out->info.token = (uint64_t)it->id;
+    out->info.claimed_at_ms = it->created_ms;
+    out->info.heartbeat_at_ms = it->updated_ms;
+    out->info.lock_timeout_ms = c->lock_timeout_ms;
+    out->info.observed_at_ms = now_ms;
+    out->info.stale = stale_at(it, now_ms);
+    return TL_OK;
+}
+
+/* Splits the opaque "NONCE LOGIN" of a held record. */
+static bool opaque_split(const struct tl_record *held, char nonce[TL_GH_NONCE_LEN + 1], char *login,
+                         size_t lsize)
+{
+    const char *o = held->opaque;
+
+    nonce[0] = login[0] = '\0';
+    if (o == NULL)
+        return true; /* released or renewed by token alone: worker id and token identify it */
+    if (strlen(o) < TL_GH_NONCE_LEN || (o[TL_GH_NONCE_LEN] != ' ' && o[TL_GH_NONCE_LEN] != '\0'))
+        return false;
+    memcpy(nonce, o, TL_GH_NONCE_LEN);
+    nonce[TL_GH_NONCE_LEN] = '\0';
+    login[0] = '\0';
+    if (o[TL_GH_NONCE_LEN] == ' ')
+        (void)snprintf(login, lsize, "%s", o + TL_GH_NONCE_LEN + 1);
+    return true;
+}
+
+/* Whether the listed or fetched comment is the claim `held` describes. */
+static bool is_held_claim(const struct github_store *g, const struct gh_item *it,
+                          const struct tl_record *held, const char *nonce)
+{
+    return it != NULL && it->kind == TL_GH_CLAIM && trusted(g, it->login) &&
+           (nonce[0] == '\0' || strcmp(it->claim.nonce, nonce) == 0) &&
+           held->info.worker_id != NULL &&
+           strcmp(it->claim.rec.info.worker_id, held->info.worker_id) == 0;
+}
+
+static void learn_login(struct github_store *g, const char *login)
+{
+    if (g->login == NULL && login != NULL && login[0] != '\0' && strcmp(login, "-") != 0) {
+        g->login = tl__strdup(login);
+        if (g->login != NULL)
+            LOG(g, TL_LOG_INFO, "github: acting as %s", g->login);
+    }
+}
+
+static void random_nonce(struct github_store *g, char out[TL_GH_NONCE_LEN + 1])
+{
+    unsigned char b[TL_GH_NONCE_LEN / 2];
+    bool ok = false;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+    if (fd >= 0) {
+        ok = read(fd, b, sizeof(b)) == (ssize_t)sizeof(b);
+        close(fd);
+    }
+    if (!ok) { /* splitmix64 over the clocks, pid and a counter: unique, if not secret */
+        uint64_t x = (uint64_t)tl__real_now_ms() ^ ((uint64_t)getpid() << 40) ^
+                     (uint64_t)tl__real_mono_ms() << 20 ^ (uintptr_t)g ^ ++g->nonce_ctr;
+        for (size_t i = 0; i < sizeof(b); i++) {
+            if (i % 8 == 0) {
+                x += 0x9e3779b97f4a7c15ull;
+                uint64_t z = x;
+                z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+                z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+                x = z ^ (z >> 31);
+            }
+            b[i] = (unsigned char)(x >> (8 * (i % 8)));
+        }
+    }
+    for (size_t i = 0; i < sizeof(b); i++)
+        (void)snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* ---- single requests ---- */
+
+static char *comment_url(const struct github_store *g, int64_t id)
+{
+    return tl__asprintf("%s/repos/%s/%s/issues/comments/%lld", g->api, g->owner, g->repo,
+                        (long long)id);
+}
+
+static char *json_body(const char *field, const char *text)
+{
+    json_t *o = json_pack("{s:s}", field, text);
+    char *d = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *out = d ? tl__strdup(d) : NULL;
+
+    free(d);
+    json_decref(o);
+    return out;
+}
+
+static char *assignees_body(const char *login)
+{
+    json_t *o = json_pack("{s:[s]}", "assignees", login);
+    char *d = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *out = d ? tl__strdup(d) : NULL;
+
+    free(d);
+    json_decref(o);
+    return out;
+}
+
+/* Deletes a comment. *gone: it was already gone (404). */
+static tl_status delete_comment(struct github_store *g, int64_t id, bool *gone)
+{
+    struct tl_http_resp r = {0};
+    char *url = comment_url(g, id);
+    tl_status st;
+
+    *gone = false;
+    if (url == NULL)
+        return oom(g);
+    st = gh_call(g, "DELETE", url, NULL, NULL, &r);
+    if (st == TL_OK) {
+        if (r.status == 404)
+            *gone = true;
+        else if (r.status != 204 && r.status != 200)
+            st = unexpected(g, "DELETE", url, &r, 0);
+    }
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    return st;
+}
+
+/* Deletes our own claim, or remembers it to retry later. */
+static void withdraw(struct github_store *g, int64_t id)
+{
+    bool gone;
+    char keep[TL_ERRMSG_SIZE];
+
+    memcpy(keep, g->base.errmsg, sizeof(keep));
+    if (delete_comment(g, id, &gone) != TL_OK) {
+        LOG(g, TL_LOG_WARN, "github: could not delete our claim %lld (%s); will retry",
+            (long long)id, g->base.errmsg);
+        if (g->norphans < ORPHANS_MAX)
+            g->orphans[g->norphans++] = id;
+    }
+    memcpy(g->base.errmsg, keep, sizeof(keep));
+}
+
+static void retry_orphans(struct github_store *g)
+{
+    size_t n = g->norphans;
+    int64_t ids[ORPHANS_MAX];
+
+    memcpy(ids, g->orphans, n * sizeof(ids[0]));
+    g->norphans = 0;
+    for (size_t i = 0; i < n; i++)
+        withdraw(g, ids[i]);
+}
+
+/* Reads an issue object's comment count and whether `login` is among its assignees. */
+static bool issue_fields(const struct tl_http_resp *r, const char *login, int64_t *comments,
+                         bool *assigned)
+{
+    json_t *o = load_json(r);
+    json_t *c = json_object_get(o, "comments");
+    json_t *as = json_object_get(o, "assignees");
+    size_t i;
+    json_t *a;
+    bool ok = json_is_integer(c);
+
+    *assigned = false;
+    if (ok)
+        *comments = json_integer_value(c);
+    json_array_foreach(as, i, a)
+    {
+        json_t *l = json_object_get(a, "login");
+        if (login != NULL && json_is_string(l) && strcasecmp(json_string_value(l), login) == 0)
+            *assigned = true;
+    }
+    json_decref(o);
+    return ok;
+}
+
+/* Adds (add) or removes our login as an assignee. On success of an add, `*comments` is the
+ * issue's comment count from the answer. A failure is logged, never fatal. */
+static bool assignee(struct github_store *g, int64_t number, bool add, int64_t *comments)
+{
+    char keep[TL_ERRMSG_SIZE];
+    struct tl_http_resp r = {0};
+    char *url = tl__asprintf("%s/repos/%s/%s/issues/%lld/assignees", g->api, g->owner, g->repo,
+                             (long long)number);
+    char *body = g->login ? assignees_body(g->login) : NULL;
+    bool ok = false, assigned = false;
+
+    memcpy(keep, g->base.errmsg, sizeof(keep));
+    if (url != NULL && body != NULL &&
+        gh_call(g, add ? "POST" : "DELETE", url, body, NULL, &r) == TL_OK) {
+        if (r.status == (add ? 201 : 200) && issue_fields(&r, g->login, comments, &assigned)) {
+            ok = true;
+            if (add && !assigned)
+                LOG(g, TL_LOG_INFO,
+                    "github: #%lld: %s could not be assigned (no push access?); the lock holds "
+                    "all the same",
+                    (long long)number, g->login);
+        } else {
+            char msg[160];
+            error_message(&r, msg, sizeof(msg));
+            LOG(g, TL_LOG_WARN, "github: #%lld: %s the assignee failed: %ld %s", (long long)number,
+                add ? "adding" : "removing", r.status, msg);
+        }
+    } else {
+        LOG(g, TL_LOG_WARN, "github: #%lld: %s the assignee failed: %s", (long long)number,
+            add ? "adding" : "removing", g->base.errmsg);
+    }
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    tl__free(body);
+    memcpy(g->base.errmsg, keep, sizeof(keep));
+    return ok;
+}
+
+/* The issue's comment count, by GET (If-None-Match when we have an ETag). */
+static tl_status issue_count(struct github_store *g, struct gh_list *l, int64_t *comments)
+{
+    struct tl_http_resp r = {0};
+    char *url =
+        tl__asprintf("%s/repos/%s/%s/issues/%lld", g->api, g->owner, g->repo, (long long)l->number);
+    bool assigned;
+    tl_status st;
+
+    if (url == NULL)
+        return oom(g);
+    st = gh_call(g, "GET", url, NULL, l->issue_comments >= 0 ? l->issue_etag : NULL, &r);
+    if (st == TL_OK) {
+        if (r.status == 304 && l->issue_comments >= 0) {
+            *comments = l->issue_comments;
+        } else if (r.status == 200 && issue_fields(&r, NULL, comments, &assigned)) {
+            l->issue_comments = *comments;
+            tl__free(l->issue_etag);
+            l->issue_etag = r.etag ? tl__strdup(r.etag) : NULL;
+        } else {
+            st = unexpected(g, "GET", url, &r, l->number);
+        }
+    }
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    return st;
+}
+
+/* Posts a comment. TL_OK with *item filled (the 201's comment); TL_EAGAIN-like ambiguity is
+ * reported through *maybe (the POST may have been committed although it failed). */
+static tl_status post_comment(struct github_store *g, int64_t number, const char *text,
+                              struct gh_item *item, bool *maybe)
+{
+    struct tl_http_resp r = {0};
+    char *url = tl__asprintf("%s/repos/%s/%s/issues/%lld/comments", g->api, g->owner, g->repo,
+                             (long long)number);
+    char *body = json_body("body", text);
+    tl_status st;
+
+    *maybe = false;
+    memset(item, 0, sizeof(*item));
+    if (url == NULL || body == NULL) {
+        tl__free(url);
+        tl__free(body);
+        return oom(g);
+    }
+    st = gh_call(g, "POST", url, body, NULL, &r);
+    if (st == TL_OK && r.status == 201) {
+        json_t *o = load_json(&r);
+        int rc = read_comment(g, o, item);
+        json_t *login = json_object_get(json_object_get(o, "user"), "login");
+        if (rc >= 0 && item->login == NULL && json_is_string(login))
+            item->login = tl__strdup(json_string_value(login));
+        if (rc >= 0 && item->created_ms == 0) {
+            (void)json_time(o, "created_at", &item->created_ms);
+            (void)json_time(o, "updated_at", &item->updated_ms);
+        }
+        json_decref(o);
+        if (rc < 0) {
+            item_clear(item);
+            *maybe = true;
+            st = fail(g, TL_ESTORE, "github: the new comment's answer is not a comment");
+        }
+    } else if (st == TL_OK) {
+        *maybe = r.status >= 500;
+        st = unexpected(g, "POST", url, &r, number);
+    } else {
+        *maybe = r.status == 0 && r.maybe_sent;
+    }
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    tl__free(body);
+    return st;
+}
+
+/* GETs one comment by id (not subject to list lag). *found false on 404. */
+static tl_status get_comment(struct github_store *g, int64_t id, int64_t issue,
+                             struct gh_item *item, bool *found)
+{
+    struct tl_http_resp r = {0};
+    char *url = comment_url(g, id);
+    tl_status st;
+
+    *found = false;
+    memset(item, 0, sizeof(*item));
+    if (url == NULL)
+        return oom(g);
+    st = gh_call(g, "GET", url, NULL, NULL, &r);
+    if (st == TL_OK && r.status == 200) {
+        json_t *o = load_json(&r);
+        int rc = read_comment(g, o, item);
+        json_decref(o);
+        if (rc == 1 && item->issue == issue)
+            *found = true;
+        else
+            item_clear(item);
+        if (rc == 0) /* an ordinary comment: exists, but is no claim */
+            item->id = id;
+    } else if (st == TL_OK && r.status != 404) {
+        st = unexpected(g, "GET", url, &r, 0);
+    }
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    return st;
+}
+
+/* ---- open / close ---- */
+
+static tl_status fetch_login(struct github_store *g)
+{
+    struct tl_http_resp r = {0};
+    char *url = tl__asprintf("%s/user", g->api);
+    tl_status st;
+
+    if (url == NULL)
+        return oom(g);
+    st = gh_call(g, "GET", url, NULL, NULL, &r);
+    if (st == TL_OK) {
+        json_t *o = load_json(&r);
+        json_t *login = json_object_get(o, "login");
+        if (r.status == 200 && json_is_string(login) &&
+            name_ok(json_string_value(login), strlen(json_string_value(login)))) {
+            g->login = tl__strdup(json_string_value(login));
+            if (g->login == NULL)
+                st = oom(g);
+        } else if (r.status == 200) {
+            st = fail(g, TL_ESTORE, "github: GET /user: no login in the answer");
+        } else {
+            st = unexpected(g, "GET", url, &r, 0);
+        }
+        json_decref(o);
+    } else if (st == TL_ESTORE && strstr(g->base.errmsg, ": 403 ") != NULL) {
+        /* An app installation token (GitHub Actions' GITHUB_TOKEN) cannot read /user: the
+         * login is learnt from our first claim's author instead. */
+        LOG(g, TL_LOG_INFO, "github: %s; the login will be learnt from the first claim",
+            g->base.errmsg);
+        g->base.errmsg[0] = '\0';
+        st = TL_OK;
+    }
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    return st;
+}
+
+static tl_status github_open(struct tl_store *s, const char *url)
+{
+    struct github_store *g = (struct github_store *)s;
+    char *api_param = NULL, *token = NULL, *copy = NULL;
+    tl_status st;
+
+    g->cfg = (struct gh_config){.per_min = DEFAULT_PER_MIN,
+                                .per_hour = DEFAULT_PER_HOUR,
+                                .max_wait_ms = DEFAULT_MAX_WAIT_MS,
+                                .rereads = DEFAULT_REREADS,
+                                .reread_ms = DEFAULT_REREAD_MS,
+                                .per_page = DEFAULT_PER_PAGE,
+                                .assign = true,
+                                .reconcile = true};
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    s->heartbeat_divisor = 4; /* a quarter of the lock timeout, and no 30 s cap: writes cost */
+    s->heartbeat_uncapped = true;
+
+    if (strncmp(url, "github://", 9) != 0)
+        return fail(g, TL_EINVAL, "github store URL must be github://OWNER/REPO");
+    if ((copy = tl__strdup(url + 9)) == NULL)
+        return oom(g);
+    char *query = strchr(copy, '?');
+    if (query != NULL)
+        *query++ = '\0';
+    char *slash = strchr(copy, '/');
+    size_t olen = slash ? (size_t)(slash - copy) : 0;
+    if (slash == NULL || !name_ok(copy, olen) || !name_ok(slash + 1, strlen(slash + 1))) {
+        st = fail(g, TL_EINVAL, "github store URL must be github://OWNER/REPO[?params]");
+        goto done;
+    }
+    g->owner = tl__strndup(copy, olen);
+    g->repo = tl__strdup(slash + 1);
+    if (g->owner == NULL || g->repo == NULL) {
+        st = oom(g);
+        goto done;
+    }
+    if ((st = parse_params(g, query, &api_param)) != TL_OK)
+        goto done;
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    if ((st = tl__gh_resolve_api_url(api_param, &g->api, g->base.errmsg)) != TL_OK)
+        goto done;
+
+    char host[256];
+    const char *h = g->api;
+    size_t hlen = 0;
+    bool https = true;
+    g->host_kind = tl__gh_host_kind(g->api, host);
+    (void)url_host(g->api, &h, &hlen, &https);
+    size_t alen = strcspn(h, "/?#");
+    if ((g->origin = tl__strndup(g->api, (size_t)(h - g->api) + alen)) == NULL) {
+        st = oom(g);
+        goto done;
+    }
+    if ((st = tl__gh_resolve_token(g->api, GH_TIMEOUT_MS, &token, &g->token_source,
+                                   g->base.errmsg)) != TL_OK)
+        goto done;
+
+    const struct tl_http_opts ho = {.user_agent = "tasklock/" TL_VERSION_STRING,
+                                    .timeout_ms = g->cfg.timeout_ms,
+                                    .allow_http = !https};
+    if ((st = tl__http_new(&ho, token, &g->http, g->base.errmsg)) != TL_OK)
+        goto done;
+    st = fetch_login(g);
+done:
+    if (token != NULL) {
+        volatile char *p = token;
+        while (*p)
+            *p++ = '\0';
+    }
+    tl__free(token);
+    tl__free(api_param);
+    tl__free(copy);
+    return st;
+}
+
+static void github_close(struct tl_store *s)
+{
+    struct github_store *g = (struct github_store *)s;
+
+    if (g->http != NULL && g->norphans > 0)
+        retry_orphans(g);
+    tl__http_free(g->http);
+    for (size_t i = 0; i < g->nlists; i++)
+        list_free(g->lists[i]);
+    for (size_t i = 0; i < g->ntrusted; i++)
+        tl__free(g->trusted[i]);
+    tl__free(g->trusted);
+    tl__free(g->api);
+    tl__free(g->origin);
+    tl__free(g->owner);
+    tl__free(g->repo);
+    tl__free(g->login);
+}
+
+static tl_status github_check_key(struct tl_store *s, const char *key)
+{
+    int64_t n;
+
+    if (!tl__gh_parse_key(key, &n))
+        return tl__store_fail(s, TL_EINVAL,
+                              "github: key \"%.64s\" is not an issue number (123 or #123)", key);
+    return TL_OK;
+}
+
+/* ---- claim ---- */
+
+static void from_of(const struct gh_item *it, struct tl_gh_from *f)
+{
+    f->worker_id = tl__strdup(it->claim.rec.info.worker_id);
+    f->node_id = tl__strdup(it->claim.rec.info.node_id);
+    f->token = (uint64_t)it->id;
+    f->claimed_at_ms = it->created_ms;
+    f->heartbeat_at_ms = it->updated_ms;
+    f->took = it->claim.took;
+}
+
+/* Records a displaced holder in our new claim (newest first, bounded). */
+static void push_from(struct tl_gh_claim *c, const struct gh_item *it)
+{
+    if (c->nfrom == TL_GH_FROM_DEPTH) {
+        tl__free(c->from[TL_GH_FROM_DEPTH - 1].worker_id);
+        tl__free(c->from[TL_GH_FROM_DEPTH - 1].node_id);
+        c->nfrom--;
+    }
+    memmove(&c->from[1], &c->from[0], c->nfrom * sizeof(c->from[0]));
+    from_of(it, &c->from[0]);
+    c->nfrom++;
+    /* what the displaced claim itself had displaced, while there is room */
+    for (size_t i = 0; i < it->claim.nfrom && c->nfrom < TL_GH_FROM_DEPTH; i++) {
+        struct tl_gh_from *f = &c->from[c->nfrom++];
+        *f = it->claim.from[i];
+        f->worker_id = tl__strdup(it->claim.from[i].worker_id);
+        f->node_id = tl__strdup(it->claim.from[i].node_id);
+    }
+}
+
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+/* Takes the other claims out of the way before we post (steal-stale, force). Returns
+ * TL_EBUSY with the holder in `out` when this mode may not take it. */
+static tl_status clear_the_way(struct github_store *g, const struct tl_claim *req,
+                               struct gh_list *l, struct tl_gh_claim *mine, bool *forced,
+                               struct tl_claim_result *out)
+{
+    for (int guard = 0; guard < 64; guard++) {
+        struct gh_item *h = lowest_claim(g, l, 0, 0);
+        if (h == NULL)
+            return TL_OK;
+        bool stale = stale_at(h, l->date_ms);
+        if (req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && !stale)) {
+            tl_status st = item_record(g, h, req->key, l->date_ms, &out->rec);
+            if (st != TL_OK)
+                return st;
+            tl__free(out->rec.opaque);
+            out->rec.opaque = NULL;
+            out->holder_known = true;
+            return TL_EBUSY;
+        }
+        bool gone;
+        tl_status st = delete_comment(g, h->id, &gone);
+        if (st != TL_OK)
+            return st;
+        LOG(g, TL_LOG_INFO, "github: #%s: deleted the %s claim %lld of %s", req->key,
+            stale ? "stale" : "live", (long long)h->id, h->claim.rec.info.worker_id);
+        if (!stale)
+            *forced = true;
+        push_from(mine, h);
+        h->deleted = true;
+    }
+    return fail(g, TL_ESTORE, "github: too many claims to clear");
+}
+
+static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
+                              struct tl_claim_result *out)
+{
+    struct github_store *g = (struct github_store *)s;
+    struct tl_gh_claim mine = {0};
+    struct gh_item posted = {0};
+    struct gh_list *l = NULL;
+    char *text = NULL;
+    bool forced = false, assigned = false, maybe;
+    int64_t number, id = 0;
+    tl_status st;
+
+    if (!tl__gh_parse_key(req->key, &number))
+        return github_check_key(s, req->key);
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    retry_orphans(g);
+
+    /* 1. Who holds it? (Conditional: a 304 is free, and answers "still the same holder".) */
+    if ((st = read_list(g, number, true, &l)) != TL_OK)
+        goto done;
+    if (g->pending_issue == number) {
+        /* An earlier POST failed ambiguously: if it was written after all, it is ours. */
+        for (size_t i = 0; i < l->npages && id == 0; i++) {
+            for (size_t j = 0; j < l->pages[i].nitems; j++) {
+                struct gh_item *it = &l->pages[i].items[j];
+                if (it->kind == TL_GH_CLAIM && strcmp(it->claim.nonce, g->pending_nonce) == 0 &&
+                    strcmp(it->claim.rec.info.worker_id, req->worker_id) == 0) {
+                    learn_login(g, it->login);
+                    if (trusted(g, it->login)) {
+                        id = it->id;
+                        memcpy(mine.nonce, g->pending_nonce, sizeof(mine.nonce));
+                        LOG(g, TL_LOG_INFO, "github: #%lld: found our earlier claim %lld",
+                            (long long)number, (long long)id);
+                    }
+                }
+            }
+        }
+        if (id == 0) {
+            /* Not listed. If the list is complete, the POST was never written: forget it. If
+             * not, the claim may be there unseen: posting again could duplicate it. */
+            int64_t count = -1;
+            if ((st = issue_count(g, l, &count)) != TL_OK)
+                goto done;
+            if ((int64_t)list_count(l) < count) {
+                st = fail(g, TL_EBUSY,
+                          "github: #%lld: outcome unknown: an earlier claim POST may have been "
+                          "written but is not listed yet (%zu listed, %lld counted)",
+                          (long long)number, list_count(l), (long long)count);
+                goto done;
+            }
+        }
+        g->pending_issue = 0;
+        if (id != 0) {
+            struct gh_item *it = list_find(l, id);
+            posted.id = id;
+            posted.created_ms = it->created_ms;
+            posted.updated_ms = it->updated_ms;
+            if (tl__record_copy(&mine.rec, &it->claim.rec) != TL_OK) {
+                st = oom(g);
+                goto done;
+            }
+            goto decide;
+        }
+    }
+    if ((st = clear_the_way(g, req, l, &mine, &forced, out)) != TL_OK)
+        goto done;
+
+    /* 2. Post our claim. */
+    mine.rec.info.worker_id = tl__strdup(req->worker_id);
+    mine.rec.info.node_id = tl__strdup(req->node_id);
+    mine.rec.info.task_info = tl__strdup(req->task_info);
+    if (!mine.rec.info.worker_id || !mine.rec.info.node_id || !mine.rec.info.task_info) {
+        st = oom(g);
+        goto done;
+    }
+    mine.rec.info.claimed_at_ms = mine.rec.info.heartbeat_at_ms = l->date_ms;
+    mine.rec.info.lock_timeout_ms = req->lock_timeout_ms;
+    mine.took = mine.nfrom == 0 ? TL_GH_TOOK_FREE : forced ? TL_GH_TOOK_FORCED : TL_GH_TOOK_STALE;
+    random_nonce(g, mine.nonce);
+    if ((text = tl__gh_build_claim(&mine, l->date_ms)) == NULL) {
+        st = oom(g);
+        goto done;
+    }
+    if (utf8_chars(text) > TL_GH_BODY_MAX) {
+        st = fail(g, TL_EINVAL,
+                  "github: the claim comment would be %zu characters, over GitHub's limit of %d: "
+                  "make task_info smaller",
+                  utf8_chars(text), TL_GH_BODY_MAX);
+        goto done;
+    }
+    st = post_comment(g, number, text, &posted, &maybe);
+    if (st == TL_OK) {
+        id = posted.id;
+        learn_login(g, posted.login);
+    } else if (maybe) {
+        /* It may have been written: look for our nonce before anything is posted again. */
+        char why[TL_ERRMSG_SIZE];
+        memcpy(why, g->base.errmsg, sizeof(why));
+        LOG(g, TL_LOG_WARN, "github: #%lld: claim POST failed (%s); looking for its nonce",
+            (long long)number, why);
+        for (uint32_t a = 0; a <= g->cfg.rereads && id == 0; a++) {
+            if (a > 0)
+                tl__real_sleep_ms(g->cfg.reread_ms << (a - 1));
+            if ((st = read_list(g, number, true, &l)) != TL_OK) {
+                g->pending_issue = number; /* look again on the next attempt */
+                memcpy(g->pending_nonce, mine.nonce, sizeof(g->pending_nonce));
+                goto done;
+            }
+            for (size_t i = 0; i < l->npages && id == 0; i++) {
+                for (size_t j = 0; j < l->pages[i].nitems; j++) {
+                    struct gh_item *it = &l->pages[i].items[j];
+                    if (it->kind == TL_GH_CLAIM && strcmp(it->claim.nonce, mine.nonce) == 0) {
+                        learn_login(g, it->login);
+                        if (trusted(g, it->login)) {
+                            id = it->id;
+                            posted.created_ms = it->created_ms;
+                            posted.updated_ms = it->updated_ms;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        if (id == 0) {
+            g->pending_issue = number;
+            memcpy(g->pending_nonce, mine.nonce, sizeof(g->pending_nonce));
+            st = fail(g, TL_EBUSY,
+                      "github: #%lld: outcome unknown: the claim POST failed (%.120s) and no "
+                      "comment with its nonce is visible yet; it is looked for before posting "
+                      "again",
+                      (long long)number, why);
+            goto done;
+        }
+        posted.id = id;
+        LOG(g, TL_LOG_INFO, "github: #%lld: the failed POST was written after all (comment %lld)",
+            (long long)number, (long long)id);
+    } else {
+        goto done;
+    }
+
+decide:
+    /* 3. Keep it only if it is the lowest trusted claim in a list that is complete. */
+    for (uint32_t a = 0;; a++) {
+        if (a > 0)
+            tl__real_sleep_ms(g->cfg.reread_ms << (a - 1 < 4 ? a - 1 : 4));
+        if ((st = read_list(g, number, true, &l)) != TL_OK)
+            goto withdraw;
+        struct gh_item *lower;
+        while ((lower = lowest_claim(g, l, id, id)) != NULL) {
+            bool stale = stale_at(lower, l->date_ms);
+            if (req->mode == TL_CLAIM_FORCE || (req->mode == TL_CLAIM_STEAL && stale)) {
+                bool gone;
+                if ((st = delete_comment(g, lower->id, &gone)) != TL_OK)
+                    goto withdraw;
+                if (!stale)
+                    forced = true;
+                lower->deleted = true;
+                continue;
+            }
+            /* Someone else's claim is lower: theirs holds. */
+            st = item_record(g, lower, req->key, l->date_ms, &out->rec);
+            if (st == TL_OK) {
+                tl__free(out->rec.opaque);
+                out->rec.opaque = NULL;
+                out->holder_known = true;
+                st = TL_EBUSY;
+            }
+            goto withdraw;
+        }
+
+        int64_t count = -1;
+        if (g->cfg.assign && !assigned && g->login != NULL)
+            assigned = assignee(g, number, true, &count);
+        if (count < 0 && (st = issue_count(g, l, &count)) != TL_OK)
+            goto withdraw;
+        size_t seen = list_count(l);
+        bool visible = list_find(l, id) != NULL;
+        if (visible && ((int64_t)seen >= count || !g->cfg.reconcile))
+            break; /* won */
+        LOG(g, TL_LOG_INFO,
+            "github: #%lld: the comment list is stale (%zu listed, the issue counts %lld%s); "
+            "reading it again",
+            (long long)number, seen, (long long)count, visible ? "" : ", ours not yet listed");
+        if (a >= g->cfg.rereads) {
+            st = fail(g, TL_EBUSY,
+                      "github: #%lld: outcome unknown: the comment list stayed incomplete (%zu "
+                      "listed, %lld counted) after %u re-reads; claim withdrawn",
+                      (long long)number, seen, (long long)count, a);
+            goto withdraw;
+        }
+    }
+
+    /* Won. */
+    {
+        struct gh_item *it = list_find(l, id);
+        if (it == NULL || !is_claim(g, it)) {
+            st = fail(g, TL_ESTORE, "github: our claim %lld is not readable", (long long)id);
+            goto withdraw;
+        }
+        if ((st = item_record(g, it, req->key, l->date_ms, &out->rec)) != TL_OK)
+            goto withdraw;
+        out->took_stale = it->claim.took == TL_GH_TOOK_STALE && !forced;
+        out->took_forced = forced || it->claim.took == TL_GH_TOOK_FORCED;
+    }
+    goto done;
+
+withdraw:
+    withdraw(g, id);
+    if (assigned) {
+        int64_t ignored;
+        (void)assignee(g, number, false, &ignored);
+    }
+done:
+    item_clear(&posted);
+    tl__gh_claim_clear(&mine);
+    tl__free(text);
+    return st;
+}
+
+/* ---- renew ---- */
+
+static tl_status lost(struct github_store *g, const struct tl_record *held, const char *why)
+{
+    return fail(g, TL_ELOST, "github: #%s: lock lost (token %llu): %s", held->info.key,
+                (unsigned long long)held->info.token, why);
+}
+
+static tl_status github_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
+                              int64_t *heartbeat_at_ms)
+{
+    struct github_store *g = (struct github_store *)s;
+    char nonce[TL_GH_NONCE_LEN + 1], login[128], why[TL_ERRMSG_SIZE];
+    struct gh_item fetched = {0};
+    struct tl_http_resp r = {0};
+    struct gh_list *l;
+    char *url = NULL, *text = NULL, *body = NULL;
+    int64_t number, id = (int64_t)held->info.token;
+    tl_status st;
+
+    if (!tl__gh_parse_key(held->info.key, &number) ||
+        !opaque_split(held, nonce, login, sizeof(login)))
+        return lost(g, held, "not a lock of this store");
+    learn_login(g, login);
+    uint32_t cap = held->info.lock_timeout_ms / 4;
+    g->op_max_wait_ms = cap < g->cfg.max_wait_ms ? cap : g->cfg.max_wait_ms;
+
+    /* 1. Is it still ours, and still the lowest? */
+    if ((st = read_list(g, number, true, &l)) != TL_OK)
+        goto done;
+    struct gh_item *it = list_find(l, id);
+    if (it != NULL && !is_held_claim(g, it, held, nonce)) {
+        st = lost(g, held, "that comment is not our claim");
+        goto done;
+    }
+    struct gh_item *lower = lowest_claim(g, l, id, id);
+    if (lower != NULL) {
+        (void)snprintf(why, sizeof(why),
+                       "an earlier claim (comment %lld by %s on %s) became visible late, and it "
+                       "holds the lock",
+                       (long long)lower->id, lower->claim.rec.info.worker_id,
+                       lower->claim.rec.info.node_id);
+        if (it != NULL)
+            withdraw(g, id);
+        LOG(g, TL_LOG_WARN, "github: #%s: %s; our claim %lld is withdrawn", held->info.key, why,
+            (long long)id);
+        st = lost(g, held, why);
+        goto done;
+    }
+    if (it == NULL) {
+        /* Not listed: deleted, or listed late. Ask for it by id. */
+        bool found;
+        if ((st = get_comment(g, id, number, &fetched, &found)) != TL_OK)
+            goto done;
+        if (!found || !is_held_claim(g, &fetched, held, nonce)) {
+            st = lost(g, held,
+                      found ? "that comment is not our claim"
+                            : "our claim was deleted (stolen, forced or released)");
+            goto done;
+        }
+        it = &fetched;
+    }
+
+    /* 2. Edit it in place: a new counter (and time) in every heartbeat. */
+    struct tl_gh_claim c = it->claim; /* shallow: only read by the builder */
+    c.seq = seq;
+    c.rec.info.claimed_at_ms = held->info.claimed_at_ms;
+    c.rec.info.heartbeat_at_ms = l->date_ms;
+    if ((text = tl__gh_build_claim(&c, l->date_ms)) == NULL || (url = comment_url(g, id)) == NULL ||
+        (body = json_body("body", text)) == NULL) {
+        st = oom(g);
+        goto done;
+    }
+    if ((st = gh_call(g, "PATCH", url, body, NULL, &r)) != TL_OK)
+        goto done;
+    if (r.status == 404) {
+        st = lost(g, held, "our claim was deleted (stolen, forced or released)");
+    } else if (r.status == 200) {
+        json_t *o = load_json(&r);
+        int64_t upd;
+        *heartbeat_at_ms = json_time(o, "updated_at", &upd) ? upd : resp_date(&r);
+        json_decref(o);
+    } else {
+        st = unexpected(g, "PATCH", url, &r, 0);
+    }
+done:
+    item_clear(&fetched);
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    tl__free(text);
+    tl__free(body);
+    return st;
+}
+
+/* ---- release ---- */
+
+static void post_completion(struct github_store *g, int64_t number, const struct tl_record *held,
+                            const char *nonce, const struct gh_item *claim, int64_t at,
+                            const char *summary)
+{
+    struct tl_gh_release rel = {0};
+    struct gh_item posted;
+    char keep[TL_ERRMSG_SIZE];
+    bool maybe;
+
+    memcpy(keep, g->base.errmsg, sizeof(keep));
+    if (nonce[0] == '\0' && claim != NULL && claim->claim.nonce[0] != '\0')
+        nonce = claim->claim.nonce;
+    if (nonce[0] != '\0')
+        memcpy(rel.nonce, nonce, sizeof(rel.nonce));
+    else
+        memset(rel.nonce, '0', TL_GH_NONCE_LEN);
+    rel.token = held->info.token;
+    rel.worker_id = held->info.worker_id;
+    rel.node_id = held->info.node_id;
+    rel.claimed_at_ms = held->info.claimed_at_ms;
+    rel.released_at_ms = at;
+    rel.summary = (char *)summary;
+    if (claim != NULL) {
+        rel.took = claim->claim.took;
+        rel.nfrom = claim->claim.nfrom;
+        memcpy(rel.from, claim->claim.from, sizeof(rel.from));
+    }
+    char *text = tl__gh_build_release(&rel);
+    if (text == NULL || post_comment(g, number, text, &posted, &maybe) != TL_OK)
+        LOG(g, TL_LOG_WARN,
+            "github: #%lld: the lock is released, but the completion comment failed: %s",
+            (long long)number, text ? g->base.errmsg : "out of memory");
+    else
+        item_clear(&posted);
+    tl__free(text);
+    memcpy(g->base.errmsg, keep, sizeof(keep));
+}
+
+static tl_status github_release(struct tl_store *s, const struct tl_record *held,
+                                const char *summary)
+{
+    struct github_store *g = (struct github_store *)s;
+    char nonce[TL_GH_NONCE_LEN + 1], login[128];
+    struct gh_item fetched = {0}, kept = {0};
+    struct gh_list *l;
+    int64_t number, id = (int64_t)held->info.token;
+    bool gone = false, found;
+    tl_status st = TL_OK;
+
+    if (!tl__gh_parse_key(held->info.key, &number) ||
+        !opaque_split(held, nonce, login, sizeof(login)))
+        return fail(g, TL_ENOTOWNER, "github: #%s: not a lock of this store", held->info.key);
+    learn_login(g, login);
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+
+    /* 1. Is comment `id` our claim? What this instance listed of it still holds: only its
+     * author can edit a comment, so a claim of ours stays one until it is deleted. */
+    struct gh_item *it = NULL;
+    for (size_t i = 0; i < g->nlists && it == NULL; i++) {
+        if (g->lists[i]->number == number)
+            it = list_find(g->lists[i], id);
+    }
+    if (it == NULL) {
+        if ((st = get_comment(g, id, number, &fetched, &found)) != TL_OK)
+            goto done;
+        if (found)
+            it = &fetched;
+        else if (fetched.id == id) /* exists, but is an ordinary comment */
+            return fail(g, TL_ENOTOWNER, "github: #%s: comment %llu is not our claim",
+                        held->info.key, (unsigned long long)id);
+        else
+            gone = true;
+    }
+    if (it != NULL && !is_held_claim(g, it, held, nonce)) {
+        st = fail(g, TL_ENOTOWNER, "github: #%s: comment %llu is not our claim", held->info.key,
+                  (unsigned long long)id);
+        goto done;
+    }
+    if (it != NULL && it->deleted)
+        gone = true;  /* we deleted it before: see who holds the issue now */
+    if (it != NULL) { /* keep what the completion comment reports of it */
+        memcpy(kept.claim.nonce, it->claim.nonce, sizeof(kept.claim.nonce));
+        kept.claim.took = it->claim.took;
+        kept.claim.nfrom = it->claim.nfrom;
+        for (size_t i = 0; i < it->claim.nfrom; i++) {
+            kept.claim.from[i] = it->claim.from[i];
+            kept.claim.from[i].worker_id = tl__strdup(it->claim.from[i].worker_id);
+            kept.claim.from[i].node_id = tl__strdup(it->claim.from[i].node_id);
+        }
+    }
+
+    /* 2. Delete it. */
+    int64_t at = 0;
+    if (!gone) {
+        struct tl_http_resp r = {0};
+        char *url = comment_url(g, id);
+        if (url == NULL) {
+            st = oom(g);
+            goto done;
+        }
+        st = gh_call(g, "DELETE", url, NULL, NULL, &r);
+        if (st == TL_OK && r.status == 404)
+            gone = true;
+        else if (st == TL_OK && r.status != 204 && r.status != 200)
+            st = unexpected(g, "DELETE", url, &r, 0);
+        at = resp_date(&r);
+        tl__http_resp_clear(&r);
+        tl__free(url);
+        if (st != TL_OK)
+            goto done;
+        if (it != NULL && it != &fetched)
+            it->deleted = true;
+    }
+
+    if (gone) {
+        /* 3'. Already gone: released by us before (fine), or taken by someone since (not). */
+        if ((st = read_list(g, number, true, &l)) != TL_OK)
+            goto done;
+        struct gh_item *h = lowest_claim(g, l, 0, id);
+        bool mine_done = false, later = false;
+        for (size_t i = 0; i < l->npages; i++) {
+            for (size_t j = 0; j < l->pages[i].nitems; j++) {
+                struct gh_item *c = &l->pages[i].items[j];
+                if (c->kind != TL_GH_RELEASE || !trusted(g, c->login))
+                    continue;
+                if (c->rel.token == (uint64_t)id &&
+                    (nonce[0] == '\0' || strcmp(c->rel.nonce, nonce) == 0))
+                    mine_done = true;
+                else if (c->rel.token > (uint64_t)id)
+                    later = true;
+            }
+        }
+        if (h != NULL || later) {
+            st = fail(g, TL_ENOTOWNER, "github: #%s: our claim %llu is gone and %s holds it now",
+                      held->info.key, (unsigned long long)id,
+                      h ? h->claim.rec.info.worker_id : "someone else");
+            goto done;
+        }
+        if (!mine_done) /* deleted, but the completion comment never made it */
+            post_completion(g, number, held, nonce, it ? &kept : NULL, l->date_ms, summary);
+        goto done;
+    }
+
+    /* 3. The visible hint and the audit trail; the lock is free already, so failures here are
+     * logged, not returned. */
+    if (g->cfg.assign && g->login != NULL) {
+        int64_t ignored;
+        (void)assignee(g, number, false, &ignored);
+    }
+    post_completion(g, number, held, nonce, it ? &kept : NULL, at, summary);
+done:
+    item_clear(&fetched);
+    item_clear(&kept);
+    return st;
+}
+
+/* ---- inspect, list ---- */
+
+static tl_status github_inspect(struct tl_store *s, const char *key, struct tl_record *out,
+                                bool *found)
+{
+    struct github_store *g = (struct github_store *)s;
+    struct gh_list *l;
+    int64_t number;
+    tl_status st;
+
+    *found = false;
+    if (!tl__gh_parse_key(key, &number))
+        return github_check_key(s, key);
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    if ((st = read_list(g, number, true, &l)) != TL_OK)
+        return st;
+    struct gh_item *h = lowest_claim(g, l, 0, 0);
+    if (h == NULL)
+        return TL_OK;
+    if ((st = item_record(g, h, key, l->date_ms, out)) != TL_OK)
+        return st;
+    tl__free(out->opaque);
+    out->opaque = NULL;
+    *found = true;
+    return TL_OK;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    const struct tl_record *x = *(struct tl_record *const *)a;
+    const struct tl_record *y = *(struct tl_record *const *)b;
+
+    return strcmp(x->info.key, y->info.key);
+}
+
+static tl_status github_list(struct tl_store *s, struct tl_record ***out, size_t *count)
+{
+    struct github_store *g = (struct github_store *)s;
+    struct tl_record **arr = NULL;
+    size_t n = 0, cap = 0;
+    struct gh_list *l;
+    tl_status st;
+
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    if ((st = read_list(g, 0, true, &l)) != TL_OK || l == NULL)
+        return st;
+    /* The lowest trusted claim of each issue: walk the claims in id order. */
+    for (size_t i = 0; i < l->npages && st == TL_OK; i++) {
+        for (size_t j = 0; j < l->pages[i].nitems && st == TL_OK; j++) {
+            struct gh_item *it = &l->pages[i].items[j];
+            if (!is_claim(g, it) || it->issue <= 0)
+                continue;
+            bool lowest = true;
+            for (size_t a = 0; a < l->npages && lowest; a++) {
+                for (size_t b = 0; b < l->pages[a].nitems; b++) {
+                    const struct gh_item *o = &l->pages[a].items[b];
+                    if (o->issue == it->issue && o->id < it->id && is_claim(g, o)) {
+                        lowest = false;
+                        break;
+                    }
+                }
+            }
+            if (!lowest)
+                continue;
+            char key[32];
+            (void)snprintf(key, sizeof(key), "%lld", (long long)it->issue);
+            struct tl_record *r = tl__record_new();
+            if (r == NULL || item_record(g, it, key, l->date_ms, r) != TL_OK) {
+                tl__free(r);
+                st = oom(g);
+                break;
+            }
+            tl__free(r->opaque);
+            r->opaque = NULL;
+            if (tl__record_array_push(&arr, &n, &cap, r) != TL_OK) {
+                tl__record_free(r);
+                st = oom(g);
+            }
+        }
+    }
+    if (st != TL_OK) {
+        tl_info_array_free((struct tl_info **)arr, n);
+        return st;
+    }
+    if (n > 1)
+        qsort(arr, n, sizeof(*arr), cmp_key); /* NOLINT(bugprone-sizeof-expression) */
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
+const struct tl_store_ops tl__store_github = {
+    .version = TL_STORE_OPS_VERSION,
+    .scheme = "github",
+    .size = sizeof(struct github_store),
+    .open = github_open,
+    .close = github_close,
+    .claim = github_claim,
+    .renew = github_renew,
+    .release = github_release,
+    .inspect = github_inspect,
+    .list = github_list,
+    .check_key = github_check_key,
+};

@@ -1,0 +1,130 @@
+/*
+ * github.h -- internals of the GitHub Issues store that tests and fuzzers call directly.
+ *
+ * The parsers take text written by anyone who can comment on an issue: they accept any bytes of
+ * any length, never read past `len`, never crash, and say "bad" rather than guess. Whether a
+ * comment's author is trusted is decided by the caller, before a claim counts.
+ */
+#ifndef TL_STORES_GITHUB_H
+#define TL_STORES_GITHUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tl.h"
+
+#define TL_GH_NONCE_LEN  32          /* lowercase hex characters */
+#define TL_GH_MARKER_MAX TL_META_MAX /* bytes of marker JSON we parse at most */
+#define TL_GH_BODY_MAX   65536       /* GitHub's limit on a comment body, in characters */
+#define TL_GH_FROM_DEPTH 4           /* displaced holders remembered in a claim, at most */
+
+enum tl_gh_took { TL_GH_TOOK_FREE = 0, TL_GH_TOOK_STALE, TL_GH_TOOK_FORCED };
+
+/* A holder that a claim displaced (stole or forced out). */
+struct tl_gh_from {
+    char *worker_id;
+    char *node_id;
+    uint64_t token;
+    int64_t claimed_at_ms;
+    int64_t heartbeat_at_ms;
+    enum tl_gh_took took; /* how that holder had got it */
+};
+
+/*
+ * A claim comment's hidden marker. `rec` carries worker_id, node_id, task_info, claimed_at_ms,
+ * heartbeat_at_ms (the writer's view, informational) and lock_timeout_ms; its key, token and
+ * opaque are not part of the marker.
+ */
+struct tl_gh_claim {
+    struct tl_record rec;
+    char nonce[TL_GH_NONCE_LEN + 1];
+    uint64_t seq; /* heartbeat counter: 0 when posted, then 1, 2, ... */
+    enum tl_gh_took took;
+    struct tl_gh_from from[TL_GH_FROM_DEPTH]; /* newest first */
+    size_t nfrom;
+};
+
+/* A completion comment's hidden marker (written by release). */
+struct tl_gh_release {
+    char nonce[TL_GH_NONCE_LEN + 1]; /* the released claim's nonce */
+    uint64_t token;                  /* the released claim's comment id */
+    char *worker_id;
+    char *node_id;
+    int64_t claimed_at_ms;
+    int64_t released_at_ms;
+    char *summary; /* NULL if none */
+    enum tl_gh_took took;
+    struct tl_gh_from from[TL_GH_FROM_DEPTH];
+    size_t nfrom;
+};
+
+enum tl_gh_kind {
+    TL_GH_NONE = 0, /* no tasklock marker: an ordinary comment */
+    TL_GH_CLAIM,    /* a well-formed claim marker */
+    TL_GH_RELEASE,  /* a well-formed completion marker */
+    TL_GH_BAD       /* a marker that is garbled, oversized, duplicated or of the wrong shape */
+};
+
+/*
+ * Classifies a comment body of `len` bytes (need not be NUL-terminated). TL_GH_CLAIM fills
+ * `claim` (if not NULL), TL_GH_RELEASE fills `rel` (if not NULL); the caller clears them with
+ * tl__gh_claim_clear / tl__gh_release_clear. TL_GH_BAD writes the reason into `why`
+ * (TL_ERRMSG_SIZE bytes, may be NULL). Returns TL_GH_BAD, never crashes, on any input.
+ */
+enum tl_gh_kind tl__gh_parse_comment(const char *body, size_t len, struct tl_gh_claim *claim,
+                                     struct tl_gh_release *rel, char *why);
+/* The claim parser on its own: TL_GH_CLAIM, TL_GH_NONE or TL_GH_BAD (a release is TL_GH_NONE). */
+enum tl_gh_kind tl__gh_parse_claim(const char *body, size_t len, struct tl_gh_claim *out,
+                                   char *why);
+void tl__gh_claim_clear(struct tl_gh_claim *c);
+void tl__gh_release_clear(struct tl_gh_release *r);
+
+/*
+ * Builds a claim comment body: the visible line, a note on a displaced holder, and the marker.
+ * `server_now_ms` is the time shown as the last heartbeat. Returns a new string (caller frees)
+ * or NULL when out of memory.
+ */
+char *tl__gh_build_claim(const struct tl_gh_claim *c, int64_t server_now_ms);
+/* Builds a completion comment body. Returns a new string or NULL when out of memory. */
+char *tl__gh_build_release(const struct tl_gh_release *r);
+
+/*
+ * Finds the rel="next" target in a Link header value. Returns a new string (caller frees), or
+ * NULL when there is none or the value is malformed. Accepts quoted or bare rel values and
+ * several relation types in one rel.
+ */
+char *tl__gh_link_next(const char *link);
+
+/* Parses an issue key: "123" or "#123" (1 to 2^53, no sign, no leading zero). */
+bool tl__gh_parse_key(const char *key, int64_t *number);
+
+/*
+ * Resolves the API base URL: `param` (the store URL's api_url, may be NULL), else
+ * $GITHUB_API_URL, else $GH_HOST, else https://api.github.com. The result has no trailing slash;
+ * http:// is accepted only for loopback hosts. On success `*out` is a new string; else TL_EINVAL
+ * with a message in `err`.
+ */
+tl_status tl__gh_resolve_api_url(const char *param, char **out, char *err);
+
+/* What kind of GitHub a base URL points at, for the token variables and `gh --hostname`. */
+enum tl_gh_host_kind { TL_GH_DOTCOM, TL_GH_TENANCY, TL_GH_ENTERPRISE, TL_GH_LOOPBACK };
+/* Classifies `api_url` and copies its web host (github.com, X.ghe.com, the GHES host) into
+ * `host` (256 bytes). */
+enum tl_gh_host_kind tl__gh_host_kind(const char *api_url, char host[256]);
+
+/*
+ * Finds the token for `api_url`: $GH_TOKEN, else $GITHUB_TOKEN (on Enterprise Server hosts
+ * $GH_ENTERPRISE_TOKEN, else $GITHUB_ENTERPRISE_TOKEN), else the output of
+ * `gh auth token --hostname HOST` when gh is on PATH (run without a shell, at most
+ * `gh_timeout_ms`). On success `*token` is a new string (wipe and free it) and `*source` static
+ * text naming where it came from ("GH_TOKEN", ..., "gh auth token"). TL_EINVAL with a message
+ * naming the variables to set when there is none; the token is never part of a message.
+ */
+tl_status tl__gh_resolve_token(const char *api_url, uint32_t gh_timeout_ms, char **token,
+                               const char **source, char *err);
+
+/* Test hook: forgets the process-wide write budget and rate-limit blocks. Thread-safe. */
+void tl__gh_reset_limits(void);
+
+#endif /* TL_STORES_GITHUB_H */

@@ -1,0 +1,13 @@
+# Extra wiring of test executables (included last by tests/tests.cmake).
+#
+# The GitHub store's integration tests spawn their own private tl-github-server (so that faults
+# and request counters of one executable never disturb another): they link its client helper
+# and need the server built first.
+foreach(t github github_protocol github_limits)
+  if(TARGET test_${t} AND TARGET tl_ghs_client)
+    target_link_libraries(test_${t} PRIVATE tl_ghs_client)
+    add_dependencies(test_${t} tl_github_server)
+    set_tests_properties(${t} PROPERTIES ENVIRONMENT
+                         "TL_GITHUB_SERVER_BIN=$<TARGET_FILE:tl_github_server>")
+  endif()
+endforeach()

@@ -1,0 +1,715 @@
+/*
+ * test_github_protocol.c -- the GitHub Issues store's own protocol (DESIGN.md section 5), on a
+ * private tl-github-server: racing processes, late-visible claims, ambiguous POSTs, untrusted
+ * and garbled markers, pagination, error statuses, and the request budget of each operation,
+ * read from the server's counters.
+ *
+ * Issues 1..40 of acme/widgets; each test uses its own issue numbers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tasklock.h"
+#include "tl_test.h"
+
+#ifndef TL_WITH_GITHUB
+int main(void)
+{
+    fprintf(stderr, "github protocol: this build has no GitHub store; skipped\n");
+    return 77;
+}
+#else
+#include <jansson.h>
+#include <pthread.h>
+
+#include "spawn.h"
+#include "stores/github.h"
+
+static struct tl_ghs srv;
+#define TOKEN "proto-token"
+#define LOGIN "tasklock-bot"
+
+/* ---- helpers ---- */
+
+static int admin(const char *method, const char *path, const char *body)
+{
+    char *resp = NULL;
+    int st = tl_ghs_admin(&srv, method, path, body, &resp);
+
+    free(resp);
+    return st;
+}
+
+static void faults(const char *json)
+{
+    assert_int_equal(admin("POST", "/_admin/faults", json), 200);
+}
+
+static void stats_reset(void)
+{
+    assert_int_equal(admin("POST", "/_admin/stats/reset", NULL), 200);
+}
+
+static long stat(const char *name)
+{
+    return tl_ghs_stat(&srv, name);
+}
+
+static void url_for(char *buf, size_t size, const char *extra)
+{
+    (void)snprintf(buf, size, "github://acme/widgets?api_url=%s&reread_delay=50ms%s%s", srv.url,
+                   extra && extra[0] ? "&" : "", extra ? extra : "");
+}
+
+struct logbuf {
+    pthread_mutex_t mu;
+    char text[8192];
+    int warnings;
+};
+
+static void capture(void *ud, int level, const char *msg)
+{
+    struct logbuf *b = ud;
+
+    pthread_mutex_lock(&b->mu);
+    size_t n = strlen(b->text);
+    (void)snprintf(b->text + n, sizeof(b->text) - n, "%d %s\n", level, msg);
+    if (level == TL_LOG_WARN)
+        b->warnings++;
+    pthread_mutex_unlock(&b->mu);
+}
+
+static tl_manager *mgr_log(const char *worker, const char *extra, uint32_t timeout_ms,
+                           uint32_t heartbeat_ms, struct logbuf *log)
+{
+    char url[512];
+
+    url_for(url, sizeof(url), extra);
+    const struct tl_options o = {.store_url = url,
+                                 .worker_id = worker,
+                                 .node_id = "proto-node",
+                                 .lock_timeout_ms = timeout_ms ? timeout_ms : 60000,
+                                 .heartbeat_ms = heartbeat_ms,
+                                 .backoff_initial_ms = 10,
+                                 .backoff_max_ms = 50,
+                                 .log = log ? capture : NULL,
+                                 .log_ud = log,
+                                 .log_level = TL_LOG_DEBUG};
+    tl_manager *m = tl_manager_new(&o);
+    assert_non_null(m);
+    if (tl_connect(m) != TL_OK)
+        fail_msg("connect: %s", tl_errmsg(m));
+    return m;
+}
+
+static tl_manager *mgr(const char *worker, const char *extra)
+{
+    return mgr_log(worker, extra, 0, 0, NULL);
+}
+
+static tl_status try_acquire(tl_manager *m, const char *key, tl_lock **out)
+{
+    const struct tl_acquire_opts o = {.strategy = TL_FAIL_FAST};
+
+    return tl_acquire(m, key, &o, out);
+}
+
+/* The live comments of issue `n` (admin view, hidden ones included). */
+static json_t *comments(int n)
+{
+    char path[128], *resp = NULL;
+
+    (void)snprintf(path, sizeof(path), "/_admin/comments?repo=acme/widgets&number=%d", n);
+    assert_int_equal(tl_ghs_admin(&srv, "GET", path, NULL, &resp), 200);
+    json_t *arr = json_loads(resp, 0, NULL);
+    free(resp);
+    assert_true(json_is_array(arr));
+    return arr;
+}
+
+/* How many live comments of issue `n` carry a claim marker. */
+static int claims_on(int n)
+{
+    json_t *arr = comments(n), *c;
+    size_t i;
+    int k = 0;
+
+    json_array_foreach(arr, i, c)
+    {
+        const char *b = json_string_value(json_object_get(c, "body"));
+        k += b != NULL && strstr(b, "<!-- tasklock {") != NULL;
+    }
+    json_decref(arr);
+    return k;
+}
+
+/* How many live comments of issue `n` contain `text`. */
+static int count_bodies(int n, const char *text)
+{
+    json_t *arr = comments(n), *c;
+    size_t i;
+    int k = 0;
+
+    json_array_foreach(arr, i, c)
+    {
+        const char *b = json_string_value(json_object_get(c, "body"));
+        k += b != NULL && strstr(b, text) != NULL;
+    }
+    json_decref(arr);
+    return k;
+}
+
+static struct tl_metrics metrics_of(const tl_manager *m)
+{
+    struct tl_metrics mt;
+
+    tl_metrics_get(m, &mt, sizeof(mt));
+    return mt;
+}
+
+/* Adds a comment as `login` through the admin API. */
+static void add_comment(int n, const char *login, const char *body, const char *extra)
+{
+    json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "repo", "acme/widgets", "number", n, "login",
+                          login, "body", body);
+    if (extra != NULL) {
+        json_t *x = json_loads(extra, 0, NULL);
+        assert_non_null(x);
+        json_object_update(o, x);
+        json_decref(x);
+    }
+    char *text = json_dumps(o, JSON_COMPACT);
+    assert_int_equal(admin("POST", "/_admin/comments", text), 201);
+    free(text);
+    json_decref(o);
+}
+
+/* A claim body as the store would write it. */
+static char *claim_body(const char *worker, uint32_t timeout_ms)
+{
+    struct tl_gh_claim c;
+
+    memset(&c, 0, sizeof(c));
+    c.rec.info.worker_id = tl__strdup(worker);
+    c.rec.info.node_id = tl__strdup("elsewhere");
+    c.rec.info.task_info = tl__strdup("{}");
+    c.rec.info.claimed_at_ms = c.rec.info.heartbeat_at_ms = tl__real_now_ms();
+    c.rec.info.lock_timeout_ms = timeout_ms;
+    memcpy(c.nonce, "fedcba9876543210fedcba9876543210", TL_GH_NONCE_LEN + 1);
+    char *body = tl__gh_build_claim(&c, tl__real_now_ms());
+    tl__gh_claim_clear(&c);
+    assert_non_null(body);
+    return body;
+}
+
+static void release_and_free(tl_lock *l)
+{
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+}
+
+/* ---- the request budget ---- */
+
+static void request_budget(void **state)
+{
+    tl_manager *a = mgr("budget-a", NULL), *b = mgr("budget-b", NULL);
+    tl_lock *l = NULL, *lb = NULL;
+
+    (void)state;
+    stats_reset();
+    assert_int_equal(try_acquire(a, "1", &l), TL_OK);
+    long total = stat("total"), writes = stat("writes");
+    print_message("uncontended acquire: %ld requests, %ld writes\n", total, writes);
+    assert_true(total <= 4);
+    assert_true(writes <= 2);
+
+    stats_reset();
+    assert_int_equal(tl_renew(l), TL_OK);
+    print_message("heartbeat: %ld requests, %ld writes\n", stat("total"), stat("writes"));
+    assert_int_equal(stat("writes"), 1);
+    assert_int_equal(stat("PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
+
+    /* Waiting on a held lock: once the holder is known, every retry is a 304. */
+    assert_int_equal(try_acquire(b, "1", &lb), TL_EBUSY);
+    stats_reset();
+    const struct tl_acquire_opts wait = {.strategy = TL_RETRY, .retries = 4};
+    assert_int_equal(tl_acquire(b, "1", &wait, &lb), TL_EBUSY);
+    print_message("waiting, 5 attempts: %ld requests, %ld answered 304, %ld answered 200\n",
+                  stat("total"), stat("not_modified"), stat("status:200"));
+    assert_int_equal(stat("total"), 5);
+    assert_int_equal(stat("not_modified"), 5);
+    assert_int_equal(stat("status:200"), 0);
+    assert_int_equal(stat("writes"), 0);
+    assert_string_equal(tl_last_holder(b)->worker_id, "budget-a");
+
+    stats_reset();
+    assert_int_equal(tl_release(l, "budget done"), TL_OK);
+    print_message("release: %ld requests, %ld writes\n", stat("total"), stat("writes"));
+    assert_true(stat("total") <= 3);
+    assert_int_equal(stat("POST /repos/{o}/{r}/issues/{n}/comments"), 1); /* the completion */
+    tl_lock_free(l);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+static void heartbeat_defaults_to_a_quarter_of_the_timeout(void **state)
+{
+    tl_manager *a = mgr_log("hb-a", NULL, 600000, 0, NULL);
+    tl_lock *l = NULL;
+
+    (void)state;
+    assert_int_equal(try_acquire(a, "2", &l), TL_OK);
+    assert_int_equal(l->interval_ms, 150000); /* 10 min / 4: no 30 s cap on GitHub */
+    release_and_free(l);
+    tl_manager_free(a);
+}
+
+/* ---- racing processes ---- */
+
+static void race_child(const char *extra, int id, int cmd, int res)
+{
+    char worker[32], c;
+    tl_lock *l = NULL;
+
+    (void)snprintf(worker, sizeof(worker), "racer-%d", id);
+    tl_manager *m = mgr(worker, extra);
+    while (read(cmd, &c, 1) == 1 && c != 'q') {
+        char out = 'd';
+        if (c == 'g') {
+            out = try_acquire(m, "3", &l) == TL_OK ? 'W' : 'L';
+        } else if (l != NULL) {
+            if (tl_release(l, NULL) != TL_OK)
+                _exit(4);
+            tl_lock_free(l);
+            l = NULL;
+        }
+        if (write(res, &out, 1) != 1)
+            _exit(5);
+    }
+    tl_manager_free(m);
+    _exit(0);
+}
+
+/* Eight processes race for one issue, round after round, with list lag: one holder each time,
+ * and it is the one the issue shows. */
+static void eight_processes_one_holder_per_round(void **state)
+{
+    enum { N = 8, ROUNDS = 6 };
+    pid_t pids[N];
+    int cmd[N], res[N];
+
+    (void)state;
+    faults("{\"clear\":true,\"visibility_lag_ms\":150}");
+    for (int i = 0; i < N; i++) {
+        int c[2], r[2];
+        assert_int_equal(pipe(c), 0);
+        assert_int_equal(pipe(r), 0);
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(c[1]);
+            close(r[0]);
+            race_child("write_budget=off&reread_delay=100ms&rereads=4", i, c[0], r[1]);
+        }
+        close(c[0]);
+        close(r[1]);
+        cmd[i] = c[1];
+        res[i] = r[0];
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        int winners = 0;
+        char b;
+        for (int i = 0; i < N; i++)
+            assert_int_equal(write(cmd[i], "g", 1), 1);
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(read(res[i], &b, 1), 1);
+            winners += b == 'W';
+        }
+        if (winners != 1)
+            fail_msg("round %d: %d holders among %d processes", round, winners, N);
+        assert_int_equal(claims_on(3), 1); /* the losers withdrew theirs */
+        for (int i = 0; i < N; i++)
+            assert_int_equal(write(cmd[i], "r", 1), 1);
+        for (int i = 0; i < N; i++)
+            assert_int_equal(read(res[i], &b, 1), 1);
+        assert_int_equal(claims_on(3), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        int status;
+        assert_int_equal(write(cmd[i], "q", 1), 1);
+        close(cmd[i]);
+        close(res[i]);
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    faults("{\"clear\":true}");
+}
+
+/* ---- consistency ---- */
+
+struct lost_seen {
+    pthread_mutex_t mu;
+    int calls;
+};
+
+static void on_lost(void *ud, tl_lock *l)
+{
+    struct lost_seen *s = ud;
+
+    (void)l;
+    pthread_mutex_lock(&s->mu);
+    s->calls++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static bool lost_fired(void *arg)
+{
+    struct lost_seen *s = arg;
+
+    pthread_mutex_lock(&s->mu);
+    bool fired = s->calls > 0;
+    pthread_mutex_unlock(&s->mu);
+    return fired;
+}
+
+/*
+ * An earlier (lower-id) claim that the lists did not show when we claimed: if even the issue's
+ * count hid it (here: reconciliation off), the next heartbeat finds it, reports the lock lost,
+ * says why, and withdraws our claim.
+ */
+static void late_lower_claim_is_lost_within_one_heartbeat(void **state)
+{
+    struct lost_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct logbuf log = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    char url[512];
+    tl_lock *l = NULL;
+
+    (void)state;
+    char *early = claim_body("early-bird", 60000);
+    add_comment(4, LOGIN, early, "{\"hidden_reads\":2}"); /* our pre-list and re-list miss it */
+    tl__free(early);
+
+    url_for(url, sizeof(url), "reconcile=false");
+    const struct tl_options o = {.store_url = url,
+                                 .worker_id = "late-comer",
+                                 .lock_timeout_ms = 60000,
+                                 .heartbeat_ms = 200,
+                                 .on_lost = on_lost,
+                                 .lost_ud = &seen,
+                                 .log = capture,
+                                 .log_ud = &log};
+    tl_manager *m = tl_manager_new(&o);
+    assert_non_null(m);
+    assert_int_equal(try_acquire(m, "4", &l), TL_OK);
+    if (!tl_test_poll(lost_fired, &seen, 10, 5000))
+        fail_msg("the lost callback did not fire within 5 s");
+    assert_true(tl_lock_is_lost(l));
+    pthread_mutex_lock(&log.mu);
+    assert_non_null(strstr(log.text, "became visible late"));
+    assert_non_null(strstr(log.text, "early-bird"));
+    pthread_mutex_unlock(&log.mu);
+
+    struct tl_info *info = NULL;
+    assert_int_equal(tl_inspect(m, "4", &info), TL_OK);
+    assert_non_null(info);
+    assert_string_equal(info->worker_id, "early-bird");
+    tl_info_free(info);
+    assert_int_equal(claims_on(4), 1); /* ours was withdrawn */
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
+/* With reconciliation on (the default), the same hidden claim makes the outcome unknown: the
+ * claim is withdrawn and reported busy, never won. */
+static void hidden_claim_means_unknown_not_won(void **state)
+{
+    tl_manager *m = mgr("careful", "rereads=2");
+    tl_lock *l = NULL;
+
+    (void)state;
+    char *early = claim_body("early-bird", 60000);
+    add_comment(5, LOGIN, early, "{\"hidden_reads\":10}");
+    tl__free(early);
+    assert_int_equal(try_acquire(m, "5", &l), TL_EBUSY);
+    assert_non_null(strstr(tl_errmsg(m), "unknown"));
+    assert_int_equal(claims_on(5), 1); /* only the hidden one */
+    tl_manager_free(m);
+}
+
+/* A POST that commits and then answers 502: found by its nonce, never posted twice. */
+static void ambiguous_post_leaves_no_duplicate(void **state)
+{
+    tl_manager *m = mgr("retrier", NULL);
+    tl_lock *l = NULL;
+
+    (void)state;
+    faults("{\"clear\":true,\"post_commit_then_5xx\":1}");
+    assert_int_equal(try_acquire(m, "6", &l), TL_OK);
+    assert_int_equal(claims_on(6), 1);
+    release_and_free(l);
+
+    /* Committed, failed, and not listed for a while: unknown until it shows, then adopted. */
+    faults("{\"clear\":true,\"post_commit_then_5xx\":1,\"visibility_lag_reads\":7}");
+    int attempts = 0;
+    tl_status st;
+    do {
+        st = try_acquire(m, "7", &l);
+        attempts++;
+        assert_true(claims_on(7) <= 1);
+    } while (st == TL_EBUSY && attempts < 10);
+    assert_int_equal(st, TL_OK);
+    assert_true(attempts > 1);
+    assert_int_equal(claims_on(7), 1);
+    faults("{\"clear\":true}");
+    release_and_free(l);
+    tl_manager_free(m);
+}
+
+/* ---- who may claim ---- */
+
+static void untrusted_claim_is_ignored(void **state)
+{
+    tl_manager *m = mgr("honest", NULL), *t = mgr("trusting", "trusted=mallory");
+    struct tl_info *info = NULL;
+    tl_lock *l = NULL;
+
+    (void)state;
+    char *fake = claim_body("mallory-worker", 600000);
+    add_comment(8, "mallory", fake, NULL);
+    tl__free(fake);
+    assert_int_equal(tl_inspect(m, "8", &info), TL_OK);
+    assert_null(info);
+    /* A store told to trust mallory sees the claim. */
+    assert_int_equal(tl_inspect(t, "8", &info), TL_OK);
+    assert_non_null(info);
+    assert_string_equal(info->worker_id, "mallory-worker");
+    tl_info_free(info);
+    assert_int_equal(try_acquire(m, "8", &l), TL_OK);
+    release_and_free(l);
+    tl_manager_free(m);
+    tl_manager_free(t);
+}
+
+static void garbled_markers_are_ignored_with_a_warning(void **state)
+{
+    struct logbuf log = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tl_manager *m = mgr_log("robust", NULL, 0, 0, &log);
+    struct tl_info *info = NULL;
+    tl_lock *l = NULL;
+
+    (void)state;
+    add_comment(9, LOGIN, "🔒 <!-- tasklock {\"v\":1,\"nonce\":42} -->", NULL);
+    add_comment(9, LOGIN, "<!-- tasklock {{{{ -->", NULL);
+    add_comment(9, LOGIN, "<!-- tasklock {\"v\":1", NULL);
+    char *one = claim_body("twice", 60000);
+    char *two = tl__asprintf("%s\n%s", one, one);
+    add_comment(9, LOGIN, two, NULL);
+    tl__free(one);
+    tl__free(two);
+    size_t n = 200000;
+    char *big = malloc(n + 64);
+    assert_non_null(big);
+    strcpy(big, "<!-- tasklock {\"v\":1,\"pad\":\"");
+    memset(big + strlen(big), 'x', n);
+    strcpy(big + strlen("<!-- tasklock {\"v\":1,\"pad\":\"") + n, "\"} -->");
+    add_comment(9, LOGIN, big, NULL);
+    free(big);
+
+    assert_int_equal(tl_inspect(m, "9", &info), TL_OK);
+    assert_null(info);
+    pthread_mutex_lock(&log.mu);
+    assert_true(log.warnings >= 5);
+    assert_non_null(strstr(log.text, "ignored"));
+    pthread_mutex_unlock(&log.mu);
+    assert_int_equal(try_acquire(m, "9", &l), TL_OK);
+    release_and_free(l);
+    tl_manager_free(m);
+}
+
+/* Another process of the same worker renews and releases by token alone (no nonce). */
+static void renew_and_release_by_token_alone(void **state)
+{
+    tl_manager *a = mgr("by-token", NULL), *b = mgr("by-token", NULL);
+    struct tl_info *info = NULL;
+    tl_lock *l = NULL;
+    int64_t beat = 0;
+
+    (void)state;
+    assert_int_equal(try_acquire(a, "15", &l), TL_OK);
+    assert_int_equal(tl_inspect(b, "15", &info), TL_OK);
+    assert_non_null(info);
+    struct tl_record held = {.info = *info}; /* what a caller knows: key, worker id, token */
+    struct tl_store *s = b->store;
+    assert_int_equal(s->ops->renew(s, &held, 1, &beat), TL_OK);
+    assert_true(beat >= info->claimed_at_ms);
+    held.info.worker_id = "someone-else";
+    assert_int_equal(s->ops->release(s, &held, NULL), TL_ENOTOWNER);
+    held.info.worker_id = info->worker_id;
+    assert_int_equal(s->ops->release(s, &held, "released by token"), TL_OK);
+    assert_int_equal(s->ops->release(s, &held, NULL), TL_OK); /* safe to retry */
+    assert_int_equal(count_bodies(15, "released by token"), 1);
+    assert_int_equal(tl_renew(l), TL_ELOST);
+    tl_info_free(info);
+    tl_lock_free(l);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+/* ---- pages ---- */
+
+static void two_hundred_fifty_comments_are_paginated(void **state)
+{
+    tl_manager *a = mgr("pager-a", NULL), *b = mgr("pager-b", NULL);
+    struct tl_info *info = NULL;
+    tl_lock *l = NULL, *lb = NULL;
+
+    (void)state;
+    for (int i = 0; i < 250; i++) {
+        char text[64];
+        (void)snprintf(text, sizeof(text), "comment %d", i);
+        add_comment(10, i % 2 ? "alice" : LOGIN, text, NULL);
+    }
+    /* the claim lands on the third page */
+    assert_int_equal(try_acquire(a, "10", &l), TL_OK);
+    stats_reset();
+    assert_int_equal(tl_inspect(b, "10", &info), TL_OK);
+    assert_non_null(info);
+    assert_string_equal(info->worker_id, "pager-a");
+    assert_int_equal(info->token, tl_lock_token(l));
+    tl_info_free(info);
+    assert_int_equal(stat("GET /repos/{o}/{r}/issues/{n}/comments"), 3);
+    /* polling again: three conditional requests, all 304 */
+    stats_reset();
+    assert_int_equal(try_acquire(b, "10", &lb), TL_EBUSY);
+    assert_int_equal(stat("not_modified"), 3);
+    assert_int_equal(stat("total"), 3);
+    release_and_free(l);
+    assert_int_equal(try_acquire(b, "10", &lb), TL_OK);
+    release_and_free(lb);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+/* ---- errors ---- */
+
+static void bad_token_names_the_variable(void **state)
+{
+    char url[512];
+
+    (void)state;
+    setenv("GH_TOKEN", "wrong-token-value", 1);
+    url_for(url, sizeof(url), NULL);
+    const struct tl_options o = {.store_url = url, .worker_id = "w"};
+    tl_manager *m = tl_manager_new(&o);
+    assert_int_equal(tl_connect(m), TL_ESTORE);
+    print_message("401: %s\n", tl_errmsg(m));
+    assert_non_null(strstr(tl_errmsg(m), "401"));
+    assert_non_null(strstr(tl_errmsg(m), "GH_TOKEN"));
+    assert_null(strstr(tl_errmsg(m), "wrong-token-value"));
+    tl_manager_free(m);
+    setenv("GH_TOKEN", TOKEN, 1);
+}
+
+static void issue_status(int n, int status)
+{
+    char body[128];
+
+    (void)snprintf(body, sizeof(body), "{\"repo\":\"acme/widgets\",\"number\":%d,\"status\":%d}", n,
+                   status);
+    int st = admin("POST", "/_admin/issues", body);
+    assert_true(st == 200 || st == 201);
+}
+
+static void moved_deleted_and_missing_issues(void **state)
+{
+    tl_manager *m = mgr("errs", NULL);
+    tl_lock *l = NULL;
+
+    (void)state;
+    issue_status(11, 301);
+    assert_int_equal(try_acquire(m, "11", &l), TL_ESTORE);
+    print_message("301: %s\n", tl_errmsg(m));
+    assert_non_null(strstr(tl_errmsg(m), "transferred"));
+    issue_status(12, 410);
+    assert_int_equal(try_acquire(m, "12", &l), TL_ESTORE);
+    print_message("410: %s\n", tl_errmsg(m));
+    assert_non_null(strstr(tl_errmsg(m), "deleted"));
+    issue_status(13, 404);
+    assert_int_equal(try_acquire(m, "#13", &l), TL_ESTORE);
+    assert_non_null(strstr(tl_errmsg(m), "not found"));
+    assert_int_equal(try_acquire(m, "999", &l), TL_ESTORE);
+    print_message("404: %s\n", tl_errmsg(m));
+    assert_non_null(strstr(tl_errmsg(m), "#999 not found in acme/widgets"));
+    assert_int_equal(try_acquire(m, "task-1", &l), TL_EINVAL);
+    assert_non_null(strstr(tl_errmsg(m), "issue number"));
+    assert_null(l);
+    tl_manager_free(m);
+}
+
+/* Release and the completion comment, steal and its note in the new claim. */
+static void audit_trail_on_the_issue(void **state)
+{
+    tl_manager *a = mgr_log("auditor-a", NULL, 2000, 0, NULL), *b = mgr("auditor-b", NULL);
+    tl_lock *la = NULL, *lb = NULL;
+
+    (void)state;
+    assert_int_equal(try_acquire(a, "14", &la), TL_OK);
+    tl__heartbeat_stop(a);
+    /* Stale by the server's clock: 2 s timeout + 1 s precision margin, moved on, not waited. */
+    assert_int_equal(admin("POST", "/_admin/clock", "{\"advance_ms\":4000}"), 200);
+    const struct tl_acquire_opts steal = {.strategy = TL_STEAL_STALE, .retries = TL_NO_RETRIES};
+    assert_int_equal(tl_acquire(b, "14", &steal, &lb), TL_OK);
+    assert_int_equal(metrics_of(b).stale_locks_claimed, 1);
+    assert_int_equal(count_bodies(14, "Recovered the stale lock of `auditor-a`"), 1);
+    assert_int_equal(claims_on(14), 1); /* one claim: no extra comment for the steal */
+    assert_int_equal(tl_release(lb, "all <b>done</b>"), TL_OK);
+    assert_int_equal(tl_renew(la), TL_ELOST);
+    assert_int_equal(count_bodies(14, "Released by `auditor-b`"), 1);
+    assert_int_equal(count_bodies(14, "> all &lt;b&gt;done&lt;/b&gt;"), 1);
+    assert_int_equal(count_bodies(14, "Released by `auditor-a`"), 0);
+    assert_int_equal(claims_on(14), 0);
+    assert_int_equal(admin("POST", "/_admin/clock", "{\"offset_ms\":0}"), 200);
+    tl_lock_free(la);
+    tl_lock_free(lb);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+int main(void)
+{
+    const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "40",
+                                "--token", LOGIN "=" TOKEN, NULL};
+    const struct CMUnitTest tests[] = {
+        /* First, while the process has no other threads to fork with. */
+        cmocka_unit_test(eight_processes_one_holder_per_round),
+        cmocka_unit_test(request_budget),
+        cmocka_unit_test(heartbeat_defaults_to_a_quarter_of_the_timeout),
+        cmocka_unit_test(late_lower_claim_is_lost_within_one_heartbeat),
+        cmocka_unit_test(hidden_claim_means_unknown_not_won),
+        cmocka_unit_test(ambiguous_post_leaves_no_duplicate),
+        cmocka_unit_test(untrusted_claim_is_ignored),
+        cmocka_unit_test(garbled_markers_are_ignored_with_a_warning),
+        cmocka_unit_test(renew_and_release_by_token_alone),
+        cmocka_unit_test(two_hundred_fifty_comments_are_paginated),
+        cmocka_unit_test(bad_token_names_the_variable),
+        cmocka_unit_test(moved_deleted_and_missing_issues),
+        cmocka_unit_test(audit_trail_on_the_issue),
+    };
+
+    if (tl_ghs_spawn(NULL, args, &srv) != 0)
+        return 1;
+    setenv("GH_TOKEN", TOKEN, 1);
+    int rc = cmocka_run_group_tests_name("github_protocol", tests, NULL, NULL);
+    tl_ghs_stop(&srv);
+    return rc;
+}
+#endif

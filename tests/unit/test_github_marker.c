@@ -1,0 +1,317 @@
+/*
+ * test_github_marker.c -- the text of the GitHub store: claim and completion markers, the Link
+ * header, issue keys. Pure functions: no server, no network.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "stores/github.h"
+#include "tl.h"
+
+static const char nonce_a[] = "0123456789abcdef0123456789abcdef";
+
+static void fill_claim(struct tl_gh_claim *c, const char *task_info)
+{
+    memset(c, 0, sizeof(*c));
+    c->rec.info.worker_id = tl__strdup("worker-1");
+    c->rec.info.node_id = tl__strdup("node-abc");
+    c->rec.info.task_info = tl__strdup(task_info);
+    c->rec.info.claimed_at_ms = 1795735681000; /* 2026-11-26T23:28:01Z */
+    c->rec.info.heartbeat_at_ms = 1795735681000;
+    c->rec.info.lock_timeout_ms = 300000;
+    memcpy(c->nonce, nonce_a, sizeof(c->nonce));
+    c->seq = 7;
+}
+
+static void claim_roundtrip(void **state)
+{
+    struct tl_gh_claim c, back;
+    char why[TL_ERRMSG_SIZE];
+
+    (void)state;
+    fill_claim(&c, "{\"job\":\"build\",\"n\":3}");
+    char *body = tl__gh_build_claim(&c, 1795735741000);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "Locked by `worker-1` on `node-abc` since 2026-11-26T23:28:01Z"));
+    assert_non_null(strstr(body, "<!-- tasklock {"));
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &back, why), TL_GH_CLAIM);
+    assert_string_equal(back.rec.info.worker_id, "worker-1");
+    assert_string_equal(back.rec.info.node_id, "node-abc");
+    assert_string_equal(back.rec.info.task_info, "{\"job\":\"build\",\"n\":3}");
+    assert_int_equal(back.rec.info.lock_timeout_ms, 300000);
+    assert_int_equal(back.rec.info.claimed_at_ms, 1795735681000);
+    assert_string_equal(back.nonce, nonce_a);
+    assert_int_equal(back.seq, 7);
+    assert_int_equal(back.took, TL_GH_TOOK_FREE);
+    assert_int_equal(back.nfrom, 0);
+    tl__gh_claim_clear(&back);
+    tl__free(body);
+    tl__gh_claim_clear(&c);
+}
+
+static void claim_with_displaced_holder(void **state)
+{
+    struct tl_gh_claim c, back;
+
+    (void)state;
+    fill_claim(&c, "{}");
+    c.took = TL_GH_TOOK_STALE;
+    c.nfrom = 1;
+    c.from[0].worker_id = tl__strdup("old-worker");
+    c.from[0].node_id = tl__strdup("old-node");
+    c.from[0].token = 3000000001;
+    c.from[0].claimed_at_ms = 1795735000000;
+    c.from[0].heartbeat_at_ms = 1795735100000;
+    char *body = tl__gh_build_claim(&c, 1795735741000);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "Recovered the stale lock of `old-worker` on `old-node`"));
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &back, NULL), TL_GH_CLAIM);
+    assert_int_equal(back.took, TL_GH_TOOK_STALE);
+    assert_int_equal(back.nfrom, 1);
+    assert_string_equal(back.from[0].worker_id, "old-worker");
+    assert_int_equal(back.from[0].token, 3000000001);
+    tl__gh_claim_clear(&back);
+    tl__free(body);
+    tl__gh_claim_clear(&c);
+}
+
+/* Text inside the metadata cannot end the HTML comment or open a second marker. */
+static void hostile_task_info_stays_inside(void **state)
+{
+    struct tl_gh_claim c, back;
+
+    (void)state;
+    fill_claim(&c, "{\"x\":\"--> <!-- tasklock {\\\"v\\\":1} --> & <b>\"}");
+    char *body = tl__gh_build_claim(&c, 0);
+    assert_non_null(body);
+    assert_null(strstr(strstr(body, "<!-- tasklock ") + 5, "<!-- tasklock"));
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &back, NULL), TL_GH_CLAIM);
+    assert_non_null(strstr(back.rec.info.task_info, "--> <!-- tasklock"));
+    tl__gh_claim_clear(&back);
+    tl__free(body);
+    tl__gh_claim_clear(&c);
+}
+
+static void ids_are_neutralised_in_the_visible_line(void **state)
+{
+    struct tl_gh_claim c;
+
+    (void)state;
+    fill_claim(&c, "{}");
+    tl__free(c.rec.info.worker_id);
+    c.rec.info.worker_id = tl__strdup("evil`@someone<x>");
+    char *body = tl__gh_build_claim(&c, 0);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "`evil_@someone_x_`"));
+    tl__free(body);
+    tl__gh_claim_clear(&c);
+}
+
+static enum tl_gh_kind parse(const char *body, char *why)
+{
+    struct tl_gh_claim c;
+    enum tl_gh_kind k = tl__gh_parse_claim(body, strlen(body), &c, why);
+
+    tl__gh_claim_clear(&c);
+    return k;
+}
+
+static void bad_markers_are_bad(void **state)
+{
+    char why[TL_ERRMSG_SIZE];
+    struct tl_gh_claim c;
+
+    (void)state;
+    assert_int_equal(parse("just a comment", why), TL_GH_NONE);
+    assert_int_equal(parse("<!-- tasklocks are nice -->", why), TL_GH_NONE);
+    assert_int_equal(parse("<!-- tasklock {\"v\":1", why), TL_GH_BAD);
+    assert_non_null(strstr(why, "not closed"));
+    assert_int_equal(parse("<!-- tasklock -->", why), TL_GH_BAD);
+    assert_int_equal(parse("<!-- tasklock not json -->", why), TL_GH_BAD);
+    assert_int_equal(parse("<!-- tasklock [1,2] -->", why), TL_GH_BAD);
+    assert_int_equal(parse("<!-- tasklock {\"v\":2} -->", why), TL_GH_BAD);
+    assert_int_equal(parse("<!-- tasklock {\"v\":1,\"nonce\":5} -->", why), TL_GH_BAD);
+    assert_int_equal(parse("<!-- tasklock {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdeF\","
+                           "\"lock\":{}} -->",
+                           why),
+                     TL_GH_BAD);
+    assert_int_equal(parse("<!-- tasklock {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdef\","
+                           "\"lock\":{\"worker_id\":\"w\"}} -->",
+                           why),
+                     TL_GH_BAD);
+    assert_int_equal(parse("<!-- tasklock {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdef\","
+                           "\"seq\":-1,\"lock\":{}} -->",
+                           why),
+                     TL_GH_BAD);
+
+    /* duplicated: a valid claim quoted twice is not a claim */
+    fill_claim(&c, "{}");
+    char *one = tl__gh_build_claim(&c, 0);
+    char *two = tl__asprintf("%s\n%s", one, one);
+    assert_int_equal(parse(one, why), TL_GH_CLAIM);
+    assert_int_equal(parse(two, why), TL_GH_BAD);
+    assert_non_null(strstr(why, "2 tasklock markers"));
+    tl__free(one);
+    tl__free(two);
+    tl__gh_claim_clear(&c);
+
+    /* oversized */
+    size_t n = TL_GH_MARKER_MAX + 100;
+    char *big = malloc(n + 64);
+    assert_non_null(big);
+    strcpy(big, "<!-- tasklock {\"v\":1,\"x\":\"");
+    size_t at = strlen(big);
+    memset(big + at, 'a', n);
+    strcpy(big + at + n, "\"} -->");
+    assert_int_equal(parse(big, why), TL_GH_BAD);
+    assert_non_null(strstr(why, "over the limit"));
+    free(big);
+
+    /* not NUL-terminated: the length is what counts */
+    const char buf[] = {'<', '!', '-', '-', ' ', 't', 'a', 's', 'k', 'l', 'o', 'c', 'k', ' '};
+    assert_int_equal(tl__gh_parse_claim(buf, sizeof(buf), &c, why), TL_GH_BAD);
+    assert_int_equal(tl__gh_parse_claim(NULL, 0, &c, why), TL_GH_NONE);
+}
+
+static void release_roundtrip(void **state)
+{
+    struct tl_gh_release r = {0}, back;
+    struct tl_gh_claim c;
+    char why[TL_ERRMSG_SIZE];
+
+    (void)state;
+    memcpy(r.nonce, nonce_a, sizeof(r.nonce));
+    r.token = 3000000042;
+    r.worker_id = "worker-1";
+    r.node_id = "node-abc";
+    r.claimed_at_ms = 1795735681000;
+    r.released_at_ms = 1795735681000 + 192000;
+    r.summary = "built <!-- tasklock {\"v\":1} --> ok\nsecond line \xff";
+    char *body = tl__gh_build_release(&r);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "Released by `worker-1` on `node-abc`"));
+    assert_non_null(strstr(body, "after 3m12s"));
+    assert_non_null(strstr(body, "> second line"));
+    assert_int_equal(tl__gh_parse_comment(body, strlen(body), &c, &back, why), TL_GH_RELEASE);
+    assert_string_equal(back.nonce, nonce_a);
+    assert_int_equal(back.token, 3000000042);
+    assert_string_equal(back.worker_id, "worker-1");
+    assert_int_equal(back.released_at_ms - back.claimed_at_ms, 192000);
+    assert_non_null(back.summary);
+    assert_non_null(strstr(back.summary, "second line ?"));
+    /* a completion is never a claim */
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &c, why), TL_GH_NONE);
+    tl__gh_release_clear(&back);
+    tl__free(body);
+}
+
+static void link_next(void **state)
+{
+    char *n;
+
+    (void)state;
+    n = tl__gh_link_next("<https://api.github.com/repositories/515435940/issues/5/comments"
+                         "?per_page=100&page=2>; rel=\"next\", <https://api.github.com/"
+                         "repositories/515435940/issues/5/comments?per_page=100&page=3>; "
+                         "rel=\"last\"");
+    assert_non_null(n);
+    assert_string_equal(n, "https://api.github.com/repositories/515435940/issues/5/comments"
+                           "?per_page=100&page=2");
+    tl__free(n);
+    n = tl__gh_link_next("<http://x/a?page=1>; rel=\"first\", <http://x/a?page=4>; rel=\"prev\", "
+                         "<http://x/a?page=6>; rel=next");
+    assert_non_null(n);
+    assert_string_equal(n, "http://x/a?page=6");
+    tl__free(n);
+    n = tl__gh_link_next("<http://x/b>; title=\"a, b; c\"; REL=\"prev NEXT\"");
+    assert_non_null(n);
+    assert_string_equal(n, "http://x/b");
+    tl__free(n);
+    assert_null(tl__gh_link_next("<http://x/a?page=1>; rel=\"last\""));
+    assert_null(tl__gh_link_next(NULL));
+    assert_null(tl__gh_link_next(""));
+    assert_null(tl__gh_link_next("garbage"));
+    assert_null(tl__gh_link_next("<http://x/a; rel=\"next\""));
+    assert_null(tl__gh_link_next("<http://x/a>; rel=\"next"));
+    assert_null(tl__gh_link_next("<>; rel=\"next\""));
+}
+
+static void keys(void **state)
+{
+    int64_t n = 0;
+
+    (void)state;
+    assert_true(tl__gh_parse_key("123", &n));
+    assert_int_equal(n, 123);
+    assert_true(tl__gh_parse_key("#7", &n));
+    assert_int_equal(n, 7);
+    assert_false(tl__gh_parse_key("0", &n));
+    assert_false(tl__gh_parse_key("012", &n));
+    assert_false(tl__gh_parse_key("-1", &n));
+    assert_false(tl__gh_parse_key("+1", &n));
+    assert_false(tl__gh_parse_key("12a", &n));
+    assert_false(tl__gh_parse_key("", &n));
+    assert_false(tl__gh_parse_key("#", &n));
+    assert_false(tl__gh_parse_key("##1", &n));
+    assert_false(tl__gh_parse_key("issue-5", &n));
+    assert_false(tl__gh_parse_key("99999999999999999999999", &n));
+    assert_false(tl__gh_parse_key(NULL, &n));
+}
+
+/* Deterministic garbage and mutations of a valid marker: never a crash, never a leak. */
+static void garbage_never_crashes(void **state)
+{
+    struct tl_gh_claim c;
+    struct tl_gh_release r;
+    uint64_t x = 88172645463325252ull;
+
+    (void)state;
+    fill_claim(&c, "{\"a\":[1,2,{\"b\":null}]}");
+    char *valid = tl__gh_build_claim(&c, 0);
+    tl__gh_claim_clear(&c);
+    size_t vlen = strlen(valid);
+    char *buf = malloc(vlen + 1);
+    assert_non_null(buf);
+    for (int round = 0; round < 3000; round++) {
+        memcpy(buf, valid, vlen + 1);
+        int edits = 1 + round % 5;
+        for (int e = 0; e < edits; e++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf[x % vlen] = (char)(x >> 32);
+        }
+        size_t len = round % 7 == 0 ? (size_t)(x % vlen) : vlen;
+        enum tl_gh_kind k = tl__gh_parse_comment(buf, len, &c, &r, NULL);
+        assert_true(k <= TL_GH_BAD);
+        tl__gh_claim_clear(&c);
+        tl__gh_release_clear(&r);
+        char *l = tl__gh_link_next(buf);
+        tl__free(l);
+    }
+    free(buf);
+    tl__free(valid);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(claim_roundtrip),
+        cmocka_unit_test(claim_with_displaced_holder),
+        cmocka_unit_test(hostile_task_info_stays_inside),
+        cmocka_unit_test(ids_are_neutralised_in_the_visible_line),
+        cmocka_unit_test(bad_markers_are_bad),
+        cmocka_unit_test(release_roundtrip),
+        cmocka_unit_test(link_next),
+        cmocka_unit_test(keys),
+        cmocka_unit_test(garbage_never_crashes),
+    };
+    return cmocka_run_group_tests_name("github_marker", tests, NULL, NULL);
+}
