@@ -87,10 +87,11 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 
 void tl__format_iso(int64_t ms, char buf[TL_ISO_SIZE])
 {
-    int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
-    int frac = (int)(ms - secs * 1000);
-    int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
-    int64_t rem = secs - days * 86400;
+    /* Floor division by remainders, which cannot overflow even at INT64_MIN. */
+    int64_t secs = ms / 1000 - (ms % 1000 < 0);
+    int frac = (int)(ms % 1000 + (ms % 1000 < 0 ? 1000 : 0));
+    int64_t days = secs / 86400 - (secs % 86400 < 0);
+    int64_t rem = secs % 86400 + (secs % 86400 < 0 ? 86400 : 0);
     int64_t y;
     int mo, d;
 
@@ -98,6 +99,10 @@ void tl__format_iso(int64_t ms, char buf[TL_ISO_SIZE])
     (void)snprintf(buf, TL_ISO_SIZE, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)y, mo, d,
                    (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), frac);
 }
+
+/* 9999-12-31T23:59:59.999Z: the last time tl__format_iso() writes with a four-digit year. A
+ * leap second on that day would read past it, into a text that could not be read back. */
+#define TIME_MAX_MS INT64_C(253402300799999)
 
 static bool digits(const char *s, int n, int *out)
 {
@@ -153,7 +158,12 @@ bool tl__parse_iso(const char *s, int64_t *out_ms)
     }
     if (!((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0') && strcmp(p, "+00:00") != 0)
         return false;
-    *out_ms = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000 + ms;
+
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec;
+    int64_t t = secs * 1000 + ms;
+    if (t > TIME_MAX_MS)
+        return false;
+    *out_ms = t;
     return true;
 }
 
@@ -164,19 +174,24 @@ bool tl__parse_http_date(const char *s, int64_t *out_ms)
 
     /* "Sun, 06 Nov 1994 08:49:37 GMT": fixed layout, 29 characters. */
     if (s == NULL || strlen(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' ||
-        s[16] != ' ' || s[19] != ':' || s[22] != ':' || strcmp(s + 25, " GMT"))
+        s[16] != ' ' || s[19] != ':' || s[22] != ':' || strcmp(s + 25, " GMT") != 0)
         return false;
     if (!digits(s + 5, 2, &d) || !digits(s + 12, 4, &y) || !digits(s + 17, 2, &h) ||
         !digits(s + 20, 2, &mi) || !digits(s + 23, 2, &sec))
         return false;
 
     int mo = 0;
-    for (int i = 0; i < 12; i++) {
+    for (size_t i = 0; i < 12; i++) {
         if (strncmp(s + 8, months + 3 * i, 3) == 0)
-            mo = i + 1;
+            mo = (int)i + 1;
     }
     if (mo == 0 || !valid_date(y, mo, d, h, mi, sec))
         return false;
-    *out_ms = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000;
+
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec;
+    int64_t t = secs * 1000;
+    if (t > TIME_MAX_MS)
+        return false;
+    *out_ms = t;
     return true;
 }

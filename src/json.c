@@ -12,6 +12,13 @@
 
 #include "tl.h"
 
+/*
+ * The longest metadata text accepted: a task info of TL_META_MAX bytes plus the lock's own
+ * fields, which take under 800 bytes (ids of TL_ID_MAX bytes, each byte escaped at most to two).
+ * With TL_META_MAX alone, a lock with the largest task info could not be read back.
+ */
+#define META_TEXT_MAX (TL_META_MAX + 1024)
+
 static void set_err(char *err, const char *fmt, ...) TL_PRINTF(2, 3);
 
 static void set_err(char *err, const char *fmt, ...)
@@ -117,8 +124,8 @@ tl_status tl__meta_decode(const char *text, size_t len, const char *key, struct 
         set_err(err, "metadata: empty");
         return TL_EINVAL;
     }
-    if (len > TL_META_MAX) {
-        set_err(err, "metadata: %zu bytes, over the limit of %d", len, TL_META_MAX);
+    if (len > META_TEXT_MAX) {
+        set_err(err, "metadata: %zu bytes, over the limit of %d", len, META_TEXT_MAX);
         return TL_EINVAL;
     }
 
@@ -203,6 +210,14 @@ tl_status tl__task_info_normalize(const char *text, char **out, char *err)
     json_decref(v);
     if (dumped == NULL)
         return TL_ENOMEM;
+    /* The limit is on what is stored: the compact text can be longer ("1e9": 1000000000.0). */
+    len = strlen(dumped);
+    if (len > TL_META_MAX) {
+        free(dumped);
+        set_err(err, "task info: %zu bytes once normalised, over the limit of %d", len,
+                TL_META_MAX);
+        return TL_EINVAL;
+    }
     *out = tl__strdup(dumped);
     free(dumped);
     return *out ? TL_OK : TL_ENOMEM;

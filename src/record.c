@@ -58,7 +58,8 @@ tl_status tl__record_copy(struct tl_record *dst, const struct tl_record *src)
 void tl__record_judge(struct tl_record *r, int64_t now_ms)
 {
     r->info.observed_at_ms = now_ms;
-    r->info.stale = now_ms - r->info.heartbeat_at_ms > (int64_t)r->info.lock_timeout_ms;
+    /* Not `now - beat > timeout`: a corrupt beat (INT64_MIN) would overflow the subtraction. */
+    r->info.stale = r->info.heartbeat_at_ms < now_ms - (int64_t)r->info.lock_timeout_ms;
 }
 
 void tl_info_free(struct tl_info *info)
@@ -154,7 +155,7 @@ enum tl_verdict tl__claim_verdict(bool held, int64_t beat_ms, uint32_t timeout_m
     if (!held)
         return TL_VERDICT_FREE;
 
-    bool stale = now_ms - beat_ms > (int64_t)timeout_ms;
+    bool stale = beat_ms < now_ms - (int64_t)timeout_ms; /* no overflow, as in judge */
     if (stale && mode != TL_CLAIM_NORMAL)
         return TL_VERDICT_STEAL;
     if (mode == TL_CLAIM_FORCE)

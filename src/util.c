@@ -6,15 +6,20 @@
 
 #include "tl.h"
 
-/* Length of the UTF-8 sequence at `s` (at most `n` bytes), or 0 if it is not valid UTF-8. */
-static size_t utf8_len(const unsigned char *s, size_t n)
+/*
+ * Decodes the UTF-8 sequence at `s` (at most `n` bytes) into `*cp`. Returns its length, or 0 if
+ * it is not valid UTF-8: overlong, a surrogate, beyond U+10FFFF or cut short.
+ */
+static size_t utf8_decode(const unsigned char *s, size_t n, unsigned *cp)
 {
     unsigned c = s[0];
     size_t len;
     unsigned min;
 
-    if (c < 0x80)
+    if (c < 0x80) {
+        *cp = c;
         return 1;
+    }
     if (c >= 0xc2 && c <= 0xdf) {
         len = 2;
         min = 0x80;
@@ -30,18 +35,26 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     if (len > n)
         return 0;
 
-    unsigned cp = c & (0xff >> (len + 1));
+    unsigned v = c & (0xff >> (len + 1));
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xc0) != 0x80)
             return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
+        v = (v << 6) | (s[i] & 0x3f);
     }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
         return 0;
-    /* C1 controls and the Unicode line/paragraph separators are rejected like ASCII ones. */
-    if (cp < 0xa0 || cp == 0x2028 || cp == 0x2029 || cp == 0xfeff)
-        return 0;
+    *cp = v;
     return len;
+}
+
+/*
+ * The white space of Unicode beyond ASCII (its White_Space property), and the byte order mark:
+ * invisible in an id, so two ids that look the same could differ.
+ */
+static bool is_unicode_space(unsigned cp)
+{
+    return cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
+           cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000 || cp == 0xfeff;
 }
 
 const char *tl__check_id(const char *s, size_t max)
@@ -53,15 +66,16 @@ const char *tl__check_id(const char *s, size_t max)
     if (n > max)
         return "is too long";
     for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
+        unsigned cp;
+        size_t len = utf8_decode((const unsigned char *)s + i, n - i, &cp);
 
-        if (c < 0x20 || c == 0x7f)
-            return "contains a control character";
-        if (c == ' ')
-            return "contains white space";
-        size_t len = utf8_len((const unsigned char *)s + i, n - i);
         if (len == 0)
             return "is not valid UTF-8 text";
+        /* C1 controls (U+0080..U+009F) are rejected like the ASCII ones. */
+        if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
+            return "contains a control character";
+        if (cp == ' ' || is_unicode_space(cp))
+            return "contains white space";
         i += len;
     }
     return NULL;
@@ -129,13 +143,26 @@ tl_status tl_parse_duration(const char *text, uint32_t *out_ms)
         return TL_EINVAL;
 
     uint64_t ms = whole * unit + frac * unit / frac_scale;
-    if (ms > TL_DURATION_MAX_MS)
+    if (ms == 0 || ms > TL_DURATION_MAX_MS) /* "0.1ms" is zero too */
         return TL_EINVAL;
     *out_ms = (uint32_t)ms;
     return TL_OK;
 }
 
-/* Replaces the value of every "password=" query parameter (libpq URIs allow one) by "***". */
+/* Whether the "password=" at `v` starts a "password" or "sslpassword" query parameter. */
+static bool is_secret_param(const char *url, const char *v)
+{
+    size_t off = (size_t)(v - url);
+
+    if (v[-1] == '?' || v[-1] == '&')
+        return true;
+    return off >= 4 && strncmp(v - 3, "ssl", 3) == 0 && (v[-4] == '?' || v[-4] == '&');
+}
+
+/*
+ * Replaces the value of every "password=" query parameter (libpq URIs allow one), and of libpq's
+ * "sslpassword=" (the client key's passphrase), by "***".
+ */
 static char *redact_query_password(char *url)
 {
     if (url == NULL)
@@ -147,7 +174,7 @@ static char *redact_query_password(char *url)
         char *v = strstr(q, "password=");
         if (v == NULL)
             break;
-        if (v[-1] != '?' && v[-1] != '&') {
+        if (!is_secret_param(url, v)) {
             q = v + 1;
             continue;
         }
@@ -165,28 +192,66 @@ static char *redact_query_password(char *url)
     return url;
 }
 
+/* Whether the `n` bytes at `a` are a host with an optional port: "h", "h:6379", "[::1]:6379". */
+static bool is_host_port(const char *a, size_t n)
+{
+    size_t host = n;
+
+    for (size_t i = n; i-- > 0;) {
+        if (a[i] == ']')
+            break;
+        if (a[i] == ':') {
+            host = i;
+            break;
+        }
+    }
+    if (host < n && (host + 1 == n || strspn(a + host + 1, "0123456789") < n - host - 1))
+        return false;
+    if (host > 0 && a[0] == '[')
+        return a[host - 1] == ']';
+    return memchr(a, ':', host) == NULL;
+}
+
 char *tl__redact_url(const char *url)
 {
     if (url == NULL)
         return tl__strdup("(null)");
 
-    const char *sep = strstr(url, "://");
-    if (sep == NULL)
-        return redact_query_password(tl__strdup(url));
+    /* Every "://" gets its userinfo password hidden, not only the first: a URL can hold another
+     * (in a query or fragment), and a message must show neither password. */
+    char *out = tl__strdup(url);
+    size_t from = 0;
+    while (out != NULL) {
+        const char *sep = strstr(out + from, "://");
+        if (sep == NULL)
+            break;
 
-    const char *auth = sep + 3;
-    size_t authlen = strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (size_t i = 0; i < authlen; i++) {
-        if (auth[i] == '@')
-            at = auth + i; /* the last '@' of the authority ends the userinfo */
+        const char *auth = sep + 3;
+        size_t authlen = strcspn(auth, "/?#");
+        const char *at = NULL;
+        for (size_t i = 0; i < authlen; i++) {
+            if (auth[i] == '@')
+                at = auth + i; /* the last '@' of the authority ends the userinfo */
+        }
+        /*
+         * "redis://:ab/cd@h": by RFC 3986 the authority is ":ab", but that is no host and port:
+         * it is a password with a raw '/' (base64 has them), which must not be shown either.
+         * The userinfo then ends at the last '@', which may hide more than the password but
+         * never less.
+         */
+        if (at == NULL && !is_host_port(auth, authlen))
+            at = strrchr(auth, '@');
+        const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+        if (colon == NULL) {
+            from = (size_t)(auth - out);
+            continue;
+        }
+
+        size_t keep = (size_t)(colon + 1 - out);
+        char *next = tl__asprintf("%.*s***%s", (int)keep, out, at);
+        tl__free(out);
+        out = next;
+        from = keep + 3;
     }
-    if (at == NULL)
-        return redact_query_password(tl__strdup(url));
-
-    const char *colon = memchr(auth, ':', (size_t)(at - auth));
-    size_t userlen = (size_t)((colon ? colon : at) - auth);
-    char *out = tl__asprintf("%.*s%.*s%s%s", (int)(auth - url), url, (int)userlen, auth,
-                             colon ? ":***" : "", at);
-    return out == NULL ? NULL : redact_query_password(out);
+    return redact_query_password(out);
 }
