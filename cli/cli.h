@@ -77,6 +77,7 @@ enum {
     TL_OPT_WAIT,
     TL_OPT_LOCK_TIMEOUT,
     TL_OPT_INFO,
+    TL_OPT_GITHUB_API_URL,
     TL_OPT_COMMAND = 1100 /* the first of a command's own long-only options */
 };
 #define TL_CLI_GLOBAL_SHORTOPTS "s:w:n:qvh"
@@ -84,7 +85,7 @@ enum {
 #define TL_CLI_GLOBAL_LONGOPTS                                                                     \
     {"store", 1, NULL, 's'}, {"worker", 1, NULL, 'w'}, {"node", 1, NULL, 'n'},                     \
     {"json", 0, NULL, TL_OPT_JSON}, {"quiet", 0, NULL, 'q'}, {"verbose", 0, NULL, 'v'},            \
-    {"help", 0, NULL, 'h'}
+    {"help", 0, NULL, 'h'}, {"github-api-url", 1, NULL, TL_OPT_GITHUB_API_URL}
 /* clang-format on */
 
 /* getopt_long(3) with opterr off. Main thread, before any other thread starts (getopt keeps

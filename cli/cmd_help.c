@@ -24,6 +24,8 @@ static void print_overview(void)
         "  -n, --node ID     the machine it runs on (default: $TASKLOCK_NODE, else the host "
         "name)\n"
         "      --json        one JSON document on stdout\n"
+        "      --github-api-url URL  the GitHub API (default: $GITHUB_API_URL, else from\n"
+        "                    $GH_HOST, else https://api.github.com)\n"
         "  -q, --quiet       no notes on stderr (errors still show)\n"
         "  -v, --verbose     log what the library does (twice: debug)\n"
         "      --version     print the version\n\n"
@@ -38,9 +40,10 @@ void tl_cli_print_help(const struct tl_cli_cmd *c)
     (void)printf("usage: tasklock [global options] %s\n\n%s.\n", c->usage, c->summary);
     if (c->help != NULL)
         (void)printf("\n%s", c->help);
-    (void)printf("\nGlobal options (before or after the command): -s, --store URL; -w, "
-                 "--worker ID;\n-n, --node ID; --json; -q, --quiet; -v, --verbose. "
-                 "See tasklock(1).\n");
+    (void)printf(
+        "\nGlobal options (before or after the command): -s, --store URL; -w, "
+        "--worker ID;\n-n, --node ID; --json; -q, --quiet; -v, --verbose; --github-api-url URL. "
+        "See tasklock(1).\n");
 }
 
 static int run_help(struct tl_cli *cli, int argc, char **argv)

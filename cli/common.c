@@ -83,6 +83,12 @@ int tl_cli_global_opt(struct tl_cli *cli, int opt, const char *arg, char **argv)
     case 'q': cli->quiet = true; return -1;
     case 'v': cli->verbose++; return -1;
     case TL_OPT_JSON: cli->json = true; return -1;
+    case TL_OPT_GITHUB_API_URL:
+        /* The GitHub store reads it from the environment (after a URL's api_url parameter). */
+        /* NOLINTNEXTLINE(concurrency-mt-unsafe): options are parsed before any thread starts */
+        if (setenv("GITHUB_API_URL", arg, 1) != 0)
+            return tl_cli_usage_error(cli, "cannot set GITHUB_API_URL");
+        return -1;
     case 'h':
         if (tl_cli_find(cli->cmd) != NULL)
             tl_cli_print_help(tl_cli_find(cli->cmd));

@@ -23,6 +23,18 @@ int main(void)
 #else
 #include "spawn.h"
 
+/* Makes locks stale by moving the test server's clock, not by waiting. */
+static void advance_server_clock(void *ud, uint32_t ms)
+{
+    char body[64];
+
+    (void)snprintf(body, sizeof(body), "{\"advance_ms\":%u}", ms);
+    if (tl_ghs_admin(ud, "POST", "/_admin/clock", body, NULL) != 200) {
+        fprintf(stderr, "conformance github: cannot move the server clock\n");
+        abort();
+    }
+}
+
 int main(void)
 {
     const char *const args[] = {"--repo", "acme/widgets", "--issues",
@@ -35,8 +47,8 @@ int main(void)
         return 1;
     setenv("GH_TOKEN", "conformance-token", 1);
     /* The suite writes far faster than GitHub's content limits allow one account: the write
-     * budget has its own test. GitHub timestamps have 1 s precision, so the short lock timeout
-     * is 2 s. */
+     * budget has its own test. Staleness is reached by moving the server's clock; the short
+     * lock timeout stays 2 s because GitHub timestamps have 1 s precision. */
     (void)snprintf(url, sizeof(url),
                    "github://acme/widgets?api_url=%s&write_budget=off&reread_delay=50ms", srv.url);
     const struct tl_conformance c = {
@@ -47,6 +59,8 @@ int main(void)
         .key_format = "%d",
         .key_base = 1,
         .skip_lost_event = true,
+        .advance_store_clock = advance_server_clock,
+        .clock_ud = &srv,
     };
     int rc = tl_conformance_run(&c);
 

@@ -123,6 +123,13 @@ static void make_stale(tl_manager *observer, const char *k)
         assert_true(is_stale(&p));
         return;
     }
+    if (conf->advance_store_clock != NULL) {
+        /* Past the timeout by more than two seconds: a server that keeps whole seconds only,
+         * and a store that judges with a second of margin on top of that. */
+        conf->advance_store_clock(conf->clock_ud, short_timeout() + 2500);
+        assert_true(is_stale(&p));
+        return;
+    }
     if (!tl_test_poll(is_stale, &p, 20, short_timeout() * 20 + 10000))
         fail_msg("%s: the lock never became stale", k);
 }

@@ -46,6 +46,10 @@ struct tl_conformance {
     /* The store cannot record that a former holder found its lock gone (GitHub: the loser's
      * claim comment is deleted, so nothing is left to write it on). */
     bool skip_lost_event;
+    /* Stores whose server clock a test can move (the GitHub test server): the suite then makes
+     * a lock stale by moving that clock forward `ms` instead of waiting. NULL: wait. */
+    void (*advance_store_clock)(void *ud, uint32_t ms);
+    void *clock_ud;
 };
 
 /* Runs the suite; returns cmocka's result (0 when every test passed) or 77 when url is NULL. */
