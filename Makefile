@@ -29,6 +29,19 @@ test-asan:
 test-tsan:
 	$(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DTL_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug"
 
+# Fuzzing with clang's libFuzzer: each target for FUZZ_SECONDS, then every input kept in
+# fuzz/regressions/. Longer runs: make fuzz FUZZ_SECONDS=600.
+FUZZ_SECONDS ?= 20
+fuzz: deps
+	CC=clang cmake -S . -B build-fuzz -DTL_FUZZ=ON -DTL_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	    -DTL_BUILD_TESTS=OFF -DTL_WITH_GITHUB=OFF -DTL_WITH_REDIS=OFF -DTL_WITH_POSTGRES=OFF
+	cmake --build build-fuzz -j $(JOBS) --target tl_fuzz
+	ctest --test-dir build-fuzz -L fuzz --output-on-failure -j $(JOBS)
+
+# Style: clang-format, clang-tidy and the exported symbols of the shared library.
+lint: all
+	scripts/lint $(BUILD)
+
 # What CI runs: warnings as errors, the plain build and both sanitizer builds.
 check:
 	bash .ci/run
