@@ -125,7 +125,7 @@ tl_status tl__meta_decode(const char *text, size_t len, const char *key, struct 
         return TL_EINVAL;
     }
     if (len > META_TEXT_MAX) {
-        set_err(err, "metadata: %zu bytes, over the limit of %d", len, META_TEXT_MAX);
+        set_err(err, "metadata: %zu bytes, over the limit of %zu", len, META_TEXT_MAX);
         return TL_EINVAL;
     }
 
@@ -191,7 +191,7 @@ tl_status tl__task_info_normalize(const char *text, char **out, char *err)
 
     size_t len = strlen(text);
     if (len > TL_META_MAX) {
-        set_err(err, "task info: %zu bytes, over the limit of %d", len, TL_META_MAX);
+        set_err(err, "task info: %zu bytes, over the limit of %zu", len, TL_META_MAX);
         return TL_EINVAL;
     }
 
@@ -214,7 +214,7 @@ tl_status tl__task_info_normalize(const char *text, char **out, char *err)
     len = strlen(dumped);
     if (len > TL_META_MAX) {
         free(dumped);
-        set_err(err, "task info: %zu bytes once normalised, over the limit of %d", len,
+        set_err(err, "task info: %zu bytes once normalised, over the limit of %zu", len,
                 TL_META_MAX);
         return TL_EINVAL;
     }

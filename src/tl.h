@@ -22,8 +22,8 @@
 /* Limits of the input we accept; docs/api.md documents them. */
 #define TL_KEY_MAX         255
 #define TL_ID_MAX          128
-#define TL_META_MAX        (64 * 1024)
-#define TL_DURATION_MAX_MS (24u * 24 * 3600 * 1000) /* 24 days: fits int32 arithmetic */
+#define TL_META_MAX        ((size_t)64 * 1024)
+#define TL_DURATION_MAX_MS 2073600000u /* 24 days in ms: fits int32 arithmetic */
 
 /* Defaults of struct tl_options (the seed's). */
 #define TL_DEFAULT_RETRIES            5

@@ -136,9 +136,9 @@ tl_status tl_parse_duration(const char *text, uint32_t *out_ms)
     else if (strcmp(p, "ms") == 0)
         unit = 1;
     else if (strcmp(p, "m") == 0)
-        unit = 60 * 1000;
+        unit = (uint64_t)60 * 1000;
     else if (strcmp(p, "h") == 0)
-        unit = 3600 * 1000;
+        unit = (uint64_t)3600 * 1000;
     else
         return TL_EINVAL;
 

@@ -290,7 +290,7 @@ enum tl_gh_kind tl__gh_parse_comment(const char *body, size_t len, struct tl_gh_
         bool ws = off < len &&
                   (body[off] == ' ' || body[off] == '\n' || body[off] == '\t' || body[off] == '\r');
         bool is_rel = len - off >= strlen(RELEASE_TAG) &&
-                   memcmp(body + off, RELEASE_TAG, strlen(RELEASE_TAG)) == 0;
+                      memcmp(body + off, RELEASE_TAG, strlen(RELEASE_TAG)) == 0;
         bool is_marker = ws || is_rel;
 
         if (is_marker) {
@@ -329,7 +329,7 @@ enum tl_gh_kind tl__gh_parse_comment(const char *body, size_t len, struct tl_gh_
         return TL_GH_BAD;
     }
     if (jlen > (size_t)TL_GH_MARKER_MAX) {
-        set_why(why, "tasklock marker of %zu bytes, over the limit of %d", jlen, TL_GH_MARKER_MAX);
+        set_why(why, "tasklock marker of %zu bytes, over the limit of %zu", jlen, TL_GH_MARKER_MAX);
         return TL_GH_BAD;
     }
 
