@@ -126,6 +126,17 @@ static int64_t earliest_due(const tl_manager *m)
     return t;
 }
 
+/* How long the thread sleeps when no lock is held: the interval of a lock with the manager's
+ * own lock timeout (locks with shorter intervals wake it when acquired). */
+static int64_t idle_interval(const tl_manager *m)
+{
+    if (m->heartbeat_ms != 0)
+        return m->heartbeat_ms;
+
+    uint32_t iv = m->lock_timeout_ms / 3;
+    return iv > TL_DEFAULT_HEARTBEAT_MS ? TL_DEFAULT_HEARTBEAT_MS : (iv ? iv : 1);
+}
+
 static void *heartbeat_main(void *arg)
 {
     tl_manager *m = arg;
@@ -137,17 +148,19 @@ static void *heartbeat_main(void *arg)
         int64_t now = m->clock.mono_ms(m->clock.ud);
 
         if (due > now) {
+            /* With nothing held, still wake after a default interval rather than never: then a
+             * lock acquired meanwhile, due no sooner than that, needs no wake-up call, which
+             * keeps acquire/release cycles free of context switches. */
+            if (due == INT64_MAX)
+                due = now + idle_interval(m);
+            m->hb_wait_until = due;
             /* Sleep on the real monotonic clock for the time the manager's clock says is
              * left, so that an injected clock cannot make this loop spin. */
-            int rc;
-            if (due == INT64_MAX) {
-                rc = pthread_cond_wait(&m->wake, &m->mu);
-            } else {
-                int64_t until = tl__real_mono_ms() + (due - now);
-                struct timespec ts = {.tv_sec = until / 1000,
-                                      .tv_nsec = (long)(until % 1000) * 1000000L};
-                rc = pthread_cond_timedwait(&m->wake, &m->mu, &ts);
-            }
+            int64_t until = tl__real_mono_ms() + (due - now);
+            struct timespec ts = {.tv_sec = until / 1000,
+                                  .tv_nsec = (long)(until % 1000) * 1000000L};
+            int rc = pthread_cond_timedwait(&m->wake, &m->mu, &ts);
+            m->hb_wait_until = INT64_MIN;
             if (rc != 0 && rc != ETIMEDOUT)
                 break;
             continue; /* re-check stop and the due times */
@@ -167,15 +180,17 @@ static void *heartbeat_main(void *arg)
     return NULL;
 }
 
-tl_status tl__heartbeat_start(tl_manager *m)
+tl_status tl__heartbeat_start(tl_manager *m, int64_t due)
 {
     tl_status st = TL_OK;
 
     pthread_mutex_lock(&m->mu);
     if (m->hb_running) {
-        (void)pthread_cond_signal(&m->wake); /* a new lock may be due before the others */
+        if (due < m->hb_wait_until)
+            (void)pthread_cond_signal(&m->wake); /* due before the thread would look again */
     } else if (pthread_create(&m->hb_thread, NULL, heartbeat_main, m) == 0) {
         m->hb_running = true;
+        m->hb_wait_until = INT64_MIN;
     } else {
         st = TL_ENOMEM;
     }

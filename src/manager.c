@@ -308,10 +308,17 @@ static void describe_holder(const struct tl_record *h, char *buf, size_t size)
 static void wait_before_retry(tl_manager *m, const char *key, uint32_t ms)
 {
     if (m->store->ops->wait != NULL && m->clock.sleep_ms == tl__real_clock.sleep_ms) {
+        int64_t start = m->clock.mono_ms(m->clock.ud);
+
         if (m->store->ops->wait(m->store, key, ms) == TL_OK)
             return;
         TL_LOG(&m->log, TL_LOG_DEBUG, "wake-up wait failed (%s); sleeping instead",
                m->store->errmsg);
+        /* Sleep out what the failed wait left of the delay, not the whole delay again. */
+        int64_t spent = m->clock.mono_ms(m->clock.ud) - start;
+        if (spent >= ms)
+            return;
+        ms -= (uint32_t)spent;
     }
     m->clock.sleep_ms(m->clock.ud, ms);
 }
@@ -490,6 +497,7 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
     l->heartbeat_at_ms = l->rec.info.heartbeat_at_ms;
     l->last_ok_mono_ms = sent;
     l->next_due_mono_ms = now + l->interval_ms;
+    int64_t due = l->next_due_mono_ms; /* once linked, the heartbeat thread owns the field */
 
     pthread_mutex_lock(&m->mu);
     link_lock(m, l);
@@ -506,7 +514,7 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
         TL_LOG(&m->log, TL_LOG_INFO, "%s: took a %s lock (token %llu)", key,
                res.took_stale ? "stale" : "live", (unsigned long long)l->rec.info.token);
 
-    st = tl__heartbeat_start(m);
+    st = tl__heartbeat_start(m, due);
     if (st != TL_OK) {
         /* We hold it but could not keep it alive: give it back rather than let it rot. */
         (void)m->store->ops->release(m->store, &l->rec, "heartbeat could not start");

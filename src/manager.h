@@ -58,6 +58,9 @@ struct tl_manager {
     size_t held_count;
     bool hb_running;
     bool hb_stop;
+    /* When the sleeping heartbeat thread will wake on its own (manager's monotonic clock);
+     * INT64_MIN while it is awake. An acquire wakes it only for a lock due before this. */
+    int64_t hb_wait_until;
     pthread_t hb_thread;
     struct tl_store *hb_store; /* owned by the heartbeat thread */
     struct tl_metrics metrics;
@@ -79,8 +82,10 @@ void tl__manager_set_store_ops(tl_manager *m, const struct tl_store_ops *ops);
 size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_now, bool all);
 
 /* heartbeat.c */
-tl_status tl__heartbeat_start(tl_manager *m); /* starts the thread if it is not running */
-void tl__heartbeat_stop(tl_manager *m);       /* stops and joins it; closes its store */
+/* Starts the thread if it is not running, or wakes it if a new lock is due at `due` (monotonic)
+ * before it would wake on its own. */
+tl_status tl__heartbeat_start(tl_manager *m, int64_t due);
+void tl__heartbeat_stop(tl_manager *m); /* stops and joins it; closes its store */
 
 /* manager.c, for heartbeat.c: marks a lock lost (under m->mu) and reports whether the caller
  * must fire the lost callback (outside the mutex). */

@@ -389,6 +389,34 @@ static void handles_can_be_freed_while_the_thread_renews(void **state)
     tl_manager_free(m);
 }
 
+static bool two_heartbeats(void *arg)
+{
+    return metrics(arg).heartbeats_sent >= 2;
+}
+
+static void a_short_lock_wakes_an_idle_thread(void **state)
+{
+    char url[64];
+
+    (void)state;
+    (void)snprintf(url, sizeof(url), "memory:heartbeat-wake-%d", ++space);
+    /* Default options: with nothing held the thread sleeps for 30 s. A lock renewed every
+     * 200 ms must wake it, or it would go stale before the thread looked again. */
+    tl_manager *m = tl_manager_new(&(struct tl_options){.store_url = url, .worker_id = "w"});
+    tl_lock *idle = NULL, *fast = NULL;
+    assert_non_null(m);
+    assert_int_equal(tl_acquire(m, "slow", NULL, &idle), TL_OK); /* starts the thread */
+    tl__real_sleep_ms(20);                                       /* let it fall asleep */
+    assert_int_equal(
+        tl_acquire(m, "fast", &(struct tl_acquire_opts){.lock_timeout_ms = 600}, &fast), TL_OK);
+    if (!tl_test_poll(two_heartbeats, m, 10, 10000))
+        fail_msg("the heartbeat thread slept through a lock due in 200 ms");
+    assert_false(tl_lock_is_lost(fast));
+    tl_lock_free(idle);
+    tl_lock_free(fast);
+    tl_manager_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +429,7 @@ int main(void)
         cmocka_unit_test_setup(a_thousand_locks_are_renewed_every_interval, setup),
         cmocka_unit_test_setup(the_thread_renews_a_thousand_locks, setup),
         cmocka_unit_test_setup(handles_can_be_freed_while_the_thread_renews, setup),
+        cmocka_unit_test_setup(a_short_lock_wakes_an_idle_thread, setup),
     };
 
     return cmocka_run_group_tests_name("heartbeat", tests, NULL, NULL);
