@@ -57,6 +57,17 @@ static bool is_unicode_space(unsigned cp)
            cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000 || cp == 0xfeff;
 }
 
+/*
+ * Invisible formatting characters: zero-width ones (U+200B-U+200F, U+2060-U+2064) and the
+ * bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which can make
+ * an id display as another one.
+ */
+static bool is_invisible_format(unsigned cp)
+{
+    return (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x202a && cp <= 0x202e) ||
+           (cp >= 0x2060 && cp <= 0x2064) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
 const char *tl__check_id(const char *s, size_t max)
 {
     if (s == NULL || s[0] == '\0')
@@ -76,6 +87,8 @@ const char *tl__check_id(const char *s, size_t max)
             return "contains a control character";
         if (cp == ' ' || is_unicode_space(cp))
             return "contains white space";
+        if (is_invisible_format(cp))
+            return "contains an invisible formatting character";
         i += len;
     }
     return NULL;
@@ -149,19 +162,42 @@ tl_status tl_parse_duration(const char *text, uint32_t *out_ms)
     return TL_OK;
 }
 
-/* Whether the "password=" at `v` starts a "password" or "sslpassword" query parameter. */
-static bool is_secret_param(const char *url, const char *v)
+static int hex_value(char c)
 {
-    size_t off = (size_t)(v - url);
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
 
-    if (v[-1] == '?' || v[-1] == '&')
-        return true;
-    return off >= 4 && strncmp(v - 3, "ssl", 3) == 0 && (v[-4] == '?' || v[-4] == '&');
+/* Whether the parameter name of `n` bytes at `name`, percent-decoded and case-folded (libpq
+ * decodes names too, so "pass%77ord" is a password), is "password" or "sslpassword". */
+static bool is_secret_name(const char *name, size_t n)
+{
+    char dec[16];
+    size_t len = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (c == '%' && i + 2 < n && hex_value(name[i + 1]) >= 0 && hex_value(name[i + 2]) >= 0) {
+            c = (char)(hex_value(name[i + 1]) * 16 + hex_value(name[i + 2]));
+            i += 2;
+        }
+        if (len == sizeof(dec) - 1)
+            return false;
+        dec[len++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    dec[len] = '\0';
+    return strcmp(dec, "password") == 0 || strcmp(dec, "sslpassword") == 0;
 }
 
 /*
- * Replaces the value of every "password=" query parameter (libpq URIs allow one), and of libpq's
- * "sslpassword=" (the client key's passphrase), by "***".
+ * Replaces the value of every "password" query parameter (libpq URIs allow one), and of libpq's
+ * "sslpassword" (the client key's passphrase), by "***" — whatever the case or percent-encoding
+ * of the name.
  */
 static char *redact_query_password(char *url)
 {
@@ -170,16 +206,17 @@ static char *redact_query_password(char *url)
 
     char *q = strchr(url, '?');
 
-    while (q != NULL) {
-        char *v = strstr(q, "password=");
-        if (v == NULL)
-            break;
-        if (!is_secret_param(url, v)) {
-            q = v + 1;
+    while (q != NULL && *q != '\0' && *q != '#') {
+        char *name = q + 1;
+        size_t plen = strcspn(name, "&#");
+        char *eq = memchr(name, '=', plen);
+
+        if (eq == NULL || !is_secret_name(name, (size_t)(eq - name))) {
+            q = name + plen;
             continue;
         }
-        v += strlen("password=");
-        size_t vlen = strcspn(v, "&#");
+        char *v = eq + 1;
+        size_t vlen = (size_t)(name + plen - v);
         char *out = tl__asprintf("%.*s***%s", (int)(v - url), url, v + vlen);
         if (out == NULL) {
             tl__free(url);

@@ -226,6 +226,30 @@ static void id_control_and_space(void **state)
     key_bad("\xef\xbb\xbf"
             "a",
             "white space"); /* U+FEFF byte order mark */
+    /* Invisible formatting: an id that would display as another one. */
+    key_bad("a\xe2\x80\x8b"
+            "b",
+            "invisible"); /* U+200B zero width space */
+    key_bad("a\xe2\x80\x8d"
+            "b",
+            "invisible"); /* U+200D zero width joiner */
+    key_bad("a\xe2\x80\x8f"
+            "b",
+            "invisible"); /* U+200F right-to-left mark */
+    key_bad("a\xe2\x80\xae"
+            "b",
+            "invisible"); /* U+202E right-to-left override */
+    key_bad("a\xe2\x81\xa0"
+            "b",
+            "invisible"); /* U+2060 word joiner */
+    key_bad("a\xe2\x81\xa6"
+            "b",
+            "invisible"); /* U+2066 left-to-right isolate */
+    key_bad("a\xe2\x81\xa9"
+            "b",
+            "invisible"); /* U+2069 pop directional isolate */
+    assert_true(tl_key_is_valid("a\xe2\x80\x90"
+                                "b")); /* U+2010 hyphen: visible */
 }
 
 static void id_invalid_utf8(void **state)
@@ -393,6 +417,11 @@ static void redact_query_password(void **state)
     redact_is("postgresql://u:secret@h/db?password=secret", "postgresql://u:***@h/db?password=***");
     /* No "://" at all. */
     redact_is("sqlite:/tmp/x.db?password=secret", "sqlite:/tmp/x.db?password=***");
+    /* libpq decodes parameter names: an encoded or differently cased name is the same secret. */
+    redact_is("postgresql://h/db?pass%77ord=secret", "postgresql://h/db?pass%77ord=***");
+    redact_is("postgresql://h/db?%70assword=secret&a=1", "postgresql://h/db?%70assword=***&a=1");
+    redact_is("postgresql://h/db?ssl%70assword=secret", "postgresql://h/db?ssl%70assword=***");
+    redact_is("postgresql://h/db?PASSWORD=secret", "postgresql://h/db?PASSWORD=***");
 }
 
 static void redact_leaves_lookalikes(void **state)
