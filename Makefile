@@ -23,11 +23,17 @@ test: deps all
 demo: deps all
 	$(BUILD)/tasklock demo
 
+# The same suite under AddressSanitizer+UBSan, and under ThreadSanitizer (separate builds: the
+# two cannot share one). Any report fails the test that triggered it.
 test-asan:
-	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DTL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(MAKE) test BUILD=build-asan \
+	    CMAKE_FLAGS="-DTL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)"
 
 test-tsan:
-	$(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DTL_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug"
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	$(MAKE) test BUILD=build-tsan \
+	    CMAKE_FLAGS="-DTL_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)"
 
 # Fuzzing with clang's libFuzzer: each target for FUZZ_SECONDS, then every input kept in
 # fuzz/regressions/. Longer runs: make fuzz FUZZ_SECONDS=600.
