@@ -5,10 +5,9 @@
  * Metadata read back from a store may have been written by anyone (a GitHub comment, a Redis
  * value), so decoding checks every field and never trusts sizes or types.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "tl.h"
 
@@ -47,12 +46,11 @@ char *tl__meta_encode(const struct tl_info *info)
     tl__format_iso(info->heartbeat_at_ms, beat);
 
     /* "o" steals the reference to task; json_pack frees it on failure too. */
-    json_t *root = json_pack("{s:{s:s, s:s, s:s, s:s, s:o, s:I, s:I}}", "lock", "worker_id",
-                             info->worker_id ? info->worker_id : "", "node_id",
-                             info->node_id ? info->node_id : "", "claimed_at", claimed,
-                             "heartbeat_last", beat, "task_info", task, "token",
-                             (json_int_t)info->token, "lock_timeout_ms",
-                             (json_int_t)info->lock_timeout_ms);
+    json_t *root = json_pack(
+        "{s:{s:s, s:s, s:s, s:s, s:o, s:I, s:I}}", "lock", "worker_id",
+        info->worker_id ? info->worker_id : "", "node_id", info->node_id ? info->node_id : "",
+        "claimed_at", claimed, "heartbeat_last", beat, "task_info", task, "token",
+        (json_int_t)info->token, "lock_timeout_ms", (json_int_t)info->lock_timeout_ms);
     if (root == NULL)
         return NULL;
 
@@ -96,8 +94,7 @@ static bool get_time(json_t *lock, const char *field, int64_t *out, char *err)
     return true;
 }
 
-static bool get_uint(json_t *lock, const char *field, json_int_t max, json_int_t *out,
-                     char *err)
+static bool get_uint(json_t *lock, const char *field, json_int_t max, json_int_t *out, char *err)
 {
     json_t *v = json_object_get(lock, field);
 
@@ -105,8 +102,7 @@ static bool get_uint(json_t *lock, const char *field, json_int_t max, json_int_t
     if (v == NULL)
         return true;
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max) {
-        set_err(err, "metadata: \"%s\" must be an integer from 0 to %lld", field,
-                (long long)max);
+        set_err(err, "metadata: \"%s\" must be an integer from 0 to %lld", field, (long long)max);
         return false;
     }
     *out = json_integer_value(v);

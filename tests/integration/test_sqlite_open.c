@@ -58,8 +58,7 @@ static void threads_opening_a_new_file_at_once_all_succeed(void **state)
         for (int i = 0; i < THREADS; i++) {
             pthread_join(o[i].thread, NULL);
             if (o[i].st != TL_OK)
-                fail_msg("round %d, thread %d: %s: %s", round, i, tl_strerror(o[i].st),
-                         o[i].msg);
+                fail_msg("round %d, thread %d: %s: %s", round, i, tl_strerror(o[i].st), o[i].msg);
         }
         pthread_barrier_destroy(&start);
     }
