@@ -114,6 +114,26 @@ const char *tl_event_kind_name(tl_event_kind kind)
     return "unknown";
 }
 
+bool tl__event_kind_from_name(const char *name, tl_event_kind *out)
+{
+    for (int k = TL_EVENT_ACQUIRED; k <= TL_EVENT_LOST; k++) {
+        if (name != NULL && strcmp(name, tl_event_kind_name((tl_event_kind)k)) == 0) {
+            *out = (tl_event_kind)k;
+            return true;
+        }
+    }
+    return false;
+}
+
+void tl__event_array_reverse(struct tl_event **arr, size_t n)
+{
+    for (size_t i = 0; i < n / 2; i++) {
+        struct tl_event *t = arr[i];
+        arr[i] = arr[n - 1 - i];
+        arr[n - 1 - i] = t;
+    }
+}
+
 static tl_status array_push(void ***arr, size_t *count, size_t *cap, void *item)
 {
     if (*count == *cap) {

@@ -72,6 +72,14 @@ const char *tl__check_id(const char *s, size_t max);
 char *tl__redact_url(const char *url);
 /* Parses a decimal uint64 (no sign, no junk). */
 bool tl__parse_u64(const char *s, uint64_t *out);
+/* The value of a hex digit, or -1. */
+int tl__hex_value(char c);
+/*
+ * Percent-decodes the `n` bytes at `s` into a new string (*out; the caller frees it). TL_EINVAL
+ * for a bad escape or an encoded NUL, TL_ENOMEM; *out is NULL then, and whatever was decoded has
+ * been wiped (the text may be a password).
+ */
+tl_status tl__percent_decode(const char *s, size_t n, char **out);
 
 /* ---- records (record.c, json.c) ---- */
 
@@ -96,6 +104,10 @@ void tl__record_judge(struct tl_record *r, int64_t now_ms);
 
 struct tl_event *tl__event_new(void);
 void tl__event_free(struct tl_event *e);
+/* The kind named `name` ("acquired", ...), as tl_event_kind_name() spells it. */
+bool tl__event_kind_from_name(const char *name, tl_event_kind *out);
+/* Reverses an array of events in place (stores read newest first; history is oldest first). */
+void tl__event_array_reverse(struct tl_event **arr, size_t n);
 
 /*
  * Metadata JSON (json.c). Encode returns a new string (caller frees) or NULL when out of memory.

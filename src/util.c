@@ -162,7 +162,7 @@ tl_status tl_parse_duration(const char *text, uint32_t *out_ms)
     return TL_OK;
 }
 
-static int hex_value(char c)
+int tl__hex_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -171,6 +171,36 @@ static int hex_value(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
+}
+
+tl_status tl__percent_decode(const char *s, size_t n, char **out)
+{
+    char *d = tl__malloc(n + 1);
+    size_t j = 0;
+
+    *out = NULL;
+    if (d == NULL)
+        return TL_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            d[j++] = s[i];
+            continue;
+        }
+        int hi = i + 2 < n ? tl__hex_value(s[i + 1]) : -1;
+        int lo = i + 2 < n ? tl__hex_value(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            /* volatile: the wipe must not be optimised away before free() */
+            for (volatile char *p = d; p < d + j; p++)
+                *p = '\0';
+            tl__free(d);
+            return TL_EINVAL;
+        }
+        d[j++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    d[j] = '\0';
+    *out = d;
+    return TL_OK;
 }
 
 /* Whether the parameter name of `n` bytes at `name`, percent-decoded and case-folded (libpq
@@ -182,8 +212,9 @@ static bool is_secret_name(const char *name, size_t n)
 
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
-        if (c == '%' && i + 2 < n && hex_value(name[i + 1]) >= 0 && hex_value(name[i + 2]) >= 0) {
-            c = (char)(hex_value(name[i + 1]) * 16 + hex_value(name[i + 2]));
+        if (c == '%' && i + 2 < n && tl__hex_value(name[i + 1]) >= 0 &&
+            tl__hex_value(name[i + 2]) >= 0) {
+            c = (char)(tl__hex_value(name[i + 1]) * 16 + tl__hex_value(name[i + 2]));
             i += 2;
         }
         if (len == sizeof(dec) - 1)

@@ -441,11 +441,7 @@ static tl_status memory_history(struct tl_store *s, const char *key, size_t limi
         tl_event_array_free(arr, n);
         return tl__store_fail(s, st, "out of memory");
     }
-    for (size_t i = 0; i < n / 2; i++) {
-        struct tl_event *t = arr[i];
-        arr[i] = arr[n - 1 - i];
-        arr[n - 1 - i] = t;
-    }
+    tl__event_array_reverse(arr, n);
     *out = arr;
     *count = n;
     return TL_OK;

@@ -378,40 +378,12 @@ out:
     tl__free(tmp);
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes `n` bytes of `s` into a new string; NULL on bad encoding or no memory. */
 static char *pct_decode(const char *s, size_t n)
 {
-    char *out = tl__malloc(n + 1);
-    size_t o = 0;
+    char *out = NULL;
 
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%') {
-            int hi = i + 1 < n ? hexval((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
-                tl__free(out);
-                return NULL;
-            }
-            out[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
+    (void)tl__percent_decode(s, n, &out);
     return out;
 }
 
@@ -1320,17 +1292,6 @@ static tl_status pg_list(struct tl_store *s, struct tl_record ***out, size_t *co
     return TL_OK;
 }
 
-static bool kind_of(const char *name, tl_event_kind *out)
-{
-    for (int k = TL_EVENT_ACQUIRED; k <= TL_EVENT_LOST; k++) {
-        if (name != NULL && strcmp(name, tl_event_kind_name((tl_event_kind)k)) == 0) {
-            *out = (tl_event_kind)k;
-            return true;
-        }
-    }
-    return false;
-}
-
 static tl_status pg_history(struct tl_store *s, const char *key, size_t limit,
                             struct tl_event ***out, size_t *count)
 {
@@ -1363,7 +1324,7 @@ static tl_status pg_history(struct tl_store *s, const char *key, size_t limit,
             break;
         }
         if (!get_i64(r, i, 0, &at) || !get_i64(r, i, 5, &token) || k == NULL || w == NULL ||
-            nd == NULL || !kind_of(get_text(r, i, 2), &e->kind)) {
+            nd == NULL || !tl__event_kind_from_name(get_text(r, i, 2), &e->kind)) {
             tl__event_free(e);
             st = tl__store_fail(s, TL_ESTORE,
                                 "postgres: a row of %s.tasklock_history has a missing or bad "
@@ -1388,11 +1349,7 @@ static tl_status pg_history(struct tl_store *s, const char *key, size_t limit,
         tl_event_array_free(arr, n);
         return st;
     }
-    for (size_t i = 0; i < n / 2; i++) { /* newest first from SQL; oldest first out */
-        struct tl_event *t = arr[i];
-        arr[i] = arr[n - 1 - i];
-        arr[n - 1 - i] = t;
-    }
+    tl__event_array_reverse(arr, n); /* newest first from SQL; oldest first out */
     *out = arr;
     *count = n;
     return TL_OK;

@@ -1169,17 +1169,6 @@ static tl_status redis_list(struct tl_store *s, struct tl_record ***out, size_t 
     return TL_OK;
 }
 
-static bool kind_of(const char *name, tl_event_kind *out)
-{
-    for (int k = TL_EVENT_ACQUIRED; k <= TL_EVENT_LOST; k++) {
-        if (strcmp(name, tl_event_kind_name((tl_event_kind)k)) == 0) {
-            *out = (tl_event_kind)k;
-            return true;
-        }
-    }
-    return false;
-}
-
 /* The field `name` of a stream entry's field/value array, or NULL. */
 static const redisReply *entry_field(const redisReply *fields, const char *name)
 {
@@ -1214,7 +1203,7 @@ static tl_status parse_event(struct redis_store *rs, const redisReply *entry, co
     detail = entry_field(fields, "detail");
     if (k == NULL || at == NULL || ev == NULL || worker == NULL || node == NULL || token == NULL ||
         !tl__parse_u64(at->str, &at_v) || at_v > INT64_MAX ||
-        !tl__parse_u64(token->str, &token_v) || !kind_of(ev->str, &kind))
+        !tl__parse_u64(token->str, &token_v) || !tl__event_kind_from_name(ev->str, &kind))
         return tl__store_fail(&rs->base, TL_ESTORE,
                               "redis %s: reading the history: entry %.40s of %shistory is not a "
                               "tasklock event",
@@ -1314,11 +1303,7 @@ static tl_status redis_history(struct tl_store *s, const char *key, size_t limit
         tl_event_array_free(arr, n);
         return st;
     }
-    for (size_t i = 0; i < n / 2; i++) { /* newest first from the stream; oldest first out */
-        struct tl_event *t = arr[i];
-        arr[i] = arr[n - 1 - i];
-        arr[n - 1 - i] = t;
-    }
+    tl__event_array_reverse(arr, n); /* newest first from the stream; oldest first out */
     *out = arr;
     *count = n;
     return TL_OK;
@@ -1487,43 +1472,13 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
 
 /* ---- opening ---- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes `n` bytes of `s` into a new string; NULL on a bad escape, a NUL, or out of
  * memory (*oom then true). */
 static char *decode(const char *s, size_t n, bool *oom)
 {
-    char *out = tl__malloc(n + 1);
-    size_t j = 0;
+    char *out = NULL;
 
-    *oom = out == NULL;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            out[j++] = s[i];
-            continue;
-        }
-        int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
-        int lo = i + 2 < n ? hex_value(s[i + 2]) : -1;
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-            out[j] = '\0'; /* free_secret() wipes up to the NUL */
-            free_secret(out);
-            return NULL;
-        }
-        out[j++] = (char)(hi * 16 + lo);
-        i += 2;
-    }
-    out[j] = '\0';
+    *oom = tl__percent_decode(s, n, &out) == TL_ENOMEM;
     return out;
 }
 

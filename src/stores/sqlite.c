@@ -629,15 +629,6 @@ static tl_status sqlite_list(struct tl_store *s, struct tl_record ***out, size_t
     return TL_OK;
 }
 
-static tl_event_kind kind_of(const char *name)
-{
-    for (int k = TL_EVENT_ACQUIRED; k <= TL_EVENT_LOST; k++) {
-        if (name != NULL && strcmp(name, tl_event_kind_name((tl_event_kind)k)) == 0)
-            return (tl_event_kind)k;
-    }
-    return TL_EVENT_ACQUIRED; /* the CHECK constraint keeps other names out */
-}
-
 static tl_status sqlite_history(struct tl_store *s, const char *key, size_t limit,
                                 struct tl_event ***out, size_t *count)
 {
@@ -657,7 +648,9 @@ static tl_status sqlite_history(struct tl_store *s, const char *key, size_t limi
         if (e != NULL) {
             e->at_ms = sqlite3_column_int64(st, 0);
             e->key = column_dup(st, 1);
-            e->kind = kind_of((const char *)sqlite3_column_text(st, 2));
+            /* The CHECK constraint keeps other names out of the table. */
+            if (!tl__event_kind_from_name((const char *)sqlite3_column_text(st, 2), &e->kind))
+                e->kind = TL_EVENT_ACQUIRED;
             e->worker_id = column_dup(st, 3);
             e->node_id = column_dup(st, 4);
             e->token = (uint64_t)sqlite3_column_int64(st, 5);
@@ -679,11 +672,7 @@ static tl_status sqlite_history(struct tl_store *s, const char *key, size_t limi
         tl_event_array_free(arr, n);
         return ret;
     }
-    for (size_t i = 0; i < n / 2; i++) { /* newest first from SQL; oldest first out */
-        struct tl_event *t = arr[i];
-        arr[i] = arr[n - 1 - i];
-        arr[n - 1 - i] = t;
-    }
+    tl__event_array_reverse(arr, n); /* newest first from SQL; oldest first out */
     *out = arr;
     *count = n;
     return TL_OK;
