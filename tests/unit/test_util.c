@@ -508,9 +508,49 @@ static void version_matches_header(void **state)
                      (TL_VERSION_MAJOR << 16) | (TL_VERSION_MINOR << 8) | TL_VERSION_PATCH);
 }
 
+/* ---- tl__percent_decode ---- */
+
+static void percent_decode_cases(void **state)
+{
+    static const struct {
+        const char *in;
+        tl_status st;
+        const char *out;
+    } cases[] = {
+        {"plain", TL_OK, "plain"}, {"p%40ss", TL_OK, "p@ss"},
+        {"%2F%2f", TL_OK, "//"},   {"%41", TL_OK, "A"},
+        {"", TL_OK, ""},           {"%", TL_EINVAL, NULL},
+        {"%4", TL_EINVAL, NULL},   {"a%4g", TL_EINVAL, NULL},
+        {"%00", TL_EINVAL, NULL}, /* an encoded NUL would cut the text short */
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = (char *)1;
+        tl_status st = tl__percent_decode(cases[i].in, strlen(cases[i].in), &out);
+
+        if (st != cases[i].st)
+            fail_msg("decode(\"%s\"): status %d, want %d", cases[i].in, st, cases[i].st);
+        if (cases[i].out == NULL) {
+            assert_null(out);
+        } else {
+            assert_string_equal(out, cases[i].out);
+            tl_free(out);
+        }
+    }
+    /* Only the first n bytes count. */
+    char *out = NULL;
+    assert_int_equal(tl__percent_decode("ab%41cd", 5, &out), TL_OK);
+    assert_string_equal(out, "abA");
+    tl_free(out);
+    assert_int_equal(tl__hex_value('f'), 15);
+    assert_int_equal(tl__hex_value('G'), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(percent_decode_cases),
         cmocka_unit_test(duration_units),
         cmocka_unit_test(duration_bare_seconds),
         cmocka_unit_test(duration_zero_rejected),
