@@ -41,14 +41,18 @@ static size_t model_char(const unsigned char *s, uint32_t *cp)
     return 0;
 }
 
-/* Code points an id may not hold: controls (C0, DEL, C1), and white space (Unicode's
- * White_Space property) with the byte order mark. */
+/* Code points an id may not hold: controls (C0, DEL, C1), white space (Unicode's White_Space
+ * property) with the byte order mark, and invisible formatting characters (zero-width ones and
+ * the bidirectional embeddings, overrides and isolates). */
 static bool model_forbidden(uint32_t cp)
 {
     static const uint32_t spaces[] = {0x20,   0xa0,   0x1680, 0x2028, 0x2029,
                                       0x202f, 0x205f, 0x3000, 0xfeff};
 
-    if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x2000 && cp <= 0x200a))
+    if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x2000 && cp <= 0x200f))
+        return true;
+    if ((cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2064) ||
+        (cp >= 0x2066 && cp <= 0x2069))
         return true;
     for (size_t i = 0; i < sizeof(spaces) / sizeof(spaces[0]); i++) {
         if (cp == spaces[i])

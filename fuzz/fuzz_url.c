@@ -64,8 +64,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(pw);
     }
 
-    /* Nothing to hide, nothing changed. */
-    if (strchr(url, '@') == NULL && strstr(url, "password=") == NULL)
+    /* Nothing to hide, nothing changed: no userinfo, and no parameter at all (a password
+     * parameter's name may be percent-encoded or in any case). */
+    if (strchr(url, '@') == NULL && strchr(url, '=') == NULL)
         fuzz_check(strcmp(out, url) == 0, "a URL without userinfo or password is unchanged");
 
     tl__free(out);
