@@ -18,6 +18,9 @@
  * - Release: delete our claim, remove the assignee, post the completion comment.
  * - Staleness by the server's clock: the `Date` of the list response against the claim's
  *   `updated_at`, with the lock timeout the claim records.
+ * - History: read back from the comments (completions, the holder's claim, the "from" chains of
+ *   claims that displaced others); see "history" below. Nothing is written for it.
+ * - Size: a claim is built and checked against GitHub's body limit before any write.
  * - Rate limits: x-ratelimit-* read on every response; primary exhaustion and secondary limits
  *   block every instance of the process until they end (waited out when the caller's deadline
  *   allows, else TL_ERATELIMIT saying until when); writes spend a process-wide budget.
@@ -45,21 +48,27 @@
 #include "store.h"
 #include "tl.h"
 
-#define DEFAULT_API         "https://api.github.com"
-#define DEFAULT_PER_MIN     80
-#define DEFAULT_PER_HOUR    500
-#define BUDGET_RING         4096 /* writes remembered: the largest per-hour budget accepted */
-#define DEFAULT_MAX_WAIT_MS (5u * 60 * 1000)
-#define DEFAULT_REREADS     3
-#define DEFAULT_REREAD_MS   500
-#define DEFAULT_PER_PAGE    100
-#define GH_TIMEOUT_MS       5000
-#define MAX_PAGES           2000
-#define CACHE_MAX           64
-#define ORPHANS_MAX         16
-#define SECONDARY_BASE_MS   60000
-#define SECONDARY_MAX_MS    (15 * 60 * 1000)
-#define STALE_MARGIN_MS     1000 /* GitHub's timestamps have 1 s precision */
+#define DEFAULT_API           "https://api.github.com"
+#define DEFAULT_PER_MIN       80
+#define DEFAULT_PER_HOUR      500
+#define BUDGET_RING           4096 /* writes remembered: the largest per-hour budget accepted */
+#define DEFAULT_MAX_WAIT_MS   (5u * 60 * 1000)
+#define DEFAULT_REREADS       3
+#define DEFAULT_REREAD_MS     500
+#define DEFAULT_PER_PAGE      100
+#define DEFAULT_HISTORY_PAGES 10 /* the repository-wide log: the newest 1000 comments */
+#define HISTORY_PAGES_MAX     100
+#define GH_TIMEOUT_MS         5000
+#define MAX_PAGES             2000
+#define CACHE_MAX             64
+#define ORPHANS_MAX           16
+#define SECONDARY_BASE_MS     60000
+#define SECONDARY_MAX_MS      (15 * 60 * 1000)
+#define STALE_MARGIN_MS       1000 /* GitHub's timestamps have 1 s precision */
+#define VICTIMS_MAX           64   /* claims one acquire takes out of its way, at most */
+/* Characters a claim body may grow by after it is posted: its heartbeat counter, written twice
+ * ("#N" and "seq":N), from one digit to at most 19 (it stays within int64). */
+#define SEQ_ROOM 36
 
 /* ---- process-wide state ----
  *
@@ -121,6 +130,7 @@ struct gh_config {
     uint32_t rereads;
     uint32_t reread_ms;
     uint32_t per_page;
+    uint32_t history_pages; /* the repository-wide log reads at most this many pages */
     bool assign;
     bool reconcile; /* false only in tests: trust a re-list without the count check */
 };
@@ -588,6 +598,8 @@ static tl_status parse_params(struct github_store *g, char *query, char **api_pa
             ok = parse_ms(v, &c->reread_ms);
         } else if (strcmp(p, "per_page") == 0) {
             ok = parse_uint(v, 100, &c->per_page) && c->per_page > 0;
+        } else if (strcmp(p, "history_pages") == 0) {
+            ok = parse_uint(v, HISTORY_PAGES_MAX, &c->history_pages) && c->history_pages > 0;
         } else if (strcmp(p, "reconcile") == 0) {
             ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
             c->reconcile = strcmp(v, "true") == 0;
@@ -599,7 +611,7 @@ static tl_status parse_params(struct github_store *g, char *query, char **api_pa
             return fail(g, TL_EINVAL,
                         "github store URL: unknown parameter \"%s\" (known: api_url, trusted, "
                         "write_budget, timeout, max_wait, assign, rereads, reread_delay, "
-                        "per_page, reconcile)",
+                        "per_page, history_pages, reconcile)",
                         p);
         }
         if (!ok)
@@ -1098,36 +1110,31 @@ static tl_status parse_page(struct github_store *g, const struct tl_http_resp *r
     return st;
 }
 
+/* Asked after each page whether enough has been read; sets *err (a status) to stop on an
+ * error of its own. */
+typedef bool gh_enough_fn(void *ud, const struct gh_page *pages, size_t npages, tl_status *err);
+
 /*
- * Reads every page of a comment list into the cache: the issue's (`number` > 0) or the whole
- * repository's (0). With `conditional`, each page already read is asked for with If-None-Match
- * and a 304 keeps what we had (and costs no primary rate budget).
+ * Reads the pages of a comment list from `url` (taken over) into the cache entry `l`, following
+ * rel="next": up to `max_pages` (more is an error when `cap_fails`, else the read stops there),
+ * or until `enough` (may be NULL) says so. *complete: the last page was read. With
+ * `conditional`, each page already read is asked for with If-None-Match and a 304 keeps what we
+ * had (and costs no primary rate budget). `number` is the issue, for messages (0: none).
  */
-static tl_status read_list(struct github_store *g, int64_t number, bool conditional,
-                           struct gh_list **out)
+static tl_status read_pages(struct github_store *g, struct gh_list *l, char *url, int64_t number,
+                            bool conditional, size_t max_pages, bool cap_fails,
+                            gh_enough_fn *enough, void *ud, bool *complete)
 {
-    struct gh_list *l = list_get(g, number);
     struct gh_page *pages = NULL;
     size_t npages = 0, cap = 0;
     struct tl_http_resp r = {0};
     tl_status st = TL_OK;
-    char *url;
 
-    *out = NULL;
-    if (l == NULL)
-        return oom(g);
-    if (number > 0)
-        url = tl__asprintf("%s/repos/%s/%s/issues/%lld/comments?per_page=%u", g->api, g->owner,
-                           g->repo, (long long)number, g->cfg.per_page);
-    else
-        url = tl__asprintf("%s/repos/%s/%s/issues/comments?per_page=%u", g->api, g->owner, g->repo,
-                           g->cfg.per_page);
-    if (url == NULL)
-        return oom(g);
-
+    *complete = false;
     while (url != NULL) {
-        if (npages == MAX_PAGES) {
-            st = fail(g, TL_ESTORE, "github: more than %d pages of comments", MAX_PAGES);
+        if (npages == max_pages) {
+            if (cap_fails)
+                st = fail(g, TL_ESTORE, "github: more than %zu pages of comments", max_pages);
             break;
         }
         for (size_t i = 0; i < npages; i++) {
@@ -1180,11 +1187,17 @@ static tl_status read_list(struct github_store *g, int64_t number, bool conditio
         url = NULL;
         npages++;
         l->date_ms = resp_date(&r);
-        if (p->next != NULL && (url = tl__strdup(p->next)) == NULL) {
+        tl__http_resp_clear(&r);
+        if (p->next == NULL) {
+            *complete = true;
+            break;
+        }
+        if (enough != NULL && enough(ud, pages, npages, &st))
+            break;
+        if ((url = tl__strdup(p->next)) == NULL) {
             st = oom(g);
             break;
         }
-        tl__http_resp_clear(&r);
     }
     tl__http_resp_clear(&r);
     tl__free(url);
@@ -1203,8 +1216,41 @@ static tl_status read_list(struct github_store *g, int64_t number, bool conditio
     tl__free(l->pages);
     l->pages = pages;
     l->npages = npages;
-    *out = l;
     return TL_OK;
+}
+
+/*
+ * Reads every page of a comment list into the cache: the issue's (`number` > 0) or the whole
+ * repository's (0). With `conditional`, each page already read is asked for with If-None-Match
+ * and a 304 keeps what we had (and costs no primary rate budget).
+ */
+static tl_status read_list(struct github_store *g, int64_t number, bool conditional,
+                           struct gh_list **out)
+{
+    struct gh_list *l = list_get(g, number);
+    bool complete;
+    char *url;
+
+    *out = NULL;
+    if (l == NULL) {
+        (void)oom(g);
+        return TL_ENOMEM; /* spelled out: *out is set exactly when TL_OK is returned */
+    }
+    if (number > 0)
+        url = tl__asprintf("%s/repos/%s/%s/issues/%lld/comments?per_page=%u", g->api, g->owner,
+                           g->repo, (long long)number, g->cfg.per_page);
+    else
+        url = tl__asprintf("%s/repos/%s/%s/issues/comments?per_page=%u", g->api, g->owner, g->repo,
+                           g->cfg.per_page);
+    if (url == NULL) {
+        (void)oom(g);
+        return TL_ENOMEM;
+    }
+    tl_status st =
+        read_pages(g, l, url, number, conditional, MAX_PAGES, true, NULL, NULL, &complete);
+    if (st == TL_OK)
+        *out = l;
+    return st;
 }
 
 static size_t list_count(const struct gh_list *l)
@@ -1646,6 +1692,7 @@ static tl_status github_open(struct tl_store *s, const char *url)
                                 .rereads = DEFAULT_REREADS,
                                 .reread_ms = DEFAULT_REREAD_MS,
                                 .per_page = DEFAULT_PER_PAGE,
+                                .history_pages = DEFAULT_HISTORY_PAGES,
                                 .assign = true,
                                 .reconcile = true};
     g->op_max_wait_ms = g->cfg.max_wait_ms;
@@ -1771,27 +1818,29 @@ static void push_from(struct tl_gh_claim *c, const struct gh_item *it)
     }
 }
 
-static size_t utf8_chars(const char *s)
+/*
+ * Plans what this claim takes out of its way (steal-stale: stale claims; force: any), lowest
+ * first, without a request yet: each one is marked deleted in the list, listed in `victims`, and
+ * recorded in `mine` (from, took). Returns TL_EBUSY with the holder in `out` (and nothing
+ * planned) when this mode may not take the key.
+ */
+static tl_status plan_the_way(struct github_store *g, const struct tl_claim *req, struct gh_list *l,
+                              struct tl_gh_claim *mine, bool *forced, struct gh_item **victims,
+                              size_t *nvictims, struct tl_claim_result *out)
 {
-    size_t n = 0;
-
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
-}
-
-/* Takes the other claims out of the way before we post (steal-stale, force). Returns
- * TL_EBUSY with the holder in `out` when this mode may not take it. */
-static tl_status clear_the_way(struct github_store *g, const struct tl_claim *req,
-                               struct gh_list *l, struct tl_gh_claim *mine, bool *forced,
-                               struct tl_claim_result *out)
-{
-    for (int guard = 0; guard < 64; guard++) {
+    *nvictims = 0;
+    for (;;) {
         struct gh_item *h = lowest_claim(g, l, 0, 0);
         if (h == NULL)
-            return TL_OK;
+            break;
         bool stale = stale_at(h, l->date_ms);
-        if (req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && !stale)) {
+        bool busy = req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && !stale);
+        if (busy || *nvictims == VICTIMS_MAX) {
+            for (size_t i = 0; i < *nvictims; i++)
+                victims[i]->deleted = false;
+            *nvictims = 0;
+            if (!busy)
+                return fail(g, TL_ESTORE, "github: too many claims to clear");
             tl_status st = item_record(g, h, req->key, l->date_ms, &out->rec);
             if (st != TL_OK)
                 return st;
@@ -1800,18 +1849,104 @@ static tl_status clear_the_way(struct github_store *g, const struct tl_claim *re
             out->holder_known = true;
             return TL_EBUSY;
         }
-        bool gone;
-        tl_status st = delete_comment(g, h->id, &gone);
-        if (st != TL_OK)
-            return st;
-        LOG(g, TL_LOG_INFO, "github: #%s: deleted the %s claim %lld of %s", req->key,
-            stale ? "stale" : "live", (long long)h->id, h->claim.rec.info.worker_id);
         if (!stale)
             *forced = true;
         push_from(mine, h);
         h->deleted = true;
+        victims[(*nvictims)++] = h;
     }
-    return fail(g, TL_ESTORE, "github: too many claims to clear");
+    if (mine->nfrom > 0)
+        mine->took = *forced ? TL_GH_TOOK_FORCED : TL_GH_TOOK_STALE;
+    return TL_OK;
+}
+
+/* Deletes the planned claims, lowest first. On failure the ones not deleted count again. */
+static tl_status take_out(struct github_store *g, const char *key, struct gh_item **victims,
+                          size_t n, int64_t now_ms)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool gone;
+        tl_status st = delete_comment(g, victims[i]->id, &gone);
+        if (st != TL_OK) {
+            for (size_t j = i; j < n; j++)
+                victims[j]->deleted = false;
+            return st;
+        }
+        LOG(g, TL_LOG_INFO, "github: #%s: deleted the %s claim %lld of %s", key,
+            stale_at(victims[i], now_ms) ? "stale" : "live", (long long)victims[i]->id,
+            victims[i]->claim.rec.info.worker_id);
+    }
+    return TL_OK;
+}
+
+/*
+ * Whether GitHub takes `text` as a claim body, with room for the heartbeat counter to grow to
+ * its widest (it is written twice: "#N" and "seq":N). Else TL_EINVAL saying how large it is.
+ */
+static tl_status check_size(struct github_store *g, const char *text)
+{
+    size_t chars = tl__gh_chars(text) + SEQ_ROOM;
+
+    if (chars <= TL_GH_BODY_MAX)
+        return TL_OK;
+    return fail(g, TL_EINVAL,
+                "github: task info too large for a GitHub comment: the claim would be %zu "
+                "characters; GitHub allows %d",
+                chars, TL_GH_BODY_MAX);
+}
+
+/*
+ * Records in our claim the holders deleted after it was posted (a lower claim that became
+ * visible late, taken by steal-stale or force), so that the issue's audit trail names them. One
+ * edit, only in that race; a failure is logged: the lock is ours all the same.
+ */
+static void amend_claim(struct github_store *g, int64_t number, struct gh_item *it,
+                        const struct tl_gh_claim *mine, int64_t now_ms)
+{
+    char keep[TL_ERRMSG_SIZE];
+    struct tl_http_resp r = {0};
+    char *text = tl__gh_build_claim(mine, now_ms);
+    char *url = comment_url(g, it->id);
+    char *body = text ? json_body("body", text) : NULL;
+
+    memcpy(keep, g->base.errmsg, sizeof(keep));
+    if (text == NULL || url == NULL || body == NULL) {
+        LOG(g, TL_LOG_WARN, "github: #%lld: out of memory recording the displaced holders",
+            (long long)number);
+    } else if (check_size(g, text) != TL_OK) {
+        LOG(g, TL_LOG_WARN, "github: #%lld: the displaced holders are not recorded: %s",
+            (long long)number, g->base.errmsg);
+    } else if (gh_call(g, "PATCH", url, body, NULL, &r) != TL_OK || r.status != 200) {
+        LOG(g, TL_LOG_WARN, "github: #%lld: recording the displaced holders failed (%ld): %s",
+            (long long)number, r.status, g->base.errmsg);
+    } else {
+        json_t *o = load_json(&r);
+        int64_t upd;
+        if (json_time(o, "updated_at", &upd))
+            it->updated_ms = upd;
+        json_decref(o);
+    }
+    tl__http_resp_clear(&r);
+    tl__free(text);
+    tl__free(url);
+    tl__free(body);
+    memcpy(g->base.errmsg, keep, sizeof(keep));
+}
+
+/* Copies a claim's took and from into `mine` (which has none). */
+static tl_status copy_took(struct github_store *g, struct tl_gh_claim *mine,
+                           const struct tl_gh_claim *c)
+{
+    mine->took = c->took;
+    for (size_t i = 0; i < c->nfrom && i < TL_GH_FROM_DEPTH; i++) {
+        struct tl_gh_from *f = &mine->from[mine->nfrom++];
+        *f = c->from[i];
+        f->worker_id = tl__strdup(c->from[i].worker_id);
+        f->node_id = tl__strdup(c->from[i].node_id);
+        if (f->worker_id == NULL || f->node_id == NULL)
+            return oom(g);
+    }
+    return TL_OK;
 }
 
 static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
@@ -1820,10 +1955,12 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     struct github_store *g = (struct github_store *)s;
     struct tl_gh_claim mine = {0};
     struct gh_item posted = {0};
+    struct gh_item *victims[VICTIMS_MAX];
     struct gh_list *l = NULL;
     char *text = NULL;
-    bool forced = false, assigned = false, maybe;
+    bool forced = false, assigned = false, amend = false, maybe;
     int64_t number, id = 0;
+    size_t nvictims = 0;
     tl_status st;
 
     if (!tl__gh_parse_key(req->key, &number))
@@ -1875,13 +2012,16 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
                 st = oom(g);
                 goto done;
             }
+            if ((st = copy_took(g, &mine, &it->claim)) != TL_OK)
+                goto done;
             goto decide;
         }
     }
-    if ((st = clear_the_way(g, req, l, &mine, &forced, out)) != TL_OK)
+    /* 2. What this mode takes out of its way (nothing is deleted before the size check). */
+    if ((st = plan_the_way(g, req, l, &mine, &forced, victims, &nvictims, out)) != TL_OK)
         goto done;
 
-    /* 2. Post our claim. */
+    /* 3. Our claim: built and checked against GitHub's size limit before any write. */
     mine.rec.info.worker_id = tl__strdup(req->worker_id);
     mine.rec.info.node_id = tl__strdup(req->node_id);
     mine.rec.info.task_info = tl__strdup(req->task_info);
@@ -1891,19 +2031,18 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     }
     mine.rec.info.claimed_at_ms = mine.rec.info.heartbeat_at_ms = l->date_ms;
     mine.rec.info.lock_timeout_ms = req->lock_timeout_ms;
-    mine.took = mine.nfrom == 0 ? TL_GH_TOOK_FREE : forced ? TL_GH_TOOK_FORCED : TL_GH_TOOK_STALE;
     random_nonce(g, mine.nonce);
     if ((text = tl__gh_build_claim(&mine, l->date_ms)) == NULL) {
         st = oom(g);
-        goto done;
+        goto unplan;
     }
-    if (utf8_chars(text) > TL_GH_BODY_MAX) {
-        st = fail(g, TL_EINVAL,
-                  "github: the claim comment would be %zu characters, over GitHub's limit of %d: "
-                  "make task_info smaller",
-                  utf8_chars(text), TL_GH_BODY_MAX);
+    if ((st = check_size(g, text)) != TL_OK)
+        goto unplan;
+    if ((st = take_out(g, req->key, victims, nvictims, l->date_ms)) != TL_OK)
         goto done;
-    }
+    nvictims = 0;
+
+    /* 4. Post it. */
     st = post_comment(g, number, text, &posted, &maybe);
     if (st == TL_OK) {
         id = posted.id;
@@ -1955,7 +2094,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     }
 
 decide:
-    /* 3. Keep it only if it is the lowest trusted claim in a list that is complete. */
+    /* 5. Keep it only if it is the lowest trusted claim in a list that is complete. */
     for (uint32_t a = 0;; a++) {
         if (a > 0)
             tl__real_sleep_ms(g->cfg.reread_ms << (a - 1 < 4 ? a - 1 : 4));
@@ -1970,6 +2109,8 @@ decide:
                     goto withdraw;
                 if (!stale)
                     forced = true;
+                push_from(&mine, lower);
+                amend = true;
                 lower->deleted = true;
                 continue;
             }
@@ -2013,10 +2154,14 @@ decide:
             st = fail(g, TL_ESTORE, "github: our claim %lld is not readable", (long long)id);
             goto withdraw;
         }
+        if (amend) {
+            mine.took = forced ? TL_GH_TOOK_FORCED : TL_GH_TOOK_STALE;
+            amend_claim(g, number, it, &mine, l->date_ms);
+        }
         if ((st = item_record(g, it, req->key, l->date_ms, &out->rec)) != TL_OK)
             goto withdraw;
-        out->took_stale = it->claim.took == TL_GH_TOOK_STALE && !forced;
-        out->took_forced = forced || it->claim.took == TL_GH_TOOK_FORCED;
+        out->took_forced = forced || mine.took == TL_GH_TOOK_FORCED;
+        out->took_stale = !out->took_forced && mine.took == TL_GH_TOOK_STALE;
     }
     goto done;
 
@@ -2026,6 +2171,9 @@ withdraw:
         int64_t ignored;
         (void)assignee(g, number, false, &ignored);
     }
+unplan:
+    for (size_t i = 0; i < nvictims; i++) /* planned, not deleted: they count again */
+        victims[i]->deleted = false;
 done:
     item_clear(&posted);
     tl__gh_claim_clear(&mine);
@@ -2096,9 +2244,14 @@ static tl_status github_renew(struct tl_store *s, const struct tl_record *held, 
         it = &fetched;
     }
 
-    /* 2. Edit it in place: a new counter (and time) in every heartbeat. */
+    /* 2. Edit it in place: a new counter (and time) in every heartbeat. The counter is above
+     * the one the comment has, whatever `seq` says: a renew by token alone (`tasklock renew` in
+     * another process) always passes 1, and its body must still change, since GitHub does not
+     * document that an identical edit moves `updated_at`. */
     struct tl_gh_claim c = it->claim; /* shallow: only read by the builder */
-    c.seq = seq;
+    c.seq = seq > it->claim.seq ? seq : it->claim.seq + 1;
+    if (c.seq > INT64_MAX)
+        c.seq = INT64_MAX;
     c.rec.info.claimed_at_ms = held->info.claimed_at_ms;
     c.rec.info.heartbeat_at_ms = l->date_ms;
     if ((text = tl__gh_build_claim(&c, l->date_ms)) == NULL || (url = comment_url(g, id)) == NULL ||
@@ -2376,6 +2529,370 @@ static tl_status github_list(struct tl_store *s, struct tl_record ***out, size_t
     return TL_OK;
 }
 
+/* ---- history ----
+ *
+ * The issue's comments are the audit trail. A completion comment tells of a whole tenure: the
+ * claim it ends (token, worker, when it was claimed, how: free, stale or forced) and the release
+ * (when, the summary). The live holder's claim tells of its own acquisition. A claim that was
+ * stolen or forced away is deleted without a completion; it lives on in the "from" chain of the
+ * claim that displaced it (and in that claim's completion later), which names the displaced
+ * holders with their tokens and claim times. Losses cannot be told: the loser's claim is gone.
+ */
+
+/* An event as the comments tell it, before it is handed out. Strings are borrowed from the
+ * listed comments. */
+struct gh_ev {
+    int64_t issue;
+    uint64_t token; /* the holder the event is about */
+    int phase;      /* 0: it took the lock (acquired, stolen, forced); 1: it released it */
+    int rank;       /* 0: told by the holder's own comment; 1: by another claim's "from" */
+    int64_t at_ms;
+    tl_event_kind kind;
+    const char *worker_id;
+    const char *node_id;
+    const char *summary;     /* released: the summary, or NULL */
+    const char *from_worker; /* stolen, forced: whom it displaced, when known */
+    uint64_t from_token;
+};
+
+struct gh_evs {
+    struct gh_ev *v;
+    size_t n, cap;
+};
+
+/* One holder of a chain: a claim, or a holder it displaced. */
+struct gh_link {
+    uint64_t token;
+    enum tl_gh_took took;
+    const char *worker_id;
+    const char *node_id;
+    int64_t at_ms;
+};
+
+static bool evs_push(struct gh_evs *e, const struct gh_ev *ev)
+{
+    if (e->n == e->cap) {
+        size_t ncap = e->cap ? e->cap * 2 : 32;
+        struct gh_ev *n = tl__realloc(e->v, ncap * sizeof(*n));
+        if (n == NULL)
+            return false;
+        e->v = n;
+        e->cap = ncap;
+    }
+    e->v[e->n++] = *ev;
+    return true;
+}
+
+/* The acquisitions a chain tells of: chain[0] is the claim itself, the rest the holders it
+ * displaced. Whom a steal or force displaced is the nearest earlier holder in the chain. */
+static bool add_chain(struct gh_evs *e, int64_t issue, const struct gh_link *chain, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct gh_link *c = &chain[i];
+        struct gh_ev ev = {.issue = issue,
+                           .token = c->token,
+                           .rank = i == 0 ? 0 : 1,
+                           .at_ms = c->at_ms,
+                           .kind = c->took == TL_GH_TOOK_STALE    ? TL_EVENT_STOLEN
+                                   : c->took == TL_GH_TOOK_FORCED ? TL_EVENT_FORCED
+                                                                  : TL_EVENT_ACQUIRED,
+                           .worker_id = c->worker_id,
+                           .node_id = c->node_id};
+        for (size_t j = 0; c->took != TL_GH_TOOK_FREE && j < n; j++) {
+            if (chain[j].token < c->token &&
+                (ev.from_worker == NULL || chain[j].token > ev.from_token)) {
+                ev.from_worker = chain[j].worker_id;
+                ev.from_token = chain[j].token;
+            }
+        }
+        if (!evs_push(e, &ev))
+            return false;
+    }
+    return true;
+}
+
+static size_t chain_of(struct gh_link chain[1 + TL_GH_FROM_DEPTH], const struct gh_link *self,
+                       const struct tl_gh_from *from, size_t nfrom)
+{
+    size_t n = 1;
+
+    chain[0] = *self;
+    for (size_t i = 0; i < nfrom && i < TL_GH_FROM_DEPTH; i++, n++)
+        chain[n] = (struct gh_link){.token = from[i].token,
+                                    .took = from[i].took,
+                                    .worker_id = from[i].worker_id,
+                                    .node_id = from[i].node_id,
+                                    .at_ms = from[i].claimed_at_ms};
+    return n;
+}
+
+struct gh_claimref {
+    int64_t issue;
+    const struct gh_item *it;
+};
+
+static int cmp_claimref(const void *a, const void *b)
+{
+    const struct gh_claimref *x = a, *y = b;
+
+    if (x->issue != y->issue)
+        return x->issue < y->issue ? -1 : 1;
+    return (x->it->id > y->it->id) - (x->it->id < y->it->id);
+}
+
+/* Same event (issue, token, phase), the best-told first. */
+static int cmp_ev_identity(const void *a, const void *b)
+{
+    const struct gh_ev *x = a, *y = b;
+
+    if (x->issue != y->issue)
+        return x->issue < y->issue ? -1 : 1;
+    if (x->token != y->token)
+        return x->token < y->token ? -1 : 1;
+    if (x->phase != y->phase)
+        return x->phase - y->phase;
+    return x->rank - y->rank;
+}
+
+/* Oldest first: by time, then (GitHub's times have whole seconds) by the holders' tokens, an
+ * acquisition before its release. */
+static int cmp_ev_order(const void *a, const void *b)
+{
+    const struct gh_ev *x = a, *y = b;
+
+    if (x->at_ms != y->at_ms)
+        return x->at_ms < y->at_ms ? -1 : 1;
+    if (x->token != y->token)
+        return x->token < y->token ? -1 : 1;
+    if (x->phase != y->phase)
+        return x->phase - y->phase;
+    return (x->issue > y->issue) - (x->issue < y->issue);
+}
+
+/*
+ * The events the listed comments tell of, one per (issue, token, phase), unordered: of issue
+ * `number`, or (0) of the issue each comment names. Only trusted accounts' markers count; a
+ * live claim counts only if it is its issue's holder (the lowest). *oldest_ms: the creation time
+ * of the oldest marker comment listed (INT64_MAX: none).
+ */
+static tl_status collect_events(struct github_store *g, const struct gh_page *pages, size_t npages,
+                                int64_t number, struct gh_evs *out, int64_t *oldest_ms)
+{
+    struct gh_claimref *claims = NULL;
+    size_t nclaims = 0, total = 0;
+    struct gh_link chain[1 + TL_GH_FROM_DEPTH];
+    tl_status st = TL_OK;
+
+    memset(out, 0, sizeof(*out));
+    *oldest_ms = INT64_MAX;
+    for (size_t i = 0; i < npages; i++)
+        total += pages[i].nitems;
+    if (total > 0 && (claims = tl__malloc(total * sizeof(*claims))) == NULL)
+        return oom(g);
+
+    for (size_t i = 0; i < npages && st == TL_OK; i++) {
+        for (size_t j = 0; j < pages[i].nitems && st == TL_OK; j++) {
+            const struct gh_item *it = &pages[i].items[j];
+            int64_t issue = number > 0 ? number : it->issue;
+
+            if (it->created_ms > 0 && it->created_ms < *oldest_ms)
+                *oldest_ms = it->created_ms;
+            if (issue <= 0 || it->deleted || !trusted(g, it->login))
+                continue;
+            if (it->kind == TL_GH_CLAIM) {
+                claims[nclaims++] = (struct gh_claimref){.issue = issue, .it = it};
+            } else if (it->kind == TL_GH_RELEASE) {
+                const struct tl_gh_release *r = &it->rel;
+                const struct gh_link self = {.token = r->token,
+                                             .took = r->took,
+                                             .worker_id = r->worker_id,
+                                             .node_id = r->node_id,
+                                             .at_ms = r->claimed_at_ms};
+                const struct gh_ev rel = {.issue = issue,
+                                          .token = r->token,
+                                          .phase = 1,
+                                          .at_ms = r->released_at_ms,
+                                          .kind = TL_EVENT_RELEASED,
+                                          .worker_id = r->worker_id,
+                                          .node_id = r->node_id,
+                                          .summary = r->summary};
+                size_t n = chain_of(chain, &self, r->from, r->nfrom);
+                if (!add_chain(out, issue, chain, n) || !evs_push(out, &rel))
+                    st = oom(g);
+            }
+        }
+    }
+    /* The holder of each issue is its lowest live claim; later ones are racing or withdrawing
+     * claimants that never held it. */
+    if (nclaims > 1)
+        qsort(claims, nclaims, sizeof(*claims), cmp_claimref);
+    for (size_t i = 0; i < nclaims && st == TL_OK; i++) {
+        if (i > 0 && claims[i].issue == claims[i - 1].issue)
+            continue;
+        const struct gh_item *it = claims[i].it;
+        const struct gh_link self = {.token = (uint64_t)it->id,
+                                     .took = it->claim.took,
+                                     .worker_id = it->claim.rec.info.worker_id,
+                                     .node_id = it->claim.rec.info.node_id,
+                                     .at_ms = it->created_ms};
+        size_t n = chain_of(chain, &self, it->claim.from, it->claim.nfrom);
+        if (!add_chain(out, claims[i].issue, chain, n))
+            st = oom(g);
+    }
+    tl__free(claims);
+    if (st != TL_OK) {
+        tl__free(out->v);
+        memset(out, 0, sizeof(*out));
+        return st;
+    }
+
+    /* One of each: a holder's own comment tells it best; chains may repeat it. */
+    if (out->n > 1)
+        qsort(out->v, out->n, sizeof(*out->v), cmp_ev_identity);
+    size_t k = 0;
+    for (size_t i = 0; i < out->n; i++) {
+        const struct gh_ev *v = &out->v[i];
+        if (k > 0 && out->v[k - 1].issue == v->issue && out->v[k - 1].token == v->token &&
+            out->v[k - 1].phase == v->phase)
+            continue;
+        out->v[k++] = *v;
+    }
+    out->n = k;
+    return TL_OK;
+}
+
+struct gh_enough {
+    struct github_store *g;
+    size_t limit;
+};
+
+/*
+ * Whether the newest pages of the repository-wide list (newest first) already hold the newest
+ * `limit` events. Every event is at most as recent as the comment that tells it, so the events
+ * after the oldest comment read are all known: once there are `limit` of them, older pages
+ * cannot change the answer.
+ */
+static bool history_enough(void *ud, const struct gh_page *pages, size_t npages, tl_status *err)
+{
+    struct gh_enough *e = ud;
+    struct gh_evs evs;
+    int64_t oldest;
+    size_t after = 0;
+
+    if ((*err = collect_events(e->g, pages, npages, 0, &evs, &oldest)) != TL_OK)
+        return true;
+    for (size_t i = 0; i < evs.n; i++)
+        after += evs.v[i].at_ms > oldest;
+    tl__free(evs.v);
+    return after >= e->limit;
+}
+
+static tl_status make_event(struct github_store *g, const struct gh_ev *v, const char *key,
+                            struct tl_event **out)
+{
+    char num[32];
+    struct tl_event *e = tl__event_new();
+
+    *out = NULL;
+    if (e == NULL)
+        return oom(g);
+    (void)snprintf(num, sizeof(num), "%lld", (long long)v->issue);
+    e->at_ms = v->at_ms;
+    e->kind = v->kind;
+    e->token = v->token;
+    e->key = tl__strdup(key ? key : num);
+    e->worker_id = tl__strdup(v->worker_id);
+    e->node_id = tl__strdup(v->node_id);
+    bool detail = false;
+    if (v->kind == TL_EVENT_RELEASED && v->summary != NULL) {
+        detail = true;
+        e->detail = tl__strdup(v->summary);
+    } else if (v->kind != TL_EVENT_RELEASED && v->from_worker != NULL) {
+        detail = true;
+        e->detail =
+            tl__asprintf("from %s (token %llu)", v->from_worker, (unsigned long long)v->from_token);
+    }
+    if (!e->key || !e->worker_id || !e->node_id || (detail && !e->detail)) {
+        tl__event_free(e);
+        return oom(g);
+    }
+    *out = e;
+    return TL_OK;
+}
+
+static tl_status github_history(struct tl_store *s, const char *key, size_t limit,
+                                struct tl_event ***out, size_t *count)
+{
+    struct github_store *g = (struct github_store *)s;
+    struct tl_event **arr = NULL;
+    size_t n = 0, cap = 0;
+    struct gh_evs evs = {0};
+    struct gh_list *l;
+    bool complete = true;
+    int64_t number = 0, oldest;
+    tl_status st;
+
+    *out = NULL;
+    *count = 0;
+    if (key != NULL && !tl__gh_parse_key(key, &number))
+        return github_check_key(s, key);
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    if (number > 0) {
+        /* The issue's every comment (one request per 100; 304s when unchanged). */
+        if ((st = read_list(g, number, true, &l)) != TL_OK)
+            return st;
+    } else {
+        /* The repository's newest comments first, until they hold the newest `limit` events,
+         * at most history_pages pages: a busy repository's log is bounded, not complete. */
+        struct gh_enough e = {.g = g, .limit = limit};
+        char *url = tl__asprintf("%s/repos/%s/%s/issues/comments?sort=created&direction=desc"
+                                 "&per_page=%u",
+                                 g->api, g->owner, g->repo, g->cfg.per_page);
+        if (url == NULL || (l = list_get(g, -1)) == NULL) {
+            tl__free(url);
+            return oom(g);
+        }
+        if ((st = read_pages(g, l, url, 0, true, g->cfg.history_pages, false, history_enough, &e,
+                             &complete)) != TL_OK)
+            return st;
+    }
+    if ((st = collect_events(g, l->pages, l->npages, number, &evs, &oldest)) != TL_OK)
+        return st;
+    if (!complete) {
+        /* Only what the pages read tell completely: the events after their oldest comment. */
+        size_t k = 0;
+        for (size_t i = 0; i < evs.n; i++) {
+            if (evs.v[i].at_ms > oldest)
+                evs.v[k++] = evs.v[i];
+        }
+        LOG(g, TL_LOG_DEBUG,
+            "github: the repository's log read its newest %zu pages of comments (at most %u): "
+            "%zu events after the oldest of them",
+            l->npages, g->cfg.history_pages, k);
+        evs.n = k;
+    }
+    if (evs.n > 1)
+        qsort(evs.v, evs.n, sizeof(*evs.v), cmp_ev_order);
+    for (size_t i = evs.n > limit ? evs.n - limit : 0; i < evs.n; i++) {
+        struct tl_event *e;
+        if ((st = make_event(g, &evs.v[i], key, &e)) != TL_OK)
+            break;
+        if (tl__event_array_push(&arr, &n, &cap, e) != TL_OK) {
+            tl__event_free(e);
+            st = oom(g);
+            break;
+        }
+    }
+    tl__free(evs.v);
+    if (st != TL_OK) {
+        tl_event_array_free(arr, n);
+        return st;
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
 const struct tl_store_ops tl__store_github = {
     .version = TL_STORE_OPS_VERSION,
     .scheme = "github",
@@ -2387,5 +2904,6 @@ const struct tl_store_ops tl__store_github = {
     .release = github_release,
     .inspect = github_inspect,
     .list = github_list,
+    .history = github_history,
     .check_key = github_check_key,
 };

@@ -14,14 +14,27 @@
 
 #include "tl.h"
 
-#define TL_GH_NONCE_LEN  32          /* lowercase hex characters */
-#define TL_GH_MARKER_MAX TL_META_MAX /* bytes of marker JSON we parse at most */
-#define TL_GH_BODY_MAX   65536       /* GitHub's limit on a comment body, in characters */
-#define TL_GH_FROM_DEPTH 4           /* displaced holders remembered in a claim, at most */
+#define TL_GH_NONCE_LEN 32 /* lowercase hex characters */
+/*
+ * GitHub's limit on a comment body: 65536 characters, counted here as Unicode code points (what
+ * its 422 message says). A body within it is also within the 262144 UTF-8 bytes that GitHub has
+ * been observed to enforce instead (4 bytes a code point at most).
+ */
+#define TL_GH_BODY_MAX 65536
+/*
+ * Bytes of marker JSON we parse at most. More than any comment GitHub stores (4 * TL_GH_BODY_MAX
+ * bytes), and more than the largest marker tl__gh_build_claim can write (about 400 KiB: metadata
+ * of the core's largest size with every byte escaped to six, plus a full "from" chain), so that
+ * every marker we build parses back. The claim path refuses bodies over TL_GH_BODY_MAX before
+ * posting them.
+ */
+#define TL_GH_MARKER_MAX ((size_t)512 * 1024)
+#define TL_GH_FROM_DEPTH 4 /* displaced holders remembered in a claim, at most */
 
 enum tl_gh_took { TL_GH_TOOK_FREE = 0, TL_GH_TOOK_STALE, TL_GH_TOOK_FORCED };
 
-/* A holder that a claim displaced (stole or forced out). */
+/* A holder that a claim displaced (stole or forced out): all that is left of its claim, which
+ * was deleted. The audit trail tells its acquisition from this. */
 struct tl_gh_from {
     char *worker_id;
     char *node_id;
@@ -39,23 +52,26 @@ struct tl_gh_from {
 struct tl_gh_claim {
     struct tl_record rec;
     char nonce[TL_GH_NONCE_LEN + 1];
-    uint64_t seq; /* heartbeat counter: 0 when posted, then 1, 2, ... */
+    uint64_t seq; /* heartbeat counter: 0 when posted; each edit writes a larger one */
     enum tl_gh_took took;
     struct tl_gh_from from[TL_GH_FROM_DEPTH]; /* newest first */
     size_t nfrom;
 };
 
-/* A completion comment's hidden marker (written by release). */
+/*
+ * A completion comment's hidden marker (written by release). It records the whole tenure it
+ * ends, so that the audit trail (the store's history op) can tell it after the claim is gone.
+ */
 struct tl_gh_release {
     char nonce[TL_GH_NONCE_LEN + 1]; /* the released claim's nonce */
     uint64_t token;                  /* the released claim's comment id */
     char *worker_id;
     char *node_id;
-    int64_t claimed_at_ms;
-    int64_t released_at_ms;
-    char *summary; /* NULL if none */
-    enum tl_gh_took took;
-    struct tl_gh_from from[TL_GH_FROM_DEPTH];
+    int64_t claimed_at_ms;                    /* the released claim's created_at */
+    int64_t released_at_ms;                   /* when the claim was deleted (server clock) */
+    char *summary;                            /* NULL if none */
+    enum tl_gh_took took;                     /* how the released claim had got the lock */
+    struct tl_gh_from from[TL_GH_FROM_DEPTH]; /* and whom it had displaced */
     size_t nfrom;
 };
 
@@ -83,11 +99,15 @@ void tl__gh_release_clear(struct tl_gh_release *r);
 /*
  * Builds a claim comment body: the visible line, a note on a displaced holder, and the marker.
  * `server_now_ms` is the time shown as the last heartbeat. Returns a new string (caller frees)
- * or NULL when out of memory.
+ * or NULL when out of memory. Whatever it builds parses back; whether GitHub takes it
+ * (TL_GH_BODY_MAX) is the caller's check.
  */
 char *tl__gh_build_claim(const struct tl_gh_claim *c, int64_t server_now_ms);
 /* Builds a completion comment body. Returns a new string or NULL when out of memory. */
 char *tl__gh_build_release(const struct tl_gh_release *r);
+
+/* The length of NUL-terminated UTF-8 text in Unicode code points (how GitHub counts a body). */
+size_t tl__gh_chars(const char *s);
 
 /*
  * Finds the rel="next" target in a Link header value. Returns a new string (caller frees), or

@@ -216,8 +216,23 @@ static enum tl_gh_kind decode_claim(const char *text, size_t len, struct tl_gh_c
         set_why(why, "claim marker has a bad \"from\"");
         goto done;
     }
+    /* The seed's metadata is decoded on its own, as the core wrote it: the GitHub fields and the
+     * escaping of < > & do not count against the core's size limit of metadata. */
     char err2[TL_ERRMSG_SIZE] = "";
-    tl_status st = tl__meta_decode(text, len, NULL, &out->rec, err2);
+    json_t *lock = json_object_get(root, "lock");
+    if (!json_is_object(lock)) {
+        set_why(why, "claim marker has no \"lock\" object");
+        goto done;
+    }
+    json_t *meta = json_pack("{s:O}", "lock", lock);
+    char *meta_text = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+    json_decref(meta);
+    if (meta_text == NULL) {
+        set_why(why, "out of memory");
+        goto done;
+    }
+    tl_status st = tl__meta_decode(meta_text, strlen(meta_text), NULL, &out->rec, err2);
+    free(meta_text);
     if (st != TL_OK) {
         set_why(why, "claim marker: %s", err2);
         goto done;
@@ -636,6 +651,15 @@ done:
     tl__free(quoted);
     tl__free(marker);
     return out;
+}
+
+size_t tl__gh_chars(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
 }
 
 /* ---- Link, keys ---- */

@@ -1,8 +1,10 @@
 /*
  * test_github_cli.c -- the `tasklock` binary on the GitHub Issues store, against a private
  * GitHub test server: acquire, status, a second worker held off, release, and the API URL given
- * by --github-api-url rather than in the store URL.
+ * by --github-api-url rather than in the store URL; `renew` from separate processes edits the
+ * claim each time; `log` tells the issue's story.
  */
+#include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,6 +100,100 @@ static void the_cli_locks_an_issue(void **state)
     assert_int_equal(r.code, 2);
 }
 
+/* The body and updated_at of the one live claim comment of issue `n` (admin view). */
+static void claim_comment(int n, char **body, char updated[32])
+{
+    char path[128], *resp = NULL;
+    json_t *c;
+    size_t i;
+    int claims = 0;
+
+    (void)snprintf(path, sizeof(path), "/_admin/comments?repo=acme/widgets&number=%d", n);
+    assert_int_equal(tl_ghs_admin(&srv, "GET", path, NULL, &resp), 200);
+    json_t *arr = json_loads(resp, 0, NULL);
+    free(resp);
+    assert_true(json_is_array(arr));
+    json_array_foreach(arr, i, c)
+    {
+        const char *b = json_string_value(json_object_get(c, "body"));
+        if (b == NULL || strstr(b, "<!-- tasklock {") == NULL)
+            continue;
+        claims++;
+        *body = strdup(b);
+        (void)snprintf(updated, 32, "%s", json_string_value(json_object_get(c, "updated_at")));
+    }
+    json_decref(arr);
+    assert_int_equal(claims, 1);
+}
+
+/*
+ * `tasklock renew` runs in a process of its own each time (the manager passes heartbeat count 1
+ * every time): each renew still edits the claim, with a new counter and, once the server's
+ * clock has moved, a new heartbeat time and updated_at.
+ */
+static void the_cli_renews_an_issue_each_time(void **state)
+{
+    const char *store = "github://acme/widgets?write_budget=off";
+    char *b0, *b1, *b2, *b3, u0[32], u1[32], u2[32], u3[32];
+
+    (void)state;
+    struct result r = run("--store", store, "--github-api-url", srv.url, "--worker", "ci-3",
+                          "acquire", "8", NULL);
+    assert_int_equal(r.code, 0);
+    claim_comment(8, &b0, u0);
+
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "ci-3", "renew", "8", NULL);
+    assert_int_equal(r.code, 0);
+    claim_comment(8, &b1, u1);
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "ci-3", "renew", "8", NULL);
+    assert_int_equal(r.code, 0);
+    claim_comment(8, &b2, u2);
+    assert_string_not_equal(b0, b1);
+    assert_string_not_equal(b1, b2); /* within the same second too: the counter moved */
+    assert_non_null(strstr(b1, ", #1)."));
+    assert_non_null(strstr(b2, ", #2)."));
+
+    assert_int_equal(tl_ghs_admin(&srv, "POST", "/_admin/clock", "{\"advance_ms\":3000}", NULL),
+                     200);
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "ci-3", "--json", "renew",
+            "8", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "\"renewed\":true"));
+    claim_comment(8, &b3, u3);
+    assert_string_not_equal(b2, b3);
+    assert_true(strcmp(u3, u2) > 0); /* ISO-8601 UTC: text order is time order */
+    assert_true(strcmp(u2, u0) >= 0);
+    print_message("updated_at %s -> %s -> %s -> %s\n", u0, u1, u2, u3);
+
+    /* Another worker cannot renew it. */
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "ci-4", "renew", "8", NULL);
+    assert_int_equal(r.code, 4);
+
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "ci-3", "release", "8",
+            "--summary", "renewed thrice", NULL);
+    assert_int_equal(r.code, 0);
+    free(b0);
+    free(b1);
+    free(b2);
+    free(b3);
+
+    /* The issue's story: acquired, then released with the summary. */
+    r = run("--store", store, "--github-api-url", srv.url, "--json", "log", "8", NULL);
+    assert_int_equal(r.code, 0);
+    json_t *o = json_loads(r.out, 0, NULL);
+    json_t *ev = json_object_get(o, "events");
+    assert_int_equal(json_array_size(ev), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "event")),
+                        "acquired");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 1), "event")),
+                        "released");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 1), "worker_id")),
+                        "ci-3");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 1), "detail")),
+                        "renewed thrice");
+    json_decref(o);
+}
+
 int main(void)
 {
     const char *const args[] = {"--repo",  "acme/widgets",           "--issues", "10",
@@ -105,6 +201,7 @@ int main(void)
     const char *bin_dir = tl_test_env("TL_TEST_BINARY_DIR");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_cli_locks_an_issue),
+        cmocka_unit_test(the_cli_renews_an_issue_each_time),
     };
 
     (void)snprintf(binary, sizeof(binary), "%s/tasklock", bin_dir ? bin_dir : ".");

@@ -1,8 +1,9 @@
 /*
  * test_github_protocol.c -- the GitHub Issues store's own protocol (DESIGN.md section 5), on a
  * private tl-github-server: racing processes, late-visible claims, ambiguous POSTs, untrusted
- * and garbled markers, pagination, error statuses, and the request budget of each operation,
- * read from the server's counters.
+ * and garbled markers, pagination, error statuses, the request budget of each operation (read
+ * from the server's counters), the audit trail read back from the comments, and GitHub's
+ * comment size limit.
  *
  * Issues 1..40 of acme/widgets; each test uses its own issue numbers.
  */
@@ -684,6 +685,368 @@ static void audit_trail_on_the_issue(void **state)
     tl_manager_free(b);
 }
 
+/* ---- the audit trail (tl_history) ---- */
+
+struct want_event {
+    tl_event_kind kind;
+    const char *worker;
+    uint64_t token;
+    const char *detail; /* NULL: none */
+};
+
+static void expect_events(struct tl_event **ev, size_t n, const struct want_event *want,
+                          size_t nwant, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        print_message("  event %-8s #%s %llu %s %s\n", tl_event_kind_name(ev[i]->kind), ev[i]->key,
+                      (unsigned long long)ev[i]->token, ev[i]->worker_id,
+                      ev[i]->detail ? ev[i]->detail : "");
+    assert_int_equal(n, nwant);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(ev[i]->kind, want[i].kind);
+        assert_string_equal(ev[i]->worker_id, want[i].worker);
+        assert_int_equal(ev[i]->token, want[i].token);
+        if (key != NULL)
+            assert_string_equal(ev[i]->key, key);
+        if (want[i].detail == NULL)
+            assert_null(ev[i]->detail);
+        else
+            assert_string_equal(ev[i]->detail, want[i].detail);
+        if (i > 0)
+            assert_true(ev[i]->at_ms >= ev[i - 1]->at_ms);
+    }
+}
+
+static char *from_text(const char *worker, uint64_t token)
+{
+    return tl__asprintf("from %s (token %llu)", worker, (unsigned long long)token);
+}
+
+static void advance_clock(uint32_t ms)
+{
+    char body[64];
+
+    (void)snprintf(body, sizeof(body), "{\"advance_ms\":%u}", ms);
+    assert_int_equal(admin("POST", "/_admin/clock", body), 200);
+}
+
+/*
+ * A steal and a force chain, released with summaries: the issue's comments tell it all but the
+ * loss. An untrusted account's fake completion and claim are ignored; a garbled trusted marker
+ * is skipped with a warning.
+ */
+static void history_tells_steals_forces_and_summaries(void **state)
+{
+    struct logbuf log = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tl_manager *a = mgr_log("hist-a", "write_budget=off", 2000, 0, NULL);
+    tl_manager *b = mgr_log("hist-b", "write_budget=off", 2000, 0, NULL);
+    tl_manager *c = mgr_log("hist-c", "write_budget=off", 2000, 0, NULL);
+    tl_manager *d = mgr_log("hist-d", "write_budget=off", 2000, 0, NULL);
+    tl_manager *v = mgr_log("viewer", NULL, 0, 0, &log);
+    const struct tl_acquire_opts steal = {.strategy = TL_STEAL_STALE, .retries = TL_NO_RETRIES};
+    const struct tl_acquire_opts force = {.strategy = TL_FORCE_ACQUIRE, .retries = TL_NO_RETRIES};
+    struct tl_event **ev = NULL;
+    size_t n = 0;
+    tl_lock *la = NULL, *lb = NULL, *lc = NULL, *ld = NULL;
+
+    (void)state;
+    /* Nothing yet: an empty trail, not an error. */
+    assert_int_equal(tl_history(v, "16", 10, &ev, &n), TL_OK);
+    assert_int_equal(n, 0);
+    tl_event_array_free(ev, n);
+
+    assert_int_equal(try_acquire(a, "16", &la), TL_OK);
+    assert_int_equal(tl_release(la, "first <done>"), TL_OK);
+    assert_int_equal(try_acquire(b, "16", &lb), TL_OK);
+    tl__heartbeat_stop(b);
+    advance_clock(4000); /* b is stale: 2 s timeout + 1 s margin */
+    assert_int_equal(tl_acquire(c, "16", &steal, &lc), TL_OK);
+    assert_int_equal(tl_acquire(d, "#16", &force, &ld), TL_OK);
+    assert_int_equal(tl_renew(lb), TL_ELOST);
+
+    /* An outsider writes a completion and a claim of its own; a trusted comment is garbled. */
+    struct tl_gh_release fake = {.token = tl_lock_token(ld),
+                                 .worker_id = "mallory-w",
+                                 .node_id = "mallory-n",
+                                 .claimed_at_ms = tl__real_now_ms(),
+                                 .released_at_ms = tl__real_now_ms(),
+                                 .summary = "I did it"};
+    memcpy(fake.nonce, "00112233445566778899aabbccddeeff", TL_GH_NONCE_LEN + 1);
+    char *fake_body = tl__gh_build_release(&fake);
+    assert_non_null(fake_body);
+    add_comment(16, "mallory", fake_body, NULL);
+    tl__free(fake_body);
+    char *fake_claim = claim_body("mallory-claim", 600000);
+    add_comment(16, "mallory", fake_claim, NULL);
+    tl__free(fake_claim);
+    add_comment(16, LOGIN, "✅ <!-- tasklock:released {\"v\":1,\"token\":\"x\"} -->", NULL);
+
+    assert_int_equal(tl_release(ld, "all done"), TL_OK);
+
+    uint64_t ta = tl_lock_token(la), tb = tl_lock_token(lb), tc = tl_lock_token(lc),
+             td = tl_lock_token(ld);
+    char *fb = from_text("hist-b", tb), *fc = from_text("hist-c", tc);
+    const struct want_event want[] = {
+        {TL_EVENT_ACQUIRED, "hist-a", ta, NULL}, {TL_EVENT_RELEASED, "hist-a", ta, "first <done>"},
+        {TL_EVENT_ACQUIRED, "hist-b", tb, NULL}, {TL_EVENT_STOLEN, "hist-c", tc, fb},
+        {TL_EVENT_FORCED, "hist-d", td, fc},     {TL_EVENT_RELEASED, "hist-d", td, "all done"},
+    };
+    stats_reset();
+    assert_int_equal(tl_history(v, "16", 50, &ev, &n), TL_OK);
+    expect_events(ev, n, want, 6, "16");
+    tl_event_array_free(ev, n);
+    /* One list request; asked again unchanged, a 304 (free). */
+    assert_int_equal(stat("GET /repos/{o}/{r}/issues/{n}/comments"), 1);
+    assert_int_equal(stat("writes"), 0);
+    pthread_mutex_lock(&log.mu);
+    assert_true(log.warnings >= 1);
+    assert_non_null(strstr(log.text, "ignored"));
+    pthread_mutex_unlock(&log.mu);
+    stats_reset();
+    assert_int_equal(tl_history(v, "#16", 2, &ev, &n), TL_OK);
+    assert_int_equal(stat("total"), 1);
+    assert_int_equal(stat("not_modified"), 1);
+    expect_events(ev, n, want + 4, 2, "#16"); /* the newest two, oldest first */
+    tl_event_array_free(ev, n);
+
+    tl__free(fb);
+    tl__free(fc);
+    tl_lock_free(la);
+    tl_lock_free(lb);
+    tl_lock_free(lc);
+    tl_lock_free(ld);
+    tl_manager_free(a);
+    tl_manager_free(b);
+    tl_manager_free(c);
+    tl_manager_free(d);
+    tl_manager_free(v);
+}
+
+/* The live holder's claim alone tells its acquisition and whom it displaced. */
+static void history_of_a_held_lock(void **state)
+{
+    tl_manager *a = mgr_log("held-a", "write_budget=off", 2000, 0, NULL);
+    tl_manager *b = mgr_log("held-b", "write_budget=off", 2000, 0, NULL);
+    const struct tl_acquire_opts force = {.strategy = TL_FORCE_ACQUIRE, .retries = TL_NO_RETRIES};
+    struct tl_event **ev = NULL;
+    size_t n = 0;
+    tl_lock *la = NULL, *lb = NULL;
+
+    (void)state;
+    assert_int_equal(try_acquire(a, "17", &la), TL_OK);
+    assert_int_equal(tl_acquire(b, "17", &force, &lb), TL_OK);
+    char *fa = from_text("held-a", tl_lock_token(la));
+    const struct want_event want[] = {
+        {TL_EVENT_ACQUIRED, "held-a", tl_lock_token(la), NULL},
+        {TL_EVENT_FORCED, "held-b", tl_lock_token(lb), fa},
+    };
+    assert_int_equal(tl_history(a, "17", 0, &ev, &n), TL_OK);
+    expect_events(ev, n, want, 2, "17");
+    tl_event_array_free(ev, n);
+    tl__free(fa);
+    release_and_free(lb);
+    tl_lock_free(la);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+/*
+ * A stale claim that the first list did not show, taken by steal-stale after our claim was
+ * posted: our claim is edited once to name it, so that the trail still has it.
+ */
+static void holder_taken_after_posting_is_recorded(void **state)
+{
+    tl_manager *m = mgr_log("late-thief", "write_budget=off", 0, 0, NULL);
+    const struct tl_acquire_opts steal = {.strategy = TL_STEAL_STALE, .retries = TL_NO_RETRIES};
+    struct tl_event **ev = NULL;
+    size_t n = 0;
+    tl_lock *l = NULL;
+
+    (void)state;
+    char *ghost = claim_body("ghost", 2000);
+    add_comment(20, LOGIN, ghost, "{\"hidden_reads\":1}"); /* our first list misses it */
+    tl__free(ghost);
+    json_t *arr = comments(20);
+    uint64_t ghost_token =
+        (uint64_t)json_integer_value(json_object_get(json_array_get(arr, 0), "id"));
+    json_decref(arr);
+    advance_clock(4000);
+    stats_reset();
+    assert_int_equal(tl_acquire(m, "20", &steal, &l), TL_OK);
+    assert_int_equal(stat("PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
+    assert_int_equal(metrics_of(m).stale_locks_claimed, 1);
+    assert_int_equal(claims_on(20), 1);
+    assert_int_equal(count_bodies(20, "Recovered the stale lock of `ghost`"), 1);
+
+    char *fg = from_text("ghost", ghost_token);
+    const struct want_event want[] = {
+        {TL_EVENT_ACQUIRED, "ghost", ghost_token, NULL},
+        {TL_EVENT_STOLEN, "late-thief", tl_lock_token(l), fg},
+    };
+    assert_int_equal(tl_history(m, "20", 10, &ev, &n), TL_OK);
+    expect_events(ev, n, want, 2, "20");
+    tl_event_array_free(ev, n);
+    tl__free(fg);
+    release_and_free(l);
+    tl_manager_free(m);
+}
+
+/*
+ * Every key: the repository's newest comments, read newest first only as far as the newest
+ * `limit` events need; a page bound keeps a busy repository's log cheap.
+ */
+static void history_of_the_repository(void **state)
+{
+    tl_manager *a = mgr_log("repo-a", "write_budget=off", 0, 0, NULL);
+    tl_manager *v = mgr_log("repo-viewer", "per_page=4", 0, 0, NULL);
+    tl_manager *w = mgr_log("repo-viewer", "per_page=2&history_pages=1", 0, 0, NULL);
+    struct tl_event **ev = NULL;
+    size_t n = 0;
+    tl_lock *l = NULL;
+    uint64_t tok[3];
+
+    (void)state;
+    advance_clock(10000); /* later than anything before, on any issue */
+    for (int i = 0; i < 3; i++) {
+        char key[8];
+        (void)snprintf(key, sizeof(key), "%d", 21 + i);
+        assert_int_equal(try_acquire(a, key, &l), TL_OK);
+        tok[i] = tl_lock_token(l);
+        advance_clock(2000);
+        release_and_free(l);
+        advance_clock(2000);
+    }
+    /* The newest 4 events: acquired 22, released 22, acquired 23, released 23. */
+    stats_reset();
+    assert_int_equal(tl_history(v, NULL, 4, &ev, &n), TL_OK);
+    assert_int_equal(n, 4);
+    assert_string_equal(ev[0]->key, "22");
+    assert_int_equal(ev[0]->kind, TL_EVENT_ACQUIRED);
+    assert_int_equal(ev[0]->token, tok[1]);
+    assert_string_equal(ev[1]->key, "22");
+    assert_int_equal(ev[1]->kind, TL_EVENT_RELEASED);
+    assert_string_equal(ev[2]->key, "23");
+    assert_int_equal(ev[2]->kind, TL_EVENT_ACQUIRED);
+    assert_int_equal(ev[3]->token, tok[2]);
+    assert_int_equal(ev[3]->kind, TL_EVENT_RELEASED);
+    tl_event_array_free(ev, n);
+    long pages = stat("GET /repos/{o}/{r}/issues/comments");
+    print_message("repository log, 4 events: %ld page requests of 4 comments\n", pages);
+    assert_true(pages <= 2);
+
+    /* One page of two comments (the newest completions): only what it tells completely. */
+    assert_int_equal(tl_history(w, NULL, 100, &ev, &n), TL_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(ev[i]->key, "23");
+    assert_true(n >= 1);
+    assert_int_equal(ev[n - 1]->kind, TL_EVENT_RELEASED);
+    tl_event_array_free(ev, n);
+
+    assert_int_equal(tl_history(v, "abc", 4, &ev, &n), TL_EINVAL);
+    tl_manager_free(a);
+    tl_manager_free(v);
+    tl_manager_free(w);
+}
+
+/* ---- size limits ---- */
+
+/* {"x":"&&&...aaa..."}: `amp` ampersands (six characters each in the marker), `k` letters. */
+static char *info_of(size_t amp, size_t k)
+{
+    char *t = tl__malloc(amp + k + 16);
+
+    assert_non_null(t);
+    memcpy(t, "{\"x\":\"", 6);
+    memset(t + 6, '&', amp);
+    memset(t + 6 + amp, 'a', k);
+    memcpy(t + 6 + amp + k, "\"}", 3);
+    return t;
+}
+
+static tl_status acquire_with(tl_manager *m, const char *key, tl_strategy strategy,
+                              const char *info, tl_lock **out)
+{
+    const struct tl_acquire_opts o = {
+        .strategy = strategy, .retries = TL_NO_RETRIES, .task_info = info};
+
+    return tl_acquire(m, key, &o, out);
+}
+
+/*
+ * A task_info the core takes can make a claim GitHub would refuse: it is refused before any
+ * write (a forced acquire deletes nothing), with the size in the message; one character less
+ * than the limit is posted, read back and renewed.
+ */
+static void task_info_too_large_for_a_comment(void **state)
+{
+    tl_manager *h = mgr_log("size-holder", "write_budget=off", 0, 0, NULL);
+    tl_manager *m = mgr_log("size-taker", "write_budget=off", 0, 0, NULL);
+    struct tl_info *info = NULL;
+    tl_lock *lh = NULL, *l = NULL;
+    size_t got = 0;
+
+    (void)state;
+    assert_int_equal(try_acquire(h, "24", &lh), TL_OK);
+    /* 20000 '&' are 120000 characters once escaped in the marker. */
+    char *lt = info_of(20000, 0);
+    stats_reset();
+    assert_int_equal(acquire_with(m, "24", TL_FORCE_ACQUIRE, lt, &l), TL_EINVAL);
+    print_message("%s\n", tl_errmsg(m));
+    assert_non_null(strstr(tl_errmsg(m), "task info too large for a GitHub comment: the claim "
+                                         "would be "));
+    assert_non_null(strstr(tl_errmsg(m), "characters; GitHub allows 65536"));
+    assert_int_equal(stat("writes"), 0);
+    assert_int_equal(tl_inspect(m, "24", &info), TL_OK);
+    assert_non_null(info);
+    assert_string_equal(info->worker_id, "size-holder");
+    tl_info_free(info);
+    tl__free(lt);
+    release_and_free(lh);
+
+    /* Find the boundary from the message, then stand on it (10800 '&': 64800 characters). */
+    char *big = info_of(10800, 1000);
+    assert_int_equal(acquire_with(m, "24", TL_FAIL_FAST, big, &l), TL_EINVAL);
+    const char *p = strstr(tl_errmsg(m), "would be ");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "would be %zu", &got), 1);
+    tl__free(big);
+    assert_true(got > 65536 && got - 65536 < 1000);
+    size_t k = 1000 - (got - 65536);
+    char *edge = info_of(10800, k + 1);
+    assert_int_equal(acquire_with(m, "24", TL_FAIL_FAST, edge, &l), TL_EINVAL);
+    assert_non_null(strstr(tl_errmsg(m), "would be 65537 characters"));
+    tl__free(edge);
+    edge = info_of(10800, k);
+    assert_int_equal(acquire_with(m, "24", TL_FAIL_FAST, edge, &l), TL_OK);
+    assert_int_equal(tl_inspect(h, "24", &info), TL_OK);
+    assert_non_null(info);
+    assert_string_equal(info->task_info, edge);
+    tl_info_free(info);
+    assert_int_equal(tl_renew(l), TL_OK);
+    assert_int_equal(tl_renew(l), TL_OK);
+    release_and_free(l);
+    tl__free(edge);
+
+    /* Four-byte characters: 64 KiB of them are far fewer characters, and the marker (over
+     * 64 KiB of bytes) is read back. */
+    size_t nchars = (TL_META_MAX - 16) / 4;
+    char *wide = tl__malloc(nchars * 4 + 16);
+    assert_non_null(wide);
+    memcpy(wide, "{\"x\":\"", 6);
+    for (size_t i = 0; i < nchars; i++)
+        memcpy(wide + 6 + 4 * i, "\xf0\x9f\x94\x92", 4); /* U+1F512 */
+    memcpy(wide + 6 + 4 * nchars, "\"}", 3);
+    assert_int_equal(acquire_with(m, "24", TL_FAIL_FAST, wide, &l), TL_OK);
+    assert_int_equal(tl_inspect(h, "24", &info), TL_OK);
+    assert_non_null(info);
+    assert_string_equal(info->task_info, wide);
+    tl_info_free(info);
+    release_and_free(l);
+    tl__free(wide);
+    tl_manager_free(h);
+    tl_manager_free(m);
+}
+
 int main(void)
 {
     const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "40",
@@ -703,6 +1066,11 @@ int main(void)
         cmocka_unit_test(bad_token_names_the_variable),
         cmocka_unit_test(moved_deleted_and_missing_issues),
         cmocka_unit_test(audit_trail_on_the_issue),
+        cmocka_unit_test(history_tells_steals_forces_and_summaries),
+        cmocka_unit_test(history_of_a_held_lock),
+        cmocka_unit_test(holder_taken_after_posting_is_recorded),
+        cmocka_unit_test(history_of_the_repository),
+        cmocka_unit_test(task_info_too_large_for_a_comment),
     };
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)

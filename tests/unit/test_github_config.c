@@ -235,6 +235,9 @@ static void bad_store_urls(void **state)
     assert_int_equal(connect_url("github://o/r?write_budget=lots", msg, sizeof(msg)), TL_EINVAL);
     assert_int_equal(connect_url("github://o/r?write_budget=10,5", msg, sizeof(msg)), TL_EINVAL);
     assert_int_equal(connect_url("github://o/r?trusted=a,b%20c", msg, sizeof(msg)), TL_EINVAL);
+    assert_int_equal(connect_url("github://o/r?history_pages=0", msg, sizeof(msg)), TL_EINVAL);
+    assert_non_null(strstr(msg, "history_pages"));
+    assert_int_equal(connect_url("github://o/r?history_pages=101", msg, sizeof(msg)), TL_EINVAL);
     assert_int_equal(connect_url("github://o/r?api_url=http://example.org", msg, sizeof(msg)),
                      TL_EINVAL);
     assert_non_null(strstr(msg, "loopback"));

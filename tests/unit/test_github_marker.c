@@ -212,6 +212,189 @@ static void release_roundtrip(void **state)
     tl__free(body);
 }
 
+/* An id of TL_ID_MAX bytes that escapes worst in the marker: '<' is six bytes there. */
+static char *worst_id(void)
+{
+    char *id = tl__malloc(TL_ID_MAX + 1);
+
+    assert_non_null(id);
+    memset(id, '<', TL_ID_MAX);
+    id[TL_ID_MAX] = '\0';
+    return id;
+}
+
+/* The normalised task info of `len` bytes: {"x":"..."} with `len - 8` copies of `unit`. */
+static char *task_info_of(size_t len, const char *unit)
+{
+    size_t u = strlen(unit), n = (len - 8) / u;
+    char *raw = tl__malloc(n * u + 16), *norm = NULL;
+    char err[TL_ERRMSG_SIZE];
+
+    assert_non_null(raw);
+    memcpy(raw, "{\"x\":\"", 6);
+    for (size_t i = 0; i < n; i++)
+        memcpy(raw + 6 + i * u, unit, u);
+    memcpy(raw + 6 + n * u, "\"}", 3);
+    assert_int_equal(tl__task_info_normalize(raw, &norm, err), TL_OK);
+    tl__free(raw);
+    return norm;
+}
+
+static void fill_worst_from(struct tl_gh_from *from, size_t *nfrom)
+{
+    for (size_t i = 0; i < TL_GH_FROM_DEPTH; i++) {
+        from[i].worker_id = worst_id();
+        from[i].node_id = worst_id();
+        from[i].token = INT64_MAX - i;
+        from[i].claimed_at_ms = 1795735000000;
+        from[i].heartbeat_at_ms = 1795735100000;
+        from[i].took = i % 2 ? TL_GH_TOOK_FORCED : TL_GH_TOOK_STALE;
+    }
+    *nfrom = TL_GH_FROM_DEPTH;
+}
+
+/* Builds the claim, parses it back, and checks what came back; returns the body's characters. */
+static size_t claim_comes_back(const struct tl_gh_claim *c)
+{
+    struct tl_gh_claim back;
+    char why[TL_ERRMSG_SIZE] = "";
+
+    char *body = tl__gh_build_claim(c, 1795735741000);
+    assert_non_null(body);
+    enum tl_gh_kind k = tl__gh_parse_claim(body, strlen(body), &back, why);
+    if (k != TL_GH_CLAIM)
+        fail_msg("a built claim of %zu bytes does not parse back: %s", strlen(body), why);
+    assert_string_equal(back.rec.info.task_info, c->rec.info.task_info);
+    assert_string_equal(back.rec.info.worker_id, c->rec.info.worker_id);
+    assert_string_equal(back.rec.info.node_id, c->rec.info.node_id);
+    assert_int_equal(back.nfrom, c->nfrom);
+    for (size_t i = 0; i < c->nfrom; i++) {
+        assert_string_equal(back.from[i].worker_id, c->from[i].worker_id);
+        assert_int_equal(back.from[i].token, c->from[i].token);
+        assert_int_equal(back.from[i].took, c->from[i].took);
+    }
+    assert_int_equal(back.seq, c->seq);
+    size_t chars = tl__gh_chars(body);
+    print_message("claim body: %zu bytes, %zu characters\n", strlen(body), chars);
+    tl__gh_claim_clear(&back);
+    tl__free(body);
+    return chars;
+}
+
+/*
+ * Whatever the store can build, it parses back: the core's largest task info (64 KiB) with
+ * every character escaped to six bytes, the longest ids, a full chain of displaced holders and
+ * the widest heartbeat counter. Such a claim is far over GitHub's limit (the claim path refuses
+ * it before posting); 64 KiB of four-byte characters is not, and its marker is over 64 KiB.
+ */
+static void largest_claims_round_trip(void **state)
+{
+    struct tl_gh_claim c;
+
+    (void)state;
+    fill_claim(&c, "{}");
+    tl__free(c.rec.info.task_info);
+    tl__free(c.rec.info.worker_id);
+    tl__free(c.rec.info.node_id);
+    c.rec.info.task_info = task_info_of(TL_META_MAX, "<");
+    assert_int_equal(strlen(c.rec.info.task_info), TL_META_MAX);
+    c.rec.info.worker_id = worst_id();
+    c.rec.info.node_id = worst_id();
+    c.seq = INT64_MAX;
+    c.took = TL_GH_TOOK_FORCED;
+    fill_worst_from(c.from, &c.nfrom);
+    assert_true(claim_comes_back(&c) > TL_GH_BODY_MAX);
+
+    /* Four-byte characters: 16 K characters, 64 KiB of bytes; GitHub takes it. */
+    tl__free(c.rec.info.task_info);
+    c.rec.info.task_info = task_info_of(TL_META_MAX, "\xf0\x9f\x94\x92");
+    assert_true(strlen(c.rec.info.task_info) > TL_META_MAX - 8);
+    assert_true(claim_comes_back(&c) <= TL_GH_BODY_MAX);
+
+    /* Plain ASCII, the whole 64 KiB. */
+    tl__free(c.rec.info.task_info);
+    c.rec.info.task_info = task_info_of(TL_META_MAX, "a");
+    assert_true(claim_comes_back(&c) > TL_GH_BODY_MAX);
+    tl__gh_claim_clear(&c);
+}
+
+/* The largest completion comment (longest summary of characters that escape worst, longest
+ * ids, a full chain) fits GitHub's limit and parses back. */
+static void largest_completion_fits(void **state)
+{
+    struct tl_gh_release r = {0}, back;
+    char why[TL_ERRMSG_SIZE] = "";
+
+    (void)state;
+    memcpy(r.nonce, nonce_a, sizeof(r.nonce));
+    r.token = INT64_MAX;
+    r.worker_id = worst_id();
+    r.node_id = worst_id();
+    r.claimed_at_ms = 1795735681000;
+    r.released_at_ms = 1795735681000 + 192000;
+    char *summary = tl__malloc(10001);
+    assert_non_null(summary);
+    for (size_t i = 0; i < 10000; i++)
+        summary[i] = i % 2 ? '<' : '\n';
+    summary[10000] = '\0';
+    r.summary = summary;
+    r.took = TL_GH_TOOK_STALE;
+    fill_worst_from(r.from, &r.nfrom);
+    char *body = tl__gh_build_release(&r);
+    assert_non_null(body);
+    print_message("completion body: %zu bytes, %zu characters\n", strlen(body), tl__gh_chars(body));
+    assert_true(tl__gh_chars(body) <= TL_GH_BODY_MAX);
+    assert_int_equal(tl__gh_parse_comment(body, strlen(body), NULL, &back, why), TL_GH_RELEASE);
+    assert_int_equal(back.token, INT64_MAX);
+    assert_int_equal(back.nfrom, TL_GH_FROM_DEPTH);
+    assert_string_equal(back.worker_id, r.worker_id);
+    tl__gh_release_clear(&back);
+    tl__free(body);
+    tl__free(summary);
+    r.summary = NULL;
+    tl__free(r.worker_id);
+    tl__free(r.node_id);
+    r.worker_id = r.node_id = NULL;
+    tl__gh_release_clear(&r);
+}
+
+static void characters_are_code_points(void **state)
+{
+    (void)state;
+    assert_int_equal(tl__gh_chars(""), 0);
+    assert_int_equal(tl__gh_chars("abc"), 3);
+    assert_int_equal(tl__gh_chars("\xc3\xa9"), 1);                         /* é */
+    assert_int_equal(tl__gh_chars("\xe2\x9c\x85 ok"), 4);                  /* ✅ ok */
+    assert_int_equal(tl__gh_chars("\xf0\x9f\x94\x92\xf0\x9f\x94\x92"), 2); /* two U+1F512 */
+}
+
+/* Markers written before this version (the fuzz corpus has more) still parse. */
+static void older_markers_still_parse(void **state)
+{
+    struct tl_gh_claim c;
+    struct tl_gh_release r;
+    static const char claim[] =
+        "\xf0\x9f\x94\x92 Locked by `w` on `n` since 2026-11-26T23:28:01Z (lock timeout 5m00s; "
+        "last heartbeat 2026-11-26T23:29:16Z, #1).\n\n<!-- tasklock {\"lock\":{\"worker_id\":"
+        "\"w\",\"node_id\":\"n\",\"claimed_at\":\"2026-11-26T23:28:01.123Z\",\"heartbeat_last\":"
+        "\"2026-11-26T23:29:16.000Z\",\"task_info\":{},\"lock_timeout_ms\":300000},\"v\":1,"
+        "\"nonce\":\"0123456789abcdef0123456789abcdef\",\"seq\":1} -->";
+    static const char release[] =
+        "<!-- tasklock:released {\"v\":1,\"nonce\":\"fedcba9876543210fedcba9876543210\","
+        "\"token\":987654321,\"worker_id\":\"w\",\"node_id\":\"n\",\"claimed_at\":"
+        "\"2026-11-26T23:28:01.123Z\",\"released_at\":\"2026-11-27T00:28:01.000Z\"} -->";
+
+    (void)state;
+    assert_int_equal(tl__gh_parse_comment(claim, strlen(claim), &c, NULL, NULL), TL_GH_CLAIM);
+    assert_string_equal(c.rec.info.worker_id, "w");
+    tl__gh_claim_clear(&c);
+    assert_int_equal(tl__gh_parse_comment(release, strlen(release), NULL, &r, NULL), TL_GH_RELEASE);
+    assert_int_equal(r.token, 987654321);
+    assert_int_equal(r.took, TL_GH_TOOK_FREE);
+    assert_null(r.summary);
+    tl__gh_release_clear(&r);
+}
+
 static void link_next(void **state)
 {
     char *n;
@@ -309,6 +492,10 @@ int main(void)
         cmocka_unit_test(ids_are_neutralised_in_the_visible_line),
         cmocka_unit_test(bad_markers_are_bad),
         cmocka_unit_test(release_roundtrip),
+        cmocka_unit_test(largest_claims_round_trip),
+        cmocka_unit_test(largest_completion_fits),
+        cmocka_unit_test(characters_are_code_points),
+        cmocka_unit_test(older_markers_still_parse),
         cmocka_unit_test(link_next),
         cmocka_unit_test(keys),
         cmocka_unit_test(garbage_never_crashes),
