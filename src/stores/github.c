@@ -459,34 +459,17 @@ static bool name_ok(const char *s, size_t n)
     return !(n == 1 && s[0] == '.') && !(n == 2 && s[0] == '.' && s[1] == '.');
 }
 
-/* Decodes %XX in place. */
-static bool percent_decode(char *s)
+/* Decodes %XX in place (the decoded text is never longer). */
+static tl_status percent_decode(char *s)
 {
-    char *o = s;
+    char *d = NULL;
+    tl_status st = tl__percent_decode(s, strlen(s), &d);
 
-    for (char *p = s; *p; p++) {
-        if (*p == '%') {
-            int v = 0;
-            for (int i = 1; i <= 2; i++) {
-                char c = p[i];
-                int d = c >= '0' && c <= '9'   ? c - '0'
-                        : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                        : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                               : -1;
-                if (d < 0)
-                    return false;
-                v = v * 16 + d;
-            }
-            if (v == 0)
-                return false;
-            *o++ = (char)v;
-            p += 2;
-        } else {
-            *o++ = *p;
-        }
+    if (st == TL_OK) {
+        memcpy(s, d, strlen(d) + 1);
+        tl__free(d);
     }
-    *o = '\0';
-    return true;
+    return st;
 }
 
 static bool parse_ms(const char *v, uint32_t *out)
@@ -570,7 +553,10 @@ static tl_status parse_params(struct github_store *g, char *query, char **api_pa
         char *v = eq ? eq + 1 : (char *)"";
         if (eq != NULL)
             *eq = '\0';
-        if (!percent_decode(v))
+        tl_status dst = percent_decode(v);
+        if (dst == TL_ENOMEM)
+            return oom(g);
+        if (dst != TL_OK)
             return fail(g, TL_EINVAL, "github store URL: bad %%-escape in \"%s\"", p);
 
         bool ok = true;
