@@ -1,14 +1,36 @@
-# The `tasklock` command (cli/): linked against the static library for a fast start, built as
-# `tasklock` in the root of the build directory (the Makefile's `make demo` runs it from there).
-# It uses the public API only (include/tasklock.h), though tl_static also exposes src/.
-add_executable(tasklock_cli
+# The `tasklock` command (cli/), linked statically against the library for a fast start.
+#
+# Two binaries come from the same sources:
+# - `tasklock` (in the build root; installed in bindir) has the embedded stores only (SQLite,
+#   memory), so it starts without loading the network stores' client libraries;
+# - `tasklock-net` (beside it in the build root; installed in libexecdir/tasklock) has every
+#   store of this build. `tasklock` execs it, with the same arguments, when a store URL names a
+#   store it lacks (cli/common.c, tl_cli_handoff).
+# With no network store built in, `tasklock` is the only one and has everything.
+set(TL_CLI_SOURCES
   cli/main.c cli/common.c cli/cmd_acquire.c cli/cmd_release.c cli/cmd_renew.c cli/cmd_run.c
   cli/cmd_status.c cli/cmd_list.c cli/cmd_log.c cli/cmd_demo.c cli/cmd_help.c)
-set_target_properties(tasklock_cli PROPERTIES OUTPUT_NAME tasklock
-                      RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
-target_compile_definitions(tasklock_cli PRIVATE _POSIX_C_SOURCE=200809L)
-target_compile_options(tasklock_cli PRIVATE ${TL_WARNINGS})
-target_link_libraries(tasklock_cli PRIVATE tl_static PkgConfig::JANSSON)
+file(RELATIVE_PATH TL_NET_FROM_BIN "/${CMAKE_INSTALL_BINDIR}"
+     "/${CMAKE_INSTALL_LIBEXECDIR}/tasklock/tasklock-net")
+
+function(tl_cli_binary target output lib)
+  add_executable(${target} ${TL_CLI_SOURCES})
+  set_target_properties(${target} PROPERTIES OUTPUT_NAME ${output}
+                        RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+  target_compile_definitions(${target} PRIVATE _POSIX_C_SOURCE=200809L
+                             TL_NET_FROM_BIN="${TL_NET_FROM_BIN}")
+  target_compile_options(${target} PRIVATE ${TL_WARNINGS})
+  target_link_libraries(${target} PRIVATE ${lib} PkgConfig::JANSSON)
+endfunction()
+
+if(TL_WITH_GITHUB OR TL_WITH_REDIS OR TL_WITH_POSTGRES)
+  tl_cli_binary(tasklock_cli tasklock tl_lite_static)
+  tl_cli_binary(tasklock_net tasklock-net tl_static)
+  add_dependencies(tasklock_cli tasklock_net) # building `tasklock` builds what it hands off to
+  install(TARGETS tasklock_net RUNTIME DESTINATION ${CMAKE_INSTALL_LIBEXECDIR}/tasklock)
+else()
+  tl_cli_binary(tasklock_cli tasklock tl_static)
+endif()
 
 install(TARGETS tasklock_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES docs/tasklock.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)

@@ -37,7 +37,9 @@ struct tl_cli {
     const char *node;   /* NULL: the host name */
     bool json;
     bool quiet;
-    int verbose; /* 0: no library log; 1: info; 2 and up: debug */
+    int verbose;     /* 0: no library log; 1: info; 2 and up: debug */
+    char **argv;     /* main's arguments, for the hand-off to tasklock-net */
+    bool handed_off; /* this process is tasklock-net, started by `tasklock` */
 };
 
 struct tl_cli_cmd {
@@ -160,6 +162,15 @@ bool tl_cli_text_ok(const struct tl_cli *cli, const char *opt, const char *text,
  * it. On failure prints the message and returns the exit code; *out is then NULL.
  */
 int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *base, tl_manager **out);
+
+/*
+ * `tasklock` has the embedded stores only; `tasklock-net` beside it has every store of the build.
+ * When `url` names a store this binary lacks, this execs tasklock-net with the same arguments
+ * and does not return. Otherwise (the store is here, the scheme is unknown, or no tasklock-net
+ * can be found) it returns and the caller goes on: tl_connect() then reports what is wrong.
+ * Called before a command does anything else with the store.
+ */
+void tl_cli_handoff(const struct tl_cli *cli, const char *url);
 
 /* For release/renew without --token: the token of `key` if this manager's worker id holds it.
  * Otherwise prints why not (free, or held by whom) and returns the exit code. */

@@ -729,6 +729,8 @@ static int run_demo(struct tl_cli *cli, int argc, char **argv)
 
     if (rc >= 0)
         return rc;
+    if (cli->store != NULL)
+        tl_cli_handoff(cli, cli->store); /* before the temporary directory exists */
     if ((rc = setup(&d)) != TL_EXIT_OK)
         goto out;
 

@@ -1,14 +1,18 @@
 /*
  * common.c -- helpers the commands share: messages, exit codes, option values, the manager.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "store.h"
 
 static void vmessage(const struct tl_cli *cli, const char *fmt, va_list ap)
 {
@@ -214,11 +218,51 @@ static void log_to_stderr(void *ud, int level, const char *msg)
     (void)fprintf(stderr, "tasklock: %s: %s: %s\n", cli->cmd, level_name(level), msg);
 }
 
+/* Runs `path` with our arguments if it is an executable file; returns only if it is not or the
+ * exec failed. */
+static void exec_if_there(const struct tl_cli *cli, const char *path)
+{
+    if (access(path, X_OK) != 0)
+        return;
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): no thread exists before a store is opened */
+    if (setenv("TASKLOCK_HANDED_OFF", "1", 1) != 0)
+        return;
+    (void)fflush(stdout);
+    (void)execv(path, cli->argv);
+
+    char err[128];
+    tl_cli_error(cli, "cannot run %s: %s", path, tl_cli_strerror(errno, err));
+}
+
+void tl_cli_handoff(const struct tl_cli *cli, const char *url)
+{
+    if (cli->handed_off || cli->argv == NULL || tl__store_find(url) != NULL ||
+        !tl__store_known_but_missing(url))
+        return;
+
+    char self[PATH_MAX], path[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash == NULL)
+        return;
+    *slash = '\0';
+
+    /* Beside us (a build directory), then where `cmake --install` puts it. */
+    (void)snprintf(path, sizeof(path), "%s/tasklock-net", self);
+    exec_if_there(cli, path);
+    (void)snprintf(path, sizeof(path), "%s/%s", self, TL_NET_FROM_BIN);
+    exec_if_there(cli, path);
+}
+
 int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *base, tl_manager **out)
 {
     struct tl_options o = {0};
 
     *out = NULL;
+    tl_cli_handoff(cli, tl_cli_store_url(cli));
     if (base != NULL)
         o = *base;
     o.store_url = tl_cli_store_url(cli);

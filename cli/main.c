@@ -75,7 +75,14 @@ int main(int argc, char **argv)
         .cmd = "tasklock",
         .worker = env("TASKLOCK_WORKER"),
         .node = env("TASKLOCK_NODE"),
+        .argv = argv,
+        .handed_off = env("TASKLOCK_HANDED_OFF") != NULL,
     };
+
+    /* Started by `tasklock` for a network store: the mark has done its work, and must not
+     * reach the commands that `run` starts. */
+    if (cli.handed_off)
+        (void)unsetenv("TASKLOCK_HANDED_OFF"); /* NOLINT(concurrency-mt-unsafe): no threads */
     int rc = parse_globals(&cli, argc, argv);
 
     if (rc >= 0)
