@@ -44,6 +44,14 @@ fuzz: deps
 	cmake --build build-fuzz -j $(JOBS) --target tl_fuzz
 	ctest --test-dir build-fuzz -L fuzz --output-on-failure -j $(JOBS)
 
+# Benchmarks against what users would pick instead: installs the --bench packages and the npm
+# anchor, builds $(BENCH_BUILD) (Release), starts every server on 127.0.0.1, measures (about
+# 11 minutes on 2 cores), regenerates docs/performance.md and bench/results/*.csv.
+# BENCH_QUICK=1 for a short trial.
+BENCH_BUILD ?= build-bench
+bench:
+	BUILD=$(BENCH_BUILD) BENCH_COMMAND="make bench" bench/run.sh
+
 # Style: clang-format, clang-tidy and the exported symbols of the shared library.
 lint: all
 	scripts/lint $(BUILD)
@@ -56,4 +64,4 @@ install: all
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-bench

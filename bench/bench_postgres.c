@@ -21,8 +21,8 @@
  *      build-pg/libtasklock.a $(pkg-config --libs libpq sqlite3 jansson) -lpthread \
  *      -o build-pg/bench_postgres
  */
-#include <libpq-fe.h>
 #include <getopt.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

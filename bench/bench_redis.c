@@ -1,0 +1,345 @@
+/*
+ * bench_redis.c -- acquire+release cycles per second on the Redis store, against the floor of
+ * two round trips on the same server and connection type.
+ *
+ *   bench_redis [-o CSV -r REP] URL [SECONDS] [MODE]   URL: redis://127.0.0.1:PORT/0 (no password)
+ *
+ * MODE (default: all four, one after the other):
+ *   lib    tl_acquire (FAIL_FAST) + tl_release through the library, one key: what a worker pays
+ *   store  the store's claim + release ops called directly (the library minus the manager)
+ *   eval   the floor with the same work on the server: EVALSHA of the store's own claim and
+ *          release scripts over a bare socket (no hiredis, no library), two round trips
+ *   ping   the floor of two round trips that do nothing: PING, PING (cf. redis-benchmark -c 1
+ *          -t ping; one cycle = two round trips)
+ *
+ * With -o, each rate is also appended to CSV as a raw row (bench_common.h; bench/run.sh), under
+ * the subjects floor-ping, floor-eval, ours-store and ours-lib.
+ *
+ * One client, one connection (plus the library's heartbeat connection, idle here). Needs no
+ * hiredis itself: the floors speak RESP over a plain socket. Build: bench/bench.cmake builds
+ * every bench/bench_*.c against tl_static; or by hand after building build-redis:
+ *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc bench/bench_redis.c \
+ *      build-redis/libtasklock.a $(pkg-config --libs hiredis sqlite3 jansson) -lpthread \
+ *      -o build-redis/bench_redis
+ */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_common.h"
+#include "store.h"
+#include "stores/redis_scripts.h"
+#include "tasklock.h"
+#include "tl.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const char *why)
+{
+    (void)fprintf(stderr, "bench_redis: %s: %s\n", what, why);
+    exit(1);
+}
+
+/* ---- a bare RESP client: enough for PING, SCRIPT LOAD and EVALSHA ---- */
+
+struct raw {
+    int fd;
+    char buf[1 << 16];
+    size_t len;
+};
+
+static void raw_connect(struct raw *r, const char *url)
+{
+    unsigned port = 0;
+    char host[64] = "";
+    int one = 1;
+
+    if (sscanf(url, "redis://%63[0-9.]:%u", host, &port) != 2)
+        die(url, "the floors need redis://IPV4:PORT (no password)");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
+        die(url, "bad address");
+    r->fd = socket(AF_INET, SOCK_STREAM, 0);
+    r->len = 0;
+    if (r->fd < 0 || connect(r->fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        die(url, "cannot connect");
+    (void)setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* as hiredis does */
+}
+
+/* Length of the complete RESP value at p[0..n), or 0 if incomplete. */
+static size_t resp_len(const char *p, size_t n)
+{
+    const char *eol = memchr(p, '\n', n);
+    if (eol == NULL)
+        return 0;
+    size_t head = (size_t)(eol - p) + 1;
+    long long v = strtoll(p + 1, NULL, 10);
+
+    switch (p[0]) {
+    case '+':
+    case '-':
+    case ':': return head;
+    case '$': return v < 0 ? head : head + (size_t)v + 2 <= n ? head + (size_t)v + 2 : 0;
+    case '*': {
+        size_t off = head;
+        for (long long i = 0; i < v; i++) {
+            size_t l = off < n ? resp_len(p + off, n - off) : 0;
+            if (l == 0)
+                return 0;
+            off += l;
+        }
+        return off;
+    }
+    default: die("reply", "not RESP"); return 0;
+    }
+}
+
+/* Sends `cmd` and reads one whole reply into r->buf; returns its length. */
+static size_t raw_call(struct raw *r, const char *cmd, size_t len)
+{
+    if (send(r->fd, cmd, len, 0) != (ssize_t)len)
+        die("send", "failed");
+    r->len = 0;
+    for (;;) {
+        size_t l = r->len ? resp_len(r->buf, r->len) : 0;
+        if (l != 0) {
+            if (r->buf[0] == '-')
+                die("server", r->buf);
+            return l;
+        }
+        ssize_t n = recv(r->fd, r->buf + r->len, sizeof(r->buf) - r->len, 0);
+        if (n <= 0)
+            die("recv", "connection closed");
+        r->len += (size_t)n;
+    }
+}
+
+static char *resp_cmd(int argc, const char **argv, size_t *len)
+{
+    size_t cap = 64;
+    for (int i = 0; i < argc; i++)
+        cap += strlen(argv[i]) + 32;
+    char *out = malloc(cap);
+    size_t n = (size_t)snprintf(out, cap, "*%d\r\n", argc);
+    for (int i = 0; i < argc; i++)
+        n += (size_t)snprintf(out + n, cap - n, "$%zu\r\n%s\r\n", strlen(argv[i]), argv[i]);
+    *len = n;
+    return out;
+}
+
+static void script_sha(struct raw *r, const char *body, char sha[41])
+{
+    const char *argv[] = {"SCRIPT", "LOAD", body};
+    size_t len;
+    char *cmd = resp_cmd(3, argv, &len);
+
+    (void)raw_call(r, cmd, len);
+    free(cmd);
+    if (sscanf(r->buf, "$40\r\n%40s", sha) != 1)
+        die("SCRIPT LOAD", "unexpected reply");
+}
+
+/* ---- the four modes ---- */
+
+static double bench_ping(const char *url, double seconds)
+{
+    static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+    struct raw *r = malloc(sizeof(*r));
+    long n = 0;
+
+    raw_connect(r, url);
+    double start = now_s(), end = start + seconds;
+    while (now_s() < end) {
+        (void)raw_call(r, ping, sizeof(ping) - 1);
+        (void)raw_call(r, ping, sizeof(ping) - 1);
+        n++;
+    }
+    double rate = (double)n / (now_s() - start);
+    close(r->fd);
+    free(r);
+    return rate;
+}
+
+static double bench_eval(const char *url, double seconds)
+{
+    struct raw *r = malloc(sizeof(*r));
+    char claim_sha[41], release_sha[41], rk[128], ck[128], hk[64], ch[128], key[64], token[32];
+    long n = 0;
+
+    raw_connect(r, url);
+    script_sha(r, script_claim, claim_sha);
+    script_sha(r, script_release, release_sha);
+    (void)snprintf(key, sizeof(key), "bench-eval-%ld", (long)getpid());
+    (void)snprintf(rk, sizeof(rk), "tasklock:lock:%s", key);
+    (void)snprintf(ck, sizeof(ck), "tasklock:token:%s", key);
+    (void)snprintf(hk, sizeof(hk), "tasklock:history");
+    (void)snprintf(ch, sizeof(ch), "tasklock:released:%s", key);
+    const char *claim[] = {"EVALSHA",  claim_sha, "3",  rk,       ck,       hk,
+                           "bench",    "bench",   "{}", "300000", "normal", "0123456789abcdef",
+                           "86400000", "10000",   key};
+    size_t claim_len;
+    char *claim_cmd = resp_cmd(15, claim, &claim_len);
+
+    double start = now_s(), end = start + seconds;
+    while (now_s() < end) {
+        (void)raw_call(r, claim_cmd, claim_len);
+        /* The token is element 6 (":N"): skip six values of the reply array. */
+        const char *p = (const char *)memchr(r->buf, '\n', r->len) + 1;
+        for (int i = 0; i < 5; i++)
+            p += resp_len(p, r->len - (size_t)(p - r->buf));
+        if (sscanf(p, ":%31[0-9]", token) != 1)
+            die("claim", "no token in the reply (is the key free?)");
+        const char *release[] = {"EVALSHA", release_sha, "3", rk,         ck,      hk,  "bench",
+                                 "bench",   token,       "",  "86400000", "10000", key, ch};
+        size_t len;
+        char *cmd = resp_cmd(14, release, &len);
+        (void)raw_call(r, cmd, len);
+        free(cmd);
+        n++;
+    }
+    double rate = (double)n / (now_s() - start);
+    free(claim_cmd);
+    close(r->fd);
+    free(r);
+    return rate;
+}
+
+static double bench_lib(const char *url, double seconds)
+{
+    const struct tl_options o = {.store_url = url, .worker_id = "bench", .node_id = "bench"};
+    tl_manager *m = tl_manager_new(&o);
+    const struct tl_acquire_opts ao = {.strategy = TL_FAIL_FAST};
+    char key[64];
+    long n = 0;
+
+    if (m == NULL || tl_connect(m) != TL_OK)
+        die("connect", m ? tl_errmsg(m) : "out of memory");
+    (void)snprintf(key, sizeof(key), "bench-lib-%ld", (long)getpid());
+    double start = now_s(), end = start + seconds;
+    while (now_s() < end) {
+        tl_lock *l = NULL;
+
+        if (tl_acquire(m, key, &ao, &l) != TL_OK || tl_release(l, NULL) != TL_OK)
+            die("cycle", tl_errmsg(m));
+        tl_lock_free(l);
+        n++;
+    }
+    double rate = (double)n / (now_s() - start);
+    tl_manager_free(m);
+    return rate;
+}
+
+static double bench_store(const char *url, double seconds)
+{
+    struct tl_store *s = NULL;
+    char err[TL_ERRMSG_SIZE], key[64];
+    struct tl_logger log = {0};
+    long n = 0;
+
+    if (tl__store_open(url, NULL, &tl__real_clock, &log, &s, err) != TL_OK)
+        die("open", err);
+    (void)snprintf(key, sizeof(key), "bench-store-%ld", (long)getpid());
+    const struct tl_claim req = {.key = key,
+                                 .worker_id = "bench",
+                                 .node_id = "bench",
+                                 .task_info = "{}",
+                                 .lock_timeout_ms = 300000};
+    double start = now_s(), end = start + seconds;
+    while (now_s() < end) {
+        struct tl_claim_result res = {0};
+
+        if (s->ops->claim(s, &req, &res) != TL_OK || s->ops->release(s, &res.rec, NULL) != TL_OK)
+            die("cycle", s->errmsg);
+        tl__record_clear(&res.rec);
+        n++;
+    }
+    double rate = (double)n / (now_s() - start);
+    tl__store_close(s);
+    return rate;
+}
+
+static void csv_rate(const char *csv, int rep, const char *subject, double rate)
+{
+    struct bench_csv out;
+
+    if (csv == NULL)
+        return;
+    bench_csv_open(&out, csv, rep, "redis", subject);
+    bench_csv_row(&out, "", "cycles_per_s", rate);
+    bench_csv_close(&out);
+}
+
+int main(int argc, char **argv)
+{
+    const char *csv = NULL;
+    int rep = 1, c;
+
+    while ((c = getopt(argc, argv, "o:r:")) != -1) {
+        switch (c) {
+        case 'o': csv = optarg; break;
+        case 'r': rep = (int)strtol(optarg, NULL, 10); break;
+        default: return 2;
+        }
+    }
+    argc -= optind - 1;
+    argv += optind - 1;
+
+    const char *url = argc > 1 ? argv[1] : NULL;
+    double seconds = argc > 2 ? atof(argv[2]) : 5.0;
+    const char *mode = argc > 3 ? argv[3] : "all";
+
+    if (url == NULL || seconds <= 0) {
+        fprintf(stderr, "usage: bench_redis [-o CSV -r REP] redis://127.0.0.1:PORT/0 [SECONDS] "
+                        "[lib|store|eval|ping|all]\n");
+        return 2;
+    }
+    if (tl__store_find(url) == NULL) {
+        printf("not measured: this build has no Redis store\n");
+        return 3;
+    }
+
+    bool all = strcmp(mode, "all") == 0;
+    double ping = 0, eval = 0;
+    if (all || strcmp(mode, "ping") == 0) {
+        ping = bench_ping(url, seconds);
+        csv_rate(csv, rep, "floor-ping", ping);
+        printf("ping   %9.0f cycles/s  (2 x PING: the two-round-trip floor)\n", ping);
+    }
+    if (all || strcmp(mode, "eval") == 0) {
+        eval = bench_eval(url, seconds);
+        csv_rate(csv, rep, "floor-eval", eval);
+        printf("eval   %9.0f cycles/s  (EVALSHA claim + release, bare socket)\n", eval);
+    }
+    if (all || strcmp(mode, "store") == 0) {
+        double v = bench_store(url, seconds);
+        csv_rate(csv, rep, "ours-store", v);
+        printf("store  %9.0f cycles/s", v);
+        if (eval > 0)
+            printf("  (%.0f%% of eval)", 100.0 * v / eval);
+        printf("\n");
+    }
+    if (all || strcmp(mode, "lib") == 0) {
+        double v = bench_lib(url, seconds);
+        csv_rate(csv, rep, "ours-lib", v);
+        printf("lib    %9.0f cycles/s", v);
+        if (ping > 0)
+            printf("  (%.0f%% of ping", 100.0 * v / ping);
+        if (eval > 0)
+            printf(", %.0f%% of eval", 100.0 * v / eval);
+        printf("%s\n", ping > 0 || eval > 0 ? ")" : "");
+    }
+    return 0;
+}

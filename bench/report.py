@@ -1,0 +1,747 @@
+#!/usr/bin/python3
+"""report.py RESULTS_DIR OUT_MD -- renders docs/performance.md from the raw figures of one run.
+
+Reads RESULTS_DIR/{cycles,contention,heartbeat,github,diagnostics}.csv (rows of
+rep,store,subject,config,metric,value; see bench/bench_common.h), not_measured.csv and
+environment.txt, all written by bench/run.sh, and writes the tables: medians over the
+repetitions, their spread (min-max), ratios ours / anchor and ours / floor computed within each
+repetition (the two were measured side by side) and then summarised the same way, and each
+target of issue 7 with a check mark or a cross and, for a miss, by how much, why and what would
+close it. Standard library only.
+"""
+import csv
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+RESULTS, OUT = sys.argv[1], sys.argv[2]
+
+
+# ---- loading ----------------------------------------------------------------------------------
+
+def load(name):
+    """{(store, subject, config, metric): {rep: value}}"""
+    d = defaultdict(dict)
+    path = os.path.join(RESULTS, name + ".csv")
+    if not os.path.exists(path):
+        return d
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            try:
+                d[(row["store"], row["subject"], row["config"], row["metric"])][int(row["rep"])] = \
+                    float(row["value"])
+            except (ValueError, KeyError):
+                continue
+    return d
+
+
+cycles = load("cycles")
+contention = load("contention")
+heartbeat = load("heartbeat")
+github = load("github")
+diag = load("diagnostics")
+
+env = {}
+if os.path.exists(os.path.join(RESULTS, "environment.txt")):
+    with open(os.path.join(RESULTS, "environment.txt")) as f:
+        for line in f:
+            if ": " in line:
+                k, v = line.rstrip("\n").split(": ", 1)
+                env[k] = v
+
+not_measured = []
+if os.path.exists(os.path.join(RESULTS, "not_measured.csv")):
+    with open(os.path.join(RESULTS, "not_measured.csv")) as f:
+        for line in f:
+            parts = line.rstrip("\n").split(",", 3)
+            if len(parts) == 4:
+                not_measured.append(parts)
+
+
+# ---- numbers ----------------------------------------------------------------------------------
+
+def kcfg(store, subject, p, k):
+    """The contention config of P processes on K keys: "pP-kK", or with "-csMS" when the run
+    had a critical section of MS milliseconds."""
+    base = "p%d-k%d" % (p, k)
+    for (st, sub, config, metric) in contention:
+        if st == store and sub == subject and (config == base or config.startswith(base + "-cs")):
+            return config
+    return base
+
+
+def series(d, store, subject, metric, config=""):
+    return d.get((store, subject, config, metric), {})
+
+
+def med(s):
+    v = list(s.values()) if isinstance(s, dict) else list(s)
+    return statistics.median(v) if v else None
+
+
+def spread(s):
+    v = list(s.values()) if isinstance(s, dict) else list(s)
+    return (min(v), max(v)) if v else (None, None)
+
+
+def ratio(a, b):
+    """Per repetition a/b where both exist."""
+    return {r: a[r] / b[r] for r in a if r in b and b[r]}
+
+
+def fmt(x, digits=None):
+    if x is None:
+        return "–"
+    if digits is None:
+        ax = abs(x)
+        digits = 0 if ax >= 100 else 1 if ax >= 10 else 2 if ax >= 1 else 3
+    return "{:,.{d}f}".format(x, d=digits)
+
+
+def fmt_ms(x):
+    if x is None:
+        return "–"
+    return fmt(x, 0 if x >= 100 else 1 if x >= 10 else 2 if x >= 1 else 3)
+
+
+def med_spread(s, digits=None, unit=""):
+    if not s:
+        return "not measured"
+    lo, hi = spread(s)
+    n = len(s)
+    if n == 1:
+        return "%s%s (1 run)" % (fmt(med(s), digits), unit)
+    return "%s%s (%s–%s, n=%d)" % (fmt(med(s), digits), unit, fmt(lo, digits), fmt(hi, digits), n)
+
+
+def ratio_text(s):
+    if not s:
+        return "–"
+    lo, hi = spread(s)
+    return "%s (%s–%s)" % (fmt(med(s), 2), fmt(lo, 2), fmt(hi, 2))
+
+
+# ---- targets ----------------------------------------------------------------------------------
+
+checks = []  # (id, what, measured text, target text, met: True/False/None, miss text)
+
+
+def check(cid, what, value, target, op, measured_text, shown=None):
+    """op: '>=' or '<=' or '>'. value None: not measured. shown: the target as the table says
+    it (default: op and target)."""
+    shown = shown or "%s %s" % ({">=": "≥", "<=": "≤"}.get(op, op), target)
+    if value is None:
+        checks.append((cid, what, "not measured", shown, None, ""))
+        return
+    if op == ">=":
+        met = value >= target_value(target)
+    elif op == ">":
+        met = value > target_value(target)
+    else:
+        met = value <= target_value(target)
+    miss = ""
+    if not met:
+        t = target_value(target)
+        if op in (">=", ">"):
+            miss = "%s short: %s is %.0f%% of the target %s" % (
+                fmt(t - value, 2), fmt(value, 2), 100.0 * value / t if t else 0, fmt(t, 2))
+        else:
+            miss = "%s against a limit of %s: %.1f× over" % (
+                fmt(value), fmt(t, 0 if t == int(t) else 2), value / t if t else 0)
+    checks.append((cid, what, measured_text, shown, met, miss))
+
+
+def target_value(t):
+    return float(str(t).rstrip("×%"))
+
+
+# Why a target is missed, and what would close it: the analysis of bench/run.sh's figures and
+# diagnostics (section "Diagnostics" below), written for the mechanisms, shown only on a miss.
+WHY = {
+    "redis_floor": (
+        "A tasklock cycle is two round trips, like the floor; what it adds is time inside Redis. "
+        "Redis's own counters (section 6) put each EVALSHA of tasklock's claim and release "
+        "scripts at tens of µs of server time, against a fraction of a µs for a PING, and most "
+        "of it in the Lua code itself rather than in the Redis commands the scripts call. The "
+        "same scripts sent by EVALSHA over a bare socket (the floor-eval row) run only a little "
+        "faster than tasklock (that row's ratio), so most of the gap is in the scripts, not in "
+        "the library or hiredis; turning the audit trail off (`?history_max=0`, no XADD: the "
+        "variant row) recovers part of it. To close it: lighter scripts. Where the Lua time goes inside "
+        "redis-server was not resolved here (its Lua symbols are stripped; libc's number "
+        "formatting and parsing, vfprintf and strtod, do show in a perf profile of redis-server "
+        "during the cycles); candidates: run the prelude once (Redis 7 functions: FUNCTION LOAD, "
+        "then FCALL) instead of defining its helpers and tables on every call, fewer "
+        "number/string conversions (string.format, tonumber), one HGETALL instead of HMGET and "
+        "EXISTS. Over a real network the round trip grows and the same server time becomes a "
+        "smaller share: the ratio rises by itself."),
+    "redis_vs_redis_py": (
+        "redis-py's `Lock` costs Redis a SET NX PX and a four-line release script (section 6: a "
+        "few µs of server time a cycle), tasklock's scripts several times that; what tasklock "
+        "saves on the client side (C against Python) it spends on the server. Lighter scripts, "
+        "as for the floor above, would put it clearly ahead."),
+    "redis_vs_redlock": (
+        "redlock's lock and unlock scripts are shorter than tasklock's (no fencing-token counter, "
+        "no history stream, no staleness judged by the server's clock); see the Redis floor."),
+    "pg_floor": (
+        "The bare row cycle inserts one row and deletes it. A tasklock cycle also appends two rows "
+        "to tasklock_history (acquired, released), keeps the key's row with its last token "
+        "instead of deleting it (so that a retried release can tell \"released by me\" from "
+        "\"claimed since\"), takes a token from a sequence, and wraps each call in BEGIN, "
+        "set_config() and COMMIT (one pipelined round trip). Section 6 counts the WAL of both: "
+        "tasklock writes about twice the WAL records and several times the WAL bytes per cycle, "
+        "and every commit waits for its WAL to reach the disk. To close it: make the audit trail "
+        "optional or unlogged (`?history=off`), and write fewer index entries per cycle (the "
+        "history table's index; an UPDATE of the key's row that stays a HOT update)."),
+    "sqlite_floor": (
+        "A tasklock cycle is two write transactions on a WAL file, as the floor's are, plus its "
+        "history rows."),
+    "cli_flock": (
+        "flock(1) is a small binary linked with libc alone, and its lock lives in the kernel. "
+        "`tasklock run` pays for (1) starting a binary that is linked, through the static "
+        "library, with libcurl, libpq and hiredis and everything they need: 38 shared objects "
+        "(OpenSSL, GnuTLS, Kerberos, LDAP, ...). Outside this run, `perf stat` put `tasklock "
+        "--version` alone at about 5 ms of CPU, against 1.5 ms for a whole `flock FILE true`, "
+        "and `perf record` put that time in the dynamic loader (relocations, symbol look-ups) and "
+        "in page faults, with tasklock's own code and SQLite under 5 % of the profile. (2) Six "
+        "fdatasync calls per run where two would do (strace): SQLite creates the WAL file anew "
+        "at each open (fsync of the WAL and of its directory), commits the acquire and the "
+        "release, and the last connection's close checkpoints the WAL into the database (two "
+        "more) and deletes it. To close it: load the optional stores' client libraries only when "
+        "their URL is used (dlopen, or one plug-in per store), so that the CLI on SQLite maps "
+        "a handful of objects; keep the WAL file between runs (SQLITE_FCNTL_PERSIST_WAL) and "
+        "skip the checkpoint on close (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE), leaving the two "
+        "fsyncs a durable acquire and release need. Those two fsyncs remain a cost flock does "
+        "not have, so 75 % of flock needs fast fsyncs as well."),
+    "cli_etcd": (
+        "The same two causes as against flock: process start with 38 shared objects, and six "
+        "fsyncs per run; etcdctl pays a gRPC connection and a Raft commit per lock and per "
+        "unlock. The same two fixes apply."),
+    "gh_lat50": (
+        "An acquire is 4 requests in sequence (list, POST claim, list, POST assignee)."),
+    "gh_lat200": (
+        "An acquire is 4 requests in sequence (list, POST claim, list, POST assignee)."),
+}
+WHY_FAIR = (
+    "The wake-up on release is a broadcast, not a queue: every waiter of the key is woken, "
+    "they race, and the worker that has just released claims again at once, so an unlucky "
+    "waiter can lose several races in a row (the shares stay even, but the tail is long). With "
+    "4 or 8 processes and their server on 2 cores, the scheduler adds delays of its own (a "
+    "runnable process may wait for a time slice). Even so, on Redis the longest wait is a small "
+    "fraction of redis-py's (its 0.1 s polling, same table), and the shares are even. To close it: a fair hand-over, a FIFO of "
+    "waiters per key (a Redis list or a PostgreSQL queue row) in which the releaser wakes only "
+    "the next waiter and a new claim queues behind the waiters.")
+WHY_FAIR_POLL = (
+    "These stores have no wake-up on release: a waiter sleeps its backoff (1 s, 2 s, 4 s, … with "
+    "jitter) while the worker that has just released claims again at once, so one worker keeps "
+    "the key and the others starve to the end of the run (a starved worker's wait is counted up "
+    "to the end, so the figure is a lower bound). On SQLite it shows with 100 keys too: a single "
+    "conflict on a key held for a fraction of a millisecond costs the loser a second or more. "
+    "To close it: a wake-up for SQLite (the waiters are on the same machine: a per-key FIFO "
+    "or an inotify watch, or a poll every few ms, since a failed claim costs no write), and for "
+    "GitHub a short first backoff by conditional requests (a 304 costs no rate budget), or a "
+    "fair hand-over as suggested for Redis and PostgreSQL.")
+WHY_HB = (
+    "The heartbeat renews each lock with its own round trip (one script call, or one "
+    "transaction with a commit each); to close it, renew in batches (one call for all the "
+    "locks due).")
+
+
+# ---- sections ---------------------------------------------------------------------------------
+
+out = []
+w = out.append
+
+w("# Performance")
+w("")
+w("Generated by `bench/report.py` from the raw figures of one run of `make bench` "
+  "(`bench/run.sh`), which are in `bench/results/*.csv`. Do not edit by hand: run `make bench` "
+  "again. Every figure below is the **median** of the repetitions, with the **spread** "
+  "(minimum–maximum) and the number of repetitions; a ratio is computed within each repetition "
+  "(ours and the anchor or floor measured side by side, in an order that rotates from one "
+  "repetition to the next) and then summarised the same way. CPU pinning, if any, is in the "
+  "table below.")
+w("")
+
+# The run
+w("## The run")
+w("")
+w("| | |")
+w("|---|---|")
+for k, label in [("date", "date (UTC)"), ("command", "command"), ("settings", "settings"),
+                 ("git", "source"), ("build", "build"), ("runtime_s", "runtime of the whole run"),
+                 ("cpu", "CPU"), ("nproc", "cores (nproc)"), ("memory", "memory"),
+                 ("kernel", "kernel"), ("virtualization", "virtualization"), ("os", "OS"),
+                 ("disk_for_tmp", "file system of the SQLite files"),
+                 ("pinning", "CPU pinning"),
+                 ("load_average_start", "load average at the start (1, 5, 15 min)"),
+                 ("load_average_end", "load average at the end"),
+                 ("pressure_start", "time other work kept runnable tasks waiting (/proc/pressure, "
+                  "\"some\", 60 s average) at the start"),
+                 ("pressure_end", "the same at the end")]:
+    if k in env:
+        v = env[k]
+        if k == "runtime_s":
+            v = "%s s (%.1f min)" % (v, int(v) / 60.0)
+        if k == "command":
+            v = "`%s`" % v
+        w("| %s | %s |" % (label, v))
+w("")
+w("Versions:")
+w("")
+w("| component | version |")
+w("|---|---|")
+for k in ["gcc", "sqlite", "redis-server", "hiredis", "postgres", "pgbench", "libpq", "libcurl",
+          "python3", "python3-redis", "node", "redlock", "ioredis", "flock", "etcd"]:
+    if k in env:
+        w("| %s | %s |" % (k, env[k]))
+w("")
+
+# Collect the cycle figures
+def cyc(store, subject, metric="cycles_per_s"):
+    return series(cycles, store, subject, metric)
+
+
+ours = {s: cyc(s, "ours") for s in ["sqlite", "redis", "postgres", "github", "memory"]}
+redis_floor = cyc("redis", "floor-redis-benchmark")
+pg_floor = cyc("postgres", "floor-row-pgbench")
+sqlite_floor = cyc("sqlite", "floor-2tx")
+cli_ours = cyc("cli", "ours-run", "runs_per_s")
+cli_flock = cyc("cli", "anchor-flock", "runs_per_s")
+cli_etcd = cyc("cli", "anchor-etcdctl", "runs_per_s")
+
+r = ratio(ours["redis"], redis_floor)
+check("redis_floor", "Redis: a cycle ≥ 90 % of its two-round-trip floor (`redis-benchmark -c 1` "
+      "PING, 2 round trips)", med(r), "0.90", ">=", ratio_text(r))
+r = ratio(ours["redis"], cyc("redis", "anchor-redis-py"))
+check("redis_vs_redis_py", "Redis: ahead of redis-py's `Lock`", med(r), "1.0", ">", ratio_text(r))
+r = ratio(ours["redis"], cyc("redis", "anchor-redlock"))
+check("redis_vs_redlock", "Redis: ahead of `redlock` (ioredis)", med(r), "1.0", ">", ratio_text(r))
+r = ratio(ours["postgres"], pg_floor)
+check("pg_floor", "PostgreSQL: ≥ 90 % of the bare durable row cycle (pgbench)", med(r), "0.90", ">=",
+      ratio_text(r))
+r = ratio(ours["sqlite"], sqlite_floor)
+check("sqlite_floor", "SQLite: ≥ 50 % of two bare write transactions", med(r), "0.50", ">=",
+      ratio_text(r))
+r = ratio(cli_ours, cli_flock)
+check("cli_flock", "CLI: `tasklock run KEY -- true` (SQLite) ≥ 75 % of `flock FILE true`", med(r),
+      "0.75", ">=", ratio_text(r))
+r = ratio(cli_ours, cli_etcd)
+check("cli_etcd", "CLI: `tasklock run KEY -- true` ≥ 5× `etcdctl lock L true`", med(r), "5", ">=",
+      ratio_text(r))
+
+# Fairness: longest wait on one key within a few cycle times. "A few" = 2 x P: a FIFO queue of
+# P waiters makes the last one wait P - 1 critical sections.
+fair_rows = []
+for store in ["sqlite", "redis", "postgres", "github"]:
+    for p in (4, 8):
+        cfg = kcfg(store, "ours", p, 1)
+        cs = series(contention, store, "ours", "cs_per_s", cfg)
+        lw = series(contention, store, "ours", "longest_wait_ms", cfg)
+        if not cs or not lw:
+            check("fair_%s_p%d" % (store, p), "Fairness, %s, %d processes on 1 key: longest wait ≤ "
+                  "%d cycle times" % (store, p, 2 * p), None, str(2 * p), "<=", "")
+            continue
+        in_cycles = {k: lw[k] / (1000.0 / cs[k]) for k in lw if k in cs and cs[k]}
+        check("fair_%s_p%d" % (store, p), "Fairness, %s, %d processes on 1 key: longest wait ≤ %d "
+              "contended cycle times" % (store, p, 2 * p), med(in_cycles), str(2 * p), "<=",
+              "%s ms = %s cycle times" % (fmt_ms(med(lw)), fmt(med(in_cycles), 0)))
+
+def hb_configs(store):
+    return sorted({k[2] for k in heartbeat if k[0] == store and k[2].startswith("n")
+                   and "-w" not in k[2]}, key=lambda c: int(c[1:]))
+
+
+def hb_direct(store, cfg):
+    """Whether that run renewed at the default interval itself (measured, not extrapolated)."""
+    iv = med(series(heartbeat, store, "ours", "interval_ms", cfg))
+    return iv is not None and iv == med(series(heartbeat, store, "ours", "default_interval_ms", cfg))
+
+
+def hb_windows(store, cfg, metric):
+    wins = sorted({k[2] for k in heartbeat if k[0] == store and k[2].startswith(cfg + "-w")})
+    vals = [series(heartbeat, store, "ours", metric, c).get(1) for c in wins]
+    return [x for x in vals if x is not None]
+
+
+for store in ["sqlite", "redis", "postgres"]:
+    direct = [c for c in hb_configs(store) if hb_direct(store, c) and c == "n1000"]
+    if direct:
+        v = hb_windows(store, direct[0], "core_pct_measured")
+        how = "measured at the default interval"
+    else:
+        v = {}
+        for (st, subject, config, metric), sv in heartbeat.items():
+            if st == store and subject == "ours" and metric == "core_pct_at_default_per_1000":
+                v = sv
+        how = "extrapolated"
+    check("hb_%s" % store, "Heartbeat, %s: 1,000 locks cost < 1 %% of a core at the default "
+          "interval (30 s)" % store, med(v), "1%", "<=", "%s (%s)" % (med_spread(v, 3, " %"), how),
+          shown="< 1 %")
+
+gh_budget = {"acquire": (4, 2), "heartbeat": (2, 1), "release": (3, 3), "busy_again": (1, 0)}
+for op, (req, wr) in gh_budget.items():
+    rq = series(github, "github", "ours", op + "_requests")
+    wt = series(github, "github", "ours", op + "_writes")
+    val = None if not rq else max(max(rq.values()) - req, max(wt.values()) - wr)
+    check("gh_req_%s" % op, "GitHub: %s within its request budget" % (
+        op.replace("busy_again", "an acquire that finds the issue held (repeated)")), val, "0",
+        "<=", "%s requests, %s writes" % (fmt(med(rq), 0), fmt(med(wt), 0)) if rq else "",
+        shown="≤ %d requests, %d writes" % (req, wr))
+# Round trips of latency in an acquire: (its time with L ms added to every request - its time
+# with none, measured the same way in the same repetition) / L, to the nearest whole round trip
+# (the fraction left is the test server's sleep overshooting, a few tenths of a ms a request).
+for lat in (50, 200):
+    ms = series(github, "github", "ours", "acquire_ms", "latency%d" % lat)
+    a0 = series(github, "github", "ours", "acquire_ms", "latency0")
+    v = {k: (x - a0[k]) / lat for k, x in ms.items() if k in a0}
+    check("gh_lat%d" % lat, "GitHub: acquire within 4 round trips of latency, %d ms added per "
+          "request" % lat, round(med(v)) if v else None, "4", "<=",
+          "%s ms; less %s ms without latency: %s round trips" % (
+              fmt(med(ms), 0), fmt_ms(med(a0)), ratio_text(v)) if v else "",
+          shown="≤ 4 round trips (to the nearest whole)")
+
+w("## Targets")
+w("")
+w("| target | measured | target | met |")
+w("|---|---|---|---|")
+for cid, what, text, target, met, miss in checks:
+    mark = "✓" if met else ("✗" if met is False else "not measured")
+    w("| %s | %s | %s | %s |" % (what, text, target, mark))
+w("")
+misses = [c for c in checks if c[4] is False]
+if misses:
+    w("### Missed targets: by how much, why, and what would close it")
+    w("")
+    fair_notes = {}
+    for cid, what, text, target, met, miss in misses:
+        if cid.startswith("fair_"):
+            store = cid.split("_")[1]
+            kind = "polling" if store in ("sqlite", "github") else "wake-up"
+            fair_notes[kind] = WHY_FAIR_POLL if kind == "polling" else WHY_FAIR
+            why = "Why: see *fairness with %s* below." % kind
+        elif cid.startswith("hb_"):
+            why = WHY_HB
+        else:
+            why = WHY.get(cid, "Not analysed yet.")
+        w("- **%s** — %s. %s" % (what, miss, why))
+    w("")
+    for kind in ("wake-up", "polling"):
+        if kind in fair_notes:
+            w("*Fairness with %s* (%s). %s" % (
+                kind, "Redis, PostgreSQL" if kind == "wake-up" else "SQLite, GitHub",
+                fair_notes[kind]))
+            w("")
+    if fair_notes:
+        w("The limit is 2 × P contended cycle times (a cycle time = 1 ÷ the critical sections per "
+          "second on the one key): a fair queue of P workers makes the last one wait P − 1 of "
+          "them.")
+        w("")
+
+# 1. Uncontended cycles
+w("## 1. Uncontended acquire + release, one process, one key")
+w("")
+w("`bench_cycle`: `tl_acquire` (FAIL_FAST) + `tl_release` in a loop for %s s after a warm-up, "
+  "through the library, one manager (its heartbeat thread idle). Floors and anchors on the same "
+  "server in the same repetition. Ratio = ours ÷ that row, per repetition." %
+  env.get("settings", "").split("SECONDS_PER=")[-1].split()[0] if "SECONDS_PER=" in
+  env.get("settings", "") else "a few")
+w("")
+subjects = [
+    ("sqlite", "ours", "tasklock (sqlite)"),
+    ("sqlite", "floor-2tx", "floor: 2 bare write transactions (BEGIN IMMEDIATE; upsert; COMMIT), WAL, synchronous=FULL"),
+    ("redis", "ours", "tasklock (redis)"),
+    ("redis", "ours-history-off", "tasklock (redis) with `?history_max=0`: no audit trail (XADD)"),
+    ("redis", "floor-redis-benchmark", "floor: `redis-benchmark -c 1 -t ping` (PING_MBULK), 2 round trips"),
+    ("redis", "floor-ping", "floor: 2 × PING over a bare socket (bench_redis)"),
+    ("redis", "floor-eval", "floor: tasklock's own claim + release scripts by EVALSHA over a bare socket"),
+    ("redis", "anchor-redis-py", "anchor: redis-py `Lock` acquire + release"),
+    ("redis", "anchor-redlock", "anchor: `redlock` lock + unlock (ioredis)"),
+    ("postgres", "ours", "tasklock (postgres)"),
+    ("postgres", "floor-row-pgbench", "floor: pgbench, INSERT … ON CONFLICT DO NOTHING; DELETE (2 commits)"),
+    ("postgres", "floor-row-libpq", "floor: the same two statements through libpq (bench_postgres)"),
+    ("postgres", "anchor-advisory-pgbench", "anchor: pgbench, `pg_advisory_lock`; `pg_advisory_unlock`"),
+    ("postgres", "anchor-advisory-libpq", "anchor: the same through libpq (bench_postgres)"),
+    ("github", "ours", "tasklock (GitHub test server on 127.0.0.1, no latency added)"),
+    ("memory", "ours", "tasklock (memory store: the library without I/O)"),
+]
+w("| store | what | cycles/s | cycle p50 / p99 (ms) | ours ÷ this |")
+w("|---|---|---|---|---|")
+for store, subject, label in subjects:
+    s = cyc(store, subject)
+    if not s:
+        w("| %s | %s | not measured | | |" % (store, label))
+        continue
+    p50 = med(cyc(store, subject, "cycle_p50_ms"))
+    p99 = med(cyc(store, subject, "cycle_p99_ms"))
+    lat = "%s / %s" % (fmt_ms(p50), fmt_ms(p99)) if p50 is not None else (
+        "mean %s" % fmt_ms(med(cyc(store, subject, "cycle_mean_ms")))
+        if cyc(store, subject, "cycle_mean_ms") else "")
+    rr = "" if subject.startswith("ours") else ratio_text(ratio(ours.get(store, {}), s))
+    w("| %s | %s | %s | %s | %s |" % (store, label, med_spread(s), lat, rr))
+w("")
+rt = cyc("redis", "floor-redis-benchmark", "rtt_p50_ms")
+if rt:
+    w("Loopback round trip (redis-benchmark PING, p50 of each repetition's median): %s ms." %
+      med_spread(rt, 3))
+    w("")
+
+# 2. CLI
+w("## 2. The CLI against one-machine anchors")
+w("")
+w("`bench_exec`: fork + exec + wait in a loop (no shell), the command's output to /dev/null. "
+  "Process start dominates all three.")
+w("")
+w("| command | runs/s | run p50 / p99 (ms) | `tasklock run` ÷ this |")
+w("|---|---|---|---|")
+for subject, label in [("ours-run", "`tasklock -s sqlite:FILE run KEY -- true`"),
+                       ("anchor-flock", "`flock FILE true`"),
+                       ("anchor-etcdctl", "`etcdctl lock L true` (private etcd on 127.0.0.1)")]:
+    s = cyc("cli", subject, "runs_per_s")
+    if not s:
+        w("| %s | not measured | | |" % label)
+        continue
+    lat = "%s / %s" % (fmt_ms(med(cyc("cli", subject, "run_p50_ms"))),
+                       fmt_ms(med(cyc("cli", subject, "run_p99_ms"))))
+    rr = "" if subject == "ours-run" else ratio_text(ratio(cli_ours, s))
+    w("| %s | %s | %s | %s |" % (label, med_spread(s), lat, rr))
+w("")
+
+# 3. Contention
+w("## 3. Contention: critical sections per second, shares, waits")
+w("")
+w("`bench_contend`: P processes, each its own manager and worker id, loop for the run's time: "
+  "pick a key (the one key, or one of 100 at random), `tl_acquire` with the default strategy "
+  "(RETRY: backoff from 1 s with jitter; Redis and PostgreSQL wake waiters on release), an empty "
+  "critical section that checks exclusivity in shared memory, `tl_release`. Wait = from calling "
+  "acquire to holding the lock; a worker still waiting at the end counts what it has waited, so "
+  "a starved worker is never hidden. redis-py's `Lock` in the same loop (blocking acquire, its "
+  "default 0.1 s polling). Shares: the smallest and largest fraction of the critical sections "
+  "one worker got (fair: 1/P).")
+w("")
+w("| store | processes × keys | what | critical sections/s | shares min–max | workers starved | longest wait (ms) | wait p50 / p99 (ms) | overlaps |")
+w("|---|---|---|---|---|---|---|---|---|")
+for store in ["sqlite", "redis", "postgres", "github"]:
+    for p in (4, 8):
+        for k in (1, 100):
+            for subject, label in [("ours", "tasklock"), ("anchor-redis-py", "redis-py `Lock`")]:
+                if subject != "ours" and (store != "redis" or k != 1):
+                    continue
+                cfg = kcfg(store, subject, p, k)
+                if "-cs" in cfg:
+                    label += ", critical section %s ms" % cfg.split("-cs")[1]
+                cs = series(contention, store, subject, "cs_per_s", cfg)
+                if not cs:
+                    if subject == "ours":
+                        w("| %s | %d × %d | %s | not measured | | | | | |" % (store, p, k, label))
+                    continue
+                smin = series(contention, store, subject, "share_min", cfg)
+                smax = series(contention, store, subject, "share_max", cfg)
+                starved = series(contention, store, subject, "workers_starved", cfg)
+                lw = series(contention, store, subject, "longest_wait_ms", cfg)
+                w50 = series(contention, store, subject, "wait_p50_ms", cfg)
+                w99 = series(contention, store, subject, "wait_p99_ms", cfg)
+                ov = series(contention, store, subject, "overlaps", cfg)
+                w("| %s | %d × %d | %s | %s | %s–%s | %s | %s (max %s) | %s / %s | %s |" % (
+                    store, p, k, label, med_spread(cs), fmt(med(smin), 2), fmt(med(smax), 2),
+                    fmt(max(starved.values()), 0) if starved else "–",
+                    fmt_ms(med(lw)), fmt_ms(max(lw.values())) if lw else "–",
+                    fmt_ms(med(w50)), fmt_ms(med(w99)),
+                    fmt(max(ov.values()), 0) if ov else "–"))
+w("")
+ghc = [series(contention, "github", "ours", "issue_comments_after", kcfg("github", "ours", p, 1))
+       for p in (4, 8)]
+ghc = [v for sv in ghc for v in sv.values()]
+if ghc:
+    w("GitHub, one key: every critical section leaves a completion comment on the issue, and the "
+      "store misreads an issue that passes 100 comments while it runs (a conditional re-read of "
+      "the first page answers 304 without the link to the second): so there the critical "
+      "section lasts %s ms, which keeps the issue under 100 comments (at most %d at the end of a "
+      "run here)%s." % (
+          kcfg("github", "ours", 4, 1).split("-cs")[-1], max(ghc), "" if max(ghc) < 100 else
+          ": **over 100, so acquires may have stalled in that run**"))
+    w("")
+w("Shares of the critical sections on one key, largest to smallest (in each repetition the "
+  "workers' shares are sorted, then the median of each rank is taken over the repetitions; a "
+  "fair lock gives every worker 1/P):")
+w("")
+w("| store | processes | what | shares, largest to smallest |")
+w("|---|---|---|---|")
+for store in ["sqlite", "redis", "postgres", "github"]:
+    for p in (4, 8):
+        for subject, label in [("ours", "tasklock"), ("anchor-redis-py", "redis-py `Lock`")]:
+            cfg = kcfg(store, subject, p, 1)
+            sh = [series(contention, store, subject, "share_w%d" % i, cfg) for i in range(p)]
+            if not all(sh):
+                continue
+            reps = sorted(set.intersection(*(set(x) for x in sh)))
+            ranked = [sorted((x[r] for x in sh), reverse=True) for r in reps]
+            cols = [statistics.median(rk[i] for rk in ranked) for i in range(p)]
+            w("| %s | %d | %s | %s |" % (store, p, label, " ".join(fmt(c, 2) for c in cols)))
+w("")
+
+# 4. Heartbeat
+w("## 4. Heartbeat cost")
+w("")
+w("`bench_heartbeat`: one manager acquires N locks and holds them while its heartbeat thread "
+  "renews them; the process's CPU time (getrusage: every thread) is read over windows. "
+  "**Measured directly**: 1,000 locks renewed at the default interval itself (30 s), one window "
+  "of two intervals and a second, so every lock is renewed twice inside it: the CPU time over "
+  "the window's length is the share of a core. **Extrapolated**: 10,000 locks (GitHub 1,000) "
+  "renewed every %s ms so that many rounds fall in a short run (a round longer than that runs "
+  "back to back); the CPU time of each window divided by its renewals is the cost of one "
+  "renewal, and N renewals per default interval (30 s; GitHub 75 s = ¼ of the 5 min lock "
+  "timeout) at that cost is the share of a core at the default settings. Memory: resident set "
+  "(VmRSS) after connecting and while holding the N locks." %
+  (env.get("settings", "").split("HB_INTERVAL_MS=")[-1].split()[0]
+   if "HB_INTERVAL_MS=" in env.get("settings", "") else "?"))
+w("")
+w("| store | locks | renewal interval | acquire all (s) | renewals/s | CPU per renewal (µs) | % of a core at the default interval | same, per 1,000 locks | RSS connected → holding (MiB) | bytes per lock | failed / lost |")
+w("|---|---|---|---|---|---|---|---|---|---|---|")
+for store in ["sqlite", "redis", "postgres", "github"]:
+    cfgs = hb_configs(store)
+    if not cfgs:
+        w("| %s | not measured | | | | | | | | | |" % store)
+        continue
+    for cfg in cfgs:
+        n = int(cfg[1:])
+
+        def hv(m):
+            return med(series(heartbeat, store, "ours", m, cfg))
+
+        direct = hb_direct(store, cfg)
+        per = hb_windows(store, cfg, "cpu_us_per_renewal")
+        rps = hb_windows(store, cfg, "renewals_per_s")
+        pct = hb_windows(store, cfg, "core_pct_measured" if direct else "core_pct_at_default")
+        rc, rh = hv("rss_connected_kb"), hv("rss_held_kb")
+        iv = hv("interval_ms")
+        w("| %s | %s | %s | %s | %s | %s | %s | %s | %s → %s | %s | %s / %s |" % (
+            store, fmt(n, 0),
+            "%s s (the default: measured directly)" % fmt(iv / 1000.0, 0) if direct else
+            "%s s (short: extrapolated to %s s)" % (fmt(iv / 1000.0, 0),
+                                                    fmt(hv("default_interval_ms") / 1000.0, 0)),
+            fmt(hv("acquire_all_s"), 1), med_spread(rps, 0),
+            med_spread(per, 1), med_spread(pct, 3, " %"),
+            fmt(med(pct) * 1000.0 / n, 3) + " %" if pct else "–",
+            fmt(rc / 1024.0, 1) if rc else "–", fmt(rh / 1024.0, 1) if rh else "–",
+            fmt((rh - rc) * 1024.0 / n, 0) if rc and rh else "–",
+            fmt(hv("heartbeats_failed"), 0), fmt(hv("locks_lost"), 0)))
+w("")
+w("Spreads here are over the measurement windows of one run (extrapolated runs: %s windows)." %
+  (env.get("settings", "").split("HB_WINDOWS=")[-1].split()[0]
+   if "HB_WINDOWS=" in env.get("settings", "") else "?"))
+w("")
+
+# 5. GitHub
+w("## 5. GitHub store: requests per operation, latency")
+w("")
+w("`bench_github` against the project's GitHub test server, its counters read "
+  "(`GET /_admin/stats`) around each call; the server reset before each measurement. "
+  "Budget: docs/github.md (requests per operation). The store runs with `write_budget=off`: "
+  "GitHub's own content limits (80 writes/min, 500/h per account) would otherwise cap a single "
+  "key at 16 acquire+release cycles a minute (5 writes each).")
+w("")
+w("| operation | requests | writes | answered 304 (free) | budget (requests / writes) |")
+w("|---|---|---|---|---|")
+for op, label, budget in [("acquire", "acquire, uncontended", "4 / 2"),
+                          ("heartbeat", "heartbeat (`tl_renew`)", "2 / 1"),
+                          ("release", "release", "3 / 3"),
+                          ("busy_first", "acquire while held, first look", "1 / 0"),
+                          ("busy_again", "acquire while held, again (conditional)", "1 / 0, a 304")]:
+    rq = series(github, "github", "ours", op + "_requests")
+    if not rq:
+        w("| %s | not measured | | | %s |" % (label, budget))
+        continue
+    w("| %s | %s | %s | %s | %s |" % (
+        label, med_spread(rq, 0), med_spread(series(github, "github", "ours", op + "_writes"), 0),
+        med_spread(series(github, "github", "ours", op + "_not_modified"), 0), budget))
+w("")
+w("| latency added per request | acquire (ms) | in round trips of that latency | requests | release (ms) |")
+w("|---|---|---|---|---|")
+for lat in (0, 50, 200):
+    cfg = "latency%d" % lat
+    a = series(github, "github", "ours", "acquire_ms", cfg)
+    if not a:
+        w("| %d ms | not measured | | | |" % lat)
+        continue
+    w("| %d ms | %s | %s | %s | %s |" % (
+        lat, med_spread(a, 1), med_spread(series(github, "github", "ours", "acquire_round_trips", cfg), 2)
+        if lat else "–",
+        fmt(med(series(github, "github", "ours", "acquire_requests", cfg)), 0),
+        med_spread(series(github, "github", "ours", "release_ms", cfg), 1)))
+w("")
+
+# 6. Diagnostics
+def dv(store, subject, metric):
+    return med(series(diag, store, subject, metric))
+
+
+if diag:
+    w("## 6. Diagnostics: where the time goes")
+    w("")
+    w("Read from the servers' own counters around one more run of each (section 5 of "
+      "`bench/run.sh`): Redis's `INFO commandstats` (after `CONFIG RESETSTAT`), PostgreSQL's "
+      "`pg_stat_wal` (after `pg_stat_reset_shared('wal')`).")
+    w("")
+    ev, ping = dv("redis", "ours", "evalsha_usec_per_call"), dv("redis", "floor-redis-benchmark",
+                                                                "ping_usec_per_call")
+    if ev is not None:
+        calls = dv("redis", "ours", "evalsha_calls") or 0
+        inner = 0.0
+        parts = []
+        for cmd in ["time", "hmget", "exists", "get", "set", "hset", "pexpire", "del", "xadd",
+                    "publish"]:
+            u, c = dv("redis", "ours", cmd + "_usec_per_call"), dv("redis", "ours", cmd + "_calls")
+            if u is not None and c and calls:
+                per_cycle = u * c / (calls / 2.0)
+                inner += per_cycle
+                parts.append("%s %s" % (cmd.upper(), fmt(per_cycle, 1)))
+        py_ev, py_set = dv("redis", "anchor-redis-py", "evalsha_usec_per_call"), dv(
+            "redis", "anchor-redis-py", "set_usec_per_call")
+        w("| Redis, server time per cycle | µs |")
+        w("|---|---|")
+        w("| tasklock: 2 × EVALSHA (claim, release) | %s (%s per call) |" % (fmt(2 * ev, 1),
+                                                                        fmt(ev, 1)))
+        w("| … of which the Redis commands the scripts call | %s (%s) |" % (
+            fmt(inner, 1), ", ".join(parts)))
+        w("| … so the Lua scripts themselves | %s |" % fmt(2 * ev - inner, 1))
+        if py_ev is not None and py_set is not None:
+            w("| redis-py `Lock`: SET NX PX + EVALSHA (release) | %s |" % fmt(py_set + py_ev, 1))
+        if ping is not None:
+            w("| floor: 2 × PING | %s |" % fmt(2 * ping, 2))
+        w("")
+    if dv("postgres", "ours", "wal_bytes_per_cycle") is not None:
+        w("| PostgreSQL, per cycle | WAL records | WAL bytes | WAL flushes (fsync) |")
+        w("|---|---|---|---|")
+        for subject, label in [("ours", "tasklock"), ("floor-row-pgbench", "floor: pgbench row cycle")]:
+            w("| %s | %s | %s | %s |" % (label, fmt(dv("postgres", subject, "wal_records_per_cycle"), 1),
+                                        fmt(dv("postgres", subject, "wal_bytes_per_cycle"), 0),
+                                        fmt(dv("postgres", subject, "wal_syncs_per_cycle"), 2)))
+        w("")
+
+# Not measured
+w("## Not measured")
+w("")
+if not_measured:
+    for sec, store, subject, why in not_measured:
+        w("- %s, %s, %s: %s" % (sec, store, subject, why))
+else:
+    w("Everything was measured.")
+w("")
+
+w("## How to run it")
+w("")
+w("`make bench` (= `bench/run.sh`; `BENCH_QUICK=1` for a short trial). It installs the "
+  "Debian packages of `scripts/install-deps --bench` and redlock + ioredis (npm, pinned "
+  "majors) into `bench/node/`, builds `build-bench` (Release), starts Redis, PostgreSQL and the "
+  "GitHub test server through `tests/harness/with-servers` and a private etcd "
+  "(`bench/start-etcd`), all on 127.0.0.1, measures, and writes `bench/results/*.csv` and this "
+  "file. The drivers are `bench/bench_*.c`, `bench/anchor_redis_py.py`, "
+  "`bench/anchor_redlock.js` and `bench/pgbench_*.sql`.")
+w("")
+
+with open(OUT, "w") as f:
+    f.write("\n".join(out))
+print("report: wrote %s (%d targets: %d met, %d missed, %d not measured)" % (
+    OUT, len(checks), sum(1 for c in checks if c[4]), sum(1 for c in checks if c[4] is False),
+    sum(1 for c in checks if c[4] is None)), file=sys.stderr)
