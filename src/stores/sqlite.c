@@ -678,6 +678,38 @@ static tl_status sqlite_history(struct tl_store *s, const char *key, size_t limi
     return TL_OK;
 }
 
+/*
+ * Waits for `key` to be released, at most `timeout_ms`. SQLite cannot notify another process, so
+ * this polls the key with a plain read (no write lock, no fsync): every 2 ms at first, then less
+ * often, up to every 32 ms. A waiter thus learns of a release within milliseconds instead of
+ * sleeping out its whole backoff. Only a free key ends the wait early: a stale holder does not,
+ * or a waiter that may not steal would spin.
+ */
+static tl_status sqlite_wait(struct tl_store *s, const char *key, uint32_t timeout_ms)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    const struct tl_clock *c = s->clock;
+    int64_t end = c->mono_ms(c->ud) + timeout_ms;
+    uint32_t step = 2;
+
+    for (;;) {
+        struct row row;
+        tl_status oom;
+        int rc = select_row(ss, key, &row, NULL, &oom);
+
+        if (rc != SQLITE_OK)
+            return db_fail(ss, rc, "waiting for a release");
+        if (!row.held)
+            return TL_OK;
+
+        int64_t left = end - c->mono_ms(c->ud);
+        if (left <= 0)
+            return TL_OK;
+        c->sleep_ms(c->ud, left < step ? (uint32_t)left : step);
+        step = step < 32 ? step * 2 : 32;
+    }
+}
+
 const struct tl_store_ops tl__store_sqlite = {
     .version = TL_STORE_OPS_VERSION,
     .scheme = "sqlite",
@@ -690,4 +722,5 @@ const struct tl_store_ops tl__store_sqlite = {
     .inspect = sqlite_inspect,
     .list = sqlite_list,
     .history = sqlite_history,
+    .wait = sqlite_wait,
 };
