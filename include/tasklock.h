@@ -328,7 +328,8 @@ TL_API void tl_free(void *p); /* frees a char * returned by the library; NULL is
 TL_API tl_status tl_parse_duration(const char *text, uint32_t *out_ms);
 
 /*
- * Checks a key: 1 to 255 bytes of valid UTF-8 with no control characters and no white space.
+ * Checks a key: 1 to 255 bytes of valid UTF-8 with no control characters, no white space and no
+ * invisible formatting characters (zero-width and bidirectional controls).
  * Stores may restrict keys further (GitHub: an issue number). Thread-safe.
  */
 TL_API bool tl_key_is_valid(const char *key);
