@@ -322,7 +322,8 @@ TL_API void tl_free(void *p); /* frees a char * returned by the library; NULL is
 
 /*
  * Parses a duration: a number with a unit, "250ms", "30s", "1.5s", "5m", "1h", or a bare number
- * of seconds. Errors: TL_EINVAL for anything else, including zero-or-more than 24 days.
+ * of seconds, more than zero and at most 24 days. Errors: TL_EINVAL for anything else (zero,
+ * longer than 24 days, junk); *out_ms is then 0.
  * Thread-safe.
  */
 TL_API tl_status tl_parse_duration(const char *text, uint32_t *out_ms);
