@@ -10,9 +10,11 @@
  *   busy (steal-stale deletes a stale holder's claim, force any holder's); else post our claim,
  *   list again, and keep the claim only if it is the lowest; then add the assignee (a hint), whose
  *   answer is the issue with its `comments` count: a list shorter than that count is stale and
- *   is read again (bounded); if it stays short the claim is withdrawn and the outcome reported
- *   unknown (busy), never won. A claim POST that fails ambiguously (5xx, timeout) is looked for
- *   by its nonce before anything is posted again.
+ *   is read again (bounded, and never past the caller's deadline); if it stays short the claim
+ *   is withdrawn and the outcome reported unknown (busy), never won. A claim POST that fails
+ *   ambiguously (5xx, timeout) is looked for by its nonce before anything is posted again.
+ * - Lists are read a page at a time with If-None-Match. A 304 need not carry a Link, so a full
+ *   page is always followed by a request for the next one (see read_pages).
  * - Renew: list (also to notice a lower claim that became visible late: then the lock is lost),
  *   then edit our claim in place (never a new comment). 404 = deleted = lost.
  * - Release: delete our claim, remove the assignee, post the completion comment.
@@ -24,6 +26,8 @@
  * - Rate limits: x-ratelimit-* read on every response; primary exhaustion and secondary limits
  *   block every instance of the process until they end (waited out when the caller's deadline
  *   allows, else TL_ERATELIMIT saying until when); writes spend a process-wide budget.
+ * - Waits: every sleep of a call (limits, retries, re-reads) asks may_wait first, so it ends by
+ *   the caller's deadline; a renew, which has none, gets its own (a quarter of the timeout).
  *
  * Everything renew and release need is in the held record (token = comment id, opaque = nonce
  * and login), because the manager renews on its heartbeat thread's own instance.
@@ -121,6 +125,9 @@ struct gh_list {    /* what this instance last read of a comment list */
     char *issue_etag;
     int64_t issue_comments;
     uint64_t used;
+    /* The list was found shorter than the issue's `comments` count: the next read asks for its
+     * last page without If-None-Match, so that the answer (and its Link) is not the cache's. */
+    bool recheck_tail;
 };
 
 struct gh_config {
@@ -156,6 +163,7 @@ struct github_store {
     int64_t pending_issue; /* a claim POST that failed ambiguously, looked for later */
     char pending_nonce[TL_GH_NONCE_LEN + 1];
     uint32_t op_max_wait_ms; /* the current call's wait limit when it has no deadline */
+    int64_t op_deadline;     /* renew: the clock's mono_ms its waits end by (0: none); see renew */
     uint64_t nonce_ctr;
 };
 _Static_assert(offsetof(struct github_store, base) == 0, "base must be first");
@@ -624,12 +632,27 @@ static void until_text(int64_t wait_ms, char buf[TL_ISO_SIZE])
     }
 }
 
-/* Whether the current call may wait `ms` (its deadline, or the store's limit without one). */
+/*
+ * Whether the current call may wait `ms`: the wait must end by the caller's deadline, or by the
+ * call's own one (a renew's), or else be at most the call's wait limit. Every wait of a call
+ * (rate limits, the write budget, retry and re-read delays) asks this first.
+ */
 static bool may_wait(struct github_store *g, int64_t ms)
 {
-    if (g->base.deadline_mono_ms != 0)
-        return g->base.clock->mono_ms(g->base.clock->ud) + ms <= g->base.deadline_mono_ms;
+    int64_t end = g->base.deadline_mono_ms != 0 ? g->base.deadline_mono_ms : g->op_deadline;
+
+    if (end != 0)
+        return g->base.clock->mono_ms(g->base.clock->ud) + ms <= end;
     return ms <= (int64_t)g->op_max_wait_ms;
+}
+
+/* Sleeps `ms` if may_wait allows it; else returns false at once, without sleeping. */
+static bool nap(struct github_store *g, uint32_t ms)
+{
+    if (!may_wait(g, ms))
+        return false;
+    tl__real_sleep_ms(ms);
+    return true;
 }
 
 /* The wait before any request may go out (a limit in force), and why. */
@@ -806,10 +829,8 @@ static tl_status gh_call(struct github_store *g, const char *method, const char 
             return st;
         if (st != TL_OK) {
             LOG(g, TL_LOG_DEBUG, "%s", g->base.errmsg);
-            if (!is_write(method) && attempt < 2) {
-                tl__real_sleep_ms(200u << attempt);
+            if (!is_write(method) && attempt < 2 && nap(g, 200u << attempt))
                 continue;
-            }
             return st;
         }
         LOG(g, TL_LOG_DEBUG, "github: %s %s -> %ld (rate limit remaining %lld)", method,
@@ -865,7 +886,7 @@ static tl_status gh_call(struct github_store *g, const char *method, const char 
         }
         if (r->rl_remaining == 0 && core && r->rl_reset > 0)
             block_for(to_reset, false); /* the next request would be refused */
-        if (r->status >= 500 && !is_write(method) && attempt < 2) {
+        if (r->status >= 500 && !is_write(method) && attempt < 2 && may_wait(g, 200u << attempt)) {
             tl__http_resp_clear(r);
             tl__real_sleep_ms(200u << attempt);
             continue;
@@ -1101,11 +1122,18 @@ static tl_status parse_page(struct github_store *g, const struct tl_http_resp *r
 typedef bool gh_enough_fn(void *ud, const struct gh_page *pages, size_t npages, tl_status *err);
 
 /*
- * Reads the pages of a comment list from `url` (taken over) into the cache entry `l`, following
- * rel="next": up to `max_pages` (more is an error when `cap_fails`, else the read stops there),
- * or until `enough` (may be NULL) says so. *complete: the last page was read. With
- * `conditional`, each page already read is asked for with If-None-Match and a 304 keeps what we
- * had (and costs no primary rate budget). `number` is the issue, for messages (0: none).
+ * Reads the pages of a comment list from `url` (taken over: the first page, in the store's own
+ * form) into the cache entry `l`, following rel="next": up to `max_pages` (more is an error when
+ * `cap_fails`, else the read stops there), or until `enough` (may be NULL) says so. *complete:
+ * the last page was read. With `conditional`, each page already read is asked for with
+ * If-None-Match and a 304 keeps what we had (and costs no primary rate budget), except the last
+ * page when `l->recheck_tail` asks for it afresh. `number` is the issue, for messages (0: none).
+ *
+ * A 304 says the page's comments are unchanged, not that no page follows: it need not carry a
+ * Link (RFC 7232 does not require one, GitHub does not document one, and the test server sends
+ * none), and the cached "no next page" may date from when the page was the last. A full page
+ * (per_page comments) whose next page the cache does not know is therefore always followed, to
+ * page N+1 in the store's own URL form; past the end that page is empty, and the read ends.
  */
 static tl_status read_pages(struct github_store *g, struct gh_list *l, char *url, int64_t number,
                             bool conditional, size_t max_pages, bool cap_fails,
@@ -1117,6 +1145,8 @@ static tl_status read_pages(struct github_store *g, struct gh_list *l, char *url
     tl_status st = TL_OK;
 
     *complete = false;
+    bool recheck = l->recheck_tail;
+    l->recheck_tail = false;
     while (url != NULL) {
         if (npages == max_pages) {
             if (cap_fails)
@@ -1132,11 +1162,15 @@ static tl_status read_pages(struct github_store *g, struct gh_list *l, char *url
         if (st != TL_OK)
             break;
         struct gh_page *old = NULL;
+        bool tail = false;
         for (size_t i = 0; i < l->npages; i++) {
-            if (l->pages[i].url != NULL && strcmp(l->pages[i].url, url) == 0)
+            if (l->pages[i].url != NULL && strcmp(l->pages[i].url, url) == 0) {
                 old = &l->pages[i];
+                tail = i == l->npages - 1;
+            }
         }
-        if ((st = gh_call(g, "GET", url, NULL, conditional && old ? old->etag : NULL, &r)) != TL_OK)
+        const char *inm = conditional && old != NULL && !(recheck && tail) ? old->etag : NULL;
+        if ((st = gh_call(g, "GET", url, NULL, inm, &r)) != TL_OK)
             break;
         if (npages == cap) {
             size_t ncap = cap ? cap * 2 : 4;
@@ -1158,6 +1192,14 @@ static tl_status read_pages(struct github_store *g, struct gh_list *l, char *url
                 p->next = next_link(g, r.link);
             }
             tl__free(p->url);
+            p->url = NULL;
+            if (p->next == NULL && p->count >= g->cfg.per_page &&
+                (p->next = tl__asprintf("%s&page=%zu", npages == 0 ? url : pages[0].url,
+                                        npages + 2)) == NULL) {
+                page_clear(p);
+                st = oom(g);
+                break;
+            }
         } else if (r.status == 200) {
             if ((st = parse_page(g, &r, p)) != TL_OK) {
                 page_clear(p);
@@ -1919,6 +1961,14 @@ static void amend_claim(struct github_store *g, int64_t number, struct gh_item *
     memcpy(g->base.errmsg, keep, sizeof(keep));
 }
 
+/* The delay before re-read `a` (1, 2, ...): reread_delay, doubling, at most 16 times it. */
+static uint32_t reread_delay(const struct github_store *g, uint32_t a)
+{
+    uint64_t d = (uint64_t)g->cfg.reread_ms << (a - 1 < 4 ? a - 1 : 4);
+
+    return d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+}
+
 /* Copies a claim's took and from into `mine` (which has none). */
 static tl_status copy_took(struct github_store *g, struct tl_gh_claim *mine,
                            const struct tl_gh_claim *c)
@@ -1981,6 +2031,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
             if ((st = issue_count(g, l, &count)) != TL_OK)
                 goto done;
             if ((int64_t)list_count(l) < count) {
+                l->recheck_tail = true;
                 st = fail(g, TL_EBUSY,
                           "github: #%lld: outcome unknown: an earlier claim POST may have been "
                           "written but is not listed yet (%zu listed, %lld counted)",
@@ -2040,8 +2091,13 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
         LOG(g, TL_LOG_WARN, "github: #%lld: claim POST failed (%s); looking for its nonce",
             (long long)number, why);
         for (uint32_t a = 0; a <= g->cfg.rereads && id == 0; a++) {
-            if (a > 0)
-                tl__real_sleep_ms(g->cfg.reread_ms << (a - 1));
+            if (a > 0 && !nap(g, reread_delay(g, a))) {
+                LOG(g, TL_LOG_INFO,
+                    "github: #%lld: no time left before the deadline to look for the nonce "
+                    "again",
+                    (long long)number);
+                break;
+            }
             if ((st = read_list(g, number, true, &l)) != TL_OK) {
                 g->pending_issue = number; /* look again on the next attempt */
                 memcpy(g->pending_nonce, mine.nonce, sizeof(g->pending_nonce));
@@ -2082,8 +2138,6 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
 decide:
     /* 5. Keep it only if it is the lowest trusted claim in a list that is complete. */
     for (uint32_t a = 0;; a++) {
-        if (a > 0)
-            tl__real_sleep_ms(g->cfg.reread_ms << (a - 1 < 4 ? a - 1 : 4));
         if ((st = read_list(g, number, true, &l)) != TL_OK)
             goto withdraw;
         struct gh_item *lower;
@@ -2120,17 +2174,31 @@ decide:
         bool visible = list_find(l, id) != NULL;
         if (visible && ((int64_t)seen >= count || !g->cfg.reconcile))
             break; /* won */
-        LOG(g, TL_LOG_INFO,
-            "github: #%lld: the comment list is stale (%zu listed, the issue counts %lld%s); "
-            "reading it again",
-            (long long)number, seen, (long long)count, visible ? "" : ", ours not yet listed");
+        l->recheck_tail = true;
         if (a >= g->cfg.rereads) {
             st = fail(g, TL_EBUSY,
                       "github: #%lld: outcome unknown: the comment list stayed incomplete (%zu "
-                      "listed, %lld counted) after %u re-reads; claim withdrawn",
-                      (long long)number, seen, (long long)count, a);
+                      "listed, %lld counted%s) after %u re-reads; claim withdrawn",
+                      (long long)number, seen, (long long)count, visible ? "" : ", ours not listed",
+                      a);
             goto withdraw;
         }
+        uint32_t delay = reread_delay(g, a + 1);
+        if (!may_wait(g, delay)) {
+            st = fail(g, TL_EBUSY,
+                      "github: #%lld: outcome unknown: the comment list is incomplete (%zu "
+                      "listed, %lld counted%s) and re-reading it in %u ms would pass the call's "
+                      "deadline; claim withdrawn",
+                      (long long)number, seen, (long long)count, visible ? "" : ", ours not listed",
+                      delay);
+            goto withdraw;
+        }
+        LOG(g, TL_LOG_INFO,
+            "github: #%lld: the comment list is stale (%zu listed, the issue counts %lld%s); "
+            "reading it again in %u ms",
+            (long long)number, seen, (long long)count, visible ? "" : ", ours not yet listed",
+            delay);
+        tl__real_sleep_ms(delay);
     }
 
     /* Won. */
@@ -2191,8 +2259,13 @@ static tl_status github_renew(struct tl_store *s, const struct tl_record *held, 
         !opaque_split(held, nonce, login, sizeof(login)))
         return lost(g, held, "not a lock of this store");
     learn_login(g, login);
+    /* A renew has no caller's deadline, but it must be done well before the lock expires: all its
+     * waits together (rate limits, the write budget, retries) end within a quarter of the lock
+     * timeout (at most max_wait) of its start. Its requests are bounded too: one list read (one
+     * request per page, each retried at most twice), at most one GET of our comment, one PATCH. */
     uint32_t cap = held->info.lock_timeout_ms / 4;
     g->op_max_wait_ms = cap < g->cfg.max_wait_ms ? cap : g->cfg.max_wait_ms;
+    g->op_deadline = g->base.clock->mono_ms(g->base.clock->ud) + g->op_max_wait_ms;
 
     /* 1. Is it still ours, and still the lowest? */
     if ((st = read_list(g, number, true, &l)) != TL_OK)
@@ -2258,6 +2331,7 @@ static tl_status github_renew(struct tl_store *s, const struct tl_record *held, 
         st = unexpected(g, "PATCH", url, &r, 0);
     }
 done:
+    g->op_deadline = 0;
     item_clear(&fetched);
     tl__http_resp_clear(&r);
     tl__free(url);

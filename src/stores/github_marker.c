@@ -431,7 +431,7 @@ static char *dump_escaped(json_t *root)
         char *q = out;
         for (const char *p = text; *p; p++) {
             if (*p == '<' || *p == '>' || *p == '&') {
-                (void)snprintf(q, 7, "\\u%04x", (unsigned)*p);
+                (void)snprintf(q, 7, "\\u%04x", (unsigned)(unsigned char)*p); /* fits 4 digits */
                 q += 6;
             } else {
                 *q++ = *p;

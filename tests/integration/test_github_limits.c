@@ -173,6 +173,40 @@ static void write_budget_is_shared_by_the_process(void **state)
     tl_manager_free(c);
 }
 
+/*
+ * A renew has no caller's deadline, yet all its waits together end within its limit (a quarter
+ * of the lock timeout, here max_wait=2s): secondary limits answered one after another, each with
+ * retry-after 1 s, are not waited out one by one past it (that took 4 s, and could outlast the
+ * lock). It fails with TL_ERATELIMIT instead, and the heartbeat tries again later.
+ */
+static void renew_waits_within_its_limit_in_all(void **state)
+{
+    tl_manager *m = mgr("w7", "max_wait=2s");
+    tl_lock *l = NULL;
+
+    (void)state;
+    assert_int_equal(acquire(m, "7", 0, &l), TL_OK); /* heartbeat: every 15 s, not in the way */
+    assert_int_equal(admin("POST", "/_admin/stats/reset", NULL), 200);
+    assert_int_equal(admin("POST", "/_admin/faults",
+                           "{\"secondary_limit\":{\"count\":4,\"status\":403,\"retry_after\":1}}"),
+                     200);
+    int64_t t0 = tl__real_mono_ms();
+    tl_status st = tl_renew(l);
+    int64_t took = tl__real_mono_ms() - t0;
+    print_message("renew under repeated secondary limits: %s after %lld ms, %ld refused\n",
+                  tl_strerror(st), (long long)took, tl_ghs_stat(&srv, "status:403"));
+    assert_int_equal(st, TL_ERATELIMIT);
+    assert_true(took < 2000 + 500);
+    assert_true(tl_ghs_stat(&srv, "status:403") <= 2);
+
+    tl__gh_reset_limits();
+    assert_int_equal(admin("POST", "/_admin/faults", "{\"clear\":true}"), 200);
+    assert_int_equal(tl_renew(l), TL_OK);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
 int main(void)
 {
     const char *const args[] = {
@@ -182,6 +216,7 @@ int main(void)
         cmocka_unit_test_setup(secondary_limit_without_retry_after_never_hammers, setup),
         cmocka_unit_test_setup(primary_exhaustion_waits_until_reset, setup),
         cmocka_unit_test_setup(write_budget_is_shared_by_the_process, setup),
+        cmocka_unit_test_setup(renew_waits_within_its_limit_in_all, setup),
     };
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)

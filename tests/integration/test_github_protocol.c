@@ -5,7 +5,8 @@
  * from the server's counters), the audit trail read back from the comments, and GitHub's
  * comment size limit.
  *
- * Issues 1..40 of acme/widgets; each test uses its own issue numbers.
+ * Issues 1..40 of acme/widgets; each test uses its own issue numbers. The tests of a long-lived
+ * connection and of deadlines run on a private server of their own (its own budget and faults).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -600,6 +601,141 @@ static void two_hundred_fifty_comments_are_paginated(void **state)
     tl_manager_free(b);
 }
 
+/* ---- one connection for a long time; deadlines ---- */
+
+static struct tl_ghs shared_srv;
+
+/* A private server for one test (its own budget, counters and faults), swapped in for the shared
+ * one, and out again by the teardown even when the test fails. */
+static int private_server_up(void **state)
+{
+    const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "5",
+                                "--token", LOGIN "=" TOKEN, NULL};
+
+    (void)state;
+    shared_srv = srv;
+    if (tl_ghs_spawn(NULL, args, &srv) != 0) {
+        srv = shared_srv;
+        return -1;
+    }
+    return 0;
+}
+
+static int private_server_down(void **state)
+{
+    (void)state;
+    (void)tl_ghs_stop(&srv);
+    srv = shared_srv;
+    return 0;
+}
+
+/*
+ * One connection acquires and releases one issue, cycle after cycle; each release leaves a
+ * completion comment, so the list grows past a page (100 comments). Then the first page stops
+ * changing: its conditional read is a 304, which carries no Link, although new comments now
+ * start a second page. The store must still read that page: no acquire may find the list short
+ * (that would read the issue, and end in "outcome unknown"), and each costs one more
+ * conditional request per page and list read: at most 2 * pages + 2 requests, 2 writes.
+ */
+static void long_lived_connection_reads_past_the_first_page(void **state)
+{
+    enum { CYCLES = 130 };
+    tl_manager *m = mgr("cycler", "write_budget=off"), *w = mgr("waiter", NULL);
+    tl_lock *l = NULL, *lw = NULL;
+
+    (void)state;
+    for (int i = 0; i < CYCLES; i++) { /* i comments (completions) before each acquire */
+        stats_reset();
+        if (try_acquire(m, "1", &l) != TL_OK)
+            fail_msg("cycle %d (%d comments on the issue): %s", i, i, tl_errmsg(m));
+        long pages = i / 100 + 1, total = stat("total"),
+             issue = stat("GET /repos/{o}/{r}/issues/{n}");
+        if (total > 2 * pages + 2 || stat("writes") > 2 || issue != 0)
+            fail_msg("cycle %d: acquire took %ld requests (%ld writes, %ld issue reads) on %ld "
+                     "page(s)",
+                     i, total, stat("writes"), issue, pages);
+        if (i == CYCLES - 1)
+            print_message("acquire on an issue of %d comments (2 pages): %ld requests, %ld "
+                          "writes\n",
+                          i, total, stat("writes"));
+        if (i < CYCLES - 1)
+            release_and_free(l);
+    }
+    /* Waiting on the held lock: one 304 per page. */
+    assert_int_equal(try_acquire(w, "1", &lw), TL_EBUSY);
+    stats_reset();
+    assert_int_equal(try_acquire(w, "1", &lw), TL_EBUSY);
+    assert_int_equal(stat("total"), 2);
+    assert_int_equal(stat("not_modified"), 2);
+    assert_string_equal(tl_last_holder(w)->worker_id, "cycler");
+    release_and_free(l);
+    assert_int_equal(count_bodies(1, "Released by"), CYCLES);
+    tl_manager_free(m);
+    tl_manager_free(w);
+}
+
+/*
+ * An acquire with a deadline while the list lags (our own claim stays unlisted, so the list is
+ * shorter than the issue's count): the re-read delays (500 ms, 1 s, 2 s) must not carry it past
+ * the deadline. Every request takes the injected latency; the call ends within the deadline plus
+ * a few of them (the claim's withdrawal), where it used to take every re-read (over 3.5 s). The
+ * answer is "unknown" (busy), with the claim withdrawn. The same for the nonce look-up after an
+ * ambiguous POST, and for the retries of a GET that fails.
+ */
+static void acquire_ends_by_its_deadline(void **state)
+{
+    enum { LATENCY = 100, DEADLINE = 1200, BOUND = DEADLINE + 6 * LATENCY };
+    tl_manager *m = mgr("hasty", "reread_delay=500ms&write_budget=off");
+    const struct tl_acquire_opts o = {.strategy = TL_FAIL_FAST, .deadline_ms = DEADLINE};
+    tl_lock *l = NULL;
+
+    (void)state;
+    /* 1. The claim's re-reads. */
+    faults("{\"clear\":true,\"latency_ms\":100,\"visibility_lag_reads\":1000}");
+    int64_t t0 = tl__real_mono_ms();
+    tl_status st = tl_acquire(m, "2", &o, &l);
+    int64_t took = tl__real_mono_ms() - t0;
+    print_message("stale list, deadline %d ms: %s after %lld ms: %s\n", DEADLINE, tl_strerror(st),
+                  (long long)took, tl_errmsg(m));
+    assert_true(took <= BOUND);
+    assert_int_equal(st, TL_EBUSY);
+    assert_non_null(strstr(tl_errmsg(m), "unknown"));
+    assert_non_null(strstr(tl_errmsg(m), "deadline"));
+    assert_int_equal(claims_on(2), 0); /* withdrawn */
+
+    /* 2. Looking for the nonce of a POST that committed and then failed. */
+    faults("{\"clear\":true,\"latency_ms\":100,\"visibility_lag_reads\":3,"
+           "\"post_commit_then_5xx\":1}");
+    t0 = tl__real_mono_ms();
+    st = tl_acquire(m, "3", &o, &l);
+    took = tl__real_mono_ms() - t0;
+    print_message("ambiguous POST, deadline %d ms: %s after %lld ms: %s\n", DEADLINE,
+                  tl_strerror(st), (long long)took, tl_errmsg(m));
+    assert_true(took <= BOUND);
+    assert_int_equal(st, TL_EBUSY);
+    assert_non_null(strstr(tl_errmsg(m), "unknown"));
+    faults("{\"clear\":true}");
+    int attempts = 0;
+    do { /* the claim shows after its hidden reads, and is adopted */
+        st = try_acquire(m, "3", &l);
+        assert_true(claims_on(3) == 1);
+    } while (st == TL_EBUSY && ++attempts < 10);
+    assert_int_equal(st, TL_OK);
+    release_and_free(l);
+
+    /* 3. The retries of a list read answered 500 (200 ms, then 400 ms apart). */
+    faults("{\"clear\":true,\"latency_ms\":100,\"status_5xx\":{\"count\":10,\"method\":\"GET\"}}");
+    const struct tl_acquire_opts quick = {.strategy = TL_FAIL_FAST, .deadline_ms = 250};
+    t0 = tl__real_mono_ms();
+    st = tl_acquire(m, "4", &quick, &l);
+    took = tl__real_mono_ms() - t0;
+    print_message("5xx, deadline 250 ms: %s after %lld ms\n", tl_strerror(st), (long long)took);
+    assert_true(took <= 250 + 3 * LATENCY);
+    assert_int_equal(st, TL_ESTORE);
+    faults("{\"clear\":true}");
+    tl_manager_free(m);
+}
+
 /* ---- errors ---- */
 
 static void bad_token_names_the_variable(void **state)
@@ -1071,6 +1207,10 @@ int main(void)
         cmocka_unit_test(holder_taken_after_posting_is_recorded),
         cmocka_unit_test(history_of_the_repository),
         cmocka_unit_test(task_info_too_large_for_a_comment),
+        cmocka_unit_test_setup_teardown(long_lived_connection_reads_past_the_first_page,
+                                        private_server_up, private_server_down),
+        cmocka_unit_test_setup_teardown(acquire_ends_by_its_deadline, private_server_up,
+                                        private_server_down),
     };
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)
