@@ -197,7 +197,10 @@ static void renew_waits_within_its_limit_in_all(void **state)
                   tl_strerror(st), (long long)took, tl_ghs_stat(&srv, "status:403"));
     assert_int_equal(st, TL_ERATELIMIT);
     assert_true(took < 2000 + 500);
-    assert_true(tl_ghs_stat(&srv, "status:403") <= 2);
+    /* Each wait runs to "retry-after" past the server's Date, which has whole seconds only, so
+     * a wait may be shorter than a second: at most 2 s / 1 s + 1 requests fit in the limit. The
+     * old code went on to the fourth. */
+    assert_true(tl_ghs_stat(&srv, "status:403") <= 3);
 
     tl__gh_reset_limits();
     assert_int_equal(admin("POST", "/_admin/faults", "{\"clear\":true}"), 200);
