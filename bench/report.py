@@ -197,26 +197,24 @@ WHY = {
         "A tasklock cycle is two write transactions on a WAL file, as the floor's are, plus its "
         "history rows."),
     "cli_flock": (
-        "flock(1) is a small binary linked with libc alone, and its lock lives in the kernel. "
-        "`tasklock run` pays for (1) starting a binary that is linked, through the static "
-        "library, with libcurl, libpq and hiredis and everything they need: 38 shared objects "
-        "(OpenSSL, GnuTLS, Kerberos, LDAP, ...). Outside this run, `perf stat` put `tasklock "
-        "--version` alone at about 5 ms of CPU, against 1.5 ms for a whole `flock FILE true`, "
-        "and `perf record` put that time in the dynamic loader (relocations, symbol look-ups) and "
-        "in page faults, with tasklock's own code and SQLite under 5 % of the profile. (2) Six "
-        "fdatasync calls per run where two would do (strace): SQLite creates the WAL file anew "
-        "at each open (fsync of the WAL and of its directory), commits the acquire and the "
-        "release, and the last connection's close checkpoints the WAL into the database (two "
-        "more) and deletes it. To close it: load the optional stores' client libraries only when "
-        "their URL is used (dlopen, or one plug-in per store), so that the CLI on SQLite maps "
-        "a handful of objects; keep the WAL file between runs (SQLITE_FCNTL_PERSIST_WAL) and "
-        "skip the checkpoint on close (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE), leaving the two "
-        "fsyncs a durable acquire and release need. Those two fsyncs remain a cost flock does "
-        "not have, so 75 % of flock needs fast fsyncs as well."),
+        "flock(1) is a small binary linked with libc alone, and its lock lives in the kernel, "
+        "with nothing written to disk. `tasklock run` must make the acquire and the release "
+        "durable, on a file other processes share. `tasklock` no longer loads the network stores' "
+        "client libraries (it hands those URLs to `tasklock-net`): it maps 6 shared objects where "
+        "it mapped 38, which took its start from about 8 ms to under 2 ms. What remains, by "
+        "strace: SQLite's open of a WAL database by the first connection (creating and syncing "
+        "the WAL and its directory, building the shared-memory index), the two durable commits, "
+        "the checkpoint and sync when the last connection closes (six fdatasync calls in all), "
+        "a heartbeat thread, and the child's fork and exec that flock pays too. Keeping the WAL "
+        "between runs and skipping the checkpoint on close was measured and dropped: every new "
+        "process must then rebuild the WAL index by reading the whole WAL (651 reads a run), "
+        "which costs more than the fsyncs it saves. To close the rest: a local agent that keeps "
+        "the database open across runs, or fast fsyncs; the two durable commits remain a cost "
+        "flock does not have."),
     "cli_etcd": (
-        "The same two causes as against flock: process start with 38 shared objects, and six "
-        "fsyncs per run; etcdctl pays a gRPC connection and a Raft commit per lock and per "
-        "unlock. The same two fixes apply."),
+        "etcdctl pays a gRPC connection and a Raft commit per lock and per unlock; tasklock pays "
+        "its SQLite open and two durable commits (see the flock row). Closing the flock gap would "
+        "close this one."),
     "gh_lat50": (
         "An acquire is 4 requests in sequence (list, POST claim, list, POST assignee)."),
     "gh_lat200": (
@@ -232,15 +230,14 @@ WHY_FAIR = (
     "waiters per key (a Redis list or a PostgreSQL queue row) in which the releaser wakes only "
     "the next waiter and a new claim queues behind the waiters.")
 WHY_FAIR_POLL = (
-    "These stores have no wake-up on release: a waiter sleeps its backoff (1 s, 2 s, 4 s, … with "
-    "jitter) while the worker that has just released claims again at once, so one worker keeps "
-    "the key and the others starve to the end of the run (a starved worker's wait is counted up "
-    "to the end, so the figure is a lower bound). On SQLite it shows with 100 keys too: a single "
-    "conflict on a key held for a fraction of a millisecond costs the loser a second or more. "
-    "To close it: a wake-up for SQLite (the waiters are on the same machine: a per-key FIFO "
-    "or an inotify watch, or a poll every few ms, since a failed claim costs no write), and for "
-    "GitHub a short first backoff by conditional requests (a 304 costs no rate budget), or a "
-    "fair hand-over as suggested for Redis and PostgreSQL.")
+    "These stores cannot wake a waiter: on SQLite a waiter re-reads the key every few "
+    "milliseconds during its backoff (a plain read: it costs no write), on GitHub it sleeps its "
+    "backoff (1 s, 2 s, 4 s, … with jitter). In this benchmark's tight loop the worker that has "
+    "just released claims again at once, microseconds later, so a waiter that polls rarely finds "
+    "the key free, and one worker can keep it (a starved worker's wait is counted up to the end "
+    "of the run, so the figure is a lower bound). Real workers rarely re-claim the key they "
+    "have just released; when they do, fairness needs a hand-over: a per-key FIFO of waiters in "
+    "which a new claim queues behind the waiters, as suggested for Redis and PostgreSQL.")
 WHY_HB = (
     "The heartbeat renews each lock with its own round trip (one script call, or one "
     "transaction with a commit each); to close it, renew in batches (one call for all the "
