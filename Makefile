@@ -44,6 +44,11 @@ fuzz: deps
 	cmake --build build-fuzz -j $(JOBS) --target tl_fuzz
 	ctest --test-dir build-fuzz -L fuzz --output-on-failure -j $(JOBS)
 
+# The long torture runs (docs/reliability.md): every scenario on every store, thousands of
+# cycles, many faults; the short versions run with `make test`.
+torture: deps all
+	tests/torture/run-long.sh $(BUILD)
+
 # Benchmarks against what users would pick instead: installs the --bench packages and the npm
 # anchor, builds $(BENCH_BUILD) (Release), starts every server on 127.0.0.1, measures (about
 # 11 minutes on 2 cores), regenerates docs/performance.md and bench/results/*.csv.

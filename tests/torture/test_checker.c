@@ -1,0 +1,397 @@
+/*
+ * test_checker.c -- the torture checker must catch what it claims to catch. Each test builds a
+ * small log by hand, plants one violation (or none), and checks the verdict.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "torture.h"
+
+#define MS 1000000LL /* ns */
+
+struct fixture {
+    struct tt_section sec[16];
+    size_t nsec;
+    struct tt_write wr[64];
+    size_t nwr;
+    uint64_t seq;
+    uint64_t max[2];
+};
+
+/* A section of key 0 from `acq` ms to `exit` ms (enter = acq + 1). */
+static struct tt_section *section(struct fixture *f, uint32_t worker, uint64_t token, int64_t acq,
+                                  int64_t exit, enum tt_end end)
+{
+    struct tt_section *s = &f->sec[f->nsec++];
+
+    memset(s, 0, sizeof(*s));
+    s->worker = worker;
+    s->token = token;
+    s->acq_ns = acq * MS;
+    s->enter_ns = (acq + 1) * MS;
+    s->exit_ns = end == TT_END_KILLED ? 0 : exit * MS;
+    s->end = (uint8_t)end;
+    s->strategy = TL_STEAL_STALE;
+    return s;
+}
+
+/* A write of section `i` at `at` ms, judged as the fenced resource would. */
+static void write_at(struct fixture *f, uint32_t i, int64_t at)
+{
+    const struct tt_section *s = &f->sec[i];
+    struct tt_write *w = &f->wr[f->nwr++];
+
+    w->section = i;
+    w->key = s->key;
+    w->token = s->token;
+    w->seq = ++f->seq;
+    w->at_ns = at * MS;
+    w->accepted = s->token >= f->max[s->key];
+    if (w->accepted)
+        f->max[s->key] = s->token;
+}
+
+static uint64_t check(const struct fixture *f, struct tt_verdict *v)
+{
+    const struct tt_log log = {
+        .nkeys = 2,
+        .sec = f->sec,
+        .nsec = f->nsec,
+        .wr = f->wr,
+        .nwr = f->nwr,
+        .lock_timeout_ms = 1000,
+        .steal_slack_ms = 50,
+    };
+    uint64_t n = tt_check(&log, v);
+
+    for (uint64_t i = 0; i < v->nviolated && i < TT_MAX_VIOLATED; i++)
+        print_message("  violated: %s\n", v->violated[i]);
+    return n;
+}
+
+static void sequential_sections_pass(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 1, 0, 10, TT_END_RELEASED);
+    section(&f, 1, 2, 5, 20, TT_END_RELEASED)->acq_ns = 5 * MS; /* waited while w0 held it */
+    f.sec[1].enter_ns = 11 * MS;
+    section(&f, 0, 3, 21, 30, TT_END_RELEASED);
+    for (uint32_t i = 0; i < 3; i++) {
+        write_at(&f, i, f.sec[i].enter_ns / MS);
+        write_at(&f, i, f.sec[i].exit_ns / MS);
+    }
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.sections, 3);
+    assert_int_equal(v.writes, 6);
+    assert_int_equal(v.released, 3);
+}
+
+static void overlap_of_valid_holders_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 1, 0, 10, TT_END_RELEASED);
+    section(&f, 1, 2, 5, 20, TT_END_RELEASED); /* entered at 6 while w0 was inside */
+    assert_int_equal(check(&f, &v), 1);
+    assert_int_equal(v.overlaps, 1);
+}
+
+static void overlap_on_different_keys_passes(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 1, 0, 10, TT_END_RELEASED);
+    section(&f, 1, 1, 5, 20, TT_END_RELEASED)->key = 1;
+    assert_int_equal(check(&f, &v), 0);
+}
+
+static void lost_holder_fenced_off_passes(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    /* w0 is stopped inside; w1 steals after the timeout; w0's late writes are rejected. */
+    section(&f, 0, 1, 0, 3000, TT_END_LOST)->learned_ns = 2990 * MS;
+    section(&f, 1, 2, 1500, 1600, TT_END_RELEASED)->took_stale = true;
+    write_at(&f, 0, 2);
+    write_at(&f, 1, 1502);
+    write_at(&f, 0, 2995);
+    write_at(&f, 1, 1599);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.allowed_overlaps, 1);
+    assert_int_equal(v.stale_writes_rejected, 1);
+    assert_int_equal(v.steals, 1);
+}
+
+static void stale_write_accepted_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 1, 0, 3000, TT_END_LOST);
+    section(&f, 1, 2, 1500, 1600, TT_END_RELEASED)->took_stale = true;
+    write_at(&f, 1, 1502);
+    write_at(&f, 0, 2995);
+    f.wr[1].accepted = true; /* a resource that let the stale write in */
+    assert_true(check(&f, &v) >= 1);
+    assert_int_equal(v.stale_writes_accepted, 1);
+    assert_int_equal(v.resource_errors, 1);
+}
+
+static void thief_with_smaller_token_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 5, 0, 3000, TT_END_LOST);
+    section(&f, 1, 4, 1500, 1600, TT_END_RELEASED)->took_stale = true;
+    assert_true(check(&f, &v) >= 1);
+    assert_int_equal(v.overlaps, 1);
+}
+
+static void token_regression_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 7, 0, 10, TT_END_RELEASED);
+    section(&f, 1, 6, 20, 30, TT_END_RELEASED);
+    assert_true(check(&f, &v) >= 1);
+    assert_int_equal(v.token_regressions, 1);
+}
+
+static void concurrent_acquires_may_finish_out_of_order(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    /* Both acquires were in flight at once: either may have got the smaller token. */
+    section(&f, 0, 2, 0, 10, TT_END_RELEASED)->enter_ns = 5 * MS;
+    section(&f, 1, 1, 1, 4, TT_END_RELEASED)->enter_ns = 3 * MS;
+    assert_int_equal(check(&f, &v), 0);
+}
+
+static void duplicate_token_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 3, 0, 10, TT_END_RELEASED);
+    section(&f, 1, 3, 5, 20, TT_END_RELEASED)->enter_ns = 11 * MS;
+    assert_true(check(&f, &v) >= 1);
+    assert_int_equal(v.duplicate_tokens, 1);
+}
+
+static void takeover_without_steal_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 1, 0, 10, TT_END_LOST);
+    section(&f, 1, 2, 2000, 2010, TT_END_RELEASED); /* not a steal, yet w0 was told "not owner" */
+    assert_int_equal(check(&f, &v), 1);
+    assert_int_equal(v.unexplained_takeovers, 1);
+}
+
+static void premature_steal_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 1, 0, 10, TT_END_LOST);
+    section(&f, 1, 2, 500, 600, TT_END_RELEASED)->took_stale = true; /* 501 ms < 1000 ms */
+    f.sec[0].exit_ns = 400 * MS;
+    assert_int_equal(check(&f, &v), 1);
+    assert_int_equal(v.premature_steals, 1);
+}
+
+static void steal_by_retry_strategy_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 1, 0, 10, TT_END_LOST);
+    struct tt_section *s = section(&f, 1, 2, 2000, 2010, TT_END_RELEASED);
+    s->took_stale = true;
+    s->strategy = TL_RETRY;
+    assert_int_equal(check(&f, &v), 1);
+    assert_int_equal(v.forbidden_steals, 1);
+}
+
+static void valid_holder_fenced_off_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    /* Both acquires were in flight at once; w1 (token 2) wrote inside w0's section, so w0's
+     * write was rejected although w0 released normally. */
+    section(&f, 0, 1, 0, 10, TT_END_RELEASED);
+    section(&f, 1, 2, 0, 5, TT_END_RELEASED)->enter_ns = 4 * MS;
+    write_at(&f, 1, 4);
+    write_at(&f, 0, 6);
+    assert_true(check(&f, &v) >= 1);
+    assert_int_equal(v.valid_writes_rejected, 1);
+    assert_int_equal(v.overlaps, 1);
+}
+
+static void killed_holder_ends_at_its_last_write(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 1, 0, 0, TT_END_KILLED);
+    section(&f, 1, 2, 1200, 1300, TT_END_RELEASED)->took_stale = true;
+    write_at(&f, 0, 2);
+    write_at(&f, 0, 5);
+    write_at(&f, 1, 1202);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.killed, 1);
+    assert_int_equal(v.max_recovery_ms, 1201 - 5);
+
+    /* A killed holder still writing after the next holder entered is an overlap to explain:
+     * allowed only because the store took the lock from it (a steal) and fencing held. */
+    write_at(&f, 0, 1250);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.allowed_overlaps, 1);
+    assert_int_equal(v.stale_writes_rejected, 1);
+}
+
+static void unended_section_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 1, 0, 10, TT_END_NONE);
+    assert_int_equal(check(&f, &v), 1);
+    assert_int_equal(v.unended, 1);
+}
+
+static void name_of(uint32_t slot, char *buf, size_t size)
+{
+    (void)snprintf(buf, size, "w%u", slot);
+}
+
+static void history_must_agree(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+    struct tl_event e1 = {.kind = TL_EVENT_ACQUIRED, .token = 1, .worker_id = "w0"};
+    struct tl_event e2 = {.kind = TL_EVENT_RELEASED, .token = 1, .worker_id = "w0"};
+    struct tl_event e3 = {.kind = TL_EVENT_ACQUIRED, .token = 2, .worker_id = "w1"};
+    struct tl_event e4 = {.kind = TL_EVENT_ACQUIRED, .token = 3, .worker_id = "w9"};
+    struct tl_event *ev[] = {&e1, &e2, &e3, &e4};
+    struct tt_history h[2] = {{.ev = ev, .n = 4, .complete = true}, {0}};
+
+    (void)state;
+    section(&f, 0, 1, 0, 10, TT_END_RELEASED);
+    section(&f, 1, 2, 2000, 2010, TT_END_RELEASED); /* the trail lacks its release */
+    struct tt_log log = {.nkeys = 2,
+                         .sec = f.sec,
+                         .nsec = f.nsec,
+                         .lock_timeout_ms = 1000,
+                         .history = h,
+                         .worker_name = name_of};
+    uint64_t n = tt_check(&log, &v);
+    for (uint64_t i = 0; i < v.nviolated && i < TT_MAX_VIOLATED; i++)
+        print_message("  violated: %s\n", v.violated[i]);
+    assert_int_equal(n, 1);
+    assert_int_equal(v.history_mismatches, 1);
+    assert_int_equal(v.history_events, 2);
+    assert_int_equal(v.history_unrecorded, 1); /* token 3: an acquisition no section saw */
+
+    /* A steal recorded as a plain acquisition is a mismatch too. */
+    e2.kind = TL_EVENT_RELEASED;
+    struct tl_event e5 = {.kind = TL_EVENT_RELEASED, .token = 2, .worker_id = "w1"};
+    struct tl_event *ev2[] = {&e1, &e2, &e3, &e4, &e5};
+    h[0].ev = ev2;
+    h[0].n = 5;
+    f.sec[1].took_stale = true;
+    assert_int_equal(tt_check(&log, &v), 1);
+    assert_int_equal(v.history_mismatches, 1);
+    f.sec[1].took_stale = false;
+    assert_int_equal(tt_check(&log, &v), 0);
+}
+
+static void lost_answer_to_a_release_that_went_through(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+    struct tl_event e1 = {.kind = TL_EVENT_ACQUIRED, .token = 1, .worker_id = "w0"};
+    struct tl_event e2 = {.kind = TL_EVENT_RELEASED, .token = 1, .worker_id = "w0"};
+    struct tl_event e3 = {.kind = TL_EVENT_ACQUIRED, .token = 2, .worker_id = "w1"};
+    struct tl_event e4 = {.kind = TL_EVENT_RELEASED, .token = 2, .worker_id = "w1"};
+    struct tl_event *ev[] = {&e1, &e2, &e3, &e4};
+    struct tt_history h[2] = {{.ev = ev, .n = 4, .complete = true}, {0}};
+
+    (void)state;
+    /* w0's release went through, its answer was lost, the retry found w1 holding the key. */
+    section(&f, 0, 1, 0, 10, TT_END_LOST);
+    section(&f, 1, 2, 11, 20, TT_END_RELEASED);
+    write_at(&f, 0, 5);
+    write_at(&f, 1, 15);
+    struct tt_log log = {.nkeys = 2,
+                         .sec = f.sec,
+                         .nsec = f.nsec,
+                         .wr = f.wr,
+                         .nwr = f.nwr,
+                         .lock_timeout_ms = 1000,
+                         .history = h,
+                         .worker_name = name_of};
+    assert_int_equal(tt_check(&log, &v), 0);
+    assert_int_equal(v.misreported_lost, 1);
+
+    /* Without the trail's word for it, the same hand-over is unexplained. */
+    log.history = NULL;
+    assert_int_equal(tt_check(&log, &v), 1);
+    assert_int_equal(v.unexplained_takeovers, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sequential_sections_pass),
+        cmocka_unit_test(overlap_of_valid_holders_fails),
+        cmocka_unit_test(overlap_on_different_keys_passes),
+        cmocka_unit_test(lost_holder_fenced_off_passes),
+        cmocka_unit_test(stale_write_accepted_fails),
+        cmocka_unit_test(thief_with_smaller_token_fails),
+        cmocka_unit_test(token_regression_fails),
+        cmocka_unit_test(concurrent_acquires_may_finish_out_of_order),
+        cmocka_unit_test(duplicate_token_fails),
+        cmocka_unit_test(takeover_without_steal_fails),
+        cmocka_unit_test(premature_steal_fails),
+        cmocka_unit_test(steal_by_retry_strategy_fails),
+        cmocka_unit_test(valid_holder_fenced_off_fails),
+        cmocka_unit_test(killed_holder_ends_at_its_last_write),
+        cmocka_unit_test(unended_section_fails),
+        cmocka_unit_test(history_must_agree),
+        cmocka_unit_test(lost_answer_to_a_release_that_went_through),
+    };
+
+    return cmocka_run_group_tests_name("torture_checker", tests, NULL, NULL);
+}

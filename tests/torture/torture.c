@@ -1,0 +1,1343 @@
+/*
+ * torture.c -- tl-torture: runs N workers against a store, injects a scenario's faults, and
+ * proves from the records that no two holders of a key were inside at once (docs/reliability.md).
+ *
+ *   tl-torture --store URL --workers N --cycles M --keys K --lock-timeout DUR --heartbeat DUR
+ *              --scenario NAME [--seed S] [--report FILE] [more options: --help]
+ *
+ * Prints one line of JSON (the summary) on stdout and exits 0 when every proof holds, 1 when one
+ * fails (the failures are listed on stderr), 2 on a usage error, 3 when the run could not be set
+ * up, and 77 when the scenario does not apply to this store or the store is not built in.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#include "store.h"
+#include "torture.h"
+
+#define EXIT_PROOF_FAILED 1
+#define EXIT_USAGE        2
+#define EXIT_SETUP        3
+#define EXIT_SKIP         77
+
+static const char *const scenario_names[] = {
+    [TT_CLEAN] = "clean",
+    [TT_SIGKILL] = "sigkill",
+    [TT_SIGSTOP] = "sigstop",
+    [TT_RESTART] = "restart",
+    [TT_GITHUB_FAULTS] = "github-faults",
+    [TT_CLOCK_SKEW] = "clock-skew",
+};
+
+/* Everything the parent keeps about a run. */
+struct parent {
+    struct tt_run run;
+    char dir[512];  /* temporary directory: the shared file, a default SQLite file */
+    char url[1024]; /* the store URL after defaults */
+    char scheme[32];
+    const char *restart_cmd;
+    const char *github_admin; /* http://127.0.0.1:PORT of the GitHub test server */
+    char github_admin_buf[64];
+    bool github_spawned;
+    bool run_anyway; /* run a scenario even where it does not apply (to see what happens) */
+    bool pause_given;
+    const char *report;
+    double scale;
+    pid_t pids[TT_MAX_WORKERS];
+    bool alive[TT_MAX_WORKERS];
+    bool killed[TT_MAX_WORKERS];
+    uint32_t crashed;
+    uint32_t faults_missed; /* stops that found their victim outside a section: undone */
+    uint32_t restarts_failed;
+    uint64_t rng;
+    int64_t start_ns;
+    int64_t last_fault_end_ns;
+    uint64_t extra_failures;
+    char extra[8][TT_MSG_SIZE];
+    uint32_t nextra;
+    uint32_t keys_left_held;
+    bool history_kept;
+};
+
+static void fail_extra(struct parent *p, const char *fmt, ...) TL_PRINTF(2, 3);
+
+static void fail_extra(struct parent *p, const char *fmt, ...)
+{
+    if (p->nextra < sizeof(p->extra) / sizeof(p->extra[0])) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void)vsnprintf(p->extra[p->nextra++], TT_MSG_SIZE, fmt, ap);
+        va_end(ap);
+    }
+    p->extra_failures++;
+}
+
+static uint64_t prand(struct parent *p)
+{
+    p->rng ^= p->rng >> 12;
+    p->rng ^= p->rng << 25;
+    p->rng ^= p->rng >> 27;
+    return p->rng * 0x2545f4914f6cdd1dull;
+}
+
+static void usage(FILE *f)
+{
+    (void)fprintf(
+        f,
+        "usage: tl-torture --store URL --scenario NAME [options]\n"
+        "  --store URL          sqlite:PATH (sqlite: = a temporary file), memory:, redis://...,\n"
+        "                       postgres://..., github: (= a private GitHub test server)\n"
+        "  --scenario NAME      clean | sigkill | sigstop | restart | github-faults | clock-skew\n"
+        "  --workers N          worker processes (threads for memory:) [8]\n"
+        "  --cycles M           acquire attempts per worker [200]\n"
+        "  --keys K             keys they contend for [3]\n"
+        "  --lock-timeout DUR   lock timeout [per scenario]\n"
+        "  --heartbeat DUR      heartbeat interval [lock timeout / 4]\n"
+        "  --hold DUR           longest stay inside a section [2ms; clock-skew: 50ms]\n"
+        "  --faults N           faults to inject [per scenario]\n"
+        "  --fault-interval DUR mean time between faults [per scenario]\n"
+        "  --stop DUR           sigstop: how long a holder stays stopped\n"
+        "                       [lock timeout + the larger of 1s and the lock timeout]\n"
+        "  --skew DUR           clock-skew: how far the skewed clocks are off [10m]\n"
+        "  --restart-cmd CMD    restart: shell command that restarts the store's server\n"
+        "  --github-admin URL   github-faults: the GitHub test server, http://127.0.0.1:PORT\n"
+        "  --backoff MIN,MAX    acquire backoff [2ms,64ms; GitHub: 20ms,500ms]\n"
+        "  --pause DUR          think time before each cycle [0; GitHub: 100ms]\n"
+        "  --seed S             random seed [time]\n"
+        "  --scale X            multiply the cycles [1]; $TL_TORTURE_SCALE multiplies cycles\n"
+        "                       and faults\n"
+        "  --report FILE        also write the JSON summary to FILE\n"
+        "  --has-store SCHEME   exit 0 if the store is built in, else 77\n"
+        "  --run-anyway         run clock-skew even on a store that judges by the machine's\n"
+        "                       clock (it is then expected to fail: a demonstration)\n"
+        "  -v, --verbose        log what the workers see\n");
+}
+
+static bool parse_ms(const char *arg, uint32_t *out)
+{
+    return tl_parse_duration(arg, out) == TL_OK;
+}
+
+static bool parse_u32(const char *arg, uint32_t *out)
+{
+    uint64_t v;
+
+    if (!tl__parse_u64(arg, &v) || v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+static int scenario_by_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof(scenario_names) / sizeof(scenario_names[0]); i++) {
+        if (strcmp(name, scenario_names[i]) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static void scheme_of(const char *url, char *out, size_t size)
+{
+    size_t n = strcspn(url, ":");
+
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, url, n);
+    out[n] = '\0';
+    if (strcmp(out, "postgresql") == 0)
+        (void)snprintf(out, size, "postgres");
+}
+
+/* Defaults that depend on the scenario, for options left out (0). */
+static void apply_defaults(struct tt_config *c, bool timeout_given)
+{
+    if (!timeout_given) {
+        switch (c->scenario) {
+        case TT_CLEAN: c->lock_timeout_ms = 30000; break;
+        case TT_CLOCK_SKEW: c->lock_timeout_ms = 60000; break;
+        case TT_RESTART: c->lock_timeout_ms = 3000; break;
+        case TT_GITHUB_FAULTS: c->lock_timeout_ms = 8000; break;
+        default: c->lock_timeout_ms = 1000; break;
+        }
+    }
+    if (c->heartbeat_ms == 0)
+        c->heartbeat_ms = c->lock_timeout_ms / 4 ? c->lock_timeout_ms / 4 : 1;
+    if (c->scenario == TT_CLOCK_SKEW && c->heartbeat_ms > 2000)
+        c->heartbeat_ms = 2000;
+    if (c->deadline_ms == 0)
+        c->deadline_ms = 4 * c->lock_timeout_ms + 30000;
+    if (c->stop_ms == 0)
+        c->stop_ms =
+            c->lock_timeout_ms + (c->lock_timeout_ms / 2 > 1000 ? c->lock_timeout_ms / 2 : 1000);
+    if (c->skew_ms == 0)
+        c->skew_ms = 10 * 60 * 1000;
+    if (c->fault_interval_ms == 0) {
+        switch (c->scenario) {
+        case TT_RESTART: c->fault_interval_ms = 3000; break;
+        case TT_GITHUB_FAULTS: c->fault_interval_ms = 1500; break;
+        default: c->fault_interval_ms = 500; break;
+        }
+    }
+    if (c->scenario == TT_CLEAN || c->scenario == TT_CLOCK_SKEW)
+        c->faults = 0;
+    if (c->faults == UINT32_MAX) {
+        switch (c->scenario) {
+        case TT_SIGKILL:
+        case TT_SIGSTOP: c->faults = 4; break;
+        case TT_RESTART: c->faults = 2; break;
+        case TT_GITHUB_FAULTS: c->faults = 6; break;
+        default: c->faults = 0; break;
+        }
+    }
+}
+
+/* ---- workers ---- */
+
+static void catch_fatal_signals(const char *dir, bool on);
+
+static void start_worker(struct parent *p, uint32_t slot)
+{
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        fail_extra(p, "fork: %s", strerror(errno)); /* NOLINT(concurrency-mt-unsafe) */
+        return;
+    }
+    if (pid == 0) {
+        catch_fatal_signals(NULL, false); /* the parent cleans up, not a worker */
+#ifdef __linux__
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* no worker outlives a killed harness */
+#endif
+        tt_worker_run(&p->run, slot);
+        _exit(atomic_load(&p->run.sh->workers[slot].state) == TT_DONE ? 0 : 1);
+    }
+    p->run.sh->workers[slot].pid = pid;
+    p->pids[slot] = pid;
+    p->alive[slot] = true;
+}
+
+static uint32_t new_slot(struct parent *p, uint32_t cycles, int64_t skew_ms, bool replacement)
+{
+    struct tt_shared *sh = p->run.sh;
+
+    if (sh->nworkers >= TT_MAX_WORKERS - 1) /* the last slot is the sweeper's */
+        return UINT32_MAX;
+
+    uint32_t slot = sh->nworkers++;
+    sh->workers[slot].cycles = cycles;
+    sh->workers[slot].skew_ms = skew_ms;
+    sh->workers[slot].replacement = replacement;
+    return slot;
+}
+
+static void reap(struct parent *p, bool block)
+{
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, block ? 0 : WNOHANG);
+
+        if (pid <= 0)
+            return;
+        for (uint32_t s = 0; s < p->run.sh->nworkers; s++) {
+            if (p->pids[s] != pid || !p->alive[s])
+                continue;
+            p->alive[s] = false;
+            if (p->killed[s])
+                break;
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                p->crashed++;
+                fail_extra(p, "worker w%u (pid %d) died: %s %d", s, (int)pid,
+                           WIFSIGNALED(status) ? "signal" : "exit status",
+                           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+            }
+            break;
+        }
+        if (block)
+            return;
+    }
+}
+
+static uint32_t alive_count(const struct parent *p)
+{
+    uint32_t n = 0;
+
+    for (uint32_t s = 0; s < p->run.sh->nworkers; s++)
+        n += p->alive[s];
+    return n;
+}
+
+/* ---- faults ---- */
+
+static struct tt_fault *new_fault(struct parent *p, enum tt_fault_kind kind)
+{
+    struct tt_shared *sh = p->run.sh;
+
+    if (sh->nfaults >= TT_MAX_FAULTS)
+        return NULL;
+
+    struct tt_fault *f = &sh->faults[sh->nfaults++];
+    memset(f, 0, sizeof(*f));
+    f->kind = (uint8_t)kind;
+    f->start_ns = tt_now_ns();
+    return f;
+}
+
+/* Sleeps `ns` while reaping workers that end meanwhile. */
+static void wait_reaping(struct parent *p, int64_t ns)
+{
+    int64_t until = tt_now_ns() + ns;
+
+    for (;;) {
+        reap(p, false);
+        int64_t left = until - tt_now_ns();
+        if (left <= 0)
+            return;
+        tt_sleep_ns(left < 5000000 ? left : 5000000);
+    }
+}
+
+/*
+ * Stops a random worker that is inside a section, and keeps it stopped only if it is still
+ * there once stopped (and not inside the fenced resource's mutex): then it is a holder frozen
+ * mid-section. Returns its slot, or UINT32_MAX (the worker was resumed; try again later).
+ */
+static uint32_t freeze_holder(struct parent *p)
+{
+    struct tt_shared *sh = p->run.sh;
+    uint32_t cand[TT_MAX_WORKERS], n = 0;
+
+    for (uint32_t s = 0; s < sh->nworkers; s++) {
+        if (p->alive[s] && atomic_load(&sh->workers[s].state) == TT_IN_SECTION)
+            cand[n++] = s;
+    }
+    if (n == 0)
+        return UINT32_MAX;
+
+    uint32_t s = cand[prand(p) % n];
+    int status;
+    if (kill(p->pids[s], SIGSTOP) != 0)
+        return UINT32_MAX;
+    pid_t r = waitpid(p->pids[s], &status, WUNTRACED);
+    if (r == p->pids[s] && !WIFSTOPPED(status)) {
+        /* It ended on its own just now. */
+        p->alive[s] = false;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            p->crashed++;
+            fail_extra(p, "worker w%u died on its own", s);
+        }
+        return UINT32_MAX;
+    }
+    if (atomic_load(&sh->workers[s].state) != TT_IN_SECTION ||
+        atomic_load(&sh->workers[s].in_resource)) {
+        (void)kill(p->pids[s], SIGCONT);
+        p->faults_missed++;
+        return UINT32_MAX;
+    }
+    return s;
+}
+
+static bool inject_kill(struct parent *p)
+{
+    struct tt_shared *sh = p->run.sh;
+    uint32_t s = freeze_holder(p);
+
+    if (s == UINT32_MAX)
+        return false;
+
+    struct tt_worker *w = &sh->workers[s];
+    uint32_t sec = atomic_load(&w->section);
+    struct tt_fault *f = new_fault(p, TT_FAULT_KILL);
+    p->killed[s] = true;
+    tt_sections(sh)[sec].end = TT_END_KILLED;
+    (void)kill(p->pids[s], SIGKILL);
+    (void)waitpid(p->pids[s], NULL, 0);
+    p->alive[s] = false;
+    if (f != NULL) {
+        f->worker = s;
+        f->section = sec;
+        f->bit = true;
+        f->end_ns = tt_now_ns();
+    }
+
+    /* A replacement runs the cycles the victim had left. */
+    uint64_t done = atomic_load(&w->cycles_done) + 1;
+    if (done < w->cycles) {
+        uint32_t r = new_slot(p, (uint32_t)(w->cycles - done), w->skew_ms, true);
+        if (r != UINT32_MAX)
+            start_worker(p, r);
+    }
+    return true;
+}
+
+static bool inject_stop(struct parent *p)
+{
+    struct tt_shared *sh = p->run.sh;
+    uint32_t s = freeze_holder(p);
+
+    if (s == UINT32_MAX)
+        return false;
+
+    uint32_t sec = atomic_load(&sh->workers[s].section);
+    struct tt_fault *f = new_fault(p, TT_FAULT_STOP);
+    tt_sections(sh)[sec].stopped = true;
+    wait_reaping(p, (int64_t)p->run.cfg.stop_ms * 1000000);
+    (void)kill(p->pids[s], SIGCONT);
+    if (f != NULL) {
+        f->worker = s;
+        f->section = sec;
+        f->end_ns = tt_now_ns();
+    }
+    return true;
+}
+
+static int run_command(const char *cmd)
+{
+    pid_t pid = fork();
+
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static bool inject_restart(struct parent *p)
+{
+    struct tt_fault *f = new_fault(p, TT_FAULT_RESTART);
+    int rc = run_command(p->restart_cmd);
+
+    if (f != NULL) {
+        f->end_ns = tt_now_ns();
+        f->bit = rc == 0;
+        (void)snprintf(f->detail, sizeof(f->detail), "exit %d", rc);
+    }
+    if (rc != 0) {
+        p->restarts_failed++;
+        fail_extra(p, "restart command failed (exit %d): %s", rc, p->restart_cmd);
+    }
+    p->last_fault_end_ns = tt_now_ns();
+    return true;
+}
+
+/* The GitHub test server's counted knobs: one is set per fault, in turn. */
+static const struct gh_knob {
+    const char *knob; /* the knob, as GET /_admin/faults names it */
+    const char *set;  /* the JSON that sets it */
+    bool timed;       /* on for a while, then off again */
+} gh_knobs[] = {
+    {"latency_ms", "{\"latency_ms\":300}", true},
+    {"status_5xx", "{\"status_5xx\":3}", false},
+    {"post_commit_then_5xx", "{\"post_commit_then_5xx\":2}", false},
+    {"drop_connections", "{\"drop_connections\":3}", false},
+    {"visibility_lag_reads", "{\"visibility_lag_reads\":2}", true},
+    {"secondary_limit", "{\"secondary_limit\":{\"count\":2,\"status\":403,\"retry_after\":1}}",
+     false},
+    {"primary_exhausted", "{\"primary_exhausted\":{\"count\":1,\"reset_in_s\":2}}", false},
+    {"secondary_limit", "{\"secondary_limit\":{\"count\":2,\"status\":429,\"retry_after\":2}}",
+     false},
+    /* Last: without retry-after, a client must wait a minute (GITHUB-API.md), so a short run
+     * (8 faults or fewer) leaves it out. */
+    {"secondary_limit", "{\"secondary_limit\":{\"count\":1,\"status\":429}}", false},
+};
+
+static struct tt_fault *gh_pending; /* NOLINT: the parent's one pending counted knob */
+
+/* A counted knob has bitten once the server has counted it down to zero. */
+static void gh_settle(struct parent *p)
+{
+    if (gh_pending == NULL)
+        return;
+
+    int left = tt_gh_remaining(p->github_admin, gh_pending->detail);
+    gh_pending->bit = left == 0;
+    gh_pending = NULL;
+}
+
+static bool inject_github(struct parent *p, uint32_t n)
+{
+    const struct gh_knob *k = &gh_knobs[n % (sizeof(gh_knobs) / sizeof(gh_knobs[0]))];
+
+    gh_settle(p);
+    struct tt_fault *f = new_fault(p, TT_FAULT_GITHUB);
+    if (f == NULL)
+        return true;
+    (void)snprintf(f->detail, sizeof(f->detail), "%s", k->knob);
+    long before = tt_gh_stat_total(p->github_admin);
+    int st = tt_gh_request(p->github_admin, "POST", "/_admin/faults", k->set, NULL);
+    if (st != 200) {
+        fail_extra(p, "GitHub test server: setting %s answered %d", k->knob, st);
+        return true;
+    }
+    if (k->timed) {
+        char off[64];
+
+        wait_reaping(p, (int64_t)p->run.cfg.fault_interval_ms * 500000);
+        (void)snprintf(off, sizeof(off), "{\"%s\":0}", k->knob);
+        (void)tt_gh_request(p->github_admin, "POST", "/_admin/faults", off, NULL);
+        long after = tt_gh_stat_total(p->github_admin);
+        f->bit = before >= 0 && after > before; /* requests were served under it */
+    } else {
+        gh_pending = f;
+    }
+    f->end_ns = tt_now_ns();
+    p->last_fault_end_ns = f->end_ns;
+    return true;
+}
+
+static bool inject_fault(struct parent *p, uint32_t n)
+{
+    bool done;
+
+    switch (p->run.cfg.scenario) {
+    case TT_SIGKILL: done = inject_kill(p); break;
+    case TT_SIGSTOP: done = inject_stop(p); break;
+    case TT_RESTART: done = inject_restart(p); break;
+    case TT_GITHUB_FAULTS: done = inject_github(p, n); break;
+    default: done = true; break;
+    }
+    if (done && p->run.cfg.verbose && p->run.sh->nfaults > 0) {
+        const struct tt_fault *f = &p->run.sh->faults[p->run.sh->nfaults - 1];
+        (void)fprintf(stderr, "tl-torture: fault %u at %.3f s: kind %u %s (w%u)\n", n + 1,
+                      (double)(f->start_ns - p->start_ns) / 1e9, f->kind, f->detail, f->worker);
+    }
+    return done;
+}
+
+/*
+ * Injects the scenario's faults while the workers run, spaced by about the fault interval, then
+ * tells the workers that the faults are over (they run a tail of cycles after it). Gives up
+ * when no fault could be injected for a long while, or when the log is nearly full.
+ */
+static void fault_loop(struct parent *p)
+{
+    const struct tt_config *cfg = &p->run.cfg;
+    struct tt_shared *sh = p->run.sh;
+    uint32_t done = 0;
+    int64_t interval = (int64_t)cfg->fault_interval_ms * 1000000;
+    int64_t next = tt_now_ns() + interval / 2 + (int64_t)(prand(p) % (uint64_t)(interval + 1));
+    int64_t last_success = tt_now_ns();
+    int64_t patience = 10 * interval + (int64_t)60 * 1000000000;
+
+    if (cfg->faults == 0)
+        atomic_store(&sh->faults_done, 1);
+    while (alive_count(p) > 0) {
+        reap(p, false);
+        if (!atomic_load(&sh->faults_done)) {
+            bool full = atomic_load(&sh->nsections) > sh->max_sections / 10 * 9 ||
+                        sh->nwrites > sh->max_writes / 10 * 9;
+            if (done >= cfg->faults || full || tt_now_ns() - last_success > patience) {
+                if (done < cfg->faults)
+                    (void)fprintf(stderr, "tl-torture: gave up injecting faults after %u of %u\n",
+                                  done, cfg->faults);
+                if (p->last_fault_end_ns == 0)
+                    p->last_fault_end_ns = tt_now_ns();
+                atomic_store(&sh->faults_done, 1);
+            } else if (tt_now_ns() >= next) {
+                if (inject_fault(p, done)) {
+                    done++;
+                    last_success = tt_now_ns();
+                    next = last_success + interval / 2 +
+                           (int64_t)(prand(p) % (uint64_t)(interval + 1));
+                } else {
+                    next = tt_now_ns() + 2000000; /* no holder to hit right now */
+                }
+            }
+        }
+        tt_sleep_ns(1000000);
+    }
+    reap(p, false);
+    atomic_store(&sh->faults_done, 1);
+    if (cfg->scenario == TT_GITHUB_FAULTS) {
+        gh_settle(p);
+        (void)tt_gh_request(p->github_admin, "POST", "/_admin/faults", "{\"clear\":true}", NULL);
+    }
+}
+
+struct thread_arg {
+    const struct tt_run *run;
+    uint32_t slot;
+};
+
+static void *thread_main(void *arg)
+{
+    const struct thread_arg *a = arg;
+
+    tt_worker_run(a->run, a->slot);
+    return NULL;
+}
+
+/* ---- the end: sweep, audit trail, proofs ---- */
+
+/*
+ * After the workers: takes every key once more with STEAL_STALE and releases it. This recovers
+ * the locks of killed workers that no one stole before the run ended, so that every acquisition
+ * is followed by a hand-over the checker can see, and it shows that no key is left wedged.
+ */
+static void sweep(struct parent *p, tl_manager *m, uint32_t slot)
+{
+    const struct tt_config *cfg = &p->run.cfg;
+    struct tt_shared *sh = p->run.sh;
+    struct tt_worker *w = &sh->workers[slot];
+
+    for (uint32_t k = 0; k < cfg->keys; k++) {
+        struct tl_acquire_opts o = {.strategy = TL_STEAL_STALE,
+                                    .deadline_ms = 3 * cfg->lock_timeout_ms + 60000};
+        struct tl_metrics before, after;
+        tl_lock *l = NULL;
+
+        tl_metrics_get(m, &before, sizeof(before));
+        int64_t acq = tt_now_ns();
+        tl_status st = tl_acquire(m, p->run.keys[k], &o, &l);
+        int64_t enter = tt_now_ns();
+        if (st != TL_OK) {
+            fail_extra(p, "sweep: cannot take key %s back: %s", p->run.keys[k], tl_errmsg(m));
+            continue;
+        }
+        tl_metrics_get(m, &after, sizeof(after));
+
+        uint32_t id;
+        struct tt_section *s = tt_section_new(sh, &id);
+        if (s == NULL) {
+            (void)tl_release(l, NULL);
+            tl_lock_free(l);
+            continue;
+        }
+        s->key = k;
+        s->worker = slot;
+        s->token = tl_lock_token(l);
+        s->acq_ns = acq;
+        s->enter_ns = enter;
+        s->strategy = TL_STEAL_STALE;
+        s->took_stale = after.stale_locks_claimed > before.stale_locks_claimed;
+        s->took_forced = after.forced_acquisitions > before.forced_acquisitions;
+        (void)tt_resource_write(sh, w, id, TT_PHASE_ENTRY);
+        (void)tt_resource_write(sh, w, id, TT_PHASE_EXIT);
+        s->exit_ns = tt_now_ns();
+        st = tl_release(l, "torture sweep");
+        s->end = st == TL_OK ? TT_END_RELEASED : st == TL_ENOTOWNER ? TT_END_LOST : TT_END_UNSURE;
+        if (st != TL_OK)
+            fail_extra(p, "sweep: cannot release key %s: %s", p->run.keys[k], tl_errmsg(m));
+        tl_lock_free(l);
+
+        struct tl_info *info = NULL;
+        if (tl_inspect(m, p->run.keys[k], &info) != TL_OK || info != NULL) {
+            p->keys_left_held++;
+            fail_extra(p, "key %s is still held after the sweep released it", p->run.keys[k]);
+        }
+        tl_info_free(info);
+    }
+}
+
+static void collect_history(struct parent *p, tl_manager *m, struct tt_history *h)
+{
+    const struct tt_shared *sh = p->run.sh;
+    uint32_t nsec = atomic_load(&((struct tt_shared *)sh)->nsections);
+    const struct tt_section *sec = tt_sections((struct tt_shared *)sh);
+
+    if (nsec > sh->max_sections)
+        nsec = sh->max_sections;
+    for (uint32_t k = 0; k < p->run.cfg.keys; k++) {
+        size_t mine = 0;
+        uint64_t first = UINT64_MAX;
+
+        for (uint32_t i = 0; i < nsec; i++) {
+            if (sec[i].key == k) {
+                mine++;
+                if (sec[i].token < first)
+                    first = sec[i].token;
+            }
+        }
+        tl_status st = tl_history(m, p->run.keys[k], 4 * mine + 256, &h[k].ev, &h[k].n);
+        if (st == TL_ENOTSUP) {
+            h[k].ev = NULL;
+            h[k].n = 0;
+            continue;
+        }
+        if (st != TL_OK) {
+            fail_extra(p, "history of key %s: %s", p->run.keys[k], tl_errmsg(m));
+            continue;
+        }
+        p->history_kept = true;
+        for (size_t i = 0; i < h[k].n; i++) {
+            if (h[k].ev[i]->token <= first && h[k].ev[i]->kind != TL_EVENT_RELEASED)
+                h[k].complete = true;
+        }
+    }
+}
+
+/* Scenario-specific proofs on top of the checker's. */
+static void check_scenario(struct parent *p, const struct tt_verdict *v, uint64_t *late_rejected,
+                           uint64_t *stops_learned)
+{
+    struct tt_shared *sh = p->run.sh;
+    const struct tt_section *sec = tt_sections(sh);
+    const struct tt_write *wr = tt_writes(sh);
+    const struct tt_config *cfg = &p->run.cfg;
+
+    for (uint32_t i = 0; i < sh->nfaults; i++) {
+        struct tt_fault *f = &sh->faults[i];
+
+        if (f->kind != TT_FAULT_STOP)
+            continue;
+        const struct tt_section *s = &sec[f->section];
+        f->bit = s->end == TT_END_LOST || s->end == TT_END_UNSURE || s->learned_ns != 0;
+        if (s->learned_ns != 0)
+            (*stops_learned)++;
+        if (s->end == TT_END_LOST && s->learned_ns == 0)
+            fail_extra(p,
+                       "w%u was stopped past its lock timeout and its lock was taken, but no "
+                       "heartbeat told it (it learned only when its release was refused)",
+                       f->worker);
+        for (uint32_t j = 0; j < sh->nwrites; j++) {
+            if (wr[j].section == f->section && !wr[j].accepted)
+                (*late_rejected)++;
+        }
+    }
+    if (cfg->scenario == TT_CLOCK_SKEW && (v->steals > 0 || v->forced > 0))
+        fail_extra(p,
+                   "clock-skew: %llu live lock(s) were taken although every holder heartbeated "
+                   "far inside the %u ms lock timeout: a skewed client clock made them look stale",
+                   (unsigned long long)(v->steals + v->forced), cfg->lock_timeout_ms);
+    if (cfg->scenario == TT_RESTART || cfg->scenario == TT_GITHUB_FAULTS) {
+        uint64_t after = 0;
+        uint32_t nsec = atomic_load(&sh->nsections);
+
+        for (uint32_t i = 0; i < nsec && i < sh->max_sections; i++)
+            after += sec[i].worker != TT_MAX_WORKERS - 1 && sec[i].enter_ns > p->last_fault_end_ns;
+        if (sh->nfaults > 0 && after == 0)
+            fail_extra(p, "no worker got a lock after the last fault: the workers did not recover");
+    }
+}
+
+static void json_counts(FILE *f, const char *name, const uint64_t *n)
+{
+    bool first = true;
+
+    (void)fprintf(f, "\"%s\":{", name);
+    for (int st = 1; st < TT_STATUS_MAX; st++) {
+        if (n[st] == 0)
+            continue;
+        (void)fprintf(f, "%s\"%s\":%llu", first ? "" : ",", tt_status_name(st),
+                      (unsigned long long)n[st]);
+        first = false;
+    }
+    (void)fprintf(f, "}");
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    (void)fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            (void)fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            (void)fprintf(f, "\\u%04x", *s);
+        else
+            (void)fputc(*s, f);
+    }
+    (void)fputc('"', f);
+}
+
+static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t failures,
+                     uint64_t late_rejected, uint64_t stops_learned)
+{
+    const struct tt_config *cfg = &p->run.cfg;
+    struct tt_shared *sh = p->run.sh;
+    struct tt_counts sum = {0};
+    uint64_t faults_bit = 0;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    if (f == NULL)
+        return NULL;
+    for (uint32_t s = 0; s < sh->nworkers; s++) {
+        const struct tt_counts *n = &sh->workers[s].n;
+
+        sum.cycles += n->cycles;
+        for (int i = 0; i < TT_STATUS_MAX; i++) {
+            sum.acquire_errors[i] += n->acquire_errors[i];
+            sum.release_errors[i] += n->release_errors[i];
+        }
+        sum.errors_without_message += n->errors_without_message;
+        sum.conflicts += n->conflicts;
+        sum.heartbeats_sent += n->heartbeats_sent;
+        sum.heartbeats_failed += n->heartbeats_failed;
+        sum.locks_lost += n->locks_lost;
+        sum.lost_callbacks += n->lost_callbacks;
+        sum.probes_refused += n->probes_refused;
+        sum.logged_warnings += n->logged_warnings;
+        sum.logged_errors += n->logged_errors;
+        sum.stale_steals_by_skewed += n->stale_steals_by_skewed;
+    }
+    for (uint32_t i = 0; i < sh->nfaults; i++)
+        faults_bit += sh->faults[i].bit;
+
+    (void)fprintf(f, "{\"store\":\"%s\",\"scenario\":\"%s\",\"workers\":%u,\"keys\":%u,", p->scheme,
+                  scenario_names[cfg->scenario], cfg->workers, cfg->keys);
+    (void)fprintf(f, "\"lock_timeout_ms\":%u,\"heartbeat_ms\":%u,\"seed\":%llu,",
+                  cfg->lock_timeout_ms, cfg->heartbeat_ms, (unsigned long long)cfg->seed);
+    (void)fprintf(f, "\"cycles\":%llu,\"sections\":%llu,\"writes\":%llu,",
+                  (unsigned long long)sum.cycles, (unsigned long long)v->sections,
+                  (unsigned long long)v->writes);
+    (void)fprintf(f, "\"faults\":{\"wanted\":%u,\"injected\":%u,\"bit\":%llu,\"missed\":%u",
+                  cfg->faults, sh->nfaults, (unsigned long long)faults_bit, p->faults_missed);
+    if (cfg->scenario == TT_GITHUB_FAULTS) {
+        (void)fprintf(f, ",\"knobs\":{");
+        for (uint32_t i = 0; i < sh->nfaults; i++)
+            (void)fprintf(f, "%s\"%u:%s\":%s", i ? "," : "", i, sh->faults[i].detail,
+                          sh->faults[i].bit ? "true" : "false");
+        (void)fprintf(f, "}");
+    }
+    (void)fprintf(f, "},");
+    (void)fprintf(f,
+                  "\"overlaps\":%llu,\"token_regressions\":%llu,\"stale_writes_rejected\":%llu,"
+                  "\"stale_writes_accepted\":%llu,",
+                  (unsigned long long)v->overlaps, (unsigned long long)v->token_regressions,
+                  (unsigned long long)v->stale_writes_rejected,
+                  (unsigned long long)v->stale_writes_accepted);
+    (void)fprintf(f,
+                  "\"ended\":{\"released\":%llu,\"lost\":%llu,\"unsure\":%llu,\"killed\":%llu},"
+                  "\"steals\":%llu,\"forced\":%llu,\"orphan_steals\":%llu,"
+                  "\"allowed_overlaps\":%llu,\"workers_crashed\":%u,\"keys_left_held\":%u,",
+                  (unsigned long long)v->released, (unsigned long long)v->lost,
+                  (unsigned long long)v->unsure, (unsigned long long)v->killed,
+                  (unsigned long long)v->steals, (unsigned long long)v->forced,
+                  (unsigned long long)v->orphan_steals, (unsigned long long)v->allowed_overlaps,
+                  p->crashed, p->keys_left_held);
+    if (cfg->scenario == TT_SIGSTOP)
+        (void)fprintf(f,
+                      "\"stopped\":{\"learned_by_heartbeat\":%llu,\"late_writes_rejected\":%llu},",
+                      (unsigned long long)stops_learned, (unsigned long long)late_rejected);
+    if (cfg->scenario == TT_SIGKILL)
+        (void)fprintf(f, "\"max_recovery_ms\":%lld,", (long long)v->max_recovery_ms);
+    if (cfg->scenario == TT_CLOCK_SKEW)
+        (void)fprintf(f,
+                      "\"skew_ms\":%lld,\"skewed\":{\"steal_attempts_refused\":%llu,"
+                      "\"steals\":%llu},",
+                      (long long)cfg->skew_ms, (unsigned long long)sum.probes_refused,
+                      (unsigned long long)sum.stale_steals_by_skewed);
+    (void)fprintf(f, "\"history\":");
+    if (p->history_kept)
+        (void)fprintf(f,
+                      "{\"checked\":%llu,\"unrecorded_acquisitions\":%llu,"
+                      "\"lost_but_released\":%llu},",
+                      (unsigned long long)v->history_events,
+                      (unsigned long long)v->history_unrecorded,
+                      (unsigned long long)v->misreported_lost);
+    else
+        (void)fprintf(f, "null,");
+    (void)fprintf(f, "\"errors\":{");
+    json_counts(f, "acquire", sum.acquire_errors);
+    (void)fprintf(f, ",");
+    json_counts(f, "release", sum.release_errors);
+    (void)fprintf(f,
+                  ",\"heartbeats_failed\":%llu,\"locks_lost\":%llu,\"lost_callbacks\":%llu,"
+                  "\"without_message\":%llu,\"logged\":{\"warnings\":%llu,\"errors\":%llu}",
+                  (unsigned long long)sum.heartbeats_failed, (unsigned long long)sum.locks_lost,
+                  (unsigned long long)sum.lost_callbacks,
+                  (unsigned long long)sum.errors_without_message,
+                  (unsigned long long)sum.logged_warnings, (unsigned long long)sum.logged_errors);
+    for (uint32_t s = 0; s < sh->nworkers; s++) {
+        if (sh->workers[s].first_error[0] != '\0') {
+            (void)fprintf(f, ",\"first\":");
+            json_string(f, sh->workers[s].first_error);
+            break;
+        }
+    }
+    (void)fprintf(f, "},\"failures\":%llu,\"elapsed_s\":%.1f,\"ok\":%s}",
+                  (unsigned long long)failures, (double)(tt_now_ns() - p->start_ns) / 1e9,
+                  failures == 0 ? "true" : "false");
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* ---- main ---- */
+
+/* The run's temporary directory, for the signal handler below. */
+static char cleanup_dir[512]; /* NOLINT: set once by the parent before any signal matters */
+
+/* SIGTERM/SIGINT/SIGHUP (a test timeout, ^C): remove the temporary files, then die of the
+ * signal. The workers die with the parent (PR_SET_PDEATHSIG), the GitHub test server when its
+ * stdin closes. Only async-signal-safe calls here. */
+static void on_fatal_signal(int sig)
+{
+    static const char *const files[] = {"shared", "torture.db", "torture.db-wal", "torture.db-shm",
+                                        "torture.db-journal"};
+    char path[600];
+
+    for (size_t i = 0; cleanup_dir[0] != '\0' && i < sizeof(files) / sizeof(files[0]); i++) {
+        size_t d = strlen(cleanup_dir), f = strlen(files[i]);
+        if (d + 1 + f + 1 > sizeof(path))
+            break;
+        memcpy(path, cleanup_dir, d);
+        path[d] = '/';
+        memcpy(path + d + 1, files[i], f + 1);
+        (void)unlink(path);
+    }
+    if (cleanup_dir[0] != '\0')
+        (void)rmdir(cleanup_dir);
+    (void)signal(sig, SIG_DFL);
+    (void)raise(sig);
+}
+
+static void catch_fatal_signals(const char *dir, bool on)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    struct sigaction sa = {0};
+
+    if (on)
+        (void)snprintf(cleanup_dir, sizeof(cleanup_dir), "%s", dir);
+    sa.sa_handler = on ? on_fatal_signal : SIG_DFL;
+    (void)sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        (void)sigaction(sigs[i], &sa, NULL);
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[700];
+
+    if (dir[0] == '\0')
+        return;
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    (void)run_command(cmd);
+}
+
+static int parse_args(struct parent *p, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"store", required_argument, NULL, 's'},
+        {"scenario", required_argument, NULL, 'S'},
+        {"workers", required_argument, NULL, 'w'},
+        {"cycles", required_argument, NULL, 'c'},
+        {"keys", required_argument, NULL, 'k'},
+        {"lock-timeout", required_argument, NULL, 't'},
+        {"heartbeat", required_argument, NULL, 'b'},
+        {"hold", required_argument, NULL, 'H'},
+        {"faults", required_argument, NULL, 'f'},
+        {"fault-interval", required_argument, NULL, 'i'},
+        {"stop", required_argument, NULL, 'T'},
+        {"skew", required_argument, NULL, 'K'},
+        {"steal-slack", required_argument, NULL, 'L'},
+        {"restart-cmd", required_argument, NULL, 'r'},
+        {"github-admin", required_argument, NULL, 'g'},
+        {"backoff", required_argument, NULL, 'B'},
+        {"pause", required_argument, NULL, 'P'},
+        {"seed", required_argument, NULL, 'e'},
+        {"scale", required_argument, NULL, 'x'},
+        {"report", required_argument, NULL, 'o'},
+        {"has-store", required_argument, NULL, 'h' + 256},
+        {"verbose", no_argument, NULL, 'v'},
+        {"run-anyway", no_argument, NULL, 'A'},
+        {"help", no_argument, NULL, '?' + 256},
+        {NULL, 0, NULL, 0},
+    };
+    struct tt_config *c = &p->run.cfg;
+    bool timeout_given = false, seed_given = false;
+    uint32_t hold = UINT32_MAX, skew = 0;
+    int opt, sc = -1;
+
+    c->workers = 8;
+    c->cycles = 200;
+    c->keys = 3;
+    c->faults = UINT32_MAX;
+    c->steal_slack_ms = UINT32_MAX;
+    p->scale = 1.0;
+    while ((opt = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
+        bool ok = true;
+
+        switch (opt) {
+        case 's': c->store = optarg; break;
+        case 'S': ok = (sc = scenario_by_name(optarg)) >= 0; break;
+        case 'w': ok = parse_u32(optarg, &c->workers) && c->workers > 0; break;
+        case 'c': ok = parse_u32(optarg, &c->cycles); break;
+        case 'k': ok = parse_u32(optarg, &c->keys) && c->keys > 0 && c->keys <= TT_MAX_KEYS; break;
+        case 't':
+            ok = parse_ms(optarg, &c->lock_timeout_ms);
+            timeout_given = true;
+            break;
+        case 'b': ok = parse_ms(optarg, &c->heartbeat_ms); break;
+        case 'H':
+            hold = 0;
+            ok = strcmp(optarg, "0") == 0 || parse_ms(optarg, &hold);
+            break;
+        case 'f': ok = parse_u32(optarg, &c->faults); break;
+        case 'i': ok = parse_ms(optarg, &c->fault_interval_ms); break;
+        case 'T': ok = parse_ms(optarg, &c->stop_ms); break;
+        case 'K': ok = parse_ms(optarg, &skew); break;
+        case 'L':
+            c->steal_slack_ms = 0;
+            ok = strcmp(optarg, "0") == 0 || parse_ms(optarg, &c->steal_slack_ms);
+            break;
+        case 'r': p->restart_cmd = optarg; break;
+        case 'g': p->github_admin = optarg; break;
+        case 'P':
+            c->pause_ms = 0;
+            p->pause_given = true;
+            ok = strcmp(optarg, "0") == 0 || parse_ms(optarg, &c->pause_ms);
+            break;
+        case 'B': {
+            char *comma = strchr(optarg, ',');
+            ok = comma != NULL;
+            if (ok) {
+                *comma = '\0';
+                ok = parse_ms(optarg, &c->backoff_min_ms) &&
+                     parse_ms(comma + 1, &c->backoff_max_ms) &&
+                     c->backoff_min_ms <= c->backoff_max_ms;
+            }
+            break;
+        }
+        case 'e':
+            ok = tl__parse_u64(optarg, &c->seed);
+            seed_given = true;
+            break;
+        case 'x':
+            p->scale = strtod(optarg, NULL);
+            ok = p->scale > 0;
+            break;
+        case 'o': p->report = optarg; break;
+        case 'v': c->verbose = true; break;
+        case 'A': p->run_anyway = true; break;
+        case 'h' + 256: {
+            char url[64];
+            (void)snprintf(url, sizeof(url), "%s:", optarg);
+            return tl__store_find(url) != NULL ? 0 : EXIT_SKIP;
+        }
+        case '?' + 256: usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+        if (!ok) {
+            (void)fprintf(stderr, "tl-torture: bad value: %s\n", optarg);
+            return EXIT_USAGE;
+        }
+    }
+    if (c->store == NULL || sc < 0 || optind != argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    c->scenario = (enum tt_scenario)sc;
+    /* Clock-skew: holders stay a while, so that the skewed workers find live locks to try. */
+    c->hold_ms = hold != UINT32_MAX ? hold : c->scenario == TT_CLOCK_SKEW ? 50 : 2;
+    c->skew_ms = skew;
+    if (!seed_given)
+        c->seed = (uint64_t)tt_now_ns() ^ ((uint64_t)getpid() << 20);
+
+    /* --scale (the sanitizer builds' ctest entries) scales the cycles only: the faults are the
+     * point of a scenario. $TL_TORTURE_SCALE (a person's) scales both. */
+    double fault_scale = 1.0;
+    const char *env = getenv("TL_TORTURE_SCALE"); /* NOLINT(concurrency-mt-unsafe) */
+    if (env != NULL && env[0] != '\0') {
+        double s = strtod(env, NULL);
+        if (s > 0) {
+            p->scale *= s;
+            fault_scale = s;
+        }
+    }
+    apply_defaults(c, timeout_given);
+    c->cycles = (uint32_t)((double)c->cycles * p->scale + 0.5);
+    if (c->cycles == 0)
+        c->cycles = 1;
+    if (c->faults > 0) {
+        uint32_t f = (uint32_t)((double)c->faults * fault_scale + 0.5);
+        c->faults = f ? f : 1;
+    }
+    if (c->heartbeat_ms >= c->lock_timeout_ms) {
+        (void)fprintf(stderr, "tl-torture: the heartbeat must be shorter than the lock timeout\n");
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* Whether the scenario applies to the store; if not, says why. */
+static const char *not_applicable(const struct parent *p)
+{
+    const struct tt_config *c = &p->run.cfg;
+    bool machine_clock = strcmp(p->scheme, "sqlite") == 0 || strcmp(p->scheme, "memory") == 0;
+
+    if (c->threads && c->scenario != TT_CLEAN)
+        return "the memory store lives in one process, whose workers are threads: a signal "
+               "cannot stop or kill one of them, and there is no server to restart";
+    if (c->scenario == TT_CLOCK_SKEW && machine_clock)
+        return "this store judges staleness by the machine's clock, which every worker of the "
+               "machine shares: a per-worker skew cannot happen there (docs/reliability.md)";
+    if (c->scenario == TT_RESTART && machine_clock)
+        return "this store has no server to restart";
+    if (c->scenario == TT_RESTART && p->restart_cmd == NULL)
+        return "restart needs --restart-cmd";
+    if (c->scenario == TT_GITHUB_FAULTS &&
+        (strcmp(p->scheme, "github") != 0 || p->github_admin == NULL))
+        return "github-faults needs a github:// store and --github-admin";
+    return NULL;
+}
+
+static int setup(struct parent *p)
+{
+    struct tt_config *c = &p->run.cfg;
+    const char *tmp = getenv("TMPDIR"); /* NOLINT(concurrency-mt-unsafe) */
+
+    (void)snprintf(p->dir, sizeof(p->dir), "%s/tl-torture.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (mkdtemp(p->dir) == NULL) {
+        p->dir[0] = '\0';
+        (void)fprintf(stderr, "tl-torture: mkdtemp: %s\n", strerror(errno)); /* NOLINT */
+        return EXIT_SETUP;
+    }
+    catch_fatal_signals(p->dir, true);
+    if (strcmp(c->store, "sqlite:") == 0 || strcmp(c->store, "sqlite") == 0)
+        (void)snprintf(p->url, sizeof(p->url), "sqlite:%s/torture.db", p->dir);
+    else if (strcmp(c->store, "memory:") == 0 || strcmp(c->store, "memory") == 0)
+        (void)snprintf(p->url, sizeof(p->url), "memory:torture-%d", (int)getpid());
+    else if (strcmp(c->store, "github:") == 0 || strcmp(c->store, "github") == 0) {
+        if (tt_github_start(c->keys, p->url, sizeof(p->url), p->github_admin_buf,
+                            sizeof(p->github_admin_buf)) != 0) {
+            (void)fprintf(stderr, "tl-torture: cannot start the GitHub test server\n");
+            return EXIT_SETUP;
+        }
+        p->github_spawned = true;
+        p->github_admin = p->github_admin_buf;
+    } else
+        (void)snprintf(p->url, sizeof(p->url), "%s", c->store);
+    scheme_of(p->url, p->scheme, sizeof(p->scheme));
+    /* Redis: a prefix of the run's own, so that its audit trail (one stream per prefix) holds
+     * this run's events only, and reaches back over the whole run (the store caps it at 10000
+     * events by default). */
+    if (strcmp(p->scheme, "redis") == 0 && strstr(p->url, "history_max=") == NULL) {
+        size_t n = strlen(p->url);
+        (void)snprintf(p->url + n, sizeof(p->url) - n, "%shistory_max=10000000",
+                       strchr(p->url, '?') ? "&" : "?");
+    }
+    if (strcmp(p->scheme, "redis") == 0 && strstr(p->url, "prefix=") == NULL) {
+        size_t n = strlen(p->url);
+        (void)snprintf(p->url + n, sizeof(p->url) - n, "&prefix=tl-torture-%d:", (int)getpid());
+    }
+    c->store = p->url;
+    c->threads = strcmp(p->scheme, "memory") == 0;
+    bool github = strcmp(p->scheme, "github") == 0;
+    if (c->steal_slack_ms == UINT32_MAX)
+        c->steal_slack_ms = github ? 1100 : 50;
+    /* GitHub: waiters poll (each poll reads the issue's comment list), and every cycle leaves a
+     * completion comment: a slower pace and backoff keep both moderate. */
+    if (github && !p->pause_given)
+        c->pause_ms = 100;
+    if (c->backoff_max_ms == 0) {
+        c->backoff_min_ms = github ? 20 : 2;
+        c->backoff_max_ms = github ? 500 : 64;
+    }
+
+    /* Keys: issue numbers on GitHub, else names no other test uses. */
+    for (uint32_t k = 0; k < c->keys; k++) {
+        if (strcmp(p->scheme, "github") == 0)
+            (void)snprintf(p->run.keys[k], sizeof(p->run.keys[k]), "%u", k + 1);
+        else
+            (void)snprintf(p->run.keys[k], sizeof(p->run.keys[k]), "tt%d-%llx-k%u", (int)getpid(),
+                           (unsigned long long)(c->seed & 0xffffff), k);
+    }
+
+    /* Room for the cycles, and as many again while faults are still being injected. */
+    uint64_t sections = 4 * (uint64_t)c->workers * c->cycles + 65536;
+    uint64_t writes = sections * 4 + (uint64_t)(c->faults + 1) * 2048;
+    if (sections > UINT32_MAX / 2 || writes > UINT32_MAX / 2) {
+        (void)fprintf(stderr, "tl-torture: too many cycles\n");
+        return EXIT_USAGE;
+    }
+    char path[600];
+    (void)snprintf(path, sizeof(path), "%s/shared", p->dir);
+    p->run.sh = tt_shared_create(path, c->keys, (uint32_t)sections, (uint32_t)writes);
+    if (p->run.sh == NULL) {
+        (void)fprintf(stderr, "tl-torture: cannot map %s: %s\n", path,
+                      strerror(errno)); /* NOLINT */
+        return EXIT_SETUP;
+    }
+    p->rng = c->seed * 0x9e3779b97f4a7c15ull + 1;
+    return -1;
+}
+
+static tl_manager *sweeper_new(const struct parent *p, uint32_t slot)
+{
+    char name[32];
+
+    tt_worker_name(slot, name, sizeof(name));
+    tl_manager *m = tl_manager_new(&(struct tl_options){
+        .store_url = p->run.cfg.store,
+        .worker_id = name,
+        .node_id = "torture",
+        .backoff_initial_ms = p->run.cfg.backoff_min_ms,
+        .backoff_max_ms = p->run.cfg.backoff_max_ms,
+        .heartbeat_ms = p->run.cfg.heartbeat_ms,
+        .lock_timeout_ms = p->run.cfg.lock_timeout_ms,
+    });
+    if (m != NULL && tl_connect(m) != TL_OK) {
+        (void)fprintf(stderr, "tl-torture: cannot open %s: %s\n", p->scheme, tl_errmsg(m));
+        tl_manager_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static int run(struct parent *p)
+{
+    struct tt_config *c = &p->run.cfg;
+    struct tt_shared *sh = p->run.sh;
+    uint32_t sweeper_slot = TT_MAX_WORKERS - 1;
+    tl_manager *sweeper = NULL;
+
+    p->start_ns = tt_now_ns();
+    for (uint32_t i = 0; i < c->workers; i++) {
+        int64_t skew = 0;
+        if (c->scenario == TT_CLOCK_SKEW)
+            skew = i % 3 == 0 ? c->skew_ms : i % 3 == 1 ? -c->skew_ms : 0;
+        if (new_slot(p, c->cycles, skew, false) == UINT32_MAX) {
+            (void)fprintf(stderr, "tl-torture: too many workers\n");
+            return EXIT_USAGE;
+        }
+    }
+
+    if (c->threads) {
+        /* The sweeper's connection keeps the memory store alive after the workers end. */
+        pthread_t th[TT_MAX_WORKERS];
+        struct thread_arg args[TT_MAX_WORKERS];
+        uint32_t started = 0;
+
+        sweeper = sweeper_new(p, sweeper_slot);
+        if (sweeper == NULL)
+            return EXIT_SETUP;
+        atomic_store(&sh->faults_done, 1); /* threads: no faults to wait for */
+        for (uint32_t i = 0; i < c->workers; i++) {
+            args[i].run = &p->run;
+            args[i].slot = i;
+            if (pthread_create(&th[i], NULL, thread_main, &args[i]) != 0) {
+                fail_extra(p, "cannot start worker thread %u", i);
+                break;
+            }
+            started++;
+        }
+        for (uint32_t i = 0; i < started; i++)
+            (void)pthread_join(th[i], NULL);
+    } else {
+        for (uint32_t i = 0; i < c->workers; i++)
+            start_worker(p, i);
+        fault_loop(p);
+        while (alive_count(p) > 0)
+            reap(p, true);
+        sweeper = sweeper_new(p, sweeper_slot);
+        if (sweeper == NULL)
+            return EXIT_SETUP;
+    }
+
+    sweep(p, sweeper, sweeper_slot);
+    struct tt_history *hist = calloc(c->keys, sizeof(*hist));
+    if (hist != NULL)
+        collect_history(p, sweeper, hist);
+
+    /* The proofs. */
+    uint32_t nsec = atomic_load(&sh->nsections);
+    if (nsec > sh->max_sections)
+        nsec = sh->max_sections;
+    struct tt_log log = {
+        .nkeys = c->keys,
+        .sec = tt_sections(sh),
+        .nsec = nsec,
+        .wr = tt_writes(sh),
+        .nwr = sh->nwrites,
+        .lock_timeout_ms = c->lock_timeout_ms,
+        .steal_slack_ms = c->steal_slack_ms,
+        .history = p->history_kept ? hist : NULL,
+        .worker_name = tt_worker_name,
+    };
+    struct tt_verdict v;
+    uint64_t failures = tt_check(&log, &v);
+    uint64_t late_rejected = 0, stops_learned = 0;
+    check_scenario(p, &v, &late_rejected, &stops_learned);
+    if (atomic_load(&sh->log_full))
+        fail_extra(p, "the shared log was too small: the run proves nothing");
+    if (v.sections == 0)
+        fail_extra(p, "no critical section completed: the run proves nothing");
+    for (uint32_t s = 0; s < sh->nworkers; s++) {
+        if (sh->workers[s].n.errors_without_message > 0)
+            fail_extra(p, "w%u: %llu failed call(s) left tl_errmsg() empty", s,
+                       (unsigned long long)sh->workers[s].n.errors_without_message);
+    }
+    failures += p->extra_failures;
+
+    for (uint64_t i = 0; i < v.nviolated && i < TT_MAX_VIOLATED; i++)
+        (void)fprintf(stderr, "tl-torture: FAILED: %s\n", v.violated[i]);
+    for (uint32_t i = 0; i < p->nextra; i++)
+        (void)fprintf(stderr, "tl-torture: FAILED: %s\n", p->extra[i]);
+
+    char *line = summary(p, &v, failures, late_rejected, stops_learned);
+    if (line != NULL) {
+        (void)printf("%s\n", line);
+        if (p->report != NULL) {
+            FILE *f = fopen(p->report, "w");
+            if (f == NULL || fprintf(f, "%s\n", line) < 0 || fclose(f) != 0)
+                (void)fprintf(stderr, "tl-torture: cannot write %s\n", p->report);
+        }
+        free(line);
+    }
+    if (hist != NULL) {
+        for (uint32_t k = 0; k < c->keys; k++)
+            tl_event_array_free(hist[k].ev, hist[k].n);
+        free(hist);
+    }
+    tl_manager_free(sweeper);
+    return failures == 0 ? 0 : EXIT_PROOF_FAILED;
+}
+
+int main(int argc, char **argv)
+{
+    static struct parent p; /* large: keep it off the stack */
+    int rc = parse_args(&p, argc, argv);
+
+    if (rc >= 0)
+        return rc;
+    if (tl__store_find(p.run.cfg.store) == NULL) {
+        if (tl__store_known_but_missing(p.run.cfg.store)) {
+            (void)fprintf(stderr, "tl-torture: skipped: this build has no %.*s store\n",
+                          (int)strcspn(p.run.cfg.store, ":"), p.run.cfg.store);
+            return EXIT_SKIP;
+        }
+        (void)fprintf(stderr, "tl-torture: unknown store URL scheme\n");
+        return EXIT_USAGE;
+    }
+    (void)setvbuf(stdout, NULL, _IOLBF, 0);
+    rc = setup(&p);
+    if (rc < 0) {
+        const char *why = not_applicable(&p);
+        if (why != NULL && !(p.run_anyway && p.run.cfg.scenario == TT_CLOCK_SKEW)) {
+            (void)fprintf(stderr, "tl-torture: skipped: %s on %s: %s\n",
+                          scenario_names[p.run.cfg.scenario], p.scheme, why);
+            rc = EXIT_SKIP;
+        } else {
+            rc = run(&p);
+        }
+    }
+    if (p.github_spawned)
+        tt_github_stop();
+    tt_shared_destroy(p.run.sh);
+    remove_dir(p.dir);
+    return rc;
+}

@@ -1,0 +1,76 @@
+# The torture harness (tests/torture/, docs/reliability.md): the tl-torture driver, a self-test
+# of its checker, and one ctest per short scenario, labelled `torture`. Included by
+# tests/tests.cmake; `make torture` runs the long versions (tests/torture/run-long.sh).
+add_executable(tl-torture
+  tests/torture/torture.c tests/torture/worker.c tests/torture/checker.c
+  tests/torture/shared.c tests/torture/github.c)
+set_target_properties(tl-torture PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+target_compile_definitions(tl-torture PRIVATE _POSIX_C_SOURCE=200809L ${TL_DEFS})
+target_compile_options(tl-torture PRIVATE ${TL_WARNINGS})
+target_link_libraries(tl-torture PRIVATE tl_static PkgConfig::JANSSON Threads::Threads)
+# GitHub runs spawn a private tl-github-server with its own helper (tests/github-server).
+set(TL_TORTURE_ENV "")
+if(TARGET tl_ghs_client AND TARGET tl_github_server)
+  target_compile_definitions(tl-torture PRIVATE TT_WITH_GHS)
+  target_link_libraries(tl-torture PRIVATE tl_ghs_client)
+  add_dependencies(tl-torture tl_github_server)
+  set(TL_TORTURE_ENV "TL_GITHUB_SERVER_BIN=$<TARGET_FILE:tl_github_server>")
+endif()
+
+# The checker must catch what it claims to catch: synthetic logs with planted violations.
+add_executable(test_torture_checker tests/torture/test_checker.c tests/torture/checker.c)
+target_compile_options(test_torture_checker PRIVATE ${TL_WARNINGS})
+target_link_libraries(test_torture_checker PRIVATE tl_testsupport)
+add_test(NAME torture_checker COMMAND test_torture_checker)
+set_tests_properties(torture_checker PROPERTIES LABELS "torture;unit" TIMEOUT 60)
+
+# Sanitizer builds run the same scenarios with fewer cycles (the faults stay): TSan slows the
+# workers about tenfold, ASan about threefold. TL_TORTURE_SCALE multiplies on top.
+if(TL_SANITIZE MATCHES "thread")
+  set(TL_TORTURE_BUILD_SCALE 0.25)
+elseif(TL_SANITIZE)
+  set(TL_TORTURE_BUILD_SCALE 0.5)
+else()
+  set(TL_TORTURE_BUILD_SCALE 1)
+endif()
+
+# tl_torture(NAME STORE SCENARIO [tl-torture options]): the short version of one scenario.
+# run-scenario.sh provides the store (a temporary SQLite file, the servers with-servers started,
+# or private servers when the scenario restarts them) and exits 77 when the store is not built.
+function(tl_torture name store scenario)
+  add_test(NAME torture_${name}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tests/torture/run-scenario.sh
+                   $<TARGET_FILE:tl-torture> ${store} ${scenario} ${ARGN})
+  set_tests_properties(torture_${name} PROPERTIES LABELS torture TIMEOUT 600
+                       SKIP_RETURN_CODE 77
+                       ENVIRONMENT "TL_TORTURE_BUILD_SCALE=${TL_TORTURE_BUILD_SCALE};${TL_TORTURE_ENV}")
+endfunction()
+
+# Machine-clock stores (restart and clock-skew do not apply: docs/reliability.md).
+tl_torture(sqlite_clean    sqlite clean   --workers 8 --cycles 200 --keys 3)
+tl_torture(memory_clean    memory clean   --workers 8 --cycles 400 --keys 3)
+tl_torture(sqlite_sigkill  sqlite sigkill --workers 6 --cycles 150 --keys 3 --lock-timeout 1s
+           --faults 4)
+tl_torture(sqlite_sigstop  sqlite sigstop --workers 6 --cycles 150 --keys 2 --lock-timeout 1s
+           --faults 3)
+# Server-clock stores: their servers come from with-servers, or are private (restart).
+foreach(store redis postgres)
+  tl_torture(${store}_clean      ${store} clean      --workers 8 --cycles 200 --keys 3)
+  tl_torture(${store}_sigkill    ${store} sigkill    --workers 6 --cycles 150 --keys 3
+             --lock-timeout 1s --faults 4)
+  tl_torture(${store}_sigstop    ${store} sigstop    --workers 6 --cycles 150 --keys 2
+             --lock-timeout 1s --faults 3)
+  tl_torture(${store}_restart    ${store} restart    --workers 6 --cycles 150 --keys 3
+             --lock-timeout 2s --faults 3 --fault-interval 1s)
+  tl_torture(${store}_clock_skew ${store} clock-skew --workers 6 --cycles 60 --keys 3)
+endforeach()
+# GitHub: a private tl-github-server per run; fewer, slower cycles (every acquire reads the
+# issue's whole comment list, and each release leaves a completion comment in it).
+tl_torture(github_clean      github clean      --workers 4 --cycles 15 --keys 4)
+tl_torture(github_sigkill    github sigkill    --workers 4 --cycles 15 --keys 3 --lock-timeout 3s
+           --faults 2)
+tl_torture(github_sigstop    github sigstop    --workers 4 --cycles 15 --keys 2 --lock-timeout 3s
+           --faults 2)
+tl_torture(github_faults     github github-faults --workers 4 --cycles 15 --keys 4 --faults 8
+           --fault-interval 1s)
+tl_torture(github_clock_skew github clock-skew --workers 4 --cycles 15 --keys 3 --hold 500ms)

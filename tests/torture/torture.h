@@ -1,0 +1,291 @@
+/*
+ * torture.h -- the torture harness of tasklock (tests/torture/README in docs/reliability.md).
+ *
+ * Worker processes (or threads, for the in-process memory store) run cycles of acquire ->
+ * critical section -> release over a few keys. Each critical section is recorded in a shared
+ * file mapping (struct tt_shared) together with every write it makes to the *fenced resource*,
+ * which accepts a write only with a token at least as high as any it has seen for the key. The
+ * parent injects the scenario's faults, then the checker (checker.c) proves the properties from
+ * the records alone:
+ *
+ * - no two critical sections on one key overlap, unless the earlier holder lost its lock to the
+ *   later one (a higher token), and then the earlier holder's writes after the later holder's
+ *   first write were all rejected by the fenced resource;
+ * - fencing tokens strictly increase per key: a section whose acquire finished before another's
+ *   acquire began has the smaller token;
+ * - every acquired lock ended released, or was taken over by a steal or a force with a higher
+ *   token (the store's audit trail cross-checks this where it keeps one).
+ *
+ * All times are CLOCK_MONOTONIC nanoseconds, which on Linux is one clock for every process of
+ * the machine, so that sections of different processes can be compared.
+ */
+#ifndef TT_TORTURE_H
+#define TT_TORTURE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tasklock.h"
+
+#define TT_MAX_KEYS     64
+#define TT_MAX_WORKERS  512 /* worker slots: workers + their replacements + the sweeper */
+#define TT_MAX_FAULTS   4096
+#define TT_MAX_VIOLATED 16 /* violation messages kept for the report */
+#define TT_MSG_SIZE     240
+#define TT_STATUS_MAX   16 /* > the largest tl_status */
+
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "shared atomics must be lock-free across processes");
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "shared atomics must be lock-free across processes");
+
+/* How a critical section ended. */
+enum tt_end {
+    TT_END_NONE = 0, /* never ended: its worker died without the scenario killing it */
+    TT_END_RELEASED, /* tl_release() said TL_OK */
+    TT_END_LOST,     /* tl_release() said TL_ENOTOWNER at once: stolen or forced */
+    TT_END_UNSURE,   /* release failed with store errors, then gave up or said TL_ENOTOWNER */
+    TT_END_KILLED    /* the scenario SIGKILLed the worker inside the section */
+};
+
+/* One critical section, written by its worker (and by the parent while the worker is stopped). */
+struct tt_section {
+    uint32_t key;    /* index into the key list */
+    uint32_t worker; /* worker slot; its worker id is "w<slot>" */
+    uint64_t token;
+    int64_t acq_ns;     /* just before tl_acquire() */
+    int64_t enter_ns;   /* just after tl_acquire() returned TL_OK */
+    int64_t exit_ns;    /* just before tl_release(); 0 if the worker never got there */
+    int64_t learned_ns; /* when tl_lock_is_lost() first said true; 0: never */
+    uint8_t end;        /* enum tt_end */
+    uint8_t strategy;   /* tl_strategy of the acquire */
+    bool took_stale;    /* the acquire took a stale lock (the manager's stale_locks_claimed) */
+    bool took_forced;
+    bool stopped; /* the scenario SIGSTOPped the worker inside this section */
+    bool overran; /* the section lasted longer than the lock timeout (the worker polled) */
+    uint16_t release_errors;
+};
+
+/* One write to the fenced resource, appended under the resource's mutex. */
+struct tt_write {
+    uint32_t section;
+    uint32_t key;
+    uint64_t token;
+    uint64_t seq;  /* global order of writes */
+    int64_t at_ns; /* taken under the mutex */
+    bool accepted;
+    uint8_t phase; /* enum tt_phase */
+};
+
+enum tt_phase { TT_PHASE_ENTRY = 0, TT_PHASE_MIDDLE, TT_PHASE_EXIT, TT_PHASE_LATE };
+
+enum tt_worker_state { TT_IDLE = 0, TT_ACQUIRING, TT_IN_SECTION, TT_RELEASING, TT_DONE };
+
+/* Counters of one worker, summed into the report. */
+struct tt_counts {
+    uint64_t cycles;   /* acquire attempts */
+    uint64_t sections; /* acquires that succeeded */
+    uint64_t acquire_errors[TT_STATUS_MAX];
+    uint64_t release_errors[TT_STATUS_MAX];
+    uint64_t errors_without_message; /* a failed call with an empty tl_errmsg(): a defect */
+    uint64_t conflicts, retries, stale_claimed, forced, locks_lost, heartbeats_sent,
+        heartbeats_failed;
+    uint64_t lost_callbacks;                 /* times the on_lost callback fired */
+    uint64_t logged_warnings, logged_errors; /* the library's log, at those levels */
+    uint64_t stale_steals_by_skewed; /* clock-skew: steals by a worker with a skewed clock */
+    uint64_t probes_refused;         /* clock-skew: single steal attempts that found it live */
+};
+
+/* A worker slot: one incarnation of a worker (a replacement gets a new slot). */
+struct tt_worker {
+    atomic_int state;       /* enum tt_worker_state */
+    atomic_uint section;    /* the current section while TT_IN_SECTION/TT_RELEASING */
+    atomic_int in_resource; /* inside the fenced resource's mutex */
+    atomic_ullong cycles_done;
+    pid_t pid;
+    uint32_t cycles; /* cycles to run */
+    int64_t skew_ms; /* wall-clock skew injected into this worker's manager */
+    uint8_t strategy;
+    bool replacement; /* started to replace a killed worker */
+    struct tt_counts n;
+    char first_error[TT_MSG_SIZE]; /* the first error message this worker saw */
+};
+
+enum tt_fault_kind {
+    TT_FAULT_KILL = 1,
+    TT_FAULT_STOP,
+    TT_FAULT_RESTART,
+    TT_FAULT_GITHUB, /* one knob of the GitHub test server; detail names it */
+};
+
+struct tt_fault {
+    uint8_t kind;     /* enum tt_fault_kind */
+    bool bit;         /* known to have taken effect (see docs/reliability.md) */
+    uint32_t worker;  /* kill/stop: the victim's slot */
+    uint32_t section; /* kill/stop: the victim's section */
+    int64_t start_ns; /* when it was injected */
+    int64_t end_ns;   /* stop: SIGCONT; restart: server back */
+    char detail[48];  /* github: the knob */
+};
+
+/* The fenced resource of one key. */
+struct tt_resource {
+    uint64_t max_token;
+    uint64_t accepted;
+    uint64_t rejected;
+};
+
+/* The shared file mapping: header, then the section and write arrays. */
+struct tt_shared {
+    uint64_t magic;
+    pthread_mutex_t mu; /* the fenced resource: process-shared, robust */
+    uint64_t seq;
+    uint32_t nkeys;
+    struct tt_resource res[TT_MAX_KEYS];
+    atomic_uint nsections;
+    uint32_t max_sections;
+    uint32_t nwrites; /* under mu */
+    uint32_t max_writes;
+    atomic_int log_full; /* a section or write did not fit: the run cannot prove anything */
+    /* Set by the parent once it has injected every fault (or given up): the workers run their
+     * cycles, and keep going until then, and then a tail of cycles more. */
+    atomic_int faults_done;
+    uint32_t nworkers; /* slots in use (parent only) */
+    struct tt_worker workers[TT_MAX_WORKERS];
+    uint32_t nfaults; /* parent only */
+    struct tt_fault faults[TT_MAX_FAULTS];
+    size_t sections_off; /* byte offsets of the arrays from the start of the mapping */
+    size_t writes_off;
+    size_t size;
+};
+
+/* shared.c */
+struct tt_shared *tt_shared_create(const char *path, uint32_t nkeys, uint32_t max_sections,
+                                   uint32_t max_writes);
+void tt_shared_destroy(struct tt_shared *sh);
+struct tt_section *tt_sections(struct tt_shared *sh);
+struct tt_write *tt_writes(struct tt_shared *sh);
+/* A new zeroed section record, or NULL (and log_full set) when the log is full. */
+struct tt_section *tt_section_new(struct tt_shared *sh, uint32_t *id);
+/* Writes to the fenced resource of the section's key with its token. Returns whether the write
+ * was accepted. `slot` marks the worker as inside the resource's mutex meanwhile. */
+bool tt_resource_write(struct tt_shared *sh, struct tt_worker *slot, uint32_t section_id,
+                       enum tt_phase phase);
+int64_t tt_now_ns(void);
+void tt_sleep_ns(int64_t ns);
+
+/* ---- checker.c: proofs over the records ---- */
+
+/* The audit trail of one key, from tl_history(), or none. */
+struct tt_history {
+    struct tl_event **ev;
+    size_t n;
+    bool complete; /* the trail reaches back to the key's first section */
+};
+
+struct tt_log {
+    uint32_t nkeys;
+    const struct tt_section *sec;
+    size_t nsec;
+    const struct tt_write *wr;
+    size_t nwr;
+    uint32_t lock_timeout_ms;
+    /* Slack for the store's clock against CLOCK_MONOTONIC when judging that a steal came after
+     * the lock timeout (clock granularity: GitHub timestamps have whole seconds). */
+    uint32_t steal_slack_ms;
+    const struct tt_history *history; /* nkeys entries, or NULL */
+    /* Worker id of a slot, for comparing with the audit trail. */
+    void (*worker_name)(uint32_t slot, char *buf, size_t size);
+};
+
+struct tt_verdict {
+    /* Proof failures: any of these non-zero fails the run. */
+    uint64_t overlaps;              /* two sections overlapped without a lost lock to explain it */
+    uint64_t token_regressions;     /* a later acquire got a token not above an earlier one */
+    uint64_t duplicate_tokens;      /* two sections of one key with one token */
+    uint64_t stale_writes_accepted; /* a lost holder's write accepted after the thief's write */
+    uint64_t valid_writes_rejected; /* a holder that never lost its lock was fenced off */
+    uint64_t resource_errors;       /* the fenced resource broke its own rule */
+    uint64_t unexplained_takeovers; /* a lock taken from its holder without a steal or force */
+    uint64_t premature_steals;      /* a steal sooner than the lock timeout after the claim */
+    uint64_t forbidden_steals;      /* a steal by a worker whose strategy does not steal */
+    uint64_t unended;               /* sections whose worker vanished without ending them */
+    uint64_t history_mismatches;    /* the audit trail disagrees with the sections */
+    /* Figures (not failures). */
+    uint64_t sections, writes, writes_rejected;
+    uint64_t stale_writes_rejected; /* writes of lost holders rejected by the fenced resource */
+    uint64_t allowed_overlaps;      /* a lost holder still inside when the next holder entered */
+    uint64_t steals, forced, lost, unsure, killed, released;
+    uint64_t orphan_steals;      /* steals of a lock no recorded section held (a claim whose
+                                    acquire reported an error, yet was written) */
+    uint64_t history_events;     /* events cross-checked */
+    uint64_t history_unrecorded; /* acquisitions in the audit trail with no section */
+    /* Releases answered "not owner" although the audit trail shows that they went through (a
+     * release retried after a lost answer): the holder was wrongly told its lock was lost. A
+     * defect of the store, not of mutual exclusion; reported, not failed. */
+    uint64_t misreported_lost;
+    int64_t max_recovery_ms; /* longest time from a killed holder's claim to its thief */
+    uint64_t nviolated;
+    char violated[TT_MAX_VIOLATED][TT_MSG_SIZE];
+};
+
+/* Runs every proof; returns the number of proof failures (0: all hold). Sections older than
+ * the oldest acquisition in a key's audit trail are not cross-checked against it. */
+uint64_t tt_check(const struct tt_log *log, struct tt_verdict *v);
+
+/* ---- the run (torture.c, worker.c) ---- */
+
+enum tt_scenario {
+    TT_CLEAN = 0,
+    TT_SIGKILL,
+    TT_SIGSTOP,
+    TT_RESTART,
+    TT_GITHUB_FAULTS,
+    TT_CLOCK_SKEW,
+};
+
+struct tt_config {
+    const char *store; /* store URL */
+    enum tt_scenario scenario;
+    uint32_t workers, cycles, keys;
+    uint32_t lock_timeout_ms, heartbeat_ms;
+    uint32_t hold_ms;     /* longest stay inside a section (uniform 0..hold_ms) */
+    uint32_t deadline_ms; /* per acquire */
+    uint32_t backoff_min_ms, backoff_max_ms;
+    uint32_t faults;            /* faults to inject */
+    uint32_t fault_interval_ms; /* mean time between faults */
+    uint32_t stop_ms;           /* sigstop: how long a holder stays stopped */
+    int64_t skew_ms;            /* clock-skew: how far the skewed clocks are off */
+    uint32_t steal_slack_ms;
+    uint32_t pause_ms; /* think time before each cycle */
+    uint64_t seed;
+    bool threads; /* workers are threads of one process (memory:) */
+    bool verbose;
+};
+
+struct tt_run {
+    struct tt_config cfg;
+    struct tt_shared *sh;
+    char keys[TT_MAX_KEYS][64];
+};
+
+/* Runs the cycles of worker slot `slot` (a forked process or a thread). */
+void tt_worker_run(const struct tt_run *run, uint32_t slot);
+void tt_worker_name(uint32_t slot, char *buf, size_t size);
+const char *tt_status_name(int st);
+
+/* github.c: a private GitHub test server, and its admin API at `base` ("http://127.0.0.1:PORT").
+ * tt_github_start() spawns one with `issues` issues, sets GH_TOKEN, and writes the store URL and
+ * the admin base; -1 if it cannot (or this build has no server helper). */
+int tt_github_start(uint32_t issues, char *url, size_t url_size, char *admin, size_t admin_size);
+void tt_github_stop(void);
+/* Sends one request; returns the HTTP status (-1: no answer) and, if `response` is not NULL,
+ * the body (the caller frees it). */
+int tt_gh_request(const char *base, const char *method, const char *path, const char *body,
+                  char **response);
+long tt_gh_stat_total(const char *base);                 /* requests served so far; -1: unknown */
+int tt_gh_remaining(const char *base, const char *knob); /* a counted knob's count; -1: unknown */
+
+#endif /* TT_TORTURE_H */

@@ -1,0 +1,316 @@
+/*
+ * worker.c -- one torture worker: cycles of acquire -> critical section -> release, each section
+ * recorded in the shared log with its writes to the fenced resource.
+ *
+ * The worker behaves like a careful but naive client: it writes to the resource at entry, in
+ * the middle and before it leaves, and it keeps writing even after its lock was lost (a real
+ * client would stop; the harness wants the late writes, to show that fencing rejects them).
+ * A section that lasted longer than the lock timeout (the worker was stopped, or starved) stays
+ * open and keeps writing until the heartbeat reports the loss or a bound passes, so that the
+ * run shows when the holder learned it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "manager.h"
+#include "torture.h"
+
+struct ctx {
+    const struct tt_run *run;
+    struct tt_shared *sh;
+    struct tt_worker *w;
+    uint32_t slot;
+    uint64_t rng;
+    int64_t skew_ms;
+    atomic_ullong lost_callbacks;
+    atomic_ullong logged_warnings; /* the library's own reports, from any of its threads */
+    atomic_ullong logged_errors;
+    char name[32];
+};
+
+const char *tt_status_name(int st)
+{
+    static const char *const names[] = {"OK",    "EINVAL",    "ENOMEM", "EBUSY",   "ENOTOWNER",
+                                        "ELOST", "ETIMEDOUT", "ESTORE", "ENOTSUP", "ERATELIMIT"};
+
+    return st >= 0 && (size_t)st < sizeof(names) / sizeof(names[0]) ? names[st] : "E?";
+}
+
+void tt_worker_name(uint32_t slot, char *buf, size_t size)
+{
+    (void)snprintf(buf, size, "w%u", slot);
+}
+
+static uint64_t next_rand(struct ctx *c)
+{
+    c->rng ^= c->rng >> 12;
+    c->rng ^= c->rng << 25;
+    c->rng ^= c->rng >> 27;
+    return c->rng * 0x2545f4914f6cdd1dull;
+}
+
+static int64_t skewed_now(void *ud)
+{
+    const struct ctx *c = ud;
+
+    return tl__real_now_ms() + c->skew_ms;
+}
+
+static void on_lost(void *ud, tl_lock *lock)
+{
+    struct ctx *c = ud;
+
+    (void)lock;
+    atomic_fetch_add(&c->lost_callbacks, 1);
+}
+
+static void on_log(void *ud, int level, const char *msg)
+{
+    struct ctx *c = ud;
+
+    if (level == TL_LOG_WARN)
+        atomic_fetch_add(&c->logged_warnings, 1);
+    else if (level == TL_LOG_ERROR)
+        atomic_fetch_add(&c->logged_errors, 1);
+    if (c->run->cfg.verbose)
+        (void)fprintf(stderr, "tl-torture: %s: [%d] %s\n", c->name, level, msg);
+}
+
+static void note_error(struct ctx *c, tl_manager *m, const char *what, tl_status st)
+{
+    const char *msg = tl_errmsg(m);
+
+    if (msg[0] == '\0')
+        c->w->n.errors_without_message++;
+    if (c->w->first_error[0] == '\0')
+        (void)snprintf(c->w->first_error, sizeof(c->w->first_error), "%s: %s: %s", what,
+                       tt_status_name(st), msg);
+    if (c->run->cfg.verbose)
+        (void)fprintf(stderr, "tl-torture: %s: %s: %s\n", c->name, what, msg);
+}
+
+static void poll_lost(tl_lock *l, struct tt_section *s)
+{
+    if (s->learned_ns == 0 && tl_lock_is_lost(l))
+        s->learned_ns = tt_now_ns();
+}
+
+/* The part between acquire and release. */
+static void critical_section(struct ctx *c, tl_manager *m, tl_lock *l, struct tt_section *s,
+                             uint32_t id)
+{
+    const struct tt_config *cfg = &c->run->cfg;
+    int64_t hold = cfg->hold_ms ? (int64_t)(next_rand(c) % ((uint64_t)cfg->hold_ms * 1000 + 1))
+                                : 0; /* microseconds */
+
+    (void)tt_resource_write(c->sh, c->w, id, TT_PHASE_ENTRY);
+    tt_sleep_ns(hold * 500);
+    poll_lost(l, s);
+    (void)tt_resource_write(c->sh, c->w, id, TT_PHASE_MIDDLE);
+    tt_sleep_ns(hold * 500);
+    poll_lost(l, s);
+    (void)tt_resource_write(c->sh, c->w, id, TT_PHASE_EXIT);
+
+    /* From here on the parent leaves this worker alone (see the faults in torture.c). */
+    atomic_store(&c->w->state, TT_RELEASING);
+    int64_t timeout_ns = (int64_t)cfg->lock_timeout_ms * 1000000;
+    if (tt_now_ns() - s->enter_ns > timeout_ns) {
+        /* Overran the lock timeout: stopped or starved. The heartbeat renews the overdue lock
+         * as soon as the process runs again: keep writing until it says the lock is lost, or
+         * until two more renewals went through without saying so (the first may have been in
+         * flight before the stop), or a generous bound passes. */
+        int64_t bound = tt_now_ns() + 4 * (int64_t)cfg->heartbeat_ms * 1000000 + 10000000000;
+        struct tl_metrics mt;
+        tl_metrics_get(m, &mt, sizeof(mt));
+        uint64_t rounds = mt.heartbeats_sent + mt.heartbeats_failed;
+
+        s->overran = true;
+        poll_lost(l, s);
+        while (s->learned_ns == 0 && tt_now_ns() < bound) {
+            (void)tt_resource_write(c->sh, c->w, id, TT_PHASE_LATE);
+            tt_sleep_ns(10000000);
+            poll_lost(l, s);
+            tl_metrics_get(m, &mt, sizeof(mt));
+            if (s->learned_ns == 0 && mt.heartbeats_sent + mt.heartbeats_failed >= rounds + 2)
+                break;
+        }
+        (void)tt_resource_write(c->sh, c->w, id, TT_PHASE_LATE);
+    }
+    poll_lost(l, s);
+    s->exit_ns = tt_now_ns();
+}
+
+static void release(struct ctx *c, tl_manager *m, tl_lock *l, struct tt_section *s)
+{
+    const struct tt_config *cfg = &c->run->cfg;
+    int64_t deadline = tt_now_ns() + (3 * (int64_t)cfg->lock_timeout_ms + 10000) * 1000000;
+
+    for (;;) {
+        tl_status st = tl_release(l, NULL);
+
+        if (st == TL_OK) {
+            s->end = TT_END_RELEASED;
+            return;
+        }
+        if (st == TL_ENOTOWNER) {
+            s->end = s->release_errors ? TT_END_UNSURE : TT_END_LOST;
+            return;
+        }
+        s->release_errors++;
+        c->w->n.release_errors[st < TT_STATUS_MAX ? st : 0]++;
+        note_error(c, m, "release", st);
+        if (tt_now_ns() > deadline) {
+            s->end = TT_END_UNSURE; /* left to go stale; a steal recovers it */
+            return;
+        }
+        tt_sleep_ns(50000000);
+    }
+}
+
+static tl_strategy pick_strategy(const struct ctx *c)
+{
+    switch (c->run->cfg.scenario) {
+    case TT_CLEAN: return TL_RETRY;
+    default: return TL_STEAL_STALE;
+    }
+}
+
+static void one_cycle(struct ctx *c, tl_manager *m)
+{
+    const struct tt_config *cfg = &c->run->cfg;
+    uint32_t key = (uint32_t)(next_rand(c) % cfg->keys);
+    tl_strategy strategy = pick_strategy(c);
+    /* Clock-skew: the workers whose clock runs ahead try single steals of live locks. */
+    bool prober = cfg->scenario == TT_CLOCK_SKEW && c->skew_ms > 0;
+    struct tl_acquire_opts opts = {
+        .strategy = strategy,
+        .deadline_ms = prober ? 0 : cfg->deadline_ms,
+        .retries = prober ? TL_NO_RETRIES : 0,
+    };
+    struct tl_metrics before, after;
+    tl_lock *l = NULL;
+
+    c->w->n.cycles++;
+    tl_metrics_get(m, &before, sizeof(before));
+    atomic_store(&c->w->state, TT_ACQUIRING);
+    int64_t acq = tt_now_ns();
+    tl_status st = tl_acquire(m, c->run->keys[key], &opts, &l);
+    int64_t enter = tt_now_ns();
+    if (st != TL_OK) {
+        atomic_store(&c->w->state, TT_IDLE);
+        if (prober && st == TL_EBUSY) {
+            c->w->n.probes_refused++; /* the expected answer to a steal of a live lock */
+            return;
+        }
+        c->w->n.acquire_errors[st < TT_STATUS_MAX ? st : 0]++;
+        note_error(c, m, "acquire", st);
+        if (st != TL_EBUSY)
+            tt_sleep_ns(20000000); /* the store is failing: do not spin */
+        return;
+    }
+    tl_metrics_get(m, &after, sizeof(after));
+
+    uint32_t id;
+    struct tt_section *s = tt_section_new(c->sh, &id);
+    if (s == NULL) {
+        /* The log is full (reported as a failure); give the lock back and stop. */
+        (void)tl_release(l, NULL);
+        tl_lock_free(l);
+        atomic_store(&c->w->state, TT_IDLE);
+        return;
+    }
+    s->key = key;
+    s->worker = c->slot;
+    s->token = tl_lock_token(l);
+    s->acq_ns = acq;
+    s->enter_ns = enter;
+    s->strategy = (uint8_t)strategy;
+    s->took_stale = after.stale_locks_claimed > before.stale_locks_claimed;
+    s->took_forced = after.forced_acquisitions > before.forced_acquisitions;
+    if (s->took_stale && c->skew_ms != 0)
+        c->w->n.stale_steals_by_skewed++;
+    c->w->n.sections++;
+    atomic_store(&c->w->section, id);
+    atomic_store(&c->w->state, TT_IN_SECTION);
+
+    critical_section(c, m, l, s, id);
+    release(c, m, l, s);
+    atomic_store(&c->w->state, TT_IDLE);
+    tl_lock_free(l);
+}
+
+void tt_worker_run(const struct tt_run *run, uint32_t slot)
+{
+    struct tt_shared *sh = run->sh;
+    struct ctx c = {
+        .run = run,
+        .sh = sh,
+        .w = &sh->workers[slot],
+        .slot = slot,
+        .rng = (run->cfg.seed + 1) * 0x9e3779b97f4a7c15ull ^
+               ((uint64_t)slot + 1) * 0xbf58476d1ce4e5b9ull,
+        .skew_ms = sh->workers[slot].skew_ms,
+    };
+    atomic_init(&c.lost_callbacks, 0);
+    atomic_init(&c.logged_warnings, 0);
+    atomic_init(&c.logged_errors, 0);
+    tt_worker_name(slot, c.name, sizeof(c.name));
+    if (c.rng == 0)
+        c.rng = 1;
+
+    tl_manager *m = tl_manager_new(&(struct tl_options){
+        .store_url = run->cfg.store,
+        .worker_id = c.name,
+        .node_id = "torture",
+        .backoff_initial_ms = run->cfg.backoff_min_ms,
+        .backoff_max_ms = run->cfg.backoff_max_ms,
+        .heartbeat_ms = run->cfg.heartbeat_ms,
+        .lock_timeout_ms = run->cfg.lock_timeout_ms,
+        .log = on_log,
+        .log_ud = &c,
+        .log_level = run->cfg.verbose ? TL_LOG_INFO : TL_LOG_WARN,
+        .on_lost = on_lost,
+        .lost_ud = &c,
+    });
+    if (m == NULL) {
+        (void)snprintf(c.w->first_error, sizeof(c.w->first_error), "out of memory");
+        atomic_store(&c.w->state, TT_DONE);
+        return;
+    }
+    if (c.skew_ms != 0) {
+        struct tl_clock clock = tl__real_clock;
+
+        clock.now_ms = skewed_now;
+        clock.ud = &c;
+        tl__manager_set_clock(m, &clock);
+    }
+
+    /* The cycles, more while the parent still injects faults, then a tail after the last one
+     * (so that every fault is followed by work that shows the system recovered). */
+    uint32_t tail = run->cfg.faults > 0 ? run->cfg.cycles / 10 + 1 : 0;
+    uint64_t tail_end = UINT64_MAX;
+    for (uint64_t i = 0; !atomic_load(&sh->log_full); i++) {
+        if (tail_end == UINT64_MAX && atomic_load(&sh->faults_done))
+            tail_end = i + tail;
+        if (i >= c.w->cycles && i >= tail_end)
+            break;
+        tt_sleep_ns((int64_t)run->cfg.pause_ms * 1000000); /* think time */
+        one_cycle(&c, m);
+        atomic_fetch_add(&c.w->cycles_done, 1);
+    }
+
+    struct tl_metrics mt;
+    tl_metrics_get(m, &mt, sizeof(mt));
+    c.w->n.conflicts = mt.total_conflicts;
+    c.w->n.retries = mt.total_retries;
+    c.w->n.stale_claimed = mt.stale_locks_claimed;
+    c.w->n.forced = mt.forced_acquisitions;
+    c.w->n.locks_lost = mt.locks_lost;
+    c.w->n.heartbeats_sent = mt.heartbeats_sent;
+    c.w->n.heartbeats_failed = mt.heartbeats_failed;
+    tl_manager_free(m);
+    c.w->n.lost_callbacks = atomic_load(&c.lost_callbacks);
+    c.w->n.logged_warnings = atomic_load(&c.logged_warnings);
+    c.w->n.logged_errors = atomic_load(&c.logged_errors);
+    atomic_store(&c.w->state, TT_DONE);
+}
