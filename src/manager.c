@@ -571,6 +571,33 @@ void tl__lock_fire_lost(tl_lock *l)
     l->m->on_lost(l->m->lost_ud, l);
 }
 
+/*
+ * Whether the store's audit trail shows that `r` (key, worker id, token) was released. A release
+ * the store refused may have happened after all: its reply lost with a dropped connection, the
+ * store sent it again, and by then someone else had claimed the key. Only the holder's own
+ * release writes a "released" event with its token (tokens are unique per key), so finding one
+ * settles it. Stores without an audit trail cannot tell, and the refusal stands.
+ */
+static bool released_by(tl_manager *m, const struct tl_record *r)
+{
+    struct tl_event **ev = NULL;
+    size_t n = 0;
+    bool found = false;
+    char refusal[TL_ERRMSG_SIZE];
+
+    if (m->store->ops->history == NULL)
+        return false;
+    memcpy(refusal, m->store->errmsg, sizeof(refusal)); /* the message if the refusal stands */
+    if (m->store->ops->history(m->store, r->info.key, 64, &ev, &n) == TL_OK) {
+        for (size_t i = 0; i < n && !found; i++)
+            found = ev[i]->kind == TL_EVENT_RELEASED && ev[i]->token == r->info.token &&
+                    ev[i]->worker_id != NULL && strcmp(ev[i]->worker_id, r->info.worker_id) == 0;
+    }
+    tl_event_array_free(ev, n);
+    memcpy(m->store->errmsg, refusal, sizeof(refusal));
+    return found;
+}
+
 tl_status tl_release(tl_lock *l, const char *summary)
 {
     if (l == NULL)
@@ -591,6 +618,8 @@ tl_status tl_release(tl_lock *l, const char *summary)
     if (st == TL_OK) {
         m->store->errmsg[0] = '\0';
         st = m->store->ops->release(m->store, &l->rec, summary);
+        if (st == TL_ENOTOWNER && released_by(m, &l->rec))
+            st = TL_OK;
     }
 
     bool fire = false;
@@ -707,6 +736,8 @@ tl_status tl_release_token(tl_manager *m, const char *key, uint64_t token, const
             .key = (char *)key, .worker_id = m->worker_id, .node_id = m->node_id, .token = token}};
     m->store->errmsg[0] = '\0';
     st = m->store->ops->release(m->store, ours ? &mine : &named, summary);
+    if (st == TL_ENOTOWNER && released_by(m, ours ? &mine : &named))
+        st = TL_OK;
     tl__record_clear(&mine);
     if (st == TL_OK) {
         pthread_mutex_lock(&m->mu);

@@ -494,6 +494,37 @@ static void release_after_loss_is_refused(void **state)
     tl_manager_free(b);
 }
 
+static void a_release_whose_reply_was_lost_is_not_a_loss(void **state)
+{
+    tl_manager *a = mgr("a"), *b = mgr("b");
+    tl_lock *la = NULL, *lb = NULL;
+
+    (void)state;
+    assert_int_equal(tl_acquire(a, "k", NULL, &la), TL_OK);
+    /* The release reached the store, but its answer was lost (a dropped connection)... */
+    assert_int_equal(a->store->ops->release(a->store, &la->rec, NULL), TL_OK);
+    /* ...and before it was sent again, b claimed the key. */
+    assert_int_equal(tl_acquire(b, "k", NULL, &lb), TL_OK);
+    /* The audit trail shows that a's token released it: a released, it did not lose. */
+    assert_int_equal(tl_release(la, NULL), TL_OK);
+    assert_false(tl_lock_is_lost(la));
+    assert_int_equal(metrics(a).locks_lost, 0);
+    assert_int_equal(metrics(a).total_releases, 1);
+    /* A stolen lock is still refused: its token released nothing. */
+    tl_lock *la2 = NULL;
+    assert_int_equal(tl_release(lb, NULL), TL_OK);
+    assert_int_equal(tl_acquire(a, "k", NULL, &la2), TL_OK);
+    assert_int_equal(
+        tl_acquire(b, "k", &(struct tl_acquire_opts){.strategy = TL_FORCE_ACQUIRE}, &lb), TL_OK);
+    assert_int_equal(tl_release(la2, NULL), TL_ENOTOWNER);
+    assert_true(tl_lock_is_lost(la2));
+    tl_lock_free(la);
+    tl_lock_free(la2);
+    tl_lock_free(lb);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
 static void release_of_a_timed_out_lock_still_frees_it(void **state)
 {
     tl_manager *a = mgr("a");
@@ -630,6 +661,7 @@ int main(void)
         cmocka_unit_test_setup(force_takes_a_live_lock_at_once, setup),
         cmocka_unit_test_setup(store_errors_end_the_acquire, setup),
         cmocka_unit_test_setup(release_after_loss_is_refused, setup),
+        cmocka_unit_test_setup(a_release_whose_reply_was_lost_is_not_a_loss, setup),
         cmocka_unit_test_setup(release_of_a_timed_out_lock_still_frees_it, setup),
         cmocka_unit_test_setup(metrics_count_what_happened, setup),
         cmocka_unit_test_setup(inspect_list_history_on_the_memory_store, setup),
