@@ -97,9 +97,10 @@ static tl_status db_fail(struct sqlite_store *ss, int rc, const char *what)
     int base = rc & 0xff;
 
     if (base == SQLITE_BUSY || base == SQLITE_LOCKED)
-        return tl__store_fail(&ss->base, TL_ETIMEDOUT,
-                              "sqlite: %s: %s: the database stayed locked for %u ms", ss->path,
-                              what, ss->busy_ms);
+        return tl__store_fail(
+            &ss->base, TL_ETIMEDOUT,
+            "sqlite: %s: %s: the database is locked by another connection (waited up to %u ms)",
+            ss->path, what, ss->busy_ms);
     const char *msg = ss->db ? sqlite3_errmsg(ss->db) : sqlite3_errstr(rc);
     if (base == SQLITE_CANTOPEN || base == SQLITE_READONLY || base == SQLITE_PERM)
         return tl__store_fail(&ss->base, TL_ESTORE,
