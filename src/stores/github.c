@@ -70,6 +70,8 @@
 #define SECONDARY_MAX_MS      (15 * 60 * 1000)
 #define STALE_MARGIN_MS       1000 /* GitHub's timestamps have 1 s precision */
 #define VICTIMS_MAX           64   /* claims one acquire takes out of its way, at most */
+#define COMPLETION_ATTEMPTS   5    /* a completion comment: 0.25 + 0.5 + 1 + 2 s between tries */
+#define COMPLETION_RETRY_MS   250u
 /* Characters a claim body may grow by after it is posted: its heartbeat counter, written twice
  * ("#N" and "seq":N), from one digit to at most 19 (it stays within int64). */
 #define SEQ_ROOM 36
@@ -1593,9 +1595,10 @@ static tl_status issue_count(struct github_store *g, struct gh_list *l, int64_t 
 }
 
 /* Posts a comment. TL_OK with *item filled (the 201's comment); TL_EAGAIN-like ambiguity is
- * reported through *maybe (the POST may have been committed although it failed). */
+ * reported through *maybe (the POST may have been committed although it failed), and a failure
+ * worth trying again (a 5xx, no answer at all) through *transient when it is not NULL. */
 static tl_status post_comment(struct github_store *g, int64_t number, const char *text,
-                              struct gh_item *item, bool *maybe)
+                              struct gh_item *item, bool *maybe, bool *transient)
 {
     struct tl_http_resp r = {0};
     char *url = tl__asprintf("%s/repos/%s/%s/issues/%lld/comments", g->api, g->owner, g->repo,
@@ -1604,6 +1607,8 @@ static tl_status post_comment(struct github_store *g, int64_t number, const char
     tl_status st;
 
     *maybe = false;
+    if (transient != NULL)
+        *transient = false;
     memset(item, 0, sizeof(*item));
     if (url == NULL || body == NULL) {
         tl__free(url);
@@ -1629,9 +1634,13 @@ static tl_status post_comment(struct github_store *g, int64_t number, const char
         }
     } else if (st == TL_OK) {
         *maybe = r.status >= 500;
+        if (transient != NULL)
+            *transient = r.status >= 500;
         st = unexpected(g, "POST", url, &r, number);
     } else {
         *maybe = r.status == 0 && r.maybe_sent;
+        if (transient != NULL)
+            *transient = st == TL_ESTORE && r.status == 0; /* no answer: the connection failed */
     }
     tl__http_resp_clear(&r);
     tl__free(url);
@@ -2080,7 +2089,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     nvictims = 0;
 
     /* 4. Post it. */
-    st = post_comment(g, number, text, &posted, &maybe);
+    st = post_comment(g, number, text, &posted, &maybe, NULL);
     if (st == TL_OK) {
         id = posted.id;
         learn_login(g, posted.login);
@@ -2342,6 +2351,21 @@ done:
 
 /* ---- release ---- */
 
+/* Whether the list has a trusted completion comment of token `token` with nonce `nonce`. */
+static bool has_completion(struct github_store *g, const struct gh_list *l, uint64_t token,
+                           const char *nonce)
+{
+    for (size_t i = 0; i < l->npages; i++) {
+        for (size_t j = 0; j < l->pages[i].nitems; j++) {
+            const struct gh_item *c = &l->pages[i].items[j];
+            if (c->kind == TL_GH_RELEASE && !c->deleted && trusted(g, c->login) &&
+                c->rel.token == token && strcmp(c->rel.nonce, nonce) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
 static void post_completion(struct github_store *g, int64_t number, const struct tl_record *held,
                             const char *nonce, const struct gh_item *claim, int64_t at,
                             const char *summary)
@@ -2349,7 +2373,6 @@ static void post_completion(struct github_store *g, int64_t number, const struct
     struct tl_gh_release rel = {0};
     struct gh_item posted;
     char keep[TL_ERRMSG_SIZE];
-    bool maybe;
 
     memcpy(keep, g->base.errmsg, sizeof(keep));
     if (nonce[0] == '\0' && claim != NULL && claim->claim.nonce[0] != '\0')
@@ -2370,12 +2393,36 @@ static void post_completion(struct github_store *g, int64_t number, const struct
         memcpy(rel.from, claim->claim.from, sizeof(rel.from));
     }
     char *text = tl__gh_build_release(&rel);
-    if (text == NULL || post_comment(g, number, text, &posted, &maybe) != TL_OK)
+    tl_status st = text != NULL ? TL_ESTORE : TL_ENOMEM;
+    bool maybe = false, transient = text != NULL;
+
+    /* The comment is the tenure's only record once the claim is gone: a failure that may pass
+     * (a 5xx, a dropped connection) is tried again, a few times and within the call's limits.
+     * After a POST that may have been written, the issue's comments are read first, so that
+     * the completion is not posted twice (a lagging list may still show it late; the history
+     * reads a repeated completion once). */
+    for (uint32_t a = 0; transient && a < COMPLETION_ATTEMPTS; a++) {
+        if (a > 0) {
+            struct gh_list *l;
+            if (!nap(g, COMPLETION_RETRY_MS << (a - 1)))
+                break;
+            if (maybe && read_list(g, number, true, &l) == TL_OK &&
+                has_completion(g, l, rel.token, rel.nonce)) {
+                st = TL_OK;
+                break;
+            }
+        }
+        if ((st = post_comment(g, number, text, &posted, &maybe, &transient)) == TL_OK) {
+            item_clear(&posted);
+            break;
+        }
+        LOG(g, TL_LOG_DEBUG, "github: #%lld: completion comment, attempt %u: %s",
+            (long long)number, a + 1, g->base.errmsg);
+    }
+    if (st != TL_OK)
         LOG(g, TL_LOG_WARN,
             "github: #%lld: the lock is released, but the completion comment failed: %s",
             (long long)number, text ? g->base.errmsg : "out of memory");
-    else
-        item_clear(&posted);
     tl__free(text);
     memcpy(g->base.errmsg, keep, sizeof(keep));
 }

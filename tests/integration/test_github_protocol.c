@@ -1182,6 +1182,51 @@ static void task_info_too_large_for_a_comment(void **state)
     tl_manager_free(h);
     tl_manager_free(m);
 }
+/*
+ * The completion comment is a released tenure's only record: a POST of it answered 500 (not
+ * written) or whose connection dropped is posted again; one written before its 502 is found by
+ * its nonce and not posted twice. The history tells each tenure.
+ */
+static void completion_comment_survives_failed_posts(void **state)
+{
+    static const char *const knobs[] = {
+        "{\"clear\":true,\"status_5xx\":{\"count\":2,"
+        "\"endpoint\":\"POST /repos/{o}/{r}/issues/{n}/comments\"}}",
+        "{\"clear\":true,\"drop_connections\":{\"count\":1,"
+        "\"endpoint\":\"POST /repos/{o}/{r}/issues/{n}/comments\"}}",
+        "{\"clear\":true,\"post_commit_then_5xx\":1}",
+    };
+    tl_manager *m = mgr("completer", NULL);
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        char key[8], done[64];
+        tl_lock *l = NULL;
+        struct tl_event **ev = NULL;
+        size_t n = 0;
+
+        (void)snprintf(key, sizeof(key), "%d", 30 + i);
+        (void)snprintf(done, sizeof(done), "tenure %d done", i);
+        assert_int_equal(try_acquire(m, key, &l), TL_OK);
+        uint64_t token = tl_lock_token(l);
+        faults(knobs[i]);
+        stats_reset();
+        assert_int_equal(tl_release(l, done), TL_OK);
+        long posts = stat("POST /repos/{o}/{r}/issues/{n}/comments");
+        print_message("%s: release made %ld POSTs\n", knobs[i], posts);
+        assert_int_equal(posts, i == 0 ? 3 : i == 1 ? 2 : 1); /* 2: found, not posted again */
+        faults("{\"clear\":true}");
+        assert_int_equal(count_bodies(30 + i, "Released by `completer`"), 1);
+        assert_int_equal(tl_history(m, key, 10, &ev, &n), TL_OK);
+        const struct want_event want[] = {{TL_EVENT_ACQUIRED, "completer", token, NULL},
+                                          {TL_EVENT_RELEASED, "completer", token, done}};
+        expect_events(ev, n, want, 2, key);
+        tl_event_array_free(ev, n);
+        tl_lock_free(l);
+    }
+    tl_manager_free(m);
+}
+
 
 int main(void)
 {
@@ -1207,6 +1252,7 @@ int main(void)
         cmocka_unit_test(holder_taken_after_posting_is_recorded),
         cmocka_unit_test(history_of_the_repository),
         cmocka_unit_test(task_info_too_large_for_a_comment),
+        cmocka_unit_test(completion_comment_survives_failed_posts),
         cmocka_unit_test_setup_teardown(long_lived_connection_reads_past_the_first_page,
                                         private_server_up, private_server_down),
         cmocka_unit_test_setup_teardown(acquire_ends_by_its_deadline, private_server_up,
