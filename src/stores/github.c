@@ -2416,8 +2416,8 @@ static void post_completion(struct github_store *g, int64_t number, const struct
             item_clear(&posted);
             break;
         }
-        LOG(g, TL_LOG_DEBUG, "github: #%lld: completion comment, attempt %u: %s",
-            (long long)number, a + 1, g->base.errmsg);
+        LOG(g, TL_LOG_DEBUG, "github: #%lld: completion comment, attempt %u: %s", (long long)number,
+            a + 1, g->base.errmsg);
     }
     if (st != TL_OK)
         LOG(g, TL_LOG_WARN,

@@ -1227,7 +1227,6 @@ static void completion_comment_survives_failed_posts(void **state)
     tl_manager_free(m);
 }
 
-
 int main(void)
 {
     const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "40",
