@@ -167,14 +167,21 @@ WHY = {
         "same scripts sent by EVALSHA over a bare socket (the floor-eval row) run only a little "
         "faster than tasklock (that row's ratio), so most of the gap is in the scripts, not in "
         "the library or hiredis; turning the audit trail off (`?history_max=0`, no XADD: the "
-        "variant row) recovers part of it. To close it: lighter scripts. Where the Lua time goes inside "
-        "redis-server was not resolved here (its Lua symbols are stripped; libc's number "
-        "formatting and parsing, vfprintf and strtod, do show in a perf profile of redis-server "
-        "during the cycles); candidates: run the prelude once (Redis 7 functions: FUNCTION LOAD, "
-        "then FCALL) instead of defining its helpers and tables on every call, fewer "
-        "number/string conversions (string.format, tonumber), one HGETALL instead of HMGET and "
-        "EXISTS. Over a real network the round trip grows and the same server time becomes a "
-        "smaller share: the ratio rises by itself."),
+        "variant row) recovers part of it. Where the Lua time goes (section 6, the second "
+        "table, from `bench/redis_lua_cost.py`): any EVALSHA costs Redis a few µs before the "
+        "script does anything (a `return 1`; more when it is given a claim's keys and "
+        "arguments), and defining the prelude's helpers on every call about 1 µs more, so "
+        "running them once (Redis 7 functions: FUNCTION LOAD, then FCALL) "
+        "would save little; reading and checking the record is the largest piece (HMGET of 8 "
+        "fields, EXISTS when free, and the checks and number parsing of a held record), then "
+        "TIME and the history XADD. Those pieces, timed warm in a loop inside one script, add "
+        "up to about half of what the scripts cost when run once per request: the rest is the "
+        "interpreter's fixed and cold-cache cost per call, which no rewrite of the scripts "
+        "removes. To close it: less work per script (read only the fields a script needs; a "
+        "claim on a free key needs no record checks), or a store without server-side scripts "
+        "(which would give up staleness judged by the server's clock in the same atomic step). "
+        "Over a real network the round trip grows and the same server time becomes a smaller "
+        "share: the ratio rises by itself."),
     "redis_vs_redis_py": (
         "redis-py's `Lock` costs Redis a SET NX PX and a four-line release script (section 6: a "
         "few µs of server time a cycle), tasklock's scripts several times that; what tasklock "
@@ -707,6 +714,23 @@ if diag:
         if ping is not None:
             w("| floor: 2 × PING | %s |" % fmt(2 * ping, 2))
         w("")
+    if dv("redis", "lua-cost", "return1_usec") is not None:
+        w("Inside the scripts (`bench/redis_lua_cost.py`: scripts of its own, built from "
+          "tasklock's prelude, by EVALSHA on the same Redis; server time per call, or per "
+          "iteration of a loop inside one script, median of 5):")
+        w("")
+        w("| piece | µs of server time |")
+        w("|---|---|")
+        for metric, label in [
+                ("return1", "any script call: an EVALSHA of `return 1`"),
+                ("return1_args", "the same with a claim's 3 keys and 9 arguments"),
+                ("prelude", "the prelude (helpers and tables defined on each call) + `return 1`"),
+                ("read_free", "read() of a free key (HMGET of 8 fields, EXISTS), in a loop"),
+                ("read_held", "read() of a held key (HMGET, checks, 4 numbers parsed), in a loop"),
+                ("time", "now_us() (TIME, to a number), in a loop"),
+                ("note", "note() (the history XADD), in a loop")]:
+            w("| %s | %s |" % (label, fmt(dv("redis", "lua-cost", metric + "_usec"), 2)))
+        w("")
     if dv("postgres", "ours", "wal_bytes_per_cycle") is not None:
         w("| PostgreSQL, per cycle | WAL records | WAL bytes | WAL flushes (fsync) |")
         w("|---|---|---|---|")
@@ -734,7 +758,7 @@ w("`make bench` (= `bench/run.sh`; `BENCH_QUICK=1` for a short trial). It instal
   "GitHub test server through `tests/harness/with-servers` and a private etcd "
   "(`bench/start-etcd`), all on 127.0.0.1, measures, and writes `bench/results/*.csv` and this "
   "file. The drivers are `bench/bench_*.c`, `bench/anchor_redis_py.py`, "
-  "`bench/anchor_redlock.js` and `bench/pgbench_*.sql`.")
+  "`bench/anchor_redlock.js`, `bench/pgbench_*.sql` and, for section 6, `bench/redis_lua_cost.py`.")
 w("")
 
 with open(OUT, "w") as f:

@@ -18,6 +18,8 @@
 #   contention.csv  4 and 8 processes on 1 key and on 100 keys; redis-py's Lock on 1 key
 #   heartbeat.csv   CPU and memory of one manager holding 10,000 locks (GitHub: 1,000)
 #   github.csv      requests and writes per operation; acquire time with 50/200 ms latency
+#   diagnostics.csv the servers' own counters per cycle (Redis commandstats, PostgreSQL WAL) and
+#                   where the Redis scripts' time goes (bench/redis_lua_cost.py)
 #   not_measured.csv  what could not be measured, and why
 #   environment.txt   machine, versions, date, command
 #
@@ -548,6 +550,12 @@ if [ -n "$redis_url" ] && in_build redis && tool redis-cli; then
   rcli config resetstat >/dev/null
   redis-benchmark -h 127.0.0.1 -p "$redis_port" -c 1 -n 20000 -t ping -q >/dev/null 2>&1
   redis_stats floor-redis-benchmark
+  if $PY -c "import redis" 2>/dev/null; then
+    $PY bench/redis_lua_cost.py "$redis_url" src/stores/redis_scripts.h --csv "$D" >/dev/null ||
+      missing diagnostics redis lua-cost "bench/redis_lua_cost.py failed"
+  else
+    missing diagnostics redis lua-cost "python3-redis not installed"
+  fi
 fi
 if [ -n "$pg_url" ] && in_build postgres && [ -n "$psql" ]; then
   pq() { "$psql" -X -qAt "$pg_url" -c "$1"; }
