@@ -411,11 +411,11 @@ unpin_servers
 # ---- 2. contention ----------------------------------------------------------------------------
 K="$RESULTS/contention.csv"
 log "2/5: contention ($CONTEND_REPS repetitions of ${CONTEND_SECONDS} s each)"
-# GitHub, one key: every critical section leaves a completion comment on the issue, and an issue
-# past 100 comments makes a store instance that cached its first page fail every acquire (the
-# conditional re-read of page 1 answers 304 without the Link to page 2). So on GitHub the
-# one-key critical section lasts GH_K1_CS_MS (a GitHub-held task is long anyway), which keeps
-# the issue under 100 comments; the count at the end is recorded.
+# GitHub, one key: every critical section leaves a completion comment on the issue, and every
+# 100 comments cost each list read one more request, so a tight loop on one issue (hundreds of
+# comments a second) would measure pagination more than locking. So on GitHub the one-key
+# critical section lasts GH_K1_CS_MS (a GitHub-held task is long anyway); the issue's comment
+# count at the end is recorded.
 contend() { # REP STORE URL [extra args]
   local rep=$1 st=$2 url=$3
   shift 3
