@@ -170,7 +170,7 @@ WHY = {
         "variant row) recovers part of it. Where the Lua time goes (section 6, the second "
         "table, from `bench/redis_lua_cost.py`): any EVALSHA costs Redis a few µs before the "
         "script does anything (a `return 1`; more when it is given a claim's keys and "
-        "arguments), and defining the prelude's helpers on every call about 1 µs more, so "
+        "arguments), and defining the prelude's helpers on every call 1 to 2 µs more, so "
         "running them once (Redis 7 functions: FUNCTION LOAD, then FCALL) "
         "would save little; reading and checking the record is the largest piece (HMGET of 8 "
         "fields, EXISTS when free, and the checks and number parsing of a held record), then "
