@@ -358,31 +358,6 @@ static void eight_processes_one_holder_per_round(void **state)
 
 /* ---- consistency ---- */
 
-struct lost_seen {
-    pthread_mutex_t mu;
-    int calls;
-};
-
-static void on_lost(void *ud, tl_lock *l)
-{
-    struct lost_seen *s = ud;
-
-    (void)l;
-    pthread_mutex_lock(&s->mu);
-    s->calls++;
-    pthread_mutex_unlock(&s->mu);
-}
-
-static bool lost_fired(void *arg)
-{
-    struct lost_seen *s = arg;
-
-    pthread_mutex_lock(&s->mu);
-    bool fired = s->calls > 0;
-    pthread_mutex_unlock(&s->mu);
-    return fired;
-}
-
 /*
  * An earlier (lower-id) claim that the lists did not show when we claimed: if even the issue's
  * count hid it (here: reconciliation off), the next heartbeat finds it, reports the lock lost,
@@ -390,7 +365,7 @@ static bool lost_fired(void *arg)
  */
 static void late_lower_claim_is_lost_within_one_heartbeat(void **state)
 {
-    struct lost_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct tl_test_lost seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
     struct logbuf log = {.mu = PTHREAD_MUTEX_INITIALIZER};
     char url[512];
     tl_lock *l = NULL;
@@ -405,14 +380,14 @@ static void late_lower_claim_is_lost_within_one_heartbeat(void **state)
                                  .worker_id = "late-comer",
                                  .lock_timeout_ms = 60000,
                                  .heartbeat_ms = 200,
-                                 .on_lost = on_lost,
+                                 .on_lost = tl_test_on_lost,
                                  .lost_ud = &seen,
                                  .log = capture,
                                  .log_ud = &log};
     tl_manager *m = tl_manager_new(&o);
     assert_non_null(m);
     assert_int_equal(try_acquire(m, "4", &l), TL_OK);
-    if (!tl_test_poll(lost_fired, &seen, 10, 5000))
+    if (!tl_test_poll(tl_test_lost_fired, &seen, 10, 5000))
         fail_msg("the lost callback did not fire within 5 s");
     assert_true(tl_lock_is_lost(l));
     pthread_mutex_lock(&log.mu);

@@ -364,49 +364,24 @@ static void server_restart_while_held(void **state)
     tl_manager_free(b);
 }
 
-struct lost_seen {
-    pthread_mutex_t mu;
-    int calls;
-};
-
-static void on_lost(void *ud, tl_lock *l)
-{
-    struct lost_seen *s = ud;
-
-    (void)l;
-    pthread_mutex_lock(&s->mu);
-    s->calls++;
-    pthread_mutex_unlock(&s->mu);
-}
-
-static bool lost_fired(void *arg)
-{
-    struct lost_seen *s = arg;
-
-    pthread_mutex_lock(&s->mu);
-    bool fired = s->calls > 0;
-    pthread_mutex_unlock(&s->mu);
-    return fired;
-}
-
 /* An outage longer than the lock timeout: the heartbeat reports the lock lost (heartbeat.c's
  * rule), and after the server is back the lock, stale by the server's clock, can be stolen. */
 static void outage_longer_than_the_lock_timeout_loses_the_lock(void **state)
 {
     char kb[128];
     const char *k = key("outage", kb);
-    struct lost_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct tl_test_lost seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
     tl_manager *a = mgr_with(&(struct opts){.worker = "holder",
                                             .timeout_ms = 1500,
                                             .heartbeat_ms = 300,
-                                            .on_lost = on_lost,
+                                            .on_lost = tl_test_on_lost,
                                             .ud = &seen});
     tl_lock *l = must_acquire(a, k, TL_FAIL_FAST);
     uint64_t t1 = tl_lock_token(l);
 
     (void)state;
     server_stop();
-    if (!tl_test_poll(lost_fired, &seen, 20, 15000))
+    if (!tl_test_poll(tl_test_lost_fired, &seen, 20, 15000))
         fail_msg("the lock was not reported lost during the outage");
     assert_true(tl_lock_is_lost(l));
     assert_int_equal(metrics(a).locks_lost, 1);

@@ -290,31 +290,6 @@ static bool log_contains(const char *needle)
     return found;
 }
 
-struct lost_seen {
-    pthread_mutex_t mu;
-    int calls;
-};
-
-static void on_lost(void *ud, tl_lock *l)
-{
-    struct lost_seen *s = ud;
-
-    (void)l;
-    pthread_mutex_lock(&s->mu);
-    s->calls++;
-    pthread_mutex_unlock(&s->mu);
-}
-
-static bool lost_fired(void *arg)
-{
-    struct lost_seen *s = arg;
-
-    pthread_mutex_lock(&s->mu);
-    bool fired = s->calls > 0;
-    pthread_mutex_unlock(&s->mu);
-    return fired;
-}
-
 struct mopts {
     const char *worker;
     const char *userinfo; /* "USER:PASS" or ":PASS", or NULL */
@@ -322,7 +297,7 @@ struct mopts {
     uint32_t lock_timeout_ms;
     uint32_t heartbeat_ms;
     uint32_t backoff_ms; /* initial = max; 0: 10 */
-    struct lost_seen *lost;
+    struct tl_test_lost *lost;
 };
 
 static void make_url(char *buf, size_t size, const struct server *s, const char *prefix,
@@ -350,7 +325,7 @@ static tl_manager *manager(const struct server *s, const char *prefix, const str
         .max_retries = 3,
         .log = capture_log,
         .log_level = TL_LOG_DEBUG,
-        .on_lost = o->lost ? on_lost : NULL,
+        .on_lost = o->lost ? tl_test_on_lost : NULL,
         .lost_ud = o->lost,
     };
     tl_manager *m = tl_manager_new(&opts);
@@ -993,7 +968,7 @@ static void an_outage_reports_the_lock_lost_after_its_timeout(void **state)
 {
     struct server s;
     char prefix[64];
-    struct lost_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct tl_test_lost seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
     struct tl_info *info = NULL;
 
     (void)state;
@@ -1016,7 +991,7 @@ static void an_outage_reports_the_lock_lost_after_its_timeout(void **state)
     assert_true(tl__real_mono_ms() - t0 < 2000);
 
     /* The heartbeat keeps trying, and gives the lock up once its timeout has passed. */
-    assert_true(tl_test_poll(lost_fired, &seen, 10, 15000));
+    assert_true(tl_test_poll(tl_test_lost_fired, &seen, 10, 15000));
     int64_t after = tl__real_mono_ms() - t0;
     if (after < 1000)
         fail_msg("lost after %lld ms, before its lock timeout of 1500 ms", (long long)after);
@@ -1051,7 +1026,7 @@ static void a_restart_without_persistence_loses_the_lock_but_not_the_token_order
 {
     struct server s;
     char prefix[64];
-    struct lost_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct tl_test_lost seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
     (void)state;
     server_start(&s, false, NULL);
@@ -1069,7 +1044,7 @@ static void a_restart_without_persistence_loses_the_lock_but_not_the_token_order
     assert_int_equal(counter_of(&s, prefix, "wk"), 0);
 
     /* The holder is told: its next renew finds no record. */
-    assert_true(tl_test_poll(lost_fired, &seen, 10, 15000));
+    assert_true(tl_test_poll(tl_test_lost_fired, &seen, 10, 15000));
     assert_true(tl_lock_is_lost(la));
     assert_int_equal(metrics(a).locks_lost, 1);
 
@@ -1089,7 +1064,7 @@ static void a_restart_with_persistence_keeps_the_lock(void **state)
 {
     struct server s;
     char prefix[64];
-    struct lost_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct tl_test_lost seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
     struct tl_info *info = NULL;
 
     (void)state;
@@ -1110,7 +1085,7 @@ static void a_restart_with_persistence_keeps_the_lock(void **state)
     /* The heartbeat reconnects and goes on renewing; the lock was never lost. */
     struct hb_wait w = {.m = a, .n = metrics(a).heartbeats_sent + 3};
     assert_true(tl_test_poll(hb_reached, &w, 10, 15000));
-    assert_false(lost_fired(&seen));
+    assert_false(tl_test_lost_fired(&seen));
     assert_false(tl_lock_is_lost(la));
     assert_int_equal(tl_renew(la), TL_OK);
 

@@ -748,45 +748,19 @@ static void heartbeat_keeps_a_lock_fresh(void **state)
     tl_manager_free(b);
 }
 
-struct lost_seen {
-    pthread_mutex_t mu;
-    int calls;
-    uint64_t token;
-};
-
-static void on_lost(void *ud, tl_lock *l)
-{
-    struct lost_seen *s = ud;
-
-    pthread_mutex_lock(&s->mu);
-    s->calls++;
-    s->token = tl_lock_token(l);
-    pthread_mutex_unlock(&s->mu);
-}
-
-static bool lost_fired(void *arg)
-{
-    struct lost_seen *s = arg;
-
-    pthread_mutex_lock(&s->mu);
-    bool fired = s->calls > 0;
-    pthread_mutex_unlock(&s->mu);
-    return fired;
-}
-
 static void heartbeat_reports_a_forced_lock_lost(void **state)
 {
     char kb[64];
     const char *k = key(15, kb);
-    struct lost_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct tl_test_lost seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
     uint32_t timeout = 60000;
-    tl_manager *a = mgr_full("conf-a", timeout, 50, true, on_lost, &seen);
+    tl_manager *a = mgr_full("conf-a", timeout, 50, true, tl_test_on_lost, &seen);
     tl_manager *b = mgr_full("conf-b", timeout, 0, true, NULL, NULL);
     tl_lock *l = must_acquire(a, k, TL_FAIL_FAST);
     tl_lock *lb = must_acquire(b, k, TL_FORCE_ACQUIRE);
 
     (void)state;
-    if (!tl_test_poll(lost_fired, &seen, 10, 30000))
+    if (!tl_test_poll(tl_test_lost_fired, &seen, 10, 30000))
         fail_msg("the lost callback did not fire within 30 s");
     assert_true(tl_lock_is_lost(l));
     pthread_mutex_lock(&seen.mu);

@@ -117,3 +117,23 @@ bool tl_test_poll(bool (*cond)(void *arg), void *arg, uint32_t step_ms, uint32_t
         tl__real_sleep_ms(step_ms);
     }
 }
+
+void tl_test_on_lost(void *ud, tl_lock *l)
+{
+    struct tl_test_lost *s = ud;
+
+    pthread_mutex_lock(&s->mu);
+    s->calls++;
+    s->token = tl_lock_token(l);
+    pthread_mutex_unlock(&s->mu);
+}
+
+bool tl_test_lost_fired(void *arg)
+{
+    struct tl_test_lost *s = arg;
+
+    pthread_mutex_lock(&s->mu);
+    bool fired = s->calls > 0;
+    pthread_mutex_unlock(&s->mu);
+    return fired;
+}

@@ -5,6 +5,7 @@
 #ifndef TL_TEST_H
 #define TL_TEST_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,5 +44,19 @@ const char *tl_test_env(const char *name);
 /* Polls `cond(arg)` every `step_ms` until it is true or `limit_ms` passed; returns the last
  * answer. For waiting on real time with a bound (a server clock, a heartbeat thread). */
 bool tl_test_poll(bool (*cond)(void *arg), void *arg, uint32_t step_ms, uint32_t limit_ms);
+
+/*
+ * Counts lost-lock callbacks: tl_options.on_lost = tl_test_on_lost, .lost_ud = &seen, with
+ * `struct tl_test_lost seen = {.mu = PTHREAD_MUTEX_INITIALIZER};`. The callback runs on the
+ * heartbeat thread: read the fields under `mu`, or poll with tl_test_lost_fired().
+ */
+struct tl_test_lost {
+    pthread_mutex_t mu;
+    int calls;
+    uint64_t token; /* the token of the lock last reported lost */
+};
+void tl_test_on_lost(void *ud, tl_lock *l);
+/* Whether the callback has fired yet (a tl_test_poll() condition; arg: struct tl_test_lost). */
+bool tl_test_lost_fired(void *arg);
 
 #endif /* TL_TEST_H */
