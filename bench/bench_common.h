@@ -107,6 +107,19 @@ static inline void bench_csv_close(struct bench_csv *c)
     c->f = NULL;
 }
 
+/* One row, `cycles_per_s` of `subject`, when `path` is not NULL (a driver's -o). */
+static inline void bench_csv_rate(const char *path, int rep, const char *store, const char *subject,
+                                  double rate)
+{
+    struct bench_csv out;
+
+    if (path == NULL)
+        return;
+    bench_csv_open(&out, path, rep, store, subject);
+    bench_csv_row(&out, "", "cycles_per_s", rate);
+    bench_csv_close(&out);
+}
+
 /* CPU time (user + system) of this process, all its threads, in seconds. */
 static inline double bench_cpu_s(void)
 {

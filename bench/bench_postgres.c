@@ -32,14 +32,6 @@
 #include "bench_common.h"
 #include "tasklock.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static double bench_lib(const char *url, double seconds)
 {
     const struct tl_options o = {.store_url = url, .worker_id = "bench", .node_id = "bench"};
@@ -53,8 +45,8 @@ static double bench_lib(const char *url, double seconds)
         exit(1);
     }
     (void)snprintf(key, sizeof(key), "bench-%ld", (long)getpid());
-    double start = now_s(), end = start + seconds;
-    while (now_s() < end) {
+    double start = bench_now_s(), end = start + seconds;
+    while (bench_now_s() < end) {
         tl_lock *l = NULL;
 
         if (tl_acquire(m, key, &ao, &l) != TL_OK || tl_release(l, NULL) != TL_OK) {
@@ -64,7 +56,7 @@ static double bench_lib(const char *url, double seconds)
         tl_lock_free(l);
         n++;
     }
-    double rate = (double)n / (now_s() - start);
+    double rate = (double)n / (bench_now_s() - start);
     tl_manager_free(m);
     return rate;
 }
@@ -92,26 +84,15 @@ static double bench_sql(const char *url, double seconds, const char *setup, cons
     }
     if (setup != NULL)
         exec_ok(c, setup);
-    double start = now_s(), end = start + seconds;
-    while (now_s() < end) {
+    double start = bench_now_s(), end = start + seconds;
+    while (bench_now_s() < end) {
         exec_ok(c, a);
         exec_ok(c, b);
         n++;
     }
-    double rate = (double)n / (now_s() - start);
+    double rate = (double)n / (bench_now_s() - start);
     PQfinish(c);
     return rate;
-}
-
-static void csv_rate(const char *csv, int rep, const char *subject, double rate)
-{
-    struct bench_csv out;
-
-    if (csv == NULL)
-        return;
-    bench_csv_open(&out, csv, rep, "postgres", subject);
-    bench_csv_row(&out, "", "cycles_per_s", rate);
-    bench_csv_close(&out);
 }
 
 int main(int argc, char **argv)
@@ -144,16 +125,16 @@ int main(int argc, char **argv)
                         "CREATE TABLE IF NOT EXISTS bench_rows (key text PRIMARY KEY, v int)",
                         "INSERT INTO bench_rows VALUES ('k', 1) ON CONFLICT DO NOTHING",
                         "DELETE FROM bench_rows WHERE key = 'k'");
-        csv_rate(csv, rep, "floor-row-libpq", row);
+        bench_csv_rate(csv, rep, "postgres", "floor-row-libpq", row);
     }
     if (mode == NULL || strcmp(mode, "advisory") == 0) {
         adv = bench_sql(url, seconds, NULL, "SELECT pg_advisory_lock(42)",
                         "SELECT pg_advisory_unlock(42)");
-        csv_rate(csv, rep, "anchor-advisory-libpq", adv);
+        bench_csv_rate(csv, rep, "postgres", "anchor-advisory-libpq", adv);
     }
     if (mode == NULL || strcmp(mode, "lib") == 0) {
         lib = bench_lib(url, seconds);
-        csv_rate(csv, rep, "ours-lib", lib);
+        bench_csv_rate(csv, rep, "postgres", "ours-lib", lib);
     }
 
     if (row > 0)

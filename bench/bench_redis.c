@@ -39,14 +39,6 @@
 #include "tasklock.h"
 #include "tl.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void die(const char *what, const char *why)
 {
     (void)fprintf(stderr, "bench_redis: %s: %s\n", what, why);
@@ -161,13 +153,13 @@ static double bench_ping(const char *url, double seconds)
     long n = 0;
 
     raw_connect(r, url);
-    double start = now_s(), end = start + seconds;
-    while (now_s() < end) {
+    double start = bench_now_s(), end = start + seconds;
+    while (bench_now_s() < end) {
         (void)raw_call(r, ping, sizeof(ping) - 1);
         (void)raw_call(r, ping, sizeof(ping) - 1);
         n++;
     }
-    double rate = (double)n / (now_s() - start);
+    double rate = (double)n / (bench_now_s() - start);
     close(r->fd);
     free(r);
     return rate;
@@ -193,8 +185,8 @@ static double bench_eval(const char *url, double seconds)
     size_t claim_len;
     char *claim_cmd = resp_cmd(15, claim, &claim_len);
 
-    double start = now_s(), end = start + seconds;
-    while (now_s() < end) {
+    double start = bench_now_s(), end = start + seconds;
+    while (bench_now_s() < end) {
         (void)raw_call(r, claim_cmd, claim_len);
         /* The token is element 6 (":N"): skip six values of the reply array. */
         const char *p = (const char *)memchr(r->buf, '\n', r->len) + 1;
@@ -210,7 +202,7 @@ static double bench_eval(const char *url, double seconds)
         free(cmd);
         n++;
     }
-    double rate = (double)n / (now_s() - start);
+    double rate = (double)n / (bench_now_s() - start);
     free(claim_cmd);
     close(r->fd);
     free(r);
@@ -228,8 +220,8 @@ static double bench_lib(const char *url, double seconds)
     if (m == NULL || tl_connect(m) != TL_OK)
         die("connect", m ? tl_errmsg(m) : "out of memory");
     (void)snprintf(key, sizeof(key), "bench-lib-%ld", (long)getpid());
-    double start = now_s(), end = start + seconds;
-    while (now_s() < end) {
+    double start = bench_now_s(), end = start + seconds;
+    while (bench_now_s() < end) {
         tl_lock *l = NULL;
 
         if (tl_acquire(m, key, &ao, &l) != TL_OK || tl_release(l, NULL) != TL_OK)
@@ -237,7 +229,7 @@ static double bench_lib(const char *url, double seconds)
         tl_lock_free(l);
         n++;
     }
-    double rate = (double)n / (now_s() - start);
+    double rate = (double)n / (bench_now_s() - start);
     tl_manager_free(m);
     return rate;
 }
@@ -257,8 +249,8 @@ static double bench_store(const char *url, double seconds)
                                  .node_id = "bench",
                                  .task_info = "{}",
                                  .lock_timeout_ms = 300000};
-    double start = now_s(), end = start + seconds;
-    while (now_s() < end) {
+    double start = bench_now_s(), end = start + seconds;
+    while (bench_now_s() < end) {
         struct tl_claim_result res = {0};
 
         if (s->ops->claim(s, &req, &res) != TL_OK || s->ops->release(s, &res.rec, NULL) != TL_OK)
@@ -266,20 +258,9 @@ static double bench_store(const char *url, double seconds)
         tl__record_clear(&res.rec);
         n++;
     }
-    double rate = (double)n / (now_s() - start);
+    double rate = (double)n / (bench_now_s() - start);
     tl__store_close(s);
     return rate;
-}
-
-static void csv_rate(const char *csv, int rep, const char *subject, double rate)
-{
-    struct bench_csv out;
-
-    if (csv == NULL)
-        return;
-    bench_csv_open(&out, csv, rep, "redis", subject);
-    bench_csv_row(&out, "", "cycles_per_s", rate);
-    bench_csv_close(&out);
 }
 
 int main(int argc, char **argv)
@@ -315,17 +296,17 @@ int main(int argc, char **argv)
     double ping = 0, eval = 0;
     if (all || strcmp(mode, "ping") == 0) {
         ping = bench_ping(url, seconds);
-        csv_rate(csv, rep, "floor-ping", ping);
+        bench_csv_rate(csv, rep, "redis", "floor-ping", ping);
         printf("ping   %9.0f cycles/s  (2 x PING: the two-round-trip floor)\n", ping);
     }
     if (all || strcmp(mode, "eval") == 0) {
         eval = bench_eval(url, seconds);
-        csv_rate(csv, rep, "floor-eval", eval);
+        bench_csv_rate(csv, rep, "redis", "floor-eval", eval);
         printf("eval   %9.0f cycles/s  (EVALSHA claim + release, bare socket)\n", eval);
     }
     if (all || strcmp(mode, "store") == 0) {
         double v = bench_store(url, seconds);
-        csv_rate(csv, rep, "ours-store", v);
+        bench_csv_rate(csv, rep, "redis", "ours-store", v);
         printf("store  %9.0f cycles/s", v);
         if (eval > 0)
             printf("  (%.0f%% of eval)", 100.0 * v / eval);
@@ -333,7 +314,7 @@ int main(int argc, char **argv)
     }
     if (all || strcmp(mode, "lib") == 0) {
         double v = bench_lib(url, seconds);
-        csv_rate(csv, rep, "ours-lib", v);
+        bench_csv_rate(csv, rep, "redis", "ours-lib", v);
         printf("lib    %9.0f cycles/s", v);
         if (ping > 0)
             printf("  (%.0f%% of ping", 100.0 * v / ping);

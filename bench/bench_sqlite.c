@@ -15,26 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "tasklock.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
 
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    qsort(v, (size_t)n, sizeof(double), bench_cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
@@ -64,7 +50,7 @@ static double floor_rate(const char *path, int cycles)
                        "ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                        -1, &up, NULL);
 
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int i = 0; i < cycles * 2; i++) {
         sqlite3_bind_int(up, 1, i);
         if (sqlite3_step(begin) != SQLITE_DONE || sqlite3_step(up) != SQLITE_DONE ||
@@ -74,7 +60,7 @@ static double floor_rate(const char *path, int cycles)
         sqlite3_reset(up);
         sqlite3_reset(commit);
     }
-    double rate = cycles / (now_s() - t0);
+    double rate = cycles / (bench_now_s() - t0);
 
     sqlite3_finalize(up);
     sqlite3_finalize(begin);
@@ -96,21 +82,21 @@ static double ours_rate(const char *path, int cycles, double *p50_ms, double *p9
     double *lat = malloc(sizeof(double) * (size_t)cycles);
     if (lat == NULL)
         die("bench", "out of memory");
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int i = 0; i < cycles; i++) {
         tl_lock *l = NULL;
-        double c0 = now_s();
+        double c0 = bench_now_s();
 
         if (tl_acquire(m, "bench", &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &l) !=
                 TL_OK ||
             tl_release(l, NULL) != TL_OK)
             die("cycle", tl_errmsg(m));
         tl_lock_free(l);
-        lat[i] = (now_s() - c0) * 1000;
+        lat[i] = (bench_now_s() - c0) * 1000;
     }
-    double rate = cycles / (now_s() - t0);
+    double rate = cycles / (bench_now_s() - t0);
 
-    qsort(lat, (size_t)cycles, sizeof(double), cmp_double);
+    qsort(lat, (size_t)cycles, sizeof(double), bench_cmp_double);
     *p50_ms = lat[cycles / 2];
     *p99_ms = lat[(cycles * 99) / 100];
     free(lat);
