@@ -106,4 +106,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, ValueError, redis.exceptions.RedisError) as e:
+        # The URL is not repeated: it may carry a password.
+        sys.exit("redis_lua_cost: %s: %s" % (type(e).__name__, e))
