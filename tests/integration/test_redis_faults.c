@@ -193,7 +193,8 @@ static void server_start(struct server *s, bool aof, const char *password)
     s->dir = tl_test_mkdtemp();
     assert_non_null(s->dir);
     for (int attempt = 0; attempt < 10; attempt++) {
-        s->port = free_port();
+        s->port = tl_test_server_port();
+        assert_true(s->port > 0);
         if (server_spawn(s))
             return;
     }

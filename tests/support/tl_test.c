@@ -3,11 +3,15 @@
  */
 #include "tl_test.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int64_t fake_now(void *ud)
@@ -136,4 +140,42 @@ bool tl_test_lost_fired(void *arg)
     bool fired = s->calls > 0;
     pthread_mutex_unlock(&s->mu);
     return fired;
+}
+
+int tl_test_server_port(void)
+{
+    int low = 32768, high = 60999, lo = 20000, hi;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+
+    if (f != NULL) {
+        if (fscanf(f, "%d %d", &low, &high) != 2) {
+            low = 32768;
+            high = 60999;
+        }
+        (void)fclose(f);
+    }
+    hi = low - 1;
+    if (hi < lo + 1000) { /* the ephemeral range starts low: go above it */
+        lo = high + 1;
+        hi = 65535;
+        if (hi < lo + 1000) { /* it covers nearly everything: take our chances */
+            lo = 20000;
+            hi = 60000;
+        }
+    }
+    unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    for (int attempt = 0; attempt < 200; attempt++) {
+        int port = lo + (int)(rand_r(&seed) % (unsigned)(hi - lo + 1));
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (fd < 0)
+            break;
+        int rc = bind(fd, (struct sockaddr *)&a, sizeof(a));
+        (void)close(fd);
+        if (rc == 0)
+            return port;
+    }
+    return 0;
 }

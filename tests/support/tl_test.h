@@ -41,6 +41,12 @@ void tl_test_rmtree(const char *path);
 /* getenv(name) if set and non-empty, else NULL. */
 const char *tl_test_env(const char *name);
 
+/* A port on 127.0.0.1 for a server a test starts itself: free now, and below the kernel's range
+ * of ephemeral ports (net.ipv4.ip_local_port_range), where no outgoing connection can take it
+ * while the server is down between a kill and a restart on the same port. 0 when none is
+ * found. tests/harness/ports.sh picks the servers' ports of the harness the same way. */
+int tl_test_server_port(void);
+
 /* Polls `cond(arg)` every `step_ms` until it is true or `limit_ms` passed; returns the last
  * answer. For waiting on real time with a bound (a server clock, a heartbeat thread). */
 bool tl_test_poll(bool (*cond)(void *arg), void *arg, uint32_t step_ms, uint32_t limit_ms);

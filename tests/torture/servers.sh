@@ -27,9 +27,8 @@ mkdir -p "$dir"
 chmod 777 "$dir" # PostgreSQL runs as the postgres user when we are root
 dir=$(cd "$dir" && pwd)
 
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
+# shellcheck source=tests/harness/ports.sh
+. "$harness/ports.sh"
 
 alive() { # PID: running (a zombie, not yet reaped by whoever adopted it, has exited)
   kill -0 "$1" 2>/dev/null || return 1
@@ -55,8 +54,7 @@ redis_start() {
     if [ -f "$dir/port" ]; then
       port=$(cat "$dir/port")
     else
-      port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-      port_in_use "$port" && continue
+      port=$(tl_random_port) || break
     fi
     local persist=(--appendonly yes --appendfsync always)
     [ "${TL_TORTURE_REDIS_PERSIST:-yes}" = no ] && persist=(--appendonly no)
