@@ -5,9 +5,10 @@
  *
  * The command runs in its own process group, so that it and everything it starts can be
  * signalled as one. tasklock forwards SIGINT, SIGTERM and SIGHUP to the group; when the lock is
- * lost (stolen, forced, or renewals failing past the lock timeout) the group gets SIGTERM and,
- * after --kill-after, SIGKILL, and tasklock exits 5. Whatever happens, the group is gone before
- * tasklock exits.
+ * lost (stolen, forced, or not renewed by its loss deadline) the group gets SIGTERM and, after
+ * --kill-after or by half the time left before the lock expires if that is sooner, SIGKILL;
+ * then tasklock releases the lock if it is still its own and exits 5. Whatever happens, the
+ * group is gone before tasklock exits.
  *
  * Signal handlers and the lost callback (which runs on the library's heartbeat thread) only
  * write a byte to a self-pipe and set a flag; the main thread waits in poll() and does the work.
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <sys/prctl.h>
@@ -37,6 +39,8 @@ enum { OPT_HEARTBEAT = TL_OPT_COMMAND, OPT_KILL_AFTER };
 
 #define DEFAULT_KILL_AFTER_MS 10000
 #define LEFTOVER_KILL_WAIT_MS 5000 /* after SIGKILL, how long to wait for the group to go */
+#define LOST_RELEASE_MS       3000 /* after a loss, how long to try to release the lock */
+#define LOST_RELEASE_PAUSE_MS 100
 
 /*
  * The self-pipe and the signals seen. File scope because a signal handler can reach nothing
@@ -317,12 +321,20 @@ static void supervise(struct run *r)
             char after[32];
 
             r->lost = true;
-            tl_cli_format_age(r->kill_after_ms, after, sizeof(after));
+            stop_group(r);
+            /* Not renewed in time: the lock is ours for a margin more, then anyone may take it.
+             * The command must be gone by then, whatever --kill-after says: SIGKILL halfway. */
+            int64_t left = tl_lock_expires_in_ms(r->lock);
+            int64_t grace = r->kill_after_ms;
+            if (left > 0 && left / 2 < grace) {
+                grace = left / 2;
+                r->kill_at = tl_cli_mono_ms() + grace;
+            }
+            tl_cli_format_age(grace, after, sizeof(after));
             tl_cli_error(r->cli,
                          "lost the lock of %s (token %llu): it was stolen, forced or not "
                          "renewed in time; stopping the command (SIGTERM, SIGKILL after %s)",
                          r->key, (unsigned long long)tl_lock_token(r->lock), after);
-            stop_group(r);
         }
         escalate(r);
         reap(r);
@@ -356,6 +368,44 @@ static void end_group(struct run *r)
     }
 }
 
+/*
+ * After a loss, with the command gone: a lock declared lost because it was not renewed in time
+ * may still be ours in the store (it was unreachable, and no one took the lock), and a renewal
+ * that was on its way may even have refreshed it. Release it, so that it does not look held for
+ * another lock timeout; give up after LOST_RELEASE_MS, since the store may stay unreachable.
+ */
+static void release_lost(const struct tl_cli *cli, const char *key, tl_lock *lock, tl_manager *m)
+{
+    int64_t end = tl_cli_mono_ms() + LOST_RELEASE_MS;
+
+    for (;;) {
+        int64_t left = end - tl_cli_mono_ms();
+        if (left <= 0) {
+            tl_cli_error(cli,
+                         "could not release %s after the loss within %d s: %s; it goes stale "
+                         "after its lock timeout",
+                         key, LOST_RELEASE_MS / 1000, tl_errmsg(m));
+            return;
+        }
+        tl_status st = tl_release_with(
+            lock, &(struct tl_release_opts){
+                      .summary = "tasklock run: the lock was lost; the command was stopped",
+                      .deadline_ms = (uint32_t)left});
+        if (st == TL_OK) {
+            tl_cli_info(cli, "released %s, which was still ours after the loss", key);
+            return;
+        }
+        if (st == TL_ENOTOWNER) {
+            tl_cli_info(cli, "%s is another worker's now: %s", key, tl_errmsg(m));
+            return;
+        }
+        left = end - tl_cli_mono_ms();
+        struct timespec ts = {.tv_nsec = (long)LOST_RELEASE_PAUSE_MS * 1000000L};
+        if (left > LOST_RELEASE_PAUSE_MS)
+            (void)nanosleep(&ts, NULL);
+    }
+}
+
 static int child_exit_code(const struct run *r, char *summary, size_t size)
 {
     if (r->exec_errno != 0) {
@@ -380,9 +430,11 @@ static const char help[] =
     "and heartbeating it, and releases it when COMMAND ends. COMMAND runs in its own process\n"
     "group with TASKLOCK_KEY, TASKLOCK_TOKEN, TASKLOCK_WORKER and TASKLOCK_STORE in its\n"
     "environment. SIGINT, SIGTERM and SIGHUP sent to tasklock are forwarded to the group.\n"
-    "If the lock is lost (stolen, forced, or renewals failing past the lock timeout), the\n"
-    "group gets SIGTERM, then SIGKILL after --kill-after, and tasklock exits 5. No process of\n"
-    "the group is left running when tasklock exits.\n"
+    "If the lock is lost (stolen, forced, or not renewed in time: declared lost a margin\n"
+    "before another worker could take it), the group gets SIGTERM, then SIGKILL after\n"
+    "--kill-after, or sooner so that it is gone before the lock could be taken; tasklock\n"
+    "then releases the lock if it is still its own (trying for up to 3s) and exits 5. No\n"
+    "process of the group is left running when tasklock exits.\n"
     "\n"
     "Options (and the acquire options: --strategy, --retries, --wait, --lock-timeout,\n"
     "--info; see 'tasklock help acquire'):\n"
@@ -500,8 +552,10 @@ static int run_locked(const struct tl_cli *cli, const char *key, tl_lock *lock, 
     int rc = child_exit_code(&r, summary, sizeof(summary));
     if (r.exec_errno != 0)
         tl_cli_error(cli, "cannot run \"%s\": %s", cmd[0], tl_cli_strerror(r.exec_errno, err));
-    if (r.lost)
+    if (r.lost) {
+        release_lost(cli, key, lock, m);
         return TL_EXIT_LOST;
+    }
 
     tl_status st = tl_release(lock, summary);
     if (st == TL_OK)

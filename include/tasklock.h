@@ -85,12 +85,16 @@ typedef struct tl_lock tl_lock;       /* opaque: a lock this manager acquired */
 typedef void tl_log_fn(void *ud, int level, const char *msg);
 
 /*
- * Called once per lock, on whichever thread first learns that the lock was lost (usually the
- * heartbeat thread): stolen, forced or released by someone else, or its renewals failed (store
- * unreachable) for longer than its lock timeout. A process that merely stalls past its timeout
- * and resumes before anyone took the lock renews it and loses nothing. Inside the callback only the
- * thread-safe lock functions may be used (tl_lock_key, tl_lock_token, tl_lock_is_lost); never
- * release or free there.
+ * Called once per lock, on whichever thread first learns that the lock was lost (a thread of
+ * the manager's, usually): stolen, forced or released by someone else, or not renewed in time.
+ * "In time" is the holder's deadline: a renewal sent at t that succeeds keeps the lock safe
+ * until t + lock timeout (no other worker can take it sooner), so unless a renewal sent before
+ * then succeeds, the lock is declared lost at t + lock timeout - margin, where the margin is
+ * max(5 % of the lock timeout, 100 ms), at most a quarter of it: on time whatever the store
+ * is doing (unreachable, hanging, slow), and also when the process resumes from a stall past
+ * that instant. A renewal answered after the deadline does not revive the lock. Inside the
+ * callback only the thread-safe lock functions may be used (tl_lock_key, tl_lock_token,
+ * tl_lock_is_lost, tl_lock_expires_in_ms); never release or free there.
  */
 typedef void tl_lost_fn(void *ud, tl_lock *lock);
 
@@ -235,8 +239,23 @@ TL_API const struct tl_info *tl_last_holder(const tl_manager *m);
  * already released by this handle returns TL_OK. Errors: TL_ENOTOWNER (no longer ours: stolen or
  * forced; the handle is then marked lost), store errors (the lock is still held and heartbeated;
  * retry). The handle stays valid until tl_lock_free().
+ * A lock declared lost because it was not renewed in time may still be ours in the store (the
+ * store was unreachable, and no one took it): release it once the store answers again, so that
+ * it does not look held for another lock timeout. tl_release() then returns TL_OK, or
+ * TL_ENOTOWNER when someone took it meanwhile.
  */
 TL_API tl_status tl_release(tl_lock *lock, const char *summary);
+
+/* Options of tl_release_with(). All-zero (or a NULL pointer) means tl_release(lock, NULL).
+ * Append only. */
+struct tl_release_opts {
+    const char *summary;  /* NULL or text for the audit trail */
+    uint32_t deadline_ms; /* 0: the store's own time limits; else give up after this long */
+};
+
+/* tl_release() with options: a summary, and a time limit after which a store that does not
+ * answer makes it fail (TL_ETIMEDOUT or TL_ESTORE; the lock is then as before the call). */
+TL_API tl_status tl_release_with(tl_lock *lock, const struct tl_release_opts *opts);
 
 /*
  * Renews the lock now, on the calling thread. Errors: TL_ELOST (no longer ours; the handle is
@@ -275,8 +294,18 @@ TL_API const char *tl_lock_key(const tl_lock *lock);
 /* The lock's fencing token. Thread-safe. */
 TL_API uint64_t tl_lock_token(const tl_lock *lock);
 
-/* Whether the lock is known to be lost. Thread-safe. */
+/* Whether the lock is lost: known to be taken, or past its loss deadline (see tl_lost_fn)
+ * without a renewal. Once true, stays true. Thread-safe. */
 TL_API bool tl_lock_is_lost(const tl_lock *lock);
+
+/*
+ * Milliseconds until another worker may take this lock unless a renewal succeeds first: the
+ * send time of the last successful renewal (or of the claim) plus the lock timeout, less now,
+ * by the monotonic clock. The manager declares the lock lost a margin before that (see
+ * tl_lost_fn). 0 when that time has passed, or the lock was released or found taken.
+ * Thread-safe.
+ */
+TL_API int64_t tl_lock_expires_in_ms(const tl_lock *lock);
 
 /*
  * The lock's metadata as JSON in the shape

@@ -1,8 +1,19 @@
 /*
- * heartbeat.c -- the heartbeat thread: renews every held lock when it is due, on its own store
- * connection (connections belong to one thread), and reports a lock lost when a renew says so or
- * when renewals have failed for longer than the lock timeout. It never writes the manager's
- * message slot; it logs and fires the lost callback instead.
+ * heartbeat.c -- the heartbeat thread and the loss watch.
+ *
+ * The heartbeat thread renews every held lock when it is due, on its own store connection
+ * (connections belong to one thread), and reports a lock lost when a renew says so.
+ *
+ * The loss watch enforces the holder's deadline. A renew sent at monotonic time t that succeeds
+ * proves the store recorded a heartbeat no earlier than t, so no other worker can take the lock
+ * before t + lock timeout. A lock is therefore declared lost at last_ok + lock timeout - margin
+ * (tl__loss_margin), unless a renew sent before then has succeeded. The renew itself carries that
+ * deadline into the store, which gives up by then, but a store call can still overrun it (a
+ * stalled fsync, a name lookup), and the heartbeat thread renews one lock at a time: so a second
+ * thread, which does no I/O at all, sleeps until the earliest deadline and declares the loss on
+ * time. A renew that answers after the deadline does not revive the lock.
+ *
+ * Neither thread writes the manager's message slot; they log and fire the lost callback.
  */
 #include <errno.h>
 #include <string.h>
@@ -15,39 +26,68 @@
 struct due {
     tl_lock *lock;
     uint64_t seq;
+    int64_t lose_at;
 };
 
-/* Applies the outcome of one renew, then logs it (never under the mutex: the log callback is
- * the user's). Returns whether the lost callback must fire. */
-static bool apply_renew(tl_manager *m, tl_lock *l, tl_status st, int64_t sent, int64_t beat,
-                        const char *why)
+uint32_t tl__loss_margin(uint32_t timeout_ms)
 {
-    enum { QUIET, LOST, TIMED_OUT, RETRYING } what = QUIET;
+    uint32_t margin = timeout_ms / 20;
+
+    if (margin < 100)
+        margin = 100;
+    if (margin > timeout_ms / 4)
+        margin = timeout_ms / 4;
+    return margin;
+}
+
+void tl__lock_renewed_locked(tl_lock *l, int64_t sent)
+{
+    uint32_t timeout = l->rec.info.lock_timeout_ms;
+
+    l->last_ok_mono_ms = sent;
+    l->lose_at_mono_ms = sent + timeout - tl__loss_margin(timeout);
+}
+
+/* Applies the outcome of one renew, sent at `sent` and answered at `replied`, then logs it
+ * (never under the mutex: the log callback is the user's). Returns whether the lost callback
+ * must fire. */
+static bool apply_renew(tl_manager *m, tl_lock *l, tl_status st, int64_t sent, int64_t replied,
+                        int64_t beat, const char *why)
+{
+    enum { QUIET, LOST, TIMED_OUT, TOO_LATE, RETRYING } what = QUIET;
     bool fire = false;
     int64_t silent = 0;
 
     pthread_mutex_lock(&m->mu);
     if (l->state != TL_HELD) {
-        /* Released or freed while the renew was in flight: its answer means nothing now. */
-    } else if (st == TL_OK) {
+        /* Released, freed or declared lost while the renew was in flight: its answer means
+         * nothing now (a lost lock stays lost). */
+    } else if (st == TL_OK && replied < l->lose_at_mono_ms) {
         m->metrics.heartbeats_sent++;
         l->heartbeat_at_ms = beat;
-        l->last_ok_mono_ms = sent;
+        tl__lock_renewed_locked(l, sent);
         l->next_due_mono_ms = sent + l->interval_ms;
+    } else if (st == TL_OK) {
+        /* The store took it, but after the deadline: the lock was unprotected meanwhile. */
+        m->metrics.heartbeats_sent++;
+        silent = replied - l->last_ok_mono_ms;
+        l->expired = true;
+        fire = tl__lock_mark_lost_locked(l);
+        what = TOO_LATE;
     } else if (st == TL_ELOST) {
         fire = tl__lock_mark_lost_locked(l);
         what = LOST;
     } else {
         m->metrics.heartbeats_failed++;
-        silent = sent - l->last_ok_mono_ms;
-        if (silent >= (int64_t)l->rec.info.lock_timeout_ms) {
+        silent = replied - l->last_ok_mono_ms;
+        if (replied >= l->lose_at_mono_ms) {
+            l->expired = true;
             fire = tl__lock_mark_lost_locked(l);
             what = TIMED_OUT;
         } else {
-            /* Retry sooner than a full interval, but never past the lock timeout. */
+            /* Retry sooner than a full interval; the loss watch keeps the deadline. */
             int64_t retry = l->interval_ms / 4 ? l->interval_ms / 4 : 1;
-            int64_t limit = l->last_ok_mono_ms + l->rec.info.lock_timeout_ms;
-            l->next_due_mono_ms = sent + retry < limit ? sent + retry : limit;
+            l->next_due_mono_ms = replied + retry;
             what = RETRYING;
         }
     }
@@ -57,11 +97,14 @@ static bool apply_renew(tl_manager *m, tl_lock *l, tl_status st, int64_t sent, i
     unsigned long long token = (unsigned long long)l->rec.info.token;
     if (what == LOST)
         TL_LOG(&m->log, TL_LOG_WARN, "%s: lock lost (token %llu): %s", key, token, why);
-    else if (what == TIMED_OUT)
+    else if (what == TIMED_OUT || what == TOO_LATE)
         TL_LOG(&m->log, TL_LOG_ERROR,
-               "%s: lock lost (token %llu): no successful renew for %lld ms, over its lock "
-               "timeout: %s",
-               key, token, (long long)silent, why);
+               "%s: lock lost (token %llu): no successful renew for %lld ms, past its loss "
+               "deadline (lock timeout %u ms less a %u ms margin)%s%s",
+               key, token, (long long)silent, l->rec.info.lock_timeout_ms,
+               tl__loss_margin(l->rec.info.lock_timeout_ms),
+               what == TOO_LATE ? "; a renew succeeded only after it" : ": ",
+               what == TOO_LATE ? "" : why);
     else if (what == RETRYING)
         TL_LOG(&m->log, TL_LOG_WARN, "%s: renew failed, retrying: %s", key, why);
     return fire;
@@ -88,6 +131,7 @@ size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_n
         l->refs++;
         due[n].lock = l;
         due[n].seq = ++l->renewals;
+        due[n].lose_at = l->lose_at_mono_ms;
         n++;
     }
     pthread_mutex_unlock(&m->mu);
@@ -98,20 +142,68 @@ size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_n
         tl_status st;
         const char *why;
 
-        if (store != NULL) {
+        if (sent >= due[i].lose_at) {
+            /* Nothing sent now could protect it: the loss watch declares it (or has). */
+            st = TL_ETIMEDOUT;
+            why = "no time left before its loss deadline";
+        } else if (store != NULL) {
             store->errmsg[0] = '\0';
+            store->deadline_mono_ms = due[i].lose_at;
             st = store->ops->renew(store, &l->rec, due[i].seq, &beat);
+            store->deadline_mono_ms = 0;
             why = store->errmsg[0] ? store->errmsg : tl_strerror(st);
         } else {
             st = TL_ESTORE;
             why = "the heartbeat could not connect to the store";
         }
-        if (apply_renew(m, l, st, sent, beat, why))
+        int64_t replied = m->clock.mono_ms(m->clock.ud);
+        if (apply_renew(m, l, st, sent, replied, beat, why))
             tl__lock_fire_lost(l);
         tl__lock_unref(l);
     }
     tl__free(due);
     return n;
+}
+
+size_t tl__loss_sweep(tl_manager *m, int64_t mono_now)
+{
+    tl_lock *lost[32];
+    int64_t late[32];
+    bool fire[32];
+    size_t total = 0;
+
+    for (;;) {
+        size_t n = 0;
+
+        pthread_mutex_lock(&m->mu);
+        for (tl_lock *l = m->held; l != NULL && n < 32; l = l->next) {
+            if (l->state != TL_HELD || l->lose_at_mono_ms > mono_now)
+                continue;
+            late[n] = mono_now - l->last_ok_mono_ms;
+            l->expired = true;
+            fire[n] = tl__lock_mark_lost_locked(l);
+            l->refs++;
+            lost[n++] = l;
+        }
+        pthread_mutex_unlock(&m->mu);
+
+        for (size_t i = 0; i < n; i++) {
+            tl_lock *l = lost[i];
+            uint32_t timeout = l->rec.info.lock_timeout_ms;
+
+            TL_LOG(&m->log, TL_LOG_ERROR,
+                   "%s: lock lost (token %llu): no successful renew sent in the last %lld ms; "
+                   "another worker may take it in %u ms (lock timeout %u ms)",
+                   l->rec.info.key, (unsigned long long)l->rec.info.token, (long long)late[i],
+                   tl__loss_margin(timeout), timeout);
+            if (fire[i])
+                tl__lock_fire_lost(l);
+            tl__lock_unref(l);
+        }
+        total += n;
+        if (n < 32)
+            return total;
+    }
 }
 
 /* The earliest due time of a held lock, or INT64_MAX when none is held. Under m->mu. */
@@ -180,7 +272,54 @@ static void *heartbeat_main(void *arg)
     return NULL;
 }
 
-tl_status tl__heartbeat_start(tl_manager *m, int64_t due)
+/* The earliest loss deadline of a held lock, or INT64_MAX. Under m->mu. */
+static int64_t earliest_loss(const tl_manager *m)
+{
+    int64_t t = INT64_MAX;
+
+    for (const tl_lock *l = m->held; l != NULL; l = l->next) {
+        if (l->state == TL_HELD && l->lose_at_mono_ms < t)
+            t = l->lose_at_mono_ms;
+    }
+    return t;
+}
+
+/* The loss watch: sleeps until the earliest loss deadline, then sweeps. Renewals only move
+ * deadlines later, so it needs waking only for a new lock due sooner than it looks again. */
+static void *loss_watch_main(void *arg)
+{
+    tl_manager *m = arg;
+
+    pthread_mutex_lock(&m->mu);
+    while (!m->hb_stop) {
+        int64_t when = earliest_loss(m);
+        int64_t now = m->clock.mono_ms(m->clock.ud);
+
+        if (when <= now) {
+            pthread_mutex_unlock(&m->mu);
+            (void)tl__loss_sweep(m, now);
+            pthread_mutex_lock(&m->mu);
+            continue;
+        }
+        m->lw_wait_until = when;
+        int rc;
+        if (when == INT64_MAX) {
+            rc = pthread_cond_wait(&m->lw_wake, &m->mu);
+        } else {
+            int64_t until = tl__real_mono_ms() + (when - now);
+            struct timespec ts = {.tv_sec = until / 1000,
+                                  .tv_nsec = (long)(until % 1000) * 1000000L};
+            rc = pthread_cond_timedwait(&m->lw_wake, &m->mu, &ts);
+        }
+        m->lw_wait_until = INT64_MIN;
+        if (rc != 0 && rc != ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+tl_status tl__heartbeat_start(tl_manager *m, int64_t due, int64_t lose_at)
 {
     tl_status st = TL_OK;
 
@@ -194,6 +333,17 @@ tl_status tl__heartbeat_start(tl_manager *m, int64_t due)
     } else {
         st = TL_ENOMEM;
     }
+    if (st == TL_OK && m->lw_running) {
+        if (lose_at < m->lw_wait_until)
+            (void)pthread_cond_signal(&m->lw_wake);
+    } else if (st == TL_OK) {
+        if (pthread_create(&m->lw_thread, NULL, loss_watch_main, m) == 0) {
+            m->lw_running = true;
+            m->lw_wait_until = INT64_MIN;
+        } else {
+            st = TL_ENOMEM;
+        }
+    }
     pthread_mutex_unlock(&m->mu);
     return st;
 }
@@ -201,14 +351,18 @@ tl_status tl__heartbeat_start(tl_manager *m, int64_t due)
 void tl__heartbeat_stop(tl_manager *m)
 {
     pthread_mutex_lock(&m->mu);
-    bool running = m->hb_running;
+    bool running = m->hb_running, watching = m->lw_running;
     m->hb_stop = true;
     (void)pthread_cond_signal(&m->wake);
+    (void)pthread_cond_signal(&m->lw_wake);
     pthread_mutex_unlock(&m->mu);
 
     if (running)
         (void)pthread_join(m->hb_thread, NULL);
+    if (watching)
+        (void)pthread_join(m->lw_thread, NULL);
     tl__store_close(m->hb_store);
     m->hb_store = NULL;
     m->hb_running = false;
+    m->lw_running = false;
 }

@@ -305,8 +305,10 @@ static int url_shown_len(const char *url)
 }
 
 tl_status tl__http_request(struct tl_http *h, const char *method, const char *url, const char *body,
-                           const char *if_none_match, struct tl_http_resp *resp, char *err)
+                           const char *if_none_match, uint32_t limit_ms, struct tl_http_resp *resp,
+                           char *err)
 {
+    uint32_t timeout = h->opts.timeout_ms, connect = h->opts.connect_timeout_ms;
     struct curl_slist *hdrs = NULL, *t;
     struct sink sk = {.resp = resp, .max = h->opts.max_body};
     char *inm = NULL;
@@ -360,8 +362,12 @@ tl_status tl__http_request(struct tl_http *h, const char *method, const char *ur
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
     SET(CURLOPT_USERAGENT, h->user_agent);
     SET(CURLOPT_HTTPHEADER, hdrs);
-    SET(CURLOPT_TIMEOUT_MS, (long)h->opts.timeout_ms);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)h->opts.connect_timeout_ms);
+    if (limit_ms != 0 && limit_ms < timeout)
+        timeout = limit_ms;
+    if (connect > timeout)
+        connect = timeout;
+    SET(CURLOPT_TIMEOUT_MS, (long)timeout);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)connect);
     SET(CURLOPT_ACCEPT_ENCODING, ""); /* whatever this libcurl can decode */
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, &sk);
@@ -396,7 +402,7 @@ tl_status tl__http_request(struct tl_http *h, const char *method, const char *ur
             st = TL_ESTORE;
         } else if (rc == CURLE_OPERATION_TIMEDOUT) {
             (void)snprintf(err, TL_ERRMSG_SIZE, "github: %s %.*s: no answer within %u ms", method,
-                           url_shown_len(url), url, h->opts.timeout_ms);
+                           url_shown_len(url), url, timeout);
             st = TL_ETIMEDOUT;
         } else {
             (void)snprintf(err, TL_ERRMSG_SIZE, "github: %s %.*s: %.120s", method,

@@ -56,12 +56,15 @@ void tl__http_free(struct tl_http *h); /* NULL is a no-op; wipes the token */
  * Sends one request and waits for the answer. `method` is "GET", "POST", "PATCH" or "DELETE";
  * `body` (may be NULL) is sent as application/json (also with DELETE); `if_none_match` (may be
  * NULL) is sent as If-None-Match. Redirects are not followed (a 301 is the caller's to report).
- * TL_OK when a response arrived, whatever its status (see resp->status); else TL_ETIMEDOUT or
- * TL_ESTORE (no response: resp->status is 0) or TL_ENOMEM, with a message in `err` that names the
- * method and URL but never the token. `resp` is cleared first; free it with tl__http_resp_clear.
+ * `limit_ms` (0: none) bounds the whole request, connect included, below the client's own
+ * timeouts. TL_OK when a response arrived, whatever its status (see resp->status); else
+ * TL_ETIMEDOUT or TL_ESTORE (no response: resp->status is 0) or TL_ENOMEM, with a message in
+ * `err` that names the method and URL but never the token. `resp` is cleared first; free it with
+ * tl__http_resp_clear.
  */
 tl_status tl__http_request(struct tl_http *h, const char *method, const char *url, const char *body,
-                           const char *if_none_match, struct tl_http_resp *resp, char *err);
+                           const char *if_none_match, uint32_t limit_ms, struct tl_http_resp *resp,
+                           char *err);
 void tl__http_resp_clear(struct tl_http_resp *r);
 
 /* Whether `host` (as in a URL: "127.0.0.1", "[::1]", "localhost") is a loopback host. */

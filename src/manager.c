@@ -102,6 +102,8 @@ tl_manager *tl_manager_new(const struct tl_options *opts)
         goto err_free;
     (void)pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     int rc = pthread_cond_init(&m->wake, &attr);
+    if (rc == 0 && (rc = pthread_cond_init(&m->lw_wake, &attr)) != 0)
+        (void)pthread_cond_destroy(&m->wake);
     (void)pthread_condattr_destroy(&attr);
     if (rc != 0)
         goto err_free;
@@ -111,6 +113,7 @@ tl_manager *tl_manager_new(const struct tl_options *opts)
 
 err_destroy_cond:
     (void)pthread_cond_destroy(&m->wake);
+    (void)pthread_cond_destroy(&m->lw_wake);
 err_free:
     tl__free(m->store_url);
     tl__free(m->worker_id);
@@ -153,6 +156,7 @@ void tl_manager_free(tl_manager *m)
     tl__record_free(m->last_holder);
     (void)pthread_mutex_destroy(&m->mu);
     (void)pthread_cond_destroy(&m->wake);
+    (void)pthread_cond_destroy(&m->lw_wake);
     tl__free(m->store_url);
     tl__free(m->worker_id);
     tl__free(m->node_id);
@@ -495,9 +499,24 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
     l->state = TL_HELD;
     l->refs = 1;
     l->heartbeat_at_ms = l->rec.info.heartbeat_at_ms;
-    l->last_ok_mono_ms = sent;
+    tl__lock_renewed_locked(l, sent); /* not shared yet: no mutex needed */
     l->next_due_mono_ms = now + l->interval_ms;
+    if (now >= l->lose_at_mono_ms) {
+        /* The store answered so late that another worker may take the lock any moment: it
+         * protects nothing. Give it back rather than hand out a lock that is lost already. */
+        char why[TL_ERRMSG_SIZE];
+        (void)snprintf(why, sizeof(why), "the claim took %lld ms, past the loss deadline",
+                       (long long)(now - sent));
+        (void)m->store->ops->release(m->store, &l->rec, why);
+        tl__record_clear(&l->rec);
+        st = tl__fail(m, TL_ETIMEDOUT,
+                      "key %s: the store answered the claim after %lld ms, too close to the lock "
+                      "timeout (%u ms) to hold it safely; released it",
+                      key, (long long)(now - sent), timeout);
+        goto done_free;
+    }
     int64_t due = l->next_due_mono_ms; /* once linked, the heartbeat thread owns the field */
+    int64_t lose_at = l->lose_at_mono_ms;
 
     pthread_mutex_lock(&m->mu);
     link_lock(m, l);
@@ -514,7 +533,7 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
         TL_LOG(&m->log, TL_LOG_INFO, "%s: took a %s lock (token %llu)", key,
                res.took_stale ? "stale" : "live", (unsigned long long)l->rec.info.token);
 
-    st = tl__heartbeat_start(m, due);
+    st = tl__heartbeat_start(m, due, lose_at);
     if (st != TL_OK) {
         /* We hold it but could not keep it alive: give it back rather than let it rot. */
         (void)m->store->ops->release(m->store, &l->rec, "heartbeat could not start");
@@ -598,10 +617,14 @@ static bool released_by(tl_manager *m, const struct tl_record *r)
     return found;
 }
 
-tl_status tl_release(tl_lock *l, const char *summary)
+tl_status tl_release_with(tl_lock *l, const struct tl_release_opts *opts)
 {
+    static const struct tl_release_opts defaults;
+
     if (l == NULL)
         return TL_EINVAL;
+    if (opts == NULL)
+        opts = &defaults;
 
     tl_manager *m = l->m;
     begin(m);
@@ -617,9 +640,12 @@ tl_status tl_release(tl_lock *l, const char *summary)
     tl_status st = ensure_connected(m);
     if (st == TL_OK) {
         m->store->errmsg[0] = '\0';
-        st = m->store->ops->release(m->store, &l->rec, summary);
+        m->store->deadline_mono_ms =
+            opts->deadline_ms ? m->clock.mono_ms(m->clock.ud) + opts->deadline_ms : 0;
+        st = m->store->ops->release(m->store, &l->rec, opts->summary);
         if (st == TL_ENOTOWNER && released_by(m, &l->rec))
             st = TL_OK;
+        m->store->deadline_mono_ms = 0;
     }
 
     bool fire = false;
@@ -647,6 +673,11 @@ tl_status tl_release(tl_lock *l, const char *summary)
     return st;
 }
 
+tl_status tl_release(tl_lock *l, const char *summary)
+{
+    return tl_release_with(l, &(struct tl_release_opts){.summary = summary});
+}
+
 tl_status tl_renew(tl_lock *l)
 {
     if (l == NULL)
@@ -658,26 +689,49 @@ tl_status tl_renew(tl_lock *l)
     if (st != TL_OK)
         return st;
 
+    bool fire = false;
+    int64_t sent = m->clock.mono_ms(m->clock.ud);
     pthread_mutex_lock(&m->mu);
     enum tl_lock_state state = l->state;
     uint64_t seq = ++l->renewals;
+    int64_t lose_at = l->lose_at_mono_ms;
+    if (state == TL_HELD && sent >= lose_at) {
+        l->expired = true;
+        fire = tl__lock_mark_lost_locked(l);
+        state = TL_LOST;
+    }
     pthread_mutex_unlock(&m->mu);
+    if (fire)
+        tl__lock_fire_lost(l);
     if (state == TL_RELEASED || state == TL_RELEASING)
         return tl__fail(m, TL_ENOTOWNER, "lock %s was released", l->rec.info.key);
     if (state == TL_LOST)
-        return tl__fail(m, TL_ELOST, "lock %s was lost", l->rec.info.key);
+        return tl__fail(m, TL_ELOST,
+                        "lock %s was lost (stolen, forced, or not renewed before its loss "
+                        "deadline)",
+                        l->rec.info.key);
 
-    int64_t sent = m->clock.mono_ms(m->clock.ud), beat = 0;
+    int64_t beat = 0;
     m->store->errmsg[0] = '\0';
+    m->store->deadline_mono_ms = lose_at;
     st = m->store->ops->renew(m->store, &l->rec, seq, &beat);
+    m->store->deadline_mono_ms = 0;
+    int64_t replied = m->clock.mono_ms(m->clock.ud);
 
-    bool fire = false;
     pthread_mutex_lock(&m->mu);
     if (st == TL_OK) {
         m->metrics.heartbeats_sent++;
-        if (l->state == TL_HELD) {
+        if (l->state == TL_HELD && replied < l->lose_at_mono_ms) {
             l->heartbeat_at_ms = beat;
-            l->last_ok_mono_ms = sent;
+            if (sent > l->last_ok_mono_ms)
+                tl__lock_renewed_locked(l, sent);
+        } else if (l->state == TL_HELD) {
+            l->expired = true;
+            fire = tl__lock_mark_lost_locked(l); /* answered after the deadline */
+            st = TL_ELOST;
+            (void)tl__store_fail(m->store, TL_ELOST,
+                                 "lock %s: the renewal was answered after the loss deadline",
+                                 l->rec.info.key);
         }
     } else if (st == TL_ELOST) {
         if (l->state == TL_HELD)
@@ -823,10 +877,27 @@ uint64_t tl_lock_token(const tl_lock *l)
 
 bool tl_lock_is_lost(const tl_lock *l)
 {
-    pthread_mutex_lock(&l->m->mu);
-    bool lost = l->state == TL_LOST;
-    pthread_mutex_unlock(&l->m->mu);
+    tl_manager *m = l->m;
+    int64_t now = m->clock.mono_ms(m->clock.ud);
+
+    pthread_mutex_lock(&m->mu);
+    /* Past the deadline it is lost, even if the loss watch has not run yet. */
+    bool lost = l->state == TL_LOST || (l->state == TL_HELD && now >= l->lose_at_mono_ms);
+    pthread_mutex_unlock(&m->mu);
     return lost;
+}
+
+int64_t tl_lock_expires_in_ms(const tl_lock *l)
+{
+    tl_manager *m = l->m;
+    int64_t now = m->clock.mono_ms(m->clock.ud);
+
+    pthread_mutex_lock(&m->mu);
+    bool gone =
+        l->state == TL_RELEASED || l->state == TL_RELEASING || (l->state == TL_LOST && !l->expired);
+    int64_t left = l->last_ok_mono_ms + l->rec.info.lock_timeout_ms - now;
+    pthread_mutex_unlock(&m->mu);
+    return gone || left < 0 ? 0 : left;
 }
 
 char *tl_lock_metadata(const tl_lock *l)

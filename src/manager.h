@@ -22,9 +22,11 @@ struct tl_lock {
     int refs;                 /* the user's handle + heartbeat rounds in flight */
     bool in_list;             /* linked in m->held */
     bool lost_notified;       /* the lost callback has fired */
+    bool expired;             /* lost by its deadline, not because the store said so */
     int64_t heartbeat_at_ms;  /* last successful heartbeat, store clock */
     uint64_t renewals;        /* renewals sent (the seq passed to the store) */
-    int64_t last_ok_mono_ms;  /* when the last successful renew was sent, monotonic */
+    int64_t last_ok_mono_ms;  /* when the last successful renew (or the claim) was sent */
+    int64_t lose_at_mono_ms;  /* the loss deadline: last_ok + lock timeout - safety margin */
     int64_t next_due_mono_ms; /* when the heartbeat renews it next */
     struct tl_lock *prev, *next;
 };
@@ -63,6 +65,12 @@ struct tl_manager {
     int64_t hb_wait_until;
     pthread_t hb_thread;
     struct tl_store *hb_store; /* owned by the heartbeat thread */
+    /* The loss watch (heartbeat.c): a thread that does no I/O and declares each held lock lost
+     * at its loss deadline, whatever the heartbeat thread's store call is doing. */
+    pthread_cond_t lw_wake;
+    pthread_t lw_thread;
+    bool lw_running;
+    int64_t lw_wait_until; /* like hb_wait_until, for the loss watch */
     struct tl_metrics metrics;
     double acq_total_ms;
     double latency[TL_LATENCY_WINDOW];
@@ -81,15 +89,29 @@ void tl__manager_set_store_ops(tl_manager *m, const struct tl_store_ops *ops);
  * it directly instead of waiting for the thread. */
 size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_now, bool all);
 
+/*
+ * Runs one sweep of the loss watch at `mono_now`: every held lock whose loss deadline has come
+ * is marked lost and its callback fired. Returns how many. The loss-watch thread runs it; tests
+ * run it directly.
+ */
+size_t tl__loss_sweep(tl_manager *m, int64_t mono_now);
+
+/* The safety margin before a lock's expiry at which it is declared lost (docs/guide.md):
+ * max(5 % of the lock timeout, 100 ms), but at most a quarter of the lock timeout. */
+uint32_t tl__loss_margin(uint32_t timeout_ms);
+
 /* heartbeat.c */
-/* Starts the thread if it is not running, or wakes it if a new lock is due at `due` (monotonic)
- * before it would wake on its own. */
-tl_status tl__heartbeat_start(tl_manager *m, int64_t due);
-void tl__heartbeat_stop(tl_manager *m); /* stops and joins it; closes its store */
+/* Starts the heartbeat thread and the loss watch if they are not running, or wakes them if a new
+ * lock is due at `due`, or must be declared lost at `lose_at` (monotonic), before they would
+ * look again on their own. */
+tl_status tl__heartbeat_start(tl_manager *m, int64_t due, int64_t lose_at);
+void tl__heartbeat_stop(tl_manager *m); /* stops and joins both; closes the heartbeat's store */
 
 /* manager.c, for heartbeat.c: marks a lock lost (under m->mu) and reports whether the caller
  * must fire the lost callback (outside the mutex). */
 bool tl__lock_mark_lost_locked(tl_lock *l);
+/* Records a successful renew sent at `sent` (monotonic): moves the loss deadline. Under m->mu. */
+void tl__lock_renewed_locked(tl_lock *l, int64_t sent);
 void tl__lock_unref(tl_lock *l);
 void tl__lock_fire_lost(tl_lock *l);
 uint32_t tl__lock_interval(const tl_manager *m, const struct tl_store *s, uint32_t timeout_ms);

@@ -27,7 +27,9 @@
  *   block every instance of the process until they end (waited out when the caller's deadline
  *   allows, else TL_ERATELIMIT saying until when); writes spend a process-wide budget.
  * - Waits: every sleep of a call (limits, retries, re-reads) asks may_wait first, so it ends by
- *   the caller's deadline; a renew, which has none, gets its own (a quarter of the timeout).
+ *   the caller's deadline; a renew also gets its own (a quarter of the timeout). Every request
+ *   ends by the caller's deadline as well (libcurl's timeout is cut to the time left), so that a
+ *   renew, whose deadline is its lock's loss deadline, never outlives the lock.
  *
  * Everything renew and release need is in the held record (token = comment id, opaque = nonce
  * and login), because the manager renews on its heartbeat thread's own instance.
@@ -166,6 +168,7 @@ struct github_store {
     char pending_nonce[TL_GH_NONCE_LEN + 1];
     uint32_t op_max_wait_ms; /* the current call's wait limit when it has no deadline */
     int64_t op_deadline;     /* renew: the clock's mono_ms its waits end by (0: none); see renew */
+    bool cleaning_up;        /* withdrawing a claim: its request may outlive the deadline */
     uint64_t nonce_ctr;
 };
 _Static_assert(offsetof(struct github_store, base) == 0, "base must be first");
@@ -639,9 +642,18 @@ static void until_text(int64_t wait_ms, char buf[TL_ISO_SIZE])
  * call's own one (a renew's), or else be at most the call's wait limit. Every wait of a call
  * (rate limits, the write budget, retry and re-read delays) asks this first.
  */
+/* The end of the current call by the clock's mono_ms: the caller's deadline or the call's own,
+ * whichever is sooner; 0 when it has neither. */
+static int64_t call_end(const struct github_store *g)
+{
+    int64_t a = g->base.deadline_mono_ms, b = g->op_deadline;
+
+    return a == 0 ? b : b == 0 || a < b ? a : b;
+}
+
 static bool may_wait(struct github_store *g, int64_t ms)
 {
-    int64_t end = g->base.deadline_mono_ms != 0 ? g->base.deadline_mono_ms : g->op_deadline;
+    int64_t end = call_end(g);
 
     if (end != 0)
         return g->base.clock->mono_ms(g->base.clock->ud) + ms <= end;
@@ -826,7 +838,17 @@ static tl_status gh_call(struct github_store *g, const char *method, const char 
             }
         }
 
-        st = tl__http_request(g->http, method, url, body, inm, r, g->base.errmsg);
+        /* A request ends by the caller's deadline too (a renew's: its lock's loss deadline). */
+        uint32_t limit = 0;
+        int64_t end = g->cleaning_up ? 0 : g->base.deadline_mono_ms;
+        if (end != 0) {
+            int64_t left = end - g->base.clock->mono_ms(g->base.clock->ud);
+            if (left <= 0)
+                return fail(g, TL_ETIMEDOUT, "github: %s %s: no time left before the deadline",
+                            method, path_of(g, url));
+            limit = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+        }
+        st = tl__http_request(g->http, method, url, body, inm, limit, r, g->base.errmsg);
         if (st == TL_ENOMEM)
             return st;
         if (st != TL_OK) {
@@ -1484,7 +1506,12 @@ static void withdraw(struct github_store *g, int64_t id)
     char keep[TL_ERRMSG_SIZE];
 
     memcpy(keep, g->base.errmsg, sizeof(keep));
-    if (delete_comment(g, id, &gone) != TL_OK) {
+    /* Clean-up: worth a request past the caller's deadline (libcurl's timeout still bounds it),
+     * since a claim left behind blocks the key until the orphan is retried. */
+    g->cleaning_up = true;
+    tl_status st = delete_comment(g, id, &gone);
+    g->cleaning_up = false;
+    if (st != TL_OK) {
         LOG(g, TL_LOG_WARN, "github: could not delete our claim %lld (%s); will retry",
             (long long)id, g->base.errmsg);
         if (g->norphans < ORPHANS_MAX)

@@ -35,10 +35,12 @@
  * statement timeout (`?statement_timeout=DURATION`, default 10 s), sent once in the startup
  * packet's options rather than per call (a SET per call costs as much as the call; with
  * `?pooled=true` it is not sent, as poolers refuse startup options), and a client-side deadline
- * a little longer than it, which also covers a dead network: on expiry the connection is closed
- * and TL_ETIMEDOUT returned. A connection found broken is reopened on the next call (once at
- * once within the call that found it broken, since a server restart or a pooler closing idle
- * connections breaks every idle connection), with a bounded backoff between failed attempts.
+ * a little longer than it, or the caller's deadline if that is sooner (a renew's is its lock's
+ * loss deadline), which bounds the connect too and also covers a dead network: on expiry the
+ * connection is closed and TL_ETIMEDOUT returned. A connection found broken is reopened on the next
+ * call (once at once within the call that found it broken, since a server restart or a pooler
+ * closing idle connections breaks every idle connection), with a bounded backoff between failed
+ * attempts.
  */
 #include "postgres.h"
 
@@ -586,6 +588,17 @@ static tl_status conn_fail(struct pg_store *ps, struct pg_conn *pc, tl_status st
                           pc->lasterr);
 }
 
+/* The caller's deadline (struct tl_store.deadline_mono_ms: a renew's is its lock's loss
+ * deadline) on the real monotonic clock, or INT64_MAX when it has none. */
+static int64_t caller_deadline(const struct pg_store *ps)
+{
+    const struct tl_store *b = &ps->base;
+
+    if (b->deadline_mono_ms == 0)
+        return INT64_MAX;
+    return tl__real_mono_ms() + (b->deadline_mono_ms - b->clock->mono_ms(b->clock->ud));
+}
+
 /* Waits until the session's socket is ready for `events`: 1 ready, 0 deadline, -1 error. */
 static int wait_socket(PGconn *c, short events, int64_t deadline)
 {
@@ -661,6 +674,9 @@ static tl_status conn_open(struct pg_store *ps, struct pg_conn *pc)
 
     int64_t limit = connect_timeout_ms(c);
     int64_t deadline = limit > 0 ? now + limit : INT64_MAX;
+    int64_t caller = caller_deadline(ps);
+    if (caller < deadline)
+        deadline = caller;
     PostgresPollingStatusType poll_st = PGRES_POLLING_WRITING;
     while (PQstatus(c) != CONNECTION_BAD && poll_st != PGRES_POLLING_OK &&
            poll_st != PGRES_POLLING_FAILED) {
@@ -771,8 +787,13 @@ static tl_status run_once(struct pg_store *ps, struct pg_conn *pc, const char *w
 {
     struct pipe_err e = {.res = NULL};
     char text[TL_ERRMSG_SIZE];
-    int64_t deadline = tl__real_mono_ms() + ps->timeout_ms + CLIENT_GRACE_MS;
+    int64_t start = tl__real_mono_ms();
+    int64_t deadline = start + ps->timeout_ms + CLIENT_GRACE_MS;
+    int64_t caller = caller_deadline(ps);
     tl_status st = TL_OK;
+
+    if (caller < deadline)
+        deadline = caller; /* a renew: its lock's loss deadline */
 
     *lost = false;
     ps->sqlstate[0] = '\0';
@@ -809,9 +830,9 @@ static tl_status run_once(struct pg_store *ps, struct pg_conn *pc, const char *w
         conn_drop(pc);
         PQclear(e.res);
         return tl__store_fail(&ps->base, TL_ETIMEDOUT,
-                              "postgres: %s: no answer from %s within %u ms; the connection was "
-                              "closed and is reopened on the next call",
-                              what, ps->shown, ps->timeout_ms + CLIENT_GRACE_MS);
+                              "postgres: %s: no answer from %s within %lld ms; the connection "
+                              "was closed and is reopened on the next call",
+                              what, ps->shown, (long long)(deadline - start));
     }
     clean_text(ps, text, sizeof(text),
                e.text != NULL && e.text[0] != '\0' ? e.text : PQerrorMessage(pc->c));

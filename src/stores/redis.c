@@ -27,9 +27,11 @@
  *
  * Connections: one per instance for commands, plus one for SUBSCRIBE (wake-ups), made on the
  * first wait. Commands are written with send(MSG_NOSIGNAL) by this file (never by hiredis, whose
- * write(2) would raise SIGPIPE on a closed socket) and read with hiredis's blocking reader under
- * SO_RCVTIMEO. A connection that fails is dropped; the next call makes a new one, retrying with
- * backoff within the call's time. A command whose connection turns out to be dead is sent once
+ * write(2) would raise SIGPIPE on a closed socket) and replies read with hiredis's reader after
+ * poll(2), so that the call's deadline bounds every connect, write and read: the store's timeout,
+ * the caller's deadline (a renew's is its lock's loss deadline), whichever is first. A
+ * connection that fails is dropped; the next call makes a new one, retrying with backoff within
+ * the call's time. A command whose connection turns out to be dead is sent once
  * more on a new connection: every command here is safe to repeat (a repeated claim recognises
  * its own nonce and answers as the first one did).
  */
@@ -106,6 +108,7 @@ struct redis_store {
     char sha[SC_COUNT][41];
     struct buf out;
     int64_t deadline; /* real monotonic ms by which the current call must end */
+    int64_t call_ms;  /* the current call's time limit, for messages */
 
     uint64_t nonce_seed;
     uint64_t nonce_seq;
@@ -330,13 +333,30 @@ static bool buf_cmd(struct buf *b, int argc, const char *const *argv, const size
 
 /* ---- talking to one connection ---- */
 
-/* Writes all of `b` to the connection. */
-static enum io_fail conn_send(redisContext *c, const struct buf *b, char *why, size_t whysize)
+/* Waits until `fd` is ready for `events` or `until` (real monotonic ms) passes: 1 ready,
+ * 0 time is up, -1 error (errno). */
+static int wait_fd(int fd, short events, int64_t until)
+{
+    for (;;) {
+        int64_t left = until - mono_ms();
+        struct pollfd p = {.fd = fd, .events = events};
+
+        if (left <= 0)
+            return 0;
+        int rc = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (rc >= 0 || errno != EINTR)
+            return rc > 0 ? 1 : rc;
+    }
+}
+
+/* Writes all of `b` to the connection by `until` (real monotonic ms). */
+static enum io_fail conn_send(redisContext *c, const struct buf *b, int64_t until, char *why,
+                              size_t whysize)
 {
     size_t off = 0;
 
     while (off < b->len) {
-        ssize_t n = send(c->fd, b->p + off, b->len - off, MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, b->p + off, b->len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0) {
             off += (size_t)n;
             continue;
@@ -344,34 +364,73 @@ static enum io_fail conn_send(redisContext *c, const struct buf *b, char *why, s
         int err = errno;
         if (err == EINTR)
             continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            int w = wait_fd(c->fd, POLLOUT, until);
+            if (w > 0)
+                continue;
+            if (w == 0) {
+                (void)snprintf(why, whysize, "could not send in time");
+                return IO_TIMEOUT;
+            }
+            err = errno;
+        }
         error_text(err, why, whysize);
-        return err == EAGAIN || err == EWOULDBLOCK ? IO_TIMEOUT : IO_DROPPED;
+        return IO_DROPPED;
     }
     return IO_OK;
 }
 
-/* Reads one reply (blocking, under the socket's receive timeout). */
-static enum io_fail conn_read(redisContext *c, redisReply **out, char *why, size_t whysize)
+/*
+ * Reads one reply by `until` (real monotonic ms). The deadline bounds the whole reply, not each
+ * read(2): a socket timeout would restart with every byte that trickles in. On IO_OK, *out is
+ * NULL if the time ran out first.
+ */
+static enum io_fail read_reply(redisContext *c, int64_t until, redisReply **out, char *why,
+                               size_t whysize)
 {
-    void *r = NULL;
-
     *out = NULL;
-    errno = 0;
-    if (redisGetReply(c, &r) == REDIS_OK && r != NULL) {
-        *out = r;
-        return IO_OK;
+    for (;;) {
+        void *reply = NULL;
+        if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
+            (void)snprintf(why, whysize, "%s", c->errstr);
+            return IO_PROTOCOL;
+        }
+        if (reply != NULL) {
+            *out = reply;
+            return IO_OK;
+        }
+        int w = wait_fd(c->fd, POLLIN, until);
+        if (w < 0) {
+            error_text(errno, why, whysize);
+            return IO_DROPPED;
+        }
+        if (w == 0)
+            return IO_OK;
+        if (redisBufferRead(c) != REDIS_OK) {
+            if (c->err == REDIS_ERR_PROTOCOL || c->err == REDIS_ERR_OOM ||
+                c->err == REDIS_ERR_OTHER) {
+                (void)snprintf(why, whysize, "%s", c->errstr);
+                return IO_PROTOCOL;
+            }
+            (void)snprintf(why, whysize, "%s",
+                           c->err == REDIS_ERR_EOF ? "the server closed the connection"
+                                                   : c->errstr);
+            return IO_DROPPED;
+        }
     }
-    int err = errno;
-    (void)snprintf(why, whysize, "%s", c->err ? c->errstr : "no reply");
-    if (c->err == REDIS_ERR_PROTOCOL || c->err == REDIS_ERR_OOM || c->err == REDIS_ERR_OTHER)
-        return IO_PROTOCOL;
-    if (c->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK)) {
+}
+
+/* Reads one reply by `until`; no reply in time is IO_TIMEOUT. */
+static enum io_fail conn_read(redisContext *c, int64_t until, redisReply **out, char *why,
+                              size_t whysize)
+{
+    enum io_fail f = read_reply(c, until, out, why, whysize);
+
+    if (f == IO_OK && *out == NULL) {
         (void)snprintf(why, whysize, "no answer in time");
         return IO_TIMEOUT;
     }
-    if (c->err == REDIS_ERR_EOF)
-        (void)snprintf(why, whysize, "the server closed the connection");
-    return IO_DROPPED;
+    return f;
 }
 
 static void free_replies(redisReply **r, size_t n)
@@ -382,16 +441,17 @@ static void free_replies(redisReply **r, size_t n)
     }
 }
 
-/* Sends `b` (n commands) and reads n replies. On failure every r[i] is NULL. */
-static enum io_fail conn_exchange(redisContext *c, const struct buf *b, size_t n, redisReply **r,
-                                  char *why, size_t whysize)
+/* Sends `b` (n commands) and reads n replies, all by `until` (real monotonic ms). On failure
+ * every r[i] is NULL. */
+static enum io_fail conn_exchange(redisContext *c, const struct buf *b, size_t n, int64_t until,
+                                  redisReply **r, char *why, size_t whysize)
 {
-    enum io_fail f = conn_send(c, b, why, whysize);
+    enum io_fail f = conn_send(c, b, until, why, whysize);
 
     for (size_t i = 0; i < n; i++)
         r[i] = NULL;
     for (size_t i = 0; f == IO_OK && i < n; i++)
-        f = conn_read(c, &r[i], why, whysize);
+        f = conn_read(c, until, &r[i], why, whysize);
     if (f != IO_OK)
         free_replies(r, n);
     return f;
@@ -424,6 +484,7 @@ static void begin_call(struct redis_store *rs, uint32_t cap_ms)
     if (cap_ms != 0 && cap_ms < limit)
         limit = cap_ms;
     rs->deadline = now + limit;
+    rs->call_ms = limit;
 }
 
 /* Why a setup reply failed, and whether trying again later may help (LOADING: the server is
@@ -501,7 +562,7 @@ static tl_status connect_once(struct redis_store *rs, redisContext **out, bool l
         goto out_free;
     }
     if (n > 0) {
-        enum io_fail f = conn_exchange(c, &b, n, r, why, sizeof(why));
+        enum io_fail f = conn_exchange(c, &b, n, rs->deadline, r, why, sizeof(why));
         if (f != IO_OK) {
             *retry = f != IO_PROTOCOL;
             st = tl__store_fail(&rs->base, f == IO_TIMEOUT ? TL_ETIMEDOUT : TL_ESTORE,
@@ -615,7 +676,7 @@ static tl_status exchange(struct redis_store *rs, size_t n, redisReply **r, cons
         if (st != TL_OK)
             return st;
 
-        enum io_fail f = conn_exchange(rs->ctx, &rs->out, n, r, why, sizeof(why));
+        enum io_fail f = conn_exchange(rs->ctx, &rs->out, n, rs->deadline, r, why, sizeof(why));
         if (f == IO_OK)
             return TL_OK;
         drop_conn(&rs->ctx);
@@ -625,8 +686,8 @@ static tl_status exchange(struct redis_store *rs, size_t n, redisReply **r, cons
             continue;
         }
         if (f == IO_TIMEOUT)
-            return tl__store_fail(&rs->base, TL_ETIMEDOUT, "redis %s: %s: no answer within %u ms",
-                                  rs->where, what, rs->timeout_ms);
+            return tl__store_fail(&rs->base, TL_ETIMEDOUT, "redis %s: %s: no answer within %lld ms",
+                                  rs->where, what, (long long)rs->call_ms);
         if (f == IO_PROTOCOL)
             return tl__store_fail(&rs->base, TL_ESTORE,
                                   "redis %s: %s: the server's answer is not RESP: %s", rs->where,
@@ -1326,47 +1387,6 @@ static tl_status sub_fail(struct redis_store *rs, const char *why)
                           why);
 }
 
-/*
- * Reads the next reply of the subscriber connection, waiting at most until `until` (real
- * monotonic ms). *r is NULL when the time ran out.
- */
-static enum io_fail sub_next(redisContext *c, int64_t until, redisReply **r, char *why,
-                             size_t whysize)
-{
-    *r = NULL;
-    for (;;) {
-        void *reply = NULL;
-        if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
-            (void)snprintf(why, whysize, "%s", c->errstr);
-            return IO_PROTOCOL;
-        }
-        if (reply != NULL) {
-            *r = reply;
-            return IO_OK;
-        }
-
-        int64_t left = until - mono_ms();
-        if (left <= 0)
-            return IO_OK;
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        int rc = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc < 0) {
-            error_text(errno, why, whysize);
-            return IO_DROPPED;
-        }
-        if (rc == 0)
-            return IO_OK;
-        if (redisBufferRead(c) != REDIS_OK) {
-            (void)snprintf(why, whysize, "%s",
-                           c->err == REDIS_ERR_EOF ? "the server closed the connection"
-                                                   : c->errstr);
-            return IO_DROPPED;
-        }
-    }
-}
-
 static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeout_ms)
 {
     struct redis_store *rs = (struct redis_store *)s;
@@ -1397,12 +1417,12 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
         rs->stats.wait_failures++;
         return tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
     }
-    enum io_fail f = conn_send(rs->sub, &b, why, sizeof(why));
+    enum io_fail f = conn_send(rs->sub, &b, rs->deadline, why, sizeof(why));
     tl__free(b.p);
     if (f != IO_OK)
         return sub_fail(rs, why);
     for (;;) {
-        f = sub_next(rs->sub, rs->deadline, &r, why, sizeof(why));
+        f = read_reply(rs->sub, rs->deadline, &r, why, sizeof(why));
         if (f != IO_OK)
             return sub_fail(rs, why);
         if (r == NULL)
@@ -1445,7 +1465,7 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
         rs->stats.woke_by_recheck++;
     } else {
         for (;;) {
-            f = sub_next(rs->sub, until, &r, why, sizeof(why));
+            f = read_reply(rs->sub, until, &r, why, sizeof(why));
             if (f != IO_OK)
                 return sub_fail(rs, why);
             if (r == NULL) {
@@ -1464,7 +1484,8 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
     /* Unsubscribe without waiting for the answer: the next wait skips it. */
     const char *un[] = {"UNSUBSCRIBE", chan};
     b = (struct buf){0};
-    if (!buf_cmd(&b, 2, un, NULL) || conn_send(rs->sub, &b, why, sizeof(why)) != IO_OK)
+    if (!buf_cmd(&b, 2, un, NULL) ||
+        conn_send(rs->sub, &b, mono_ms() + rs->timeout_ms, why, sizeof(why)) != IO_OK)
         drop_conn(&rs->sub);
     tl__free(b.p);
     return TL_OK;

@@ -10,7 +10,13 @@
  * so the store pays one fsync per transaction (`?synchronous=normal` trades that away).
  *
  * Rows of tl_locks stay after release (worker_id NULL) so that the key's last token survives;
- * tl_history is the append-only audit trail. Staleness is judged by this machine's clock.
+ * tl_history is the append-only audit trail. Staleness is judged by this machine's clock. A new
+ * token is the last one + 1, but at least the wall clock in microseconds, so that tokens keep
+ * growing even when the file is lost and made again (as the Redis store does).
+ *
+ * Waiting for the write lock is bounded by the busy timeout (`?busy_timeout=MS`, default 10 s)
+ * and by the caller's deadline, whichever is first: an acquire's deadline, a renew's loss
+ * deadline. A claim that cannot get the write lock by its deadline reports the key busy.
  */
 #include <errno.h>
 #include <limits.h>
@@ -89,6 +95,10 @@ struct sqlite_store {
     bool default_path; /* the path came from the defaults, not the URL */
     uint32_t busy_ms;
     sqlite3_stmt *stmt[ST_COUNT];
+    /* The busy handler's state for the statement waiting now, and how its last wait ended. */
+    int64_t busy_start;
+    int64_t busy_waited;
+    bool busy_cut; /* it gave up at the caller's deadline, before busy_ms */
 };
 _Static_assert(offsetof(struct sqlite_store, base) == 0, "base must be first");
 
@@ -96,11 +106,16 @@ static tl_status db_fail(struct sqlite_store *ss, int rc, const char *what)
 {
     int base = rc & 0xff;
 
+    if ((base == SQLITE_BUSY || base == SQLITE_LOCKED) && ss->busy_cut)
+        return tl__store_fail(&ss->base, TL_ETIMEDOUT,
+                              "sqlite: %s: %s: the database stayed locked by another connection "
+                              "until the call's deadline (%lld ms)",
+                              ss->path, what, (long long)ss->busy_waited);
     if (base == SQLITE_BUSY || base == SQLITE_LOCKED)
-        return tl__store_fail(
-            &ss->base, TL_ETIMEDOUT,
-            "sqlite: %s: %s: the database is locked by another connection (waited up to %u ms)",
-            ss->path, what, ss->busy_ms);
+        return tl__store_fail(&ss->base, TL_ETIMEDOUT,
+                              "sqlite: %s: %s: the database stayed locked by another connection "
+                              "for %lld ms, the limit (busy_timeout=%u)",
+                              ss->path, what, (long long)ss->busy_waited, ss->busy_ms);
     const char *msg = ss->db ? sqlite3_errmsg(ss->db) : sqlite3_errstr(rc);
     if (base == SQLITE_CANTOPEN || base == SQLITE_READONLY || base == SQLITE_PERM)
         return tl__store_fail(&ss->base, TL_ESTORE,
@@ -147,6 +162,38 @@ static char *default_path(void)
     if (home == NULL || home[0] == '\0')
         home = "/tmp";
     return tl__asprintf("%s/.local/state/tasklock/locks.db", home);
+}
+
+/*
+ * The busy handler: SQLite calls it while another connection holds the write lock. It waits with
+ * growing pauses, as SQLite's own does, but by the store's clock and only until the busy timeout
+ * or the caller's deadline (an acquire's --wait, a renew's loss deadline), whichever is first.
+ */
+static int on_busy(void *arg, int count)
+{
+    static const uint8_t pauses[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50};
+    struct sqlite_store *ss = arg;
+    const struct tl_clock *c = ss->base.clock;
+    int64_t now = c->mono_ms(c->ud);
+
+    if (count == 0) {
+        ss->busy_start = now;
+        ss->busy_cut = false;
+    }
+    int64_t end = ss->busy_start + ss->busy_ms;
+    bool cut = ss->base.deadline_mono_ms != 0 && ss->base.deadline_mono_ms < end;
+    if (cut)
+        end = ss->base.deadline_mono_ms;
+    ss->busy_waited = now - ss->busy_start;
+    if (now >= end) {
+        ss->busy_cut = cut;
+        return 0;
+    }
+    int64_t pause = (size_t)count < sizeof(pauses) ? pauses[count] : 100;
+    if (pause > end - now)
+        pause = end - now;
+    c->sleep_ms(c->ud, (uint32_t)pause);
+    return 1;
 }
 
 static tl_status parse_params(struct sqlite_store *ss, char *query, const char **sync)
@@ -272,7 +319,7 @@ static tl_status sqlite_open(struct tl_store *s, const char *url)
     if (rc != SQLITE_OK)
         return db_fail(ss, rc, "opening");
     (void)sqlite3_extended_result_codes(ss->db, 1);
-    (void)sqlite3_busy_timeout(ss->db, (int)ss->busy_ms);
+    (void)sqlite3_busy_handler(ss->db, on_busy, ss);
 
     if ((st = setup_file(ss, sync)) != TL_OK)
         return st;
@@ -430,8 +477,19 @@ static tl_status sqlite_claim(struct tl_store *s, const struct tl_claim *req,
     }
     tl__record_clear(&out->rec);
 
-    if ((rc = exec_stmt(ss, ST_BEGIN)) != SQLITE_OK)
+    ss->busy_cut = false;
+    if ((rc = exec_stmt(ss, ST_BEGIN)) != SQLITE_OK) {
+        if ((rc & 0xff) == SQLITE_BUSY && ss->busy_cut) {
+            /* Another connection kept the write lock until the caller's deadline: to the
+             * caller that is the lock not coming free in time. */
+            (void)tl__store_fail(s, TL_EBUSY,
+                                 "the database stayed locked by another connection until the "
+                                 "deadline (%lld ms)",
+                                 (long long)ss->busy_waited);
+            return TL_EBUSY;
+        }
         return db_fail(ss, rc, "starting a claim");
+    }
     now = now_ms(s); /* the write lock may have taken a while */
     rc = select_row(ss, req->key, &row, &out->rec, &oom);
     if (rc != SQLITE_OK || oom != TL_OK)
@@ -451,7 +509,12 @@ static tl_status sqlite_claim(struct tl_store *s, const struct tl_claim *req,
                        (unsigned long long)out->rec.info.token);
     tl__record_clear(&out->rec);
 
+    /* Tokens grow from the last one, but never start below the wall clock in microseconds:
+     * a database file deleted and made again (or restored from an old copy) would otherwise
+     * hand out tokens that earlier holders already gave to fenced resources. */
     uint64_t token = row.token + 1;
+    if (now > 0 && (uint64_t)now * 1000 > token)
+        token = (uint64_t)now * 1000;
     sqlite3_stmt *st = ss->stmt[ST_UPSERT];
     sqlite3_bind_text(st, 1, req->key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)token);

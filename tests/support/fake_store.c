@@ -72,6 +72,13 @@ static tl_status fake_open(struct tl_store *s, const char *url)
 static tl_status fake_claim(struct tl_store *s, const struct tl_claim *req,
                             struct tl_claim_result *out)
 {
+    pthread_mutex_lock(&mu);
+    void (*hook)(void *) = faults.before_claim;
+    void *arg = faults.before_claim_arg;
+    pthread_mutex_unlock(&mu);
+    if (hook != NULL)
+        hook(arg);
+
     if (take(&faults.claim_errors, &faults.claims))
         return tl__store_fail(s, TL_ESTORE, "fake: claim failed");
     return tl__store_memory.claim(s, req, out);
@@ -83,6 +90,7 @@ static tl_status fake_renew(struct tl_store *s, const struct tl_record *held, ui
     pthread_mutex_lock(&mu);
     void (*hook)(void *) = faults.before_renew;
     void *arg = faults.before_renew_arg;
+    faults.renew_deadline = s->deadline_mono_ms;
     pthread_mutex_unlock(&mu);
     if (hook != NULL)
         hook(arg);

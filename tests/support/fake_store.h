@@ -21,6 +21,11 @@ struct tl_fake_faults {
     /* Called at the start of every renew, outside the fault mutex. */
     void (*before_renew)(void *arg);
     void *before_renew_arg;
+    /* Called at the start of every claim, outside the fault mutex. */
+    void (*before_claim)(void *arg);
+    void *before_claim_arg;
+    /* The deadline (struct tl_store.deadline_mono_ms) the last renew was given. */
+    int64_t renew_deadline;
 };
 
 const struct tl_store_ops *tl_fake_store(void);

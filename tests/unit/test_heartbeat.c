@@ -86,6 +86,11 @@ static struct tl_metrics metrics(const tl_manager *m)
     return mt;
 }
 
+static void read_renew_deadline(struct tl_fake_faults *f, void *arg)
+{
+    *(int64_t *)arg = f->renew_deadline;
+}
+
 static int64_t heartbeat_at(tl_manager *m, const char *key)
 {
     struct tl_info *info = NULL;
@@ -120,10 +125,14 @@ static void renews_each_lock_when_it_is_due(void **state)
     assert_int_equal(heartbeat_at(m, "fast"), fc.now_ms);
     assert_true(heartbeat_at(m, "slow") < fc.now_ms);
 
-    tl_fake_clock_advance(&fc, 18000); /* t = 20 s: both due */
+    for (int i = 0; i < 8; i++) { /* t = 4 s ... 18 s: the fast one alone */
+        tl_fake_clock_advance(&fc, 2000);
+        assert_int_equal(round_now(m), 1);
+    }
+    tl_fake_clock_advance(&fc, 2000); /* t = 20 s: both due */
     assert_int_equal(round_now(m), 2);
     assert_int_equal(heartbeat_at(m, "slow"), fc.now_ms);
-    assert_int_equal(metrics(m).heartbeats_sent, 3);
+    assert_int_equal(metrics(m).heartbeats_sent, 11);
     assert_int_equal(metrics(m).heartbeats_failed, 0);
 
     /* The record carries the new heartbeat too. */
@@ -168,40 +177,272 @@ static void a_lost_renew_marks_the_lock_and_calls_back_once(void **state)
     tl_manager_free(m);
 }
 
-static void failing_renewals_lose_the_lock_after_its_timeout(void **state)
+static void failing_renewals_lose_the_lock_at_its_deadline(void **state)
 {
     struct lost_count lost = {.mu = PTHREAD_MUTEX_INITIALIZER};
     tl_manager *m = mgr(&lost);
-    tl_lock *l = acquire(m, "k", 6000);
+    tl_lock *l = acquire(m, "k", 6000); /* margin: 5 % = 300 ms; deadline 5.7 s */
     int64_t start = fc.mono_ms;
-    int rounds = 0;
 
     (void)state;
     tl_fake_set_renew_errors(1000);
-    tl_fake_clock_advance(&fc, 2000); /* first due */
     for (;;) {
-        size_t n = round_now(m);
-        if (n == 0) {
-            tl_fake_clock_advance(&fc, 100);
-            continue;
-        }
-        rounds++;
-        if (fc.mono_ms - start < 6000) {
-            assert_false(tl_lock_is_lost(l)); /* not before the timeout */
+        tl_fake_clock_advance(&fc, 100);
+        (void)round_now(m);
+        (void)tl__loss_sweep(m, fc.mono_ms);
+        if (fc.mono_ms - start < 5700) {
+            assert_false(tl_lock_is_lost(l)); /* not before the deadline */
             assert_int_equal(lost_calls(&lost), 0);
         } else {
             assert_true(tl_lock_is_lost(l)); /* right at it */
             break;
         }
-        tl_fake_clock_advance(&fc, 100);
     }
-    assert_int_equal(fc.mono_ms - start, 6000);
+    assert_int_equal(fc.mono_ms - start, 5700);
     assert_int_equal(lost_calls(&lost), 1);
-    /* After the first failure it retried every quarter interval: 2.0, 2.5, ... 6.0 s. */
-    assert_int_equal(rounds, 9);
-    assert_int_equal(metrics(m).heartbeats_failed, 9);
+    /* After the first failure it retried every quarter interval: 2.0, 2.5, ... 5.5 s. */
+    assert_int_equal(metrics(m).heartbeats_failed, 8);
+    assert_int_equal(metrics(m).locks_lost, 1);
+    assert_int_equal(metrics(m).locks_held, 0);
+    /* The sweep does not fire twice, and a lost lock is not renewed again. */
+    assert_int_equal(tl__loss_sweep(m, fc.mono_ms + 1000), 0);
+    tl_fake_clock_advance(&fc, 2000);
+    assert_int_equal(round_now(m), 0);
+    assert_int_equal(lost_calls(&lost), 1);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
+static void the_margin_is_five_percent_and_at_least_100_ms(void **state)
+{
+    (void)state;
+    assert_int_equal(tl__loss_margin(300000), 15000);
+    assert_int_equal(tl__loss_margin(6000), 300);
+    assert_int_equal(tl__loss_margin(1000), 100); /* 5 % would be 50 */
+    assert_int_equal(tl__loss_margin(400), 100);
+    assert_int_equal(tl__loss_margin(200), 50); /* never more than a quarter */
+    assert_int_equal(tl__loss_margin(2), 0);
+}
+
+static void a_successful_renew_moves_the_deadline_it_carries(void **state)
+{
+    tl_manager *m = mgr(NULL);
+    tl_lock *l = acquire(m, "k", 6000);
+    int64_t start = fc.mono_ms;
+    int64_t seen = 0;
+
+    (void)state;
+    tl_fake_clock_advance(&fc, 2000);
+    assert_int_equal(round_now(m), 1);
+    pthread_mutex_lock(&m->mu);
+    assert_int_equal(l->lose_at_mono_ms, start + 2000 + 5700);
+    pthread_mutex_unlock(&m->mu);
+    assert_int_equal(tl_lock_expires_in_ms(l), 6000);
+    tl_fake_clock_advance(&fc, 2000);
+    assert_int_equal(round_now(m), 1);
+    tl_fake_with(read_renew_deadline, &seen);
+    assert_int_equal(seen, start + 2000 + 5700); /* the store was told the deadline */
+    assert_int_equal(tl_lock_expires_in_ms(l), 6000);
+    tl_fake_clock_advance(&fc, 1000);
+    assert_int_equal(tl_lock_expires_in_ms(l), 5000);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
+static void a_stalled_process_finds_its_lock_lost_when_it_resumes(void **state)
+{
+    struct lost_count lost = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tl_manager *m = mgr(&lost);
+    tl_lock *l = acquire(m, "k", 6000);
+
+    (void)state;
+    tl_fake_clock_advance(&fc, 5699);
+    assert_false(tl_lock_is_lost(l));
+    /* The process was stopped past the deadline: no thread has run since, yet the lock is
+     * lost the moment anyone asks, before any renew could answer. */
+    tl_fake_clock_advance(&fc, 1);
+    assert_true(tl_lock_is_lost(l));
+    assert_int_equal(tl_lock_expires_in_ms(l), 300);
+    assert_int_equal(tl_renew(l), TL_ELOST);
+    assert_int_equal(lost_calls(&lost), 1);
+    assert_int_equal(tl_fake_renews(), 0); /* nothing was sent */
+    assert_int_equal(tl__loss_sweep(m, fc.mono_ms), 0);
+    assert_int_equal(lost_calls(&lost), 1);
+    /* The record is still ours in the store: release frees it. */
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    assert_int_equal(tl_lock_expires_in_ms(l), 0);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
+static void advance_4000(void *arg)
+{
+    (void)arg;
+    tl_fake_clock_advance(&fc, 4000);
+}
+
+/* Hooks are passed by the address of a pointer to them (ISO C has no void * to function). */
+typedef void hook_fn(void *arg);
+static hook_fn *const advance_hook = advance_4000;
+
+static void set_renew_hook(struct tl_fake_faults *f, void *arg)
+{
+    f->before_renew = arg ? *(hook_fn *const *)arg : NULL;
+    f->before_renew_arg = NULL;
+}
+
+static void a_renew_answered_after_the_deadline_does_not_revive_the_lock(void **state)
+{
+    struct lost_count lost = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tl_manager *m = mgr(&lost);
+    tl_lock *l = acquire(m, "k", 6000);
+
+    (void)state;
+    tl_fake_clock_advance(&fc, 2000);
+    tl_fake_with(set_renew_hook, (void *)&advance_hook); /* sent at 2 s, answered at 6 s */
+    assert_int_equal(round_now(m), 1);
+    tl_fake_with(set_renew_hook, NULL);
+    assert_true(tl_lock_is_lost(l));
+    assert_int_equal(lost_calls(&lost), 1);
+    assert_int_equal(metrics(m).heartbeats_sent, 1); /* the store took it... */
+    assert_int_equal(metrics(m).locks_lost, 1);      /* ...too late to count */
+    tl_fake_clock_advance(&fc, 2000);
+    assert_int_equal(round_now(m), 0);
+    /* Same for a renew on the caller's thread. */
+    tl_lock *l2 = acquire(m, "k2", 6000);
+    tl_fake_clock_advance(&fc, 2000);
+    tl_fake_with(set_renew_hook, (void *)&advance_hook);
+    assert_int_equal(tl_renew(l2), TL_ELOST);
+    tl_fake_with(set_renew_hook, NULL);
+    assert_true(tl_lock_is_lost(l2));
+    assert_int_equal(lost_calls(&lost), 2);
+    tl_lock_free(l);
+    tl_lock_free(l2);
+    tl_manager_free(m);
+}
+
+/* A renew that hangs until the test lets it go. */
+struct hang {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool entered, released;
+};
+
+static void hang_in_renew(void *arg)
+{
+    struct hang *h = arg;
+
+    pthread_mutex_lock(&h->mu);
+    h->entered = true;
+    pthread_cond_broadcast(&h->cv);
+    while (!h->released)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void set_hang(struct tl_fake_faults *f, void *arg)
+{
+    f->before_renew = arg ? hang_in_renew : NULL;
+    f->before_renew_arg = arg;
+}
+
+static void hang_wait_entered(struct hang *h)
+{
+    pthread_mutex_lock(&h->mu);
+    while (!h->entered)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void hang_release(struct hang *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->released = true;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+struct round_arg {
+    tl_manager *m;
+    int64_t at;
+};
+
+static void *round_thread(void *arg)
+{
+    struct round_arg *r = arg;
+
+    (void)tl__heartbeat_round(r->m, r->m->store, r->at, false);
+    return NULL;
+}
+
+static void the_loss_is_declared_while_the_store_hangs(void **state)
+{
+    struct lost_count lost = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct hang h = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    tl_manager *m = mgr(&lost);
+    tl_lock *l = acquire(m, "k", 6000);
+    int64_t start = fc.mono_ms, seen = 0;
+    pthread_t t;
+
+    (void)state;
+    tl_fake_with(set_hang, &h);
+    tl_fake_clock_advance(&fc, 2000);
+    struct round_arg ra = {.m = m, .at = fc.mono_ms};
+    assert_int_equal(pthread_create(&t, NULL, round_thread, &ra), 0);
+    hang_wait_entered(&h); /* the renew is in the store and does not come back */
+    tl_fake_with(read_renew_deadline, &seen);
+    assert_int_equal(seen, start + 5700);
+
+    tl_fake_clock_advance(&fc, 3699);
+    assert_int_equal(tl__loss_sweep(m, fc.mono_ms), 0);
+    assert_false(tl_lock_is_lost(l));
+    tl_fake_clock_advance(&fc, 1);
+    assert_int_equal(tl__loss_sweep(m, fc.mono_ms), 1); /* at the deadline, store or not */
+    assert_true(tl_lock_is_lost(l));
+    assert_int_equal(lost_calls(&lost), 1);
+
+    /* The store answers at last, successfully: the lock stays lost. */
+    hang_release(&h);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    tl_fake_with(set_hang, NULL);
+    assert_true(tl_lock_is_lost(l));
+    assert_int_equal(lost_calls(&lost), 1);
     assert_int_equal(metrics(m).locks_lost, 1);
     tl_lock_free(l);
+    tl_manager_free(m);
+}
+
+static void claim_past_the_deadline(void *arg)
+{
+    (void)arg;
+    tl_fake_clock_advance(&fc, 5800);
+}
+
+static hook_fn *const claim_hook = claim_past_the_deadline;
+
+static void set_claim_hook(struct tl_fake_faults *f, void *arg)
+{
+    f->before_claim = arg ? *(hook_fn *const *)arg : NULL;
+    f->before_claim_arg = NULL;
+}
+
+static void a_claim_answered_past_the_deadline_is_given_back(void **state)
+{
+    tl_manager *m = mgr(NULL);
+    tl_lock *l = NULL;
+    struct tl_info *info = NULL;
+
+    (void)state;
+    tl_fake_with(set_claim_hook, (void *)&claim_hook);
+    assert_int_equal(tl_acquire(m, "k", &(struct tl_acquire_opts){.lock_timeout_ms = 6000}, &l),
+                     TL_ETIMEDOUT);
+    tl_fake_with(set_claim_hook, NULL);
+    assert_null(l);
+    assert_non_null(strstr(tl_errmsg(m), "released it"));
+    assert_int_equal(tl_inspect(m, "k", &info), TL_OK);
+    assert_null(info);
+    assert_int_equal(metrics(m).locks_held, 0);
+    assert_int_equal(metrics(m).failed_acquisitions, 1);
     tl_manager_free(m);
 }
 
@@ -417,12 +658,87 @@ static void a_short_lock_wakes_an_idle_thread(void **state)
     tl_manager_free(m);
 }
 
+/* The real threads: a renew hangs on the heartbeat thread; the loss watch still declares the
+ * loss, no earlier than the deadline, while the renew is in the store. */
+struct watched {
+    pthread_mutex_t mu;
+    struct hang *h;
+    int calls;
+    bool renew_hanging; /* whether the renew was still in the store at the callback */
+    int64_t at;         /* real monotonic ms of the callback */
+};
+
+static void watched_lost(void *ud, tl_lock *l)
+{
+    struct watched *w = ud;
+
+    (void)l;
+    pthread_mutex_lock(&w->h->mu);
+    bool hanging = w->h->entered && !w->h->released;
+    pthread_mutex_unlock(&w->h->mu);
+    pthread_mutex_lock(&w->mu);
+    w->calls++;
+    w->renew_hanging = hanging;
+    w->at = tl__real_mono_ms();
+    pthread_mutex_unlock(&w->mu);
+}
+
+static bool watched_fired(void *arg)
+{
+    struct watched *w = arg;
+
+    pthread_mutex_lock(&w->mu);
+    bool fired = w->calls > 0;
+    pthread_mutex_unlock(&w->mu);
+    return fired;
+}
+
+static void the_loss_watch_thread_is_on_time_while_a_renew_hangs(void **state)
+{
+    struct hang h = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct watched w = {.mu = PTHREAD_MUTEX_INITIALIZER, .h = &h};
+    char url[64];
+    tl_lock *l = NULL;
+
+    (void)state;
+    (void)snprintf(url, sizeof(url), "memory:heartbeat-watch-%d", ++space);
+    tl_manager *m = tl_manager_new(&(struct tl_options){
+        .store_url = url, .worker_id = "w", .on_lost = watched_lost, .lost_ud = &w});
+    assert_non_null(m);
+    tl__manager_set_store_ops(m, tl_fake_store());
+    tl_fake_with(set_hang, &h);
+    int64_t before = tl__real_mono_ms();
+    /* 400 ms: renewed every 133 ms, declared lost 100 ms before expiry, 300 ms after the
+     * claim was sent, since the first renew never answers. */
+    assert_int_equal(tl_acquire(m, "k", &(struct tl_acquire_opts){.lock_timeout_ms = 400}, &l),
+                     TL_OK);
+    if (!tl_test_poll(watched_fired, &w, 5, 30000))
+        fail_msg("the lock was not declared lost within 30 s of its deadline");
+    pthread_mutex_lock(&w.mu);
+    assert_int_equal(w.calls, 1);
+    assert_true(w.renew_hanging);
+    assert_true(w.at >= before + 300);
+    pthread_mutex_unlock(&w.mu);
+    assert_true(tl_lock_is_lost(l));
+    hang_release(&h);
+    tl_lock_free(l);
+    tl_manager_free(m);
+    tl_fake_with(set_hang, NULL);
+    assert_int_equal(w.calls, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(renews_each_lock_when_it_is_due, setup),
         cmocka_unit_test_setup(a_lost_renew_marks_the_lock_and_calls_back_once, setup),
-        cmocka_unit_test_setup(failing_renewals_lose_the_lock_after_its_timeout, setup),
+        cmocka_unit_test_setup(failing_renewals_lose_the_lock_at_its_deadline, setup),
+        cmocka_unit_test_setup(the_margin_is_five_percent_and_at_least_100_ms, setup),
+        cmocka_unit_test_setup(a_successful_renew_moves_the_deadline_it_carries, setup),
+        cmocka_unit_test_setup(a_stalled_process_finds_its_lock_lost_when_it_resumes, setup),
+        cmocka_unit_test_setup(a_renew_answered_after_the_deadline_does_not_revive_the_lock, setup),
+        cmocka_unit_test_setup(the_loss_is_declared_while_the_store_hangs, setup),
+        cmocka_unit_test_setup(a_claim_answered_past_the_deadline_is_given_back, setup),
         cmocka_unit_test_setup(a_success_between_failures_keeps_the_lock, setup),
         cmocka_unit_test_setup(a_release_racing_a_renew_is_not_a_loss, setup),
         cmocka_unit_test_setup(no_store_counts_as_a_failed_renew, setup),
@@ -430,6 +746,7 @@ int main(void)
         cmocka_unit_test_setup(the_thread_renews_a_thousand_locks, setup),
         cmocka_unit_test_setup(handles_can_be_freed_while_the_thread_renews, setup),
         cmocka_unit_test_setup(a_short_lock_wakes_an_idle_thread, setup),
+        cmocka_unit_test_setup(the_loss_watch_thread_is_on_time_while_a_renew_hangs, setup),
     };
 
     return cmocka_run_group_tests_name("heartbeat", tests, NULL, NULL);
