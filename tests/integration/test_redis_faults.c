@@ -948,6 +948,50 @@ static void a_hung_server_times_out_and_the_next_call_reconnects(void **state)
     tl_manager_free(m);
 }
 
+/*
+ * A server that stops answering (SIGSTOP: connections stay open, nothing comes back) cannot hold
+ * a renew past the lock's loss deadline, whatever the store's own timeout (20 s here): the renew
+ * gives up by the deadline, on the heartbeat thread and on the caller's, and the lock is declared
+ * lost on time. Before, a renew waited out the store's timeout and was then retried once more.
+ */
+static void a_hung_server_cannot_hold_a_renew_past_the_loss_deadline(void **state)
+{
+    char prefix[64];
+    struct tl_test_lost seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+    (void)state;
+    new_prefix(prefix, "deadline");
+    tl_manager *m = manager(
+        &shared, prefix,
+        &(struct mopts){
+            .lock_timeout_ms = 1500, .heartbeat_ms = 400, .params = "timeout=20s", .lost = &seen},
+        true);
+    tl_lock *l = must_acquire(m, "k", TL_FAIL_FAST);
+    int64_t t0 = tl__real_mono_ms(); /* the loss deadline is at most 1.4 s from here */
+
+    assert_int_equal(kill(shared.pid, SIGSTOP), 0);
+    tl_status st = tl_renew(l);
+    int64_t renew_took = tl__real_mono_ms() - t0;
+    bool fired = tl_test_poll(tl_test_lost_fired, &seen, 10, 15000);
+    int64_t lost_after = tl__real_mono_ms() - t0;
+    assert_int_equal(kill(shared.pid, SIGCONT), 0);
+
+    assert_true(fired);
+    assert_true(st == TL_ETIMEDOUT || st == TL_ELOST);
+    if (renew_took > 5000)
+        fail_msg("a renew took %lld ms against a hung server: not bound by its loss deadline",
+                 (long long)renew_took);
+    if (lost_after > 5000)
+        fail_msg("declared lost %lld ms after the server hung, its deadline was 1.4 s",
+                 (long long)lost_after);
+    assert_true(tl_lock_is_lost(l));
+    assert_true(log_contains("lock lost"));
+    /* The server is back and no one took the lock: releasing it frees the record. */
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
 static bool heartbeats_at_least(tl_manager *m, uint64_t n)
 {
     return metrics(m).heartbeats_sent >= n;
@@ -1168,6 +1212,7 @@ int main(void)
         cmocka_unit_test(a_refused_subscription_falls_back_to_sleeping),
         cmocka_unit_test(lost_scripts_are_loaded_again),
         cmocka_unit_test(a_hung_server_times_out_and_the_next_call_reconnects),
+        cmocka_unit_test(a_hung_server_cannot_hold_a_renew_past_the_loss_deadline),
         cmocka_unit_test(an_outage_reports_the_lock_lost_after_its_timeout),
         cmocka_unit_test(a_restart_without_persistence_loses_the_lock_but_not_the_token_order),
         cmocka_unit_test(a_restart_with_persistence_keeps_the_lock),
