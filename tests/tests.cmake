@@ -38,5 +38,6 @@ if(TARGET test_oom)
 endif()
 
 include(tests/github-server/server.cmake OPTIONAL)
+include(tests/proxy/proxy.cmake OPTIONAL)
 include(tests/torture/torture.cmake OPTIONAL)
 include(tests/extra.cmake OPTIONAL)
