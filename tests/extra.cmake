@@ -16,3 +16,22 @@ endforeach()
 if(TARGET test_github_cli AND TARGET tasklock_cli)
   add_dependencies(test_github_cli tasklock_cli)
 endif()
+
+# The partition test (tests/integration/test_partition.c) puts a tl-proxy between a holder and
+# its store, runs `tasklock run` with tl-tick as its command, and on GitHub spawns its own
+# tl-github-server (TL_TEST_WITH_GHS: the helper is linked). Redis and PostgreSQL come from
+# with-servers; a store that is missing skips its cases.
+if(TARGET test_partition)
+  add_dependencies(test_partition tl_proxy tl_tick)
+  if(TARGET tasklock_cli)
+    add_dependencies(test_partition tasklock_cli)
+  endif()
+  set(env "TL_TEST_BINARY_DIR=${CMAKE_BINARY_DIR}" "TL_PROXY_BIN=$<TARGET_FILE:tl_proxy>")
+  if(TARGET tl_ghs_client)
+    target_link_libraries(test_partition PRIVATE tl_ghs_client)
+    target_compile_definitions(test_partition PRIVATE TL_TEST_WITH_GHS)
+    add_dependencies(test_partition tl_github_server)
+    list(APPEND env "TL_GITHUB_SERVER_BIN=$<TARGET_FILE:tl_github_server>")
+  endif()
+  set_tests_properties(partition PROPERTIES ENVIRONMENT "${env}")
+endif()
