@@ -245,25 +245,24 @@ int tl_proxy_stop(struct tl_proxy *p)
 {
     int rc = 0;
 
-    if (p == NULL)
+    if (p == NULL || p->pid <= 0) /* never started (a zeroed struct), or stopped already */
         return 0;
     if (p->in_fd >= 0)
         (void)close(p->in_fd);
     if (p->out_fd >= 0)
         (void)close(p->out_fd);
-    if (p->pid > 0) {
-        int status = wait_for(p->pid, STOP_MS);
-        if (status == -1) {
-            (void)fprintf(stderr, "tl_proxy: proxy %d did not exit at end of input: SIGKILL\n",
-                          (int)p->pid);
-            (void)kill(p->pid, SIGKILL);
-            while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
-                ;
-            rc = -1;
-        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            (void)fprintf(stderr, "tl_proxy: proxy %d ended with status %d\n", (int)p->pid, status);
-            rc = -1;
-        }
+
+    int status = wait_for(p->pid, STOP_MS);
+    if (status == -1) {
+        (void)fprintf(stderr, "tl_proxy: proxy %d did not exit at end of input: SIGKILL\n",
+                      (int)p->pid);
+        (void)kill(p->pid, SIGKILL);
+        while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        rc = -1;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        (void)fprintf(stderr, "tl_proxy: proxy %d ended with status %d\n", (int)p->pid, status);
+        rc = -1;
     }
     reset(p);
     return rc;
@@ -271,6 +270,8 @@ int tl_proxy_stop(struct tl_proxy *p)
 
 void tl_proxy_forget(struct tl_proxy *p)
 {
+    if (p->pid <= 0)
+        return;
     if (p->in_fd >= 0)
         (void)close(p->in_fd);
     if (p->out_fd >= 0)

@@ -37,11 +37,12 @@ int tl_proxy_cmd(struct tl_proxy *p, const char *cmd);
 long long tl_proxy_stat(const struct tl_proxy *p, const char *name);
 
 /* Closes its stdin (it exits at end of file) and waits up to 5 s, then SIGKILL. Returns 0 if it
- * exited with status 0. NULL or a stopped proxy: 0. The fields are reset. */
+ * exited with status 0. NULL, a stopped proxy or one never started (pid 0, as in a zeroed
+ * struct): 0, and nothing is closed. The fields are reset. */
 int tl_proxy_stop(struct tl_proxy *p);
 
 /* In a child forked after tl_proxy_start(): closes the child's copies of the pipes, so that the
- * proxy still sees end of file when its parent stops it or dies. */
+ * proxy still sees end of file when its parent stops it or dies. A proxy never started: no-op. */
 void tl_proxy_forget(struct tl_proxy *p);
 
 /*
