@@ -12,6 +12,10 @@
  * The one rule that uses a duration, "a steal comes at least a lock timeout after the claim it
  * replaced", compares two instants that bracket the store's own two clock readings, so it too
  * holds on any machine (with a slack for the store clock's granularity).
+ *
+ * Partition runs add one rule, again an order: a holder cut off from the store that lost its
+ * lock left its section before the next holder entered (the library declares the loss a margin
+ * before anyone can take the lock, and a careful worker stops at once).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -358,6 +362,78 @@ static void check_handover(const struct tt_log *log, const struct facts *facts,
     }
 }
 
+/* Whether section `s` overlapped a freeze of the proxy. */
+static bool overlaps_freeze(const struct tt_log *log, const struct tt_section *s, int64_t exit)
+{
+    for (size_t i = 0; i < log->nfreezes; i++) {
+        if (log->freezes[i].start_ns < exit && s->enter_ns < log->freezes[i].end_ns)
+            return true;
+    }
+    return false;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/*
+ * Partition: every section of a worker behind the proxy that overlapped a freeze is cut off.
+ * If its lock was taken (it did not end released), the next holder of the key (the next
+ * section by token) must have entered after it left. The margins between the two are the
+ * figures of the run.
+ */
+static void check_partitions(const struct tt_log *log, const struct facts *facts,
+                             const struct ref *by_token, struct tt_verdict *v)
+{
+    int64_t *margin = malloc((log->nsec ? log->nsec : 1) * sizeof(*margin));
+    size_t n = 0;
+
+    if (margin == NULL) {
+        violated(v, "checker: out of memory");
+        v->partition_violations++;
+        return;
+    }
+    for (size_t i = 0; i < log->nsec; i++) {
+        const struct tt_section *a = &log->sec[by_token[i].idx];
+        const struct facts *fa = &facts[by_token[i].idx];
+        int64_t exit = exit_of(a, fa);
+
+        if (!a->proxied || !overlaps_freeze(log, a, exit))
+            continue;
+        v->cut_off++;
+        if (is_valid(a, fa)) {
+            if (a->learned_ns != 0 || a->lost_ns != 0)
+                v->partition_released++;
+            continue;
+        }
+        v->partitioned_holders++;
+        if (i + 1 >= log->nsec || by_token[i + 1].key != by_token[i].key)
+            continue;
+
+        const struct tt_section *b = &log->sec[by_token[i + 1].idx];
+        margin[n++] = b->enter_ns - exit;
+        if (b->enter_ns <= exit) {
+            v->partition_violations++;
+            violated(v,
+                     "key %u: w%u (token %llu, %s), cut off by a partition, was still inside "
+                     "%.3f ms after w%u entered with token %llu",
+                     a->key, a->worker, (unsigned long long)a->token, end_name(a->end),
+                     (double)(exit - b->enter_ns) / 1e6, b->worker, (unsigned long long)b->token);
+        }
+    }
+    v->partition_measured = n;
+    if (n > 0) {
+        qsort(margin, n, sizeof(*margin), cmp_i64);
+        v->partition_margin_min_ns = margin[0];
+        v->partition_margin_median_ns =
+            n % 2 ? margin[n / 2] : margin[n / 2 - 1] + (margin[n / 2] - margin[n / 2 - 1]) / 2;
+    }
+    free(margin);
+}
+
 static bool is_acquisition(const struct tl_event *e)
 {
     return e->kind == TL_EVENT_ACQUIRED || e->kind == TL_EVENT_STOLEN || e->kind == TL_EVENT_FORCED;
@@ -514,6 +590,8 @@ uint64_t tt_check(const struct tt_log *log, struct tt_verdict *v)
     check_token_order(log, by_enter, by_acq, v);
     check_fencing(log, facts, by_token, v);
     check_handover(log, facts, by_token, v);
+    if (log->nfreezes > 0)
+        check_partitions(log, facts, by_token, v);
 
 out:
     free(facts);
@@ -522,5 +600,6 @@ out:
     free(by_token);
     return v->overlaps + v->token_regressions + v->duplicate_tokens + v->stale_writes_accepted +
            v->valid_writes_rejected + v->resource_errors + v->unexplained_takeovers +
-           v->premature_steals + v->forbidden_steals + v->unended + v->history_mismatches;
+           v->premature_steals + v->forbidden_steals + v->unended + v->history_mismatches +
+           v->partition_violations;
 }

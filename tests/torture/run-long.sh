@@ -110,6 +110,8 @@ for s in redis postgres; do
   run "$s" restart --workers 8 --cycles 1000 --keys 3 --lock-timeout 2s --faults 12 \
     --fault-interval 2s
   run "$s" clock-skew --workers 9 --cycles 300 --keys 3
+  run "$s" partition --workers 8 --cycles 1000 --keys 4 --lock-timeout 4s --faults 10 \
+    --fault-interval 2s
 done
 # GitHub: slower (every acquire reads the issue's comment list, a page per 100 comments).
 run github clean --workers 6 --cycles 100 --keys 4
@@ -117,6 +119,8 @@ run github sigkill --workers 6 --cycles 60 --keys 4 --lock-timeout 4s --faults 8
 run github sigstop --workers 6 --cycles 60 --keys 3 --lock-timeout 4s --faults 6
 run github github-faults --workers 6 --cycles 60 --keys 6 --faults 32 --fault-interval 1s
 run github clock-skew --workers 6 --cycles 40 --keys 3 --hold 500ms
+run github partition --workers 6 --cycles 60 --keys 3 --lock-timeout 4s --faults 6 \
+  --fault-interval 2s
 
 echo $(($(date +%s) - start)) >"$out/elapsed"
 fi # summarize_only
@@ -158,6 +162,13 @@ notes() { # the scenario's own figures
   [ "${v:-0}" != 0 ] && n+=("orphan claims recovered: $v")
   v=$(field "$1" lost_but_released)
   [ "${v:-0}" != 0 ] && n+=("told lost after releasing: $v")
+  v=$(sed -n 's/.*"partition":{[^}]*"holders":\([0-9]*\).*/\1/p' <<<"$1")
+  if [ -n "$v" ]; then
+    local lo med
+    lo=$(sed -n 's/.*"partition":{[^}]*"margin_min_ms":\([0-9.-]*\).*/\1/p' <<<"$1")
+    med=$(sed -n 's/.*"partition":{[^}]*"margin_median_ms":\([0-9.-]*\).*/\1/p' <<<"$1")
+    n+=("partitioned holders: $v (gone before the next holder by $lo ms at least, $med ms median)")
+  fi
   local IFS=';' all
   all="${n[*]}"
   echo "${all//;/; }"

@@ -8,6 +8,7 @@
 #   postgres  $TL_TEST_POSTGRES_URI, else a private server. `restart` always uses a private
 #             server (servers.sh), since it restarts it.
 #   github    a private tl-github-server, spawned by tl-torture itself
+# `partition` puts a tl-proxy (started by tl-torture) between half the workers and that store.
 # Exits 77 (skipped) only when this build has no such store; a server that cannot be started
 # fails the run. $TL_TORTURE_BUILD_SCALE (set by tests/torture/torture.cmake for sanitizer
 # builds) scales the cycles and faults.

@@ -22,6 +22,8 @@ struct fixture {
     size_t nwr;
     uint64_t seq;
     uint64_t max[2];
+    struct tt_freeze freezes[2]; /* partition */
+    size_t nfreezes;
 };
 
 /* A section of key 0 from `acq` ms to `exit` ms (enter = acq + 1). */
@@ -67,6 +69,8 @@ static uint64_t check(const struct fixture *f, struct tt_verdict *v)
         .nwr = f->nwr,
         .lock_timeout_ms = 1000,
         .steal_slack_ms = 50,
+        .freezes = f->freezes,
+        .nfreezes = f->nfreezes,
     };
     uint64_t n = tt_check(&log, v);
 
@@ -371,6 +375,76 @@ static void lost_answer_to_a_release_that_went_through(void **state)
     assert_int_equal(v.unexplained_takeovers, 1);
 }
 
+/*
+ * Partition: w1 reaches the store through the proxy, which is frozen from 1000 to 4000 ms; its
+ * lock (token 1, last renewed just before the freeze) is declared lost at 1900 ms, a margin
+ * before w0 can steal it at 2000 ms. Ends `w1_exit` ms, with `end`.
+ */
+static void partition(struct fixture *f, int64_t w1_exit, enum tt_end end)
+{
+    f->freezes[f->nfreezes++] = (struct tt_freeze){.start_ns = 1000 * MS, .end_ns = 4000 * MS};
+    struct tt_section *a = section(f, 1, 1, 0, w1_exit, end);
+    a->proxied = true;
+    a->long_hold = true;
+    a->learned_ns = 1900 * MS;
+    a->lost_ns = 1900 * MS;
+    write_at(f, 0, 1);
+    if (end == TT_END_RELEASED)
+        return; /* nobody took it */
+    section(f, 0, 2, 1001, 2100, TT_END_RELEASED)->took_stale = true;
+    f->sec[1].enter_ns = 2000 * MS;
+    write_at(f, 1, 2001);
+}
+
+static void partitioned_holder_gone_before_the_thief_passes(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    partition(&f, 1905, TT_END_LOST);
+    /* A direct worker's section during the freeze is not cut off. */
+    section(&f, 2, 3, 2200, 2300, TT_END_RELEASED);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.cut_off, 1);
+    assert_int_equal(v.partitioned_holders, 1);
+    assert_int_equal(v.partition_measured, 1);
+    assert_int_equal(v.partition_margin_min_ns, 95 * MS);
+    assert_int_equal(v.partition_margin_median_ns, 95 * MS);
+    assert_int_equal(v.allowed_overlaps, 0);
+}
+
+static void partitioned_holder_still_inside_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    /* Left 5 ms after the thief entered: fencing would cover it (an allowed overlap for the
+     * general rule), the partition rule does not. */
+    partition(&f, 2005, TT_END_UNSURE);
+    assert_int_equal(check(&f, &v), 1);
+    assert_int_equal(v.partition_violations, 1);
+    assert_int_equal(v.overlaps, 0);
+    assert_int_equal(v.allowed_overlaps, 1);
+    assert_int_equal(v.partition_margin_min_ns, -5 * MS);
+}
+
+static void partitioned_lock_nobody_took_is_released(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    partition(&f, 1905, TT_END_RELEASED);
+    section(&f, 0, 2, 4100, 4200, TT_END_RELEASED);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.cut_off, 1);
+    assert_int_equal(v.partitioned_holders, 0);
+    assert_int_equal(v.partition_released, 1);
+    assert_int_equal(v.partition_measured, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +465,9 @@ int main(void)
         cmocka_unit_test(unended_section_fails),
         cmocka_unit_test(history_must_agree),
         cmocka_unit_test(lost_answer_to_a_release_that_went_through),
+        cmocka_unit_test(partitioned_holder_gone_before_the_thief_passes),
+        cmocka_unit_test(partitioned_holder_still_inside_fails),
+        cmocka_unit_test(partitioned_lock_nobody_took_is_released),
     };
 
     return cmocka_run_group_tests_name("torture_checker", tests, NULL, NULL);

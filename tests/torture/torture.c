@@ -24,6 +24,7 @@
 #endif
 
 #include "store.h"
+#include "tl_proxy.h"
 #include "torture.h"
 
 #define EXIT_PROOF_FAILED 1
@@ -38,6 +39,7 @@ static const char *const scenario_names[] = {
     [TT_RESTART] = "restart",
     [TT_GITHUB_FAULTS] = "github-faults",
     [TT_CLOCK_SKEW] = "clock-skew",
+    [TT_PARTITION] = "partition",
 };
 
 /* Everything the parent keeps about a run. */
@@ -50,7 +52,8 @@ struct parent {
     const char *github_admin; /* http://127.0.0.1:PORT of the GitHub test server */
     char github_admin_buf[64];
     bool github_spawned;
-    bool run_anyway; /* run a scenario even where it does not apply (to see what happens) */
+    struct tl_proxy proxy; /* partition: between the odd workers and the store */
+    bool run_anyway;       /* run a scenario even where it does not apply (to see what happens) */
     bool pause_given;
     const char *report;
     double scale;
@@ -100,6 +103,7 @@ static void usage(FILE *f)
         "  --store URL          sqlite:PATH (sqlite: = a temporary file), memory:, redis://...,\n"
         "                       postgres://..., github: (= a private GitHub test server)\n"
         "  --scenario NAME      clean | sigkill | sigstop | restart | github-faults | clock-skew\n"
+        "                       | partition\n"
         "  --workers N          worker processes (threads for memory:) [8]\n"
         "  --cycles M           acquire attempts per worker [200]\n"
         "  --keys K             keys they contend for [3]\n"
@@ -111,6 +115,7 @@ static void usage(FILE *f)
         "  --stop DUR           sigstop: how long a holder stays stopped\n"
         "                       [lock timeout + the larger of 1s and the lock timeout]\n"
         "  --skew DUR           clock-skew: how far the skewed clocks are off [10m]\n"
+        "  --freeze DUR         partition: how long the proxy stays frozen [2.5 x lock timeout]\n"
         "  --restart-cmd CMD    restart: shell command that restarts the store's server\n"
         "  --github-admin URL   github-faults: the GitHub test server, http://127.0.0.1:PORT\n"
         "  --backoff MIN,MAX    acquire backoff [2ms,64ms; GitHub: 20ms,500ms]\n"
@@ -170,6 +175,7 @@ static void apply_defaults(struct tt_config *c, bool timeout_given)
         case TT_CLOCK_SKEW: c->lock_timeout_ms = 60000; break;
         case TT_RESTART: c->lock_timeout_ms = 3000; break;
         case TT_GITHUB_FAULTS: c->lock_timeout_ms = 8000; break;
+        case TT_PARTITION: c->lock_timeout_ms = 4000; break;
         default: c->lock_timeout_ms = 1000; break;
         }
     }
@@ -184,10 +190,15 @@ static void apply_defaults(struct tt_config *c, bool timeout_given)
             c->lock_timeout_ms + (c->lock_timeout_ms / 2 > 1000 ? c->lock_timeout_ms / 2 : 1000);
     if (c->skew_ms == 0)
         c->skew_ms = 10 * 60 * 1000;
+    if (c->scenario != TT_PARTITION)
+        c->freeze_ms = 0;
+    else if (c->freeze_ms == 0)
+        c->freeze_ms = c->lock_timeout_ms * 5 / 2;
     if (c->fault_interval_ms == 0) {
         switch (c->scenario) {
         case TT_RESTART: c->fault_interval_ms = 3000; break;
         case TT_GITHUB_FAULTS: c->fault_interval_ms = 1500; break;
+        case TT_PARTITION: c->fault_interval_ms = c->lock_timeout_ms; break;
         default: c->fault_interval_ms = 500; break;
         }
     }
@@ -197,7 +208,8 @@ static void apply_defaults(struct tt_config *c, bool timeout_given)
         switch (c->scenario) {
         case TT_SIGKILL:
         case TT_SIGSTOP: c->faults = 4; break;
-        case TT_RESTART: c->faults = 2; break;
+        case TT_RESTART:
+        case TT_PARTITION: c->faults = 2; break;
         case TT_GITHUB_FAULTS: c->faults = 6; break;
         default: c->faults = 0; break;
         }
@@ -218,6 +230,7 @@ static void start_worker(struct parent *p, uint32_t slot)
     }
     if (pid == 0) {
         catch_fatal_signals(NULL, false); /* the parent cleans up, not a worker */
+        tl_proxy_forget(&p->proxy);       /* the proxy ends when the parent closes its input */
 #ifdef __linux__
         (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* no worker outlives a killed harness */
 #endif
@@ -505,6 +518,48 @@ static bool inject_github(struct parent *p, uint32_t n)
     return true;
 }
 
+/*
+ * Partition: arms the workers behind the proxy (the next one to enter a section holds it until
+ * its loss), waits until one of them is inside such a section, then freezes the proxy at a
+ * random point of that holder's heartbeat cycle, for --freeze, and thaws it. Returns false while
+ * no armed holder is inside yet (the fault loop calls again shortly).
+ */
+static bool inject_partition(struct parent *p)
+{
+    struct tt_shared *sh = p->run.sh;
+    const struct tt_config *cfg = &p->run.cfg;
+
+    if (!atomic_load(&sh->partition_armed)) {
+        atomic_store(&sh->partition_armed, 1);
+        return false;
+    }
+
+    uint32_t holder = UINT32_MAX;
+    for (uint32_t s = 0; s < sh->nworkers && holder == UINT32_MAX; s++) {
+        if (p->alive[s] && tt_slot_proxied(&p->run, s) && atomic_load(&sh->workers[s].long_hold))
+            holder = s;
+    }
+    if (holder == UINT32_MAX)
+        return false;
+
+    wait_reaping(p, (int64_t)(prand(p) % ((uint64_t)cfg->heartbeat_ms + 1)) * 1000000);
+    struct tt_fault *f = new_fault(p, TT_FAULT_PARTITION);
+    if (tl_proxy_cmd(&p->proxy, "freeze") != 0)
+        fail_extra(p, "the proxy did not freeze: %s", p->proxy.answer);
+    atomic_store(&sh->partition_armed, 0);
+    if (f != NULL) {
+        f->worker = holder;
+        f->section = atomic_load(&sh->workers[holder].section);
+    }
+    wait_reaping(p, (int64_t)cfg->freeze_ms * 1000000);
+    if (tl_proxy_cmd(&p->proxy, "thaw") != 0)
+        fail_extra(p, "the proxy did not thaw: %s", p->proxy.answer);
+    if (f != NULL)
+        f->end_ns = tt_now_ns();
+    p->last_fault_end_ns = tt_now_ns();
+    return true;
+}
+
 static bool inject_fault(struct parent *p, uint32_t n)
 {
     bool done;
@@ -514,6 +569,7 @@ static bool inject_fault(struct parent *p, uint32_t n)
     case TT_SIGSTOP: done = inject_stop(p); break;
     case TT_RESTART: done = inject_restart(p); break;
     case TT_GITHUB_FAULTS: done = inject_github(p, n); break;
+    case TT_PARTITION: done = inject_partition(p); break;
     default: done = true; break;
     }
     if (done && p->run.cfg.verbose && p->run.sh->nfaults > 0) {
@@ -552,6 +608,7 @@ static void fault_loop(struct parent *p)
                                   done, cfg->faults);
                 if (p->last_fault_end_ns == 0)
                     p->last_fault_end_ns = tt_now_ns();
+                atomic_store(&sh->partition_armed, 0);
                 atomic_store(&sh->faults_done, 1);
             } else if (tt_now_ns() >= next) {
                 if (inject_fault(p, done)) {
@@ -568,6 +625,7 @@ static void fault_loop(struct parent *p)
     }
     reap(p, false);
     atomic_store(&sh->faults_done, 1);
+    atomic_store(&sh->partition_armed, 0);
     if (cfg->scenario == TT_GITHUB_FAULTS) {
         gh_settle(p);
         (void)tt_gh_request(p->github_admin, "POST", "/_admin/faults", "{\"clear\":true}", NULL);
@@ -686,6 +744,44 @@ static void collect_history(struct parent *p, tl_manager *m, struct tt_history *
     }
 }
 
+/*
+ * Partition, on top of the checker's rule: a holder that was inside its section when the proxy
+ * froze, and held on (long_hold), must have been told of the loss while the proxy was frozen:
+ * its last renewal that succeeded was sent before the freeze, so its loss deadline came less
+ * than a lock timeout after it, and every freeze lasts longer. A freeze bit when such a holder
+ * was told.
+ */
+static void check_partition(struct parent *p)
+{
+    struct tt_shared *sh = p->run.sh;
+    const struct tt_section *sec = tt_sections(sh);
+    uint32_t nsec = atomic_load(&sh->nsections);
+
+    if (nsec > sh->max_sections)
+        nsec = sh->max_sections;
+    for (uint32_t i = 0; i < sh->nfaults; i++) {
+        struct tt_fault *f = &sh->faults[i];
+
+        if (f->kind != TT_FAULT_PARTITION || f->end_ns == 0)
+            continue;
+        for (uint32_t j = 0; j < nsec; j++) {
+            const struct tt_section *s = &sec[j];
+
+            if (!s->long_hold || s->enter_ns >= f->start_ns || s->exit_ns <= f->start_ns)
+                continue;
+            if (s->learned_ns != 0 && s->learned_ns < f->end_ns) {
+                f->bit = true;
+                continue;
+            }
+            fail_extra(p,
+                       "w%u (token %llu) was cut off from the store for %.1f s, longer than its "
+                       "lock timeout of %u ms, and was not told that its lock was lost meanwhile",
+                       s->worker, (unsigned long long)s->token,
+                       (double)(f->end_ns - f->start_ns) / 1e9, p->run.cfg.lock_timeout_ms);
+        }
+    }
+}
+
 /* Scenario-specific proofs on top of the checker's. */
 static void check_scenario(struct parent *p, const struct tt_verdict *v, uint64_t *late_rejected,
                            uint64_t *stops_learned)
@@ -714,6 +810,8 @@ static void check_scenario(struct parent *p, const struct tt_verdict *v, uint64_
                 (*late_rejected)++;
         }
     }
+    if (cfg->scenario == TT_PARTITION)
+        check_partition(p);
     if (cfg->scenario == TT_CLOCK_SKEW && (v->steals > 0 || v->forced > 0))
         fail_extra(p,
                    "clock-skew: %llu live lock(s) were taken although every holder heartbeated "
@@ -832,6 +930,16 @@ static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t fail
                       (unsigned long long)stops_learned, (unsigned long long)late_rejected);
     if (cfg->scenario == TT_SIGKILL)
         (void)fprintf(f, "\"max_recovery_ms\":%lld,", (long long)v->max_recovery_ms);
+    if (cfg->scenario == TT_PARTITION)
+        (void)fprintf(
+            f,
+            "\"partition\":{\"freeze_ms\":%u,\"cut_off\":%llu,\"holders\":%llu,"
+            "\"released_after_thaw\":%llu,\"measured\":%llu,\"violations\":%llu,"
+            "\"margin_min_ms\":%.1f,\"margin_median_ms\":%.1f},",
+            cfg->freeze_ms, (unsigned long long)v->cut_off,
+            (unsigned long long)v->partitioned_holders, (unsigned long long)v->partition_released,
+            (unsigned long long)v->partition_measured, (unsigned long long)v->partition_violations,
+            (double)v->partition_margin_min_ns / 1e6, (double)v->partition_margin_median_ns / 1e6);
     if (cfg->scenario == TT_CLOCK_SKEW)
         (void)fprintf(f,
                       "\"skew_ms\":%lld,\"skewed\":{\"steal_attempts_refused\":%llu,"
@@ -943,6 +1051,7 @@ static int parse_args(struct parent *p, int argc, char **argv)
         {"fault-interval", required_argument, NULL, 'i'},
         {"stop", required_argument, NULL, 'T'},
         {"skew", required_argument, NULL, 'K'},
+        {"freeze", required_argument, NULL, 'F'},
         {"steal-slack", required_argument, NULL, 'L'},
         {"restart-cmd", required_argument, NULL, 'r'},
         {"github-admin", required_argument, NULL, 'g'},
@@ -990,6 +1099,7 @@ static int parse_args(struct parent *p, int argc, char **argv)
         case 'i': ok = parse_ms(optarg, &c->fault_interval_ms); break;
         case 'T': ok = parse_ms(optarg, &c->stop_ms); break;
         case 'K': ok = parse_ms(optarg, &skew); break;
+        case 'F': ok = parse_ms(optarg, &c->freeze_ms); break;
         case 'L':
             c->steal_slack_ms = 0;
             ok = strcmp(optarg, "0") == 0 || parse_ms(optarg, &c->steal_slack_ms);
@@ -1092,6 +1202,12 @@ static const char *not_applicable(const struct parent *p)
     if (c->scenario == TT_GITHUB_FAULTS &&
         (strcmp(p->scheme, "github") != 0 || p->github_admin == NULL))
         return "github-faults needs a github:// store and --github-admin";
+    if (c->scenario == TT_PARTITION && machine_clock)
+        return "this store lives on this machine (a file, or the process): there is no network "
+               "between the workers and it to cut";
+    if (c->scenario == TT_PARTITION && tl_proxy_url_port(p->url) == 0)
+        return "partition needs a store on 127.0.0.1:PORT (or localhost:PORT) to put a proxy "
+               "in front of";
     return NULL;
 }
 
@@ -1205,6 +1321,14 @@ static int run(struct parent *p)
     uint32_t sweeper_slot = TT_MAX_WORKERS - 1;
     tl_manager *sweeper = NULL;
 
+    if (c->scenario == TT_PARTITION) {
+        if (tl_proxy_start(NULL, "127.0.0.1", tl_proxy_url_port(p->url), &p->proxy) != 0 ||
+            tl_proxy_url_via(p->url, p->proxy.port, p->run.proxied_url,
+                             sizeof(p->run.proxied_url)) != 0) {
+            (void)fprintf(stderr, "tl-torture: cannot start the proxy (tl-proxy)\n");
+            return EXIT_SETUP;
+        }
+    }
     p->start_ns = tt_now_ns();
     for (uint32_t i = 0; i < c->workers; i++) {
         int64_t skew = 0;
@@ -1257,6 +1381,13 @@ static int run(struct parent *p)
     uint32_t nsec = atomic_load(&sh->nsections);
     if (nsec > sh->max_sections)
         nsec = sh->max_sections;
+    struct tt_freeze freezes[TT_MAX_FAULTS];
+    size_t nfreezes = 0;
+    for (uint32_t i = 0; i < sh->nfaults; i++) {
+        if (sh->faults[i].kind == TT_FAULT_PARTITION)
+            freezes[nfreezes++] = (struct tt_freeze){.start_ns = sh->faults[i].start_ns,
+                                                     .end_ns = sh->faults[i].end_ns};
+    }
     struct tt_log log = {
         .nkeys = c->keys,
         .sec = tt_sections(sh),
@@ -1267,6 +1398,8 @@ static int run(struct parent *p)
         .steal_slack_ms = c->steal_slack_ms,
         .history = p->history_kept ? hist : NULL,
         .worker_name = tt_worker_name,
+        .freezes = freezes,
+        .nfreezes = nfreezes,
     };
     struct tt_verdict v;
     uint64_t failures = tt_check(&log, &v);
@@ -1335,6 +1468,8 @@ int main(int argc, char **argv)
             rc = run(&p);
         }
     }
+    if (tl_proxy_stop(&p.proxy) != 0)
+        (void)fprintf(stderr, "tl-torture: the proxy did not end cleanly\n");
     if (p.github_spawned)
         tt_github_stop();
     tt_shared_destroy(p.run.sh);

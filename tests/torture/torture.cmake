@@ -8,13 +8,16 @@ set_target_properties(tl-torture PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BIN
 target_compile_definitions(tl-torture PRIVATE _POSIX_C_SOURCE=200809L ${TL_DEFS})
 target_compile_options(tl-torture PRIVATE ${TL_WARNINGS})
 target_link_libraries(tl-torture PRIVATE tl_static PkgConfig::JANSSON Threads::Threads)
+# partition: a tl-proxy between half the workers and the store (tests/proxy/proxy.cmake).
+target_link_libraries(tl-torture PRIVATE tl_proxy_client)
+add_dependencies(tl-torture tl_proxy)
 # GitHub runs spawn a private tl-github-server with its own helper (tests/github-server).
-set(TL_TORTURE_ENV "")
+set(TL_TORTURE_ENV "TL_PROXY_BIN=$<TARGET_FILE:tl_proxy>")
 if(TARGET tl_ghs_client AND TARGET tl_github_server)
   target_compile_definitions(tl-torture PRIVATE TT_WITH_GHS)
   target_link_libraries(tl-torture PRIVATE tl_ghs_client)
   add_dependencies(tl-torture tl_github_server)
-  set(TL_TORTURE_ENV "TL_GITHUB_SERVER_BIN=$<TARGET_FILE:tl_github_server>")
+  list(APPEND TL_TORTURE_ENV "TL_GITHUB_SERVER_BIN=$<TARGET_FILE:tl_github_server>")
 endif()
 
 # The checker must catch what it claims to catch: synthetic logs with planted violations.
@@ -63,6 +66,10 @@ foreach(store redis postgres)
   tl_torture(${store}_restart    ${store} restart    --workers 6 --cycles 150 --keys 3
              --lock-timeout 2s --faults 3 --fault-interval 1s)
   tl_torture(${store}_clock_skew ${store} clock-skew --workers 6 --cycles 60 --keys 3)
+  # Half the workers behind a tl-proxy that freezes for 2.5 lock timeouts, twice; a lock
+  # timeout of 4 s (margin 200 ms) that scheduling delays cannot eat, even under TSan.
+  tl_torture(${store}_partition  ${store} partition  --workers 6 --cycles 100 --keys 2
+             --lock-timeout 4s --faults 2 --fault-interval 1s)
 endforeach()
 # GitHub: a private tl-github-server per run; fewer, slower cycles (every acquire reads the
 # issue's whole comment list, and each release leaves a completion comment in it).
@@ -74,3 +81,5 @@ tl_torture(github_sigstop    github sigstop    --workers 4 --cycles 15 --keys 2 
 tl_torture(github_faults     github github-faults --workers 4 --cycles 15 --keys 4 --faults 8
            --fault-interval 1s)
 tl_torture(github_clock_skew github clock-skew --workers 4 --cycles 15 --keys 3 --hold 500ms)
+tl_torture(github_partition  github partition  --workers 4 --cycles 15 --keys 2 --lock-timeout 4s
+           --faults 2 --fault-interval 1s)

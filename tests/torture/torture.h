@@ -14,7 +14,9 @@
  * - fencing tokens strictly increase per key: a section whose acquire finished before another's
  *   acquire began has the smaller token;
  * - every acquired lock ended released, or was taken over by a steal or a force with a higher
- *   token (the store's audit trail cross-checks this where it keeps one).
+ *   token (the store's audit trail cross-checks this where it keeps one);
+ * - partition: a holder cut off from the store (through a frozen tl-proxy) whose lock was taken
+ *   had left its section before the next holder entered.
  *
  * All times are CLOCK_MONOTONIC nanoseconds, which on Linux is one clock for every process of
  * the machine, so that sections of different processes can be compared.
@@ -59,12 +61,15 @@ struct tt_section {
     int64_t enter_ns;   /* just after tl_acquire() returned TL_OK */
     int64_t exit_ns;    /* just before tl_release(); 0 if the worker never got there */
     int64_t learned_ns; /* when tl_lock_is_lost() first said true; 0: never */
+    int64_t lost_ns;    /* when the lost callback fired, by the end of the release; 0: never */
     uint8_t end;        /* enum tt_end */
     uint8_t strategy;   /* tl_strategy of the acquire */
     bool took_stale;    /* the acquire took a stale lock (the manager's stale_locks_claimed) */
     bool took_forced;
-    bool stopped; /* the scenario SIGSTOPped the worker inside this section */
-    bool overran; /* the section lasted longer than the lock timeout (the worker polled) */
+    bool stopped;   /* the scenario SIGSTOPped the worker inside this section */
+    bool overran;   /* the section lasted longer than the lock timeout (the worker polled) */
+    bool proxied;   /* partition: its worker reaches the store through the proxy */
+    bool long_hold; /* partition: held until the loss (the parent was about to freeze) */
     uint16_t release_errors;
 };
 
@@ -103,6 +108,7 @@ struct tt_worker {
     atomic_int state;       /* enum tt_worker_state */
     atomic_uint section;    /* the current section while TT_IN_SECTION/TT_RELEASING */
     atomic_int in_resource; /* inside the fenced resource's mutex */
+    atomic_int long_hold;   /* partition: in a section held until the loss */
     atomic_ullong cycles_done;
     pid_t pid;
     uint32_t cycles; /* cycles to run */
@@ -117,7 +123,8 @@ enum tt_fault_kind {
     TT_FAULT_KILL = 1,
     TT_FAULT_STOP,
     TT_FAULT_RESTART,
-    TT_FAULT_GITHUB, /* one knob of the GitHub test server; detail names it */
+    TT_FAULT_GITHUB,    /* one knob of the GitHub test server; detail names it */
+    TT_FAULT_PARTITION, /* the proxy frozen from start_ns to end_ns */
 };
 
 struct tt_fault {
@@ -152,6 +159,9 @@ struct tt_shared {
     /* Set by the parent once it has injected every fault (or given up): the workers run their
      * cycles, and keep going until then, and then a tail of cycles more. */
     atomic_int faults_done;
+    /* Partition: set by the parent when it is about to freeze the proxy; a worker that goes
+     * through the proxy and enters a section meanwhile holds it until the loss. */
+    atomic_int partition_armed;
     uint32_t nworkers; /* slots in use (parent only) */
     struct tt_worker workers[TT_MAX_WORKERS];
     uint32_t nfaults; /* parent only */
@@ -185,6 +195,12 @@ struct tt_history {
     bool complete; /* the trail reaches back to the key's first section */
 };
 
+/* A time the proxy was frozen (partition). */
+struct tt_freeze {
+    int64_t start_ns; /* before the freeze took effect */
+    int64_t end_ns;   /* after the thaw took effect */
+};
+
 struct tt_log {
     uint32_t nkeys;
     const struct tt_section *sec;
@@ -198,6 +214,8 @@ struct tt_log {
     const struct tt_history *history; /* nkeys entries, or NULL */
     /* Worker id of a slot, for comparing with the audit trail. */
     void (*worker_name)(uint32_t slot, char *buf, size_t size);
+    const struct tt_freeze *freezes; /* partition: the freezes of the proxy, or NULL */
+    size_t nfreezes;
 };
 
 struct tt_verdict {
@@ -213,6 +231,7 @@ struct tt_verdict {
     uint64_t forbidden_steals;      /* a steal by a worker whose strategy does not steal */
     uint64_t unended;               /* sections whose worker vanished without ending them */
     uint64_t history_mismatches;    /* the audit trail disagrees with the sections */
+    uint64_t partition_violations;  /* a cut-off holder still inside when the next one entered */
     /* Figures (not failures). */
     uint64_t sections, writes, writes_rejected;
     uint64_t stale_writes_rejected; /* writes of lost holders rejected by the fenced resource */
@@ -227,6 +246,13 @@ struct tt_verdict {
      * defect of the store, not of mutual exclusion; reported, not failed. */
     uint64_t misreported_lost;
     int64_t max_recovery_ms; /* longest time from a killed holder's claim to its thief */
+    /* Partition: sections of workers behind the proxy that overlapped a freeze (cut off); of
+     * those, the ones whose lock was taken (ended lost or unsure: partitioned holders), and the
+     * ones released after the thaw although the loss had been declared (nobody took them). For
+     * partitioned holders with a next holder, the margin from the victim's exit to the next
+     * holder's entry: the smallest and the median. */
+    uint64_t cut_off, partitioned_holders, partition_released, partition_measured;
+    int64_t partition_margin_min_ns, partition_margin_median_ns;
     uint64_t nviolated;
     char violated[TT_MAX_VIOLATED][TT_MSG_SIZE];
 };
@@ -244,6 +270,7 @@ enum tt_scenario {
     TT_RESTART,
     TT_GITHUB_FAULTS,
     TT_CLOCK_SKEW,
+    TT_PARTITION,
 };
 
 struct tt_config {
@@ -258,6 +285,7 @@ struct tt_config {
     uint32_t fault_interval_ms; /* mean time between faults */
     uint32_t stop_ms;           /* sigstop: how long a holder stays stopped */
     int64_t skew_ms;            /* clock-skew: how far the skewed clocks are off */
+    uint32_t freeze_ms;         /* partition: how long the proxy stays frozen */
     uint32_t steal_slack_ms;
     uint32_t pause_ms; /* think time before each cycle */
     uint64_t seed;
@@ -269,11 +297,14 @@ struct tt_run {
     struct tt_config cfg;
     struct tt_shared *sh;
     char keys[TT_MAX_KEYS][64];
+    char proxied_url[1024]; /* partition: the store through the proxy */
 };
 
 /* Runs the cycles of worker slot `slot` (a forked process or a thread). */
 void tt_worker_run(const struct tt_run *run, uint32_t slot);
 void tt_worker_name(uint32_t slot, char *buf, size_t size);
+/* Partition: whether the worker of `slot` reaches the store through the proxy (odd slots). */
+bool tt_slot_proxied(const struct tt_run *run, uint32_t slot);
 const char *tt_status_name(int st);
 
 /* github.c: a private GitHub test server, and its admin API at `base` ("http://127.0.0.1:PORT").

@@ -8,6 +8,10 @@
  * A section that lasted longer than the lock timeout (the worker was stopped, or starved) stays
  * open and keeps writing until the heartbeat reports the loss or a bound passes, so that the
  * run shows when the holder learned it.
+ *
+ * In the partition scenario the workers are careful clients instead: inside a section they
+ * sleep in small steps and leave at once when tl_lock_is_lost() says the lock is lost, writing
+ * nothing more. Odd slots reach the store through the proxy the parent freezes.
  */
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +27,7 @@ struct ctx {
     uint64_t rng;
     int64_t skew_ms;
     atomic_ullong lost_callbacks;
+    _Atomic int64_t lost_ns;       /* when the lost callback fired for the current lock; 0: not */
     atomic_ullong logged_warnings; /* the library's own reports, from any of its threads */
     atomic_ullong logged_errors;
     char name[32];
@@ -56,11 +61,19 @@ static int64_t skewed_now(void *ud)
     return tl__real_now_ms() + c->skew_ms;
 }
 
+bool tt_slot_proxied(const struct tt_run *run, uint32_t slot)
+{
+    return run->cfg.scenario == TT_PARTITION && run->proxied_url[0] != '\0' && slot % 2 == 1 &&
+           slot != TT_MAX_WORKERS - 1;
+}
+
 static void on_lost(void *ud, tl_lock *lock)
 {
     struct ctx *c = ud;
+    int64_t zero = 0;
 
     (void)lock;
+    (void)atomic_compare_exchange_strong(&c->lost_ns, &zero, tt_now_ns());
     atomic_fetch_add(&c->lost_callbacks, 1);
 }
 
@@ -93,6 +106,49 @@ static void poll_lost(tl_lock *l, struct tt_section *s)
 {
     if (s->learned_ns == 0 && tl_lock_is_lost(l))
         s->learned_ns = tt_now_ns();
+}
+
+#define STEP_NS 5000000 /* a careful worker's step: 5 ms */
+
+/*
+ * The part between acquire and release, done carefully (partition): in steps of 5 ms, leaving
+ * at once, without another write, when the lock is lost. A worker behind the proxy that enters
+ * while the parent is about to freeze it holds on until the loss (or a generous bound).
+ */
+static void careful_section(struct ctx *c, tl_lock *l, struct tt_section *s, uint32_t id)
+{
+    const struct tt_config *cfg = &c->run->cfg;
+    int64_t hold = cfg->hold_ms ? (int64_t)(next_rand(c) % ((uint64_t)cfg->hold_ms * 1000 + 1))
+                                : 0; /* microseconds */
+    int64_t end = s->enter_ns + hold * 1000;
+
+    if (s->proxied && atomic_load(&c->sh->partition_armed)) {
+        s->long_hold = true;
+        atomic_store(&c->w->long_hold, 1);
+        end = s->enter_ns + ((int64_t)cfg->freeze_ms + 3 * (int64_t)cfg->lock_timeout_ms) * 1000000;
+    }
+    (void)tt_resource_write(c->sh, c->w, id, TT_PHASE_ENTRY);
+    bool middle = false;
+    for (;;) {
+        poll_lost(l, s);
+        if (s->learned_ns != 0)
+            break;
+
+        int64_t now = tt_now_ns();
+        if (now >= end) {
+            (void)tt_resource_write(c->sh, c->w, id, TT_PHASE_EXIT);
+            break;
+        }
+        if (!middle && now >= s->enter_ns + (end - s->enter_ns) / 2) {
+            (void)tt_resource_write(c->sh, c->w, id, TT_PHASE_MIDDLE);
+            middle = true;
+            continue; /* check again before anything else */
+        }
+        tt_sleep_ns(end - now < STEP_NS ? end - now : STEP_NS);
+    }
+    s->exit_ns = tt_now_ns();
+    atomic_store(&c->w->long_hold, 0);
+    atomic_store(&c->w->state, TT_RELEASING);
 }
 
 /* The part between acquire and release. */
@@ -143,7 +199,9 @@ static void critical_section(struct ctx *c, tl_manager *m, tl_lock *l, struct tt
 static void release(struct ctx *c, tl_manager *m, tl_lock *l, struct tt_section *s)
 {
     const struct tt_config *cfg = &c->run->cfg;
-    int64_t deadline = tt_now_ns() + (3 * (int64_t)cfg->lock_timeout_ms + 10000) * 1000000;
+    int64_t deadline =
+        tt_now_ns() +
+        (3 * (int64_t)cfg->lock_timeout_ms + (int64_t)cfg->freeze_ms + 10000) * 1000000;
 
     for (;;) {
         tl_status st = tl_release(l, NULL);
@@ -191,6 +249,7 @@ static void one_cycle(struct ctx *c, tl_manager *m)
     tl_lock *l = NULL;
 
     c->w->n.cycles++;
+    atomic_store(&c->lost_ns, 0);
     tl_metrics_get(m, &before, sizeof(before));
     atomic_store(&c->w->state, TT_ACQUIRING);
     int64_t acq = tt_now_ns();
@@ -227,14 +286,19 @@ static void one_cycle(struct ctx *c, tl_manager *m)
     s->strategy = (uint8_t)strategy;
     s->took_stale = after.stale_locks_claimed > before.stale_locks_claimed;
     s->took_forced = after.forced_acquisitions > before.forced_acquisitions;
+    s->proxied = tt_slot_proxied(c->run, c->slot);
     if (s->took_stale && c->skew_ms != 0)
         c->w->n.stale_steals_by_skewed++;
     c->w->n.sections++;
     atomic_store(&c->w->section, id);
     atomic_store(&c->w->state, TT_IN_SECTION);
 
-    critical_section(c, m, l, s, id);
+    if (cfg->scenario == TT_PARTITION)
+        careful_section(c, l, s, id);
+    else
+        critical_section(c, m, l, s, id);
     release(c, m, l, s);
+    s->lost_ns = atomic_load(&c->lost_ns);
     atomic_store(&c->w->state, TT_IDLE);
     tl_lock_free(l);
 }
@@ -252,6 +316,7 @@ void tt_worker_run(const struct tt_run *run, uint32_t slot)
         .skew_ms = sh->workers[slot].skew_ms,
     };
     atomic_init(&c.lost_callbacks, 0);
+    atomic_init(&c.lost_ns, 0);
     atomic_init(&c.logged_warnings, 0);
     atomic_init(&c.logged_errors, 0);
     tt_worker_name(slot, c.name, sizeof(c.name));
@@ -259,7 +324,7 @@ void tt_worker_run(const struct tt_run *run, uint32_t slot)
         c.rng = 1;
 
     tl_manager *m = tl_manager_new(&(struct tl_options){
-        .store_url = run->cfg.store,
+        .store_url = tt_slot_proxied(run, slot) ? run->proxied_url : run->cfg.store,
         .worker_id = c.name,
         .node_id = "torture",
         .backoff_initial_ms = run->cfg.backoff_min_ms,
