@@ -45,6 +45,7 @@
 
 #include <cmocka.h>
 
+#include "store.h"
 #include "tasklock.h"
 #include "tl_proxy.h"
 #include "tl_test.h"
@@ -129,33 +130,39 @@ static bool proxy_store(struct store *s, const char *limits)
     return true;
 }
 
+/* The Redis or PostgreSQL store at `uri` (NULL: not given), if this build has it. */
+static bool network_store(struct store *s, const char *uri, const char *scheme)
+{
+    char probe[32];
+
+    (void)snprintf(probe, sizeof(probe), "%s:", scheme);
+    if (uri == NULL || tl__store_find(probe) == NULL)
+        return false;
+    (void)snprintf(s->direct, sizeof(s->direct), "%s", uri);
+    return true;
+}
+
 static int setup_stores(void)
 {
     int up = 0;
-    char param[128];
-    const char *uri;
+    char param[128], base[1024];
 
-    (void)param;
-    (void)uri;
-#ifdef TL_WITH_REDIS
-    if ((uri = tl_test_env("TL_TEST_REDIS_URI")) != NULL) {
+    if (network_store(&stores[REDIS], tl_test_env("TL_TEST_REDIS_URI"), "redis")) {
         struct store *s = &stores[REDIS];
 
         /* A prefix of its own: its keys, and an audit trail with this run's events only. */
         (void)snprintf(param, sizeof(param), "prefix=tl-partition-%d:", (int)getpid());
-        with_param(s->direct, sizeof(s->direct), uri, param);
+        (void)snprintf(base, sizeof(base), "%s", s->direct);
+        with_param(s->direct, sizeof(s->direct), base, param);
         (void)snprintf(param, sizeof(param), "timeout=%ums", STORE_LIMITS);
         if (!proxy_store(s, param))
             return -1;
         s->up = true;
         up++;
     }
-#endif
-#ifdef TL_WITH_POSTGRES
-    if ((uri = tl_test_env("TL_TEST_POSTGRES_URI")) != NULL) {
+    if (network_store(&stores[POSTGRES], tl_test_env("TL_TEST_POSTGRES_URI"), "postgres")) {
         struct store *s = &stores[POSTGRES];
 
-        (void)snprintf(s->direct, sizeof(s->direct), "%s", uri);
         (void)snprintf(param, sizeof(param), "statement_timeout=%ums&connect_timeout=%u",
                        STORE_LIMITS, STORE_LIMITS / 1000);
         if (!proxy_store(s, param))
@@ -163,7 +170,6 @@ static int setup_stores(void)
         s->up = true;
         up++;
     }
-#endif
 #ifdef WITH_GITHUB
     {
         const char *const args[] = {"--repo",       "acme/widgets", "--issues",
