@@ -16,3 +16,11 @@ endforeach()
 if(TARGET test_github_cli AND TARGET tasklock_cli)
   add_dependencies(test_github_cli tasklock_cli)
 endif()
+
+# The README's install example, run as written: install into a temporary prefix, build the
+# README's C program with its pkg-config line, run it (tests/install/readme_install.sh).
+add_test(NAME readme_install
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/install/readme_install.sh ${CMAKE_BINARY_DIR}
+                 ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(readme_install PROPERTIES LABELS integration TIMEOUT 300
+                     SKIP_RETURN_CODE 77 ENVIRONMENT "TL_SANITIZE=${TL_SANITIZE}")
