@@ -24,3 +24,9 @@ add_test(NAME readme_install
                  ${CMAKE_CURRENT_SOURCE_DIR})
 set_tests_properties(readme_install PROPERTIES LABELS integration TIMEOUT 300
                      SKIP_RETURN_CODE 77 ENVIRONMENT "TL_SANITIZE=${TL_SANITIZE}")
+
+# Every environment variable the code reads is in the man page and docs/cli.md.
+add_test(NAME doc_environment
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/install/doc_environment.sh
+                 ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(doc_environment PROPERTIES LABELS unit TIMEOUT 60)

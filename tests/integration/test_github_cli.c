@@ -244,9 +244,16 @@ static void the_cli_breaks_a_lock_on_an_issue(void **state)
     char tok[32];
     (void)snprintf(tok, sizeof(tok), "%llu", token);
 
+    long writes = tl_ghs_stat(&srv, "writes");
+    long deletes = tl_ghs_stat(&srv, "DELETE /repos/{o}/{r}/issues/comments/{id}");
+    long posts = tl_ghs_stat(&srv, "POST /repos/{o}/{r}/issues/{n}/comments");
     r = run("--store", store, "--github-api-url", srv.url, "--worker", "admin", "--json", "release",
             "9", "--force", "--summary", "cleared by hand", NULL);
     assert_int_equal(r.code, 0);
+    /* Three writes (docs/github.md): the claim deleted, the assignee removed, the completion. */
+    assert_int_equal(tl_ghs_stat(&srv, "writes") - writes, 3);
+    assert_int_equal(tl_ghs_stat(&srv, "DELETE /repos/{o}/{r}/issues/comments/{id}") - deletes, 1);
+    assert_int_equal(tl_ghs_stat(&srv, "POST /repos/{o}/{r}/issues/{n}/comments") - posts, 1);
     assert_non_null(strstr(r.out, "\"forced\":true"));
     assert_non_null(strstr(r.out, "\"worker_id\":\"hung\""));
     r = run("--store", store, "--github-api-url", srv.url, "--json", "status", "9", NULL);
