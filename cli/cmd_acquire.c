@@ -207,12 +207,10 @@ static const char help[] =
  * Release it, and say so.
  */
 static int undelivered(const struct tl_cli *cli, tl_manager *m, const char *key, tl_lock *lock,
-                       int err)
+                       const char *why)
 {
-    char why[128];
     uint64_t token = tl_lock_token(lock);
 
-    (void)tl_cli_strerror(err, why);
     cli->outcome->stdout_failed = true;
     tl_status st = tl_release(lock, "its token could not be written to standard output");
     if (st == TL_OK)
@@ -287,8 +285,14 @@ static int run_acquire(struct tl_cli *cli, int argc, char **argv)
     } else {
         (void)printf("%llu\n", (unsigned long long)tl_lock_token(lock));
     }
-    if (rc == TL_EXIT_OK && (fflush(stdout) != 0 || ferror(stdout))) {
-        rc = undelivered(cli, m, key, lock, errno);
+    if (rc != TL_EXIT_OK) { /* the JSON document could not be made */
+        rc = undelivered(cli, m, key, lock, "out of memory");
+        goto out;
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        char why[128];
+
+        rc = undelivered(cli, m, key, lock, tl_cli_strerror(errno, why));
         goto out;
     }
     if (isatty(STDERR_FILENO)) {
