@@ -29,6 +29,15 @@ enum {
     TL_EXIT_LOST = 5      /* run: the lock was lost while the command ran */
 };
 
+/* What a command has said so far, for the one exit path (main.c). */
+struct tl_cli_outcome {
+    char error[1024];   /* the first error message, for the JSON error document */
+    json_t *holder;     /* with --json, a held key's holder ({"key","lock"}) for that document */
+    bool printed;       /* a JSON document went to stdout already */
+    bool stdout_failed; /* a failed write to stdout was reported already */
+    bool stdout_given;  /* run: stdout belongs to the command now: no document of ours */
+};
+
 /* The global options, after the environment and defaults were applied. */
 struct tl_cli {
     const char *cmd;    /* the command's name, for messages */
@@ -37,9 +46,10 @@ struct tl_cli {
     const char *node;   /* NULL: the host name */
     bool json;
     bool quiet;
-    int verbose;     /* 0: no library log; 1: info; 2 and up: debug */
-    char **argv;     /* main's arguments, for the hand-off to tasklock-net */
-    bool handed_off; /* this process is tasklock-net, started by `tasklock` */
+    int verbose;                    /* 0: no library log; 1: info; 2 and up: debug */
+    char **argv;                    /* main's arguments, for the hand-off to tasklock-net */
+    bool handed_off;                /* this process is tasklock-net, started by `tasklock` */
+    struct tl_cli_outcome *outcome; /* never NULL (main's) */
 };
 
 struct tl_cli_cmd {
@@ -59,6 +69,7 @@ extern const struct tl_cli_cmd tl_cli_cmd_status;
 extern const struct tl_cli_cmd tl_cli_cmd_list;
 extern const struct tl_cli_cmd tl_cli_cmd_log;
 extern const struct tl_cli_cmd tl_cli_cmd_demo;
+extern const struct tl_cli_cmd tl_cli_cmd_where;
 extern const struct tl_cli_cmd tl_cli_cmd_help;
 
 /* main.c: the command named `name` (exact match), or NULL. */
@@ -123,8 +134,9 @@ int tl_cli_acquire_opt(const struct tl_cli *cli, struct tl_cli_acquire *a, int o
                        const char *arg);
 /* Completes opts after parsing (task info text, --wait 0). Returns the exit code. */
 int tl_cli_acquire_finish(const struct tl_cli *cli, struct tl_cli_acquire *a);
-/* How to mend a TL_EBUSY from tl_acquire() with these options. Static text. */
-const char *tl_cli_busy_hint(const struct tl_cli_acquire *a, tl_manager *m);
+/* How to mend a TL_EBUSY from tl_acquire() of `key` with these options, in `buf`. Returns buf. */
+const char *tl_cli_busy_hint(const struct tl_cli_acquire *a, tl_manager *m, const char *key,
+                             char *buf, size_t size);
 const char *tl_cli_strategy_name(tl_strategy s);
 /* {"key":KEY,"lock":{...}} from metadata JSON text (tl_lock_metadata, tl_info_to_json), with
  * "stale" added to the lock object when `with_stale`. A new reference, or NULL (no memory or
@@ -134,7 +146,7 @@ json_t *tl_cli_lock_json(const char *key, const char *metadata, bool with_stale,
 /* cmd_help.c: prints the usage, summary and help of `c` to stdout. */
 void tl_cli_print_help(const struct tl_cli_cmd *c);
 
-/* Prints "tasklock: CMD: message" to stderr. */
+/* Prints "tasklock: CMD: message" to stderr (and keeps the first for the --json error). */
 void tl_cli_error(const struct tl_cli *cli, const char *fmt, ...) TL_CLI_PRINTF(2, 3);
 /* Prints a usage error with a hint to `tasklock help CMD` and returns TL_EXIT_USAGE. */
 int tl_cli_usage_error(const struct tl_cli *cli, const char *fmt, ...) TL_CLI_PRINTF(2, 3);
@@ -146,13 +158,21 @@ void tl_cli_note(const struct tl_cli *cli, const char *fmt, ...) TL_CLI_PRINTF(2
 /* The exit code for a library status (TL_ELOST counts as "not the owner"). */
 int tl_cli_exit_code(tl_status st);
 /* Prints the manager's message for a failed call (and `hint`, if not NULL, saying how to mend
- * it); returns the exit code of tl_cli_exit_code(). `m` may be NULL. */
+ * it); returns the exit code of tl_cli_exit_code(). `m` may be NULL. With --json, a TL_EBUSY's
+ * holder goes into the error document. */
 int tl_cli_fail(const struct tl_cli *cli, tl_manager *m, tl_status st, const char *hint);
+/* tl_cli_fail() without the message on stderr (-q): the failure is kept for --json only. */
+int tl_cli_fail_silently(const struct tl_cli *cli, tl_manager *m, tl_status st);
+/* With --json and a failure (`rc` not 0) that printed no document: prints the error document
+ * {"error","exit","command"[,"holder"]} on stdout. main.c calls it once, at the end. */
+void tl_cli_json_error(const struct tl_cli *cli, int rc);
 
 /* Parses option values; on failure print a usage error naming `opt` and return false. */
 bool tl_cli_duration(const struct tl_cli *cli, const char *opt, const char *text, uint32_t *out_ms);
-bool tl_cli_uint(const struct tl_cli *cli, const char *opt, const char *text, uint64_t max,
-                 uint64_t *out);
+/* A whole number from `min` to `max`; anything else (a sign, junk, out of range) gets the one
+ * message that says so. */
+bool tl_cli_uint(const struct tl_cli *cli, const char *opt, const char *text, uint64_t min,
+                 uint64_t max, uint64_t *out);
 bool tl_cli_key(const struct tl_cli *cli, const char *key);
 /* Checks free text (--summary): valid UTF-8 of at most `max` bytes (cmd_release.c). */
 bool tl_cli_text_ok(const struct tl_cli *cli, const char *opt, const char *text, size_t max);
@@ -172,12 +192,20 @@ int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *base, tl_m
  */
 void tl_cli_handoff(const struct tl_cli *cli, const char *url);
 
-/* For release/renew without --token: the token of `key` if this manager's worker id holds it.
- * Otherwise prints why not (free, or held by whom) and returns the exit code. */
-int tl_cli_own_token(const struct tl_cli *cli, tl_manager *m, const char *key, uint64_t *token);
+/*
+ * For release/renew without --token: the token of `key` if this manager's worker id holds it
+ * (TL_EXIT_OK). When the key is free, *is_free is set and TL_EXIT_NOTOWNER returned, with nothing
+ * printed (release may still find its own earlier release). Otherwise (held by another worker,
+ * a store error) prints why and returns the exit code.
+ */
+int tl_cli_own_token(const struct tl_cli *cli, tl_manager *m, const char *key, uint64_t *token,
+                     bool *is_free);
 
 /* The store URL the tool uses: --store, else $TASKLOCK_STORE, else "sqlite:" (the default). */
 const char *tl_cli_store_url(const struct tl_cli *cli);
+/* The store a connected manager uses, resolved (the default SQLite file written out), with any
+ * password replaced by "***": for messages. A new string (free()), or NULL when out of memory. */
+char *tl_cli_store_shown(tl_manager *m);
 
 /* "3m12s", "850ms", "2h05m" for a duration in ms (negative shown as 0). */
 void tl_cli_format_age(int64_t ms, char *buf, size_t size);

@@ -5,7 +5,9 @@
  * after its lock timeout unless `tasklock renew` is called. The acquire options are shared with
  * `tasklock run` (tl_cli_acquire_opt below).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +92,7 @@ int tl_cli_acquire_opt(const struct tl_cli *cli, struct tl_cli_acquire *a, int o
                                   "steal-stale or force)",
                                   arg);
     case TL_OPT_RETRIES:
-        if (!tl_cli_uint(cli, "--retries", arg, 1000000, &v))
+        if (!tl_cli_uint(cli, "--retries", arg, 0, 1000000, &v))
             return TL_EXIT_USAGE;
         a->opts.retries = v == 0 ? TL_NO_RETRIES : (int32_t)v;
         return -1;
@@ -131,15 +133,33 @@ int tl_cli_acquire_finish(const struct tl_cli *cli, struct tl_cli_acquire *a)
     return TL_EXIT_OK;
 }
 
-const char *tl_cli_busy_hint(const struct tl_cli_acquire *a, tl_manager *m)
+const char *tl_cli_busy_hint(const struct tl_cli_acquire *a, tl_manager *m, const char *key,
+                             char *buf, size_t size)
 {
     const struct tl_info *h = tl_last_holder(m);
+    const char *hint;
 
+    if (h != NULL && strcmp(h->worker_id, tl_manager_worker_id(m)) == 0) {
+        (void)snprintf(buf, size,
+                       "that is this worker id: locks are not re-entrant, so a lock held by %s is "
+                       "held for %s too; release it first ('tasklock release %s'), or give each "
+                       "worker its own --worker ID",
+                       h->worker_id, h->worker_id, key);
+        return buf;
+    }
     if (h != NULL && h->stale && a->opts.strategy != TL_STEAL_STALE)
-        return "its holder is stale: --strategy steal-stale takes it";
-    if (a->opts.strategy == TL_FAIL_FAST || a->opts.retries == TL_NO_RETRIES)
-        return "try again later, or wait for it with --wait DURATION";
-    return "wait longer with --wait DURATION";
+        hint = "its holder is stale: --strategy steal-stale takes it";
+    else if (a->no_wait || a->opts.strategy == TL_FAIL_FAST || a->opts.retries == TL_NO_RETRIES)
+        hint = "try again later, or wait for it with --wait DURATION";
+    else if (a->opts.deadline_ms != 0 && a->opts.retries > 0)
+        hint = "--retries ran out before --wait did: leave --retries out to retry until --wait "
+               "ends";
+    else if (a->opts.deadline_ms != 0)
+        hint = "it was still held when --wait ran out: wait longer with a larger --wait";
+    else
+        hint = "its retries ran out: wait longer with --wait DURATION";
+    (void)snprintf(buf, size, "%s", hint);
+    return buf;
 }
 
 json_t *tl_cli_lock_json(const char *key, const char *metadata, bool with_stale, bool stale)
@@ -174,7 +194,37 @@ static const char help[] =
     "                        stale this long after the last heartbeat (default 5m)\n"
     "  --info NAME=VALUE     record NAME=VALUE in the lock's task info (repeatable)\n"
     "\n"
-    "Exit status: 0 acquired, 1 held by another worker, 2 usage error, 3 store error.\n";
+    "If the token cannot be written to standard output (a full disk, a closed pipe), the\n"
+    "lock is released again and the command exits 3: a lock whose token no one saw would\n"
+    "stay held, unseen, for its lock timeout.\n"
+    "\n"
+    "Exit status: 0 acquired, 1 held by another worker (or by this same worker id: locks\n"
+    "are not re-entrant), 2 usage error, 3 store error or the token not written.\n";
+
+/*
+ * The token could not be written: no one will ever release this lock by it, and a caller that
+ * reads a non-zero exit as "not acquired" would leave it held, unseen, for the lock timeout.
+ * Release it, and say so.
+ */
+static int undelivered(const struct tl_cli *cli, tl_manager *m, const char *key, tl_lock *lock,
+                       const char *why)
+{
+    uint64_t token = tl_lock_token(lock);
+
+    cli->outcome->stdout_failed = true;
+    tl_status st = tl_release(lock, "its token could not be written to standard output");
+    if (st == TL_OK)
+        tl_cli_error(cli,
+                     "cannot write the token to standard output: %s; released %s (token %llu) "
+                     "again, so that it is not held unseen",
+                     why, key, (unsigned long long)token);
+    else
+        tl_cli_error(cli,
+                     "cannot write the token to standard output: %s; and could not release %s "
+                     "(token %llu) again: %s; it goes stale after its lock timeout",
+                     why, key, (unsigned long long)token, tl_errmsg(m));
+    return TL_EXIT_STORE;
+}
 
 static int run_acquire(struct tl_cli *cli, int argc, char **argv)
 {
@@ -215,12 +265,18 @@ static int run_acquire(struct tl_cli *cli, int argc, char **argv)
 
     tl_status st = tl_acquire(m, key, &a.opts, &lock);
     if (st != TL_OK) {
-        rc = tl_cli_fail(cli, m, st, st == TL_EBUSY ? tl_cli_busy_hint(&a, m) : NULL);
+        char hint[512];
+
+        rc = tl_cli_fail(cli, m, st,
+                         st == TL_EBUSY ? tl_cli_busy_hint(&a, m, key, hint, sizeof(hint)) : NULL);
         goto out;
     }
 
     tl_cli_info(cli, "acquired %s with token %llu (strategy %s)", key,
                 (unsigned long long)tl_lock_token(lock), tl_cli_strategy_name(a.opts.strategy));
+    /* A closed pipe must be an error to handle (below), not a SIGPIPE that kills us with the
+     * lock held. */
+    (void)signal(SIGPIPE, SIG_IGN);
     if (cli->json) {
         char *meta = tl_lock_metadata(lock);
 
@@ -228,6 +284,16 @@ static int run_acquire(struct tl_cli *cli, int argc, char **argv)
         tl_free(meta);
     } else {
         (void)printf("%llu\n", (unsigned long long)tl_lock_token(lock));
+    }
+    if (rc != TL_EXIT_OK) { /* the JSON document could not be made */
+        rc = undelivered(cli, m, key, lock, "out of memory");
+        goto out;
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        char why[128];
+
+        rc = undelivered(cli, m, key, lock, tl_cli_strerror(errno, why));
+        goto out;
     }
     if (isatty(STDERR_FILENO)) {
         char timeout[32];

@@ -584,10 +584,8 @@ static int parse(struct tl_cli *cli, int argc, char **argv, struct demo *d)
             const char *name = opt == OPT_WORKERS ? "--workers" : "--tasks";
             uint64_t max = opt == OPT_WORKERS ? MAX_WORKERS : MAX_TASKS;
 
-            if (!tl_cli_uint(cli, name, optarg, max, &v))
+            if (!tl_cli_uint(cli, name, optarg, 1, max, &v))
                 return TL_EXIT_USAGE;
-            if (v == 0)
-                return tl_cli_usage_error(cli, "%s: give at least 1", name);
             *(opt == OPT_WORKERS ? &d->workers : &d->tasks) = (int)v;
         } else if (opt == OPT_CRASH) {
             d->crash = true;
@@ -602,6 +600,10 @@ static int parse(struct tl_cli *cli, int argc, char **argv, struct demo *d)
     if (cli->store != NULL && strncmp(cli->store, "memory:", 7) == 0)
         return tl_cli_usage_error(cli, "the memory: store lives in one process, and the demo's "
                                        "workers are processes; use sqlite:PATH or a server");
+    if (cli->store != NULL && strncmp(cli->store, "github:", 7) == 0)
+        return tl_cli_usage_error(cli, "the GitHub store locks issue numbers, and the demo's "
+                                       "tasks are names (demo-PID-task-NN); run the demo on "
+                                       "sqlite:PATH, redis:// or postgres://");
     if (d->crash && d->workers < 2)
         return tl_cli_usage_error(cli, "--crash needs at least 2 workers: one crashes, "
                                        "another recovers its task");
@@ -740,6 +742,18 @@ static int run_demo(struct tl_cli *cli, int argc, char **argv)
     probe.store = d.store;
     if ((rc = tl_cli_connect(&probe, NULL, &m)) != TL_EXIT_OK)
         goto out;
+    /* A store that restricts its keys (as GitHub does) would refuse every task: say so now,
+     * rather than after every worker failed. */
+    char first[96];
+    struct tl_info *info = NULL;
+    task_key(&d, 0, first, sizeof(first));
+    tl_status st = tl_inspect(m, first, &info);
+    tl_info_free(info);
+    if (st == TL_EINVAL) {
+        rc = tl_cli_usage_error(cli, "this store does not take the demo's task keys (%s): %s",
+                                first, tl_errmsg(m));
+        goto out;
+    }
     tl_manager_free(m);
     m = NULL;
 

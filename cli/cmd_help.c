@@ -19,7 +19,7 @@ static void print_overview(void)
         "\nGlobal options (before or after the command):\n"
         "  -s, --store URL   the store: sqlite:PATH, memory:, github://OWNER/REPO,\n"
         "                    redis://HOST:PORT/DB, postgres://... (default: $TASKLOCK_STORE,\n"
-        "                    else the embedded SQLite file)\n"
+        "                    else the embedded SQLite file; 'tasklock where' shows which)\n"
         "  -w, --worker ID   who holds the lock (default: $TASKLOCK_WORKER, else USER@HOST)\n"
         "  -n, --node ID     the machine it runs on (default: $TASKLOCK_NODE, else the host "
         "name)\n"
@@ -27,11 +27,13 @@ static void print_overview(void)
         "      --github-api-url URL  the GitHub API (default: $GITHUB_API_URL, else from\n"
         "                    $GH_HOST, else https://api.github.com)\n"
         "  -q, --quiet       no notes on stderr (errors still show)\n"
-        "  -v, --verbose     log what the library does (twice: debug)\n"
+        "  -v, --verbose     say what is done and on which store, with the library's log\n"
+        "                    (twice: debug)\n"
         "      --version     print the version\n\n"
-        "Durations: 250ms, 30s, 5m, 1h. Exit status: 0 success, 1 held by another worker,\n"
-        "2 usage error, 3 store error, 4 not the owner or no such lock, 5 lock lost during "
-        "run.\n\n"
+        "Durations: 250ms, 30s, 5m, 1h (units ms, s, m, h). Exit status: 0 success, 1 held\n"
+        "by another worker, 2 usage error, 3 store error (also authentication), 4 not the\n"
+        "owner or no such lock, 5 lock lost during run. With --json a failure is a document\n"
+        "too: {\"error\",\"exit\",\"command\"}.\n\n"
         "Start with 'tasklock demo'. 'tasklock help COMMAND' or 'man tasklock' for more.\n");
 }
 

@@ -17,7 +17,7 @@ static const char help[] =
     "\"detail\"}, ...]}.\n"
     "\n"
     "Options:\n"
-    "  --limit N   the last N events (default 100)\n"
+    "  --limit N   the last N events, 1 to 1000000 (default 100)\n"
     "\n"
     "Exit status: 0, 2 usage error, 3 store error (or a store that keeps no audit trail).\n";
 
@@ -56,23 +56,27 @@ static int max_width(int w, const char *s)
 
 static void print_log(struct tl_event **events, size_t n)
 {
-    int wkey = 3, wworker = 6, wnode = 4;
+    int wkey = 3, wworker = 6, wnode = 4, wtoken = 5;
 
     for (size_t i = 0; i < n; i++) {
+        char token[24];
+
         wkey = max_width(wkey, events[i]->key);
         wworker = max_width(wworker, events[i]->worker_id);
         wnode = max_width(wnode, events[i]->node_id);
+        (void)snprintf(token, sizeof(token), "%llu", (unsigned long long)events[i]->token);
+        wtoken = max_width(wtoken, token);
     }
-    (void)printf("%-24s  %-8s  %-*s  %8s  %-*s  %-*s  %s\n", "TIME", "EVENT", wkey, "KEY", "TOKEN",
-                 wworker, "WORKER", wnode, "NODE", "DETAIL");
+    (void)printf("%-24s  %-8s  %-*s  %*s  %-*s  %-*s  %s\n", "TIME", "EVENT", wkey, "KEY", wtoken,
+                 "TOKEN", wworker, "WORKER", wnode, "NODE", "DETAIL");
     for (size_t i = 0; i < n; i++) {
         const struct tl_event *e = events[i];
         char at[48];
 
         tl_cli_format_time(e->at_ms, true, at, sizeof(at));
-        (void)printf("%-24s  %-8s  %-*s  %8llu  %-*s  %-*s  %s\n", at, tl_event_kind_name(e->kind),
-                     wkey, e->key, (unsigned long long)e->token, wworker, e->worker_id, wnode,
-                     e->node_id, e->detail ? e->detail : "");
+        (void)printf("%-24s  %-8s  %-*s  %*llu  %-*s  %-*s  %s\n", at, tl_event_kind_name(e->kind),
+                     wkey, e->key, wtoken, (unsigned long long)e->token, wworker, e->worker_id,
+                     wnode, e->node_id, e->detail ? e->detail : "");
     }
 }
 
@@ -92,10 +96,8 @@ static int run_log(struct tl_cli *cli, int argc, char **argv)
         if (opt == -1)
             break;
         if (opt == OPT_LIMIT) {
-            if (!tl_cli_uint(cli, "--limit", optarg, 1000000, &limit))
+            if (!tl_cli_uint(cli, "--limit", optarg, 1, 1000000, &limit))
                 return TL_EXIT_USAGE;
-            if (limit == 0)
-                return tl_cli_usage_error(cli, "--limit: give at least 1");
             continue;
         }
         rc = tl_cli_global_opt(cli, opt, optarg, argv);
@@ -111,6 +113,8 @@ static int run_log(struct tl_cli *cli, int argc, char **argv)
         return rc;
 
     tl_status st = tl_history(m, key, (size_t)limit, &events, &n);
+    if (st == TL_OK)
+        tl_cli_info(cli, "read %zu event%s of %s", n, n == 1 ? "" : "s", key ? key : "every key");
     if (st != TL_OK)
         rc = tl_cli_fail(cli, m, st, NULL);
     else if (cli->json)

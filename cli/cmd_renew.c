@@ -24,7 +24,7 @@ static int run_renew(struct tl_cli *cli, int argc, char **argv)
 {
     static const struct option longopts[] = {
         TL_CLI_GLOBAL_LONGOPTS, {"token", 1, NULL, OPT_TOKEN}, {0}};
-    bool have_token = false;
+    bool have_token = false, is_free = false;
     uint64_t token = 0;
     tl_manager *m = NULL;
     int rc = TL_EXIT_OK;
@@ -35,7 +35,7 @@ static int run_renew(struct tl_cli *cli, int argc, char **argv)
         if (opt == -1)
             break;
         if (opt == OPT_TOKEN) {
-            if (!tl_cli_uint(cli, "--token", optarg, UINT64_MAX, &token))
+            if (!tl_cli_uint(cli, "--token", optarg, 1, UINT64_MAX, &token))
                 return TL_EXIT_USAGE;
             have_token = true;
         } else {
@@ -53,15 +53,22 @@ static int run_renew(struct tl_cli *cli, int argc, char **argv)
 
     if ((rc = tl_cli_connect(cli, NULL, &m)) != TL_EXIT_OK)
         return rc;
-    if (!have_token && (rc = tl_cli_own_token(cli, m, key, &token)) != TL_EXIT_OK)
+    if (!have_token && (rc = tl_cli_own_token(cli, m, key, &token, &is_free)) != TL_EXIT_OK) {
+        if (is_free)
+            tl_cli_error(cli, "%s is not locked: there is nothing to renew (acquire it again)",
+                         key);
         goto out;
+    }
 
     tl_status st = tl_renew_token(m, key, token);
     if (st != TL_OK) {
-        rc = tl_cli_fail(cli, m, st,
-                         st == TL_ELOST ? "acquire it again; see 'tasklock status KEY'" : NULL);
+        char hint[400];
+
+        (void)snprintf(hint, sizeof(hint), "acquire it again; see 'tasklock status %s'", key);
+        rc = tl_cli_fail(cli, m, st, st == TL_ELOST ? hint : NULL);
         goto out;
     }
+    tl_cli_info(cli, "renewed %s (token %llu)", key, (unsigned long long)token);
     if (cli->json)
         rc = tl_cli_print_json(cli, json_pack("{s:s, s:I, s:b}", "key", key, "token",
                                               (json_int_t)token, "renewed", 1));

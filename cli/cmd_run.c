@@ -35,7 +35,7 @@
 
 extern char **environ;
 
-enum { OPT_HEARTBEAT = TL_OPT_COMMAND, OPT_KILL_AFTER };
+enum { OPT_HEARTBEAT = TL_OPT_COMMAND, OPT_KILL_AFTER, OPT_LOST_EXIT_CODE };
 
 #define DEFAULT_KILL_AFTER_MS 10000
 #define LEFTOVER_KILL_WAIT_MS 5000 /* after SIGKILL, how long to wait for the group to go */
@@ -428,35 +428,47 @@ static int child_exit_code(const struct run *r, char *summary, size_t size)
 static const char help[] =
     "Acquires the lock of KEY (default strategy steal-stale), runs COMMAND while holding it\n"
     "and heartbeating it, and releases it when COMMAND ends. COMMAND runs in its own process\n"
-    "group with TASKLOCK_KEY, TASKLOCK_TOKEN, TASKLOCK_WORKER and TASKLOCK_STORE in its\n"
-    "environment. SIGINT, SIGTERM and SIGHUP sent to tasklock are forwarded to the group.\n"
+    "group with TASKLOCK_KEY, TASKLOCK_TOKEN, TASKLOCK_WORKER and TASKLOCK_STORE (the store's\n"
+    "URL, the default SQLite file written out) in its environment. SIGINT, SIGTERM and SIGHUP\n"
+    "sent to tasklock are forwarded to the group.\n"
     "If the lock is lost (stolen, forced, or not renewed in time: declared lost a margin\n"
     "before another worker could take it), the group gets SIGTERM, then SIGKILL after\n"
     "--kill-after, or sooner so that it is gone before the lock could be taken; tasklock\n"
-    "then releases the lock if it is still its own (trying for up to 3s) and exits 5. No\n"
-    "process of the group is left running when tasklock exits.\n"
+    "then releases the lock if it is still its own (trying for up to 3s) and exits 5 (or\n"
+    "--lost-exit-code). No process of the group is left running when tasklock exits.\n"
     "\n"
     "Options (and the acquire options: --strategy, --retries, --wait, --lock-timeout,\n"
     "--info; see 'tasklock help acquire'):\n"
     "  --heartbeat DURATION      renew this often (default: a third of the lock timeout, at\n"
     "                            most 30s; must be shorter than the lock timeout)\n"
-    "  --kill-after DURATION     SIGKILL this long after SIGTERM (default 10s)\n"
+    "  --kill-after DURATION     SIGKILL this long after SIGTERM (default 10s; 0: at once)\n"
     "  -E, --conflict-exit-code N\n"
     "                            exit with N (0-255) instead of 1 when KEY is held\n"
+    "  --lost-exit-code N        exit with N (0-255) instead of 5 when the lock is lost\n"
     "\n"
     "Exit status: COMMAND's own; 126 not executable, 127 not found, 128+N killed by signal\n"
-    "N; 1 (or -E) held by another worker, 2 usage error, 3 store error, 5 lock lost.\n"
+    "N; 1 (or -E) held by another worker, 2 usage error, 3 store error, 5 (or\n"
+    "--lost-exit-code) lock lost. A command may exit 1 to 5 itself: give -E and\n"
+    "--lost-exit-code values it never uses (say 75 and 76) to tell them apart.\n"
     "\n"
     "Example: tasklock run nightly-backup --wait 10m -- ./backup.sh --full\n";
 
+/* What run does besides acquiring: its own options. */
+struct run_opts {
+    uint32_t kill_after_ms;
+    int conflict_rc; /* when the key is held */
+    int lost_rc;     /* when the lock is lost */
+};
+
 static int parse(struct tl_cli *cli, int argc, char **argv, bool dashdash, struct tl_cli_acquire *a,
-                 struct tl_options *o, uint32_t *kill_after, int *conflict_rc)
+                 struct tl_options *o, struct run_opts *ro)
 {
     static const struct option longopts[] = {TL_CLI_GLOBAL_LONGOPTS,
                                              TL_CLI_ACQUIRE_LONGOPTS,
                                              {"heartbeat", 1, NULL, OPT_HEARTBEAT},
                                              {"kill-after", 1, NULL, OPT_KILL_AFTER},
                                              {"conflict-exit-code", 1, NULL, 'E'},
+                                             {"lost-exit-code", 1, NULL, OPT_LOST_EXIT_CODE},
                                              {0}};
     uint64_t v;
 
@@ -470,12 +482,17 @@ static int parse(struct tl_cli *cli, int argc, char **argv, bool dashdash, struc
             if (!tl_cli_duration(cli, "--heartbeat", optarg, &o->heartbeat_ms))
                 return TL_EXIT_USAGE;
         } else if (opt == OPT_KILL_AFTER) {
-            if (!tl_cli_duration(cli, "--kill-after", optarg, kill_after))
+            if (strcmp(optarg, "0") == 0) /* SIGKILL right after SIGTERM */
+                ro->kill_after_ms = 0;
+            else if (!tl_cli_duration(cli, "--kill-after", optarg, &ro->kill_after_ms))
                 return TL_EXIT_USAGE;
-        } else if (opt == 'E') {
-            if (!tl_cli_uint(cli, "--conflict-exit-code", optarg, 255, &v))
+        } else if (opt == 'E' || opt == OPT_LOST_EXIT_CODE) {
+            bool conflict = opt == 'E';
+
+            if (!tl_cli_uint(cli, conflict ? "--conflict-exit-code" : "--lost-exit-code", optarg, 0,
+                             255, &v))
                 return TL_EXIT_USAGE;
-            *conflict_rc = (int)v;
+            *(conflict ? &ro->conflict_rc : &ro->lost_rc) = (int)v;
         } else {
             rc = tl_cli_acquire_opt(cli, a, opt, optarg);
             if (rc == 0)
@@ -499,18 +516,21 @@ static int parse(struct tl_cli *cli, int argc, char **argv, bool dashdash, struc
 
 /* Runs the command while holding `lock`; returns the exit code. */
 static int run_locked(const struct tl_cli *cli, const char *key, tl_lock *lock, tl_manager *m,
-                      char **cmd, uint32_t kill_after, int wake_rd)
+                      char **cmd, const struct run_opts *ro, int wake_rd)
 {
     struct run r = {.cli = cli,
                     .key = key,
                     .lock = lock,
                     .wake_rd = wake_rd,
                     .report_rd = -1,
-                    .kill_after_ms = kill_after};
+                    .kill_after_ms = ro->kill_after_ms};
     int report[2] = {-1, -1};
     char summary[128], err[128];
 
-    char **env = make_env(key, tl_lock_token(lock), tl_manager_worker_id(m), tl_cli_store_url(cli));
+    /* The store as resolved (the default SQLite file written out), so that the command's own
+     * tasklock finds the same store whatever its HOME or working directory. */
+    char **env =
+        make_env(key, tl_lock_token(lock), tl_manager_worker_id(m), tl_manager_store_url(m));
     if (env == NULL || cloexec_pipe(report, false) != 0) {
         tl_cli_error(cli, "cannot start the command: %s", tl_cli_strerror(errno, err));
         free_env(env);
@@ -525,6 +545,7 @@ static int run_locked(const struct tl_cli *cli, const char *key, tl_lock *lock, 
     } else {
         (void)fflush(NULL);
         pid_t parent = getpid();
+        cli->outcome->stdout_given = true; /* the command's, from now on */
         r.pid = fork();
         if (r.pid == 0)
             exec_child(cmd, env, report[1], parent);
@@ -554,7 +575,7 @@ static int run_locked(const struct tl_cli *cli, const char *key, tl_lock *lock, 
         tl_cli_error(cli, "cannot run \"%s\": %s", cmd[0], tl_cli_strerror(r.exec_errno, err));
     if (r.lost) {
         release_lost(cli, key, lock, m);
-        return TL_EXIT_LOST;
+        return ro->lost_rc;
     }
 
     tl_status st = tl_release(lock, summary);
@@ -562,7 +583,7 @@ static int run_locked(const struct tl_cli *cli, const char *key, tl_lock *lock, 
         tl_cli_info(cli, "%s; released %s", summary, key);
     if (st == TL_ENOTOWNER) {
         tl_cli_error(cli, "lost the lock of %s before the command ended: %s", key, tl_errmsg(m));
-        return TL_EXIT_LOST;
+        return ro->lost_rc;
     }
     if (st != TL_OK)
         tl_cli_error(cli, "could not release %s: %s; it goes stale after its lock timeout", key,
@@ -574,8 +595,9 @@ static int run_run(struct tl_cli *cli, int argc, char **argv)
 {
     struct tl_cli_acquire a;
     struct tl_options o = {.on_lost = on_lost};
-    uint32_t kill_after = DEFAULT_KILL_AFTER_MS;
-    int conflict_rc = TL_EXIT_BUSY;
+    struct run_opts ro = {.kill_after_ms = DEFAULT_KILL_AFTER_MS,
+                          .conflict_rc = TL_EXIT_BUSY,
+                          .lost_rc = TL_EXIT_LOST};
     int wake[2] = {-1, -1};
     tl_manager *m = NULL;
     tl_lock *lock = NULL;
@@ -586,7 +608,7 @@ static int run_run(struct tl_cli *cli, int argc, char **argv)
     while (split < argc && strcmp(argv[split], "--") != 0)
         split++;
     tl_cli_acquire_init(&a, TL_STEAL_STALE);
-    rc = parse(cli, split, argv, split < argc, &a, &o, &kill_after, &conflict_rc);
+    rc = parse(cli, split, argv, split < argc, &a, &o, &ro);
     if (rc >= 0)
         goto out;
     const char *key = argv[optind];
@@ -613,9 +635,13 @@ static int run_run(struct tl_cli *cli, int argc, char **argv)
      * and a ^C must not wait for the acquire to end. */
     tl_status st = tl_acquire(m, key, &a.opts, &lock);
     if (st == TL_EBUSY) {
-        if (!cli->quiet)
-            (void)tl_cli_fail(cli, m, st, tl_cli_busy_hint(&a, m));
-        rc = conflict_rc;
+        char hint[512];
+
+        if (cli->quiet)
+            (void)tl_cli_fail_silently(cli, m, st);
+        else
+            (void)tl_cli_fail(cli, m, st, tl_cli_busy_hint(&a, m, key, hint, sizeof(hint)));
+        rc = ro.conflict_rc;
         goto out;
     }
     if (st != TL_OK) {
@@ -628,7 +654,7 @@ static int run_run(struct tl_cli *cli, int argc, char **argv)
         rc = TL_EXIT_STORE;
         goto out;
     }
-    rc = run_locked(cli, key, lock, m, argv + split + 1, kill_after, wake[0]);
+    rc = run_locked(cli, key, lock, m, argv + split + 1, &ro, wake[0]);
 
 out:
     (void)set_handlers(SIG_DFL);
@@ -645,8 +671,8 @@ out:
 
 const struct tl_cli_cmd tl_cli_cmd_run = {
     .name = "run",
-    .usage = "run KEY [acquire options] [--heartbeat DURATION]\n"
-             "    [--kill-after DURATION] [-E|--conflict-exit-code N] -- COMMAND [ARG]...",
+    .usage = "run KEY [acquire options] [--heartbeat DURATION] [--kill-after DURATION]\n"
+             "    [-E|--conflict-exit-code N] [--lost-exit-code N] -- COMMAND [ARG]...",
     .summary = "Run a command while holding a lock, with heartbeats",
     .help = help,
     .run = run_run,

@@ -76,6 +76,11 @@ static int run_status(struct tl_cli *cli, int argc, char **argv)
         return rc;
 
     tl_status st = tl_inspect(m, key, &info);
+    if (st == TL_OK)
+        tl_cli_info(cli, "read the lock of %s: %s", key,
+                    info == NULL  ? "free"
+                    : info->stale ? "held, stale"
+                                  : "held");
     if (st != TL_OK) {
         rc = tl_cli_fail(cli, m, st, NULL);
     } else if (cli->json) {

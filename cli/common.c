@@ -14,7 +14,8 @@
 #include "cli.h"
 #include "store.h"
 
-static void vmessage(const struct tl_cli *cli, const char *fmt, va_list ap)
+/* Prints a message; an error (`error`) is also kept, the first one, for the --json error. */
+static void vmessage(const struct tl_cli *cli, bool error, const char *fmt, va_list ap)
 {
     char buf[1024];
 
@@ -24,6 +25,8 @@ static void vmessage(const struct tl_cli *cli, const char *fmt, va_list ap)
         (void)fprintf(stderr, "tasklock: %s\n", buf);
     else
         (void)fprintf(stderr, "tasklock: %s: %s\n", cli->cmd, buf);
+    if (error && cli->outcome != NULL && cli->outcome->error[0] == '\0')
+        (void)snprintf(cli->outcome->error, sizeof(cli->outcome->error), "%s", buf);
 }
 
 void tl_cli_error(const struct tl_cli *cli, const char *fmt, ...)
@@ -31,7 +34,7 @@ void tl_cli_error(const struct tl_cli *cli, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vmessage(cli, fmt, ap);
+    vmessage(cli, true, fmt, ap);
     va_end(ap);
 }
 
@@ -42,7 +45,7 @@ void tl_cli_note(const struct tl_cli *cli, const char *fmt, ...)
     if (cli->quiet)
         return;
     va_start(ap, fmt);
-    vmessage(cli, fmt, ap);
+    vmessage(cli, false, fmt, ap);
     va_end(ap);
 }
 
@@ -53,7 +56,7 @@ void tl_cli_info(const struct tl_cli *cli, const char *fmt, ...)
     if (cli->verbose == 0)
         return;
     va_start(ap, fmt);
-    vmessage(cli, fmt, ap);
+    vmessage(cli, false, fmt, ap);
     va_end(ap);
 }
 
@@ -62,7 +65,7 @@ int tl_cli_usage_error(const struct tl_cli *cli, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vmessage(cli, fmt, ap);
+    vmessage(cli, true, fmt, ap);
     va_end(ap);
     if (strcmp(cli->cmd, "tasklock") == 0)
         (void)fprintf(stderr, "Try 'tasklock --help'.\n");
@@ -81,7 +84,14 @@ int tl_cli_getopt(int argc, char **argv, const char *shortopts, const struct opt
 int tl_cli_global_opt(struct tl_cli *cli, int opt, const char *arg, char **argv)
 {
     switch (opt) {
-    case 's': cli->store = arg; return -1;
+    case 's':
+        if (arg[0] == '\0')
+            return tl_cli_usage_error(cli, "--store: the URL is empty (give sqlite:PATH, "
+                                           "github://OWNER/REPO, redis://HOST:PORT/DB or "
+                                           "postgres://...; leave --store out for "
+                                           "$TASKLOCK_STORE, else the default SQLite file)");
+        cli->store = arg;
+        return -1;
     case 'w': cli->worker = arg; return -1;
     case 'n': cli->node = arg; return -1;
     case 'q': cli->quiet = true; return -1;
@@ -122,6 +132,23 @@ int tl_cli_exit_code(tl_status st)
     return TL_EXIT_STORE;
 }
 
+int tl_cli_fail_silently(const struct tl_cli *cli, tl_manager *m, tl_status st)
+{
+    const char *msg = m != NULL ? tl_errmsg(m) : "";
+    struct tl_cli_outcome *o = cli->outcome;
+
+    if (o->error[0] == '\0')
+        (void)snprintf(o->error, sizeof(o->error), "%s", msg[0] ? msg : tl_strerror(st));
+    const struct tl_info *h = st == TL_EBUSY && m != NULL ? tl_last_holder(m) : NULL;
+    if (cli->json && h != NULL && o->holder == NULL) {
+        char *meta = tl_info_to_json(h);
+
+        o->holder = tl_cli_lock_json(h->key, meta, true, h->stale);
+        tl_free(meta);
+    }
+    return tl_cli_exit_code(st);
+}
+
 int tl_cli_fail(const struct tl_cli *cli, tl_manager *m, tl_status st, const char *hint)
 {
     const char *msg = m != NULL ? tl_errmsg(m) : "";
@@ -132,7 +159,22 @@ int tl_cli_fail(const struct tl_cli *cli, tl_manager *m, tl_status st, const cha
         tl_cli_error(cli, "%s (%s)", msg, hint);
     else
         tl_cli_error(cli, "%s", msg);
-    return tl_cli_exit_code(st);
+    return tl_cli_fail_silently(cli, m, st);
+}
+
+void tl_cli_json_error(const struct tl_cli *cli, int rc)
+{
+    struct tl_cli_outcome *o = cli->outcome;
+
+    if (!cli->json || rc == TL_EXIT_OK || o->printed || o->stdout_failed || o->stdout_given)
+        return;
+    json_t *doc = json_pack("{s:s, s:i, s:s}", "error",
+                            o->error[0] ? o->error : "failed (see standard error)", "exit", rc,
+                            "command", cli->cmd);
+    json_t *lock = json_object_get(o->holder, "lock");
+    if (doc != NULL && lock != NULL)
+        (void)json_object_set(doc, "holder", lock);
+    (void)tl_cli_print_json(cli, doc);
 }
 
 bool tl_cli_duration(const struct tl_cli *cli, const char *opt, const char *text, uint32_t *out_ms)
@@ -140,31 +182,29 @@ bool tl_cli_duration(const struct tl_cli *cli, const char *opt, const char *text
     if (tl_parse_duration(text, out_ms) == TL_OK)
         return true;
     (void)tl_cli_usage_error(cli,
-                             "%s: \"%s\" is not a duration (a number with a unit: 250ms, 30s, "
-                             "5m, 1h; more than zero and at most 24 days)",
+                             "%s: \"%s\" is not a duration (a number and a unit, ms, s, m or h: "
+                             "250ms, 30s, 1.5s, 5m, 1h; more than zero and at most 576h)",
                              opt, text);
     return false;
 }
 
-bool tl_cli_uint(const struct tl_cli *cli, const char *opt, const char *text, uint64_t max,
-                 uint64_t *out)
+bool tl_cli_uint(const struct tl_cli *cli, const char *opt, const char *text, uint64_t min,
+                 uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
     const char *p = text;
+    bool over = false;
 
     for (; *p >= '0' && *p <= '9'; p++) {
         unsigned d = (unsigned)(*p - '0');
 
-        if (v > (max - d) / 10) {
-            (void)tl_cli_usage_error(cli, "%s: \"%s\" is over the limit of %llu", opt, text,
-                                     (unsigned long long)max);
-            return false;
-        }
-        v = v * 10 + d;
+        over = over || v > (max - d) / 10;
+        if (!over)
+            v = v * 10 + d;
     }
-    if (p == text || *p != '\0') {
-        (void)tl_cli_usage_error(cli, "%s: \"%s\" is not a whole number from 0 to %llu", opt, text,
-                                 (unsigned long long)max);
+    if (p == text || *p != '\0' || over || v < min) {
+        (void)tl_cli_usage_error(cli, "%s: \"%s\" is not a whole number from %llu to %llu", opt,
+                                 text, (unsigned long long)min, (unsigned long long)max);
         return false;
     }
     *out = v;
@@ -289,8 +329,23 @@ int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *base, tl_m
         tl_manager_free(m);
         return rc;
     }
+    if (cli->verbose > 0) {
+        char *shown = tl_cli_store_shown(m);
+
+        tl_cli_info(cli, "store %s, worker %s", shown ? shown : "?", tl_manager_worker_id(m));
+        free(shown);
+    }
     *out = m;
     return TL_EXIT_OK;
+}
+
+char *tl_cli_store_shown(tl_manager *m)
+{
+    char *lib = tl__redact_url(tl_manager_store_url(m));
+    char *out = lib != NULL ? strdup(lib) : NULL; /* the library's memory goes back to it */
+
+    tl__free(lib);
+    return out;
 }
 
 void tl_cli_format_age(int64_t ms, char *buf, size_t size)
@@ -358,27 +413,40 @@ int tl_cli_print_json(const struct tl_cli *cli, json_t *doc)
     }
     (void)printf("%s\n", text);
     free(text);
+    cli->outcome->printed = true;
     return TL_EXIT_OK;
 }
 
-int tl_cli_own_token(const struct tl_cli *cli, tl_manager *m, const char *key, uint64_t *token)
+int tl_cli_own_token(const struct tl_cli *cli, tl_manager *m, const char *key, uint64_t *token,
+                     bool *is_free)
 {
     struct tl_info *info = NULL;
     tl_status st = tl_inspect(m, key, &info);
     int rc = TL_EXIT_OK;
 
+    *is_free = false;
     if (st != TL_OK)
         return tl_cli_fail(cli, m, st, NULL);
     if (info == NULL) {
-        tl_cli_error(cli, "%s is not locked: there is nothing to %s", key, cli->cmd);
+        *is_free = true;
         return TL_EXIT_NOTOWNER;
     }
     if (strcmp(info->worker_id, tl_manager_worker_id(m)) != 0) {
-        tl_cli_error(cli,
-                     "%s is held by %s (token %llu), not by this worker (%s); give that worker "
-                     "with --worker, or its token with --token",
-                     key, info->worker_id, (unsigned long long)info->token,
-                     tl_manager_worker_id(m));
+        /* A token identifies a lock only together with its worker id: --token alone cannot
+         * reach another worker's lock. */
+        if (strcmp(cli->cmd, "release") == 0)
+            tl_cli_error(cli,
+                         "%s is held by %s (token %llu), not by this worker (%s): release it as "
+                         "that worker (--worker %s), or break it with 'tasklock release %s "
+                         "--force'",
+                         key, info->worker_id, (unsigned long long)info->token,
+                         tl_manager_worker_id(m), info->worker_id, key);
+        else
+            tl_cli_error(cli,
+                         "%s is held by %s (token %llu), not by this worker (%s): only its holder "
+                         "renews it (--worker %s)",
+                         key, info->worker_id, (unsigned long long)info->token,
+                         tl_manager_worker_id(m), info->worker_id);
         rc = TL_EXIT_NOTOWNER;
     } else {
         *token = info->token;

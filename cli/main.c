@@ -16,11 +16,17 @@
 #include "cli.h"
 
 const struct tl_cli_cmd *const tl_cli_commands[] = {
-    &tl_cli_cmd_acquire, &tl_cli_cmd_release,
-    &tl_cli_cmd_renew,   &tl_cli_cmd_run,
-    &tl_cli_cmd_status,  &tl_cli_cmd_list,
-    &tl_cli_cmd_log,     &tl_cli_cmd_demo,
-    &tl_cli_cmd_help,    NULL,
+    &tl_cli_cmd_acquire,
+    &tl_cli_cmd_release,
+    &tl_cli_cmd_renew,
+    &tl_cli_cmd_run,
+    &tl_cli_cmd_status,
+    &tl_cli_cmd_list,
+    &tl_cli_cmd_log,
+    &tl_cli_cmd_where,
+    &tl_cli_cmd_demo,
+    &tl_cli_cmd_help,
+    NULL,
 };
 
 const struct tl_cli_cmd *tl_cli_find(const char *name)
@@ -69,14 +75,28 @@ static int parse_globals(struct tl_cli *cli, int argc, char **argv)
     return -1;
 }
 
+/* Whether --json is among the options (before a "--"), wherever it is: an error found in an
+ * option before it still gets its JSON document. */
+static bool wants_json(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            return true;
+    }
+    return false;
+}
+
 int main(int argc, char **argv)
 {
+    struct tl_cli_outcome outcome = {.error = ""};
     struct tl_cli cli = {
         .cmd = "tasklock",
         .worker = env("TASKLOCK_WORKER"),
         .node = env("TASKLOCK_NODE"),
+        .json = wants_json(argc, argv),
         .argv = argv,
         .handed_off = env("TASKLOCK_HANDED_OFF") != NULL,
+        .outcome = &outcome,
     };
 
     /* Started by `tasklock` for a network store: the mark has done its work, and must not
@@ -89,7 +109,7 @@ int main(int argc, char **argv)
         goto out;
     if (optind >= argc) {
         rc = tl_cli_usage_error(&cli, "no command given (acquire, release, renew, run, status, "
-                                      "list, log, demo, help)");
+                                      "list, log, where, demo, help)");
         goto out;
     }
 
@@ -104,8 +124,10 @@ int main(int argc, char **argv)
     rc = cmd->run(&cli, argc - first, argv + first);
 
 out:
+    /* With --json, a failure is a document too (unless the command printed its own). */
+    tl_cli_json_error(&cli, rc);
     /* stdout is data (a token, JSON): a failed write must not look like success. */
-    if (fflush(stdout) != 0 || ferror(stdout)) {
+    if ((fflush(stdout) != 0 || ferror(stdout)) && !outcome.stdout_failed) {
         char err[128];
 
         (void)fprintf(stderr, "tasklock: %s: cannot write to standard output: %s\n", cli.cmd,
@@ -113,5 +135,6 @@ out:
         if (rc == TL_EXIT_OK)
             rc = TL_EXIT_STORE;
     }
+    json_decref(outcome.holder);
     return rc;
 }

@@ -174,7 +174,8 @@ struct tl_metrics {
     uint64_t total_releases;       /* successful releases */
     uint64_t total_conflicts;      /* attempts that found the lock held */
     uint64_t total_retries;        /* attempts after the first */
-    uint64_t failed_acquisitions;  /* acquires that returned an error or TL_EBUSY */
+    uint64_t failed_acquisitions;  /* acquires that returned TL_EBUSY or a store error (not
+                                      TL_EINVAL: argument errors are not counted) */
     uint64_t stale_locks_claimed;  /* acquires that took a stale lock */
     uint64_t forced_acquisitions;  /* acquires that took a live lock by force */
     uint64_t locks_lost;           /* locks found lost (heartbeat or renew) */
@@ -216,6 +217,16 @@ TL_API const char *tl_errmsg(const tl_manager *m);
 /* This manager's worker id and node id after defaults applied. Owned by m; valid until freed. */
 TL_API const char *tl_manager_worker_id(const tl_manager *m);
 TL_API const char *tl_manager_node_id(const tl_manager *m);
+
+/*
+ * The store URL this manager uses: as given (or $TASKLOCK_STORE, else "sqlite:") before it is
+ * connected; once connected, with what the environment decided written out, so that the URL
+ * names the same store from another process, working directory or HOME: "sqlite:" becomes the
+ * absolute path of the default file ("sqlite:/home/u/.local/state/tasklock/locks.db"), and a
+ * relative SQLite path an absolute one. It keeps any password the URL carries: pass it on, do
+ * not show it. Owned by m; valid until the next call on m. One thread per handle.
+ */
+TL_API const char *tl_manager_store_url(const tl_manager *m);
 
 /*
  * Acquires the lock of `key` under the strategy in `opts` (NULL: defaults). On success `*out`
@@ -281,6 +292,23 @@ TL_API tl_status tl_release_token(tl_manager *m, const char *key, uint64_t token
  * forced, released, or never ours), TL_EINVAL (bad key), store errors. One thread per handle.
  */
 TL_API tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token);
+
+/*
+ * Breaks the lock of `key`, whoever holds it: for an administrator clearing a lock whose holder
+ * is gone or hung, in one step. `token` 0 breaks it whoever holds it; another value only if the
+ * lock still has that token (so that a lock that changed hands meanwhile is left alone). The
+ * store frees the key as a TL_FORCE_ACQUIRE by this manager's worker id followed at once by its
+ * release would, atomically where the store allows: with a new token of its own, it records a
+ * `forced` event ("from HOLDER (token N)") and a `released` event (`summary`, or "forced
+ * release" when NULL) of this worker id. The former holder finds its lock lost at its next
+ * renewal, and its release is refused (TL_ENOTOWNER). On success `*former` (if `former` is not
+ * NULL) is the record of the holder it displaced, which the caller frees with tl_info_free(), or
+ * NULL when the key was free: nothing to do, TL_OK (so a retry after success is not an error).
+ * Errors: TL_ENOTOWNER (held with another token; tl_errmsg() names the holder), TL_EINVAL (bad
+ * key), TL_ENOTSUP (a store without it), store errors. One thread per handle.
+ */
+TL_API tl_status tl_release_force(tl_manager *m, const char *key, uint64_t token,
+                                  const char *summary, struct tl_info **former);
 
 /*
  * Frees a lock handle. A lock still held is not released; the manager stops heartbeating it and

@@ -178,6 +178,13 @@ const char *tl_manager_node_id(const tl_manager *m)
     return m->node_id;
 }
 
+const char *tl_manager_store_url(const tl_manager *m)
+{
+    if (m->store != NULL && m->store->resolved_url != NULL)
+        return m->store->resolved_url;
+    return m->store_url;
+}
+
 const struct tl_info *tl_last_holder(const tl_manager *m)
 {
     return m == NULL || m->last_holder == NULL ? NULL : &m->last_holder->info;
@@ -564,7 +571,9 @@ tl_status tl_acquire(tl_manager *m, const char *key, const struct tl_acquire_opt
 {
     tl_status st = acquire(m, key, opts, out);
 
-    if (st != TL_OK && m != NULL) {
+    /* Argument errors are the caller's bug, not an outcome of the protocol or the store: they
+     * would only blur what the metric watches (docs/guide.md, Metrics). */
+    if (st != TL_OK && st != TL_EINVAL && m != NULL) {
         pthread_mutex_lock(&m->mu);
         m->metrics.failed_acquisitions++;
         pthread_mutex_unlock(&m->mu);
@@ -804,6 +813,59 @@ tl_status tl_release_token(tl_manager *m, const char *key, uint64_t token, const
                         (unsigned long long)token, m->worker_id,
                         m->store->errmsg[0] ? m->store->errmsg : tl_strerror(st));
     return store_fail(m, st);
+}
+
+tl_status tl_release_force(tl_manager *m, const char *key, uint64_t token, const char *summary,
+                           struct tl_info **former)
+{
+    tl_status st;
+
+    if (former != NULL)
+        *former = NULL;
+    if (m == NULL)
+        return TL_EINVAL;
+    begin(m);
+    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK)
+        return st;
+    const struct tl_store_ops *ops = m->store->ops;
+    if (ops->version < 2 || ops->force_release == NULL)
+        return tl__fail(m, TL_ENOTSUP, "the %s store cannot break a lock", ops->scheme);
+
+    struct tl_record *r = tl__record_new();
+    if (r == NULL)
+        return tl__fail(m, TL_ENOMEM, "out of memory");
+    const struct tl_force_release req = {.key = key,
+                                         .worker_id = m->worker_id,
+                                         .node_id = m->node_id,
+                                         .token = token,
+                                         .summary = summary ? summary : "forced release"};
+    bool found = false;
+    m->store->errmsg[0] = '\0';
+    st = ops->force_release(m->store, &req, r, &found);
+    if (st == TL_ENOTOWNER) {
+        if (found && r->info.worker_id != NULL)
+            st = tl__fail(m, st, "lock %s is held by %s with token %llu, not %llu: left alone", key,
+                          r->info.worker_id, (unsigned long long)r->info.token,
+                          (unsigned long long)token);
+        else
+            st = store_fail(m, st);
+        tl__record_free(r);
+        return st;
+    }
+    if (st != TL_OK || !found) {
+        tl__record_free(r);
+        return st == TL_OK ? TL_OK : store_fail(m, st);
+    }
+    TL_LOG(&m->log, TL_LOG_INFO, "%s: broke the lock of %s (token %llu)", key, r->info.worker_id,
+           (unsigned long long)r->info.token);
+    if (former != NULL) {
+        tl__free(r->opaque);
+        r->opaque = NULL;
+        *former = &r->info;
+    } else {
+        tl__record_free(r);
+    }
+    return TL_OK;
 }
 
 tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token)

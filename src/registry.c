@@ -132,5 +132,6 @@ void tl__store_close(struct tl_store *s)
     if (s == NULL)
         return;
     s->ops->close(s);
+    tl__free(s->resolved_url);
     tl__free(s);
 }

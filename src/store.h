@@ -28,7 +28,8 @@
 
 #include "tl.h"
 
-#define TL_STORE_OPS_VERSION 1
+/* 2: force_release appended. */
+#define TL_STORE_OPS_VERSION 2
 
 enum tl_claim_mode { TL_CLAIM_NORMAL = 0, TL_CLAIM_STEAL, TL_CLAIM_FORCE };
 
@@ -47,6 +48,11 @@ struct tl_store {
      * retry-after) waits only if it can finish before this; otherwise it fails at once and says
      * until when it would have had to wait. */
     int64_t deadline_mono_ms;
+    /* May be set by open (allocated with tl__malloc; the core frees it): the URL with what the
+     * environment decided written out, so that it names the same store from another process
+     * (SQLite: `sqlite:` becomes the absolute path of the default file). NULL: the URL as
+     * given. */
+    char *resolved_url;
 };
 
 /* A claim request. Strings are borrowed for the call. */
@@ -57,6 +63,16 @@ struct tl_claim {
     const char *task_info; /* normalised JSON object text, never NULL */
     uint32_t lock_timeout_ms;
     enum tl_claim_mode mode;
+};
+
+/* A forced release: an administrator breaking a lock, whoever holds it. Strings are borrowed
+ * for the call. */
+struct tl_force_release {
+    const char *key;
+    const char *worker_id; /* who breaks it: recorded in the audit trail */
+    const char *node_id;
+    uint64_t token;      /* 0: whoever holds it; else only the holder with this token */
+    const char *summary; /* text of the `released` event, never NULL */
 };
 
 /* The outcome of a claim. */
@@ -96,6 +112,22 @@ struct tl_store_ops {
     tl_status (*wait)(struct tl_store *s, const char *key, uint32_t timeout_ms);
     /* Checks that `key` is a key this store can lock (after tl_key_is_valid()). NULL: any. */
     tl_status (*check_key)(struct tl_store *s, const char *key);
+
+    /* Version 2. */
+    /*
+     * Frees `req->key` whoever holds it (if req->token is not 0, only when its holder has that
+     * token), in one atomic step where the store allows: a claim in force mode and its release,
+     * with nothing in between. Like such a claim it takes a new token, larger than the holder's,
+     * and records a `forced` event ("from HOLDER (token N)") and a `released` event
+     * (req->summary), both of req->worker_id with that token; so the former holder's renew
+     * finds the lock lost and its release is refused (TL_ENOTOWNER), and the key's next holder
+     * gets a larger token still. TL_OK with *found true and `former` the holder's record
+     * (judged stale or not); TL_OK with *found false when the key is free (a retry after
+     * success finds that); TL_ENOTOWNER, with `former` filled, when it is held with another
+     * token. Optional (NULL: TL_ENOTSUP).
+     */
+    tl_status (*force_release)(struct tl_store *s, const struct tl_force_release *req,
+                               struct tl_record *former, bool *found);
 };
 
 /* Writes the instance's message slot and returns `st`. */

@@ -35,3 +35,17 @@ if(TARGET test_partition)
   endif()
   set_tests_properties(partition PROPERTIES ENVIRONMENT "${env}")
 endif()
+
+# The README's install example, run as written: install into a temporary prefix, build the
+# README's C program with its pkg-config line, run it (tests/install/readme_install.sh).
+add_test(NAME readme_install
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/install/readme_install.sh ${CMAKE_BINARY_DIR}
+                 ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(readme_install PROPERTIES LABELS integration TIMEOUT 300
+                     SKIP_RETURN_CODE 77 ENVIRONMENT "TL_SANITIZE=${TL_SANITIZE}")
+
+# Every environment variable the code reads is in the man page and docs/cli.md.
+add_test(NAME doc_environment
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/install/doc_environment.sh
+                 ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(doc_environment PROPERTIES LABELS unit TIMEOUT 60)

@@ -437,7 +437,7 @@ tl_status tl__gh_resolve_token(const char *api_url, uint32_t gh_timeout_ms, char
                            "github: %s holds something that is not a token (white space or "
                            "control characters)",
                            vars[i]);
-            return TL_EINVAL;
+            return TL_ESTORE;
         }
         if ((*token = tl__strdup(v)) == NULL) {
             (void)snprintf(err, TL_ERRMSG_SIZE, "out of memory");
@@ -454,7 +454,7 @@ tl_status tl__gh_resolve_token(const char *api_url, uint32_t gh_timeout_ms, char
                    "github: no token for %.80s: set %s (or %s), or log in with `gh auth login "
                    "--hostname %.80s`",
                    host, vars[0], vars[1], host);
-    return TL_EINVAL;
+    return TL_ESTORE; /* authentication, like a token GitHub refuses (401) */
 }
 
 /* ---- store URL ---- */
@@ -556,6 +556,30 @@ static tl_status add_trusted(struct github_store *g, const char *list)
     return TL_OK;
 }
 
+/* What parameter `name` takes, for the message about a bad value. */
+static const char *param_rule(const char *name)
+{
+    static const struct {
+        const char *name, *rule;
+    } rules[] = {
+        {"write_budget", "N/min,M/h or N,M with 1 <= N <= M <= 4096, or off"},
+        {"timeout", "a duration: 250ms, 20s, 1m"},
+        {"max_wait", "a duration, or 0"},
+        {"rereads", "a whole number from 0 to 20"},
+        {"reread_delay", "a duration: 500ms, 2s"},
+        {"per_page", "a whole number from 1 to 100"},
+        {"history_pages", "a whole number from 1 to 100"},
+        {"reconcile", "true or false"},
+        {"assign", "true or false"},
+    };
+
+    for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+        if (strcmp(rules[i].name, name) == 0)
+            return rules[i].rule;
+    }
+    return "see docs/github.md";
+}
+
 static tl_status parse_params(struct github_store *g, char *query, char **api_param)
 {
     for (char *p = query; p != NULL && *p != '\0';) {
@@ -614,7 +638,8 @@ static tl_status parse_params(struct github_store *g, char *query, char **api_pa
                         p);
         }
         if (!ok)
-            return fail(g, TL_EINVAL, "github store URL: bad value for %s", p);
+            return fail(g, TL_EINVAL, "github store URL: %s=\"%.64s\" is not allowed (%s)", p, v,
+                        param_rule(p));
         p = amp ? amp + 1 : NULL;
     }
     return TL_OK;
@@ -2393,9 +2418,11 @@ static bool has_completion(struct github_store *g, const struct gh_list *l, uint
     return false;
 }
 
+/* Posts the completion comment of `held`'s tenure. `forced` (NULL for the holder's own
+ * release) is the forced release that ended it: the comment then names who broke the lock. */
 static void post_completion(struct github_store *g, int64_t number, const struct tl_record *held,
                             const char *nonce, const struct gh_item *claim, int64_t at,
-                            const char *summary)
+                            const char *summary, const struct tl_force_release *forced)
 {
     struct tl_gh_release rel = {0};
     struct gh_item posted;
@@ -2414,6 +2441,10 @@ static void post_completion(struct github_store *g, int64_t number, const struct
     rel.claimed_at_ms = held->info.claimed_at_ms;
     rel.released_at_ms = at;
     rel.summary = (char *)summary;
+    if (forced != NULL) {
+        rel.forced_worker_id = (char *)forced->worker_id;
+        rel.forced_node_id = (char *)forced->node_id;
+    }
     if (claim != NULL) {
         rel.took = claim->claim.took;
         rel.nfrom = claim->claim.nfrom;
@@ -2541,21 +2572,25 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
                 struct gh_item *c = &l->pages[i].items[j];
                 if (c->kind != TL_GH_RELEASE || !trusted(g, c->login))
                     continue;
-                if (c->rel.token == (uint64_t)id &&
+                /* A completion of our token written by a forced release is not ours: the
+                 * lock was broken, not released by us. */
+                bool forced = c->rel.forced_worker_id != NULL;
+                if (c->rel.token == (uint64_t)id && !forced &&
                     (nonce[0] == '\0' || strcmp(c->rel.nonce, nonce) == 0))
                     mine_done = true;
-                else if (c->rel.token > (uint64_t)id)
+                else if (c->rel.token > (uint64_t)id || (c->rel.token == (uint64_t)id && forced))
                     later = true;
             }
         }
         if (h != NULL || later) {
-            st = fail(g, TL_ENOTOWNER, "github: #%s: our claim %llu is gone and %s holds it now",
-                      held->info.key, (unsigned long long)id,
-                      h ? h->claim.rec.info.worker_id : "someone else");
+            st = fail(g, TL_ENOTOWNER,
+                      "github: #%s: our claim %llu is gone, taken or broken by someone else%s%s",
+                      held->info.key, (unsigned long long)id, h ? "; held now by " : "",
+                      h ? h->claim.rec.info.worker_id : "");
             goto done;
         }
         if (!mine_done) /* deleted, but the completion comment never made it */
-            post_completion(g, number, held, nonce, it ? &kept : NULL, l->date_ms, summary);
+            post_completion(g, number, held, nonce, it ? &kept : NULL, l->date_ms, summary, NULL);
         goto done;
     }
 
@@ -2565,9 +2600,89 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
         int64_t ignored;
         (void)assignee(g, number, false, &ignored);
     }
-    post_completion(g, number, held, nonce, it ? &kept : NULL, at, summary);
+    post_completion(g, number, held, nonce, it ? &kept : NULL, at, summary, NULL);
 done:
     item_clear(&fetched);
+    item_clear(&kept);
+    return st;
+}
+
+/*
+ * A forced release: delete the holder's claim (the lowest trusted one), remove the assignee,
+ * and post a completion comment that records the tenure it ended and who ended it. The next
+ * claim's comment id is larger than every one before it, so tokens keep growing; the holder's
+ * heartbeat finds its claim gone (404: lost), and its release finds a forced completion of its
+ * token, which is not its own (refused).
+ */
+static tl_status github_force_release(struct tl_store *s, const struct tl_force_release *req,
+                                      struct tl_record *former, bool *found)
+{
+    struct github_store *g = (struct github_store *)s;
+    struct gh_item kept = {0};
+    struct gh_list *l;
+    int64_t number;
+    tl_status st;
+
+    *found = false;
+    if (!tl__gh_parse_key(req->key, &number))
+        return github_check_key(s, req->key);
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    if ((st = read_list(g, number, true, &l)) != TL_OK)
+        return st;
+    struct gh_item *h = lowest_claim(g, l, 0, 0);
+    if (h == NULL)
+        return TL_OK;
+    if ((st = item_record(g, h, req->key, l->date_ms, former)) != TL_OK)
+        return st;
+    *found = true;
+    if (req->token != 0 && (uint64_t)h->id != req->token)
+        return fail(g, TL_ENOTOWNER, "github: #%s is held by %s with token %llu", req->key,
+                    former->info.worker_id, (unsigned long long)h->id);
+
+    /* What the completion comment reports of the claim: the list may be read again (and its
+     * items freed) before it is posted. */
+    int64_t id = h->id;
+    memcpy(kept.claim.nonce, h->claim.nonce, sizeof(kept.claim.nonce));
+    kept.claim.took = h->claim.took;
+    kept.claim.nfrom = h->claim.nfrom;
+    for (size_t i = 0; i < h->claim.nfrom; i++) {
+        kept.claim.from[i] = h->claim.from[i];
+        kept.claim.from[i].worker_id = tl__strdup(h->claim.from[i].worker_id);
+        kept.claim.from[i].node_id = tl__strdup(h->claim.from[i].node_id);
+    }
+
+    struct tl_http_resp r = {0};
+    char *url = comment_url(g, id);
+    if (url == NULL) {
+        st = oom(g);
+        goto done;
+    }
+    st = gh_call(g, "DELETE", url, NULL, NULL, &r);
+    bool gone = st == TL_OK && r.status == 404;
+    if (st == TL_OK && !gone && r.status != 204 && r.status != 200)
+        st = unexpected(g, "DELETE", url, &r, 0);
+    int64_t at = resp_date(&r);
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    if (st != TL_OK)
+        goto done;
+    h->deleted = true;
+    if (gone) {
+        /* Deleted meanwhile: released by its holder, or broken by someone else. Nothing of ours
+         * to report; the caller looks again if it wants to. */
+        LOG(g, TL_LOG_INFO, "github: #%lld: the claim %lld was gone before it could be deleted",
+            (long long)number, (long long)id);
+        tl__record_clear(former);
+        *found = false;
+        goto done;
+    }
+    if (g->cfg.assign && g->login != NULL) {
+        int64_t ignored;
+        (void)assignee(g, number, false, &ignored);
+    }
+    post_completion(g, number, former, kept.claim.nonce, &kept, at ? at : l->date_ms, req->summary,
+                    req);
+done:
     item_clear(&kept);
     return st;
 }
@@ -2842,16 +2957,34 @@ static tl_status collect_events(struct github_store *g, const struct gh_page *pa
                                              .worker_id = r->worker_id,
                                              .node_id = r->node_id,
                                              .at_ms = r->claimed_at_ms};
-                const struct gh_ev rel = {.issue = issue,
-                                          .token = r->token,
-                                          .phase = 1,
-                                          .at_ms = r->released_at_ms,
-                                          .kind = TL_EVENT_RELEASED,
-                                          .worker_id = r->worker_id,
-                                          .node_id = r->node_id,
-                                          .summary = r->summary};
+                struct gh_ev rel = {.issue = issue,
+                                    .token = r->token,
+                                    .phase = 1,
+                                    .at_ms = r->released_at_ms,
+                                    .kind = TL_EVENT_RELEASED,
+                                    .worker_id = r->worker_id,
+                                    .node_id = r->node_id,
+                                    .summary = r->summary};
                 size_t n = chain_of(chain, &self, r->from, r->nfrom);
-                if (!add_chain(out, issue, chain, n) || !evs_push(out, &rel))
+                bool ok = add_chain(out, issue, chain, n);
+                if (ok && r->forced_worker_id != NULL) {
+                    /* A forced release: whoever broke the lock forced it and released it at
+                     * once, with the completion comment's id as its token (larger than the
+                     * holder's, smaller than the next claim's). */
+                    const struct gh_ev forced = {.issue = issue,
+                                                 .token = (uint64_t)it->id,
+                                                 .at_ms = r->released_at_ms,
+                                                 .kind = TL_EVENT_FORCED,
+                                                 .worker_id = r->forced_worker_id,
+                                                 .node_id = r->forced_node_id,
+                                                 .from_worker = r->worker_id,
+                                                 .from_token = r->token};
+                    rel.token = (uint64_t)it->id;
+                    rel.worker_id = r->forced_worker_id;
+                    rel.node_id = r->forced_node_id;
+                    ok = evs_push(out, &forced);
+                }
+                if (!ok || !evs_push(out, &rel))
                     st = oom(g);
             }
         }
@@ -3040,4 +3173,5 @@ const struct tl_store_ops tl__store_github = {
     .list = github_list,
     .history = github_history,
     .check_key = github_check_key,
+    .force_release = github_force_release,
 };

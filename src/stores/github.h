@@ -73,6 +73,11 @@ struct tl_gh_release {
     enum tl_gh_took took;                     /* how the released claim had got the lock */
     struct tl_gh_from from[TL_GH_FROM_DEPTH]; /* and whom it had displaced */
     size_t nfrom;
+    /* A forced release (tl_release_force): who broke the lock; NULL for the holder's own
+     * release. Written as "forced_by":{"worker_id","node_id"}; markers without it read as
+     * before. */
+    char *forced_worker_id;
+    char *forced_node_id;
 };
 
 enum tl_gh_kind {

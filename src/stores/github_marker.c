@@ -91,6 +91,8 @@ void tl__gh_release_clear(struct tl_gh_release *r)
     tl__free(r->worker_id);
     tl__free(r->node_id);
     tl__free(r->summary);
+    tl__free(r->forced_worker_id);
+    tl__free(r->forced_node_id);
     for (size_t i = 0; i < r->nfrom && i < TL_GH_FROM_DEPTH; i++) {
         tl__free(r->from[i].worker_id);
         tl__free(r->from[i].node_id);
@@ -272,6 +274,13 @@ static enum tl_gh_kind decode_release(const char *text, size_t len, struct tl_gh
     }
     if (sum != NULL && (out->summary = tl__strdup(json_string_value(sum))) == NULL) {
         set_why(why, "out of memory");
+        goto done;
+    }
+    json_t *forced = json_object_get(root, "forced_by");
+    if (forced != NULL &&
+        (!json_is_object(forced) || !get_id(forced, "worker_id", &out->forced_worker_id) ||
+         !get_id(forced, "node_id", &out->forced_node_id))) {
+        set_why(why, "completion marker has a bad \"forced_by\"");
         goto done;
     }
     out->token = token;
@@ -633,6 +642,11 @@ char *tl__gh_build_release(const struct tl_gh_release *r)
         if (arr == NULL || json_object_set_new(root, "from", arr) != 0)
             goto done;
     }
+    if (r->forced_worker_id != NULL &&
+        json_object_set_new(root, "forced_by",
+                            json_pack("{s:s, s:s}", "worker_id", r->forced_worker_id, "node_id",
+                                      r->forced_node_id ? r->forced_node_id : "?")) != 0)
+        goto done;
     if ((marker = dump_escaped(root)) == NULL)
         goto done;
 
@@ -641,10 +655,21 @@ char *tl__gh_build_release(const struct tl_gh_release *r)
     fmt_time(r->claimed_at_ms, claimed);
     fmt_time(r->released_at_ms, released);
     fmt_duration(r->released_at_ms - r->claimed_at_ms, dur, sizeof(dur));
-    out = tl__asprintf("✅ Released by `%s` on `%s` at %s, after %s (held since %s, token "
-                       "%llu).%s%s\n\n<!-- tasklock:released %s -->",
-                       w, n, released, dur, claimed, (unsigned long long)r->token,
-                       quoted ? "\n\n" : "", quoted ? quoted : "", marker);
+    if (r->forced_worker_id != NULL) {
+        char fw[TL_ID_MAX + 1], fn[TL_ID_MAX + 1];
+
+        visible_id(r->forced_worker_id, fw, sizeof(fw));
+        visible_id(r->forced_node_id ? r->forced_node_id : "?", fn, sizeof(fn));
+        out = tl__asprintf("⚠️ Lock broken by `%s` on `%s` at %s: it was held by `%s` on `%s` "
+                           "for %s (since %s, token %llu).%s%s\n\n<!-- tasklock:released %s -->",
+                           fw, fn, released, w, n, dur, claimed, (unsigned long long)r->token,
+                           quoted ? "\n\n" : "", quoted ? quoted : "", marker);
+    } else {
+        out = tl__asprintf("✅ Released by `%s` on `%s` at %s, after %s (held since %s, token "
+                           "%llu).%s%s\n\n<!-- tasklock:released %s -->",
+                           w, n, released, dur, claimed, (unsigned long long)r->token,
+                           quoted ? "\n\n" : "", quoted ? quoted : "", marker);
+    }
 done:
     json_decref(root);
     tl__free(summary);

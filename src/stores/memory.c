@@ -339,6 +339,48 @@ static tl_status memory_release(struct tl_store *s, const struct tl_record *held
     return st;
 }
 
+static tl_status memory_force_release(struct tl_store *s, const struct tl_force_release *req,
+                                      struct tl_record *former, bool *found)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+    int64_t now = now_ms(s);
+    tl_status st = TL_OK;
+
+    *found = false;
+    pthread_mutex_lock(&sp->mu);
+    struct mem_entry *e = find(sp, req->key);
+    if (e == NULL || !e->held)
+        goto out_unlock;
+    if ((st = tl__record_copy(former, &e->rec)) != TL_OK) {
+        st = tl__store_fail(s, st, "out of memory");
+        goto out_unlock;
+    }
+    tl__record_judge(former, now);
+    *found = true;
+    if (req->token != 0 && e->rec.info.token != req->token) {
+        st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu", req->key,
+                            e->rec.info.worker_id, (unsigned long long)e->rec.info.token);
+        goto out_unlock;
+    }
+
+    char detail[200];
+    (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", e->rec.info.worker_id,
+                   (unsigned long long)e->rec.info.token);
+    const struct tl_info who = {.key = (char *)req->key,
+                                .worker_id = (char *)req->worker_id,
+                                .node_id = (char *)req->node_id,
+                                .token = e->last_token + 1};
+    e->last_token = who.token; /* the holder's token is no longer the last: see store.h */
+    tl__record_clear(&e->rec);
+    e->held = false;
+    note(sp, now, TL_EVENT_FORCED, &who, detail);
+    note(sp, now, TL_EVENT_RELEASED, &who, req->summary);
+
+out_unlock:
+    pthread_mutex_unlock(&sp->mu);
+    return st;
+}
+
 static tl_status memory_inspect(struct tl_store *s, const char *key, struct tl_record *out,
                                 bool *found)
 {
@@ -459,4 +501,5 @@ const struct tl_store_ops tl__store_memory = {
     .inspect = memory_inspect,
     .list = memory_list,
     .history = memory_history,
+    .force_release = memory_force_release,
 };

@@ -91,6 +91,7 @@ enum stmt_id {
     ST_WAKE,
     ST_LISTEN,
     ST_UNLISTEN,
+    ST_FORCE_RELEASE,
     ST_COUNT
 };
 
@@ -118,6 +119,28 @@ static const char *const sql_text[ST_COUNT] = {
                 "NULL RETURNING token",
     [ST_LISTEN] = "LISTEN {c}",
     [ST_UNLISTEN] = "UNLISTEN {c}",
+    /* $1 key, $2 token (0: any holder), $3 worker, $4 node, $5 summary, $6 channel. A forced
+     * claim and its release in one statement (rare, so planned afresh each time rather than a
+     * function that would change the schema): lock the holder's row, free it with a token of
+     * its own (nextval, at least the holder's + 1), record 'forced' and 'released', notify a
+     * flagged waiter. No row: the key is free. new_token NULL: held with another token. */
+    [ST_FORCE_RELEASE] =
+        "WITH o AS (SELECT * FROM {s}.tasklock_locks WHERE key = $1 AND worker_id IS NOT NULL "
+        "FOR UPDATE),\n"
+        "u AS (UPDATE {s}.tasklock_locks l SET worker_id = NULL, node_id = NULL, claimed_at = "
+        "NULL, heartbeat_at = NULL, lock_timeout_ms = NULL, task_info = NULL, claim_id = NULL, "
+        "how = NULL, displaced = NULL, wake = false,\n"
+        "  token = greatest(nextval('{s}.tasklock_tokens'), l.token + 1)\n"
+        "  FROM o WHERE l.key = o.key AND ($2::int8 = 0 OR o.token = $2::int8) "
+        "RETURNING l.token AS new_token),\n"
+        "h AS (INSERT INTO {s}.tasklock_history (at, key, event, worker_id, node_id, token, "
+        "detail) SELECT now(), $1, e.event, $3, $4, u.new_token, e.detail FROM u, o,\n"
+        "  LATERAL (VALUES (1, 'forced', 'from ' || o.worker_id || ' (token ' || o.token || ')'),"
+        " (2, 'released', "
+        "$5::text)) e(n, event, detail) ORDER BY e.n),\n"
+        "n AS (SELECT pg_notify($6, $1) FROM o, u WHERE o.wake)\n"
+        "SELECT " RECORD_COLS("o") ", u.new_token, (SELECT count(*) FROM n) FROM o LEFT JOIN u "
+        "ON true",
 };
 
 /* Table creation: one explicit transaction, serialised by a transaction-scoped advisory lock so
@@ -1255,6 +1278,37 @@ static tl_status pg_release(struct tl_store *s, const struct tl_record *held, co
     return TL_OK; /* 1: released now; 2: released before by this token, no one claimed since */
 }
 
+static tl_status pg_force_release(struct tl_store *s, const struct tl_force_release *req,
+                                  struct tl_record *former, bool *found)
+{
+    struct pg_store *ps = (struct pg_store *)s;
+    char token[24];
+    PGresult *r = NULL;
+    int64_t fresh = 0;
+
+    *found = false;
+    (void)snprintf(token, sizeof(token), "%llu", (unsigned long long)req->token);
+    const char *const p[] = {req->key,     token,        req->worker_id,
+                             req->node_id, req->summary, ps->channel};
+    tl_status st = run(ps, &ps->main, "breaking a lock", ST_FORCE_RELEASE, 6, p, &r);
+    if (st != TL_OK)
+        return st;
+    int rows = PQntuples(r);
+    if (rows == 1 && PQnfields(r) == NRECORD + 2) {
+        bool broke = get_i64(r, 0, NRECORD, &fresh);
+        if ((st = read_record(ps, r, 0, 0, req->key, former)) == TL_OK) {
+            *found = true;
+            if (!broke)
+                st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu", req->key,
+                                    former->info.worker_id, (unsigned long long)former->info.token);
+        }
+    } else if (rows != 0) {
+        st = bad_reply(ps, "breaking a lock");
+    }
+    PQclear(r);
+    return st;
+}
+
 static tl_status pg_inspect(struct tl_store *s, const char *key, struct tl_record *out, bool *found)
 {
     struct pg_store *ps = (struct pg_store *)s;
@@ -1535,4 +1589,5 @@ const struct tl_store_ops tl__store_postgres = {
     .list = pg_list,
     .history = pg_history,
     .wait = pg_wait,
+    .force_release = pg_force_release,
 };

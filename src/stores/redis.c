@@ -68,7 +68,15 @@
 #define RECONNECT_FIRST_PAUSE_MS 20
 #define RECONNECT_MAX_PAUSE_MS   500
 
-enum script_id { SC_CLAIM, SC_RENEW, SC_RELEASE, SC_INSPECT, SC_READ_MANY, SC_COUNT };
+enum script_id {
+    SC_CLAIM,
+    SC_RENEW,
+    SC_RELEASE,
+    SC_INSPECT,
+    SC_READ_MANY,
+    SC_FORCE_RELEASE,
+    SC_COUNT
+};
 
 static const struct {
     const char *name;
@@ -79,6 +87,7 @@ static const struct {
     [SC_RELEASE] = {"release", script_release},
     [SC_INSPECT] = {"inspect", script_inspect},
     [SC_READ_MANY] = {"read_many", script_read_many},
+    [SC_FORCE_RELEASE] = {"force_release", script_force_release},
 };
 
 /* A growable buffer of RESP-encoded commands. */
@@ -1039,6 +1048,58 @@ static tl_status redis_release(struct tl_store *s, const struct tl_record *held,
     return st;
 }
 
+static tl_status redis_force_release(struct tl_store *s, const struct tl_force_release *req,
+                                     struct tl_record *former, bool *found)
+{
+    struct redis_store *rs = (struct redis_store *)s;
+    char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], chan[RKEY_SIZE], token[24], ttl[24], hmax[24];
+    char what[TL_KEY_MAX + 32];
+    redisReply *r = NULL;
+    long long now;
+    tl_status st;
+
+    *found = false;
+    begin_call(rs, 0);
+    make_key(rs, rk, "lock:", req->key);
+    make_key(rs, ck, "token:", req->key);
+    make_key(rs, hk, "history", NULL);
+    make_key(rs, chan, "released:", req->key);
+    u64_text(req->token, token);
+    u64_text(rs->safety_ttl_ms, ttl);
+    u64_text(rs->history_max, hmax);
+    cat3(what, sizeof(what), "breaking the lock of ", req->key, NULL);
+    const char *argv[] = {rk,           ck,  hk,   req->worker_id, req->node_id, token,
+                          req->summary, ttl, hmax, req->key,       chan};
+
+    st = eval(rs, SC_FORCE_RELEASE, 3, 11, argv, NULL, &r, what);
+    if (st != TL_OK)
+        return st;
+    bool released = el_is(r, 0, "released"), other = el_is(r, 0, "other");
+    if (el_is(r, 0, "free") && r->elements == 1) {
+        st = TL_OK;
+    } else if (el_is(r, 0, "cleared") && r->elements == 4) {
+        const redisReply *why = el_str(r, 3);
+        TL_LOG(s->log, TL_LOG_WARN,
+               "redis %s: %s: deleted a record that was not a tasklock one: %s", rs->where,
+               req->key, is_text(why) ? why->str : "?");
+        st = TL_OK;
+    } else if ((released && r->elements == 10) || (other && r->elements == 9)) {
+        if (!el_int(r, 1, &now)) {
+            st = unexpected(rs, what, r);
+        } else if ((st = parse_record(rs, r, released ? 3 : 2, req->key, former, what)) == TL_OK) {
+            tl__record_judge(former, now);
+            *found = true;
+            if (other)
+                st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu", req->key,
+                                    former->info.worker_id, (unsigned long long)former->info.token);
+        }
+    } else {
+        st = unexpected(rs, what, r);
+    }
+    freeReplyObject(r);
+    return st;
+}
+
 static tl_status redis_inspect(struct tl_store *s, const char *key, struct tl_record *out,
                                bool *found)
 {
@@ -1746,4 +1807,5 @@ const struct tl_store_ops tl__store_redis = {
     .list = redis_list,
     .history = redis_history,
     .wait = redis_wait,
+    .force_release = redis_force_release,
 };

@@ -176,6 +176,42 @@ static const char script_release[] = TL_REDIS_LUA_PRELUDE
     "if type(c) == 'string' then return {'since', c} end\n"
     "return {'never'}\n";
 
+/*
+ * force_release. KEYS: record, counter, history. ARGV: worker, node, token (0: any holder),
+ * summary, safety_ttl_ms, history_max, key, channel. Returns {"free"}, {"other", now_ms,
+ * holder's record...} (held with another token), {"released", now_ms, new token, holder's
+ * record...} or {"cleared", now_ms, new token, why} (an unreadable record, deleted). Like a forced
+ * claim and its release at once: a new token, larger than the holder's, kept in the counter (so
+ * the holder's release is refused, not taken for a retry), and "forced" and "released" events of
+ * the worker that broke the lock.
+ */
+static const char script_force_release[] = TL_REDIS_LUA_PRELUDE
+    "local worker, node, want, summary, ttl, hmax, key, chan = unpack(ARGV)\n"
+    "local us = now_us()\n"
+    "local now = math.floor(us / 1000)\n"
+    "local r, why = read(KEYS[1])\n"
+    "if r == nil then return {'free'} end\n"
+    "if r == false and want ~= '0' then return bad(KEYS[1], why) end\n"
+    "if r and want ~= '0' and r.token_s ~= want then\n"
+    "    return {'other', now, unpack(record(r))}\n"
+    "end\n"
+    "local last = 0\n"
+    "local c = redis.pcall('GET', KEYS[2])\n"
+    "if type(c) == 'string' then last = num(c) or 0 end\n"
+    "if r and r.token > last then last = r.token end\n"
+    "local token = last + 1\n"
+    "if token < us then token = us end\n"
+    "if token > MAXNUM then return bad(KEYS[2], 'the token counter is exhausted') end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('SET', KEYS[2], int(token), 'PX', ttl)\n"
+    "local detail = 'over an unreadable record (' .. tostring(why) .. ')'\n"
+    "if r then detail = 'from ' .. r.worker_id .. ' (token ' .. r.token_s .. ')' end\n"
+    "note(KEYS[3], hmax, now, 'forced', key, worker, node, int(token), detail)\n"
+    "note(KEYS[3], hmax, now, 'released', key, worker, node, int(token), summary)\n"
+    "redis.pcall('PUBLISH', chan, int(token))\n"
+    "if r then return {'released', now, token, unpack(record(r))} end\n"
+    "return {'cleared', now, token, tostring(why)}\n";
+
 /* inspect. KEYS: record. Returns {now_ms} when free, else {now_ms, record...}. */
 static const char script_inspect[] =
     TL_REDIS_LUA_PRELUDE "local now = math.floor(now_us() / 1000)\n"

@@ -25,12 +25,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "store.h"
 #include "tl.h"
 
 #define SCHEMA_VERSION  1
 #define DEFAULT_BUSY_MS 10000
+/* How to get away from the default file, for messages about it. */
+#define DEFAULT_HINT "set TASKLOCK_DB to another file, or give the store URL a path: sqlite:PATH"
 
 enum stmt_id {
     ST_SELECT,
@@ -41,6 +44,7 @@ enum stmt_id {
     ST_LIST,
     ST_HISTORY_KEY,
     ST_HISTORY_ALL,
+    ST_FORCE_FREE,
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
@@ -69,6 +73,9 @@ static const char *const sql_text[ST_COUNT] = {
                        "WHERE key = ?1 ORDER BY id DESC LIMIT ?2",
     [ST_HISTORY_ALL] = "SELECT at, key, event, worker_id, node_id, token, detail FROM tl_history "
                        "ORDER BY id DESC LIMIT ?2",
+    [ST_FORCE_FREE] = "UPDATE tl_locks SET worker_id = NULL, node_id = NULL, claimed_at = NULL, "
+                      "heartbeat_at = NULL, lock_timeout_ms = NULL, task_info = NULL, token = ?2 "
+                      "WHERE key = ?1",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -121,8 +128,7 @@ static tl_status db_fail(struct sqlite_store *ss, int rc, const char *what)
         return tl__store_fail(&ss->base, TL_ESTORE,
                               "sqlite: %s: %s: %s (check that the directory exists and is "
                               "writable%s)",
-                              ss->path, what, msg,
-                              ss->default_path ? ", or set TASKLOCK_DB to another file" : "");
+                              ss->path, what, msg, ss->default_path ? "; or " DEFAULT_HINT : "");
     return tl__store_fail(&ss->base, TL_ESTORE, "sqlite: %s: %s: %s", ss->path, what, msg);
 }
 
@@ -148,20 +154,54 @@ static int make_parents(const char *path)
     return rc;
 }
 
-/* $TASKLOCK_DB, else ${XDG_STATE_HOME:-$HOME/.local/state}/tasklock/locks.db. */
-static char *default_path(void)
+/*
+ * $TASKLOCK_DB, else $XDG_STATE_HOME/tasklock/locks.db (XDG_STATE_HOME absolute), else
+ * $HOME/.local/state/tasklock/locks.db (HOME absolute). With none of them there is no default:
+ * a fixed directory that every user shares (/tmp/...) would belong to whoever made it first,
+ * who could then read or lock every other user's locks, and would fail for everyone else.
+ */
+static tl_status default_path(struct tl_store *s, char **out)
 {
     const char *db = getenv("TASKLOCK_DB");     /* NOLINT(concurrency-mt-unsafe) */
     const char *xdg = getenv("XDG_STATE_HOME"); /* NOLINT(concurrency-mt-unsafe) */
     const char *home = getenv("HOME");          /* NOLINT(concurrency-mt-unsafe) */
 
     if (db != NULL && db[0] != '\0')
-        return tl__strdup(db);
-    if (xdg != NULL && xdg[0] == '/')
-        return tl__asprintf("%s/tasklock/locks.db", xdg);
-    if (home == NULL || home[0] == '\0')
-        home = "/tmp";
-    return tl__asprintf("%s/.local/state/tasklock/locks.db", home);
+        *out = tl__strdup(db);
+    else if (xdg != NULL && xdg[0] == '/')
+        *out = tl__asprintf("%s/tasklock/locks.db", xdg);
+    else if (home != NULL && home[0] == '/')
+        *out = tl__asprintf("%s/.local/state/tasklock/locks.db", home);
+    else
+        return tl__store_fail(s, TL_ESTORE,
+                              "sqlite: no default database file: HOME is %s, and neither "
+                              "TASKLOCK_DB nor XDG_STATE_HOME is set; set TASKLOCK_DB to a file "
+                              "(or HOME or XDG_STATE_HOME to a directory), or give the store URL "
+                              "a path: sqlite:PATH",
+                              home == NULL || home[0] == '\0' ? "not set" : "not an absolute path");
+    return *out != NULL ? TL_OK : tl__store_fail(s, TL_ENOMEM, "out of memory");
+}
+
+/*
+ * The URL naming this file from anywhere: "sqlite:" and the absolute path, then the parameters.
+ * A path that starts with two slashes gets two more, which the parser drops again.
+ */
+static char *resolved_url(const char *path, const char *query)
+{
+    char cwd[4096];
+    char *abs = NULL;
+
+    if (path[0] == '/')
+        abs = tl__strdup(path);
+    else if (getcwd(cwd, sizeof(cwd)) != NULL)
+        abs = tl__asprintf("%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", path);
+    if (abs == NULL)
+        return NULL;
+
+    char *url = tl__asprintf("sqlite:%s%s%s%s", strncmp(abs, "//", 2) == 0 ? "//" : "", abs,
+                             query ? "?" : "", query ? query : "");
+    tl__free(abs);
+    return url;
 }
 
 /*
@@ -204,17 +244,29 @@ static tl_status parse_params(struct sqlite_store *ss, char *query, const char *
             *amp = '\0';
 
         uint64_t v;
-        if (strncmp(p, "busy_timeout=", 13) == 0 && tl__parse_u64(p + 13, &v) && v <= INT_MAX)
+        if (strncmp(p, "busy_timeout=", 13) == 0) {
+            if (!tl__parse_u64(p + 13, &v) || v > INT_MAX)
+                return tl__store_fail(&ss->base, TL_EINVAL,
+                                      "sqlite store URL: busy_timeout=\"%s\" is not a number of "
+                                      "milliseconds (0 to %d)",
+                                      p + 13, INT_MAX);
             ss->busy_ms = (uint32_t)v;
-        else if (strcmp(p, "synchronous=full") == 0)
-            *sync = "FULL";
-        else if (strcmp(p, "synchronous=normal") == 0)
-            *sync = "NORMAL";
-        else
+        } else if (strncmp(p, "synchronous=", 12) == 0) {
+            if (strcmp(p + 12, "full") == 0)
+                *sync = "FULL";
+            else if (strcmp(p + 12, "normal") == 0)
+                *sync = "NORMAL";
+            else
+                return tl__store_fail(&ss->base, TL_EINVAL,
+                                      "sqlite store URL: synchronous=\"%s\" is not allowed (full "
+                                      "or normal, lower case)",
+                                      p + 12);
+        } else {
             return tl__store_fail(&ss->base, TL_EINVAL,
                                   "sqlite store URL: unknown parameter \"%s\" (known: "
                                   "busy_timeout=MS, synchronous=full|normal)",
                                   p);
+        }
         p = amp ? amp + 1 : NULL;
     }
     return TL_OK;
@@ -297,12 +349,15 @@ static tl_status sqlite_open(struct tl_store *s, const char *url)
         *query++ = '\0';
     bool by_default = copy[0] == '\0';
     ss->default_path = by_default;
-    ss->path = by_default ? default_path() : tl__strdup(copy);
-    if (ss->path == NULL) {
-        tl__free(copy);
-        return tl__store_fail(s, TL_ENOMEM, "out of memory");
-    }
-    st = parse_params(ss, query, &sync);
+    if (by_default)
+        st = default_path(s, &ss->path);
+    else
+        st = (ss->path = tl__strdup(copy)) != NULL ? TL_OK
+                                                   : tl__store_fail(s, TL_ENOMEM, "out of memory");
+    if (st == TL_OK && (s->resolved_url = resolved_url(ss->path, query)) == NULL)
+        st = tl__store_fail(s, TL_ENOMEM, "out of memory");
+    if (st == TL_OK)
+        st = parse_params(ss, query, &sync);
     tl__free(copy);
     if (st != TL_OK)
         return st;
@@ -310,8 +365,10 @@ static tl_status sqlite_open(struct tl_store *s, const char *url)
     if (by_default) {
         int err = make_parents(ss->path);
         if (err != 0)
-            return tl__store_fail(s, TL_ESTORE, "sqlite: cannot create the directory of %s: %s",
-                                  ss->path, strerror(err)); /* NOLINT(concurrency-mt-unsafe) */
+            return tl__store_fail(s, TL_ESTORE,
+                                  "sqlite: cannot create the directory of %s: %s (%s)", ss->path,
+                                  strerror(err), /* NOLINT(concurrency-mt-unsafe) */
+                                  DEFAULT_HINT);
     }
 
     int rc = sqlite3_open_v2(
@@ -636,6 +693,71 @@ err_rollback:
     return ret;
 }
 
+static tl_status sqlite_force_release(struct tl_store *s, const struct tl_force_release *req,
+                                      struct tl_record *former, bool *found)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    sqlite3_stmt *st = ss->stmt[ST_FORCE_FREE];
+    struct row row;
+    tl_status oom = TL_OK;
+    int rc;
+
+    *found = false;
+    if ((rc = exec_stmt(ss, ST_BEGIN)) != SQLITE_OK)
+        return db_fail(ss, rc, "starting a forced release");
+    int64_t now = now_ms(s);
+    rc = select_row(ss, req->key, &row, former, &oom);
+    if (rc != SQLITE_OK || oom != TL_OK)
+        goto err_rollback;
+    if (!row.held) {
+        rollback(ss);
+        return TL_OK;
+    }
+    *found = true;
+    tl__record_judge(former, now);
+    if (req->token != 0 && row.token != req->token) {
+        rollback(ss);
+        return tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu", req->key,
+                              former->info.worker_id, (unsigned long long)row.token);
+    }
+
+    /* A token of its own, as a forced claim would take: the holder's is no longer the key's
+     * last, so its release is refused rather than taken for a retry of its own. */
+    uint64_t token = row.token + 1;
+    if (now > 0 && (uint64_t)now * 1000 > token)
+        token = (uint64_t)now * 1000;
+    sqlite3_bind_text(st, 1, req->key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)token);
+    rc = exec_stmt(ss, ST_FORCE_FREE);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_OK)
+        goto err_rollback;
+
+    char detail[200];
+    (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", former->info.worker_id,
+                   (unsigned long long)row.token);
+    const struct tl_info who = {.key = (char *)req->key,
+                                .worker_id = (char *)req->worker_id,
+                                .node_id = (char *)req->node_id,
+                                .token = token};
+    if ((rc = add_history(ss, now, TL_EVENT_FORCED, &who, detail)) != SQLITE_OK ||
+        (rc = add_history(ss, now, TL_EVENT_RELEASED, &who, req->summary)) != SQLITE_OK ||
+        (rc = exec_stmt(ss, ST_COMMIT)) != SQLITE_OK)
+        goto err_rollback;
+    return TL_OK;
+
+err_rollback:
+    *found = false;
+    tl__record_clear(former);
+    {
+        tl_status ret = oom != TL_OK && rc == SQLITE_OK
+                            ? tl__store_fail(s, TL_ENOMEM, "out of memory")
+                            : db_fail(ss, rc, "breaking a lock");
+        rollback(ss);
+        return ret;
+    }
+}
+
 static tl_status sqlite_inspect(struct tl_store *s, const char *key, struct tl_record *out,
                                 bool *found)
 {
@@ -787,4 +909,5 @@ const struct tl_store_ops tl__store_sqlite = {
     .list = sqlite_list,
     .history = sqlite_history,
     .wait = sqlite_wait,
+    .force_release = sqlite_force_release,
 };

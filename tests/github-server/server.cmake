@@ -14,6 +14,13 @@ set_target_properties(tl_github_server PROPERTIES OUTPUT_NAME tl-github-server
 target_compile_definitions(tl_github_server PRIVATE _POSIX_C_SOURCE=200809L)
 target_compile_options(tl_github_server PRIVATE ${TL_WARNINGS})
 target_link_libraries(tl_github_server PRIVATE PkgConfig::MHD PkgConfig::JANSSON Threads::Threads)
+# Installed too, as tasklock-github-server, for trying the GitHub store by hand without GitHub
+# (docs/github.md, "Trying it offline"). It serves 127.0.0.1 only.
+option(TL_INSTALL_GITHUB_SERVER "Install the GitHub test server as tasklock-github-server" ON)
+if(TL_INSTALL_GITHUB_SERVER)
+  install(PROGRAMS $<TARGET_FILE:tl_github_server> DESTINATION ${CMAKE_INSTALL_BINDIR}
+          RENAME tasklock-github-server)
+endif()
 
 # -iquote, not -I: "spawn.h" must not shadow the system <spawn.h> in the code that uses it.
 add_library(tl_ghs_client STATIC ${TL_GHS_DIR}/spawn.c)

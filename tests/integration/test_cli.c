@@ -33,6 +33,9 @@
 static char *dir;        /* the temporary directory of this run */
 static char store[700];  /* sqlite:DIR/cli.db */
 static char binary[700]; /* DIR/tasklock */
+/* Changes to the environment of the next commands: "NAME=VALUE" sets, "NAME" unsets. NULL
+ * or a NULL-terminated list; tests that set it put it back to NULL. */
+static const char *const *extra_env;
 
 struct out {
     int code; /* exit status, or 128 + the signal that killed it */
@@ -95,6 +98,18 @@ static struct proc start_v(const char *first, va_list ap)
         (void)setenv("TASKLOCK_STORE", store, 1);     /* NOLINT(concurrency-mt-unsafe) */
         (void)setenv("TASKLOCK_WORKER", "tester", 1); /* NOLINT(concurrency-mt-unsafe) */
         (void)setenv("TASKLOCK_NODE", "testnode", 1); /* NOLINT(concurrency-mt-unsafe) */
+        for (size_t i = 0; extra_env != NULL && extra_env[i] != NULL; i++) {
+            const char *eq = strchr(extra_env[i], '=');
+            char name[64];
+
+            (void)snprintf(name, sizeof(name), "%.*s",
+                           (int)(eq ? (size_t)(eq - extra_env[i]) : strlen(extra_env[i])),
+                           extra_env[i]);
+            if (eq != NULL)
+                (void)setenv(name, eq + 1, 1); /* NOLINT(concurrency-mt-unsafe) */
+            else
+                (void)unsetenv(name); /* NOLINT(concurrency-mt-unsafe) */
+        }
         /* A shell may start us with SIGINT ignored; the commands under test must not be. */
         (void)signal(SIGINT, SIG_DFL);
         (void)signal(SIGTERM, SIG_DFL);
@@ -418,9 +433,7 @@ static void release_and_renew(void **state)
     json_decref(doc);
 
     assert_int_equal(tlk(o, "release", "r1", "--summary", "all done", NULL), 0);
-    /* Released: no such lock without a token; with its token, releasing twice is fine. */
-    assert_int_equal(tlk(o, "release", "r1", NULL), 4);
-    assert_contains(o->err, "not locked");
+    /* Released: releasing again is fine, with its token or without (see below). */
     assert_int_equal(tlk(o, "release", "r1", "--token", tok, NULL), 0);
     assert_int_equal(tlk(o, "renew", "r1", NULL), 4);
     assert_int_equal(tlk(o, "renew", "r1", "--token", tok, NULL), 4);
@@ -579,6 +592,410 @@ static void stdout_write_error_is_reported(void **state)
     (void)close(full);
 }
 
+/* Runs `tasklock -w tester CMD KEY` with stdout on `fd`; returns its exit code. */
+static int run_with_stdout(int fd, const char *cmd, const char *key, char *err, size_t errsize)
+{
+    int errpipe[2];
+
+    assert_int_equal(pipe(errpipe), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        (void)dup2(fd, STDOUT_FILENO);
+        (void)dup2(errpipe[1], STDERR_FILENO);
+        (void)close(errpipe[0]);
+        (void)signal(SIGPIPE, SIG_DFL);           /* as a shell would start it */
+        (void)setenv("TASKLOCK_STORE", store, 1); /* NOLINT(concurrency-mt-unsafe) */
+        execl(binary, binary, "-w", "tester", cmd, key, (char *)NULL);
+        _exit(126);
+    }
+    (void)close(errpipe[1]);
+    size_t n = 0;
+    ssize_t got;
+    while (n < errsize - 1 && (got = read(errpipe[0], err + n, errsize - 1 - n)) > 0)
+        n += (size_t)got;
+    err[n] = '\0';
+    (void)close(errpipe[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* A token that cannot be delivered is a lock no one would ever release: it is released again,
+ * and the exit status says the acquire failed. */
+static void acquire_releases_a_token_it_cannot_print(void **state)
+{
+    struct out *o = *state;
+    char err[4096];
+    int full = open("/dev/full", O_WRONLY);
+
+    if (full < 0)
+        skip();
+    assert_int_equal(run_with_stdout(full, "acquire", "undelivered", err, sizeof(err)), 3);
+    (void)close(full);
+    assert_contains(err, "cannot write the token to standard output");
+    assert_contains(err, "released undelivered");
+    assert_int_equal(tlk(o, "status", "undelivered", NULL), 0);
+    assert_contains(o->out, "undelivered is free");
+    assert_int_equal(tlk(o, "log", "undelivered", NULL), 0);
+    assert_contains(o->out, "could not be written to standard output");
+
+    /* A reader that went away (a closed pipe): the same, not a death by SIGPIPE. */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    (void)close(fds[0]);
+    assert_int_equal(run_with_stdout(fds[1], "acquire", "undelivered", err, sizeof(err)), 3);
+    (void)close(fds[1]);
+    assert_contains(err, "released undelivered");
+    assert_int_equal(tlk(o, "status", "undelivered", NULL), 0);
+    assert_contains(o->out, "undelivered is free");
+}
+
+/* The environment of a command that finds its default store by HOME alone. */
+static const char *home_env[] = {"TASKLOCK_STORE", "TASKLOCK_DB", "XDG_STATE_HOME", NULL, NULL};
+
+static void default_store_needs_a_home(void **state)
+{
+    struct out *o = *state;
+    char home[900], file[800], expect[900];
+    struct stat st;
+    bool shared_existed = stat("/tmp/.local/state/tasklock", &st) == 0;
+
+    /* No HOME, no XDG_STATE_HOME, no TASKLOCK_DB: refused, never a directory in /tmp that
+     * every user would share. */
+    home_env[3] = "HOME";
+    extra_env = home_env;
+    assert_int_equal(tlk(o, "acquire", "h1", NULL), 3);
+    assert_error(o, "acquire");
+    assert_contains(o->err, "HOME is not set");
+    assert_contains(o->err, "TASKLOCK_DB");
+    assert_contains(o->err, "XDG_STATE_HOME");
+    assert_contains(o->err, "sqlite:PATH");
+    if (!shared_existed)
+        assert_int_not_equal(stat("/tmp/.local/state/tasklock", &st), 0);
+
+    /* A default directory that cannot be made says how to go elsewhere. */
+    path_in_dir(file, sizeof(file), "home-is-a-file");
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    (void)fclose(f);
+    (void)snprintf(home, sizeof(home), "HOME=%s", file);
+    home_env[3] = home;
+    assert_int_equal(tlk(o, "list", NULL), 3);
+    assert_contains(o->err, "cannot create the directory");
+    assert_contains(o->err, "TASKLOCK_DB");
+    assert_contains(o->err, "sqlite:PATH");
+
+    /* With a HOME: the file under it, which `where` and -v name. */
+    (void)snprintf(home, sizeof(home), "HOME=%s/home-1", dir);
+    assert_int_equal(mkdir(home + 5, 0700), 0);
+    assert_int_equal(tlk(o, "where", NULL), 0);
+    (void)snprintf(expect, sizeof(expect),
+                   "store:  sqlite:%s/home-1/.local/state/tasklock/locks.db (default)\n", dir);
+    assert_contains(o->out, expect);
+    assert_contains(o->out, "worker: tester\n");
+    assert_int_equal(tlk(o, "--json", "where", NULL), 0);
+    json_t *doc = parse_json(o->out);
+    (void)snprintf(expect, sizeof(expect), "sqlite:%s/home-1/.local/state/tasklock/locks.db", dir);
+    assert_string_equal(json_string_value(json_object_get(doc, "store")), expect);
+    assert_string_equal(json_string_value(json_object_get(doc, "from")), "default");
+    json_decref(doc);
+    assert_int_equal(tlk(o, "list", NULL), 0);
+    assert_contains(o->out, "no locks held in sqlite:");
+    assert_contains(o->out, "/home-1/.local/state/tasklock/locks.db");
+    extra_env = NULL;
+}
+
+/* -v says what each command did, and on which store. */
+static void verbose_says_what_and_where(void **state)
+{
+    struct out *o = *state;
+    char where[800];
+
+    (void)snprintf(where, sizeof(where), "store %s, worker tester", store);
+    assert_int_equal(tlk(o, "-v", "acquire", "v1", NULL), 0);
+    assert_contains(o->err, where);
+    assert_contains(o->err, "acquired v1 with token");
+    assert_int_equal(tlk(o, "-v", "renew", "v1", NULL), 0);
+    assert_contains(o->err, "renewed v1 (token");
+    assert_int_equal(tlk(o, "-vv", "release", "v1", NULL), 0);
+    assert_contains(o->err, where);
+    assert_contains(o->err, "released v1 (token");
+    assert_int_equal(tlk(o, "-v", "status", "v1", NULL), 0);
+    assert_contains(o->err, "read the lock of v1: free");
+    assert_int_equal(tlk(o, "-v", "log", "v1", NULL), 0);
+    assert_contains(o->err, "read 2 events of v1");
+    assert_int_equal(tlk(o, "-v", "list", NULL), 0);
+    assert_contains(o->err, " held in sqlite:");
+    /* Without -v, a quiet success. */
+    assert_int_equal(tlk(o, "acquire", "v1", NULL), 0);
+    assert_int_equal(tlk(o, "release", "v1", NULL), 0);
+    assert_string_equal(o->err, "");
+}
+
+/* Releasing again without --token: fine when the audit trail's last event is this worker's
+ * release (the retry of a release whose answer was lost), refused otherwise. */
+static void release_again_without_token(void **state)
+{
+    struct out *o = *state;
+
+    assert_int_equal(tlk(o, "acquire", "again1", NULL), 0);
+    uint64_t token = token_of(o);
+    assert_int_equal(tlk(o, "release", "again1", NULL), 0);
+    assert_int_equal(tlk(o, "release", "again1", NULL), 0);
+    assert_contains(o->err, "released by this worker already");
+    assert_int_equal(tlk(o, "release", "again1", "--json", "-q", NULL), 0);
+    json_t *doc = parse_json(o->out);
+    assert_true(json_is_true(json_object_get(doc, "released")));
+    assert_true(json_is_true(json_object_get(doc, "already")));
+    assert_int_equal(json_integer_value(json_object_get(doc, "token")), token);
+    json_decref(doc);
+    assert_string_equal(o->err, "");
+
+    /* Not when someone else held it since, nor for another worker. */
+    assert_int_equal(tlk(o, "-w", "other", "release", "again1", NULL), 4);
+    assert_contains(o->err, "not locked");
+    assert_contains(o->err, "its last event: released by tester");
+    assert_int_equal(tlk(o, "-w", "other", "acquire", "again1", NULL), 0);
+    assert_int_equal(tlk(o, "-w", "other", "release", "again1", NULL), 0);
+    assert_int_equal(tlk(o, "release", "again1", NULL), 4);
+    assert_contains(o->err, "released by other");
+    /* A key never locked has no trail at all. */
+    assert_int_equal(tlk(o, "release", "never-locked", NULL), 4);
+    assert_contains(o->err, "never-locked is not locked");
+}
+
+/* A lock held by another worker: say what works (that worker's id, or --force), not --token,
+ * which cannot reach another worker's lock. */
+static void not_the_owner_says_what_works(void **state)
+{
+    struct out *o = *state;
+
+    assert_int_equal(tlk(o, "-w", "holder-w", "acquire", "own1", NULL), 0);
+    assert_int_equal(tlk(o, "release", "own1", NULL), 4);
+    assert_contains(o->err, "--worker holder-w");
+    assert_contains(o->err, "tasklock release own1 --force");
+    assert_true(strstr(o->err, "--token") == NULL);
+    assert_int_equal(tlk(o, "renew", "own1", NULL), 4);
+    assert_contains(o->err, "--worker holder-w");
+    assert_true(strstr(o->err, "--token") == NULL);
+    /* What it says works. */
+    assert_int_equal(tlk(o, "-w", "holder-w", "release", "own1", NULL), 0);
+}
+
+static void release_force_breaks_a_lock(void **state)
+{
+    struct out *o = *state;
+    char tok[32], wrong[32];
+
+    assert_int_equal(tlk(o, "-w", "hung", "acquire", "brk1", NULL), 0);
+    uint64_t token = token_of(o);
+    (void)snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+    (void)snprintf(wrong, sizeof(wrong), "%llu", (unsigned long long)token + 1);
+
+    /* Only token N, if given: another holder is left alone. */
+    assert_int_equal(tlk(o, "-w", "admin", "release", "brk1", "--force", "--token", wrong, NULL),
+                     4);
+    assert_contains(o->err, "held by hung");
+    assert_int_equal(tlk(o, "status", "brk1", NULL), 0);
+    assert_contains(o->out, "holder:         hung");
+
+    assert_int_equal(tlk(o, "-w", "admin", "--json", "release", "brk1", "--force", "--token", tok,
+                         "--summary", "hung worker cleared", NULL),
+                     0);
+    json_t *doc = parse_json(o->out);
+    assert_true(json_is_true(json_object_get(doc, "released")));
+    assert_true(json_is_true(json_object_get(doc, "forced")));
+    json_t *holder = json_object_get(doc, "holder");
+    assert_string_equal(json_string_value(json_object_get(holder, "worker_id")), "hung");
+    assert_int_equal(json_integer_value(json_object_get(holder, "token")), token);
+    json_decref(doc);
+    assert_contains(o->err, "broke the lock of brk1: it was held by hung");
+
+    assert_int_equal(tlk(o, "status", "brk1", NULL), 0);
+    assert_contains(o->out, "brk1 is free");
+    /* The holder has lost it: its renew and its release are refused. */
+    assert_int_equal(tlk(o, "-w", "hung", "renew", "brk1", "--token", tok, NULL), 4);
+    assert_int_equal(tlk(o, "-w", "hung", "release", "brk1", "--token", tok, NULL), 4);
+    assert_int_equal(tlk(o, "-w", "hung", "release", "brk1", NULL), 4);
+    assert_contains(o->err, "released by admin");
+
+    /* The trail: forced, then released, by admin, with a token of its own. */
+    assert_int_equal(tlk(o, "log", "brk1", "--json", NULL), 0);
+    doc = parse_json(o->out);
+    json_t *ev = json_object_get(doc, "events");
+    size_t n = json_array_size(ev);
+    assert_true(n >= 3);
+    json_t *forced = json_array_get(ev, n - 2), *rel = json_array_get(ev, n - 1);
+    assert_string_equal(json_string_value(json_object_get(forced, "event")), "forced");
+    assert_string_equal(json_string_value(json_object_get(forced, "worker_id")), "admin");
+    assert_contains(json_string_value(json_object_get(forced, "detail")), "from hung");
+    assert_string_equal(json_string_value(json_object_get(rel, "event")), "released");
+    assert_string_equal(json_string_value(json_object_get(rel, "detail")), "hung worker cleared");
+    assert_true(json_integer_value(json_object_get(rel, "token")) > (json_int_t)token);
+    json_decref(doc);
+
+    /* A free key: nothing to break, not an error (a retry after success). */
+    assert_int_equal(tlk(o, "-w", "admin", "release", "brk1", "--force", NULL), 0);
+    assert_contains(o->err, "nothing to break");
+}
+
+/* With --json every failure is one document on stdout: {"error","exit","command",...}. */
+static void json_errors_are_documents(void **state)
+{
+    struct out *o = *state;
+    static const struct {
+        const char *args[8];
+        int code;
+        const char *cmd;
+    } cases[] = {
+        {{"--json", "nosuch", NULL}, 2, "tasklock"},
+        {{"acquire", "--bogus", "k", "--json", NULL}, 2, "acquire"},
+        {{"--json", "acquire", "two words", NULL}, 2, "acquire"},
+        {{"--json", "-s", "nosuch://x", "list", NULL}, 2, "list"},
+        {{"--json", "-s", "sqlite:/proc/1/no/x.db", "status", "k", NULL}, 3, "status"},
+        {{"--json", "release", "json-never", NULL}, 4, "release"},
+        {{"--json", "renew", "json-never", NULL}, 4, "renew"},
+        {{"--json", "log", "--limit", "0", NULL}, 2, "log"},
+        {{"--json", "demo", "--workers", "0", NULL}, 2, "demo"},
+        {{"--json", "run", "k", "--", NULL}, 2, "run"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *const *a = cases[i].args;
+        int code = tlk(o, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+
+        if (code != cases[i].code)
+            fail_msg("case %zu: exit %d, not %d: %s", i, code, cases[i].code, o->err);
+        json_t *doc = parse_json(o->out);
+        assert_int_equal(json_integer_value(json_object_get(doc, "exit")), cases[i].code);
+        assert_string_equal(json_string_value(json_object_get(doc, "command")), cases[i].cmd);
+        const char *error = json_string_value(json_object_get(doc, "error"));
+        assert_non_null(error);
+        assert_true(strlen(error) > 0);
+        assert_contains(o->err, error); /* the same message as on stderr */
+        json_decref(doc);
+    }
+
+    /* Held: the holder comes with it, for acquire and run (also with -q). */
+    assert_int_equal(tlk(o, "-w", "json-holder", "acquire", "json1", NULL), 0);
+    assert_int_equal(tlk(o, "--json", "acquire", "json1", "--wait", "0", NULL), 1);
+    json_t *doc = parse_json(o->out);
+    assert_int_equal(json_integer_value(json_object_get(doc, "exit")), 1);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(doc, "holder"), "worker_id")),
+        "json-holder");
+    json_decref(doc);
+    assert_int_equal(
+        tlk(o, "--json", "-q", "run", "json1", "--wait", "0", "-E", "9", "--", "true", NULL), 9);
+    doc = parse_json(o->out);
+    assert_int_equal(json_integer_value(json_object_get(doc, "exit")), 9);
+    assert_non_null(json_object_get(doc, "holder"));
+    json_decref(doc);
+    assert_string_equal(o->err, "");
+    /* Once run's command started, stdout is the command's: no document of ours. */
+    assert_int_equal(tlk(o, "--json", "run", "json2", "--", "sh", "-c", "echo mine; exit 3", NULL),
+                     3);
+    assert_string_equal(o->out, "mine\n");
+    assert_int_equal(tlk(o, "-w", "json-holder", "release", "json1", NULL), 0);
+}
+
+/* Hints for a held key follow what was asked. */
+static void held_hints_fit_the_options(void **state)
+{
+    struct out *o = *state;
+
+    assert_int_equal(tlk(o, "acquire", "hint1", NULL), 0);
+    /* The holder is this same worker id. */
+    assert_int_equal(tlk(o, "acquire", "hint1", "--wait", "0", NULL), 1);
+    assert_contains(o->err, "that is this worker id: locks are not re-entrant");
+    assert_contains(o->err, "tasklock release hint1");
+    /* --wait was given: not "wait with --wait". */
+    assert_int_equal(tlk(o, "-w", "other", "acquire", "hint1", "--wait", "200ms", NULL), 1);
+    assert_contains(o->err, "still held when --wait ran out");
+    assert_int_equal(tlk(o, "-w", "other", "acquire", "hint1", "--strategy", "fail-fast", NULL), 1);
+    assert_contains(o->err, "wait for it with --wait DURATION");
+    assert_int_equal(tlk(o, "release", "hint1", NULL), 0);
+}
+
+/* Values out of range say the same rule whatever they are; units are the ones accepted. */
+static void option_values_say_their_rule(void **state)
+{
+    struct out *o = *state;
+    char zero[512];
+
+    assert_int_equal(tlk(o, "log", "--limit", "0", NULL), 2);
+    (void)snprintf(zero, sizeof(zero), "%s", strstr(o->err, "is not a whole number"));
+    assert_contains(zero, "from 1 to 1000000");
+    assert_int_equal(tlk(o, "log", "--limit", "-1", NULL), 2);
+    assert_contains(o->err, zero);
+    assert_int_equal(tlk(o, "log", "--limit", "99999999999999999999999", NULL), 2);
+    assert_contains(o->err, zero);
+    assert_int_equal(tlk(o, "demo", "--workers", "65", NULL), 2);
+    assert_contains(o->err, "from 1 to 64");
+
+    assert_int_equal(tlk(o, "acquire", "k", "--wait", "25d", NULL), 2);
+    assert_contains(o->err, "ms, s, m or h");
+    assert_contains(o->err, "576h");
+    assert_true(strstr(o->err, "day") == NULL);
+
+    /* --kill-after 0: SIGKILL at once. */
+    assert_int_equal(tlk(o, "run", "ka0", "--kill-after", "0", "--", "true", NULL), 0);
+    /* An empty store URL is not "the default". */
+    assert_int_equal(tlk(o, "-s", "", "list", NULL), 2);
+    assert_contains(o->err, "--store: the URL is empty");
+    assert_int_equal(tlk(o, "list", "--store=", NULL), 2);
+
+    /* SQLite parameters: a known name with a bad value says what is allowed. */
+    char url[800];
+    (void)snprintf(url, sizeof(url), "%s?busy_timeout=abc", store);
+    assert_int_equal(tlk(o, "-s", url, "list", NULL), 2);
+    assert_contains(o->err, "busy_timeout=\"abc\" is not a number of milliseconds");
+    assert_true(strstr(o->err, "unknown") == NULL);
+    (void)snprintf(url, sizeof(url), "%s?synchronous=off", store);
+    assert_int_equal(tlk(o, "-s", url, "list", NULL), 2);
+    assert_contains(o->err, "synchronous=\"off\" is not allowed (full or normal");
+}
+
+/* Column of the end of `word` in the first line of `text` that has it; -1 if none. */
+static int column_end(const char *text, const char *word, int line)
+{
+    const char *p = text;
+
+    for (int i = 0; i < line && p != NULL; i++) {
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    if (p == NULL)
+        return -1;
+    const char *eol = strchr(p, '\n');
+    const char *w = strstr(p, word);
+    if (w == NULL || (eol != NULL && w > eol))
+        return -1;
+    return (int)(w - p + (ptrdiff_t)strlen(word));
+}
+
+/* 16-digit tokens (SQLite's and Redis's) fit the TOKEN column of list and log. */
+static void list_and_log_fit_long_tokens(void **state)
+{
+    struct out *o = *state;
+    char tok[32];
+
+    assert_int_equal(tlk(o, "acquire", "wide1", NULL), 0);
+    (void)snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token_of(o));
+    assert_true(strlen(tok) >= 16);
+    assert_int_equal(tlk(o, "-s", store, "list", NULL), 0);
+    int line = 1;
+    while (column_end(o->out, "wide1", line) < 0)
+        line++;
+    assert_true(column_end(o->out, "TOKEN", 0) > 0);
+    assert_int_equal(column_end(o->out, "TOKEN", 0), column_end(o->out, tok, line));
+    assert_int_equal(tlk(o, "log", "wide1", NULL), 0);
+    assert_int_equal(column_end(o->out, "TOKEN", 0), column_end(o->out, tok, 1));
+    assert_int_equal(tlk(o, "release", "wide1", NULL), 0);
+}
+
 /* ---- run ---- */
 
 static void run_passes_exit_status_and_environment(void **state)
@@ -734,6 +1151,59 @@ static void run_kills_group_when_lock_is_forced_away(void **state)
     assert_int_equal(tlk(o, "-w", "admin", "release", "x5", NULL), 0);
 }
 
+/* --lost-exit-code replaces the 5 of a lost lock; the lock broken by `release --force`. */
+static void run_lost_exit_code(void **state)
+{
+    struct out *o = *state;
+    char pidfile[300];
+
+    path_in_dir(pidfile, sizeof(pidfile), "lostcode.pid");
+    static char cmd[1000];
+    (void)snprintf(cmd, sizeof(cmd), "echo $$ > %s.tmp && mv %s.tmp %s; exec sleep 1000", pidfile,
+                   pidfile, pidfile);
+    struct proc p =
+        start("run", "x8", "--lock-timeout", "3s", "--heartbeat", "100ms", "--kill-after", "0",
+              "--lost-exit-code", "76", "--", "sh", "-c", cmd, NULL);
+    pid_t child = read_pid(pidfile);
+    struct out admin;
+    assert_int_equal(tlk(&admin, "-w", "admin", "release", "x8", "--force", NULL), 0);
+    assert_int_equal(finish(&p, o), 76);
+    assert_contains(o->err, "lost the lock of x8");
+    assert_gone(child);
+    assert_int_equal(tlk(o, "run", "x8", "--lost-exit-code", "256", "--", "true", NULL), 2);
+}
+
+/* The command sees the store as resolved: the default file written out, so that a tasklock it
+ * runs with another HOME (or in another directory) finds the same store. */
+static void run_passes_the_resolved_store(void **state)
+{
+    struct out *o = *state;
+    char home[800], expect[900], script[2000];
+    const char *env[] = {"TASKLOCK_STORE", "TASKLOCK_DB", "XDG_STATE_HOME", home, NULL};
+
+    (void)snprintf(home, sizeof(home), "HOME=%s/home-run", dir);
+    assert_int_equal(mkdir(home + 5, 0700), 0);
+    extra_env = env;
+    (void)snprintf(script, sizeof(script),
+                   "echo \"$TASKLOCK_STORE\"; cd / && HOME=/nonexistent %s status rs1", binary);
+    assert_int_equal(tlk(o, "run", "rs1", "--", "sh", "-c", script, NULL), 0);
+    extra_env = NULL;
+    (void)snprintf(expect, sizeof(expect),
+                   "sqlite:%s/home-run/.local/state/tasklock/locks.db\nkey:            rs1\n", dir);
+    if (strncmp(o->out, expect, strlen(expect)) != 0)
+        fail_msg("expected \"%s\" first, got: %s", expect, o->out);
+    assert_contains(o->out, "holder:         tester");
+
+    /* A relative sqlite: path is made absolute too. */
+    (void)snprintf(script, sizeof(script),
+                   "cd %s && %s -s sqlite:rel.db run rs2 -- sh -c "
+                   "'echo \"$TASKLOCK_STORE\"'",
+                   dir, binary);
+    assert_int_equal(tlk(o, "run", "rs3", "--", "sh", "-c", script, NULL), 0);
+    (void)snprintf(expect, sizeof(expect), "sqlite:%s/rel.db\n", dir);
+    assert_string_equal(o->out, expect);
+}
+
 static void run_kills_leftovers_of_a_finished_command(void **state)
 {
     struct out *o = *state;
@@ -847,11 +1317,23 @@ int main(void)
         T(stale_steal_and_force),
         T(store_option_beats_environment),
         T(stdout_write_error_is_reported),
+        T(acquire_releases_a_token_it_cannot_print),
+        T(default_store_needs_a_home),
+        T(verbose_says_what_and_where),
+        T(release_again_without_token),
+        T(not_the_owner_says_what_works),
+        T(release_force_breaks_a_lock),
+        T(json_errors_are_documents),
+        T(held_hints_fit_the_options),
+        T(option_values_say_their_rule),
+        T(list_and_log_fit_long_tokens),
         T(run_passes_exit_status_and_environment),
         T(run_reports_signals_and_missing_commands),
         T(run_conflict_exit_codes),
         T(run_forwards_signals),
         T(run_kills_group_when_lock_is_forced_away),
+        T(run_lost_exit_code),
+        T(run_passes_the_resolved_store),
         T(run_kills_leftovers_of_a_finished_command),
         T(run_keeps_the_lock_alive),
         T(demo_does_every_task_once),

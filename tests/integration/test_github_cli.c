@@ -2,7 +2,8 @@
  * test_github_cli.c -- the `tasklock` binary on the GitHub Issues store, against a private
  * GitHub test server: acquire, status, a second worker held off, release, and the API URL given
  * by --github-api-url rather than in the store URL; `renew` from separate processes edits the
- * claim each time; `log` tells the issue's story.
+ * claim each time; `log` tells the issue's story; `release --force`; what is refused up front
+ * (the demo, a missing token, bad parameter values).
  */
 #include <jansson.h>
 #include <setjmp.h>
@@ -194,6 +195,125 @@ static void the_cli_renews_an_issue_each_time(void **state)
     json_decref(o);
 }
 
+/* The demo's tasks are names; the GitHub store locks issue numbers: refused up front, before
+ * any request, rather than after every task failed. */
+static void the_demo_refuses_github(void **state)
+{
+    (void)state;
+    long before = tl_ghs_stat(&srv, "GET /user");
+    struct result r = run("--store", "github://acme/widgets", "--github-api-url", srv.url, "demo",
+                          "--tasks", "3", NULL);
+    assert_int_equal(r.code, 2);
+    assert_int_equal(tl_ghs_stat(&srv, "GET /user"), before);
+    r = run("--store", "github://acme/widgets", "--github-api-url", srv.url, "--json", "demo",
+            NULL);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.out, "issue numbers"));
+    assert_non_null(strstr(r.out, "\"exit\":2"));
+}
+
+/* No token at all: authentication, a store error (exit 3), naming the variables to set. */
+static void a_missing_token_is_a_store_error(void **state)
+{
+    char *path = strdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+
+    (void)state;
+    unsetenv("GH_TOKEN");
+    setenv("PATH", "/nonexistent-dir", 1); /* no `gh` to ask */
+    struct result r = run("--store", "github://acme/widgets", "--github-api-url", srv.url, "--json",
+                          "status", "3", NULL);
+    setenv("GH_TOKEN", "cli-token", 1);
+    setenv("PATH", path, 1);
+    free(path);
+    assert_int_equal(r.code, 3);
+    assert_non_null(strstr(r.out, "GH_TOKEN"));
+    assert_non_null(strstr(r.out, "\"exit\":3"));
+}
+
+/* release --force on GitHub: the holder's claim deleted, a completion comment naming who broke
+ * it; the holder's release refused; `log` tells forced and released by the administrator. */
+static void the_cli_breaks_a_lock_on_an_issue(void **state)
+{
+    const char *store = "github://acme/widgets?write_budget=off";
+
+    (void)state;
+    struct result r = run("--store", store, "--github-api-url", srv.url, "--worker", "hung",
+                          "acquire", "9", NULL);
+    assert_int_equal(r.code, 0);
+    unsigned long long token = strtoull(r.out, NULL, 10);
+    char tok[32];
+    (void)snprintf(tok, sizeof(tok), "%llu", token);
+
+    long writes = tl_ghs_stat(&srv, "writes");
+    long deletes = tl_ghs_stat(&srv, "DELETE /repos/{o}/{r}/issues/comments/{id}");
+    long posts = tl_ghs_stat(&srv, "POST /repos/{o}/{r}/issues/{n}/comments");
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "admin", "--json", "release",
+            "9", "--force", "--summary", "cleared by hand", NULL);
+    assert_int_equal(r.code, 0);
+    /* Three writes (docs/github.md): the claim deleted, the assignee removed, the completion. */
+    assert_int_equal(tl_ghs_stat(&srv, "writes") - writes, 3);
+    assert_int_equal(tl_ghs_stat(&srv, "DELETE /repos/{o}/{r}/issues/comments/{id}") - deletes, 1);
+    assert_int_equal(tl_ghs_stat(&srv, "POST /repos/{o}/{r}/issues/{n}/comments") - posts, 1);
+    assert_non_null(strstr(r.out, "\"forced\":true"));
+    assert_non_null(strstr(r.out, "\"worker_id\":\"hung\""));
+    r = run("--store", store, "--github-api-url", srv.url, "--json", "status", "9", NULL);
+    assert_non_null(strstr(r.out, "\"held\":false"));
+
+    /* The holder: lost, and its release (by token, or retried without) is refused. */
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "hung", "renew", "9",
+            "--token", tok, NULL);
+    assert_int_equal(r.code, 4);
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "hung", "release", "9",
+            "--token", tok, NULL);
+    assert_int_equal(r.code, 4);
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "hung", "release", "9",
+            NULL);
+    assert_int_equal(r.code, 4);
+
+    r = run("--store", store, "--github-api-url", srv.url, "--json", "log", "9", NULL);
+    assert_int_equal(r.code, 0);
+    json_t *o = json_loads(r.out, 0, NULL);
+    json_t *ev = json_object_get(o, "events");
+    size_t n = json_array_size(ev);
+    assert_int_equal(n, 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "event")),
+                        "acquired");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 1), "event")),
+                        "forced");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 1), "worker_id")),
+                        "admin");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 2), "event")),
+                        "released");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 2), "detail")),
+                        "cleared by hand");
+    assert_true((unsigned long long)json_integer_value(
+                    json_object_get(json_array_get(ev, 2), "token")) > token);
+    json_decref(o);
+
+    /* The retried release of one's own lock is fine here too. */
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "ci-5", "acquire", "10",
+            NULL);
+    assert_int_equal(r.code, 0);
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "ci-5", "release", "10",
+            NULL);
+    assert_int_equal(r.code, 0);
+    r = run("--store", store, "--github-api-url", srv.url, "--worker", "ci-5", "--json", "release",
+            "10", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "\"already\":true"));
+}
+
+/* Parameter values out of range say the range. */
+static void bad_parameter_values_say_the_range(void **state)
+{
+    (void)state;
+    struct result r = run("--store", "github://acme/widgets?per_page=500", "--github-api-url",
+                          srv.url, "--json", "status", "1", NULL);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.out, "per_page=\\\"500\\\" is not allowed (a whole number from 1 to "
+                                  "100)"));
+}
+
 int main(void)
 {
     const char *const args[] = {"--repo",  "acme/widgets",           "--issues", "10",
@@ -202,6 +322,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_cli_locks_an_issue),
         cmocka_unit_test(the_cli_renews_an_issue_each_time),
+        cmocka_unit_test(the_demo_refuses_github),
+        cmocka_unit_test(a_missing_token_is_a_store_error),
+        cmocka_unit_test(the_cli_breaks_a_lock_on_an_issue),
+        cmocka_unit_test(bad_parameter_values_say_the_range),
     };
 
     (void)snprintf(binary, sizeof(binary), "%s/tasklock", bin_dir ? bin_dir : ".");

@@ -781,6 +781,103 @@ static void heartbeat_reports_a_forced_lock_lost(void **state)
     tl_manager_free(b);
 }
 
+static bool is_free(tl_manager *m, const char *k)
+{
+    struct tl_info *info = NULL;
+
+    assert_int_equal(tl_inspect(m, k, &info), TL_OK);
+    tl_info_free(info);
+    return info == NULL;
+}
+
+static void force_release_breaks_a_lock(void **state)
+{
+    char kb[64];
+    const char *k = key(16, kb);
+    tl_manager *a = mgr("conf-a", 60000), *b = mgr("conf-b", 60000);
+    tl_manager *admin = mgr("conf-admin", 60000);
+    struct tl_info *former = NULL;
+
+    (void)state;
+    if (a->store->ops->force_release == NULL) {
+        tl_manager_free(a);
+        tl_manager_free(b);
+        tl_manager_free(admin);
+        skip();
+    }
+    tl_lock *la = must_acquire(a, k, TL_FAIL_FAST);
+    uint64_t ta = tl_lock_token(la);
+
+    /* Another token: left alone, and the message names the holder. */
+    assert_int_equal(tl_release_force(admin, k, ta + 1, "wrong token", &former), TL_ENOTOWNER);
+    assert_null(former);
+    assert_non_null(strstr(tl_errmsg(admin), "conf-a"));
+    assert_false(is_free(admin, k));
+
+    /* Its token (or 0, any holder): broken, and the holder's record comes back. */
+    assert_int_equal(tl_release_force(admin, k, ta, "cleared by hand", &former), TL_OK);
+    assert_non_null(former);
+    assert_string_equal(former->worker_id, "conf-a");
+    assert_int_equal(former->token, ta);
+    tl_info_free(former);
+    former = NULL;
+    assert_true(is_free(admin, k));
+
+    /* The former holder finds it lost, and its release is refused, not taken for a retry. */
+    assert_int_equal(tl_renew(la), TL_ELOST);
+    assert_int_equal(tl_release(la, NULL), TL_ENOTOWNER);
+    assert_int_equal(tl_release_token(a, k, ta, NULL), TL_ENOTOWNER);
+
+    /* Safe to retry: a free key is nothing to do. */
+    assert_int_equal(tl_release_force(admin, k, 0, NULL, &former), TL_OK);
+    assert_null(former);
+    assert_int_equal(tl_release_force(admin, k, ta, NULL, NULL), TL_OK);
+
+    /* The trail: forced and released by the administrator, with a token of its own between
+     * the holder's and the next holder's. */
+    uint64_t forced_token = 0;
+    if (a->store->ops->history != NULL) {
+        struct tl_event **ev = NULL;
+        size_t n = 0;
+        assert_int_equal(tl_history(admin, k, 50, &ev, &n), TL_OK);
+        size_t f = 0; /* after acquired(a); the renew's lost(a) may come after the two */
+        while (f < n && ev[f]->kind != TL_EVENT_FORCED)
+            f++;
+        if (f + 1 >= n)
+            fail_msg("no forced event followed by another in %zu events", n);
+        assert_string_equal(ev[f]->worker_id, "conf-admin");
+        assert_non_null(ev[f]->detail);
+        assert_non_null(strstr(ev[f]->detail, "conf-a"));
+        assert_int_equal(ev[f + 1]->kind, TL_EVENT_RELEASED);
+        assert_string_equal(ev[f + 1]->worker_id, "conf-admin");
+        assert_string_equal(ev[f + 1]->detail, "cleared by hand");
+        forced_token = ev[f + 1]->token;
+        assert_int_equal(ev[f]->token, forced_token);
+        assert_true(forced_token > ta);
+        for (size_t i = 0; i < n; i++)
+            assert_false(ev[i]->kind == TL_EVENT_RELEASED &&
+                         strcmp(ev[i]->worker_id, "conf-a") == 0);
+        tl_event_array_free(ev, n);
+    }
+
+    /* The next holder's token is larger still; a force with token 0 breaks whoever holds it. */
+    tl_lock *lb = must_acquire(b, k, TL_FAIL_FAST);
+    assert_true(tl_lock_token(lb) > ta);
+    assert_true(tl_lock_token(lb) > forced_token);
+    assert_int_equal(tl_release_force(admin, k, 0, NULL, &former), TL_OK);
+    assert_non_null(former);
+    assert_string_equal(former->worker_id, "conf-b");
+    tl_info_free(former);
+    assert_true(is_free(a, k));
+    assert_int_equal(tl_renew(lb), TL_ELOST);
+
+    tl_lock_free(la);
+    tl_lock_free(lb);
+    tl_manager_free(a);
+    tl_manager_free(b);
+    tl_manager_free(admin);
+}
+
 static void bad_keys_are_refused(void **state)
 {
     tl_manager *a = mgr("conf-a", 60000);
@@ -818,6 +915,7 @@ int tl_conformance_run(const struct tl_conformance *c)
         cmocka_unit_test(history_records_the_audit_trail),
         cmocka_unit_test(heartbeat_keeps_a_lock_fresh),
         cmocka_unit_test(heartbeat_reports_a_forced_lock_lost),
+        cmocka_unit_test(force_release_breaks_a_lock),
         cmocka_unit_test(bad_keys_are_refused),
     };
 

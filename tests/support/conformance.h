@@ -20,7 +20,9 @@
  *   refused; release is safe to retry;
  * - N threads (and, if multi_process, N processes) claiming one key: exactly one winner per round;
  * - list (if the store has it) shows every held key, stale ones marked;
- * - history (if the store has it) records acquired, released, stolen, forced, lost.
+ * - history (if the store has it) records acquired, released, stolen, forced, lost;
+ * - a forced release (tl_release_force) breaks any holder's lock, or only the given token's, in
+ *   the audit trail as `forced` and `released` by whoever broke it.
  */
 #ifndef TL_CONFORMANCE_H
 #define TL_CONFORMANCE_H

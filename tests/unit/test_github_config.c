@@ -146,14 +146,14 @@ static void token_order(void **state)
 {
     (void)state;
     no_gh();
-    token("https://api.github.com", TL_EINVAL, NULL, NULL);
+    token("https://api.github.com", TL_ESTORE, NULL, NULL);
     setenv("GITHUB_TOKEN", "gt-2", 1);
     token("https://api.github.com", TL_OK, "gt-2", "GITHUB_TOKEN");
     setenv("GH_TOKEN", "gh-1", 1);
     token("https://api.github.com", TL_OK, "gh-1", "GH_TOKEN");
     token("http://127.0.0.1:80", TL_OK, "gh-1", "GH_TOKEN");
     /* Enterprise Server hosts use their own variables */
-    token("https://git.example.org/api/v3", TL_EINVAL, NULL, NULL);
+    token("https://git.example.org/api/v3", TL_ESTORE, NULL, NULL);
     setenv("GITHUB_ENTERPRISE_TOKEN", "ge-2", 1);
     token("https://git.example.org/api/v3", TL_OK, "ge-2", "GITHUB_ENTERPRISE_TOKEN");
     setenv("GH_ENTERPRISE_TOKEN", "ge-1", 1);
@@ -164,7 +164,7 @@ static void token_order(void **state)
     char *tok = NULL;
     const char *src;
     assert_int_equal(tl__gh_resolve_token("https://api.github.com", 2000, &tok, &src, err),
-                     TL_EINVAL);
+                     TL_ESTORE);
     assert_null(strstr(err, "X-Evil"));
     assert_non_null(strstr(err, "GH_TOKEN"));
 }
@@ -178,11 +178,11 @@ static void no_token_names_the_variables(void **state)
     (void)state;
     no_gh();
     assert_int_equal(tl__gh_resolve_token("https://api.github.com", 2000, &tok, &src, err),
-                     TL_EINVAL);
+                     TL_ESTORE);
     assert_non_null(strstr(err, "GH_TOKEN"));
     assert_non_null(strstr(err, "gh auth login"));
     assert_int_equal(tl__gh_resolve_token("https://git.example.org/api/v3", 2000, &tok, &src, err),
-                     TL_EINVAL);
+                     TL_ESTORE);
     assert_non_null(strstr(err, "GH_ENTERPRISE_TOKEN"));
 }
 
@@ -193,9 +193,9 @@ static void token_from_gh(void **state)
             "echo gho_fromgh");
     token("https://api.github.com", TL_OK, "gho_fromgh", "gh auth token");
     fake_gh("exit 1");
-    token("https://api.github.com", TL_EINVAL, NULL, NULL);
+    token("https://api.github.com", TL_ESTORE, NULL, NULL);
     fake_gh("echo 'not a token'");
-    token("https://api.github.com", TL_EINVAL, NULL, NULL);
+    token("https://api.github.com", TL_ESTORE, NULL, NULL);
 }
 
 static void gh_that_hangs_is_cut_short(void **state)
@@ -203,7 +203,7 @@ static void gh_that_hangs_is_cut_short(void **state)
     (void)state;
     fake_gh("exec sleep 30");
     int64_t t0 = tl__real_mono_ms();
-    token("https://api.github.com", TL_EINVAL, NULL, NULL);
+    token("https://api.github.com", TL_ESTORE, NULL, NULL);
     assert_true(tl__real_mono_ms() - t0 < 10000);
 }
 
@@ -237,6 +237,10 @@ static void bad_store_urls(void **state)
     assert_int_equal(connect_url("github://o/r?trusted=a,b%20c", msg, sizeof(msg)), TL_EINVAL);
     assert_int_equal(connect_url("github://o/r?history_pages=0", msg, sizeof(msg)), TL_EINVAL);
     assert_non_null(strstr(msg, "history_pages"));
+    /* A bad value says what the parameter takes. */
+    assert_int_equal(connect_url("github://o/r?per_page=500", msg, sizeof(msg)), TL_EINVAL);
+    assert_non_null(strstr(msg, "per_page=\"500\""));
+    assert_non_null(strstr(msg, "1 to 100"));
     assert_int_equal(connect_url("github://o/r?history_pages=101", msg, sizeof(msg)), TL_EINVAL);
     assert_int_equal(connect_url("github://o/r?api_url=http://example.org", msg, sizeof(msg)),
                      TL_EINVAL);
@@ -244,8 +248,9 @@ static void bad_store_urls(void **state)
     assert_null(strstr(msg, "secret-token-value"));
     unsetenv("GH_TOKEN");
     no_gh();
+    /* No token: authentication, a store error (exit 3), like a token GitHub refuses. */
     assert_int_equal(connect_url("github://o/r?api_url=http://127.0.0.1:9", msg, sizeof(msg)),
-                     TL_EINVAL);
+                     TL_ESTORE);
     assert_non_null(strstr(msg, "GH_TOKEN"));
 }
 

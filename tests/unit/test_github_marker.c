@@ -212,6 +212,53 @@ static void release_roundtrip(void **state)
     tl__free(body);
 }
 
+/* A forced release's completion names who broke the lock, in the text and in the marker; a
+ * marker without "forced_by" (every older one) is the holder's own release. */
+static void forced_release_roundtrip(void **state)
+{
+    struct tl_gh_release r = {0}, back;
+    char why[TL_ERRMSG_SIZE];
+
+    (void)state;
+    memcpy(r.nonce, nonce_a, sizeof(r.nonce));
+    r.token = 3000000042;
+    r.worker_id = "worker-1";
+    r.node_id = "node-abc";
+    r.claimed_at_ms = 1795735681000;
+    r.released_at_ms = 1795735681000 + 720000;
+    r.summary = "hung";
+    r.forced_worker_id = "admin";
+    r.forced_node_id = "ops";
+    char *body = tl__gh_build_release(&r);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "Lock broken by `admin` on `ops`"));
+    assert_non_null(strstr(body, "held by `worker-1` on `node-abc` for 12m00s"));
+    assert_int_equal(tl__gh_parse_comment(body, strlen(body), NULL, &back, why), TL_GH_RELEASE);
+    assert_int_equal(back.token, 3000000042);
+    assert_string_equal(back.worker_id, "worker-1");
+    assert_string_equal(back.forced_worker_id, "admin");
+    assert_string_equal(back.forced_node_id, "ops");
+    tl__gh_release_clear(&back);
+    tl__free(body);
+
+    /* A bad "forced_by" makes the marker bad, not a release of the holder's own. */
+    static const char *const bad[] = {
+        "\"forced_by\":\"admin\"",
+        "\"forced_by\":{\"worker_id\":\"admin\"}",
+        "\"forced_by\":{\"worker_id\":\"two words\",\"node_id\":\"ops\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[1024];
+        (void)snprintf(text, sizeof(text),
+                       "x\n\n<!-- tasklock:released {\"v\":1,\"nonce\":\"%s\",\"token\":5,"
+                       "\"worker_id\":\"w\",\"node_id\":\"n\",\"claimed_at\":"
+                       "\"2026-11-26T23:28:01Z\",\"released_at\":\"2026-11-26T23:29:01Z\",%s} -->",
+                       nonce_a, bad[i]);
+        assert_int_equal(tl__gh_parse_comment(text, strlen(text), NULL, &back, why), TL_GH_BAD);
+        assert_non_null(strstr(why, "forced_by"));
+    }
+}
+
 /* An id of TL_ID_MAX bytes that escapes worst in the marker: '<' is six bytes there. */
 static char *worst_id(void)
 {
@@ -340,6 +387,8 @@ static void largest_completion_fits(void **state)
     r.summary = summary;
     r.took = TL_GH_TOOK_STALE;
     fill_worst_from(r.from, &r.nfrom);
+    r.forced_worker_id = worst_id(); /* a forced release's completion is the larger */
+    r.forced_node_id = worst_id();
     char *body = tl__gh_build_release(&r);
     assert_non_null(body);
     print_message("completion body: %zu bytes, %zu characters\n", strlen(body), tl__gh_chars(body));
@@ -492,6 +541,7 @@ int main(void)
         cmocka_unit_test(ids_are_neutralised_in_the_visible_line),
         cmocka_unit_test(bad_markers_are_bad),
         cmocka_unit_test(release_roundtrip),
+        cmocka_unit_test(forced_release_roundtrip),
         cmocka_unit_test(largest_claims_round_trip),
         cmocka_unit_test(largest_completion_fits),
         cmocka_unit_test(characters_are_code_points),
