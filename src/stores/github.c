@@ -169,6 +169,11 @@ struct github_store {
     uint32_t op_max_wait_ms; /* the current call's wait limit when it has no deadline */
     int64_t op_deadline;     /* renew: the clock's mono_ms its waits end by (0: none); see renew */
     bool cleaning_up;        /* withdrawing a claim: its request may outlive the deadline */
+    /* A claim or release has made its first write: its later requests may outlive the
+     * caller's deadline (libcurl's timeout still bounds them), so that it is not left half
+     * done, e.g. a holder's claim deleted by a steal whose own claim, which records that
+     * holder, was then never posted. A renew's requests are always bounded. */
+    bool committed;
     uint64_t nonce_ctr;
 };
 _Static_assert(offsetof(struct github_store, base) == 0, "base must be first");
@@ -865,7 +870,8 @@ static tl_status gh_call(struct github_store *g, const char *method, const char 
 
         /* A request ends by the caller's deadline too (a renew's: its lock's loss deadline). */
         uint32_t limit = 0;
-        int64_t end = g->cleaning_up ? 0 : g->base.deadline_mono_ms;
+        bool bounded = !g->cleaning_up && (g->op_deadline != 0 || !g->committed);
+        int64_t end = bounded ? g->base.deadline_mono_ms : 0;
         if (end != 0) {
             int64_t left = end - g->base.clock->mono_ms(g->base.clock->ud);
             if (left <= 0)
@@ -874,6 +880,8 @@ static tl_status gh_call(struct github_store *g, const char *method, const char 
             limit = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
         }
         st = tl__http_request(g->http, method, url, body, inm, limit, r, g->base.errmsg);
+        if (is_write(method) && (st == TL_OK || r->maybe_sent))
+            g->committed = true;
         if (st == TL_ENOMEM)
             return st;
         if (st != TL_OK) {
@@ -1949,23 +1957,14 @@ static tl_status plan_the_way(struct github_store *g, const struct tl_claim *req
     return TL_OK;
 }
 
-/* Deletes the planned claims, lowest first. On failure the ones not deleted count again. */
-static tl_status take_out(struct github_store *g, const char *key, struct gh_item **victims,
-                          size_t n, int64_t now_ms)
+/* Whether `c` records the claim `id` among the holders it displaced. */
+static bool from_has(const struct tl_gh_claim *c, int64_t id)
 {
-    for (size_t i = 0; i < n; i++) {
-        bool gone;
-        tl_status st = delete_comment(g, victims[i]->id, &gone);
-        if (st != TL_OK) {
-            for (size_t j = i; j < n; j++)
-                victims[j]->deleted = false;
-            return st;
-        }
-        LOG(g, TL_LOG_INFO, "github: #%s: deleted the %s claim %lld of %s", key,
-            stale_at(victims[i], now_ms) ? "stale" : "live", (long long)victims[i]->id,
-            victims[i]->claim.rec.info.worker_id);
+    for (size_t i = 0; i < c->nfrom; i++) {
+        if (c->from[i].token == (uint64_t)id)
+            return true;
     }
-    return TL_OK;
+    return false;
 }
 
 /*
@@ -2050,12 +2049,15 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
                               struct tl_claim_result *out)
 {
     struct github_store *g = (struct github_store *)s;
+
+    g->committed = false; /* see struct github_store */
     struct tl_gh_claim mine = {0};
     struct gh_item posted = {0};
     struct gh_item *victims[VICTIMS_MAX];
     struct gh_list *l = NULL;
     char *text = NULL;
     bool forced = false, assigned = false, amend = false, maybe;
+    bool planned = false, took_any = false; /* victims planned; any of them deleted by us */
     int64_t number, id = 0;
     size_t nvictims = 0;
     tl_status st;
@@ -2136,8 +2138,13 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     }
     if ((st = check_size(g, text)) != TL_OK)
         goto unplan;
-    if ((st = take_out(g, req->key, victims, nvictims, l->date_ms)) != TL_OK)
-        goto done;
+    /* The planned victims are deleted only once our claim is posted (step 5 takes out the
+     * stale or forced claims below ours): deleting first would leave the key free for a
+     * moment, a plain claim could slip in below ours, and the holder we deleted would then be
+     * recorded nowhere, since the claim that names it would be withdrawn. */
+    for (size_t i = 0; i < nvictims; i++)
+        victims[i]->deleted = false;
+    planned = nvictims > 0;
     nvictims = 0;
 
     /* 4. Post it. */
@@ -2208,10 +2215,16 @@ decide:
                 bool gone;
                 if ((st = delete_comment(g, lower->id, &gone)) != TL_OK)
                     goto withdraw;
+                LOG(g, TL_LOG_INFO, "github: #%lld: deleted the %s claim %lld of %s",
+                    (long long)number, stale ? "stale" : "live", (long long)lower->id,
+                    lower->claim.rec.info.worker_id);
                 if (!stale)
                     forced = true;
-                push_from(&mine, lower);
-                amend = true;
+                took_any = true;
+                if (!from_has(&mine, lower->id)) { /* not planned: our claim must name it */
+                    push_from(&mine, lower);
+                    amend = true;
+                }
                 lower->deleted = true;
                 continue;
             }
@@ -2269,7 +2282,19 @@ decide:
             st = fail(g, TL_ESTORE, "github: our claim %lld is not readable", (long long)id);
             goto withdraw;
         }
-        if (amend) {
+        if (planned && !took_any) {
+            /* The holders we meant to take out were gone by the time ours was posted (released,
+             * or taken by another): we took the key free, and our claim must not say
+             * otherwise. One edit, only in that race. */
+            for (size_t i = 0; i < mine.nfrom; i++) {
+                tl__free(mine.from[i].worker_id);
+                tl__free(mine.from[i].node_id);
+            }
+            mine.nfrom = 0;
+            mine.took = TL_GH_TOOK_FREE;
+            forced = false;
+            amend_claim(g, number, it, &mine, l->date_ms);
+        } else if (amend) {
             mine.took = forced ? TL_GH_TOOK_FORCED : TL_GH_TOOK_STALE;
             amend_claim(g, number, it, &mine, l->date_ms);
         }
@@ -2489,6 +2514,8 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
                                 const char *summary)
 {
     struct github_store *g = (struct github_store *)s;
+
+    g->committed = false; /* see struct github_store */
     char nonce[TL_GH_NONCE_LEN + 1], login[128];
     struct gh_item fetched = {0}, kept = {0};
     struct gh_list *l;
@@ -2618,6 +2645,8 @@ static tl_status github_force_release(struct tl_store *s, const struct tl_force_
                                       struct tl_record *former, bool *found)
 {
     struct github_store *g = (struct github_store *)s;
+
+    g->committed = false; /* see struct github_store */
     struct gh_item kept = {0};
     struct gh_list *l;
     int64_t number;

@@ -77,6 +77,7 @@ struct tt_shared *tt_shared_create(const char *path, uint32_t nkeys, uint32_t ma
     atomic_init(&sh->nsections, 0);
     atomic_init(&sh->log_full, 0);
     atomic_init(&sh->faults_done, 0);
+    atomic_init(&sh->recovered, 0);
     atomic_init(&sh->partition_armed, 0);
     sh->max_sections = max_sections;
     sh->max_writes = max_writes;

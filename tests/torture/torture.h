@@ -159,6 +159,9 @@ struct tt_shared {
     /* Set by the parent once it has injected every fault (or given up): the workers run their
      * cycles, and keep going until then, and then a tail of cycles more. */
     atomic_int faults_done;
+    /* Set by a worker that got a lock in a cycle begun after faults_done: the system recovered.
+     * The workers' tail goes on until then (bounded), not for a fixed count of cycles. */
+    atomic_int recovered;
     /* Partition: set by the parent when it is about to freeze the proxy; a worker that goes
      * through the proxy and enters a section meanwhile holds it until the loss. */
     atomic_int partition_armed;

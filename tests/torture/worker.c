@@ -249,6 +249,7 @@ static void one_cycle(struct ctx *c, tl_manager *m)
     tl_lock *l = NULL;
 
     c->w->n.cycles++;
+    bool after_faults = atomic_load(&c->sh->faults_done) != 0;
     atomic_store(&c->lost_ns, 0);
     tl_metrics_get(m, &before, sizeof(before));
     atomic_store(&c->w->state, TT_ACQUIRING);
@@ -292,6 +293,8 @@ static void one_cycle(struct ctx *c, tl_manager *m)
     c->w->n.sections++;
     atomic_store(&c->w->section, id);
     atomic_store(&c->w->state, TT_IN_SECTION);
+    if (after_faults)
+        atomic_store(&c->sh->recovered, 1);
 
     if (cfg->scenario == TT_PARTITION)
         careful_section(c, l, s, id);
@@ -352,12 +355,18 @@ void tt_worker_run(const struct tt_run *run, uint32_t slot)
 
     /* The cycles, more while the parent still injects faults, then a tail after the last one
      * (so that every fault is followed by work that shows the system recovered). */
+    /* The tail lasts until some worker got a lock after the faults (a server restarting
+     * under a sanitizer can refuse the first few cycles), at most 60 s. */
     uint32_t tail = run->cfg.faults > 0 ? run->cfg.cycles / 10 + 1 : 0;
     uint64_t tail_end = UINT64_MAX;
+    int64_t tail_limit = INT64_MAX;
     for (uint64_t i = 0; !atomic_load(&sh->log_full); i++) {
-        if (tail_end == UINT64_MAX && atomic_load(&sh->faults_done))
+        if (tail_end == UINT64_MAX && atomic_load(&sh->faults_done)) {
             tail_end = i + tail;
-        if (i >= c.w->cycles && i >= tail_end)
+            tail_limit = tt_now_ns() + (int64_t)60 * 1000000000;
+        }
+        bool recovered = tail == 0 || atomic_load(&sh->recovered) || tt_now_ns() > tail_limit;
+        if (i >= c.w->cycles && i >= tail_end && recovered)
             break;
         tt_sleep_ns((int64_t)run->cfg.pause_ms * 1000000); /* think time */
         one_cycle(&c, m);
