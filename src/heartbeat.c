@@ -229,6 +229,20 @@ static int64_t idle_interval(const tl_manager *m)
     return iv > TL_DEFAULT_HEARTBEAT_MS ? TL_DEFAULT_HEARTBEAT_MS : (iv ? iv : 1);
 }
 
+/* The earliest loss deadline of a held lock, or INT64_MAX. Under m->mu. */
+static int64_t earliest_loss(const tl_manager *m)
+{
+    int64_t t = INT64_MAX;
+
+    for (const tl_lock *l = m->held; l != NULL; l = l->next) {
+        if (l->state == TL_HELD && l->lose_at_mono_ms < t)
+            t = l->lose_at_mono_ms;
+    }
+    return t;
+}
+
+static void loss_watch_ensure_locked(tl_manager *m);
+
 static void *heartbeat_main(void *arg)
 {
     tl_manager *m = arg;
@@ -239,6 +253,19 @@ static void *heartbeat_main(void *arg)
         int64_t due = earliest_due(m);
         int64_t now = m->clock.mono_ms(m->clock.ud);
 
+        if (!m->lw_running) {
+            /* Until the loss watch runs (it starts with the first renewal), this thread, which
+             * does no I/O before then, keeps the deadlines itself. */
+            int64_t loss = earliest_loss(m);
+            if (loss <= now) {
+                pthread_mutex_unlock(&m->mu);
+                (void)tl__loss_sweep(m, now);
+                pthread_mutex_lock(&m->mu);
+                continue;
+            }
+            if (loss < due)
+                due = loss;
+        }
         if (due > now) {
             /* With nothing held, still wake after a default interval rather than never: then a
              * lock acquired meanwhile, due no sooner than that, needs no wake-up call, which
@@ -257,6 +284,10 @@ static void *heartbeat_main(void *arg)
                 break;
             continue; /* re-check stop and the due times */
         }
+        /* Store I/O can hang from here on: the loss watch keeps the deadlines meanwhile. It
+         * starts with the first renewal, so that a short-lived holder (a `tasklock run` of a
+         * quick command) never pays for the thread. */
+        loss_watch_ensure_locked(m);
         pthread_mutex_unlock(&m->mu);
 
         if (m->hb_store == NULL) {
@@ -270,18 +301,6 @@ static void *heartbeat_main(void *arg)
     }
     pthread_mutex_unlock(&m->mu);
     return NULL;
-}
-
-/* The earliest loss deadline of a held lock, or INT64_MAX. Under m->mu. */
-static int64_t earliest_loss(const tl_manager *m)
-{
-    int64_t t = INT64_MAX;
-
-    for (const tl_lock *l = m->held; l != NULL; l = l->next) {
-        if (l->state == TL_HELD && l->lose_at_mono_ms < t)
-            t = l->lose_at_mono_ms;
-    }
-    return t;
 }
 
 /* The loss watch: sleeps until the earliest loss deadline, then sweeps. Renewals only move
@@ -325,27 +344,41 @@ tl_status tl__heartbeat_start(tl_manager *m, int64_t due, int64_t lose_at)
 
     pthread_mutex_lock(&m->mu);
     if (m->hb_running) {
-        if (due < m->hb_wait_until)
-            (void)pthread_cond_signal(&m->wake); /* due before the thread would look again */
+        /* Due (or, while the heartbeat thread keeps the deadlines, to be declared lost) before
+         * the thread would look again. */
+        if (due < m->hb_wait_until || (!m->lw_running && lose_at < m->hb_wait_until))
+            (void)pthread_cond_signal(&m->wake);
     } else if (pthread_create(&m->hb_thread, NULL, heartbeat_main, m) == 0) {
         m->hb_running = true;
         m->hb_wait_until = INT64_MIN;
     } else {
         st = TL_ENOMEM;
     }
-    if (st == TL_OK && m->lw_running) {
-        if (lose_at < m->lw_wait_until)
-            (void)pthread_cond_signal(&m->lw_wake);
-    } else if (st == TL_OK) {
-        if (pthread_create(&m->lw_thread, NULL, loss_watch_main, m) == 0) {
-            m->lw_running = true;
-            m->lw_wait_until = INT64_MIN;
-        } else {
-            st = TL_ENOMEM;
-        }
-    }
+    if (m->lw_running && lose_at < m->lw_wait_until)
+        (void)pthread_cond_signal(&m->lw_wake);
     pthread_mutex_unlock(&m->mu);
     return st;
+}
+
+/* Under m->mu. See tl__loss_watch_ensure(). */
+static void loss_watch_ensure_locked(tl_manager *m)
+{
+    if (m->lw_running || m->hb_stop)
+        return;
+    if (pthread_create(&m->lw_thread, NULL, loss_watch_main, m) == 0) {
+        m->lw_running = true;
+        m->lw_wait_until = INT64_MIN;
+    } else if (!m->lw_failed) {
+        m->lw_failed = true; /* the rounds and tl_lock_is_lost() still keep the deadlines */
+        TL_LOG(&m->log, TL_LOG_WARN, "cannot start the loss watch thread");
+    }
+}
+
+void tl__loss_watch_ensure(tl_manager *m)
+{
+    pthread_mutex_lock(&m->mu);
+    loss_watch_ensure_locked(m);
+    pthread_mutex_unlock(&m->mu);
 }
 
 void tl__heartbeat_stop(tl_manager *m)

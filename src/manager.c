@@ -721,6 +721,7 @@ tl_status tl_renew(tl_lock *l)
                         l->rec.info.key);
 
     int64_t beat = 0;
+    tl__loss_watch_ensure(m); /* the store call may hang: the watch keeps the deadline */
     m->store->errmsg[0] = '\0';
     m->store->deadline_mono_ms = lose_at;
     st = m->store->ops->renew(m->store, &l->rec, seq, &beat);

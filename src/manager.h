@@ -70,6 +70,7 @@ struct tl_manager {
     pthread_cond_t lw_wake;
     pthread_t lw_thread;
     bool lw_running;
+    bool lw_failed;        /* it could not be started (logged once) */
     int64_t lw_wait_until; /* like hb_wait_until, for the loss watch */
     struct tl_metrics metrics;
     double acq_total_ms;
@@ -101,11 +102,13 @@ size_t tl__loss_sweep(tl_manager *m, int64_t mono_now);
 uint32_t tl__loss_margin(uint32_t timeout_ms);
 
 /* heartbeat.c */
-/* Starts the heartbeat thread and the loss watch if they are not running, or wakes them if a new
- * lock is due at `due`, or must be declared lost at `lose_at` (monotonic), before they would
- * look again on their own. */
+/* Starts the heartbeat thread if it is not running, or wakes it (or the loss watch) if a new lock
+ * is due at `due`, or must be declared lost at `lose_at` (monotonic), before it would look again
+ * on its own. */
 tl_status tl__heartbeat_start(tl_manager *m, int64_t due, int64_t lose_at);
 void tl__heartbeat_stop(tl_manager *m); /* stops and joins both; closes the heartbeat's store */
+/* Starts the loss watch if it is not running (before store I/O that may hang: a renewal). */
+void tl__loss_watch_ensure(tl_manager *m);
 
 /* manager.c, for heartbeat.c: marks a lock lost (under m->mu) and reports whether the caller
  * must fire the lost callback (outside the mutex). */

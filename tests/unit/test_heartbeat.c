@@ -727,6 +727,64 @@ static void the_loss_watch_thread_is_on_time_while_a_renew_hangs(void **state)
     assert_int_equal(w.calls, 1);
 }
 
+static bool watch_running(tl_manager *m)
+{
+    pthread_mutex_lock(&m->mu);
+    bool running = m->lw_running;
+    pthread_mutex_unlock(&m->mu);
+    return running;
+}
+
+/* A lock released before its first renewal never starts the loss watch: a short `tasklock
+ * run` pays for one thread, not two. */
+static void a_short_hold_starts_no_loss_watch(void **state)
+{
+    char url[64];
+    tl_lock *l = NULL;
+
+    (void)state;
+    (void)snprintf(url, sizeof(url), "memory:heartbeat-lazy-%d", ++space);
+    tl_manager *m = tl_manager_new(&(struct tl_options){.store_url = url, .worker_id = "w"});
+    assert_non_null(m);
+    assert_int_equal(tl_acquire(m, "k", NULL, &l), TL_OK);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    assert_false(watch_running(m));
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
+/* A deadline before the first renewal (a heartbeat interval close to the lock timeout): the
+ * heartbeat thread, which has done no I/O yet, declares the loss itself, on time. */
+static void a_deadline_before_the_first_renewal_is_kept(void **state)
+{
+    struct hang h = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct watched w = {.mu = PTHREAD_MUTEX_INITIALIZER, .h = &h};
+    char url[64];
+    tl_lock *l = NULL;
+
+    (void)state;
+    (void)snprintf(url, sizeof(url), "memory:heartbeat-early-%d", ++space);
+    /* 1 s lock, renewed after 950 ms, declared lost after 900 ms. */
+    tl_manager *m = tl_manager_new(&(struct tl_options){.store_url = url,
+                                                        .worker_id = "w",
+                                                        .heartbeat_ms = 950,
+                                                        .on_lost = watched_lost,
+                                                        .lost_ud = &w});
+    assert_non_null(m);
+    int64_t before = tl__real_mono_ms();
+    assert_int_equal(tl_acquire(m, "k", &(struct tl_acquire_opts){.lock_timeout_ms = 1000}, &l),
+                     TL_OK);
+    if (!tl_test_poll(watched_fired, &w, 5, 30000))
+        fail_msg("the lock was not declared lost within 30 s of its deadline");
+    pthread_mutex_lock(&w.mu);
+    assert_int_equal(w.calls, 1);
+    assert_true(w.at >= before + 900);
+    pthread_mutex_unlock(&w.mu);
+    assert_true(tl_lock_is_lost(l));
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -747,6 +805,8 @@ int main(void)
         cmocka_unit_test_setup(handles_can_be_freed_while_the_thread_renews, setup),
         cmocka_unit_test_setup(a_short_lock_wakes_an_idle_thread, setup),
         cmocka_unit_test_setup(the_loss_watch_thread_is_on_time_while_a_renew_hangs, setup),
+        cmocka_unit_test_setup(a_short_hold_starts_no_loss_watch, setup),
+        cmocka_unit_test_setup(a_deadline_before_the_first_renewal_is_kept, setup),
     };
 
     return cmocka_run_group_tests_name("heartbeat", tests, NULL, NULL);
