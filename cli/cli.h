@@ -112,6 +112,10 @@ int tl_cli_getopt(int argc, char **argv, const char *shortopts, const struct opt
  */
 int tl_cli_global_opt(struct tl_cli *cli, int opt, const char *arg, char **argv);
 
+/* Parses the arguments of a command that takes only the global options (`list`, `where`).
+ * Returns -1 to go on, else the exit code (after -h, or a usage error it printed). */
+int tl_cli_no_args(struct tl_cli *cli, int argc, char **argv);
+
 /* The acquire options (cmd_acquire.c), shared by `acquire` and `run`. */
 struct tl_cli_acquire {
     struct tl_acquire_opts opts;

@@ -70,23 +70,13 @@ static json_t *list_json(struct tl_info **infos, size_t n)
 
 static int run_list(struct tl_cli *cli, int argc, char **argv)
 {
-    static const struct option longopts[] = {TL_CLI_GLOBAL_LONGOPTS, {0}};
     tl_manager *m = NULL;
     struct tl_info **infos = NULL;
     size_t n = 0;
     int rc;
 
-    for (;;) {
-        int opt = tl_cli_getopt(argc, argv, ":" TL_CLI_GLOBAL_SHORTOPTS, longopts);
-
-        if (opt == -1)
-            break;
-        rc = tl_cli_global_opt(cli, opt, optarg, argv);
-        if (rc >= 0)
-            return rc;
-    }
-    if (optind != argc)
-        return tl_cli_usage_error(cli, "takes no arguments (\"%s\")", argv[optind]);
+    if ((rc = tl_cli_no_args(cli, argc, argv)) >= 0)
+        return rc;
     if ((rc = tl_cli_connect(cli, NULL, &m)) != TL_EXIT_OK)
         return rc;
 

@@ -33,21 +33,11 @@ static const char *source(const struct tl_cli *cli)
 
 static int run_where(struct tl_cli *cli, int argc, char **argv)
 {
-    static const struct option longopts[] = {TL_CLI_GLOBAL_LONGOPTS, {0}};
     tl_manager *m = NULL;
     int rc;
 
-    for (;;) {
-        int opt = tl_cli_getopt(argc, argv, ":" TL_CLI_GLOBAL_SHORTOPTS, longopts);
-
-        if (opt == -1)
-            break;
-        rc = tl_cli_global_opt(cli, opt, optarg, argv);
-        if (rc >= 0)
-            return rc;
-    }
-    if (optind != argc)
-        return tl_cli_usage_error(cli, "takes no arguments (\"%s\")", argv[optind]);
+    if ((rc = tl_cli_no_args(cli, argc, argv)) >= 0)
+        return rc;
     if ((rc = tl_cli_connect(cli, NULL, &m)) != TL_EXIT_OK)
         return rc;
 

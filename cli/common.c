@@ -461,3 +461,21 @@ const char *tl_cli_strerror(int err, char buf[128])
         (void)snprintf(buf, 128, "error %d", err);
     return buf;
 }
+
+int tl_cli_no_args(struct tl_cli *cli, int argc, char **argv)
+{
+    static const struct option longopts[] = {TL_CLI_GLOBAL_LONGOPTS, {0}};
+
+    for (;;) {
+        int opt = tl_cli_getopt(argc, argv, ":" TL_CLI_GLOBAL_SHORTOPTS, longopts);
+
+        if (opt == -1)
+            break;
+        int rc = tl_cli_global_opt(cli, opt, optarg, argv);
+        if (rc >= 0)
+            return rc;
+    }
+    if (optind != argc)
+        return tl_cli_usage_error(cli, "takes no arguments (\"%s\")", argv[optind]);
+    return -1;
+}

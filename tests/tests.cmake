@@ -2,12 +2,20 @@
 # tests/support/*.c (the conformance suite, fake clock, helpers) is linked into all of them.
 pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
 
+# Spawning a test helper program on pipes: one library, used by tl_testsupport and by the
+# smaller clients of the GitHub test server and the proxy (tests/github-server, tests/proxy).
+add_library(tl_spawn STATIC ${CMAKE_CURRENT_SOURCE_DIR}/tests/support/tl_spawn.c)
+target_include_directories(tl_spawn PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/tests/support)
+target_compile_definitions(tl_spawn PRIVATE _POSIX_C_SOURCE=200809L)
+target_compile_options(tl_spawn PRIVATE ${TL_WARNINGS})
+
 file(GLOB TL_TEST_SUPPORT CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/tests/support/*.c)
+list(FILTER TL_TEST_SUPPORT EXCLUDE REGEX "/tl_spawn\\.c$")
 add_library(tl_testsupport STATIC ${TL_TEST_SUPPORT})
 target_include_directories(tl_testsupport PUBLIC tests/support src)
 target_compile_definitions(tl_testsupport PUBLIC _POSIX_C_SOURCE=200809L ${TL_DEFS})
 target_compile_options(tl_testsupport PRIVATE ${TL_WARNINGS})
-target_link_libraries(tl_testsupport PUBLIC tl_static PkgConfig::CMOCKA)
+target_link_libraries(tl_testsupport PUBLIC tl_static tl_spawn PkgConfig::CMOCKA)
 
 set(TL_TEST_TIMEOUT 300 CACHE STRING "Per-test timeout in seconds")
 foreach(label unit integration)

@@ -2029,7 +2029,8 @@ static uint32_t reread_delay(const struct github_store *g, uint32_t a)
     return d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 }
 
-/* Copies a claim's took and from into `mine` (which has none). */
+/* Copies a claim's took and from into `mine` (which has none): for our claim found again, and
+ * for what a completion comment reports of the claim it ends. */
 static tl_status copy_took(struct github_store *g, struct tl_gh_claim *mine,
                            const struct tl_gh_claim *c)
 {
@@ -2556,13 +2557,8 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
         gone = true;  /* we deleted it before: see who holds the issue now */
     if (it != NULL) { /* keep what the completion comment reports of it */
         memcpy(kept.claim.nonce, it->claim.nonce, sizeof(kept.claim.nonce));
-        kept.claim.took = it->claim.took;
-        kept.claim.nfrom = it->claim.nfrom;
-        for (size_t i = 0; i < it->claim.nfrom; i++) {
-            kept.claim.from[i] = it->claim.from[i];
-            kept.claim.from[i].worker_id = tl__strdup(it->claim.from[i].worker_id);
-            kept.claim.from[i].node_id = tl__strdup(it->claim.from[i].node_id);
-        }
+        if ((st = copy_took(g, &kept.claim, &it->claim)) != TL_OK)
+            goto done;
     }
 
     /* 2. Delete it. */
@@ -2672,13 +2668,8 @@ static tl_status github_force_release(struct tl_store *s, const struct tl_force_
      * items freed) before it is posted. */
     int64_t id = h->id;
     memcpy(kept.claim.nonce, h->claim.nonce, sizeof(kept.claim.nonce));
-    kept.claim.took = h->claim.took;
-    kept.claim.nfrom = h->claim.nfrom;
-    for (size_t i = 0; i < h->claim.nfrom; i++) {
-        kept.claim.from[i] = h->claim.from[i];
-        kept.claim.from[i].worker_id = tl__strdup(h->claim.from[i].worker_id);
-        kept.claim.from[i].node_id = tl__strdup(h->claim.from[i].node_id);
-    }
+    if ((st = copy_took(g, &kept.claim, &h->claim)) != TL_OK)
+        goto done;
 
     struct tl_http_resp r = {0};
     char *url = comment_url(g, id);

@@ -26,7 +26,7 @@ endif()
 add_library(tl_ghs_client STATIC ${TL_GHS_DIR}/spawn.c)
 target_compile_definitions(tl_ghs_client PRIVATE _POSIX_C_SOURCE=200809L)
 target_compile_options(tl_ghs_client PRIVATE ${TL_WARNINGS} INTERFACE -iquote ${TL_GHS_DIR})
-target_link_libraries(tl_ghs_client PUBLIC PkgConfig::TL_GHS_CURL PkgConfig::JANSSON
+target_link_libraries(tl_ghs_client PUBLIC tl_spawn PkgConfig::TL_GHS_CURL PkgConfig::JANSSON
                       Threads::Threads)
 
 add_executable(test_github_server ${TL_GHS_DIR}/test_server.c)

@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "tl_spawn.h"
 
 static int64_t mono_ms(void)
 {
@@ -119,11 +118,9 @@ static int read_port(int fd, pid_t pid)
 int tl_ghs_spawn(const char *bin, const char *const extra_args[], struct tl_ghs *out)
 {
     char path[4096];
-    int outp[2] = {-1, -1}, inp[2] = {-1, -1};
     size_t nextra = 0;
     pid_t pid = 0;
-    int rc = -1;
-    posix_spawn_file_actions_t fa;
+    int to = -1, from = -1, rc = -1;
 
     memset(out, 0, sizeof(*out));
     out->stdin_fd = -1;
@@ -140,51 +137,21 @@ int tl_ghs_spawn(const char *bin, const char *const extra_args[], struct tl_ghs 
     for (size_t i = 0; i < nextra; i++)
         argv[4 + i] = extra_args[i];
 
-    if (pipe(outp) != 0 || pipe(inp) != 0) {
-        perror("tl_ghs_spawn: pipe");
-        goto out_close;
-    }
-    /* Our ends must not leak into other children, or the server would outlive this process. */
-    (void)fcntl(outp[0], F_SETFD, FD_CLOEXEC);
-    (void)fcntl(inp[1], F_SETFD, FD_CLOEXEC);
-    if (posix_spawn_file_actions_init(&fa) != 0)
-        goto out_close;
-    (void)posix_spawn_file_actions_adddup2(&fa, outp[1], STDOUT_FILENO);
-    (void)posix_spawn_file_actions_adddup2(&fa, inp[0], STDIN_FILENO);
-    (void)posix_spawn_file_actions_addclose(&fa, outp[1]);
-    (void)posix_spawn_file_actions_addclose(&fa, inp[0]);
-    int err = posix_spawn(&pid, path, &fa, NULL, (char *const *)argv, environ);
-    (void)posix_spawn_file_actions_destroy(&fa);
-    if (err != 0) {
-        char msg[128];
-        if (strerror_r(err, msg, sizeof(msg)) != 0)
-            (void)snprintf(msg, sizeof(msg), "error %d", err);
-        (void)fprintf(stderr, "tl_ghs_spawn: %s: %s\n", path, msg);
-        pid = 0;
-        goto out_close;
-    }
-    (void)close(outp[1]);
-    (void)close(inp[0]);
-    outp[1] = inp[0] = -1;
-
-    int port = read_port(outp[0], pid);
+    if (tl_spawn_piped("tl_ghs_spawn", argv, &pid, &to, &from) != 0)
+        goto out_free;
+    int port = read_port(from, pid);
+    (void)close(from);
     if (port < 0) {
+        (void)close(to);
         (void)reap(pid);
-        goto out_close;
+        goto out_free;
     }
     out->pid = pid;
     out->port = port;
-    out->stdin_fd = inp[1];
-    inp[1] = -1;
+    out->stdin_fd = to;
     (void)snprintf(out->url, sizeof(out->url), "http://127.0.0.1:%d", port);
     rc = 0;
-out_close:
-    for (int i = 0; i < 2; i++) {
-        if (outp[i] >= 0)
-            (void)close(outp[i]);
-        if (inp[i] >= 0)
-            (void)close(inp[i]);
-    }
+out_free:
     free(argv);
     return rc;
 }

@@ -560,6 +560,22 @@ static void start_run(struct store *s, struct proc *p, tl_manager *observer, con
     *token = h.token;
 }
 
+/* A new key locked by a "holder" manager that reaches the store through the proxy, after one
+ * renewal (so that the deadline counts from a renewal rather than the claim). */
+static tl_lock *hold_through_proxy(struct store *s, char *key, size_t size, struct lost_at *lost,
+                                   tl_manager **holder)
+{
+    tl_lock *hl = NULL;
+
+    new_key(s, key, size);
+    *holder = manager(s->proxied, "holder", s->timeout_ms, lost);
+    if (tl_acquire(*holder, key, &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &hl) != TL_OK)
+        fail_msg("holder: acquire %s: %s", key, tl_errmsg(*holder));
+    assert_true(tl_test_poll(heartbeat_sent, *holder, 10, 3 * s->timeout_ms));
+    assert_proxied(s);
+    return hl;
+}
+
 /* ---- the tests ---- */
 
 static void cut_off_holder_is_told_before_the_thief_takes_its_lock(void **state)
@@ -567,18 +583,12 @@ static void cut_off_holder_is_told_before_the_thief_takes_its_lock(void **state)
     struct store *s = *state;
     struct lost_at lost = {0};
     char key[64];
-    tl_lock *hl = NULL;
 
     if (!s->up)
         skip();
-    new_key(s, key, sizeof(key));
-    tl_manager *holder = manager(s->proxied, "holder", s->timeout_ms, &lost);
+    tl_manager *holder = NULL;
+    tl_lock *hl = hold_through_proxy(s, key, sizeof(key), &lost, &holder);
     tl_manager *thief = manager(s->direct, "thief", s->timeout_ms, NULL);
-    if (tl_acquire(holder, key, &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &hl) != TL_OK)
-        fail_msg("holder: acquire %s: %s", key, tl_errmsg(holder));
-    /* A renewal first, so that the deadline counts from a renewal rather than the claim. */
-    assert_true(tl_test_poll(heartbeat_sent, holder, 10, 3 * s->timeout_ms));
-    assert_proxied(s);
 
     freeze(s);
     int64_t frozen = now_ns();
@@ -634,17 +644,12 @@ static void a_lost_lock_nobody_took_is_released_after_the_partition(void **state
     struct store *s = *state;
     struct lost_at lost = {0};
     char key[64];
-    tl_lock *hl = NULL;
 
     if (!s->up)
         skip();
-    new_key(s, key, sizeof(key));
-    tl_manager *holder = manager(s->proxied, "holder", s->timeout_ms, &lost);
+    tl_manager *holder = NULL;
+    tl_lock *hl = hold_through_proxy(s, key, sizeof(key), &lost, &holder);
     tl_manager *other = manager(s->direct, "other", s->timeout_ms, NULL);
-    if (tl_acquire(holder, key, &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &hl) != TL_OK)
-        fail_msg("holder: acquire %s: %s", key, tl_errmsg(holder));
-    assert_true(tl_test_poll(heartbeat_sent, holder, 10, 3 * s->timeout_ms));
-    assert_proxied(s);
 
     freeze(s);
     int64_t frozen = now_ns();

@@ -20,6 +20,7 @@ add_library(tl_proxy_client STATIC ${CMAKE_CURRENT_SOURCE_DIR}/tests/support/tl_
 target_include_directories(tl_proxy_client PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/tests/support)
 target_compile_definitions(tl_proxy_client PRIVATE _POSIX_C_SOURCE=200809L)
 target_compile_options(tl_proxy_client PRIVATE ${TL_WARNINGS})
+target_link_libraries(tl_proxy_client PUBLIC tl_spawn)
 
 add_executable(test_proxy ${TL_PROXY_DIR}/test_proxy.c)
 target_compile_options(test_proxy PRIVATE ${TL_WARNINGS})

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "tl_spawn.h"
 
 #define ANSWER_MS 10000
 #define STOP_MS   5000
@@ -142,42 +141,15 @@ static void reset(struct tl_proxy *p)
 int tl_proxy_start(const char *bin, const char *target_host, int target_port, struct tl_proxy *out)
 {
     char path[4096], port[16];
-    int outp[2] = {-1, -1}, inp[2] = {-1, -1};
-    posix_spawn_file_actions_t fa;
-    pid_t pid = 0;
 
     reset(out);
     resolve_bin(bin, path, sizeof(path));
     (void)snprintf(port, sizeof(port), "%d", target_port);
     const char *argv[] = {path, target_host, port, NULL};
-
-    if (pipe(outp) != 0 || pipe(inp) != 0) {
-        (void)fprintf(stderr, "tl_proxy: pipe: %s\n", strerror(errno)); /* NOLINT */
-        goto err;
+    if (tl_spawn_piped("tl_proxy", argv, &out->pid, &out->in_fd, &out->out_fd) != 0) {
+        reset(out);
+        return -1;
     }
-    /* Our ends must not leak into other children, or the proxy would outlive this process. */
-    (void)fcntl(outp[0], F_SETFD, FD_CLOEXEC);
-    (void)fcntl(inp[1], F_SETFD, FD_CLOEXEC);
-    if (posix_spawn_file_actions_init(&fa) != 0)
-        goto err;
-    (void)posix_spawn_file_actions_adddup2(&fa, outp[1], STDOUT_FILENO);
-    (void)posix_spawn_file_actions_adddup2(&fa, inp[0], STDIN_FILENO);
-    (void)posix_spawn_file_actions_addclose(&fa, outp[1]);
-    (void)posix_spawn_file_actions_addclose(&fa, inp[0]);
-    int err = posix_spawn(&pid, path, &fa, NULL, (char *const *)argv, environ);
-    (void)posix_spawn_file_actions_destroy(&fa);
-    if (err != 0) {
-        (void)fprintf(stderr, "tl_proxy: %s: %s\n", path, strerror(err)); /* NOLINT */
-        pid = 0;
-        goto err;
-    }
-    (void)close(outp[1]);
-    (void)close(inp[0]);
-    outp[1] = inp[0] = -1;
-
-    out->pid = pid;
-    out->in_fd = inp[1];
-    out->out_fd = outp[0];
     if (read_line(out, ANSWER_MS) != 0) {
         (void)tl_proxy_stop(out);
         return -1;
@@ -192,16 +164,6 @@ int tl_proxy_start(const char *bin, const char *target_host, int target_port, st
     }
     out->port = (int)v;
     return 0;
-
-err:
-    for (int i = 0; i < 2; i++) {
-        if (outp[i] >= 0)
-            (void)close(outp[i]);
-        if (inp[i] >= 0)
-            (void)close(inp[i]);
-    }
-    reset(out);
-    return -1;
 }
 
 int tl_proxy_cmd(struct tl_proxy *p, const char *cmd)
