@@ -15,9 +15,17 @@
  * - release: compare worker id and token, then free the key. TL_OK if the key is already free
  *   and no one has claimed it since our token (releasing twice is not an error).
  *   TL_ENOTOWNER if someone else holds it or claimed it since.
+ * - force_release (version 2): free the key whoever holds it (or only the holder with a given
+ *   token), as a forced claim and its release at once: a new token, `forced` and `released`
+ *   events of the breaker; the former holder's renew then answers TL_ELOST.
  * - inspect/list: records of held keys, stale ones included, each judged stale or not.
  * - A record is never dropped silently: a stale lock stays held until it is stolen, forced or
  *   released.
+ * - Time: every call returns by `deadline_mono_ms` when the core sets it (an acquire's
+ *   deadline; a renew's is its lock's loss deadline), connects, writes and reads included; a
+ *   call that has already written may finish what it must to stay consistent (GitHub).
+ *   Tokens never go backwards, even when the store's data is lost (SQLite and Redis floor
+ *   them by the clock).
  * Every operation is safe to retry.
  */
 #ifndef TL_STORE_H
