@@ -128,6 +128,7 @@ int tl_cli_exit_code(tl_status st)
     case TL_ESTORE:
     case TL_ENOTSUP:
     case TL_ERATELIMIT: return TL_EXIT_STORE;
+    case TL_ECANCELED: return TL_EXIT_BUSY;
     }
     return TL_EXIT_STORE;
 }

@@ -18,6 +18,7 @@
 #ifndef TASKLOCK_H
 #define TASKLOCK_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,7 +59,8 @@ typedef enum tl_status {
     TL_ETIMEDOUT, /* the store did not answer in time */
     TL_ESTORE,    /* store failure: see tl_errmsg() */
     TL_ENOTSUP,   /* store not built in, or operation not provided by this store */
-    TL_ERATELIMIT /* the store refused for rate limiting; tl_errmsg() says until when */
+    TL_ERATELIMIT, /* the store refused for rate limiting; tl_errmsg() says until when */
+    TL_ECANCELED   /* a waiting acquire was cancelled (struct tl_acquire_opts.cancel) */
 } tl_status;
 
 /* Static text naming a status, e.g. "held by another owner". Never NULL. Thread-safe. */
@@ -117,6 +119,10 @@ struct tl_options {
     void *log_ud;
     tl_lost_fn *on_lost; /* NULL: none (tl_lock_is_lost still reports it) */
     void *lost_ud;
+    /* true: waiters do not queue; a released lock goes to whoever claims first, as before the
+     * line (docs/guide.md, "Waiting in line"). For comparisons and benchmarks; not for use
+     * alongside managers that queue on the same keys, whose waiters it would never pass. */
+    bool no_line;
 };
 
 /*
@@ -129,8 +135,16 @@ struct tl_acquire_opts {
     uint32_t deadline_ms;     /* 0: none; else give up after this long, whatever the retries */
     uint32_t lock_timeout_ms; /* 0: the manager's lock timeout */
     const char *task_info;    /* NULL or a JSON object text recorded with the lock (<= 64 KiB) */
+    /* The place in line: waiters are granted the lock by priority (higher first), then by
+     * arrival. TL_PRIORITY_MIN..TL_PRIORITY_MAX; 0 by default. GitHub: 0 only (FIFO). */
+    int32_t priority;
+    /* NULL, or a flag (set from a signal handler, say) that makes a waiting acquire leave the
+     * line and return TL_ECANCELED within about 100 ms of becoming non-zero. */
+    const volatile sig_atomic_t *cancel;
 };
-#define TL_NO_RETRIES (-1)
+#define TL_NO_RETRIES   (-1)
+#define TL_PRIORITY_MIN (-1000)
+#define TL_PRIORITY_MAX 1000
 
 /*
  * A lock record as the store holds it. Every string is NUL-terminated and owned by the record.
@@ -147,6 +161,25 @@ struct tl_info {
     char *task_info;          /* JSON object text; "{}" when none */
     int64_t observed_at_ms;   /* the store's clock when this record was read; 0: unknown */
     bool stale;               /* last heartbeat older than lock_timeout_ms at observed_at_ms */
+    uint32_t waiting;         /* live waiters in the key's line (tl_inspect, tl_list); 0 when
+                                 none or the store cannot tell */
+};
+
+/*
+ * A waiter in a key's line (tl_waiters()): an acquire call that is waiting for the lock. Strings
+ * are NUL-terminated and owned by the record. Times are the store's, ms since the Unix epoch.
+ */
+struct tl_waiter {
+    char *key;
+    char *waiter_id; /* unique per acquire call */
+    char *worker_id;
+    char *node_id;
+    int32_t priority;
+    uint64_t seq;            /* arrival order in the line, assigned by the store */
+    int64_t since_ms;        /* when it joined the line */
+    int64_t heartbeat_at_ms; /* its last sign of life */
+    uint32_t timeout_ms;     /* dead when silent for this long */
+    bool dead;               /* silent past timeout_ms: skipped, and removed by whoever finds it */
 };
 
 /* Audit-trail event kinds, as recorded by stores that keep history. */
@@ -185,6 +218,8 @@ struct tl_metrics {
     double average_acquisition_ms; /* mean wall time of successful acquires, waits included */
     double p50_acquisition_ms;     /* over the last 1024 successful acquires */
     double p99_acquisition_ms;
+    uint64_t wakeups; /* times a waiter in line was woken by the store to claim (hand-overs) */
+    uint64_t queued;  /* acquires that joined a line */
 };
 
 /*
@@ -294,6 +329,21 @@ TL_API tl_status tl_release_token(tl_manager *m, const char *key, uint64_t token
 TL_API tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token);
 
 /*
+ * Changes the lock's recorded lock timeout to `lock_timeout_ms` (longer or shorter, at most 24
+ * days and longer than the heartbeat interval), atomically with a renewal: from now on the lock
+ * goes stale `lock_timeout_ms` after its last heartbeat, the heartbeat interval follows the new
+ * timeout, and so does the loss deadline (tl_lost_fn). Errors: TL_ELOST (no longer ours, as for
+ * tl_renew()), TL_ENOTOWNER (released), TL_EINVAL (bad timeout), store errors (the recorded
+ * timeout is then unchanged or changed; the lock is still heartbeated with the old one).
+ */
+TL_API tl_status tl_extend(tl_lock *lock, uint32_t lock_timeout_ms);
+
+/* tl_extend() without a handle, for the lock of `key` this manager's worker id holds with
+ * `token` (see tl_renew_token()). One thread per handle. */
+TL_API tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token,
+                                 uint32_t lock_timeout_ms);
+
+/*
  * Breaks the lock of `key`, whoever holds it: for an administrator clearing a lock whose holder
  * is gone or hung, in one step. `token` 0 breaks it whoever holds it; another value only if the
  * lock still has that token (so that a lock that changed hands meanwhile is left alone). The
@@ -348,6 +398,16 @@ TL_API char *tl_lock_metadata(const tl_lock *lock);
  * with tl_info_free(). Errors: TL_EINVAL (bad key), store errors.
  */
 TL_API tl_status tl_inspect(tl_manager *m, const char *key, struct tl_info **out);
+
+/*
+ * The line of `key`: its waiters in the order they will be granted the lock (priority, then
+ * arrival), dead ones included and marked. `*out` is an array of `*count` records the caller
+ * frees with tl_waiter_array_free(); empty when no one waits. Errors: TL_EINVAL (bad key),
+ * TL_ENOTSUP (a store without a line), store errors.
+ */
+TL_API tl_status tl_waiters(tl_manager *m, const char *key, struct tl_waiter ***out,
+                            size_t *count);
+TL_API void tl_waiter_array_free(struct tl_waiter **waiters, size_t count); /* NULL: no-op */
 
 /*
  * Every held lock in the store, ordered by key. `*out` is an array of `*count` records the caller

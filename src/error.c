@@ -20,6 +20,7 @@ const char *tl_strerror(tl_status st)
     case TL_ESTORE: return "store error";
     case TL_ENOTSUP: return "not supported";
     case TL_ERATELIMIT: return "rate limited";
+    case TL_ECANCELED: return "cancelled";
     }
     return "unknown status";
 }

@@ -182,3 +182,38 @@ enum tl_verdict tl__claim_verdict(bool held, int64_t beat_ms, uint32_t timeout_m
         return TL_VERDICT_FORCE;
     return TL_VERDICT_BUSY;
 }
+
+struct tl_waiter *tl__waiter_new(void)
+{
+    return tl__calloc(1, sizeof(struct tl_waiter));
+}
+
+void tl__waiter_free(struct tl_waiter *w)
+{
+    if (w == NULL)
+        return;
+    tl__free(w->key);
+    tl__free(w->waiter_id);
+    tl__free(w->worker_id);
+    tl__free(w->node_id);
+    tl__free(w);
+}
+
+void tl_waiter_array_free(struct tl_waiter **waiters, size_t count)
+{
+    if (waiters == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        tl__waiter_free(waiters[i]);
+    tl__free(waiters);
+}
+
+tl_status tl__waiter_array_push(struct tl_waiter ***arr, size_t *count, size_t *cap,
+                                struct tl_waiter *w)
+{
+    void **a = (void **)*arr;
+    tl_status st = array_push(&a, count, cap, w);
+
+    *arr = (struct tl_waiter **)a;
+    return st;
+}

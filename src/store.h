@@ -27,6 +27,35 @@
  *   Tokens never go backwards, even when the store's data is lost (SQLite and Redis floor
  *   them by the clock).
  * Every operation is safe to retry.
+ *
+ * The line (version 3; DESIGN.md section 7). A key has a line of waiters, each a record
+ * {waiter id, worker id, node id, priority, seq, since, heartbeat, timeout} kept by the store:
+ * - Order: priority (higher first), then seq, a number the store assigns when the waiter joins
+ *   (increasing per key, or across the store). A waiter is *live* while its last heartbeat is
+ *   younger than its timeout by the store's clock, else *dead*: dead waiters are skipped, and
+ *   whoever finds one may delete it (it never held anything, so nothing needs stealing).
+ * - "Ahead of" a claim: the live waiters before its waiter in that order. For a claim whose
+ *   waiter is not in line yet, the live waiters of its priority or higher; for a claim without
+ *   a waiter id, every live waiter.
+ * - claim: TL_CLAIM_NORMAL wins iff the key is free and no live waiter is ahead of it;
+ *   TL_CLAIM_STEAL iff the key is free or its holder stale, and no live waiter is ahead;
+ *   TL_CLAIM_FORCE always, whatever the line. A win by a waiter removes its waiter record in
+ *   the same atomic step. A claim with a waiter id that does not win puts that waiter in line
+ *   (with a new seq, if it is not there: also after it was deleted as dead) or refreshes its
+ *   heartbeat (same seq), and answers TL_EBUSY with `waiting` and `ahead`. Every TL_EBUSY says
+ *   `waiting` (live waiters, the caller's included); a busy claim of a free key (the line is
+ *   ahead) has holder_known false.
+ * - Wake-ups: a call that leaves the key free with a live head waiter that may not know it
+ *   (release, force_release, a leave by the head, the removal of a dead head, a win that left
+ *   the key's head behind... in short: after any write that frees the key or changes the head of
+ *   a free key) wakes that head, and only it, where the store can send messages (Redis,
+ *   PostgreSQL, memory). wait_turn returns at such a wake-up; a wake-up sent before the waiter
+ *   waits is not lost (it ends the next wait_turn at once), and one left over when the waiter
+ *   wins or leaves is dropped. Stores without messages (SQLite, GitHub) poll in wait_turn for
+ *   "free and I am the head", cheaply, and report that as a wake-up.
+ * - leave: deletes the waiter (TL_OK if it is not there).
+ * - extend: a renew that also records a new lock timeout, atomically.
+ * - inspect and list fill info.waiting with the number of live waiters of the key.
  */
 #ifndef TL_STORE_H
 #define TL_STORE_H
@@ -36,8 +65,9 @@
 
 #include "tl.h"
 
-/* 2: force_release appended. */
-#define TL_STORE_OPS_VERSION 2
+/* 2: force_release appended. 3: the line (struct tl_claim's waiter, leave, wait_turn, waiters),
+ * extend. */
+#define TL_STORE_OPS_VERSION 3
 
 enum tl_claim_mode { TL_CLAIM_NORMAL = 0, TL_CLAIM_STEAL, TL_CLAIM_FORCE };
 
@@ -71,6 +101,12 @@ struct tl_claim {
     const char *task_info; /* normalised JSON object text, never NULL */
     uint32_t lock_timeout_ms;
     enum tl_claim_mode mode;
+    /* Version 3: the line. */
+    const char *waiter_id;      /* NULL: a claim that will not wait (one attempt, FORCE, or a
+                                   manager without the line); else the acquire call's place
+                                   in line: 32 lower-case hex digits */
+    int32_t priority;           /* TL_PRIORITY_MIN .. TL_PRIORITY_MAX */
+    uint32_t waiter_timeout_ms; /* with waiter_id: the waiter is dead when silent this long */
 };
 
 /* A forced release: an administrator breaking a lock, whoever holds it. Strings are borrowed
@@ -89,6 +125,10 @@ struct tl_claim_result {
     bool holder_known;    /* busy: whether rec describes the holder */
     bool took_stale;      /* won by replacing a stale holder */
     bool took_forced;     /* won by forcing out a live holder */
+    /* Version 3, on TL_EBUSY: live waiters in the key's line (the caller's waiter included),
+     * and of those, how many are ahead of the caller's waiter (with waiter_id). */
+    uint32_t waiting;
+    uint32_t ahead;
 };
 
 struct tl_store_ops {
@@ -136,6 +176,22 @@ struct tl_store_ops {
      */
     tl_status (*force_release)(struct tl_store *s, const struct tl_force_release *req,
                                struct tl_record *former, bool *found);
+
+    /* Version 3: the line (see the contract above). A store with a line has all four; NULL
+     * leave means the store has no line: the core then never passes a waiter id and polls. */
+    tl_status (*leave)(struct tl_store *s, const char *key, const char *waiter_id);
+    /* Blocks up to `timeout_ms` or until waiter `waiter_id` is woken as the head of the line
+     * of a free key (*woken true). TL_OK either way; an error makes the caller sleep instead.
+     * Returns by deadline_mono_ms too. */
+    tl_status (*wait_turn)(struct tl_store *s, const char *key, const char *waiter_id,
+                           uint32_t timeout_ms, bool *woken);
+    /* The line of `key` in order, dead waiters included (marked). Empty: *out NULL, *count 0.
+     * Records are allocated with tl__malloc and freed by tl_waiter_array_free(). */
+    tl_status (*waiters)(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                         size_t *count);
+    /* renew, and record `lock_timeout_ms` as the lock's timeout, atomically. NULL: TL_ENOTSUP. */
+    tl_status (*extend)(struct tl_store *s, const struct tl_record *held, uint32_t lock_timeout_ms,
+                        int64_t *heartbeat_at_ms);
 };
 
 /* Writes the instance's message slot and returns `st`. */
@@ -163,6 +219,16 @@ void tl__store_close(struct tl_store *s); /* NULL is a no-op */
 enum tl_verdict { TL_VERDICT_FREE, TL_VERDICT_STEAL, TL_VERDICT_FORCE, TL_VERDICT_BUSY };
 enum tl_verdict tl__claim_verdict(bool held, int64_t beat_ms, uint32_t timeout_ms,
                                   enum tl_claim_mode mode, int64_t now_ms);
+
+/* The line's order: whether waiter a (priority pa, seq sa) goes before b. */
+static inline bool tl__waiter_before(int32_t pa, uint64_t sa, int32_t pb, uint64_t sb)
+{
+    return pa != pb ? pa > pb : sa < sb;
+}
+struct tl_waiter *tl__waiter_new(void);
+void tl__waiter_free(struct tl_waiter *w);
+tl_status tl__waiter_array_push(struct tl_waiter ***arr, size_t *count, size_t *cap,
+                                struct tl_waiter *w);
 
 tl_status tl__record_array_push(struct tl_record ***arr, size_t *count, size_t *cap,
                                 struct tl_record *r);
