@@ -81,6 +81,10 @@ struct tl_store {
      * (interval = min(30 s, timeout / divisor)); 0 means 3. GitHub uses 4 and no 30 s cap. */
     uint32_t heartbeat_divisor;
     bool heartbeat_uncapped;
+    /* Set by open (version 3): a waiter's timeout is the lock timeout of its claim (GitHub,
+     * whose waiters are claim comments), not the core's shorter default (min(lock timeout,
+     * max(10 s, 3 heartbeat intervals))). */
+    bool waiter_timeout_is_lock_timeout;
     /* Set by the core before each call: the monotonic time (the clock's mono_ms) by which the
      * current call must return, or 0 for none. A store that would wait (a rate limit's reset, a
      * retry-after) waits only if it can finish before this; otherwise it fails at once and says
@@ -129,6 +133,11 @@ struct tl_claim_result {
      * and of those, how many are ahead of the caller's waiter (with waiter_id). */
     uint32_t waiting;
     uint32_t ahead;
+    /* Version 3, on TL_OK: when the heartbeat that the won record carries was sent (the clock's
+     * mono_ms), if before this call: a waiter that found itself holding without writing (the
+     * GitHub hand-over) says when it last refreshed its claim, and the core reckons the lock's
+     * loss deadline from then. 0: written during this call. */
+    int64_t beat_sent_mono_ms;
 };
 
 struct tl_store_ops {
