@@ -1419,22 +1419,16 @@ static tl_status item_record(struct github_store *g, const struct gh_item *it, c
  *
  * A waiter's place in line is its claim comment (DESIGN.md section 7): comment order is the
  * line's order, the comment id its seq and, once it holds, its token. The holder is the lowest
- * claim that is not a dead waiter; the claims after it wait. A hand-over costs no write: when
- * the holder deletes its claim, the next one holds. Hence FIFO only (priority 0).
+ * claim, stale or not (DESIGN.md section 5); the claims after it wait, and one of them that is
+ * stale is a dead waiter: skipped (not counted, not ahead of anyone) and deleted by whoever
+ * wins past it. A hand-over costs no write: when the holder deletes its claim, the next one
+ * holds (the holder first deletes the dead waiters right after its claim, so that the next
+ * holder is live). Hence FIFO only (priority 0).
  */
 
-/* A dead waiter: a stale claim that was never marked held (it never held anything, and its
- * author is past its own loss deadline). Everyone skips it; whoever wins past it deletes it
- * first, so that a refresh of it that arrives late cannot put it back in front of the new
- * holder. A stale claim marked held is a stale holder: only steal-stale and force take it. */
-static bool is_dead(const struct gh_item *it, int64_t now_ms)
-{
-    return stale_at(it, now_ms) && !tl__gh_claim_held(&it->claim);
-}
-
 /* The holder as `l` shows it: the lowest claim (of `issue` in a repository-wide list; 0: any)
- * below `below` (0: any) that is not a dead waiter, stale or not; NULL: none. `*live` (may be
- * NULL): how many of those claims are live (the holder included, if live). */
+ * below `below` (0: any); NULL: none. `*live` (may be NULL): how many of those claims are live
+ * (the holder included, if live). */
 static struct gh_item *line_holder(const struct github_store *g, struct gh_list *l, int64_t issue,
                                    int64_t below, uint32_t *live)
 {
@@ -1448,7 +1442,7 @@ static struct gh_item *line_holder(const struct github_store *g, struct gh_list 
                 (below > 0 && it->id >= below))
                 continue;
             n += !stale_at(it, l->date_ms);
-            if (!is_dead(it, l->date_ms) && (best == NULL || it->id < best->id))
+            if (best == NULL || it->id < best->id)
                 best = it;
         }
     }
@@ -2037,39 +2031,29 @@ static tl_status plan_the_way(struct github_store *g, const struct tl_claim *req
                               size_t *nvictims, struct tl_claim_result *out)
 {
     *nvictims = 0;
-    for (;;) {
-        /* Dead waiters are no one's way: decide deletes them unrecorded. */
-        struct gh_item *h = line_holder(g, l, 0, 0, NULL);
-        if (h == NULL)
-            break;
-        bool stale = stale_at(h, l->date_ms);
-        bool busy = req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && !stale);
-        if (busy || *nvictims == VICTIMS_MAX) {
-            for (size_t i = 0; i < *nvictims; i++)
-                victims[i]->deleted = false;
-            *nvictims = 0;
-            if (!busy)
-                return fail(g, TL_ESTORE, "github: too many claims to clear");
-            h = line_holder(g, l, 0, 0, NULL);
-            tl_status st = item_record(g, h, req->key, l->date_ms, &out->rec);
-            if (st != TL_OK)
-                return st;
-            tl__free(out->rec.opaque);
-            out->rec.opaque = NULL;
-            out->holder_known = true;
-            busy_counts(g, l, h, 0, false, out);
-            return TL_EBUSY;
-        }
-        if (!stale)
-            *forced = true;
-        push_from(mine, h);
-        h->deleted = true;
-        victims[(*nvictims)++] = h;
-        /* Forced: the claims after the holder are waiters, not holders; decide deletes them
-         * unrecorded (they join the line again behind ours). */
-        if (req->mode == TL_CLAIM_FORCE)
-            break;
+    uint32_t live;
+    struct gh_item *h = line_holder(g, l, 0, 0, &live);
+    if (h == NULL)
+        return TL_OK;
+    bool stale = stale_at(h, l->date_ms);
+    /* Steal-stale takes a stale holder when no one live is in line either (the stale claims
+     * after it are dead waiters, deleted unrecorded); force takes the holder whatever, and
+     * the waiters after it are deleted unrecorded (they join the line again behind ours). */
+    if (req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && live > 0)) {
+        tl_status st = item_record(g, h, req->key, l->date_ms, &out->rec);
+        if (st != TL_OK)
+            return st;
+        tl__free(out->rec.opaque);
+        out->rec.opaque = NULL;
+        out->holder_known = true;
+        busy_counts(g, l, h, 0, false, out);
+        return TL_EBUSY;
     }
+    if (!stale)
+        *forced = true;
+    push_from(mine, h);
+    h->deleted = true;
+    victims[(*nvictims)++] = h;
     if (mine->nfrom > 0)
         mine->took = *forced ? TL_GH_TOOK_FORCED : TL_GH_TOOK_STALE;
     return TL_OK;
@@ -2099,6 +2083,23 @@ static tl_status check_size(struct github_store *g, const char *text)
                 "github: task info too large for a GitHub comment: the claim would be %zu "
                 "characters; GitHub allows %d",
                 chars, TL_GH_BODY_MAX);
+}
+
+/* Copies a claim's took and from into `mine` (which has none): for our claim found again, and
+ * for what a completion comment reports of the claim it ends. */
+static tl_status copy_took(struct github_store *g, struct tl_gh_claim *mine,
+                           const struct tl_gh_claim *c)
+{
+    mine->took = c->took;
+    for (size_t i = 0; i < c->nfrom && i < TL_GH_FROM_DEPTH; i++) {
+        struct tl_gh_from *f = &mine->from[mine->nfrom++];
+        *f = c->from[i];
+        f->worker_id = tl__strdup(c->from[i].worker_id);
+        f->node_id = tl__strdup(c->from[i].node_id);
+        if (f->worker_id == NULL || f->node_id == NULL)
+            return oom(g);
+    }
+    return TL_OK;
 }
 
 /*
@@ -2131,6 +2132,18 @@ static void amend_claim(struct github_store *g, int64_t number, struct gh_item *
         if (json_time(o, "updated_at", &upd))
             it->updated_ms = upd;
         json_decref(o);
+        /* What the listed claim says now: a release reads its took and from chain from it,
+         * for the completion comment. */
+        for (size_t i = 0; i < it->claim.nfrom && i < TL_GH_FROM_DEPTH; i++) {
+            tl__free(it->claim.from[i].worker_id);
+            tl__free(it->claim.from[i].node_id);
+        }
+        it->claim.nfrom = 0;
+        if (copy_took(g, &it->claim, mine) != TL_OK)
+            LOG(g, TL_LOG_WARN, "github: #%lld: out of memory noting the displaced holders",
+                (long long)number);
+        it->claim.seq = mine->seq;
+        it->claim.held = mine->held;
     }
     tl__http_resp_clear(&r);
     tl__free(text);
@@ -2147,22 +2160,6 @@ static uint32_t reread_delay(const struct github_store *g, uint32_t a)
     return d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 }
 
-/* Copies a claim's took and from into `mine` (which has none): for our claim found again, and
- * for what a completion comment reports of the claim it ends. */
-static tl_status copy_took(struct github_store *g, struct tl_gh_claim *mine,
-                           const struct tl_gh_claim *c)
-{
-    mine->took = c->took;
-    for (size_t i = 0; i < c->nfrom && i < TL_GH_FROM_DEPTH; i++) {
-        struct tl_gh_from *f = &mine->from[mine->nfrom++];
-        *f = c->from[i];
-        f->worker_id = tl__strdup(c->from[i].worker_id);
-        f->node_id = tl__strdup(c->from[i].node_id);
-        if (f->worker_id == NULL || f->node_id == NULL)
-            return oom(g);
-    }
-    return TL_OK;
-}
 
 /* The lowest claim with `after` < id < `below` (0: no bound): the claims in id order. */
 static struct gh_item *next_claim(const struct github_store *g, struct gh_list *l, int64_t after,
@@ -2546,8 +2543,7 @@ decide:
         for (struct gh_item *c = next_claim(g, l, 0, id); c != NULL && blocker == NULL;
              c = next_claim(g, l, c->id, id)) {
             bool stale = stale_at(c, l->date_ms);
-            if (!is_dead(c, l->date_ms) && req->mode != TL_CLAIM_FORCE &&
-                !(req->mode == TL_CLAIM_STEAL && stale))
+            if (req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && !stale))
                 blocker = c;
         }
         if (blocker != NULL) {
@@ -2565,33 +2561,31 @@ decide:
             st = TL_EBUSY;
             goto withdraw;
         }
-        /* Nothing ahead: out of our way go the dead waiters below ours, and what this mode
-         * takes (the stale holder; forced: the holder and the waiters after it). The audit
-         * trail records the holders among them. */
+        /* Nothing ahead: out of our way goes what this mode takes: the stale holder and the
+         * dead waiters after it; forced, the holder and the waiters after it. The audit trail
+         * records the holder (the lowest). */
         bool first = true;
         for (struct gh_item *c = next_claim(g, l, 0, id); c != NULL;
              c = next_claim(g, l, c->id, id)) {
-            bool stale = stale_at(c, l->date_ms), dead = is_dead(c, l->date_ms), gone;
+            bool stale = stale_at(c, l->date_ms), dead = stale && !first, gone;
             if ((st = delete_comment(g, c->id, &gone)) != TL_OK)
                 goto withdraw;
             c->deleted = true;
             LOG(g, TL_LOG_INFO, "github: #%lld: deleted the %s claim %lld of %s",
                 (long long)number,
-                dead    ? "dead waiter's"
-                : stale ? "stale"
-                        : "live",
+                dead ? "dead waiter's" : first ? (stale ? "stale" : "live") : "waiting",
                 (long long)c->id, c->claim.rec.info.worker_id);
-            if (dead)
-                continue;
+            bool holder = first;
+            first = false;
+            if (dead || !holder)
+                continue; /* a waiter: it joins the line again, if it lives */
             if (!stale)
                 forced = true;
             took_any = true;
-            if ((first || tl__gh_claim_held(&c->claim)) && !from_has(&mine, c->id)) {
-                /* not planned: our claim must name it */
+            if (!from_has(&mine, c->id)) { /* not planned: our claim must name it */
                 push_from(&mine, c);
                 amend = true;
             }
-            first = false;
         }
 
         int64_t count = -1;
@@ -2766,8 +2760,6 @@ static tl_status renew_claim(struct github_store *g, const struct tl_record *hel
         st = lost(g, held, "that comment is not our claim");
         goto done;
     }
-    /* A claim below ours holds instead, unless it is a dead waiter (we deleted those we saw
-     * when we won; one seen late is skipped all the same). */
     struct gh_item *lower = line_holder(g, l, 0, id, NULL);
     if (lower != NULL) {
         (void)snprintf(why, sizeof(why),
@@ -2861,6 +2853,35 @@ static tl_status github_extend(struct tl_store *s, const struct tl_record *held,
 }
 
 /* ---- release ---- */
+
+/*
+ * Deletes the dead waiters right after claim `id` in `l` (the stale claims before the first live
+ * one): when the holder's claim `id` goes, the next claim holds, and it had better be live, or
+ * it would be a stale holder that only a steal takes. Returns that next live claim (NULL: none,
+ * or a deletion failed, which is logged).
+ */
+static struct gh_item *clear_dead_after(struct github_store *g, struct gh_list *l, int64_t id)
+{
+    char keep[TL_ERRMSG_SIZE];
+    struct gh_item *c = next_claim(g, l, id, 0);
+
+    memcpy(keep, g->base.errmsg, sizeof(keep));
+    while (c != NULL && stale_at(c, l->date_ms)) {
+        bool gone;
+        if (delete_comment(g, c->id, &gone) != TL_OK) {
+            LOG(g, TL_LOG_WARN, "github: #%lld: could not delete the dead waiter's claim %lld: %s",
+                (long long)l->number, (long long)c->id, g->base.errmsg);
+            c = NULL;
+            break;
+        }
+        LOG(g, TL_LOG_INFO, "github: #%lld: deleted the dead waiter's claim %lld of %s",
+            (long long)l->number, (long long)c->id, c->claim.rec.info.worker_id);
+        c->deleted = true;
+        c = next_claim(g, l, c->id, 0);
+    }
+    memcpy(g->base.errmsg, keep, sizeof(keep));
+    return c;
+}
 
 /* Whether the list has a trusted completion comment of token `token` with nonce `nonce`. */
 static bool has_completion(struct github_store *g, const struct gh_list *l, uint64_t token,
@@ -2963,8 +2984,16 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
     learn_login(g, login);
     g->op_max_wait_ms = g->cfg.max_wait_ms;
 
-    /* 1. Is comment `id` our claim? What this instance listed of it still holds: only its
-     * author can edit a comment, so a claim of ours stays one until it is deleted. */
+    /* 1. Is comment `id` our claim? The list is read (conditionally) for the line: the dead
+     * waiters right after our claim go first. If it cannot be read, what this instance listed
+     * of our claim still holds: only its author can edit a comment, so a claim of ours stays
+     * one until it is deleted. */
+    struct gh_list *cur = NULL;
+    if (read_list(g, number, true, &cur) != TL_OK) {
+        LOG(g, TL_LOG_DEBUG, "github: #%lld: release: %s", (long long)number, g->base.errmsg);
+        g->base.errmsg[0] = '\0';
+        cur = NULL;
+    }
     struct gh_item *it = NULL;
     for (size_t i = 0; i < g->nlists && it == NULL; i++) {
         if (g->lists[i]->number == number)
@@ -2994,8 +3023,15 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
             goto done;
     }
 
-    /* 2. Delete it. */
+    /* 2. Delete it, after the dead waiters right after it, so that the next holder is live. The
+     * next holder keeps the assignee if it is ours as well (one write less). */
     int64_t at = 0;
+    bool keep_assignee = false;
+    if (!gone && cur != NULL && it != &fetched && list_find(cur, id) == it) {
+        const struct gh_item *next = clear_dead_after(g, cur, id);
+        keep_assignee = next != NULL && next->login != NULL && g->login != NULL &&
+                        strcasecmp(next->login, g->login) == 0;
+    }
     if (!gone) {
         struct tl_http_resp r = {0};
         char *url = comment_url(g, id);
@@ -3054,7 +3090,7 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
 
     /* 3. The visible hint and the audit trail; the lock is free already, so failures here are
      * logged, not returned. */
-    if (g->cfg.assign && g->login != NULL) {
+    if (g->cfg.assign && g->login != NULL && !keep_assignee) {
         int64_t ignored;
         (void)assignee(g, number, false, &ignored);
     }
@@ -3106,6 +3142,7 @@ static tl_status github_force_release(struct tl_store *s, const struct tl_force_
     memcpy(kept.claim.nonce, h->claim.nonce, sizeof(kept.claim.nonce));
     if ((st = copy_took(g, &kept.claim, &h->claim)) != TL_OK)
         goto done;
+    (void)clear_dead_after(g, l, id); /* so that the next holder is live */
 
     struct tl_http_resp r = {0};
     char *url = comment_url(g, id);
@@ -3442,16 +3479,7 @@ static tl_status collect_events(struct github_store *g, const struct gh_page *pa
     for (size_t i = 0; i < nclaims && st == TL_OK; i++) {
         if (i > 0 && claims[i].issue == claims[i - 1].issue)
             continue;
-        /* Queued claims (the line) wait behind it; a waiter's claim below the first one marked
-         * held is a dead waiter's, unless none is marked (the holder by hand-over before its
-         * first heartbeat): prefer the first marked one. */
         const struct gh_item *it = claims[i].it;
-        for (size_t k = i; k < nclaims && claims[k].issue == claims[i].issue; k++) {
-            if (tl__gh_claim_held(&claims[k].it->claim)) {
-                it = claims[k].it;
-                break;
-            }
-        }
         const struct gh_link self = {.token = (uint64_t)it->id,
                                      .took = it->claim.took,
                                      .worker_id = it->claim.rec.info.worker_id,
@@ -3684,8 +3712,18 @@ static tl_status github_leave(struct tl_store *s, const char *key, const char *w
         return TL_OK;
     bool gone;
     int64_t id = p->comment;
+    struct gh_list *l;
     place_forget(p);
     g->cleaning_up = true;
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    /* Holding already (the hand-over came while it gave up): leaving is releasing, and the
+     * dead waiters right after it go first, as in a release. */
+    if (read_list(g, number, true, &l) == TL_OK) {
+        struct gh_item *it = list_find(l, id);
+        if (it != NULL && line_holder(g, l, 0, 0, NULL) == it)
+            (void)clear_dead_after(g, l, id);
+    }
+    g->base.errmsg[0] = '\0';
     tl_status st = delete_comment(g, id, &gone);
     g->cleaning_up = false;
     if (st != TL_OK && g->norphans < ORPHANS_MAX)

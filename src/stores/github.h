@@ -55,9 +55,10 @@ struct tl_gh_claim {
     uint64_t seq; /* heartbeat counter: 0 when posted; each edit writes a larger one */
     /* The line (store ops version 3). `waiter`: the acquire call's waiter id (32 lower-case hex
      * digits), "" for a claim that does not wait in line (written as "waiter" only when set).
-     * `held`: written by a holder's heartbeat (and by a claim posted on a key it expected to
-     * find free): a stale claim that was never marked held is a dead waiter, skipped by
-     * everyone, not a stale holder. A claim without a waiter id counts as marked. */
+     * `held`: written by a holder's heartbeat (and by a waiter's claim posted on a key it
+     * expected to find free), for people: the visible line says the claim holds the lock, not
+     * that it waits in line (a queued claim comes to hold without an edit). A claim without a
+     * waiter id counts as held. Which claim holds is told by comment order alone. */
     char waiter[TL_GH_NONCE_LEN + 1];
     bool held;
     enum tl_gh_took took;
