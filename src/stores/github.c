@@ -2537,7 +2537,8 @@ decide:
      * holder is, unless this mode takes it; a waiter after the holder is, unless we force),
      * in a list that is complete. */
     for (uint32_t a = 0;; a++) {
-        if ((st = read_list(g, number, true, &l)) != TL_OK)
+        /* A place in line was just found in a list read by this call: no second read. */
+        if ((a > 0 || !existing) && (st = read_list(g, number, true, &l)) != TL_OK)
             goto withdraw;
         struct gh_item *blocker = NULL;
         for (struct gh_item *c = next_claim(g, l, 0, id); c != NULL && blocker == NULL;
