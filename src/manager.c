@@ -531,10 +531,16 @@ static tl_status wait_in_line(tl_manager *m, const struct tl_claim *req,
 static void leave_line(tl_manager *m, const struct tl_claim *req)
 {
     char keep[TL_ERRMSG_SIZE];
+    int64_t deadline = m->store->deadline_mono_ms;
 
     memcpy(keep, m->store->errmsg, sizeof(keep));
     m->store->errmsg[0] = '\0';
-    if (m->store->ops->leave(m->store, req->key, req->waiter_id) != TL_OK)
+    /* The acquire's deadline has usually passed (that is why it leaves): leaving gets a short
+     * time of its own, so that a store that must send it can. */
+    m->store->deadline_mono_ms = m->clock.mono_ms(m->clock.ud) + TL_LEAVE_BUDGET_MS;
+    tl_status st = m->store->ops->leave(m->store, req->key, req->waiter_id);
+    m->store->deadline_mono_ms = deadline;
+    if (st != TL_OK)
         TL_LOG(&m->log, TL_LOG_WARN,
                "%s: could not leave the line (%s); its place goes dead in %u ms", req->key,
                m->store->errmsg, req->waiter_timeout_ms);
