@@ -1537,16 +1537,16 @@ static tl_status pg_claim(struct tl_store *s, const struct tl_claim *req,
     (void)snprintf(claim_id, sizeof(claim_id), "%lx.%llx.%llx.%llu", (unsigned long)getpid(),
                    (unsigned long long)(uintptr_t)ps, (unsigned long long)tl__real_now_ms(),
                    (unsigned long long)++ps->claims);
-    const char *const p[] = {req->key, req->worker_id, req->node_id, req->task_info, timeout,
+    const char *const p[] = {req->key, req->worker_id, req->node_id,   req->task_info, timeout,
                              mode,     claim_id,       req->waiter_id, prio,           wtimeout};
     if ((st = run(ps, &ps->main, "claiming a lock", ST_CLAIM, 10, p, &r)) != TL_OK)
         return st;
 
     const char *outcome = PQntuples(r) == 1 ? get_text(r, 0, 0) : NULL;
     int64_t waiting = 0, ahead = 0;
-    if (outcome == NULL || PQnfields(r) != 4 + NRECORD ||
-        !get_i64(r, 0, 2 + NRECORD, &waiting) || !get_i64(r, 0, 3 + NRECORD, &ahead) ||
-        waiting < 0 || ahead < 0 || waiting > UINT32_MAX || ahead > UINT32_MAX ||
+    if (outcome == NULL || PQnfields(r) != 4 + NRECORD || !get_i64(r, 0, 2 + NRECORD, &waiting) ||
+        !get_i64(r, 0, 3 + NRECORD, &ahead) || waiting < 0 || ahead < 0 || waiting > UINT32_MAX ||
+        ahead > UINT32_MAX ||
         (strcmp(outcome, "won") != 0 && strcmp(outcome, "mine") != 0 &&
          strcmp(outcome, "held") != 0 && strcmp(outcome, "line") != 0)) {
         PQclear(r);
@@ -2009,11 +2009,10 @@ static tl_status pg_waiters(struct tl_store *s, const char *key, struct tl_waite
         int64_t prio, seq, since, beat, timeout;
         bool dead;
 
-        if (id == NULL || w == NULL || nd == NULL || !get_i64(r, i, 3, &prio) ||
-            prio < INT32_MIN || prio > INT32_MAX || !get_i64(r, i, 4, &seq) || seq < 0 ||
-            !get_i64(r, i, 5, &since) || !get_i64(r, i, 6, &beat) ||
-            !get_i64(r, i, 7, &timeout) || timeout <= 0 || timeout > UINT32_MAX ||
-            !get_bool(r, i, 8, &dead)) {
+        if (id == NULL || w == NULL || nd == NULL || !get_i64(r, i, 3, &prio) || prio < INT32_MIN ||
+            prio > INT32_MAX || !get_i64(r, i, 4, &seq) || seq < 0 || !get_i64(r, i, 5, &since) ||
+            !get_i64(r, i, 6, &beat) || !get_i64(r, i, 7, &timeout) || timeout <= 0 ||
+            timeout > UINT32_MAX || !get_bool(r, i, 8, &dead)) {
             st = tl__store_fail(s, TL_ESTORE,
                                 "postgres: a row of %s.tasklock_waiters for \"%s\" has a missing "
                                 "or bad field",
@@ -2051,10 +2050,10 @@ static tl_status pg_waiters(struct tl_store *s, const char *key, struct tl_waite
 
 /* Where a waiter stands (ST_TURN). */
 struct turn {
-    bool free;        /* no one holds the key */
-    bool in_line;     /* the waiter is in line and live */
-    int64_t ahead;    /* live waiters ahead of it */
-    int64_t recheck;  /* ms until the first of those goes dead; -1: none ahead */
+    bool free;       /* no one holds the key */
+    bool in_line;    /* the waiter is in line and live */
+    int64_t ahead;   /* live waiters ahead of it */
+    int64_t recheck; /* ms until the first of those goes dead; -1: none ahead */
 };
 
 static tl_status read_turn(struct pg_store *ps, struct pg_conn *pc, const char *key,
@@ -2094,8 +2093,8 @@ static int64_t turn_block_until(const struct turn *t, int64_t end)
 
 /* Without LISTEN (pooled=true, or wakeup=off): looks at the line every so often, cheaply (a
  * plain read), from every 20 ms at first to every 250 ms. */
-static tl_status poll_turn(struct pg_store *ps, const char *key, const char *waiter_id,
-                           int64_t end, bool *woken)
+static tl_status poll_turn(struct pg_store *ps, const char *key, const char *waiter_id, int64_t end,
+                           bool *woken)
 {
     uint32_t step = 20;
 

@@ -103,8 +103,8 @@ static uint64_t hold(struct tl_store *s, const char *key, const char *worker, ui
                      struct tl_record *held)
 {
     struct tl_claim_result res;
-    tl_status st = claim(s, key, &(struct claimer){.worker = worker, .lock_timeout_ms = timeout},
-                         &res);
+    tl_status st =
+        claim(s, key, &(struct claimer){.worker = worker, .lock_timeout_ms = timeout}, &res);
 
     if (st != TL_OK)
         fail_msg("hold %s: %s (%s)", key, tl_strerror(st), s->errmsg);
@@ -228,9 +228,9 @@ static void fifo_order_and_tokens(void **state)
         struct tl_claim_result res;
         /* Everyone behind the head is refused, the key being free. */
         for (int j = turn + 1; j < 3; j++) {
-            assert_int_equal(claim(s, key, &(struct claimer){.worker = "waiter", .waiter = w[j]},
-                                   &res),
-                             TL_EBUSY);
+            assert_int_equal(
+                claim(s, key, &(struct claimer){.worker = "waiter", .waiter = w[j]}, &res),
+                TL_EBUSY);
             assert_false(res.holder_known);
             assert_int_equal(res.ahead, (uint32_t)(j - turn));
             assert_int_equal(res.waiting, (uint32_t)(3 - turn));
@@ -290,12 +290,11 @@ static void priority_order_and_tokens(void **state)
     /* Granted in the line's order, tokens still growing. */
     for (int i = 0; i < 5; i++) {
         int who = order[i];
-        assert_int_equal(claim(s, key,
-                               &(struct claimer){.worker = "waiter",
-                                                 .waiter = w[who],
-                                                 .priority = prio[who]},
-                               &res),
-                         TL_OK);
+        assert_int_equal(
+            claim(s, key,
+                  &(struct claimer){.worker = "waiter", .waiter = w[who], .priority = prio[who]},
+                  &res),
+            TL_OK);
         assert_true(res.rec.info.token > last);
         last = res.rec.info.token;
         release(s, &res.rec);
@@ -641,11 +640,10 @@ static void *runner_main(void *arg)
         if (!woken)
             continue;
         struct tl_claim_result res;
-        tl_status st = claim(r->s, r->key,
-                             &(struct claimer){.worker = "runner",
-                                               .waiter = r->waiter,
-                                               .priority = r->priority},
-                             &res);
+        tl_status st = claim(
+            r->s, r->key,
+            &(struct claimer){.worker = "runner", .waiter = r->waiter, .priority = r->priority},
+            &res);
         if (st == TL_EBUSY) {
             tl__record_clear(&res.rec);
             continue;
@@ -847,9 +845,8 @@ static void force_passes_the_line(void **state)
     new_waiter(w);
     uint64_t token = hold(h, key, "holder", 0, &held);
     assert_int_equal(queue(s, key, "waiter", w, 0, 0, NULL), 0);
-    assert_int_equal(claim(h, key, &(struct claimer){.worker = "admin", .mode = TL_CLAIM_FORCE},
-                           &res),
-                     TL_OK);
+    assert_int_equal(
+        claim(h, key, &(struct claimer){.worker = "admin", .mode = TL_CLAIM_FORCE}, &res), TL_OK);
     assert_true(res.took_forced);
     assert_true(res.rec.info.token > token);
     read_line(s, key, &l); /* the line is untouched */
@@ -859,9 +856,8 @@ static void force_passes_the_line(void **state)
     release(h, &res.rec);
     tl__record_clear(&held);
     /* Force on a free key with a line: wins too. */
-    assert_int_equal(claim(h, key, &(struct claimer){.worker = "admin", .mode = TL_CLAIM_FORCE},
-                           &res),
-                     TL_OK);
+    assert_int_equal(
+        claim(h, key, &(struct claimer){.worker = "admin", .mode = TL_CLAIM_FORCE}, &res), TL_OK);
     assert_false(res.took_forced);
     /* force_release wakes the head. */
     struct tl_record former;
@@ -1034,8 +1030,11 @@ static void bad_input_is_refused(void **state)
     struct tl_store *s = open_store();
     struct tl_claim_result res;
     bool woken = true;
-    const char *const bad[] = {"", "0123", "0123456789abcdef0123456789ABCDEF",
-                               "0123456789abcdef0123456789abcdef0", "0123456789abcdef0123456789abcde'",
+    const char *const bad[] = {"",
+                               "0123",
+                               "0123456789abcdef0123456789ABCDEF",
+                               "0123456789abcdef0123456789abcdef0",
+                               "0123456789abcdef0123456789abcde'",
                                "x; DROP TABLE tasklock_locks; --"};
 
     (void)state;
