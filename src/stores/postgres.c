@@ -1671,12 +1671,11 @@ static tl_status pg_inspect(struct tl_store *s, const char *key, struct tl_recor
         return st;
     int rows = PQntuples(r);
     int64_t waiting = 0;
-    if (rows == 1 && (!get_i64(r, 0, NRECORD, &waiting) || waiting < 0 || waiting > UINT32_MAX))
+    if (rows > 1 ||
+        (rows == 1 && (!get_i64(r, 0, NRECORD, &waiting) || waiting < 0 || waiting > UINT32_MAX)))
         st = bad_reply(ps, "reading a lock");
     else if (rows == 1 && (st = read_record(ps, r, 0, 0, key, out)) == TL_OK)
         *found = true;
-    else if (rows > 1)
-        st = bad_reply(ps, "reading a lock");
     if (*found)
         out->info.waiting = (uint32_t)waiting;
     PQclear(r);
@@ -2061,11 +2060,11 @@ static tl_status read_turn(struct pg_store *ps, struct pg_conn *pc, const char *
 {
     const char *const p[] = {key, waiter_id};
     PGresult *r = NULL;
-    tl_status st = run(ps, pc, "looking at the line", ST_TURN, 2, p, &r);
 
+    *t = (struct turn){.recheck = -1};
+    tl_status st = run(ps, pc, "looking at the line", ST_TURN, 2, p, &r);
     if (st != TL_OK)
         return st;
-    t->recheck = -1;
     bool ok = PQntuples(r) == 1 && PQnfields(r) == 4 && get_bool(r, 0, 0, &t->free) &&
               get_bool(r, 0, 1, &t->in_line) && get_i64(r, 0, 2, &t->ahead) &&
               (PQgetisnull(r, 0, 3) || get_i64(r, 0, 3, &t->recheck));
