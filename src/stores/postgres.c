@@ -28,6 +28,14 @@
  * per transaction is the statement's start; a claim that waited for a row lock judges as of
  * before it waited, which errs on the side of "not stale".
  *
+ * The line (store contract version 3): tasklock_waiters holds one row per waiter (key, waiter
+ * id, priority, seq from the sequence tasklock_waiter_seq, since, heartbeat, timeout), ordered by
+ * the index (key, priority DESC, seq); liveness is judged by the server's now(). Claims, leaves
+ * and releases change the line under the key's row lock in tasklock_locks, so that the line and
+ * the key change together. A write that frees the key or changes the head of a free key sends
+ * NOTIFY on the head waiter's own channel "tlw_<waiter id>"; wait_turn LISTENs on it on the wait
+ * connection (and, with pooled=true or wakeup=off, polls the line instead).
+ *
  * Each claim carries a random claim id stored in the row, so that a claim retried after a lost
  * connection recognises its own earlier success instead of finding the key held.
  *
