@@ -2257,6 +2257,53 @@ done:
     return st;
 }
 
+/* The lowest claim of waiter `waiter` (with nonce `nonce`, if not NULL) other than `except`. */
+static struct gh_item *waiter_claim(const struct github_store *g, struct gh_list *l,
+                                    const char *waiter, const char *nonce, int64_t except)
+{
+    struct gh_item *best = NULL;
+
+    for (size_t i = 0; i < l->npages; i++) {
+        for (size_t j = 0; j < l->pages[i].nitems; j++) {
+            struct gh_item *it = &l->pages[i].items[j];
+            if (!is_claim(g, it) || it->id == except || strcmp(it->claim.waiter, waiter) != 0 ||
+                (nonce != NULL && strcmp(it->claim.nonce, nonce) != 0))
+                continue;
+            if (best == NULL || it->id < best->id)
+                best = it;
+        }
+    }
+    return best;
+}
+
+/*
+ * Posts a live waiter's claim `c` (deleted by our forced claim, which must be the lowest)
+ * again, behind ours: its waiter finds its place moved there (same waiter id and nonce), and the
+ * line keeps its order. A failure is logged: the waiter then joins the line again itself.
+ */
+static void repost_place(struct github_store *g, int64_t number, const struct gh_item *c,
+                         int64_t server_now_ms)
+{
+    char keep[TL_ERRMSG_SIZE];
+    struct tl_gh_claim copy = c->claim; /* shallow: only read by the builder */
+    struct gh_item posted;
+    bool maybe;
+
+    memcpy(keep, g->base.errmsg, sizeof(keep));
+    copy.seq = c->claim.seq < INT64_MAX ? c->claim.seq + 1 : c->claim.seq;
+    copy.held = false;
+    copy.rec.info.heartbeat_at_ms = server_now_ms;
+    char *text = tl__gh_build_claim(&copy, server_now_ms);
+    if (text == NULL || post_comment(g, number, text, &posted, &maybe, NULL) != TL_OK)
+        LOG(g, TL_LOG_WARN, "github: #%lld: could not put the waiter %s back in line: %s",
+            (long long)number, c->claim.rec.info.worker_id,
+            text ? g->base.errmsg : "out of memory");
+    else
+        item_clear(&posted);
+    tl__free(text);
+    memcpy(g->base.errmsg, keep, sizeof(keep));
+}
+
 static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
                               struct tl_claim_result *out)
 {
@@ -2368,6 +2415,17 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     /* 1'. A waiter that has a place in line decides on it (no new comment). */
     if (place != NULL) {
         struct gh_item *it = list_find(l, place->comment);
+        if (it == NULL || !is_claim(g, it)) {
+            /* Moved: a forced claim deleted it and posted it again behind its own. */
+            struct gh_item *moved = waiter_claim(g, l, place->waiter, place->nonce, 0);
+            if (moved != NULL) {
+                LOG(g, TL_LOG_INFO, "github: #%lld: our place in line moved from comment %lld to "
+                                    "%lld",
+                    (long long)number, (long long)place->comment, (long long)moved->id);
+                place->comment = moved->id;
+                it = moved;
+            }
+        }
         bool found = it != NULL;
         if (it == NULL) {
             /* Not listed: deleted (as dead, or by a forced claim), or listed late. */
@@ -2408,6 +2466,13 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
                       (long long)number, (long long)place->comment);
             goto done;
         } else {
+            /* Other claims of this waiter (a copy a forced claim posted again after we had
+             * joined anew) are not its place: they go. */
+            struct gh_item *dup;
+            while ((dup = waiter_claim(g, l, place->waiter, NULL, it->id)) != NULL) {
+                withdraw(g, dup->id);
+                dup->deleted = true;
+            }
             id = it->id;
             existing = true;
             posted_at = place->beat_sent;
@@ -2566,6 +2631,8 @@ decide:
          * dead waiters after it; forced, the holder and the waiters after it. The audit trail
          * records the holder (the lowest). */
         bool first = true;
+        struct gh_item *requeue[VICTIMS_MAX];
+        size_t nrequeue = 0;
         for (struct gh_item *c = next_claim(g, l, 0, id); c != NULL;
              c = next_claim(g, l, c->id, id)) {
             bool stale = stale_at(c, l->date_ms), dead = stale && !first, gone;
@@ -2578,8 +2645,10 @@ decide:
                 (long long)c->id, c->claim.rec.info.worker_id);
             bool holder = first;
             first = false;
+            if (!dead && !holder && c->claim.waiter[0] != '\0' && nrequeue < VICTIMS_MAX)
+                requeue[nrequeue++] = c; /* a live waiter (forced out of our way) */
             if (dead || !holder)
-                continue; /* a waiter: it joins the line again, if it lives */
+                continue;
             if (!stale)
                 forced = true;
             took_any = true;
@@ -2588,6 +2657,9 @@ decide:
                 amend = true;
             }
         }
+        /* Forced: the live waiters go back in line behind us, in their order. */
+        for (size_t i = 0; i < nrequeue; i++)
+            repost_place(g, number, requeue[i], l->date_ms);
 
         int64_t count = -1;
         if (g->cfg.assign && !assigned && !existing && g->login != NULL)
@@ -3723,6 +3795,12 @@ static tl_status github_leave(struct tl_store *s, const char *key, const char *w
         struct gh_item *it = list_find(l, id);
         if (it != NULL && line_holder(g, l, 0, 0, NULL) == it)
             (void)clear_dead_after(g, l, id);
+        /* A copy of our place that a forced claim posted again goes too. */
+        struct gh_item *dup;
+        while ((dup = waiter_claim(g, l, waiter_id, NULL, id)) != NULL) {
+            withdraw(g, dup->id);
+            dup->deleted = true;
+        }
     }
     g->base.errmsg[0] = '\0';
     tl_status st = delete_comment(g, id, &gone);
