@@ -138,7 +138,7 @@ struct gh_list {    /* what this instance last read of a comment list */
     bool recheck_tail;
 };
 
-struct gh_place { /* a waiter's place in line: its claim comment */
+struct gh_place {                     /* a waiter's place in line: its claim comment */
     char waiter[TL_GH_NONCE_LEN + 1]; /* the waiter id; "": a free slot */
     char nonce[TL_GH_NONCE_LEN + 1];
     int64_t number;
@@ -188,7 +188,7 @@ struct github_store {
      * holder, was then never posted. A renew's requests are always bounded. */
     bool committed;
     uint64_t nonce_ctr;
-    int64_t pending_sent; /* when that POST was sent (the clock's mono_ms) */
+    int64_t pending_sent;               /* when that POST was sent (the clock's mono_ms) */
     struct gh_place places[PLACES_MAX]; /* the line: our waiters' claims */
     uint32_t line_poll_ms;              /* wait_turn's cadence of list reads */
 };
@@ -646,8 +646,7 @@ static tl_status parse_params(struct github_store *g, char *query, char **api_pa
         } else if (strcmp(p, "history_pages") == 0) {
             ok = parse_uint(v, HISTORY_PAGES_MAX, &c->history_pages) && c->history_pages > 0;
         } else if (strcmp(p, "line_poll") == 0) {
-            ok = parse_ms(v, &g->line_poll_ms) && g->line_poll_ms >= 50 &&
-                 g->line_poll_ms <= 60000;
+            ok = parse_ms(v, &g->line_poll_ms) && g->line_poll_ms >= 50 && g->line_poll_ms <= 60000;
         } else if (strcmp(p, "reconcile") == 0) {
             ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
             c->reconcile = strcmp(v, "true") == 0;
@@ -2160,7 +2159,6 @@ static uint32_t reread_delay(const struct github_store *g, uint32_t a)
     return d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 }
 
-
 /* The lowest claim with `after` < id < `below` (0: no bound): the claims in id order. */
 static struct gh_item *next_claim(const struct github_store *g, struct gh_list *l, int64_t after,
                                   int64_t below)
@@ -2419,8 +2417,9 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
             /* Moved: a forced claim deleted it and posted it again behind its own. */
             struct gh_item *moved = waiter_claim(g, l, place->waiter, place->nonce, 0);
             if (moved != NULL) {
-                LOG(g, TL_LOG_INFO, "github: #%lld: our place in line moved from comment %lld to "
-                                    "%lld",
+                LOG(g, TL_LOG_INFO,
+                    "github: #%lld: our place in line moved from comment %lld to "
+                    "%lld",
                     (long long)number, (long long)place->comment, (long long)moved->id);
                 place->comment = moved->id;
                 it = moved;
@@ -2461,8 +2460,9 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
                 out->holder_known = true;
             }
             busy_counts(g, l, h, place->comment, true, out);
-            st = fail(g, TL_EBUSY, "github: #%lld: our place in line (comment %lld) is not listed "
-                                   "yet",
+            st = fail(g, TL_EBUSY,
+                      "github: #%lld: our place in line (comment %lld) is not listed "
+                      "yet",
                       (long long)number, (long long)place->comment);
             goto done;
         } else {
@@ -2639,9 +2639,10 @@ decide:
             if ((st = delete_comment(g, c->id, &gone)) != TL_OK)
                 goto withdraw;
             c->deleted = true;
-            LOG(g, TL_LOG_INFO, "github: #%lld: deleted the %s claim %lld of %s",
-                (long long)number,
-                dead ? "dead waiter's" : first ? (stale ? "stale" : "live") : "waiting",
+            LOG(g, TL_LOG_INFO, "github: #%lld: deleted the %s claim %lld of %s", (long long)number,
+                dead    ? "dead waiter's"
+                : first ? (stale ? "stale" : "live")
+                        : "waiting",
                 (long long)c->id, c->claim.rec.info.worker_id);
             bool holder = first;
             first = false;

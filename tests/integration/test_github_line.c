@@ -504,8 +504,7 @@ static void only_the_head_is_woken(void **state)
     assert_int_equal(release(w[0].p), TL_OK);
     int64_t t0 = tl__real_mono_ms();
     bool now = false;
-    assert_int_equal(w[1].p->s->ops->wait_turn(w[1].p->s, "6", w[1].p->waiter, 5000, &now),
-                     TL_OK);
+    assert_int_equal(w[1].p->s->ops->wait_turn(w[1].p->s, "6", w[1].p->waiter, 5000, &now), TL_OK);
     assert_true(now);
     assert_true(tl__real_mono_ms() - t0 < 2500);
     must_win(w[1].p, "6");
@@ -658,8 +657,7 @@ static void requests_per_hand_over(void **state)
     stats_reset();
     assert_int_equal(w->s->ops->wait_turn(w->s, "10", w->waiter, 350, &woken), TL_OK);
     assert_false(woken);
-    print_message("wait_turn 350 ms: %ld requests, %ld 304\n", stat("total"),
-                  stat("not_modified"));
+    print_message("wait_turn 350 ms: %ld requests, %ld 304\n", stat("total"), stat("not_modified"));
     assert_int_equal(stat("writes"), 0);
     assert_true(stat("total") - stat("not_modified") <= 1);
 
@@ -683,7 +681,7 @@ static void requests_per_hand_over(void **state)
 
 int main(void)
 {
-    const char *const args[] = {"--repo",  "acme/widgets", "--issues", "20",
+    const char *const args[] = {"--repo",  "acme/widgets",        "--issues", "20",
                                 "--token", "tasklock-bot=" TOKEN, NULL};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fifo_order_and_tokens),

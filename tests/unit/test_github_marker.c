@@ -94,9 +94,9 @@ static void claim_in_line_and_held(void **state)
     tl__gh_claim_clear(&c);
 
     /* A waiter id that is not 32 lower-case hex digits, or a "held" that is not a boolean. */
-    static const char *const bad[] = {
-        "\"waiter\":\"FEDCBA9876543210FEDCBA9876543210\"", "\"waiter\":\"abc\"",
-        "\"waiter\":7", "\"held\":1", "\"held\":\"yes\""};
+    static const char *const bad[] = {"\"waiter\":\"FEDCBA9876543210FEDCBA9876543210\"",
+                                      "\"waiter\":\"abc\"", "\"waiter\":7", "\"held\":1",
+                                      "\"held\":\"yes\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *t = tl__asprintf(
             "<!-- tasklock {\"v\":1,\"nonce\":\"%s\",%s,\"lock\":{\"worker_id\":\"w\","
