@@ -2646,7 +2646,8 @@ decide:
                 (long long)c->id, c->claim.rec.info.worker_id);
             bool holder = first;
             first = false;
-            if (!dead && !holder && c->claim.waiter[0] != '\0' && nrequeue < VICTIMS_MAX)
+            if (!dead && !holder && c->claim.waiter[0] != '\0' && nrequeue < VICTIMS_MAX &&
+                (req->waiter_id == NULL || strcmp(c->claim.waiter, req->waiter_id) != 0))
                 requeue[nrequeue++] = c; /* a live waiter (forced out of our way) */
             if (dead || !holder)
                 continue;
