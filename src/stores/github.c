@@ -3494,7 +3494,8 @@ static tl_status collect_events(struct github_store *g, const struct gh_page *pa
     *oldest_ms = INT64_MAX;
     for (size_t i = 0; i < npages; i++)
         total += pages[i].nitems;
-    if (total > 0 && (claims = tl__malloc(total * sizeof(*claims))) == NULL)
+    /* Never NULL, also for no items (which clang-analyzer cannot tell from the loop below). */
+    if ((claims = tl__malloc((total > 0 ? total : 1) * sizeof(*claims))) == NULL)
         return oom(g);
 
     for (size_t i = 0; i < npages && st == TL_OK; i++) {
