@@ -189,7 +189,7 @@ static char *body_of(int n, uint64_t id)
     free(resp);
     json_array_foreach(arr, i, c)
     {
-        if ((uint64_t)json_integer_value(json_object_get(c, "id")) == id)
+        if (out == NULL && (uint64_t)json_integer_value(json_object_get(c, "id")) == id)
             out = strdup(json_string_value(json_object_get(c, "body")));
     }
     json_decref(arr);
@@ -681,8 +681,8 @@ static void requests_per_hand_over(void **state)
 
 int main(void)
 {
-    const char *const args[] = {"--repo",  "acme/widgets",        "--issues", "20",
-                                "--token", "tasklock-bot=" TOKEN, NULL};
+    const char *const args[] = {
+        "--repo", "acme/widgets", "--issues", "20", "--token", "tasklock-bot=line-token", NULL};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fifo_order_and_tokens),
         cmocka_unit_test(priority_and_bad_waiter_ids_are_refused),
@@ -698,7 +698,7 @@ int main(void)
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)
         return 1;
-    setenv("GH_TOKEN", TOKEN, 1);
+    setenv("GH_TOKEN", TOKEN, 1); /* NOLINT(concurrency-mt-unsafe): before any thread */
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     tl_ghs_stop(&srv);
     return rc;
