@@ -116,8 +116,7 @@ int tl_cli_acquire_opt(const struct tl_cli *cli, struct tl_cli_acquire *a, int o
         char *end = NULL;
         errno = 0;
         long p = strtol(arg, &end, 10);
-        if (errno != 0 || end == arg || *end != '\0' || p < TL_PRIORITY_MIN ||
-            p > TL_PRIORITY_MAX)
+        if (errno != 0 || end == arg || *end != '\0' || p < TL_PRIORITY_MIN || p > TL_PRIORITY_MAX)
             return tl_cli_usage_error(cli, "--priority: \"%s\" is not a whole number from %d to %d",
                                       arg, TL_PRIORITY_MIN, TL_PRIORITY_MAX);
         a->opts.priority = (int32_t)p;

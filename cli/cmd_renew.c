@@ -26,11 +26,10 @@ static const char help[] =
 
 static int run_renew(struct tl_cli *cli, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        TL_CLI_GLOBAL_LONGOPTS,
-        {"token", 1, NULL, OPT_TOKEN},
-        {"lock-timeout", 1, NULL, TL_OPT_LOCK_TIMEOUT},
-        {0}};
+    static const struct option longopts[] = {TL_CLI_GLOBAL_LONGOPTS,
+                                             {"token", 1, NULL, OPT_TOKEN},
+                                             {"lock-timeout", 1, NULL, TL_OPT_LOCK_TIMEOUT},
+                                             {0}};
     bool have_token = false, is_free = false;
     uint64_t token = 0;
     uint32_t timeout = 0;

@@ -82,11 +82,11 @@ static json_t *waiters_json(struct tl_waiter **ws, size_t n)
 
         tl_cli_format_time(ws[i]->since_ms, true, since, sizeof(since));
         tl_cli_format_time(ws[i]->heartbeat_at_ms, true, beat, sizeof(beat));
-        json_t *one = json_pack("{s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:b}", "worker_id",
-                                ws[i]->worker_id, "node_id", ws[i]->node_id, "priority",
-                                (int)ws[i]->priority, "seq", (json_int_t)ws[i]->seq, "since", since,
-                                "heartbeat_last", beat, "timeout_ms",
-                                (json_int_t)ws[i]->timeout_ms, "dead", ws[i]->dead);
+        json_t *one =
+            json_pack("{s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:b}", "worker_id", ws[i]->worker_id,
+                      "node_id", ws[i]->node_id, "priority", (int)ws[i]->priority, "seq",
+                      (json_int_t)ws[i]->seq, "since", since, "heartbeat_last", beat, "timeout_ms",
+                      (json_int_t)ws[i]->timeout_ms, "dead", ws[i]->dead);
         if (json_array_append_new(arr, one) != 0) {
             json_decref(arr);
             arr = NULL;
