@@ -654,8 +654,7 @@ static int delete_dead(struct sqlite_store *ss, const char *key, int64_t now)
 }
 
 /* Puts the claim's waiter at the back of the line, or refreshes its heartbeat where it is. */
-static int join_line(struct sqlite_store *ss, const struct tl_claim *req, bool in_line,
-                     int64_t now)
+static int join_line(struct sqlite_store *ss, const struct tl_claim *req, bool in_line, int64_t now)
 {
     sqlite3_stmt *st = ss->stmt[in_line ? ST_W_REFRESH : ST_W_INSERT];
 
