@@ -117,7 +117,7 @@ size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_n
 
     pthread_mutex_lock(&m->mu);
     for (tl_lock *l = m->held; l != NULL; l = l->next) {
-        if (l->state != TL_HELD || (!all && l->next_due_mono_ms > mono_now))
+        if (l->state != TL_HELD || l->extending || (!all && l->next_due_mono_ms > mono_now))
             continue;
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 64;
@@ -129,6 +129,7 @@ size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_n
             cap = ncap;
         }
         l->refs++;
+        l->renewing = true;
         due[n].lock = l;
         due[n].seq = ++l->renewals;
         due[n].lose_at = l->lose_at_mono_ms;
@@ -157,7 +158,12 @@ size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_n
             why = "the heartbeat could not connect to the store";
         }
         int64_t replied = m->clock.mono_ms(m->clock.ud);
-        if (apply_renew(m, l, st, sent, replied, beat, why))
+        bool fire = apply_renew(m, l, st, sent, replied, beat, why);
+        pthread_mutex_lock(&m->mu);
+        l->renewing = false;
+        pthread_cond_broadcast(&m->renewed);
+        pthread_mutex_unlock(&m->mu);
+        if (fire)
             tl__lock_fire_lost(l);
         tl__lock_unref(l);
     }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,6 +86,7 @@ tl_manager *tl_manager_new(const struct tl_options *opts)
     m->lock_timeout_ms = opts->lock_timeout_ms ? opts->lock_timeout_ms : TL_DEFAULT_LOCK_TIMEOUT_MS;
     m->on_lost = opts->on_lost;
     m->lost_ud = opts->lost_ud;
+    m->no_line = opts->no_line;
     m->log.fn = opts->log;
     m->log.ud = opts->log_ud;
     m->log.level = opts->log_level ? opts->log_level : TL_LOG_WARN;
@@ -104,6 +106,10 @@ tl_manager *tl_manager_new(const struct tl_options *opts)
     int rc = pthread_cond_init(&m->wake, &attr);
     if (rc == 0 && (rc = pthread_cond_init(&m->lw_wake, &attr)) != 0)
         (void)pthread_cond_destroy(&m->wake);
+    if (rc == 0 && (rc = pthread_cond_init(&m->renewed, &attr)) != 0) {
+        (void)pthread_cond_destroy(&m->wake);
+        (void)pthread_cond_destroy(&m->lw_wake);
+    }
     (void)pthread_condattr_destroy(&attr);
     if (rc != 0)
         goto err_free;
@@ -114,6 +120,7 @@ tl_manager *tl_manager_new(const struct tl_options *opts)
 err_destroy_cond:
     (void)pthread_cond_destroy(&m->wake);
     (void)pthread_cond_destroy(&m->lw_wake);
+    (void)pthread_cond_destroy(&m->renewed);
 err_free:
     tl__free(m->store_url);
     tl__free(m->worker_id);
@@ -157,6 +164,7 @@ void tl_manager_free(tl_manager *m)
     (void)pthread_mutex_destroy(&m->mu);
     (void)pthread_cond_destroy(&m->wake);
     (void)pthread_cond_destroy(&m->lw_wake);
+    (void)pthread_cond_destroy(&m->renewed);
     tl__free(m->store_url);
     tl__free(m->worker_id);
     tl__free(m->node_id);
@@ -363,6 +371,8 @@ struct acquire_plan {
     uint32_t retries;
     bool unlimited;
     int64_t deadline; /* monotonic ms; 0: none */
+    bool line;        /* waits in the key's line (a store with one, and patience to wait) */
+    int64_t line_end; /* monotonic ms: when a waiter's patience runs out */
 };
 
 static tl_status plan_acquire(tl_manager *m, const struct tl_acquire_opts *o, uint32_t timeout,
@@ -390,29 +400,172 @@ static tl_status plan_acquire(tl_manager *m, const struct tl_acquire_opts *o, ui
         p->unlimited = true;
     else
         p->retries = m->max_retries;
-    p->deadline = o->deadline_ms ? m->clock.mono_ms(m->clock.ud) + o->deadline_ms : 0;
+    if (o->priority < TL_PRIORITY_MIN || o->priority > TL_PRIORITY_MAX)
+        return tl__fail(m, TL_EINVAL, "priority %d is out of range (%d to %d)", (int)o->priority,
+                        TL_PRIORITY_MIN, TL_PRIORITY_MAX);
+
+    int64_t now = m->clock.mono_ms(m->clock.ud);
+    p->deadline = o->deadline_ms ? now + o->deadline_ms : 0;
+
+    /* Patience in line: the deadline, or the sum of the backoff schedule the retries would
+     * have slept (without jitter), whichever ends first. */
+    const struct tl_store_ops *ops = m->store->ops;
+    p->line = !m->no_line && ops->version >= 3 && ops->leave != NULL && ops->wait_turn != NULL &&
+              (p->unlimited || p->retries > 0);
+    p->line_end = p->deadline;
+    if (p->line && !p->unlimited) {
+        int64_t patience = 0;
+        uint64_t base = m->backoff_initial_ms;
+        for (uint32_t i = 0; i < p->retries && patience < TL_DURATION_MAX_MS; i++) {
+            patience += (int64_t)(base < m->backoff_max_ms ? base : m->backoff_max_ms);
+            if (base < m->backoff_max_ms)
+                base *= 2;
+        }
+        if (p->line_end == 0 || now + patience < p->line_end)
+            p->line_end = now + patience;
+    }
     return TL_OK;
+}
+
+/* A waiter's timeout: short, so that a waiter that died frees its place soon, but three of the
+ * manager's heartbeat intervals at least; never longer than the lock timeout. Stores whose
+ * waiters are claims (GitHub) judge them by the lock timeout. */
+static uint32_t waiter_timeout(const tl_manager *m, const struct tl_store *s, uint32_t timeout)
+{
+    uint64_t t = TL_WAITER_TIMEOUT_MS;
+
+    if (s->waiter_timeout_is_lock_timeout)
+        return timeout;
+    if (3ull * m->heartbeat_ms > t)
+        t = 3ull * m->heartbeat_ms;
+    return t < timeout ? (uint32_t)t : timeout;
+}
+
+/* How often a waiter refreshes its place in line (by claiming again). */
+static uint32_t waiter_interval(const struct tl_store *s, uint32_t waiter_timeout_ms)
+{
+    uint32_t div = s->heartbeat_divisor ? s->heartbeat_divisor : 3;
+    uint32_t iv = waiter_timeout_ms / div;
+
+    return iv ? iv : 1;
+}
+
+/* 32 lower-case hex digits, unique per acquire call. */
+static void make_waiter_id(tl_manager *m, char out[33])
+{
+    unsigned char b[16];
+
+    if (getrandom(b, sizeof(b), GRND_NONBLOCK) != (ssize_t)sizeof(b)) {
+        /* No entropy yet (early boot): unique enough from the time, the process and our own
+         * generator, which differ between every two calls. */
+        uint64_t x = (uint64_t)tl__real_now_ms() ^ ((uint64_t)getpid() << 40);
+        for (size_t i = 0; i < sizeof(b); i++) {
+            x ^= next_random(m);
+            b[i] = (unsigned char)(x >> ((i % 8) * 8));
+        }
+    }
+    for (size_t i = 0; i < sizeof(b); i++)
+        (void)snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static bool cancelled(const volatile sig_atomic_t *cancel)
+{
+    return cancel != NULL && *cancel != 0;
+}
+
+/*
+ * Waits in line after a busy claim: until the store wakes this waiter (its turn may have come),
+ * or until it must claim again to stay live (its refresh), or the head of a stale holder's line
+ * may steal, or patience ends. A cancel flag is looked at every 100 ms.
+ */
+static tl_status wait_in_line(tl_manager *m, const struct tl_claim *req,
+                              const struct tl_claim_result *res, const struct acquire_plan *plan,
+                              const volatile sig_atomic_t *cancel)
+{
+    int64_t now = m->clock.mono_ms(m->clock.ud);
+    int64_t next = now + waiter_interval(m->store, req->waiter_timeout_ms);
+    bool real = m->clock.sleep_ms == tl__real_clock.sleep_ms;
+
+    if (plan->line_end != 0 && next > plan->line_end)
+        next = plan->line_end;
+    if (req->mode == TL_CLAIM_STEAL && res->holder_known && res->ahead == 0 &&
+        res->rec.info.observed_at_ms != 0) {
+        int64_t left = res->rec.info.heartbeat_at_ms + res->rec.info.lock_timeout_ms -
+                       res->rec.info.observed_at_ms + 1;
+        if (left >= 0 && now + left < next)
+            next = now + left;
+    }
+    while (now < next) {
+        if (cancelled(cancel))
+            return TL_ECANCELED;
+        int64_t slice = next - now;
+        bool woken = false;
+        if (cancel != NULL && slice > 100)
+            slice = 100;
+        if (real) {
+            m->store->errmsg[0] = '\0';
+            if (m->store->ops->wait_turn(m->store, req->key, req->waiter_id, (uint32_t)slice,
+                                         &woken) != TL_OK) {
+                TL_LOG(&m->log, TL_LOG_DEBUG, "%s: waiting in line failed (%s); sleeping instead",
+                       req->key, m->store->errmsg);
+                int64_t spent = m->clock.mono_ms(m->clock.ud) - now;
+                if (spent < slice)
+                    m->clock.sleep_ms(m->clock.ud, (uint32_t)(slice - spent));
+            }
+        } else {
+            m->clock.sleep_ms(m->clock.ud, (uint32_t)slice);
+        }
+        if (woken) {
+            pthread_mutex_lock(&m->mu);
+            m->metrics.wakeups++;
+            pthread_mutex_unlock(&m->mu);
+            return TL_OK;
+        }
+        now = m->clock.mono_ms(m->clock.ud);
+    }
+    return cancelled(cancel) ? TL_ECANCELED : TL_OK;
+}
+
+/* Leaves the line (giving up, or failing): best effort, since a waiter that is not heard from
+ * dies on its own, but then it holds the line up for its timeout. */
+static void leave_line(tl_manager *m, const struct tl_claim *req)
+{
+    char keep[TL_ERRMSG_SIZE];
+
+    memcpy(keep, m->store->errmsg, sizeof(keep));
+    m->store->errmsg[0] = '\0';
+    if (m->store->ops->leave(m->store, req->key, req->waiter_id) != TL_OK)
+        TL_LOG(&m->log, TL_LOG_WARN, "%s: could not leave the line (%s); its place goes dead in %u ms",
+               req->key, m->store->errmsg, req->waiter_timeout_ms);
+    memcpy(m->store->errmsg, keep, sizeof(keep));
 }
 
 /* Records a busy outcome: the holder's record and a message naming it. */
 static tl_status fail_busy(tl_manager *m, const char *key, struct tl_claim_result *res,
                            uint32_t attempts)
 {
-    char holder[200];
+    char holder[200], line[64] = "";
 
+    if (!res->holder_known && res->waiting > 0) {
+        return tl__fail(m, TL_EBUSY,
+                        "key %s is free, but %u waiting in its line; gave up after %u attempt%s",
+                        key, res->waiting, attempts, attempts == 1 ? "" : "s");
+    }
     if (!res->holder_known) {
         return tl__fail(m, TL_EBUSY, "key %s is held by another worker (%u attempt%s)%s%s", key,
                         attempts, attempts == 1 ? "" : "s", m->store->errmsg[0] ? ": " : "",
                         m->store->errmsg);
     }
+    if (res->waiting > 0)
+        (void)snprintf(line, sizeof(line), "; %u waiting", res->waiting);
     m->last_holder = tl__record_new();
     if (m->last_holder != NULL && tl__record_copy(m->last_holder, &res->rec) != TL_OK) {
         tl__free(m->last_holder);
         m->last_holder = NULL;
     }
     describe_holder(&res->rec, holder, sizeof(holder));
-    return tl__fail(m, TL_EBUSY, "key %s is held %s; gave up after %u attempt%s", key, holder,
-                    attempts, attempts == 1 ? "" : "s");
+    return tl__fail(m, TL_EBUSY, "key %s is held %s%s; gave up after %u attempt%s", key, holder,
+                    line, attempts, attempts == 1 ? "" : "s");
 }
 
 static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire_opts *opts,
@@ -447,14 +600,22 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
         return tl__fail(m, TL_ENOMEM, "out of memory");
     }
 
-    const struct tl_claim req = {
+    char waiter_id[33];
+    struct tl_claim req = {
         .key = key,
         .worker_id = m->worker_id,
         .node_id = m->node_id,
         .task_info = task_info,
         .lock_timeout_ms = timeout,
         .mode = plan.mode,
+        .priority = opts->priority,
     };
+    if (plan.line) {
+        make_waiter_id(m, waiter_id);
+        req.waiter_id = waiter_id;
+        req.waiter_timeout_ms = waiter_timeout(m, m->store, timeout);
+    }
+    bool queued = false;
     int64_t start = m->clock.mono_ms(m->clock.ud);
     struct tl_claim_result res;
     uint32_t attempt = 0;
@@ -474,6 +635,35 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
         pthread_mutex_unlock(&m->mu);
 
         int64_t now = m->clock.mono_ms(m->clock.ud);
+        if (plan.line) {
+            if (!queued) {
+                queued = true;
+                pthread_mutex_lock(&m->mu);
+                m->metrics.queued++;
+                pthread_mutex_unlock(&m->mu);
+            }
+            tl_status wst = now >= plan.line_end ? TL_EBUSY : wait_in_line(m, &req, &res, &plan,
+                                                                           opts->cancel);
+            if (wst == TL_OK && m->clock.mono_ms(m->clock.ud) >= plan.line_end &&
+                plan.line_end == plan.deadline)
+                wst = TL_EBUSY; /* the deadline has come: no claim after it */
+            if (wst != TL_OK) {
+                leave_line(m, &req);
+                if (wst == TL_ECANCELED)
+                    st = tl__fail(m, TL_ECANCELED,
+                                  "key %s: cancelled while waiting in line (%u ahead)", key,
+                                  res.ahead);
+                else
+                    st = fail_busy(m, key, &res, attempt + 1);
+                goto done;
+            }
+            tl__record_clear(&res.rec);
+            pthread_mutex_lock(&m->mu);
+            m->metrics.total_retries++;
+            pthread_mutex_unlock(&m->mu);
+            attempt++;
+            continue;
+        }
         bool out_of_time = plan.deadline != 0 && now >= plan.deadline;
         if ((!plan.unlimited && attempt >= plan.retries) || out_of_time) {
             st = fail_busy(m, key, &res, attempt + 1);
@@ -493,11 +683,17 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
     }
 
     if (st != TL_OK) {
+        if (queued)
+            leave_line(m, &req);
         st = store_fail(m, st);
         goto done;
     }
 
     m->store->deadline_mono_ms = 0;
+    /* A waiter that found itself holding without writing: its heartbeat is as old as its last
+     * refresh, and so is the protection it has. */
+    if (res.beat_sent_mono_ms != 0 && res.beat_sent_mono_ms < sent)
+        sent = res.beat_sent_mono_ms;
     int64_t now = m->clock.mono_ms(m->clock.ud);
     l->m = m;
     l->rec = res.rec;
@@ -507,7 +703,7 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
     l->refs = 1;
     l->heartbeat_at_ms = l->rec.info.heartbeat_at_ms;
     tl__lock_renewed_locked(l, sent); /* not shared yet: no mutex needed */
-    l->next_due_mono_ms = now + l->interval_ms;
+    l->next_due_mono_ms = sent + l->interval_ms;
     if (now >= l->lose_at_mono_ms) {
         /* The store answered so late that another worker may take the lock any moment: it
          * protects nothing. Give it back rather than hand out a lock that is lost already. */
@@ -901,6 +1097,169 @@ tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token)
     return st == TL_OK ? TL_OK : store_fail(m, st);
 }
 
+static tl_status check_timeout(tl_manager *m, uint32_t timeout)
+{
+    if (timeout == 0 || timeout > TL_DURATION_MAX_MS)
+        return tl__fail(m, TL_EINVAL, "lock timeout of %u ms: must be more than 0 and at most 24 days",
+                        timeout);
+    if (m->heartbeat_ms != 0 && m->heartbeat_ms >= timeout)
+        return tl__fail(m, TL_EINVAL,
+                        "lock timeout (%u ms) must be longer than the heartbeat interval (%u ms)",
+                        timeout, m->heartbeat_ms);
+    return TL_OK;
+}
+
+static tl_status extend_op(tl_manager *m)
+{
+    const struct tl_store_ops *ops = m->store->ops;
+
+    if (ops->version < 3 || ops->extend == NULL)
+        return tl__fail(m, TL_ENOTSUP, "the %s store cannot change a lock's timeout",
+                        ops->scheme);
+    return TL_OK;
+}
+
+tl_status tl_extend(tl_lock *l, uint32_t lock_timeout_ms)
+{
+    if (l == NULL)
+        return TL_EINVAL;
+
+    tl_manager *m = l->m;
+    begin(m);
+    tl_status st;
+    if ((st = ensure_connected(m)) != TL_OK || (st = check_timeout(m, lock_timeout_ms)) != TL_OK ||
+        (st = extend_op(m)) != TL_OK)
+        return st;
+
+    /* Keep the heartbeat away from this lock while the store changes its record: its renew
+     * hands the store the record, lock timeout included. */
+    bool fire = false;
+    pthread_mutex_lock(&m->mu);
+    while (l->renewing)
+        pthread_cond_wait(&m->renewed, &m->mu);
+    int64_t sent = m->clock.mono_ms(m->clock.ud);
+    enum tl_lock_state state = l->state;
+    int64_t lose_at = l->lose_at_mono_ms;
+    if (state == TL_HELD && sent >= lose_at) {
+        l->expired = true;
+        fire = tl__lock_mark_lost_locked(l);
+        state = TL_LOST;
+    }
+    if (state == TL_HELD)
+        l->extending = true;
+    pthread_mutex_unlock(&m->mu);
+    if (fire)
+        tl__lock_fire_lost(l);
+    if (state == TL_RELEASED || state == TL_RELEASING)
+        return tl__fail(m, TL_ENOTOWNER, "lock %s was released", l->rec.info.key);
+    if (state == TL_LOST)
+        return tl__fail(m, TL_ELOST,
+                        "lock %s was lost (stolen, forced, or not renewed before its loss "
+                        "deadline)",
+                        l->rec.info.key);
+
+    int64_t beat = 0;
+    tl__loss_watch_ensure(m);
+    m->store->errmsg[0] = '\0';
+    m->store->deadline_mono_ms = lose_at;
+    st = m->store->ops->extend(m->store, &l->rec, lock_timeout_ms, &beat);
+    m->store->deadline_mono_ms = 0;
+    int64_t replied = m->clock.mono_ms(m->clock.ud);
+
+    int64_t due = 0, lose = 0;
+    pthread_mutex_lock(&m->mu);
+    l->extending = false;
+    if (st == TL_OK) {
+        m->metrics.heartbeats_sent++;
+        if (l->state == TL_HELD && replied < l->lose_at_mono_ms) {
+            l->heartbeat_at_ms = beat;
+            l->rec.info.lock_timeout_ms = lock_timeout_ms;
+            l->interval_ms = tl__lock_interval(m, m->store, lock_timeout_ms);
+            tl__lock_renewed_locked(l, sent);
+            l->next_due_mono_ms = sent + l->interval_ms;
+            due = l->next_due_mono_ms;
+            lose = l->lose_at_mono_ms;
+        } else if (l->state == TL_HELD) {
+            l->expired = true;
+            fire = tl__lock_mark_lost_locked(l);
+            st = TL_ELOST;
+            (void)tl__store_fail(m->store, TL_ELOST,
+                                 "lock %s: the extension was answered after the loss deadline",
+                                 l->rec.info.key);
+        }
+    } else if (st == TL_ELOST) {
+        if (l->state == TL_HELD)
+            fire = tl__lock_mark_lost_locked(l);
+    } else {
+        m->metrics.heartbeats_failed++;
+    }
+    pthread_mutex_unlock(&m->mu);
+
+    if (fire)
+        tl__lock_fire_lost(l);
+    if (st != TL_OK)
+        return store_fail(m, st);
+    /* The next renewal, or the loss deadline, may now come before the threads would look. */
+    if (tl__heartbeat_start(m, due, lose) != TL_OK)
+        TL_LOG(&m->log, TL_LOG_WARN, "%s: could not wake the heartbeat", l->rec.info.key);
+    return TL_OK;
+}
+
+tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token,
+                          uint32_t lock_timeout_ms)
+{
+    struct tl_record mine;
+    bool ours;
+    tl_status st;
+
+    if (m == NULL)
+        return TL_EINVAL;
+    begin(m);
+    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK ||
+        (st = check_timeout(m, lock_timeout_ms)) != TL_OK || (st = extend_op(m)) != TL_OK ||
+        (st = token_record(m, key, token, &mine, &ours)) != TL_OK)
+        return st;
+    if (!ours)
+        return tl__fail(m, TL_ELOST, "lock %s with token %llu is not held by %s", key,
+                        (unsigned long long)token, m->worker_id);
+
+    int64_t beat = 0;
+    m->store->errmsg[0] = '\0';
+    st = m->store->ops->extend(m->store, &mine, lock_timeout_ms, &beat);
+    tl__record_clear(&mine);
+
+    pthread_mutex_lock(&m->mu);
+    if (st == TL_OK)
+        m->metrics.heartbeats_sent++;
+    else if (st == TL_ELOST)
+        m->metrics.locks_lost++;
+    else
+        m->metrics.heartbeats_failed++;
+    pthread_mutex_unlock(&m->mu);
+    return st == TL_OK ? TL_OK : store_fail(m, st);
+}
+
+tl_status tl_waiters(tl_manager *m, const char *key, struct tl_waiter ***out, size_t *count)
+{
+    tl_status st;
+
+    if (out != NULL)
+        *out = NULL;
+    if (count != NULL)
+        *count = 0;
+    if (m == NULL || out == NULL || count == NULL)
+        return TL_EINVAL;
+    begin(m);
+    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK)
+        return st;
+    const struct tl_store_ops *ops = m->store->ops;
+    if (ops->version < 3 || ops->waiters == NULL)
+        return tl__fail(m, TL_ENOTSUP, "the %s store has no line of waiters", ops->scheme);
+    m->store->errmsg[0] = '\0';
+    st = ops->waiters(m->store, key, out, count);
+    return st == TL_OK ? TL_OK : store_fail(m, st);
+}
+
 void tl__lock_unref(tl_lock *l)
 {
     tl_manager *m = l->m;
@@ -965,9 +1324,10 @@ int64_t tl_lock_expires_in_ms(const tl_lock *l)
 
 char *tl_lock_metadata(const tl_lock *l)
 {
-    struct tl_info info = l->rec.info;
+    struct tl_info info;
 
     pthread_mutex_lock(&l->m->mu);
+    info = l->rec.info; /* tl_extend() changes the lock timeout under the mutex */
     info.heartbeat_at_ms = l->heartbeat_at_ms;
     pthread_mutex_unlock(&l->m->mu);
     return tl__meta_encode(&info);

@@ -23,6 +23,8 @@ struct tl_lock {
     bool in_list;             /* linked in m->held */
     bool lost_notified;       /* the lost callback has fired */
     bool expired;             /* lost by its deadline, not because the store said so */
+    bool renewing;            /* the heartbeat thread is renewing it (tl_extend waits) */
+    bool extending;           /* tl_extend is changing it (the heartbeat skips it) */
     int64_t heartbeat_at_ms;  /* last successful heartbeat, store clock */
     uint64_t renewals;        /* renewals sent (the seq passed to the store) */
     int64_t last_ok_mono_ms;  /* when the last successful renew (or the claim) was sent */
@@ -47,6 +49,7 @@ struct tl_manager {
     struct tl_clock clock;
     const struct tl_store_ops *store_ops; /* NULL: by the URL's scheme (tests set a fake) */
     uint64_t rng;                         /* jitter state, used by the calling thread only */
+    bool no_line;                         /* struct tl_options.no_line */
 
     /* The calling thread's store and message slot. */
     struct tl_store *store;
@@ -56,6 +59,7 @@ struct tl_manager {
     /* Shared with the heartbeat thread: guarded by mu. */
     pthread_mutex_t mu;
     pthread_cond_t wake;
+    pthread_cond_t renewed; /* a lock's renewing went false */
     struct tl_lock *held; /* locks being heartbeated */
     size_t held_count;
     bool hb_running;

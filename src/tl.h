@@ -31,6 +31,8 @@
 #define TL_DEFAULT_BACKOFF_MAX_MS     16000
 #define TL_DEFAULT_HEARTBEAT_MS       30000
 #define TL_DEFAULT_LOCK_TIMEOUT_MS    300000
+/* A waiter's timeout in line (at most the lock timeout; docs/guide.md, "Waiting in line"). */
+#define TL_WAITER_TIMEOUT_MS 10000
 
 /* ---- allocation (alloc.c): every allocation goes through these, so tests can fail them ---- */
 void *tl__malloc(size_t n);

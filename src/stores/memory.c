@@ -10,11 +10,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store.h"
 #include "tl.h"
 
 #define MEM_HISTORY_MAX 4096
+
+/* A waiter in a key's line. */
+struct mem_waiter {
+    struct mem_waiter *next; /* the line, in order */
+    struct tl_waiter w;      /* w.dead is not kept: judged when read */
+    bool signaled;           /* woken as the head of a free key; not yet seen by wait_turn */
+};
 
 struct mem_entry {
     struct mem_entry *next; /* hash chain */
@@ -22,6 +30,8 @@ struct mem_entry {
     uint64_t last_token; /* survives release: tokens only grow */
     bool held;
     struct tl_record rec;
+    struct mem_waiter *line; /* ordered by priority, then seq */
+    uint64_t last_seq;
 };
 
 struct mem_space {
@@ -29,6 +39,7 @@ struct mem_space {
     char *name;
     int refs;
     pthread_mutex_t mu;
+    pthread_cond_t turn; /* a waiter was signaled (CLOCK_MONOTONIC) */
     struct mem_entry **buckets;
     size_t nbuckets; /* a power of two */
     size_t nentries;
@@ -55,6 +66,15 @@ static uint64_t hash_key(const char *s)
     return h;
 }
 
+static void waiter_clear(struct tl_waiter *w)
+{
+    tl__free(w->key);
+    tl__free(w->waiter_id);
+    tl__free(w->worker_id);
+    tl__free(w->node_id);
+    memset(w, 0, sizeof(*w));
+}
+
 static void space_free(struct mem_space *sp)
 {
     for (size_t i = 0; i < sp->nbuckets; i++) {
@@ -63,6 +83,12 @@ static void space_free(struct mem_space *sp)
             struct mem_entry *next = e->next;
             tl__free(e->key);
             tl__record_clear(&e->rec);
+            while (e->line != NULL) {
+                struct mem_waiter *w = e->line;
+                e->line = w->next;
+                waiter_clear(&w->w);
+                tl__free(w);
+            }
             tl__free(e);
             e = next;
         }
@@ -71,6 +97,7 @@ static void space_free(struct mem_space *sp)
         tl__event_free(sp->history[i]);
     tl__free(sp->buckets);
     (void)pthread_mutex_destroy(&sp->mu);
+    (void)pthread_cond_destroy(&sp->turn);
     tl__free(sp->name);
     tl__free(sp);
 }
@@ -97,7 +124,17 @@ static tl_status memory_open(struct tl_store *s, const char *url)
             sp->name = tl__strdup(name);
             sp->nbuckets = 64;
             sp->buckets = tl__calloc(sp->nbuckets, sizeof(struct mem_entry *));
-            if (sp->name == NULL || sp->buckets == NULL || pthread_mutex_init(&sp->mu, NULL) != 0) {
+            pthread_condattr_t ca;
+            bool cond_ok = pthread_condattr_init(&ca) == 0;
+            if (cond_ok) {
+                (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+                cond_ok = pthread_cond_init(&sp->turn, &ca) == 0;
+                (void)pthread_condattr_destroy(&ca);
+            }
+            if (sp->name == NULL || sp->buckets == NULL || !cond_ok ||
+                pthread_mutex_init(&sp->mu, NULL) != 0) {
+                if (cond_ok)
+                    (void)pthread_cond_destroy(&sp->turn);
                 tl__free(sp->name);
                 tl__free(sp->buckets);
                 tl__free(sp);
@@ -219,6 +256,98 @@ static int64_t now_ms(struct tl_store *s)
     return s->clock->now_ms(s->clock->ud);
 }
 
+/* ---- the line ---- */
+
+static bool waiter_live(const struct tl_waiter *w, int64_t now)
+{
+    return w->heartbeat_at_ms > now - (int64_t)w->timeout_ms;
+}
+
+static struct mem_waiter *find_waiter(struct mem_entry *e, const char *id)
+{
+    struct mem_waiter *w = e->line;
+
+    while (w != NULL && strcmp(w->w.waiter_id, id) != 0)
+        w = w->next;
+    return w;
+}
+
+static void unlink_waiter(struct mem_entry *e, struct mem_waiter *w)
+{
+    struct mem_waiter **pp = &e->line;
+
+    while (*pp != w)
+        pp = &(*pp)->next;
+    *pp = w->next;
+    waiter_clear(&w->w);
+    tl__free(w);
+}
+
+/* Wakes the head of a free key's line, and only it. */
+static void wake_head(struct mem_space *sp, struct mem_entry *e)
+{
+    if (e->held || e->line == NULL || e->line->signaled)
+        return;
+    e->line->signaled = true;
+    (void)pthread_cond_broadcast(&sp->turn);
+}
+
+/* Deletes the dead waiters of `e` (they never held anything), and wakes a new head. */
+static void prune(struct mem_space *sp, struct mem_entry *e, int64_t now)
+{
+    struct mem_waiter **pp = &e->line;
+
+    while (*pp != NULL) {
+        struct mem_waiter *w = *pp;
+        if (waiter_live(&w->w, now)) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        waiter_clear(&w->w);
+        tl__free(w);
+    }
+    wake_head(sp, e);
+}
+
+static tl_status enqueue(struct mem_entry *e, const struct tl_claim *req, int64_t now)
+{
+    struct mem_waiter *w = tl__calloc(1, sizeof(*w));
+
+    if (w == NULL)
+        return TL_ENOMEM;
+    w->w.key = tl__strdup(req->key);
+    w->w.waiter_id = tl__strdup(req->waiter_id);
+    w->w.worker_id = tl__strdup(req->worker_id);
+    w->w.node_id = tl__strdup(req->node_id);
+    if (!w->w.key || !w->w.waiter_id || !w->w.worker_id || !w->w.node_id) {
+        waiter_clear(&w->w);
+        tl__free(w);
+        return TL_ENOMEM;
+    }
+    w->w.priority = req->priority;
+    w->w.seq = ++e->last_seq;
+    w->w.since_ms = w->w.heartbeat_at_ms = now;
+    w->w.timeout_ms = req->waiter_timeout_ms;
+
+    struct mem_waiter **pp = &e->line;
+    while (*pp != NULL &&
+           tl__waiter_before((*pp)->w.priority, (*pp)->w.seq, w->w.priority, w->w.seq))
+        pp = &(*pp)->next;
+    w->next = *pp;
+    *pp = w;
+    return TL_OK;
+}
+
+static uint32_t live_count(const struct mem_entry *e, int64_t now)
+{
+    uint32_t n = 0;
+
+    for (const struct mem_waiter *w = e->line; w != NULL; w = w->next)
+        n += waiter_live(&w->w, now);
+    return n;
+}
+
 static tl_status memory_claim(struct tl_store *s, const struct tl_claim *req,
                               struct tl_claim_result *out)
 {
@@ -245,14 +374,39 @@ static tl_status memory_claim(struct tl_store *s, const struct tl_claim *req,
         goto out_unlock;
     }
 
+    prune(sp, e, now);
+    struct mem_waiter *w = req->waiter_id ? find_waiter(e, req->waiter_id) : NULL;
+    uint32_t ahead = 0, waiting = 0; /* prune left live waiters only */
+    bool passed = false;             /* past our own place in line */
+    for (struct mem_waiter *x = e->line; x != NULL; x = x->next) {
+        waiting++;
+        passed = passed || x == w;
+        if (w != NULL ? !passed : req->waiter_id == NULL || x->w.priority >= req->priority)
+            ahead++;
+    }
     enum tl_verdict v = tl__claim_verdict(e->held, e->rec.info.heartbeat_at_ms,
                                           e->rec.info.lock_timeout_ms, req->mode, now);
-    if (v == TL_VERDICT_BUSY) {
-        st = tl__record_copy(&out->rec, &e->rec);
-        if (st == TL_OK) {
-            tl__record_judge(&out->rec, now);
-            out->holder_known = true;
-            st = TL_EBUSY;
+    if (v == TL_VERDICT_BUSY || (ahead > 0 && req->mode != TL_CLAIM_FORCE)) {
+        if (req->waiter_id != NULL) {
+            if (w != NULL) {
+                w->w.heartbeat_at_ms = now;
+            } else if ((st = enqueue(e, req, now)) != TL_OK) {
+                st = tl__store_fail(s, st, "out of memory");
+                goto out_unlock;
+            } else {
+                waiting++;
+            }
+        }
+        out->waiting = waiting;
+        out->ahead = ahead;
+        st = TL_EBUSY;
+        if (e->held) {
+            st = tl__record_copy(&out->rec, &e->rec);
+            if (st == TL_OK) {
+                tl__record_judge(&out->rec, now);
+                out->holder_known = true;
+                st = TL_EBUSY;
+            }
         }
         goto out_unlock;
     }
@@ -271,6 +425,8 @@ static tl_status memory_claim(struct tl_store *s, const struct tl_claim *req,
     e->rec = copy;
     e->held = true;
     e->last_token = mine.info.token;
+    if (w != NULL)
+        unlink_waiter(e, w);
     note(sp, now,
          v == TL_VERDICT_STEAL   ? TL_EVENT_STOLEN
          : v == TL_VERDICT_FORCE ? TL_EVENT_FORCED
@@ -294,18 +450,20 @@ static bool is_ours(const struct mem_entry *e, const struct tl_record *held)
            strcmp(e->rec.info.worker_id, held->info.worker_id) == 0;
 }
 
-static tl_status memory_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
-                              int64_t *heartbeat_at_ms)
+/* A renew; with `timeout` not 0, an extend to that lock timeout. */
+static tl_status renew(struct tl_store *s, const struct tl_record *held, uint32_t timeout,
+                       int64_t *heartbeat_at_ms)
 {
     struct mem_space *sp = ((struct memory_store *)s)->space;
     int64_t now = now_ms(s);
     tl_status st = TL_OK;
 
-    (void)seq;
     pthread_mutex_lock(&sp->mu);
     struct mem_entry *e = find(sp, held->info.key);
     if (is_ours(e, held)) {
         e->rec.info.heartbeat_at_ms = now;
+        if (timeout != 0)
+            e->rec.info.lock_timeout_ms = timeout;
         *heartbeat_at_ms = now;
     } else {
         note(sp, now, TL_EVENT_LOST, &held->info, NULL);
@@ -317,6 +475,106 @@ static tl_status memory_renew(struct tl_store *s, const struct tl_record *held, 
     return st;
 }
 
+static tl_status memory_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
+                              int64_t *heartbeat_at_ms)
+{
+    (void)seq;
+    return renew(s, held, 0, heartbeat_at_ms);
+}
+
+static tl_status memory_extend(struct tl_store *s, const struct tl_record *held,
+                               uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
+{
+    if (lock_timeout_ms == 0)
+        return tl__store_fail(s, TL_EINVAL, "a lock timeout must be more than zero");
+    return renew(s, held, lock_timeout_ms, heartbeat_at_ms);
+}
+
+static tl_status memory_leave(struct tl_store *s, const char *key, const char *waiter_id)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+
+    pthread_mutex_lock(&sp->mu);
+    struct mem_entry *e = find(sp, key);
+    struct mem_waiter *w = e != NULL ? find_waiter(e, waiter_id) : NULL;
+    if (w != NULL) {
+        unlink_waiter(e, w);
+        prune(sp, e, now_ms(s));
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return TL_OK;
+}
+
+static tl_status memory_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
+                                  uint32_t timeout_ms, bool *woken)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+    struct timespec until;
+    int64_t deadline = tl__real_mono_ms() + timeout_ms;
+
+    /* The memory store waits by the real clock: the core calls this only with one. */
+    if (s->deadline_mono_ms != 0 && s->deadline_mono_ms < deadline)
+        deadline = s->deadline_mono_ms;
+    until.tv_sec = (time_t)(deadline / 1000);
+    until.tv_nsec = (long)(deadline % 1000) * 1000000L;
+    *woken = false;
+    pthread_mutex_lock(&sp->mu);
+    for (;;) {
+        struct mem_entry *e = find(sp, key);
+        struct mem_waiter *w = e != NULL ? find_waiter(e, waiter_id) : NULL;
+        if (w == NULL)
+            break; /* not in line (deleted as dead): the caller's claim puts it back */
+        if (w->signaled) {
+            w->signaled = false;
+            *woken = true;
+            break;
+        }
+        if (pthread_cond_timedwait(&sp->turn, &sp->mu, &until) != 0 &&
+            tl__real_mono_ms() >= deadline)
+            break;
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return TL_OK;
+}
+
+static tl_status memory_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                                size_t *count)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+    struct tl_waiter **arr = NULL;
+    size_t n = 0, cap = 0;
+    tl_status st = TL_OK;
+    int64_t now = now_ms(s);
+
+    pthread_mutex_lock(&sp->mu);
+    struct mem_entry *e = find(sp, key);
+    for (struct mem_waiter *w = e != NULL ? e->line : NULL; w != NULL; w = w->next) {
+        struct tl_waiter *c = tl__waiter_new();
+        if (c != NULL) {
+            *c = w->w;
+            c->key = tl__strdup(w->w.key);
+            c->waiter_id = tl__strdup(w->w.waiter_id);
+            c->worker_id = tl__strdup(w->w.worker_id);
+            c->node_id = tl__strdup(w->w.node_id);
+            c->dead = !waiter_live(&w->w, now);
+        }
+        if (c == NULL || !c->key || !c->waiter_id || !c->worker_id || !c->node_id ||
+            tl__waiter_array_push(&arr, &n, &cap, c) != TL_OK) {
+            tl__waiter_free(c);
+            st = TL_ENOMEM;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sp->mu);
+    if (st != TL_OK) {
+        tl_waiter_array_free(arr, n);
+        return tl__store_fail(s, st, "out of memory");
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
 static tl_status memory_release(struct tl_store *s, const struct tl_record *held,
                                 const char *summary)
 {
@@ -326,9 +584,11 @@ static tl_status memory_release(struct tl_store *s, const struct tl_record *held
     pthread_mutex_lock(&sp->mu);
     struct mem_entry *e = find(sp, held->info.key);
     if (is_ours(e, held)) {
-        note(sp, now_ms(s), TL_EVENT_RELEASED, &held->info, summary);
+        int64_t now = now_ms(s);
+        note(sp, now, TL_EVENT_RELEASED, &held->info, summary);
         tl__record_clear(&e->rec);
         e->held = false;
+        prune(sp, e, now);
     } else if (e != NULL && !e->held && e->last_token == held->info.token) {
         /* Already released by us, and no one has claimed it since. */
     } else {
@@ -375,6 +635,7 @@ static tl_status memory_force_release(struct tl_store *s, const struct tl_force_
     e->held = false;
     note(sp, now, TL_EVENT_FORCED, &who, detail);
     note(sp, now, TL_EVENT_RELEASED, &who, req->summary);
+    prune(sp, e, now);
 
 out_unlock:
     pthread_mutex_unlock(&sp->mu);
@@ -393,7 +654,9 @@ static tl_status memory_inspect(struct tl_store *s, const char *key, struct tl_r
     if (e != NULL && e->held) {
         st = tl__record_copy(out, &e->rec);
         if (st == TL_OK) {
-            tl__record_judge(out, now_ms(s));
+            int64_t now = now_ms(s);
+            tl__record_judge(out, now);
+            out->info.waiting = live_count(e, now);
             *found = true;
         }
     }
@@ -429,6 +692,7 @@ static tl_status memory_list(struct tl_store *s, struct tl_record ***out, size_t
                 break;
             }
             tl__record_judge(r, now);
+            r->info.waiting = live_count(e, now);
             if ((st = tl__record_array_push(&arr, &n, &cap, r)) != TL_OK)
                 tl__record_free(r);
         }
@@ -502,4 +766,8 @@ const struct tl_store_ops tl__store_memory = {
     .list = memory_list,
     .history = memory_history,
     .force_release = memory_force_release,
+    .leave = memory_leave,
+    .wait_turn = memory_wait_turn,
+    .waiters = memory_waiters,
+    .extend = memory_extend,
 };

@@ -61,6 +61,7 @@ int main(void)
         .skip_lost_event = true,
         .advance_store_clock = advance_server_clock,
         .clock_ud = &srv,
+        .fifo_only = true,
     };
     int rc = tl_conformance_run(&c);
 

@@ -29,17 +29,21 @@ static struct tl_fake_clock fclock;
 
 /* ---- helpers ---- */
 
-/* key_format with its one "%d" replaced by key_base + n. */
-static const char *key(int n, char buf[64])
+const char *tl_conformance_key(const struct tl_conformance *c, int n, char buf[64])
 {
-    const char *fmt = conf->key_format ? conf->key_format : "conf-%d";
+    const char *fmt = c->key_format ? c->key_format : "conf-%d";
     const char *d = strstr(fmt, "%d");
 
     if (d == NULL)
-        (void)snprintf(buf, 64, "%s%d", fmt, conf->key_base + n);
+        (void)snprintf(buf, 64, "%s%d", fmt, c->key_base + n);
     else
-        (void)snprintf(buf, 64, "%.*s%d%s", (int)(d - fmt), fmt, conf->key_base + n, d + 2);
+        (void)snprintf(buf, 64, "%.*s%d%s", (int)(d - fmt), fmt, c->key_base + n, d + 2);
     return buf;
+}
+
+static const char *key(int n, char buf[64])
+{
+    return tl_conformance_key(conf, n, buf);
 }
 
 static uint32_t short_timeout(void)
@@ -926,5 +930,11 @@ int tl_conformance_run(const struct tl_conformance *c)
     conf = c;
     tl_fake_clock_init(&fclock);
     (void)snprintf(name, sizeof(name), "conformance/%s", c->name);
-    return cmocka_run_group_tests_name(name, tests, NULL, NULL);
+    int rc = cmocka_run_group_tests_name(name, tests, NULL, NULL);
+    const struct tl_store_ops *ops = tl__store_find(c->url);
+    if (ops != NULL && ops->version >= 3 && ops->leave != NULL)
+        rc += tl__conformance_line_run(c);
+    else
+        fprintf(stderr, "conformance %s: the store has no line; its part skipped\n", c->name);
+    return rc;
 }

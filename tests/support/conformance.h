@@ -22,7 +22,12 @@
  * - list (if the store has it) shows every held key, stale ones marked;
  * - history (if the store has it) records acquired, released, stolen, forced, lost;
  * - a forced release (tl_release_force) breaks any holder's lock, or only the given token's, in
- *   the audit trail as `forced` and `released` by whoever broke it.
+ *   the audit trail as `forced` and `released` by whoever broke it;
+ * - the line (keys 85-99): waiters are granted in arrival order, or by priority then arrival;
+ *   only the head is woken at a release; a free key goes to the head, not to a newcomer; a dead
+ *   waiter is skipped and removed; a waiter that gives up leaves; the head steals a stale lock;
+ *   FORCE passes the line; tokens increase across hand-overs; inspect and list count waiters;
+ * - tl_extend changes the recorded lock timeout.
  */
 #ifndef TL_CONFORMANCE_H
 #define TL_CONFORMANCE_H
@@ -52,9 +57,16 @@ struct tl_conformance {
      * a lock stale by moving that clock forward `ms` instead of waiting. NULL: wait. */
     void (*advance_store_clock)(void *ud, uint32_t ms);
     void *clock_ud;
+    /* The store's line is first come, first served (GitHub): a priority is refused, and the
+     * suite checks that instead of priority order. */
+    bool fifo_only;
 };
 
 /* Runs the suite; returns cmocka's result (0 when every test passed) or 77 when url is NULL. */
 int tl_conformance_run(const struct tl_conformance *c);
+
+/* For the suite's own files: key number `n` of the store under test, and the line's part. */
+const char *tl_conformance_key(const struct tl_conformance *c, int n, char buf[64]);
+int tl__conformance_line_run(const struct tl_conformance *c);
 
 #endif /* TL_CONFORMANCE_H */

@@ -34,7 +34,14 @@ static tl_manager *mgr_opts(struct tl_options o)
     return m;
 }
 
+/* A manager without the line: most tests here check the backoff schedule of waiting without
+ * it (the line's own tests use line_mgr). */
 static tl_manager *mgr(const char *worker)
+{
+    return mgr_opts((struct tl_options){.worker_id = worker, .node_id = "node-1", .no_line = true});
+}
+
+static tl_manager *line_mgr(const char *worker)
 {
     return mgr_opts((struct tl_options){.worker_id = worker, .node_id = "node-1"});
 }
@@ -727,6 +734,206 @@ static void inspect_list_history_on_the_memory_store(void **state)
     tl_manager_free(a);
 }
 
+/* ---- the line (fake clock: sleeps instead of wake-ups) ---- */
+
+static size_t line_length(tl_manager *m, const char *key)
+{
+    struct tl_waiter **w = NULL;
+    size_t n = 0;
+
+    assert_int_equal(tl_waiters(m, key, &w, &n), TL_OK);
+    tl_waiter_array_free(w, n);
+    return n;
+}
+
+static void a_waiter_is_patient_for_the_backoff_schedule_then_leaves(void **state)
+{
+    tl_manager *a = line_mgr("a"), *b = line_mgr("b");
+    tl_lock *la = NULL, *lb = NULL;
+
+    (void)state;
+    assert_int_equal(tl_acquire(a, "k", NULL, &la), TL_OK);
+    /* Patience: 1 + 2 + 4 + 8 + 16 s; the waiter claims again every third of its 10 s timeout
+     * to stay live, and the last wait is clipped to the patience. */
+    assert_int_equal(tl_acquire(b, "k", NULL, &lb), TL_EBUSY);
+    assert_int_equal(fc.slept_total, 31000);
+    assert_int_equal(fc.slept[0], 3333);
+    assert_int_equal(fc.nslept, 10);
+    assert_non_null(strstr(tl_errmsg(b), "held by a on node-1"));
+    assert_non_null(strstr(tl_errmsg(b), "1 waiting"));
+    assert_int_equal(line_length(a, "k"), 0); /* it left the line */
+    struct tl_metrics mt = metrics(b);
+    assert_int_equal(mt.queued, 1);
+    assert_int_equal(mt.total_retries, 10);
+    assert_int_equal(mt.wakeups, 0);
+
+    /* A deadline is the patience instead; explicit retries make a shorter one. */
+    fc.nslept = 0;
+    fc.slept_total = 0;
+    assert_int_equal(tl_acquire(b, "k", &(struct tl_acquire_opts){.deadline_ms = 5000}, &lb),
+                     TL_EBUSY);
+    assert_int_equal(fc.slept_total, 5000);
+    fc.slept_total = 0;
+    assert_int_equal(tl_acquire(b, "k", &(struct tl_acquire_opts){.retries = 2}, &lb), TL_EBUSY);
+    assert_int_equal(fc.slept_total, 3000);
+    tl_lock_free(la);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+struct in_line {
+    tl_manager *other;
+    tl_lock *holder;
+    tl_status other_st;
+    char other_msg[256];
+    size_t line;
+};
+
+/* While b waits in line: the holder releases; a newcomer that will not wait finds the key free
+ * but refused, since b waits ahead of it. */
+static void release_then_try_to_barge(void *arg, size_t n)
+{
+    struct in_line *t = arg;
+    tl_lock *l = NULL;
+
+    if (n != 1)
+        return;
+    t->line = line_length(t->other, "k");
+    assert_int_equal(tl_release(t->holder, NULL), TL_OK);
+    t->other_st = tl_acquire(t->other, "k",
+                             &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &l);
+    (void)snprintf(t->other_msg, sizeof(t->other_msg), "%s", tl_errmsg(t->other));
+    tl_lock_free(l);
+}
+
+static void a_free_key_goes_to_the_waiter_not_to_a_newcomer(void **state)
+{
+    tl_manager *a = line_mgr("a"), *b = line_mgr("b"), *c = line_mgr("c");
+    tl_lock *la = NULL, *lb = NULL;
+
+    (void)state;
+    assert_int_equal(tl_acquire(a, "k", NULL, &la), TL_OK);
+    struct in_line t = {.other = c, .holder = la};
+    fc.on_sleep = release_then_try_to_barge;
+    fc.on_sleep_arg = &t;
+    assert_int_equal(tl_acquire(b, "k", NULL, &lb), TL_OK);
+    fc.on_sleep = NULL;
+    assert_int_equal(t.line, 1);
+    assert_int_equal(t.other_st, TL_EBUSY);
+    assert_non_null(strstr(t.other_msg, "free, but 1 waiting"));
+    assert_true(tl_lock_token(lb) > tl_lock_token(la));
+    assert_int_equal(line_length(a, "k"), 0);
+    tl_lock_free(la);
+    tl_lock_free(lb);
+    tl_manager_free(a);
+    tl_manager_free(b);
+    tl_manager_free(c);
+}
+
+static volatile sig_atomic_t cancel_flag;
+
+static void cancel_on_second_sleep(void *arg, size_t n)
+{
+    (void)arg;
+    if (n == 2)
+        cancel_flag = 1;
+}
+
+static void a_cancelled_waiter_leaves_the_line(void **state)
+{
+    tl_manager *a = line_mgr("a"), *b = line_mgr("b");
+    tl_lock *la = NULL, *lb = NULL;
+
+    (void)state;
+    assert_int_equal(tl_acquire(a, "k", NULL, &la), TL_OK);
+    cancel_flag = 0;
+    fc.on_sleep = cancel_on_second_sleep;
+    assert_int_equal(tl_acquire(b, "k", &(struct tl_acquire_opts){.cancel = &cancel_flag}, &lb),
+                     TL_ECANCELED);
+    fc.on_sleep = NULL;
+    assert_null(lb);
+    /* With a cancel flag the waits are cut in slices of 100 ms to look at it. */
+    assert_int_equal(fc.slept[0], 100);
+    assert_int_equal(fc.nslept, 2);
+    assert_non_null(strstr(tl_errmsg(b), "cancelled"));
+    assert_int_equal(line_length(a, "k"), 0);
+    tl_lock_free(la);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+static void priority_is_checked_and_no_line_means_no_waiters(void **state)
+{
+    tl_manager *a = line_mgr("a"), *b = mgr("b");
+    tl_lock *la = NULL, *lb = NULL;
+
+    (void)state;
+    assert_int_equal(
+        tl_acquire(a, "k", &(struct tl_acquire_opts){.priority = TL_PRIORITY_MAX + 1}, &la),
+        TL_EINVAL);
+    assert_non_null(strstr(tl_errmsg(a), "priority 1001 is out of range"));
+    assert_int_equal(
+        tl_acquire(a, "k", &(struct tl_acquire_opts){.priority = TL_PRIORITY_MIN}, &la), TL_OK);
+    /* Without the line a waiter never queues: it backs off and polls. */
+    assert_int_equal(tl_acquire(b, "k", &(struct tl_acquire_opts){.retries = 1}, &lb), TL_EBUSY);
+    assert_int_equal(metrics(b).queued, 0);
+    assert_int_equal(fc.nslept, 1);
+    tl_lock_free(la);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+/* ---- lease extension ---- */
+
+static void extend_changes_the_lock_timeout_and_the_deadline(void **state)
+{
+    tl_manager *a = line_mgr("a"), *b = line_mgr("b");
+    tl_lock *la = NULL, *lb = NULL;
+    struct tl_info *info = NULL;
+
+    (void)state;
+    assert_int_equal(tl_acquire(a, "k", &(struct tl_acquire_opts){.lock_timeout_ms = 3000}, &la),
+                     TL_OK);
+    assert_int_equal(tl_extend(la, 0), TL_EINVAL);
+    assert_int_equal(tl_extend(la, 60000), TL_OK);
+    assert_int_equal(tl_inspect(b, "k", &info), TL_OK);
+    assert_int_equal(info->lock_timeout_ms, 60000);
+    tl_info_free(info);
+    assert_int_equal(tl_lock_expires_in_ms(la), 60000);
+    assert_int_equal(la->interval_ms, 20000);
+
+    /* Longer than the old timeout, it is not stale; shorter again, it is. */
+    tl__heartbeat_stop(a);
+    tl_fake_clock_advance(&fc, 10000);
+    assert_false(tl_lock_is_lost(la));
+    assert_int_equal(tl_acquire(b, "k",
+                                &(struct tl_acquire_opts){.strategy = TL_STEAL_STALE,
+                                                          .retries = TL_NO_RETRIES},
+                                &lb),
+                     TL_EBUSY);
+    assert_int_equal(tl_extend(la, 2000), TL_OK);
+    tl_fake_clock_advance(&fc, 2001);
+    assert_true(tl_lock_is_lost(la));
+    assert_int_equal(tl_extend(la, 60000), TL_ELOST);
+    assert_int_equal(tl_acquire(b, "k",
+                                &(struct tl_acquire_opts){.strategy = TL_STEAL_STALE,
+                                                          .retries = TL_NO_RETRIES},
+                                &lb),
+                     TL_OK);
+    /* By token, from another handle-less caller: only the holder may. */
+    assert_int_equal(tl_extend_token(a, "k", tl_lock_token(lb), 5000), TL_ELOST);
+    assert_int_equal(tl_extend_token(b, "k", tl_lock_token(lb), 5000), TL_OK);
+    assert_int_equal(tl_inspect(a, "k", &info), TL_OK);
+    assert_int_equal(info->lock_timeout_ms, 5000);
+    tl_info_free(info);
+    assert_int_equal(tl_release(lb, NULL), TL_OK);
+    assert_int_equal(tl_extend(lb, 5000), TL_ENOTOWNER);
+    tl_lock_free(la);
+    tl_lock_free(lb);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -751,6 +958,11 @@ int main(void)
         cmocka_unit_test_setup(release_of_a_timed_out_lock_still_frees_it, setup),
         cmocka_unit_test_setup(metrics_count_what_happened, setup),
         cmocka_unit_test_setup(inspect_list_history_on_the_memory_store, setup),
+        cmocka_unit_test_setup(a_waiter_is_patient_for_the_backoff_schedule_then_leaves, setup),
+        cmocka_unit_test_setup(a_free_key_goes_to_the_waiter_not_to_a_newcomer, setup),
+        cmocka_unit_test_setup(a_cancelled_waiter_leaves_the_line, setup),
+        cmocka_unit_test_setup(priority_is_checked_and_no_line_means_no_waiters, setup),
+        cmocka_unit_test_setup(extend_changes_the_lock_timeout_and_the_deadline, setup),
     };
 
     return cmocka_run_group_tests_name("manager", tests, NULL, NULL);
