@@ -754,6 +754,9 @@ static tl_status sqlite_claim(struct tl_store *s, const struct tl_claim *req,
                                  "the database stayed locked by another connection until the "
                                  "deadline (%lld ms)",
                                  (long long)ss->busy_waited);
+            /* The line, from a plain read (which the writer does not block). */
+            if (count_line(ss, req->key, now_ms(s), LINE_ALL, 0, 0, &line) == SQLITE_OK)
+                out->waiting = line.waiting;
             return TL_EBUSY;
         }
         return db_fail(ss, rc, "starting a claim");
