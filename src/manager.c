@@ -536,8 +536,9 @@ static void leave_line(tl_manager *m, const struct tl_claim *req)
     memcpy(keep, m->store->errmsg, sizeof(keep));
     m->store->errmsg[0] = '\0';
     /* The acquire's deadline has usually passed (that is why it leaves): leaving gets a short
-     * time of its own, so that a store that must send it can. */
-    m->store->deadline_mono_ms = m->clock.mono_ms(m->clock.ud) + TL_LEAVE_BUDGET_MS;
+     * time of its own past it, so that a store that must send it can. */
+    int64_t budget = m->clock.mono_ms(m->clock.ud) + TL_LEAVE_BUDGET_MS;
+    m->store->deadline_mono_ms = deadline != 0 && deadline > budget ? deadline : budget;
     tl_status st = m->store->ops->leave(m->store, req->key, req->waiter_id);
     m->store->deadline_mono_ms = deadline;
     if (st != TL_OK)

@@ -1961,29 +1961,17 @@ static void unlisten_turn(struct pg_store *ps)
     memcpy(ps->base.errmsg, keep, sizeof(keep));
 }
 
-/*
- * The core leaves the line when the acquire's deadline has come, with that deadline still set:
- * a leave kept to it could not even be sent. A leave is cleanup that spares the line a dead
- * waiter for its timeout, so it gets LEAVE_GRACE_MS past a deadline that is (nearly) over.
- */
-#define LEAVE_GRACE_MS 1000
-
 static tl_status pg_leave(struct tl_store *s, const char *key, const char *waiter_id)
 {
     struct pg_store *ps = (struct pg_store *)s;
     PGresult *r = NULL;
-    int64_t left = -1, deadline = s->deadline_mono_ms;
+    int64_t left = -1;
 
+    /* The core gives a leave a short time of its own past the acquire's deadline. */
     if (!valid_waiter_id(waiter_id))
         return bad_waiter_id(s);
-    if (deadline != 0) {
-        int64_t grace = s->clock->mono_ms(s->clock->ud) + LEAVE_GRACE_MS;
-        if (deadline < grace)
-            s->deadline_mono_ms = grace;
-    }
     const char *const p[] = {key, waiter_id};
     tl_status st = run(ps, &ps->main, "leaving the line", ST_LEAVE, 2, p, &r);
-    s->deadline_mono_ms = deadline;
     if (st != TL_OK)
         return st;
     bool ok = PQntuples(r) == 1 && PQnfields(r) == 1 && get_i64(r, 0, 0, &left);

@@ -483,7 +483,8 @@ static void the_head_steals_a_stale_lock(void **state)
     if (!tl_test_poll(line_has, &p, 10, EVENT_LIMIT_MS))
         fail_msg("%s: the head never stole the stale lock", k);
     pthread_join(w[0].thread, NULL);
-    assert_int_equal(w[0].st, TL_OK);
+    if (w[0].st != TL_OK)
+        fail_msg("the head: %s: %s", tl_strerror(w[0].st), w[0].err);
     assert_int_equal(w[0].order, 0);
     assert_true(w[0].token > first);
     assert_int_equal(metrics(w[0].m).stale_locks_claimed, 1);
