@@ -190,8 +190,11 @@ struct tl_store_ops {
      * leave means the store has no line: the core then never passes a waiter id and polls. */
     tl_status (*leave)(struct tl_store *s, const char *key, const char *waiter_id);
     /* Blocks up to `timeout_ms` or until waiter `waiter_id` is woken as the head of the line
-     * of a free key (*woken true). TL_OK either way; an error makes the caller sleep instead.
-     * Returns by deadline_mono_ms too. */
+     * of a free key (*woken true). For a waiter that is not in line (deleted as dead) it must
+     * not return at once without a wake-up, or the caller calls again and again: it wakes it at
+     * once (memory, SQLite, PostgreSQL, GitHub: its claim puts it back) or waits as usual
+     * (Redis). TL_OK either way; an error makes the caller sleep instead. Returns by
+     * deadline_mono_ms too. */
     tl_status (*wait_turn)(struct tl_store *s, const char *key, const char *waiter_id,
                            uint32_t timeout_ms, bool *woken);
     /* The line of `key` in order, dead waiters included (marked). Empty: *out NULL, *count 0.

@@ -522,8 +522,10 @@ static tl_status memory_wait_turn(struct tl_store *s, const char *key, const cha
     for (;;) {
         struct mem_entry *e = find(sp, key);
         struct mem_waiter *w = e != NULL ? find_waiter(e, waiter_id) : NULL;
-        if (w == NULL)
-            break; /* not in line (deleted as dead): the caller's claim puts it back */
+        if (w == NULL) {
+            *woken = true; /* not in line (deleted as dead): the caller's claim puts it back */
+            break;
+        }
         if (w->signaled) {
             w->signaled = false;
             *woken = true;

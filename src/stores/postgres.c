@@ -2103,8 +2103,10 @@ static tl_status poll_turn(struct pg_store *ps, const char *key, const char *wai
             *woken = true;
             return TL_OK;
         }
-        if (!t.in_line)
-            return TL_OK; /* not (or no longer) in line: the caller's claim puts it back */
+        if (!t.in_line) {
+            *woken = true; /* not (or no longer) in line: the caller's claim puts it back */
+            return TL_OK;
+        }
         int64_t left = end - tl__real_mono_ms();
         if (left <= 0)
             return TL_OK;
@@ -2197,8 +2199,10 @@ static tl_status pg_wait_turn(struct tl_store *s, const char *key, const char *w
                 *woken = true;
                 return TL_OK;
             }
-            if (!t.in_line)
-                return TL_OK; /* not in line (deleted as dead): the caller's claim requeues */
+            if (!t.in_line) {
+                *woken = true; /* not in line (deleted as dead): the caller's claim requeues */
+                return TL_OK;
+            }
             if (tl__real_mono_ms() >= end)
                 return TL_OK;
             enum wait_end how = await_turn(ps, channel, key, turn_block_until(&t, end));
