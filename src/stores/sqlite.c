@@ -45,6 +45,15 @@ enum stmt_id {
     ST_HISTORY_KEY,
     ST_HISTORY_ALL,
     ST_FORCE_FREE,
+    ST_EXTEND,
+    ST_W_DELETE_DEAD,
+    ST_W_FIND,
+    ST_W_COUNT,
+    ST_W_INSERT,
+    ST_W_REFRESH,
+    ST_W_DELETE,
+    ST_W_TURN,
+    ST_W_LIST,
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
@@ -68,7 +77,9 @@ static const char *const sql_text[ST_COUNT] = {
                 "heartbeat_at = NULL, lock_timeout_ms = NULL, task_info = NULL WHERE key = ?1 "
                 "AND worker_id = ?2 AND token = ?3",
     [ST_LIST] = "SELECT token, worker_id, node_id, claimed_at, heartbeat_at, lock_timeout_ms, "
-                "task_info, key FROM tl_locks WHERE worker_id IS NOT NULL ORDER BY key",
+                "task_info, key, (SELECT COUNT(*) FROM tl_waiters w WHERE w.key = tl_locks.key "
+                "AND w.heartbeat_at + w.timeout_ms > ?1) FROM tl_locks WHERE worker_id IS NOT "
+                "NULL ORDER BY key",
     [ST_HISTORY_KEY] = "SELECT at, key, event, worker_id, node_id, token, detail FROM tl_history "
                        "WHERE key = ?1 ORDER BY id DESC LIMIT ?2",
     [ST_HISTORY_ALL] = "SELECT at, key, event, worker_id, node_id, token, detail FROM tl_history "
@@ -76,6 +87,31 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_FORCE_FREE] = "UPDATE tl_locks SET worker_id = NULL, node_id = NULL, claimed_at = NULL, "
                       "heartbeat_at = NULL, lock_timeout_ms = NULL, task_info = NULL, token = ?2 "
                       "WHERE key = ?1",
+    [ST_EXTEND] = "UPDATE tl_locks SET heartbeat_at = ?1, lock_timeout_ms = ?5 WHERE key = ?2 "
+                  "AND worker_id = ?3 AND token = ?4",
+    /* The line. A waiter is live while heartbeat_at + timeout_ms > now (the store's clock). */
+    [ST_W_DELETE_DEAD] = "DELETE FROM tl_waiters WHERE key = ?1 AND heartbeat_at + timeout_ms "
+                         "<= ?2",
+    [ST_W_FIND] = "SELECT priority, seq FROM tl_waiters WHERE key = ?1 AND waiter_id = ?2",
+    /* Live waiters, and of those the ones ahead of the caller: ?3 = 0, a claim without a
+     * waiter (all of them); 1, a waiter in line with priority ?4 and seq ?5; 2, a waiter not in
+     * line yet with priority ?4. */
+    [ST_W_COUNT] = "SELECT COUNT(*), COALESCE(SUM(CASE ?3 WHEN 0 THEN 1 WHEN 1 THEN (priority > "
+                   "?4 OR (priority = ?4 AND seq < ?5)) ELSE priority >= ?4 END), 0) FROM "
+                   "tl_waiters WHERE key = ?1 AND heartbeat_at + timeout_ms > ?2",
+    [ST_W_INSERT] = "INSERT INTO tl_waiters(key, waiter_id, worker_id, node_id, priority, since, "
+                    "heartbeat_at, timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+    [ST_W_REFRESH] = "UPDATE tl_waiters SET heartbeat_at = ?3, timeout_ms = ?4 WHERE key = ?1 "
+                     "AND waiter_id = ?2",
+    [ST_W_DELETE] = "DELETE FROM tl_waiters WHERE key = ?1 AND waiter_id = ?2",
+    /* wait_turn's poll: is the key free (NULL: no row, free too), who is the live head, and is
+     * the caller's waiter live in line. */
+    [ST_W_TURN] = "SELECT (SELECT worker_id IS NULL FROM tl_locks WHERE key = ?1), (SELECT "
+                  "waiter_id FROM tl_waiters WHERE key = ?1 AND heartbeat_at + timeout_ms > ?2 "
+                  "ORDER BY priority DESC, seq LIMIT 1), EXISTS (SELECT 1 FROM tl_waiters WHERE "
+                  "key = ?1 AND waiter_id = ?3 AND heartbeat_at + timeout_ms > ?2)",
+    [ST_W_LIST] = "SELECT waiter_id, worker_id, node_id, priority, seq, since, heartbeat_at, "
+                  "timeout_ms FROM tl_waiters WHERE key = ?1 ORDER BY priority DESC, seq",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -93,7 +129,18 @@ static const char schema_sql[] =
     " at INTEGER NOT NULL, key TEXT NOT NULL,"
     " event TEXT NOT NULL CHECK (event IN ('acquired','released','stolen','forced','lost')),"
     " worker_id TEXT NOT NULL, node_id TEXT NOT NULL, token INTEGER NOT NULL, detail TEXT);"
-    "CREATE INDEX IF NOT EXISTS tl_history_by_key ON tl_history(key, id);";
+    "CREATE INDEX IF NOT EXISTS tl_history_by_key ON tl_history(key, id);"
+    /* The line of each key (DESIGN.md section 7). seq is the arrival order across the store:
+     * AUTOINCREMENT never hands out a number twice, so a waiter that joins again (after it was
+     * deleted as dead) goes to the back. */
+    "CREATE TABLE IF NOT EXISTS tl_waiters ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " key TEXT NOT NULL, waiter_id TEXT NOT NULL,"
+    " worker_id TEXT NOT NULL, node_id TEXT NOT NULL,"
+    " priority INTEGER NOT NULL, since INTEGER NOT NULL,"
+    " heartbeat_at INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
+    " UNIQUE (key, waiter_id));"
+    "CREATE INDEX IF NOT EXISTS tl_waiters_line ON tl_waiters(key, priority DESC, seq);";
 
 struct sqlite_store {
     struct tl_store base; /* must be first */
@@ -272,20 +319,31 @@ static tl_status parse_params(struct sqlite_store *ss, char *query, const char *
     return TL_OK;
 }
 
+/*
+ * Creates the tables, or adds the ones a file made by an earlier tasklock lacks: tl_waiters came
+ * with the line without a new schema version, because the change only adds a table. A tasklock
+ * from before the line still opens such a file and works (its claims do not queue, so they can
+ * pass the line, but locks stay exclusive), where a new version number would lock it out.
+ */
 static tl_status create_schema(struct sqlite_store *ss)
 {
     sqlite3_stmt *st = NULL;
     int version = 0;
-    int rc = sqlite3_prepare_v2(ss->db, "PRAGMA user_version", -1, &st, NULL);
+    bool has_line = false;
+    int rc = sqlite3_prepare_v2(ss->db,
+                                "SELECT user_version, EXISTS (SELECT 1 FROM sqlite_master WHERE "
+                                "type = 'table' AND name = 'tl_waiters') FROM pragma_user_version",
+                                -1, &st, NULL);
 
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         version = sqlite3_column_int(st, 0);
+        has_line = sqlite3_column_int(st, 1) != 0;
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_OK)
         return db_fail(ss, rc, "reading the schema version");
-    if (version == SCHEMA_VERSION)
+    if (version == SCHEMA_VERSION && has_line)
         return TL_OK;
     if (version > SCHEMA_VERSION)
         return tl__store_fail(&ss->base, TL_ESTORE,
@@ -513,26 +571,170 @@ static bool clearly_busy(const struct row *row, enum tl_claim_mode mode, int64_t
            tl__claim_verdict(true, row->heartbeat_at, row->timeout, mode, now) == TL_VERDICT_BUSY;
 }
 
+/* Who ST_W_COUNT counts as ahead of the caller. */
+enum line_how { LINE_ALL = 0, LINE_IN = 1, LINE_NEW = 2 };
+
+struct line {
+    uint32_t waiting; /* live waiters of the key */
+    uint32_t ahead;   /* of those, the ones ahead of the caller */
+};
+
+static int count_line(struct sqlite_store *ss, const char *key, int64_t now, enum line_how how,
+                      int32_t priority, int64_t seq, struct line *out)
+{
+    sqlite3_stmt *st = ss->stmt[ST_W_COUNT];
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int(st, 3, (int)how);
+    sqlite3_bind_int(st, 4, priority);
+    sqlite3_bind_int64(st, 5, seq);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int64_t n = sqlite3_column_int64(st, 0), a = sqlite3_column_int64(st, 1);
+
+        out->waiting = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+        out->ahead = a > UINT32_MAX ? UINT32_MAX : (uint32_t)a;
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* The waiter's place in line, if it is there. */
+static int find_waiter(struct sqlite_store *ss, const char *key, const char *waiter_id,
+                       bool *in_line, int32_t *priority, int64_t *seq)
+{
+    sqlite3_stmt *st = ss->stmt[ST_W_FIND];
+    int rc;
+
+    *in_line = false;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, waiter_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *in_line = true;
+        *priority = sqlite3_column_int(st, 0);
+        *seq = sqlite3_column_int64(st, 1);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Runs a statement with no result rows whose parameters are key and then waiter id. */
+static int exec_key_waiter(struct sqlite_store *ss, enum stmt_id id, const char *key,
+                           const char *waiter_id)
+{
+    sqlite3_stmt *st = ss->stmt[id];
+
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, waiter_id, -1, SQLITE_STATIC);
+    int rc = exec_stmt(ss, id);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Whoever finds dead waiters may delete them: they never held anything. */
+static int delete_dead(struct sqlite_store *ss, const char *key, int64_t now)
+{
+    sqlite3_stmt *st = ss->stmt[ST_W_DELETE_DEAD];
+
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    int rc = exec_stmt(ss, ST_W_DELETE_DEAD);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Puts the claim's waiter at the back of the line, or refreshes its heartbeat where it is. */
+static int join_line(struct sqlite_store *ss, const struct tl_claim *req, bool in_line, int64_t now)
+{
+    sqlite3_stmt *st = ss->stmt[in_line ? ST_W_REFRESH : ST_W_INSERT];
+
+    sqlite3_bind_text(st, 1, req->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, req->waiter_id, -1, SQLITE_STATIC);
+    if (in_line) {
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_int64(st, 4, req->waiter_timeout_ms);
+    } else {
+        sqlite3_bind_text(st, 3, req->worker_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, req->node_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 5, req->priority);
+        sqlite3_bind_int64(st, 6, now);
+        sqlite3_bind_int64(st, 7, req->waiter_timeout_ms);
+    }
+    int rc = exec_stmt(ss, in_line ? ST_W_REFRESH : ST_W_INSERT);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* A busy answer: the holder's record if the key is held (else the line is what is ahead). */
+static tl_status answer_busy(struct tl_claim_result *out, const struct row *row,
+                             const struct line *line, int64_t now)
+{
+    if (row->held) {
+        tl__record_judge(&out->rec, now);
+        out->holder_known = true;
+    } else {
+        tl__record_clear(&out->rec);
+        out->holder_known = false;
+    }
+    out->waiting = line->waiting;
+    out->ahead = line->ahead;
+    return TL_EBUSY;
+}
+
+/*
+ * A claim is one IMMEDIATE transaction that reads the key and its line and then writes: the
+ * lock if it wins (and the removal of its own waiter), else its waiter's place in line. Dead
+ * waiters of the key go in the same transaction. A claim without a waiter that will lose
+ * anyway (a live holder, or anyone in line) answers from plain reads, without the write lock,
+ * so that pollers do not queue behind the holder's writes.
+ */
 static tl_status sqlite_claim(struct tl_store *s, const struct tl_claim *req,
                               struct tl_claim_result *out)
 {
     struct sqlite_store *ss = (struct sqlite_store *)s;
+    const char *wid = req->waiter_id;
+    const bool force = req->mode == TL_CLAIM_FORCE;
+    struct line line = {0};
     struct row row;
-    tl_status oom;
+    tl_status oom = TL_OK;
     int rc;
 
+    out->holder_known = false;
+    out->waiting = out->ahead = 0;
+    out->beat_sent_mono_ms = 0;
+    if (wid != NULL && (req->priority < TL_PRIORITY_MIN || req->priority > TL_PRIORITY_MAX ||
+                        req->waiter_timeout_ms == 0))
+        return tl__store_fail(s, TL_EINVAL,
+                              "claim of %s: priority %d must be %d to %d and the waiter's "
+                              "timeout (%u ms) above 0",
+                              req->key, (int)req->priority, TL_PRIORITY_MIN, TL_PRIORITY_MAX,
+                              (unsigned)req->waiter_timeout_ms);
+
     int64_t now = now_ms(s);
-    rc = select_row(ss, req->key, &row, &out->rec, &oom);
-    if (rc != SQLITE_OK)
-        return db_fail(ss, rc, "reading a lock");
-    if (oom != TL_OK)
-        return tl__store_fail(s, TL_ENOMEM, "out of memory");
-    if (clearly_busy(&row, req->mode, now)) {
-        tl__record_judge(&out->rec, now);
-        out->holder_known = true;
-        return TL_EBUSY;
+    if (wid == NULL) {
+        rc = select_row(ss, req->key, &row, &out->rec, &oom);
+        if (rc == SQLITE_OK && oom == TL_OK && !force)
+            rc = count_line(ss, req->key, now, LINE_ALL, 0, 0, &line);
+        if (rc != SQLITE_OK) {
+            tl__record_clear(&out->rec);
+            return db_fail(ss, rc, "reading a lock");
+        }
+        if (oom != TL_OK)
+            return tl__store_fail(s, TL_ENOMEM, "out of memory");
+        if (clearly_busy(&row, req->mode, now) || line.waiting > 0)
+            return answer_busy(out, &row, &line, now);
+        tl__record_clear(&out->rec);
     }
-    tl__record_clear(&out->rec);
 
     ss->busy_cut = false;
     if ((rc = exec_stmt(ss, ST_BEGIN)) != SQLITE_OK) {
@@ -552,12 +754,33 @@ static tl_status sqlite_claim(struct tl_store *s, const struct tl_claim *req,
     if (rc != SQLITE_OK || oom != TL_OK)
         goto err_rollback;
 
+    /* FORCE passes the line and leaves it as it is. */
+    bool in_line = false;
+    int32_t priority = req->priority;
+    int64_t seq = 0;
+    if (!force) {
+        rc = delete_dead(ss, req->key, now);
+        if (rc == SQLITE_OK && wid != NULL)
+            rc = find_waiter(ss, req->key, wid, &in_line, &priority, &seq);
+        if (rc == SQLITE_OK)
+            rc = count_line(ss, req->key, now,
+                            wid == NULL ? LINE_ALL
+                            : in_line   ? LINE_IN
+                                        : LINE_NEW,
+                            priority, seq, &line);
+        if (rc != SQLITE_OK)
+            goto err_rollback;
+    }
+
     enum tl_verdict v = tl__claim_verdict(row.held, row.heartbeat_at, row.timeout, req->mode, now);
-    if (v == TL_VERDICT_BUSY) {
-        rollback(ss);
-        tl__record_judge(&out->rec, now);
-        out->holder_known = true;
-        return TL_EBUSY;
+    if (v == TL_VERDICT_BUSY || (!force && line.ahead > 0)) {
+        if (wid != NULL) {
+            rc = join_line(ss, req, in_line, now);
+            line.waiting += in_line ? 0 : 1;
+        }
+        if (rc != SQLITE_OK || (rc = exec_stmt(ss, ST_COMMIT)) != SQLITE_OK)
+            goto err_rollback;
+        return answer_busy(out, &row, &line, now);
     }
 
     char detail[200] = "";
@@ -582,6 +805,8 @@ static tl_status sqlite_claim(struct tl_store *s, const struct tl_claim *req,
     sqlite3_bind_text(st, 7, req->task_info, -1, SQLITE_STATIC);
     rc = exec_stmt(ss, ST_UPSERT);
     sqlite3_clear_bindings(st);
+    if (rc == SQLITE_OK && wid != NULL)
+        rc = exec_key_waiter(ss, ST_W_DELETE, req->key, wid);
     if (rc != SQLITE_OK)
         goto err_rollback;
 
@@ -628,22 +853,25 @@ err_rollback:
     }
 }
 
-static tl_status sqlite_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
-                              int64_t *heartbeat_at_ms)
+/* A renew (ST_RENEW), or an extend (ST_EXTEND) that also records `lock_timeout_ms`: one
+ * statement either way, so the heartbeat and the new timeout are written together. */
+static tl_status renew_lock(struct tl_store *s, enum stmt_id id, const struct tl_record *held,
+                            uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
 {
     struct sqlite_store *ss = (struct sqlite_store *)s;
-    sqlite3_stmt *st = ss->stmt[ST_RENEW];
+    sqlite3_stmt *st = ss->stmt[id];
     int64_t now = now_ms(s);
 
-    (void)seq;
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_text(st, 2, held->info.key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, held->info.worker_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)held->info.token);
-    int rc = exec_stmt(ss, ST_RENEW);
+    if (id == ST_EXTEND)
+        sqlite3_bind_int64(st, 5, lock_timeout_ms);
+    int rc = exec_stmt(ss, id);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_OK)
-        return db_fail(ss, rc, "renewing a lock");
+        return db_fail(ss, rc, id == ST_EXTEND ? "extending a lock" : "renewing a lock");
     if (sqlite3_changes(ss->db) == 0) {
         (void)add_history(ss, now, TL_EVENT_LOST, &held->info, NULL);
         return tl__store_fail(s, TL_ELOST, "%s is no longer held by %s with token %llu",
@@ -652,6 +880,19 @@ static tl_status sqlite_renew(struct tl_store *s, const struct tl_record *held, 
     }
     *heartbeat_at_ms = now;
     return TL_OK;
+}
+
+static tl_status sqlite_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
+                              int64_t *heartbeat_at_ms)
+{
+    (void)seq;
+    return renew_lock(s, ST_RENEW, held, 0, heartbeat_at_ms);
+}
+
+static tl_status sqlite_extend(struct tl_store *s, const struct tl_record *held,
+                               uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
+{
+    return renew_lock(s, ST_EXTEND, held, lock_timeout_ms, heartbeat_at_ms);
 }
 
 static tl_status sqlite_release(struct tl_store *s, const struct tl_record *held,
@@ -772,7 +1013,16 @@ static tl_status sqlite_inspect(struct tl_store *s, const char *key, struct tl_r
     if (oom != TL_OK)
         return tl__store_fail(s, TL_ENOMEM, "out of memory");
     if (row.held) {
-        tl__record_judge(out, now_ms(s));
+        int64_t now = now_ms(s);
+        struct line line;
+
+        rc = count_line(ss, key, now, LINE_ALL, 0, 0, &line);
+        if (rc != SQLITE_OK) {
+            tl__record_clear(out);
+            return db_fail(ss, rc, "counting the waiters of a lock");
+        }
+        tl__record_judge(out, now);
+        out->info.waiting = line.waiting;
         *found = true;
     }
     return TL_OK;
@@ -788,6 +1038,7 @@ static tl_status sqlite_list(struct tl_store *s, struct tl_record ***out, size_t
     int64_t now = now_ms(s);
     int rc;
 
+    sqlite3_bind_int64(st, 1, now);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct tl_record *r = tl__record_new();
 
@@ -797,6 +1048,7 @@ static tl_status sqlite_list(struct tl_store *s, struct tl_record ***out, size_t
             break;
         }
         tl__record_judge(r, now);
+        r->info.waiting = (uint32_t)sqlite3_column_int(st, 8);
         if (tl__record_array_push(&arr, &n, &cap, r) != TL_OK) {
             tl__record_free(r);
             ret = tl__store_fail(s, TL_ENOMEM, "out of memory");
@@ -806,6 +1058,7 @@ static tl_status sqlite_list(struct tl_store *s, struct tl_record ***out, size_t
     if (ret == TL_OK && rc != SQLITE_DONE)
         ret = db_fail(ss, rc, "listing locks");
     sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     if (ret != TL_OK) {
         tl_info_array_free((struct tl_info **)arr, n);
         return ret;
@@ -896,6 +1149,128 @@ static tl_status sqlite_wait(struct tl_store *s, const char *key, uint32_t timeo
     }
 }
 
+/* A waiter gives up its place. SQLite cannot wake the next head: it polls (wait_turn). */
+static tl_status sqlite_leave(struct tl_store *s, const char *key, const char *waiter_id)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+
+    if (key == NULL || waiter_id == NULL)
+        return tl__store_fail(s, TL_EINVAL, "leave: no key or no waiter id");
+    int rc = exec_key_waiter(ss, ST_W_DELETE, key, waiter_id);
+    if (rc != SQLITE_OK)
+        return db_fail(ss, rc, "leaving the line");
+    return TL_OK;
+}
+
+/*
+ * SQLite has no messages, so the waiter polls its own turn with one read (no write lock, no
+ * fsync): "the key is free and I am its live head". Only the head can see that, so a release
+ * still wakes one waiter. The pause grows from 2 ms to 10 ms for the head, who is next, and to
+ * 50 ms for the others, who must first become head (the line's other waiters leaving, or the
+ * holder releasing and the head winning, takes at least that long anyway). A waiter that is
+ * not in line (deleted as dead) is woken by a free key with no one in line, so that it does
+ * not sleep out its timeout in front of a free key.
+ */
+static tl_status sqlite_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
+                                  uint32_t timeout_ms, bool *woken)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    sqlite3_stmt *st = ss->stmt[ST_W_TURN];
+    const struct tl_clock *c = s->clock;
+    int64_t end = c->mono_ms(c->ud) + timeout_ms;
+    uint32_t step = 2;
+
+    *woken = false;
+    if (key == NULL || waiter_id == NULL)
+        return tl__store_fail(s, TL_EINVAL, "wait_turn: no key or no waiter id");
+    if (s->deadline_mono_ms != 0 && s->deadline_mono_ms < end)
+        end = s->deadline_mono_ms;
+    for (;;) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now_ms(s));
+        sqlite3_bind_text(st, 3, waiter_id, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        bool is_free = false, head = false, empty = false, mine = false;
+        if (rc == SQLITE_ROW) {
+            const unsigned char *h = sqlite3_column_text(st, 1);
+
+            is_free = sqlite3_column_type(st, 0) == SQLITE_NULL || sqlite3_column_int(st, 0);
+            empty = h == NULL;
+            head = h != NULL && strcmp((const char *)h, waiter_id) == 0;
+            mine = sqlite3_column_int(st, 2) != 0;
+            rc = SQLITE_OK;
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_OK)
+            return db_fail(ss, rc, "waiting in line");
+        if (is_free && (head || (empty && !mine))) {
+            *woken = true;
+            return TL_OK;
+        }
+
+        int64_t left = end - c->mono_ms(c->ud);
+        if (left <= 0)
+            return TL_OK;
+        uint32_t cap = head ? 10 : 50;
+        if (step > cap)
+            step = cap;
+        c->sleep_ms(c->ud, left < step ? (uint32_t)left : step);
+        step *= 2;
+    }
+}
+
+static tl_status sqlite_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                                size_t *count)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    sqlite3_stmt *st = ss->stmt[ST_W_LIST];
+    struct tl_waiter **arr = NULL;
+    size_t n = 0, cap = 0;
+    tl_status ret = TL_OK;
+    int rc;
+
+    *out = NULL;
+    *count = 0;
+    if (key == NULL)
+        return tl__store_fail(s, TL_EINVAL, "waiters: no key");
+    int64_t now = now_ms(s);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct tl_waiter *w = tl__waiter_new();
+
+        if (w != NULL) {
+            w->key = tl__strdup(key);
+            w->waiter_id = column_dup(st, 0);
+            w->worker_id = column_dup(st, 1);
+            w->node_id = column_dup(st, 2);
+            w->priority = sqlite3_column_int(st, 3);
+            w->seq = (uint64_t)sqlite3_column_int64(st, 4);
+            w->since_ms = sqlite3_column_int64(st, 5);
+            w->heartbeat_at_ms = sqlite3_column_int64(st, 6);
+            w->timeout_ms = (uint32_t)sqlite3_column_int64(st, 7);
+            w->dead = w->heartbeat_at_ms + (int64_t)w->timeout_ms <= now;
+        }
+        if (w == NULL || !w->key || !w->waiter_id || !w->worker_id || !w->node_id ||
+            tl__waiter_array_push(&arr, &n, &cap, w) != TL_OK) {
+            tl__waiter_free(w);
+            ret = tl__store_fail(s, TL_ENOMEM, "out of memory");
+            break;
+        }
+    }
+    if (ret == TL_OK && rc != SQLITE_DONE)
+        ret = db_fail(ss, rc, "reading the line");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (ret != TL_OK) {
+        tl_waiter_array_free(arr, n);
+        return ret;
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
 const struct tl_store_ops tl__store_sqlite = {
     .version = TL_STORE_OPS_VERSION,
     .scheme = "sqlite",
@@ -910,4 +1285,8 @@ const struct tl_store_ops tl__store_sqlite = {
     .history = sqlite_history,
     .wait = sqlite_wait,
     .force_release = sqlite_force_release,
+    .leave = sqlite_leave,
+    .wait_turn = sqlite_wait_turn,
+    .waiters = sqlite_waiters,
+    .extend = sqlite_extend,
 };
