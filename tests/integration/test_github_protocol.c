@@ -240,7 +240,22 @@ static void request_budget(void **state)
     assert_int_equal(stat("writes"), 1);
     assert_int_equal(stat("PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
 
-    /* Waiting on a held lock: once the holder is known, every retry is a 304. */
+    /* Waiting on a held lock without the line (no_line): once the holder is known, every
+     * retry is a 304. (Waiting in line costs its place's claim and its withdrawal:
+     * test_github_line.c counts that.) */
+    char url[512];
+    url_for(url, sizeof(url), NULL);
+    const struct tl_options nl = {.store_url = url,
+                                  .worker_id = "budget-b",
+                                  .node_id = "proto-node",
+                                  .lock_timeout_ms = 60000,
+                                  .backoff_initial_ms = 10,
+                                  .backoff_max_ms = 50,
+                                  .no_line = true};
+    tl_manager_free(b);
+    b = tl_manager_new(&nl);
+    assert_non_null(b);
+    assert_int_equal(tl_connect(b), TL_OK);
     assert_int_equal(try_acquire(b, "1", &lb), TL_EBUSY);
     stats_reset();
     const struct tl_acquire_opts wait = {.strategy = TL_RETRY, .retries = 4};
