@@ -132,14 +132,26 @@ static char *resp_cmd(int argc, const char **argv, size_t *len)
     return out;
 }
 
-static void script_sha(struct raw *r, const char *body, char sha[41])
+/* Loads a script made of parts joined, as the store loads its own (redis_scripts.h); the parts
+ * end at the first NULL. */
+static void script_sha(struct raw *r, const char *const parts[4], char sha[41])
 {
+    size_t total = 1;
+    for (int i = 0; i < 4 && parts[i] != NULL; i++)
+        total += strlen(parts[i]);
+    char *body = malloc(total);
+    if (body == NULL)
+        die("SCRIPT LOAD", "out of memory");
+    body[0] = '\0';
+    for (int i = 0; i < 4 && parts[i] != NULL; i++)
+        strcat(body, parts[i]);
     const char *argv[] = {"SCRIPT", "LOAD", body};
     size_t len;
     char *cmd = resp_cmd(3, argv, &len);
 
     (void)raw_call(r, cmd, len);
     free(cmd);
+    free(body);
     if (sscanf(r->buf, "$40\r\n%40s", sha) != 1)
         die("SCRIPT LOAD", "unexpected reply");
 }
@@ -169,21 +181,32 @@ static double bench_eval(const char *url, double seconds)
 {
     struct raw *r = malloc(sizeof(*r));
     char claim_sha[41], release_sha[41], rk[128], ck[128], hk[64], ch[128], key[64], token[32];
+    char lk[128], wk[128], sk[128], wp[128];
     long n = 0;
 
     raw_connect(r, url);
-    script_sha(r, script_claim, claim_sha);
-    script_sha(r, script_release, release_sha);
+    /* The store's own scripts and arguments (redis.c: redis_claim, redis_release), without the
+     * line: no waiter id, so a claim of the free key wins at once. */
+    script_sha(r, (const char *const[4]){lua_prelude, lua_line, script_claim, script_claim_win},
+               claim_sha);
+    script_sha(r, (const char *const[4]){lua_prelude, lua_line, script_release, NULL}, release_sha);
     (void)snprintf(key, sizeof(key), "bench-eval-%ld", (long)getpid());
     (void)snprintf(rk, sizeof(rk), "tasklock:lock:%s", key);
     (void)snprintf(ck, sizeof(ck), "tasklock:token:%s", key);
     (void)snprintf(hk, sizeof(hk), "tasklock:history");
     (void)snprintf(ch, sizeof(ch), "tasklock:released:%s", key);
-    const char *claim[] = {"EVALSHA",  claim_sha, "3",  rk,       ck,       hk,
-                           "bench",    "bench",   "{}", "300000", "normal", "0123456789abcdef",
-                           "86400000", "10000",   key};
+    (void)snprintf(lk, sizeof(lk), "tasklock:line:%s", key);
+    (void)snprintf(wk, sizeof(wk), "tasklock:waiters:%s", key);
+    (void)snprintf(sk, sizeof(sk), "tasklock:lineseq:%s", key);
+    (void)snprintf(wp, sizeof(wp), "tasklock:wake:%s:", key);
+    const char *claim[] = {
+        "EVALSHA",  claim_sha, "6",      rk,       ck,
+        hk,         lk,        wk,       sk,       "bench",
+        "bench",    "{}",      "300000", "normal", "0123456789abcdef0123456789abcdef",
+        "86400000", "10000",   key,      "",       "0",
+        "0",        wp};
     size_t claim_len;
-    char *claim_cmd = resp_cmd(15, claim, &claim_len);
+    char *claim_cmd = resp_cmd(22, claim, &claim_len);
 
     double start = bench_now_s(), end = start + seconds;
     while (bench_now_s() < end) {
@@ -194,10 +217,11 @@ static double bench_eval(const char *url, double seconds)
             p += resp_len(p, r->len - (size_t)(p - r->buf));
         if (sscanf(p, ":%31[0-9]", token) != 1)
             die("claim", "no token in the reply (is the key free?)");
-        const char *release[] = {"EVALSHA", release_sha, "3", rk,         ck,      hk,  "bench",
-                                 "bench",   token,       "",  "86400000", "10000", key, ch};
+        const char *release[] = {"EVALSHA",  release_sha, "5",     rk,      ck,    hk,
+                                 lk,         wk,          "bench", "bench", token, "",
+                                 "86400000", "10000",     key,     ch,      wp};
         size_t len;
-        char *cmd = resp_cmd(14, release, &len);
+        char *cmd = resp_cmd(17, release, &len);
         (void)raw_call(r, cmd, len);
         free(cmd);
         n++;

@@ -14,7 +14,7 @@ nodever() { # PACKAGE: its version in bench/node
 
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "command: ${1:-bench/run.sh}"
-echo "settings: REPS=$REPS CONTEND_REPS=$CONTEND_REPS SECONDS_PER=$SECONDS_PER CONTEND_SECONDS=$CONTEND_SECONDS HB_LOCKS=$HB_LOCKS HB_LOCKS_GITHUB=$HB_LOCKS_GITHUB HB_INTERVAL_MS=$HB_INTERVAL_MS HB_WINDOWS=$HB_WINDOWS HB_LOCKS_DIRECT=${HB_LOCKS_DIRECT:-1000} HB_DIRECT=${HB_DIRECT:-1} SQLITE_CYCLES=$SQLITE_CYCLES GH_K1_CS_MS=${GH_K1_CS_MS:-50}"
+echo "settings: REPS=$REPS CONTEND_REPS=$CONTEND_REPS SECONDS_PER=$SECONDS_PER CONTEND_SECONDS=$CONTEND_SECONDS HB_LOCKS=$HB_LOCKS HB_LOCKS_GITHUB=$HB_LOCKS_GITHUB HB_INTERVAL_MS=$HB_INTERVAL_MS HB_WINDOWS=$HB_WINDOWS HB_LOCKS_DIRECT=${HB_LOCKS_DIRECT:-1000} HB_DIRECT=${HB_DIRECT:-1} SQLITE_CYCLES=$SQLITE_CYCLES GH_K1_CS_MS=${GH_K1_CS_MS:-50} GH_CONTEND_SECONDS=${GH_CONTEND_SECONDS:-10} GH_CONTEND_REPS=${GH_CONTEND_REPS:-1}"
 echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src include cli 2>/dev/null || echo ' + uncommitted changes in src/include/cli')"
 echo "build: $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null) ($(basename "$BUILD")); stores: $(for s in GITHUB REDIS POSTGRES; do v=$(sed -n "s/^TL_WITH_$s:BOOL=//p" "$BUILD/CMakeCache.txt" 2>/dev/null); echo -n "${s,,}=$v "; done)"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"

@@ -4,6 +4,12 @@
 #
 #   bench/run.sh                 everything (about 10 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh   fewer and shorter repetitions, to try the harness
+#   BENCH_ONLY=contention bench/run.sh   only that section (of cycles, contention, heartbeat,
+#                                github, diagnostics; several: comma-separated): its CSV is
+#                                measured again, the others' are kept, and the report is
+#                                rendered from all of them; the run's own record goes to
+#                                environment-SECTIONS.txt (environment.txt stays that of the
+#                                last full run)
 #
 # Steps: the Debian packages (scripts/install-deps --bench) and the npm anchor (redlock with
 # ioredis, pinned majors, into bench/node/); a Release build in $BUILD (default build-bench) of
@@ -15,7 +21,8 @@
 # bench/report.py renders docs/performance.md from bench/results/*.csv.
 #
 #   cycles.csv      uncontended acquire+release cycles/s per store, floors and anchors; the CLI
-#   contention.csv  4 and 8 processes on 1 key and on 100 keys; redis-py's Lock on 1 key
+#   contention.csv  4 and 8 processes on 1 key, with the line and without it (no_line, the
+#                   baseline), side by side in each repetition; redis-py's Lock on 1 key
 #   heartbeat.csv   CPU and memory of one manager holding 10,000 locks (GitHub: 1,000)
 #   github.csv      requests and writes per operation; acquire time with 50/200 ms latency
 #   diagnostics.csv the servers' own counters per cycle (Redis commandstats, PostgreSQL WAL) and
@@ -45,18 +52,38 @@ fi
 : "${REPS:=7}"            # repetitions of the uncontended cycles, the CLI and GitHub latency
 : "${CONTEND_REPS:=5}"    # repetitions of the contended runs
 : "${SECONDS_PER:=1}"     # seconds per uncontended measurement
-: "${CONTEND_SECONDS:=3}" # seconds per contended measurement
+: "${CONTEND_SECONDS:=2}" # seconds per contended measurement
 : "${HB_WINDOWS:=3}"      # heartbeat: windows measured
 : "${HB_INTERVAL_MS:=2000}"
 : "${HB_LOCKS:=10000}"       # locks held on sqlite, redis, postgres
 : "${HB_LOCKS_GITHUB:=1000}" # locks held on GitHub
 : "${HB_LOCKS_DIRECT:=1000}"  # locks held at the default interval, measured directly
 : "${SQLITE_CYCLES:=1000}"   # bench_sqlite cycles per subject and repetition
-: "${GH_K1_CS_MS:=50}"       # GitHub, one key: critical section in ms (see contend() below)
+: "${GH_K1_CS_MS:=200}"      # GitHub, one key: critical section in ms (see contend() below)
+: "${GH_CONTEND_SECONDS:=10}" # GitHub: seconds per contended run (its waiters poll every 1 s)
+: "${GH_CONTEND_REPS:=1}"     # GitHub: repetitions of the contended runs (the first ones)
 export REPS CONTEND_REPS SECONDS_PER CONTEND_SECONDS HB_WINDOWS HB_INTERVAL_MS HB_LOCKS \
-  HB_LOCKS_GITHUB HB_LOCKS_DIRECT SQLITE_CYCLES GH_K1_CS_MS
+  HB_LOCKS_GITHUB HB_LOCKS_DIRECT SQLITE_CYCLES GH_K1_CS_MS GH_CONTEND_SECONDS \
+  GH_CONTEND_REPS
 
 log() { echo "bench: $*" >&2; }
+
+# The sections this run measures (BENCH_ONLY), the CSV each writes, and where the run's record
+# goes.
+BENCH_ONLY=${BENCH_ONLY:-}
+want() { [ -z "$BENCH_ONLY" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
+for sec in ${BENCH_ONLY//,/ }; do
+  case $sec in
+    cycles | contention | heartbeat | github | diagnostics) ;;
+    *) log "BENCH_ONLY: no section \"$sec\" (cycles, contention, heartbeat, github, diagnostics)"; exit 2 ;;
+  esac
+done
+if [ -n "$BENCH_ONLY" ]; then
+  ENVFILE="$RESULTS/environment-${BENCH_ONLY//,/-}.txt"
+else
+  ENVFILE="$RESULTS/environment.txt"
+fi
+export BENCH_ONLY ENVFILE
 
 # ---------------------------------------------------------------------------------------------
 # Outside the servers: packages, the npm anchor, the build; then this script again inside
@@ -65,8 +92,14 @@ log() { echo "bench: $*" >&2; }
 if [ "${1:-}" != "--inside" ]; then
   t_start=$(date +%s)
   mkdir -p "$RESULTS" "$RESULTS/tmp"
-  rm -f "$RESULTS"/*.csv "$RESULTS"/environment.txt "$RESULTS"/tmp/*.log "$RESULTS"/tmp/*.csv
+  if [ -n "$BENCH_ONLY" ]; then
+    for sec in ${BENCH_ONLY//,/ }; do rm -f "$RESULTS/$sec.csv"; done
+    rm -f "$ENVFILE" "$RESULTS"/not_measured.csv "$RESULTS"/tmp/*.log "$RESULTS"/tmp/*.csv
+  else
+    rm -f "$RESULTS"/*.csv "$RESULTS"/environment*.txt "$RESULTS"/tmp/*.log "$RESULTS"/tmp/*.csv
+  fi
   cmd="${BENCH_COMMAND:-bench/run.sh}"
+  [ -n "$BENCH_ONLY" ] && cmd="BENCH_ONLY=$BENCH_ONLY $cmd"
 
   if ! scripts/install-deps --bench; then
     log "scripts/install-deps --bench failed: missing tools are reported as not measured"
@@ -132,14 +165,14 @@ if [ "${1:-}" != "--inside" ]; then
     log "the GitHub test server does not build now (see $RESULTS/tmp/build-ghs.log)"
 
   # The machine, the versions, the date, the command.
-  bench/environment.sh "$cmd" >"$RESULTS/environment.txt"
+  bench/environment.sh "$cmd" >"$ENVFILE"
 
   export TL_BUILD_DIR="$BUILD" TL_GITHUB_SERVER_BIN="$BUILD/tl-github-server"
   log "starting the servers (tests/harness/with-servers) and measuring"
   tests/harness/with-servers "$here/run.sh" --inside
   rc=$?
-  echo "load_average_end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS/environment.txt"
-  echo "runtime_s: $(($(date +%s) - t_start))" >>"$RESULTS/environment.txt"
+  echo "load_average_end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$ENVFILE"
+  echo "runtime_s: $(($(date +%s) - t_start))" >>"$ENVFILE"
   if [ $rc -ne 0 ]; then
     log "the measurements failed (exit $rc)"
     exit $rc
@@ -155,6 +188,7 @@ fi
 B=$BUILD
 header="rep,store,subject,config,metric,value"
 for f in cycles contention heartbeat github; do
+  want "$f" || continue
   [ -f "$RESULTS/$f.csv" ] || echo "$header" >"$RESULTS/$f.csv"
 done
 [ -f "$RESULTS/not_measured.csv" ] || true
@@ -221,9 +255,9 @@ pg_port=${pg_port%%/*}
 pgbench=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -n 1)
 psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -n 1)
 
-# The private etcd for the `etcdctl lock` anchor.
+# The private etcd for the `etcdctl lock` anchor (section 1 only).
 etcd_ep=""
-if tool etcd && tool etcdctl; then
+if want cycles && tool etcd && tool etcdctl; then
   mkdir -p "$scratch/etcd"
   if out=$(bench/start-etcd "$scratch/etcd"); then
     etcd_ep=${out#*=}
@@ -231,14 +265,14 @@ if tool etcd && tool etcdctl; then
     log "started etcd (pid $etcd_pid) on $etcd_ep"
   fi
 fi
-echo "load_average_start: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS/environment.txt"
+echo "load_average_start: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$ENVFILE"
 pressure() { # what else was running: the kernel's pressure stall figures, where it has them
   local r
   for r in cpu io; do
     [ -r "/proc/pressure/$r" ] && echo -n "$r $(awk '/^some/ { print $3 }' "/proc/pressure/$r" | sed 's/avg60=//')% "
   done
 }
-echo "pressure_start: $(pressure)" >>"$RESULTS/environment.txt"
+echo "pressure_start: $(pressure)" >>"$ENVFILE"
 
 # Pinning, for the uncontended Redis and PostgreSQL cycles only (BENCH_PIN=0: none): the
 # loopback round trip is about 20 us when client and server share a core and 50-70 us across
@@ -266,9 +300,9 @@ pin_servers() {
   if [ "$BENCH_PIN" = 1 ] && [ "$n" -ge 2 ] && tool taskset; then
     for p in $(server_pids); do taskset -a -p -c "$last" "$p" >/dev/null 2>&1; done
     PINC=(taskset -c 0)
-    echo "pinning: section 1, Redis and PostgreSQL: the servers on CPU $last, their clients (ours, floors, anchors) on CPU 0" >>"$RESULTS/environment.txt"
+    echo "pinning: section 1, Redis and PostgreSQL: the servers on CPU $last, their clients (ours, floors, anchors) on CPU 0" >>"$ENVFILE"
   else
-    echo "pinning: none" >>"$RESULTS/environment.txt"
+    echo "pinning: none" >>"$ENVFILE"
   fi
 }
 unpin_servers() {
@@ -348,6 +382,7 @@ fi
 cli_db="sqlite:$scratch/cli.db" # used in the eval'd commands below
 touch "$scratch/flock.lock"
 
+if want cycles; then
 log "1/5: uncontended cycles ($REPS repetitions of ${T} s each)"
 pin_servers
 for rep in $(seq 1 "$REPS"); do
@@ -407,30 +442,50 @@ for rep in $(seq 1 "$REPS"); do
 done
 
 unpin_servers
+fi # cycles
 
-# ---- 2. contention ----------------------------------------------------------------------------
+# ---- 2. contention: the line against no_line -------------------------------------------------
+# P processes (4 and 8) on one key in a tight loop, each configuration twice in a row: with the
+# line (the default) and without it (bench_contend -L: struct tl_options.no_line, waiters poll
+# and race as before the line), in an order that alternates from one repetition to the next, so
+# that the ratios of one repetition compare runs taken side by side. A store without a line in
+# this build (bench_contend -Q) runs once (the two would be the same code). GitHub: its one-key
+# critical section lasts GH_K1_CS_MS (below), and the test server's request counters are read
+# around the run (-a): the requests and writes of one hand-over.
 K="$RESULTS/contention.csv"
-log "2/5: contention ($CONTEND_REPS repetitions of ${CONTEND_SECONDS} s each)"
+if want contention; then
+log "2/5: contention ($CONTEND_REPS repetitions of ${CONTEND_SECONDS} s each, line and no_line)"
 # GitHub, one key: every critical section leaves a completion comment on the issue, and every
 # 100 comments cost each list read one more request, so a tight loop on one issue (hundreds of
 # comments a second) would measure pagination more than locking. So on GitHub the one-key
 # critical section lasts GH_K1_CS_MS (a GitHub-held task is long anyway); the issue's comment
-# count at the end is recorded.
+# count at the end is recorded. Its waiters poll the issue every second, so a hand-over takes
+# about that long: its runs last GH_CONTEND_SECONDS, long enough for every one of 8 workers to
+# get its turn, in the first GH_CONTEND_REPS repetitions only.
 contend() { # REP STORE URL [extra args]
   local rep=$1 st=$2 url=$3
   shift 3
-  local p k cs
+  local p cs modes m secs=$CONTEND_SECONDS
+  if [ "$("$B/bench_contend" -u "$url" -Q 2>/dev/null)" = line ]; then
+    modes=("" -L)
+    ((rep % 2 == 0)) && modes=(-L "")
+  else
+    modes=("")
+    echo "$rep,$st,ours,,has_line,0" >>"$K"
+  fi
   for p in 4 8; do
-    for k in 1 100; do
+    for m in "${modes[@]}"; do
       cs=()
       if [ "$st" = github ]; then
         gh_reset
-        [ $k = 1 ] && cs=(-c "$GH_K1_CS_MS")
+        cs=(-c "$GH_K1_CS_MS" -a "$gh_api")
+        secs=$GH_CONTEND_SECONDS
       fi
-      run contention "$st" "ours-p$p-k$k" "$B/bench_contend" -u "$url" -p $p -K $k \
-        -t "$CONTEND_SECONDS" "${cs[@]}" -o "$K" -r "$rep" -S "$st" "$@"
-      if [ "$st" = github ] && [ $k = 1 ]; then
-        echo "$rep,github,ours,p$p-k1-cs$GH_K1_CS_MS,issue_comments_after,$("$B/bench_github" -a "$gh_api" -m comments -n 1)" >>"$K"
+      # shellcheck disable=SC2086 # $m is empty or -L
+      run contention "$st" "ours${m:+-no-line}-p$p" "$B/bench_contend" -u "$url" -p $p -K 1 \
+        -t "$secs" "${cs[@]}" -o "$K" -r "$rep" -S "$st" $m "$@"
+      if [ "$st" = github ]; then
+        echo "$rep,github,ours${m:+-no-line},p$p-k1-cs$GH_K1_CS_MS,issue_comments_after,$("$B/bench_github" -a "$gh_api" -m comments -n 1)" >>"$K"
       fi
     done
   done
@@ -458,14 +513,16 @@ for rep in $(seq 1 "$CONTEND_REPS"); do
     missing contention postgres all "$(why_not postgres "$pg_url" "PostgreSQL server")"
   fi
   if [ -n "$gh_api" ] && in_build github; then
-    contend "$rep" github "$gh_url" -n 1
+    [ "$rep" -le "$GH_CONTEND_REPS" ] && contend "$rep" github "$gh_url" -n 1
   else
     missing contention github all "$(why_not github "$gh_api" "GitHub test server")"
   fi
 done
+fi # contention
 
 # ---- 3. heartbeat cost --------------------------------------------------------------------------
 H="$RESULTS/heartbeat.csv"
+if want heartbeat; then
 log "3/5: heartbeat cost ($HB_LOCKS locks; GitHub $HB_LOCKS_GITHUB)"
 if has bench_heartbeat; then
   hb() { # STORE URL LOCKS DEFAULT_INTERVAL_MS [extra]
@@ -510,8 +567,11 @@ else
   missing heartbeat all ours "bench_heartbeat not built"
 fi
 
+fi # heartbeat
+
 # ---- 4. GitHub: requests per operation, acquire under latency -----------------------------------
 G="$RESULTS/github.csv"
+if want github; then
 log "4/5: GitHub requests per operation and latency"
 if [ -n "$gh_api" ] && in_build github && has bench_github; then
   for rep in $(seq 1 "$REPS"); do
@@ -524,8 +584,11 @@ if [ -n "$gh_api" ] && in_build github && has bench_github; then
 else
   missing github github all "$(why_not github "$gh_api" "GitHub test server")"
 fi
+fi # github
+
 # ---- 5. diagnostics: the servers' own counters around one more run of each -------------------
 D="$RESULTS/diagnostics.csv"
+if want diagnostics; then
 echo "$header" >"$D"
 log "5/5: diagnostics (server-side cost per cycle)"
 cycles_of() { awk -F, '$5 == "cycles" { print $6 }' "$1" | tail -n 1; }
@@ -574,6 +637,7 @@ if [ -n "$pg_url" ] && in_build postgres && [ -n "$psql" ]; then
     awk '/number of transactions actually processed/ { split($0, a, ": "); split(a[2], b, "/"); print b[1] }')
   pg_wal floor-row-pgbench "${n:-0}"
 fi
-echo "pressure_end: $(pressure)" >>"$RESULTS/environment.txt"
+fi # diagnostics
+echo "pressure_end: $(pressure)" >>"$ENVFILE"
 log "measurements done"
 exit 0
