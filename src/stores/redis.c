@@ -63,6 +63,9 @@
 #define HISTORY_MAX_LIMIT        10000000u
 #define PREFIX_MAX               128
 #define RKEY_SIZE                (PREFIX_MAX + 16 + TL_KEY_MAX + 1) /* prefix + "released:" + key */
+#define WAITER_ID_MAX            64
+#define WKEY_SIZE                (RKEY_SIZE + WAITER_ID_MAX) /* prefix + "wake:" + key + ":" + id */
+#define WAKE_GRACE_MS            100 /* how long past a wait's end a late BLPOP answer is awaited */
 #define SCAN_COUNT               500
 #define HISTORY_BATCH            1000
 #define RECONNECT_FIRST_PAUSE_MS 20
@@ -75,19 +78,26 @@ enum script_id {
     SC_INSPECT,
     SC_READ_MANY,
     SC_FORCE_RELEASE,
+    SC_LEAVE,
+    SC_WAITERS,
     SC_COUNT
 };
 
+#define SCRIPT_PARTS 4
+
+/* Each script's text is its parts joined (NULL ends the list early). */
 static const struct {
     const char *name;
-    const char *body;
+    const char *parts[SCRIPT_PARTS];
 } scripts[SC_COUNT] = {
-    [SC_CLAIM] = {"claim", script_claim},
-    [SC_RENEW] = {"renew", script_renew},
-    [SC_RELEASE] = {"release", script_release},
-    [SC_INSPECT] = {"inspect", script_inspect},
-    [SC_READ_MANY] = {"read_many", script_read_many},
-    [SC_FORCE_RELEASE] = {"force_release", script_force_release},
+    [SC_CLAIM] = {"claim", {lua_prelude, lua_line, script_claim, script_claim_win}},
+    [SC_RENEW] = {"renew", {lua_prelude, script_renew}},
+    [SC_RELEASE] = {"release", {lua_prelude, lua_line, script_release}},
+    [SC_INSPECT] = {"inspect", {lua_prelude, lua_line, script_inspect}},
+    [SC_READ_MANY] = {"read_many", {lua_prelude, lua_line, script_read_many}},
+    [SC_FORCE_RELEASE] = {"force_release", {lua_prelude, lua_line, script_force_release}},
+    [SC_LEAVE] = {"leave", {lua_prelude, lua_line, script_leave}},
+    [SC_WAITERS] = {"waiters", {lua_prelude, lua_line, script_waiters}},
 };
 
 /* A growable buffer of RESP-encoded commands. */
@@ -119,6 +129,7 @@ struct redis_store {
     int64_t deadline; /* real monotonic ms by which the current call must end */
     int64_t call_ms;  /* the current call's time limit, for messages */
 
+    bool blpop_whole_seconds; /* the server takes BLPOP timeouts in whole seconds (before 6.0) */
     uint64_t nonce_seed;
     uint64_t nonce_seq;
     struct tl_redis_stats stats;
@@ -338,6 +349,20 @@ static bool buf_cmd(struct buf *b, int argc, const char *const *argv, const size
             return false;
     }
     return true;
+}
+
+/* Appends SCRIPT LOAD of script `id`, its parts joined. */
+static bool buf_script_load(struct buf *b, enum script_id id)
+{
+    size_t total = 0;
+
+    for (int i = 0; i < SCRIPT_PARTS && scripts[id].parts[i] != NULL; i++)
+        total += strlen(scripts[id].parts[i]);
+    bool ok = buf_head(b, '*', 3) && buf_arg(b, "SCRIPT", 6) && buf_arg(b, "LOAD", 4) &&
+              buf_head(b, '$', total);
+    for (int i = 0; ok && i < SCRIPT_PARTS && scripts[id].parts[i] != NULL; i++)
+        ok = buf_put(b, scripts[id].parts[i], strlen(scripts[id].parts[i]));
+    return ok && buf_put(b, "\r\n", 2);
 }
 
 /* ---- talking to one connection ---- */
@@ -562,8 +587,7 @@ static tl_status connect_once(struct redis_store *rs, redisContext **out, bool l
         n++;
     }
     for (int i = 0; load_scripts && i < SC_COUNT; i++) {
-        const char *load[] = {"SCRIPT", "LOAD", scripts[i].body};
-        ok = ok && buf_cmd(&b, 3, load, NULL);
+        ok = ok && buf_script_load(&b, (enum script_id)i);
         n++;
     }
     if (!ok) {
@@ -749,8 +773,7 @@ static tl_status eval(struct redis_store *rs, enum script_id id, int nkeys, int 
 
         rs->out.len = 0;
         if (attempt > 0) {
-            const char *load[] = {"SCRIPT", "LOAD", scripts[id].body};
-            ok = buf_cmd(&rs->out, 3, load, NULL);
+            ok = buf_script_load(&rs->out, id);
             n = 2;
         }
         /* EVALSHA sha numkeys argv... as one command. */
@@ -868,38 +891,128 @@ static void new_nonce(struct redis_store *rs, char out[40])
 
 /* ---- the operations ---- */
 
+/* The key prefix of the wake-up lists of `key`'s waiters: PREFIX wake:KEY: (then the id). */
+static void make_wake_prefix(const struct redis_store *rs, char out[RKEY_SIZE], const char *key)
+{
+    make_key(rs, out, "wake:", key);
+    size_t n = strlen(out);
+    if (n + 1 < RKEY_SIZE) {
+        out[n] = ':';
+        out[n + 1] = '\0';
+    }
+}
+
+/* Whether `id` can name a waiter here: 1..64 letters, digits, '-' or '_' (the core's ids are 32
+ * hex digits). No ':' keeps PREFIX wake:KEY:ID unambiguous; no newline keeps the fields apart. */
+static bool waiter_id_ok(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+
+    if (n == 0 || n > WAITER_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+static tl_status bad_waiter_id(struct redis_store *rs, const char *what)
+{
+    return tl__store_fail(&rs->base, TL_EINVAL,
+                          "redis %s: %s: bad waiter id (1 to %d letters, digits, - or _)",
+                          rs->where, what, WAITER_ID_MAX);
+}
+
 static tl_status redis_claim(struct tl_store *s, const struct tl_claim *req,
                              struct tl_claim_result *out)
 {
     struct redis_store *rs = (struct redis_store *)s;
-    char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], nonce[40], timeout[24], ttl[24], hmax[24];
+    char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], sk[RKEY_SIZE];
+    char wp[RKEY_SIZE], nonce[40], timeout[24], ttl[24], hmax[24], prio[24], wtimeout[24];
     char what[TL_KEY_MAX + 32];
     static const char *const modes[] = {"normal", "steal", "force"};
     redisReply *r = NULL;
-    long long now, token, claimed;
+    long long now, token, claimed, waiting, ahead;
     tl_status st;
 
+    cat3(what, sizeof(what), "claiming ", req->key, NULL);
+    if ((unsigned)req->mode > TL_CLAIM_FORCE)
+        return tl__store_fail(s, TL_EINVAL, "redis %s: %s: bad claim mode", rs->where, what);
+    if (req->waiter_id != NULL) {
+        if (!waiter_id_ok(req->waiter_id))
+            return bad_waiter_id(rs, what);
+        if (req->priority < TL_PRIORITY_MIN || req->priority > TL_PRIORITY_MAX)
+            return tl__store_fail(s, TL_EINVAL, "redis %s: %s: priority %ld is not in %d..%d",
+                                  rs->where, what, (long)req->priority, TL_PRIORITY_MIN,
+                                  TL_PRIORITY_MAX);
+        /* The waiter's fields are kept newline-separated: ids must be ids. */
+        if (tl__check_id(req->worker_id, TL_ID_MAX) != NULL ||
+            tl__check_id(req->node_id, TL_ID_MAX) != NULL)
+            return tl__store_fail(s, TL_EINVAL, "redis %s: %s: bad worker or node id", rs->where,
+                                  what);
+    }
     begin_call(rs, 0);
     make_key(rs, rk, "lock:", req->key);
     make_key(rs, ck, "token:", req->key);
     make_key(rs, hk, "history", NULL);
+    make_key(rs, lk, "line:", req->key);
+    make_key(rs, wk, "waiters:", req->key);
+    make_key(rs, sk, "lineseq:", req->key);
+    make_wake_prefix(rs, wp, req->key);
     new_nonce(rs, nonce);
     u64_text(req->lock_timeout_ms, timeout);
     u64_text(rs->safety_ttl_ms, ttl);
     u64_text(rs->history_max, hmax);
-    cat3(what, sizeof(what), "claiming ", req->key, NULL);
-    const char *argv[] = {
-        rk,    ck,  hk,   req->worker_id, req->node_id, req->task_info, timeout, modes[req->mode],
-        nonce, ttl, hmax, req->key};
+    (void)snprintf(prio, sizeof(prio), "%ld", (long)(req->waiter_id ? req->priority : 0));
+    u64_text(req->waiter_id ? req->waiter_timeout_ms : 0, wtimeout);
+    const char *argv[] = {rk,
+                          ck,
+                          hk,
+                          lk,
+                          wk,
+                          sk,
+                          req->worker_id,
+                          req->node_id,
+                          req->task_info,
+                          timeout,
+                          modes[req->mode],
+                          nonce,
+                          ttl,
+                          hmax,
+                          req->key,
+                          req->waiter_id ? req->waiter_id : "",
+                          prio,
+                          wtimeout,
+                          wp};
 
-    st = eval(rs, SC_CLAIM, 3, 12, argv, NULL, &r, what);
+    st = eval(rs, SC_CLAIM, 6, 19, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
 
+    if (el_is(r, 0, "line")) {
+        /* Free, but live waiters are ahead of us. */
+        if (r->elements != 4 || !el_int(r, 1, &now) || !el_int(r, 2, &waiting) ||
+            !el_int(r, 3, &ahead) || waiting < 0 || ahead < 0 || waiting > UINT32_MAX ||
+            ahead > UINT32_MAX) {
+            st = unexpected(rs, what, r);
+            goto out_free;
+        }
+        out->holder_known = false;
+        out->waiting = (uint32_t)waiting;
+        out->ahead = (uint32_t)ahead;
+        st = TL_EBUSY;
+        goto out_free;
+    }
+
     bool won = el_is(r, 0, "won"), busy = el_is(r, 0, "busy");
     const redisReply *event = el_str(r, 2);
-    if ((!won && !busy) || event == NULL || !el_int(r, 1, &now) || r->elements != 10 ||
-        !el_int(r, 5, &token) || token <= 0 || !el_int(r, 6, &claimed)) {
+    if ((!won && !busy) || event == NULL || !el_int(r, 1, &now) || r->elements != 12 ||
+        !el_int(r, 5, &token) || token <= 0 || !el_int(r, 6, &claimed) ||
+        !el_int(r, 10, &waiting) || !el_int(r, 11, &ahead) || waiting < 0 || ahead < 0 ||
+        waiting > UINT32_MAX || ahead > UINT32_MAX) {
         st = unexpected(rs, what, r);
         goto out_free;
     }
@@ -910,6 +1023,10 @@ static tl_status redis_claim(struct tl_store *s, const struct tl_claim *req,
             goto out_free;
         tl__record_judge(&out->rec, now);
         out->holder_known = busy;
+        if (busy) {
+            out->waiting = (uint32_t)waiting;
+            out->ahead = (uint32_t)ahead;
+        }
         st = busy ? TL_EBUSY : TL_OK;
         goto out_free;
     }
@@ -943,17 +1060,17 @@ out_free:
     return st;
 }
 
-static tl_status redis_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
-                             int64_t *heartbeat_at_ms)
+/* renew, and with `extend` also record `lock_timeout_ms` (extend), in one script. */
+static tl_status renew_or_extend(struct tl_store *s, const struct tl_record *held, bool extend,
+                                 uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
 {
     struct redis_store *rs = (struct redis_store *)s;
-    char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], token[24], ttl[24], hmax[24];
+    char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], token[24], ttl[24], hmax[24], newt[24] = "";
     char what[TL_KEY_MAX + 32];
     redisReply *r = NULL;
     long long now;
     tl_status st;
 
-    (void)seq;
     /* A renew must not spend the lock's whole timeout reconnecting: the heartbeat retries. */
     begin_call(rs, held->info.lock_timeout_ms / 2);
     make_key(rs, rk, "lock:", held->info.key);
@@ -962,12 +1079,14 @@ static tl_status redis_renew(struct tl_store *s, const struct tl_record *held, u
     u64_text(held->info.token, token);
     u64_text(rs->safety_ttl_ms, ttl);
     u64_text(rs->history_max, hmax);
-    cat3(what, sizeof(what), "renewing ", held->info.key, NULL);
+    if (extend)
+        u64_text(lock_timeout_ms, newt);
+    cat3(what, sizeof(what), extend ? "extending " : "renewing ", held->info.key, NULL);
     const char *argv[] = {
         rk,    ck,  hk,   held->info.worker_id, held->info.node_id ? held->info.node_id : "?",
-        token, ttl, hmax, held->info.key};
+        token, ttl, hmax, held->info.key,       newt};
 
-    st = eval(rs, SC_RENEW, 3, 9, argv, NULL, &r, what);
+    st = eval(rs, SC_RENEW, 3, 10, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
     bool ok = el_is(r, 0, "ok"), lost = el_is(r, 0, "lost");
@@ -996,11 +1115,25 @@ static tl_status redis_renew(struct tl_store *s, const struct tl_record *held, u
     return st;
 }
 
+static tl_status redis_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
+                             int64_t *heartbeat_at_ms)
+{
+    (void)seq;
+    return renew_or_extend(s, held, false, 0, heartbeat_at_ms);
+}
+
+static tl_status redis_extend(struct tl_store *s, const struct tl_record *held,
+                              uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
+{
+    return renew_or_extend(s, held, true, lock_timeout_ms, heartbeat_at_ms);
+}
+
 static tl_status redis_release(struct tl_store *s, const struct tl_record *held,
                                const char *summary)
 {
     struct redis_store *rs = (struct redis_store *)s;
     char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], chan[RKEY_SIZE], token[24], ttl[24], hmax[24];
+    char lk[RKEY_SIZE], wk[RKEY_SIZE], wp[RKEY_SIZE];
     char what[TL_KEY_MAX + 32];
     redisReply *r = NULL;
     tl_status st;
@@ -1010,6 +1143,9 @@ static tl_status redis_release(struct tl_store *s, const struct tl_record *held,
     make_key(rs, ck, "token:", held->info.key);
     make_key(rs, hk, "history", NULL);
     make_key(rs, chan, "released:", held->info.key);
+    make_key(rs, lk, "line:", held->info.key);
+    make_key(rs, wk, "waiters:", held->info.key);
+    make_wake_prefix(rs, wp, held->info.key);
     u64_text(held->info.token, token);
     u64_text(rs->safety_ttl_ms, ttl);
     u64_text(rs->history_max, hmax);
@@ -1017,6 +1153,8 @@ static tl_status redis_release(struct tl_store *s, const struct tl_record *held,
     const char *argv[] = {rk,
                           ck,
                           hk,
+                          lk,
+                          wk,
                           held->info.worker_id,
                           held->info.node_id ? held->info.node_id : "?",
                           token,
@@ -1024,9 +1162,10 @@ static tl_status redis_release(struct tl_store *s, const struct tl_record *held,
                           ttl,
                           hmax,
                           held->info.key,
-                          chan};
+                          chan,
+                          wp};
 
-    st = eval(rs, SC_RELEASE, 3, 11, argv, NULL, &r, what);
+    st = eval(rs, SC_RELEASE, 5, 14, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
     const redisReply *holder = el_str(r, 1), *since = el_str(r, 1);
@@ -1053,6 +1192,7 @@ static tl_status redis_force_release(struct tl_store *s, const struct tl_force_r
 {
     struct redis_store *rs = (struct redis_store *)s;
     char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], chan[RKEY_SIZE], token[24], ttl[24], hmax[24];
+    char lk[RKEY_SIZE], wk[RKEY_SIZE], wp[RKEY_SIZE];
     char what[TL_KEY_MAX + 32];
     redisReply *r = NULL;
     long long now;
@@ -1064,14 +1204,17 @@ static tl_status redis_force_release(struct tl_store *s, const struct tl_force_r
     make_key(rs, ck, "token:", req->key);
     make_key(rs, hk, "history", NULL);
     make_key(rs, chan, "released:", req->key);
+    make_key(rs, lk, "line:", req->key);
+    make_key(rs, wk, "waiters:", req->key);
+    make_wake_prefix(rs, wp, req->key);
     u64_text(req->token, token);
     u64_text(rs->safety_ttl_ms, ttl);
     u64_text(rs->history_max, hmax);
     cat3(what, sizeof(what), "breaking the lock of ", req->key, NULL);
-    const char *argv[] = {rk,           ck,  hk,   req->worker_id, req->node_id, token,
-                          req->summary, ttl, hmax, req->key,       chan};
+    const char *argv[] = {rk,    ck,           hk,  lk,   wk,       req->worker_id, req->node_id,
+                          token, req->summary, ttl, hmax, req->key, chan,           wp};
 
-    st = eval(rs, SC_FORCE_RELEASE, 3, 11, argv, NULL, &r, what);
+    st = eval(rs, SC_FORCE_RELEASE, 5, 14, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
     bool released = el_is(r, 0, "released"), other = el_is(r, 0, "other");
@@ -1104,25 +1247,29 @@ static tl_status redis_inspect(struct tl_store *s, const char *key, struct tl_re
                                bool *found)
 {
     struct redis_store *rs = (struct redis_store *)s;
-    char rk[RKEY_SIZE], what[TL_KEY_MAX + 32];
+    char rk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], what[TL_KEY_MAX + 32];
     redisReply *r = NULL;
-    long long now;
+    long long now, waiting;
     tl_status st;
 
     *found = false;
     begin_call(rs, 0);
     make_key(rs, rk, "lock:", key);
+    make_key(rs, lk, "line:", key);
+    make_key(rs, wk, "waiters:", key);
     cat3(what, sizeof(what), "reading ", key, NULL);
-    const char *argv[] = {rk};
-    st = eval(rs, SC_INSPECT, 1, 1, argv, NULL, &r, what);
+    const char *argv[] = {rk, lk, wk};
+    st = eval(rs, SC_INSPECT, 3, 3, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
-    if (!el_int(r, 0, &now) || (r->elements != 1 && r->elements != 8)) {
+    if (!el_int(r, 0, &now) || !el_int(r, 1, &waiting) || waiting < 0 || waiting > UINT32_MAX ||
+        (r->elements != 2 && r->elements != 9)) {
         st = unexpected(rs, what, r);
-    } else if (r->elements == 8) {
-        st = parse_record(rs, r, 1, key, out, what);
+    } else if (r->elements == 9) {
+        st = parse_record(rs, r, 2, key, out, what);
         if (st == TL_OK) {
             tl__record_judge(out, now);
+            out->info.waiting = (uint32_t)waiting;
             *found = true;
         }
     }
@@ -1161,8 +1308,8 @@ static tl_status list_batch(struct redis_store *rs, const redisReply *keys, stru
                             size_t *n, size_t *cap)
 {
     size_t nk = keys->elements, plen = strlen(rs->prefix) + strlen("lock:");
-    const char **argv = tl__calloc(nk, sizeof(*argv));
-    size_t *len = tl__calloc(nk, sizeof(*len));
+    const char **argv = tl__calloc(nk + 1, sizeof(*argv));
+    size_t *len = tl__calloc(nk + 1, sizeof(*len));
     redisReply *r = NULL;
     tl_status st = TL_OK;
     long long now;
@@ -1184,7 +1331,9 @@ static tl_status list_batch(struct redis_store *rs, const redisReply *keys, stru
         argv[i] = k->str;
         len[i] = k->len;
     }
-    st = eval(rs, SC_READ_MANY, (int)nk, (int)nk, argv, len, &r, "listing locks");
+    argv[nk] = rs->prefix;
+    len[nk] = strlen(rs->prefix);
+    st = eval(rs, SC_READ_MANY, (int)nk, (int)nk + 1, argv, len, &r, "listing locks");
     if (st != TL_OK)
         goto out_free;
     if (!el_int(r, 0, &now) || r->elements != nk + 1) {
@@ -1197,8 +1346,10 @@ static tl_status list_batch(struct redis_store *rs, const redisReply *keys, stru
             continue; /* released between SCAN and now */
 
         const char *key = argv[i] + plen;
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 7 || !is_text(keys->element[i]) ||
-            tl__check_id(key, TL_KEY_MAX) != NULL) {
+        long long waiting = 0;
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 8 || !is_text(keys->element[i]) ||
+            tl__check_id(key, TL_KEY_MAX) != NULL || !el_int(e, 7, &waiting) || waiting < 0 ||
+            waiting > UINT32_MAX) {
             st = tl__store_fail(&rs->base, TL_ESTORE,
                                 "redis %s: listing locks: the Redis key \"%.*s\" is not a "
                                 "tasklock record (delete it)",
@@ -1215,6 +1366,7 @@ static tl_status list_batch(struct redis_store *rs, const redisReply *keys, stru
         st = parse_record(rs, e, 0, key, rec, "listing locks");
         if (st == TL_OK) {
             tl__record_judge(rec, now);
+            rec->info.waiting = (uint32_t)waiting;
             if (tl__record_array_push(arr, n, cap, rec) != TL_OK)
                 st = tl__store_fail(&rs->base, TL_ENOMEM, "redis %s: out of memory", rs->where);
         }
@@ -1552,6 +1704,185 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
     return TL_OK;
 }
 
+/* ---- the line ---- */
+
+static tl_status redis_leave(struct tl_store *s, const char *key, const char *waiter_id)
+{
+    struct redis_store *rs = (struct redis_store *)s;
+    char rk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], wp[RKEY_SIZE], what[TL_KEY_MAX + 32];
+    redisReply *r = NULL;
+    tl_status st;
+
+    cat3(what, sizeof(what), "leaving the line of ", key, NULL);
+    if (!waiter_id_ok(waiter_id))
+        return bad_waiter_id(rs, what);
+    begin_call(rs, 0);
+    make_key(rs, rk, "lock:", key);
+    make_key(rs, lk, "line:", key);
+    make_key(rs, wk, "waiters:", key);
+    make_wake_prefix(rs, wp, key);
+    const char *argv[] = {rk, lk, wk, waiter_id, wp};
+    st = eval(rs, SC_LEAVE, 3, 5, argv, NULL, &r, what);
+    if (st == TL_OK && !(el_is(r, 0, "ok") && r->elements == 1))
+        st = unexpected(rs, what, r);
+    freeReplyObject(r);
+    return st;
+}
+
+/*
+ * Pops the waiter's wake-up list with BLPOP on the command connection: the server's timeout
+ * ends a little before ours, so a quiet wait ends with a nil reply and the connection stays
+ * usable; only when even that answer is late is the connection dropped (the next call makes a
+ * new one), since a blocked connection cannot be used for anything else.
+ */
+static tl_status redis_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
+                                 uint32_t timeout_ms, bool *woken)
+{
+    struct redis_store *rs = (struct redis_store *)s;
+    char wp[RKEY_SIZE], wkey[WKEY_SIZE], secs[32], what[TL_KEY_MAX + 32];
+    redisReply *r = NULL;
+    tl_status st;
+
+    *woken = false;
+    cat3(what, sizeof(what), "waiting in the line of ", key, NULL);
+    if (!waiter_id_ok(waiter_id))
+        return bad_waiter_id(rs, what);
+    make_wake_prefix(rs, wp, key);
+    (void)snprintf(wkey, sizeof(wkey), "%s%s", wp, waiter_id);
+
+    /* The wait ends at the timeout or the core's deadline, whichever is first. */
+    int64_t start = mono_ms();
+    int64_t left = timeout_ms;
+    bool capped = false;
+    if (s->deadline_mono_ms != 0) {
+        int64_t dl = s->deadline_mono_ms - s->clock->mono_ms(s->clock->ud);
+        if (dl < left) {
+            left = dl;
+            capped = true;
+        }
+    }
+    if (left <= 0)
+        return TL_OK;
+    /* The server gives up first, by a margin that covers the round trip. */
+    int64_t margin = left > 200 ? 20 : left / 10;
+    int64_t server_ms = left - margin;
+    if (server_ms < 1)
+        server_ms = 1;
+    if (rs->blpop_whole_seconds)
+        (void)snprintf(secs, sizeof(secs), "%lld", (long long)((server_ms + 999) / 1000));
+    else
+        (void)snprintf(secs, sizeof(secs), "%lld.%03lld", (long long)(server_ms / 1000),
+                       (long long)(server_ms % 1000));
+
+    /* Connecting counts against the store's timeout as in every call; the wait itself does
+     * not. */
+    begin_call(rs, 0);
+    st = ensure_conn(rs);
+    if (st != TL_OK)
+        return st;
+    int64_t until = start + left + (capped ? 0 : WAKE_GRACE_MS);
+    rs->deadline = until;
+    rs->call_ms = until - start;
+
+    const char *argv[] = {"BLPOP", wkey, secs};
+    rs->out.len = 0;
+    if (!buf_cmd(&rs->out, 3, argv, NULL))
+        return tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
+    st = exchange1(rs, &r, what);
+    if (st == TL_ETIMEDOUT && mono_ms() >= until) {
+        /* No answer by the end of the wait: the connection (dropped by exchange) was still
+         * blocked. Not a failure: nobody woke us. */
+        return TL_OK;
+    }
+    if (st != TL_OK)
+        return st;
+    if (r->type == REDIS_REPLY_ERROR && !rs->blpop_whole_seconds && r->str != NULL &&
+        strstr(r->str, "timeout") != NULL) {
+        /* Redis before 6.0 takes whole seconds only: the next waits use them (and our own
+         * deadline cuts them short). */
+        rs->blpop_whole_seconds = true;
+        freeReplyObject(r);
+        return TL_OK;
+    }
+    if (r->type == REDIS_REPLY_ERROR)
+        st = error_reply(rs, what, r);
+    else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2)
+        *woken = true;
+    else if (r->type != REDIS_REPLY_NIL)
+        st = unexpected(rs, what, r);
+    freeReplyObject(r);
+    return st;
+}
+
+static tl_status redis_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                               size_t *count)
+{
+    struct redis_store *rs = (struct redis_store *)s;
+    char lk[RKEY_SIZE], wk[RKEY_SIZE], what[TL_KEY_MAX + 32];
+    struct tl_waiter **arr = NULL;
+    size_t n = 0, cap = 0;
+    redisReply *r = NULL;
+    long long now;
+    tl_status st;
+
+    *out = NULL;
+    *count = 0;
+    begin_call(rs, 0);
+    make_key(rs, lk, "line:", key);
+    make_key(rs, wk, "waiters:", key);
+    cat3(what, sizeof(what), "reading the line of ", key, NULL);
+    const char *argv[] = {lk, wk};
+    st = eval(rs, SC_WAITERS, 2, 2, argv, NULL, &r, what);
+    if (st != TL_OK)
+        return st;
+    if (!el_int(r, 0, &now)) {
+        st = unexpected(rs, what, r);
+        goto out_free;
+    }
+    for (size_t i = 1; i < r->elements && st == TL_OK; i++) {
+        const redisReply *e = r->element[i];
+        const redisReply *id = el_str(e, 0), *worker = el_str(e, 1), *node = el_str(e, 2);
+        long long prio, seq, since, beat, timeout, live;
+
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 9 || !is_text(id) || !is_text(worker) ||
+            !is_text(node) || !el_int(e, 3, &prio) || !el_int(e, 4, &seq) ||
+            !el_int(e, 5, &since) || !el_int(e, 6, &beat) || !el_int(e, 7, &timeout) ||
+            !el_int(e, 8, &live) || prio < TL_PRIORITY_MIN || prio > TL_PRIORITY_MAX || seq < 0 ||
+            timeout < 0 || timeout > UINT32_MAX) {
+            st = unexpected(rs, what, e);
+            break;
+        }
+        struct tl_waiter *w = tl__waiter_new();
+        if (w != NULL) {
+            w->key = tl__strdup(key);
+            w->waiter_id = tl__strdup(id->str);
+            w->worker_id = tl__strdup(worker->str);
+            w->node_id = tl__strdup(node->str);
+            w->priority = (int32_t)prio;
+            w->seq = (uint64_t)seq;
+            w->since_ms = since;
+            w->heartbeat_at_ms = beat;
+            w->timeout_ms = (uint32_t)timeout;
+            w->dead = live == 0;
+        }
+        if (w == NULL || !w->key || !w->waiter_id || !w->worker_id || !w->node_id ||
+            tl__waiter_array_push(&arr, &n, &cap, w) != TL_OK) {
+            tl__waiter_free(w);
+            st = tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
+        }
+    }
+
+out_free:
+    freeReplyObject(r);
+    if (st != TL_OK) {
+        tl_waiter_array_free(arr, n);
+        return st;
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
 /* ---- opening ---- */
 
 /* Percent-decodes `n` bytes of `s` into a new string; NULL on a bad escape, a NUL, or out of
@@ -1808,4 +2139,8 @@ const struct tl_store_ops tl__store_redis = {
     .history = redis_history,
     .wait = redis_wait,
     .force_release = redis_force_release,
+    .leave = redis_leave,
+    .wait_turn = redis_wait_turn,
+    .waiters = redis_waiters,
+    .extend = redis_extend,
 };
