@@ -91,6 +91,7 @@ enum {
     TL_OPT_LOCK_TIMEOUT,
     TL_OPT_INFO,
     TL_OPT_GITHUB_API_URL,
+    TL_OPT_PRIORITY,
     TL_OPT_COMMAND = 1100 /* the first of a command's own long-only options */
 };
 #define TL_CLI_GLOBAL_SHORTOPTS "s:w:n:qvh"
@@ -127,7 +128,7 @@ struct tl_cli_acquire {
 #define TL_CLI_ACQUIRE_LONGOPTS                                                                    \
     {"strategy", 1, NULL, TL_OPT_STRATEGY}, {"retries", 1, NULL, TL_OPT_RETRIES},                  \
     {"wait", 1, NULL, TL_OPT_WAIT}, {"lock-timeout", 1, NULL, TL_OPT_LOCK_TIMEOUT},                \
-    {"info", 1, NULL, TL_OPT_INFO}
+    {"info", 1, NULL, TL_OPT_INFO}, {"priority", 1, NULL, TL_OPT_PRIORITY}
 /* clang-format on */
 
 void tl_cli_acquire_init(struct tl_cli_acquire *a, tl_strategy strategy);
@@ -138,6 +139,15 @@ int tl_cli_acquire_opt(const struct tl_cli *cli, struct tl_cli_acquire *a, int o
                        const char *arg);
 /* Completes opts after parsing (task info text, --wait 0). Returns the exit code. */
 int tl_cli_acquire_finish(const struct tl_cli *cli, struct tl_cli_acquire *a);
+/*
+ * While a waiting acquire stands in line, SIGINT, SIGTERM and SIGHUP make it leave the line
+ * (TL_ECANCELED) instead of killing the process with its place left behind: installs handlers
+ * that set the flag opts.cancel points to, and remembers the signal. tl_cli_cancel_end()
+ * restores the previous handlers; it returns the exit code for the signal (128 + its number)
+ * if one came, else 0.
+ */
+void tl_cli_cancel_begin(struct tl_cli_acquire *a);
+int tl_cli_cancel_end(struct tl_cli_acquire *a);
 /* How to mend a TL_EBUSY from tl_acquire() of `key` with these options, in `buf`. Returns buf. */
 const char *tl_cli_busy_hint(const struct tl_cli_acquire *a, tl_manager *m, const char *key,
                              char *buf, size_t size);

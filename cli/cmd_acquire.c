@@ -112,6 +112,16 @@ int tl_cli_acquire_opt(const struct tl_cli *cli, struct tl_cli_acquire *a, int o
         a->opts.lock_timeout_ms = ms;
         return -1;
     case TL_OPT_INFO: return add_info(cli, a, arg);
+    case TL_OPT_PRIORITY: {
+        char *end = NULL;
+        errno = 0;
+        long p = strtol(arg, &end, 10);
+        if (errno != 0 || end == arg || *end != '\0' || p < TL_PRIORITY_MIN || p > TL_PRIORITY_MAX)
+            return tl_cli_usage_error(cli, "--priority: \"%s\" is not a whole number from %d to %d",
+                                      arg, TL_PRIORITY_MIN, TL_PRIORITY_MAX);
+        a->opts.priority = (int32_t)p;
+        return -1;
+    }
     default: return 0;
     }
 }
@@ -131,6 +141,39 @@ int tl_cli_acquire_finish(const struct tl_cli *cli, struct tl_cli_acquire *a)
         a->opts.task_info = a->info_text;
     }
     return TL_EXIT_OK;
+}
+
+static volatile sig_atomic_t cancel_flag; /* set by the handler below: one acquire at a time */
+static volatile sig_atomic_t cancel_signal;
+static const int cancel_signals[] = {SIGINT, SIGTERM, SIGHUP};
+static struct sigaction cancel_saved[3];
+
+static void on_cancel_signal(int sig)
+{
+    cancel_signal = sig;
+    cancel_flag = 1;
+}
+
+void tl_cli_cancel_begin(struct tl_cli_acquire *a)
+{
+    struct sigaction sa;
+
+    cancel_flag = 0;
+    cancel_signal = 0;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_cancel_signal;
+    (void)sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < 3; i++)
+        (void)sigaction(cancel_signals[i], &sa, &cancel_saved[i]);
+    a->opts.cancel = &cancel_flag;
+}
+
+int tl_cli_cancel_end(struct tl_cli_acquire *a)
+{
+    for (size_t i = 0; i < 3; i++)
+        (void)sigaction(cancel_signals[i], &cancel_saved[i], NULL);
+    a->opts.cancel = NULL;
+    return cancel_signal != 0 ? 128 + cancel_signal : 0;
 }
 
 const char *tl_cli_busy_hint(const struct tl_cli_acquire *a, tl_manager *m, const char *key,
@@ -193,6 +236,12 @@ static const char help[] =
     "  --lock-timeout DURATION\n"
     "                        stale this long after the last heartbeat (default 5m)\n"
     "  --info NAME=VALUE     record NAME=VALUE in the lock's task info (repeatable)\n"
+    "  --priority N          place in KEY's line while waiting: higher first, then arrival\n"
+    "                        (-1000 to 1000, default 0; GitHub: 0 only)\n"
+    "\n"
+    "While it waits, the command stands in KEY's line: a released lock goes to the first in\n"
+    "line, never to a newcomer. Interrupted (SIGINT, SIGTERM, SIGHUP), it leaves the line and\n"
+    "exits 128 + the signal's number.\n"
     "\n"
     "If the token cannot be written to standard output (a full disk, a closed pipe), the\n"
     "lock is released again and the command exits 3: a lock whose token no one saw would\n"
@@ -263,7 +312,14 @@ static int run_acquire(struct tl_cli *cli, int argc, char **argv)
     if ((rc = tl_cli_connect(cli, &o, &m)) != TL_EXIT_OK)
         goto out;
 
+    tl_cli_cancel_begin(&a);
     tl_status st = tl_acquire(m, key, &a.opts, &lock);
+    int sig_rc = tl_cli_cancel_end(&a);
+    if (st == TL_ECANCELED) {
+        tl_cli_error(cli, "%s", tl_errmsg(m));
+        rc = sig_rc ? sig_rc : TL_EXIT_BUSY;
+        goto out;
+    }
     if (st != TL_OK) {
         char hint[512];
 
@@ -316,7 +372,8 @@ out:
 const struct tl_cli_cmd tl_cli_cmd_acquire = {
     .name = "acquire",
     .usage = "acquire KEY [--strategy retry|fail-fast|steal-stale|force]\n"
-             "    [--retries N] [--wait DURATION] [--lock-timeout DURATION] [--info NAME=VALUE]...",
+             "    [--retries N] [--wait DURATION] [--lock-timeout DURATION] [--priority N]\n"
+             "    [--info NAME=VALUE]...",
     .summary = "Acquire a lock and print its fencing token (no heartbeat after exit)",
     .help = help,
     .run = run_acquire,

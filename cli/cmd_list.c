@@ -11,8 +11,10 @@
 static const char help[] =
     "Lists every held lock in the store, ordered by key: holder, node, fencing token, age of\n"
     "the claim and of the last heartbeat, and STALE for a lock whose last heartbeat is older\n"
-    "than its lock timeout. Prints 'no locks held in STORE' when there are none.\n"
-    "With --json: {\"locks\":[{\"key\":KEY,\"lock\":METADATA}, ...]}, METADATA with \"stale\".\n"
+    "than its lock timeout, and WAITING: how many wait in the key's line ('tasklock status\n"
+    "KEY' shows them). Prints 'no locks held in STORE' when there are none.\n"
+    "With --json: {\"locks\":[{\"key\":KEY,\"lock\":METADATA,\"waiting\":N}, ...]},\n"
+    "METADATA with \"stale\".\n"
     "\n"
     "Exit status: 0, 2 usage error, 3 store error (or a store that cannot list its locks).\n";
 
@@ -36,8 +38,8 @@ static void print_table(struct tl_info **infos, size_t n)
         (void)snprintf(token, sizeof(token), "%llu", (unsigned long long)infos[i]->token);
         wtoken = width(wtoken, token); /* 16 digits on SQLite and Redis, 10 on GitHub */
     }
-    (void)printf("%-*s  %-*s  %-*s  %*s  %9s  %9s  %s\n", wkey, "KEY", wworker, "HOLDER", wnode,
-                 "NODE", wtoken, "TOKEN", "CLAIMED", "HEARTBEAT", "STATE");
+    (void)printf("%-*s  %-*s  %-*s  %*s  %9s  %9s  %7s  %s\n", wkey, "KEY", wworker, "HOLDER",
+                 wnode, "NODE", wtoken, "TOKEN", "CLAIMED", "HEARTBEAT", "WAITING", "STATE");
     for (size_t i = 0; i < n; i++) {
         const struct tl_info *info = infos[i];
         int64_t now = info->observed_at_ms != 0 ? info->observed_at_ms : tl_cli_now_ms();
@@ -45,9 +47,9 @@ static void print_table(struct tl_info **infos, size_t n)
 
         tl_cli_format_age(now - info->claimed_at_ms, claimed, sizeof(claimed));
         tl_cli_format_age(now - info->heartbeat_at_ms, beat, sizeof(beat));
-        (void)printf("%-*s  %-*s  %-*s  %*llu  %9s  %9s  %s\n", wkey, info->key, wworker,
+        (void)printf("%-*s  %-*s  %-*s  %*llu  %9s  %9s  %7u  %s\n", wkey, info->key, wworker,
                      info->worker_id, wnode, info->node_id, wtoken, (unsigned long long)info->token,
-                     claimed, beat, info->stale ? "STALE" : "held");
+                     claimed, beat, (unsigned)info->waiting, info->stale ? "STALE" : "held");
     }
 }
 
@@ -60,6 +62,11 @@ static json_t *list_json(struct tl_info **infos, size_t n)
         json_t *one = tl_cli_lock_json(infos[i]->key, meta, true, infos[i]->stale);
 
         tl_free(meta);
+        if (one != NULL &&
+            json_object_set_new(one, "waiting", json_integer((json_int_t)infos[i]->waiting)) != 0) {
+            json_decref(one);
+            one = NULL;
+        }
         if (json_array_append_new(locks, one) != 0) {
             json_decref(locks);
             locks = NULL;

@@ -16,16 +16,23 @@ static const char help[] =
     "Options:\n"
     "  --token N   renew only if the lock still has fencing token N (default: the token this\n"
     "              worker holds KEY with)\n"
+    "  --lock-timeout DURATION\n"
+    "              also change the lock's recorded lock timeout to DURATION (longer or\n"
+    "              shorter), atomically with the heartbeat: from now on it goes stale\n"
+    "              DURATION after its last heartbeat\n"
     "\n"
     "Exit status: 0 renewed, 2 usage error, 3 store error, 4 no longer ours (stolen, forced,\n"
     "released) or no such lock.\n";
 
 static int run_renew(struct tl_cli *cli, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        TL_CLI_GLOBAL_LONGOPTS, {"token", 1, NULL, OPT_TOKEN}, {0}};
+    static const struct option longopts[] = {TL_CLI_GLOBAL_LONGOPTS,
+                                             {"token", 1, NULL, OPT_TOKEN},
+                                             {"lock-timeout", 1, NULL, TL_OPT_LOCK_TIMEOUT},
+                                             {0}};
     bool have_token = false, is_free = false;
     uint64_t token = 0;
+    uint32_t timeout = 0;
     tl_manager *m = NULL;
     int rc = TL_EXIT_OK;
 
@@ -38,6 +45,9 @@ static int run_renew(struct tl_cli *cli, int argc, char **argv)
             if (!tl_cli_uint(cli, "--token", optarg, 1, UINT64_MAX, &token))
                 return TL_EXIT_USAGE;
             have_token = true;
+        } else if (opt == TL_OPT_LOCK_TIMEOUT) {
+            if (!tl_cli_duration(cli, "--lock-timeout", optarg, &timeout))
+                return TL_EXIT_USAGE;
         } else {
             rc = tl_cli_global_opt(cli, opt, optarg, argv);
             if (rc >= 0)
@@ -60,7 +70,8 @@ static int run_renew(struct tl_cli *cli, int argc, char **argv)
         goto out;
     }
 
-    tl_status st = tl_renew_token(m, key, token);
+    tl_status st =
+        timeout != 0 ? tl_extend_token(m, key, token, timeout) : tl_renew_token(m, key, token);
     if (st != TL_OK) {
         char hint[400];
 
@@ -69,7 +80,11 @@ static int run_renew(struct tl_cli *cli, int argc, char **argv)
         goto out;
     }
     tl_cli_info(cli, "renewed %s (token %llu)", key, (unsigned long long)token);
-    if (cli->json)
+    if (cli->json && timeout != 0)
+        rc = tl_cli_print_json(cli, json_pack("{s:s, s:I, s:b, s:I}", "key", key, "token",
+                                              (json_int_t)token, "renewed", 1, "lock_timeout_ms",
+                                              (json_int_t)timeout));
+    else if (cli->json)
         rc = tl_cli_print_json(cli, json_pack("{s:s, s:I, s:b}", "key", key, "token",
                                               (json_int_t)token, "renewed", 1));
 
@@ -80,7 +95,7 @@ out:
 
 const struct tl_cli_cmd tl_cli_cmd_renew = {
     .name = "renew",
-    .usage = "renew KEY [--token N]",
+    .usage = "renew KEY [--token N] [--lock-timeout DURATION]",
     .summary = "Heartbeat a lock taken by 'acquire' once, now",
     .help = help,
     .run = run_renew,

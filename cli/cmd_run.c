@@ -48,6 +48,7 @@ enum { OPT_HEARTBEAT = TL_OPT_COMMAND, OPT_KILL_AFTER, OPT_LOST_EXIT_CODE };
  */
 static int wake_fd = -1;
 static volatile sig_atomic_t got_sigint, got_sigterm, got_sighup;
+static volatile sig_atomic_t acquire_cancel; /* a waiting acquire leaves the line */
 
 static void wake(void)
 {
@@ -67,6 +68,8 @@ static void on_signal(int sig)
         got_sigterm = 1;
     else if (sig == SIGHUP)
         got_sighup = 1;
+    if (sig != SIGCHLD)
+        acquire_cancel = 1;
     wake();
     errno = saved;
 }
@@ -430,7 +433,8 @@ static const char help[] =
     "and heartbeating it, and releases it when COMMAND ends. COMMAND runs in its own process\n"
     "group with TASKLOCK_KEY, TASKLOCK_TOKEN, TASKLOCK_WORKER and TASKLOCK_STORE (the store's\n"
     "URL, the default SQLite file written out) in its environment. SIGINT, SIGTERM and SIGHUP\n"
-    "sent to tasklock are forwarded to the group.\n"
+    "sent to tasklock are forwarded to the group; while tasklock waits for the lock, they\n"
+    "make it leave KEY's line and exit 128 + the signal's number.\n"
     "If the lock is lost (stolen, forced, or not renewed in time: declared lost a margin\n"
     "before another worker could take it), the group gets SIGTERM, then SIGKILL after\n"
     "--kill-after, or sooner so that it is gone before the lock could be taken; tasklock\n"
@@ -438,7 +442,7 @@ static const char help[] =
     "--lost-exit-code). No process of the group is left running when tasklock exits.\n"
     "\n"
     "Options (and the acquire options: --strategy, --retries, --wait, --lock-timeout,\n"
-    "--info; see 'tasklock help acquire'):\n"
+    "--priority, --info; see 'tasklock help acquire'):\n"
     "  --heartbeat DURATION      renew this often (default: a third of the lock timeout, at\n"
     "                            most 30s; must be shorter than the lock timeout)\n"
     "  --kill-after DURATION     SIGKILL this long after SIGTERM (default 10s; 0: at once)\n"
@@ -631,9 +635,26 @@ static int run_run(struct tl_cli *cli, int argc, char **argv)
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1); /* the command's orphans come back to us */
 #endif
 
-    /* Signals keep their default action while we wait for the lock: there is no child yet,
-     * and a ^C must not wait for the acquire to end. */
+    /* A signal while we wait for the lock makes the acquire leave the key's line (within
+     * 100 ms) and us exit as if killed by it; one that comes after the acquire won stops us
+     * before the command starts (run_locked). */
+    if (set_handlers(on_signal) != 0) {
+        tl_cli_error(cli, "cannot install signal handlers: %s", tl_cli_strerror(errno, err));
+        rc = TL_EXIT_STORE;
+        goto out;
+    }
+    acquire_cancel = 0;
+    a.opts.cancel = &acquire_cancel;
     tl_status st = tl_acquire(m, key, &a.opts, &lock);
+    a.opts.cancel = NULL;
+    if (st == TL_ECANCELED) {
+        int sig = take_signal();
+
+        if (!cli->quiet)
+            tl_cli_error(cli, "%s", tl_errmsg(m));
+        rc = 128 + (sig != 0 ? sig : SIGTERM);
+        goto out;
+    }
     if (st == TL_EBUSY) {
         char hint[512];
 
@@ -646,12 +667,6 @@ static int run_run(struct tl_cli *cli, int argc, char **argv)
     }
     if (st != TL_OK) {
         rc = tl_cli_fail(cli, m, st, NULL);
-        goto out;
-    }
-    if (set_handlers(on_signal) != 0) {
-        tl_cli_error(cli, "cannot install signal handlers: %s", tl_cli_strerror(errno, err));
-        (void)tl_release(lock, "tasklock could not start the command");
-        rc = TL_EXIT_STORE;
         goto out;
     }
     rc = run_locked(cli, key, lock, m, argv + split + 1, &ro, wake[0]);

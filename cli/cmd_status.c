@@ -11,8 +11,13 @@ static const char help[] =
     "Shows the holder of KEY: worker, node, fencing token, when it was claimed and last\n"
     "heartbeated (with ages), its lock timeout, and whether it is stale (a stale lock may be\n"
     "taken with --strategy steal-stale). Says so when KEY is free.\n"
-    "With --json: {\"key\":KEY,\"held\":BOOL,\"lock\":METADATA-or-null}, where METADATA is\n"
-    "the lock's metadata object with \"stale\" added.\n"
+    "Then the waiters in KEY's line, in the order they will get the lock (priority, then\n"
+    "arrival): worker, node, priority, and how long each has waited; a waiter that stopped\n"
+    "showing signs of life is marked DEAD (it is skipped, and removed by whoever finds it).\n"
+    "With --json: {\"key\":KEY,\"held\":BOOL,\"lock\":METADATA-or-null,\"waiters\":[...]},\n"
+    "where METADATA is the lock's metadata object with \"stale\" added, and each waiter is\n"
+    "{\"worker_id\",\"node_id\",\"priority\",\"seq\",\"since\",\"heartbeat_last\",\"timeout_ms\",\n"
+    "\"dead\"} (\"waiters\" is absent for a store without a line).\n"
     "\n"
     "Exit status: 0 (held or free), 2 usage error, 3 store error.\n";
 
@@ -50,6 +55,46 @@ static void print_status(const struct tl_info *info)
         (void)printf("task info:      %s\n", info->task_info);
 }
 
+static void print_waiters(struct tl_waiter **ws, size_t n, int64_t now)
+{
+    size_t live = 0;
+
+    for (size_t i = 0; i < n; i++)
+        live += !ws[i]->dead;
+    (void)printf("waiting:        %zu\n", live);
+    for (size_t i = 0; i < n; i++) {
+        char age[32];
+
+        tl_cli_format_age(now - ws[i]->since_ms, age, sizeof(age));
+        (void)printf("  %zu. %s on %s, priority %d, waiting %s%s\n", i + 1, ws[i]->worker_id,
+                     ws[i]->node_id, (int)ws[i]->priority, age,
+                     ws[i]->dead ? " (DEAD: no sign of life; skipped)" : "");
+    }
+}
+
+/* The line as JSON: a new reference, or NULL when out of memory. */
+static json_t *waiters_json(struct tl_waiter **ws, size_t n)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        char since[40], beat[40];
+
+        tl_cli_format_time(ws[i]->since_ms, true, since, sizeof(since));
+        tl_cli_format_time(ws[i]->heartbeat_at_ms, true, beat, sizeof(beat));
+        json_t *one =
+            json_pack("{s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:b}", "worker_id", ws[i]->worker_id,
+                      "node_id", ws[i]->node_id, "priority", (int)ws[i]->priority, "seq",
+                      (json_int_t)ws[i]->seq, "since", since, "heartbeat_last", beat, "timeout_ms",
+                      (json_int_t)ws[i]->timeout_ms, "dead", ws[i]->dead);
+        if (json_array_append_new(arr, one) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
 static int run_status(struct tl_cli *cli, int argc, char **argv)
 {
     static const struct option longopts[] = {TL_CLI_GLOBAL_LONGOPTS, {0}};
@@ -75,7 +120,16 @@ static int run_status(struct tl_cli *cli, int argc, char **argv)
     if ((rc = tl_cli_connect(cli, NULL, &m)) != TL_EXIT_OK)
         return rc;
 
+    struct tl_waiter **ws = NULL;
+    size_t nw = 0;
+    bool has_line = false;
     tl_status st = tl_inspect(m, key, &info);
+    if (st == TL_OK) {
+        tl_status wst = tl_waiters(m, key, &ws, &nw);
+        has_line = wst == TL_OK;
+        if (wst != TL_OK && wst != TL_ENOTSUP)
+            st = wst;
+    }
     if (st == TL_OK)
         tl_cli_info(cli, "read the lock of %s: %s", key,
                     info == NULL  ? "free"
@@ -99,12 +153,24 @@ static int run_status(struct tl_cli *cli, int argc, char **argv)
                               : NULL;
             json_decref(one);
         }
+        if (doc != NULL && has_line) {
+            json_t *line = waiters_json(ws, nw);
+            if (line == NULL || json_object_set_new(doc, "waiters", line) != 0) {
+                json_decref(doc);
+                doc = NULL;
+            }
+        }
         rc = tl_cli_print_json(cli, doc);
     } else if (info == NULL) {
         (void)printf("%s is free\n", key);
+        if (nw > 0)
+            print_waiters(ws, nw, tl_cli_now_ms());
     } else {
         print_status(info);
+        if (has_line)
+            print_waiters(ws, nw, observed(info));
     }
+    tl_waiter_array_free(ws, nw);
     tl_info_free(info);
     tl_manager_free(m);
     return rc;

@@ -51,14 +51,14 @@ TL_API const char *tl_version(void);
  */
 typedef enum tl_status {
     TL_OK = 0,
-    TL_EINVAL,    /* bad argument, URL, key, duration or metadata */
-    TL_ENOMEM,    /* allocation failed */
-    TL_EBUSY,     /* held by another owner */
-    TL_ENOTOWNER, /* release/renew of a lock we do not hold, or no such lock */
-    TL_ELOST,     /* the lock was stolen, forced or released before this call */
-    TL_ETIMEDOUT, /* the store did not answer in time */
-    TL_ESTORE,    /* store failure: see tl_errmsg() */
-    TL_ENOTSUP,   /* store not built in, or operation not provided by this store */
+    TL_EINVAL,     /* bad argument, URL, key, duration or metadata */
+    TL_ENOMEM,     /* allocation failed */
+    TL_EBUSY,      /* held by another owner */
+    TL_ENOTOWNER,  /* release/renew of a lock we do not hold, or no such lock */
+    TL_ELOST,      /* the lock was stolen, forced or released before this call */
+    TL_ETIMEDOUT,  /* the store did not answer in time */
+    TL_ESTORE,     /* store failure: see tl_errmsg() */
+    TL_ENOTSUP,    /* store not built in, or operation not provided by this store */
     TL_ERATELIMIT, /* the store refused for rate limiting; tl_errmsg() says until when */
     TL_ECANCELED   /* a waiting acquire was cancelled (struct tl_acquire_opts.cancel) */
 } tl_status;
@@ -405,8 +405,7 @@ TL_API tl_status tl_inspect(tl_manager *m, const char *key, struct tl_info **out
  * frees with tl_waiter_array_free(); empty when no one waits. Errors: TL_EINVAL (bad key),
  * TL_ENOTSUP (a store without a line), store errors.
  */
-TL_API tl_status tl_waiters(tl_manager *m, const char *key, struct tl_waiter ***out,
-                            size_t *count);
+TL_API tl_status tl_waiters(tl_manager *m, const char *key, struct tl_waiter ***out, size_t *count);
 TL_API void tl_waiter_array_free(struct tl_waiter **waiters, size_t count); /* NULL: no-op */
 
 /*

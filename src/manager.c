@@ -531,12 +531,20 @@ static tl_status wait_in_line(tl_manager *m, const struct tl_claim *req,
 static void leave_line(tl_manager *m, const struct tl_claim *req)
 {
     char keep[TL_ERRMSG_SIZE];
+    int64_t deadline = m->store->deadline_mono_ms;
 
     memcpy(keep, m->store->errmsg, sizeof(keep));
     m->store->errmsg[0] = '\0';
-    if (m->store->ops->leave(m->store, req->key, req->waiter_id) != TL_OK)
-        TL_LOG(&m->log, TL_LOG_WARN, "%s: could not leave the line (%s); its place goes dead in %u ms",
-               req->key, m->store->errmsg, req->waiter_timeout_ms);
+    /* The acquire's deadline has usually passed (that is why it leaves): leaving gets a short
+     * time of its own past it, so that a store that must send it can. */
+    int64_t budget = m->clock.mono_ms(m->clock.ud) + TL_LEAVE_BUDGET_MS;
+    m->store->deadline_mono_ms = deadline != 0 && deadline > budget ? deadline : budget;
+    tl_status st = m->store->ops->leave(m->store, req->key, req->waiter_id);
+    m->store->deadline_mono_ms = deadline;
+    if (st != TL_OK)
+        TL_LOG(&m->log, TL_LOG_WARN,
+               "%s: could not leave the line (%s); its place goes dead in %u ms", req->key,
+               m->store->errmsg, req->waiter_timeout_ms);
     memcpy(m->store->errmsg, keep, sizeof(keep));
 }
 
@@ -642,8 +650,8 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
                 m->metrics.queued++;
                 pthread_mutex_unlock(&m->mu);
             }
-            tl_status wst = now >= plan.line_end ? TL_EBUSY : wait_in_line(m, &req, &res, &plan,
-                                                                           opts->cancel);
+            tl_status wst =
+                now >= plan.line_end ? TL_EBUSY : wait_in_line(m, &req, &res, &plan, opts->cancel);
             if (wst == TL_OK && m->clock.mono_ms(m->clock.ud) >= plan.line_end &&
                 plan.line_end == plan.deadline)
                 wst = TL_EBUSY; /* the deadline has come: no claim after it */
@@ -1100,8 +1108,8 @@ tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token)
 static tl_status check_timeout(tl_manager *m, uint32_t timeout)
 {
     if (timeout == 0 || timeout > TL_DURATION_MAX_MS)
-        return tl__fail(m, TL_EINVAL, "lock timeout of %u ms: must be more than 0 and at most 24 days",
-                        timeout);
+        return tl__fail(m, TL_EINVAL,
+                        "lock timeout of %u ms: must be more than 0 and at most 24 days", timeout);
     if (m->heartbeat_ms != 0 && m->heartbeat_ms >= timeout)
         return tl__fail(m, TL_EINVAL,
                         "lock timeout (%u ms) must be longer than the heartbeat interval (%u ms)",
@@ -1114,8 +1122,7 @@ static tl_status extend_op(tl_manager *m)
     const struct tl_store_ops *ops = m->store->ops;
 
     if (ops->version < 3 || ops->extend == NULL)
-        return tl__fail(m, TL_ENOTSUP, "the %s store cannot change a lock's timeout",
-                        ops->scheme);
+        return tl__fail(m, TL_ENOTSUP, "the %s store cannot change a lock's timeout", ops->scheme);
     return TL_OK;
 }
 
@@ -1205,8 +1212,7 @@ tl_status tl_extend(tl_lock *l, uint32_t lock_timeout_ms)
     return TL_OK;
 }
 
-tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token,
-                          uint32_t lock_timeout_ms)
+tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token, uint32_t lock_timeout_ms)
 {
     struct tl_record mine;
     bool ours;

@@ -60,7 +60,7 @@ struct tl_manager {
     pthread_mutex_t mu;
     pthread_cond_t wake;
     pthread_cond_t renewed; /* a lock's renewing went false */
-    struct tl_lock *held; /* locks being heartbeated */
+    struct tl_lock *held;   /* locks being heartbeated */
     size_t held_count;
     bool hb_running;
     bool hb_stop;

@@ -33,6 +33,9 @@
 #define TL_DEFAULT_LOCK_TIMEOUT_MS    300000
 /* A waiter's timeout in line (at most the lock timeout; docs/guide.md, "Waiting in line"). */
 #define TL_WAITER_TIMEOUT_MS 10000
+/* How long a waiter that gives up at its acquire's deadline may take to leave the line, past
+ * that deadline (docs/api.md, deadline_ms). */
+#define TL_LEAVE_BUDGET_MS 250
 
 /* ---- allocation (alloc.c): every allocation goes through these, so tests can fail them ---- */
 void *tl__malloc(size_t n);

@@ -28,6 +28,14 @@
  * per transaction is the statement's start; a claim that waited for a row lock judges as of
  * before it waited, which errs on the side of "not stale".
  *
+ * The line (store contract version 3): tasklock_waiters holds one row per waiter (key, waiter
+ * id, priority, seq from the sequence tasklock_waiter_seq, since, heartbeat, timeout), ordered by
+ * the index (key, priority DESC, seq); liveness is judged by the server's now(). Claims, leaves
+ * and releases change the line under the key's row lock in tasklock_locks, so that the line and
+ * the key change together. A write that frees the key or changes the head of a free key sends
+ * NOTIFY on the head waiter's own channel "tlw_<waiter id>"; wait_turn LISTENs on it on the wait
+ * connection (and, with pooled=true or wakeup=off, polls the line instead).
+ *
  * Each claim carries a random claim id stored in the row, so that a claim retried after a lost
  * connection recognises its own earlier success instead of finding the key held.
  *
@@ -79,6 +87,11 @@
         t ".heartbeat_at") ", " t ".lock_timeout_ms, " t ".task_info, " STALE(t, "now()") ", " MS( \
         "now()")
 #define NRECORD 9
+/* Whether waiter row `w` is live at `now`: its last heartbeat younger than its timeout. */
+#define LIVE(w, now) "(" w ".heartbeat_at + " w ".timeout_ms * interval '1 ms' > " now ")"
+/* The live waiters of a key, counted (inspect and list). */
+#define WAITING(k)                                                                                 \
+    "(SELECT count(*) FROM {s}.tasklock_waiters w WHERE w.key = " k " AND " LIVE("w", "now()") ")"
 
 enum stmt_id {
     ST_CLAIM,
@@ -92,24 +105,29 @@ enum stmt_id {
     ST_LISTEN,
     ST_UNLISTEN,
     ST_FORCE_RELEASE,
+    ST_EXTEND,
+    ST_LEAVE,
+    ST_WAITERS,
+    ST_TURN,
     ST_COUNT
 };
 
 /* "{s}" stands for the quoted schema, "{c}" for the quoted channel. Each is one statement,
  * sent unnamed: a pooler may run each on another session. */
 static const char *const sql_text[ST_COUNT] = {
-    /* One row: (outcome, record columns, how); outcome 'won' (ours now), 'mine' (an earlier
-     * try of this claim had won), 'held' (the holder's record) or 'unknown' (lost to a claim
-     * that was released again before we could read it). See tasklock_claim_v1 below. */
-    [ST_CLAIM] = "SELECT * FROM {s}.tasklock_claim_v1($1, $2, $3, $4, $5::int4, $6::int4, $7)",
+    /* One row: (outcome, record columns, how, waiting, ahead); outcome 'won' (ours now),
+     * 'mine' (an earlier try of this claim had won), 'held' (the holder's record) or 'line'
+     * (free, but live waiters are ahead: no record). See tasklock_claim_v2 below. */
+    [ST_CLAIM] = "SELECT * FROM {s}.tasklock_claim_v2($1, $2, $3, $4, $5::int4, $6::int4, $7, $8, "
+                 "$9::int4, $10::int4)",
     /* The new heartbeat (epoch ms), or NULL when the lock is no longer ours. */
     [ST_RENEW] = "SELECT {s}.tasklock_renew_v1($1, $2, $3::int8, $4)",
     /* 1 released, 2 released before by this token, 0 not ours. */
-    [ST_RELEASE] = "SELECT {s}.tasklock_release_v1($1, $2, $3::int8, $4, $5, $6)",
-    [ST_INSPECT] = "SELECT " RECORD_COLS("l") " FROM {s}.tasklock_locks l "
+    [ST_RELEASE] = "SELECT {s}.tasklock_release_v2($1, $2, $3::int8, $4, $5, $6)",
+    [ST_INSPECT] = "SELECT " RECORD_COLS("l") ", " WAITING("l.key") " FROM {s}.tasklock_locks l "
                    "WHERE l.key = $1 AND l.worker_id IS NOT NULL",
-    [ST_LIST] = "SELECT " RECORD_COLS("l") ", l.key FROM {s}.tasklock_locks l "
-                "WHERE l.worker_id IS NOT NULL ORDER BY l.key",
+    [ST_LIST] = "SELECT " RECORD_COLS("l") ", l.key, " WAITING("l.key") " FROM "
+                "{s}.tasklock_locks l WHERE l.worker_id IS NOT NULL ORDER BY l.key",
     [ST_HISTORY_KEY] = "SELECT " MS("at") ", key, event, worker_id, node_id, token, detail FROM "
                        "{s}.tasklock_history WHERE key = $1 ORDER BY id DESC LIMIT $2::int8",
     [ST_HISTORY_ALL] = "SELECT " MS("at") ", key, event, worker_id, node_id, token, detail FROM "
@@ -138,9 +156,30 @@ static const char *const sql_text[ST_COUNT] = {
         "  LATERAL (VALUES (1, 'forced', 'from ' || o.worker_id || ' (token ' || o.token || ')'),"
         " (2, 'released', "
         "$5::text)) e(n, event, detail) ORDER BY e.n),\n"
-        "n AS (SELECT pg_notify($6, $1) FROM o, u WHERE o.wake)\n"
-        "SELECT " RECORD_COLS("o") ", u.new_token, (SELECT count(*) FROM n) FROM o LEFT JOIN u "
-        "ON true",
+        "n AS (SELECT pg_notify($6, $1) FROM o, u WHERE o.wake),\n"
+        /* A volatile function: it reads the line with a snapshot taken after the row lock. */
+        "hd AS (SELECT {s}.tasklock_wake_head_v2($1) AS woke FROM u)\n"
+        "SELECT " RECORD_COLS("o") ", u.new_token, (SELECT count(*) FROM n), (SELECT "
+        "sum(woke) FROM hd) FROM o LEFT JOIN u ON true",
+    /* The new heartbeat (epoch ms), or NULL when the lock is no longer ours. */
+    [ST_EXTEND] = "SELECT {s}.tasklock_extend_v2($1, $2, $3::int8, $4, $5::int4)",
+    /* 1 left, 0 was not in line. */
+    [ST_LEAVE] = "SELECT {s}.tasklock_leave_v2($1, $2)",
+    [ST_WAITERS] = "SELECT w.waiter_id, w.worker_id, w.node_id, w.priority, w.seq, "
+                   MS("w.since") ", " MS("w.heartbeat_at") ", w.timeout_ms, NOT "
+                   LIVE("w", "now()") " FROM {s}.tasklock_waiters w WHERE w.key = $1 "
+                   "ORDER BY w.priority DESC, w.seq",
+    /* $1 key, $2 waiter: (free, in line and live, live waiters ahead, ms until the first of
+     * those goes dead). */
+    [ST_TURN] =
+        "WITH me AS (SELECT w.priority, w.seq FROM {s}.tasklock_waiters w WHERE w.waiter_id = $2 "
+        "AND w.key = $1 AND " LIVE("w", "now()") "),\n"
+        "a AS (SELECT w.heartbeat_at + w.timeout_ms * interval '1 ms' AS dies FROM "
+        "{s}.tasklock_waiters w, me WHERE w.key = $1 AND " LIVE("w", "now()") " AND "
+        "(w.priority > me.priority OR (w.priority = me.priority AND w.seq < me.seq)))\n"
+        "SELECT NOT EXISTS (SELECT 1 FROM {s}.tasklock_locks l WHERE l.key = $1 AND l.worker_id "
+        "IS NOT NULL), EXISTS (SELECT 1 FROM me), (SELECT count(*) FROM a), (SELECT "
+        "ceil(extract(epoch FROM min(a.dies) - now()) * 1000)::int8 FROM a)",
 };
 
 /* Table creation: one explicit transaction, serialised by a transaction-scoped advisory lock so
@@ -191,6 +230,19 @@ static const char *const schema_sql[] = {
     " event text NOT NULL CHECK (event IN ('acquired','released','stolen','forced','lost')),"
     " worker_id text NOT NULL, node_id text NOT NULL, token bigint NOT NULL, detail text)",
     "CREATE INDEX IF NOT EXISTS tasklock_history_by_key ON {s}.tasklock_history (key, id)",
+    /* The line (added by the library's version 3 of the store contract; made on open in a
+     * schema made before it). A waiter is one row; seq comes from a sequence of its own. */
+    "CREATE SEQUENCE IF NOT EXISTS {s}.tasklock_waiter_seq AS bigint",
+    "CREATE TABLE IF NOT EXISTS {s}.tasklock_waiters ("
+    " waiter_id text COLLATE \"C\" PRIMARY KEY,"
+    " key text COLLATE \"C\" NOT NULL,"
+    " worker_id text NOT NULL, node_id text NOT NULL,"
+    " priority integer NOT NULL,"
+    " seq bigint NOT NULL,"
+    " since timestamptz NOT NULL, heartbeat_at timestamptz NOT NULL,"
+    " timeout_ms integer NOT NULL CHECK (timeout_ms > 0))",
+    "CREATE INDEX IF NOT EXISTS tasklock_waiters_line ON {s}.tasklock_waiters "
+    "(key, priority DESC, seq)",
 
     "CREATE OR REPLACE FUNCTION {s}.tasklock_claim_v1(p_key text, p_worker text, p_node text, "
     "p_task text, p_timeout integer, p_mode integer, p_claim text, OUT o_outcome text, "
@@ -294,6 +346,259 @@ static const char *const schema_sql[] = {
     "  RETURN 0;\n"
     "END\n"
     "$f$",
+
+    /*
+     * The line. Every write that changes it, or frees a key, first locks the key's row in
+     * tasklock_locks (a claim FOR UPDATE, a leave FOR SHARE, a release by its UPDATE), so that
+     * the line and the key change together, in one order per key: a release waits for a
+     * waiter being queued and then sees it; a claim under the lock sees every waiter queued
+     * before it. Each query in a function takes a fresh snapshot (READ COMMITTED, volatile),
+     * so a query after the lock sees all that committed before it.
+     *
+     * Wake-up: NOTIFY on the head waiter's own channel "tlw_" || waiter_id, sent at commit;
+     * only the first live waiter of a free key is told.
+     */
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_wake_head_v2(p_key text) RETURNS integer "
+    "LANGUAGE plpgsql AS $f$\n"
+    "DECLARE\n"
+    "  h text;\n"
+    "BEGIN\n"
+    "  SELECT w.waiter_id INTO h FROM {s}.tasklock_waiters w WHERE w.key = p_key AND "
+    LIVE("w", "now()") " ORDER BY w.priority DESC, w.seq LIMIT 1;\n"
+    "  IF NOT FOUND THEN\n"
+    "    RETURN 0;\n"
+    "  END IF;\n"
+    "  PERFORM pg_notify('tlw_' || h, p_key);\n"
+    "  RETURN 1;\n"
+    "END\n"
+    "$f$",
+
+    /* Where a claim stands in the key's line at `t`: whether its waiter is in line (and
+     * live), the live waiters, and how many of them are ahead of it: before its waiter, or of
+     * its priority or higher if its waiter is not in line, or all for a claim without one. */
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_line_v2(p_key text, p_waiter text, p_priority "
+    "integer, t timestamptz, OUT o_in_line boolean, OUT o_waiting integer, OUT o_ahead integer) "
+    "LANGUAGE plpgsql AS $f$\n"
+    "DECLARE\n"
+    "  my_prio integer;\n"
+    "  my_seq bigint;\n"
+    "BEGIN\n"
+    "  o_in_line := false;\n"
+    "  IF p_waiter IS NOT NULL THEN\n"
+    "    SELECT w.priority, w.seq INTO my_prio, my_seq FROM {s}.tasklock_waiters w WHERE "
+    "w.waiter_id = p_waiter AND w.key = p_key AND " LIVE("w", "t") ";\n"
+    "    o_in_line := FOUND;\n"
+    "  END IF;\n"
+    "  SELECT count(*), count(*) FILTER (WHERE p_waiter IS NULL OR (o_in_line AND (w.priority > "
+    "my_prio OR (w.priority = my_prio AND w.seq < my_seq))) OR (NOT o_in_line AND w.priority >= "
+    "p_priority)) INTO o_waiting, o_ahead FROM {s}.tasklock_waiters w WHERE w.key = p_key AND "
+    LIVE("w", "t") ";\n"
+    "END\n"
+    "$f$",
+    /* Puts a waiter in line (a new seq) or, if it is there, refreshes its heartbeat. */
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_queue_v2(p_key text, p_waiter text, p_worker text, "
+    "p_node text, p_priority integer, p_wtimeout integer, t timestamptz, p_in_line boolean) "
+    "RETURNS void LANGUAGE plpgsql AS $f$\n"
+    "BEGIN\n"
+    "  IF p_in_line THEN\n"
+    "    UPDATE {s}.tasklock_waiters w SET heartbeat_at = greatest(w.heartbeat_at, t), "
+    "timeout_ms = p_wtimeout WHERE w.waiter_id = p_waiter;\n"
+    "    RETURN;\n"
+    "  END IF;\n"
+    "  INSERT INTO {s}.tasklock_waiters AS w (waiter_id, key, worker_id, node_id, priority, "
+    "seq, since, heartbeat_at, timeout_ms) VALUES (p_waiter, p_key, p_worker, p_node, "
+    "p_priority, nextval('{s}.tasklock_waiter_seq'), t, t, p_wtimeout)\n"
+    "  ON CONFLICT (waiter_id) DO UPDATE SET key = excluded.key, worker_id = "
+    "excluded.worker_id, node_id = excluded.node_id, priority = excluded.priority, seq = "
+    "excluded.seq, since = excluded.since, heartbeat_at = excluded.heartbeat_at, timeout_ms = "
+    "excluded.timeout_ms;\n"
+    "END\n"
+    "$f$",
+
+    /* Grants the key's row (locked by the caller) to a claim: a new token, the history row;
+     * the winner leaves the line. */
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_grant_v2(p_key text, p_worker text, p_node text, "
+    "p_task text, p_timeout integer, p_claim text, p_waiter text, t timestamptz, OUT g_token "
+    "bigint, OUT g_how text) LANGUAGE plpgsql AS $f$\n"
+    "DECLARE\n"
+    "  r record;\n"
+    "BEGIN\n"
+    "  UPDATE {s}.tasklock_locks l SET token = greatest(nextval('{s}.tasklock_tokens'), "
+    "l.token + 1), worker_id = p_worker, node_id = p_node, claimed_at = t, heartbeat_at = t, "
+    "lock_timeout_ms = p_timeout, task_info = p_task, claim_id = p_claim, wake = false,\n"
+    "    how = CASE WHEN l.worker_id IS NULL THEN 'acquired' WHEN " STALE("l", "t") " THEN "
+    "'stolen' ELSE 'forced' END,\n"
+    "    displaced = CASE WHEN l.worker_id IS NULL THEN NULL ELSE 'from ' || l.worker_id || "
+    "' (token ' || l.token || ')' END\n"
+    "  WHERE l.key = p_key RETURNING l.token, l.how, l.displaced INTO r;\n"
+    "  IF p_waiter IS NOT NULL THEN\n"
+    "    DELETE FROM {s}.tasklock_waiters w WHERE w.waiter_id = p_waiter;\n"
+    "  END IF;\n"
+    "  INSERT INTO {s}.tasklock_history (at, key, event, worker_id, node_id, token, detail) "
+    "VALUES (t, p_key, r.how, p_worker, p_node, r.token, r.displaced);\n"
+    "  g_token := r.token; g_how := r.how;\n"
+    "END\n"
+    "$f$",
+
+    /*
+     * Claim with the line. A claim that will not wait (no waiter id) and that the row or the
+     * line already refuses writes nothing (a plain read, as in tasklock_claim_v1). Any other
+     * locks the key's row (making a free row first if the key has none), deletes the key's
+     * dead waiters (not for FORCE: it leaves the line alone), and decides on what it then
+     * reads: NORMAL wins iff free and no live waiter ahead, STEAL iff free or stale and none
+     * ahead, FORCE always. A win deletes the winner's waiter row; a loss with a waiter id
+     * queues it (new seq) or refreshes its heartbeat (same seq). If deleting dead waiters may
+     * have changed the head of a free key, the new head is woken.
+     */
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_claim_v2(p_key text, p_worker text, p_node text, "
+    "p_task text, p_timeout integer, p_mode integer, p_claim text, p_waiter text, "
+    "p_priority integer, p_wtimeout integer, OUT o_outcome text, "
+    "OUT o_token bigint, OUT o_worker text, OUT o_node text, OUT o_claimed bigint, "
+    "OUT o_beat bigint, OUT o_timeout integer, OUT o_task text, OUT o_stale boolean, "
+    "OUT o_now bigint, OUT o_how text, OUT o_waiting integer, OUT o_ahead integer) "
+    "LANGUAGE plpgsql AS $f$\n"
+    "DECLARE\n"
+    "  r record;\n"
+    "  t timestamptz := now();\n"
+    "  in_line boolean := false;\n"
+    "  n_dead integer := 0;\n"
+    "  quick boolean := false;\n"
+    "  mine boolean := false;\n"
+    "BEGIN\n"
+    "  IF current_setting('synchronous_commit') = 'off' THEN\n"
+    "    PERFORM set_config('synchronous_commit', 'on', true);\n"
+    "  END IF;\n"
+    "  o_now := " MS("t") ";\n"
+    "  o_waiting := 0; o_ahead := 0;\n"
+    "  SELECT l.* INTO r FROM {s}.tasklock_locks l WHERE l.key = p_key;\n"
+    "  IF NOT FOUND THEN\n"
+    "    INSERT INTO {s}.tasklock_locks (key, token) VALUES (p_key, "
+    "nextval('{s}.tasklock_tokens')) ON CONFLICT (key) DO NOTHING;\n"
+    "  ELSIF r.claim_id = p_claim AND r.worker_id = p_worker THEN\n"
+    "    quick := true; mine := true;\n" /* an earlier try of this claim won */
+    "  ELSIF p_waiter IS NULL AND p_mode <> 2 THEN\n"
+    "    SELECT count(*) INTO o_waiting FROM {s}.tasklock_waiters w WHERE w.key = p_key AND "
+    LIVE("w", "t") ";\n"
+    "    o_ahead := o_waiting;\n"
+    "    quick := o_waiting > 0 OR (r.worker_id IS NOT NULL AND NOT (p_mode = 1 AND "
+    STALE("r", "t") "));\n"
+    "  END IF;\n"
+    "  IF NOT quick THEN\n"
+    "    SELECT l.* INTO r FROM {s}.tasklock_locks l WHERE l.key = p_key FOR UPDATE;\n"
+    "    mine := coalesce(r.claim_id = p_claim AND r.worker_id = p_worker, false);\n"
+    "    IF p_mode <> 2 THEN\n"
+    "      DELETE FROM {s}.tasklock_waiters w WHERE w.key = p_key AND NOT " LIVE("w", "t") ";\n"
+    "      GET DIAGNOSTICS n_dead = ROW_COUNT;\n"
+    "    END IF;\n"
+    "    SELECT * INTO in_line, o_waiting, o_ahead FROM {s}.tasklock_line_v2(p_key, p_waiter, "
+    "p_priority, t);\n"
+    "  END IF;\n"
+    "  IF NOT quick AND NOT mine AND "
+    "(p_mode = 2 OR (o_ahead = 0 AND (r.worker_id IS NULL OR (p_mode = 1 AND " STALE("r", "t")
+    ")))) THEN\n"
+    "    SELECT * INTO r FROM {s}.tasklock_grant_v2(p_key, p_worker, p_node, p_task, p_timeout, "
+    "p_claim, p_waiter, t);\n"
+    "    o_outcome := 'won'; o_token := r.g_token; o_worker := p_worker; o_node := p_node;\n"
+    "    o_claimed := o_now; o_beat := o_now; o_timeout := p_timeout; o_task := p_task;\n"
+    "    o_stale := false; o_how := r.g_how;\n"
+    "    RETURN;\n"
+    "  END IF;\n"
+    "  IF mine THEN\n"
+    "    o_outcome := 'mine';\n"
+    "  ELSE\n"
+    "    IF p_waiter IS NOT NULL THEN\n"
+    "      PERFORM {s}.tasklock_queue_v2(p_key, p_waiter, p_worker, p_node, p_priority, "
+    "p_wtimeout, t, in_line);\n"
+    "      o_waiting := o_waiting + CASE WHEN in_line THEN 0 ELSE 1 END;\n"
+    "    END IF;\n"
+    "    IF r.worker_id IS NULL AND n_dead > 0 THEN\n"
+    "      PERFORM {s}.tasklock_wake_head_v2(p_key);\n"
+    "    END IF;\n"
+    "    IF r.worker_id IS NULL THEN\n"
+    "      o_outcome := 'line';\n"
+    "      RETURN;\n"
+    "    END IF;\n"
+    "    o_outcome := 'held';\n"
+    "  END IF;\n"
+    "  o_token := r.token; o_worker := r.worker_id; o_node := r.node_id;\n"
+    "  o_claimed := " MS("r.claimed_at") "; o_beat := " MS("r.heartbeat_at") ";\n"
+    "  o_timeout := r.lock_timeout_ms; o_task := r.task_info; o_stale := " STALE("r", "t") ";\n"
+    "  o_how := r.how;\n"
+    "END\n"
+    "$f$",
+
+    /* Release (as tasklock_release_v1), then wake the head of the line, if there is one. */
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_release_v2(p_key text, p_worker text, p_token "
+    "bigint, p_node text, p_summary text, p_channel text) RETURNS integer LANGUAGE plpgsql AS "
+    "$f$\n"
+    "DECLARE\n"
+    "  w boolean;\n"
+    "  c record;\n"
+    "BEGIN\n"
+    "  UPDATE {s}.tasklock_locks SET worker_id = NULL, node_id = NULL, claimed_at = NULL, "
+    "heartbeat_at = NULL, lock_timeout_ms = NULL, task_info = NULL, claim_id = NULL, how = NULL, "
+    "displaced = NULL\n"
+    "  WHERE key = p_key AND worker_id = p_worker AND token = p_token RETURNING wake INTO w;\n"
+    "  IF FOUND THEN\n"
+    "    INSERT INTO {s}.tasklock_history (at, key, event, worker_id, node_id, token, detail) "
+    "VALUES (now(), p_key, 'released', p_worker, p_node, p_token, p_summary);\n"
+    "    IF w THEN\n"
+    "      PERFORM pg_notify(p_channel, p_key);\n"
+    "    END IF;\n"
+    "    PERFORM {s}.tasklock_wake_head_v2(p_key);\n"
+    "    RETURN 1;\n"
+    "  END IF;\n"
+    "  SELECT token, worker_id IS NULL AS free INTO c FROM {s}.tasklock_locks WHERE key = "
+    "p_key;\n"
+    "  IF FOUND AND c.free AND c.token = p_token THEN\n"
+    "    RETURN 2;\n"
+    "  END IF;\n"
+    "  RETURN 0;\n"
+    "END\n"
+    "$f$",
+
+    /* Leave the line: delete the waiter; if it was the head of a free key, wake the next. The
+     * key's row is locked FOR SHARE first, so that a release in flight either sees the waiter
+     * gone or is seen to have freed the key. */
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_leave_v2(p_key text, p_waiter text) RETURNS "
+    "integer LANGUAGE plpgsql AS $f$\n"
+    "DECLARE\n"
+    "  me record;\n"
+    "BEGIN\n"
+    "  PERFORM 1 FROM {s}.tasklock_locks l WHERE l.key = p_key FOR SHARE;\n"
+    "  DELETE FROM {s}.tasklock_waiters w WHERE w.waiter_id = p_waiter AND w.key = p_key "
+    "RETURNING w.priority, w.seq INTO me;\n"
+    "  IF NOT FOUND THEN\n"
+    "    RETURN 0;\n"
+    "  END IF;\n"
+    "  IF NOT EXISTS (SELECT 1 FROM {s}.tasklock_locks l WHERE l.key = p_key AND l.worker_id IS "
+    "NOT NULL) AND NOT EXISTS (SELECT 1 FROM {s}.tasklock_waiters w WHERE w.key = p_key AND "
+    LIVE("w", "now()") " AND (w.priority > me.priority OR (w.priority = me.priority AND w.seq < "
+    "me.seq))) THEN\n"
+    "    PERFORM {s}.tasklock_wake_head_v2(p_key);\n"
+    "  END IF;\n"
+    "  RETURN 1;\n"
+    "END\n"
+    "$f$",
+
+    /* A renew that also records a new lock timeout, in one statement. */
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_extend_v2(p_key text, p_worker text, p_token "
+    "bigint, p_node text, p_timeout integer) RETURNS bigint LANGUAGE plpgsql AS $f$\n"
+    "DECLARE\n"
+    "  b timestamptz;\n"
+    "BEGIN\n"
+    "  UPDATE {s}.tasklock_locks SET heartbeat_at = greatest(heartbeat_at, now()), "
+    "lock_timeout_ms = p_timeout\n"
+    "  WHERE key = p_key AND worker_id = p_worker AND token = p_token RETURNING heartbeat_at "
+    "INTO b;\n"
+    "  IF NOT FOUND THEN\n"
+    "    INSERT INTO {s}.tasklock_history (at, key, event, worker_id, node_id, token) "
+    "VALUES (now(), p_key, 'lost', p_worker, p_node, p_token);\n"
+    "    RETURN NULL;\n"
+    "  END IF;\n"
+    "  RETURN " MS("b") ";\n"
+    "END\n"
+    "$f$",
     "COMMENT ON TABLE {s}.tasklock_locks IS 'tasklock schema 1'",
 };
 /* clang-format on */
@@ -327,6 +632,10 @@ struct pg_store {
     char *ddl[SCHEMA_STMTS];
     struct pg_conn main, wait;
     struct tl_pg_wait_stats stats;
+    /* The waiter whose channel the wait session listens on ("" none), and in which session
+     * (generation): a LISTEN lasts until the next waiter's wait_turn or its leave. */
+    char listen_id[33];
+    uint64_t listen_gen;
 };
 _Static_assert(offsetof(struct pg_store, base) == 0, "base must be first");
 
@@ -1041,7 +1350,7 @@ static tl_status bad_reply(struct pg_store *ps, const char *what)
  * first means that a role with only the DML grants works once an administrator made them. */
 static tl_status ensure_schema(struct pg_store *ps, bool force)
 {
-    char check[1024];
+    char check[2048];
     PGresult *r = NULL;
     tl_status st;
     const char *const sc = ps->schema;
@@ -1055,8 +1364,22 @@ static tl_status ensure_schema(struct pg_store *ps, bool force)
                    "integer, text)') IS NOT NULL AND "
                    "to_regprocedure('\"%s\".tasklock_renew_v1(text, text, bigint, text)') IS NOT "
                    "NULL AND to_regprocedure('\"%s\".tasklock_release_v1(text, text, bigint, "
-                   "text, text, text)') IS NOT NULL",
-                   sc, sc, sc, sc, sc, sc, sc);
+                   "text, text, text)') IS NOT NULL AND "
+                   "to_regclass('\"%s\".tasklock_waiters') IS NOT NULL AND "
+                   "to_regprocedure('\"%s\".tasklock_wake_head_v2(text)') IS NOT NULL AND "
+                   "to_regprocedure('\"%s\".tasklock_grant_v2(text, text, text, text, integer, "
+                   "text, text, timestamptz)') IS NOT NULL AND "
+                   "to_regprocedure('\"%s\".tasklock_line_v2(text, text, integer, "
+                   "timestamptz)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_queue_v2("
+                   "text, text, text, text, integer, integer, timestamptz, boolean)') IS NOT "
+                   "NULL AND "
+                   "to_regprocedure('\"%s\".tasklock_claim_v2(text, text, text, text, integer, "
+                   "integer, text, text, integer, integer)') IS NOT NULL AND "
+                   "to_regprocedure('\"%s\".tasklock_release_v2(text, text, bigint, text, text, "
+                   "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_leave_v2(text, "
+                   "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_extend_v2(text, "
+                   "text, bigint, text, integer)') IS NOT NULL",
+                   sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc);
     const struct pg_query q[] = {{.sql = check}};
     if ((st = run_many(ps, &ps->main, "checking the tables", q, 1, 0, &r)) != TL_OK)
         return st;
@@ -1181,39 +1504,74 @@ static void pg_close(struct tl_store *s)
 
 /* ---- the contract ---- */
 
+/* Whether `id` is a waiter id: 32 lower-case hex digits (so "tlw_" || id is a channel name). */
+static bool valid_waiter_id(const char *id)
+{
+    size_t n = 0;
+
+    if (id == NULL)
+        return false;
+    for (; id[n] != '\0'; n++) {
+        if (n >= 32 || !((id[n] >= '0' && id[n] <= '9') || (id[n] >= 'a' && id[n] <= 'f')))
+            return false;
+    }
+    return n == 32;
+}
+
+static tl_status bad_waiter_id(struct tl_store *s)
+{
+    return tl__store_fail(s, TL_EINVAL, "postgres: a waiter id must be 32 lower-case hex digits");
+}
+
 static tl_status pg_claim(struct tl_store *s, const struct tl_claim *req,
                           struct tl_claim_result *out)
 {
     struct pg_store *ps = (struct pg_store *)s;
-    char timeout[16], mode[8], claim_id[64];
+    char timeout[16], mode[8], claim_id[64], prio[16], wtimeout[16];
     PGresult *r = NULL;
     tl_status st;
 
+    if (req->waiter_id != NULL && !valid_waiter_id(req->waiter_id))
+        return bad_waiter_id(s);
+    if (req->priority < TL_PRIORITY_MIN || req->priority > TL_PRIORITY_MAX)
+        return tl__store_fail(s, TL_EINVAL, "postgres: priority %d is out of range (%d to %d)",
+                              (int)req->priority, TL_PRIORITY_MIN, TL_PRIORITY_MAX);
+    /* A waiter without a timeout of its own lives as long as the lock would. */
+    uint32_t wt = req->waiter_timeout_ms ? req->waiter_timeout_ms : req->lock_timeout_ms;
+    (void)snprintf(prio, sizeof(prio), "%d", (int)req->priority);
+    (void)snprintf(wtimeout, sizeof(wtimeout), "%u", wt ? (wt > INT32_MAX ? INT32_MAX : wt) : 1);
     (void)snprintf(timeout, sizeof(timeout), "%u", req->lock_timeout_ms);
     (void)snprintf(mode, sizeof(mode), "%d", (int)req->mode);
     (void)snprintf(claim_id, sizeof(claim_id), "%lx.%llx.%llx.%llu", (unsigned long)getpid(),
                    (unsigned long long)(uintptr_t)ps, (unsigned long long)tl__real_now_ms(),
                    (unsigned long long)++ps->claims);
-    const char *const p[] = {req->key, req->worker_id, req->node_id, req->task_info,
-                             timeout,  mode,           claim_id};
-    if ((st = run(ps, &ps->main, "claiming a lock", ST_CLAIM, 7, p, &r)) != TL_OK)
+    const char *const p[] = {req->key, req->worker_id, req->node_id,   req->task_info, timeout,
+                             mode,     claim_id,       req->waiter_id, prio,           wtimeout};
+    if ((st = run(ps, &ps->main, "claiming a lock", ST_CLAIM, 10, p, &r)) != TL_OK)
         return st;
 
     const char *outcome = PQntuples(r) == 1 ? get_text(r, 0, 0) : NULL;
-    if (outcome != NULL && strcmp(outcome, "unknown") == 0) {
-        PQclear(r); /* lost to a racer who has released again already: holder unknown */
-        return TL_EBUSY;
-    }
-    if (outcome == NULL || PQnfields(r) != 2 + NRECORD ||
+    int64_t waiting = 0, ahead = 0;
+    if (outcome == NULL || PQnfields(r) != 4 + NRECORD || !get_i64(r, 0, 2 + NRECORD, &waiting) ||
+        !get_i64(r, 0, 3 + NRECORD, &ahead) || waiting < 0 || ahead < 0 || waiting > UINT32_MAX ||
+        ahead > UINT32_MAX ||
         (strcmp(outcome, "won") != 0 && strcmp(outcome, "mine") != 0 &&
-         strcmp(outcome, "held") != 0)) {
+         strcmp(outcome, "held") != 0 && strcmp(outcome, "line") != 0)) {
         PQclear(r);
         return bad_reply(ps, "claiming a lock");
+    }
+    if (strcmp(outcome, "line") == 0) {
+        PQclear(r); /* free, but live waiters are ahead: no holder to show */
+        out->waiting = (uint32_t)waiting;
+        out->ahead = (uint32_t)ahead;
+        return TL_EBUSY;
     }
     st = read_record(ps, r, 0, 1, req->key, &out->rec);
     const char *how = get_text(r, 0, 1 + NRECORD);
     if (st == TL_OK && strcmp(outcome, "held") == 0) {
         out->holder_known = true;
+        out->waiting = (uint32_t)waiting;
+        out->ahead = (uint32_t)ahead;
         st = TL_EBUSY;
     } else if (st == TL_OK) { /* won, now or by an earlier try of this same claim */
         out->took_stale = how != NULL && strcmp(how, "stolen") == 0;
@@ -1294,7 +1652,7 @@ static tl_status pg_force_release(struct tl_store *s, const struct tl_force_rele
     if (st != TL_OK)
         return st;
     int rows = PQntuples(r);
-    if (rows == 1 && PQnfields(r) == NRECORD + 2) {
+    if (rows == 1 && PQnfields(r) == NRECORD + 3) {
         bool broke = get_i64(r, 0, NRECORD, &fresh);
         if ((st = read_record(ps, r, 0, 0, req->key, former)) == TL_OK) {
             *found = true;
@@ -1320,10 +1678,14 @@ static tl_status pg_inspect(struct tl_store *s, const char *key, struct tl_recor
     if ((st = run(ps, &ps->main, "reading a lock", ST_INSPECT, 1, p, &r)) != TL_OK)
         return st;
     int rows = PQntuples(r);
-    if (rows == 1 && (st = read_record(ps, r, 0, 0, key, out)) == TL_OK)
-        *found = true;
-    else if (rows > 1)
+    int64_t waiting = 0;
+    if (rows > 1 ||
+        (rows == 1 && (!get_i64(r, 0, NRECORD, &waiting) || waiting < 0 || waiting > UINT32_MAX)))
         st = bad_reply(ps, "reading a lock");
+    else if (rows == 1 && (st = read_record(ps, r, 0, 0, key, out)) == TL_OK)
+        *found = true;
+    if (*found)
+        out->info.waiting = (uint32_t)waiting;
     PQclear(r);
     return st;
 }
@@ -1338,20 +1700,22 @@ static tl_status pg_list(struct tl_store *s, struct tl_record ***out, size_t *co
 
     if ((st = run(ps, &ps->main, "listing locks", ST_LIST, 0, NULL, &r)) != TL_OK)
         return st;
-    if (PQntuples(r) > 0 && PQnfields(r) != NRECORD + 1)
+    if (PQntuples(r) > 0 && PQnfields(r) != NRECORD + 2)
         st = bad_reply(ps, "listing locks");
     for (int i = 0; st == TL_OK && i < PQntuples(r); i++) {
         const char *key = get_text(r, i, NRECORD);
         struct tl_record *rec = tl__record_new();
+        int64_t waiting = 0;
 
         if (rec == NULL) {
             st = tl__store_fail(s, TL_ENOMEM, "out of memory");
             break;
         }
-        if (key == NULL)
+        if (key == NULL || !get_i64(r, i, NRECORD + 1, &waiting) || waiting < 0 ||
+            waiting > UINT32_MAX)
             st = bad_reply(ps, "listing locks");
-        else
-            st = read_record(ps, r, i, 0, key, rec);
+        else if ((st = read_record(ps, r, i, 0, key, rec)) == TL_OK)
+            rec->info.waiting = (uint32_t)waiting;
         if (st == TL_OK && (st = tl__record_array_push(&arr, &n, &cap, rec)) != TL_OK)
             st = tl__store_fail(s, TL_ENOMEM, "out of memory");
         if (st != TL_OK)
@@ -1432,6 +1796,8 @@ static tl_status pg_history(struct tl_store *s, const char *key, size_t limit,
 
 /* ---- wake-up on release ---- */
 
+enum wait_end { WAIT_TIMEOUT, WAIT_NOTIFIED, WAIT_BROKEN };
+
 static void drain_notifies(PGconn *c)
 {
     PGnotify *nt;
@@ -1455,8 +1821,6 @@ static void unlisten(struct pg_store *ps)
     drain_notifies(ps->wait.c);
     memcpy(ps->base.errmsg, keep, sizeof(keep));
 }
-
-enum wait_end { WAIT_TIMEOUT, WAIT_NOTIFIED, WAIT_BROKEN };
 
 static enum wait_end await_release(struct pg_store *ps, const char *key, int64_t end)
 {
@@ -1542,6 +1906,321 @@ err:
     return st;
 }
 
+/* ---- the line ---- */
+
+static tl_status pg_extend(struct tl_store *s, const struct tl_record *held,
+                           uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
+{
+    struct pg_store *ps = (struct pg_store *)s;
+    char token[24], timeout[16];
+    PGresult *r = NULL;
+    int64_t beat = 0;
+
+    if (lock_timeout_ms == 0 || lock_timeout_ms > INT32_MAX)
+        return tl__store_fail(s, TL_EINVAL, "postgres: a lock timeout must be 1 to %d ms",
+                              INT32_MAX);
+    (void)snprintf(token, sizeof(token), "%llu", (unsigned long long)held->info.token);
+    (void)snprintf(timeout, sizeof(timeout), "%u", lock_timeout_ms);
+    const char *const p[] = {held->info.key, held->info.worker_id, token,
+                             held->info.node_id ? held->info.node_id : "?", timeout};
+    tl_status st = run(ps, &ps->main, "extending a lock", ST_EXTEND, 5, p, &r);
+    if (st != TL_OK)
+        return st;
+    bool one = PQntuples(r) == 1 && PQnfields(r) == 1;
+    bool lost = one && PQgetisnull(r, 0, 0);
+    bool ok = one && get_i64(r, 0, 0, &beat);
+    PQclear(r);
+    if (lost)
+        return tl__store_fail(s, TL_ELOST, "%s is no longer held by %s with token %llu",
+                              held->info.key, held->info.worker_id,
+                              (unsigned long long)held->info.token);
+    if (!ok)
+        return bad_reply(ps, "extending a lock");
+    *heartbeat_at_ms = beat;
+    return TL_OK;
+}
+
+/* Stops listening on the channel of the waiter the wait session listens for, if any (best
+ * effort: a session that cannot say UNLISTEN is closed, which ends its LISTEN too). */
+static void unlisten_turn(struct pg_store *ps)
+{
+    char sql[64], keep[TL_ERRMSG_SIZE];
+    PGresult *r = NULL;
+
+    if (ps->listen_id[0] == '\0' || ps->wait.c == NULL || ps->listen_gen != ps->wait.generation) {
+        ps->listen_id[0] = '\0';
+        return;
+    }
+    memcpy(keep, ps->base.errmsg, sizeof(keep));
+    (void)snprintf(sql, sizeof(sql), "UNLISTEN \"tlw_%s\"", ps->listen_id);
+    const struct pg_query q[] = {{.sql = sql}};
+    if (run_once(ps, &ps->wait, "stopping to listen", q, 1, 0, &r, &(bool){false}) != TL_OK)
+        conn_drop(&ps->wait);
+    PQclear(r);
+    ps->listen_id[0] = '\0';
+    memcpy(ps->base.errmsg, keep, sizeof(keep));
+}
+
+static tl_status pg_leave(struct tl_store *s, const char *key, const char *waiter_id)
+{
+    struct pg_store *ps = (struct pg_store *)s;
+    PGresult *r = NULL;
+    int64_t left = -1;
+
+    /* The core gives a leave a short time of its own past the acquire's deadline. */
+    if (!valid_waiter_id(waiter_id))
+        return bad_waiter_id(s);
+    const char *const p[] = {key, waiter_id};
+    tl_status st = run(ps, &ps->main, "leaving the line", ST_LEAVE, 2, p, &r);
+    if (st != TL_OK)
+        return st;
+    bool ok = PQntuples(r) == 1 && PQnfields(r) == 1 && get_i64(r, 0, 0, &left);
+    PQclear(r);
+    if (!ok || left < 0 || left > 1)
+        return bad_reply(ps, "leaving the line");
+    if (strcmp(ps->listen_id, waiter_id) == 0)
+        unlisten_turn(ps);
+    return TL_OK;
+}
+
+static tl_status pg_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                            size_t *count)
+{
+    struct pg_store *ps = (struct pg_store *)s;
+    struct tl_waiter **arr = NULL;
+    size_t n = 0, cap = 0;
+    PGresult *r = NULL;
+    const char *const p[] = {key};
+    tl_status st;
+
+    *out = NULL;
+    *count = 0;
+    if ((st = run(ps, &ps->main, "reading the line", ST_WAITERS, 1, p, &r)) != TL_OK)
+        return st;
+    if (PQntuples(r) > 0 && PQnfields(r) != 9)
+        st = bad_reply(ps, "reading the line");
+    for (int i = 0; st == TL_OK && i < PQntuples(r); i++) {
+        const char *id = get_text(r, i, 0), *w = get_text(r, i, 1), *nd = get_text(r, i, 2);
+        int64_t prio, seq, since, beat, timeout;
+        bool dead;
+
+        if (id == NULL || w == NULL || nd == NULL || !get_i64(r, i, 3, &prio) || prio < INT32_MIN ||
+            prio > INT32_MAX || !get_i64(r, i, 4, &seq) || seq < 0 || !get_i64(r, i, 5, &since) ||
+            !get_i64(r, i, 6, &beat) || !get_i64(r, i, 7, &timeout) || timeout <= 0 ||
+            timeout > UINT32_MAX || !get_bool(r, i, 8, &dead)) {
+            st = tl__store_fail(s, TL_ESTORE,
+                                "postgres: a row of %s.tasklock_waiters for \"%s\" has a missing "
+                                "or bad field",
+                                ps->schema, key);
+            break;
+        }
+        struct tl_waiter *x = tl__waiter_new();
+        if (x != NULL) {
+            x->key = tl__strdup(key);
+            x->waiter_id = tl__strdup(id);
+            x->worker_id = tl__strdup(w);
+            x->node_id = tl__strdup(nd);
+            x->priority = (int32_t)prio;
+            x->seq = (uint64_t)seq;
+            x->since_ms = since;
+            x->heartbeat_at_ms = beat;
+            x->timeout_ms = (uint32_t)timeout;
+            x->dead = dead;
+        }
+        if (x == NULL || !x->key || !x->waiter_id || !x->worker_id || !x->node_id ||
+            tl__waiter_array_push(&arr, &n, &cap, x) != TL_OK) {
+            tl__waiter_free(x);
+            st = tl__store_fail(s, TL_ENOMEM, "out of memory");
+        }
+    }
+    PQclear(r);
+    if (st != TL_OK) {
+        tl_waiter_array_free(arr, n);
+        return st;
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
+/* Where a waiter stands (ST_TURN). */
+struct turn {
+    bool free;       /* no one holds the key */
+    bool in_line;    /* the waiter is in line and live */
+    int64_t ahead;   /* live waiters ahead of it */
+    int64_t recheck; /* ms until the first of those goes dead; -1: none ahead */
+};
+
+static tl_status read_turn(struct pg_store *ps, struct pg_conn *pc, const char *key,
+                           const char *waiter_id, struct turn *t)
+{
+    const char *const p[] = {key, waiter_id};
+    PGresult *r = NULL;
+
+    *t = (struct turn){.recheck = -1};
+    tl_status st = run(ps, pc, "looking at the line", ST_TURN, 2, p, &r);
+    if (st != TL_OK)
+        return st;
+    bool ok = PQntuples(r) == 1 && PQnfields(r) == 4 && get_bool(r, 0, 0, &t->free) &&
+              get_bool(r, 0, 1, &t->in_line) && get_i64(r, 0, 2, &t->ahead) &&
+              (PQgetisnull(r, 0, 3) || get_i64(r, 0, 3, &t->recheck));
+    PQclear(r);
+    return ok ? TL_OK : bad_reply(ps, "looking at the line");
+}
+
+/* The waiter's turn has come: the key is free and no live waiter is ahead of it. */
+static bool turn_come(const struct turn *t)
+{
+    return t->free && t->in_line && t->ahead == 0;
+}
+
+/* How long to block before looking again: until `end`, or soon after the first waiter ahead
+ * of us (on a free key) goes dead, since no one is bound to write then, and so to wake us. */
+static int64_t turn_block_until(const struct turn *t, int64_t end)
+{
+    if (t->free && t->recheck >= 0) {
+        int64_t at = tl__real_mono_ms() + (t->recheck < 5 ? 5 : t->recheck + 5);
+        if (at < end)
+            return at;
+    }
+    return end;
+}
+
+/* Without LISTEN (pooled=true, or wakeup=off): looks at the line every so often, cheaply (a
+ * plain read), from every 20 ms at first to every 250 ms. */
+static tl_status poll_turn(struct pg_store *ps, const char *key, const char *waiter_id, int64_t end,
+                           bool *woken)
+{
+    uint32_t step = 20;
+
+    for (;;) {
+        struct turn t;
+        tl_status st = read_turn(ps, &ps->main, key, waiter_id, &t);
+
+        if (st != TL_OK)
+            return st;
+        if (turn_come(&t)) {
+            *woken = true;
+            return TL_OK;
+        }
+        if (!t.in_line)
+            return TL_OK; /* not (or no longer) in line: the caller's claim puts it back */
+        int64_t left = end - tl__real_mono_ms();
+        if (left <= 0)
+            return TL_OK;
+        tl__real_sleep_ms(left < step ? (uint32_t)left : step);
+        step = step * 2 > 250 ? 250 : step * 2;
+    }
+}
+
+/* Blocks until a notification on `channel` for `key`, or `end`. */
+static enum wait_end await_turn(struct pg_store *ps, const char *channel, const char *key,
+                                int64_t end)
+{
+    PGconn *c = ps->wait.c;
+
+    for (;;) {
+        PGnotify *nt;
+
+        while ((nt = PQnotifies(c)) != NULL) {
+            bool match = strcmp(nt->relname, channel) == 0 && nt->extra != NULL &&
+                         strcmp(nt->extra, key) == 0;
+            PQfreemem(nt);
+            if (match)
+                return WAIT_NOTIFIED;
+        }
+        int w = wait_socket(c, POLLIN, end);
+        if (w == 0)
+            return WAIT_TIMEOUT;
+        if (w < 0 || !PQconsumeInput(c))
+            return WAIT_BROKEN;
+    }
+}
+
+/*
+ * LISTEN on the waiter's own channel (kept from one wait_turn to the next of the same waiter),
+ * then look at the line: a wake-up sent before the LISTEN took effect is not lost, since it
+ * was sent because the key was free and this waiter the head, which the look then finds.
+ * Then block on the socket until our notification, the timeout, or (on a free key) the moment
+ * the first waiter ahead would go dead, and look again.
+ */
+static tl_status pg_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
+                              uint32_t timeout_ms, bool *woken)
+{
+    struct pg_store *ps = (struct pg_store *)s;
+    int64_t end = tl__real_mono_ms() + timeout_ms;
+    int64_t caller = caller_deadline(ps);
+    char channel[40], sql[2][64];
+    tl_status st = TL_OK;
+
+    *woken = false;
+    if (!valid_waiter_id(waiter_id))
+        return bad_waiter_id(s);
+    if (caller < end)
+        end = caller;
+    if (!ps->wakeup)
+        return poll_turn(ps, key, waiter_id, end, woken);
+
+    (void)snprintf(channel, sizeof(channel), "tlw_%s", waiter_id);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (ps->wait.c == NULL || ps->listen_gen != ps->wait.generation ||
+            strcmp(ps->listen_id, waiter_id) != 0) {
+            struct pg_query q[2];
+            int n = 0;
+            PGresult *r = NULL;
+
+            /* The former waiter's LISTEN ends in the same transaction as ours begins. */
+            if (ps->wait.c != NULL && ps->listen_id[0] != '\0' &&
+                ps->listen_gen == ps->wait.generation) {
+                (void)snprintf(sql[n], sizeof(sql[n]), "UNLISTEN \"tlw_%s\"", ps->listen_id);
+                q[n] = (struct pg_query){.sql = sql[n]};
+                n++;
+            }
+            ps->listen_id[0] = '\0';
+            (void)snprintf(sql[n], sizeof(sql[n]), "LISTEN \"%s\"", channel);
+            q[n] = (struct pg_query){.sql = sql[n]};
+            n++;
+            if ((st = run_many(ps, &ps->wait, "listening for a turn", q, n, -1, &r)) != TL_OK)
+                return st;
+            PQclear(r);
+            memcpy(ps->listen_id, waiter_id, sizeof(ps->listen_id));
+            ps->listen_gen = ps->wait.generation;
+        }
+        for (;;) {
+            struct turn t;
+
+            if ((st = read_turn(ps, &ps->wait, key, waiter_id, &t)) != TL_OK)
+                return st;
+            if (ps->listen_gen != ps->wait.generation)
+                break; /* the session was reopened: its LISTEN is gone; listen again */
+            if (turn_come(&t)) {
+                *woken = true;
+                return TL_OK;
+            }
+            if (!t.in_line)
+                return TL_OK; /* not in line (deleted as dead): the caller's claim requeues */
+            if (tl__real_mono_ms() >= end)
+                return TL_OK;
+            enum wait_end how = await_turn(ps, channel, key, turn_block_until(&t, end));
+            if (how == WAIT_NOTIFIED) {
+                *woken = true;
+                return TL_OK;
+            }
+            if (how == WAIT_BROKEN) {
+                conn_drop(&ps->wait);
+                ps->listen_id[0] = '\0';
+                return tl__store_fail(s, TL_ESTORE,
+                                      "postgres: the listening session to %s broke while "
+                                      "waiting in line",
+                                      ps->shown);
+            }
+            if (tl__real_mono_ms() >= end)
+                return TL_OK;
+        }
+    }
+    return tl__store_fail(s, TL_ESTORE, "postgres: the listening session kept being reopened");
+}
+
 /* ---- test hooks (postgres.h) ---- */
 
 bool tl__postgres_wait_stats(const struct tl_store *s, struct tl_pg_wait_stats *out)
@@ -1590,4 +2269,8 @@ const struct tl_store_ops tl__store_postgres = {
     .history = pg_history,
     .wait = pg_wait,
     .force_release = pg_force_release,
+    .leave = pg_leave,
+    .wait_turn = pg_wait_turn,
+    .waiters = pg_waiters,
+    .extend = pg_extend,
 };

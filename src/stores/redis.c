@@ -10,7 +10,23 @@
  *   PREFIX lock:KEY      hash: the record, while the lock is held (stale ones included)
  *   PREFIX token:KEY     string: the last token issued for KEY; survives release
  *   PREFIX history       stream: the audit trail, capped (XADD MAXLEN ~ history_max)
- *   PREFIX released:KEY  pub/sub channel: the release script publishes on it
+ *   PREFIX released:KEY  pub/sub channel: the release script publishes on it (for waiters
+ *                        outside the line: managers with no_line, or older ones)
+ *   PREFIX line:KEY      sorted set: the line's waiter ids, scored (1000 - priority) * 2^40 + seq
+ *   PREFIX waiters:KEY   hash: waiter id -> its fields (seq, priority, since, heartbeat, timeout,
+ *                        worker, node)
+ *   PREFIX lineseq:KEY   string: the line's seq counter
+ *   PREFIX wake:KEY:ID   list: a wake-up for waiter ID (one element at most; expires a minute
+ *                        after the waiter's timeout)
+ *
+ * The line (DESIGN.md section 7): claim, release, force_release and leave are each one script
+ * that reads the whole line, judges each waiter live or dead by the server's clock, deletes the
+ * dead ones, and, when it leaves the key free and the head changed (a release, a leave of the
+ * head, a dead head deleted), pushes a wake-up to the new head's list only. wait_turn is BLPOP
+ * on that list, on the command connection, with a server timeout a little shorter than the
+ * wait so that a quiet wait ends with an answer; a wait the server did not end in time drops
+ * the connection. A waiter's wake-up is deleted when it wins, leaves or loses a claim (the
+ * claim answered it). waiters and inspect read only; a claim costs O(waiters of the key).
  *
  * Fencing tokens are max(last token + 1, server time in microseconds). The counter alone would
  * start again from 1 after a restart without persistence (or a failover to a replica that had
@@ -787,6 +803,10 @@ static tl_status eval(struct redis_store *rs, enum script_id id, int nkeys, int 
         redisReply *r[2] = {NULL, NULL};
         if ((st = exchange(rs, n, r, what)) != TL_OK)
             return st;
+        if (r[0] == NULL || (n == 2 && r[1] == NULL)) { /* exchange() fills all on TL_OK */
+            free_replies(r, n);
+            return unexpected(rs, what, NULL);
+        }
         if (n == 2) {
             bool loaded = r[0]->type == REDIS_REPLY_STRING && r[0]->len == 40 &&
                           memcmp(r[0]->str, rs->sha[id], 40) == 0;

@@ -1277,6 +1277,142 @@ static void demo_crash_recovers_the_task(void **state)
     check_demo(o, true);
 }
 
+/* ---- the line ---- */
+
+struct line_probe {
+    const char *key;
+    size_t live;
+};
+
+static size_t live_waiters_of(const char *key)
+{
+    struct out o;
+    size_t live = 0;
+
+    if (tlk(&o, "status", key, "--json", NULL) != 0)
+        fail_msg("status %s: %s", key, o.err);
+    json_t *doc = parse_json(o.out);
+    json_t *ws = json_object_get(doc, "waiters");
+    if (!json_is_array(ws))
+        fail_msg("status --json has no \"waiters\" array: %s", o.out);
+    for (size_t i = 0; i < json_array_size(ws); i++)
+        live += !json_is_true(json_object_get(json_array_get(ws, i), "dead"));
+    json_decref(doc);
+    return live;
+}
+
+static bool line_has(void *arg)
+{
+    const struct line_probe *p = arg;
+
+    return live_waiters_of(p->key) == p->live;
+}
+
+static void the_line_in_status_list_and_signals(void **state)
+{
+    struct out *o = *state;
+
+    assert_int_equal(tlk(o, "acquire", "line-1", "-w", "holder", NULL), 0);
+    struct proc w = start("acquire", "line-1", "-w", "waiter", "--wait", "50s", "--priority",
+                          "3", NULL);
+    struct line_probe p = {.key = "line-1", .live = 1};
+    assert_true(tl_test_poll(line_has, &p, 20, LIMIT_MS / 2));
+
+    /* status shows the line, in text and in JSON. */
+    assert_int_equal(tlk(o, "status", "line-1", NULL), 0);
+    assert_contains(o->out, "waiting:        1\n");
+    assert_contains(o->out, "  1. waiter on testnode, priority 3, waiting ");
+    assert_int_equal(tlk(o, "status", "line-1", "--json", NULL), 0);
+    json_t *doc = parse_json(o->out);
+    json_t *one = json_array_get(json_object_get(doc, "waiters"), 0);
+    assert_string_equal(json_string_value(json_object_get(one, "worker_id")), "waiter");
+    assert_string_equal(json_string_value(json_object_get(one, "node_id")), "testnode");
+    assert_int_equal(json_integer_value(json_object_get(one, "priority")), 3);
+    assert_non_null(json_string_value(json_object_get(one, "since")));
+    json_decref(doc);
+
+    /* list counts it. */
+    assert_int_equal(tlk(o, "list", NULL), 0);
+    assert_contains(o->out, "WAITING");
+    assert_int_equal(tlk(o, "list", "--json", NULL), 0);
+    doc = parse_json(o->out);
+    json_t *locks = json_object_get(doc, "locks");
+    bool seen = false;
+    for (size_t i = 0; i < json_array_size(locks); i++) {
+        json_t *l = json_array_get(locks, i);
+        if (strcmp(json_string_value(json_object_get(l, "key")), "line-1") == 0) {
+            assert_int_equal(json_integer_value(json_object_get(l, "waiting")), 1);
+            seen = true;
+        }
+    }
+    assert_true(seen);
+    json_decref(doc);
+
+    /* FAIL_FAST never queues, and says how many wait. */
+    assert_int_equal(tlk(o, "acquire", "line-1", "-w", "other", "--wait", "0", NULL), 1);
+    assert_contains(o->err, "1 waiting");
+
+    /* Interrupted, the waiter leaves the line and exits as killed by the signal. */
+    assert_int_equal(kill(w.pid, SIGTERM), 0);
+    struct out *wo = calloc(1, sizeof(*wo));
+    assert_non_null(wo);
+    assert_int_equal(finish(&w, wo), 128 + SIGTERM);
+    assert_contains(wo->err, "cancelled while waiting in line");
+    free(wo);
+    assert_int_equal(live_waiters_of("line-1"), 0);
+    assert_int_equal(tlk(o, "release", "line-1", "-w", "holder", NULL), 0);
+}
+
+static void a_released_lock_goes_to_the_waiter(void **state)
+{
+    struct out *o = *state;
+
+    assert_int_equal(tlk(o, "acquire", "line-2", "-w", "holder", NULL), 0);
+    struct proc w = start("acquire", "line-2", "-w", "waiter", "--wait", "50s", NULL);
+    struct line_probe p = {.key = "line-2", .live = 1};
+    assert_true(tl_test_poll(line_has, &p, 20, LIMIT_MS / 2));
+    assert_int_equal(tlk(o, "release", "line-2", "-w", "holder", NULL), 0);
+    assert_int_equal(finish(&w, o), 0);
+    uint64_t token = token_of(o);
+    assert_int_equal(tlk(o, "status", "line-2", NULL), 0);
+    assert_contains(o->out, "holder:         waiter\n");
+    char release_token[32];
+    (void)snprintf(release_token, sizeof(release_token), "%llu", (unsigned long long)token);
+    assert_int_equal(tlk(o, "release", "line-2", "-w", "waiter", "--token", release_token, NULL),
+                     0);
+}
+
+static void renew_extends_the_lock_timeout(void **state)
+{
+    struct out *o = *state;
+
+    assert_int_equal(tlk(o, "acquire", "line-3", "--lock-timeout", "1m", NULL), 0);
+    assert_int_equal(tlk(o, "renew", "line-3", "--lock-timeout", "10m", NULL), 0);
+    assert_int_equal(tlk(o, "status", "line-3", NULL), 0);
+    assert_contains(o->out, "lock timeout:   10m00s\n");
+    assert_int_equal(tlk(o, "renew", "line-3", "--lock-timeout", "90s", "--json", NULL), 0);
+    json_t *doc = parse_json(o->out);
+    assert_int_equal(json_integer_value(json_object_get(doc, "lock_timeout_ms")), 90000);
+    json_decref(doc);
+    assert_int_equal(tlk(o, "renew", "line-3", "--lock-timeout", "0", NULL), 2);
+    assert_int_equal(tlk(o, "renew", "line-3", "--lock-timeout", "soon", NULL), 2);
+    assert_int_equal(tlk(o, "release", "line-3", NULL), 0);
+    assert_int_equal(tlk(o, "renew", "line-3", "--lock-timeout", "10m", NULL), 4);
+}
+
+static void priority_is_checked(void **state)
+{
+    struct out *o = *state;
+    static const char *const bad[] = {"2000", "-1001", "high", "1.5", ""};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(tlk(o, "acquire", "line-4", "--priority", bad[i], NULL), 2);
+        assert_contains(o->err, "--priority");
+        assert_int_equal(tlk(o, "run", "line-4", "--priority", bad[i], "--", "true", NULL), 2);
+    }
+    assert_int_equal(tlk(o, "run", "line-4", "--priority", "-1000", "--", "true", NULL), 0);
+}
+
 static int setup(void **state)
 {
     *state = calloc(1, sizeof(struct out));
@@ -1338,6 +1474,10 @@ int main(void)
         T(run_keeps_the_lock_alive),
         T(demo_does_every_task_once),
         T(demo_crash_recovers_the_task),
+        T(the_line_in_status_list_and_signals),
+        T(a_released_lock_goes_to_the_waiter),
+        T(renew_extends_the_lock_timeout),
+        T(priority_is_checked),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -179,6 +179,7 @@ struct opts {
     void *ud;
     tl_log_fn *log;
     void *log_ud;
+    bool no_line;
 };
 
 static tl_manager *mgr_with(const struct opts *o)
@@ -197,6 +198,7 @@ static tl_manager *mgr_with(const struct opts *o)
         .log = o->log,
         .log_ud = o->log_ud,
         .log_level = o->log ? TL_LOG_DEBUG : 0,
+        .no_line = o->no_line,
     };
     tl_manager *m = tl_manager_new(&to);
 
@@ -418,13 +420,16 @@ static void *waiter_main(void *arg)
     return NULL;
 }
 
-/* A waiter whose backoff is 5 s is woken by the release's notification, not by its timer. */
+/* A waiter whose backoff is 5 s is woken by the release's notification, not by its timer:
+ * without the line (the `wait` op, on the key's channel), and in line (wait_turn, on the
+ * waiter's own channel; its refresh would come only after 20 s). */
 static void release_wakes_a_waiter(void **state)
 {
     char kb[128];
     const char *k = key("wake", kb);
     tl_manager *a = mgr("holder");
-    tl_manager *b = mgr_with(&(struct opts){.worker = "waiter", .backoff_ms = 5000});
+    tl_manager *b =
+        mgr_with(&(struct opts){.worker = "waiter", .backoff_ms = 5000, .no_line = true});
     tl_lock *l = must_acquire(a, k, TL_FAIL_FAST);
     struct waiter w = {.m = b, .key = k};
     pthread_t t;
@@ -459,9 +464,28 @@ static void release_wakes_a_waiter(void **state)
     assert_int_equal(c->store->ops->wait(c->store, k, 10), TL_ENOTSUP);
     tl_lock_free(l);
     tl_lock_free(w.lock);
+
+    tl_manager *d = mgr_with(&(struct opts){.worker = "in-line", .backoff_ms = 5000});
+    l = must_acquire(a, k, TL_FAIL_FAST);
+    w = (struct waiter){.m = d, .key = k};
+    assert_int_equal(pthread_create(&t, NULL, waiter_main, &w), 0);
+    tl__real_sleep_ms(500); /* the waiter's claim fails and it waits in line */
+    int64_t start = tl__real_mono_ms();
+    assert_int_equal(tl_release(l, "done"), TL_OK);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(w.st, TL_OK);
+    assert_non_null(w.lock);
+    assert_int_equal(metrics(d).queued, 1);
+    assert_int_equal(metrics(d).wakeups, 1);
+    assert_int_equal(metrics(d).total_retries, 1);
+    assert_true(tl__real_mono_ms() - start < 5000);
+    assert_int_equal(tl_release(w.lock, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_lock_free(w.lock);
     tl_manager_free(a);
     tl_manager_free(b);
     tl_manager_free(c);
+    tl_manager_free(d);
 }
 
 /* The session leaves no state behind: idle, no prepared statements, no LISTEN, no setting

@@ -265,6 +265,24 @@ static void admin_ok(const struct server *s, const char *fmt, ...)
     redisFree(c);
 }
 
+/* An admin command whose answer is an integer. */
+static long long admin_int(const struct server *s, const char *fmt, ...)
+{
+    redisContext *c = admin_connect(s);
+    va_list ap;
+
+    assert_non_null(c);
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER)
+        fail_msg("admin command failed: %s", r && r->str ? r->str : c->errstr);
+    long long v = r->integer;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
 /* ---- managers ---- */
 
 /* Log lines, to check that no password ever appears in them. */
@@ -299,6 +317,7 @@ struct mopts {
     uint32_t heartbeat_ms;
     uint32_t backoff_ms; /* initial = max; 0: 10 */
     struct tl_test_lost *lost;
+    bool no_line; /* wait the old way: SUBSCRIBE to releases, not in line */
 };
 
 static void make_url(char *buf, size_t size, const struct server *s, const char *prefix,
@@ -328,6 +347,7 @@ static tl_manager *manager(const struct server *s, const char *prefix, const str
         .log_level = TL_LOG_DEBUG,
         .on_lost = o->lost ? tl_test_on_lost : NULL,
         .lost_ud = o->lost,
+        .no_line = o->no_line,
     };
     tl_manager *m = tl_manager_new(&opts);
 
@@ -791,7 +811,8 @@ static void a_release_wakes_a_waiter_at_once(void **state)
     (void)snprintf(needle, sizeof(needle), "\"EXISTS\" \"%slock:wk\"", prefix);
     tl_manager *holder = manager(&shared, prefix, &(struct mopts){.worker = "holder"}, true);
     tl_manager *waiter =
-        manager(&shared, prefix, &(struct mopts){.worker = "waiter", .backoff_ms = 5000}, true);
+        manager(&shared, prefix,
+                &(struct mopts){.worker = "waiter", .backoff_ms = 5000, .no_line = true}, true);
     tl_lock *hl = must_acquire(holder, "wk", TL_FAIL_FAST), *wl = NULL;
 
     struct releaser r = {.monitor = admin_connect(&shared), .needle = needle, .lock = hl};
@@ -875,10 +896,12 @@ static void a_refused_subscription_falls_back_to_sleeping(void **state)
     tl_manager *holder =
         manager(&shared, prefix,
                 &(struct mopts){.worker = "holder", .userinfo = "nochan:n0chan-Pa55"}, true);
-    tl_manager *waiter = manager(
-        &shared, prefix,
-        &(struct mopts){.worker = "waiter", .userinfo = "nochan:n0chan-Pa55", .backoff_ms = 200},
-        true);
+    tl_manager *waiter = manager(&shared, prefix,
+                                 &(struct mopts){.worker = "waiter",
+                                                 .userinfo = "nochan:n0chan-Pa55",
+                                                 .backoff_ms = 200,
+                                                 .no_line = true},
+                                 true);
     tl_lock *hl = must_acquire(holder, "nk", TL_FAIL_FAST), *wl = NULL;
 
     struct releaser r = {.lock = hl, .fixed_delay_ms = 300};
@@ -900,6 +923,124 @@ static void a_refused_subscription_falls_back_to_sleeping(void **state)
     tl_manager_free(holder);
     tl_manager_free(waiter);
     admin_ok(&shared, "ACL DELUSER nochan");
+}
+
+/* The line: the head is woken through its own list (BLPOP), not by the backoff running out. */
+static void a_release_wakes_the_head_of_the_line_at_once(void **state)
+{
+    char prefix[64], needle[160];
+    pthread_t t;
+
+    (void)state;
+    new_prefix(prefix, "linewake");
+    (void)snprintf(needle, sizeof(needle), "\"BLPOP\" \"%swake:lk:", prefix);
+    tl_manager *holder = manager(&shared, prefix, &(struct mopts){.worker = "holder"}, true);
+    tl_manager *waiter =
+        manager(&shared, prefix, &(struct mopts){.worker = "waiter", .backoff_ms = 5000}, true);
+    tl_lock *hl = must_acquire(holder, "lk", TL_FAIL_FAST), *wl = NULL;
+
+    struct releaser r = {.monitor = admin_connect(&shared), .needle = needle, .lock = hl};
+    assert_non_null(r.monitor);
+    redisReply *ok = redisCommand(r.monitor, "MONITOR");
+    assert_non_null(ok);
+    assert_int_equal(ok->type, REDIS_REPLY_STATUS);
+    freeReplyObject(ok);
+    assert_int_equal(pthread_create(&t, NULL, release_after_recheck, &r), 0);
+    int64_t t0 = tl__real_mono_ms();
+    tl_status st = tl_acquire(waiter, "lk", NULL, &wl);
+    int64_t took = tl__real_mono_ms() - t0;
+    pthread_join(t, NULL);
+    redisFree(r.monitor);
+    if (st != TL_OK)
+        fail_msg("waiter: %s", tl_errmsg(waiter));
+    assert_true(r.saw_recheck); /* the release came while the waiter was in BLPOP */
+    assert_int_equal(r.st, TL_OK);
+    assert_int_equal(metrics(waiter).wakeups, 1);
+    assert_int_equal(metrics(waiter).queued, 1);
+    assert_int_equal(stats_of(waiter).waits, 0); /* no SUBSCRIBE */
+    print_message("the head acquired %lld ms after it started\n", (long long)took);
+    if (took > 3000)
+        fail_msg("the head waited %lld ms: not woken by the release", (long long)took);
+    assert_true(tl_lock_token(wl) > tl_lock_token(hl));
+    /* Won: nothing of the waiter is left. */
+    assert_int_equal(admin_int(&shared, "EXISTS %sline:lk %swaiters:lk", prefix, prefix), 0);
+    assert_int_equal(tl_release(wl, NULL), TL_OK);
+    tl_lock_free(wl);
+    tl_lock_free(hl);
+    tl_manager_free(holder);
+    tl_manager_free(waiter);
+}
+
+/* Garbage in a key's line: where the line's keys should be, a clear error (FORCE passes it);
+ * a waiter whose fields cannot be read counts as dead, and is deleted. */
+static void garbage_in_the_line(void **state)
+{
+    char prefix[64], k[128];
+
+    (void)state;
+    new_prefix(prefix, "linegarbage");
+    tl_manager *m = manager(&shared, prefix, &(struct mopts){0}, true);
+
+    admin_ok(&shared, "SET %sline:gl garbage", prefix);
+    assert_int_equal(try_acquire(m, "gl", TL_FAIL_FAST), TL_ESTORE);
+    (void)snprintf(k, sizeof(k), "%sline:gl", prefix);
+    assert_contains(tl_errmsg(m), k);
+    assert_contains(tl_errmsg(m), "not a tasklock record");
+    assert_int_equal(try_acquire(m, "gl", TL_FORCE_ACQUIRE), TL_OK);
+
+    admin_ok(&shared, "ZADD %sline:gw 1 w1 2 w2", prefix);
+    admin_ok(&shared, "HSET %swaiters:gw w1 nonsense", prefix); /* w2: no fields at all */
+    struct tl_waiter **w = NULL;
+    size_t n = 0;
+    assert_int_equal(tl_waiters(m, "gw", &w, &n), TL_OK);
+    assert_int_equal(n, 0); /* unreadable ones are not listed */
+    tl_waiter_array_free(w, n);
+    assert_int_equal(try_acquire(m, "gw", TL_FAIL_FAST), TL_OK);
+    assert_int_equal(admin_int(&shared, "EXISTS %sline:gw %swaiters:gw", prefix, prefix), 0);
+    tl_manager_free(m);
+}
+
+/* A server that stops answering cannot hold a wait in line past its time: wait_turn returns
+ * (not woken) by its timeout or its deadline, and a later call reconnects. */
+static void a_hung_server_cannot_hold_a_wait_in_line(void **state)
+{
+    char prefix[64];
+    bool woken = true;
+
+    (void)state;
+    new_prefix(prefix, "hungline");
+    tl_manager *m = manager(&shared, prefix, &(struct mopts){.params = "timeout=5s"}, true);
+    struct tl_store *s = m->store;
+    struct tl_info *info = NULL;
+
+    assert_int_equal(tl_inspect(m, "k", &info), TL_OK); /* connected */
+    assert_int_equal(kill(shared.pid, SIGSTOP), 0);
+    int64_t t0 = tl__real_mono_ms();
+    s->deadline_mono_ms = 0;
+    tl_status st = s->ops->wait_turn(s, "k", "0123456789abcdef0123456789abcdef", 300, &woken);
+    int64_t took = tl__real_mono_ms() - t0;
+    /* With a deadline shorter than the timeout, by the deadline. */
+    woken = true;
+    int64_t t1 = tl__real_mono_ms();
+    s->deadline_mono_ms = m->clock.mono_ms(m->clock.ud) + 200;
+    tl_status st2 = s->ops->wait_turn(s, "k", "0123456789abcdef0123456789abcdef", 5000, &woken);
+    int64_t took2 = tl__real_mono_ms() - t1;
+    s->deadline_mono_ms = 0;
+    assert_int_equal(kill(shared.pid, SIGCONT), 0);
+
+    assert_int_equal(st, TL_OK);
+    /* The first wait dropped the blocked connection; the second cannot set up a new one with a
+     * hung server, and says so (the caller then sleeps), but by its deadline all the same. */
+    assert_true(st2 == TL_OK || st2 == TL_ETIMEDOUT);
+    assert_false(woken);
+    if (took < 250 || took > 2000)
+        fail_msg("a wait of 300 ms took %lld ms", (long long)took);
+    if (took2 > 1500)
+        fail_msg("a wait with a deadline 200 ms away took %lld ms", (long long)took2);
+    assert_int_equal(tl_inspect(m, "k", &info), TL_OK);
+    assert_null(info);
+    assert_true(stats_of(m).reconnects >= 1);
+    tl_manager_free(m);
 }
 
 /* ---- scripts, hangs, outages, restarts ---- */
@@ -1210,6 +1351,9 @@ int main(void)
         cmocka_unit_test(a_release_wakes_a_waiter_at_once),
         cmocka_unit_test(a_wait_rechecks_the_key_after_subscribing),
         cmocka_unit_test(a_refused_subscription_falls_back_to_sleeping),
+        cmocka_unit_test(a_release_wakes_the_head_of_the_line_at_once),
+        cmocka_unit_test(garbage_in_the_line),
+        cmocka_unit_test(a_hung_server_cannot_hold_a_wait_in_line),
         cmocka_unit_test(lost_scripts_are_loaded_again),
         cmocka_unit_test(a_hung_server_times_out_and_the_next_call_reconnects),
         cmocka_unit_test(a_hung_server_cannot_hold_a_renew_past_the_loss_deadline),

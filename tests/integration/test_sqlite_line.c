@@ -124,7 +124,7 @@ static const char *wid(int n)
 
 static char *worker_name(int n)
 {
-    static char names[16][16];
+    static char names[16][24];
 
     (void)snprintf(names[n], sizeof(names[n]), "worker-%d", n);
     return names[n];

@@ -3,8 +3,6 @@
  * against any store through the public API: real threads, real clocks, waits bounded by events.
  * Run by tl_conformance_run() after the lock's own suite; keys 85-99.
  */
-#include "conformance.h"
-
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "conformance.h"
 #include "manager.h"
 #include "store.h"
 #include "tasklock.h"
@@ -272,8 +271,7 @@ static void waiters_are_granted_by_priority_then_arrival(void **state)
                      TL_OK);
     if (conf->fifo_only) {
         tl_lock *l = NULL;
-        assert_int_equal(tl_acquire(h, k, &(struct tl_acquire_opts){.priority = 5}, &l),
-                         TL_EINVAL);
+        assert_int_equal(tl_acquire(h, k, &(struct tl_acquire_opts){.priority = 5}, &l), TL_EINVAL);
         assert_non_null(strstr(tl_errmsg(h), "FIFO"));
         assert_int_equal(live_waiters(h, k), 0);
         assert_int_equal(tl_release(hl, NULL), TL_OK);
@@ -515,8 +513,8 @@ static void force_passes_the_line(void **state)
     assert_int_equal(tl_acquire(h, k, &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &hl),
                      TL_OK);
     start_waiter(&w, "line-w1", k, 0, TL_RETRY, h, 1);
-    assert_int_equal(
-        tl_acquire(f, k, &(struct tl_acquire_opts){.strategy = TL_FORCE_ACQUIRE}, &fl), TL_OK);
+    assert_int_equal(tl_acquire(f, k, &(struct tl_acquire_opts){.strategy = TL_FORCE_ACQUIRE}, &fl),
+                     TL_OK);
     assert_true(tl_lock_token(fl) > tl_lock_token(hl));
     assert_int_equal(live_waiters(h, k), 1); /* the line is still there */
     assert_int_equal(tl_release(fl, NULL), TL_OK);
@@ -552,8 +550,8 @@ static void extend_changes_the_recorded_lock_timeout(void **state)
     tl_info_free(info);
 
     /* Taken: the extension finds it lost. */
-    assert_int_equal(
-        tl_acquire(f, k, &(struct tl_acquire_opts){.strategy = TL_FORCE_ACQUIRE}, &fl), TL_OK);
+    assert_int_equal(tl_acquire(f, k, &(struct tl_acquire_opts){.strategy = TL_FORCE_ACQUIRE}, &fl),
+                     TL_OK);
     assert_int_equal(tl_extend(hl, LONG_TIMEOUT_MS), TL_ELOST);
     assert_true(tl_lock_is_lost(hl));
     assert_int_equal(tl_release(fl, NULL), TL_OK);

@@ -800,8 +800,8 @@ static void release_then_try_to_barge(void *arg, size_t n)
         return;
     t->line = line_length(t->other, "k");
     assert_int_equal(tl_release(t->holder, NULL), TL_OK);
-    t->other_st = tl_acquire(t->other, "k",
-                             &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &l);
+    t->other_st =
+        tl_acquire(t->other, "k", &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &l);
     (void)snprintf(t->other_msg, sizeof(t->other_msg), "%s", tl_errmsg(t->other));
     tl_lock_free(l);
 }
@@ -906,20 +906,20 @@ static void extend_changes_the_lock_timeout_and_the_deadline(void **state)
     tl__heartbeat_stop(a);
     tl_fake_clock_advance(&fc, 10000);
     assert_false(tl_lock_is_lost(la));
-    assert_int_equal(tl_acquire(b, "k",
-                                &(struct tl_acquire_opts){.strategy = TL_STEAL_STALE,
-                                                          .retries = TL_NO_RETRIES},
-                                &lb),
-                     TL_EBUSY);
+    assert_int_equal(
+        tl_acquire(b, "k",
+                   &(struct tl_acquire_opts){.strategy = TL_STEAL_STALE, .retries = TL_NO_RETRIES},
+                   &lb),
+        TL_EBUSY);
     assert_int_equal(tl_extend(la, 2000), TL_OK);
     tl_fake_clock_advance(&fc, 2001);
     assert_true(tl_lock_is_lost(la));
     assert_int_equal(tl_extend(la, 60000), TL_ELOST);
-    assert_int_equal(tl_acquire(b, "k",
-                                &(struct tl_acquire_opts){.strategy = TL_STEAL_STALE,
-                                                          .retries = TL_NO_RETRIES},
-                                &lb),
-                     TL_OK);
+    assert_int_equal(
+        tl_acquire(b, "k",
+                   &(struct tl_acquire_opts){.strategy = TL_STEAL_STALE, .retries = TL_NO_RETRIES},
+                   &lb),
+        TL_OK);
     /* By token, from another handle-less caller: only the holder may. */
     assert_int_equal(tl_extend_token(a, "k", tl_lock_token(lb), 5000), TL_ELOST);
     assert_int_equal(tl_extend_token(b, "k", tl_lock_token(lb), 5000), TL_OK);
