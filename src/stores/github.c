@@ -74,9 +74,13 @@
 #define VICTIMS_MAX           64   /* claims one acquire takes out of its way, at most */
 #define COMPLETION_ATTEMPTS   5    /* a completion comment: 0.25 + 0.5 + 1 + 2 s between tries */
 #define COMPLETION_RETRY_MS   250u
+#define PLACES_MAX            4    /* places in line one instance keeps (one thread's) */
+#define LINE_POLL_MS          1000 /* wait_turn reads the list this often (304s are free) */
 /* Characters a claim body may grow by after it is posted: its heartbeat counter, written twice
- * ("#N" and "seq":N), from one digit to at most 19 (it stays within int64). */
-#define SEQ_ROOM 36
+ * ("#N" and "seq":N), from one digit to at most 19 (it stays within int64); a queued claim's
+ * held mark ("held":true) and its visible line turned into the holder's; an extended lock
+ * timeout's longer duration. */
+#define SEQ_ROOM 100
 
 /* ---- process-wide state ----
  *
@@ -134,6 +138,15 @@ struct gh_list {    /* what this instance last read of a comment list */
     bool recheck_tail;
 };
 
+struct gh_place {                     /* a waiter's place in line: its claim comment */
+    char waiter[TL_GH_NONCE_LEN + 1]; /* the waiter id; "": a free slot */
+    char nonce[TL_GH_NONCE_LEN + 1];
+    int64_t number;
+    int64_t comment;
+    int64_t beat_sent; /* when its last write (post or edit) was sent: the clock's mono_ms */
+    uint64_t used;
+};
+
 struct gh_config {
     uint32_t per_min, per_hour; /* write budget; 0: off */
     uint32_t timeout_ms;
@@ -175,6 +188,9 @@ struct github_store {
      * holder, was then never posted. A renew's requests are always bounded. */
     bool committed;
     uint64_t nonce_ctr;
+    int64_t pending_sent;               /* when that POST was sent (the clock's mono_ms) */
+    struct gh_place places[PLACES_MAX]; /* the line: our waiters' claims */
+    uint32_t line_poll_ms;              /* wait_turn's cadence of list reads */
 };
 _Static_assert(offsetof(struct github_store, base) == 0, "base must be first");
 
@@ -575,6 +591,7 @@ static const char *param_rule(const char *name)
         {"per_page", "a whole number from 1 to 100"},
         {"history_pages", "a whole number from 1 to 100"},
         {"reconcile", "true or false"},
+        {"line_poll", "a duration from 50ms to 1m"},
         {"assign", "true or false"},
     };
 
@@ -628,6 +645,8 @@ static tl_status parse_params(struct github_store *g, char *query, char **api_pa
             ok = parse_uint(v, 100, &c->per_page) && c->per_page > 0;
         } else if (strcmp(p, "history_pages") == 0) {
             ok = parse_uint(v, HISTORY_PAGES_MAX, &c->history_pages) && c->history_pages > 0;
+        } else if (strcmp(p, "line_poll") == 0) {
+            ok = parse_ms(v, &g->line_poll_ms) && g->line_poll_ms >= 50 && g->line_poll_ms <= 60000;
         } else if (strcmp(p, "reconcile") == 0) {
             ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
             c->reconcile = strcmp(v, "true") == 0;
@@ -639,7 +658,7 @@ static tl_status parse_params(struct github_store *g, char *query, char **api_pa
             return fail(g, TL_EINVAL,
                         "github store URL: unknown parameter \"%s\" (known: api_url, trusted, "
                         "write_budget, timeout, max_wait, assign, rereads, reread_delay, "
-                        "per_page, history_pages, reconcile)",
+                        "per_page, history_pages, line_poll, reconcile)",
                         p);
         }
         if (!ok)
@@ -1363,25 +1382,6 @@ static bool is_claim(const struct github_store *g, const struct gh_item *it)
     return it->kind == TL_GH_CLAIM && !it->deleted && trusted(g, it->login);
 }
 
-/* The lowest trusted claim with id < `below` (0: any) other than `except`, of `issue` in a
- * repository-wide list (0: any). */
-static struct gh_item *lowest_claim(const struct github_store *g, struct gh_list *l, int64_t below,
-                                    int64_t except)
-{
-    struct gh_item *best = NULL;
-
-    for (size_t i = 0; i < l->npages; i++) {
-        for (size_t j = 0; j < l->pages[i].nitems; j++) {
-            struct gh_item *it = &l->pages[i].items[j];
-            if (!is_claim(g, it) || it->id == except || (below > 0 && it->id >= below))
-                continue;
-            if (best == NULL || it->id < best->id)
-                best = it;
-        }
-    }
-    return best;
-}
-
 /* ---- records ---- */
 
 static bool stale_at(const struct gh_item *it, int64_t now_ms)
@@ -1412,6 +1412,107 @@ static tl_status item_record(struct github_store *g, const struct gh_item *it, c
     out->info.observed_at_ms = now_ms;
     out->info.stale = stale_at(it, now_ms);
     return TL_OK;
+}
+
+/* ---- the line ----
+ *
+ * A waiter's place in line is its claim comment (DESIGN.md section 7): comment order is the
+ * line's order, the comment id its seq and, once it holds, its token. The holder is the lowest
+ * claim, stale or not (DESIGN.md section 5); the claims after it wait, and one of them that is
+ * stale is a dead waiter: skipped (not counted, not ahead of anyone) and deleted by whoever
+ * wins past it. A hand-over costs no write: when the holder deletes its claim, the next one
+ * holds (the holder first deletes the dead waiters right after its claim, so that the next
+ * holder is live). Hence FIFO only (priority 0).
+ */
+
+/* The holder as `l` shows it: the lowest claim (of `issue` in a repository-wide list; 0: any)
+ * below `below` (0: any); NULL: none. `*live` (may be NULL): how many of those claims are live
+ * (the holder included, if live). */
+static struct gh_item *line_holder(const struct github_store *g, struct gh_list *l, int64_t issue,
+                                   int64_t below, uint32_t *live)
+{
+    struct gh_item *best = NULL;
+    uint32_t n = 0;
+
+    for (size_t i = 0; i < l->npages; i++) {
+        for (size_t j = 0; j < l->pages[i].nitems; j++) {
+            struct gh_item *it = &l->pages[i].items[j];
+            if (!is_claim(g, it) || (issue > 0 && it->issue != issue) ||
+                (below > 0 && it->id >= below))
+                continue;
+            n += !stale_at(it, l->date_ms);
+            if (best == NULL || it->id < best->id)
+                best = it;
+        }
+    }
+    if (live != NULL)
+        *live = n;
+    return best;
+}
+
+/* Live waiters of a key in `l`: its live claims but the holder. */
+static uint32_t line_waiting(const struct github_store *g, struct gh_list *l, int64_t issue,
+                             const struct gh_item *holder)
+{
+    uint32_t live;
+
+    (void)line_holder(g, l, issue, 0, &live);
+    if (holder != NULL && !stale_at(holder, l->date_ms) && live > 0)
+        live--;
+    return live;
+}
+
+/* Fills a busy result's line counts: live waiters, and how many of them are ahead of claim `id`
+ * (0: none). `ours`: `id` is our place in line (counted as waiting even before the list shows
+ * it); else it is a claim being withdrawn (not counted), with every live waiter ahead of it. */
+static void busy_counts(const struct github_store *g, struct gh_list *l, const struct gh_item *h,
+                        int64_t id, bool ours, struct tl_claim_result *out)
+{
+    const struct gh_item *it = id != 0 ? list_find(l, id) : NULL;
+    bool live = it != NULL && is_claim(g, it) && !stale_at(it, l->date_ms);
+    uint32_t before = 0;
+
+    out->waiting = line_waiting(g, l, 0, h);
+    if (ours && it == NULL && id != 0)
+        out->waiting++;
+    else if (!ours && live && out->waiting > 0)
+        out->waiting--;
+    if (!ours) {
+        out->ahead = out->waiting;
+        return;
+    }
+    (void)line_holder(g, l, 0, id, &before);
+    if (h != NULL && h->id < id && !stale_at(h, l->date_ms) && before > 0)
+        before--;
+    out->ahead = before;
+}
+
+/* A waiter's place in line: which comment is its claim, and when it last wrote it. */
+static struct gh_place *place_find(struct github_store *g, const char *waiter_id)
+{
+    for (size_t i = 0; waiter_id != NULL && i < PLACES_MAX; i++) {
+        if (g->places[i].waiter[0] != '\0' && strcmp(g->places[i].waiter, waiter_id) == 0)
+            return &g->places[i];
+    }
+    return NULL;
+}
+
+static void place_forget(struct gh_place *p)
+{
+    if (p != NULL)
+        memset(p, 0, sizeof(*p));
+}
+
+/* Whether `s` is a waiter id as the core makes them: 32 lower-case hex digits. */
+static bool waiter_id_ok(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n] != '\0'; n++) {
+        if (n == TL_GH_NONCE_LEN || !((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return false;
+    }
+    return n == TL_GH_NONCE_LEN;
 }
 
 /* Splits the opaque "NONCE LOGIN" of a held record. */
@@ -1795,6 +1896,9 @@ static tl_status github_open(struct tl_store *s, const char *url)
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     s->heartbeat_divisor = 4; /* a quarter of the lock timeout, and no 30 s cap: writes cost */
     s->heartbeat_uncapped = true;
+    /* A waiter's place is its claim comment, judged live or stale as any claim. */
+    s->waiter_timeout_is_lock_timeout = true;
+    g->line_poll_ms = LINE_POLL_MS;
 
     if (strncmp(url, "github://", 9) != 0)
         return fail(g, TL_EINVAL, "github store URL must be github://OWNER/REPO");
@@ -1926,32 +2030,29 @@ static tl_status plan_the_way(struct github_store *g, const struct tl_claim *req
                               size_t *nvictims, struct tl_claim_result *out)
 {
     *nvictims = 0;
-    for (;;) {
-        struct gh_item *h = lowest_claim(g, l, 0, 0);
-        if (h == NULL)
-            break;
-        bool stale = stale_at(h, l->date_ms);
-        bool busy = req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && !stale);
-        if (busy || *nvictims == VICTIMS_MAX) {
-            for (size_t i = 0; i < *nvictims; i++)
-                victims[i]->deleted = false;
-            *nvictims = 0;
-            if (!busy)
-                return fail(g, TL_ESTORE, "github: too many claims to clear");
-            tl_status st = item_record(g, h, req->key, l->date_ms, &out->rec);
-            if (st != TL_OK)
-                return st;
-            tl__free(out->rec.opaque);
-            out->rec.opaque = NULL;
-            out->holder_known = true;
-            return TL_EBUSY;
-        }
-        if (!stale)
-            *forced = true;
-        push_from(mine, h);
-        h->deleted = true;
-        victims[(*nvictims)++] = h;
+    uint32_t live;
+    struct gh_item *h = line_holder(g, l, 0, 0, &live);
+    if (h == NULL)
+        return TL_OK;
+    bool stale = stale_at(h, l->date_ms);
+    /* Steal-stale takes a stale holder when no one live is in line either (the stale claims
+     * after it are dead waiters, deleted unrecorded); force takes the holder whatever, and
+     * the waiters after it are deleted unrecorded (they join the line again behind ours). */
+    if (req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && live > 0)) {
+        tl_status st = item_record(g, h, req->key, l->date_ms, &out->rec);
+        if (st != TL_OK)
+            return st;
+        tl__free(out->rec.opaque);
+        out->rec.opaque = NULL;
+        out->holder_known = true;
+        busy_counts(g, l, h, 0, false, out);
+        return TL_EBUSY;
     }
+    if (!stale)
+        *forced = true;
+    push_from(mine, h);
+    h->deleted = true;
+    victims[(*nvictims)++] = h;
     if (mine->nfrom > 0)
         mine->took = *forced ? TL_GH_TOOK_FORCED : TL_GH_TOOK_STALE;
     return TL_OK;
@@ -1981,6 +2082,23 @@ static tl_status check_size(struct github_store *g, const char *text)
                 "github: task info too large for a GitHub comment: the claim would be %zu "
                 "characters; GitHub allows %d",
                 chars, TL_GH_BODY_MAX);
+}
+
+/* Copies a claim's took and from into `mine` (which has none): for our claim found again, and
+ * for what a completion comment reports of the claim it ends. */
+static tl_status copy_took(struct github_store *g, struct tl_gh_claim *mine,
+                           const struct tl_gh_claim *c)
+{
+    mine->took = c->took;
+    for (size_t i = 0; i < c->nfrom && i < TL_GH_FROM_DEPTH; i++) {
+        struct tl_gh_from *f = &mine->from[mine->nfrom++];
+        *f = c->from[i];
+        f->worker_id = tl__strdup(c->from[i].worker_id);
+        f->node_id = tl__strdup(c->from[i].node_id);
+        if (f->worker_id == NULL || f->node_id == NULL)
+            return oom(g);
+    }
+    return TL_OK;
 }
 
 /*
@@ -2013,6 +2131,18 @@ static void amend_claim(struct github_store *g, int64_t number, struct gh_item *
         if (json_time(o, "updated_at", &upd))
             it->updated_ms = upd;
         json_decref(o);
+        /* What the listed claim says now: a release reads its took and from chain from it,
+         * for the completion comment. */
+        for (size_t i = 0; i < it->claim.nfrom && i < TL_GH_FROM_DEPTH; i++) {
+            tl__free(it->claim.from[i].worker_id);
+            tl__free(it->claim.from[i].node_id);
+        }
+        it->claim.nfrom = 0;
+        if (copy_took(g, &it->claim, mine) != TL_OK)
+            LOG(g, TL_LOG_WARN, "github: #%lld: out of memory noting the displaced holders",
+                (long long)number);
+        it->claim.seq = mine->seq;
+        it->claim.held = mine->held;
     }
     tl__http_resp_clear(&r);
     tl__free(text);
@@ -2029,21 +2159,147 @@ static uint32_t reread_delay(const struct github_store *g, uint32_t a)
     return d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 }
 
-/* Copies a claim's took and from into `mine` (which has none): for our claim found again, and
- * for what a completion comment reports of the claim it ends. */
-static tl_status copy_took(struct github_store *g, struct tl_gh_claim *mine,
-                           const struct tl_gh_claim *c)
+/* The lowest claim with `after` < id < `below` (0: no bound): the claims in id order. */
+static struct gh_item *next_claim(const struct github_store *g, struct gh_list *l, int64_t after,
+                                  int64_t below)
 {
-    mine->took = c->took;
-    for (size_t i = 0; i < c->nfrom && i < TL_GH_FROM_DEPTH; i++) {
-        struct tl_gh_from *f = &mine->from[mine->nfrom++];
-        *f = c->from[i];
-        f->worker_id = tl__strdup(c->from[i].worker_id);
-        f->node_id = tl__strdup(c->from[i].node_id);
-        if (f->worker_id == NULL || f->node_id == NULL)
-            return oom(g);
+    struct gh_item *best = NULL;
+
+    for (size_t i = 0; i < l->npages; i++) {
+        for (size_t j = 0; j < l->pages[i].nitems; j++) {
+            struct gh_item *it = &l->pages[i].items[j];
+            if (!is_claim(g, it) || it->id <= after || (below > 0 && it->id >= below))
+                continue;
+            if (best == NULL || it->id < best->id)
+                best = it;
+        }
     }
-    return TL_OK;
+    return best;
+}
+
+/* Remembers the place of waiter `waiter_id`: claim comment `id` (nonce `nonce`) of issue
+ * `number`, last written at `sent` (the clock's mono_ms). An instance serves one thread, which
+ * waits in one line at a time; should the places run out, the oldest is given up. */
+static void place_keep(struct github_store *g, const char *waiter_id, int64_t number, int64_t id,
+                       const char *nonce, int64_t sent)
+{
+    struct gh_place *p = place_find(g, waiter_id);
+
+    for (size_t i = 0; i < PLACES_MAX && p == NULL; i++) {
+        if (g->places[i].waiter[0] == '\0')
+            p = &g->places[i];
+    }
+    if (p == NULL) {
+        p = &g->places[0];
+        for (size_t i = 1; i < PLACES_MAX; i++) {
+            if (g->places[i].used < p->used)
+                p = &g->places[i];
+        }
+        LOG(g, TL_LOG_WARN, "github: #%lld: too many places in line; giving up comment %lld",
+            (long long)p->number, (long long)p->comment);
+        withdraw(g, p->comment);
+    }
+    memset(p, 0, sizeof(*p));
+    (void)snprintf(p->waiter, sizeof(p->waiter), "%s", waiter_id);
+    (void)snprintf(p->nonce, sizeof(p->nonce), "%s", nonce);
+    p->number = number;
+    p->comment = id;
+    p->beat_sent = sent;
+    p->used = ++g->use_clock;
+}
+
+/*
+ * Refreshes our queued claim `it` in place: a new counter and heartbeat (one edit), and no held
+ * mark (it may have been posted with one, expecting to find the key free). *gone when it was
+ * deleted meanwhile (as dead, or by a forced claim).
+ */
+static tl_status refresh_place(struct github_store *g, struct gh_item *it, struct gh_place *p,
+                               int64_t server_now_ms, bool *gone)
+{
+    struct tl_http_resp r = {0};
+    struct tl_gh_claim c = it->claim; /* shallow: only read by the builder */
+    char *text = NULL, *url = NULL, *body = NULL;
+    tl_status st;
+
+    *gone = false;
+    c.seq = it->claim.seq < INT64_MAX ? it->claim.seq + 1 : it->claim.seq;
+    c.held = false;
+    c.rec.info.heartbeat_at_ms = server_now_ms;
+    if ((text = tl__gh_build_claim(&c, server_now_ms)) == NULL ||
+        (url = comment_url(g, it->id)) == NULL || (body = json_body("body", text)) == NULL) {
+        st = oom(g);
+        goto done;
+    }
+    int64_t sent = g->base.clock->mono_ms(g->base.clock->ud);
+    if ((st = gh_call(g, "PATCH", url, body, NULL, &r)) != TL_OK)
+        goto done;
+    if (r.status == 404) {
+        *gone = true;
+    } else if (r.status == 200) {
+        json_t *o = load_json(&r);
+        int64_t upd;
+        if (json_time(o, "updated_at", &upd))
+            it->updated_ms = upd;
+        json_decref(o);
+        it->claim.seq = c.seq;
+        it->claim.held = false;
+        p->beat_sent = sent;
+    } else {
+        st = unexpected(g, "PATCH", url, &r, 0);
+    }
+done:
+    tl__http_resp_clear(&r);
+    tl__free(text);
+    tl__free(url);
+    tl__free(body);
+    return st;
+}
+
+/* The lowest claim of waiter `waiter` (with nonce `nonce`, if not NULL) other than `except`. */
+static struct gh_item *waiter_claim(const struct github_store *g, struct gh_list *l,
+                                    const char *waiter, const char *nonce, int64_t except)
+{
+    struct gh_item *best = NULL;
+
+    for (size_t i = 0; i < l->npages; i++) {
+        for (size_t j = 0; j < l->pages[i].nitems; j++) {
+            struct gh_item *it = &l->pages[i].items[j];
+            if (!is_claim(g, it) || it->id == except || strcmp(it->claim.waiter, waiter) != 0 ||
+                (nonce != NULL && strcmp(it->claim.nonce, nonce) != 0))
+                continue;
+            if (best == NULL || it->id < best->id)
+                best = it;
+        }
+    }
+    return best;
+}
+
+/*
+ * Posts a live waiter's claim `c` (deleted by our forced claim, which must be the lowest)
+ * again, behind ours: its waiter finds its place moved there (same waiter id and nonce), and the
+ * line keeps its order. A failure is logged: the waiter then joins the line again itself.
+ */
+static void repost_place(struct github_store *g, int64_t number, const struct gh_item *c,
+                         int64_t server_now_ms)
+{
+    char keep[TL_ERRMSG_SIZE];
+    struct tl_gh_claim copy = c->claim; /* shallow: only read by the builder */
+    struct gh_item posted;
+    bool maybe;
+
+    memcpy(keep, g->base.errmsg, sizeof(keep));
+    copy.seq = c->claim.seq < INT64_MAX ? c->claim.seq + 1 : c->claim.seq;
+    copy.held = false;
+    copy.rec.info.heartbeat_at_ms = server_now_ms;
+    char *text = tl__gh_build_claim(&copy, server_now_ms);
+    if (text == NULL || post_comment(g, number, text, &posted, &maybe, NULL) != TL_OK)
+        LOG(g, TL_LOG_WARN, "github: #%lld: could not put the waiter %s back in line: %s",
+            (long long)number, c->claim.rec.info.worker_id,
+            text ? g->base.errmsg : "out of memory");
+    else
+        item_clear(&posted);
+    tl__free(text);
+    memcpy(g->base.errmsg, keep, sizeof(keep));
 }
 
 static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
@@ -2053,18 +2309,39 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
 
     g->committed = false; /* see struct github_store */
     struct tl_gh_claim mine = {0};
-    struct gh_item posted = {0};
+    struct gh_item posted = {0}, fetched = {0};
     struct gh_item *victims[VICTIMS_MAX];
     struct gh_list *l = NULL;
     char *text = NULL;
     bool forced = false, assigned = false, amend = false, maybe;
     bool planned = false, took_any = false; /* victims planned; any of them deleted by us */
-    int64_t number, id = 0;
+    /* The line: `queue`, a claim that keeps its comment as its place when it loses; `existing`,
+     * deciding on a comment an earlier call posted; `wrote`, this call wrote our claim. */
+    bool queue, existing = false, wrote = false;
+    struct gh_place *place = NULL;
+    int64_t number, id = 0, posted_at = 0; /* posted_at: when our claim was last written */
     size_t nvictims = 0;
     tl_status st;
 
     if (!tl__gh_parse_key(req->key, &number))
         return github_check_key(s, req->key);
+    if (req->priority != 0)
+        return fail(g, TL_EINVAL,
+                    "github: the github store keeps its line in comment order: FIFO only; "
+                    "priority must be 0 (not %d)",
+                    (int)req->priority);
+    if (req->waiter_id != NULL && !waiter_id_ok(req->waiter_id))
+        return fail(g, TL_EINVAL, "github: a waiter id must be 32 lower-case hex digits");
+    /* A forced claim waits in no line: its old place, if any, is below it and goes. */
+    queue = req->waiter_id != NULL && req->mode != TL_CLAIM_FORCE;
+    if (req->waiter_id != NULL && !queue)
+        place_forget(place_find(g, req->waiter_id));
+    place = queue ? place_find(g, req->waiter_id) : NULL;
+    if (place != NULL && place->number != number) {
+        withdraw(g, place->comment); /* a waiter id is one acquire call's: not reused */
+        place_forget(place);
+        place = NULL;
+    }
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     retry_orphans(g);
 
@@ -2106,20 +2383,124 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
         g->pending_issue = 0;
         if (id != 0) {
             struct gh_item *it = list_find(l, id);
+            if (strcmp(it->claim.waiter, queue ? req->waiter_id : "") != 0) {
+                /* Posted for another acquire call (or place in line), which gave up. */
+                withdraw(g, id);
+                it->deleted = true;
+                id = 0;
+                memset(mine.nonce, 0, sizeof(mine.nonce));
+            }
+        }
+        if (id != 0) {
+            struct gh_item *it = list_find(l, id);
             posted.id = id;
             posted.created_ms = it->created_ms;
             posted.updated_ms = it->updated_ms;
+            posted_at = g->pending_sent;
             if (tl__record_copy(&mine.rec, &it->claim.rec) != TL_OK) {
                 st = oom(g);
                 goto done;
             }
             if ((st = copy_took(g, &mine, &it->claim)) != TL_OK)
                 goto done;
+            memcpy(mine.waiter, it->claim.waiter, sizeof(mine.waiter));
+            mine.held = it->claim.held;
+            mine.seq = it->claim.seq;
             goto decide;
         }
     }
-    /* 2. What this mode takes out of its way (nothing is deleted before the size check). */
-    if ((st = plan_the_way(g, req, l, &mine, &forced, victims, &nvictims, out)) != TL_OK)
+
+    /* 1'. A waiter that has a place in line decides on it (no new comment). */
+    if (place != NULL) {
+        struct gh_item *it = list_find(l, place->comment);
+        if (it == NULL || !is_claim(g, it)) {
+            /* Moved: a forced claim deleted it and posted it again behind its own. */
+            struct gh_item *moved = waiter_claim(g, l, place->waiter, place->nonce, 0);
+            if (moved != NULL) {
+                LOG(g, TL_LOG_INFO,
+                    "github: #%lld: our place in line moved from comment %lld to "
+                    "%lld",
+                    (long long)number, (long long)place->comment, (long long)moved->id);
+                place->comment = moved->id;
+                it = moved;
+            }
+        }
+        bool found = it != NULL;
+        if (it == NULL) {
+            /* Not listed: deleted (as dead, or by a forced claim), or listed late. */
+            if ((st = get_comment(g, place->comment, number, &fetched, &found)) != TL_OK)
+                goto done;
+            if (found)
+                it = &fetched;
+        }
+        if (found && (!is_claim(g, it) || strcmp(it->claim.nonce, place->nonce) != 0))
+            found = false;
+        if (found && (stale_at(it, l->date_ms) || g->base.clock->mono_ms(g->base.clock->ud) >=
+                                                      place->beat_sent + req->lock_timeout_ms)) {
+            /* Our place went dead: others skip it, and may delete it. Give it up and join the
+             * line again at its end (a refresh now could put it back in front of a holder
+             * that skipped it). */
+            LOG(g, TL_LOG_INFO, "github: #%lld: our place in line (comment %lld) went dead",
+                (long long)number, (long long)it->id);
+            withdraw(g, it->id);
+            if (it != &fetched)
+                it->deleted = true;
+            found = false;
+        }
+        if (!found) {
+            place_forget(place);
+            place = NULL;
+        } else if (it == &fetched) {
+            /* Ours, but the list does not show it yet: read afresh next time. */
+            l->recheck_tail = true;
+            struct gh_item *h = line_holder(g, l, 0, 0, NULL);
+            if (h != NULL && item_record(g, h, req->key, l->date_ms, &out->rec) == TL_OK) {
+                tl__free(out->rec.opaque);
+                out->rec.opaque = NULL;
+                out->holder_known = true;
+            }
+            busy_counts(g, l, h, place->comment, true, out);
+            st = fail(g, TL_EBUSY,
+                      "github: #%lld: our place in line (comment %lld) is not listed "
+                      "yet",
+                      (long long)number, (long long)place->comment);
+            goto done;
+        } else {
+            /* Other claims of this waiter (a copy a forced claim posted again after we had
+             * joined anew) are not its place: they go. */
+            struct gh_item *dup;
+            while ((dup = waiter_claim(g, l, place->waiter, NULL, it->id)) != NULL) {
+                withdraw(g, dup->id);
+                dup->deleted = true;
+            }
+            id = it->id;
+            existing = true;
+            posted_at = place->beat_sent;
+            place->used = ++g->use_clock;
+            if (tl__record_copy(&mine.rec, &it->claim.rec) != TL_OK) {
+                st = oom(g);
+                goto done;
+            }
+            if ((st = copy_took(g, &mine, &it->claim)) != TL_OK)
+                goto done;
+            memcpy(mine.nonce, it->claim.nonce, sizeof(mine.nonce));
+            memcpy(mine.waiter, it->claim.waiter, sizeof(mine.waiter));
+            mine.held = it->claim.held;
+            mine.seq = it->claim.seq;
+            goto decide;
+        }
+    }
+
+    /* 2. What this mode takes out of its way (nothing is deleted before the size check). A
+     * waiter that would lose posts all the same: its claim is its place in line. */
+    st = plan_the_way(g, req, l, &mine, &forced, victims, &nvictims, out);
+    bool expect_win = st == TL_OK;
+    if (st == TL_EBUSY && queue) {
+        tl__record_clear(&out->rec);
+        memset(out, 0, sizeof(*out));
+        st = TL_OK;
+    }
+    if (st != TL_OK)
         goto done;
 
     /* 3. Our claim: built and checked against GitHub's size limit before any write. */
@@ -2133,6 +2514,13 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     mine.rec.info.claimed_at_ms = mine.rec.info.heartbeat_at_ms = l->date_ms;
     mine.rec.info.lock_timeout_ms = req->lock_timeout_ms;
     random_nonce(g, mine.nonce);
+    if (queue) {
+        /* Posted on a key it expects to find free, a waiter's claim is marked held: if it wins
+         * and its holder dies before its first heartbeat, it is a stale holder, not a dead
+         * waiter. Should it lose the race after all, its first refresh clears the mark. */
+        (void)snprintf(mine.waiter, sizeof(mine.waiter), "%s", req->waiter_id);
+        mine.held = expect_win;
+    }
     if ((text = tl__gh_build_claim(&mine, l->date_ms)) == NULL) {
         st = oom(g);
         goto unplan;
@@ -2149,9 +2537,11 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     nvictims = 0;
 
     /* 4. Post it. */
+    posted_at = g->base.clock->mono_ms(g->base.clock->ud);
     st = post_comment(g, number, text, &posted, &maybe, NULL);
     if (st == TL_OK) {
         id = posted.id;
+        wrote = true;
         learn_login(g, posted.login);
     } else if (maybe) {
         /* It may have been written: look for our nonce before anything is posted again. */
@@ -2169,6 +2559,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
             }
             if ((st = read_list(g, number, true, &l)) != TL_OK) {
                 g->pending_issue = number; /* look again on the next attempt */
+                g->pending_sent = posted_at;
                 memcpy(g->pending_nonce, mine.nonce, sizeof(g->pending_nonce));
                 goto done;
             }
@@ -2189,6 +2580,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
         }
         if (id == 0) {
             g->pending_issue = number;
+            g->pending_sent = posted_at;
             memcpy(g->pending_nonce, mine.nonce, sizeof(g->pending_nonce));
             st = fail(g, TL_EBUSY,
                       "github: #%lld: outcome unknown: the claim POST failed (%.120s) and no "
@@ -2198,6 +2590,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
             goto done;
         }
         posted.id = id;
+        wrote = true;
         LOG(g, TL_LOG_INFO, "github: #%lld: the failed POST was written after all (comment %lld)",
             (long long)number, (long long)id);
     } else {
@@ -2205,43 +2598,73 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     }
 
 decide:
-    /* 5. Keep it only if it is the lowest trusted claim in a list that is complete. */
+    /* 5. Keep it only if no claim below it is ahead (a dead waiter is not: it is deleted; the
+     * holder is, unless this mode takes it; a waiter after the holder is, unless we force),
+     * in a list that is complete. */
     for (uint32_t a = 0;; a++) {
-        if ((st = read_list(g, number, true, &l)) != TL_OK)
+        /* A place in line was just found in a list read by this call: no second read. */
+        if ((a > 0 || !existing) && (st = read_list(g, number, true, &l)) != TL_OK)
             goto withdraw;
-        struct gh_item *lower;
-        while ((lower = lowest_claim(g, l, id, id)) != NULL) {
-            bool stale = stale_at(lower, l->date_ms);
-            if (req->mode == TL_CLAIM_FORCE || (req->mode == TL_CLAIM_STEAL && stale)) {
-                bool gone;
-                if ((st = delete_comment(g, lower->id, &gone)) != TL_OK)
-                    goto withdraw;
-                LOG(g, TL_LOG_INFO, "github: #%lld: deleted the %s claim %lld of %s",
-                    (long long)number, stale ? "stale" : "live", (long long)lower->id,
-                    lower->claim.rec.info.worker_id);
-                if (!stale)
-                    forced = true;
-                took_any = true;
-                if (!from_has(&mine, lower->id)) { /* not planned: our claim must name it */
-                    push_from(&mine, lower);
-                    amend = true;
-                }
-                lower->deleted = true;
-                continue;
-            }
-            /* Someone else's claim is lower: theirs holds. */
-            st = item_record(g, lower, req->key, l->date_ms, &out->rec);
-            if (st == TL_OK) {
-                tl__free(out->rec.opaque);
-                out->rec.opaque = NULL;
-                out->holder_known = true;
-                st = TL_EBUSY;
-            }
+        struct gh_item *blocker = NULL;
+        for (struct gh_item *c = next_claim(g, l, 0, id); c != NULL && blocker == NULL;
+             c = next_claim(g, l, c->id, id)) {
+            bool stale = stale_at(c, l->date_ms);
+            if (req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && !stale))
+                blocker = c;
+        }
+        if (blocker != NULL) {
+            /* Someone else's claim is ahead: the holder holds (for a waiter: we wait). */
+            struct gh_item *h = line_holder(g, l, 0, 0, NULL);
+            st = item_record(g, h, req->key, l->date_ms, &out->rec);
+            if (st != TL_OK)
+                goto withdraw;
+            tl__free(out->rec.opaque);
+            out->rec.opaque = NULL;
+            out->holder_known = true;
+            if (queue)
+                goto queued;
+            busy_counts(g, l, h, id, false, out);
+            st = TL_EBUSY;
             goto withdraw;
         }
+        /* Nothing ahead: out of our way goes what this mode takes: the stale holder and the
+         * dead waiters after it; forced, the holder and the waiters after it. The audit trail
+         * records the holder (the lowest). */
+        bool first = true;
+        struct gh_item *requeue[VICTIMS_MAX];
+        size_t nrequeue = 0;
+        for (struct gh_item *c = next_claim(g, l, 0, id); c != NULL;
+             c = next_claim(g, l, c->id, id)) {
+            bool stale = stale_at(c, l->date_ms), dead = stale && !first, gone;
+            if ((st = delete_comment(g, c->id, &gone)) != TL_OK)
+                goto withdraw;
+            c->deleted = true;
+            LOG(g, TL_LOG_INFO, "github: #%lld: deleted the %s claim %lld of %s", (long long)number,
+                dead    ? "dead waiter's"
+                : first ? (stale ? "stale" : "live")
+                        : "waiting",
+                (long long)c->id, c->claim.rec.info.worker_id);
+            bool holder = first;
+            first = false;
+            if (!dead && !holder && c->claim.waiter[0] != '\0' && nrequeue < VICTIMS_MAX &&
+                (req->waiter_id == NULL || strcmp(c->claim.waiter, req->waiter_id) != 0))
+                requeue[nrequeue++] = c; /* a live waiter (forced out of our way) */
+            if (dead || !holder)
+                continue;
+            if (!stale)
+                forced = true;
+            took_any = true;
+            if (!from_has(&mine, c->id)) { /* not planned: our claim must name it */
+                push_from(&mine, c);
+                amend = true;
+            }
+        }
+        /* Forced: the live waiters go back in line behind us, in their order. */
+        for (size_t i = 0; i < nrequeue; i++)
+            repost_place(g, number, requeue[i], l->date_ms);
 
         int64_t count = -1;
-        if (g->cfg.assign && !assigned && g->login != NULL)
+        if (g->cfg.assign && !assigned && !existing && g->login != NULL)
             assigned = assignee(g, number, true, &count);
         if (count < 0 && (st = issue_count(g, l, &count)) != TL_OK)
             goto withdraw;
@@ -2250,24 +2673,28 @@ decide:
         if (visible && ((int64_t)seen >= count || !g->cfg.reconcile))
             break; /* won */
         l->recheck_tail = true;
+        uint32_t delay = reread_delay(g, a + 1);
+        const char *then = queue ? "our claim stays in line" : "claim withdrawn";
         if (a >= g->cfg.rereads) {
             st = fail(g, TL_EBUSY,
                       "github: #%lld: outcome unknown: the comment list stayed incomplete (%zu "
-                      "listed, %lld counted%s) after %u re-reads; claim withdrawn",
+                      "listed, %lld counted%s) after %u re-reads; %s",
                       (long long)number, seen, (long long)count, visible ? "" : ", ours not listed",
-                      a);
-            goto withdraw;
-        }
-        uint32_t delay = reread_delay(g, a + 1);
-        if (!may_wait(g, delay)) {
+                      a, then);
+        } else if (!may_wait(g, delay)) {
             st = fail(g, TL_EBUSY,
                       "github: #%lld: outcome unknown: the comment list is incomplete (%zu "
                       "listed, %lld counted%s) and re-reading it in %u ms would pass the call's "
-                      "deadline; claim withdrawn",
+                      "deadline; %s",
                       (long long)number, seen, (long long)count, visible ? "" : ", ours not listed",
-                      delay);
-            goto withdraw;
+                      delay, then);
         }
+        if (st == TL_EBUSY && queue) {
+            busy_counts(g, l, NULL, id, true, out);
+            goto keep;
+        }
+        if (st == TL_EBUSY)
+            goto withdraw;
         LOG(g, TL_LOG_INFO,
             "github: #%lld: the comment list is stale (%zu listed, the issue counts %lld%s); "
             "reading it again in %u ms",
@@ -2283,6 +2710,10 @@ decide:
             st = fail(g, TL_ESTORE, "github: our claim %lld is not readable", (long long)id);
             goto withdraw;
         }
+        if (queue) {
+            mine.held = true;
+            mine.seq = it->claim.seq < INT64_MAX ? it->claim.seq + 1 : it->claim.seq;
+        }
         if (planned && !took_any) {
             /* The holders we meant to take out were gone by the time ours was posted (released,
              * or taken by another): we took the key free, and our claim must not say
@@ -2295,19 +2726,59 @@ decide:
             mine.took = TL_GH_TOOK_FREE;
             forced = false;
             amend_claim(g, number, it, &mine, l->date_ms);
+            wrote = true;
         } else if (amend) {
             mine.took = forced ? TL_GH_TOOK_FORCED : TL_GH_TOOK_STALE;
             amend_claim(g, number, it, &mine, l->date_ms);
+            wrote = true;
         }
         if ((st = item_record(g, it, req->key, l->date_ms, &out->rec)) != TL_OK)
             goto withdraw;
         out->took_forced = forced || mine.took == TL_GH_TOOK_FORCED;
         out->took_stale = !out->took_forced && mine.took == TL_GH_TOOK_STALE;
+        /* A claim that holds without a write this call (the line's hand-over) is as fresh as
+         * its last write, which the core reckons the lock's loss deadline from. */
+        out->beat_sent_mono_ms = wrote ? 0 : posted_at;
+        place_forget(place);
     }
     goto done;
 
+queued:
+    /* Busy, and our claim stays in line as this waiter's place. A place written by an earlier
+     * call is refreshed when its heartbeat is due (a quarter of the lock timeout, as a holder's,
+     * with some slack for the core's timing): one edit per interval per waiter. */
+    busy_counts(g, l, line_holder(g, l, 0, 0, NULL), id, true, out);
+    if (existing) {
+        struct gh_item *it = list_find(l, id);
+        int64_t since = g->base.clock->mono_ms(g->base.clock->ud) - place->beat_sent;
+        bool gone = false;
+        if (it != NULL && since >= (int64_t)req->lock_timeout_ms * 3 / 16) {
+            char keep[TL_ERRMSG_SIZE];
+            memcpy(keep, g->base.errmsg, sizeof(keep));
+            if (refresh_place(g, it, place, l->date_ms, &gone) != TL_OK)
+                LOG(g, TL_LOG_WARN, "github: #%lld: refreshing our place in line failed: %s",
+                    (long long)number, g->base.errmsg);
+            memcpy(g->base.errmsg, keep, sizeof(keep));
+        }
+        if (gone) {
+            /* Deleted meanwhile: the next claim joins the line again (wait_turn returns at
+             * once for a waiter without a place). */
+            LOG(g, TL_LOG_INFO, "github: #%lld: our place in line (comment %lld) was deleted",
+                (long long)number, (long long)id);
+            place_forget(place);
+        }
+    }
+    st = fail(g, TL_EBUSY, "github: #%lld is held; %u waiting, %u ahead of us", (long long)number,
+              out->waiting, out->ahead);
+keep:
+    if (!existing) /* posted by this call, or found after an ambiguous POST */
+        place_keep(g, req->waiter_id, number, id, mine.nonce, posted_at);
+    goto done;
+
 withdraw:
-    withdraw(g, id);
+    if (id != 0)
+        withdraw(g, id);
+    place_forget(place);
     if (assigned) {
         int64_t ignored;
         (void)assignee(g, number, false, &ignored);
@@ -2317,6 +2788,7 @@ unplan:
         victims[i]->deleted = false;
 done:
     item_clear(&posted);
+    item_clear(&fetched);
     tl__gh_claim_clear(&mine);
     tl__free(text);
     return st;
@@ -2330,10 +2802,11 @@ static tl_status lost(struct github_store *g, const struct tl_record *held, cons
                 (unsigned long long)held->info.token, why);
 }
 
-static tl_status github_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
-                              int64_t *heartbeat_at_ms)
+/* Renews `held` (a heartbeat: renew's `seq`, or 0 for one above the comment's) and, when
+ * `timeout_ms` is not 0, records it as the lock's new timeout (extend): one edit either way. */
+static tl_status renew_claim(struct github_store *g, const struct tl_record *held, uint64_t seq,
+                             uint32_t timeout_ms, int64_t *heartbeat_at_ms)
 {
-    struct github_store *g = (struct github_store *)s;
     char nonce[TL_GH_NONCE_LEN + 1], login[128], why[TL_ERRMSG_SIZE];
     struct gh_item fetched = {0};
     struct tl_http_resp r = {0};
@@ -2362,7 +2835,7 @@ static tl_status github_renew(struct tl_store *s, const struct tl_record *held, 
         st = lost(g, held, "that comment is not our claim");
         goto done;
     }
-    struct gh_item *lower = lowest_claim(g, l, id, id);
+    struct gh_item *lower = line_holder(g, l, 0, id, NULL);
     if (lower != NULL) {
         (void)snprintf(why, sizeof(why),
                        "an earlier claim (comment %lld by %s on %s) became visible late, and it "
@@ -2400,6 +2873,16 @@ static tl_status github_renew(struct tl_store *s, const struct tl_record *held, 
         c.seq = INT64_MAX;
     c.rec.info.claimed_at_ms = held->info.claimed_at_ms;
     c.rec.info.heartbeat_at_ms = l->date_ms;
+    /* Only a holder renews: the held mark makes the claim a stale holder, not a dead waiter,
+     * should it go stale (a claim that came to hold by the line's hand-over gets it here). */
+    c.held = true;
+    if (timeout_ms != 0)
+        c.rec.info.lock_timeout_ms = timeout_ms;
+    if (timeout_ms != 0 && (text = tl__gh_build_claim(&c, l->date_ms)) != NULL &&
+        (st = check_size(g, text)) != TL_OK)
+        goto done;
+    tl__free(text);
+    text = NULL;
     if ((text = tl__gh_build_claim(&c, l->date_ms)) == NULL || (url = comment_url(g, id)) == NULL ||
         (body = json_body("body", text)) == NULL) {
         st = oom(g);
@@ -2427,7 +2910,53 @@ done:
     return st;
 }
 
+static tl_status github_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
+                              int64_t *heartbeat_at_ms)
+{
+    return renew_claim((struct github_store *)s, held, seq, 0, heartbeat_at_ms);
+}
+
+/* A renew that writes the new lock timeout into the claim's marker: the same one edit. */
+static tl_status github_extend(struct tl_store *s, const struct tl_record *held,
+                               uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
+{
+    struct github_store *g = (struct github_store *)s;
+
+    if (lock_timeout_ms == 0)
+        return fail(g, TL_EINVAL, "github: a lock timeout must be more than 0");
+    return renew_claim(g, held, 0, lock_timeout_ms, heartbeat_at_ms);
+}
+
 /* ---- release ---- */
+
+/*
+ * Deletes the dead waiters right after claim `id` in `l` (the stale claims before the first live
+ * one): when the holder's claim `id` goes, the next claim holds, and it had better be live, or
+ * it would be a stale holder that only a steal takes. Returns that next live claim (NULL: none,
+ * or a deletion failed, which is logged).
+ */
+static struct gh_item *clear_dead_after(struct github_store *g, struct gh_list *l, int64_t id)
+{
+    char keep[TL_ERRMSG_SIZE];
+    struct gh_item *c = next_claim(g, l, id, 0);
+
+    memcpy(keep, g->base.errmsg, sizeof(keep));
+    while (c != NULL && stale_at(c, l->date_ms)) {
+        bool gone;
+        if (delete_comment(g, c->id, &gone) != TL_OK) {
+            LOG(g, TL_LOG_WARN, "github: #%lld: could not delete the dead waiter's claim %lld: %s",
+                (long long)l->number, (long long)c->id, g->base.errmsg);
+            c = NULL;
+            break;
+        }
+        LOG(g, TL_LOG_INFO, "github: #%lld: deleted the dead waiter's claim %lld of %s",
+            (long long)l->number, (long long)c->id, c->claim.rec.info.worker_id);
+        c->deleted = true;
+        c = next_claim(g, l, c->id, 0);
+    }
+    memcpy(g->base.errmsg, keep, sizeof(keep));
+    return c;
+}
 
 /* Whether the list has a trusted completion comment of token `token` with nonce `nonce`. */
 static bool has_completion(struct github_store *g, const struct gh_list *l, uint64_t token,
@@ -2530,8 +3059,16 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
     learn_login(g, login);
     g->op_max_wait_ms = g->cfg.max_wait_ms;
 
-    /* 1. Is comment `id` our claim? What this instance listed of it still holds: only its
-     * author can edit a comment, so a claim of ours stays one until it is deleted. */
+    /* 1. Is comment `id` our claim? The list is read (conditionally) for the line: the dead
+     * waiters right after our claim go first. If it cannot be read, what this instance listed
+     * of our claim still holds: only its author can edit a comment, so a claim of ours stays
+     * one until it is deleted. */
+    struct gh_list *cur = NULL;
+    if (read_list(g, number, true, &cur) != TL_OK) {
+        LOG(g, TL_LOG_DEBUG, "github: #%lld: release: %s", (long long)number, g->base.errmsg);
+        g->base.errmsg[0] = '\0';
+        cur = NULL;
+    }
     struct gh_item *it = NULL;
     for (size_t i = 0; i < g->nlists && it == NULL; i++) {
         if (g->lists[i]->number == number)
@@ -2561,8 +3098,15 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
             goto done;
     }
 
-    /* 2. Delete it. */
+    /* 2. Delete it, after the dead waiters right after it, so that the next holder is live. The
+     * next holder keeps the assignee if it is ours as well (one write less). */
     int64_t at = 0;
+    bool keep_assignee = false;
+    if (!gone && cur != NULL && it != &fetched && list_find(cur, id) == it) {
+        const struct gh_item *next = clear_dead_after(g, cur, id);
+        keep_assignee = next != NULL && next->login != NULL && g->login != NULL &&
+                        strcasecmp(next->login, g->login) == 0;
+    }
     if (!gone) {
         struct tl_http_resp r = {0};
         char *url = comment_url(g, id);
@@ -2588,7 +3132,9 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
         /* 3'. Already gone: released by us before (fine), or taken by someone since (not). */
         if ((st = read_list(g, number, true, &l)) != TL_OK)
             goto done;
-        struct gh_item *h = lowest_claim(g, l, 0, id);
+        /* Someone claimed it since (the contract: then our retry is refused): a holder now
+         * (dead waiters hold nothing), or a completion of a later tenure. */
+        struct gh_item *h = line_holder(g, l, 0, 0, NULL);
         bool mine_done = false, later = false;
         for (size_t i = 0; i < l->npages; i++) {
             for (size_t j = 0; j < l->pages[i].nitems; j++) {
@@ -2619,7 +3165,7 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
 
     /* 3. The visible hint and the audit trail; the lock is free already, so failures here are
      * logged, not returned. */
-    if (g->cfg.assign && g->login != NULL) {
+    if (g->cfg.assign && g->login != NULL && !keep_assignee) {
         int64_t ignored;
         (void)assignee(g, number, false, &ignored);
     }
@@ -2654,11 +3200,12 @@ static tl_status github_force_release(struct tl_store *s, const struct tl_force_
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = read_list(g, number, true, &l)) != TL_OK)
         return st;
-    struct gh_item *h = lowest_claim(g, l, 0, 0);
+    struct gh_item *h = line_holder(g, l, 0, 0, NULL); /* dead waiters hold nothing */
     if (h == NULL)
         return TL_OK;
     if ((st = item_record(g, h, req->key, l->date_ms, former)) != TL_OK)
         return st;
+    former->info.waiting = line_waiting(g, l, 0, h);
     *found = true;
     if (req->token != 0 && (uint64_t)h->id != req->token)
         return fail(g, TL_ENOTOWNER, "github: #%s is held by %s with token %llu", req->key,
@@ -2670,6 +3217,7 @@ static tl_status github_force_release(struct tl_store *s, const struct tl_force_
     memcpy(kept.claim.nonce, h->claim.nonce, sizeof(kept.claim.nonce));
     if ((st = copy_took(g, &kept.claim, &h->claim)) != TL_OK)
         goto done;
+    (void)clear_dead_after(g, l, id); /* so that the next holder is live */
 
     struct tl_http_resp r = {0};
     char *url = comment_url(g, id);
@@ -2723,13 +3271,14 @@ static tl_status github_inspect(struct tl_store *s, const char *key, struct tl_r
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = read_list(g, number, true, &l)) != TL_OK)
         return st;
-    struct gh_item *h = lowest_claim(g, l, 0, 0);
+    struct gh_item *h = line_holder(g, l, 0, 0, NULL);
     if (h == NULL)
-        return TL_OK;
+        return TL_OK; /* free: dead waiters at most, and no live claim (it would hold) */
     if ((st = item_record(g, h, key, l->date_ms, out)) != TL_OK)
         return st;
     tl__free(out->opaque);
     out->opaque = NULL;
+    out->info.waiting = line_waiting(g, l, 0, h);
     *found = true;
     return TL_OK;
 }
@@ -2753,23 +3302,11 @@ static tl_status github_list(struct tl_store *s, struct tl_record ***out, size_t
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = read_list(g, 0, true, &l)) != TL_OK || l == NULL)
         return st;
-    /* The lowest trusted claim of each issue: walk the claims in id order. */
+    /* The holder of each issue: its lowest claim that is not a dead waiter. */
     for (size_t i = 0; i < l->npages && st == TL_OK; i++) {
         for (size_t j = 0; j < l->pages[i].nitems && st == TL_OK; j++) {
             struct gh_item *it = &l->pages[i].items[j];
-            if (!is_claim(g, it) || it->issue <= 0)
-                continue;
-            bool lowest = true;
-            for (size_t a = 0; a < l->npages && lowest; a++) {
-                for (size_t b = 0; b < l->pages[a].nitems; b++) {
-                    const struct gh_item *o = &l->pages[a].items[b];
-                    if (o->issue == it->issue && o->id < it->id && is_claim(g, o)) {
-                        lowest = false;
-                        break;
-                    }
-                }
-            }
-            if (!lowest)
+            if (!is_claim(g, it) || it->issue <= 0 || line_holder(g, l, it->issue, 0, NULL) != it)
                 continue;
             char key[32];
             (void)snprintf(key, sizeof(key), "%lld", (long long)it->issue);
@@ -2781,6 +3318,7 @@ static tl_status github_list(struct tl_store *s, struct tl_record ***out, size_t
             }
             tl__free(r->opaque);
             r->opaque = NULL;
+            r->info.waiting = line_waiting(g, l, it->issue, it);
             if (tl__record_array_push(&arr, &n, &cap, r) != TL_OK) {
                 tl__record_free(r);
                 st = oom(g);
@@ -3180,6 +3718,159 @@ static tl_status github_history(struct tl_store *s, const char *key, size_t limi
     return TL_OK;
 }
 
+/* ---- the line: wait_turn, leave, waiters ---- */
+
+/*
+ * Waits for waiter `waiter_id`'s turn. GitHub sends no messages: this reads the issue's
+ * comments every line_poll (1 s) with If-None-Match (a 304 costs no primary rate budget), and
+ * reports a wake-up when our claim is the first that is not a dead waiter's (it holds: the
+ * next claim call takes it without a write), or when it is gone or dead (the next claim joins
+ * the line again). A waiter without a place (it has none yet, or it was given up) is woken at
+ * once, so that its claim puts it back.
+ */
+static tl_status github_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
+                                  uint32_t timeout_ms, bool *woken)
+{
+    struct github_store *g = (struct github_store *)s;
+    const struct tl_clock *ck = g->base.clock;
+    int64_t number, keep_deadline = g->base.deadline_mono_ms;
+    tl_status st = TL_OK;
+
+    *woken = false;
+    g->committed = false;
+    if (!tl__gh_parse_key(key, &number))
+        return github_check_key(s, key);
+    struct gh_place *p = waiter_id != NULL ? place_find(g, waiter_id) : NULL;
+    if (p == NULL || p->number != number) {
+        *woken = true;
+        return TL_OK;
+    }
+    /* Every request ends by the end of the wait too. */
+    int64_t end = ck->mono_ms(ck->ud) + timeout_ms;
+    if (keep_deadline != 0 && keep_deadline < end)
+        end = keep_deadline;
+    g->base.deadline_mono_ms = end;
+    g->op_max_wait_ms = timeout_ms;
+    for (;;) {
+        struct gh_list *l;
+        if ((st = read_list(g, number, true, &l)) != TL_OK)
+            break;
+        struct gh_item *it = list_find(l, p->comment);
+        if (it == NULL || !is_claim(g, it) || stale_at(it, l->date_ms) ||
+            line_holder(g, l, 0, it->id, NULL) == NULL) {
+            *woken = true;
+            break;
+        }
+        int64_t left = end - ck->mono_ms(ck->ud);
+        if (left <= 0)
+            break;
+        tl__real_sleep_ms((uint32_t)(left < g->line_poll_ms ? left : g->line_poll_ms));
+        if (ck->mono_ms(ck->ud) >= end)
+            break; /* no read cut short at the end: it would cost the cached pages */
+    }
+    g->base.deadline_mono_ms = keep_deadline;
+    return st;
+}
+
+/* Leaves the line: deletes the waiter's claim (worth a request past the caller's deadline, as
+ * any withdrawal; retried later as an orphan if it fails). TL_OK if it has none. */
+static tl_status github_leave(struct tl_store *s, const char *key, const char *waiter_id)
+{
+    struct github_store *g = (struct github_store *)s;
+    struct gh_place *p = waiter_id != NULL ? place_find(g, waiter_id) : NULL;
+    int64_t number;
+
+    g->committed = false;
+    if (!tl__gh_parse_key(key, &number))
+        return github_check_key(s, key);
+    if (p == NULL)
+        return TL_OK;
+    bool gone;
+    int64_t id = p->comment;
+    struct gh_list *l;
+    place_forget(p);
+    g->cleaning_up = true;
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    /* Holding already (the hand-over came while it gave up): leaving is releasing, and the
+     * dead waiters right after it go first, as in a release. */
+    if (read_list(g, number, true, &l) == TL_OK) {
+        struct gh_item *it = list_find(l, id);
+        if (it != NULL && line_holder(g, l, 0, 0, NULL) == it)
+            (void)clear_dead_after(g, l, id);
+        /* A copy of our place that a forced claim posted again goes too. */
+        struct gh_item *dup;
+        while ((dup = waiter_claim(g, l, waiter_id, NULL, id)) != NULL) {
+            withdraw(g, dup->id);
+            dup->deleted = true;
+        }
+    }
+    g->base.errmsg[0] = '\0';
+    tl_status st = delete_comment(g, id, &gone);
+    g->cleaning_up = false;
+    if (st != TL_OK && g->norphans < ORPHANS_MAX)
+        g->orphans[g->norphans++] = id;
+    for (size_t i = 0; st == TL_OK && i < g->nlists; i++) {
+        struct gh_item *it = g->lists[i]->number == number ? list_find(g->lists[i], id) : NULL;
+        if (it != NULL)
+            it->deleted = true;
+    }
+    return st;
+}
+
+/* The line of a key: every claim but the holder's, in comment order (dead waiters marked). */
+static tl_status github_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                                size_t *count)
+{
+    struct github_store *g = (struct github_store *)s;
+    struct tl_waiter **arr = NULL;
+    size_t n = 0, cap = 0;
+    struct gh_list *l;
+    int64_t number;
+    tl_status st;
+
+    *out = NULL;
+    *count = 0;
+    g->committed = false;
+    if (!tl__gh_parse_key(key, &number))
+        return github_check_key(s, key);
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    if ((st = read_list(g, number, true, &l)) != TL_OK)
+        return st;
+    const struct gh_item *h = line_holder(g, l, 0, 0, NULL);
+    for (struct gh_item *it = next_claim(g, l, 0, 0); it != NULL && st == TL_OK;
+         it = next_claim(g, l, it->id, 0)) {
+        if (it == h)
+            continue;
+        struct tl_waiter *w = tl__waiter_new();
+        if (w == NULL) {
+            st = oom(g);
+            break;
+        }
+        w->key = tl__strdup(key);
+        w->waiter_id = tl__strdup(it->claim.waiter);
+        w->worker_id = tl__strdup(it->claim.rec.info.worker_id);
+        w->node_id = tl__strdup(it->claim.rec.info.node_id);
+        w->priority = 0;
+        w->seq = (uint64_t)it->id;
+        w->since_ms = it->created_ms;
+        w->heartbeat_at_ms = it->updated_ms;
+        w->timeout_ms = it->claim.rec.info.lock_timeout_ms;
+        w->dead = stale_at(it, l->date_ms);
+        if (!w->key || !w->waiter_id || !w->worker_id || !w->node_id ||
+            tl__waiter_array_push(&arr, &n, &cap, w) != TL_OK) {
+            tl__waiter_free(w);
+            st = oom(g);
+        }
+    }
+    if (st != TL_OK) {
+        tl_waiter_array_free(arr, n);
+        return st;
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
 const struct tl_store_ops tl__store_github = {
     .version = TL_STORE_OPS_VERSION,
     .scheme = "github",
@@ -3194,4 +3885,8 @@ const struct tl_store_ops tl__store_github = {
     .history = github_history,
     .check_key = github_check_key,
     .force_release = github_force_release,
+    .leave = github_leave,
+    .wait_turn = github_wait_turn,
+    .waiters = github_waiters,
+    .extend = github_extend,
 };

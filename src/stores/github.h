@@ -53,6 +53,14 @@ struct tl_gh_claim {
     struct tl_record rec;
     char nonce[TL_GH_NONCE_LEN + 1];
     uint64_t seq; /* heartbeat counter: 0 when posted; each edit writes a larger one */
+    /* The line (store ops version 3). `waiter`: the acquire call's waiter id (32 lower-case hex
+     * digits), "" for a claim that does not wait in line (written as "waiter" only when set).
+     * `held`: written by a holder's heartbeat (and by a waiter's claim posted on a key it
+     * expected to find free), for people: the visible line says the claim holds the lock, not
+     * that it waits in line (a queued claim comes to hold without an edit). A claim without a
+     * waiter id counts as held. Which claim holds is told by comment order alone. */
+    char waiter[TL_GH_NONCE_LEN + 1];
+    bool held;
     enum tl_gh_took took;
     struct tl_gh_from from[TL_GH_FROM_DEPTH]; /* newest first */
     size_t nfrom;
@@ -100,6 +108,13 @@ enum tl_gh_kind tl__gh_parse_claim(const char *body, size_t len, struct tl_gh_cl
                                    char *why);
 void tl__gh_claim_clear(struct tl_gh_claim *c);
 void tl__gh_release_clear(struct tl_gh_release *r);
+
+/* Whether a claim counts as a (possibly stale) holder's rather than a queued waiter's: it waits
+ * in no line, or it has been marked held. */
+static inline bool tl__gh_claim_held(const struct tl_gh_claim *c)
+{
+    return c->waiter[0] == '\0' || c->held;
+}
 
 /*
  * Builds a claim comment body: the visible line, a note on a displaced holder, and the marker.

@@ -102,9 +102,10 @@ void tl__gh_release_clear(struct tl_gh_release *r)
 
 /* ---- decoding ---- */
 
-static bool get_nonce(json_t *root, char out[TL_GH_NONCE_LEN + 1])
+/* A field of 32 lower-case hex digits (a nonce, a waiter id). */
+static bool get_hex32(json_t *root, const char *field, char out[TL_GH_NONCE_LEN + 1])
 {
-    json_t *v = json_object_get(root, "nonce");
+    json_t *v = json_object_get(root, field);
 
     if (!json_is_string(v) || json_string_length(v) != TL_GH_NONCE_LEN)
         return false;
@@ -115,6 +116,11 @@ static bool get_nonce(json_t *root, char out[TL_GH_NONCE_LEN + 1])
     }
     memcpy(out, s, TL_GH_NONCE_LEN + 1);
     return true;
+}
+
+static bool get_nonce(json_t *root, char out[TL_GH_NONCE_LEN + 1])
+{
+    return get_hex32(root, "nonce", out);
 }
 
 static bool get_u64(json_t *root, const char *field, bool required, uint64_t *out)
@@ -218,6 +224,13 @@ static enum tl_gh_kind decode_claim(const char *text, size_t len, struct tl_gh_c
         set_why(why, "claim marker has a bad \"from\"");
         goto done;
     }
+    json_t *held = json_object_get(root, "held");
+    if ((json_object_get(root, "waiter") != NULL && !get_hex32(root, "waiter", out->waiter)) ||
+        (held != NULL && !json_is_boolean(held))) {
+        set_why(why, "claim marker has a bad \"waiter\" or \"held\"");
+        goto done;
+    }
+    out->held = json_is_true(held);
     /* The seed's metadata is decoded on its own, as the core wrote it: the GitHub fields and the
      * escaping of < > & do not count against the core's size limit of metadata. */
     char err2[TL_ERRMSG_SIZE] = "";
@@ -503,6 +516,10 @@ char *tl__gh_build_claim(const struct tl_gh_claim *c, int64_t server_now_ms)
     if (took_name(c->took) != NULL &&
         json_object_set_new(root, "took", json_string(took_name(c->took))) != 0)
         goto done;
+    if (c->waiter[0] != '\0' && json_object_set_new(root, "waiter", json_string(c->waiter)) != 0)
+        goto done;
+    if (c->held && json_object_set_new(root, "held", json_true()) != 0)
+        goto done;
     if (c->nfrom > 0) {
         json_t *arr = from_json(c->from, c->nfrom);
         if (arr == NULL || json_object_set_new(root, "from", arr) != 0)
@@ -531,9 +548,12 @@ char *tl__gh_build_claim(const struct tl_gh_claim *c, int64_t server_now_ms)
                            "\n\n⚠️ Forced out the lock of `%s` on `%s` (token %llu).", fw, fn,
                            (unsigned long long)c->from[0].token);
     }
-    out = tl__asprintf("🔒 Locked by `%s` on `%s` since %s (lock timeout %s; last heartbeat %s, "
+    /* A queued claim says so; it may come to hold without an edit (the line's hand-over), and
+     * its holder's first heartbeat then writes the lock line. */
+    out = tl__asprintf("%s `%s` on `%s` since %s (lock timeout %s; last heartbeat %s, "
                        "#%llu).%s\n\n<!-- tasklock %s -->",
-                       w, n, since, dur, beat, (unsigned long long)c->seq, note, marker);
+                       tl__gh_claim_held(c) ? "🔒 Locked by" : "⏳ In line for the lock:", w, n,
+                       since, dur, beat, (unsigned long long)c->seq, note, marker);
 done:
     json_decref(root);
     tl__free(meta);

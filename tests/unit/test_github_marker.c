@@ -56,6 +56,60 @@ static void claim_roundtrip(void **state)
     tl__gh_claim_clear(&c);
 }
 
+/* The line: a queued claim carries its waiter id and says it is in line; a holder's heartbeat
+ * marks it held. A claim without a waiter id counts as held. */
+static void claim_in_line_and_held(void **state)
+{
+    static const char waiter[] = "fedcba9876543210fedcba9876543210";
+    struct tl_gh_claim c, back;
+    char why[TL_ERRMSG_SIZE];
+
+    (void)state;
+    fill_claim(&c, "{}");
+    assert_true(tl__gh_claim_held(&c)); /* no waiter id: a claim that waits in no line */
+    memcpy(c.waiter, waiter, sizeof(c.waiter));
+    assert_false(tl__gh_claim_held(&c));
+    char *body = tl__gh_build_claim(&c, 1795735741000);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "In line for the lock: `worker-1` on `node-abc`"));
+    assert_null(strstr(body, "Locked by"));
+    assert_null(strstr(body, "\"held\""));
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &back, why), TL_GH_CLAIM);
+    assert_string_equal(back.waiter, waiter);
+    assert_false(back.held);
+    assert_false(tl__gh_claim_held(&back));
+    tl__gh_claim_clear(&back);
+    tl__free(body);
+
+    c.held = true;
+    body = tl__gh_build_claim(&c, 1795735741000);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "Locked by `worker-1`"));
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &back, why), TL_GH_CLAIM);
+    assert_string_equal(back.waiter, waiter);
+    assert_true(back.held);
+    assert_true(tl__gh_claim_held(&back));
+    tl__gh_claim_clear(&back);
+    tl__free(body);
+    tl__gh_claim_clear(&c);
+
+    /* A waiter id that is not 32 lower-case hex digits, or a "held" that is not a boolean. */
+    static const char *const bad[] = {"\"waiter\":\"FEDCBA9876543210FEDCBA9876543210\"",
+                                      "\"waiter\":\"abc\"", "\"waiter\":7", "\"held\":1",
+                                      "\"held\":\"yes\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *t = tl__asprintf(
+            "<!-- tasklock {\"v\":1,\"nonce\":\"%s\",%s,\"lock\":{\"worker_id\":\"w\","
+            "\"node_id\":\"n\",\"claimed_at\":\"2026-11-26T23:28:01.123Z\",\"heartbeat_last\":"
+            "\"2026-11-26T23:29:16.000Z\",\"task_info\":{},\"lock_timeout_ms\":300000}} -->",
+            nonce_a, bad[i]);
+        assert_non_null(t);
+        assert_int_equal(tl__gh_parse_claim(t, strlen(t), &back, why), TL_GH_BAD);
+        assert_non_null(strstr(why, "waiter"));
+        tl__free(t);
+    }
+}
+
 static void claim_with_displaced_holder(void **state)
 {
     struct tl_gh_claim c, back;
@@ -537,6 +591,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(claim_roundtrip),
         cmocka_unit_test(claim_with_displaced_holder),
+        cmocka_unit_test(claim_in_line_and_held),
         cmocka_unit_test(hostile_task_info_stays_inside),
         cmocka_unit_test(ids_are_neutralised_in_the_visible_line),
         cmocka_unit_test(bad_markers_are_bad),
