@@ -697,9 +697,16 @@ static void check_patience(const struct tt_line_log *log, const struct tt_attemp
         v->overruns++;
         line_violated(v,
                       "key %u: w%u's acquire (status %u) returned %.1f ms past its patience of "
-                      "%.1f ms, more than the bound of %u ms",
+                      "%.1f ms, more than the bound of %u ms (%u claims, the last sent at "
+                      "%.1f ms and answered at %.1f ms; leave sent at %.1f ms, answered at "
+                      "%.1f ms; longest gap %.1f ms)",
                       a->key, a->worker, (unsigned)a->status, (double)over / 1e6,
-                      (double)a->patience_ns / 1e6, log->overrun_ms);
+                      (double)a->patience_ns / 1e6, log->overrun_ms, a->claims,
+                      (double)(a->last_send_ns - a->start_ns) / 1e6,
+                      (double)(a->last_ret_ns - a->start_ns) / 1e6,
+                      a->left ? (double)(a->leave_send_ns - a->start_ns) / 1e6 : 0.0,
+                      a->left ? (double)(a->leave_ret_ns - a->start_ns) / 1e6 : 0.0,
+                      (double)a->max_gap_ns / 1e6);
     }
 }
 

@@ -74,6 +74,7 @@ struct parent {
     bool history_kept;
     bool github;
     bool line_wrapped;            /* line: the workers' store ops record their calls */
+    enum tt_sabotage sabotage;    /* line: --sabotage */
     struct tt_line_verdict line;  /* line: the line's proofs */
     uint64_t dead_waiters_passed; /* line: stops in line during which the key changed hands */
 };
@@ -125,6 +126,8 @@ static void usage(FILE *f)
         "  --patience MIN,MAX   line: each acquire's deadline, drawn from MIN..MAX\n"
         "                       [the hold (at least 10ms), 3 x lock timeout]\n"
         "  --overrun DUR        line: how far past its deadline an acquire may return [3s]\n"
+        "  --sabotage WHAT      line: show that the proofs bite: invert-priority (claims carry\n"
+        "                       the opposite priority) or lose-wakeups (hidden from the core)\n"
         "  --restart-cmd CMD    restart: shell command that restarts the store's server\n"
         "  --github-admin URL   github-faults: the GitHub test server, http://127.0.0.1:PORT\n"
         "  --backoff MIN,MAX    acquire backoff [2ms,64ms; GitHub: 20ms,500ms]\n"
@@ -699,6 +702,36 @@ static bool inject_fault(struct parent *p, uint32_t n)
  * tells the workers that the faults are over (they run a tail of cycles after it). Gives up
  * when no fault could be injected for a long while, or when the log is nearly full.
  */
+/*
+ * line: an acquire call still waiting long after its patience ran out (nothing woke it, and it
+ * never gave up) fails the run; its worker is killed so that the run ends.
+ */
+static void line_watchdog(struct parent *p)
+{
+    struct tt_shared *sh = p->run.sh;
+    int64_t now = tt_now_ns();
+
+    for (uint32_t s = 0; s < sh->nworkers; s++) {
+        struct tt_worker *w = &sh->workers[s];
+        if (!p->alive[s] || atomic_load(&w->state) != TT_ACQUIRING)
+            continue;
+        const struct tt_attempt *a = &tt_attempts(sh)[atomic_load(&w->attempt)];
+        int64_t limit =
+            a->patience_ns + (int64_t)p->run.cfg.overrun_ms * 1000000 + (int64_t)30 * 1000000000;
+        if (a->start_ns == 0 || a->end_ns != 0 || a->disturbed || now - a->start_ns < limit)
+            continue;
+        fail_extra(p,
+                   "line: w%u's acquire of key %u has not returned %.1f s after its patience "
+                   "of %.1f s ran out: killed",
+                   s, a->key, (double)(now - a->start_ns - a->patience_ns) / 1e9,
+                   (double)a->patience_ns / 1e9);
+        p->killed[s] = true;
+        (void)kill(p->pids[s], SIGKILL);
+        (void)waitpid(p->pids[s], NULL, 0);
+        p->alive[s] = false;
+    }
+}
+
 static void fault_loop(struct parent *p)
 {
     const struct tt_config *cfg = &p->run.cfg;
@@ -713,6 +746,8 @@ static void fault_loop(struct parent *p)
         atomic_store(&sh->faults_done, 1);
     while (alive_count(p) > 0) {
         reap(p, false);
+        if (cfg->scenario == TT_LINE)
+            line_watchdog(p);
         if (!atomic_load(&sh->faults_done)) {
             bool full = atomic_load(&sh->nsections) > sh->max_sections / 10 * 9 ||
                         sh->nwrites > sh->max_writes / 10 * 9;
@@ -1126,10 +1161,13 @@ static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t fail
     if (cfg->scenario == TT_LINE) {
         const struct tt_line_verdict *l = &p->line;
         uint64_t wakeups = 0, queued_m = 0;
+        int64_t connect = 0;
 
         for (uint32_t s = 0; s < sh->nworkers; s++) {
             wakeups += sh->workers[s].n.wakeups;
             queued_m += sh->workers[s].n.queued;
+            if (sh->workers[s].n.connect_ns > connect)
+                connect = sh->workers[s].n.connect_ns;
         }
         (void)fprintf(
             f,
@@ -1142,7 +1180,8 @@ static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t fail
             "\"stalls_failed_leave\":%llu,\"stalls_unexplained\":%llu,\"max_stall_unexplained_ms\":"
             "%.1f,"
             "\"metrics\":{\"queued\":%llu,"
-            "\"wakeups\":%llu},\"waiter_timeout_ms\":%u,\"dead_waiters_passed\":%llu},",
+            "\"wakeups\":%llu},\"waiter_timeout_ms\":%u,\"dead_waiters_passed\":%llu,"
+            "\"max_connect_ms\":%.1f},",
             (unsigned long long)l->attempts, (unsigned long long)l->lined,
             (unsigned long long)l->queued, (unsigned long long)l->granted,
             (unsigned long long)l->gave_up, (unsigned long long)l->errors,
@@ -1157,7 +1196,7 @@ static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t fail
             (unsigned long long)l->stalls_failed_leave, (unsigned long long)l->stalls_unexplained,
             (double)l->max_stall_unexplained_ns / 1e6, (unsigned long long)queued_m,
             (unsigned long long)wakeups, waiter_timeout_ms(p),
-            (unsigned long long)p->dead_waiters_passed);
+            (unsigned long long)p->dead_waiters_passed, (double)connect / 1e6);
     }
     (void)fprintf(f, "\"history\":");
     if (p->history_kept)
@@ -1270,6 +1309,7 @@ static int parse_args(struct parent *p, int argc, char **argv)
         {"priorities", required_argument, NULL, 'p' + 256},
         {"patience", required_argument, NULL, 'q' + 256},
         {"overrun", required_argument, NULL, 'o' + 256},
+        {"sabotage", required_argument, NULL, 's' + 256},
         {"github-admin", required_argument, NULL, 'g'},
         {"backoff", required_argument, NULL, 'B'},
         {"pause", required_argument, NULL, 'P'},
@@ -1340,6 +1380,11 @@ static int parse_args(struct parent *p, int argc, char **argv)
             break;
         }
         case 'o' + 256: ok = parse_ms(optarg, &c->overrun_ms); break;
+        case 's' + 256:
+            ok = strcmp(optarg, "invert-priority") == 0 || strcmp(optarg, "lose-wakeups") == 0;
+            p->sabotage = strcmp(optarg, "invert-priority") == 0 ? TT_SABOTAGE_INVERT_PRIORITY
+                                                                 : TT_SABOTAGE_LOSE_WAKEUPS;
+            break;
         case 'g': p->github_admin = optarg; break;
         case 'P':
             c->pause_ms = 0;
@@ -1538,7 +1583,7 @@ static int setup(struct parent *p)
     }
     p->rng = c->seed * 0x9e3779b97f4a7c15ull + 1;
     if (c->scenario == TT_LINE)
-        p->line_wrapped = tt_line_wrap_store(p->url);
+        p->line_wrapped = tt_line_wrap_store(p->url, p->sabotage);
     return -1;
 }
 

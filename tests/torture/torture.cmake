@@ -59,8 +59,8 @@ tl_torture(sqlite_sigstop  sqlite sigstop --workers 6 --cycles 150 --keys 2 --lo
 # The line (DESIGN.md section 7): waiters with random priorities and patience, RETRY and
 # STEAL_STALE; waiters and holders SIGKILLed and SIGSTOPped (memory: threads, no signals). Skipped
 # (77) on a store whose line this build does not have yet.
-tl_torture(memory_line     memory line    --workers 6 --cycles 150 --keys 2 --lock-timeout 1s)
-tl_torture(sqlite_line     sqlite line    --workers 6 --cycles 60 --keys 2 --lock-timeout 1s
+tl_torture(memory_line     memory line    --workers 6 --cycles 400 --keys 2 --lock-timeout 1s)
+tl_torture(sqlite_line     sqlite line    --workers 6 --cycles 150 --keys 2 --lock-timeout 1s
            --faults 4)
 # Server-clock stores: their servers come from with-servers, or are private (restart).
 foreach(store redis postgres)
@@ -76,7 +76,7 @@ foreach(store redis postgres)
   # timeout of 4 s (margin 200 ms) that scheduling delays cannot eat, even under TSan.
   tl_torture(${store}_partition  ${store} partition  --workers 6 --cycles 100 --keys 2
              --lock-timeout 4s --faults 2 --fault-interval 1s)
-  tl_torture(${store}_line       ${store} line       --workers 6 --cycles 60 --keys 2
+  tl_torture(${store}_line       ${store} line       --workers 6 --cycles 150 --keys 2
              --lock-timeout 1s --faults 4)
 endforeach()
 # GitHub: a private tl-github-server per run; fewer, slower cycles (every acquire reads the

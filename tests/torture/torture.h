@@ -150,6 +150,7 @@ struct tt_counts {
     uint64_t stale_steals_by_skewed; /* clock-skew: steals by a worker with a skewed clock */
     uint64_t probes_refused;         /* clock-skew: single steal attempts that found it live */
     uint64_t queued, wakeups;        /* line: the manager's metrics of the same names */
+    int64_t connect_ns;              /* line: how long tl_connect() took before the cycles */
 };
 
 /* A worker slot: one incarnation of a worker (a replacement gets a new slot). */
@@ -430,7 +431,12 @@ struct tt_run {
 
 /* line: makes the workers' managers record their claims, leaves and waits on the store of
  * `url` (call before starting them); false if that store has no line. */
-bool tt_line_wrap_store(const char *url);
+enum tt_sabotage {
+    TT_SABOTAGE_NONE = 0,
+    TT_SABOTAGE_INVERT_PRIORITY, /* claims carry the opposite of the recorded priority */
+    TT_SABOTAGE_LOSE_WAKEUPS,    /* wake-ups are hidden from the core */
+};
+bool tt_line_wrap_store(const char *url, enum tt_sabotage sabotage);
 const struct tl_store_ops *tt_line_store_ops(void);
 
 /* Runs the cycles of worker slot `slot` (a forked process or a thread). */

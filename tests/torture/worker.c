@@ -44,6 +44,9 @@ struct ctx {
  * before it starts the workers (which inherit them), never changed after. */
 static const struct tl_store_ops *real_ops;
 static struct tl_store_ops line_ops;
+/* A demonstration that the proofs bite (tl-torture --sabotage): breaks what the core and the
+ * store see, never what is recorded. */
+static enum tt_sabotage sabotage;
 
 /* The acquire call the calling thread is in, and its worker slot (NULL: not recording; the
  * heartbeat thread, the sweeper). */
@@ -63,9 +66,12 @@ static tl_status rec_claim(struct tl_store *s, const struct tl_claim *req,
 
     if (a == NULL)
         return real_ops->claim(s, req, out);
+    struct tl_claim sent = *req;
+    if (sabotage == TT_SABOTAGE_INVERT_PRIORITY)
+        sent.priority = -req->priority;
     atomic_store(&cur_worker->in_claim, 1);
     int64_t send = tt_now_ns();
-    tl_status st = real_ops->claim(s, req, out);
+    tl_status st = real_ops->claim(s, &sent, out);
     int64_t ret = tt_now_ns();
     atomic_store(&cur_worker->in_claim, 0);
 
@@ -124,12 +130,19 @@ static tl_status rec_wait_turn(struct tl_store *s, const char *key, const char *
     if (a != NULL && st == TL_OK && *woken) {
         a->wakeups++;
         a->woken = true;
+        if (sabotage == TT_SABOTAGE_LOSE_WAKEUPS) {
+            /* Hidden: the core waits on until its refresh (or patience) ends. */
+            *woken = false;
+            int64_t until = tt_now_ns() + (int64_t)timeout_ms * 1000000;
+            tt_sleep_ns(until - tt_now_ns());
+        }
     }
     return st;
 }
 
-bool tt_line_wrap_store(const char *url)
+bool tt_line_wrap_store(const char *url, enum tt_sabotage how)
 {
+    sabotage = how;
     real_ops = tl__store_find(url);
     if (real_ops == NULL || real_ops->version < 3 || real_ops->leave == NULL ||
         real_ops->wait_turn == NULL || real_ops->claim == NULL)
@@ -520,8 +533,17 @@ void tt_worker_run(const struct tt_run *run, uint32_t slot)
         atomic_store(&c.w->state, TT_DONE);
         return;
     }
-    if (run->cfg.scenario == TT_LINE && tt_line_store_ops() != NULL)
+    if (run->cfg.scenario == TT_LINE && tt_line_store_ops() != NULL) {
         tl__manager_set_store_ops(m, tt_line_store_ops());
+        /* Connect first: an acquire's deadline does not cover the connection its first call
+         * opens (on a fresh PostgreSQL database, workers starting together create the tables
+         * one after the other, seconds in all), and the patience proof is about waiting. */
+        int64_t t0 = tt_now_ns();
+        tl_status st = tl_connect(m);
+        c.w->n.connect_ns = tt_now_ns() - t0;
+        if (st != TL_OK)
+            note_error(&c, m, "connect", st);
+    }
     if (c.skew_ms != 0) {
         struct tl_clock clock = tl__real_clock;
 
