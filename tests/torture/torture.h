@@ -16,7 +16,10 @@
  * - every acquired lock ended released, or was taken over by a steal or a force with a higher
  *   token (the store's audit trail cross-checks this where it keeps one);
  * - partition: a holder cut off from the store (through a frozen tl-proxy) whose lock was taken
- *   had left its section before the next holder entered.
+ *   had left its section before the next holder entered;
+ * - line: every acquire call (struct tt_attempt) gave up no sooner than its patience and
+ *   returned no later than a bound past it, and a waiter that stayed live was never passed by a
+ *   later arrival of its priority or lower (checker.c, "the line").
  *
  * All times are CLOCK_MONOTONIC nanoseconds, which on Linux is one clock for every process of
  * the machine, so that sections of different processes can be compared.
