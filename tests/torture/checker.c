@@ -603,3 +603,287 @@ out:
            v->premature_steals + v->forbidden_steals + v->unended + v->history_mismatches +
            v->partition_violations;
 }
+
+/* ---- the line ---- */
+
+/*
+ * The line's proofs, over the acquire calls of a line run (struct tt_attempt). What the records
+ * bracket: every claim, leave and wait_turn call of an acquire, by clock readings taken just
+ * before it was sent and just after it returned, so whatever the store did in it happened in
+ * between. Two facts of the store contract (src/store.h, "The line") are used:
+ *
+ * - A claim with a waiter id that does not win puts its waiter in line, with a sequence number
+ *   larger than any given before (by the same key's counter); every claim refreshes its
+ *   waiter's heartbeat, and a waiter is dead (skipped) only once its store has not heard from
+ *   it for the waiter timeout.
+ * - A claim wins only if no live waiter is ahead of it: before it in the order priority (higher
+ *   first), then sequence; for a claim whose waiter is not in line yet, any live waiter of its
+ *   priority or higher. Tokens come from the key's counter at the grant, so they order grants.
+ *
+ * Patience (no lost wake-up, no waiter left behind): an acquire call that returned TL_EBUSY
+ * did so at its deadline or after (the core gives up only when its patience has run out, by its
+ * millisecond clock: 1 ms of slack), and
+ * no call returned more than `overrun_ms` after its deadline. Calls whose worker the scenario
+ * stopped or killed are left out.
+ *
+ * Order: call A is an *earlier waiter* if its first claim was busy (it joined the line then),
+ * its worker was neither stopped nor killed during it, every claim and leave it made answered
+ * (no store error that leaves its place unknown), and it can never have been dead: from each
+ * claim's send to the return of the next claim (or leave, or of the acquire) less than the
+ * waiter timeout passed, less a slack for the store clock. A call B of the same key is a *later
+ * arrival* if its first claim was sent after A's first claim returned, so its place (if any)
+ * has a larger sequence than A's, and its priority is not higher than A's: then A was ahead of
+ * B for as long as A waited. So B must not be granted the lock while A waited:
+ *
+ * - both granted: B's token is larger than A's;
+ * - A gave up: B's granting claim returned after A's leave was sent.
+ *
+ * Nothing here depends on how long anything took, except the liveness gaps, which only take
+ * calls out of the proof (counted as `lapsed`): a loaded machine makes the proof smaller,
+ * never wrong. Stopped or killed waiters may be passed (their place goes dead): they are never
+ * an earlier waiter. A later arrival would need no such care (a place lost and taken again only
+ * comes later still), but calls of stopped or killed workers are left out as later arrivals
+ * too, to keep the proof simple.
+ */
+
+static void line_violated(struct tt_line_verdict *v, const char *fmt, ...)
+{
+    if (v->nviolated < TT_MAX_VIOLATED) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void)vsnprintf(v->violated[v->nviolated], TT_MSG_SIZE, fmt, ap);
+        va_end(ap);
+    }
+    v->nviolated++;
+}
+
+static bool line_ended(const struct tt_attempt *a)
+{
+    return a->end_ns != 0 && !a->disturbed && a->lined;
+}
+
+static int64_t live_limit_ns(const struct tt_line_log *log)
+{
+    return ((int64_t)log->waiter_timeout_ms - (int64_t)log->liveness_slack_ms) * 1000000;
+}
+
+static bool earlier_waiter(const struct tt_line_log *log, const struct tt_attempt *a)
+{
+    return line_ended(a) && a->queued && !a->store_failed &&
+           (a->outcome == TT_OUT_GRANTED || a->outcome == TT_OUT_GAVE_UP) &&
+           a->max_gap_ns < live_limit_ns(log);
+}
+
+static void check_patience(const struct tt_line_log *log, const struct tt_attempt *a,
+                           struct tt_line_verdict *v)
+{
+    int64_t due = a->start_ns + a->patience_ns;
+    int64_t over = a->end_ns - due;
+
+    /* The core reckons the deadline on its millisecond clock, truncated: up to 1 ms early by
+     * ours. */
+    if (a->outcome == TT_OUT_GAVE_UP && a->end_ns < due - 1000000) {
+        v->early_give_ups++;
+        line_violated(v,
+                      "key %u: w%u gave up (busy) %.1f ms into its acquire, before its patience of "
+                      "%.1f ms ran out (%u claims, %u wake-ups)",
+                      a->key, a->worker, (double)(a->end_ns - a->start_ns) / 1e6,
+                      (double)a->patience_ns / 1e6, a->claims, a->wakeups);
+    }
+    if (over > v->max_overrun_ns)
+        v->max_overrun_ns = over;
+    if (over > (int64_t)log->overrun_ms * 1000000) {
+        v->overruns++;
+        line_violated(v,
+                      "key %u: w%u's acquire (status %u) returned %.1f ms past its patience of "
+                      "%.1f ms, more than the bound of %u ms (%u claims, the last sent at "
+                      "%.1f ms and answered at %.1f ms; leave sent at %.1f ms, answered at "
+                      "%.1f ms; longest gap %.1f ms)",
+                      a->key, a->worker, (unsigned)a->status, (double)over / 1e6,
+                      (double)a->patience_ns / 1e6, log->overrun_ms, a->claims,
+                      (double)(a->last_send_ns - a->start_ns) / 1e6,
+                      (double)(a->last_ret_ns - a->start_ns) / 1e6,
+                      a->left ? (double)(a->leave_send_ns - a->start_ns) / 1e6 : 0.0,
+                      a->left ? (double)(a->leave_ret_ns - a->start_ns) / 1e6 : 0.0,
+                      (double)a->max_gap_ns / 1e6);
+    }
+}
+
+static void judge_pair(const struct tt_attempt *a, const struct tt_attempt *b,
+                       struct tt_line_verdict *v)
+{
+    if (b->priority > a->priority) {
+        /* May pass: a figure that shows priorities at work. */
+        if (a->outcome == TT_OUT_GRANTED && b->token < a->token)
+            v->overtakes++;
+        return;
+    }
+    v->pairs++;
+    v->fifo_pairs += b->priority == a->priority;
+    if (a->outcome == TT_OUT_GRANTED && b->token < a->token) {
+        v->order_violations++;
+        line_violated(v,
+                      "key %u: w%u (priority %d) joined the line behind w%u (priority %d) and was "
+                      "granted first (token %llu < %llu) while w%u was live and waiting",
+                      a->key, b->worker, (int)b->priority, a->worker, (int)a->priority,
+                      (unsigned long long)b->token, (unsigned long long)a->token, a->worker);
+    } else if (a->outcome == TT_OUT_GAVE_UP) {
+        int64_t left = a->left ? a->leave_send_ns : a->end_ns;
+
+        if (b->last_ret_ns < left) {
+            v->order_violations++;
+            line_violated(
+                v,
+                "key %u: w%u (priority %d) joined the line behind w%u (priority %d) and was "
+                "granted (token %llu) %.1f ms before w%u, live and waiting, gave up",
+                a->key, b->worker, (int)b->priority, a->worker, (int)a->priority,
+                (unsigned long long)b->token, (double)(left - b->last_ret_ns) / 1e6, a->worker);
+        }
+    }
+}
+
+/* Whether a waiter's place could have held the line up while dead (it was stopped, killed,
+ * lapsed, lost track of, or failed to leave), from its first claim until a waiter timeout
+ * after it was last heard of. */
+static bool troubled(const struct tt_line_log *log, const struct tt_attempt *a, int64_t from,
+                     int64_t to)
+{
+    if (!a->lined || a->claims == 0)
+        return false;
+    if (!(a->disturbed || a->end_ns == 0 || a->store_failed || a->leave_failed ||
+          (a->queued && a->max_gap_ns >= live_limit_ns(log))))
+        return false;
+
+    int64_t last = a->end_ns > a->last_ret_ns ? a->end_ns : a->last_ret_ns;
+    return a->first_send_ns < to && last + (int64_t)log->waiter_timeout_ms * 1000000 > from;
+}
+
+/* When a clean waiter that joined before `at` stopped waiting: the send of its granting claim
+ * or of its leave. */
+static int64_t wait_end(const struct tt_attempt *a)
+{
+    if (a->outcome == TT_OUT_GRANTED)
+        return a->last_send_ns;
+    return a->left ? a->leave_send_ns : a->end_ns;
+}
+
+/*
+ * The stalls (a figure): after each release of a key, the span until the first claim that won
+ * it was sent, cut short when every waiter that was in line at the release had stopped waiting.
+ * A span with such a waiter that lasts longer than stall_ms is a stall.
+ */
+static void find_stalls(const struct tt_line_log *log, struct tt_line_verdict *v)
+{
+    int64_t limit = (int64_t)log->stall_ms * 1000000;
+
+    for (size_t i = 0; i < log->nsec; i++) {
+        const struct tt_section *s = &log->sec[i];
+        int64_t r = s->released_ns, grant = INT64_MAX, waited = INT64_MIN;
+
+        if (s->end != TT_END_RELEASED || r == 0)
+            continue;
+        for (size_t j = 0; j < log->n; j++) {
+            const struct tt_attempt *a = &log->att[j];
+
+            if (a->key != s->key || !a->lined || a->claims == 0)
+                continue;
+            if (a->outcome == TT_OUT_GRANTED && a->last_ret_ns > r && a->last_send_ns < grant)
+                grant = a->last_send_ns;
+            if (line_ended(a) && a->queued && a->first_ret_ns < r && wait_end(a) > waited)
+                waited = wait_end(a);
+        }
+        if (waited <= r)
+            continue; /* no one waited */
+        int64_t until = grant < waited ? grant : waited;
+        if (until - r <= limit)
+            continue;
+        bool explained = false, failed_leave = false;
+        for (size_t j = 0; j < log->n; j++) {
+            const struct tt_attempt *a = &log->att[j];
+
+            if (a->key == s->key && troubled(log, a, r, until)) {
+                explained = true;
+                /* A failed leave leaves the place behind, live until its timeout. */
+                failed_leave |= a->leave_failed && a->leave_send_ns < until &&
+                                a->last_send_ns + (int64_t)log->waiter_timeout_ms * 1000000 > r;
+            }
+        }
+        v->stalls++;
+        v->stalls_failed_leave += failed_leave;
+        if (until - r > v->max_stall_ns)
+            v->max_stall_ns = until - r;
+        if (!explained) {
+            v->stalls_unexplained++;
+            if (until - r > v->max_stall_unexplained_ns)
+                v->max_stall_unexplained_ns = until - r;
+        }
+    }
+}
+
+uint64_t tt_check_line(const struct tt_line_log *log, struct tt_line_verdict *v)
+{
+    memset(v, 0, sizeof(*v));
+    /* The calls that made a claim, by key, then by their first claim's send. */
+    struct ref *idx = calloc(log->n ? log->n : 1, sizeof(*idx));
+    if (idx == NULL) {
+        line_violated(v, "checker: out of memory");
+        return 1;
+    }
+
+    size_t m = 0;
+    for (size_t i = 0; i < log->n; i++) {
+        const struct tt_attempt *a = &log->att[i];
+
+        v->attempts++;
+        if (a->end_ns == 0) {
+            v->never_ended++;
+            if (!a->disturbed)
+                continue;
+        }
+        if (a->disturbed) {
+            v->disturbed++;
+            continue;
+        }
+        v->lined += a->lined;
+        v->queued += a->queued;
+        v->granted += a->outcome == TT_OUT_GRANTED;
+        v->gave_up += a->outcome == TT_OUT_GAVE_UP;
+        v->errors += a->outcome == TT_OUT_ERROR;
+        v->wakeups += a->wakeups;
+        v->wakeups_spent += a->wakeups_spent;
+        v->leave_failed += a->leave_failed;
+        if (a->max_waiting > v->max_line)
+            v->max_line = a->max_waiting;
+        if (!line_ended(a))
+            continue;
+        check_patience(log, a, v);
+        if (a->queued && a->max_gap_ns >= live_limit_ns(log))
+            v->lapsed++;
+        if (a->claims > 0)
+            idx[m++] = (struct ref){.key = a->key, .by = a->first_send_ns, .idx = (uint32_t)i};
+    }
+    qsort(idx, m, sizeof(*idx), cmp_ref);
+
+    for (size_t i = 0; i < m; i++) {
+        const struct tt_attempt *a = &log->att[idx[i].idx];
+
+        if (!earlier_waiter(log, a))
+            continue;
+        v->eligible++;
+        /* Later arrivals: first claim sent after a's first claim returned, while a waited. */
+        for (size_t j = i + 1; j < m; j++) {
+            const struct tt_attempt *b = &log->att[idx[j].idx];
+
+            if (b->key != a->key || b->first_send_ns > a->end_ns)
+                break;
+            if (b->first_send_ns <= a->first_ret_ns || b->outcome != TT_OUT_GRANTED)
+                continue;
+            judge_pair(a, b, v);
+        }
+    }
+    free(idx);
+    if (log->stall_ms > 0)
+        find_stalls(log, v);
+    return v->early_give_ups + v->overruns + v->order_violations;
+}

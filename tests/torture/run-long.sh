@@ -102,6 +102,8 @@ run sqlite clean --workers 16 --cycles 1000 --keys 4
 run memory clean --workers 16 --cycles 5000 --keys 4
 run sqlite sigkill --workers 8 --cycles 600 --keys 3 --lock-timeout 1s --faults 30
 run sqlite sigstop --workers 8 --cycles 600 --keys 3 --lock-timeout 1s --faults 20
+run sqlite line --workers 8 --cycles 600 --keys 3 --lock-timeout 1s --faults 24
+run memory line --workers 16 --cycles 2000 --keys 3 --lock-timeout 1s
 # Server-clock stores: all of it.
 for s in redis postgres; do
   run "$s" clean --workers 16 --cycles 1000 --keys 4
@@ -112,6 +114,7 @@ for s in redis postgres; do
   run "$s" clock-skew --workers 9 --cycles 300 --keys 3
   run "$s" partition --workers 8 --cycles 1000 --keys 4 --lock-timeout 4s --faults 10 \
     --fault-interval 2s
+  run "$s" line --workers 8 --cycles 1000 --keys 3 --lock-timeout 1s --faults 24
 done
 # GitHub: slower (every acquire reads the issue's comment list, a page per 100 comments).
 run github clean --workers 6 --cycles 100 --keys 4
@@ -121,6 +124,7 @@ run github github-faults --workers 6 --cycles 60 --keys 6 --faults 32 --fault-in
 run github clock-skew --workers 6 --cycles 40 --keys 3 --hold 500ms
 run github partition --workers 6 --cycles 60 --keys 3 --lock-timeout 4s --faults 6 \
   --fault-interval 2s
+run github line --workers 6 --cycles 60 --keys 3 --lock-timeout 4s --faults 8 --hold 200ms
 
 echo $(($(date +%s) - start)) >"$out/elapsed"
 fi # summarize_only
@@ -162,6 +166,16 @@ notes() { # the scenario's own figures
   [ "${v:-0}" != 0 ] && n+=("orphan claims recovered: $v")
   v=$(field "$1" lost_but_released)
   [ "${v:-0}" != 0 ] && n+=("told lost after releasing: $v")
+  v=$(sed -n 's/.*"line":{[^}]*"pairs_checked":\([0-9]*\).*/\1/p' <<<"$1")
+  if [ -n "$v" ]; then
+    local ov q g lp lf
+    ov=$(sed -n 's/.*"line":{[^}]*"order_violations":\([0-9]*\).*/\1/p' <<<"$1")
+    q=$(sed -n 's/.*"line":{[^}]*"queued":\([0-9]*\).*/\1/p' <<<"$1")
+    g=$(sed -n 's/.*"line":{[^}]*"gave_up":\([0-9]*\).*/\1/p' <<<"$1")
+    lp=$(sed -n 's/.*"line":{[^}]*"lapsed":\([0-9]*\).*/\1/p' <<<"$1")
+    lf=$(sed -n 's/.*"line":{[^}]*"leave_failed":\([0-9]*\).*/\1/p' <<<"$1")
+    n+=("line: $q queued, $g gave up, $v grant pairs checked, $ov order violations, $lp lapsed, $lf leaves failed")
+  fi
   v=$(sed -n 's/.*"partition":{[^}]*"holders":\([0-9]*\).*/\1/p' <<<"$1")
   if [ -n "$v" ]; then
     local lo med

@@ -41,11 +41,12 @@ static size_t align_up(size_t n)
 }
 
 struct tt_shared *tt_shared_create(const char *path, uint32_t nkeys, uint32_t max_sections,
-                                   uint32_t max_writes)
+                                   uint32_t max_writes, uint32_t max_attempts)
 {
     size_t sec_off = align_up(sizeof(struct tt_shared));
     size_t wr_off = align_up(sec_off + (size_t)max_sections * sizeof(struct tt_section));
-    size_t size = align_up(wr_off + (size_t)max_writes * sizeof(struct tt_write));
+    size_t at_off = align_up(wr_off + (size_t)max_writes * sizeof(struct tt_write));
+    size_t size = align_up(at_off + (size_t)max_attempts * sizeof(struct tt_attempt));
 
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -83,6 +84,9 @@ struct tt_shared *tt_shared_create(const char *path, uint32_t nkeys, uint32_t ma
     sh->max_writes = max_writes;
     sh->sections_off = sec_off;
     sh->writes_off = wr_off;
+    sh->attempts_off = at_off;
+    sh->max_attempts = max_attempts;
+    atomic_init(&sh->nattempts, 0);
     sh->size = size;
     for (uint32_t i = 0; i < TT_MAX_WORKERS; i++) {
         atomic_init(&sh->workers[i].state, TT_IDLE);
@@ -90,6 +94,9 @@ struct tt_shared *tt_shared_create(const char *path, uint32_t nkeys, uint32_t ma
         atomic_init(&sh->workers[i].in_resource, 0);
         atomic_init(&sh->workers[i].long_hold, 0);
         atomic_init(&sh->workers[i].cycles_done, 0);
+        atomic_init(&sh->workers[i].in_line, 0);
+        atomic_init(&sh->workers[i].in_claim, 0);
+        atomic_init(&sh->workers[i].attempt, 0);
     }
     return sh;
 
@@ -114,6 +121,23 @@ struct tt_section *tt_sections(struct tt_shared *sh)
 struct tt_write *tt_writes(struct tt_shared *sh)
 {
     return (struct tt_write *)((char *)sh + sh->writes_off);
+}
+
+struct tt_attempt *tt_attempts(struct tt_shared *sh)
+{
+    return (struct tt_attempt *)((char *)sh + sh->attempts_off);
+}
+
+struct tt_attempt *tt_attempt_new(struct tt_shared *sh, uint32_t *id)
+{
+    uint32_t n = atomic_fetch_add(&sh->nattempts, 1);
+
+    if (n >= sh->max_attempts) {
+        atomic_store(&sh->log_full, 1);
+        return NULL;
+    }
+    *id = n;
+    return &tt_attempts(sh)[n];
 }
 
 struct tt_section *tt_section_new(struct tt_shared *sh, uint32_t *id)

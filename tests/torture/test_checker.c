@@ -445,6 +445,226 @@ static void partitioned_lock_nobody_took_is_released(void **state)
     assert_int_equal(v.partition_measured, 0);
 }
 
+/* ---- the line ---- */
+
+struct line_fixture {
+    struct tt_attempt att[16];
+    size_t n;
+};
+
+/*
+ * An acquire call of key 0 by `worker` with `priority`: started at `first` ms, its first claim
+ * sent then and returned 1 ms later (busy, unless it is also its last), its last claim sent at
+ * `last` - 1 and returned at `last` ms, returned at `last` + 1 with `out`; patience 10 s,
+ * claims every 100 ms at most (the waiter timeout is 1000 ms below).
+ */
+static struct tt_attempt *attempt(struct line_fixture *f, uint32_t worker, int32_t priority,
+                                  int64_t first, int64_t last, enum tt_outcome out, uint64_t token)
+{
+    struct tt_attempt *a = &f->att[f->n++];
+
+    memset(a, 0, sizeof(*a));
+    a->worker = worker;
+    a->priority = priority;
+    a->strategy = TL_STEAL_STALE;
+    a->outcome = (uint8_t)out;
+    a->status = out == TT_OUT_GRANTED ? TL_OK : TL_EBUSY;
+    a->lined = true;
+    a->queued = last > first + 1 || out != TT_OUT_GRANTED;
+    a->start_ns = first * MS;
+    a->first_send_ns = first * MS;
+    a->first_ret_ns = (first + 1) * MS;
+    a->last_send_ns = (last - 1) * MS;
+    a->last_ret_ns = last * MS;
+    a->end_ns = (last + 1) * MS;
+    a->patience_ns = out == TT_OUT_GAVE_UP ? (last - first) * MS : 10000 * MS;
+    a->max_gap_ns = 100 * MS;
+    a->claims = last > first + 1 ? 3 : 1;
+    a->token = token;
+    if (out == TT_OUT_GAVE_UP) {
+        a->left = true;
+        a->leave_send_ns = (last + 1) * MS;
+        a->leave_ret_ns = (last + 1) * MS;
+        a->end_ns = (last + 2) * MS;
+    }
+    return a;
+}
+
+static uint64_t check_line(const struct line_fixture *f, struct tt_line_verdict *v)
+{
+    const struct tt_line_log log = {
+        .att = f->att,
+        .n = f->n,
+        .nkeys = 1,
+        .waiter_timeout_ms = 1000,
+        .liveness_slack_ms = 100,
+        .overrun_ms = 500,
+    };
+    uint64_t n = tt_check_line(&log, v);
+
+    for (uint64_t i = 0; i < v->nviolated && i < TT_MAX_VIOLATED; i++)
+        print_message("  violated: %s\n", v->violated[i]);
+    return n;
+}
+
+static void line_fair_history_passes(void **state)
+{
+    struct line_fixture f = {0};
+    struct tt_line_verdict v;
+
+    (void)state;
+    attempt(&f, 0, 0, 0, 1, TT_OUT_GRANTED, 1);     /* the holder, at once */
+    attempt(&f, 1, 0, 5, 60, TT_OUT_GRANTED, 3);    /* joined behind it */
+    attempt(&f, 2, 0, 8, 90, TT_OUT_GRANTED, 4);    /* behind w1: after it */
+    attempt(&f, 3, 2, 20, 30, TT_OUT_GRANTED, 2);   /* higher priority: passes w1 and w2 */
+    attempt(&f, 4, 0, 10, 70, TT_OUT_GAVE_UP, 0);   /* gave up (left at 71) before w2's grant */
+    attempt(&f, 5, -1, 12, 120, TT_OUT_GRANTED, 5); /* lowest: last */
+    attempt(&f, 6, 0, 95, 96, TT_OUT_GRANTED, 6);   /* came after everyone had left the line */
+    assert_int_equal(check_line(&f, &v), 0);
+    assert_int_equal(v.order_violations, 0);
+    assert_int_equal(v.overtakes, 3); /* w3 passed w1, w2 and w5 */
+    assert_int_equal(v.pairs, 4);     /* (w1,w2) (w1,w5) (w2,w5) (w4,w5) */
+    assert_int_equal(v.eligible, 5);
+    assert_int_equal(v.gave_up, 1);
+}
+
+static void line_fifo_violation_fails(void **state)
+{
+    struct line_fixture f = {0};
+    struct tt_line_verdict v;
+
+    (void)state;
+    attempt(&f, 0, 0, 0, 1, TT_OUT_GRANTED, 1);
+    attempt(&f, 1, 0, 5, 60, TT_OUT_GRANTED, 3);
+    attempt(&f, 2, 0, 8, 40, TT_OUT_GRANTED, 2); /* joined after w1, granted before it */
+    assert_int_equal(check_line(&f, &v), 1);
+    assert_int_equal(v.order_violations, 1);
+    assert_non_null(strstr(v.violated[0], "w2 (priority 0) joined the line behind w1"));
+}
+
+static void line_barging_fails(void **state)
+{
+    struct line_fixture f = {0};
+    struct tt_line_verdict v;
+
+    (void)state;
+    attempt(&f, 0, 0, 0, 1, TT_OUT_GRANTED, 1);
+    attempt(&f, 1, 1, 5, 60, TT_OUT_GRANTED, 3);
+    attempt(&f, 2, 1, 20, 21, TT_OUT_GRANTED, 2); /* one claim, won past a waiter of its rank */
+    assert_int_equal(check_line(&f, &v), 1);
+    assert_int_equal(v.order_violations, 1);
+}
+
+static void line_priority_violation_fails(void **state)
+{
+    struct line_fixture f = {0};
+    struct tt_line_verdict v;
+
+    (void)state;
+    attempt(&f, 0, 0, 0, 1, TT_OUT_GRANTED, 1);
+    attempt(&f, 1, 5, 5, 60, TT_OUT_GRANTED, 3);
+    attempt(&f, 2, 4, 8, 40, TT_OUT_GRANTED, 2); /* lower priority, later, granted first */
+    assert_int_equal(check_line(&f, &v), 1);
+    assert_int_equal(v.order_violations, 1);
+}
+
+static void line_passing_a_waiter_before_it_gave_up_fails(void **state)
+{
+    struct line_fixture f = {0};
+    struct tt_line_verdict v;
+
+    (void)state;
+    attempt(&f, 0, 0, 0, 1, TT_OUT_GRANTED, 1);
+    attempt(&f, 1, 0, 5, 60, TT_OUT_GAVE_UP, 0); /* left at 61 */
+    attempt(&f, 2, 0, 8, 50, TT_OUT_GRANTED, 2); /* granted by 50: w1 was still waiting */
+    assert_int_equal(check_line(&f, &v), 1);
+    assert_int_equal(v.order_violations, 1);
+    assert_non_null(strstr(v.violated[0], "before w1, live and waiting, gave up"));
+
+    /* Granted by a claim sent after w1's leave was sent: not judged a violation. */
+    f.att[2].last_send_ns = 62 * MS;
+    f.att[2].last_ret_ns = 63 * MS;
+    f.att[2].end_ns = 64 * MS;
+    assert_int_equal(check_line(&f, &v), 0);
+}
+
+static void line_stopped_or_lapsed_waiter_may_be_passed(void **state)
+{
+    struct line_fixture f = {0};
+    struct tt_line_verdict v;
+
+    (void)state;
+    attempt(&f, 0, 0, 0, 1, TT_OUT_GRANTED, 1);
+    struct tt_attempt *a = attempt(&f, 1, 0, 5, 3000, TT_OUT_GRANTED, 3);
+    attempt(&f, 2, 0, 8, 40, TT_OUT_GRANTED, 2);
+    a->disturbed = true; /* stopped in line past its waiter timeout: its place went dead */
+    assert_int_equal(check_line(&f, &v), 0);
+    assert_int_equal(v.disturbed, 1);
+
+    /* Not stopped, but 950 ms between two of its claims: the store (whose clock we know to
+     * 100 ms) may have found its place dead. */
+    a->disturbed = false;
+    a->max_gap_ns = 950 * MS;
+    assert_int_equal(check_line(&f, &v), 0);
+    assert_int_equal(v.lapsed, 1);
+
+    /* 850 ms: it was live all along, so passing it was wrong. */
+    a->max_gap_ns = 850 * MS;
+    assert_int_equal(check_line(&f, &v), 1);
+    assert_int_equal(v.order_violations, 1);
+
+    /* A claim of its failed: where it stands in line is unknown. */
+    a->store_failed = true;
+    assert_int_equal(check_line(&f, &v), 0);
+}
+
+static void line_joins_in_flight_together_are_not_judged(void **state)
+{
+    struct line_fixture f = {0};
+    struct tt_line_verdict v;
+
+    (void)state;
+    attempt(&f, 0, 0, 0, 1, TT_OUT_GRANTED, 1);
+    attempt(&f, 1, 0, 5, 60, TT_OUT_GRANTED, 3);
+    /* w2's first claim was sent before w1's first claim returned: either may be first. */
+    struct tt_attempt *b = attempt(&f, 2, 0, 5, 40, TT_OUT_GRANTED, 2);
+    b->first_send_ns = 5 * MS + 500000;
+    assert_int_equal(check_line(&f, &v), 0);
+    assert_int_equal(v.pairs, 0); /* neither joined surely before the other */
+}
+
+static void line_early_give_up_fails(void **state)
+{
+    struct line_fixture f = {0};
+    struct tt_line_verdict v;
+
+    (void)state;
+    attempt(&f, 0, 0, 0, 1, TT_OUT_GRANTED, 1);
+    struct tt_attempt *a = attempt(&f, 1, 0, 5, 60, TT_OUT_GAVE_UP, 0);
+    a->patience_ns = 200 * MS; /* gave up at 62 ms of a 200 ms patience: a wake-up was lost */
+    assert_int_equal(check_line(&f, &v), 1);
+    assert_int_equal(v.early_give_ups, 1);
+
+    /* Stopped meanwhile: not judged. */
+    a->disturbed = true;
+    assert_int_equal(check_line(&f, &v), 0);
+}
+
+static void line_overrun_fails(void **state)
+{
+    struct line_fixture f = {0};
+    struct tt_line_verdict v;
+
+    (void)state;
+    struct tt_attempt *a = attempt(&f, 1, 0, 0, 60, TT_OUT_GAVE_UP, 0);
+    a->end_ns = a->start_ns + a->patience_ns + 400 * MS; /* within the 500 ms bound */
+    assert_int_equal(check_line(&f, &v), 0);
+    assert_int_equal(v.max_overrun_ns, 400 * MS);
+    a->end_ns = a->start_ns + a->patience_ns + 600 * MS;
+    assert_int_equal(check_line(&f, &v), 1);
+    assert_int_equal(v.overruns, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -468,6 +688,15 @@ int main(void)
         cmocka_unit_test(partitioned_holder_gone_before_the_thief_passes),
         cmocka_unit_test(partitioned_holder_still_inside_fails),
         cmocka_unit_test(partitioned_lock_nobody_took_is_released),
+        cmocka_unit_test(line_fair_history_passes),
+        cmocka_unit_test(line_fifo_violation_fails),
+        cmocka_unit_test(line_barging_fails),
+        cmocka_unit_test(line_priority_violation_fails),
+        cmocka_unit_test(line_passing_a_waiter_before_it_gave_up_fails),
+        cmocka_unit_test(line_stopped_or_lapsed_waiter_may_be_passed),
+        cmocka_unit_test(line_joins_in_flight_together_are_not_judged),
+        cmocka_unit_test(line_early_give_up_fails),
+        cmocka_unit_test(line_overrun_fails),
     };
 
     return cmocka_run_group_tests_name("torture_checker", tests, NULL, NULL);

@@ -40,6 +40,7 @@ static const char *const scenario_names[] = {
     [TT_GITHUB_FAULTS] = "github-faults",
     [TT_CLOCK_SKEW] = "clock-skew",
     [TT_PARTITION] = "partition",
+    [TT_LINE] = "line",
 };
 
 /* Everything the parent keeps about a run. */
@@ -71,6 +72,11 @@ struct parent {
     uint32_t nextra;
     uint32_t keys_left_held;
     bool history_kept;
+    bool github;
+    bool line_wrapped;            /* line: the workers' store ops record their calls */
+    enum tt_sabotage sabotage;    /* line: --sabotage */
+    struct tt_line_verdict line;  /* line: the line's proofs */
+    uint64_t dead_waiters_passed; /* line: stops in line during which the key changed hands */
 };
 
 static void fail_extra(struct parent *p, const char *fmt, ...) TL_PRINTF(2, 3);
@@ -103,7 +109,7 @@ static void usage(FILE *f)
         "  --store URL          sqlite:PATH (sqlite: = a temporary file), memory:, redis://...,\n"
         "                       postgres://..., github: (= a private GitHub test server)\n"
         "  --scenario NAME      clean | sigkill | sigstop | restart | github-faults | clock-skew\n"
-        "                       | partition\n"
+        "                       | partition | line\n"
         "  --workers N          worker processes (threads for memory:) [8]\n"
         "  --cycles M           acquire attempts per worker [200]\n"
         "  --keys K             keys they contend for [3]\n"
@@ -116,6 +122,12 @@ static void usage(FILE *f)
         "                       [lock timeout + the larger of 1s and the lock timeout]\n"
         "  --skew DUR           clock-skew: how far the skewed clocks are off [10m]\n"
         "  --freeze DUR         partition: how long the proxy stays frozen [2.5 x lock timeout]\n"
+        "  --priorities N       line: priorities drawn from -N..N [2; GitHub: 0]\n"
+        "  --patience MIN,MAX   line: each acquire's deadline, drawn from MIN..MAX\n"
+        "                       [the hold (at least 10ms), 3 x lock timeout]\n"
+        "  --overrun DUR        line: how far past its deadline an acquire may return [3s]\n"
+        "  --sabotage WHAT      line: show that the proofs bite: invert-priority (claims carry\n"
+        "                       the opposite priority) or lose-wakeups (hidden from the core)\n"
         "  --restart-cmd CMD    restart: shell command that restarts the store's server\n"
         "  --github-admin URL   github-faults: the GitHub test server, http://127.0.0.1:PORT\n"
         "  --backoff MIN,MAX    acquire backoff [2ms,64ms; GitHub: 20ms,500ms]\n"
@@ -204,10 +216,19 @@ static void apply_defaults(struct tt_config *c, bool timeout_given)
     }
     if (c->scenario == TT_CLEAN || c->scenario == TT_CLOCK_SKEW)
         c->faults = 0;
+    /* Patience from about one hold (many give up) to three lock timeouts (outlasting a dead
+     * holder, or a waiter stopped ahead). */
+    if (c->patience_max_ms == 0) {
+        c->patience_min_ms = c->hold_ms > 10 ? c->hold_ms : 10;
+        c->patience_max_ms = 3 * c->lock_timeout_ms;
+    }
+    if (c->overrun_ms == 0)
+        c->overrun_ms = 3000;
     if (c->faults == UINT32_MAX) {
         switch (c->scenario) {
         case TT_SIGKILL:
-        case TT_SIGSTOP: c->faults = 4; break;
+        case TT_SIGSTOP:
+        case TT_LINE: c->faults = 4; break;
         case TT_RESTART:
         case TT_PARTITION: c->faults = 2; break;
         case TT_GITHUB_FAULTS: c->faults = 6; break;
@@ -416,6 +437,101 @@ static bool inject_stop(struct parent *p)
     return true;
 }
 
+/*
+ * line: stops a random worker that is waiting in a key's line (a claim of its acquire call was
+ * busy), and keeps it stopped only if it is still there once stopped and not inside a claim or
+ * a leave (a store write: SQLite's write lock, say, would stop everyone). Returns its slot, or
+ * UINT32_MAX (resumed; try again later).
+ */
+static uint32_t freeze_waiter(struct parent *p)
+{
+    struct tt_shared *sh = p->run.sh;
+    uint32_t cand[TT_MAX_WORKERS], n = 0;
+
+    for (uint32_t s = 0; s < sh->nworkers; s++) {
+        const struct tt_worker *w = &sh->workers[s];
+        if (p->alive[s] && atomic_load(&w->state) == TT_ACQUIRING && atomic_load(&w->in_line) &&
+            !atomic_load(&w->in_claim))
+            cand[n++] = s;
+    }
+    if (n == 0)
+        return UINT32_MAX;
+
+    uint32_t s = cand[prand(p) % n];
+    struct tt_worker *w = &sh->workers[s];
+    int status;
+    if (kill(p->pids[s], SIGSTOP) != 0)
+        return UINT32_MAX;
+    pid_t r = waitpid(p->pids[s], &status, WUNTRACED);
+    if (r == p->pids[s] && !WIFSTOPPED(status)) {
+        p->alive[s] = false;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            p->crashed++;
+            fail_extra(p, "worker w%u died on its own", s);
+        }
+        return UINT32_MAX;
+    }
+    if (atomic_load(&w->state) != TT_ACQUIRING || !atomic_load(&w->in_line) ||
+        atomic_load(&w->in_claim)) {
+        (void)kill(p->pids[s], SIGCONT);
+        p->faults_missed++;
+        return UINT32_MAX;
+    }
+    return s;
+}
+
+/* line: SIGKILLs (kill) or SIGSTOPs for --stop a worker waiting in line. */
+static bool inject_waiter(struct parent *p, bool kill_it)
+{
+    struct tt_shared *sh = p->run.sh;
+    uint32_t s = freeze_waiter(p);
+
+    if (s == UINT32_MAX)
+        return false;
+
+    struct tt_worker *w = &sh->workers[s];
+    uint32_t at = atomic_load(&w->attempt);
+    struct tt_fault *f = new_fault(p, kill_it ? TT_FAULT_KILL_WAITER : TT_FAULT_STOP_WAITER);
+    tt_attempts(sh)[at].disturbed = true; /* its worker is stopped: no race */
+    if (f != NULL) {
+        f->worker = s;
+        f->attempt = at;
+    }
+    if (!kill_it) {
+        wait_reaping(p, (int64_t)p->run.cfg.stop_ms * 1000000);
+        (void)kill(p->pids[s], SIGCONT);
+        if (f != NULL)
+            f->end_ns = tt_now_ns();
+        return true;
+    }
+    p->killed[s] = true;
+    (void)kill(p->pids[s], SIGKILL);
+    (void)waitpid(p->pids[s], NULL, 0);
+    p->alive[s] = false;
+    if (f != NULL) {
+        f->bit = true;
+        f->end_ns = tt_now_ns();
+    }
+    uint64_t done = atomic_load(&w->cycles_done) + 1;
+    if (done < w->cycles) {
+        uint32_t r = new_slot(p, (uint32_t)(w->cycles - done), w->skew_ms, true);
+        if (r != UINT32_MAX)
+            start_worker(p, r);
+    }
+    return true;
+}
+
+/* line: in turn, a waiter killed, a waiter stopped, a holder killed, a holder stopped. */
+static bool inject_line(struct parent *p, uint32_t n)
+{
+    switch (n % 4) {
+    case 0: return inject_waiter(p, true);
+    case 1: return inject_waiter(p, false);
+    case 2: return inject_kill(p);
+    default: return inject_stop(p);
+    }
+}
+
 static int run_command(const char *cmd)
 {
     pid_t pid = fork();
@@ -570,6 +686,7 @@ static bool inject_fault(struct parent *p, uint32_t n)
     case TT_RESTART: done = inject_restart(p); break;
     case TT_GITHUB_FAULTS: done = inject_github(p, n); break;
     case TT_PARTITION: done = inject_partition(p); break;
+    case TT_LINE: done = inject_line(p, n); break;
     default: done = true; break;
     }
     if (done && p->run.cfg.verbose && p->run.sh->nfaults > 0) {
@@ -585,6 +702,36 @@ static bool inject_fault(struct parent *p, uint32_t n)
  * tells the workers that the faults are over (they run a tail of cycles after it). Gives up
  * when no fault could be injected for a long while, or when the log is nearly full.
  */
+/*
+ * line: an acquire call still waiting long after its patience ran out (nothing woke it, and it
+ * never gave up) fails the run; its worker is killed so that the run ends.
+ */
+static void line_watchdog(struct parent *p)
+{
+    struct tt_shared *sh = p->run.sh;
+    int64_t now = tt_now_ns();
+
+    for (uint32_t s = 0; s < sh->nworkers; s++) {
+        struct tt_worker *w = &sh->workers[s];
+        if (!p->alive[s] || atomic_load(&w->state) != TT_ACQUIRING)
+            continue;
+        const struct tt_attempt *a = &tt_attempts(sh)[atomic_load(&w->attempt)];
+        int64_t limit =
+            a->patience_ns + (int64_t)p->run.cfg.overrun_ms * 1000000 + (int64_t)30 * 1000000000;
+        if (a->start_ns == 0 || a->end_ns != 0 || a->disturbed || now - a->start_ns < limit)
+            continue;
+        fail_extra(p,
+                   "line: w%u's acquire of key %u has not returned %.1f s after its patience "
+                   "of %.1f s ran out: killed",
+                   s, a->key, (double)(now - a->start_ns - a->patience_ns) / 1e9,
+                   (double)a->patience_ns / 1e9);
+        p->killed[s] = true;
+        (void)kill(p->pids[s], SIGKILL);
+        (void)waitpid(p->pids[s], NULL, 0);
+        p->alive[s] = false;
+    }
+}
+
 static void fault_loop(struct parent *p)
 {
     const struct tt_config *cfg = &p->run.cfg;
@@ -599,6 +746,8 @@ static void fault_loop(struct parent *p)
         atomic_store(&sh->faults_done, 1);
     while (alive_count(p) > 0) {
         reap(p, false);
+        if (cfg->scenario == TT_LINE)
+            line_watchdog(p);
         if (!atomic_load(&sh->faults_done)) {
             bool full = atomic_load(&sh->nsections) > sh->max_sections / 10 * 9 ||
                         sh->nwrites > sh->max_writes / 10 * 9;
@@ -782,6 +931,69 @@ static void check_partition(struct parent *p)
     }
 }
 
+/* The core's waiter timeout (src/manager.c, waiter_timeout()): a waiter is dead once its store
+ * has not heard from it for this long. GitHub's waiters are claims, judged by the lock timeout. */
+static uint32_t waiter_timeout_ms(const struct parent *p)
+{
+    const struct tt_config *c = &p->run.cfg;
+    uint64_t t = 10000; /* TL_WAITER_TIMEOUT_MS */
+
+    if (p->github)
+        return c->lock_timeout_ms;
+    if (3ull * c->heartbeat_ms > t)
+        t = 3ull * c->heartbeat_ms;
+    return t < c->lock_timeout_ms ? (uint32_t)t : c->lock_timeout_ms;
+}
+
+/*
+ * line: the checker's proofs over the acquire calls, and the figures of the waiters stopped in
+ * line: a stop bit when the key changed hands while the waiter was frozen past its waiter
+ * timeout (its place was dead, and the line went on without it).
+ */
+static uint64_t check_line(struct parent *p)
+{
+    struct tt_shared *sh = p->run.sh;
+    const struct tt_section *sec = tt_sections(sh);
+    const struct tt_attempt *att = tt_attempts(sh);
+    uint32_t nsec = atomic_load(&sh->nsections);
+    uint32_t natt = atomic_load(&sh->nattempts);
+    int64_t wt = (int64_t)waiter_timeout_ms(p) * 1000000;
+
+    if (nsec > sh->max_sections)
+        nsec = sh->max_sections;
+    if (natt > sh->max_attempts)
+        natt = sh->max_attempts;
+    for (uint32_t i = 0; i < sh->nfaults; i++) {
+        struct tt_fault *f = &sh->faults[i];
+
+        if (f->kind != TT_FAULT_STOP_WAITER || f->end_ns == 0)
+            continue;
+        uint32_t key = att[f->attempt].key;
+        for (uint32_t j = 0; j < nsec && !f->bit; j++)
+            f->bit = sec[j].key == key && sec[j].enter_ns > f->start_ns + wt &&
+                     sec[j].enter_ns < f->end_ns;
+        p->dead_waiters_passed += f->bit;
+    }
+
+    const struct tt_line_log log = {
+        .att = att,
+        .n = natt,
+        .nkeys = p->run.cfg.keys,
+        .waiter_timeout_ms = waiter_timeout_ms(p),
+        .liveness_slack_ms = p->github ? 1100 : 100,
+        .overrun_ms = p->run.cfg.overrun_ms,
+        .sec = sec,
+        .nsec = nsec,
+        .stall_ms = 200,
+    };
+    uint64_t failures = tt_check_line(&log, &p->line);
+    for (uint64_t i = 0; i < p->line.nviolated && i < TT_MAX_VIOLATED; i++)
+        (void)fprintf(stderr, "tl-torture: FAILED: %s\n", p->line.violated[i]);
+    if (p->line.lined == 0)
+        fail_extra(p, "line: no acquire call waited in line: the run proves nothing of it");
+    return failures;
+}
+
 /* Scenario-specific proofs on top of the checker's. */
 static void check_scenario(struct parent *p, const struct tt_verdict *v, uint64_t *late_rejected,
                            uint64_t *stops_learned)
@@ -946,6 +1158,46 @@ static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t fail
                       "\"steals\":%llu},",
                       (long long)cfg->skew_ms, (unsigned long long)sum.probes_refused,
                       (unsigned long long)sum.stale_steals_by_skewed);
+    if (cfg->scenario == TT_LINE) {
+        const struct tt_line_verdict *l = &p->line;
+        uint64_t wakeups = 0, queued_m = 0;
+        int64_t connect = 0;
+
+        for (uint32_t s = 0; s < sh->nworkers; s++) {
+            wakeups += sh->workers[s].n.wakeups;
+            queued_m += sh->workers[s].n.queued;
+            if (sh->workers[s].n.connect_ns > connect)
+                connect = sh->workers[s].n.connect_ns;
+        }
+        (void)fprintf(
+            f,
+            "\"line\":{\"attempts\":%llu,\"lined\":%llu,\"queued\":%llu,\"granted\":%llu,"
+            "\"gave_up\":%llu,\"errors\":%llu,\"never_ended\":%llu,\"disturbed\":%llu,"
+            "\"lapsed\":%llu,\"eligible\":%llu,\"pairs_checked\":%llu,\"fifo_pairs\":%llu,"
+            "\"priority_overtakes\":%llu,\"order_violations\":%llu,\"early_give_ups\":%llu,"
+            "\"overruns\":%llu,\"max_overrun_ms\":%.1f,\"max_line\":%u,\"wakeups\":%llu,"
+            "\"wakeups_spent\":%llu,\"leave_failed\":%llu,\"stalls\":%llu,\"max_stall_ms\":%.1f,"
+            "\"stalls_failed_leave\":%llu,\"stalls_unexplained\":%llu,\"max_stall_unexplained_ms\":"
+            "%.1f,"
+            "\"metrics\":{\"queued\":%llu,"
+            "\"wakeups\":%llu},\"waiter_timeout_ms\":%u,\"dead_waiters_passed\":%llu,"
+            "\"max_connect_ms\":%.1f},",
+            (unsigned long long)l->attempts, (unsigned long long)l->lined,
+            (unsigned long long)l->queued, (unsigned long long)l->granted,
+            (unsigned long long)l->gave_up, (unsigned long long)l->errors,
+            (unsigned long long)l->never_ended, (unsigned long long)l->disturbed,
+            (unsigned long long)l->lapsed, (unsigned long long)l->eligible,
+            (unsigned long long)l->pairs, (unsigned long long)l->fifo_pairs,
+            (unsigned long long)l->overtakes, (unsigned long long)l->order_violations,
+            (unsigned long long)l->early_give_ups, (unsigned long long)l->overruns,
+            (double)l->max_overrun_ns / 1e6, l->max_line, (unsigned long long)l->wakeups,
+            (unsigned long long)l->wakeups_spent, (unsigned long long)l->leave_failed,
+            (unsigned long long)l->stalls, (double)l->max_stall_ns / 1e6,
+            (unsigned long long)l->stalls_failed_leave, (unsigned long long)l->stalls_unexplained,
+            (double)l->max_stall_unexplained_ns / 1e6, (unsigned long long)queued_m,
+            (unsigned long long)wakeups, waiter_timeout_ms(p),
+            (unsigned long long)p->dead_waiters_passed, (double)connect / 1e6);
+    }
     (void)fprintf(f, "\"history\":");
     if (p->history_kept)
         (void)fprintf(f,
@@ -1054,6 +1306,10 @@ static int parse_args(struct parent *p, int argc, char **argv)
         {"freeze", required_argument, NULL, 'F'},
         {"steal-slack", required_argument, NULL, 'L'},
         {"restart-cmd", required_argument, NULL, 'r'},
+        {"priorities", required_argument, NULL, 'p' + 256},
+        {"patience", required_argument, NULL, 'q' + 256},
+        {"overrun", required_argument, NULL, 'o' + 256},
+        {"sabotage", required_argument, NULL, 's' + 256},
         {"github-admin", required_argument, NULL, 'g'},
         {"backoff", required_argument, NULL, 'B'},
         {"pause", required_argument, NULL, 'P'},
@@ -1076,6 +1332,7 @@ static int parse_args(struct parent *p, int argc, char **argv)
     c->keys = 3;
     c->faults = UINT32_MAX;
     c->steal_slack_ms = UINT32_MAX;
+    c->max_priority = 2;
     p->scale = 1.0;
     while ((opt = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
         bool ok = true;
@@ -1105,6 +1362,29 @@ static int parse_args(struct parent *p, int argc, char **argv)
             ok = strcmp(optarg, "0") == 0 || parse_ms(optarg, &c->steal_slack_ms);
             break;
         case 'r': p->restart_cmd = optarg; break;
+        case 'p' + 256: {
+            uint32_t n;
+            ok = parse_u32(optarg, &n) && n <= TL_PRIORITY_MAX;
+            c->max_priority = ok ? (int32_t)n : 0;
+            break;
+        }
+        case 'q' + 256: {
+            char *comma = strchr(optarg, ',');
+            ok = comma != NULL;
+            if (ok) {
+                *comma = '\0';
+                ok = parse_ms(optarg, &c->patience_min_ms) &&
+                     parse_ms(comma + 1, &c->patience_max_ms) &&
+                     c->patience_min_ms <= c->patience_max_ms && c->patience_max_ms > 0;
+            }
+            break;
+        }
+        case 'o' + 256: ok = parse_ms(optarg, &c->overrun_ms); break;
+        case 's' + 256:
+            ok = strcmp(optarg, "invert-priority") == 0 || strcmp(optarg, "lose-wakeups") == 0;
+            p->sabotage = strcmp(optarg, "invert-priority") == 0 ? TT_SABOTAGE_INVERT_PRIORITY
+                                                                 : TT_SABOTAGE_LOSE_WAKEUPS;
+            break;
         case 'g': p->github_admin = optarg; break;
         case 'P':
             c->pause_ms = 0;
@@ -1152,7 +1432,11 @@ static int parse_args(struct parent *p, int argc, char **argv)
     }
     c->scenario = (enum tt_scenario)sc;
     /* Clock-skew: holders stay a while, so that the skewed workers find live locks to try. */
-    c->hold_ms = hold != UINT32_MAX ? hold : c->scenario == TT_CLOCK_SKEW ? 50 : 2;
+    /* Line: holders stay a while, so that lines form behind them. */
+    c->hold_ms = hold != UINT32_MAX             ? hold
+                 : c->scenario == TT_CLOCK_SKEW ? 50
+                 : c->scenario == TT_LINE       ? 20
+                                                : 2;
     c->skew_ms = skew;
     if (!seed_given)
         c->seed = (uint64_t)tt_now_ns() ^ ((uint64_t)getpid() << 20);
@@ -1189,9 +1473,11 @@ static const char *not_applicable(const struct parent *p)
     const struct tt_config *c = &p->run.cfg;
     bool machine_clock = strcmp(p->scheme, "sqlite") == 0 || strcmp(p->scheme, "memory") == 0;
 
-    if (c->threads && c->scenario != TT_CLEAN)
+    if (c->threads && c->scenario != TT_CLEAN && c->scenario != TT_LINE)
         return "the memory store lives in one process, whose workers are threads: a signal "
                "cannot stop or kill one of them, and there is no server to restart";
+    if (c->scenario == TT_LINE && !p->line_wrapped)
+        return "this store has no line of waiters (store contract version 3) in this build";
     if (c->scenario == TT_CLOCK_SKEW && machine_clock)
         return "this store judges staleness by the machine's clock, which every worker of the "
                "machine shares: a per-worker skew cannot happen there (docs/reliability.md)";
@@ -1253,6 +1539,12 @@ static int setup(struct parent *p)
     c->store = p->url;
     c->threads = strcmp(p->scheme, "memory") == 0;
     bool github = strcmp(p->scheme, "github") == 0;
+    p->github = github;
+    if (c->threads && c->scenario == TT_LINE)
+        c->faults = 0; /* threads: no signals (see not_applicable()) */
+    /* The GitHub line is FIFO only: the store refuses any other priority. */
+    if (github)
+        c->max_priority = 0;
     if (c->steal_slack_ms == UINT32_MAX)
         c->steal_slack_ms = github ? 1100 : 50;
     /* GitHub: waiters poll (each poll reads the issue's comment list), and every cycle leaves a
@@ -1282,13 +1574,16 @@ static int setup(struct parent *p)
     }
     char path[600];
     (void)snprintf(path, sizeof(path), "%s/shared", p->dir);
-    p->run.sh = tt_shared_create(path, c->keys, (uint32_t)sections, (uint32_t)writes);
+    uint32_t attempts = c->scenario == TT_LINE ? (uint32_t)sections : 0;
+    p->run.sh = tt_shared_create(path, c->keys, (uint32_t)sections, (uint32_t)writes, attempts);
     if (p->run.sh == NULL) {
         (void)fprintf(stderr, "tl-torture: cannot map %s: %s\n", path,
                       strerror(errno)); /* NOLINT */
         return EXIT_SETUP;
     }
     p->rng = c->seed * 0x9e3779b97f4a7c15ull + 1;
+    if (c->scenario == TT_LINE)
+        p->line_wrapped = tt_line_wrap_store(p->url, p->sabotage);
     return -1;
 }
 
@@ -1403,6 +1698,8 @@ static int run(struct parent *p)
     };
     struct tt_verdict v;
     uint64_t failures = tt_check(&log, &v);
+    if (c->scenario == TT_LINE)
+        failures += check_line(p);
     uint64_t late_rejected = 0, stops_learned = 0;
     check_scenario(p, &v, &late_rejected, &stops_learned);
     if (atomic_load(&sh->log_full))

@@ -56,6 +56,12 @@ tl_torture(sqlite_sigkill  sqlite sigkill --workers 6 --cycles 150 --keys 3 --lo
            --faults 4)
 tl_torture(sqlite_sigstop  sqlite sigstop --workers 6 --cycles 150 --keys 2 --lock-timeout 1s
            --faults 3)
+# The line (DESIGN.md section 7): waiters with random priorities and patience, RETRY and
+# STEAL_STALE; waiters and holders SIGKILLed and SIGSTOPped (memory: threads, no signals). Skipped
+# (77) on a store whose line this build does not have yet.
+tl_torture(memory_line     memory line    --workers 6 --cycles 400 --keys 2 --lock-timeout 1s)
+tl_torture(sqlite_line     sqlite line    --workers 6 --cycles 150 --keys 2 --lock-timeout 1s
+           --faults 4)
 # Server-clock stores: their servers come from with-servers, or are private (restart).
 foreach(store redis postgres)
   tl_torture(${store}_clean      ${store} clean      --workers 8 --cycles 200 --keys 3)
@@ -70,6 +76,8 @@ foreach(store redis postgres)
   # timeout of 4 s (margin 200 ms) that scheduling delays cannot eat, even under TSan.
   tl_torture(${store}_partition  ${store} partition  --workers 6 --cycles 100 --keys 2
              --lock-timeout 4s --faults 2 --fault-interval 1s)
+  tl_torture(${store}_line       ${store} line       --workers 6 --cycles 150 --keys 2
+             --lock-timeout 1s --faults 4)
 endforeach()
 # GitHub: a private tl-github-server per run; fewer, slower cycles (every acquire reads the
 # issue's whole comment list, and each release leaves a completion comment in it).
@@ -83,3 +91,6 @@ tl_torture(github_faults     github github-faults --workers 4 --cycles 15 --keys
 tl_torture(github_clock_skew github clock-skew --workers 4 --cycles 15 --keys 3 --hold 500ms)
 tl_torture(github_partition  github partition  --workers 4 --cycles 15 --keys 2 --lock-timeout 4s
            --faults 2 --fault-interval 1s)
+# FIFO only (priority 0); a waiter's place is its claim comment, alive for the lock timeout.
+tl_torture(github_line       github line       --workers 4 --cycles 15 --keys 2 --lock-timeout 4s
+           --faults 4 --hold 200ms)

@@ -16,7 +16,10 @@
  * - every acquired lock ended released, or was taken over by a steal or a force with a higher
  *   token (the store's audit trail cross-checks this where it keeps one);
  * - partition: a holder cut off from the store (through a frozen tl-proxy) whose lock was taken
- *   had left its section before the next holder entered.
+ *   had left its section before the next holder entered;
+ * - line: every acquire call (struct tt_attempt) gave up no sooner than its patience and
+ *   returned no later than a bound past it, and a waiter that stayed live was never passed by a
+ *   later arrival of its priority or lower (checker.c, "the line").
  *
  * All times are CLOCK_MONOTONIC nanoseconds, which on Linux is one clock for every process of
  * the machine, so that sections of different processes can be compared.
@@ -57,14 +60,15 @@ struct tt_section {
     uint32_t key;    /* index into the key list */
     uint32_t worker; /* worker slot; its worker id is "w<slot>" */
     uint64_t token;
-    int64_t acq_ns;     /* just before tl_acquire() */
-    int64_t enter_ns;   /* just after tl_acquire() returned TL_OK */
-    int64_t exit_ns;    /* just before tl_release(); 0 if the worker never got there */
-    int64_t learned_ns; /* when tl_lock_is_lost() first said true; 0: never */
-    int64_t lost_ns;    /* when the lost callback fired, by the end of the release; 0: never */
-    uint8_t end;        /* enum tt_end */
-    uint8_t strategy;   /* tl_strategy of the acquire */
-    bool took_stale;    /* the acquire took a stale lock (the manager's stale_locks_claimed) */
+    int64_t acq_ns;      /* just before tl_acquire() */
+    int64_t enter_ns;    /* just after tl_acquire() returned TL_OK */
+    int64_t exit_ns;     /* just before tl_release(); 0 if the worker never got there */
+    int64_t learned_ns;  /* when tl_lock_is_lost() first said true; 0: never */
+    int64_t lost_ns;     /* when the lost callback fired, by the end of the release; 0: never */
+    int64_t released_ns; /* just after tl_release() said TL_OK (workers' sections); 0: not */
+    uint8_t end;         /* enum tt_end */
+    uint8_t strategy;    /* tl_strategy of the acquire */
+    bool took_stale;     /* the acquire took a stale lock (the manager's stale_locks_claimed) */
     bool took_forced;
     bool stopped;   /* the scenario SIGSTOPped the worker inside this section */
     bool overran;   /* the section lasted longer than the lock timeout (the worker polled) */
@@ -86,6 +90,53 @@ struct tt_write {
 
 enum tt_phase { TT_PHASE_ENTRY = 0, TT_PHASE_MIDDLE, TT_PHASE_EXIT, TT_PHASE_LATE };
 
+/* How an acquire call of the line scenario ended. */
+enum tt_outcome {
+    TT_OUT_NONE = 0, /* never returned: its worker was killed (or crashed) during it */
+    TT_OUT_GRANTED,  /* TL_OK */
+    TT_OUT_GAVE_UP,  /* TL_EBUSY: its patience (deadline) ran out */
+    TT_OUT_ERROR     /* any other status */
+};
+
+/*
+ * One acquire call of the line scenario, written by its worker as it goes. The claim, leave
+ * and wait_turn calls the core makes on the worker's store are recorded by a wrapper around the
+ * store's ops (worker.c), bracketed by CLOCK_MONOTONIC readings: whatever the store does in a
+ * call happens between its send and its return.
+ */
+struct tt_attempt {
+    uint32_t key;
+    uint32_t worker;
+    int32_t priority;
+    uint8_t strategy;
+    uint8_t outcome;     /* enum tt_outcome */
+    uint8_t status;      /* what tl_acquire() returned */
+    bool lined;          /* its claims carried a waiter id (the core queues it) */
+    bool queued;         /* its first claim was busy: it joined the line then */
+    bool disturbed;      /* the scenario stopped or killed its worker during the call */
+    bool store_failed;   /* a claim or leave answered an error (its place in line is unknown) */
+    bool left;           /* it sent a leave (gave up) */
+    bool leave_failed;   /* ... which answered an error */
+    bool woken;          /* the last wait_turn said woken (cleared by the next claim) */
+    int64_t start_ns;    /* just before tl_acquire() */
+    int64_t end_ns;      /* just after it returned; 0: never */
+    int64_t patience_ns; /* its deadline_ms */
+    int64_t first_send_ns, first_ret_ns; /* its first claim */
+    int64_t last_send_ns, last_ret_ns;   /* its latest claim */
+    /* The longest span from one claim's send to the return of the next claim (or of the leave,
+     * or of tl_acquire()): its place in line can have lapsed only if this reached the waiter
+     * timeout, since every claim refreshes it. */
+    int64_t max_gap_ns;
+    int64_t leave_send_ns, leave_ret_ns;
+    uint64_t token;   /* granted: the lock's token */
+    uint32_t section; /* granted: its section */
+    uint32_t claims;
+    uint32_t wakeups;       /* wait_turn calls that said woken */
+    uint32_t wakeups_spent; /* ... after which the next claim was busy all the same */
+    uint32_t max_ahead;     /* the most waiters a busy claim said were ahead of it */
+    uint32_t max_waiting;   /* the longest line a busy claim reported */
+};
+
 enum tt_worker_state { TT_IDLE = 0, TT_ACQUIRING, TT_IN_SECTION, TT_RELEASING, TT_DONE };
 
 /* Counters of one worker, summed into the report. */
@@ -101,6 +152,8 @@ struct tt_counts {
     uint64_t logged_warnings, logged_errors; /* the library's log, at those levels */
     uint64_t stale_steals_by_skewed; /* clock-skew: steals by a worker with a skewed clock */
     uint64_t probes_refused;         /* clock-skew: single steal attempts that found it live */
+    uint64_t queued, wakeups;        /* line: the manager's metrics of the same names */
+    int64_t connect_ns;              /* line: how long tl_connect() took before the cycles */
 };
 
 /* A worker slot: one incarnation of a worker (a replacement gets a new slot). */
@@ -109,6 +162,11 @@ struct tt_worker {
     atomic_uint section;    /* the current section while TT_IN_SECTION/TT_RELEASING */
     atomic_int in_resource; /* inside the fenced resource's mutex */
     atomic_int long_hold;   /* partition: in a section held until the loss */
+    /* line: the worker's acquire call (its index in the attempt log) is in the key's line (a
+     * claim of it was busy), and whether it is inside a claim or a leave (a store write). */
+    atomic_int in_line;
+    atomic_int in_claim;
+    atomic_uint attempt;
     atomic_ullong cycles_done;
     pid_t pid;
     uint32_t cycles; /* cycles to run */
@@ -123,8 +181,10 @@ enum tt_fault_kind {
     TT_FAULT_KILL = 1,
     TT_FAULT_STOP,
     TT_FAULT_RESTART,
-    TT_FAULT_GITHUB,    /* one knob of the GitHub test server; detail names it */
-    TT_FAULT_PARTITION, /* the proxy frozen from start_ns to end_ns */
+    TT_FAULT_GITHUB,      /* one knob of the GitHub test server; detail names it */
+    TT_FAULT_PARTITION,   /* the proxy frozen from start_ns to end_ns */
+    TT_FAULT_KILL_WAITER, /* line: a worker SIGKILLed while in line (attempt names its call) */
+    TT_FAULT_STOP_WAITER, /* line: a worker SIGSTOPped while in line, from start_ns to end_ns */
 };
 
 struct tt_fault {
@@ -132,6 +192,7 @@ struct tt_fault {
     bool bit;         /* known to have taken effect (see docs/reliability.md) */
     uint32_t worker;  /* kill/stop: the victim's slot */
     uint32_t section; /* kill/stop: the victim's section */
+    uint32_t attempt; /* line, a waiter's kill/stop: the victim's acquire call */
     int64_t start_ns; /* when it was injected */
     int64_t end_ns;   /* stop: SIGCONT; restart: server back */
     char detail[48];  /* github: the knob */
@@ -169,17 +230,23 @@ struct tt_shared {
     struct tt_worker workers[TT_MAX_WORKERS];
     uint32_t nfaults; /* parent only */
     struct tt_fault faults[TT_MAX_FAULTS];
+    atomic_uint nattempts; /* line: acquire calls recorded */
+    uint32_t max_attempts;
     size_t sections_off; /* byte offsets of the arrays from the start of the mapping */
     size_t writes_off;
+    size_t attempts_off;
     size_t size;
 };
 
 /* shared.c */
 struct tt_shared *tt_shared_create(const char *path, uint32_t nkeys, uint32_t max_sections,
-                                   uint32_t max_writes);
+                                   uint32_t max_writes, uint32_t max_attempts);
 void tt_shared_destroy(struct tt_shared *sh);
 struct tt_section *tt_sections(struct tt_shared *sh);
 struct tt_write *tt_writes(struct tt_shared *sh);
+struct tt_attempt *tt_attempts(struct tt_shared *sh);
+/* A new zeroed acquire-call record (line), or NULL (and log_full set) when the log is full. */
+struct tt_attempt *tt_attempt_new(struct tt_shared *sh, uint32_t *id);
 /* A new zeroed section record, or NULL (and log_full set) when the log is full. */
 struct tt_section *tt_section_new(struct tt_shared *sh, uint32_t *id);
 /* Writes to the fenced resource of the section's key with its token. Returns whether the write
@@ -264,6 +331,61 @@ struct tt_verdict {
  * the oldest acquisition in a key's audit trail are not cross-checked against it. */
 uint64_t tt_check(const struct tt_log *log, struct tt_verdict *v);
 
+/* ---- checker.c: the line's proofs ---- */
+
+struct tt_line_log {
+    const struct tt_attempt *att;
+    size_t n;
+    uint32_t nkeys;
+    /* A waiter is dead once its store has not heard from it for this long (the core's waiter
+     * timeout), less `liveness_slack_ms` for the store clock's granularity against ours. */
+    uint32_t waiter_timeout_ms;
+    uint32_t liveness_slack_ms;
+    /* How far past its patience an acquire call may return (a leave, the scheduler). */
+    uint32_t overrun_ms;
+    /* The sections of the run, for the stalls (a figure): a key free after a release while a
+     * waiter was in line, and no claim won it for longer than stall_ms. */
+    const struct tt_section *sec;
+    size_t nsec;
+    uint32_t stall_ms;
+};
+
+struct tt_line_verdict {
+    /* Proof failures. */
+    uint64_t early_give_ups;   /* TL_EBUSY before its patience ran out */
+    uint64_t overruns;         /* returned later than its patience plus overrun_ms */
+    uint64_t order_violations; /* granted ahead of a live waiter it joined behind */
+    /* Figures. */
+    uint64_t attempts, lined, queued, granted, gave_up, errors, never_ended;
+    uint64_t disturbed;  /* stopped or killed during the call: left out of both proofs */
+    uint64_t lapsed;     /* a gap between its claims could have let its place go dead */
+    uint64_t eligible;   /* calls that could be the earlier waiter of the order proof */
+    uint64_t pairs;      /* (earlier waiter, later arrival) pairs the order proof judged */
+    uint64_t fifo_pairs; /* ... of which with equal priorities */
+    uint64_t overtakes;  /* a later arrival of higher priority granted before the earlier */
+    uint64_t wakeups, wakeups_spent;
+    uint64_t leave_failed;
+    uint32_t max_line;
+    int64_t max_overrun_ns; /* the latest a call returned past its patience */
+    /* Stalls: a key released while a waiter was in line, and then no claim that won it sent
+     * for more than stall_ms while one still waited. Explained when a waiter of the key that
+     * was stopped, killed, lapsed or failed to leave was in line then (a dead place at the
+     * head holds the line up until it expires); else unexplained. Figures, not failures: the
+     * head may simply not have been scheduled. */
+    uint64_t stalls, stalls_unexplained;
+    uint64_t stalls_failed_leave; /* ... with a waiter in line whose leave had failed */
+    int64_t max_stall_ns, max_stall_unexplained_ns;
+    uint64_t nviolated;
+    char violated[TT_MAX_VIOLATED][TT_MSG_SIZE];
+};
+
+/*
+ * The line's proofs over the acquire calls (see checker.c): no waiter gives up before its
+ * patience or overruns it by more than a bound, and grants follow priority then arrival among
+ * waiters that stayed live. Returns the number of failures.
+ */
+uint64_t tt_check_line(const struct tt_line_log *log, struct tt_line_verdict *v);
+
 /* ---- the run (torture.c, worker.c) ---- */
 
 enum tt_scenario {
@@ -274,6 +396,7 @@ enum tt_scenario {
     TT_GITHUB_FAULTS,
     TT_CLOCK_SKEW,
     TT_PARTITION,
+    TT_LINE,
 };
 
 struct tt_config {
@@ -291,6 +414,12 @@ struct tt_config {
     uint32_t freeze_ms;         /* partition: how long the proxy stays frozen */
     uint32_t steal_slack_ms;
     uint32_t pause_ms; /* think time before each cycle */
+    /* line: priorities are drawn from -max_priority..max_priority (GitHub: 0 only); patience
+     * (deadline) per call from patience_min_ms..patience_max_ms; a call may return at most
+     * overrun_ms past it. */
+    int32_t max_priority;
+    uint32_t patience_min_ms, patience_max_ms;
+    uint32_t overrun_ms;
     uint64_t seed;
     bool threads; /* workers are threads of one process (memory:) */
     bool verbose;
@@ -302,6 +431,16 @@ struct tt_run {
     char keys[TT_MAX_KEYS][64];
     char proxied_url[1024]; /* partition: the store through the proxy */
 };
+
+/* line: makes the workers' managers record their claims, leaves and waits on the store of
+ * `url` (call before starting them); false if that store has no line. */
+enum tt_sabotage {
+    TT_SABOTAGE_NONE = 0,
+    TT_SABOTAGE_INVERT_PRIORITY, /* claims carry the opposite of the recorded priority */
+    TT_SABOTAGE_LOSE_WAKEUPS,    /* wake-ups are hidden from the core */
+};
+bool tt_line_wrap_store(const char *url, enum tt_sabotage sabotage);
+const struct tl_store_ops *tt_line_store_ops(void);
 
 /* Runs the cycles of worker slot `slot` (a forked process or a thread). */
 void tt_worker_run(const struct tt_run *run, uint32_t slot);

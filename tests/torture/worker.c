@@ -9,6 +9,11 @@
  * open and keeps writing until the heartbeat reports the loss or a bound passes, so that the
  * run shows when the holder learned it.
  *
+ * In the line scenario every acquire call is recorded too (struct tt_attempt): the worker's
+ * managers use the store through a thin wrapper of its ops that brackets each claim, leave and
+ * wait_turn with clock readings, so the checker knows when the call joined the line, how often
+ * it refreshed its place, when it was granted the lock or left.
+ *
  * In the partition scenario the workers are careful clients instead: inside a section they
  * sleep in small steps and leave at once when tl_lock_is_lost() says the lock is lost, writing
  * nothing more. Odd slots reach the store through the proxy the parent freezes.
@@ -33,10 +38,132 @@ struct ctx {
     char name[32];
 };
 
+/* ---- line: the store's ops, wrapped to record the acquire call in progress ---- */
+
+/* The store's own ops, and a copy whose claim, leave and wait_turn record. Set by the parent
+ * before it starts the workers (which inherit them), never changed after. */
+static const struct tl_store_ops *real_ops;
+static struct tl_store_ops line_ops;
+/* A demonstration that the proofs bite (tl-torture --sabotage): breaks what the core and the
+ * store see, never what is recorded. */
+static enum tt_sabotage sabotage;
+
+/* The acquire call the calling thread is in, and its worker slot (NULL: not recording; the
+ * heartbeat thread, the sweeper). */
+static _Thread_local struct tt_attempt *cur_attempt;
+static _Thread_local struct tt_worker *cur_worker;
+
+static void note_gap(struct tt_attempt *a, int64_t until)
+{
+    if (a->claims > 0 && until - a->last_send_ns > a->max_gap_ns)
+        a->max_gap_ns = until - a->last_send_ns;
+}
+
+static tl_status rec_claim(struct tl_store *s, const struct tl_claim *req,
+                           struct tl_claim_result *out)
+{
+    struct tt_attempt *a = cur_attempt;
+
+    if (a == NULL)
+        return real_ops->claim(s, req, out);
+    struct tl_claim sent = *req;
+    if (sabotage == TT_SABOTAGE_INVERT_PRIORITY)
+        sent.priority = -req->priority;
+    atomic_store(&cur_worker->in_claim, 1);
+    int64_t send = tt_now_ns();
+    tl_status st = real_ops->claim(s, &sent, out);
+    int64_t ret = tt_now_ns();
+    atomic_store(&cur_worker->in_claim, 0);
+
+    note_gap(a, ret);
+    if (a->claims == 0) {
+        a->first_send_ns = send;
+        a->first_ret_ns = ret;
+        a->lined = req->waiter_id != NULL;
+        a->queued = st == TL_EBUSY && a->lined;
+    }
+    a->claims++;
+    a->last_send_ns = send;
+    a->last_ret_ns = ret;
+    if (st == TL_EBUSY) {
+        if (a->woken)
+            a->wakeups_spent++;
+        if (out->ahead > a->max_ahead)
+            a->max_ahead = out->ahead;
+        if (out->waiting > a->max_waiting)
+            a->max_waiting = out->waiting;
+        if (a->queued)
+            atomic_store(&cur_worker->in_line, 1);
+    } else if (st != TL_OK) {
+        a->store_failed = true;
+    }
+    a->woken = false;
+    return st;
+}
+
+static tl_status rec_leave(struct tl_store *s, const char *key, const char *waiter_id)
+{
+    struct tt_attempt *a = cur_attempt;
+
+    if (a == NULL)
+        return real_ops->leave(s, key, waiter_id);
+    atomic_store(&cur_worker->in_claim, 1);
+    int64_t send = tt_now_ns();
+    tl_status st = real_ops->leave(s, key, waiter_id);
+    int64_t ret = tt_now_ns();
+    atomic_store(&cur_worker->in_claim, 0);
+    note_gap(a, ret);
+    a->left = true;
+    a->leave_send_ns = send;
+    a->leave_ret_ns = ret;
+    if (st != TL_OK)
+        a->leave_failed = true;
+    return st;
+}
+
+static tl_status rec_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
+                               uint32_t timeout_ms, bool *woken)
+{
+    struct tt_attempt *a = cur_attempt;
+    tl_status st = real_ops->wait_turn(s, key, waiter_id, timeout_ms, woken);
+
+    if (a != NULL && st == TL_OK && *woken) {
+        a->wakeups++;
+        a->woken = true;
+        if (sabotage == TT_SABOTAGE_LOSE_WAKEUPS) {
+            /* Hidden: the core waits on until its refresh (or patience) ends. */
+            *woken = false;
+            int64_t until = tt_now_ns() + (int64_t)timeout_ms * 1000000;
+            tt_sleep_ns(until - tt_now_ns());
+        }
+    }
+    return st;
+}
+
+bool tt_line_wrap_store(const char *url, enum tt_sabotage how)
+{
+    sabotage = how;
+    real_ops = tl__store_find(url);
+    if (real_ops == NULL || real_ops->version < 3 || real_ops->leave == NULL ||
+        real_ops->wait_turn == NULL || real_ops->claim == NULL)
+        return false;
+    line_ops = *real_ops;
+    line_ops.claim = rec_claim;
+    line_ops.leave = rec_leave;
+    line_ops.wait_turn = rec_wait_turn;
+    return true;
+}
+
+const struct tl_store_ops *tt_line_store_ops(void)
+{
+    return real_ops != NULL ? &line_ops : NULL;
+}
+
 const char *tt_status_name(int st)
 {
-    static const char *const names[] = {"OK",    "EINVAL",    "ENOMEM", "EBUSY",   "ENOTOWNER",
-                                        "ELOST", "ETIMEDOUT", "ESTORE", "ENOTSUP", "ERATELIMIT"};
+    static const char *const names[] = {"OK",        "EINVAL",     "ENOMEM",    "EBUSY",
+                                        "ENOTOWNER", "ELOST",      "ETIMEDOUT", "ESTORE",
+                                        "ENOTSUP",   "ERATELIMIT", "ECANCELED"};
 
     return st >= 0 && (size_t)st < sizeof(names) / sizeof(names[0]) ? names[st] : "E?";
 }
@@ -207,6 +334,7 @@ static void release(struct ctx *c, tl_manager *m, tl_lock *l, struct tt_section 
         tl_status st = tl_release(l, NULL);
 
         if (st == TL_OK) {
+            s->released_ns = tt_now_ns();
             s->end = TT_END_RELEASED;
             return;
         }
@@ -233,6 +361,38 @@ static tl_strategy pick_strategy(const struct ctx *c)
     }
 }
 
+/*
+ * line: the acquire call's options (a random strategy that waits, a random priority, a random
+ * patience) and its record, or NULL when the log is full.
+ */
+static struct tt_attempt *line_attempt(struct ctx *c, uint32_t key, struct tl_acquire_opts *o)
+{
+    const struct tt_config *cfg = &c->run->cfg;
+    uint32_t id;
+    struct tt_attempt *a = tt_attempt_new(c->sh, &id);
+
+    if (a == NULL)
+        return NULL;
+    /* A quarter wait with RETRY: the head of a line whose holder died cannot steal, and holds
+     * the line up until its patience ends (DESIGN.md section 7). */
+    o->strategy = next_rand(c) % 4 == 0 ? TL_RETRY : TL_STEAL_STALE;
+    o->priority =
+        cfg->max_priority > 0
+            ? (int32_t)(next_rand(c) % (2 * (uint64_t)cfg->max_priority + 1)) - cfg->max_priority
+            : 0;
+    o->deadline_ms =
+        cfg->patience_min_ms +
+        (uint32_t)(next_rand(c) % ((uint64_t)cfg->patience_max_ms - cfg->patience_min_ms + 1));
+    o->retries = 0; /* with a deadline: unlimited until then */
+    a->key = key;
+    a->worker = c->slot;
+    a->priority = o->priority;
+    a->strategy = (uint8_t)o->strategy;
+    a->patience_ns = (int64_t)o->deadline_ms * 1000000;
+    atomic_store(&c->w->attempt, id);
+    return a;
+}
+
 static void one_cycle(struct ctx *c, tl_manager *m)
 {
     const struct tt_config *cfg = &c->run->cfg;
@@ -248,14 +408,38 @@ static void one_cycle(struct ctx *c, tl_manager *m)
     struct tl_metrics before, after;
     tl_lock *l = NULL;
 
+    struct tt_attempt *att = NULL;
+    if (cfg->scenario == TT_LINE) {
+        att = line_attempt(c, key, &opts);
+        if (att == NULL)
+            return; /* the log is full (reported as a failure) */
+        strategy = opts.strategy;
+    }
+
     c->w->n.cycles++;
     bool after_faults = atomic_load(&c->sh->faults_done) != 0;
     atomic_store(&c->lost_ns, 0);
     tl_metrics_get(m, &before, sizeof(before));
     atomic_store(&c->w->state, TT_ACQUIRING);
     int64_t acq = tt_now_ns();
+    if (att != NULL) {
+        att->start_ns = acq;
+        cur_attempt = att;
+        cur_worker = c->w;
+    }
     tl_status st = tl_acquire(m, c->run->keys[key], &opts, &l);
     int64_t enter = tt_now_ns();
+    if (att != NULL) {
+        cur_attempt = NULL;
+        atomic_store(&c->w->in_line, 0);
+        if (!att->left && st != TL_OK)
+            note_gap(att, enter);
+        att->status = (uint8_t)st;
+        att->outcome = st == TL_OK      ? TT_OUT_GRANTED
+                       : st == TL_EBUSY ? TT_OUT_GAVE_UP
+                                        : TT_OUT_ERROR;
+        att->end_ns = enter;
+    }
     if (st != TL_OK) {
         atomic_store(&c->w->state, TT_IDLE);
         if (prober && st == TL_EBUSY) {
@@ -288,6 +472,10 @@ static void one_cycle(struct ctx *c, tl_manager *m)
     s->took_stale = after.stale_locks_claimed > before.stale_locks_claimed;
     s->took_forced = after.forced_acquisitions > before.forced_acquisitions;
     s->proxied = tt_slot_proxied(c->run, c->slot);
+    if (att != NULL) {
+        att->token = s->token;
+        att->section = id;
+    }
     if (s->took_stale && c->skew_ms != 0)
         c->w->n.stale_steals_by_skewed++;
     c->w->n.sections++;
@@ -345,6 +533,17 @@ void tt_worker_run(const struct tt_run *run, uint32_t slot)
         atomic_store(&c.w->state, TT_DONE);
         return;
     }
+    if (run->cfg.scenario == TT_LINE && tt_line_store_ops() != NULL) {
+        tl__manager_set_store_ops(m, tt_line_store_ops());
+        /* Connect first: an acquire's deadline does not cover the connection its first call
+         * opens (on a fresh PostgreSQL database, workers starting together create the tables
+         * one after the other, seconds in all), and the patience proof is about waiting. */
+        int64_t t0 = tt_now_ns();
+        tl_status st = tl_connect(m);
+        c.w->n.connect_ns = tt_now_ns() - t0;
+        if (st != TL_OK)
+            note_error(&c, m, "connect", st);
+    }
     if (c.skew_ms != 0) {
         struct tl_clock clock = tl__real_clock;
 
@@ -382,6 +581,8 @@ void tt_worker_run(const struct tt_run *run, uint32_t slot)
     c.w->n.locks_lost = mt.locks_lost;
     c.w->n.heartbeats_sent = mt.heartbeats_sent;
     c.w->n.heartbeats_failed = mt.heartbeats_failed;
+    c.w->n.queued = mt.queued;
+    c.w->n.wakeups = mt.wakeups;
     tl_manager_free(m);
     c.w->n.lost_callbacks = atomic_load(&c.lost_callbacks);
     c.w->n.logged_warnings = atomic_load(&c.logged_warnings);
