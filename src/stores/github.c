@@ -144,6 +144,7 @@ struct gh_place {                     /* a waiter's place in line: its claim com
     int64_t number;
     int64_t comment;
     int64_t beat_sent; /* when its last write (post or edit) was sent: the clock's mono_ms */
+    int64_t polled;    /* when the issue's comments were last read for it (claim, wait_turn) */
     uint64_t used;
 };
 
@@ -2346,6 +2347,8 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     retry_orphans(g);
 
     /* 1. Who holds it? (Conditional: a 304 is free, and answers "still the same holder".) */
+    if (place != NULL)
+        place->polled = g->base.clock->mono_ms(g->base.clock->ud);
     if ((st = read_list(g, number, true, &l)) != TL_OK)
         goto done;
     if (g->pending_issue == number) {
@@ -3723,11 +3726,13 @@ static tl_status github_history(struct tl_store *s, const char *key, size_t limi
 
 /*
  * Waits for waiter `waiter_id`'s turn. GitHub sends no messages: this reads the issue's
- * comments every line_poll (1 s) with If-None-Match (a 304 costs no primary rate budget), and
- * reports a wake-up when our claim is the first that is not a dead waiter's (it holds: the
- * next claim call takes it without a write), or when it is gone or dead (the next claim joins
- * the line again). A waiter without a place (it has none yet, or it was given up) is woken at
- * once, so that its claim puts it back.
+ * comments every line_poll (1 s) with If-None-Match (a 304 costs no primary rate budget),
+ * counting from the last read for this waiter (its claim's too), however the caller slices its
+ * waits, and reports a wake-up when no claim is left below ours (it holds: the next claim call
+ * takes it without a write), or when ours is gone or dead (the next claim joins the line
+ * again). A read is bounded by the caller's deadline, not by the end of this wait: a short wait
+ * must not cut every read short. A waiter without a place (it has none yet, or it was given
+ * up) is woken at once, so that its claim puts it back.
  */
 static tl_status github_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
                                   uint32_t timeout_ms, bool *woken)
@@ -3746,14 +3751,24 @@ static tl_status github_wait_turn(struct tl_store *s, const char *key, const cha
         *woken = true;
         return TL_OK;
     }
-    /* Every request ends by the end of the wait too. */
     int64_t end = ck->mono_ms(ck->ud) + timeout_ms;
     if (keep_deadline != 0 && keep_deadline < end)
         end = keep_deadline;
-    g->base.deadline_mono_ms = end;
     g->op_max_wait_ms = timeout_ms;
     for (;;) {
+        int64_t now = ck->mono_ms(ck->ud);
+        int64_t due = p->polled + g->line_poll_ms;
+        if (now < due) {
+            /* Not yet time to read: sleep until then, or to the end of this wait. */
+            int64_t until = due < end ? due : end;
+            if (until > now)
+                tl__real_sleep_ms((uint32_t)(until - now));
+            if (due >= end)
+                break;
+            continue;
+        }
         struct gh_list *l;
+        p->polled = now;
         if ((st = read_list(g, number, true, &l)) != TL_OK)
             break;
         struct gh_item *it = list_find(l, p->comment);
@@ -3762,14 +3777,9 @@ static tl_status github_wait_turn(struct tl_store *s, const char *key, const cha
             *woken = true;
             break;
         }
-        int64_t left = end - ck->mono_ms(ck->ud);
-        if (left <= 0)
-            break;
-        tl__real_sleep_ms((uint32_t)(left < g->line_poll_ms ? left : g->line_poll_ms));
         if (ck->mono_ms(ck->ud) >= end)
-            break; /* no read cut short at the end: it would cost the cached pages */
+            break;
     }
-    g->base.deadline_mono_ms = keep_deadline;
     return st;
 }
 
