@@ -1313,8 +1313,8 @@ static void the_line_in_status_list_and_signals(void **state)
     struct out *o = *state;
 
     assert_int_equal(tlk(o, "acquire", "line-1", "-w", "holder", NULL), 0);
-    struct proc w = start("acquire", "line-1", "-w", "waiter", "--wait", "50s", "--priority",
-                          "3", NULL);
+    struct proc w =
+        start("acquire", "line-1", "-w", "waiter", "--wait", "50s", "--priority", "3", NULL);
     struct line_probe p = {.key = "line-1", .live = 1};
     assert_true(tl_test_poll(line_has, &p, 20, LIMIT_MS / 2));
 
