@@ -506,7 +506,8 @@ for store in ["sqlite", "redis", "postgres"]:
           "interval (30 s)" % store, med(v), "1%", "<=", "%s (%s)" % (med_spread(v, 3, " %"), how),
           shown="< 1 %")
 
-gh_budget = {"acquire": (4, 2), "heartbeat": (2, 1), "release": (3, 3), "busy_again": (1, 0)}
+# release: a list read first, to delete the dead waiters right after its claim (the line).
+gh_budget = {"acquire": (4, 2), "heartbeat": (2, 1), "release": (4, 3), "busy_again": (1, 0)}
 for op, (req, wr) in gh_budget.items():
     rq = series(github, "github", "ours", op + "_requests")
     wt = series(github, "github", "ours", op + "_writes")
@@ -885,7 +886,7 @@ w("| operation | requests | writes | answered 304 (free) | budget (requests / wr
 w("|---|---|---|---|---|")
 for op, label, budget in [("acquire", "acquire, uncontended", "4 / 2"),
                           ("heartbeat", "heartbeat (`tl_renew`)", "2 / 1"),
-                          ("release", "release", "3 / 3"),
+                          ("release", "release", "4 / 3"),
                           ("busy_first", "acquire while held, first look", "1 / 0"),
                           ("busy_again", "acquire while held, again (conditional)", "1 / 0, a 304")]:
     rq = series(github, "github", "ours", op + "_requests")
