@@ -5,7 +5,10 @@
  * that joins again after it was deleted as dead, and a file made before the line.
  *
  * Most tests run on a fake clock that moves only when told (or when the store sleeps), so that
- * waiters go dead without waiting; the wake-up test runs threads on the real clock.
+ * waiters go dead without waiting; the wake-up test runs threads on the real clock. On Linux,
+ * the wake-up datagrams: a release wakes a blocked head long before its next poll, a wake-up
+ * sent before the wait is queued, and only the head gets one (release, force_release, leave,
+ * a claim that deleted a dead head), counted through the store's test hooks.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -22,6 +25,11 @@
 #include "store.h"
 #include "tl.h"
 #include "tl_test.h"
+
+/* Test hooks of the SQLite store (src/stores/sqlite.c): a fixed pause between wait_turn's
+ * polls, and the wake-up datagrams a connection has received. */
+void tl__sqlite_test_poll_ms(struct tl_store *s, uint32_t ms);
+uint64_t tl__sqlite_test_wakeups(struct tl_store *s);
 
 #define WAITER_TIMEOUT 300 /* ms: a waiter silent this long is dead */
 #define LOCK_TIMEOUT   10000
@@ -639,6 +647,158 @@ static void release_wakes_only_the_head(void **state)
     tl__store_close(s);
 }
 
+#ifdef __linux__
+struct blocked {
+    struct tl_store *s;
+    bool woken;
+    tl_status st;
+};
+
+static void *wait_long(void *arg)
+{
+    struct blocked *b = arg;
+
+    b->st = b->s->ops->wait_turn(b->s, "k", wid(1), 30000, &b->woken);
+    return NULL;
+}
+
+/* The head polls once a minute here, and waits up to 30 s: only the datagram can wake it. */
+static void release_wakes_a_blocked_head_at_once(void **state)
+{
+    struct fix *f = *state;
+    struct tl_store *holder = open_store(f, &tl__real_clock);
+    struct tl_store *ws = open_store(f, &tl__real_clock);
+    struct tl_record held = {0};
+    struct blocked b = {.s = ws};
+    pthread_t t;
+    bool woken = true;
+
+    win(holder, "k", 0, 0, TL_CLAIM_NORMAL, &held);
+    join(ws, "k", 1, 0, 1, 0);
+    tl__sqlite_test_poll_ms(ws, 60000);
+    assert_int_equal(ws->ops->wait_turn(ws, "k", wid(1), 0, &woken), TL_OK);
+    assert_false(woken);
+    assert_int_equal(tl__sqlite_test_wakeups(ws), 0);
+
+    assert_int_equal(pthread_create(&t, NULL, wait_long, &b), 0);
+    int64_t start = tl__real_mono_ms();
+    release(holder, &held);
+    pthread_join(t, NULL);
+    int64_t took = tl__real_mono_ms() - start;
+    assert_int_equal(b.st, TL_OK);
+    assert_true(b.woken);
+    assert_true(took < 10000); /* generous for the sanitizers; the poll would be 60 s */
+    /* Whether it was blocked already or polled after the release, the datagram was there. */
+    assert_int_equal(tl__sqlite_test_wakeups(ws), 1);
+
+    win(ws, "k", 1, 0, TL_CLAIM_NORMAL, &held);
+    release(ws, &held);
+    tl__store_close(ws);
+    tl__store_close(holder);
+}
+
+/* Waiters 1, 2 (the head: priority 1) and 3 on connections of their own, each bound by a first
+ * wait_turn: each wake-up reaches the head alone, and is queued until it waits. */
+static void wake_ups_go_to_the_head_only(void **state)
+{
+    struct fix *f = *state;
+    struct tl_store *holder = open_store(f, &tl__real_clock);
+    struct tl_store *w[4] = {NULL};
+    struct tl_record held = {0};
+    struct tl_claim_result r = {0};
+    bool woken = true;
+
+    win(holder, "k", 0, 0, TL_CLAIM_NORMAL, &held);
+    for (int n = 1; n <= 3; n++) {
+        w[n] = open_store(f, &tl__real_clock);
+        join(w[n], "k", n, n == 2, (uint32_t)n, n == 2 ? 0 : n == 3 ? 2 : 0);
+        assert_int_equal(w[n]->ops->wait_turn(w[n], "k", wid(n), 0, &woken), TL_OK);
+        assert_false(woken);
+    }
+
+    /* A release: to 2 only, before it waits. */
+    release(holder, &held);
+    assert_int_equal(tl__sqlite_test_wakeups(w[1]), 0);
+    assert_int_equal(tl__sqlite_test_wakeups(w[3]), 0);
+    assert_int_equal(w[2]->ops->wait_turn(w[2], "k", wid(2), 10000, &woken), TL_OK);
+    assert_true(woken);
+    assert_int_equal(tl__sqlite_test_wakeups(w[2]), 1);
+
+    /* The head leaves: 1 is next. */
+    assert_int_equal(w[2]->ops->leave(w[2], "k", wid(2)), TL_OK);
+    assert_int_equal(tl__sqlite_test_wakeups(w[1]), 1);
+    assert_int_equal(tl__sqlite_test_wakeups(w[3]), 0);
+
+    /* 1 wins (no wake-up: the key is held), then is broken: 3 is next. */
+    win(w[1], "k", 1, 0, TL_CLAIM_NORMAL, &held);
+    assert_int_equal(tl__sqlite_test_wakeups(w[3]), 0);
+    const struct tl_force_release fr = {
+        .key = "k", .worker_id = "admin", .node_id = "node-1", .summary = "broken"};
+    struct tl_record former = {0};
+    bool found = false;
+    assert_int_equal(holder->ops->force_release(holder, &fr, &former, &found), TL_OK);
+    assert_true(found);
+    tl__record_clear(&former);
+    assert_int_equal(tl__sqlite_test_wakeups(w[3]), 1);
+    assert_int_equal(tl__sqlite_test_wakeups(w[1]), 1);
+    assert_int_equal(tl__sqlite_test_wakeups(w[2]), 1);
+
+    /* A claim without a waiter leaves the key and the line as they are: no wake-up. */
+    assert_int_equal(claim(holder, "k", -1, 0, TL_CLAIM_NORMAL, &r), TL_EBUSY);
+    assert_int_equal(tl__sqlite_test_wakeups(w[3]), 1);
+    tl__record_clear(&r.rec);
+    tl__record_clear(&held);
+    for (int n = 1; n <= 3; n++)
+        tl__store_close(w[n]);
+    tl__store_close(holder);
+}
+
+/* On the fake clock: 1, the head of a free key, dies; the claim that deletes it wakes 2. */
+static void removing_a_dead_head_wakes_the_next(void **state)
+{
+    struct fix *f = *state;
+    struct tl_store *s = f->s;
+    struct tl_store *s2 = open_store(f, &f->clock);
+    struct tl_record held = {0};
+    bool woken = true;
+
+    win(s, "k", 0, 0, TL_CLAIM_NORMAL, &held);
+    join(s, "k", 1, 0, 1, 0);
+    join(s2, "k", 2, 0, 2, 1);
+    assert_int_equal(s2->ops->wait_turn(s2, "k", wid(2), 0, &woken), TL_OK);
+    assert_false(woken);
+    release(s, &held);
+    assert_int_equal(tl__sqlite_test_wakeups(s2), 0); /* 1 is the head */
+
+    advance(&f->cs, 200);
+    join(s2, "k", 2, 0, 2, 1);
+    advance(&f->cs, WAITER_TIMEOUT - 200); /* 1 is dead, 2 is not */
+    join(s, "k", 3, 0, 2, 1);              /* deletes 1 */
+    assert_int_equal(tl__sqlite_test_wakeups(s2), 1);
+    assert_int_equal(s2->ops->wait_turn(s2, "k", wid(2), 10000, &woken), TL_OK);
+    assert_true(woken);
+    tl__store_close(s2);
+}
+#else
+static void release_wakes_a_blocked_head_at_once(void **state)
+{
+    (void)state;
+    skip();
+}
+
+static void wake_ups_go_to_the_head_only(void **state)
+{
+    (void)state;
+    skip();
+}
+
+static void removing_a_dead_head_wakes_the_next(void **state)
+{
+    (void)state;
+    skip();
+}
+#endif
+
 static void bad_input_is_refused(void **state)
 {
     struct fix *f = *state;
@@ -730,6 +890,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(extend_records_the_new_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(wait_turn_keeps_its_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(release_wakes_only_the_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(release_wakes_a_blocked_head_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(wake_ups_go_to_the_head_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(removing_a_dead_head_wakes_the_next, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_input_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(a_file_from_before_the_line_gets_one, setup, teardown),
     };
