@@ -891,75 +891,6 @@ tl_status tl_release(tl_lock *l, const char *summary)
     return tl_release_with(l, &(struct tl_release_opts){.summary = summary});
 }
 
-tl_status tl_renew(tl_lock *l)
-{
-    if (l == NULL)
-        return TL_EINVAL;
-
-    tl_manager *m = l->m;
-    begin(m);
-    tl_status st = ensure_connected(m);
-    if (st != TL_OK)
-        return st;
-
-    bool fire = false;
-    int64_t sent = m->clock.mono_ms(m->clock.ud);
-    pthread_mutex_lock(&m->mu);
-    enum tl_lock_state state = l->state;
-    uint64_t seq = ++l->renewals;
-    int64_t lose_at = l->lose_at_mono_ms;
-    if (state == TL_HELD && sent >= lose_at) {
-        l->expired = true;
-        fire = tl__lock_mark_lost_locked(l);
-        state = TL_LOST;
-    }
-    pthread_mutex_unlock(&m->mu);
-    if (fire)
-        tl__lock_fire_lost(l);
-    if (state == TL_RELEASED || state == TL_RELEASING)
-        return tl__fail(m, TL_ENOTOWNER, "lock %s was released", l->rec.info.key);
-    if (state == TL_LOST)
-        return tl__fail(m, TL_ELOST,
-                        "lock %s was lost (stolen, forced, or not renewed before its loss "
-                        "deadline)",
-                        l->rec.info.key);
-
-    int64_t beat = 0;
-    tl__loss_watch_ensure(m); /* the store call may hang: the watch keeps the deadline */
-    m->store->errmsg[0] = '\0';
-    m->store->deadline_mono_ms = lose_at;
-    st = m->store->ops->renew(m->store, &l->rec, seq, &beat);
-    m->store->deadline_mono_ms = 0;
-    int64_t replied = m->clock.mono_ms(m->clock.ud);
-
-    pthread_mutex_lock(&m->mu);
-    if (st == TL_OK) {
-        m->metrics.heartbeats_sent++;
-        if (l->state == TL_HELD && replied < l->lose_at_mono_ms) {
-            l->heartbeat_at_ms = beat;
-            if (sent > l->last_ok_mono_ms)
-                tl__lock_renewed_locked(l, sent);
-        } else if (l->state == TL_HELD) {
-            l->expired = true;
-            fire = tl__lock_mark_lost_locked(l); /* answered after the deadline */
-            st = TL_ELOST;
-            (void)tl__store_fail(m->store, TL_ELOST,
-                                 "lock %s: the renewal was answered after the loss deadline",
-                                 l->rec.info.key);
-        }
-    } else if (st == TL_ELOST) {
-        if (l->state == TL_HELD)
-            fire = tl__lock_mark_lost_locked(l);
-    } else {
-        m->metrics.heartbeats_failed++;
-    }
-    pthread_mutex_unlock(&m->mu);
-
-    if (fire)
-        tl__lock_fire_lost(l);
-    return st == TL_OK ? TL_OK : store_fail(m, st);
-}
-
 /*
  * The record to hand the store for a lock known only by (key, token). The store's own record
  * when it is still ours, since a store may need more than the key, worker id and token (the lock
@@ -1073,38 +1004,6 @@ tl_status tl_release_force(tl_manager *m, const char *key, uint64_t token, const
     return TL_OK;
 }
 
-tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token)
-{
-    struct tl_record mine;
-    bool ours;
-    tl_status st;
-
-    if (m == NULL)
-        return TL_EINVAL;
-    begin(m);
-    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK ||
-        (st = token_record(m, key, token, &mine, &ours)) != TL_OK)
-        return st;
-    if (!ours)
-        return tl__fail(m, TL_ELOST, "lock %s with token %llu is not held by %s", key,
-                        (unsigned long long)token, m->worker_id);
-
-    int64_t beat = 0;
-    m->store->errmsg[0] = '\0';
-    st = m->store->ops->renew(m->store, &mine, 1, &beat);
-    tl__record_clear(&mine);
-
-    pthread_mutex_lock(&m->mu);
-    if (st == TL_OK)
-        m->metrics.heartbeats_sent++;
-    else if (st == TL_ELOST)
-        m->metrics.locks_lost++;
-    else
-        m->metrics.heartbeats_failed++;
-    pthread_mutex_unlock(&m->mu);
-    return st == TL_OK ? TL_OK : store_fail(m, st);
-}
-
 static tl_status check_timeout(tl_manager *m, uint32_t timeout)
 {
     if (timeout == 0 || timeout > TL_DURATION_MAX_MS)
@@ -1117,16 +1016,35 @@ static tl_status check_timeout(tl_manager *m, uint32_t timeout)
     return TL_OK;
 }
 
-static tl_status extend_op(tl_manager *m)
+/* For an extension (`timeout` not 0): the timeout is valid and the store can record it. */
+static tl_status check_extend(tl_manager *m, uint32_t timeout)
 {
     const struct tl_store_ops *ops = m->store->ops;
 
+    if (timeout == 0)
+        return TL_OK;
     if (ops->version < 3 || ops->extend == NULL)
         return tl__fail(m, TL_ENOTSUP, "the %s store cannot change a lock's timeout", ops->scheme);
-    return TL_OK;
+    return check_timeout(m, timeout);
 }
 
-tl_status tl_extend(tl_lock *l, uint32_t lock_timeout_ms)
+/* One store call of a renewal: an extension to `timeout` when it is not 0. */
+static tl_status store_renew(tl_manager *m, const struct tl_record *rec, uint64_t seq,
+                             uint32_t timeout, int64_t *beat)
+{
+    m->store->errmsg[0] = '\0';
+    if (timeout != 0)
+        return m->store->ops->extend(m->store, rec, timeout, beat);
+    return m->store->ops->renew(m->store, rec, seq, beat);
+}
+
+/*
+ * Renews `l` now on the calling thread (tl_renew), or extends it to `timeout` (tl_extend) when
+ * that is not 0. An extension keeps the heartbeat away from the lock while the store changes its
+ * record (a renew hands the store the record, lock timeout included), and then moves the
+ * lock's timeout, interval, next renewal and loss deadline.
+ */
+static tl_status renew_now(tl_lock *l, uint32_t timeout)
 {
     if (l == NULL)
         return TL_EINVAL;
@@ -1134,25 +1052,23 @@ tl_status tl_extend(tl_lock *l, uint32_t lock_timeout_ms)
     tl_manager *m = l->m;
     begin(m);
     tl_status st;
-    if ((st = ensure_connected(m)) != TL_OK || (st = check_timeout(m, lock_timeout_ms)) != TL_OK ||
-        (st = extend_op(m)) != TL_OK)
+    if ((st = ensure_connected(m)) != TL_OK || (st = check_extend(m, timeout)) != TL_OK)
         return st;
 
-    /* Keep the heartbeat away from this lock while the store changes its record: its renew
-     * hands the store the record, lock timeout included. */
     bool fire = false;
     pthread_mutex_lock(&m->mu);
-    while (l->renewing)
+    while (timeout != 0 && l->renewing)
         pthread_cond_wait(&m->renewed, &m->mu);
     int64_t sent = m->clock.mono_ms(m->clock.ud);
     enum tl_lock_state state = l->state;
+    uint64_t seq = ++l->renewals;
     int64_t lose_at = l->lose_at_mono_ms;
     if (state == TL_HELD && sent >= lose_at) {
         l->expired = true;
         fire = tl__lock_mark_lost_locked(l);
         state = TL_LOST;
     }
-    if (state == TL_HELD)
+    if (state == TL_HELD && timeout != 0)
         l->extending = true;
     pthread_mutex_unlock(&m->mu);
     if (fire)
@@ -1166,10 +1082,9 @@ tl_status tl_extend(tl_lock *l, uint32_t lock_timeout_ms)
                         l->rec.info.key);
 
     int64_t beat = 0;
-    tl__loss_watch_ensure(m);
-    m->store->errmsg[0] = '\0';
+    tl__loss_watch_ensure(m); /* the store call may hang: the watch keeps the deadline */
     m->store->deadline_mono_ms = lose_at;
-    st = m->store->ops->extend(m->store, &l->rec, lock_timeout_ms, &beat);
+    st = store_renew(m, &l->rec, seq, timeout, &beat);
     m->store->deadline_mono_ms = 0;
     int64_t replied = m->clock.mono_ms(m->clock.ud);
 
@@ -1180,19 +1095,23 @@ tl_status tl_extend(tl_lock *l, uint32_t lock_timeout_ms)
         m->metrics.heartbeats_sent++;
         if (l->state == TL_HELD && replied < l->lose_at_mono_ms) {
             l->heartbeat_at_ms = beat;
-            l->rec.info.lock_timeout_ms = lock_timeout_ms;
-            l->interval_ms = tl__lock_interval(m, m->store, lock_timeout_ms);
-            tl__lock_renewed_locked(l, sent);
-            l->next_due_mono_ms = sent + l->interval_ms;
-            due = l->next_due_mono_ms;
-            lose = l->lose_at_mono_ms;
+            if (timeout != 0) {
+                l->rec.info.lock_timeout_ms = timeout;
+                l->interval_ms = tl__lock_interval(m, m->store, timeout);
+                tl__lock_renewed_locked(l, sent);
+                l->next_due_mono_ms = sent + l->interval_ms;
+                due = l->next_due_mono_ms;
+                lose = l->lose_at_mono_ms;
+            } else if (sent > l->last_ok_mono_ms) {
+                tl__lock_renewed_locked(l, sent);
+            }
         } else if (l->state == TL_HELD) {
             l->expired = true;
-            fire = tl__lock_mark_lost_locked(l);
+            fire = tl__lock_mark_lost_locked(l); /* answered after the deadline */
             st = TL_ELOST;
             (void)tl__store_fail(m->store, TL_ELOST,
-                                 "lock %s: the extension was answered after the loss deadline",
-                                 l->rec.info.key);
+                                 "lock %s: the %s was answered after the loss deadline",
+                                 l->rec.info.key, timeout != 0 ? "extension" : "renewal");
         }
     } else if (st == TL_ELOST) {
         if (l->state == TL_HELD)
@@ -1207,12 +1126,28 @@ tl_status tl_extend(tl_lock *l, uint32_t lock_timeout_ms)
     if (st != TL_OK)
         return store_fail(m, st);
     /* The next renewal, or the loss deadline, may now come before the threads would look. */
-    if (tl__heartbeat_start(m, due, lose) != TL_OK)
+    if (due != 0 && tl__heartbeat_start(m, due, lose) != TL_OK)
         TL_LOG(&m->log, TL_LOG_WARN, "%s: could not wake the heartbeat", l->rec.info.key);
     return TL_OK;
 }
 
-tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token, uint32_t lock_timeout_ms)
+tl_status tl_renew(tl_lock *l)
+{
+    return renew_now(l, 0);
+}
+
+tl_status tl_extend(tl_lock *l, uint32_t lock_timeout_ms)
+{
+    /* 0 would be a plain renewal: check it here, where it is an error. */
+    if (l != NULL && lock_timeout_ms == 0) {
+        begin(l->m);
+        return check_timeout(l->m, 0);
+    }
+    return renew_now(l, lock_timeout_ms);
+}
+
+/* tl_renew_token, or tl_extend_token when `timeout` is not 0. */
+static tl_status renew_by_token(tl_manager *m, const char *key, uint64_t token, uint32_t timeout)
 {
     struct tl_record mine;
     bool ours;
@@ -1222,7 +1157,7 @@ tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token, uint32
         return TL_EINVAL;
     begin(m);
     if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK ||
-        (st = check_timeout(m, lock_timeout_ms)) != TL_OK || (st = extend_op(m)) != TL_OK ||
+        (st = check_extend(m, timeout)) != TL_OK ||
         (st = token_record(m, key, token, &mine, &ours)) != TL_OK)
         return st;
     if (!ours)
@@ -1230,8 +1165,7 @@ tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token, uint32
                         (unsigned long long)token, m->worker_id);
 
     int64_t beat = 0;
-    m->store->errmsg[0] = '\0';
-    st = m->store->ops->extend(m->store, &mine, lock_timeout_ms, &beat);
+    st = store_renew(m, &mine, 1, timeout, &beat);
     tl__record_clear(&mine);
 
     pthread_mutex_lock(&m->mu);
@@ -1243,6 +1177,20 @@ tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token, uint32
         m->metrics.heartbeats_failed++;
     pthread_mutex_unlock(&m->mu);
     return st == TL_OK ? TL_OK : store_fail(m, st);
+}
+
+tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token)
+{
+    return renew_by_token(m, key, token, 0);
+}
+
+tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token, uint32_t lock_timeout_ms)
+{
+    if (m != NULL && lock_timeout_ms == 0) {
+        begin(m);
+        return check_timeout(m, 0);
+    }
+    return renew_by_token(m, key, token, lock_timeout_ms);
 }
 
 tl_status tl_waiters(tl_manager *m, const char *key, struct tl_waiter ***out, size_t *count)

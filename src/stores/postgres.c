@@ -527,33 +527,18 @@ static const char *const schema_sql[] = {
     "END\n"
     "$f$",
 
-    /* Release (as tasklock_release_v1), then wake the head of the line, if there is one. */
+    /* Release (tasklock_release_v1), then wake the head of the line, if there is one. */
     "CREATE OR REPLACE FUNCTION {s}.tasklock_release_v2(p_key text, p_worker text, p_token "
     "bigint, p_node text, p_summary text, p_channel text) RETURNS integer LANGUAGE plpgsql AS "
     "$f$\n"
     "DECLARE\n"
-    "  w boolean;\n"
-    "  c record;\n"
+    "  r integer;\n"
     "BEGIN\n"
-    "  UPDATE {s}.tasklock_locks SET worker_id = NULL, node_id = NULL, claimed_at = NULL, "
-    "heartbeat_at = NULL, lock_timeout_ms = NULL, task_info = NULL, claim_id = NULL, how = NULL, "
-    "displaced = NULL\n"
-    "  WHERE key = p_key AND worker_id = p_worker AND token = p_token RETURNING wake INTO w;\n"
-    "  IF FOUND THEN\n"
-    "    INSERT INTO {s}.tasklock_history (at, key, event, worker_id, node_id, token, detail) "
-    "VALUES (now(), p_key, 'released', p_worker, p_node, p_token, p_summary);\n"
-    "    IF w THEN\n"
-    "      PERFORM pg_notify(p_channel, p_key);\n"
-    "    END IF;\n"
+    "  r := {s}.tasklock_release_v1(p_key, p_worker, p_token, p_node, p_summary, p_channel);\n"
+    "  IF r = 1 THEN\n"
     "    PERFORM {s}.tasklock_wake_head_v2(p_key);\n"
-    "    RETURN 1;\n"
     "  END IF;\n"
-    "  SELECT token, worker_id IS NULL AS free INTO c FROM {s}.tasklock_locks WHERE key = "
-    "p_key;\n"
-    "  IF FOUND AND c.free AND c.token = p_token THEN\n"
-    "    RETURN 2;\n"
-    "  END IF;\n"
-    "  RETURN 0;\n"
+    "  RETURN r;\n"
     "END\n"
     "$f$",
 
