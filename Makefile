@@ -40,7 +40,8 @@ test-tsan:
 FUZZ_SECONDS ?= 20
 fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DTL_FUZZ=ON -DTL_FUZZ_SECONDS=$(FUZZ_SECONDS) \
-	    -DTL_BUILD_TESTS=OFF -DTL_WITH_GITHUB=OFF -DTL_WITH_REDIS=OFF -DTL_WITH_POSTGRES=OFF
+	    -DTL_BUILD_TESTS=OFF -DTL_WITH_GITHUB=OFF -DTL_WITH_REDIS=OFF -DTL_WITH_POSTGRES=OFF \
+	    -DTL_WITH_ETCD=OFF
 	cmake --build build-fuzz -j $(JOBS) --target tl_fuzz
 	ctest --test-dir build-fuzz -L fuzz --output-on-failure -j $(JOBS)
 

@@ -23,7 +23,7 @@ function(tl_cli_binary target output lib)
   target_link_libraries(${target} PRIVATE ${lib} PkgConfig::JANSSON)
 endfunction()
 
-if(TL_WITH_GITHUB OR TL_WITH_REDIS OR TL_WITH_POSTGRES)
+if(TL_WITH_GITHUB OR TL_WITH_REDIS OR TL_WITH_POSTGRES OR TL_WITH_ETCD)
   tl_cli_binary(tasklock_cli tasklock tl_lite_static)
   tl_cli_binary(tasklock_net tasklock-net tl_static)
   add_dependencies(tasklock_cli tasklock_net) # building `tasklock` builds what it hands off to

@@ -150,8 +150,11 @@ size_t tl__heartbeat_round(tl_manager *m, struct tl_store *store, int64_t mono_n
         } else if (store != NULL) {
             store->errmsg[0] = '\0';
             store->deadline_mono_ms = due[i].lose_at;
+            store->beat_sent_mono_ms = 0;
             st = store->ops->renew(store, &l->rec, due[i].seq, &beat);
             store->deadline_mono_ms = 0;
+            if (st == TL_OK && store->beat_sent_mono_ms != 0 && store->beat_sent_mono_ms < sent)
+                sent = store->beat_sent_mono_ms;
             why = store->errmsg[0] ? store->errmsg : tl_strerror(st);
         } else {
             st = TL_ESTORE;

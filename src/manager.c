@@ -1033,6 +1033,7 @@ static tl_status store_renew(tl_manager *m, const struct tl_record *rec, uint64_
                              uint32_t timeout, int64_t *beat)
 {
     m->store->errmsg[0] = '\0';
+    m->store->beat_sent_mono_ms = 0;
     if (timeout != 0)
         return m->store->ops->extend(m->store, rec, timeout, beat);
     return m->store->ops->renew(m->store, rec, seq, beat);
@@ -1087,6 +1088,8 @@ static tl_status renew_now(tl_lock *l, uint32_t timeout)
     st = store_renew(m, &l->rec, seq, timeout, &beat);
     m->store->deadline_mono_ms = 0;
     int64_t replied = m->clock.mono_ms(m->clock.ud);
+    if (st == TL_OK && m->store->beat_sent_mono_ms != 0 && m->store->beat_sent_mono_ms < sent)
+        sent = m->store->beat_sent_mono_ms;
 
     int64_t due = 0, lose = 0;
     pthread_mutex_lock(&m->mu);

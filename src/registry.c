@@ -19,6 +19,9 @@ static const struct tl_store_ops *const stores[] = {
 #ifdef TL_WITH_POSTGRES
     &tl__store_postgres,
 #endif
+#ifdef TL_WITH_ETCD
+    &tl__store_etcd,
+#endif
 };
 
 /* Schemes people may write that name a store above by another name. */

@@ -95,6 +95,12 @@ struct tl_store {
      * (SQLite: `sqlite:` becomes the absolute path of the default file). NULL: the URL as
      * given. */
     char *resolved_url;
+    /* Version 3 addition: set by renew or extend when the heartbeat that keeps the lock alive
+     * was sent before this call (the clock's mono_ms): a store whose locks hang on one lease
+     * (etcd) keeps that lease alive once for all of them, and a renew soon after that relies on
+     * it. The core reckons the lock's loss deadline from then. 0 (the core clears it before
+     * each call): sent during the call. */
+    int64_t beat_sent_mono_ms;
 };
 
 /* A claim request. Strings are borrowed for the call. */
@@ -253,5 +259,6 @@ extern const struct tl_store_ops tl__store_sqlite;
 extern const struct tl_store_ops tl__store_github;
 extern const struct tl_store_ops tl__store_redis;
 extern const struct tl_store_ops tl__store_postgres;
+extern const struct tl_store_ops tl__store_etcd;
 
 #endif /* TL_STORE_H */

@@ -21,7 +21,7 @@ set(TL_TEST_TIMEOUT 300 CACHE STRING "Per-test timeout in seconds")
 foreach(label unit integration)
   file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/tests/${label}/test_*.c)
   # test_<store>*.c belongs to an optional store: built only when that store is.
-  foreach(store github redis postgres)
+  foreach(store github redis postgres etcd)
     string(TOUPPER ${store} STORE)
     if(NOT TL_WITH_${STORE})
       list(FILTER tests EXCLUDE REGEX "/test_${store}[^/]*\\.c$")

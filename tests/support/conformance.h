@@ -60,6 +60,9 @@ struct tl_conformance {
     /* The store's line is first come, first served (GitHub): a priority is refused, and the
      * suite checks that instead of priority order. */
     bool fifo_only;
+    /* A dead waiter disappears from the line by itself (etcd: its key hangs on a lease that
+     * expires) instead of staying listed, marked dead, until someone removes it. */
+    bool dead_waiters_vanish;
 };
 
 /* Runs the suite; returns cmocka's result (0 when every test passed) or 77 when url is NULL. */

@@ -128,7 +128,7 @@ static void connect_reports_bad_urls(void **state)
     } cases[] = {
         {"nosuch://x", TL_EINVAL, "unknown scheme"},
         {"no-scheme-here", TL_EINVAL, "no scheme"},
-        {"etcd://127.0.0.1:2379", TL_ENOTSUP, "no etcd store"},
+        {"etcd://127.0.0.1", TL_EINVAL, "has no port"},
         {"sqlite:/nonexistent-dir/x/locks.db", TL_ESTORE, "/nonexistent-dir/x/locks.db"},
         {"sqlite:/tmp/x.db?bogus=1", TL_EINVAL, "unknown parameter"},
         /* A known parameter with a bad value says what is allowed, not "unknown". */
