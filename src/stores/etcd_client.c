@@ -218,8 +218,8 @@ static bool setup(struct tl_etcd *c, const char *url, const char *body, struct c
     SET(CURLOPT_POSTFIELDS, body);
     SET(CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     SET(CURLOPT_TIMEOUT_MS, timeout_ms);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_ms < timeout_ms ? (long)c->connect_ms
-                                                                     : timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS,
+        (long)c->connect_ms < timeout_ms ? (long)c->connect_ms : timeout_ms);
     SET(CURLOPT_WRITEFUNCTION, write_fn);
     SET(CURLOPT_WRITEDATA, write_ud);
     SET(CURLOPT_TCP_NODELAY, 1L);
@@ -284,10 +284,9 @@ enum outcome {
 static bool unavailable(int code, const char *msg)
 {
     return code == 14 || code == 8 || code == 4 ||
-           (msg != NULL && (strstr(msg, "no leader") != NULL ||
-                            strstr(msg, "leader changed") != NULL ||
-                            strstr(msg, "too many requests") != NULL ||
-                            strstr(msg, "request timed out") != NULL));
+           (msg != NULL &&
+            (strstr(msg, "no leader") != NULL || strstr(msg, "leader changed") != NULL ||
+             strstr(msg, "too many requests") != NULL || strstr(msg, "request timed out") != NULL));
 }
 
 /* One POST to endpoint `i`. */
@@ -311,7 +310,7 @@ static enum outcome exchange(struct tl_etcd *c, size_t i, const char *path, cons
     if (rc != CURLE_OK) {
         c->last.unsure = maybe_sent(c->easy, rc);
         set_err(err, "etcd: POST %s to %s: %s", path, c->endpoints[i],
-                b.too_big ? "answer too large"
+                b.too_big      ? "answer too large"
                 : c->errbuf[0] ? c->errbuf
                                : curl_easy_strerror(rc));
         oc = MOVE_ON;
@@ -348,8 +347,8 @@ static enum outcome exchange(struct tl_etcd *c, size_t i, const char *path, cons
     set_err(err, "etcd: POST %s to %s: HTTP %ld%s%.160s", path, c->endpoints[i], c->last.http,
             msg ? ": " : "", msg ? msg : "");
     if (code == 16 || c->last.http == 401 ||
-        (msg != NULL && (strstr(msg, "invalid auth token") != NULL ||
-                         strstr(msg, "user name is empty") != NULL)))
+        (msg != NULL &&
+         (strstr(msg, "invalid auth token") != NULL || strstr(msg, "user name is empty") != NULL)))
         oc = NEED_AUTH;
     else if (c->last.http == 503 || c->last.http == 429 || c->last.http == 502 ||
              c->last.http == 504 || unavailable((int)code, msg))
@@ -646,8 +645,8 @@ char *tl__b64_decode(const char *text, size_t *len)
             v[k] = text[i + k] == '=' ? -2 : b64_value(text[i + k]);
         /* Padding only at the very end, and only in the last two places. */
         bool last = i + 4 == n;
-        if (v[0] < 0 || v[1] < 0 || v[2] == -1 || v[3] == -1 ||
-            (!last && (v[2] < 0 || v[3] < 0)) || (v[2] == -2 && v[3] != -2)) {
+        if (v[0] < 0 || v[1] < 0 || v[2] == -1 || v[3] == -1 || (!last && (v[2] < 0 || v[3] < 0)) ||
+            (v[2] == -2 && v[3] != -2)) {
             tl__free(out);
             return NULL;
         }

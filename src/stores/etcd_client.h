@@ -23,12 +23,12 @@ struct tl_etcd; /* opaque */
 struct tl_etcd_opts {
     const char *const *endpoints; /* "HOST:PORT" each (IPv6 as "[ADDR]:PORT"); at least one */
     size_t nendpoints;
-    bool tls;              /* https:// instead of http:// */
-    const char *cacert;    /* NULL: the system's CA bundle */
-    const char *user;      /* NULL: no authentication */
-    const char *password;  /* with user */
-    uint32_t request_ms;   /* one request on one endpoint; 0: 2000 */
-    uint32_t connect_ms;   /* one connect; 0: 1000 */
+    bool tls;             /* https:// instead of http:// */
+    const char *cacert;   /* NULL: the system's CA bundle */
+    const char *user;     /* NULL: no authentication */
+    const char *password; /* with user */
+    uint32_t request_ms;  /* one request on one endpoint; 0: 2000 */
+    uint32_t connect_ms;  /* one connect; 0: 1000 */
 };
 
 /* Creates a client (no I/O). TL_ENOMEM or TL_ESTORE with a message in `err`. */
@@ -40,9 +40,9 @@ enum tl_etcd_call { TL_ETCD_READ, TL_ETCD_WRITE };
 
 /* What the last failed call learned (valid until the next call). */
 struct tl_etcd_error {
-    long http;    /* HTTP status; 0: no answer */
-    int code;     /* gRPC code of the error body; -1: none */
-    bool unsure;  /* a write that may have been applied (then it was not repeated) */
+    long http;   /* HTTP status; 0: no answer */
+    int code;    /* gRPC code of the error body; -1: none */
+    bool unsure; /* a write that may have been applied (then it was not repeated) */
 };
 
 /*

@@ -1,0 +1,222 @@
+/*
+ * etcd_int.h -- what the files of the etcd store share (not installed; nothing else includes it):
+ * etcd.c (open, claim, renew, release, force), etcd_read.c (inspect, list, history and the
+ * line's waiting), etcd_wire.c (the key layout, the values we write, gateway calls and leases).
+ */
+#ifndef TL_STORES_ETCD_INT_H
+#define TL_STORES_ETCD_INT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "etcd.h"
+#include "etcd_client.h"
+#include "store.h"
+#include "tl.h"
+
+#define ETCD_DEFAULT_PREFIX      "tasklock/"
+#define ETCD_DEFAULT_HISTORY_MAX 1000u
+#define ETCD_HISTORY_MAX_LIMIT   100000u
+#define ETCD_OP_BUDGET_MS        15000 /* a call without a deadline of its own */
+#define ETCD_MAX_ENDPOINTS       16
+#define ETCD_MAX_LEASES          8
+#define ETCD_SEP                 "\x1f"
+#define ETCD_SEP_NEXT            "\x20"
+#define ETCD_TXN_MAX_OPS         100 /* etcd allows 128 per transaction */
+
+struct etcd_lease {
+    int64_t id;
+    uint32_t ttl_s;
+    int64_t beat_mono; /* when its last grant or keep-alive was sent (the store clock's mono) */
+};
+
+struct etcd_store {
+    struct tl_store base;
+    struct tl_etcd *cli;
+    char *prefix;
+    uint32_t history_max;
+    struct etcd_lease leases[ETCD_MAX_LEASES];
+    size_t nleases;
+    /* The last busy claim with a waiter: what wait_turn needs to know of it. */
+    char *wait_key;
+    char wait_id[40];
+    enum tl_claim_mode wait_mode;
+    struct tl_etcd_stats stats;
+};
+
+_Static_assert(offsetof(struct etcd_store, base) == 0, "base must be first");
+
+/* One key-value of an answer, decoded. */
+struct etcd_kv {
+    char *key;
+    char *value;
+    size_t value_len;
+    int64_t create, mod, lease;
+};
+
+struct etcd_waiter {
+    struct etcd_kv kv;
+    const char *id; /* in kv.key, after ETCD_SEP */
+    int32_t priority;
+};
+
+struct etcd_key_state {
+    int64_t rev; /* the revision it was read at */
+    bool held, live;
+    struct etcd_kv l, h;
+    struct etcd_waiter *line; /* in line order */
+    size_t nline;
+};
+
+/* The keys of a lock, for one call. */
+struct etcd_names {
+    char *l, *o, *h, *line, *line_end, *waiter;
+    size_t line_len;
+};
+
+static inline struct etcd_store *es_of(struct tl_store *s)
+{
+    return (struct etcd_store *)s;
+}
+
+static inline int64_t mono(struct tl_store *s)
+{
+    return s->clock->mono_ms(s->clock->ud);
+}
+
+static inline int64_t now_ms(struct tl_store *s)
+{
+    return s->clock->now_ms(s->clock->ud);
+}
+
+tl_status tl__etcd_oom(struct tl_store *s);
+
+void tl__etcd_random_hex(char *out, size_t bytes);
+
+/* PREFIX + part + key [+ ETCD_SEP [+ id]]. */
+char *tl__etcd_path(const struct etcd_store *es, const char *part, const char *key, const char *sep,
+                    const char *id);
+
+/* The first key after every key that starts with `prefix` (whose last byte is not 0xff). */
+char *tl__etcd_prefix_end(const char *prefix);
+
+json_t *tl__etcd_i64s(int64_t v);
+
+/* json_object_set_new that tolerates NULL values (and then marks the object bad). */
+void tl__etcd_set(json_t *obj, const char *field, json_t *v, bool *ok);
+
+json_t *tl__etcd_op_put(const char *key, const char *value, int64_t lease, bool *ok);
+
+json_t *tl__etcd_op_delete(const char *key, const char *end, bool *ok);
+
+/* A range request body (also the inside of a request_range op). */
+json_t *tl__etcd_range_req(const char *key, const char *end, bool *ok);
+
+json_t *tl__etcd_op_range(json_t *req, bool *ok);
+
+/* A compare of `target` ("CREATE", "MOD") on key (or [key, end)) by `result` with `v`. */
+json_t *tl__etcd_cmp(const char *key, const char *end, const char *target, const char *result,
+                     int64_t v, bool *ok);
+
+void tl__etcd_push(json_t *arr, json_t *v, bool *ok);
+
+/* A compare of the value of `key` with `value`, exactly. */
+json_t *tl__etcd_cmp_value(const char *key, const char *value, bool *ok);
+
+void tl__etcd_kvs_free(struct etcd_kv *arr, size_t n);
+
+/* The kvs of a range answer (response_range's content), decoded. */
+tl_status tl__etcd_kvs_parse(struct tl_store *s, json_t *range, struct etcd_kv **out, size_t *n);
+
+/* response i of a txn answer, of kind `kind` ("response_range"). */
+json_t *tl__etcd_txn_response(json_t *ans, size_t i, const char *kind);
+
+bool tl__etcd_txn_succeeded(json_t *ans);
+
+int64_t tl__etcd_header_revision(json_t *ans);
+
+/* POSTs and copies the client's message on failure. */
+tl_status tl__etcd_call(struct tl_store *s, const char *p, json_t *body, enum tl_etcd_call kind,
+                        json_t **out);
+
+/* A transaction; `compare`, `success`, `failure` are stolen (NULL: empty). */
+tl_status tl__etcd_txn(struct tl_store *s, json_t *compare, json_t *success, json_t *failure,
+                       bool ok, enum tl_etcd_call kind, json_t **out);
+
+/* Whether the last failure was a write that may have been applied. */
+bool tl__etcd_unsure(const struct etcd_store *es);
+
+/* Whether the last failure was etcd saying that a lease does not exist (it expired). */
+bool tl__etcd_lease_gone(const struct etcd_store *es);
+
+/* A keep-alive of lease `id`: *alive false when etcd no longer has it. */
+tl_status tl__etcd_keepalive(struct tl_store *s, int64_t id, bool *alive);
+
+void tl__etcd_forget_lease(struct etcd_store *es, int64_t id);
+
+/*
+ * A lease of this instance for `timeout_ms`, alive for at least that long from *sent (when its
+ * grant or last keep-alive was sent): one kept alive within a sixth of the timeout is used as it
+ * is, else it is kept alive now, or a new one is granted.
+ */
+tl_status tl__etcd_lease_for(struct tl_store *s, uint32_t timeout_ms, int64_t *id, int64_t *sent);
+
+/* When the holder of lease `id` last heartbeated (our clock, estimated from the remaining TTL),
+ * or *alive false when the lease is gone. */
+tl_status tl__etcd_lease_beat(struct tl_store *s, int64_t id, int64_t *beat_ms, bool *alive);
+
+/* The lock record's value. */
+char *tl__etcd_record_value(const struct tl_claim *req, const char *nonce, int64_t at);
+
+char *tl__etcd_live_value(uint32_t timeout_ms);
+
+/* A record from the lock record `l` (token = its mod revision) and liveness `h` (may be NULL;
+ * its lock timeout and lease), not judged yet; with `nonce_copy`, the claim's nonce too. */
+tl_status tl__etcd_record_from(struct tl_store *s, const char *key, const struct etcd_kv *l,
+                               const struct etcd_kv *h, struct tl_record *out, char **nonce_copy);
+
+/* Fills heartbeat, staleness and observation time of a record whose liveness key is `h`: stale
+ * exactly when etcd has deleted it (the claim's steal compares that), the heartbeat estimated
+ * from the lease's remaining whole seconds. */
+tl_status tl__etcd_judge(struct tl_store *s, struct tl_record *r, const struct etcd_kv *h);
+
+/* A put op of an event of `key`. */
+json_t *tl__etcd_op_event(const struct etcd_store *es, const char *key, tl_event_kind kind,
+                          const char *worker, const char *node, uint64_t token, int64_t at,
+                          const char *detail, int order, bool *ok);
+
+void tl__etcd_state_clear(struct etcd_key_state *ks);
+
+void tl__etcd_names_clear(struct etcd_names *k);
+
+tl_status tl__etcd_names_for(struct tl_store *s, const char *key, const char *waiter_id,
+                             struct etcd_names *k);
+
+/* The three ranges of a key's state, as ops (appended to `ops`). */
+void tl__etcd_state_ops(json_t *ops, const struct etcd_names *k, bool *ok);
+
+/* Parses the state from responses first..first+2 of a txn answer. */
+tl_status tl__etcd_state_from(struct tl_store *s, json_t *ans, size_t first,
+                              const struct etcd_names *k, struct etcd_key_state *ks);
+
+tl_status tl__etcd_read_state(struct tl_store *s, const struct etcd_names *k,
+                              struct etcd_key_state *ks);
+
+/* Our place in the line: index of waiter `id`, or -1. */
+long tl__etcd_line_index(const struct etcd_key_state *ks, const char *id);
+
+/* The ops of etcd_read.c (see store.h). */
+tl_status tl__etcd_inspect(struct tl_store *s, const char *key, struct tl_record *out, bool *found);
+tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *count);
+tl_status tl__etcd_history(struct tl_store *s, const char *key, size_t limit,
+                           struct tl_event ***out, size_t *count);
+tl_status tl__etcd_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
+                             uint32_t timeout_ms, bool *woken);
+tl_status tl__etcd_wait(struct tl_store *s, const char *key, uint32_t timeout_ms);
+tl_status tl__etcd_leave(struct tl_store *s, const char *key, const char *waiter_id);
+tl_status tl__etcd_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                           size_t *count);
+
+#endif /* TL_STORES_ETCD_INT_H */

@@ -1,0 +1,457 @@
+/*
+ * etcd_read.c -- the etcd store's reading ops (inspect, list, history, the line's waiters) and
+ * its waiting (wait_turn, wait, leave): watches from the revision a read saw (see etcd.c).
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "etcd_int.h"
+
+/* ---- reading ---- */
+
+tl_status tl__etcd_inspect(struct tl_store *s, const char *key, struct tl_record *out, bool *found)
+{
+    struct etcd_names k;
+    struct etcd_key_state ks = {0};
+    tl_status st = tl__etcd_names_for(s, key, NULL, &k);
+
+    *found = false;
+    if (st != TL_OK)
+        return st;
+    if ((st = tl__etcd_read_state(s, &k, &ks)) != TL_OK || !ks.held)
+        goto out;
+    if ((st = tl__etcd_record_from(s, key, &ks.l, ks.live ? &ks.h : NULL, out, NULL)) != TL_OK)
+        goto out;
+    if ((st = tl__etcd_judge(s, out, ks.live ? &ks.h : NULL)) != TL_OK) {
+        tl__record_clear(out);
+        goto out;
+    }
+    out->info.waiting = (uint32_t)ks.nline;
+    *found = true;
+out:
+    tl__etcd_state_clear(&ks);
+    tl__etcd_names_clear(&k);
+    return st;
+}
+
+/* A range over everything under PREFIX part, as a txn op. */
+static json_t *op_prefix(const struct etcd_store *es, const char *part, bool keys_only, bool *ok)
+{
+    char *pre = tl__etcd_path(es, part, NULL, NULL, NULL),
+         *end = pre ? tl__etcd_prefix_end(pre) : NULL;
+    json_t *req = pre && end ? tl__etcd_range_req(pre, end, ok) : NULL;
+
+    if (req != NULL && keys_only)
+        tl__etcd_set(req, "keys_only", json_true(), ok);
+    tl__free(pre);
+    tl__free(end);
+    if (req == NULL)
+        *ok = false;
+    return req ? tl__etcd_op_range(req, ok) : NULL;
+}
+
+static int cmp_record_key(const void *a, const void *b)
+{
+    const struct tl_record *x = *(const struct tl_record *const *)a;
+    const struct tl_record *y = *(const struct tl_record *const *)b;
+
+    return strcmp(x->info.key, y->info.key);
+}
+
+tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *count)
+{
+    struct etcd_store *es = es_of(s);
+    bool ok = true;
+    json_t *ops = json_array(), *ans = NULL;
+    struct etcd_kv *ls = NULL, *hs = NULL, *ws = NULL;
+    size_t nl = 0, nh = 0, nw = 0, n = 0, cap = 0;
+    struct tl_record **arr = NULL;
+    size_t lp = strlen(es->prefix) + 2;
+    tl_status st;
+
+    *out = NULL;
+    *count = 0;
+    tl__etcd_push(ops, op_prefix(es, "l/", false, &ok), &ok);
+    tl__etcd_push(ops, op_prefix(es, "h/", false, &ok), &ok);
+    tl__etcd_push(ops, op_prefix(es, "w/", true, &ok), &ok);
+    if ((st = tl__etcd_txn(s, NULL, ops, NULL, ok, TL_ETCD_READ, &ans)) != TL_OK)
+        goto out;
+    if ((st = tl__etcd_kvs_parse(s, tl__etcd_txn_response(ans, 0, "response_range"), &ls, &nl)) !=
+            TL_OK ||
+        (st = tl__etcd_kvs_parse(s, tl__etcd_txn_response(ans, 1, "response_range"), &hs, &nh)) !=
+            TL_OK ||
+        (st = tl__etcd_kvs_parse(s, tl__etcd_txn_response(ans, 2, "response_range"), &ws, &nw)) !=
+            TL_OK)
+        goto out;
+    for (size_t i = 0; i < nl; i++) {
+        const char *key = ls[i].key + (strlen(ls[i].key) >= lp ? lp : 0);
+        const struct etcd_kv *h = NULL;
+        for (size_t j = 0; j < nh && h == NULL; j++)
+            if (strcmp(hs[j].key + (strlen(hs[j].key) >= lp ? lp : 0), key) == 0)
+                h = &hs[j];
+        struct tl_record *r = tl__record_new();
+        if (r == NULL) {
+            st = tl__etcd_oom(s);
+            goto out;
+        }
+        if ((st = tl__etcd_record_from(s, key, &ls[i], h, r, NULL)) != TL_OK ||
+            (st = tl__etcd_judge(s, r, h)) != TL_OK) {
+            tl__record_free(r);
+            if (st == TL_ENOMEM)
+                goto out;
+            continue; /* a malformed record: list the others */
+        }
+        size_t klen = strlen(key);
+        for (size_t j = 0; j < nw; j++) {
+            const char *wk = ws[j].key + (strlen(ws[j].key) >= lp ? lp : 0);
+            if (strncmp(wk, key, klen) == 0 && wk[klen] == ETCD_SEP[0])
+                r->info.waiting++;
+        }
+        if (tl__record_array_push(&arr, &n, &cap, r) != TL_OK) {
+            tl__record_free(r);
+            st = tl__etcd_oom(s);
+            goto out;
+        }
+    }
+    qsort(arr, n, sizeof(*arr), cmp_record_key);
+    *out = arr;
+    *count = n;
+    arr = NULL;
+    n = 0;
+out:
+    for (size_t i = 0; i < n; i++)
+        tl__record_free(arr[i]);
+    tl__free(arr);
+    tl__etcd_kvs_free(ls, nl);
+    tl__etcd_kvs_free(hs, nh);
+    tl__etcd_kvs_free(ws, nw);
+    json_decref(ans);
+    return st;
+}
+
+struct ev_sort {
+    struct tl_event *ev;
+    int64_t rev;
+    int order;
+};
+
+static int cmp_ev(const void *a, const void *b)
+{
+    const struct ev_sort *x = a, *y = b;
+
+    if (x->rev != y->rev)
+        return x->rev < y->rev ? -1 : 1;
+    return (x->order > y->order) - (x->order < y->order);
+}
+
+/* An event from its kv; NULL (skipped) when malformed. */
+static struct tl_event *event_from(const struct etcd_store *es, const struct etcd_kv *e, int *order)
+{
+    json_t *v = json_loadb(e->value, e->value_len, 0, NULL);
+    const char *kind = json_string_value(json_object_get(v, "kind"));
+    const char *w = json_string_value(json_object_get(v, "worker"));
+    const char *n = json_string_value(json_object_get(v, "node"));
+    json_t *at = json_object_get(v, "at"), *o = json_object_get(v, "order");
+    json_t *d = json_object_get(v, "detail");
+    struct tl_event *ev = NULL;
+    int64_t token = 0;
+    size_t lp = strlen(es->prefix) + 2;
+    const char *sep = strlen(e->key) > lp ? strchr(e->key + lp, ETCD_SEP[0]) : NULL;
+    tl_event_kind k;
+
+    if (kind == NULL || w == NULL || n == NULL || !json_is_integer(at) || sep == NULL ||
+        !tl__event_kind_from_name(kind, &k) || !tl__etcd_i64(v, "token", &token))
+        goto out;
+    if ((ev = tl__event_new()) == NULL)
+        goto out;
+    ev->kind = k;
+    ev->at_ms = json_integer_value(at);
+    ev->token = token != 0 ? (uint64_t)token : (uint64_t)e->create;
+    ev->key = tl__strndup(e->key + lp, (size_t)(sep - (e->key + lp)));
+    ev->worker_id = tl__strdup(w);
+    ev->node_id = tl__strdup(n);
+    ev->detail = json_is_string(d) ? tl__strdup(json_string_value(d)) : NULL;
+    *order = json_is_integer(o) ? (int)json_integer_value(o) : 0;
+    if (!ev->key || !ev->worker_id || !ev->node_id || (json_is_string(d) && !ev->detail)) {
+        tl__event_free(ev);
+        ev = NULL;
+    }
+out:
+    json_decref(v);
+    return ev;
+}
+
+tl_status tl__etcd_history(struct tl_store *s, const char *key, size_t limit,
+                           struct tl_event ***out, size_t *count)
+{
+    struct etcd_store *es = es_of(s);
+    bool ok = true;
+    char *pre = key ? tl__etcd_path(es, "e/", key, ETCD_SEP, NULL)
+                    : tl__etcd_path(es, "e/", NULL, NULL, NULL);
+    char *end = key ? tl__etcd_path(es, "e/", key, ETCD_SEP_NEXT, NULL)
+                    : (pre ? tl__etcd_prefix_end(pre) : NULL);
+    json_t *req = pre && end ? tl__etcd_range_req(pre, end, &ok) : NULL, *ans = NULL;
+    struct etcd_kv *kvs = NULL;
+    size_t n = 0;
+    struct ev_sort *tmp = NULL;
+    tl_status st;
+
+    *out = NULL;
+    *count = 0;
+    if (req == NULL) {
+        st = tl__etcd_oom(s);
+        goto out;
+    }
+    tl__etcd_set(req, "sort_target", json_string("CREATE"), &ok);
+    tl__etcd_set(req, "sort_order", json_string("DESCEND"), &ok);
+    if (limit > 0)
+        tl__etcd_set(req, "limit", tl__etcd_i64s((int64_t)limit), &ok);
+    if (!ok) {
+        st = tl__etcd_oom(s);
+        goto out;
+    }
+    if ((st = tl__etcd_call(s, "/v3/kv/range", req, TL_ETCD_READ, &ans)) != TL_OK ||
+        (st = tl__etcd_kvs_parse(s, ans, &kvs, &n)) != TL_OK)
+        goto out;
+    tmp = tl__calloc(n ? n : 1, sizeof(*tmp));
+    if (tmp == NULL) {
+        st = tl__etcd_oom(s);
+        goto out;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int order = 0;
+        struct tl_event *ev = event_from(es, &kvs[i], &order);
+        if (ev != NULL)
+            tmp[m++] = (struct ev_sort){.ev = ev, .rev = kvs[i].create, .order = order};
+    }
+    qsort(tmp, m, sizeof(*tmp), cmp_ev);
+    struct tl_event **arr = NULL;
+    size_t an = 0, cap = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (tl__event_array_push(&arr, &an, &cap, tmp[i].ev) != TL_OK) {
+            for (size_t j = i; j < m; j++)
+                tl__event_free(tmp[j].ev);
+            tl_event_array_free(arr, an);
+            st = tl__etcd_oom(s);
+            goto out;
+        }
+    }
+    *out = arr;
+    *count = an;
+out:
+    tl__free(tmp);
+    tl__etcd_kvs_free(kvs, n);
+    json_decref(req);
+    json_decref(ans);
+    tl__free(pre);
+    tl__free(end);
+    return st;
+}
+
+/* ---- waiting ---- */
+
+struct watch_seen {
+    bool event;
+};
+
+static bool on_watch(void *ud, json_t *result)
+{
+    struct watch_seen *w = ud;
+    json_t *events = json_object_get(result, "events");
+
+    /* "created" answers carry no events; a canceled watch (compacted revision) ends it too. */
+    if ((json_is_array(events) && json_array_size(events) > 0) ||
+        json_is_true(json_object_get(result, "canceled")))
+        w->event = true;
+    return w->event;
+}
+
+/* Watches the deletion of `keys` (n of them) from revision `from` until one is deleted or
+ * `until` (store mono) passes. */
+static tl_status watch_deletes(struct tl_store *s, const char *const *keys, size_t n, int64_t from,
+                               int64_t until)
+{
+    json_t *creates[4] = {0};
+    bool ok = true, stopped = false;
+    struct watch_seen seen = {0};
+    char err[TL_ERRMSG_SIZE];
+    tl_status st = TL_OK;
+
+    for (size_t i = 0; i < n && i < 4; i++) {
+        creates[i] = tl__etcd_range_req(keys[i], NULL, &ok);
+        tl__etcd_set(creates[i], "start_revision", tl__etcd_i64s(from), &ok);
+        json_t *f = json_array();
+        tl__etcd_push(f, json_string("NOPUT"), &ok);
+        tl__etcd_set(creates[i], "filters", f, &ok);
+    }
+    if (!ok) {
+        st = tl__etcd_oom(s);
+        goto out;
+    }
+    int64_t real_until = tl__real_mono_ms() + (until - mono(s));
+    es_of(s)->stats.watches++;
+    st = tl__etcd_watch(es_of(s)->cli, creates, n, real_until, on_watch, &seen, &stopped, err);
+    if (st != TL_OK)
+        (void)tl__store_fail(s, st, "%s", err);
+out:
+    for (size_t i = 0; i < 4; i++)
+        json_decref(creates[i]);
+    return st;
+}
+
+tl_status tl__etcd_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
+                             uint32_t timeout_ms, bool *woken)
+{
+    struct etcd_store *es = es_of(s);
+    struct etcd_names k;
+    struct etcd_key_state ks = {0};
+    int64_t until = mono(s) + timeout_ms;
+    tl_status st = tl__etcd_names_for(s, key, waiter_id, &k);
+    bool may_steal = es->wait_key != NULL && strcmp(es->wait_key, key) == 0 &&
+                     strcmp(es->wait_id, waiter_id) == 0 && es->wait_mode == TL_CLAIM_STEAL;
+
+    *woken = false;
+    if (st != TL_OK)
+        return st;
+    if (s->deadline_mono_ms != 0 && s->deadline_mono_ms < until)
+        until = s->deadline_mono_ms;
+    while (mono(s) < until) {
+        tl__etcd_state_clear(&ks);
+        if ((st = tl__etcd_read_state(s, &k, &ks)) != TL_OK)
+            goto out;
+        long mine = tl__etcd_line_index(&ks, waiter_id);
+        if (mine < 0 || (mine == 0 && (!ks.held || (may_steal && !ks.live)))) {
+            /* Not in line (its claim puts it back), or the head of a free key. */
+            *woken = true;
+            goto out;
+        }
+        const char *keys[3];
+        size_t n = 0;
+        keys[n++] = k.waiter; /* our own place going away (its lease expired) */
+        if (mine == 0) {
+            keys[n++] = k.l;
+            if (may_steal)
+                keys[n++] = k.h;
+        } else {
+            keys[n++] = ks.line[mine - 1].kv.key;
+        }
+        if ((st = watch_deletes(s, keys, n, ks.rev + 1, until)) != TL_OK)
+            goto out;
+    }
+out:
+    tl__etcd_state_clear(&ks);
+    tl__etcd_names_clear(&k);
+    return st;
+}
+
+tl_status tl__etcd_wait(struct tl_store *s, const char *key, uint32_t timeout_ms)
+{
+    struct etcd_names k;
+    struct etcd_key_state ks = {0};
+    tl_status st = tl__etcd_names_for(s, key, NULL, &k);
+
+    if (st != TL_OK)
+        return st;
+    if ((st = tl__etcd_read_state(s, &k, &ks)) == TL_OK && ks.held && ks.live) {
+        const char *keys[2] = {k.l, k.h};
+        int64_t until = mono(s) + timeout_ms;
+        if (s->deadline_mono_ms != 0 && s->deadline_mono_ms < until)
+            until = s->deadline_mono_ms;
+        st = watch_deletes(s, keys, 2, ks.rev + 1, until);
+    }
+    tl__etcd_state_clear(&ks);
+    tl__etcd_names_clear(&k);
+    return st;
+}
+
+tl_status tl__etcd_leave(struct tl_store *s, const char *key, const char *waiter_id)
+{
+    struct etcd_store *es = es_of(s);
+    struct etcd_names k;
+    tl_status st = tl__etcd_names_for(s, key, waiter_id, &k);
+
+    if (st != TL_OK)
+        return st;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        bool ok = true;
+        json_t *body = tl__etcd_range_req(k.waiter, NULL, &ok), *ans = NULL;
+        st = ok ? tl__etcd_call(s, "/v3/kv/deleterange", body, TL_ETCD_WRITE, &ans)
+                : tl__etcd_oom(s);
+        json_decref(body);
+        json_decref(ans);
+        if (st == TL_OK || !tl__etcd_unsure(es))
+            break;
+    }
+    if (es->wait_key != NULL && strcmp(es->wait_id, waiter_id) == 0) {
+        tl__free(es->wait_key);
+        es->wait_key = NULL;
+    }
+    tl__etcd_names_clear(&k);
+    return st;
+}
+
+tl_status tl__etcd_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                           size_t *count)
+{
+    struct etcd_names k;
+    struct etcd_key_state ks = {0};
+    struct tl_waiter **arr = NULL;
+    size_t n = 0, cap = 0;
+    tl_status st = tl__etcd_names_for(s, key, NULL, &k);
+
+    *out = NULL;
+    *count = 0;
+    if (st != TL_OK)
+        return st;
+    if ((st = tl__etcd_read_state(s, &k, &ks)) != TL_OK)
+        goto out;
+    for (size_t i = 0; i < ks.nline; i++) {
+        const struct etcd_kv *w = &ks.line[i].kv;
+        json_t *v = json_loadb(w->value, w->value_len, 0, NULL);
+        const char *wk = json_string_value(json_object_get(v, "worker"));
+        const char *nd = json_string_value(json_object_get(v, "node"));
+        json_t *since = json_object_get(v, "since"), *to = json_object_get(v, "timeout");
+        struct tl_waiter *x = wk && nd ? tl__waiter_new() : NULL;
+        if (x != NULL) {
+            x->key = tl__strdup(key);
+            x->waiter_id = tl__strdup(ks.line[i].id);
+            x->worker_id = tl__strdup(wk);
+            x->node_id = tl__strdup(nd);
+            x->priority = ks.line[i].priority;
+            x->seq = (uint64_t)w->create;
+            x->since_ms = json_is_integer(since) ? json_integer_value(since) : 0;
+            x->timeout_ms = json_is_integer(to) && json_integer_value(to) > 0 &&
+                                    json_integer_value(to) <= TL_DURATION_MAX_MS
+                                ? (uint32_t)json_integer_value(to)
+                                : 0;
+            int64_t beat = 0;
+            bool alive = true;
+            /* Present means alive: etcd deletes a waiter whose lease expired. */
+            if (tl__etcd_lease_beat(s, w->lease, &beat, &alive) != TL_OK)
+                beat = now_ms(s);
+            x->heartbeat_at_ms = beat > x->since_ms ? beat : x->since_ms;
+        }
+        json_decref(v);
+        if (wk == NULL || nd == NULL)
+            continue; /* malformed: not a waiter we can show */
+        if (x == NULL || !x->key || !x->waiter_id || !x->worker_id || !x->node_id ||
+            tl__waiter_array_push(&arr, &n, &cap, x) != TL_OK) {
+            tl__waiter_free(x);
+            tl_waiter_array_free(arr, n);
+            arr = NULL;
+            n = 0;
+            st = tl__etcd_oom(s);
+            goto out;
+        }
+    }
+    *out = arr;
+    *count = n;
+out:
+    tl__etcd_state_clear(&ks);
+    tl__etcd_names_clear(&k);
+    return st;
+}
