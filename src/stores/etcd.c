@@ -87,12 +87,15 @@ static tl_status parse_endpoints(struct tl_store *s, const char *hosts, size_t l
         if (colon == NULL)
             return tl__store_fail(s, TL_EINVAL, "etcd: endpoint %.*s has no port (HOST:PORT)",
                                   (int)(hl > 80 ? 80 : hl), h);
+        if (colon == h)
+            return tl__store_fail(s, TL_EINVAL, "etcd: endpoint %.*s: bad host",
+                                  (int)(hl > 80 ? 80 : hl), h);
         for (const char *p = h; p < colon; p++) {
             char c = *p;
             bool fine = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                         (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_' ||
                         (h[0] == '[' && (c == ':' || c == '[' || c == ']'));
-            if (!fine || colon == h)
+            if (!fine)
                 return tl__store_fail(s, TL_EINVAL, "etcd: endpoint %.*s: bad host",
                                       (int)(hl > 80 ? 80 : hl), h);
         }
@@ -155,7 +158,7 @@ static tl_status parse_param(struct tl_store *s, const char *name, size_t nlen, 
             st = tl__store_fail(s, TL_EINVAL, "etcd: %.*s must be a duration of up to 10m",
                                 (int)nlen, name);
         else if (IS("request_timeout"))
-            o->request_ms = ms;
+            o->request_ms = es->request_ms = ms;
         else
             o->connect_ms = ms;
     } else if (IS("history_max")) {
@@ -186,6 +189,7 @@ static tl_status etcd_open(struct tl_store *s, const char *url)
     tl_status st;
 
     es->history_max = ETCD_DEFAULT_HISTORY_MAX;
+    es->request_ms = ETCD_DEFAULT_REQUEST_MS;
     if ((es->prefix = tl__strdup(ETCD_DEFAULT_PREFIX)) == NULL)
         return tl__etcd_oom(s);
     if (strncmp(url, "etcd://", 7) != 0)

@@ -414,6 +414,8 @@ tl_status tl__etcd_post(struct tl_etcd *c, const char *path, json_t *body, enum 
     char *text = json_dumps(body, JSON_COMPACT);
     uint32_t backoff = BACKOFF_FIRST_MS;
     size_t tried = 0;
+    int refused_rounds = 0;    /* rounds in which no endpoint took a connection */
+    bool round_refused = true; /* so far in this round */
     bool reauthed = false;
     tl_status st = TL_ETIMEDOUT;
 
@@ -455,8 +457,17 @@ tl_status tl__etcd_post(struct tl_etcd *c, const char *path, json_t *body, enum 
             st = TL_ESTORE;
             break;
         }
+        round_refused = round_refused && c->last.http == 0 && !c->last.unsure;
         c->cur = (c->cur + 1) % c->n;
         if (++tried % c->n == 0) {
+            /* Nothing listens anywhere (an election does not refuse connections): say so now
+             * rather than at the deadline. */
+            refused_rounds = round_refused ? refused_rounds + 1 : 0;
+            round_refused = true;
+            if (refused_rounds == 3) {
+                st = TL_ESTORE;
+                break;
+            }
             now = tl__real_mono_ms();
             if (now + backoff >= deadline)
                 break;

@@ -19,7 +19,10 @@
 #define ETCD_DEFAULT_PREFIX      "tasklock/"
 #define ETCD_DEFAULT_HISTORY_MAX 1000u
 #define ETCD_HISTORY_MAX_LIMIT   100000u
-#define ETCD_OP_BUDGET_MS        15000 /* a call without a deadline of its own */
+/* A call without a deadline of its own tries for this many request times (default 2 s each):
+ * long enough for an election, short enough for a person waiting on a dead cluster. */
+#define ETCD_OP_BUDGET_REQUESTS 5
+#define ETCD_DEFAULT_REQUEST_MS 2000u
 #define ETCD_MAX_ENDPOINTS       16
 #define ETCD_MAX_LEASES          8
 #define ETCD_SEP                 "\x1f"
@@ -37,6 +40,7 @@ struct etcd_store {
     struct tl_etcd *cli;
     char *prefix;
     uint32_t history_max;
+    uint32_t request_ms; /* one request on one endpoint */
     struct etcd_lease leases[ETCD_MAX_LEASES];
     size_t nleases;
     /* The last busy claim with a waiter: what wait_turn needs to know of it. */

@@ -18,7 +18,7 @@ static int64_t real_deadline(struct tl_store *s)
     int64_t real = tl__real_mono_ms();
 
     if (s->deadline_mono_ms == 0)
-        return real + ETCD_OP_BUDGET_MS;
+        return real + (int64_t)ETCD_OP_BUDGET_REQUESTS * es_of(s)->request_ms;
     int64_t left = s->deadline_mono_ms - mono(s);
     return real + (left > 0 ? left : 0);
 }
