@@ -603,7 +603,7 @@ static int parse(struct tl_cli *cli, int argc, char **argv, struct demo *d)
     if (cli->store != NULL && strncmp(cli->store, "github:", 7) == 0)
         return tl_cli_usage_error(cli, "the GitHub store locks issue numbers, and the demo's "
                                        "tasks are names (demo-PID-task-NN); run the demo on "
-                                       "sqlite:PATH, redis:// or postgres://");
+                                       "sqlite:PATH, redis://, postgres:// or etcd://");
     if (d->crash && d->workers < 2)
         return tl_cli_usage_error(cli, "--crash needs at least 2 workers: one crashes, "
                                        "another recovers its task");

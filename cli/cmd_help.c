@@ -18,7 +18,8 @@ static void print_overview(void)
     (void)printf(
         "\nGlobal options (before or after the command):\n"
         "  -s, --store URL   the store: sqlite:PATH, memory:, github://OWNER/REPO,\n"
-        "                    redis://HOST:PORT/DB, postgres://... (default: $TASKLOCK_STORE,\n"
+        "                    redis://HOST:PORT/DB, postgres://..., etcd://HOST:PORT[,...]\n"
+        "                    (default: $TASKLOCK_STORE,\n"
         "                    else the embedded SQLite file; 'tasklock where' shows which)\n"
         "  -w, --worker ID   who holds the lock (default: $TASKLOCK_WORKER, else USER@HOST)\n"
         "  -n, --node ID     the machine it runs on (default: $TASKLOCK_NODE, else the host "

@@ -87,8 +87,8 @@ int tl_cli_global_opt(struct tl_cli *cli, int opt, const char *arg, char **argv)
     case 's':
         if (arg[0] == '\0')
             return tl_cli_usage_error(cli, "--store: the URL is empty (give sqlite:PATH, "
-                                           "github://OWNER/REPO, redis://HOST:PORT/DB or "
-                                           "postgres://...; leave --store out for "
+                                           "github://OWNER/REPO, redis://HOST:PORT/DB, "
+                                           "postgres://... or etcd://HOST:PORT; leave --store out for "
                                            "$TASKLOCK_STORE, else the default SQLite file)");
         cli->store = arg;
         return -1;
