@@ -23,11 +23,11 @@
  * long enough for an election, short enough for a person waiting on a dead cluster. */
 #define ETCD_OP_BUDGET_REQUESTS 5
 #define ETCD_DEFAULT_REQUEST_MS 2000u
-#define ETCD_MAX_ENDPOINTS       16
-#define ETCD_MAX_LEASES          8
-#define ETCD_SEP                 "\x1f"
-#define ETCD_SEP_NEXT            "\x20"
-#define ETCD_TXN_MAX_OPS         100 /* etcd allows 128 per transaction */
+#define ETCD_MAX_ENDPOINTS      16
+#define ETCD_MAX_LEASES         8
+#define ETCD_SEP                "\x1f"
+#define ETCD_SEP_NEXT           "\x20"
+#define ETCD_TXN_MAX_OPS        100 /* etcd allows 128 per transaction */
 
 struct etcd_lease {
     int64_t id;

@@ -3,15 +3,15 @@
  * answers nonsense, refuses, or says nothing: every case against a fake gateway on 127.0.0.1 (a
  * thread of this test) or no server at all.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,8 +170,8 @@ static void *serve(void *arg)
             buf[got] = '\0';
             const char *end = strstr(buf, "\r\n\r\n");
             const char *cl = strstr(buf, "Content-Length:");
-            if (end != NULL && (cl == NULL || got >= (size_t)(end + 4 - buf) +
-                                                          strtoul(cl + 15, NULL, 10)))
+            if (end != NULL &&
+                (cl == NULL || got >= (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10)))
                 break;
         }
         atomic_fetch_add(&f->requests, 1);
