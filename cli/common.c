@@ -86,10 +86,11 @@ int tl_cli_global_opt(struct tl_cli *cli, int opt, const char *arg, char **argv)
     switch (opt) {
     case 's':
         if (arg[0] == '\0')
-            return tl_cli_usage_error(cli, "--store: the URL is empty (give sqlite:PATH, "
-                                           "github://OWNER/REPO, redis://HOST:PORT/DB, "
-                                           "postgres://... or etcd://HOST:PORT; leave --store out for "
-                                           "$TASKLOCK_STORE, else the default SQLite file)");
+            return tl_cli_usage_error(cli,
+                                      "--store: the URL is empty (give sqlite:PATH, "
+                                      "github://OWNER/REPO, redis://HOST:PORT/DB, "
+                                      "postgres://... or etcd://HOST:PORT; leave --store out for "
+                                      "$TASKLOCK_STORE, else the default SQLite file)");
         cli->store = arg;
         return -1;
     case 'w': cli->worker = arg; return -1;

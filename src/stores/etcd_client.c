@@ -135,7 +135,7 @@ void tl__etcd_free(struct tl_etcd *c)
         return;
     if (c->easy != NULL)
         curl_easy_cleanup(c->easy);
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 0; c->endpoints != NULL && i < c->n; i++)
         tl__free(c->endpoints[i]);
     tl__free(c->endpoints);
     tl__free(c->cacert);
@@ -618,8 +618,12 @@ char *tl__b64_encode(const void *data, size_t len)
             v |= p[i + 2];
         *o++ = b64[(v >> 18) & 63];
         *o++ = b64[(v >> 12) & 63];
-        *o++ = i + 1 < len ? b64[(v >> 6) & 63] : '=';
-        *o++ = i + 2 < len ? b64[v & 63] : '=';
+        *o++ = b64[(v >> 6) & 63];
+        *o++ = b64[v & 63];
+        if (i + 2 >= len)
+            o[-1] = '=';
+        if (i + 1 >= len)
+            o[-2] = '=';
     }
     *o = '\0';
     return out;

@@ -116,7 +116,8 @@ tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *cou
             goto out;
         }
     }
-    qsort(arr, n, sizeof(*arr), cmp_record_key);
+    if (n > 1)
+        qsort(arr, n, sizeof(struct tl_record *), cmp_record_key);
     *out = arr;
     *count = n;
     arr = NULL;

@@ -27,8 +27,8 @@ int main(void)
         return 77;
     }
     if (base != NULL)
-        (void)snprintf(url, sizeof(url), "%s?prefix=conf-%lx-%ld/", base,
-                       (unsigned long)time(NULL), (long)getpid());
+        (void)snprintf(url, sizeof(url), "%s?prefix=conf-%lx-%ld/", base, (unsigned long)time(NULL),
+                       (long)getpid());
 
     /* Leases have whole seconds, at least one with the harness's election settings. */
     const struct tl_conformance c = {
