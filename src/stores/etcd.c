@@ -163,8 +163,9 @@ static tl_status parse_param(struct tl_store *s, const char *name, size_t nlen, 
             o->connect_ms = ms;
     } else if (IS("history_max")) {
         uint64_t x = 0;
-        if (!tl__parse_u64(v, &x) || x > ETCD_HISTORY_MAX_LIMIT)
-            st = tl__store_fail(s, TL_EINVAL, "etcd: history_max must be 0 to %u",
+        /* Not 0: a release retried after the key was claimed again tells from the trail. */
+        if (!tl__parse_u64(v, &x) || x == 0 || x > ETCD_HISTORY_MAX_LIMIT)
+            st = tl__store_fail(s, TL_EINVAL, "etcd: history_max must be 1 to %u",
                                 ETCD_HISTORY_MAX_LIMIT);
         es->history_max = (uint32_t)x;
     } else {
@@ -444,15 +445,23 @@ static tl_status etcd_claim(struct tl_store *s, const struct tl_claim *req,
             goto out;
         }
         if (attempt == 0 && req->mode != TL_CLAIM_FORCE) {
-            /* The common case in one round trip: free key, empty line. */
+            /* The common cases in one round trip: a free key with an empty line, or a free key
+             * whose line this waiter heads (wait_turn saw it at turn_rev): nothing joined
+             * since. */
+            bool head = req->waiter_id != NULL && es->turn_rev > 0 && es->wait_key != NULL &&
+                        strcmp(es->wait_key, req->key) == 0 &&
+                        strcmp(es->wait_id, req->waiter_id) == 0;
+            int64_t line_bound = head ? es->turn_rev + 1 : 1;
+            es->turn_rev = 0;
             if ((st = tl__etcd_lease_for(s, req->lock_timeout_ms, &lease, &beat_sent)) != TL_OK)
                 goto out;
             json_t *compare = json_array(), *fail = json_array();
             tl__etcd_push(compare, tl__etcd_cmp(c.k.l, NULL, "CREATE", "EQUAL", 0, &ok), &ok);
-            tl__etcd_push(compare, tl__etcd_cmp(c.k.line, c.k.line_end, "CREATE", "LESS", 1, &ok),
+            tl__etcd_push(compare,
+                          tl__etcd_cmp(c.k.line, c.k.line_end, "CREATE", "LESS", line_bound, &ok),
                           &ok);
             tl__etcd_state_ops(fail, &c.k, &ok);
-            json_t *win = win_ops(s, &c, lease, false, TL_EVENT_ACQUIRED, NULL, &ok);
+            json_t *win = win_ops(s, &c, lease, head, TL_EVENT_ACQUIRED, NULL, &ok);
             st = tl__etcd_txn(s, compare, win, fail, ok, TL_ETCD_WRITE, &ans);
             if (st == TL_OK && tl__etcd_txn_succeeded(ans)) {
                 st = won(s, &c, tl__etcd_header_revision(ans), lease, out);

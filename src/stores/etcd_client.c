@@ -38,7 +38,9 @@
 #define MAX_LINE           ((size_t)16 * 1024 * 1024)
 
 struct tl_etcd {
-    CURL *easy;
+    CURL *easy;  /* unary requests */
+    CURL *weasy; /* the watch stream, driven through `multi` */
+    CURLM *multi;
     char **endpoints;
     size_t n;
     size_t cur; /* the endpoint that answered last */
@@ -114,7 +116,9 @@ tl_status tl__etcd_new(const struct tl_etcd_opts *o, struct tl_etcd **out, char 
         (o->user != NULL && (c->password = tl__strdup(o->password ? o->password : "")) == NULL))
         goto err_free;
     c->easy = curl_easy_init();
-    if (c->easy == NULL) {
+    c->weasy = curl_easy_init();
+    c->multi = curl_multi_init();
+    if (c->easy == NULL || c->weasy == NULL || c->multi == NULL) {
         tl__etcd_free(c);
         set_err(err, "etcd: libcurl could not create a handle");
         return TL_ESTORE;
@@ -135,6 +139,10 @@ void tl__etcd_free(struct tl_etcd *c)
         return;
     if (c->easy != NULL)
         curl_easy_cleanup(c->easy);
+    if (c->weasy != NULL)
+        curl_easy_cleanup(c->weasy);
+    if (c->multi != NULL)
+        curl_multi_cleanup(c->multi);
     for (size_t i = 0; c->endpoints != NULL && i < c->n; i++)
         tl__free(c->endpoints[i]);
     tl__free(c->endpoints);
@@ -195,10 +203,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 }
 
 /* Sets the options every request has. Returns false when libcurl refused one (no memory). */
-static bool setup(struct tl_etcd *c, const char *url, const char *body, struct curl_slist *hdrs,
-                  long timeout_ms, curl_write_callback write_fn, void *write_ud)
+static bool setup(struct tl_etcd *c, CURL *e, const char *url, const char *body,
+                  struct curl_slist *hdrs, long timeout_ms, curl_write_callback write_fn,
+                  void *write_ud)
 {
-    CURL *e = c->easy;
     bool ok = true;
 
     curl_easy_reset(e);
@@ -301,7 +309,7 @@ static enum outcome exchange(struct tl_etcd *c, size_t i, const char *path, cons
     c->last.http = 0;
     c->last.code = -1;
     c->last.unsure = false;
-    if (hdrs == NULL || url == NULL || !setup(c, url, body, hdrs, timeout_ms, on_body, &b))
+    if (hdrs == NULL || url == NULL || !setup(c, c->easy, url, body, hdrs, timeout_ms, on_body, &b))
         goto out;
 
     CURLcode rc = curl_easy_perform(c->easy);
@@ -490,6 +498,7 @@ struct stream {
     struct buf line;
     bool (*on_result)(void *ud, json_t *result);
     void *ud;
+    size_t created; /* watches the server has confirmed */
     bool stopped;
     bool bad; /* a message that is not JSON: the stream is not one we understand */
     char what[160];
@@ -525,6 +534,8 @@ static size_t on_stream(char *data, size_t size, size_t nmemb, void *ud)
             json_decref(msg);
             return 0;
         }
+        if (json_is_true(json_object_get(result, "created")))
+            s->created++;
         bool stop = s->on_result(s->ud, result);
         json_decref(msg);
         if (stop) {
@@ -536,14 +547,16 @@ static size_t on_stream(char *data, size_t size, size_t nmemb, void *ud)
 }
 
 tl_status tl__etcd_watch(struct tl_etcd *c, json_t *const *creates, size_t n, int64_t until_mono_ms,
-                         bool (*on_result)(void *ud, json_t *result), void *ud, bool *stopped,
-                         char *err)
+                         bool (*on_created)(void *ud), bool (*on_result)(void *ud, json_t *result),
+                         void *ud, bool *stopped, char *err)
 {
     struct stream s = {.line = {.max = MAX_LINE}, .on_result = on_result, .ud = ud};
     struct curl_slist *hdrs = NULL;
     char *body = NULL, *url = NULL;
     tl_status st = TL_ENOMEM;
     int64_t now = tl__real_mono_ms();
+    bool added = false, told = false, ended = false;
+    CURLcode rc = CURLE_OK;
 
     *stopped = false;
     if (now >= until_mono_ms)
@@ -566,30 +579,60 @@ tl_status tl__etcd_watch(struct tl_etcd *c, json_t *const *creates, size_t n, in
     hdrs = headers(c);
     url = tl__asprintf("%s://%s/v3/watch", c->tls ? "https" : "http", c->endpoints[c->cur]);
     if (body == NULL || hdrs == NULL || url == NULL ||
-        !setup(c, url, body, hdrs, (long)(until_mono_ms - now), on_stream, &s))
+        !setup(c, c->weasy, url, body, hdrs, (long)(until_mono_ms - now), on_stream, &s) ||
+        curl_multi_add_handle(c->multi, c->weasy) != CURLM_OK)
         goto out;
-    CURLcode rc = curl_easy_perform(c->easy);
+    added = true;
+    /* Driven here rather than by curl_easy_perform, so that once the server has confirmed every
+     * watch, on_created can use the unary handle while the stream waits in its socket. */
+    while (!s.stopped && !ended) {
+        int running = 0, left = 0;
+        if (curl_multi_perform(c->multi, &running) != CURLM_OK)
+            break;
+        for (CURLMsg *m = curl_multi_info_read(c->multi, &left); m != NULL;
+             m = curl_multi_info_read(c->multi, &left)) {
+            if (m->msg == CURLMSG_DONE) {
+                rc = m->data.result;
+                ended = true;
+            }
+        }
+        if (s.stopped || ended)
+            break;
+        if (!told && s.created >= n && on_created != NULL) {
+            told = true;
+            if (on_created(ud)) {
+                s.stopped = true;
+                break;
+            }
+        }
+        now = tl__real_mono_ms();
+        if (now >= until_mono_ms)
+            break;
+        int64_t wait = until_mono_ms - now;
+        (void)curl_multi_poll(c->multi, NULL, 0, wait > 100 ? 100 : (int)wait, NULL);
+    }
     long http = 0;
-    (void)curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &http);
+    (void)curl_easy_getinfo(c->weasy, CURLINFO_RESPONSE_CODE, &http);
     if (s.line.oom) {
         st = TL_ENOMEM;
     } else if (s.stopped) {
         st = TL_OK;
         *stopped = true;
-    } else if (rc == CURLE_OPERATION_TIMEDOUT && http == 200) {
+    } else if (!ended || (rc == CURLE_OPERATION_TIMEDOUT && http == 200)) {
         st = TL_OK; /* the stream was open and quiet until our time was up */
     } else if (s.bad) {
         set_err(err, "etcd: watch on %s: %s", c->endpoints[c->cur], s.what);
         st = TL_ESTORE;
     } else {
         set_err(err, "etcd: watch on %s: %s", c->endpoints[c->cur],
-                rc != CURLE_OK ? (c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc))
-                               : "the stream ended");
+                rc != CURLE_OK ? curl_easy_strerror(rc) : "the stream ended");
         /* Another member may serve the next one. */
         c->cur = (c->cur + 1) % c->n;
         st = rc == CURLE_OPERATION_TIMEDOUT ? TL_ETIMEDOUT : TL_ESTORE;
     }
 out:
+    if (added)
+        (void)curl_multi_remove_handle(c->multi, c->weasy);
     if (st == TL_ENOMEM)
         set_err(err, "etcd: out of memory");
     curl_slist_free_all(hdrs);

@@ -61,13 +61,16 @@ const struct tl_etcd_error *tl__etcd_last_error(const struct tl_etcd *c);
 
 /*
  * Opens one watch stream with the `n` create requests in `creates` (borrowed: each is the object
- * inside {"create_request": ...}) and hands every message's "result" to `on_result` (borrowed),
- * until it returns true, or `until_mono_ms` passes (TL_OK either way: *stopped says which), or
- * the stream fails (TL_ESTORE/TL_ETIMEDOUT: the caller sleeps or polls instead).
+ * inside {"create_request": ...}). Once the server has confirmed every watch, calls
+ * `on_created(ud)` (may be NULL), outside any libcurl callback, so it may make unary calls on
+ * the same client: it returns true to end the watch at once (what it read makes the watch
+ * needless). Then hands every message's "result" to `on_result` (borrowed), until it returns
+ * true, or `until_mono_ms` passes (TL_OK either way: *stopped says whether a callback ended it),
+ * or the stream fails (TL_ESTORE/TL_ETIMEDOUT: the caller sleeps or polls instead).
  */
 tl_status tl__etcd_watch(struct tl_etcd *c, json_t *const *creates, size_t n, int64_t until_mono_ms,
-                         bool (*on_result)(void *ud, json_t *result), void *ud, bool *stopped,
-                         char *err);
+                         bool (*on_created)(void *ud), bool (*on_result)(void *ud, json_t *result),
+                         void *ud, bool *stopped, char *err);
 
 /* The endpoint the client talks to now ("HOST:PORT"), for messages. */
 const char *tl__etcd_endpoint(const struct tl_etcd *c);

@@ -47,6 +47,9 @@ struct etcd_store {
     char *wait_key;
     char wait_id[40];
     enum tl_claim_mode wait_mode;
+    /* The revision at which wait_turn found that waiter the head of a free key (0: none): its
+     * next claim compares "nothing joined since" instead of reading again. */
+    int64_t turn_rev;
     struct tl_etcd_stats stats;
 };
 

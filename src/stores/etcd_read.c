@@ -255,52 +255,141 @@ out:
 
 /* ---- waiting ---- */
 
-struct watch_seen {
-    bool event;
+/*
+ * A wait: read the key, decide whether the caller's turn has come, else watch the keys whose
+ * deletion could bring it (the head: the lock record, and the liveness key when it may steal;
+ * any other waiter: its predecessor; every waiter: its own place, whose lease may expire).
+ *
+ * The watch starts at the current revision, not at the revision of the read: etcd serves a watch
+ * that starts in the past from a catch-up loop that runs every 100 ms, which would add up to
+ * 100 ms to every hand-over on a busy cluster. So the key is read again once the watch is in
+ * place (on_created): a deletion before that is seen by the read, one after it by the watch.
+ */
+struct turn {
+    struct tl_store *s;
+    const struct etcd_names *k;
+    const char *waiter_id; /* NULL: a plain wait for the key's release (no line) */
+    bool may_steal;
+    bool woken;       /* the caller's turn has come (or, plain: the key was released) */
+    int64_t free_rev; /* woken as the head of a free key: the revision that showed it */
+    bool event;       /* a watched key was deleted */
+    char *watched[3]; /* what the watch in place is for */
+    size_t nwatched;
 };
+
+static void turn_forget(struct turn *t)
+{
+    for (size_t i = 0; i < t->nwatched; i++)
+        tl__free(t->watched[i]);
+    t->nwatched = 0;
+}
+
+/* Reads the key: sets t->woken, or the keys to watch in keys/n (copies). */
+static tl_status plan(struct turn *t, char *keys[3], size_t *n)
+{
+    struct etcd_key_state ks = {0};
+    const char *want[3];
+    size_t m = 0;
+    tl_status st = tl__etcd_read_state(t->s, t->k, &ks);
+
+    *n = 0;
+    if (st != TL_OK)
+        return st;
+    if (t->waiter_id == NULL) {
+        t->woken = !ks.held || !ks.live; /* free, or stale: worth another attempt */
+        want[m++] = t->k->l;
+        want[m++] = t->k->h;
+    } else {
+        long mine = tl__etcd_line_index(&ks, t->waiter_id);
+        /* Not in line (its claim puts it back), or the head of a free key (or of a stale
+         * holder's, when it may steal). */
+        t->woken = mine < 0 || (mine == 0 && (!ks.held || (t->may_steal && !ks.live)));
+        t->free_rev = mine == 0 && !ks.held ? ks.rev : 0;
+        want[m++] = t->k->waiter;
+        if (mine == 0) {
+            want[m++] = t->k->l;
+            if (t->may_steal)
+                want[m++] = t->k->h;
+        } else if (mine > 0) {
+            want[m++] = ks.line[mine - 1].kv.key;
+        }
+    }
+    for (size_t i = 0; !t->woken && i < m; i++) {
+        if ((keys[i] = tl__strdup(want[i])) == NULL) {
+            for (size_t j = 0; j < i; j++)
+                tl__free(keys[j]);
+            st = tl__etcd_oom(t->s);
+            break;
+        }
+        *n = i + 1;
+    }
+    tl__etcd_state_clear(&ks);
+    return st;
+}
+
+/* Once the watch is in place: read again; end the watch if the turn came, or if what should
+ * be watched has changed meanwhile. */
+static bool on_created(void *ud)
+{
+    struct turn *t = ud;
+    char *keys[3];
+    size_t n = 0;
+
+    if (plan(t, keys, &n) != TL_OK || t->woken)
+        return true;
+    bool same = n == t->nwatched;
+    for (size_t i = 0; same && i < n; i++)
+        same = strcmp(keys[i], t->watched[i]) == 0;
+    for (size_t i = 0; i < n; i++)
+        tl__free(keys[i]);
+    return !same;
+}
 
 static bool on_watch(void *ud, json_t *result)
 {
-    struct watch_seen *w = ud;
+    struct turn *t = ud;
     json_t *events = json_object_get(result, "events");
 
-    /* "created" answers carry no events; a canceled watch (compacted revision) ends it too. */
+    /* "created" answers carry no events; a canceled watch ends it too. */
     if ((json_is_array(events) && json_array_size(events) > 0) ||
         json_is_true(json_object_get(result, "canceled")))
-        w->event = true;
-    return w->event;
+        t->event = true;
+    return t->event;
 }
 
-/* Watches the deletion of `keys` (n of them) from revision `from` until one is deleted or
- * `until` (store mono) passes. */
-static tl_status watch_deletes(struct tl_store *s, const char *const *keys, size_t n, int64_t from,
-                               int64_t until)
+/* Waits until the turn comes (t->woken) or `until` (store mono) passes. */
+static tl_status wait_for(struct turn *t, int64_t until)
 {
-    json_t *creates[4] = {0};
-    bool ok = true, stopped = false;
-    struct watch_seen seen = {0};
-    char err[TL_ERRMSG_SIZE];
+    struct tl_store *s = t->s;
     tl_status st = TL_OK;
 
-    for (size_t i = 0; i < n && i < 4; i++) {
-        creates[i] = tl__etcd_range_req(keys[i], NULL, &ok);
-        tl__etcd_set(creates[i], "start_revision", tl__etcd_i64s(from), &ok);
-        json_t *f = json_array();
-        tl__etcd_push(f, json_string("NOPUT"), &ok);
-        tl__etcd_set(creates[i], "filters", f, &ok);
+    while (mono(s) < until) {
+        turn_forget(t);
+        if ((st = plan(t, t->watched, &t->nwatched)) != TL_OK || t->woken)
+            break;
+        json_t *creates[3] = {0};
+        bool ok = true, stopped = false;
+        for (size_t i = 0; i < t->nwatched; i++) {
+            creates[i] = tl__etcd_range_req(t->watched[i], NULL, &ok);
+            json_t *f = json_array();
+            tl__etcd_push(f, json_string("NOPUT"), &ok);
+            tl__etcd_set(creates[i], "filters", f, &ok);
+        }
+        char err[TL_ERRMSG_SIZE];
+        t->event = false;
+        es_of(s)->stats.watches++;
+        if (!ok)
+            st = tl__etcd_oom(s);
+        else if ((st = tl__etcd_watch(es_of(s)->cli, creates, t->nwatched,
+                                      tl__real_mono_ms() + (until - mono(s)), on_created, on_watch,
+                                      t, &stopped, err)) != TL_OK)
+            (void)tl__store_fail(s, st, "%s", err);
+        for (size_t i = 0; i < 3; i++)
+            json_decref(creates[i]);
+        if (st != TL_OK || t->woken)
+            break;
     }
-    if (!ok) {
-        st = tl__etcd_oom(s);
-        goto out;
-    }
-    int64_t real_until = tl__real_mono_ms() + (until - mono(s));
-    es_of(s)->stats.watches++;
-    st = tl__etcd_watch(es_of(s)->cli, creates, n, real_until, on_watch, &seen, &stopped, err);
-    if (st != TL_OK)
-        (void)tl__store_fail(s, st, "%s", err);
-out:
-    for (size_t i = 0; i < 4; i++)
-        json_decref(creates[i]);
+    turn_forget(t);
     return st;
 }
 
@@ -309,42 +398,24 @@ tl_status tl__etcd_wait_turn(struct tl_store *s, const char *key, const char *wa
 {
     struct etcd_store *es = es_of(s);
     struct etcd_names k;
-    struct etcd_key_state ks = {0};
     int64_t until = mono(s) + timeout_ms;
     tl_status st = tl__etcd_names_for(s, key, waiter_id, &k);
-    bool may_steal = es->wait_key != NULL && strcmp(es->wait_key, key) == 0 &&
-                     strcmp(es->wait_id, waiter_id) == 0 && es->wait_mode == TL_CLAIM_STEAL;
 
     *woken = false;
     if (st != TL_OK)
         return st;
     if (s->deadline_mono_ms != 0 && s->deadline_mono_ms < until)
         until = s->deadline_mono_ms;
-    while (mono(s) < until) {
-        tl__etcd_state_clear(&ks);
-        if ((st = tl__etcd_read_state(s, &k, &ks)) != TL_OK)
-            goto out;
-        long mine = tl__etcd_line_index(&ks, waiter_id);
-        if (mine < 0 || (mine == 0 && (!ks.held || (may_steal && !ks.live)))) {
-            /* Not in line (its claim puts it back), or the head of a free key. */
-            *woken = true;
-            goto out;
-        }
-        const char *keys[3];
-        size_t n = 0;
-        keys[n++] = k.waiter; /* our own place going away (its lease expired) */
-        if (mine == 0) {
-            keys[n++] = k.l;
-            if (may_steal)
-                keys[n++] = k.h;
-        } else {
-            keys[n++] = ks.line[mine - 1].kv.key;
-        }
-        if ((st = watch_deletes(s, keys, n, ks.rev + 1, until)) != TL_OK)
-            goto out;
-    }
-out:
-    tl__etcd_state_clear(&ks);
+    struct turn t = {
+        .s = s,
+        .k = &k,
+        .waiter_id = waiter_id,
+        .may_steal = es->wait_key != NULL && strcmp(es->wait_key, key) == 0 &&
+                     strcmp(es->wait_id, waiter_id) == 0 && es->wait_mode == TL_CLAIM_STEAL,
+    };
+    st = wait_for(&t, until);
+    *woken = t.woken;
+    es->turn_rev = t.woken ? t.free_rev : 0;
     tl__etcd_names_clear(&k);
     return st;
 }
@@ -352,19 +423,15 @@ out:
 tl_status tl__etcd_wait(struct tl_store *s, const char *key, uint32_t timeout_ms)
 {
     struct etcd_names k;
-    struct etcd_key_state ks = {0};
+    int64_t until = mono(s) + timeout_ms;
     tl_status st = tl__etcd_names_for(s, key, NULL, &k);
 
     if (st != TL_OK)
         return st;
-    if ((st = tl__etcd_read_state(s, &k, &ks)) == TL_OK && ks.held && ks.live) {
-        const char *keys[2] = {k.l, k.h};
-        int64_t until = mono(s) + timeout_ms;
-        if (s->deadline_mono_ms != 0 && s->deadline_mono_ms < until)
-            until = s->deadline_mono_ms;
-        st = watch_deletes(s, keys, 2, ks.rev + 1, until);
-    }
-    tl__etcd_state_clear(&ks);
+    if (s->deadline_mono_ms != 0 && s->deadline_mono_ms < until)
+        until = s->deadline_mono_ms;
+    struct turn t = {.s = s, .k = &k};
+    st = wait_for(&t, until);
     tl__etcd_names_clear(&k);
     return st;
 }

@@ -63,6 +63,7 @@ static void bad_urls_are_refused_before_any_io(void **state)
         {"etcd://127.0.0.1:1?cacert=/x.pem", "cacert needs tls=1"},
         {"etcd://127.0.0.1:1?request_timeout=forever", "request_timeout must be"},
         {"etcd://127.0.0.1:1?history_max=-1", "history_max must be"},
+        {"etcd://127.0.0.1:1?history_max=0", "history_max must be 1 to"},
         {"etcd://:pw@127.0.0.1:1", "no user name"},
         {"etcd://a:1,b:2,c:3,d:4,e:5,f:6,g:7,h:8,i:9,j:10,k:11,l:12,m:13,n:14,o:15,p:16,q:17",
          "more than 16 endpoints"},
