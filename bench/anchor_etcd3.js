@@ -46,6 +46,12 @@ async function main() {
     process.exit(2);
   }
   const [endpoint, seconds] = [pos[0], parseFloat(pos[1])];
+  // A gRPC call without a deadline can hang (seen once in a run of 7): end with an error
+  // rather than stall the whole benchmark.
+  setTimeout(() => {
+    console.error('anchor_etcd3: no progress, giving up');
+    process.exit(1);
+  }, (seconds + 30) * 1000).unref();
   const client = new Etcd3({ hosts: `http://${endpoint}` });
   const resource = `bench-etcd3-${process.pid}`;
 
@@ -70,6 +76,7 @@ async function main() {
   }
   console.error(`etcd3: ${rate.toFixed(0)} cycles/s (p50 ${p50.toFixed(3)} ms, p99 ${p99.toFixed(3)} ms)`);
   client.close();
+  process.exit(0);
 }
 
 main().catch((e) => {
