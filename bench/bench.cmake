@@ -1,8 +1,8 @@
 # Benchmark drivers: built with the project, run by `make bench` (bench/run.sh; never by ctest:
 # performance is measured, not asserted). Each reports ratios against a baseline measured in the
 # same run. A driver that needs one store's own headers or client library (bench_redis,
-# bench_postgres) is built only when that store is in the build; the others check at run time
-# which stores the library has and say "not measured" for the rest.
+# bench_postgres, bench_etcd) is built only when that store is in the build; the others check at
+# run time which stores the library has and say "not measured" for the rest.
 file(GLOB TL_BENCH_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_*.c)
 foreach(src ${TL_BENCH_SOURCES})
   get_filename_component(name ${src} NAME_WE)
@@ -11,6 +11,8 @@ foreach(src ${TL_BENCH_SOURCES})
     set(needs src/stores/redis.c)
   elseif(name STREQUAL "bench_postgres")
     set(needs src/stores/postgres.c)
+  elseif(name STREQUAL "bench_etcd")
+    set(needs src/stores/etcd.c)
   endif()
   if(needs AND NOT needs IN_LIST TL_SOURCES)
     message(STATUS "bench: ${name} not built (this build has no ${needs})")

@@ -11,8 +11,8 @@
 #                                environment-SECTIONS.txt (environment.txt stays that of the
 #                                last full run)
 #
-# Steps: the Debian packages (scripts/install-deps --bench) and the npm anchor (redlock with
-# ioredis, pinned majors, into bench/node/); a Release build in $BUILD (default build-bench) of
+# Steps: the Debian packages (scripts/install-deps --bench) and the npm anchors (redlock with
+# ioredis, and etcd3, pinned majors, into bench/node/); a Release build in $BUILD (default build-bench) of
 # the library, the CLI, the GitHub test server and the drivers bench/bench_*.c, each store that
 # compiles (one that does not is left out and reported); then, under
 # tests/harness/with-servers (Redis, PostgreSQL, the GitHub test server) plus a private etcd
@@ -21,9 +21,11 @@
 # bench/report.py renders docs/performance.md from bench/results/*.csv.
 #
 #   cycles.csv      uncontended acquire+release cycles/s per store, floors and anchors; the CLI
+#                   (etcd: bench_etcd's floors on the gateway, etcd's /v3/lock, node's etcd3)
 #   contention.csv  4 and 8 processes on 1 key, with the line and without it (no_line, the
 #                   baseline), side by side in each repetition; redis-py's Lock on 1 key
-#   heartbeat.csv   CPU and memory of one manager holding 10,000 locks (GitHub: 1,000)
+#   heartbeat.csv   CPU and memory of one manager holding 10,000 locks (GitHub: 1,000; etcd:
+#                   1,000 with a short lock timeout, keep-alives and requests counted)
 #   github.csv      requests and writes per operation; acquire time with 50/200 ms latency
 #   diagnostics.csv the servers' own counters per cycle (Redis commandstats, PostgreSQL WAL) and
 #                   where the Redis scripts' time goes (bench/redis_lua_cost.py)
@@ -58,12 +60,14 @@ fi
 : "${HB_LOCKS:=10000}"       # locks held on sqlite, redis, postgres
 : "${HB_LOCKS_GITHUB:=1000}" # locks held on GitHub
 : "${HB_LOCKS_DIRECT:=1000}"  # locks held at the default interval, measured directly
+: "${HB_LOCKS_ETCD:=1000}"      # locks held on etcd (bench_etcd heartbeat)
+: "${HB_ETCD_TIMEOUT_MS:=6000}" # their lock timeout: a 6 s lease, renewed every 2 s
 : "${SQLITE_CYCLES:=1000}"   # bench_sqlite cycles per subject and repetition
 : "${GH_K1_CS_MS:=200}"      # GitHub, one key: critical section in ms (see contend() below)
 : "${GH_CONTEND_SECONDS:=10}" # GitHub: seconds per contended run (its waiters poll every 1 s)
 : "${GH_CONTEND_REPS:=1}"     # GitHub: repetitions of the contended runs (the first ones)
 export REPS CONTEND_REPS SECONDS_PER CONTEND_SECONDS HB_WINDOWS HB_INTERVAL_MS HB_LOCKS \
-  HB_LOCKS_GITHUB HB_LOCKS_DIRECT SQLITE_CYCLES GH_K1_CS_MS GH_CONTEND_SECONDS \
+  HB_LOCKS_GITHUB HB_LOCKS_DIRECT HB_LOCKS_ETCD HB_ETCD_TIMEOUT_MS SQLITE_CYCLES GH_K1_CS_MS GH_CONTEND_SECONDS \
   GH_CONTEND_REPS
 
 log() { echo "bench: $*" >&2; }
@@ -105,13 +109,14 @@ if [ "${1:-}" != "--inside" ]; then
     log "scripts/install-deps --bench failed: missing tools are reported as not measured"
   fi
 
-  # The npm anchor, pinned to its major versions, into bench/node/ (not part of the sources).
+  # The npm anchors, pinned to their major versions, into bench/node/ (not part of the sources).
   if command -v npm >/dev/null 2>&1; then
     if [ ! -f bench/node/node_modules/redlock/package.json ] ||
-       [ ! -f bench/node/node_modules/ioredis/package.json ]; then
-      log "installing redlock@4 and ioredis@5 into bench/node"
+       [ ! -f bench/node/node_modules/ioredis/package.json ] ||
+       [ ! -f bench/node/node_modules/etcd3/package.json ]; then
+      log "installing redlock@4, ioredis@5 and etcd3@1 into bench/node"
       npm install --prefix bench/node --no-audit --no-fund --loglevel=error \
-        redlock@4 ioredis@5 >&2 || log "npm install failed: redlock is not measured"
+        redlock@4 ioredis@5 etcd3@1 >&2 || log "npm install failed: redlock and etcd3 are not measured"
     fi
   fi
 
@@ -255,9 +260,10 @@ pg_port=${pg_port%%/*}
 pgbench=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -n 1)
 psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -n 1)
 
-# The private etcd for the `etcdctl lock` anchor (section 1 only).
+# The private etcd: the etcd store's cycles, floors and anchors (with `etcdctl lock`), its
+# contention and its heartbeat (sections 1-3).
 etcd_ep=""
-if want cycles && tool etcd && tool etcdctl; then
+if { want cycles || want contention || want heartbeat; } && tool etcd && tool etcdctl; then
   mkdir -p "$scratch/etcd"
   if out=$(bench/start-etcd "$scratch/etcd"); then
     etcd_ep=${out#*=}
@@ -414,6 +420,22 @@ for rep in $(seq 1 "$REPS"); do
     missing cycles postgres all "$(why_not postgres "$pg_url" "PostgreSQL server")"
   fi
 
+  # etcd: bench_etcd's modes (ours through the public API, the bare gateway floors, etcd's own
+  # lock service) and node's etcd3, one after the other. Not pinned: etcd is not in
+  # server_pids (a Go server pinned to one CPU with all its threads is not how it runs).
+  if [ -n "$etcd_ep" ] && in_build etcd && has bench_etcd; then
+    rotate_run "$rep" \
+      'run cycles etcd floor-txn "$B/bench_etcd" -o "$C" -r $rep "$etcd_ep" $T floor' \
+      'run cycles etcd floor-store-txns "$B/bench_etcd" -o "$C" -r $rep "$etcd_ep" $T floor-store' \
+      'run cycles etcd ours "$B/bench_etcd" -o "$C" -r $rep "$etcd_ep" $T lib' \
+      'run cycles etcd anchor-v3lock "$B/bench_etcd" -o "$C" -r $rep "$etcd_ep" $T v3lock' \
+      'if [ -f bench/node/node_modules/etcd3/package.json ] && tool node; then run cycles etcd anchor-etcd3 env NODE_PATH=bench/node/node_modules node bench/anchor_etcd3.js "$etcd_ep" $T --csv "$C" --rep $rep; else missing cycles etcd anchor-etcd3 "etcd3 not installed (npm)"; fi'
+  elif [ -z "$etcd_ep" ]; then
+    missing cycles etcd all "etcd (etcd-server, etcd-client) not installed or did not start"
+  else
+    missing cycles etcd all "$(why_not etcd "$etcd_ep" "etcd")"
+  fi
+
   if [ -n "$gh_api" ] && in_build github && has bench_github; then
     gh_reset
     # Round the 100 issues: each cycle leaves a completion comment on its issue.
@@ -432,6 +454,9 @@ for rep in $(seq 1 "$REPS"); do
     cli_cmds+=('run cycles cli anchor-flock "$B/bench_exec" -t $T -o "$C" -r $rep -S cli -s anchor-flock -- flock "$scratch/flock.lock" true')
   else
     missing cycles cli anchor-flock "flock (util-linux) not installed"
+  fi
+  if [ -n "$etcd_ep" ] && has tasklock && in_build etcd; then
+    cli_cmds+=('run cycles cli ours-run-etcd "$B/bench_exec" -t $T -o "$C" -r $rep -S cli -s ours-run-etcd -- "$B/tasklock" -q -s "etcd://$etcd_ep" run cli-key -- true')
   fi
   if [ -n "$etcd_ep" ]; then
     cli_cmds+=('run cycles cli anchor-etcdctl "$B/bench_exec" -t $T -o "$C" -r $rep -S cli -s anchor-etcdctl -- env ETCDCTL_API=3 etcdctl --endpoints="$etcd_ep" lock bench-L true')
@@ -512,6 +537,11 @@ for rep in $(seq 1 "$CONTEND_REPS"); do
   else
     missing contention postgres all "$(why_not postgres "$pg_url" "PostgreSQL server")"
   fi
+  if [ -n "$etcd_ep" ] && in_build etcd; then
+    contend "$rep" etcd "etcd://$etcd_ep"
+  else
+    missing contention etcd all "$(why_not etcd "$etcd_ep" "etcd")"
+  fi
   if [ -n "$gh_api" ] && in_build github; then
     [ "$rep" -le "$GH_CONTEND_REPS" ] && contend "$rep" github "$gh_url" -n 1
   else
@@ -556,6 +586,14 @@ if has bench_heartbeat; then
   hb sqlite "sqlite:$scratch/heartbeat.db" "$HB_LOCKS" 30000
   if [ -n "$redis_url" ] && in_build redis; then hb redis "$redis_url" "$HB_LOCKS" 30000; else missing heartbeat redis ours "$(why_not redis "$redis_url" "Redis server")"; fi
   if [ -n "$pg_url" ] && in_build postgres; then hb postgres "$pg_url" "$HB_LOCKS" 30000; else missing heartbeat postgres ours "$(why_not postgres "$pg_url" "PostgreSQL server")"; fi
+  # etcd: HB_LOCKS_ETCD locks with a lock timeout of HB_ETCD_TIMEOUT_MS (renewed every third of
+  # it), the heartbeat thread's keep-alives and requests counted, etcd's own CPU read too.
+  if [ -n "$etcd_ep" ] && in_build etcd && has bench_etcd; then
+    run heartbeat etcd ours "$B/bench_etcd" -N "$HB_LOCKS_ETCD" -T "$HB_ETCD_TIMEOUT_MS" \
+      -w "$HB_WINDOWS" -P "$etcd_pid" -o "$H" -r 1 "$etcd_ep" 0 heartbeat
+  else
+    missing heartbeat etcd ours "$(why_not etcd "$etcd_ep" "etcd")"
+  fi
   if [ -n "$gh_api" ] && in_build github; then
     # Issues 1..N on the test server (it starts with 100); the default interval is a quarter
     # of the 5 min lock timeout.
