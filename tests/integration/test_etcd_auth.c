@@ -23,14 +23,14 @@
 #include "stores/etcd_client.h"
 #include "tasklock.h"
 #include "tl.h"
+#include "tl_etcd_private.h"
 #include "tl_test.h"
 
 #define PASSWORD     "p@ss:w%rd"
 #define PASSWORD_URL "p%40ss%3Aw%25rd"
 
-static char *dir;
-static char endpoint[64];
-static int etcd_pid;
+static struct tl_test_etcd server;
+static const char *endpoint = server.endpoint;
 
 static void gateway(struct tl_etcd *c, const char *path, const char *body)
 {
@@ -46,27 +46,9 @@ static void gateway(struct tl_etcd *c, const char *path, const char *body)
 
 static int start(void **state)
 {
-    char src[4096], cmd[8192], line[256];
-
     (void)state;
-    (void)snprintf(src, sizeof(src), "%s", __FILE__);
-    char *root = dirname(dirname(dirname(src))); /* tests/integration/x.c -> the source root */
-    dir = tl_test_mkdtemp();
-    (void)snprintf(cmd, sizeof(cmd), "%s/tests/harness/start-etcd %s", root, dir);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    while (fgets(line, sizeof(line), p) != NULL) {
-        if (strncmp(line, "TL_TEST_ETCD_URL=etcd://", 24) == 0)
-            (void)snprintf(endpoint, sizeof(endpoint), "%.*s", (int)strcspn(line + 24, "\n"),
-                           line + 24);
-    }
-    if (pclose(p) != 0 || endpoint[0] == '\0')
-        fail_msg("start-etcd failed");
-    (void)snprintf(cmd, sizeof(cmd), "%s/pid", dir);
-    FILE *f = fopen(cmd, "r");
-    assert_non_null(f);
-    assert_int_equal(fscanf(f, "%d", &etcd_pid), 1);
-    fclose(f);
+    if (!tl_test_etcd_start(&server, NULL, NULL))
+        fail_msg("could not start a private etcd");
 
     /* root (needed to enable auth), and alice, who may use the prefix "authz/" only. */
     const char *eps[] = {endpoint};
@@ -91,15 +73,7 @@ static int start(void **state)
 static int stop(void **state)
 {
     (void)state;
-    if (etcd_pid > 0) {
-        (void)kill(etcd_pid, SIGKILL);
-        /* Not our child (start-etcd's): poll until it is gone, bounded. */
-        for (int i = 0; i < 200 && kill(etcd_pid, 0) == 0; i++)
-            tl__real_sleep_ms(25);
-    }
-    if (dir != NULL)
-        tl_test_rmtree(dir);
-    free(dir);
+    tl_test_etcd_stop(&server);
     return 0;
 }
 
@@ -165,7 +139,7 @@ static void wrong_or_missing_credentials_are_clear_and_secret(void **state)
 
 int main(void)
 {
-    if (system("command -v etcd >/dev/null 2>&1") != 0) {
+    if (!tl_test_etcd_installed()) {
         (void)fprintf(stderr, "etcd auth: etcd is not installed; skipped\n");
         return 77;
     }
