@@ -189,6 +189,9 @@ tl_status tl__etcd_record_from(struct tl_store *s, const char *key, const struct
  * from the lease's remaining whole seconds. */
 tl_status tl__etcd_judge(struct tl_store *s, struct tl_record *r, const struct etcd_kv *h);
 
+/* The same, with the holder's liveness and estimated heartbeat already known. */
+void tl__etcd_judge_at(struct tl_store *s, struct tl_record *r, bool live, int64_t beat);
+
 /* A put op of an event of `key`. */
 json_t *tl__etcd_op_event(const struct etcd_store *es, const char *key, tl_event_kind kind,
                           const char *worker, const char *node, uint64_t token, int64_t at,

@@ -70,6 +70,10 @@ tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *cou
     size_t nl = 0, nh = 0, nw = 0, n = 0, cap = 0;
     struct tl_record **arr = NULL;
     size_t lp = strlen(es->prefix) + 2;
+    struct {
+        int64_t id, beat;
+    } *leases = NULL;
+    size_t nleases = 0;
     tl_status st;
 
     *out = NULL;
@@ -86,30 +90,64 @@ tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *cou
         (st = tl__etcd_kvs_parse(s, tl__etcd_txn_response(ans, 2, "response_range"), &ws, &nw)) !=
             TL_OK)
         goto out;
+    /* One time-to-live per distinct lease, not per lock: a manager's locks share one. */
+    leases = tl__calloc(nh ? nh : 1, sizeof(*leases));
+    if (leases == NULL) {
+        st = tl__etcd_oom(s);
+        goto out;
+    }
+    for (size_t j = 0; j < nh; j++) {
+        size_t x = 0;
+        while (x < nleases && leases[x].id != hs[j].lease)
+            x++;
+        if (x < nleases)
+            continue;
+        bool alive = true;
+        leases[nleases].id = hs[j].lease;
+        if ((st = tl__etcd_lease_beat(s, hs[j].lease, &leases[nleases].beat, &alive)) != TL_OK)
+            goto out;
+        nleases++;
+    }
+    /* The three ranges come sorted by key, and their keys sort alike (the separator sorts
+     * below every character a key may have): one walk over them. */
+    size_t jh = 0, jw = 0;
     for (size_t i = 0; i < nl; i++) {
         const char *key = ls[i].key + (strlen(ls[i].key) >= lp ? lp : 0);
+        size_t klen = strlen(key);
         const struct etcd_kv *h = NULL;
-        for (size_t j = 0; j < nh && h == NULL; j++)
-            if (strcmp(hs[j].key + (strlen(hs[j].key) >= lp ? lp : 0), key) == 0)
-                h = &hs[j];
+        while (jh < nh && strcmp(hs[jh].key + (strlen(hs[jh].key) >= lp ? lp : 0), key) < 0)
+            jh++;
+        if (jh < nh && strcmp(hs[jh].key + (strlen(hs[jh].key) >= lp ? lp : 0), key) == 0)
+            h = &hs[jh];
+        uint32_t waiting = 0;
+        for (; jw < nw; jw++) {
+            const char *wk = ws[jw].key + (strlen(ws[jw].key) >= lp ? lp : 0);
+            size_t wl = strcspn(wk, ETCD_SEP);
+            int c = strncmp(wk, key, wl < klen ? wl : klen);
+            if (c == 0)
+                c = wl < klen ? -1 : wl > klen ? 1 : 0;
+            if (c > 0)
+                break;
+            waiting += c == 0;
+        }
         struct tl_record *r = tl__record_new();
         if (r == NULL) {
             st = tl__etcd_oom(s);
             goto out;
         }
-        if ((st = tl__etcd_record_from(s, key, &ls[i], h, r, NULL)) != TL_OK ||
-            (st = tl__etcd_judge(s, r, h)) != TL_OK) {
+        if ((st = tl__etcd_record_from(s, key, &ls[i], h, r, NULL)) != TL_OK) {
             tl__record_free(r);
             if (st == TL_ENOMEM)
                 goto out;
+            st = TL_OK;
             continue; /* a malformed record: list the others */
         }
-        size_t klen = strlen(key);
-        for (size_t j = 0; j < nw; j++) {
-            const char *wk = ws[j].key + (strlen(ws[j].key) >= lp ? lp : 0);
-            if (strncmp(wk, key, klen) == 0 && wk[klen] == ETCD_SEP[0])
-                r->info.waiting++;
-        }
+        int64_t beat = 0;
+        for (size_t x = 0; h != NULL && x < nleases; x++)
+            if (leases[x].id == h->lease)
+                beat = leases[x].beat;
+        tl__etcd_judge_at(s, r, h != NULL, beat);
+        r->info.waiting = waiting;
         if (tl__record_array_push(&arr, &n, &cap, r) != TL_OK) {
             tl__record_free(r);
             st = tl__etcd_oom(s);
@@ -123,6 +161,7 @@ tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *cou
     arr = NULL;
     n = 0;
 out:
+    tl__free(leases);
     for (size_t i = 0; i < n; i++)
         tl__record_free(arr[i]);
     tl__free(arr);

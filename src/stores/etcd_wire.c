@@ -518,19 +518,29 @@ out:
  * from the lease's remaining whole seconds. */
 tl_status tl__etcd_judge(struct tl_store *s, struct tl_record *r, const struct etcd_kv *h)
 {
-    int64_t now = now_ms(s), beat = now;
+    int64_t beat = 0;
+    bool alive = true;
+
+    if (h != NULL) {
+        tl_status st = tl__etcd_lease_beat(s, h->lease, &beat, &alive);
+        if (st != TL_OK)
+            return st;
+    }
+    tl__etcd_judge_at(s, r, h != NULL, beat);
+    return TL_OK;
+}
+
+void tl__etcd_judge_at(struct tl_store *s, struct tl_record *r, bool live, int64_t beat)
+{
+    int64_t now = now_ms(s);
     int64_t timeout = r->info.lock_timeout_ms;
 
     r->info.observed_at_ms = now;
-    if (h == NULL) {
+    if (!live) {
         r->info.heartbeat_at_ms = now - timeout - 1;
         r->info.stale = true;
-        return TL_OK;
+        return;
     }
-    bool alive = true;
-    tl_status st = tl__etcd_lease_beat(s, h->lease, &beat, &alive);
-    if (st != TL_OK)
-        return st;
     /* Never older than the claim, and never judged stale while etcd keeps the key. */
     if (beat < r->info.claimed_at_ms)
         beat = r->info.claimed_at_ms;
@@ -538,7 +548,6 @@ tl_status tl__etcd_judge(struct tl_store *s, struct tl_record *r, const struct e
         beat = now - timeout + 1;
     r->info.heartbeat_at_ms = beat < now ? beat : now;
     r->info.stale = false;
-    return TL_OK;
 }
 
 /* ---- events ---- */
