@@ -294,6 +294,7 @@ static void etcd_close(struct tl_store *s)
 
     /* Leases are left to expire: a lock taken by a process that exits at once (`tasklock
      * acquire`) must stay live until its timeout, renewed from elsewhere. */
+    tl__etcd_turn_end(s);
     tl__etcd_free(es->cli);
     tl__free(es->prefix);
     tl__free(es->wait_key);
@@ -565,6 +566,7 @@ done:
             tl__free(es->wait_key);
             es->wait_key = NULL;
         }
+        tl__etcd_turn_end(s); /* a watch left open for this waiter is of no more use */
     }
 out:
     tl__etcd_state_clear(&ks);

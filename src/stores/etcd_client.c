@@ -37,6 +37,35 @@
 #define MAX_BODY           ((size_t)64 * 1024 * 1024)
 #define MAX_LINE           ((size_t)16 * 1024 * 1024)
 
+struct buf {
+    char *data;
+    size_t len, cap, max;
+    bool too_big, oom;
+};
+
+struct stream {
+    struct buf line;
+    bool (*on_result)(void *ud, json_t *result);
+    void *ud;
+    size_t created; /* watches the server has confirmed */
+    bool stopped;
+    bool bad; /* a message that is not JSON: the stream is not one we understand */
+    char what[160];
+};
+
+/* The watch stream of a client, open across calls (tl__etcd_watch_open .. _close). */
+struct watch {
+    struct stream s;
+    struct curl_slist *hdrs;
+    char *body, *url;
+    size_t n;        /* watches asked for */
+    size_t endpoint; /* the endpoint it is open on */
+    int64_t opened;  /* when (real mono) */
+    bool added;      /* the transfer is in the multi handle */
+    bool ended;      /* it has finished (an error, the server's end, our time) */
+    CURLcode rc;
+};
+
 struct tl_etcd {
     CURL *easy;  /* unary requests */
     CURL *weasy; /* the watch stream, driven through `multi` */
@@ -52,6 +81,7 @@ struct tl_etcd {
     uint32_t request_ms, connect_ms;
     struct tl_etcd_error last;
     char errbuf[CURL_ERROR_SIZE];
+    struct watch w;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -139,6 +169,7 @@ void tl__etcd_free(struct tl_etcd *c)
         return;
     if (c->easy != NULL)
         curl_easy_cleanup(c->easy);
+    tl__etcd_watch_close(c);
     if (c->weasy != NULL)
         curl_easy_cleanup(c->weasy);
     if (c->multi != NULL)
@@ -164,12 +195,6 @@ const char *tl__etcd_endpoint(const struct tl_etcd *c)
 }
 
 /* ---- one HTTP exchange ---- */
-
-struct buf {
-    char *data;
-    size_t len, cap, max;
-    bool too_big, oom;
-};
 
 static bool buf_add(struct buf *b, const char *data, size_t len)
 {
@@ -226,8 +251,9 @@ static bool setup(struct tl_etcd *c, CURL *e, const char *url, const char *body,
     SET(CURLOPT_POSTFIELDS, body);
     SET(CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     SET(CURLOPT_TIMEOUT_MS, timeout_ms);
+    /* 0: the transfer has no limit (a watch kept open); the connect still has one. */
     SET(CURLOPT_CONNECTTIMEOUT_MS,
-        (long)c->connect_ms < timeout_ms ? (long)c->connect_ms : timeout_ms);
+        timeout_ms == 0 || (long)c->connect_ms < timeout_ms ? (long)c->connect_ms : timeout_ms);
     SET(CURLOPT_WRITEFUNCTION, write_fn);
     SET(CURLOPT_WRITEDATA, write_ud);
     SET(CURLOPT_TCP_NODELAY, 1L);
@@ -494,16 +520,6 @@ tl_status tl__etcd_post(struct tl_etcd *c, const char *path, json_t *body, enum 
 
 /* ---- watch ---- */
 
-struct stream {
-    struct buf line;
-    bool (*on_result)(void *ud, json_t *result);
-    void *ud;
-    size_t created; /* watches the server has confirmed */
-    bool stopped;
-    bool bad; /* a message that is not JSON: the stream is not one we understand */
-    char what[160];
-};
-
 static size_t on_stream(char *data, size_t size, size_t nmemb, void *ud)
 {
     struct stream *s = ud;
@@ -546,24 +562,102 @@ static size_t on_stream(char *data, size_t size, size_t nmemb, void *ud)
     return len;
 }
 
-tl_status tl__etcd_watch(struct tl_etcd *c, json_t *const *creates, size_t n, int64_t until_mono_ms,
-                         bool (*on_created)(void *ud), bool (*on_result)(void *ud, json_t *result),
-                         void *ud, bool *stopped, char *err)
+void tl__etcd_watch_close(struct tl_etcd *c)
 {
-    struct stream s = {.line = {.max = MAX_LINE}, .on_result = on_result, .ud = ud};
-    struct curl_slist *hdrs = NULL;
-    char *body = NULL, *url = NULL;
-    tl_status st = TL_ENOMEM;
-    int64_t now = tl__real_mono_ms();
-    bool added = false, told = false, ended = false;
-    CURLcode rc = CURLE_OK;
+    struct watch *w = &c->w;
 
+    if (w->added)
+        (void)curl_multi_remove_handle(c->multi, c->weasy);
+    curl_slist_free_all(w->hdrs);
+    tl__free(w->url);
+    tl__free(w->body);
+    tl__free(w->s.line.data);
+    memset(w, 0, sizeof(*w));
+}
+
+bool tl__etcd_watch_is_open(const struct tl_etcd *c, int64_t max_age_ms)
+{
+    /* A request that failed over since (the member may be stopped: its kernel keeps the TCP
+     * connection alive), or an old stream, is not trusted to carry every event. */
+    return c->w.added && !c->w.ended && !c->w.s.stopped && c->w.endpoint == c->cur &&
+           tl__real_mono_ms() - c->w.opened < max_age_ms;
+}
+
+/* Drives the open stream until a callback stops it, it ends, or `until_mono_ms`; calls
+ * on_created once every watch is confirmed, when it is given. */
+static tl_status drive(struct tl_etcd *c, int64_t until_mono_ms, bool (*on_created)(void *ud),
+                       bool *stopped, char *err)
+{
+    struct watch *w = &c->w;
+    bool told = on_created == NULL;
+    tl_status st = TL_OK;
+
+    /* The stream itself has no time limit: each call bounds its own wait. */
+    while (!w->s.stopped && !w->ended) {
+        int running = 0, left = 0;
+        if (curl_multi_perform(c->multi, &running) != CURLM_OK) {
+            w->ended = true;
+            w->rc = CURLE_FAILED_INIT;
+            break;
+        }
+        for (CURLMsg *m = curl_multi_info_read(c->multi, &left); m != NULL;
+             m = curl_multi_info_read(c->multi, &left)) {
+            if (m->msg == CURLMSG_DONE) {
+                w->rc = m->data.result;
+                w->ended = true;
+            }
+        }
+        if (w->s.stopped || w->ended)
+            break;
+        if (!told && w->s.created >= w->n) {
+            told = true;
+            if (on_created(w->s.ud)) {
+                w->s.stopped = true;
+                break;
+            }
+        }
+        int64_t now = tl__real_mono_ms();
+        if (now >= until_mono_ms)
+            break;
+        int64_t wait = until_mono_ms - now;
+        (void)curl_multi_poll(c->multi, NULL, 0, wait > 100 ? 100 : (int)wait, NULL);
+    }
+    *stopped = w->s.stopped;
+    if (w->s.line.oom) {
+        st = TL_ENOMEM;
+        set_err(err, "etcd: out of memory");
+    } else if (w->s.stopped || !w->ended) {
+        st = TL_OK; /* a callback ended it, or it is open and quiet */
+    } else {
+        set_err(err, "etcd: watch on %s: %s", c->endpoints[c->cur],
+                w->s.bad            ? w->s.what
+                : w->rc != CURLE_OK ? curl_easy_strerror(w->rc)
+                                    : "the stream ended");
+        /* Another member may serve the next one. */
+        c->cur = (c->cur + 1) % c->n;
+        st = w->rc == CURLE_OPERATION_TIMEDOUT ? TL_ETIMEDOUT : TL_ESTORE;
+    }
+    if (st != TL_OK || w->s.stopped)
+        tl__etcd_watch_close(c);
+    return st;
+}
+
+tl_status tl__etcd_watch_open(struct tl_etcd *c, json_t *const *creates, size_t n,
+                              int64_t until_mono_ms, bool (*on_created)(void *ud),
+                              bool (*on_result)(void *ud, json_t *result), void *ud, bool *stopped,
+                              char *err)
+{
+    struct watch *w = &c->w;
+
+    tl__etcd_watch_close(c);
     *stopped = false;
-    if (now >= until_mono_ms)
+    if (tl__real_mono_ms() >= until_mono_ms)
         return TL_OK;
     if (c->user != NULL && c->auth_header == NULL &&
         authenticate(c, c->cur, (long)c->request_ms, err) != ANSWERED)
         return TL_ESTORE;
+    w->s = (struct stream){.line = {.max = MAX_LINE}, .on_result = on_result, .ud = ud};
+    w->n = n;
     /* The gateway reads a stream's requests as JSON objects back to back in the body. */
     struct buf all = {.max = MAX_BODY};
     for (size_t i = 0; i < n; i++) {
@@ -572,74 +666,43 @@ tl_status tl__etcd_watch(struct tl_etcd *c, json_t *const *creates, size_t n, in
         json_decref(req);
         bool ok = one != NULL && buf_add(&all, one, strlen(one));
         free(one);
-        if (!ok)
-            goto out;
+        if (!ok) {
+            tl__free(all.data);
+            goto err_oom;
+        }
     }
-    body = all.data;
-    hdrs = headers(c);
-    url = tl__asprintf("%s://%s/v3/watch", c->tls ? "https" : "http", c->endpoints[c->cur]);
-    if (body == NULL || hdrs == NULL || url == NULL ||
-        !setup(c, c->weasy, url, body, hdrs, (long)(until_mono_ms - now), on_stream, &s) ||
+    w->body = all.data;
+    w->hdrs = headers(c);
+    w->url = tl__asprintf("%s://%s/v3/watch", c->tls ? "https" : "http", c->endpoints[c->cur]);
+    /* No time limit on the transfer: it stays open across calls; each call bounds its wait. A
+     * member that dies under it shows as the connection's end (TCP keep-alive finds a silent
+     * one). */
+    if (w->body == NULL || w->hdrs == NULL || w->url == NULL ||
+        !setup(c, c->weasy, w->url, w->body, w->hdrs, 0, on_stream, &w->s) ||
+        curl_easy_setopt(c->weasy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK ||
+        curl_easy_setopt(c->weasy, CURLOPT_TCP_KEEPIDLE, 5L) != CURLE_OK ||
+        curl_easy_setopt(c->weasy, CURLOPT_TCP_KEEPINTVL, 2L) != CURLE_OK ||
         curl_multi_add_handle(c->multi, c->weasy) != CURLM_OK)
-        goto out;
-    added = true;
-    /* Driven here rather than by curl_easy_perform, so that once the server has confirmed every
-     * watch, on_created can use the unary handle while the stream waits in its socket. */
-    while (!s.stopped && !ended) {
-        int running = 0, left = 0;
-        if (curl_multi_perform(c->multi, &running) != CURLM_OK)
-            break;
-        for (CURLMsg *m = curl_multi_info_read(c->multi, &left); m != NULL;
-             m = curl_multi_info_read(c->multi, &left)) {
-            if (m->msg == CURLMSG_DONE) {
-                rc = m->data.result;
-                ended = true;
-            }
-        }
-        if (s.stopped || ended)
-            break;
-        if (!told && s.created >= n && on_created != NULL) {
-            told = true;
-            if (on_created(ud)) {
-                s.stopped = true;
-                break;
-            }
-        }
-        now = tl__real_mono_ms();
-        if (now >= until_mono_ms)
-            break;
-        int64_t wait = until_mono_ms - now;
-        (void)curl_multi_poll(c->multi, NULL, 0, wait > 100 ? 100 : (int)wait, NULL);
+        goto err_oom;
+    w->added = true;
+    w->endpoint = c->cur;
+    w->opened = tl__real_mono_ms();
+    return drive(c, until_mono_ms, on_created, stopped, err);
+
+err_oom:
+    tl__etcd_watch_close(c);
+    set_err(err, "etcd: out of memory");
+    return TL_ENOMEM;
+}
+
+tl_status tl__etcd_watch_wait(struct tl_etcd *c, int64_t until_mono_ms, bool *stopped, char *err)
+{
+    *stopped = false;
+    if (!c->w.added) {
+        set_err(err, "etcd: no watch is open");
+        return TL_ESTORE;
     }
-    long http = 0;
-    (void)curl_easy_getinfo(c->weasy, CURLINFO_RESPONSE_CODE, &http);
-    if (s.line.oom) {
-        st = TL_ENOMEM;
-    } else if (s.stopped) {
-        st = TL_OK;
-        *stopped = true;
-    } else if (!ended || (rc == CURLE_OPERATION_TIMEDOUT && http == 200)) {
-        st = TL_OK; /* the stream was open and quiet until our time was up */
-    } else if (s.bad) {
-        set_err(err, "etcd: watch on %s: %s", c->endpoints[c->cur], s.what);
-        st = TL_ESTORE;
-    } else {
-        set_err(err, "etcd: watch on %s: %s", c->endpoints[c->cur],
-                rc != CURLE_OK ? curl_easy_strerror(rc) : "the stream ended");
-        /* Another member may serve the next one. */
-        c->cur = (c->cur + 1) % c->n;
-        st = rc == CURLE_OPERATION_TIMEDOUT ? TL_ETIMEDOUT : TL_ESTORE;
-    }
-out:
-    if (added)
-        (void)curl_multi_remove_handle(c->multi, c->weasy);
-    if (st == TL_ENOMEM)
-        set_err(err, "etcd: out of memory");
-    curl_slist_free_all(hdrs);
-    tl__free(url);
-    tl__free(body);
-    tl__free(s.line.data);
-    return st;
+    return drive(c, until_mono_ms, NULL, stopped, err);
 }
 
 /* ---- wire helpers ---- */

@@ -60,17 +60,27 @@ tl_status tl__etcd_post(struct tl_etcd *c, const char *path, json_t *body, enum 
 const struct tl_etcd_error *tl__etcd_last_error(const struct tl_etcd *c);
 
 /*
- * Opens one watch stream with the `n` create requests in `creates` (borrowed: each is the object
- * inside {"create_request": ...}). Once the server has confirmed every watch, calls
- * `on_created(ud)` (may be NULL), outside any libcurl callback, so it may make unary calls on
- * the same client: it returns true to end the watch at once (what it read makes the watch
- * needless). Then hands every message's "result" to `on_result` (borrowed), until it returns
- * true, or `until_mono_ms` passes (TL_OK either way: *stopped says whether a callback ended it),
- * or the stream fails (TL_ESTORE/TL_ETIMEDOUT: the caller sleeps or polls instead).
+ * Opens the client's watch stream (one per client; an open one is closed first) with the `n`
+ * create requests in `creates` (borrowed: each is the object inside {"create_request": ...}).
+ * Once the server has confirmed every watch, calls `on_created(ud)` (may be NULL), outside any
+ * libcurl callback, so it may make unary calls on the same client: it returns true to end the
+ * watch at once (what it read makes the watch needless). Then hands every message's "result" to
+ * `on_result` (borrowed), until it returns true (the stream is closed, *stopped true), or
+ * `until_mono_ms` passes (TL_OK, the stream stays open for tl__etcd_watch_wait), or the stream
+ * fails (TL_ESTORE/TL_ETIMEDOUT, closed: the caller sleeps or polls instead). `ud` must live
+ * until the stream is closed.
  */
-tl_status tl__etcd_watch(struct tl_etcd *c, json_t *const *creates, size_t n, int64_t until_mono_ms,
-                         bool (*on_created)(void *ud), bool (*on_result)(void *ud, json_t *result),
-                         void *ud, bool *stopped, char *err);
+tl_status tl__etcd_watch_open(struct tl_etcd *c, json_t *const *creates, size_t n,
+                              int64_t until_mono_ms, bool (*on_created)(void *ud),
+                              bool (*on_result)(void *ud, json_t *result), void *ud, bool *stopped,
+                              char *err);
+/* Waits on the open stream, as tl__etcd_watch_open does after its creation. */
+tl_status tl__etcd_watch_wait(struct tl_etcd *c, int64_t until_mono_ms, bool *stopped, char *err);
+/* Whether a stream is open, has not been ended by a callback, is on the endpoint unary requests
+ * use now, and was opened less than `max_age_ms` ago. */
+bool tl__etcd_watch_is_open(const struct tl_etcd *c, int64_t max_age_ms);
+/* Closes the stream (no-op when none is open). */
+void tl__etcd_watch_close(struct tl_etcd *c);
 
 /* The endpoint the client talks to now ("HOST:PORT"), for messages. */
 const char *tl__etcd_endpoint(const struct tl_etcd *c);

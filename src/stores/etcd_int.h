@@ -27,13 +27,18 @@
 #define ETCD_MAX_LEASES         8
 #define ETCD_SEP                "\x1f"
 #define ETCD_SEP_NEXT           "\x20"
-#define ETCD_TXN_MAX_OPS        100 /* etcd allows 128 per transaction */
+/* A waiter's watch is reused across wait_turn calls for at most this long, then set up again
+ * (on the endpoint of the moment). */
+#define ETCD_WATCH_REUSE_MS 5000
+#define ETCD_TXN_MAX_OPS    100 /* etcd allows 128 per transaction */
 
 struct etcd_lease {
     int64_t id;
     uint32_t ttl_s;
     int64_t beat_mono; /* when its last grant or keep-alive was sent (the store clock's mono) */
 };
+
+struct etcd_turn; /* etcd_read.c: a waiter's wait, with its watch left open between calls */
 
 struct etcd_store {
     struct tl_store base;
@@ -50,6 +55,7 @@ struct etcd_store {
     /* The revision at which wait_turn found that waiter the head of a free key (0: none): its
      * next claim compares "nothing joined since" instead of reading again. */
     int64_t turn_rev;
+    struct etcd_turn *turn;
     struct tl_etcd_stats stats;
 };
 
@@ -216,6 +222,10 @@ tl_status tl__etcd_read_state(struct tl_store *s, const struct etcd_names *k,
 
 /* Our place in the line: index of waiter `id`, or -1. */
 long tl__etcd_line_index(const struct etcd_key_state *ks, const char *id);
+
+/* Ends the waiter's wait of etcd_read.c, if any: closes its watch (a claim that won, a leave,
+ * close). */
+void tl__etcd_turn_end(struct tl_store *s);
 
 /* The ops of etcd_read.c (see store.h). */
 tl_status tl__etcd_inspect(struct tl_store *s, const char *key, struct tl_record *out, bool *found);

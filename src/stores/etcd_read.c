@@ -303,11 +303,16 @@ out:
  * that starts in the past from a catch-up loop that runs every 100 ms, which would add up to
  * 100 ms to every hand-over on a busy cluster. So the key is read again once the watch is in
  * place (on_created): a deletion before that is seen by the read, one after it by the watch.
+ *
+ * A waiter's watch stays open between its calls of wait_turn (the core calls it in slices, as
+ * short as 100 ms when it can be cancelled): a slice with the watch open and quiet costs no
+ * request at all. The claim that wins, a leave, or close ends it.
  */
-struct turn {
+struct etcd_turn {
     struct tl_store *s;
-    const struct etcd_names *k;
-    const char *waiter_id; /* NULL: a plain wait for the key's release (no line) */
+    struct etcd_names k;
+    char *key;
+    char *waiter_id; /* NULL: a plain wait for the key's release (no line) */
     bool may_steal;
     bool woken;       /* the caller's turn has come (or, plain: the key was released) */
     int64_t free_rev; /* woken as the head of a free key: the revision that showed it */
@@ -316,39 +321,78 @@ struct turn {
     size_t nwatched;
 };
 
-static void turn_forget(struct turn *t)
+static void turn_forget(struct etcd_turn *t)
 {
     for (size_t i = 0; i < t->nwatched; i++)
         tl__free(t->watched[i]);
     t->nwatched = 0;
 }
 
+static void turn_free(struct etcd_turn *t)
+{
+    if (t == NULL)
+        return;
+    turn_forget(t);
+    tl__etcd_names_clear(&t->k);
+    tl__free(t->key);
+    tl__free(t->waiter_id);
+    tl__free(t);
+}
+
+void tl__etcd_turn_end(struct tl_store *s)
+{
+    struct etcd_store *es = es_of(s);
+
+    if (es->cli != NULL)
+        tl__etcd_watch_close(es->cli);
+    turn_free(es->turn);
+    es->turn = NULL;
+}
+
+static struct etcd_turn *turn_new(struct tl_store *s, const char *key, const char *waiter_id)
+{
+    struct etcd_turn *t = tl__calloc(1, sizeof(*t));
+
+    if (t == NULL)
+        return NULL;
+    t->s = s;
+    t->key = tl__strdup(key);
+    t->waiter_id = waiter_id ? tl__strdup(waiter_id) : NULL;
+    if (t->key == NULL || (waiter_id != NULL && t->waiter_id == NULL) ||
+        tl__etcd_names_for(s, key, waiter_id, &t->k) != TL_OK) {
+        turn_free(t);
+        return NULL;
+    }
+    return t;
+}
+
 /* Reads the key: sets t->woken, or the keys to watch in keys/n (copies). */
-static tl_status plan(struct turn *t, char *keys[3], size_t *n)
+static tl_status plan(struct etcd_turn *t, char *keys[3], size_t *n)
 {
     struct etcd_key_state ks = {0};
     const char *want[3];
     size_t m = 0;
-    tl_status st = tl__etcd_read_state(t->s, t->k, &ks);
+    tl_status st = tl__etcd_read_state(t->s, &t->k, &ks);
 
     *n = 0;
     if (st != TL_OK)
         return st;
+    t->free_rev = 0;
     if (t->waiter_id == NULL) {
         t->woken = !ks.held || !ks.live; /* free, or stale: worth another attempt */
-        want[m++] = t->k->l;
-        want[m++] = t->k->h;
+        want[m++] = t->k.l;
+        want[m++] = t->k.h;
     } else {
         long mine = tl__etcd_line_index(&ks, t->waiter_id);
         /* Not in line (its claim puts it back), or the head of a free key (or of a stale
          * holder's, when it may steal). */
         t->woken = mine < 0 || (mine == 0 && (!ks.held || (t->may_steal && !ks.live)));
         t->free_rev = mine == 0 && !ks.held ? ks.rev : 0;
-        want[m++] = t->k->waiter;
+        want[m++] = t->k.waiter;
         if (mine == 0) {
-            want[m++] = t->k->l;
+            want[m++] = t->k.l;
             if (t->may_steal)
-                want[m++] = t->k->h;
+                want[m++] = t->k.h;
         } else if (mine > 0) {
             want[m++] = ks.line[mine - 1].kv.key;
         }
@@ -370,7 +414,7 @@ static tl_status plan(struct turn *t, char *keys[3], size_t *n)
  * be watched has changed meanwhile. */
 static bool on_created(void *ud)
 {
-    struct turn *t = ud;
+    struct etcd_turn *t = ud;
     char *keys[3];
     size_t n = 0;
 
@@ -386,7 +430,7 @@ static bool on_created(void *ud)
 
 static bool on_watch(void *ud, json_t *result)
 {
-    struct turn *t = ud;
+    struct etcd_turn *t = ud;
     json_t *events = json_object_get(result, "events");
 
     /* "created" answers carry no events; a canceled watch ends it too. */
@@ -396,39 +440,52 @@ static bool on_watch(void *ud, json_t *result)
     return t->event;
 }
 
-/* Waits until the turn comes (t->woken) or `until` (store mono) passes. */
-static tl_status wait_for(struct turn *t, int64_t until)
+/* Waits until the turn comes (t->woken) or `until` (store mono) passes; a quiet watch is left
+ * open. */
+static tl_status wait_for(struct etcd_turn *t, int64_t until)
 {
     struct tl_store *s = t->s;
+    struct tl_etcd *cli = es_of(s)->cli;
+    char err[TL_ERRMSG_SIZE];
     tl_status st = TL_OK;
 
     while (mono(s) < until) {
+        bool stopped = false;
+        int64_t real_until = tl__real_mono_ms() + (until - mono(s));
+        if (tl__etcd_watch_is_open(cli, ETCD_WATCH_REUSE_MS)) {
+            /* The watch of an earlier slice: quiet so far, so nothing it watches has changed. */
+            if ((st = tl__etcd_watch_wait(cli, real_until, &stopped, err)) != TL_OK) {
+                (void)tl__store_fail(s, st, "%s", err);
+                break;
+            }
+            if (!stopped)
+                break; /* still quiet: our time is up */
+            continue;  /* something was deleted: look again */
+        }
+        tl__etcd_watch_close(cli);
         turn_forget(t);
         if ((st = plan(t, t->watched, &t->nwatched)) != TL_OK || t->woken)
             break;
         json_t *creates[3] = {0};
-        bool ok = true, stopped = false;
+        bool ok = true;
         for (size_t i = 0; i < t->nwatched; i++) {
             creates[i] = tl__etcd_range_req(t->watched[i], NULL, &ok);
             json_t *f = json_array();
             tl__etcd_push(f, json_string("NOPUT"), &ok);
             tl__etcd_set(creates[i], "filters", f, &ok);
         }
-        char err[TL_ERRMSG_SIZE];
         t->event = false;
         es_of(s)->stats.watches++;
         if (!ok)
             st = tl__etcd_oom(s);
-        else if ((st = tl__etcd_watch(es_of(s)->cli, creates, t->nwatched,
-                                      tl__real_mono_ms() + (until - mono(s)), on_created, on_watch,
-                                      t, &stopped, err)) != TL_OK)
+        else if ((st = tl__etcd_watch_open(cli, creates, t->nwatched, real_until, on_created,
+                                           on_watch, t, &stopped, err)) != TL_OK)
             (void)tl__store_fail(s, st, "%s", err);
         for (size_t i = 0; i < 3; i++)
             json_decref(creates[i]);
-        if (st != TL_OK || t->woken)
+        if (st != TL_OK || t->woken || !stopped)
             break;
     }
-    turn_forget(t);
     return st;
 }
 
@@ -436,42 +493,42 @@ tl_status tl__etcd_wait_turn(struct tl_store *s, const char *key, const char *wa
                              uint32_t timeout_ms, bool *woken)
 {
     struct etcd_store *es = es_of(s);
-    struct etcd_names k;
     int64_t until = mono(s) + timeout_ms;
-    tl_status st = tl__etcd_names_for(s, key, waiter_id, &k);
 
     *woken = false;
-    if (st != TL_OK)
-        return st;
     if (s->deadline_mono_ms != 0 && s->deadline_mono_ms < until)
         until = s->deadline_mono_ms;
-    struct turn t = {
-        .s = s,
-        .k = &k,
-        .waiter_id = waiter_id,
-        .may_steal = es->wait_key != NULL && strcmp(es->wait_key, key) == 0 &&
-                     strcmp(es->wait_id, waiter_id) == 0 && es->wait_mode == TL_CLAIM_STEAL,
-    };
-    st = wait_for(&t, until);
-    *woken = t.woken;
-    es->turn_rev = t.woken ? t.free_rev : 0;
-    tl__etcd_names_clear(&k);
+    struct etcd_turn *t = es->turn;
+    if (t != NULL && (strcmp(t->key, key) != 0 || strcmp(t->waiter_id, waiter_id) != 0)) {
+        tl__etcd_turn_end(s);
+        t = NULL;
+    }
+    if (t == NULL && (t = es->turn = turn_new(s, key, waiter_id)) == NULL)
+        return tl__etcd_oom(s);
+    t->may_steal = es->wait_key != NULL && strcmp(es->wait_key, key) == 0 &&
+                   strcmp(es->wait_id, waiter_id) == 0 && es->wait_mode == TL_CLAIM_STEAL;
+    t->woken = false;
+    tl_status st = wait_for(t, until);
+    *woken = t->woken;
+    es->turn_rev = t->woken ? t->free_rev : 0;
+    if (st != TL_OK || t->woken)
+        tl__etcd_turn_end(s);
     return st;
 }
 
 tl_status tl__etcd_wait(struct tl_store *s, const char *key, uint32_t timeout_ms)
 {
-    struct etcd_names k;
     int64_t until = mono(s) + timeout_ms;
-    tl_status st = tl__etcd_names_for(s, key, NULL, &k);
 
-    if (st != TL_OK)
-        return st;
     if (s->deadline_mono_ms != 0 && s->deadline_mono_ms < until)
         until = s->deadline_mono_ms;
-    struct turn t = {.s = s, .k = &k};
-    st = wait_for(&t, until);
-    tl__etcd_names_clear(&k);
+    tl__etcd_turn_end(s); /* one watch per client */
+    struct etcd_turn *t = turn_new(s, key, NULL);
+    if (t == NULL)
+        return tl__etcd_oom(s);
+    tl_status st = wait_for(t, until);
+    tl__etcd_watch_close(es_of(s)->cli);
+    turn_free(t);
     return st;
 }
 
@@ -497,6 +554,8 @@ tl_status tl__etcd_leave(struct tl_store *s, const char *key, const char *waiter
         tl__free(es->wait_key);
         es->wait_key = NULL;
     }
+    if (es->turn != NULL && strcmp(es->turn->waiter_id, waiter_id) == 0)
+        tl__etcd_turn_end(s);
     tl__etcd_names_clear(&k);
     return st;
 }

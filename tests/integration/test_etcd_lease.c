@@ -6,6 +6,7 @@
  * when nobody renews it.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 
 #include "store.h"
 #include "stores/etcd.h"
+#include "tasklock.h"
 #include "tl.h"
 #include "tl_test.h"
 
@@ -144,6 +146,38 @@ static void a_lock_outlives_its_process_and_is_renewed_from_another(void **state
     tl__store_close(b);
 }
 
+static void a_waiter_keeps_its_watch_across_slices(void **state)
+{
+    const char *key = "slices";
+    const struct tl_options o = {
+        .store_url = url, .worker_id = "slices-a", .lock_timeout_ms = 60000};
+    struct tl_options ob = o;
+    tl_manager *a = tl_manager_new(&o), *b = NULL;
+    tl_lock *la = NULL, *lb = NULL;
+    volatile sig_atomic_t cancel = 0;
+    struct tl_etcd_stats st;
+
+    (void)state;
+    ob.worker_id = "slices-b";
+    b = tl_manager_new(&ob);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(tl_acquire(a, key, &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &la),
+                     TL_OK);
+    /* With a cancel flag the core waits in slices of 100 ms: 2 s of waiting is about 20 slices,
+     * and an open watch is reused for all of them (it is set up again only after
+     * ETCD_WATCH_REUSE_MS, 5 s). */
+    const struct tl_acquire_opts wait = {.deadline_ms = 2000, .cancel = &cancel};
+    assert_int_equal(tl_acquire(b, key, &wait, &lb), TL_EBUSY);
+    assert_true(tl__etcd_stats(b->store, &st));
+    if (st.watches > 3)
+        fail_msg("%llu watches for one wait of 2 s", (unsigned long long)st.watches);
+    assert_int_equal(tl_release(la, NULL), TL_OK);
+    tl_lock_free(la);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
 int main(void)
 {
     const char *base = tl_test_env("TL_TEST_ETCD_URL");
@@ -159,6 +193,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(many_locks_share_one_keepalive),
         cmocka_unit_test(a_lock_outlives_its_process_and_is_renewed_from_another),
+        cmocka_unit_test(a_waiter_keeps_its_watch_across_slices),
     };
     return cmocka_run_group_tests_name("etcd leases", tests, NULL, NULL);
 }
