@@ -499,15 +499,13 @@ static json_t *busy_result(struct tl_mcp_server *s, const char *key,
         return error_result("%s is busy: %s (waited %s). Try again later, or wait in line with "
                             "wait_seconds.",
                             key, tl_errmsg(s->m), waited);
+    /* Text only: the SDKs check a structuredContent against the output schema, errors too. */
     describe_holder(h, holder, sizeof(holder));
-    json_t *doc =
-        json_pack("{s:s, s:s, s:o}", "key", key, "error", "held", "holder", lock_object(s, h));
     if (strcmp(h->worker_id, tl_manager_worker_id(s->m)) == 0)
-        return error_result_doc(doc,
-                                "%s is %s: that is you (this connection's worker id). Locks are "
-                                "not re-entrant: keep working under your lock (token %llu), or "
-                                "release it first.",
-                                key, holder, (unsigned long long)h->token);
+        return error_result("%s is %s: that is you (this connection's worker id). Locks are not "
+                            "re-entrant: keep working under your lock (token %llu), or release "
+                            "it first.",
+                            key, holder, (unsigned long long)h->token);
     const char *hint;
     if (h->stale && o->strategy != TL_STEAL_STALE && o->strategy != TL_FORCE_ACQUIRE)
         hint = "It is stale: strategy steal-stale takes it over.";
@@ -517,8 +515,8 @@ static json_t *busy_result(struct tl_mcp_server *s, const char *key,
         hint = "Work on something else, try again later, or wait in line with wait_seconds.";
     else
         hint = "It was still held when the wait ended: work on something else, or try again.";
-    return error_result_doc(doc, "%s is %s; %u waiting in line; waited %s. %s", key, holder,
-                            (unsigned)h->waiting, waited, hint);
+    return error_result("%s is %s; %u waiting in line; waited %s. %s", key, holder,
+                        (unsigned)h->waiting, waited, hint);
 }
 
 /* The lock_acquire result of a granted lock. */
