@@ -218,8 +218,24 @@ static void take_line(struct io *io, const char *text, size_t len)
         free(rid_text);
         goto out;
     }
-    if (method != NULL && valid_id && strcmp(method, "ping") == 0 &&
-        json_object_get(params, "_meta") == NULL && json_is_string(json_object_get(j, "jsonrpc"))) {
+    if (method != NULL && id_text != NULL) {
+        pthread_mutex_lock(&io->mu);
+        bool dup = id_in_use(io, id_text);
+        pthread_mutex_unlock(&io->mu);
+        if (dup) { /* only the reader queues, and the main thread takes ids only from the queue */
+            char why[200];
+
+            (void)snprintf(why, sizeof(why),
+                           "Invalid Request: id %.64s is in use by a request not yet answered",
+                           id_text);
+            send_error(io, NULL, TL_MCP_INVALID_REQUEST, why);
+            goto out;
+        }
+    }
+    const char *version = json_string_value(json_object_get(j, "jsonrpc"));
+    if (method != NULL && valid_id && strcmp(method, "ping") == 0 && version != NULL &&
+        strcmp(version, "2.0") == 0 && (params == NULL || json_is_object(params)) &&
+        json_object_get(params, "_meta") == NULL) {
         /* At once, even while an acquire waits: clients ping to see that we are alive. */
         json_t *doc = json_pack("{s:s, s:O, s:{}}", "jsonrpc", "2.0", "id", id, "result");
         char *line = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
@@ -246,24 +262,13 @@ static void take_line(struct io *io, const char *text, size_t len)
     id_text = NULL;
 
     pthread_mutex_lock(&io->mu);
-    bool dup = m->id != NULL && method != NULL && id_in_use(io, m->id);
-    if (!dup) {
-        if (io->tail != NULL)
-            io->tail->next = m;
-        else
-            io->head = m;
-        io->tail = m;
-        pthread_cond_signal(&io->cv);
-    }
+    if (io->tail != NULL)
+        io->tail->next = m;
+    else
+        io->head = m;
+    io->tail = m;
+    pthread_cond_signal(&io->cv);
     pthread_mutex_unlock(&io->mu);
-    if (dup) {
-        char why[200];
-
-        (void)snprintf(why, sizeof(why),
-                       "Invalid Request: id %.64s is in use by a request not yet answered", m->id);
-        send_error(io, NULL, TL_MCP_INVALID_REQUEST, why);
-        msg_free(m);
-    }
 out:
     free(id_text);
     json_decref(j);

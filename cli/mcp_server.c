@@ -470,10 +470,9 @@ static char *dispatch(struct tl_mcp_server *s, json_t *req, int64_t arrived_ms)
                                  "Invalid Request: id must be a string or an integer");
     if (!json_is_string(json_object_get(req, "jsonrpc")) ||
         strcmp(json_string_value(json_object_get(req, "jsonrpc")), "2.0") != 0)
-        return has_id || method != NULL
-                   ? tl_mcp_error_line(id, TL_MCP_INVALID_REQUEST,
-                                       "Invalid Request: jsonrpc must be \"2.0\"")
-                   : NULL;
+        return has_id ? tl_mcp_error_line(id, TL_MCP_INVALID_REQUEST,
+                                          "Invalid Request: jsonrpc must be \"2.0\"")
+                      : NULL; /* a notification gets no reply, whatever is wrong with it */
     if (method == NULL) {
         /* A response to a request of ours (we send none) or junk: only junk with an id gets an
          * answer. */
@@ -529,7 +528,7 @@ static char *dispatch(struct tl_mcp_server *s, json_t *req, int64_t arrived_ms)
 char *tl_mcp_handle(struct tl_mcp_server *s, const char *msg, size_t len, int64_t arrived_ms)
 {
     json_error_t jerr;
-    json_t *req = json_loadb(msg, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *req = json_loadb(msg, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     char *reply;
 
     if (req == NULL) {
