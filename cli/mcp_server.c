@@ -88,7 +88,7 @@ static char *result_line(const json_t *id, json_t *result, bool modern)
     json_t *doc =
         json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", (json_t *)id, "result", result);
     if (doc != NULL)
-        line = json_dumps(doc, JSON_COMPACT);
+        line = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(doc);
     return line;
 }
@@ -107,7 +107,7 @@ static char *error_data_line(const json_t *id, int code, const char *message, js
     if (err != NULL)
         doc = json_pack("{s:s, s:O?, s:o}", "jsonrpc", "2.0", "id", (json_t *)id, "error", err);
     if (doc != NULL)
-        line = json_dumps(doc, JSON_COMPACT);
+        line = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(doc);
     json_decref(data);
     return line;
@@ -372,7 +372,7 @@ static json_t *seed_json(const struct tl_info *info, bool with_stale)
 
 static char *resource_text(const struct tl_mcp_call *c, const char *uri, json_t *doc)
 {
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
     json_t *r = text != NULL ? json_pack("{s:[{s:s, s:s, s:s}]}", "contents", "uri", uri,
                                          "mimeType", "application/json", "text", text)
                              : NULL;

@@ -199,7 +199,7 @@ json_t *tl_mcp_tools_new(bool allow_force)
 /* A successful result: `doc` (stolen) as structuredContent and as text. */
 static json_t *ok_result(json_t *doc)
 {
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
     json_t *r = NULL;
 
     if (text != NULL)
