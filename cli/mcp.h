@@ -40,7 +40,7 @@ enum {
 #define TL_MCP_META_VERSION  "io.modelcontextprotocol/protocolVersion"
 
 /* The longest message taken (a line beyond it is refused with -32600 by cmd_mcp.c). */
-#define TL_MCP_LINE_MAX (4u * 1024u * 1024u)
+#define TL_MCP_LINE_MAX ((size_t)4 * 1024 * 1024)
 
 /* What a waiting acquire learned when it ended (struct tl_mcp_config.end_wait). */
 enum tl_mcp_wait_end {

@@ -145,7 +145,10 @@ static void set_client_name(struct tl_mcp_server *s, const char *name)
 
         if (!ok && (n == 0 || s->client_name[n - 1] == '-'))
             continue;
-        s->client_name[n++] = ok ? ch : '-';
+        if (ok)
+            s->client_name[n++] = ch;
+        else
+            s->client_name[n++] = '-';
     }
     while (n > 0 && s->client_name[n - 1] == '-')
         n--;

@@ -211,16 +211,12 @@ static json_t *ok_result(json_t *doc)
 }
 
 /* An error result the model can act on: isError, with the message as text, and `doc` (stolen;
- * may be NULL) as structuredContent. */
-static json_t *error_result_doc(json_t *doc, const char *fmt, ...) TL_MCP_PRINTF(2, 3);
-static json_t *error_result_doc(json_t *doc, const char *fmt, ...)
+ * may be NULL) as structuredContent. NULL only when out of memory. */
+static json_t *verror_result(json_t *doc, const char *fmt, va_list ap)
 {
     char msg[2048];
-    va_list ap;
 
-    va_start(ap, fmt);
     (void)vsnprintf(msg, sizeof(msg), fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
-    va_end(ap);
     /* A cut may split a UTF-8 character of a key or a holder's id: cut back to whole ones. */
     json_t *text = NULL;
     for (size_t n = strlen(msg), cut = 0; text == NULL && cut < 4 && cut <= n; cut++)
@@ -236,7 +232,28 @@ static json_t *error_result_doc(json_t *doc, const char *fmt, ...)
     json_decref(doc);
     return r;
 }
-#define error_result(...) error_result_doc(NULL, __VA_ARGS__)
+
+static json_t *error_result_doc(json_t *doc, const char *fmt, ...) TL_MCP_PRINTF(2, 3);
+static json_t *error_result_doc(json_t *doc, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    json_t *r = verror_result(doc, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+static json_t *error_result(const char *fmt, ...) TL_MCP_PRINTF(1, 2);
+static json_t *error_result(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    json_t *r = verror_result(NULL, fmt, ap);
+    va_end(ap);
+    return r;
+}
 
 /* "3m12s", "850ms", "2h05m". */
 static void age(int64_t ms, char *buf, size_t size)
@@ -552,7 +569,7 @@ static json_t *tool_acquire(struct tl_mcp_call *c, json_t *args)
     json_t *r;
 
     if ((r = unknown_arguments("lock_acquire", args, known)) != NULL ||
-        (r = key_argument("lock_acquire", args, true, &key)) != NULL ||
+        (r = key_argument("lock_acquire", args, true, &key)) != NULL || key == NULL ||
         (r = seconds_argument("lock_acquire", args, "wait_seconds", 86400, true, &wait_ms)) !=
             NULL ||
         (r = seconds_argument("lock_acquire", args, "lock_timeout_seconds", 2073600, false,
@@ -594,7 +611,7 @@ static json_t *tool_acquire(struct tl_mcp_call *c, json_t *args)
             return error_result("lock_acquire: \"task_info\" cannot be written (out of memory)");
         o.task_info = task_text;
     }
-    if ((r = need_store(s)) != NULL)
+    if ((r = need_store(s)) != NULL || s->m == NULL)
         goto out;
     struct tl_mcp_held *mine = find_held(s, key, 0);
     if (mine != NULL && !tl_lock_is_lost(mine->lock)) {
@@ -667,8 +684,9 @@ static json_t *tool_heartbeat(struct tl_mcp_call *c, json_t *args)
     tl_status st;
 
     if ((r = unknown_arguments("lock_heartbeat", args, known)) != NULL ||
-        (r = key_argument("lock_heartbeat", args, true, &key)) != NULL ||
-        (r = token_argument("lock_heartbeat", args, &token)) != NULL || (r = need_store(s)) != NULL)
+        (r = key_argument("lock_heartbeat", args, true, &key)) != NULL || key == NULL ||
+        (r = token_argument("lock_heartbeat", args, &token)) != NULL || token == 0 ||
+        (r = need_store(s)) != NULL || s->m == NULL)
         return r;
 
     struct tl_mcp_held *h = find_held(s, key, token);
@@ -744,8 +762,8 @@ static json_t *tool_release(struct tl_mcp_call *c, json_t *args)
     tl_status st;
 
     if ((r = unknown_arguments("lock_release", args, known)) != NULL ||
-        (r = key_argument("lock_release", args, true, &key)) != NULL ||
-        (r = token_argument("lock_release", args, &token)) != NULL)
+        (r = key_argument("lock_release", args, true, &key)) != NULL || key == NULL ||
+        (r = token_argument("lock_release", args, &token)) != NULL || token == 0)
         return r;
     json_t *v = json_object_get(args, "summary");
     if (v != NULL && !json_is_null(v)) {
@@ -753,7 +771,7 @@ static json_t *tool_release(struct tl_mcp_call *c, json_t *args)
         if (summary == NULL || strlen(summary) > 4096)
             return error_result("lock_release: \"summary\" must be text of at most 4096 bytes");
     }
-    if ((r = need_store(s)) != NULL)
+    if ((r = need_store(s)) != NULL || s->m == NULL)
         return r;
 
     struct tl_mcp_held *h = find_held(s, key, token);
@@ -787,7 +805,8 @@ static json_t *tool_status(struct tl_mcp_call *c, json_t *args)
     json_t *r;
 
     if ((r = unknown_arguments("lock_status", args, known)) != NULL ||
-        (r = key_argument("lock_status", args, true, &key)) != NULL || (r = need_store(s)) != NULL)
+        (r = key_argument("lock_status", args, true, &key)) != NULL || key == NULL ||
+        (r = need_store(s)) != NULL || s->m == NULL)
         return r;
     tl_status st = tl_inspect(s->m, key, &info);
     if (st == TL_OK) {
@@ -842,7 +861,7 @@ static json_t *tool_list(struct tl_mcp_call *c, json_t *args)
     const char *prefix = json_string_value(v);
     if (v != NULL && !json_is_null(v) && prefix == NULL)
         return error_result("lock_list: \"prefix\" must be a string");
-    if ((r = need_store(s)) != NULL)
+    if ((r = need_store(s)) != NULL || s->m == NULL)
         return r;
     tl_status st = tl_list(s->m, &infos, &n);
     if (st != TL_OK)
@@ -884,7 +903,7 @@ static json_t *tool_history(struct tl_mcp_call *c, json_t *args)
             return error_result("lock_history: \"limit\" must be a whole number from 1 to 1000");
         limit = (size_t)json_integer_value(v);
     }
-    if ((r = need_store(s)) != NULL)
+    if ((r = need_store(s)) != NULL || s->m == NULL)
         return r;
     tl_status st = tl_history(s->m, key, limit, &ev, &n);
     if (st == TL_ENOTSUP)

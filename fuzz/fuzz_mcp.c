@@ -37,9 +37,9 @@ static tl_status connect_memory(void *ud, const char *worker_id, tl_manager **ou
 
 static bool known_code(json_int_t code)
 {
-    static const json_int_t codes[] = {TL_MCP_PARSE_ERROR,     TL_MCP_INVALID_REQUEST,
-                                       TL_MCP_METHOD_NOT_FOUND, TL_MCP_INVALID_PARAMS,
-                                       TL_MCP_INTERNAL_ERROR,   TL_MCP_RESOURCE_NOT_FOUND,
+    static const json_int_t codes[] = {TL_MCP_PARSE_ERROR,        TL_MCP_INVALID_REQUEST,
+                                       TL_MCP_METHOD_NOT_FOUND,   TL_MCP_INVALID_PARAMS,
+                                       TL_MCP_INTERNAL_ERROR,     TL_MCP_RESOURCE_NOT_FOUND,
                                        TL_MCP_UNSUPPORTED_VERSION};
 
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
