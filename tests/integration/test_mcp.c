@@ -763,6 +763,56 @@ static void release_outcomes_and_resources(void **state)
     assert_int_equal(srv_end(&s, 0), 0);
 }
 
+/* `tasklock ARGS...` with no input: its exit status, and its standard output in `out`. */
+static int run_plain(const char *const args[], char *out, size_t size)
+{
+    struct srv s;
+    const char *argv[16] = {binary};
+    size_t n = 1, len = 0;
+
+    for (size_t i = 0; args[i] != NULL; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(tl_spawn_piped("test_mcp", argv, &s.pid, &s.in, &s.out), 0);
+    (void)close(s.in);
+    for (;;) {
+        struct pollfd p = {.fd = s.out, .events = POLLIN};
+        if (poll(&p, 1, LIMIT_MS) <= 0)
+            fail_msg("no end of output");
+        ssize_t got = read(s.out, out + len, size - 1 - len);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+    }
+    out[len] = '\0';
+    s.in = open("/dev/null", O_WRONLY); /* srv_end closes it */
+    return srv_end(&s, 0);
+}
+
+static void usage_and_help(void **state)
+{
+    char out[8192];
+
+    (void)state;
+    assert_int_equal(run_plain((const char *[]){"mcp", "--help", NULL}, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "usage: tasklock [global options] mcp"));
+    assert_non_null(strstr(out, "--on-exit"));
+    assert_int_equal(run_plain((const char *[]){"help", "mcp", NULL}, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "--max-wait"));
+    assert_int_equal(run_plain((const char *[]){"help", NULL}, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "  mcp "));
+    assert_int_equal(
+        run_plain((const char *[]){"mcp", "--on-exit", "never", NULL}, out, sizeof(out)), 2);
+    assert_int_equal(
+        run_plain((const char *[]){"mcp", "--max-wait", "soon", NULL}, out, sizeof(out)), 2);
+    assert_int_equal(run_plain((const char *[]){"mcp", "extra", NULL}, out, sizeof(out)), 2);
+    assert_string_equal(out, ""); /* nothing but protocol messages on standard output */
+    /* No input at all: a clean exit. */
+    assert_int_equal(run_plain((const char *[]){"-s", store, "mcp", NULL}, out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+}
+
 int main(void)
 {
     const char *bindir = tl_test_env("TL_TEST_BINARY_DIR");
@@ -786,6 +836,7 @@ int main(void)
     (void)snprintf(store, sizeof(store), "sqlite:%s/mcp.db", dir);
 
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(usage_and_help),
         cmocka_unit_test(handshake_in_every_legacy_version),
         cmocka_unit_test(notifications_get_no_reply),
         cmocka_unit_test(the_stateless_era),
