@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -108,19 +109,20 @@ static int64_t mono_ms(void)
     return tl_mcp_mono_ms(NULL);
 }
 
-/* Writes one message and its newline, whole. False when standard output is gone. */
+/* Writes one message and its newline, whole (one writev, unless the pipe takes part of it).
+ * False when standard output is gone. */
 static bool send_line(struct io *io, const char *line)
 {
-    size_t n = strlen(line);
+    static char newline[] = "\n";
+    struct iovec iov[2] = {{.iov_base = (void *)line, .iov_len = strlen(line)},
+                           {.iov_base = newline, .iov_len = 1}};
+    int i = 0;
     bool ok;
 
     pthread_mutex_lock(&io->out_mu);
     ok = !io->out_broken;
-    for (size_t done = 0; ok && done <= n;) {
-        /* The newline goes out with the message's last bytes when it fits; else on its own. */
-        const char *p = done < n ? line + done : "\n";
-        size_t len = done < n ? n - done : 1;
-        ssize_t w = write(STDOUT_FILENO, p, len);
+    while (ok && i < 2) {
+        ssize_t w = writev(STDOUT_FILENO, iov + i, 2 - i);
 
         if (w < 0 && errno == EINTR)
             continue;
@@ -129,9 +131,15 @@ static bool send_line(struct io *io, const char *line)
             io->out_broken = true;
             break;
         }
-        done += (size_t)w;
-        if (done == n + 1 || (p[0] == '\n' && len == 1))
-            break;
+        size_t left = (size_t)w;
+        while (i < 2 && left >= iov[i].iov_len) {
+            left -= iov[i].iov_len;
+            i++;
+        }
+        if (i < 2) {
+            iov[i].iov_base = (char *)iov[i].iov_base + left;
+            iov[i].iov_len -= left;
+        }
     }
     pthread_mutex_unlock(&io->out_mu);
     return ok;
