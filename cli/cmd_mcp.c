@@ -62,6 +62,8 @@ static const char help[] =
 
 /* ---- the state the two threads share ---- */
 
+#define QUEUE_MAX ((size_t)64 * 1024 * 1024) /* bytes of messages read and not yet handled */
+
 struct msg {
     struct msg *next;
     char *text;
@@ -72,8 +74,10 @@ struct msg {
 
 struct io {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;      /* a message was queued, or the input ended */
+    pthread_cond_t drained; /* the queue shrank, or the main thread stopped */
     struct msg *head, *tail;
+    size_t queued;  /* bytes in the queue */
     bool eof;       /* no more input: the queue is still handled */
     bool stop;      /* a signal, or standard output closed: stop now */
     int signal;     /* the signal that stopped us, or 0 */
@@ -180,6 +184,7 @@ static void cancel_request(struct io *io, const char *id)
 
         if (m->id != NULL && strcmp(m->id, id) == 0) {
             *pp = m->next;
+            io->queued -= m->len;
             if (io->tail == m) {
                 io->tail = NULL;
                 for (struct msg *t = io->head; t != NULL; t = t->next)
@@ -275,7 +280,12 @@ static void take_line(struct io *io, const char *text, size_t len)
     else
         io->head = m;
     io->tail = m;
+    io->queued += m->len;
     pthread_cond_signal(&io->cv);
+    /* A client that writes faster than it reads our answers: stop reading for a while rather
+     * than queue without bound. */
+    while (io->queued > QUEUE_MAX && !io->stop)
+        pthread_cond_wait(&io->drained, &io->mu);
     pthread_mutex_unlock(&io->mu);
 out:
     free(id_text);
@@ -519,6 +529,7 @@ static int run_mcp(struct tl_cli *cli, int argc, char **argv)
     pthread_mutex_init(&io->mu, NULL);
     pthread_mutex_init(&io->out_mu, NULL);
     pthread_cond_init(&io->cv, NULL);
+    pthread_cond_init(&io->drained, NULL);
     wake_fd = io->wake_w;
 
     (void)signal(SIGPIPE, SIG_IGN); /* a closed standard output is an error to handle */
@@ -556,6 +567,8 @@ static int run_mcp(struct tl_cli *cli, int argc, char **argv)
             io->head = m->next;
             if (io->head == NULL)
                 io->tail = NULL;
+            io->queued -= m->len;
+            pthread_cond_signal(&io->drained);
             io->inflight = m->id;
             m->id = NULL;
             io->cancelled = false;
@@ -582,6 +595,10 @@ static int run_mcp(struct tl_cli *cli, int argc, char **argv)
     }
 
     /* Wake the reader if it still reads (we stopped for standard output), and wait for it. */
+    pthread_mutex_lock(&io->mu);
+    io->stop = true;
+    pthread_cond_broadcast(&io->drained);
+    pthread_mutex_unlock(&io->mu);
     unsigned char q = 'Q';
     (void)!write(io->wake_w, &q, 1);
     (void)pthread_join(rd, NULL);
@@ -611,6 +628,7 @@ out_signals:
     (void)close(io->wake_r);
     (void)close(io->wake_w);
     pthread_cond_destroy(&io->cv);
+    pthread_cond_destroy(&io->drained);
     pthread_mutex_destroy(&io->out_mu);
     pthread_mutex_destroy(&io->mu);
     free(sc);
