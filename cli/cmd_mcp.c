@@ -504,6 +504,9 @@ static int run_mcp(struct tl_cli *cli, int argc, char **argv)
     struct sigaction saved[3], saved_usr1;
     bool keep = false, allow_force = false;
     uint32_t max_wait = 50000;
+
+    /* Standard output is the protocol's: no --json error document of ours, ever. */
+    cli->outcome->stdout_given = true;
     int rc = parse(cli, argc, argv, &keep, &max_wait, &allow_force);
     int pipefd[2];
 

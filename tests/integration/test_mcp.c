@@ -808,6 +808,9 @@ static void usage_and_help(void **state)
         run_plain((const char *[]){"mcp", "--max-wait", "soon", NULL}, out, sizeof(out)), 2);
     assert_int_equal(run_plain((const char *[]){"mcp", "extra", NULL}, out, sizeof(out)), 2);
     assert_string_equal(out, ""); /* nothing but protocol messages on standard output */
+    assert_int_equal(
+        run_plain((const char *[]){"--json", "mcp", "--bogus", NULL}, out, sizeof(out)), 2);
+    assert_string_equal(out, ""); /* not even --json's error document */
     /* No input at all: a clean exit. */
     assert_int_equal(run_plain((const char *[]){"-s", store, "mcp", NULL}, out, sizeof(out)), 0);
     assert_string_equal(out, "");
