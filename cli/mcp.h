@@ -92,7 +92,8 @@ char *tl_mcp_handle(struct tl_mcp_server *s, const char *msg, size_t len, int64_
 
 /*
  * Releases every lock the engine granted and still holds, each within `deadline_ms`. Returns
- * how many were released; `failed` (may be NULL) gets how many could not be.
+ * how many were released; `failed` (may be NULL) gets how many could not be for a store error
+ * (a lock lost before is not a failure: it is someone else's). Messages go to stderr.
  */
 size_t tl_mcp_release_all(struct tl_mcp_server *s, uint32_t deadline_ms, size_t *failed);
 

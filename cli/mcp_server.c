@@ -599,6 +599,9 @@ size_t tl_mcp_release_all(struct tl_mcp_server *s, uint32_t deadline_ms, size_t 
 
         if (st == TL_OK) {
             released++;
+        } else if (st == TL_ENOTOWNER) { /* lost before: someone else's now, nothing to do */
+            (void)fprintf(stderr, "tasklock: mcp: %s (token %llu) was lost before the end\n",
+                          s->held[i].key, (unsigned long long)s->held[i].token);
         } else {
             bad++;
             (void)fprintf(stderr, "tasklock: mcp: could not release %s (token %llu): %s\n",

@@ -519,9 +519,10 @@ static json_t *busy_result(struct tl_mcp_server *s, const char *key,
     /* Text only: the SDKs check a structuredContent against the output schema, errors too. */
     describe_holder(h, holder, sizeof(holder));
     if (strcmp(h->worker_id, tl_manager_worker_id(s->m)) == 0)
-        return error_result("%s is %s: that is you (this connection's worker id). Locks are not "
-                            "re-entrant: keep working under your lock (token %llu), or release "
-                            "it first.",
+        return error_result("%s is %s: that is your worker id, from before this connection (a "
+                            "tasklock command, or an earlier server), and this server does not "
+                            "heartbeat it. Locks are not re-entrant: lock_release it (token "
+                            "%llu) and acquire it again, or lock_heartbeat it yourself.",
                             key, holder, (unsigned long long)h->token);
     const char *hint;
     if (h->stale && o->strategy != TL_STEAL_STALE && o->strategy != TL_FORCE_ACQUIRE)

@@ -575,6 +575,29 @@ static void worker_ids(void **state)
     assert_memory_equal(wa, "My-Agent-1-", strlen("My-Agent-1-"));
     assert_string_not_equal(wa, wb);
     assert_string_equal(wc, "fixed-worker");
+
+    /* A lock of the same worker id from before this connection: released by token. */
+    tl_manager *m = other("fixed-worker");
+    tl_lock *lock = NULL;
+    assert_int_equal(tl_acquire(m, "w4", NULL, &lock), TL_OK);
+    uint64_t token = tl_lock_token(lock);
+    tl_lock_free(lock); /* still held in the store */
+    tl_manager_free(m);
+    json_t *res = tool(&c, 2, "lock_acquire", "{\"key\":\"w4\"}");
+    assert_true(is_error(res));
+    assert_non_null(strstr(result_text(res), "your worker id"));
+    json_decref(res);
+    char args[200];
+    (void)snprintf(args, sizeof(args), "{\"key\":\"w4\",\"token\":%llu}",
+                   (unsigned long long)token);
+    res = tool(&c, 3, "lock_heartbeat", args);
+    assert_false(is_error(res));
+    json_decref(res);
+    res = tool(&c, 4, "lock_release", args);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(res, "structuredContent"), "outcome")),
+        "released");
+    json_decref(res);
     free(wa);
     free(wb);
     free(wc);
