@@ -419,7 +419,7 @@ static enum tl_mcp_wait_end end_wait(void *ud)
 
     pthread_mutex_lock(&io->mu);
     io->waiting = false;
-    r = io->eof ? TL_MCP_WAIT_SHUTDOWN : io->cancelled ? TL_MCP_WAIT_CANCELLED : TL_MCP_WAIT_ON;
+    r = io->cancelled ? TL_MCP_WAIT_CANCELLED : io->eof ? TL_MCP_WAIT_SHUTDOWN : TL_MCP_WAIT_ON;
     pthread_mutex_unlock(&io->mu);
     return r;
 }

@@ -63,8 +63,9 @@ struct tl_mcp_config {
     void *ud; /* for the callbacks */
     /* The flag a waiting acquire watches (struct tl_acquire_opts.cancel); may be NULL. */
     const volatile sig_atomic_t *cancel;
-    /* Around each waiting acquire: begin_wait(ud, id) with the request id as compact JSON text,
-     * then end_wait(ud), which says whether it was cancelled. Both may be NULL. */
+    /* Around each acquire: begin_wait(ud, id) with the request id as compact JSON text, then
+     * end_wait(ud), which says whether it was cancelled (a lock granted to a cancelled request
+     * is released again). Both may be NULL. */
     void (*begin_wait)(void *ud, const char *id);
     enum tl_mcp_wait_end (*end_wait)(void *ud);
     /* Monotonic clock in ms; NULL for CLOCK_MONOTONIC. */

@@ -636,11 +636,19 @@ static json_t *tool_acquire(struct tl_mcp_call *c, json_t *args)
         o.deadline_ms = waits ? (uint32_t)w : 0;
         o.retries = waits ? 0 : TL_NO_RETRIES;
         o.cancel = waits ? s->cfg.cancel : NULL;
-        if (waits && s->cfg.begin_wait != NULL)
+        if (s->cfg.begin_wait != NULL)
             s->cfg.begin_wait(s->cfg.ud, id_text != NULL ? id_text : "");
         st = tl_acquire(s->m, key, &o, &lock);
         enum tl_mcp_wait_end end =
-            waits && s->cfg.end_wait != NULL ? s->cfg.end_wait(s->cfg.ud) : TL_MCP_WAIT_ON;
+            s->cfg.end_wait != NULL ? s->cfg.end_wait(s->cfg.ud) : TL_MCP_WAIT_ON;
+        if (st == TL_OK && end == TL_MCP_WAIT_CANCELLED) {
+            /* Granted as the client gave up: it will never see the token. */
+            (void)tl_release(lock, "tasklock mcp: the request was cancelled");
+            tl_lock_free(lock);
+            lock = NULL;
+            c->no_reply = true;
+            break;
+        }
         if (st != TL_ECANCELED)
             break;
         if (end != TL_MCP_WAIT_ON) { /* the client cancelled it, or left: no answer */
