@@ -170,10 +170,11 @@ test('a lock forced away: its release says not_yours; force needs --allow-force'
 
 test('the server heartbeats the locks it granted', async () => {
   const a = await connect('beater');
-  const got = await call(a, 'lock_acquire', { key: 'sdk-beat', lock_timeout_seconds: 3 });
+  // Heartbeats every 1.5 s; watched for longer than the lock timeout.
+  const got = await call(a, 'lock_acquire', { key: 'sdk-beat', lock_timeout_seconds: 4.5 });
   assert.equal(got.isError, false, text(got));
   const seen = new Set();
-  const end = Date.now() + 4000; // longer than the lock timeout
+  const end = Date.now() + 5000;
   await poll('two heartbeats by the server', async () => {
     const st = await status(observer, 'sdk-beat');
     assert.equal(st.lock.stale, false, 'never stale while the client is connected');
