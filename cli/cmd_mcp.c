@@ -345,7 +345,7 @@ static void *reader(void *arg)
                 sig = b;
             break;
         }
-        if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+        if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) == 0)
             continue;
         if (cap - len < 65536) {
             char *p = realloc(buf, cap * 2);
@@ -512,6 +512,13 @@ static int run_mcp(struct tl_cli *cli, int argc, char **argv)
 
     if (rc >= 0)
         return rc;
+    /* A closed standard input or output would be taken by the pipe below: make them /dev/null
+     * (no input: the end at once; no output: answers go nowhere). */
+    for (int fd = STDIN_FILENO; fd <= STDOUT_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 &&
+            open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY) != fd)
+            return TL_EXIT_STORE;
+    }
     /* A network store: this process becomes tasklock-net now, before any thread starts. */
     tl_cli_handoff(cli, tl_cli_store_url(cli));
 
