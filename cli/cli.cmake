@@ -9,7 +9,8 @@
 # With no network store built in, `tasklock` is the only one and has everything.
 set(TL_CLI_SOURCES
   cli/main.c cli/common.c cli/cmd_acquire.c cli/cmd_release.c cli/cmd_renew.c cli/cmd_run.c
-  cli/cmd_status.c cli/cmd_list.c cli/cmd_log.c cli/cmd_where.c cli/cmd_demo.c cli/cmd_help.c)
+  cli/cmd_status.c cli/cmd_list.c cli/cmd_log.c cli/cmd_where.c cli/cmd_demo.c cli/cmd_help.c
+  cli/cmd_mcp.c cli/mcp_server.c cli/mcp_tools.c)
 file(RELATIVE_PATH TL_NET_FROM_BIN "/${CMAKE_INSTALL_BINDIR}"
      "/${CMAKE_INSTALL_LIBEXECDIR}/tasklock/tasklock-net")
 
@@ -20,7 +21,7 @@ function(tl_cli_binary target output lib)
   target_compile_definitions(${target} PRIVATE _POSIX_C_SOURCE=200809L
                              TL_NET_FROM_BIN="${TL_NET_FROM_BIN}")
   target_compile_options(${target} PRIVATE ${TL_WARNINGS})
-  target_link_libraries(${target} PRIVATE ${lib} PkgConfig::JANSSON)
+  target_link_libraries(${target} PRIVATE ${lib} PkgConfig::JANSSON Threads::Threads m)
 endfunction()
 
 if(TL_WITH_GITHUB OR TL_WITH_REDIS OR TL_WITH_POSTGRES OR TL_WITH_ETCD)

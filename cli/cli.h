@@ -70,6 +70,7 @@ extern const struct tl_cli_cmd tl_cli_cmd_list;
 extern const struct tl_cli_cmd tl_cli_cmd_log;
 extern const struct tl_cli_cmd tl_cli_cmd_demo;
 extern const struct tl_cli_cmd tl_cli_cmd_where;
+extern const struct tl_cli_cmd tl_cli_cmd_mcp;
 extern const struct tl_cli_cmd tl_cli_cmd_help;
 
 /* main.c: the command named `name` (exact match), or NULL. */

@@ -31,6 +31,12 @@ if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/src/stores/github_marker.c
   list(APPEND TL_FUZZ_TARGETS gh_marker)
 endif()
 
+# The message handler of `tasklock mcp` (cli/mcp_server.c, cli/mcp_tools.c) runs its tools for
+# real: it links the whole embedded library (memory store), compiled once more like the core.
+if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_mcp.c)
+  list(APPEND TL_FUZZ_TARGETS mcp)
+endif()
+
 enable_testing() # also when TL_BUILD_TESTS is OFF: the fuzz tests need no cmocka
 
 add_library(tl_fuzz_core STATIC ${TL_FUZZ_CORE})
@@ -40,6 +46,16 @@ target_compile_options(tl_fuzz_core PRIVATE ${TL_WARNINGS} ${TL_FUZZ_CFLAGS}
                        -fsanitize=fuzzer-no-link,${TL_FUZZ_SANITIZERS})
 target_link_libraries(tl_fuzz_core PUBLIC PkgConfig::JANSSON)
 
+if(mcp IN_LIST TL_FUZZ_TARGETS)
+  add_library(tl_fuzz_lite STATIC ${TL_CORE_SOURCES} cli/mcp_server.c cli/mcp_tools.c)
+  target_include_directories(tl_fuzz_lite PUBLIC include src cli)
+  target_compile_definitions(tl_fuzz_lite PUBLIC _POSIX_C_SOURCE=200809L)
+  target_compile_options(tl_fuzz_lite PRIVATE ${TL_WARNINGS} ${TL_FUZZ_CFLAGS}
+                         -fsanitize=fuzzer-no-link,${TL_FUZZ_SANITIZERS})
+  target_link_libraries(tl_fuzz_lite PUBLIC PkgConfig::SQLITE3 PkgConfig::JANSSON
+                        Threads::Threads m)
+endif()
+
 add_custom_target(tl_fuzz) # builds every fuzz target: cmake --build B --target tl_fuzz
 foreach(t ${TL_FUZZ_TARGETS})
   add_executable(fuzz_${t} fuzz/fuzz_${t}.c)
@@ -47,7 +63,11 @@ foreach(t ${TL_FUZZ_TARGETS})
   target_compile_options(fuzz_${t} PRIVATE ${TL_WARNINGS} ${TL_FUZZ_CFLAGS}
                          -fsanitize=fuzzer,${TL_FUZZ_SANITIZERS})
   target_link_options(fuzz_${t} PRIVATE -fsanitize=fuzzer,${TL_FUZZ_SANITIZERS})
-  target_link_libraries(fuzz_${t} PRIVATE tl_fuzz_core)
+  if(t STREQUAL mcp)
+    target_link_libraries(fuzz_${t} PRIVATE tl_fuzz_lite)
+  else()
+    target_link_libraries(fuzz_${t} PRIVATE tl_fuzz_core)
+  endif()
 
   # libFuzzer writes what it finds into the first corpus folder: ours, never the seeds.
   set(work ${CMAKE_CURRENT_BINARY_DIR}/fuzz/corpus/${t})
