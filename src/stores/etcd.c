@@ -191,6 +191,9 @@ static tl_status etcd_open(struct tl_store *s, const char *url)
 
     es->history_max = ETCD_DEFAULT_HISTORY_MAX;
     es->request_ms = ETCD_DEFAULT_REQUEST_MS;
+    char r[3];
+    tl__etcd_random_hex(r, 1);
+    es->releases = (uint32_t)tl__hex_value(r[1]) % ETCD_TRAIL_CHECK_EVERY;
     if ((es->prefix = tl__strdup(ETCD_DEFAULT_PREFIX)) == NULL)
         return tl__etcd_oom(s);
     if (strncmp(url, "etcd://", 7) != 0)
@@ -807,9 +810,7 @@ static tl_status etcd_release(struct tl_store *s, const struct tl_record *held, 
         st = tl__etcd_oom(s);
         goto out;
     }
-    char r[3];
-    tl__etcd_random_hex(r, 1);
-    bool check_trail = r[1] == '0'; /* one in 16 */
+    bool check_trail = ++es->releases % ETCD_TRAIL_CHECK_EVERY == 0;
     for (int attempt = 0; attempt < 20; attempt++) {
         bool ok = true;
         json_t *compare = json_array(), *ops = json_array(), *fail = json_array(), *ans = NULL;
@@ -825,8 +826,8 @@ static tl_status etcd_release(struct tl_store *s, const struct tl_record *held, 
                                         &ok),
                       &ok);
         /* The trail's length, to trim it: counting costs etcd a walk over the key's events,
-         * so one release in 16 does it (whichever process; the trail then stays within
-         * history_max and a little more). */
+         * so one release in ETCD_TRAIL_CHECK_EVERY does it (counted per instance from a random
+         * start, so that processes that release once count too, now and then). */
         if (check_trail) {
             json_t *count = tl__etcd_range_req(epre, eend, &ok);
             tl__etcd_set(count, "count_only", json_true(), &ok);

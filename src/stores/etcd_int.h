@@ -30,7 +30,9 @@
 /* A waiter's watch is reused across wait_turn calls for at most this long, then set up again
  * (on the endpoint of the moment). */
 #define ETCD_WATCH_REUSE_MS 5000
-#define ETCD_TXN_MAX_OPS    100 /* etcd allows 128 per transaction */
+/* One release in this many counts the key's audit trail, to trim it. */
+#define ETCD_TRAIL_CHECK_EVERY 16
+#define ETCD_TXN_MAX_OPS       100 /* etcd allows 128 per transaction */
 
 struct etcd_lease {
     int64_t id;
@@ -55,6 +57,7 @@ struct etcd_store {
     /* The revision at which wait_turn found that waiter the head of a free key (0: none): its
      * next claim compares "nothing joined since" instead of reading again. */
     int64_t turn_rev;
+    uint32_t releases; /* counted from a random start (see etcd_release) */
     struct etcd_turn *turn;
     struct tl_etcd_stats stats;
 };

@@ -178,6 +178,38 @@ static void a_waiter_keeps_its_watch_across_slices(void **state)
     tl_manager_free(b);
 }
 
+static void the_audit_trail_is_trimmed(void **state)
+{
+    char small[600], err[TL_ERRMSG_SIZE] = "";
+    struct tl_store *s = NULL;
+    struct tl_event **ev = NULL;
+    size_t n = 0;
+
+    (void)state;
+    (void)snprintf(small, sizeof(small), "%s", url);
+    small[strlen(small) - 1] = '\0'; /* the prefix's "/" */
+    (void)snprintf(small + strlen(small), sizeof(small) - strlen(small), "-trail/&history_max=10");
+    if (tl__store_open(small, NULL, &tl__real_clock, &quiet, &s, err) != TL_OK)
+        fail_msg("open %s: %s", small, err);
+    /* 200 cycles write 400 events; one release in 16 counts them and trims to 10 once there are
+     * more than 16: at most 16 + 2 * 16 remain. */
+    for (int i = 0; i < 200; i++) {
+        struct tl_record held;
+        claim(s, "trail", 60000, &held);
+        assert_int_equal(s->ops->release(s, &held, NULL), TL_OK);
+        tl__record_clear(&held);
+    }
+    assert_int_equal(s->ops->history(s, "trail", 1000, &ev, &n), TL_OK);
+    if (n < 10 || n > 48)
+        fail_msg("%zu events kept of 400 (history_max=10)", n);
+    /* The newest are kept, in order. */
+    for (size_t i = 1; i < n; i++)
+        assert_true(ev[i]->token >= ev[i - 1]->token);
+    assert_int_equal(ev[n - 1]->kind, TL_EVENT_RELEASED);
+    tl_event_array_free(ev, n);
+    tl__store_close(s);
+}
+
 int main(void)
 {
     const char *base = tl_test_env("TL_TEST_ETCD_URL");
@@ -194,6 +226,7 @@ int main(void)
         cmocka_unit_test(many_locks_share_one_keepalive),
         cmocka_unit_test(a_lock_outlives_its_process_and_is_renewed_from_another),
         cmocka_unit_test(a_waiter_keeps_its_watch_across_slices),
+        cmocka_unit_test(the_audit_trail_is_trimmed),
     };
     return cmocka_run_group_tests_name("etcd leases", tests, NULL, NULL);
 }
