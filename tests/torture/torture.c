@@ -45,7 +45,7 @@ static const char *const scenario_names[] = {
 };
 
 /* leader-kill: every worker must acquire again within this long of a member's kill or stop. */
-#define RESUME_BOUND_MS 15000
+#define RESUME_BOUND_MS    15000
 #define MAX_CLUSTER_FAULTS 64
 
 /* Everything the parent keeps about a run. */
@@ -617,8 +617,8 @@ static pid_t member_pid(const struct parent *p, const char *member)
     char out[32];
     uint64_t v = 0;
 
-    if (cluster_cmd(p, "pid", member, out, sizeof(out)) != 0 || !tl__parse_u64(out, &v) ||
-        v <= 1 || v > INT32_MAX)
+    if (cluster_cmd(p, "pid", member, out, sizeof(out)) != 0 || !tl__parse_u64(out, &v) || v <= 1 ||
+        v > INT32_MAX)
         return -1;
     return (pid_t)v;
 }
@@ -1240,14 +1240,16 @@ static void check_scenario(struct parent *p, const struct tt_verdict *v, uint64_
     if (cfg->scenario == TT_LEADER_KILL) {
         for (uint32_t i = 0; i < p->nkills; i++) {
             if (p->kill_all_ms[i] < 0 || p->kill_all_ms[i] > RESUME_BOUND_MS)
-                fail_extra(p, "leader-kill: after leader kill %u, not every worker acquired "
-                              "again within %d ms (%lld ms)",
+                fail_extra(p,
+                           "leader-kill: after leader kill %u, not every worker acquired "
+                           "again within %d ms (%lld ms)",
                            i + 1, RESUME_BOUND_MS, (long long)p->kill_all_ms[i]);
         }
         for (uint32_t i = 0; i < p->nstops; i++) {
             if (p->stop_all_ms[i] < 0 || p->stop_all_ms[i] > RESUME_BOUND_MS)
-                fail_extra(p, "leader-kill: after follower stop %u, not every worker acquired "
-                              "again within %d ms (%lld ms)",
+                fail_extra(p,
+                           "leader-kill: after follower stop %u, not every worker acquired "
+                           "again within %d ms (%lld ms)",
                            i + 1, RESUME_BOUND_MS, (long long)p->stop_all_ms[i]);
         }
     }
