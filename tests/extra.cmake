@@ -49,3 +49,9 @@ add_test(NAME doc_environment
          COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/install/doc_environment.sh
                  ${CMAKE_CURRENT_SOURCE_DIR})
 set_tests_properties(doc_environment PROPERTIES LABELS unit TIMEOUT 60)
+
+# The etcd failover test starts its own three-member cluster with the harness's script.
+if(TARGET test_etcd_failover)
+  set_tests_properties(etcd_failover PROPERTIES ENVIRONMENT
+                       "TL_ETCD_CLUSTER_SH=${CMAKE_CURRENT_SOURCE_DIR}/tests/harness/etcd-cluster.sh")
+endif()

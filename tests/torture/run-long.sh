@@ -3,7 +3,8 @@
 # store this build has, with thousands of cycles and many faults, then a summary table.
 #
 # BUILD_DIR (default: build) is configured and tl-torture built in it if needed. Private Redis
-# and PostgreSQL servers are started for the run (tests/torture/servers.sh); the GitHub runs
+# and PostgreSQL servers and a three-member etcd cluster are started for the run
+# (tests/torture/servers.sh); the GitHub runs
 # spawn their own tl-github-server. Each run's JSON summary goes to
 # BUILD_DIR/torture-long/results.jsonl, its output to BUILD_DIR/torture-long/NAME.log, and the
 # table to BUILD_DIR/torture-long/summary.md (and stdout). Exits 1 if any proof failed.
@@ -23,7 +24,7 @@ fi
 build=${1:-build}
 case "$build" in /*) ;; *) build=$src/$build ;; esac
 out=$build/torture-long
-stores=${TL_TORTURE_STORES:-sqlite memory redis postgres github}
+stores=${TL_TORTURE_STORES:-sqlite memory redis postgres etcd github}
 
 results=$out/results.jsonl
 if [ -z "$summarize_only" ]; then
@@ -50,7 +51,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-declare -A url restart
+declare -A url restart fault
 for store in $stores; do
   if ! "$bin" --has-store "$store"; then
     echo "run-long: this build has no $store store; skipping it" >&2
@@ -66,6 +67,12 @@ for store in $stores; do
       url[$store]=$("$here/servers.sh" start "$store" "$dir")
       restart[$store]="'$here/servers.sh' restart $store '$dir'"
       ;;
+    etcd)
+      dir=$(mktemp -d "${TMPDIR:-/tmp}/tl-torture-long-$store.XXXXXX")
+      servers+=("$store:$dir")
+      url[$store]=$("$here/servers.sh" start "$store" "$dir")
+      fault[$store]="'$here/servers.sh' fault $store '$dir'"
+      ;;
   esac
 done
 
@@ -77,6 +84,7 @@ run() { # STORE SCENARIO [tl-torture options]
   [ -n "${url[$store]:-}" ] || return 0
   local extra=()
   [ "$scenario" = restart ] && extra+=(--restart-cmd "${restart[$store]}")
+  [ "$scenario" = leader-kill ] && extra+=(--restart-cmd "${fault[$store]}")
   [ -n "${TL_TORTURE_SEED:-}" ] && seed=(--seed "$TL_TORTURE_SEED")
   echo "run-long: $name: tl-torture --store ${url[$store]} --scenario $scenario $*" >&2
   "$bin" --store "${url[$store]}" --scenario "$scenario" --report "$out/$name.json" \
@@ -116,6 +124,13 @@ for s in redis postgres; do
     --fault-interval 2s
   run "$s" line --workers 8 --cycles 1000 --keys 3 --lock-timeout 1s --faults 24
 done
+# etcd: a three-member cluster; leader-kill kills and restarts its leader and stops a follower.
+run etcd clean --workers 16 --cycles 300 --keys 4
+run etcd sigkill --workers 8 --cycles 300 --keys 3 --lock-timeout 1s --faults 20
+run etcd sigstop --workers 8 --cycles 300 --keys 3 --lock-timeout 1s --faults 12
+run etcd line --workers 8 --cycles 300 --keys 3 --lock-timeout 1s --faults 16
+run etcd leader-kill --workers 8 --cycles 1000 --keys 3 --lock-timeout 3s --faults 12 \
+  --fault-interval 2s --stop 2s
 # GitHub: slower (every acquire reads the issue's comment list, a page per 100 comments).
 run github clean --workers 6 --cycles 100 --keys 4
 run github sigkill --workers 6 --cycles 60 --keys 4 --lock-timeout 4s --faults 8
@@ -158,6 +173,14 @@ notes() { # the scenario's own figures
   local n=() v
   v=$(sed -n 's/.*"learned_by_heartbeat":\([0-9]*\).*/\1/p' <<<"$1")
   [ -n "$v" ] && n+=("lost locks learned by heartbeat: $v")
+  v=$(sed -n 's/.*"leader_kill":{"kills":\([0-9]*\),"stops":\([0-9]*\).*"resume_all_max_ms":\([0-9-]*\),"stop_resume_all_max_ms":\([0-9-]*\).*/\1 \2 \3 \4/p' <<<"$1")
+  if [ -n "$v" ]; then
+    local a med
+    read -r -a a <<<"$v"
+    med=$(sed -n 's/.*"leader_kill":{[^}]*"resume_all_ms":\[\([0-9,-]*\)\].*/\1/p' <<<"$1" |
+      tr ',' '\n' | sort -n | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}')
+    n+=("leaders killed: ${a[0]}, every worker acquiring again within ${a[2]} ms (median ${med:-?} ms), followers stopped: ${a[1]}, within ${a[3]} ms")
+  fi
   v=$(field "$1" max_recovery_ms)
   [ -n "$v" ] && n+=("longest recovery: $v ms")
   v=$(field "$1" steal_attempts_refused)

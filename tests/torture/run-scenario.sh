@@ -8,6 +8,8 @@
 #   postgres  $TL_TEST_POSTGRES_URI, else a private server. `restart` always uses a private
 #             server (servers.sh), since it restarts it.
 #   github    a private tl-github-server, spawned by tl-torture itself
+#   etcd      always a private three-member cluster (servers.sh, tests/harness/etcd-cluster.sh),
+#             whose members the leader-kill scenario kills, restarts and stops
 # `partition` puts a tl-proxy (started by tl-torture) between half the workers and that store.
 # Exits 77 (skipped) only when this build has no such store; a server that cannot be started
 # fails the run. $TL_TORTURE_BUILD_SCALE (set by tests/torture/torture.cmake for sanitizer
@@ -49,6 +51,15 @@ case "$store" in
     if [ "$scenario" = restart ] || [ -z "$url" ]; then
       private=$(mktemp -d "${TMPDIR:-/tmp}/tl-torture-$store.XXXXXX")
       url=$("$here/servers.sh" start "$store" "$private")
+      args+=(--restart-cmd "'$here/servers.sh' restart $store '$private'")
+    fi
+    ;;
+  etcd)
+    private=$(mktemp -d "${TMPDIR:-/tmp}/tl-torture-$store.XXXXXX")
+    url=$("$here/servers.sh" start "$store" "$private")
+    if [ "$scenario" = leader-kill ]; then
+      args+=(--restart-cmd "'$here/servers.sh' fault $store '$private'")
+    else
       args+=(--restart-cmd "'$here/servers.sh' restart $store '$private'")
     fi
     ;;

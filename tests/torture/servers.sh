@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# servers.sh -- private Redis and PostgreSQL servers for torture runs, which must be able to
-# restart them (the shared servers of tests/harness/with-servers belong to every test).
+# servers.sh -- private Redis and PostgreSQL servers and etcd clusters for torture runs, which
+# must be able to restart them (the shared servers of tests/harness/with-servers belong to every
+# test).
 #
-#   servers.sh start   redis|postgres DIR   start one in DIR (created), print its store URL
-#   servers.sh restart redis|postgres DIR   stop it and start it again on the same port and data
-#   servers.sh stop    redis|postgres DIR   stop it
+#   servers.sh start   redis|postgres|etcd DIR   start one in DIR (created), print its store URL
+#   servers.sh restart redis|postgres|etcd DIR   stop it and start it again on the same port and
+#                                                data (etcd: the leader is SIGKILLed and restarted)
+#   servers.sh stop    redis|postgres|etcd DIR   stop it
+#   servers.sh fault   etcd DIR ACTION [MEMBER]  an action of tests/harness/etcd-cluster.sh on the
+#                                                cluster (the leader-kill scenario's faults)
+#
+# etcd is a three-member cluster on loopback (tests/harness/etcd-cluster.sh, fast elections).
 #
 # Restarts alternate between a crash (Redis: SIGKILL; PostgreSQL: immediate shutdown, then
 # crash recovery) and a clean shutdown (SIGTERM; PostgreSQL: fast shutdown), counted in
@@ -17,9 +23,9 @@
 # port (DIR/port) and the cluster (DIR/data) of an earlier start, with fsync on.
 set -euo pipefail
 
-cmd=${1:?usage: servers.sh start|restart|stop redis|postgres DIR}
-kind=${2:?usage: servers.sh start|restart|stop redis|postgres DIR}
-dir=${3:?usage: servers.sh start|restart|stop redis|postgres DIR}
+cmd=${1:?usage: servers.sh start|restart|stop|fault redis|postgres|etcd DIR}
+kind=${2:?usage: servers.sh start|restart|stop|fault redis|postgres|etcd DIR}
+dir=${3:?usage: servers.sh start|restart|stop|fault redis|postgres|etcd DIR}
 here=$(cd "$(dirname "$0")" && pwd)
 harness=$here/../harness
 
@@ -98,7 +104,18 @@ stop_server() { # SIGNAL
   rm -f "$dir/pid"
 }
 
+cluster=$harness/etcd-cluster.sh
+
 case "$cmd/$kind" in
+  start/etcd) "$cluster" start "$dir" ;;
+  stop/etcd) "$cluster" stop "$dir" ;;
+  restart/etcd)
+    n=$(cat "$dir/restarts" 2>/dev/null || echo 0)
+    echo $((n + 1)) >"$dir/restarts"
+    m=$("$cluster" kill-leader "$dir")
+    "$cluster" restart-member "$dir" "$m"
+    ;;
+  fault/etcd) "$cluster" "${4:?usage: servers.sh fault etcd DIR ACTION [MEMBER]}" "$dir" ${5:+"$5"} ;;
   start/redis) redis_start ;;
   start/postgres) pg_start ;;
   stop/redis) stop_server TERM ;;
@@ -114,7 +131,7 @@ case "$cmd/$kind" in
     if [ "$kind" = redis ]; then redis_start >/dev/null; else pg_start >/dev/null; fi
     ;;
   *)
-    echo "usage: servers.sh start|restart|stop redis|postgres DIR" >&2
+    echo "usage: servers.sh start|restart|stop|fault redis|postgres|etcd DIR" >&2
     exit 2
     ;;
 esac

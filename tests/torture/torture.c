@@ -41,7 +41,12 @@ static const char *const scenario_names[] = {
     [TT_CLOCK_SKEW] = "clock-skew",
     [TT_PARTITION] = "partition",
     [TT_LINE] = "line",
+    [TT_LEADER_KILL] = "leader-kill",
 };
+
+/* leader-kill: every worker must acquire again within this long of a member's kill or stop. */
+#define RESUME_BOUND_MS    15000
+#define MAX_CLUSTER_FAULTS 64
 
 /* Everything the parent keeps about a run. */
 struct parent {
@@ -77,6 +82,12 @@ struct parent {
     enum tt_sabotage sabotage;    /* line: --sabotage */
     struct tt_line_verdict line;  /* line: the line's proofs */
     uint64_t dead_waiters_passed; /* line: stops in line during which the key changed hands */
+    /* leader-kill: per leader kill and per follower stop, the time from the signal to the first
+     * acquire of any worker and to the last worker's first acquire (ms; -1: not within the
+     * poll's limit). */
+    int64_t kill_first_ms[MAX_CLUSTER_FAULTS], kill_all_ms[MAX_CLUSTER_FAULTS];
+    int64_t stop_first_ms[MAX_CLUSTER_FAULTS], stop_all_ms[MAX_CLUSTER_FAULTS];
+    uint32_t nkills, nstops;
 };
 
 static void fail_extra(struct parent *p, const char *fmt, ...) TL_PRINTF(2, 3);
@@ -109,7 +120,7 @@ static void usage(FILE *f)
         "  --store URL          sqlite:PATH (sqlite: = a temporary file), memory:, redis://...,\n"
         "                       postgres://..., github: (= a private GitHub test server)\n"
         "  --scenario NAME      clean | sigkill | sigstop | restart | github-faults | clock-skew\n"
-        "                       | partition | line\n"
+        "                       | partition | line | leader-kill (etcd)\n"
         "  --workers N          worker processes (threads for memory:) [8]\n"
         "  --cycles M           acquire attempts per worker [200]\n"
         "  --keys K             keys they contend for [3]\n"
@@ -128,7 +139,9 @@ static void usage(FILE *f)
         "  --overrun DUR        line: how far past its deadline an acquire may return [3s]\n"
         "  --sabotage WHAT      line: show that the proofs bite: invert-priority (claims carry\n"
         "                       the opposite priority) or lose-wakeups (hidden from the core)\n"
-        "  --restart-cmd CMD    restart: shell command that restarts the store's server\n"
+        "  --restart-cmd CMD    restart: shell command that restarts the store's server;\n"
+        "                       leader-kill: `CMD ACTION [MEMBER]` runs an action of\n"
+        "                       tests/harness/etcd-cluster.sh on the cluster (servers.sh fault)\n"
         "  --github-admin URL   github-faults: the GitHub test server, http://127.0.0.1:PORT\n"
         "  --backoff MIN,MAX    acquire backoff [2ms,64ms; GitHub: 20ms,500ms]\n"
         "  --pause DUR          think time before each cycle [0; GitHub: 100ms]\n"
@@ -185,7 +198,8 @@ static void apply_defaults(struct tt_config *c, bool timeout_given)
         switch (c->scenario) {
         case TT_CLEAN: c->lock_timeout_ms = 30000; break;
         case TT_CLOCK_SKEW: c->lock_timeout_ms = 60000; break;
-        case TT_RESTART: c->lock_timeout_ms = 3000; break;
+        case TT_RESTART:
+        case TT_LEADER_KILL: c->lock_timeout_ms = 3000; break;
         case TT_GITHUB_FAULTS: c->lock_timeout_ms = 8000; break;
         case TT_PARTITION: c->lock_timeout_ms = 4000; break;
         default: c->lock_timeout_ms = 1000; break;
@@ -208,7 +222,8 @@ static void apply_defaults(struct tt_config *c, bool timeout_given)
         c->freeze_ms = c->lock_timeout_ms * 5 / 2;
     if (c->fault_interval_ms == 0) {
         switch (c->scenario) {
-        case TT_RESTART: c->fault_interval_ms = 3000; break;
+        case TT_RESTART:
+        case TT_LEADER_KILL: c->fault_interval_ms = 3000; break;
         case TT_GITHUB_FAULTS: c->fault_interval_ms = 1500; break;
         case TT_PARTITION: c->fault_interval_ms = c->lock_timeout_ms; break;
         default: c->fault_interval_ms = 500; break;
@@ -230,6 +245,7 @@ static void apply_defaults(struct tt_config *c, bool timeout_given)
         case TT_SIGSTOP:
         case TT_LINE: c->faults = 4; break;
         case TT_RESTART:
+        case TT_LEADER_KILL:
         case TT_PARTITION: c->faults = 2; break;
         case TT_GITHUB_FAULTS: c->faults = 6; break;
         default: c->faults = 0; break;
@@ -569,6 +585,197 @@ static bool inject_restart(struct parent *p)
     return true;
 }
 
+/*
+ * leader-kill: runs `RESTART_CMD ACTION [MEMBER]` (an action of tests/harness/etcd-cluster.sh,
+ * through servers.sh fault) and returns its exit status, with the first line it printed in
+ * `out` (may be NULL).
+ */
+static int cluster_cmd(const struct parent *p, const char *action, const char *member, char *out,
+                       size_t size)
+{
+    char cmd[2048];
+
+    (void)snprintf(cmd, sizeof(cmd), "%s %s %s", p->restart_cmd, action, member ? member : "");
+    FILE *f = popen(cmd, "r"); /* NOLINT(cert-env33-c): the harness's own script */
+    if (f == NULL)
+        return -1;
+
+    char line[256] = "";
+    if (fgets(line, sizeof(line), f) == NULL)
+        line[0] = '\0';
+    while (fgetc(f) != EOF)
+        continue;
+    int st = pclose(f);
+    line[strcspn(line, "\n")] = '\0';
+    if (out != NULL)
+        (void)snprintf(out, size, "%s", line);
+    return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static pid_t member_pid(const struct parent *p, const char *member)
+{
+    char out[32];
+    uint64_t v = 0;
+
+    if (cluster_cmd(p, "pid", member, out, sizeof(out)) != 0 || !tl__parse_u64(out, &v) || v <= 1 ||
+        v > INT32_MAX)
+        return -1;
+    return (pid_t)v;
+}
+
+/*
+ * After a member's kill or stop at t0: waits (reaping, polling the records every 2 ms, bounded)
+ * until every worker still running at t0 with cycles left has entered a section after t0, or
+ * has finished. Then *first and *all are the times from t0 to the first such entry of any
+ * worker and to the last worker's first one (ms, from the records); *all is -1 if the poll
+ * gave up.
+ */
+static void wait_resumed(struct parent *p, int64_t t0, uint32_t n0, int64_t *first, int64_t *all)
+{
+    struct tt_shared *sh = p->run.sh;
+    const struct tt_section *sec = tt_sections(sh);
+    int64_t limit = t0 + (int64_t)4 * RESUME_BOUND_MS * 1000000;
+    int64_t entered[TT_MAX_WORKERS];
+    bool waited[TT_MAX_WORKERS];
+    uint32_t scanned = n0;
+
+    for (uint32_t s = 0; s < sh->nworkers; s++) {
+        entered[s] = 0;
+        waited[s] = p->alive[s] && atomic_load(&sh->workers[s].state) != TT_DONE;
+    }
+    *first = -1;
+    *all = -1;
+    for (;;) {
+        uint32_t nsec = atomic_load(&sh->nsections);
+        if (nsec > sh->max_sections)
+            nsec = sh->max_sections;
+        for (; scanned < nsec; scanned++) {
+            int64_t e = sec[scanned].enter_ns;
+            uint32_t w = sec[scanned].worker;
+            if (e == 0) /* allocated, not yet written: look again */
+                break;
+            if (w < sh->nworkers && e > t0 && (entered[w] == 0 || e < entered[w]))
+                entered[w] = e;
+        }
+        bool every = true;
+        for (uint32_t s = 0; s < sh->nworkers; s++) {
+            if (waited[s] && entered[s] == 0 && p->alive[s] &&
+                atomic_load(&sh->workers[s].state) != TT_DONE)
+                every = false;
+        }
+        if (every || tt_now_ns() > limit)
+            break;
+        wait_reaping(p, 2000000);
+    }
+    int64_t lo = INT64_MAX, hi = 0;
+    bool missing = false;
+    for (uint32_t s = 0; s < sh->nworkers; s++) {
+        if (!waited[s])
+            continue;
+        if (entered[s] == 0) {
+            missing = missing || (p->alive[s] && atomic_load(&sh->workers[s].state) != TT_DONE);
+            continue;
+        }
+        lo = entered[s] < lo ? entered[s] : lo;
+        hi = entered[s] > hi ? entered[s] : hi;
+    }
+    if (lo != INT64_MAX)
+        *first = (lo - t0) / 1000000;
+    if (!missing && hi != 0)
+        *all = (hi - t0) / 1000000;
+    else if (!missing)
+        *all = 0; /* nobody had cycles left */
+}
+
+/*
+ * leader-kill: SIGKILLs the etcd cluster's leader, measures how soon the workers acquire again,
+ * restarts the member on its data, then SIGSTOPs a follower for --stop (measuring the same), and
+ * SIGCONTs it. The signals are sent from here, so that the times start at the signal.
+ */
+static bool inject_leader_kill(struct parent *p)
+{
+    struct tt_shared *sh = p->run.sh;
+    char leader[16], follower[16] = "";
+    int64_t first, all;
+
+    if (cluster_cmd(p, "wait-leader", NULL, NULL, 0) != 0 ||
+        cluster_cmd(p, "leader", NULL, leader, sizeof(leader)) != 0) {
+        fail_extra(p, "leader-kill: the cluster has no leader before the fault");
+        return true;
+    }
+    pid_t pid = member_pid(p, leader);
+    if (pid < 0) {
+        fail_extra(p, "leader-kill: no PID for the leader %s", leader);
+        return true;
+    }
+    struct tt_fault *f = new_fault(p, TT_FAULT_LEADER_KILL);
+    uint32_t n0 = atomic_load(&sh->nsections);
+    int64_t t0 = tt_now_ns();
+    if (f != NULL) {
+        f->start_ns = t0;
+        (void)snprintf(f->detail, sizeof(f->detail), "%s", leader);
+    }
+    (void)kill(pid, SIGKILL);
+    if (cluster_cmd(p, "kill-member", leader, NULL, 0) != 0) /* waits until it is gone */
+        fail_extra(p, "leader-kill: the leader %s (pid %d) did not die", leader, (int)pid);
+    wait_resumed(p, t0, n0, &first, &all);
+    if (p->nkills < MAX_CLUSTER_FAULTS) {
+        p->kill_first_ms[p->nkills] = first;
+        p->kill_all_ms[p->nkills++] = all;
+    }
+    int rc = cluster_cmd(p, "restart-member", leader, NULL, 0);
+    if (f != NULL) {
+        f->end_ns = tt_now_ns();
+        f->bit = rc == 0;
+    }
+    if (rc != 0) {
+        p->restarts_failed++;
+        fail_extra(p, "leader-kill: %s did not come back (exit %d)", leader, rc);
+        return true;
+    }
+
+    /* A follower, stopped: a different one each time. */
+    char now_leader[16];
+    if (cluster_cmd(p, "wait-leader", NULL, NULL, 0) != 0 ||
+        cluster_cmd(p, "leader", NULL, now_leader, sizeof(now_leader)) != 0) {
+        fail_extra(p, "leader-kill: no leader after %s came back", leader);
+        return true;
+    }
+    for (int i = 0, n = 0; i < 3; i++) {
+        (void)snprintf(follower, sizeof(follower), "m%d", i + 1);
+        if (strcmp(follower, now_leader) != 0 && (uint32_t)n++ == p->nstops % 2)
+            break;
+    }
+    pid = member_pid(p, follower);
+    if (pid < 0) {
+        fail_extra(p, "leader-kill: no PID for the follower %s", follower);
+        return true;
+    }
+    struct tt_fault *g = new_fault(p, TT_FAULT_STOP_MEMBER);
+    n0 = atomic_load(&sh->nsections);
+    t0 = tt_now_ns();
+    if (g != NULL) {
+        g->start_ns = t0;
+        (void)snprintf(g->detail, sizeof(g->detail), "%s", follower);
+    }
+    (void)kill(pid, SIGSTOP);
+    wait_resumed(p, t0, n0, &first, &all);
+    if (p->nstops < MAX_CLUSTER_FAULTS) {
+        p->stop_first_ms[p->nstops] = first;
+        p->stop_all_ms[p->nstops++] = all;
+    }
+    int64_t left = t0 + (int64_t)p->run.cfg.stop_ms * 1000000 - tt_now_ns();
+    if (left > 0)
+        wait_reaping(p, left);
+    (void)kill(pid, SIGCONT);
+    if (g != NULL) {
+        g->end_ns = tt_now_ns();
+        g->bit = true;
+    }
+    p->last_fault_end_ns = tt_now_ns();
+    return true;
+}
+
 /* The GitHub test server's counted knobs: one is set per fault, in turn. */
 static const struct gh_knob {
     const char *knob; /* the knob, as GET /_admin/faults names it */
@@ -687,6 +894,7 @@ static bool inject_fault(struct parent *p, uint32_t n)
     case TT_GITHUB_FAULTS: done = inject_github(p, n); break;
     case TT_PARTITION: done = inject_partition(p); break;
     case TT_LINE: done = inject_line(p, n); break;
+    case TT_LEADER_KILL: done = inject_leader_kill(p); break;
     default: done = true; break;
     }
     if (done && p->run.cfg.verbose && p->run.sh->nfaults > 0) {
@@ -1029,7 +1237,24 @@ static void check_scenario(struct parent *p, const struct tt_verdict *v, uint64_
                    "clock-skew: %llu live lock(s) were taken although every holder heartbeated "
                    "far inside the %u ms lock timeout: a skewed client clock made them look stale",
                    (unsigned long long)(v->steals + v->forced), cfg->lock_timeout_ms);
-    if (cfg->scenario == TT_RESTART || cfg->scenario == TT_GITHUB_FAULTS) {
+    if (cfg->scenario == TT_LEADER_KILL) {
+        for (uint32_t i = 0; i < p->nkills; i++) {
+            if (p->kill_all_ms[i] < 0 || p->kill_all_ms[i] > RESUME_BOUND_MS)
+                fail_extra(p,
+                           "leader-kill: after leader kill %u, not every worker acquired "
+                           "again within %d ms (%lld ms)",
+                           i + 1, RESUME_BOUND_MS, (long long)p->kill_all_ms[i]);
+        }
+        for (uint32_t i = 0; i < p->nstops; i++) {
+            if (p->stop_all_ms[i] < 0 || p->stop_all_ms[i] > RESUME_BOUND_MS)
+                fail_extra(p,
+                           "leader-kill: after follower stop %u, not every worker acquired "
+                           "again within %d ms (%lld ms)",
+                           i + 1, RESUME_BOUND_MS, (long long)p->stop_all_ms[i]);
+        }
+    }
+    if (cfg->scenario == TT_RESTART || cfg->scenario == TT_GITHUB_FAULTS ||
+        cfg->scenario == TT_LEADER_KILL) {
         uint64_t after = 0;
         uint32_t nsec = atomic_load(&sh->nsections);
 
@@ -1067,6 +1292,28 @@ static void json_string(FILE *f, const char *s)
             (void)fputc(*s, f);
     }
     (void)fputc('"', f);
+}
+
+/* "NAME":[a,b,...], */
+static void json_ms_list(FILE *f, const char *name, const int64_t *ms, uint32_t n)
+{
+    (void)fprintf(f, "\"%s\":[", name);
+    for (uint32_t i = 0; i < n; i++)
+        (void)fprintf(f, "%s%lld", i ? "," : "", (long long)ms[i]);
+    (void)fprintf(f, "],");
+}
+
+/* The largest of n times; -1 if one is -1 (never), or none. */
+static int64_t max_ms(const int64_t *ms, uint32_t n)
+{
+    int64_t hi = -1;
+
+    for (uint32_t i = 0; i < n; i++) {
+        if (ms[i] < 0)
+            return -1;
+        hi = ms[i] > hi ? ms[i] : hi;
+    }
+    return hi;
 }
 
 static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t failures,
@@ -1142,6 +1389,16 @@ static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t fail
                       (unsigned long long)stops_learned, (unsigned long long)late_rejected);
     if (cfg->scenario == TT_SIGKILL)
         (void)fprintf(f, "\"max_recovery_ms\":%lld,", (long long)v->max_recovery_ms);
+    if (cfg->scenario == TT_LEADER_KILL) {
+        (void)fprintf(f, "\"leader_kill\":{\"kills\":%u,\"stops\":%u,", p->nkills, p->nstops);
+        json_ms_list(f, "resume_first_ms", p->kill_first_ms, p->nkills);
+        json_ms_list(f, "resume_all_ms", p->kill_all_ms, p->nkills);
+        json_ms_list(f, "stop_resume_first_ms", p->stop_first_ms, p->nstops);
+        json_ms_list(f, "stop_resume_all_ms", p->stop_all_ms, p->nstops);
+        (void)fprintf(f, "\"resume_all_max_ms\":%lld,\"stop_resume_all_max_ms\":%lld},",
+                      (long long)max_ms(p->kill_all_ms, p->nkills),
+                      (long long)max_ms(p->stop_all_ms, p->nstops));
+    }
     if (cfg->scenario == TT_PARTITION)
         (void)fprintf(
             f,
@@ -1485,6 +1742,10 @@ static const char *not_applicable(const struct parent *p)
         return "this store has no server to restart";
     if (c->scenario == TT_RESTART && p->restart_cmd == NULL)
         return "restart needs --restart-cmd";
+    if (c->scenario == TT_LEADER_KILL && strcmp(p->scheme, "etcd") != 0)
+        return "leader-kill needs an etcd cluster (etcd://A,B,C)";
+    if (c->scenario == TT_LEADER_KILL && p->restart_cmd == NULL)
+        return "leader-kill needs --restart-cmd (tests/torture/servers.sh fault etcd DIR)";
     if (c->scenario == TT_GITHUB_FAULTS &&
         (strcmp(p->scheme, "github") != 0 || p->github_admin == NULL))
         return "github-faults needs a github:// store and --github-admin";
@@ -1535,6 +1796,13 @@ static int setup(struct parent *p)
     if (strcmp(p->scheme, "redis") == 0 && strstr(p->url, "prefix=") == NULL) {
         size_t n = strlen(p->url);
         (void)snprintf(p->url + n, sizeof(p->url) - n, "&prefix=tl-torture-%d:", (int)getpid());
+    }
+    /* etcd: the audit trail reaches back over the whole run (the store keeps 1000 events per
+     * key by default). */
+    if (strcmp(p->scheme, "etcd") == 0 && strstr(p->url, "history_max=") == NULL) {
+        size_t n = strlen(p->url);
+        (void)snprintf(p->url + n, sizeof(p->url) - n, "%shistory_max=100000",
+                       strchr(p->url, '?') ? "&" : "?");
     }
     c->store = p->url;
     c->threads = strcmp(p->scheme, "memory") == 0;

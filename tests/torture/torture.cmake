@@ -79,6 +79,18 @@ foreach(store redis postgres)
   tl_torture(${store}_line       ${store} line       --workers 6 --cycles 150 --keys 2
              --lock-timeout 1s --faults 4)
 endforeach()
+# etcd: a private three-member cluster per run (tests/harness/etcd-cluster.sh), every worker
+# given all three endpoints. leader-kill: per fault, the leader SIGKILLed and restarted on its
+# data, then a follower SIGSTOPped for --stop; every worker must acquire again within 15 s.
+tl_torture(etcd_clean       etcd clean       --workers 8 --cycles 100 --keys 3)
+tl_torture(etcd_sigkill     etcd sigkill     --workers 6 --cycles 100 --keys 3 --lock-timeout 1s
+           --faults 4)
+tl_torture(etcd_sigstop     etcd sigstop     --workers 6 --cycles 100 --keys 2 --lock-timeout 1s
+           --faults 3)
+tl_torture(etcd_line        etcd line        --workers 6 --cycles 100 --keys 2 --lock-timeout 1s
+           --faults 4)
+tl_torture(etcd_leader_kill etcd leader-kill --workers 6 --cycles 150 --keys 3 --lock-timeout 3s
+           --faults 2 --stop 2s)
 # GitHub: a private tl-github-server per run; fewer, slower cycles (every acquire reads the
 # issue's whole comment list, and each release leaves a completion comment in it).
 tl_torture(github_clean      github clean      --workers 4 --cycles 15 --keys 4)

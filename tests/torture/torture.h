@@ -185,6 +185,8 @@ enum tt_fault_kind {
     TT_FAULT_PARTITION,   /* the proxy frozen from start_ns to end_ns */
     TT_FAULT_KILL_WAITER, /* line: a worker SIGKILLed while in line (attempt names its call) */
     TT_FAULT_STOP_WAITER, /* line: a worker SIGSTOPped while in line, from start_ns to end_ns */
+    TT_FAULT_LEADER_KILL, /* leader-kill: the etcd leader SIGKILLed (start_ns), back (end_ns) */
+    TT_FAULT_STOP_MEMBER, /* leader-kill: an etcd follower SIGSTOPped from start_ns to end_ns */
 };
 
 struct tt_fault {
@@ -397,6 +399,7 @@ enum tt_scenario {
     TT_CLOCK_SKEW,
     TT_PARTITION,
     TT_LINE,
+    TT_LEADER_KILL, /* etcd: the cluster's leader SIGKILLed and restarted, a follower stopped */
 };
 
 struct tt_config {
