@@ -649,7 +649,7 @@ static tl_status renew(struct tl_store *s, const struct tl_record *held, uint32_
 {
     struct etcd_store *es = es_of(s);
     struct etcd_names k;
-    struct etcd_key_state ks;
+    struct etcd_key_state ks = {0};
     tl_status st = tl__etcd_names_for(s, held->info.key, NULL, &k);
     int64_t sent = 0;
 
@@ -756,6 +756,21 @@ static bool is_grant(const struct etcd_kv *e)
     return grant;
 }
 
+/* Whether an event is the release of `held` by its holder. */
+static bool is_our_release(const struct etcd_kv *e, const struct tl_record *held)
+{
+    json_t *v = json_loadb(e->value, e->value_len, 0, NULL);
+    const char *k = json_string_value(json_object_get(v, "kind"));
+    const char *w = json_string_value(json_object_get(v, "worker"));
+    int64_t token = 0;
+    bool ours = k != NULL && w != NULL && strcmp(k, "released") == 0 &&
+                strcmp(w, held->info.worker_id) == 0 && tl__etcd_i64(v, "token", &token) &&
+                (uint64_t)token == held->info.token;
+
+    json_decref(v);
+    return ours;
+}
+
 /* Trims the audit trail of `key` to history_max events once it has half as many again. */
 static void trim_history(struct tl_store *s, const char *key, int64_t count)
 {
@@ -811,6 +826,7 @@ static tl_status etcd_release(struct tl_store *s, const struct tl_record *held, 
         goto out;
     }
     bool check_trail = ++es->releases % ETCD_TRAIL_CHECK_EVERY == 0;
+    bool lost_answer = false; /* an attempt that may have been applied */
     for (int attempt = 0; attempt < 20; attempt++) {
         bool ok = true;
         json_t *compare = json_array(), *ops = json_array(), *fail = json_array(), *ans = NULL;
@@ -845,8 +861,10 @@ static tl_status etcd_release(struct tl_store *s, const struct tl_record *held, 
         }
         if (st != TL_OK) {
             json_decref(ans);
-            if (tl__etcd_unsure(es))
+            if (tl__etcd_unsure(es)) {
+                lost_answer = true;
                 continue;
+            }
             goto out;
         }
         struct etcd_kv *kvs = NULL;
@@ -855,21 +873,27 @@ static tl_status etcd_release(struct tl_store *s, const struct tl_record *held, 
         json_decref(ans);
         if (st != TL_OK)
             goto out;
-        if (n > 0) {
-            tl__etcd_kvs_free(kvs, n);
+        bool held_by_other = n > 0;
+        tl__etcd_kvs_free(kvs, n);
+        /* Not ours to delete. When an earlier attempt of this call had its answer lost, that
+         * attempt may have released it: its event is then the first after our token, before
+         * any grant, and this call succeeded. (A second call is refused once someone else
+         * claimed the key, as the contract says.) */
+        if ((st = events_after(s, held->info.key, (int64_t)held->info.token, &kvs, &n)) != TL_OK)
+            goto out;
+        bool claimed_since = false, released_by_us = false;
+        for (size_t i = 0; i < n && !claimed_since && !released_by_us; i++) {
+            claimed_since = is_grant(&kvs[i]);
+            released_by_us = lost_answer && is_our_release(&kvs[i], held);
+        }
+        tl__etcd_kvs_free(kvs, n);
+        if (released_by_us)
+            goto out;
+        if (held_by_other)
             st = tl__store_fail(s, TL_ENOTOWNER, "%s is not held by %s with token %llu",
                                 held->info.key, held->info.worker_id,
                                 (unsigned long long)held->info.token);
-            goto out;
-        }
-        /* Free: released already (a retry), unless someone claimed it since our token. */
-        if ((st = events_after(s, held->info.key, (int64_t)held->info.token, &kvs, &n)) != TL_OK)
-            goto out;
-        bool claimed_since = false;
-        for (size_t i = 0; i < n; i++)
-            claimed_since = claimed_since || is_grant(&kvs[i]);
-        tl__etcd_kvs_free(kvs, n);
-        if (claimed_since)
+        else if (claimed_since)
             st = tl__store_fail(s, TL_ENOTOWNER, "%s was claimed by someone else after token %llu",
                                 held->info.key, (unsigned long long)held->info.token);
         goto out;
