@@ -87,7 +87,7 @@ tl_torture(etcd_sigkill     etcd sigkill     --workers 6 --cycles 100 --keys 3 -
            --faults 4)
 tl_torture(etcd_sigstop     etcd sigstop     --workers 6 --cycles 100 --keys 2 --lock-timeout 1s
            --faults 3)
-tl_torture(etcd_line        etcd line        --workers 6 --cycles 100 --keys 2 --lock-timeout 1s
+tl_torture(etcd_line        etcd line        --workers 6 --cycles 60 --keys 2 --lock-timeout 1s
            --faults 4)
 tl_torture(etcd_leader_kill etcd leader-kill --workers 6 --cycles 150 --keys 3 --lock-timeout 3s
            --faults 2 --stop 2s)
