@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "format.h"
 #include "tasklock.h"
 
 #if defined(__GNUC__)
@@ -222,8 +223,6 @@ const char *tl_cli_store_url(const struct tl_cli *cli);
  * password replaced by "***": for messages. A new string (free()), or NULL when out of memory. */
 char *tl_cli_store_shown(tl_manager *m);
 
-/* "3m12s", "850ms", "2h05m" for a duration in ms (negative shown as 0). */
-void tl_cli_format_age(int64_t ms, char *buf, size_t size);
 /* "2026-11-26T23:28:01Z", or with `millis` "2026-11-26T23:28:01.123Z", for ms since the epoch
  * (UTC); "-" for 0. */
 void tl_cli_format_time(int64_t ms, bool millis, char *buf, size_t size);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format.h"
 #include "mcp.h"
 
 /* ---- the tools as tools/list shows them ---- */
@@ -255,28 +256,6 @@ static json_t *error_result(const char *fmt, ...)
     return r;
 }
 
-/* "3m12s", "850ms", "2h05m". */
-static void age(int64_t ms, char *buf, size_t size)
-{
-    const int64_t sec = 1000, min = 60 * sec, hour = 60 * min, day = 24 * hour;
-
-    if (ms < 0)
-        ms = 0;
-    if (ms < sec)
-        (void)snprintf(buf, size, "%lldms", (long long)ms);
-    else if (ms < min)
-        (void)snprintf(buf, size, "%lld.%llds", (long long)(ms / sec), (long long)(ms % sec / 100));
-    else if (ms < hour)
-        (void)snprintf(buf, size, "%lldm%02llds", (long long)(ms / min),
-                       (long long)(ms % min / sec));
-    else if (ms < day)
-        (void)snprintf(buf, size, "%lldh%02lldm", (long long)(ms / hour),
-                       (long long)(ms % hour / min));
-    else
-        (void)snprintf(buf, size, "%lldd%02lldh", (long long)(ms / day),
-                       (long long)(ms % day / hour));
-}
-
 /* ---- arguments ---- */
 
 /* Checks that `args` has only the names in `known` (NULL-terminated); else an error result. */
@@ -490,9 +469,9 @@ static void describe_holder(const struct tl_info *h, char *buf, size_t size)
     int64_t now = h->observed_at_ms != 0 ? h->observed_at_ms : tl_mcp_now_ms();
 
     tl_mcp_iso(h->claimed_at_ms, since, sizeof(since));
-    age(now - h->claimed_at_ms, claimed_age, sizeof(claimed_age));
-    age(now - h->heartbeat_at_ms, beat_age, sizeof(beat_age));
-    age(h->lock_timeout_ms, timeout, sizeof(timeout));
+    tl_cli_format_age(now - h->claimed_at_ms, claimed_age, sizeof(claimed_age));
+    tl_cli_format_age(now - h->heartbeat_at_ms, beat_age, sizeof(beat_age));
+    tl_cli_format_age(h->lock_timeout_ms, timeout, sizeof(timeout));
     (void)snprintf(
         buf, size,
         "held by %s (node %s, token %llu) since %s (%s ago); last heartbeat %s ago: "
@@ -511,7 +490,7 @@ static json_t *busy_result(struct tl_mcp_server *s, const char *key,
     const struct tl_info *h = tl_last_holder(s->m);
     char holder[700], waited[32];
 
-    age(waited_ms, waited, sizeof(waited));
+    tl_cli_format_age(waited_ms, waited, sizeof(waited));
     if (h == NULL)
         return error_result("%s is busy: %s (waited %s). Try again later, or wait in line with "
                             "wait_seconds.",

@@ -47,7 +47,7 @@ target_compile_options(tl_fuzz_core PRIVATE ${TL_WARNINGS} ${TL_FUZZ_CFLAGS}
 target_link_libraries(tl_fuzz_core PUBLIC PkgConfig::JANSSON)
 
 if(mcp IN_LIST TL_FUZZ_TARGETS)
-  add_library(tl_fuzz_lite STATIC ${TL_CORE_SOURCES} cli/mcp_server.c cli/mcp_tools.c)
+  add_library(tl_fuzz_lite STATIC ${TL_CORE_SOURCES} cli/mcp_server.c cli/mcp_tools.c cli/format.c)
   target_include_directories(tl_fuzz_lite PUBLIC include src cli)
   target_compile_definitions(tl_fuzz_lite PUBLIC _POSIX_C_SOURCE=200809L)
   target_compile_options(tl_fuzz_lite PRIVATE ${TL_WARNINGS} ${TL_FUZZ_CFLAGS}

@@ -107,13 +107,10 @@ json_t *tl__etcd_op_put(const char *key, const char *value, int64_t lease, bool 
 
 json_t *tl__etcd_op_delete(const char *key, const char *end, bool *ok)
 {
-    json_t *del = json_object();
-
-    tl__etcd_set(del, "key", b64s(key), ok);
-    if (end != NULL)
-        tl__etcd_set(del, "range_end", b64s(end), ok);
     json_t *op = json_object();
-    tl__etcd_set(op, "request_delete_range", del, ok);
+
+    /* A delete names its keys as a range does. */
+    tl__etcd_set(op, "request_delete_range", tl__etcd_range_req(key, end, ok), ok);
     return op;
 }
 
