@@ -11,7 +11,9 @@
  *   (by the store's clock, against the lock timeout the holder recorded); TL_CLAIM_FORCE always
  *   wins. Same worker id is not ownership: a held key is held, whoever asks.
  * - renew: compare worker id and token, then record a heartbeat by the store's clock.
- *   TL_ELOST if the record is no longer ours (stolen, forced or released).
+ *   TL_ELOST if the record is no longer ours (stolen, forced or released). A store whose locks
+ *   hang on a shared lease may rely on a keep-alive sent shortly before the call, and then says
+ *   when it was sent (struct tl_store.beat_sent_mono_ms).
  * - release: compare worker id and token, then free the key. TL_OK if the key is already free
  *   and no one has claimed it since our token (releasing twice is not an error).
  *   TL_ENOTOWNER if someone else holds it or claimed it since.
@@ -33,7 +35,9 @@
  * - Order: priority (higher first), then seq, a number the store assigns when the waiter joins
  *   (increasing per key, or across the store). A waiter is *live* while its last heartbeat is
  *   younger than its timeout by the store's clock, else *dead*: dead waiters are skipped, and
- *   whoever finds one may delete it (it never held anything, so nothing needs stealing).
+ *   whoever finds one may delete it (it never held anything, so nothing needs stealing). A store
+ *   may also delete them by itself (etcd: a waiter's key hangs on a lease that expires); the
+ *   conformance suite then counts a vanished waiter as dead.
  * - "Ahead of" a claim: the live waiters before its waiter in that order. For a claim whose
  *   waiter is not in line yet, the live waiters of its priority or higher; for a claim without
  *   a waiter id, every live waiter.
