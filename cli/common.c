@@ -130,6 +130,7 @@ int tl_cli_exit_code(tl_status st)
     case TL_ENOTSUP:
     case TL_ERATELIMIT: return TL_EXIT_STORE;
     case TL_ECANCELED: return TL_EXIT_BUSY;
+    case TL_ENOTASK: return TL_EXIT_NOTASK;
     }
     return TL_EXIT_STORE;
 }

@@ -60,7 +60,8 @@ typedef enum tl_status {
     TL_ESTORE,     /* store failure: see tl_errmsg() */
     TL_ENOTSUP,    /* store not built in, or operation not provided by this store */
     TL_ERATELIMIT, /* the store refused for rate limiting; tl_errmsg() says until when */
-    TL_ECANCELED   /* a waiting acquire was cancelled (struct tl_acquire_opts.cancel) */
+    TL_ECANCELED,  /* a waiting acquire was cancelled (struct tl_acquire_opts.cancel) */
+    TL_ENOTASK     /* claim-next: no task left: every candidate is done, or there was none */
 } tl_status;
 
 /* Static text naming a status, e.g. "held by another owner". Never NULL. Thread-safe. */
@@ -186,9 +187,11 @@ struct tl_waiter {
 typedef enum tl_event_kind {
     TL_EVENT_ACQUIRED = 1,
     TL_EVENT_RELEASED,
-    TL_EVENT_STOLEN, /* acquired by taking a stale lock */
-    TL_EVENT_FORCED, /* acquired by forcing a live lock */
-    TL_EVENT_LOST    /* the former holder learned that its lock was gone */
+    TL_EVENT_STOLEN,  /* acquired by taking a stale lock */
+    TL_EVENT_FORCED,  /* acquired by forcing a live lock */
+    TL_EVENT_LOST,    /* the former holder learned that its lock was gone */
+    TL_EVENT_DONE,    /* released as finished: the key got a done marker (tl_release_with) */
+    TL_EVENT_REOPENED /* the done marker was cleared (tl_reopen) */
 } tl_event_kind;
 
 struct tl_event {
@@ -218,8 +221,9 @@ struct tl_metrics {
     double average_acquisition_ms; /* mean wall time of successful acquires, waits included */
     double p50_acquisition_ms;     /* over the last 1024 successful acquires */
     double p99_acquisition_ms;
-    uint64_t wakeups; /* times a waiter in line was woken by the store to claim (hand-overs) */
-    uint64_t queued;  /* acquires that joined a line */
+    uint64_t wakeups;    /* times a waiter in line was woken by the store to claim (hand-overs) */
+    uint64_t queued;     /* acquires that joined a line */
+    uint64_t tasks_done; /* releases that marked their task done */
 };
 
 /*
@@ -297,11 +301,81 @@ TL_API tl_status tl_release(tl_lock *lock, const char *summary);
 struct tl_release_opts {
     const char *summary;  /* NULL or text for the audit trail */
     uint32_t deadline_ms; /* 0: the store's own time limits; else give up after this long */
+    /* true: the task is finished. The key keeps a done marker (worker, time, token, summary)
+     * that tl_claim_next() skips until tl_reopen(); the marker is in the store before the lock
+     * is free. Plain tl_acquire() ignores markers. GitHub: closes the issue. */
+    bool done;
 };
 
 /* tl_release() with options: a summary, and a time limit after which a store that does not
  * answer makes it fail (TL_ETIMEDOUT or TL_ESTORE; the lock is then as before the call). */
 TL_API tl_status tl_release_with(tl_lock *lock, const struct tl_release_opts *opts);
+
+/* tl_release_token() with options (a summary, done, a time limit). */
+TL_API tl_status tl_release_token_with(tl_manager *m, const char *key, uint64_t token,
+                                       const struct tl_release_opts *opts);
+
+/* Whether the lock was released through this handle (tl_release*, tl_release_claim_next).
+ * Thread-safe. */
+TL_API bool tl_lock_is_released(const tl_lock *lock);
+
+/*
+ * Claims the next task: of `keys` in order (order = priority), atomically claims the first one
+ * that is free -- not held (a stale one only with TL_STEAL_STALE), nobody in its line, not done
+ * -- in one round trip where the store allows, and returns its lock as tl_acquire() does
+ * (tl_lock_key() says which). `opts` as for tl_acquire(): with TL_RETRY or TL_STEAL_STALE it
+ * waits (the retries, deadline_ms, cancel) for any candidate to come free, woken by the store
+ * where it can; TL_FAIL_FAST makes one attempt; TL_FORCE_ACQUIRE and a priority are refused
+ * (TL_EINVAL). Errors: TL_EBUSY (every candidate not done is held or queued; tl_errmsg() counts
+ * them), TL_ENOTASK (every candidate is done, or nkeys is 0), TL_EINVAL (a bad or repeated key),
+ * TL_ENOTSUP (a store without claim-next), TL_ECANCELED, store errors.
+ */
+TL_API tl_status tl_claim_next(tl_manager *m, const char *const *keys, size_t nkeys,
+                               const struct tl_acquire_opts *opts, tl_lock **out) TL_MUST_CHECK;
+
+/*
+ * tl_claim_next() over the store's own listing of tasks: on GitHub, the open issues with
+ * `label`, ranked by priority label, then age (docs/github.md). Other stores: TL_ENOTSUP.
+ */
+TL_API tl_status tl_claim_next_label(tl_manager *m, const char *label,
+                                     const struct tl_acquire_opts *opts,
+                                     tl_lock **out) TL_MUST_CHECK;
+
+/*
+ * Releases `lock` (with `summary`; done if `done`) and claims the next of `keys` as
+ * tl_claim_next() would, in one round trip where the store allows (SQLite, Redis, PostgreSQL,
+ * etcd, memory). If the release fails, its error is returned, *next is NULL and the lock is as
+ * before (tl_lock_is_released() false). Otherwise the lock is released and the claim's status is
+ * returned: TL_OK with *next the new lock, or the errors of tl_claim_next().
+ */
+TL_API tl_status tl_release_claim_next(tl_lock *lock, const char *summary, bool done,
+                                       const char *const *keys, size_t nkeys,
+                                       const struct tl_acquire_opts *opts,
+                                       tl_lock **next) TL_MUST_CHECK;
+
+/* A finished task's done marker (tl_list_done()). Strings owned by the record. */
+struct tl_done {
+    char *key;
+    char *worker_id; /* who finished it */
+    char *node_id;
+    uint64_t token;     /* the token it held when it finished */
+    int64_t done_at_ms; /* store clock, ms since the Unix epoch */
+    char *summary;      /* "" when none */
+};
+
+/*
+ * Clears the done marker of `key`, so that tl_claim_next() offers it again (GitHub: reopens
+ * the issue), and records a `reopened` event. TL_OK also when it was not done; `*was_done`
+ * (may be NULL) says whether it was. Errors: TL_EINVAL (bad key), TL_ENOTSUP, store errors.
+ */
+TL_API tl_status tl_reopen(tl_manager *m, const char *key, bool *was_done);
+
+/*
+ * The done markers of `key`, or of every key when `key` is NULL, ordered by key: an array of
+ * `*count` records the caller frees with tl_done_array_free(). Errors: TL_ENOTSUP, store errors.
+ */
+TL_API tl_status tl_list_done(tl_manager *m, const char *key, struct tl_done ***out, size_t *count);
+TL_API void tl_done_array_free(struct tl_done **done, size_t count); /* NULL: no-op */
 
 /*
  * Renews the lock now, on the calling thread. Errors: TL_ELOST (no longer ours; the handle is

@@ -21,6 +21,7 @@ const char *tl_strerror(tl_status st)
     case TL_ENOTSUP: return "not supported";
     case TL_ERATELIMIT: return "rate limited";
     case TL_ECANCELED: return "cancelled";
+    case TL_ENOTASK: return "no task left to claim";
     }
     return "unknown status";
 }

@@ -199,12 +199,12 @@ const struct tl_info *tl_last_holder(const tl_manager *m)
 }
 
 /* Starts a public call: clears the message slot. */
-static void begin(tl_manager *m)
+void tl__begin(tl_manager *m)
 {
     m->errmsg[0] = '\0';
 }
 
-static tl_status store_fail(tl_manager *m, tl_status st)
+tl_status tl__mgr_fail(tl_manager *m, tl_status st)
 {
     return tl__fail(m, st, "%s", m->store->errmsg[0] ? m->store->errmsg : tl_strerror(st));
 }
@@ -215,7 +215,7 @@ tl_status tl_connect(tl_manager *m)
 
     if (m == NULL)
         return TL_EINVAL;
-    begin(m);
+    tl__begin(m);
     if (m->store != NULL)
         return TL_OK;
     if ((why = tl__check_id(m->worker_id, TL_ID_MAX)) != NULL)
@@ -240,12 +240,12 @@ tl_status tl_connect(tl_manager *m)
     return st;
 }
 
-static tl_status ensure_connected(tl_manager *m)
+tl_status tl__ensure_connected(tl_manager *m)
 {
     return m->store != NULL ? TL_OK : tl_connect(m);
 }
 
-static tl_status check_key(tl_manager *m, const char *key)
+tl_status tl__check_key(tl_manager *m, const char *key)
 {
     const char *why = tl__check_id(key, TL_KEY_MAX);
 
@@ -255,7 +255,7 @@ static tl_status check_key(tl_manager *m, const char *key)
     if (m->store->ops->check_key != NULL) {
         tl_status st = m->store->ops->check_key(m->store, key);
         if (st != TL_OK)
-            return store_fail(m, st);
+            return tl__mgr_fail(m, st);
     }
     return TL_OK;
 }
@@ -285,7 +285,7 @@ static uint32_t next_random(tl_manager *m)
 
 /* The wait before retry number `attempt` (0-based): initial * 2^attempt, capped, times a
  * jitter factor in [0.75, 1.25), capped again. */
-static uint32_t backoff_delay(tl_manager *m, uint32_t attempt)
+uint32_t tl__backoff_delay(tl_manager *m, uint32_t attempt)
 {
     uint64_t base = m->backoff_initial_ms;
 
@@ -324,7 +324,7 @@ static void describe_holder(const struct tl_record *h, char *buf, size_t size)
                    (long long)(age % 1000 / 100), h->info.stale ? ", stale" : "");
 }
 
-static void wait_before_retry(tl_manager *m, const char *key, uint32_t ms)
+void tl__wait_before_retry(tl_manager *m, const char *key, uint32_t ms)
 {
     if (m->store->ops->wait != NULL && m->clock.sleep_ms == tl__real_clock.sleep_ms) {
         int64_t start = m->clock.mono_ms(m->clock.ud);
@@ -366,17 +366,21 @@ static void unlink_lock(tl_manager *m, tl_lock *l)
     l->in_list = false;
 }
 
-struct acquire_plan {
-    enum tl_claim_mode mode;
-    uint32_t retries;
-    bool unlimited;
-    int64_t deadline; /* monotonic ms; 0: none */
-    bool line;        /* waits in the key's line (a store with one, and patience to wait) */
-    int64_t line_end; /* monotonic ms: when a waiter's patience runs out */
-};
+int64_t tl__patience_ms(const tl_manager *m, uint32_t retries)
+{
+    int64_t patience = 0;
+    uint64_t base = m->backoff_initial_ms;
 
-static tl_status plan_acquire(tl_manager *m, const struct tl_acquire_opts *o, uint32_t timeout,
-                              struct acquire_plan *p)
+    for (uint32_t i = 0; i < retries && patience < TL_DURATION_MAX_MS; i++) {
+        patience += (int64_t)(base < m->backoff_max_ms ? base : m->backoff_max_ms);
+        if (base < m->backoff_max_ms)
+            base *= 2;
+    }
+    return patience;
+}
+
+tl_status tl__plan_acquire(tl_manager *m, const struct tl_acquire_opts *o, uint32_t timeout,
+                           struct acquire_plan *p)
 {
     if ((unsigned)o->strategy > TL_FORCE_ACQUIRE)
         return tl__fail(m, TL_EINVAL, "unknown strategy %d", (int)o->strategy);
@@ -414,13 +418,7 @@ static tl_status plan_acquire(tl_manager *m, const struct tl_acquire_opts *o, ui
               (p->unlimited || p->retries > 0);
     p->line_end = p->deadline;
     if (p->line && !p->unlimited) {
-        int64_t patience = 0;
-        uint64_t base = m->backoff_initial_ms;
-        for (uint32_t i = 0; i < p->retries && patience < TL_DURATION_MAX_MS; i++) {
-            patience += (int64_t)(base < m->backoff_max_ms ? base : m->backoff_max_ms);
-            if (base < m->backoff_max_ms)
-                base *= 2;
-        }
+        int64_t patience = tl__patience_ms(m, p->retries);
         if (p->line_end == 0 || now + patience < p->line_end)
             p->line_end = now + patience;
     }
@@ -468,7 +466,7 @@ static void make_waiter_id(tl_manager *m, char out[33])
         (void)snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
-static bool cancelled(const volatile sig_atomic_t *cancel)
+bool tl__cancelled(const volatile sig_atomic_t *cancel)
 {
     return cancel != NULL && *cancel != 0;
 }
@@ -496,7 +494,7 @@ static tl_status wait_in_line(tl_manager *m, const struct tl_claim *req,
             next = now + left;
     }
     while (now < next) {
-        if (cancelled(cancel))
+        if (tl__cancelled(cancel))
             return TL_ECANCELED;
         int64_t slice = next - now;
         bool woken = false;
@@ -523,7 +521,7 @@ static tl_status wait_in_line(tl_manager *m, const struct tl_claim *req,
         }
         now = m->clock.mono_ms(m->clock.ud);
     }
-    return cancelled(cancel) ? TL_ECANCELED : TL_OK;
+    return tl__cancelled(cancel) ? TL_ECANCELED : TL_OK;
 }
 
 /* Leaves the line (giving up, or failing): best effort, since a waiter that is not heard from
@@ -576,6 +574,70 @@ static tl_status fail_busy(tl_manager *m, const char *key, struct tl_claim_resul
                     line, attempts, attempts == 1 ? "" : "s");
 }
 
+tl_status tl__lock_adopt(tl_manager *m, tl_lock *l, struct tl_claim_result *res, int64_t sent,
+                         uint32_t timeout, int64_t start, tl_lock **out)
+{
+    int64_t now = m->clock.mono_ms(m->clock.ud);
+    tl_status st;
+
+    l->m = m;
+    l->rec = res->rec;
+    memset(&res->rec, 0, sizeof(res->rec));
+    const char *key = l->rec.info.key;
+    l->interval_ms = tl__lock_interval(m, m->store, timeout);
+    l->state = TL_HELD;
+    l->refs = 1;
+    l->heartbeat_at_ms = l->rec.info.heartbeat_at_ms;
+    tl__lock_renewed_locked(l, sent); /* not shared yet: no mutex needed */
+    l->next_due_mono_ms = sent + l->interval_ms;
+    if (now >= l->lose_at_mono_ms) {
+        /* The store answered so late that another worker may take the lock any moment: it
+         * protects nothing. Give it back rather than hand out a lock that is lost already. */
+        char why[TL_ERRMSG_SIZE];
+        (void)snprintf(why, sizeof(why), "the claim took %lld ms, past the loss deadline",
+                       (long long)(now - sent));
+        (void)m->store->ops->release(m->store, &l->rec, why);
+        st = tl__fail(m, TL_ETIMEDOUT,
+                      "key %s: the store answered the claim after %lld ms, too close to the lock "
+                      "timeout (%u ms) to hold it safely; released it",
+                      key, (long long)(now - sent), timeout);
+        tl__record_clear(&l->rec);
+        tl__free(l);
+        return st;
+    }
+    int64_t due = l->next_due_mono_ms; /* once linked, the heartbeat thread owns the field */
+    int64_t lose_at = l->lose_at_mono_ms;
+
+    pthread_mutex_lock(&m->mu);
+    link_lock(m, l);
+    m->metrics.total_acquisitions++;
+    m->metrics.locks_held++;
+    if (res->took_stale)
+        m->metrics.stale_locks_claimed++;
+    if (res->took_forced)
+        m->metrics.forced_acquisitions++;
+    record_latency(m, (double)(now - start));
+    pthread_mutex_unlock(&m->mu);
+
+    if (res->took_stale || res->took_forced)
+        TL_LOG(&m->log, TL_LOG_INFO, "%s: took a %s lock (token %llu)", key,
+               res->took_stale ? "stale" : "live", (unsigned long long)l->rec.info.token);
+
+    st = tl__heartbeat_start(m, due, lose_at);
+    if (st != TL_OK) {
+        /* We hold it but could not keep it alive: give it back rather than let it rot. */
+        (void)m->store->ops->release(m->store, &l->rec, "heartbeat could not start");
+        pthread_mutex_lock(&m->mu);
+        unlink_lock(m, l);
+        m->metrics.locks_held--;
+        pthread_mutex_unlock(&m->mu);
+        lock_free_now(l);
+        return tl__fail(m, st, "cannot start the heartbeat thread");
+    }
+    *out = l;
+    return TL_OK;
+}
+
 static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire_opts *opts,
                          tl_lock **out)
 {
@@ -588,15 +650,15 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
         *out = NULL;
     if (m == NULL || out == NULL)
         return TL_EINVAL;
-    begin(m);
+    tl__begin(m);
     tl__record_free(m->last_holder);
     m->last_holder = NULL;
     if (opts == NULL)
         opts = &defaults;
 
     uint32_t timeout = opts->lock_timeout_ms ? opts->lock_timeout_ms : m->lock_timeout_ms;
-    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK ||
-        (st = plan_acquire(m, opts, timeout, &plan)) != TL_OK)
+    if ((st = tl__ensure_connected(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK ||
+        (st = tl__plan_acquire(m, opts, timeout, &plan)) != TL_OK)
         return st;
     if ((st = tl__task_info_normalize(opts->task_info, &task_info, m->errmsg)) != TL_OK)
         return st;
@@ -678,7 +740,7 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
             goto done;
         }
 
-        uint32_t delay = backoff_delay(m, attempt);
+        uint32_t delay = tl__backoff_delay(m, attempt);
         if (plan.deadline != 0 && now + delay > plan.deadline)
             delay = (uint32_t)(plan.deadline - now);
         tl__record_clear(&res.rec);
@@ -686,14 +748,14 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
         pthread_mutex_lock(&m->mu);
         m->metrics.total_retries++;
         pthread_mutex_unlock(&m->mu);
-        wait_before_retry(m, key, delay);
+        tl__wait_before_retry(m, key, delay);
         attempt++;
     }
 
     if (st != TL_OK) {
         if (queued)
             leave_line(m, &req);
-        st = store_fail(m, st);
+        st = tl__mgr_fail(m, st);
         goto done;
     }
 
@@ -702,62 +764,7 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
      * refresh, and so is the protection it has. */
     if (res.beat_sent_mono_ms != 0 && res.beat_sent_mono_ms < sent)
         sent = res.beat_sent_mono_ms;
-    int64_t now = m->clock.mono_ms(m->clock.ud);
-    l->m = m;
-    l->rec = res.rec;
-    memset(&res.rec, 0, sizeof(res.rec));
-    l->interval_ms = tl__lock_interval(m, m->store, timeout);
-    l->state = TL_HELD;
-    l->refs = 1;
-    l->heartbeat_at_ms = l->rec.info.heartbeat_at_ms;
-    tl__lock_renewed_locked(l, sent); /* not shared yet: no mutex needed */
-    l->next_due_mono_ms = sent + l->interval_ms;
-    if (now >= l->lose_at_mono_ms) {
-        /* The store answered so late that another worker may take the lock any moment: it
-         * protects nothing. Give it back rather than hand out a lock that is lost already. */
-        char why[TL_ERRMSG_SIZE];
-        (void)snprintf(why, sizeof(why), "the claim took %lld ms, past the loss deadline",
-                       (long long)(now - sent));
-        (void)m->store->ops->release(m->store, &l->rec, why);
-        tl__record_clear(&l->rec);
-        st = tl__fail(m, TL_ETIMEDOUT,
-                      "key %s: the store answered the claim after %lld ms, too close to the lock "
-                      "timeout (%u ms) to hold it safely; released it",
-                      key, (long long)(now - sent), timeout);
-        goto done_free;
-    }
-    int64_t due = l->next_due_mono_ms; /* once linked, the heartbeat thread owns the field */
-    int64_t lose_at = l->lose_at_mono_ms;
-
-    pthread_mutex_lock(&m->mu);
-    link_lock(m, l);
-    m->metrics.total_acquisitions++;
-    m->metrics.locks_held++;
-    if (res.took_stale)
-        m->metrics.stale_locks_claimed++;
-    if (res.took_forced)
-        m->metrics.forced_acquisitions++;
-    record_latency(m, (double)(now - start));
-    pthread_mutex_unlock(&m->mu);
-
-    if (res.took_stale || res.took_forced)
-        TL_LOG(&m->log, TL_LOG_INFO, "%s: took a %s lock (token %llu)", key,
-               res.took_stale ? "stale" : "live", (unsigned long long)l->rec.info.token);
-
-    st = tl__heartbeat_start(m, due, lose_at);
-    if (st != TL_OK) {
-        /* We hold it but could not keep it alive: give it back rather than let it rot. */
-        (void)m->store->ops->release(m->store, &l->rec, "heartbeat could not start");
-        pthread_mutex_lock(&m->mu);
-        unlink_lock(m, l);
-        m->metrics.locks_held--;
-        pthread_mutex_unlock(&m->mu);
-        lock_free_now(l);
-        l = NULL;
-        st = tl__fail(m, st, "cannot start the heartbeat thread");
-        goto done_free;
-    }
-    *out = l;
+    st = tl__lock_adopt(m, l, &res, sent, timeout, start, out);
     l = NULL;
     goto done_free;
 
@@ -810,7 +817,7 @@ void tl__lock_fire_lost(tl_lock *l)
  * release writes a "released" event with its token (tokens are unique per key), so finding one
  * settles it. Stores without an audit trail cannot tell, and the refusal stands.
  */
-static bool released_by(tl_manager *m, const struct tl_record *r)
+bool tl__released_by(tl_manager *m, const struct tl_record *r)
 {
     struct tl_event **ev = NULL;
     size_t n = 0;
@@ -822,52 +829,74 @@ static bool released_by(tl_manager *m, const struct tl_record *r)
     memcpy(refusal, m->store->errmsg, sizeof(refusal)); /* the message if the refusal stands */
     if (m->store->ops->history(m->store, r->info.key, 64, &ev, &n) == TL_OK) {
         for (size_t i = 0; i < n && !found; i++)
-            found = ev[i]->kind == TL_EVENT_RELEASED && ev[i]->token == r->info.token &&
-                    ev[i]->worker_id != NULL && strcmp(ev[i]->worker_id, r->info.worker_id) == 0;
+            found = (ev[i]->kind == TL_EVENT_RELEASED || ev[i]->kind == TL_EVENT_DONE) &&
+                    ev[i]->token == r->info.token && ev[i]->worker_id != NULL &&
+                    strcmp(ev[i]->worker_id, r->info.worker_id) == 0;
     }
     tl_event_array_free(ev, n);
     memcpy(m->store->errmsg, refusal, sizeof(refusal));
     return found;
 }
 
-tl_status tl_release_with(tl_lock *l, const struct tl_release_opts *opts)
+static void tl__lock_released(tl_lock *l, enum tl_lock_state before)
 {
-    static const struct tl_release_opts defaults;
+    if (before == TL_HELD)
+        l->m->metrics.locks_held--;
+    l->state = TL_RELEASED;
+    l->m->metrics.total_releases++;
+}
 
+bool tl_lock_is_released(const tl_lock *l)
+{
     if (l == NULL)
-        return TL_EINVAL;
-    if (opts == NULL)
-        opts = &defaults;
+        return false;
+    pthread_mutex_lock(&l->m->mu);
+    bool released = l->state == TL_RELEASED;
+    pthread_mutex_unlock(&l->m->mu);
+    return released;
+}
 
+/* A release, done or not, through the store (TL_ENOTSUP: done on a store without markers). */
+static tl_status store_release(tl_manager *m, const struct tl_record *held, const char *summary,
+                               bool done)
+{
+    if (!done)
+        return m->store->ops->release(m->store, held, summary);
+    if (m->store->ops->version < 4 || m->store->ops->finish == NULL)
+        return tl__store_fail(m->store, TL_ENOTSUP,
+                              "the %s store cannot mark a task done (no done markers)",
+                              m->store->ops->scheme);
+
+    const struct tl_finish f = {.held = held, .summary = summary ? summary : "", .done = true};
+    struct tl_finish_result res;
+
+    memset(&res, 0, sizeof(res));
+    return m->store->ops->finish(m->store, &f, &res);
+}
+
+bool tl__lock_begin_release(tl_lock *l, enum tl_lock_state *before)
+{
+    pthread_mutex_lock(&l->m->mu);
+    *before = l->state;
+    bool go = *before != TL_RELEASED && *before != TL_RELEASING;
+    if (go)
+        l->state = TL_RELEASING; /* the heartbeat leaves it alone from now on */
+    pthread_mutex_unlock(&l->m->mu);
+    return go;
+}
+
+tl_status tl__lock_end_release(tl_lock *l, enum tl_lock_state before, tl_status st, bool done)
+{
     tl_manager *m = l->m;
-    begin(m);
-    pthread_mutex_lock(&m->mu);
-    enum tl_lock_state before = l->state;
-    if (before == TL_RELEASED || before == TL_RELEASING) {
-        pthread_mutex_unlock(&m->mu);
-        return TL_OK;
-    }
-    l->state = TL_RELEASING; /* the heartbeat leaves it alone from now on */
-    pthread_mutex_unlock(&m->mu);
-
-    tl_status st = ensure_connected(m);
-    if (st == TL_OK) {
-        m->store->errmsg[0] = '\0';
-        m->store->deadline_mono_ms =
-            opts->deadline_ms ? m->clock.mono_ms(m->clock.ud) + opts->deadline_ms : 0;
-        st = m->store->ops->release(m->store, &l->rec, opts->summary);
-        if (st == TL_ENOTOWNER && released_by(m, &l->rec))
-            st = TL_OK;
-        m->store->deadline_mono_ms = 0;
-    }
-
     bool fire = false;
+
+    if (st == TL_ENOTOWNER && tl__released_by(m, &l->rec))
+        st = TL_OK;
     pthread_mutex_lock(&m->mu);
     if (st == TL_OK) {
-        if (before == TL_HELD)
-            m->metrics.locks_held--;
-        l->state = TL_RELEASED;
-        m->metrics.total_releases++;
+        tl__lock_released(l, before);
+        if (done)
+            m->metrics.tasks_done++;
     } else if (st == TL_ENOTOWNER) {
         l->state = before;
         fire = tl__lock_mark_lost_locked(l);
@@ -882,8 +911,34 @@ tl_status tl_release_with(tl_lock *l, const struct tl_release_opts *opts)
         return tl__fail(m, st, "lock %s (token %llu) is no longer ours: %s", l->rec.info.key,
                         (unsigned long long)l->rec.info.token, m->store->errmsg);
     if (st != TL_OK && m->store != NULL)
-        return store_fail(m, st);
+        return tl__mgr_fail(m, st);
     return st;
+}
+
+tl_status tl_release_with(tl_lock *l, const struct tl_release_opts *opts)
+{
+    static const struct tl_release_opts defaults;
+    enum tl_lock_state before;
+
+    if (l == NULL)
+        return TL_EINVAL;
+    if (opts == NULL)
+        opts = &defaults;
+
+    tl_manager *m = l->m;
+    tl__begin(m);
+    if (!tl__lock_begin_release(l, &before))
+        return TL_OK;
+
+    tl_status st = tl__ensure_connected(m);
+    if (st == TL_OK) {
+        m->store->errmsg[0] = '\0';
+        m->store->deadline_mono_ms =
+            opts->deadline_ms ? m->clock.mono_ms(m->clock.ud) + opts->deadline_ms : 0;
+        st = store_release(m, &l->rec, opts->summary, opts->done);
+        m->store->deadline_mono_ms = 0;
+    }
+    return tl__lock_end_release(l, before, st, opts->done);
 }
 
 tl_status tl_release(tl_lock *l, const char *summary)
@@ -906,7 +961,7 @@ static tl_status token_record(tl_manager *m, const char *key, uint64_t token,
     m->store->errmsg[0] = '\0';
     tl_status st = m->store->ops->inspect(m->store, key, mine, &found);
     if (st != TL_OK)
-        return store_fail(m, st);
+        return tl__mgr_fail(m, st);
     if (found && mine->info.token == token && mine->info.worker_id != NULL &&
         strcmp(mine->info.worker_id, m->worker_id) == 0) {
         *ours = true;
@@ -918,14 +973,23 @@ static tl_status token_record(tl_manager *m, const char *key, uint64_t token,
 
 tl_status tl_release_token(tl_manager *m, const char *key, uint64_t token, const char *summary)
 {
+    return tl_release_token_with(m, key, token, &(struct tl_release_opts){.summary = summary});
+}
+
+tl_status tl_release_token_with(tl_manager *m, const char *key, uint64_t token,
+                                const struct tl_release_opts *opts)
+{
+    static const struct tl_release_opts defaults;
     struct tl_record mine;
     bool ours;
     tl_status st;
 
     if (m == NULL)
         return TL_EINVAL;
-    begin(m);
-    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK ||
+    if (opts == NULL)
+        opts = &defaults;
+    tl__begin(m);
+    if ((st = tl__ensure_connected(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK ||
         (st = token_record(m, key, token, &mine, &ours)) != TL_OK)
         return st;
 
@@ -934,13 +998,18 @@ tl_status tl_release_token(tl_manager *m, const char *key, uint64_t token, const
         .info = {
             .key = (char *)key, .worker_id = m->worker_id, .node_id = m->node_id, .token = token}};
     m->store->errmsg[0] = '\0';
-    st = m->store->ops->release(m->store, ours ? &mine : &named, summary);
-    if (st == TL_ENOTOWNER && released_by(m, ours ? &mine : &named))
+    m->store->deadline_mono_ms =
+        opts->deadline_ms ? m->clock.mono_ms(m->clock.ud) + opts->deadline_ms : 0;
+    st = store_release(m, ours ? &mine : &named, opts->summary, opts->done);
+    if (st == TL_ENOTOWNER && tl__released_by(m, ours ? &mine : &named))
         st = TL_OK;
+    m->store->deadline_mono_ms = 0;
     tl__record_clear(&mine);
     if (st == TL_OK) {
         pthread_mutex_lock(&m->mu);
         m->metrics.total_releases++;
+        if (opts->done)
+            m->metrics.tasks_done++;
         pthread_mutex_unlock(&m->mu);
         return TL_OK;
     }
@@ -948,7 +1017,7 @@ tl_status tl_release_token(tl_manager *m, const char *key, uint64_t token, const
         return tl__fail(m, st, "lock %s with token %llu is not held by %s: %s", key,
                         (unsigned long long)token, m->worker_id,
                         m->store->errmsg[0] ? m->store->errmsg : tl_strerror(st));
-    return store_fail(m, st);
+    return tl__mgr_fail(m, st);
 }
 
 tl_status tl_release_force(tl_manager *m, const char *key, uint64_t token, const char *summary,
@@ -960,8 +1029,8 @@ tl_status tl_release_force(tl_manager *m, const char *key, uint64_t token, const
         *former = NULL;
     if (m == NULL)
         return TL_EINVAL;
-    begin(m);
-    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK)
+    tl__begin(m);
+    if ((st = tl__ensure_connected(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK)
         return st;
     const struct tl_store_ops *ops = m->store->ops;
     if (ops->version < 2 || ops->force_release == NULL)
@@ -984,13 +1053,13 @@ tl_status tl_release_force(tl_manager *m, const char *key, uint64_t token, const
                           r->info.worker_id, (unsigned long long)r->info.token,
                           (unsigned long long)token);
         else
-            st = store_fail(m, st);
+            st = tl__mgr_fail(m, st);
         tl__record_free(r);
         return st;
     }
     if (st != TL_OK || !found) {
         tl__record_free(r);
-        return st == TL_OK ? TL_OK : store_fail(m, st);
+        return st == TL_OK ? TL_OK : tl__mgr_fail(m, st);
     }
     TL_LOG(&m->log, TL_LOG_INFO, "%s: broke the lock of %s (token %llu)", key, r->info.worker_id,
            (unsigned long long)r->info.token);
@@ -1051,9 +1120,9 @@ static tl_status renew_now(tl_lock *l, uint32_t timeout)
         return TL_EINVAL;
 
     tl_manager *m = l->m;
-    begin(m);
+    tl__begin(m);
     tl_status st;
-    if ((st = ensure_connected(m)) != TL_OK || (st = check_extend(m, timeout)) != TL_OK)
+    if ((st = tl__ensure_connected(m)) != TL_OK || (st = check_extend(m, timeout)) != TL_OK)
         return st;
 
     bool fire = false;
@@ -1127,7 +1196,7 @@ static tl_status renew_now(tl_lock *l, uint32_t timeout)
     if (fire)
         tl__lock_fire_lost(l);
     if (st != TL_OK)
-        return store_fail(m, st);
+        return tl__mgr_fail(m, st);
     /* The next renewal, or the loss deadline, may now come before the threads would look. */
     if (due != 0 && tl__heartbeat_start(m, due, lose) != TL_OK)
         TL_LOG(&m->log, TL_LOG_WARN, "%s: could not wake the heartbeat", l->rec.info.key);
@@ -1143,7 +1212,7 @@ tl_status tl_extend(tl_lock *l, uint32_t lock_timeout_ms)
 {
     /* 0 would be a plain renewal: check it here, where it is an error. */
     if (l != NULL && lock_timeout_ms == 0) {
-        begin(l->m);
+        tl__begin(l->m);
         return check_timeout(l->m, 0);
     }
     return renew_now(l, lock_timeout_ms);
@@ -1158,8 +1227,8 @@ static tl_status renew_by_token(tl_manager *m, const char *key, uint64_t token, 
 
     if (m == NULL)
         return TL_EINVAL;
-    begin(m);
-    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK ||
+    tl__begin(m);
+    if ((st = tl__ensure_connected(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK ||
         (st = check_extend(m, timeout)) != TL_OK ||
         (st = token_record(m, key, token, &mine, &ours)) != TL_OK)
         return st;
@@ -1179,7 +1248,7 @@ static tl_status renew_by_token(tl_manager *m, const char *key, uint64_t token, 
     else
         m->metrics.heartbeats_failed++;
     pthread_mutex_unlock(&m->mu);
-    return st == TL_OK ? TL_OK : store_fail(m, st);
+    return st == TL_OK ? TL_OK : tl__mgr_fail(m, st);
 }
 
 tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token)
@@ -1190,7 +1259,7 @@ tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token)
 tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token, uint32_t lock_timeout_ms)
 {
     if (m != NULL && lock_timeout_ms == 0) {
-        begin(m);
+        tl__begin(m);
         return check_timeout(m, 0);
     }
     return renew_by_token(m, key, token, lock_timeout_ms);
@@ -1206,15 +1275,15 @@ tl_status tl_waiters(tl_manager *m, const char *key, struct tl_waiter ***out, si
         *count = 0;
     if (m == NULL || out == NULL || count == NULL)
         return TL_EINVAL;
-    begin(m);
-    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK)
+    tl__begin(m);
+    if ((st = tl__ensure_connected(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK)
         return st;
     const struct tl_store_ops *ops = m->store->ops;
     if (ops->version < 3 || ops->waiters == NULL)
         return tl__fail(m, TL_ENOTSUP, "the %s store has no line of waiters", ops->scheme);
     m->store->errmsg[0] = '\0';
     st = ops->waiters(m->store, key, out, count);
-    return st == TL_OK ? TL_OK : store_fail(m, st);
+    return st == TL_OK ? TL_OK : tl__mgr_fail(m, st);
 }
 
 void tl__lock_unref(tl_lock *l)
@@ -1298,8 +1367,8 @@ tl_status tl_inspect(tl_manager *m, const char *key, struct tl_info **out)
         *out = NULL;
     if (m == NULL || out == NULL)
         return TL_EINVAL;
-    begin(m);
-    if ((st = ensure_connected(m)) != TL_OK || (st = check_key(m, key)) != TL_OK)
+    tl__begin(m);
+    if ((st = tl__ensure_connected(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK)
         return st;
 
     struct tl_record *r = tl__record_new();
@@ -1310,7 +1379,7 @@ tl_status tl_inspect(tl_manager *m, const char *key, struct tl_info **out)
     st = m->store->ops->inspect(m->store, key, r, &found);
     if (st != TL_OK || !found) {
         tl__record_free(r);
-        return st == TL_OK ? TL_OK : store_fail(m, st);
+        return st == TL_OK ? TL_OK : tl__mgr_fail(m, st);
     }
     *out = &r->info;
     return TL_OK;
@@ -1327,15 +1396,15 @@ tl_status tl_list(tl_manager *m, struct tl_info ***out, size_t *count)
         *count = 0;
     if (m == NULL || out == NULL || count == NULL)
         return TL_EINVAL;
-    begin(m);
-    if ((st = ensure_connected(m)) != TL_OK)
+    tl__begin(m);
+    if ((st = tl__ensure_connected(m)) != TL_OK)
         return st;
     if (m->store->ops->list == NULL)
         return tl__fail(m, TL_ENOTSUP, "the %s store cannot list its locks", m->store->ops->scheme);
     m->store->errmsg[0] = '\0';
     st = m->store->ops->list(m->store, &recs, count);
     if (st != TL_OK)
-        return store_fail(m, st);
+        return tl__mgr_fail(m, st);
     /* Each record starts with its tl_info, so the array can be handed out as it is. */
     *out = (struct tl_info **)recs;
     return TL_OK;
@@ -1352,15 +1421,16 @@ tl_status tl_history(tl_manager *m, const char *key, size_t limit, struct tl_eve
         *count = 0;
     if (m == NULL || out == NULL || count == NULL)
         return TL_EINVAL;
-    begin(m);
-    if ((st = ensure_connected(m)) != TL_OK || (key != NULL && (st = check_key(m, key)) != TL_OK))
+    tl__begin(m);
+    if ((st = tl__ensure_connected(m)) != TL_OK ||
+        (key != NULL && (st = tl__check_key(m, key)) != TL_OK))
         return st;
     if (m->store->ops->history == NULL)
         return tl__fail(m, TL_ENOTSUP, "the %s store keeps no audit trail here",
                         m->store->ops->scheme);
     m->store->errmsg[0] = '\0';
     st = m->store->ops->history(m->store, key, limit ? limit : 100, out, count);
-    return st == TL_OK ? TL_OK : store_fail(m, st);
+    return st == TL_OK ? TL_OK : tl__mgr_fail(m, st);
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -123,4 +123,42 @@ void tl__lock_unref(tl_lock *l);
 void tl__lock_fire_lost(tl_lock *l);
 uint32_t tl__lock_interval(const tl_manager *m, const struct tl_store *s, uint32_t timeout_ms);
 
+/* manager.c, for claim.c: the pieces of an acquire that claim-next shares. */
+struct acquire_plan {
+    enum tl_claim_mode mode;
+    uint32_t retries;
+    bool unlimited;
+    int64_t deadline; /* monotonic ms; 0: none */
+    bool line;        /* waits in the key's line (a store with one, and patience to wait) */
+    int64_t line_end; /* monotonic ms: when a waiter's patience runs out */
+};
+void tl__begin(tl_manager *m);                       /* clears the message slot */
+tl_status tl__mgr_fail(tl_manager *m, tl_status st); /* the store's message as the call's */
+tl_status tl__ensure_connected(tl_manager *m);
+tl_status tl__check_key(tl_manager *m, const char *key);
+uint32_t tl__backoff_delay(tl_manager *m, uint32_t attempt);
+void tl__wait_before_retry(tl_manager *m, const char *key, uint32_t ms);
+tl_status tl__plan_acquire(tl_manager *m, const struct tl_acquire_opts *o, uint32_t timeout,
+                           struct acquire_plan *p);
+bool tl__cancelled(const volatile sig_atomic_t *cancel);
+/* The sum of the backoff schedule `retries` retries would sleep (without jitter): how long a
+ * waiter that is woken instead of sleeping waits in all. */
+int64_t tl__patience_ms(const tl_manager *m, uint32_t retries);
+/* Whether the audit trail shows that `r` was released (or finished) by its holder. */
+bool tl__released_by(tl_manager *m, const struct tl_record *r);
+/*
+ * Makes `l` (allocated, zeroed) the handle of the lock that `res` won (its record is moved into
+ * the handle) for a claim sent at `sent` (monotonic) with `timeout`, begun at `start`: checks
+ * that it is not past its loss deadline already, links it, counts it and starts its heartbeat.
+ * On failure the lock is given back to the store and `l` freed. *out is the handle on TL_OK.
+ */
+tl_status tl__lock_adopt(tl_manager *m, tl_lock *l, struct tl_claim_result *res, int64_t sent,
+                         uint32_t timeout, int64_t start, tl_lock **out);
+/* A release in two halves around the store's call: the first marks `l` releasing (the
+ * heartbeat leaves it alone) and says whether it was still to release (*before its state); the
+ * second takes the store's status (TL_ENOTOWNER checked against the audit trail), marks the
+ * lock released, lost or as before, fires the lost callback and returns the call's status. */
+bool tl__lock_begin_release(tl_lock *l, enum tl_lock_state *before);
+tl_status tl__lock_end_release(tl_lock *l, enum tl_lock_state before, tl_status st, bool done);
+
 #endif /* TL_MANAGER_H */

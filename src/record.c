@@ -110,13 +110,15 @@ const char *tl_event_kind_name(tl_event_kind kind)
     case TL_EVENT_STOLEN: return "stolen";
     case TL_EVENT_FORCED: return "forced";
     case TL_EVENT_LOST: return "lost";
+    case TL_EVENT_DONE: return "done";
+    case TL_EVENT_REOPENED: return "reopened";
     }
     return "unknown";
 }
 
 bool tl__event_kind_from_name(const char *name, tl_event_kind *out)
 {
-    for (int k = TL_EVENT_ACQUIRED; k <= TL_EVENT_LOST; k++) {
+    for (int k = TL_EVENT_ACQUIRED; k <= TL_EVENT_REOPENED; k++) {
         if (name != NULL && strcmp(name, tl_event_kind_name((tl_event_kind)k)) == 0) {
             *out = (tl_event_kind)k;
             return true;
@@ -215,5 +217,39 @@ tl_status tl__waiter_array_push(struct tl_waiter ***arr, size_t *count, size_t *
     tl_status st = array_push(&a, count, cap, w);
 
     *arr = (struct tl_waiter **)a;
+    return st;
+}
+
+struct tl_done *tl__done_new(void)
+{
+    return tl__calloc(1, sizeof(struct tl_done));
+}
+
+void tl__done_free(struct tl_done *d)
+{
+    if (d == NULL)
+        return;
+    tl__free(d->key);
+    tl__free(d->worker_id);
+    tl__free(d->node_id);
+    tl__free(d->summary);
+    tl__free(d);
+}
+
+void tl_done_array_free(struct tl_done **done, size_t count)
+{
+    if (done == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        tl__done_free(done[i]);
+    tl__free(done);
+}
+
+tl_status tl__done_array_push(struct tl_done ***arr, size_t *count, size_t *cap, struct tl_done *d)
+{
+    void **a = (void **)*arr;
+    tl_status st = array_push(&a, count, cap, d);
+
+    *arr = (struct tl_done **)a;
     return st;
 }

@@ -60,6 +60,22 @@
  * - leave: deletes the waiter (TL_OK if it is not there).
  * - extend: a renew that also records a new lock timeout, atomically.
  * - inspect and list fill info.waiting with the number of live waiters of the key.
+ *
+ * Claim-next and finished tasks (version 4; DESIGN.md section 8):
+ * - A key may carry a *done marker* {worker id, node id, token, time, summary}: the task was
+ *   finished. It is independent of the lock: a plain claim ignores it (a lock is a lock), a
+ *   release leaves it, and only reopen (or a later done release, which replaces it) changes it.
+ * - claim_next: of the candidates in order, claims the first one that is not done and that a
+ *   claim in req->mode without a waiter id would win (free, or stale with TL_CLAIM_STEAL, and
+ *   no live waiter in its line), atomically over all of them: of concurrent claim-nexts over
+ *   overlapping candidates, each key is won by at most one. One round trip where the store
+ *   allows. It takes tokens, writes events and wakes nobody exactly as that claim would.
+ * - finish with `done`: the done marker is written in the same atomic step as the release, or
+ *   before it (GitHub: close the issue, then delete the claim), so that a finished task is never
+ *   free without its marker; the release's event is `done` instead of `released`. With `next`,
+ *   the store may claim next in the same round trip (then it says so: next_tried).
+ * - reopen: deletes the marker and records a `reopened` event; TL_OK whether or not there was
+ *   one (*was_done says).
  */
 #ifndef TL_STORE_H
 #define TL_STORE_H
@@ -70,8 +86,8 @@
 #include "tl.h"
 
 /* 2: force_release appended. 3: the line (struct tl_claim's waiter, leave, wait_turn, waiters),
- * extend. */
-#define TL_STORE_OPS_VERSION 3
+ * extend. 4: claim_next, finish, reopen, done_list, wait_any. */
+#define TL_STORE_OPS_VERSION 4
 
 enum tl_claim_mode { TL_CLAIM_NORMAL = 0, TL_CLAIM_STEAL, TL_CLAIM_FORCE };
 
@@ -150,6 +166,42 @@ struct tl_claim_result {
     int64_t beat_sent_mono_ms;
 };
 
+/* Version 4: what claim-next chooses from. Borrowed for the call. */
+struct tl_candidates {
+    const char *const *keys; /* in order of preference (valid keys, no duplicates) */
+    size_t nkeys;
+    /* Instead of keys (keys NULL): the store's own listing, ranked by the store (GitHub: the
+     * open issues with this label). Stores without one answer TL_ENOTSUP. */
+    const char *label;
+};
+
+/* Version 4: why a claim-next won nothing. Each candidate the store looked at is counted once,
+ * in the first count that applies: done, held (live, or stale when not stealing), queued (free
+ * or stealable, but live waiters in line). */
+struct tl_next_tally {
+    uint32_t done;
+    uint32_t held;
+    uint32_t queued;
+};
+
+/* Version 4: a release that may mark the task done and may claim the next one. */
+struct tl_finish {
+    const struct tl_record *held; /* as claim returned it */
+    const char *summary;          /* never NULL */
+    bool done;                    /* leave the done marker */
+    /* NULL: nothing more. Else claim next like claim_next(next, candidates) once released. */
+    const struct tl_claim *next;
+    const struct tl_candidates *candidates;
+};
+
+struct tl_finish_result {
+    bool next_tried;       /* the store made the claim-next (else the core makes it) */
+    tl_status next_status; /* with next_tried: claim_next's status */
+    struct tl_claim_result next;
+    size_t won;
+    struct tl_next_tally tally;
+};
+
 struct tl_store_ops {
     int version;        /* TL_STORE_OPS_VERSION */
     const char *scheme; /* "sqlite", "memory", "github", ... */
@@ -214,6 +266,28 @@ struct tl_store_ops {
     /* renew, and record `lock_timeout_ms` as the lock's timeout, atomically. NULL: TL_ENOTSUP. */
     tl_status (*extend)(struct tl_store *s, const struct tl_record *held, uint32_t lock_timeout_ms,
                         int64_t *heartbeat_at_ms);
+
+    /* Version 4: claim-next and done markers (see the contract above). Each is optional: NULL
+     * makes the calls that need it answer TL_ENOTSUP (wait_any: the core sleeps instead). */
+    /* TL_OK: won; *won is the candidate's index (SIZE_MAX for a label's listing) and out->rec
+     * ours. TL_EBUSY: nothing to win now; *tally says why (all done: tally->done == nkeys). */
+    tl_status (*claim_next)(struct tl_store *s, const struct tl_claim *req,
+                            const struct tl_candidates *c, struct tl_claim_result *out, size_t *won,
+                            struct tl_next_tally *tally);
+    /* The release's status, as release's (summary, done; with next as described above). `out`
+     * is filled only when the release succeeded. */
+    tl_status (*finish)(struct tl_store *s, const struct tl_finish *f,
+                        struct tl_finish_result *out);
+    tl_status (*reopen)(struct tl_store *s, const char *key, const char *worker_id,
+                        const char *node_id, bool *was_done);
+    /* The done markers of `key`, or of every key when NULL, ordered by key. Records are
+     * allocated with tl__malloc and freed by tl_done_array_free(). */
+    tl_status (*done_list)(struct tl_store *s, const char *key, struct tl_done ***out,
+                           size_t *count);
+    /* Blocks up to `timeout_ms` or until one of the candidates may have come free (released,
+     * or a line emptied). TL_OK either way; an error makes the caller sleep instead. Returns by
+     * deadline_mono_ms too. */
+    tl_status (*wait_any)(struct tl_store *s, const struct tl_candidates *c, uint32_t timeout_ms);
 };
 
 /* Writes the instance's message slot and returns `st`. */
@@ -256,6 +330,9 @@ tl_status tl__record_array_push(struct tl_record ***arr, size_t *count, size_t *
                                 struct tl_record *r);
 tl_status tl__event_array_push(struct tl_event ***arr, size_t *count, size_t *cap,
                                struct tl_event *e);
+struct tl_done *tl__done_new(void);
+void tl__done_free(struct tl_done *d);
+tl_status tl__done_array_push(struct tl_done ***arr, size_t *count, size_t *cap, struct tl_done *d);
 
 /* The stores this build has (registry.c lists them). */
 extern const struct tl_store_ops tl__store_memory;

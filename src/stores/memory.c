@@ -32,6 +32,7 @@ struct mem_entry {
     struct tl_record rec;
     struct mem_waiter *line; /* ordered by priority, then seq */
     uint64_t last_seq;
+    struct tl_done *done; /* the task's done marker, or NULL */
 };
 
 struct mem_space {
@@ -39,7 +40,8 @@ struct mem_space {
     char *name;
     int refs;
     pthread_mutex_t mu;
-    pthread_cond_t turn; /* a waiter was signaled (CLOCK_MONOTONIC) */
+    pthread_cond_t turn; /* a waiter was signaled, or a key freed (CLOCK_MONOTONIC) */
+    uint64_t freed;      /* counts events that may have freed a candidate (wait_any) */
     struct mem_entry **buckets;
     size_t nbuckets; /* a power of two */
     size_t nentries;
@@ -83,6 +85,7 @@ static void space_free(struct mem_space *sp)
             struct mem_entry *next = e->next;
             tl__free(e->key);
             tl__record_clear(&e->rec);
+            tl__done_free(e->done);
             while (e->line != NULL) {
                 struct mem_waiter *w = e->line;
                 e->line = w->next;
@@ -283,6 +286,13 @@ static void unlink_waiter(struct mem_entry *e, struct mem_waiter *w)
     tl__free(w);
 }
 
+/* Tells wait_any that something may have come free. */
+static void freed(struct mem_space *sp)
+{
+    sp->freed++;
+    (void)pthread_cond_broadcast(&sp->turn);
+}
+
 /* Wakes the head of a free key's line, and only it. */
 static void wake_head(struct mem_space *sp, struct mem_entry *e)
 {
@@ -296,6 +306,7 @@ static void wake_head(struct mem_space *sp, struct mem_entry *e)
 static void prune(struct mem_space *sp, struct mem_entry *e, int64_t now)
 {
     struct mem_waiter **pp = &e->line;
+    bool removed = false;
 
     while (*pp != NULL) {
         struct mem_waiter *w = *pp;
@@ -306,7 +317,10 @@ static void prune(struct mem_space *sp, struct mem_entry *e, int64_t now)
         *pp = w->next;
         waiter_clear(&w->w);
         tl__free(w);
+        removed = true;
     }
+    if (removed && !e->held && e->line == NULL)
+        freed(sp);
     wake_head(sp, e);
 }
 
@@ -348,15 +362,14 @@ static uint32_t live_count(const struct mem_entry *e, int64_t now)
     return n;
 }
 
-static tl_status memory_claim(struct tl_store *s, const struct tl_claim *req,
-                              struct tl_claim_result *out)
+/* The claim of `req` (for `key`), under sp->mu. */
+static tl_status claim_locked(struct tl_store *s, struct mem_space *sp, const struct tl_claim *req,
+                              const char *key, int64_t now, struct tl_claim_result *out)
 {
-    struct mem_space *sp = ((struct memory_store *)s)->space;
-    int64_t now = now_ms(s);
     tl_status st;
     struct tl_record mine = {0};
 
-    mine.info.key = tl__strdup(req->key);
+    mine.info.key = tl__strdup(key);
     mine.info.worker_id = tl__strdup(req->worker_id);
     mine.info.node_id = tl__strdup(req->node_id);
     mine.info.task_info = tl__strdup(req->task_info);
@@ -367,11 +380,10 @@ static tl_status memory_claim(struct tl_store *s, const struct tl_claim *req,
     mine.info.claimed_at_ms = mine.info.heartbeat_at_ms = now;
     mine.info.lock_timeout_ms = req->lock_timeout_ms;
 
-    pthread_mutex_lock(&sp->mu);
-    struct mem_entry *e = find_or_add(sp, req->key);
+    struct mem_entry *e = find_or_add(sp, key);
     if (e == NULL) {
         st = tl__store_fail(s, TL_ENOMEM, "out of memory");
-        goto out_unlock;
+        goto out;
     }
 
     prune(sp, e, now);
@@ -392,7 +404,7 @@ static tl_status memory_claim(struct tl_store *s, const struct tl_claim *req,
                 w->w.heartbeat_at_ms = now;
             } else if ((st = enqueue(e, req, now)) != TL_OK) {
                 st = tl__store_fail(s, st, "out of memory");
-                goto out_unlock;
+                goto out;
             } else {
                 waiting++;
             }
@@ -408,14 +420,14 @@ static tl_status memory_claim(struct tl_store *s, const struct tl_claim *req,
                 st = TL_EBUSY;
             }
         }
-        goto out_unlock;
+        goto out;
     }
 
     struct tl_record copy;
     mine.info.token = e->last_token + 1;
     if (tl__record_copy(&copy, &mine) != TL_OK) {
         st = tl__store_fail(s, TL_ENOMEM, "out of memory");
-        goto out_unlock;
+        goto out;
     }
     char detail[200] = "";
     if (v != TL_VERDICT_FREE)
@@ -438,9 +450,70 @@ static tl_status memory_claim(struct tl_store *s, const struct tl_claim *req,
     out->took_forced = v == TL_VERDICT_FORCE;
     st = TL_OK;
 
-out_unlock:
-    pthread_mutex_unlock(&sp->mu);
+out:
     tl__record_clear(&mine);
+    return st;
+}
+
+static tl_status memory_claim(struct tl_store *s, const struct tl_claim *req,
+                              struct tl_claim_result *out)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+    int64_t now = now_ms(s);
+
+    pthread_mutex_lock(&sp->mu);
+    tl_status st = claim_locked(s, sp, req, req->key, now, out);
+    pthread_mutex_unlock(&sp->mu);
+    return st;
+}
+
+/* Claim-next under sp->mu: each candidate in turn, as a claim without a waiter. */
+static tl_status claim_next_locked(struct tl_store *s, struct mem_space *sp,
+                                   const struct tl_claim *req, const struct tl_candidates *c,
+                                   int64_t now, struct tl_claim_result *out, size_t *won,
+                                   struct tl_next_tally *tally)
+{
+    struct tl_claim one = *req;
+
+    one.waiter_id = NULL;
+    *won = SIZE_MAX;
+    memset(tally, 0, sizeof(*tally));
+    if (c->keys == NULL)
+        return tl__store_fail(s, TL_ENOTSUP, "the memory store has no labels; name the keys");
+    for (size_t i = 0; i < c->nkeys; i++) {
+        struct mem_entry *e = find(sp, c->keys[i]);
+        if (e != NULL && e->done != NULL) {
+            tally->done++;
+            continue;
+        }
+        memset(out, 0, sizeof(*out));
+        tl_status st = claim_locked(s, sp, &one, c->keys[i], now, out);
+        if (st == TL_OK) {
+            *won = i;
+            return TL_OK;
+        }
+        if (st != TL_EBUSY)
+            return st;
+        if (out->holder_known)
+            tally->held++;
+        else
+            tally->queued++;
+        tl__record_clear(&out->rec);
+    }
+    memset(out, 0, sizeof(*out));
+    return TL_EBUSY;
+}
+
+static tl_status memory_claim_next(struct tl_store *s, const struct tl_claim *req,
+                                   const struct tl_candidates *c, struct tl_claim_result *out,
+                                   size_t *won, struct tl_next_tally *tally)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+    int64_t now = now_ms(s);
+
+    pthread_mutex_lock(&sp->mu);
+    tl_status st = claim_next_locked(s, sp, req, c, now, out, won, tally);
+    pthread_mutex_unlock(&sp->mu);
     return st;
 }
 
@@ -499,6 +572,8 @@ static tl_status memory_leave(struct tl_store *s, const char *key, const char *w
     struct mem_waiter *w = e != NULL ? find_waiter(e, waiter_id) : NULL;
     if (w != NULL) {
         unlink_waiter(e, w);
+        if (!e->held && e->line == NULL)
+            freed(sp);
         prune(sp, e, now_ms(s));
     }
     pthread_mutex_unlock(&sp->mu);
@@ -577,28 +652,166 @@ static tl_status memory_waiters(struct tl_store *s, const char *key, struct tl_w
     return TL_OK;
 }
 
+/* A release under sp->mu; with `done`, the done marker first. */
+static tl_status release_locked(struct tl_store *s, struct mem_space *sp,
+                                const struct tl_record *held, const char *summary, bool done,
+                                int64_t now)
+{
+    struct mem_entry *e = find(sp, held->info.key);
+
+    if (is_ours(e, held)) {
+        if (done) {
+            struct tl_done *d = tl__done_new();
+            if (d != NULL) {
+                d->key = tl__strdup(held->info.key);
+                d->worker_id = tl__strdup(held->info.worker_id);
+                d->node_id = tl__strdup(e->rec.info.node_id);
+                d->summary = tl__strdup(summary ? summary : "");
+                d->token = held->info.token;
+                d->done_at_ms = now;
+            }
+            if (d == NULL || !d->key || !d->worker_id || !d->node_id || !d->summary) {
+                tl__done_free(d);
+                return tl__store_fail(s, TL_ENOMEM, "out of memory");
+            }
+            tl__done_free(e->done);
+            e->done = d;
+        }
+        note(sp, now, done ? TL_EVENT_DONE : TL_EVENT_RELEASED, &held->info, summary);
+        tl__record_clear(&e->rec);
+        e->held = false;
+        freed(sp);
+        prune(sp, e, now);
+        return TL_OK;
+    }
+    if (e != NULL && !e->held && e->last_token == held->info.token)
+        return TL_OK; /* already released by us, and no one has claimed it since */
+    return tl__store_fail(s, TL_ENOTOWNER, "%s is not held by %s with token %llu", held->info.key,
+                          held->info.worker_id, (unsigned long long)held->info.token);
+}
+
 static tl_status memory_release(struct tl_store *s, const struct tl_record *held,
                                 const char *summary)
 {
     struct mem_space *sp = ((struct memory_store *)s)->space;
-    tl_status st = TL_OK;
 
     pthread_mutex_lock(&sp->mu);
-    struct mem_entry *e = find(sp, held->info.key);
-    if (is_ours(e, held)) {
-        int64_t now = now_ms(s);
-        note(sp, now, TL_EVENT_RELEASED, &held->info, summary);
-        tl__record_clear(&e->rec);
-        e->held = false;
-        prune(sp, e, now);
-    } else if (e != NULL && !e->held && e->last_token == held->info.token) {
-        /* Already released by us, and no one has claimed it since. */
-    } else {
-        st = tl__store_fail(s, TL_ENOTOWNER, "%s is not held by %s with token %llu", held->info.key,
-                            held->info.worker_id, (unsigned long long)held->info.token);
+    tl_status st = release_locked(s, sp, held, summary, false, now_ms(s));
+    pthread_mutex_unlock(&sp->mu);
+    return st;
+}
+
+static tl_status memory_finish(struct tl_store *s, const struct tl_finish *f,
+                               struct tl_finish_result *out)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+    int64_t now = now_ms(s);
+
+    pthread_mutex_lock(&sp->mu);
+    tl_status st = release_locked(s, sp, f->held, f->summary, f->done, now);
+    if (st == TL_OK && f->next != NULL) {
+        out->next_tried = true;
+        out->next_status = claim_next_locked(s, sp, f->next, f->candidates, now, &out->next,
+                                             &out->won, &out->tally);
     }
     pthread_mutex_unlock(&sp->mu);
     return st;
+}
+
+static tl_status memory_reopen(struct tl_store *s, const char *key, const char *worker_id,
+                               const char *node_id, bool *was_done)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+
+    *was_done = false;
+    pthread_mutex_lock(&sp->mu);
+    struct mem_entry *e = find(sp, key);
+    if (e != NULL && e->done != NULL) {
+        const struct tl_info who = {.key = (char *)key,
+                                    .worker_id = (char *)worker_id,
+                                    .node_id = (char *)node_id,
+                                    .token = e->done->token};
+        char detail[200];
+        (void)snprintf(detail, sizeof(detail), "done by %s (token %llu)", e->done->worker_id,
+                       (unsigned long long)e->done->token);
+        note(sp, now_ms(s), TL_EVENT_REOPENED, &who, detail);
+        tl__done_free(e->done);
+        e->done = NULL;
+        *was_done = true;
+        freed(sp);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return TL_OK;
+}
+
+static int cmp_done_key(const void *a, const void *b)
+{
+    return strcmp((*(struct tl_done *const *)a)->key, (*(struct tl_done *const *)b)->key);
+}
+
+static tl_status memory_done_list(struct tl_store *s, const char *key, struct tl_done ***out,
+                                  size_t *count)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+    struct tl_done **arr = NULL;
+    size_t n = 0, cap = 0;
+    tl_status st = TL_OK;
+
+    pthread_mutex_lock(&sp->mu);
+    for (size_t i = 0; i < sp->nbuckets && st == TL_OK; i++) {
+        for (struct mem_entry *e = sp->buckets[i]; e != NULL && st == TL_OK; e = e->next) {
+            if (e->done == NULL || (key != NULL && strcmp(e->key, key) != 0))
+                continue;
+            struct tl_done *d = tl__done_new();
+            if (d != NULL) {
+                *d = *e->done;
+                d->key = tl__strdup(e->done->key);
+                d->worker_id = tl__strdup(e->done->worker_id);
+                d->node_id = tl__strdup(e->done->node_id);
+                d->summary = tl__strdup(e->done->summary);
+            }
+            if (d == NULL || !d->key || !d->worker_id || !d->node_id || !d->summary ||
+                tl__done_array_push(&arr, &n, &cap, d) != TL_OK) {
+                tl__done_free(d);
+                st = TL_ENOMEM;
+            }
+        }
+    }
+    pthread_mutex_unlock(&sp->mu);
+    if (st != TL_OK) {
+        tl_done_array_free(arr, n);
+        return tl__store_fail(s, st, "out of memory");
+    }
+    if (n > 1)
+        qsort(arr, n, sizeof(*arr), cmp_done_key);
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
+/* Waits by the real clock (the core calls it only with one) until something may have freed a
+ * candidate: any key freed, a line emptied, a task reopened. */
+static tl_status memory_wait_any(struct tl_store *s, const struct tl_candidates *c,
+                                 uint32_t timeout_ms)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+    struct timespec until;
+    int64_t deadline = tl__real_mono_ms() + timeout_ms;
+
+    (void)c;
+    if (s->deadline_mono_ms != 0 && s->deadline_mono_ms < deadline)
+        deadline = s->deadline_mono_ms;
+    until.tv_sec = (time_t)(deadline / 1000);
+    until.tv_nsec = (long)(deadline % 1000) * 1000000L;
+    pthread_mutex_lock(&sp->mu);
+    uint64_t seen = sp->freed;
+    while (sp->freed == seen) {
+        if (pthread_cond_timedwait(&sp->turn, &sp->mu, &until) != 0 &&
+            tl__real_mono_ms() >= deadline)
+            break;
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return TL_OK;
 }
 
 static tl_status memory_force_release(struct tl_store *s, const struct tl_force_release *req,
@@ -637,6 +850,7 @@ static tl_status memory_force_release(struct tl_store *s, const struct tl_force_
     e->held = false;
     note(sp, now, TL_EVENT_FORCED, &who, detail);
     note(sp, now, TL_EVENT_RELEASED, &who, req->summary);
+    freed(sp);
     prune(sp, e, now);
 
 out_unlock:
@@ -772,4 +986,9 @@ const struct tl_store_ops tl__store_memory = {
     .wait_turn = memory_wait_turn,
     .waiters = memory_waiters,
     .extend = memory_extend,
+    .claim_next = memory_claim_next,
+    .finish = memory_finish,
+    .reopen = memory_reopen,
+    .done_list = memory_done_list,
+    .wait_any = memory_wait_any,
 };

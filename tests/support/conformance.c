@@ -138,6 +138,21 @@ static void make_stale(tl_manager *observer, const char *k)
         fail_msg("%s: the lock never became stale", k);
 }
 
+tl_manager *tl__conformance_mgr(const char *worker, uint32_t timeout_ms)
+{
+    return mgr(worker, timeout_ms);
+}
+
+void tl__conformance_make_stale(tl_manager *observer, const char *k)
+{
+    make_stale(observer, k);
+}
+
+uint32_t tl__conformance_short_timeout(void)
+{
+    return short_timeout();
+}
+
 static struct tl_metrics metrics(const tl_manager *m)
 {
     struct tl_metrics mt;
@@ -936,5 +951,9 @@ int tl_conformance_run(const struct tl_conformance *c)
         rc += tl__conformance_line_run(c);
     else
         fprintf(stderr, "conformance %s: the store has no line; its part skipped\n", c->name);
+    if (ops != NULL && ops->version >= 4 && ops->claim_next != NULL)
+        rc += tl__conformance_next_run(c);
+    else
+        fprintf(stderr, "conformance %s: the store has no claim-next; its part skipped\n", c->name);
     return rc;
 }

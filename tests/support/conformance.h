@@ -27,7 +27,10 @@
  *   only the head is woken at a release; a free key goes to the head, not to a newcomer; a dead
  *   waiter is skipped and removed; a waiter that gives up leaves; the head steals a stale lock;
  *   FORCE passes the line; tokens increase across hand-overs; inspect and list count waiters;
- * - tl_extend changes the recorded lock timeout.
+ * - tl_extend changes the recorded lock timeout;
+ * - claim-next (keys 60-84): candidates in order, held/queued/done ones skipped, a stale one
+ *   taken only when stealing, each key won once by concurrent claimers, done markers and
+ *   reopen, release-and-claim-next, a waiting claim-next woken by a release.
  */
 #ifndef TL_CONFORMANCE_H
 #define TL_CONFORMANCE_H
@@ -71,5 +74,12 @@ int tl_conformance_run(const struct tl_conformance *c);
 /* For the suite's own files: key number `n` of the store under test, and the line's part. */
 const char *tl_conformance_key(const struct tl_conformance *c, int n, char buf[64]);
 int tl__conformance_line_run(const struct tl_conformance *c);
+int tl__conformance_next_run(const struct tl_conformance *c); /* claim-next: keys 60-84 */
+/* The main part's helpers, for the other parts: a manager on the store under test (fake-clock
+ * stores share the suite's fake clock), a lock made stale, the short lock timeout. */
+struct tl_manager;
+struct tl_manager *tl__conformance_mgr(const char *worker, uint32_t timeout_ms);
+void tl__conformance_make_stale(struct tl_manager *observer, const char *k);
+uint32_t tl__conformance_short_timeout(void);
 
 #endif /* TL_CONFORMANCE_H */
