@@ -74,6 +74,9 @@ extern const struct tl_cli_cmd tl_cli_cmd_demo;
 extern const struct tl_cli_cmd tl_cli_cmd_where;
 extern const struct tl_cli_cmd tl_cli_cmd_mcp;
 extern const struct tl_cli_cmd tl_cli_cmd_help;
+extern const struct tl_cli_cmd tl_cli_cmd_claim_next;
+extern const struct tl_cli_cmd tl_cli_cmd_reopen;
+extern const struct tl_cli_cmd tl_cli_cmd_work;
 
 /* main.c: the command named `name` (exact match), or NULL. */
 const struct tl_cli_cmd *tl_cli_find(const char *name);
@@ -159,6 +162,31 @@ const char *tl_cli_strategy_name(tl_strategy s);
  * "stale" added to the lock object when `with_stale`. A new reference, or NULL (no memory or
  * `metadata` NULL). */
 json_t *tl_cli_lock_json(const char *key, const char *metadata, bool with_stale, bool stale);
+
+/* The token of `lock` could not be written to stdout: releases the lock again, says so, and
+ * returns TL_EXIT_STORE (cmd_acquire.c; claim-next too). */
+int tl_cli_undelivered(const struct tl_cli *cli, tl_manager *m, const char *key, tl_lock *lock,
+                       const char *why);
+
+/* The candidates of claim-next and work (cmd_claim.c): KEY arguments, --keys-from FILE (one key
+ * per line; blank lines and lines starting with # skipped; "-" is standard input), or --label. */
+struct tl_cli_candidates {
+    char **keys;
+    size_t n, cap;
+    const char *label;
+};
+#define TL_OPT_KEYS_FROM (TL_OPT_PRIORITY + 1)
+#define TL_OPT_LABEL     (TL_OPT_PRIORITY + 2)
+/* Handles --keys-from and --label: -1 handled, 0 not one of them, else the exit code. */
+int tl_cli_candidates_opt(const struct tl_cli *cli, struct tl_cli_candidates *c, int opt,
+                          const char *arg);
+/* Adds the KEY arguments and checks the whole: -1 to go on, else the exit code. */
+int tl_cli_candidates_finish(const struct tl_cli *cli, struct tl_cli_candidates *c, int argc,
+                             char **argv);
+void tl_cli_candidates_fini(struct tl_cli_candidates *c);
+/* tl_claim_next() or tl_claim_next_label(), as the candidates say. */
+tl_status tl_cli_claim_next(tl_manager *m, const struct tl_cli_candidates *c,
+                            const struct tl_acquire_opts *opts, tl_lock **out);
 
 /* cmd_help.c: prints the usage, summary and help of `c` to stdout. */
 void tl_cli_print_help(const struct tl_cli_cmd *c);

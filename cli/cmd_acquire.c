@@ -255,7 +255,7 @@ static const char help[] =
  * reads a non-zero exit as "not acquired" would leave it held, unseen, for the lock timeout.
  * Release it, and say so.
  */
-static int undelivered(const struct tl_cli *cli, tl_manager *m, const char *key, tl_lock *lock,
+int tl_cli_undelivered(const struct tl_cli *cli, tl_manager *m, const char *key, tl_lock *lock,
                        const char *why)
 {
     uint64_t token = tl_lock_token(lock);
@@ -342,13 +342,13 @@ static int run_acquire(struct tl_cli *cli, int argc, char **argv)
         (void)printf("%llu\n", (unsigned long long)tl_lock_token(lock));
     }
     if (rc != TL_EXIT_OK) { /* the JSON document could not be made */
-        rc = undelivered(cli, m, key, lock, "out of memory");
+        rc = tl_cli_undelivered(cli, m, key, lock, "out of memory");
         goto out;
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         char why[128];
 
-        rc = undelivered(cli, m, key, lock, tl_cli_strerror(errno, why));
+        rc = tl_cli_undelivered(cli, m, key, lock, tl_cli_strerror(errno, why));
         goto out;
     }
     if (isatty(STDERR_FILENO)) {

@@ -16,6 +16,10 @@ static const char help[] =
     "With --json: {\"locks\":[{\"key\":KEY,\"lock\":METADATA,\"waiting\":N}, ...]},\n"
     "METADATA with \"stale\".\n"
     "\n"
+    "With --done: the finished tasks instead (their done markers: key, who finished it, when,\n"
+    "its token and summary); --json: {\"done\":[{\"key\",\"worker_id\",\"node_id\",\n"
+    "\"done_at\",\"token\",\"summary\"}, ...]}.\n"
+    "\n"
     "Exit status: 0, 2 usage error, 3 store error (or a store that cannot list its locks).\n";
 
 static int width(int w, const char *s)
@@ -75,17 +79,84 @@ static json_t *list_json(struct tl_info **infos, size_t n)
     return locks != NULL ? json_pack("{s:o}", "locks", locks) : NULL;
 }
 
+/* `list --done`: the done markers. */
+static int list_done(struct tl_cli *cli, tl_manager *m)
+{
+    struct tl_done **d = NULL;
+    size_t n = 0;
+    int rc = TL_EXIT_OK;
+    char at[48];
+
+    tl_status st = tl_list_done(m, NULL, &d, &n);
+    if (st != TL_OK)
+        return tl_cli_fail(cli, m, st, NULL);
+    if (cli->json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr != NULL && i < n; i++) {
+            tl_cli_format_time(d[i]->done_at_ms, false, at, sizeof(at));
+            if (json_array_append_new(
+                    arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "key", d[i]->key, "worker_id",
+                                   d[i]->worker_id, "node_id", d[i]->node_id, "done_at", at,
+                                   "token", (json_int_t)d[i]->token, "summary", d[i]->summary)) !=
+                0) {
+                json_decref(arr);
+                arr = NULL;
+            }
+        }
+        rc = tl_cli_print_json(cli, arr != NULL ? json_pack("{s:o}", "done", arr) : NULL);
+    } else if (n == 0) {
+        (void)printf("no task is done\n");
+    } else {
+        int wkey = 3, wworker = 6;
+        for (size_t i = 0; i < n; i++) {
+            wkey = width(wkey, d[i]->key);
+            wworker = width(wworker, d[i]->worker_id);
+        }
+        (void)printf("%-*s  %-*s  %-20s  %7s  %s\n", wkey, "KEY", wworker, "DONE BY", "DONE AT",
+                     "TOKEN", "SUMMARY");
+        for (size_t i = 0; i < n; i++) {
+            tl_cli_format_time(d[i]->done_at_ms, false, at, sizeof(at));
+            (void)printf("%-*s  %-*s  %-20s  %7llu  %s\n", wkey, d[i]->key, wworker,
+                         d[i]->worker_id, at, (unsigned long long)d[i]->token, d[i]->summary);
+        }
+    }
+    tl_done_array_free(d, n);
+    return rc;
+}
+
+enum { OPT_DONE = TL_OPT_COMMAND };
+
 static int run_list(struct tl_cli *cli, int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        TL_CLI_GLOBAL_LONGOPTS, {"done", 0, NULL, OPT_DONE}, {0}};
     tl_manager *m = NULL;
     struct tl_info **infos = NULL;
     size_t n = 0;
+    bool done = false;
     int rc;
 
-    if ((rc = tl_cli_no_args(cli, argc, argv)) >= 0)
-        return rc;
+    for (;;) {
+        int opt = tl_cli_getopt(argc, argv, ":" TL_CLI_GLOBAL_SHORTOPTS, longopts);
+
+        if (opt == -1)
+            break;
+        if (opt == OPT_DONE) {
+            done = true;
+            continue;
+        }
+        if ((rc = tl_cli_global_opt(cli, opt, optarg, argv)) >= 0)
+            return rc;
+    }
+    if (optind != argc)
+        return tl_cli_usage_error(cli, "takes no arguments (\"%s\")", argv[optind]);
     if ((rc = tl_cli_connect(cli, NULL, &m)) != TL_EXIT_OK)
         return rc;
+    if (done) {
+        rc = list_done(cli, m);
+        tl_manager_free(m);
+        return rc;
+    }
 
     tl_status st = tl_list(m, &infos, &n);
     char *shown = st == TL_OK ? tl_cli_store_shown(m) : NULL;
@@ -107,7 +178,7 @@ static int run_list(struct tl_cli *cli, int argc, char **argv)
 
 const struct tl_cli_cmd tl_cli_cmd_list = {
     .name = "list",
-    .usage = "list",
+    .usage = "list [--done]",
     .summary = "List every held lock (stale ones marked)",
     .help = help,
     .run = run_list,

@@ -13,7 +13,7 @@
 
 #include "cli.h"
 
-enum { OPT_TOKEN = TL_OPT_COMMAND, OPT_SUMMARY, OPT_FORCE };
+enum { OPT_TOKEN = TL_OPT_COMMAND, OPT_SUMMARY, OPT_FORCE, OPT_DONE };
 
 static const char help[] =
     "Releases the lock of KEY held by this worker (--worker, $TASKLOCK_WORKER, else\n"
@@ -24,6 +24,9 @@ static const char help[] =
     "Options:\n"
     "  --token N        release only if the lock still has fencing token N\n"
     "  --summary TEXT   a note for the audit trail ('tasklock log')\n"
+    "  --done           the task is finished: KEY keeps a done marker (this worker, the\n"
+    "                   time, the token, the summary) that 'tasklock claim-next' skips\n"
+    "                   until 'tasklock reopen KEY'; on GitHub the issue is closed\n"
     "  --force          break the lock whoever holds it (with --token N: only if it still\n"
     "                   has token N), for an administrator clearing a hung or dead\n"
     "                   worker's lock; recorded as forced, then released, by this worker.\n"
@@ -88,7 +91,8 @@ static int release_free(const struct tl_cli *cli, tl_manager *m, const char *key
         tl_cli_format_time(e->at_ms, false, at, sizeof(at));
         (void)snprintf(last, sizeof(last), " (its last event: %s by %s at %s, token %llu)",
                        tl_event_kind_name(e->kind), e->worker_id, at, (unsigned long long)e->token);
-        if (e->kind == TL_EVENT_RELEASED && strcmp(e->worker_id, tl_manager_worker_id(m)) == 0 &&
+        if ((e->kind == TL_EVENT_RELEASED || e->kind == TL_EVENT_DONE) &&
+            strcmp(e->worker_id, tl_manager_worker_id(m)) == 0 &&
             tl_release_token(m, key, e->token, summary) == TL_OK) {
             tl_cli_note(cli, "%s was released by this worker already (token %llu)", key,
                         (unsigned long long)e->token);
@@ -147,9 +151,10 @@ static int run_release(struct tl_cli *cli, int argc, char **argv)
                                              {"token", 1, NULL, OPT_TOKEN},
                                              {"summary", 1, NULL, OPT_SUMMARY},
                                              {"force", 0, NULL, OPT_FORCE},
+                                             {"done", 0, NULL, OPT_DONE},
                                              {0}};
     const char *summary = NULL;
-    bool have_token = false, force = false, is_free = false;
+    bool have_token = false, force = false, is_free = false, done = false;
     uint64_t token = 0;
     tl_manager *m = NULL;
     int rc = TL_EXIT_OK;
@@ -169,6 +174,8 @@ static int run_release(struct tl_cli *cli, int argc, char **argv)
             summary = optarg;
         } else if (opt == OPT_FORCE) {
             force = true;
+        } else if (opt == OPT_DONE) {
+            done = true;
         } else {
             rc = tl_cli_global_opt(cli, opt, optarg, argv);
             if (rc >= 0)
@@ -182,6 +189,8 @@ static int run_release(struct tl_cli *cli, int argc, char **argv)
     if (!tl_cli_key(cli, key))
         return TL_EXIT_USAGE;
 
+    if (force && done)
+        return tl_cli_usage_error(cli, "--force breaks a lock, --done finishes a task: not both");
     if ((rc = tl_cli_connect(cli, NULL, &m)) != TL_EXIT_OK)
         return rc;
     if (force) {
@@ -194,7 +203,8 @@ static int run_release(struct tl_cli *cli, int argc, char **argv)
         goto out;
     }
 
-    tl_status st = tl_release_token(m, key, token, summary);
+    tl_status st = tl_release_token_with(
+        m, key, token, &(struct tl_release_opts){.summary = summary, .done = done});
     if (st != TL_OK) {
         char hint[400];
 
@@ -211,7 +221,7 @@ out:
 
 const struct tl_cli_cmd tl_cli_cmd_release = {
     .name = "release",
-    .usage = "release KEY [--token N] [--summary TEXT] [--force]",
+    .usage = "release KEY [--token N] [--summary TEXT] [--done | --force]",
     .summary = "Release a lock this worker holds",
     .help = help,
     .run = run_release,
