@@ -1,14 +1,15 @@
 /*
- * cmd_demo.c -- `tasklock demo`: N worker processes share M tasks through the locks.
+ * cmd_demo.c -- `tasklock demo`: N `tasklock work` processes share M tasks through the locks.
  *
- * Each worker is a process with its own manager on one store (a fresh SQLite file by default).
- * It repeatedly picks a task not yet done, acquires it fail-fast (steal-stale when the holder
- * is stale), checks the ledger again now that it holds the lock, works 20-60 ms, appends
- * "TASK TOKEN WORKER" to the ledger and releases. The parent draws the progress from the
- * workers' reports, and at the end checks the ledger: every task exactly once.
+ * The demo is a showcase of `tasklock work`, the worker loop: it starts N worker processes, each
+ * `tasklock --json work --keys-from TASKS --strategy steal-stale -- sh -c TASK` on one store (a
+ * fresh SQLite file by default). Each claims the next free task atomically, runs the task's
+ * command (20-60 ms of simulated work that appends "KEY TOKEN WORKER" to a ledger), releases
+ * it as done and claims the next, in one store call. The parent reads the workers' JSON events
+ * for the progress, and at the end checks the ledger: every task exactly once.
  *
- * With --crash the first worker is killed with SIGKILL while it holds its first task; the lock
- * timeout is short (2 s) so that another worker soon finds the lock stale and takes it over.
+ * With --crash worker-1 is killed with SIGKILL while its first task runs; the lock timeout is
+ * short (2 s) so that another worker soon finds the lock stale and takes it over.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,31 +31,22 @@ enum { OPT_WORKERS = TL_OPT_COMMAND, OPT_TASKS, OPT_CRASH };
 
 #define MAX_WORKERS     64
 #define MAX_TASKS       10000
-#define LOCK_TIMEOUT_MS 2000 /* short, so that a crashed worker's task is recovered soon */
-#define HEARTBEAT_MS    500
-#define WORK_MIN_MS     20
-#define WORK_SPREAD_MS  41     /* work takes 20-60 ms */
-#define IDLE_MS         50     /* every remaining task is held: wait this long and look again */
-#define VICTIM_HOLD_MS  30000  /* the crash victim "works" this long, or until it is killed */
+#define LOCK_TIMEOUT    "2s" /* short, so that a crashed worker's task is recovered soon */
+#define LOCK_TIMEOUT_MS 2000
+#define HEARTBEAT       "500ms"
 #define DEADLINE_MS     120000 /* the demo gives up after this long: something is wrong */
 
-enum msg_kind { MSG_ACQUIRED = 1, MSG_DONE, MSG_STATS, MSG_ERROR };
-
-/* A worker's report to the parent: one write() each, smaller than PIPE_BUF, so atomic. */
-struct msg {
-    int32_t kind;
-    int32_t worker; /* 1-based */
-    int32_t task;   /* 0-based */
-    int32_t stolen; /* MSG_ACQUIRED: took a stale lock */
-    uint64_t token;
-    double ms;          /* MSG_ACQUIRED: acquisition time */
-    uint64_t conflicts; /* MSG_DONE and MSG_STATS: the worker's total so far */
-    uint64_t retries;   /* MSG_STATS: idle rounds */
-    uint64_t stale;     /* MSG_STATS: stale locks claimed */
-    uint64_t acquired;  /* MSG_STATS: acquisitions */
-    char text[200];     /* MSG_ERROR */
-};
-_Static_assert(sizeof(struct msg) <= 512, "a report must be written atomically");
+/*
+ * A task's command. worker-1's first task under --crash "works" for 30 s (the parent kills
+ * worker-1 meanwhile; the command dies with it); every task works 20-60 ms and then appends
+ * its line to the ledger.
+ */
+static const char task_cmd[] =
+    "if [ \"$TASKLOCK_WORKER\" = \"$DEMO_VICTIM\" ] && mkdir \"$DEMO_DIR/victim\" 2>/dev/null; "
+    "then exec sleep 30; fi; "
+    "n=${TASKLOCK_KEY##*-}; n=${n#0}; sleep 0.0$(( (n * 37) % 41 + 20 )); "
+    "printf '%s %s %s\\n' \"$TASKLOCK_KEY\" \"$TASKLOCK_TOKEN\" \"$TASKLOCK_WORKER\" "
+    ">> \"$DEMO_DIR/ledger\"";
 
 struct demo {
     const struct tl_cli *cli;
@@ -65,262 +57,50 @@ struct demo {
     char *store;     /* the store URL */
     bool own_store;  /* a temporary SQLite file in dir */
     char *ledger;    /* path of the ledger */
+    char *keys;      /* path of the task list */
     char prefix[64]; /* of the task keys */
-    int report_fd;   /* workers: the write end of the report pipe */
 };
-
-/* ---- the workers ---- */
-
-static void sleep_ms(uint32_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* Monotonic time in ms with a fraction: acquisitions take well under a millisecond. */
-static double precise_ms(void)
-{
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static uint32_t next_random(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return (uint32_t)((*s * 0x2545f4914f6cdd1dull) >> 32);
-}
 
 static void task_key(const struct demo *d, int task, char *buf, size_t size)
 {
     (void)snprintf(buf, size, "%s%02d", d->prefix, task + 1);
 }
 
-/* Marks done[] from the ledger; returns how many tasks are done, or -1 if it cannot be read. */
-static int read_ledger(const struct demo *d, bool *done, int *count)
+/* The task number of a key, or -1. */
+static int task_of(const struct demo *d, const char *key)
+{
+    size_t n = strlen(d->prefix);
+    char *end;
+
+    if (strncmp(key, d->prefix, n) != 0)
+        return -1;
+    long t = strtol(key + n, &end, 10);
+    return end != key + n && *end == '\0' && t >= 1 && t <= d->tasks ? (int)t - 1 : -1;
+}
+
+/* Counts the ledger's lines per task; returns how many tasks are done, or -1. */
+static int read_ledger(const struct demo *d, int *count)
 {
     FILE *f = fopen(d->ledger, "r");
-    char line[128];
+    char line[256];
     int n = 0;
 
-    memset(done, 0, (size_t)d->tasks * sizeof(*done));
-    if (count != NULL)
-        memset(count, 0, (size_t)d->tasks * sizeof(*count));
+    memset(count, 0, (size_t)d->tasks * sizeof(*count));
     if (f == NULL)
         return errno == ENOENT ? 0 : -1;
     while (fgets(line, sizeof(line), f) != NULL) {
-        char *end;
-        long task = strtol(line, &end, 10); /* "TASK TOKEN WORKER" */
-
-        if (end == line || *end != ' ' || task < 0 || task >= d->tasks)
+        char *sp = strchr(line, ' '); /* "KEY TOKEN WORKER" */
+        if (sp == NULL)
             continue;
-        if (!done[task])
-            n++;
-        done[task] = true;
-        if (count != NULL)
-            count[task]++;
+        *sp = '\0';
+        int task = task_of(d, line);
+        if (task < 0)
+            continue;
+        n += count[task] == 0;
+        count[task]++;
     }
     (void)fclose(f);
     return n;
-}
-
-static void report(const struct demo *d, const struct msg *m)
-{
-    ssize_t n = write(d->report_fd, m, sizeof(*m));
-
-    (void)n; /* the parent is gone: nothing to tell */
-}
-
-static int worker_fail(const struct demo *d, int id, const char *what, tl_manager *m)
-{
-    struct msg e = {.kind = MSG_ERROR, .worker = id};
-
-    (void)snprintf(e.text, sizeof(e.text), "worker-%d: %s: %s", id, what,
-                   m != NULL ? tl_errmsg(m) : "out of memory");
-    report(d, &e);
-    return TL_EXIT_STORE;
-}
-
-/* Tries to take `task`: fail-fast, then steal-stale if its holder is stale. */
-static tl_status take(tl_manager *m, const char *key, tl_lock **lock, bool *stolen)
-{
-    struct tl_acquire_opts o = {.strategy = TL_FAIL_FAST};
-    tl_status st = tl_acquire(m, key, &o, lock);
-
-    *stolen = false;
-    if (st == TL_EBUSY && tl_last_holder(m) != NULL && tl_last_holder(m)->stale) {
-        struct tl_metrics before, after;
-
-        tl_metrics_get(m, &before, sizeof(before));
-        o.strategy = TL_STEAL_STALE;
-        o.retries = TL_NO_RETRIES;
-        st = tl_acquire(m, key, &o, lock);
-        tl_metrics_get(m, &after, sizeof(after));
-        *stolen = st == TL_OK && after.stale_locks_claimed > before.stale_locks_claimed;
-    }
-    return st;
-}
-
-/* Does one task if it can; returns 1 if it did, 0 if every candidate was held, else -exit. */
-static int work_once(const struct demo *d, tl_manager *m, int id, bool *done, int *order, int left,
-                     uint64_t *rng, bool *victim)
-{
-    char key[96], line[128];
-
-    for (int i = left - 1; i > 0; i--) { /* pick in random order */
-        int j = (int)(next_random(rng) % (uint32_t)(i + 1)), t = order[i];
-
-        order[i] = order[j];
-        order[j] = t;
-    }
-    for (int i = 0; i < left; i++) {
-        int task = order[i];
-        tl_lock *lock = NULL;
-        bool stolen;
-
-        task_key(d, task, key, sizeof(key));
-        double t0 = precise_ms();
-        tl_status st = take(m, key, &lock, &stolen);
-        if (st == TL_EBUSY)
-            continue;
-        if (st != TL_OK)
-            return -worker_fail(d, id, key, m);
-        double ms = precise_ms() - t0;
-
-        /* Now that we hold it, look again: it may have been done since we read the ledger. */
-        if (read_ledger(d, done, NULL) < 0 || done[task]) {
-            (void)tl_release(lock, "already done");
-            tl_lock_free(lock);
-            continue;
-        }
-
-        struct msg a = {.kind = MSG_ACQUIRED,
-                        .worker = id,
-                        .task = task,
-                        .stolen = stolen,
-                        .token = tl_lock_token(lock),
-                        .ms = ms};
-        report(d, &a);
-        if (*victim) {
-            *victim = false;
-            sleep_ms(VICTIM_HOLD_MS); /* the parent kills us in here */
-        }
-        sleep_ms(WORK_MIN_MS + next_random(rng) % WORK_SPREAD_MS);
-        if (tl_lock_is_lost(lock)) { /* another worker has it now: our work must not count */
-            struct msg e = {.kind = MSG_ERROR, .worker = id};
-            (void)snprintf(e.text, sizeof(e.text),
-                           "worker-%d: lost the lock of %s mid-task; not recording it", id, key);
-            report(d, &e);
-            tl_lock_free(lock);
-            return -TL_EXIT_STORE;
-        }
-
-        int fd = open(d->ledger, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        int len = snprintf(line, sizeof(line), "%d %llu worker-%d\n", task,
-                           (unsigned long long)tl_lock_token(lock), id);
-        bool written = fd >= 0 && write(fd, line, (size_t)len) == (ssize_t)len;
-        if (fd >= 0)
-            (void)close(fd);
-        if (!written) {
-            struct msg e = {.kind = MSG_ERROR, .worker = id};
-            (void)snprintf(e.text, sizeof(e.text), "worker-%d: cannot write the ledger %s", id,
-                           d->ledger);
-            report(d, &e);
-            tl_lock_free(lock);
-            return -TL_EXIT_STORE;
-        }
-
-        st = tl_release(lock, "done");
-        tl_lock_free(lock);
-        if (st != TL_OK)
-            return -worker_fail(d, id, key, m);
-
-        struct tl_metrics mt;
-        tl_metrics_get(m, &mt, sizeof(mt));
-        struct msg dn = {
-            .kind = MSG_DONE, .worker = id, .task = task, .conflicts = mt.total_conflicts};
-        report(d, &dn);
-        return 1;
-    }
-    return 0;
-}
-
-static int worker_main(const struct demo *d, int id)
-{
-    char name[32];
-    struct tl_options o = {.store_url = d->store,
-                           .worker_id = name,
-                           .node_id = d->cli->node,
-                           .lock_timeout_ms = LOCK_TIMEOUT_MS,
-                           .heartbeat_ms = HEARTBEAT_MS};
-    bool *done = calloc((size_t)d->tasks, sizeof(*done));
-    int *order = calloc((size_t)d->tasks, sizeof(*order));
-    uint64_t rng = ((uint64_t)getpid() << 32) ^ (uint64_t)tl_cli_now_ms() ^ 0x9e3779b97f4a7c15ull;
-    bool victim = d->crash && id == 1;
-    uint64_t retries = 0;
-    int rc = TL_EXIT_OK;
-
-    (void)snprintf(name, sizeof(name), "worker-%d", id);
-    tl_manager *m = done && order ? tl_manager_new(&o) : NULL;
-    if (m == NULL) {
-        rc = worker_fail(d, id, "starting", NULL);
-        goto out;
-    }
-    if (tl_connect(m) != TL_OK) {
-        rc = worker_fail(d, id, "connecting", m);
-        goto out;
-    }
-
-    int64_t deadline = tl_cli_mono_ms() + DEADLINE_MS;
-    for (;;) {
-        int n = read_ledger(d, done, NULL);
-        if (n < 0) {
-            struct msg e = {.kind = MSG_ERROR, .worker = id};
-            (void)snprintf(e.text, sizeof(e.text), "worker-%d: cannot read the ledger %s", id,
-                           d->ledger);
-            report(d, &e);
-            rc = TL_EXIT_STORE;
-            break;
-        }
-        if (n == d->tasks || tl_cli_mono_ms() > deadline)
-            break;
-
-        int left = 0;
-        for (int t = 0; t < d->tasks; t++) {
-            if (!done[t])
-                order[left++] = t;
-        }
-        int did = work_once(d, m, id, done, order, left, &rng, &victim);
-        if (did < 0) {
-            rc = -did;
-            break;
-        }
-        if (did == 0) {
-            retries++;
-            sleep_ms(IDLE_MS + next_random(&rng) % 20);
-        }
-    }
-
-    struct tl_metrics mt;
-    tl_metrics_get(m, &mt, sizeof(mt));
-    struct msg s = {.kind = MSG_STATS,
-                    .worker = id,
-                    .conflicts = mt.total_conflicts,
-                    .retries = retries,
-                    .stale = mt.stale_locks_claimed,
-                    .acquired = mt.total_acquisitions};
-    report(d, &s);
-
-out:
-    tl_manager_free(m);
-    free(done);
-    free(order);
-    return rc;
 }
 
 /* ---- the parent ---- */
@@ -332,32 +112,28 @@ static void on_interrupt(int sig)
     interrupted = sig;
 }
 
+/* A worker: a `tasklock work` process and the pipe of its JSON events (its stderr). */
+struct worker {
+    pid_t pid;
+    int fd; /* -1 when closed */
+    char buf[8192];
+    size_t have;
+    bool summary; /* its summary event came */
+};
+
 struct tally {
     int done;
-    uint64_t conflicts[MAX_WORKERS + 1]; /* live, per worker */
-    uint64_t conflicts_total, retries, stale, acquired;
-    double *ms;
-    size_t nms, capms;
+    uint64_t conflicts, stale, acquired;
+    double ms_sum, ms_p99; /* acquisition time: sum of the workers' averages * count; worst p99 */
     /* --crash */
     int victim_task; /* -1: not yet */
     uint64_t victim_token;
     int64_t crash_at;
-    int recovered_by; /* 0: not yet */
+    char recovered_by[64]; /* "": not yet */
     uint64_t recovered_token;
     int64_t recovered_at;
     bool errors;
-    char buf[sizeof(struct msg) * 16]; /* reports read but not handled yet */
-    size_t have;
 };
-
-static uint64_t live_conflicts(const struct tally *t, int workers)
-{
-    uint64_t n = 0;
-
-    for (int i = 1; i <= workers; i++)
-        n += t->conflicts[i];
-    return n;
-}
 
 static void draw_bar(const struct demo *d, const struct tally *t, int64_t start)
 {
@@ -368,8 +144,7 @@ static void draw_bar(const struct demo *d, const struct tally *t, int64_t start)
     for (int i = 0; i < WIDTH; i++)
         bar[i] = i < filled ? '#' : '.';
     bar[WIDTH] = '\0';
-    (void)printf("\r  [%s] %d/%d tasks done, %llu conflicts, %.1fs ", bar, t->done, d->tasks,
-                 (unsigned long long)live_conflicts(t, d->workers),
+    (void)printf("\r  [%s] %d/%d tasks done, %.1fs ", bar, t->done, d->tasks,
                  (double)(tl_cli_mono_ms() - start) / 1000.0);
     (void)fflush(stdout);
 }
@@ -391,80 +166,186 @@ static void progress_line(const struct demo *d, bool tty, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool add_ms(struct tally *t, double ms)
+/* One JSON event line of worker `id` (1-based). */
+static void handle(const struct demo *d, struct tally *t, struct worker *ws, int id,
+                   const char *line, bool tty, int64_t start)
 {
-    if (t->nms == t->capms) {
-        size_t cap = t->capms ? t->capms * 2 : 64;
-        double *p = realloc(t->ms, cap * sizeof(*p));
+    json_error_t jerr;
+    json_t *ev = json_loads(line, 0, &jerr);
+    const char *kind = json_string_value(json_object_get(ev, "event"));
+    const char *key = json_string_value(json_object_get(ev, "key"));
+    uint64_t token = (uint64_t)json_integer_value(json_object_get(ev, "token"));
 
-        if (p == NULL)
-            return false;
-        t->ms = p;
-        t->capms = cap;
-    }
-    t->ms[t->nms++] = ms;
-    return true;
-}
-
-static void handle(const struct demo *d, struct tally *t, const struct msg *m, pid_t *pids,
-                   bool tty, int64_t start)
-{
-    char key[96];
-
-    if (m->worker < 1 || m->worker > d->workers)
-        return;
-    task_key(d, m->task >= 0 && m->task < d->tasks ? m->task : 0, key, sizeof(key));
-    switch (m->kind) {
-    case MSG_ACQUIRED:
-        if (!add_ms(t, m->ms))
-            t->errors = true;
-        if (d->crash && m->worker == 1 && t->victim_task < 0) {
-            (void)kill(pids[1], SIGKILL);
-            t->victim_task = m->task;
-            t->victim_token = m->token;
-            t->crash_at = tl_cli_mono_ms();
-            progress_line(d, tty, "  worker-1 killed with SIGKILL while holding %s (token %llu)",
-                          key, (unsigned long long)m->token);
-        } else if (m->stolen) {
-            if (d->crash && m->task == t->victim_task && t->recovered_by == 0) {
-                t->recovered_by = m->worker;
-                t->recovered_token = m->token;
-                t->recovered_at = tl_cli_mono_ms();
-            }
-            progress_line(d, tty, "  %s was stale: taken over by worker-%d (token %llu)", key,
-                          (int)m->worker, (unsigned long long)m->token);
-        }
-        break;
-    case MSG_DONE:
-        t->done++;
-        t->conflicts[m->worker] = m->conflicts;
-        if (!tty)
-            progress_line(d, tty, "  %s done by worker-%d (%d/%d)", key, (int)m->worker, t->done,
-                          d->tasks);
-        break;
-    case MSG_STATS:
-        t->conflicts[m->worker] = m->conflicts;
-        t->retries += m->retries;
-        t->stale += m->stale;
-        t->acquired += m->acquired;
-        break;
-    case MSG_ERROR:
-        t->errors = true;
+    if (kind == NULL) {
+        /* Not an event: an error message of the worker's, shown as it is. */
         if (tty)
             (void)printf("\r%-79s\r", "");
-        tl_cli_error(d->cli, "%.200s", m->text);
-        break;
-    default: break;
+        tl_cli_error(d->cli, "worker-%d: %s", id, line);
+        if (strstr(line, "tasklock: work:") != NULL)
+            t->errors = true;
+        json_decref(ev);
+        return;
     }
+    if (strcmp(kind, "start") == 0 && key != NULL) {
+        int task = task_of(d, key);
+        if (d->crash && id == 1 && t->victim_task < 0) {
+            (void)kill(ws[1].pid, SIGKILL);
+            t->victim_task = task;
+            t->victim_token = token;
+            t->crash_at = tl_cli_mono_ms();
+            progress_line(d, tty, "  worker-1 killed with SIGKILL while working on %s (token %llu)",
+                          key, (unsigned long long)token);
+        } else if (json_is_true(json_object_get(ev, "took_stale"))) {
+            if (d->crash && task == t->victim_task && t->recovered_by[0] == '\0') {
+                (void)snprintf(t->recovered_by, sizeof(t->recovered_by), "worker-%d", id);
+                t->recovered_token = token;
+                t->recovered_at = tl_cli_mono_ms();
+            }
+            progress_line(d, tty, "  %s was stale: taken over by worker-%d (token %llu)", key, id,
+                          (unsigned long long)token);
+        }
+    } else if (strcmp(kind, "done") == 0 && key != NULL) {
+        t->done++;
+        if (!tty)
+            progress_line(d, tty, "  %s done by worker-%d (%d/%d)", key, id, t->done, d->tasks);
+    } else if ((strcmp(kind, "failed") == 0 || strcmp(kind, "lost") == 0) && key != NULL) {
+        t->errors = true;
+        progress_line(d, tty, "  %s %s by worker-%d", key, kind, id);
+    } else if (strcmp(kind, "summary") == 0) {
+        ws[id].summary = true;
+        json_int_t acq = json_integer_value(json_object_get(ev, "acquisitions"));
+        double p99 = json_real_value(json_object_get(ev, "acquisition_ms_p99"));
+        t->acquired += (uint64_t)acq;
+        t->conflicts += (uint64_t)json_integer_value(json_object_get(ev, "conflicts"));
+        t->stale += (uint64_t)json_integer_value(json_object_get(ev, "stale_locks_claimed"));
+        t->ms_sum += json_real_value(json_object_get(ev, "acquisition_ms_average")) * (double)acq;
+        if (p99 > t->ms_p99)
+            t->ms_p99 = p99;
+    }
+    json_decref(ev);
     if (tty && !d->cli->quiet && !d->cli->json)
         draw_bar(d, t, start);
 }
 
-static int cmp_double(const void *a, const void *b)
+/* Reads what worker `id` wrote; false at its end of file. */
+static bool read_worker(const struct demo *d, struct tally *t, struct worker *ws, int id, bool tty,
+                        int64_t start)
 {
-    double x = *(const double *)a, y = *(const double *)b;
+    struct worker *w = &ws[id];
+    ssize_t got = read(w->fd, w->buf + w->have, sizeof(w->buf) - 1 - w->have);
 
-    return (x > y) - (x < y);
+    if (got < 0)
+        return errno == EINTR || errno == EAGAIN;
+    if (got == 0 && w->have == 0)
+        return false;
+    w->have += (size_t)got;
+    w->buf[w->have] = '\0';
+    char *line = w->buf, *nl;
+    while ((nl = strchr(line, '\n')) != NULL || (got == 0 && *line != '\0') ||
+           w->have == sizeof(w->buf) - 1) {
+        if (nl != NULL)
+            *nl = '\0';
+        handle(d, t, ws, id, line, tty, start);
+        if (nl == NULL) {
+            line += strlen(line);
+            break;
+        }
+        line = nl + 1;
+    }
+    w->have -= (size_t)(line - w->buf);
+    memmove(w->buf, line, w->have);
+    return got > 0;
+}
+
+/* Reads the workers' events until every one has closed its pipe, or with `until_crash` until
+ * the crash victim was killed. `tty`: draw the progress bar. */
+static void collect(const struct demo *d, struct tally *t, struct worker *ws, int n, int64_t start,
+                    bool until_crash)
+{
+    bool tty = isatty(STDOUT_FILENO) && !d->cli->quiet && !d->cli->json;
+    int64_t give_up = tl_cli_mono_ms() + (until_crash ? 15000 : DEADLINE_MS + 5000);
+    struct pollfd fds[MAX_WORKERS];
+    int ids[MAX_WORKERS];
+
+    if (tty)
+        draw_bar(d, t, start);
+    while (!(until_crash && t->victim_task >= 0)) {
+        int nfds = 0;
+        for (int i = 1; i <= n; i++) {
+            if (ws[i].fd >= 0) {
+                fds[nfds] = (struct pollfd){.fd = ws[i].fd, .events = POLLIN};
+                ids[nfds++] = i;
+            }
+        }
+        if (nfds == 0)
+            break;
+        int ready = poll(fds, (nfds_t)nfds, 100);
+        if (interrupted || tl_cli_mono_ms() > give_up || (until_crash && t->errors)) {
+            t->errors = true;
+            break;
+        }
+        if (ready <= 0) {
+            if (tty)
+                draw_bar(d, t, start);
+            continue;
+        }
+        for (int i = 0; i < nfds; i++) {
+            if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+                continue;
+            if (!read_worker(d, t, ws, ids[i], tty, start)) {
+                (void)close(ws[ids[i]].fd);
+                ws[ids[i]].fd = -1;
+            }
+        }
+    }
+    if (tty && !until_crash)
+        (void)printf("\n");
+}
+
+/* Starts worker `id`: `tasklock -s STORE -w worker-ID --json work ...`, this same binary. */
+static pid_t start_worker(const struct demo *d, int id, int *fd, const char *self)
+{
+    char worker[32], victim[32];
+    int p[2];
+
+    (void)snprintf(worker, sizeof(worker), "worker-%d", id);
+    (void)snprintf(victim, sizeof(victim), "%s", d->crash ? "worker-1" : "");
+    if (pipe(p) != 0)
+        return -1;
+    (void)fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        const char *argv[] = {
+            self,         "-s",          d->store,  "-w",         worker,        "--json",
+            "work",       "--keys-from", d->keys,   "--strategy", "steal-stale", "--lock-timeout",
+            LOCK_TIMEOUT, "--heartbeat", HEARTBEAT, "--wait",     "60s",         "--kill-after",
+            "1s",         "--",          "/bin/sh", "-c",         task_cmd,      NULL};
+        int devnull = open("/dev/null", O_RDWR);
+
+        (void)dup2(p[1], STDERR_FILENO);
+        if (devnull >= 0) {
+            (void)dup2(devnull, STDIN_FILENO);
+            (void)dup2(devnull, STDOUT_FILENO);
+        }
+        (void)close(p[0]);
+        (void)close(p[1]);
+        (void)signal(SIGINT, SIG_DFL);
+        (void)signal(SIGTERM, SIG_DFL);
+        /* Single-threaded here: setenv after fork is safe. */
+        (void)setenv("DEMO_DIR", d->dir, 1);    /* NOLINT(concurrency-mt-unsafe) */
+        (void)setenv("DEMO_VICTIM", victim, 1); /* NOLINT(concurrency-mt-unsafe) */
+        (void)unsetenv("TASKLOCK_STORE");       /* NOLINT(concurrency-mt-unsafe) */
+        execv(self, (char *const *)argv);
+        _exit(127);
+    }
+    (void)close(p[1]);
+    if (pid < 0) {
+        (void)close(p[0]);
+        return -1;
+    }
+    (void)fcntl(p[0], F_SETFD, FD_CLOEXEC);
+    *fd = p[0];
+    return pid;
 }
 
 struct verdict {
@@ -474,9 +355,8 @@ struct verdict {
 
 static bool check_ledger(const struct demo *d, struct verdict *v)
 {
-    bool *done = calloc((size_t)d->tasks, sizeof(*done));
     int *count = calloc((size_t)d->tasks, sizeof(*count));
-    bool ok = done != NULL && count != NULL && read_ledger(d, done, count) >= 0;
+    bool ok = count != NULL && read_ledger(d, count) >= 0;
 
     memset(v, 0, sizeof(*v));
     for (int i = 0; ok && i < d->tasks; i++) {
@@ -493,18 +373,17 @@ static bool check_ledger(const struct demo *d, struct verdict *v)
         if (used + strlen(key) + 3 < 256)
             (void)snprintf(list + used, 256 - used, "%s%s", used ? ", " : "", key);
     }
-    free(done);
     free(count);
     return ok;
 }
 
 static void summary_text(const struct demo *d, const struct tally *t, const struct verdict *v,
-                         int64_t elapsed, double avg, double p99)
+                         int64_t elapsed, double avg)
 {
     char key[96];
 
-    (void)printf("\nSummary (workers: %d, tasks: %d, time: %.1f s, store: %s)\n", d->workers,
-                 d->tasks, (double)elapsed / 1000.0,
+    (void)printf("\nSummary (%d 'tasklock work' processes, %d tasks, %.1f s, store: %s)\n",
+                 d->workers, d->tasks, (double)elapsed / 1000.0,
                  d->own_store ? "a temporary SQLite file, removed now" : d->store);
     if (v->twice == 0 && v->missing == 0)
         (void)printf("  Every task was done exactly once: %d of %d in the ledger, none twice, "
@@ -517,11 +396,12 @@ static void summary_text(const struct demo *d, const struct tally *t, const stru
                      v->missing ? v->missing_list : "-");
     if (d->crash && t->victim_task >= 0) {
         task_key(d, t->victim_task, key, sizeof(key));
-        (void)printf("  Crash: worker-1 was killed with SIGKILL while holding %s (token %llu).\n",
+        (void)printf("  Crash: worker-1 was killed with SIGKILL while working on %s (token "
+                     "%llu).\n",
                      key, (unsigned long long)t->victim_token);
-        if (t->recovered_by != 0)
+        if (t->recovered_by[0] != '\0')
             (void)printf("  Recovered: %s went stale after its %.0f s lock timeout and "
-                         "worker-%d took it\n  through steal-stale (token %llu) %.1f s after "
+                         "%s took it\n  through steal-stale (token %llu) %.1f s after "
                          "the crash.\n",
                          key, LOCK_TIMEOUT_MS / 1000.0, t->recovered_by,
                          (unsigned long long)t->recovered_token,
@@ -529,41 +409,38 @@ static void summary_text(const struct demo *d, const struct tally *t, const stru
         else
             (void)printf("  NOT recovered: no worker took %s over.\n", key);
     }
-    (void)printf("  Conflicts: %llu (attempts that found a task held by another worker).\n",
-                 (unsigned long long)t->conflicts_total);
-    (void)printf("  Retries: %llu (every remaining task was held; the worker waited %d ms and "
-                 "looked again).\n",
-                 (unsigned long long)t->retries, IDLE_MS);
+    (void)printf("  Claims: %llu, each the next free task, taken atomically (claim-next); a\n"
+                 "  finished task's release and the next claim were one store call.\n",
+                 (unsigned long long)t->acquired);
+    (void)printf("  Conflicts: %llu (claims that found every remaining task held).\n",
+                 (unsigned long long)t->conflicts);
     (void)printf("  Stale locks claimed: %llu.\n", (unsigned long long)t->stale);
-    (void)printf("  Acquisition time: average %.2f ms, p99 %.2f ms (%zu acquisitions).\n", avg, p99,
-                 t->nms);
+    (void)printf("  Claim time: average %.2f ms, p99 %.2f ms (worst worker).\n", avg, t->ms_p99);
 }
 
 static int summary_json(const struct demo *d, const struct tally *t, const struct verdict *v,
-                        int64_t elapsed, double avg, double p99)
+                        int64_t elapsed, double avg)
 {
     char key[96];
     json_t *crash = json_null();
 
     if (d->crash && t->victim_task >= 0) {
         task_key(d, t->victim_task, key, sizeof(key));
-        crash =
-            json_pack("{s:s, s:s, s:I, s:o, s:I, s:I}", "worker", "worker-1", "task", key, "token",
-                      (json_int_t)t->victim_token, "recovered_by",
-                      t->recovered_by ? json_sprintf("worker-%d", t->recovered_by) : json_null(),
-                      "recovered_token", (json_int_t)t->recovered_token, "recovered_after_ms",
-                      (json_int_t)(t->recovered_by ? t->recovered_at - t->crash_at : 0));
+        crash = json_pack("{s:s, s:s, s:I, s:o, s:I, s:I}", "worker", "worker-1", "task", key,
+                          "token", (json_int_t)t->victim_token, "recovered_by",
+                          t->recovered_by[0] ? json_string(t->recovered_by) : json_null(),
+                          "recovered_token", (json_int_t)t->recovered_token, "recovered_after_ms",
+                          (json_int_t)(t->recovered_by[0] ? t->recovered_at - t->crash_at : 0));
     }
     return tl_cli_print_json(
         d->cli,
-        json_pack("{s:s, s:i, s:i, s:I, s:b, s:i, s:i, s:i, s:I, s:I, s:I, s:{s:f, s:f, "
-                  "s:I}, s:o}",
+        json_pack("{s:s, s:i, s:i, s:I, s:b, s:i, s:i, s:i, s:I, s:I, s:{s:f, s:f, s:I}, s:o}",
                   "store", d->store, "workers", d->workers, "tasks", d->tasks, "elapsed_ms",
                   (json_int_t)elapsed, "exactly_once", v->twice == 0 && v->missing == 0, "done",
                   v->done, "done_twice", v->twice, "missing", v->missing, "conflicts",
-                  (json_int_t)t->conflicts_total, "retries", (json_int_t)t->retries,
-                  "stale_locks_claimed", (json_int_t)t->stale, "acquisition_ms", "average", avg,
-                  "p99", p99, "count", (json_int_t)t->nms, "crash", crash));
+                  (json_int_t)t->conflicts, "stale_locks_claimed", (json_int_t)t->stale,
+                  "acquisition_ms", "average", avg, "p99", t->ms_p99, "count",
+                  (json_int_t)t->acquired, "crash", crash));
 }
 
 static int parse(struct tl_cli *cli, int argc, char **argv, struct demo *d)
@@ -620,7 +497,7 @@ static char *concat(const char *a, const char *b)
     return s;
 }
 
-/* Creates the temporary directory, the store URL and the ledger path. */
+/* Creates the temporary directory, the store URL, the ledger path and the task list. */
 static int setup(struct demo *d)
 {
     const char *tmp = getenv("TMPDIR"); /* NOLINT(concurrency-mt-unsafe): no threads yet */
@@ -637,6 +514,7 @@ static int setup(struct demo *d)
         return TL_EXIT_STORE;
     }
     d->ledger = concat(d->dir, "/ledger");
+    d->keys = concat(d->dir, "/tasks");
     if (d->cli->store != NULL) {
         d->store = concat(d->cli->store, "");
         (void)snprintf(d->prefix, sizeof(d->prefix), "demo-%ld-task-", (long)getpid());
@@ -648,8 +526,19 @@ static int setup(struct demo *d)
         free(url);
         (void)snprintf(d->prefix, sizeof(d->prefix), "task-");
     }
-    if (d->ledger == NULL || d->store == NULL) {
+    if (d->ledger == NULL || d->store == NULL || d->keys == NULL) {
         tl_cli_error(d->cli, "out of memory");
+        return TL_EXIT_STORE;
+    }
+    FILE *f = fopen(d->keys, "w");
+    for (int i = 0; f != NULL && i < d->tasks; i++) {
+        char key[96];
+        task_key(d, i, key, sizeof(key));
+        (void)fprintf(f, "%s\n", key);
+    }
+    if (f == NULL || fclose(f) != 0) {
+        tl_cli_error(d->cli, "cannot write the task list %s: %s", d->keys,
+                     tl_cli_strerror(errno, err));
         return TL_EXIT_STORE;
     }
     return TL_EXIT_OK;
@@ -657,8 +546,8 @@ static int setup(struct demo *d)
 
 static void cleanup(struct demo *d)
 {
-    static const char *const files[] = {"/ledger", "/demo.db", "/demo.db-wal", "/demo.db-shm",
-                                        "/demo.db-journal"};
+    static const char *const files[] = {"/ledger",      "/tasks",       "/demo.db",
+                                        "/demo.db-wal", "/demo.db-shm", "/demo.db-journal"};
 
     if (d->dir != NULL) {
         for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -668,82 +557,50 @@ static void cleanup(struct demo *d)
                 (void)unlink(p);
             free(p);
         }
+        char *victim = concat(d->dir, "/victim");
+        if (victim != NULL)
+            (void)rmdir(victim);
+        free(victim);
         (void)rmdir(d->dir);
     }
     free(d->dir);
     free(d->ledger);
+    free(d->keys);
     free(d->store);
-}
-
-/*
- * Reads reports until every worker has closed the pipe, or with `until_crash` until the crash
- * victim was killed. `tty`: draw the progress bar.
- */
-static void collect(const struct demo *d, struct tally *t, int rd, pid_t *pids, int64_t start,
-                    bool until_crash)
-{
-    bool tty = isatty(STDOUT_FILENO) && !d->cli->quiet && !d->cli->json;
-    int64_t give_up = tl_cli_mono_ms() + (until_crash ? 10000 : DEADLINE_MS + 5000);
-
-    if (tty)
-        draw_bar(d, t, start);
-    while (!(until_crash && t->victim_task >= 0)) {
-        struct pollfd p = {.fd = rd, .events = POLLIN};
-        int n = poll(&p, 1, 100);
-
-        if (interrupted || tl_cli_mono_ms() > give_up || (until_crash && t->errors)) {
-            t->errors = true;
-            break;
-        }
-        if (n <= 0) {
-            if (tty)
-                draw_bar(d, t, start);
-            continue;
-        }
-        ssize_t got = read(rd, t->buf + t->have, sizeof(t->buf) - t->have);
-        if (got == 0)
-            break;
-        if (got < 0)
-            continue;
-        t->have += (size_t)got;
-        size_t off = 0;
-        for (; t->have - off >= sizeof(struct msg); off += sizeof(struct msg)) {
-            struct msg m;
-
-            memcpy(&m, t->buf + off, sizeof(m));
-            handle(d, t, &m, pids, tty, start);
-        }
-        memmove(t->buf, t->buf + off, t->have - off);
-        t->have -= off;
-    }
-    if (tty && !until_crash)
-        (void)printf("\n");
 }
 
 static int run_demo(struct tl_cli *cli, int argc, char **argv)
 {
     struct demo d = {.cli = cli, .workers = 4, .tasks = 40};
     struct tally t = {.victim_task = -1};
-    pid_t pids[MAX_WORKERS + 1] = {0};
-    int fds[2] = {-1, -1};
+    struct worker ws[MAX_WORKERS + 1];
     tl_manager *m = NULL;
+    char self[4096];
     int rc = parse(cli, argc, argv, &d);
 
+    for (int i = 0; i <= MAX_WORKERS; i++)
+        ws[i] = (struct worker){.pid = -1, .fd = -1};
     if (rc >= 0)
         return rc;
     if (cli->store != NULL)
         tl_cli_handoff(cli, cli->store); /* before the temporary directory exists */
+    ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (len <= 0) {
+        char err[128];
+        tl_cli_error(cli, "cannot find this program (/proc/self/exe): %s",
+                     tl_cli_strerror(errno, err));
+        return TL_EXIT_STORE;
+    }
+    self[len] = '\0';
     if ((rc = setup(&d)) != TL_EXIT_OK)
         goto out;
 
     /* Open the store once before the workers start: it checks the URL and creates the
-     * tables. No lock is taken, so no heartbeat thread exists when we fork. */
+     * tables, and a store that restricts its keys (as GitHub does) is refused now. */
     struct tl_cli probe = *cli;
     probe.store = d.store;
     if ((rc = tl_cli_connect(&probe, NULL, &m)) != TL_EXIT_OK)
         goto out;
-    /* A store that restricts its keys (as GitHub does) would refuse every task: say so now,
-     * rather than after every worker failed. */
     char first[96];
     struct tl_info *info = NULL;
     task_key(&d, 0, first, sizeof(first));
@@ -758,16 +615,12 @@ static int run_demo(struct tl_cli *cli, int argc, char **argv)
     m = NULL;
 
     if (!cli->quiet && !cli->json)
-        (void)printf(
-            "tasklock demo: %d worker%s share%s %d task%s through %s%s\n", d.workers,
-            d.workers == 1 ? "" : "s", d.workers == 1 ? "s" : "", d.tasks, d.tasks == 1 ? "" : "s",
-            d.own_store ? "a fresh SQLite store in " : "the store ", d.own_store ? d.dir : d.store);
-    if (pipe(fds) != 0) {
-        char err[128];
-        tl_cli_error(cli, "cannot create a pipe: %s", tl_cli_strerror(errno, err));
-        rc = TL_EXIT_STORE;
-        goto out;
-    }
+        (void)printf("tasklock demo: %d 'tasklock work' process%s share%s %d task%s through "
+                     "%s%s\n",
+                     d.workers, d.workers == 1 ? "" : "es", d.workers == 1 ? "s" : "", d.tasks,
+                     d.tasks == 1 ? "" : "s",
+                     d.own_store ? "a fresh SQLite store in " : "the store ",
+                     d.own_store ? d.dir : d.store);
 
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_interrupt;
@@ -776,51 +629,41 @@ static int run_demo(struct tl_cli *cli, int argc, char **argv)
     (void)sigaction(SIGTERM, &sa, &old_term);
 
     int64_t start = tl_cli_mono_ms();
-    (void)fflush(NULL);
+    int started = 0;
     for (int i = 1; i <= d.workers; i++) {
-        pids[i] = fork();
-        if (pids[i] == 0) {
-            (void)sigaction(SIGINT, &old_int, NULL);
-            (void)sigaction(SIGTERM, &old_term, NULL);
-            (void)close(fds[0]);
-            d.report_fd = fds[1];
-            _exit(worker_main(&d, i));
-        }
-        if (pids[i] < 0) {
+        ws[i].pid = start_worker(&d, i, &ws[i].fd, self);
+        if (ws[i].pid < 0) {
             char err[128];
             tl_cli_error(cli, "cannot start worker %d: %s", i, tl_cli_strerror(errno, err));
             t.errors = true;
             break;
         }
-        /* --crash: the others start once worker-1 holds its first task and was killed, so
-         * that it always has one, however few the tasks. */
+        started = i;
+        /* --crash: the others start once worker-1 works on its first task and was killed,
+         * so that it always has one, however few the tasks. */
         if (i == 1 && d.crash) {
-            collect(&d, &t, fds[0], pids, start, true);
+            collect(&d, &t, ws, 1, start, true);
             if (t.errors)
                 break;
         }
     }
-    (void)close(fds[1]);
-    fds[1] = -1;
-
     if (!t.errors)
-        collect(&d, &t, fds[0], pids, start, false);
+        collect(&d, &t, ws, started, start, false);
     if (t.errors || interrupted) {
-        for (int i = 1; i <= d.workers; i++) {
-            if (pids[i] > 0)
-                (void)kill(pids[i], SIGKILL);
-        }
+        for (int i = 1; i <= started; i++)
+            (void)kill(ws[i].pid, SIGTERM);
     }
-    for (int i = 1; i <= d.workers; i++) {
+    for (int i = 1; i <= started; i++) {
         int status = 0;
 
-        if (pids[i] <= 0)
-            continue;
-        while (waitpid(pids[i], &status, 0) < 0 && errno == EINTR)
+        while (waitpid(ws[i].pid, &status, 0) < 0 && errno == EINTR)
             ;
         bool crashed = d.crash && i == 1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
         if (!crashed && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
             t.errors = true;
+        if (ws[i].fd >= 0)
+            (void)close(ws[i].fd);
+        ws[i].fd = -1;
     }
     (void)sigaction(SIGINT, &old_int, NULL);
     (void)sigaction(SIGTERM, &old_term, NULL);
@@ -838,50 +681,43 @@ static int run_demo(struct tl_cli *cli, int argc, char **argv)
         rc = TL_EXIT_STORE;
         goto out;
     }
-    t.conflicts_total = live_conflicts(&t, d.workers);
-    double avg = 0, p99 = 0;
-    if (t.nms > 0) {
-        for (size_t i = 0; i < t.nms; i++)
-            avg += t.ms[i];
-        avg /= (double)t.nms;
-        qsort(t.ms, t.nms, sizeof(double), cmp_double);
-        p99 = t.ms[(t.nms * 99 + 99) / 100 - 1];
-    }
+    double avg = t.acquired > 0 ? t.ms_sum / (double)t.acquired : 0;
     if (cli->json)
-        rc = summary_json(&d, &t, &v, elapsed, avg, p99);
+        rc = summary_json(&d, &t, &v, elapsed, avg);
     else
-        summary_text(&d, &t, &v, elapsed, avg, p99);
+        summary_text(&d, &t, &v, elapsed, avg);
 
-    bool ok = v.twice == 0 && v.missing == 0 && (!d.crash || t.recovered_by != 0);
+    bool ok = v.twice == 0 && v.missing == 0 && (!d.crash || t.recovered_by[0] != '\0');
     if (t.errors)
         rc = rc ? rc : TL_EXIT_STORE;
     else if (!ok)
         rc = rc ? rc : TL_EXIT_BUSY;
 
 out:
-    for (int i = 0; i < 2; i++) {
-        if (fds[i] >= 0)
-            (void)close(fds[i]);
+    for (int i = 1; i <= MAX_WORKERS; i++) {
+        if (ws[i].fd >= 0)
+            (void)close(ws[i].fd);
     }
     tl_manager_free(m);
-    free(t.ms);
     cleanup(&d);
     return rc;
 }
 
 static const char help[] =
-    "Runs N worker processes over M tasks on a fresh temporary SQLite store (or the store\n"
-    "of --store; the task keys are then demo-PID-task-NN). Each worker repeatedly picks a\n"
-    "task that is not done, acquires it fail-fast (steal-stale if its holder is stale), does\n"
-    "20-60 ms of simulated work, records it in a ledger and releases it. The summary checks\n"
-    "the ledger: every task done exactly once. The demo's lock timeout is 2s (heartbeat\n"
-    "500ms), so that a crashed worker's task is recovered quickly.\n"
+    "A showcase of 'tasklock work': runs N worker processes -- each 'tasklock work\n"
+    "--keys-from TASKS --strategy steal-stale -- sh -c TASK' -- over M tasks on a fresh\n"
+    "temporary SQLite store (or the store of --store; the task keys are then\n"
+    "demo-PID-task-NN). Each worker claims the next free task atomically (claim-next), runs\n"
+    "its command (20-60 ms of simulated work that appends the task to a ledger), releases it\n"
+    "as done and claims the next in one store call. The summary checks the ledger: every\n"
+    "task done exactly once. The demo's lock timeout is 2s (heartbeat 500ms), so that a\n"
+    "crashed worker's task is recovered quickly.\n"
     "\n"
     "Options:\n"
     "  --workers N   worker processes (default 4, at most 64)\n"
     "  --tasks M     tasks (default 40, at most 10000)\n"
-    "  --crash       kill worker-1 with SIGKILL while it holds its first task, and show\n"
-    "                another worker recovering that task through steal-stale\n"
+    "  --crash       kill worker-1 with SIGKILL while its first task runs, and show another\n"
+    "                worker recovering that task through steal-stale\n"
     "\n"
     "Exit status: 0 every task done exactly once (and, with --crash, recovered), 1 the check\n"
     "failed, 2 usage error, 3 store error.\n";
@@ -889,7 +725,7 @@ static const char help[] =
 const struct tl_cli_cmd tl_cli_cmd_demo = {
     .name = "demo",
     .usage = "demo [--workers N] [--tasks M] [--crash]",
-    .summary = "Show workers sharing tasks, every task done exactly once",
+    .summary = "Show 'tasklock work' processes sharing tasks, every task done exactly once",
     .help = help,
     .run = run_demo,
 };

@@ -65,6 +65,7 @@ struct work {
     int64_t retry_at; /* when an idle slot tries again (monotonic ms); 0: now */
     uint32_t retry_ms;
     int64_t start;
+    uint64_t stale_seen; /* the manager's stale_locks_claimed at the last start */
 };
 
 static const char help[] =
@@ -111,6 +112,8 @@ static void event(const struct work *w, const struct slot *s, const char *what, 
         json_t *doc =
             json_pack("{s:s, s:s, s:I, s:i, s:s}", "event", what, "key", key, "token",
                       (json_int_t)token, "slot", s->id, "worker", tl_manager_worker_id(w->m));
+        if (doc != NULL && strcmp(what, "start") == 0)
+            (void)json_object_set_new(doc, "took_stale", json_boolean(code != 0));
         if (doc != NULL && strcmp(what, "start") != 0) {
             (void)json_object_set_new(doc, "exit", json_integer(code));
             (void)json_object_set_new(doc, "seconds", json_real(secs));
@@ -135,10 +138,17 @@ static void summary(const struct work *w)
 {
     double secs = (double)(tl_cli_mono_ms() - w->start) / 1000.0;
 
+    struct tl_metrics mt;
+
+    tl_metrics_get(w->m, &mt, sizeof(mt));
     if (w->cli->json) {
-        json_t *doc = json_pack("{s:s, s:i, s:i, s:i, s:f, s:b}", "event", "summary", "done",
-                                w->done, "failed", w->failed, "lost", w->lost, "seconds", secs,
-                                "tasks_left", !w->none_left);
+        json_t *doc = json_pack(
+            "{s:s, s:i, s:i, s:i, s:f, s:b, s:I, s:I, s:I, s:f, s:f}", "event", "summary", "done",
+            w->done, "failed", w->failed, "lost", w->lost, "seconds", secs, "tasks_left",
+            !w->none_left, "acquisitions", (json_int_t)mt.total_acquisitions, "conflicts",
+            (json_int_t)mt.total_conflicts, "stale_locks_claimed",
+            (json_int_t)mt.stale_locks_claimed, "acquisition_ms_average",
+            mt.average_acquisition_ms, "acquisition_ms_p99", mt.p99_acquisition_ms);
         char *line = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
         if (line != NULL)
             (void)fprintf(stderr, "%s\n", line);
@@ -249,7 +259,14 @@ static void start(struct work *w, struct slot *s, tl_lock *lock)
     s->lost = false;
     s->started = tl_cli_mono_ms();
     s->c.kill_after_ms = w->slots[0].c.kill_after_ms;
-    event(w, s, "start", tl_lock_key(lock), tl_lock_token(lock), 0, NULL);
+    struct tl_metrics mt;
+    tl_metrics_get(w->m, &mt, sizeof(mt));
+    bool stale = mt.stale_locks_claimed > w->stale_seen;
+    w->stale_seen = mt.stale_locks_claimed;
+    event(w, s, "start", tl_lock_key(lock), tl_lock_token(lock), stale, NULL);
+    if (stale && !w->cli->json && !w->cli->quiet)
+        (void)fprintf(stderr, "tasklock: work: %s: its holder was stale; taken over\n",
+                      tl_lock_key(lock));
     if (tl_cli_child_start(w->cli, &s->c, w->cmd, tl_lock_key(lock), tl_lock_token(lock), w->m) !=
         0) {
         (void)tl_release(lock, "tasklock work could not start the command");

@@ -233,6 +233,11 @@ static tl_status next_loop(struct next_call *c, const struct tl_finish_result *f
             goto fail;
         }
         uint32_t delay = tl__backoff_delay(m, attempt);
+        /* A stealing claimer waits for a holder to go stale, which no store announces: look
+         * again within a quarter of the lock timeout (the pool's, as a rule) at the latest. */
+        uint32_t stale_step = c->timeout / 4 > 100 ? c->timeout / 4 : 100;
+        if (c->req.mode == TL_CLAIM_STEAL && tally.held > 0 && delay > stale_step)
+            delay = stale_step;
         if (now + delay > c->until)
             delay = (uint32_t)(c->until - now);
         TL_LOG(&m->log, TL_LOG_DEBUG,
