@@ -32,6 +32,7 @@
 #include <sys/un.h>
 #endif
 
+#include "sqlite_int.h"
 #include "store.h"
 #include "tl.h"
 
@@ -48,36 +49,8 @@
  * system call's, then one every CLAIM_BUSY_PAUSE_MS. */
 #define CLAIM_SPIN_TRIES    100
 #define CLAIM_BUSY_PAUSE_MS 1
-/* Longest waiter id that gets a wake-up socket (the core's are 32 hex digits). */
-#define MAX_WAITER_ID 64
 /* How to get away from the default file, for messages about it. */
 #define DEFAULT_HINT "set TASKLOCK_DB to another file, or give the store URL a path: sqlite:PATH"
-
-enum stmt_id {
-    ST_SELECT,
-    ST_UPSERT,
-    ST_HISTORY_ADD,
-    ST_RENEW,
-    ST_FREE,
-    ST_LIST,
-    ST_HISTORY_KEY,
-    ST_HISTORY_ALL,
-    ST_FORCE_FREE,
-    ST_EXTEND,
-    ST_W_DELETE_DEAD,
-    ST_W_FIND,
-    ST_W_COUNT,
-    ST_W_INSERT,
-    ST_W_REFRESH,
-    ST_W_DELETE,
-    ST_W_TURN,
-    ST_W_LIST,
-    ST_W_HEAD,
-    ST_BEGIN,
-    ST_COMMIT,
-    ST_ROLLBACK,
-    ST_COUNT
-};
 
 static const char *const sql_text[ST_COUNT] = {
     [ST_SELECT] = "SELECT token, worker_id, node_id, claimed_at, heartbeat_at, lock_timeout_ms, "
@@ -142,6 +115,14 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
 };
 
+/* tl_history's columns; its CHECK names every event kind (tl_event_kind_name). */
+#define HISTORY_COLUMNS                                                                     \
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"                                                \
+    " at INTEGER NOT NULL, key TEXT NOT NULL,"                                              \
+    " event TEXT NOT NULL CHECK (event IN ('acquired','released','stolen','forced','lost'," \
+    "'done','reopened')),"                                                                  \
+    " worker_id TEXT NOT NULL, node_id TEXT NOT NULL, token INTEGER NOT NULL, detail TEXT"
+
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS tl_locks ("
     " key TEXT PRIMARY KEY NOT NULL,"
@@ -149,11 +130,7 @@ static const char schema_sql[] =
     " worker_id TEXT, node_id TEXT," /* NULL when free */
     " claimed_at INTEGER, heartbeat_at INTEGER, lock_timeout_ms INTEGER, task_info TEXT"
     ") WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS tl_history ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " at INTEGER NOT NULL, key TEXT NOT NULL,"
-    " event TEXT NOT NULL CHECK (event IN ('acquired','released','stolen','forced','lost')),"
-    " worker_id TEXT NOT NULL, node_id TEXT NOT NULL, token INTEGER NOT NULL, detail TEXT);"
+    "CREATE TABLE IF NOT EXISTS tl_history (" HISTORY_COLUMNS ");"
     "CREATE INDEX IF NOT EXISTS tl_history_by_key ON tl_history(key, id);"
     /* The line of each key (DESIGN.md section 7). seq is the arrival order across the store:
      * AUTOINCREMENT never hands out a number twice, so a waiter that joins again (after it was
@@ -165,32 +142,25 @@ static const char schema_sql[] =
     " priority INTEGER NOT NULL, since INTEGER NOT NULL,"
     " heartbeat_at INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
     " UNIQUE (key, waiter_id));"
-    "CREATE INDEX IF NOT EXISTS tl_waiters_line ON tl_waiters(key, priority DESC, seq);";
+    "CREATE INDEX IF NOT EXISTS tl_waiters_line ON tl_waiters(key, priority DESC, seq);"
+    /* Done markers (DESIGN.md section 8): a finished task's row, until it is reopened. */
+    "CREATE TABLE IF NOT EXISTS tl_done ("
+    " key TEXT PRIMARY KEY NOT NULL,"
+    " worker_id TEXT NOT NULL, node_id TEXT NOT NULL, token INTEGER NOT NULL,"
+    " done_at INTEGER NOT NULL, summary TEXT NOT NULL"
+    ") WITHOUT ROWID;";
 
-struct sqlite_store {
-    struct tl_store base; /* must be first */
-    sqlite3 *db;
-    char *path;
-    bool default_path; /* the path came from the defaults, not the URL */
-    uint32_t busy_ms;
-    sqlite3_stmt *stmt[ST_COUNT];
-    /* The busy handler's state for the statement waiting now, and how its last wait ended. */
-    int64_t busy_start;
-    int64_t busy_waited;
-    bool busy_cut;  /* it gave up at the caller's deadline, before busy_ms */
-    bool busy_fast; /* a claim is waiting: short constant pauses */
-    /* Same-machine wake-ups (Linux): the file's name for them, the socket of the waiter that
-     * waits on this connection (bound to its name, -1: none) and its waiter id, and an unbound
-     * socket to send with (-1: not made yet). */
-    char wake_base[32]; /* "tasklock-" and 16 hex digits; empty: no wake-ups */
-    int wake_fd;
-    char wake_id[MAX_WAITER_ID + 1];
-    int send_fd;
-    /* Test hooks: a fixed pause between wait_turn's polls (0: the line's), datagrams received. */
-    uint32_t test_poll_ms;
-    uint64_t test_wakeups;
-};
-_Static_assert(offsetof(struct sqlite_store, base) == 0, "base must be first");
+/* A file made before done markers has tl_history with the old CHECK, which refuses the events
+ * `done` and `reopened`. SQLite cannot change a CHECK in place, so the table is made again (the
+ * documented way: new table, copy, drop, rename), in the transaction that adds tl_done. The ids
+ * are kept, and with them the order of the trail. */
+static const char history_rebuild_sql[] =
+    "CREATE TABLE tl_history_new (" HISTORY_COLUMNS ");"
+    "INSERT INTO tl_history_new(id, at, key, event, worker_id, node_id, token, detail)"
+    " SELECT id, at, key, event, worker_id, node_id, token, detail FROM tl_history ORDER BY id;"
+    "DROP TABLE tl_history;"
+    "ALTER TABLE tl_history_new RENAME TO tl_history;"
+    "CREATE INDEX IF NOT EXISTS tl_history_by_key ON tl_history(key, id);";
 
 static tl_status db_fail(struct sqlite_store *ss, int rc, const char *what)
 {
@@ -571,29 +541,34 @@ static tl_status parse_params(struct sqlite_store *ss, char *query, const char *
 
 /*
  * Creates the tables, or adds the ones a file made by an earlier tasklock lacks: tl_waiters came
- * with the line without a new schema version, because the change only adds a table. A tasklock
- * from before the line still opens such a file and works (its claims do not queue, so they can
- * pass the line, but locks stay exclusive), where a new version number would lock it out.
+ * with the line and tl_done with done markers, without a new schema version, because each
+ * change only adds a table (and widens tl_history's CHECK, see history_rebuild_sql). A
+ * tasklock from before them still opens such a file and works (its claims do not queue, so
+ * they can pass the line, and it ignores done markers; it shows the events `done` and
+ * `reopened` as acquisitions), where a new version number would lock it out.
  */
 static tl_status create_schema(struct sqlite_store *ss)
 {
+    static const char probe_sql[] =
+        "SELECT user_version, EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+        "name = 'tl_waiters'), EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name "
+        "= 'tl_done'), EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+        "'tl_history' AND sql NOT LIKE '%''reopened''%') FROM pragma_user_version";
     sqlite3_stmt *st = NULL;
     int version = 0;
-    bool has_line = false;
-    int rc = sqlite3_prepare_v2(ss->db,
-                                "SELECT user_version, EXISTS (SELECT 1 FROM sqlite_master WHERE "
-                                "type = 'table' AND name = 'tl_waiters') FROM pragma_user_version",
-                                -1, &st, NULL);
+    bool current = false, old_history = false;
+    int rc = sqlite3_prepare_v2(ss->db, probe_sql, -1, &st, NULL);
 
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         version = sqlite3_column_int(st, 0);
-        has_line = sqlite3_column_int(st, 1) != 0;
+        current = sqlite3_column_int(st, 1) != 0 && sqlite3_column_int(st, 2) != 0 &&
+                  sqlite3_column_int(st, 3) == 0;
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_OK)
         return db_fail(ss, rc, "reading the schema version");
-    if (version == SCHEMA_VERSION && has_line)
+    if (version == SCHEMA_VERSION && current)
         return TL_OK;
     if (version > SCHEMA_VERSION)
         return tl__store_fail(&ss->base, TL_ESTORE,
@@ -602,9 +577,23 @@ static tl_status create_schema(struct sqlite_store *ss)
                               ss->path, version, SCHEMA_VERSION);
 
     char sql[sizeof(schema_sql) + 64];
-    (void)snprintf(sql, sizeof(sql), "BEGIN IMMEDIATE;%sPRAGMA user_version = %d;COMMIT;",
-                   schema_sql, SCHEMA_VERSION);
+    (void)snprintf(sql, sizeof(sql), "BEGIN IMMEDIATE;%sPRAGMA user_version = %d;", schema_sql,
+                   SCHEMA_VERSION);
     rc = sqlite3_exec(ss->db, sql, NULL, NULL, NULL);
+    /* Under the write lock now: another process may have migrated the file meanwhile. */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(ss->db, probe_sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            old_history = sqlite3_column_int(st, 3) != 0;
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc == SQLITE_OK && old_history)
+        rc = sqlite3_exec(ss->db, history_rebuild_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(ss->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         tl_status ret = db_fail(ss, rc, "creating the tables");
         (void)sqlite3_exec(ss->db, "ROLLBACK", NULL, NULL, NULL);
@@ -697,6 +686,8 @@ static tl_status sqlite_open(struct tl_store *s, const char *url)
         if (rc != SQLITE_OK)
             return db_fail(ss, rc, "preparing statements");
     }
+    if ((rc = tl__sqlite_next_prepare(ss)) != SQLITE_OK)
+        return db_fail(ss, rc, "preparing statements");
     return TL_OK;
 }
 
@@ -706,6 +697,7 @@ static void sqlite_close(struct tl_store *s)
 
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(ss->stmt[i]);
+    tl__sqlite_next_finalize(ss);
     sqlite3_close(ss->db);
     tl__free(ss->path);
     wake_fini(ss);
@@ -754,14 +746,6 @@ static tl_status read_record(sqlite3_stmt *st, const char *key, struct tl_record
     }
     return TL_OK;
 }
-
-struct row {
-    bool exists;
-    bool held;
-    uint64_t token;
-    int64_t heartbeat_at;
-    uint32_t timeout;
-};
 
 /* Reads the key's row; if `holder` is not NULL and the key is held, copies the record. */
 static int select_row(struct sqlite_store *ss, const char *key, struct row *row,
@@ -1600,6 +1584,46 @@ static tl_status sqlite_waiters(struct tl_store *s, const char *key, struct tl_w
     return TL_OK;
 }
 
+/* sqlite.c's helpers for sqlite_next.c (sqlite_int.h). */
+tl_status tl__sqlite_fail(struct sqlite_store *ss, int rc, const char *what)
+{
+    return db_fail(ss, rc, what);
+}
+
+int tl__sqlite_exec(struct sqlite_store *ss, enum stmt_id id)
+{
+    return exec_stmt(ss, id);
+}
+
+void tl__sqlite_rollback(struct sqlite_store *ss)
+{
+    rollback(ss);
+}
+
+int tl__sqlite_select_row(struct sqlite_store *ss, const char *key, struct row *row)
+{
+    tl_status oom;
+
+    return select_row(ss, key, row, NULL, &oom);
+}
+
+int tl__sqlite_add_history(struct sqlite_store *ss, int64_t at, tl_event_kind kind,
+                           const struct tl_info *who, const char *detail)
+{
+    return add_history(ss, at, kind, who, detail);
+}
+
+int tl__sqlite_find_head(struct sqlite_store *ss, const char *key, int64_t now,
+                         char head[MAX_WAITER_ID + 1])
+{
+    return find_head(ss, key, now, head);
+}
+
+void tl__sqlite_wake_send(struct sqlite_store *ss, const char *waiter_id)
+{
+    wake_send(ss, waiter_id);
+}
+
 const struct tl_store_ops tl__store_sqlite = {
     .version = TL_STORE_OPS_VERSION,
     .scheme = "sqlite",
@@ -1618,4 +1642,9 @@ const struct tl_store_ops tl__store_sqlite = {
     .wait_turn = sqlite_wait_turn,
     .waiters = sqlite_waiters,
     .extend = sqlite_extend,
+    .claim_next = tl__sqlite_claim_next,
+    .finish = tl__sqlite_finish,
+    .reopen = tl__sqlite_reopen,
+    .done_list = tl__sqlite_done_list,
+    .wait_any = tl__sqlite_wait_any,
 };
