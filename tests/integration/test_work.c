@@ -30,11 +30,11 @@
 #include "tasklock.h"
 #include "tl_test.h"
 
-#define MAX_ARGS     40
-#define LIMIT_MS     120000 /* no command may take longer */
-#define DRAIN_KEYS   200
+#define MAX_ARGS      40
+#define LIMIT_MS      120000 /* no command may take longer */
+#define DRAIN_KEYS    200
 #define DRAIN_WORKERS 8
-#define CRASH_KEYS   12
+#define CRASH_KEYS    12
 
 static char *dir;
 static char binary[700];
@@ -217,8 +217,8 @@ static void claim_next_by_hand(const struct store *s)
     (void)snprintf(expect, sizeof(expect), "%s ", a);
     assert_int_equal(strncmp(out, expect, strlen(expect)), 0);
     free(out);
-    assert_int_equal(
-        run(s, "cn2", &out, (const char *[]){"claim-next", "--json", a, b, c, NULL}), 0);
+    assert_int_equal(run(s, "cn2", &out, (const char *[]){"claim-next", "--json", a, b, c, NULL}),
+                     0);
     json_error_t jerr;
     json_t *doc = json_loads(out, 0, &jerr);
     assert_non_null(doc);
@@ -229,9 +229,9 @@ static void claim_next_by_hand(const struct store *s)
     free(out);
 
     /* Done, then skipped; the third one; then every one held or done: exit 1. */
-    assert_int_equal(run(s, "rd", NULL,
-                         (const char *[]){"release", a, "--done", "--summary", "built", NULL}),
-                     0);
+    assert_int_equal(
+        run(s, "rd", NULL, (const char *[]){"release", a, "--done", "--summary", "built", NULL}),
+        0);
     assert_int_equal(run(s, "cn3", &out, (const char *[]){"claim-next", a, b, c, NULL}), 0);
     (void)snprintf(expect, sizeof(expect), "%s ", c);
     assert_int_equal(strncmp(out, expect, strlen(expect)), 0);
@@ -287,9 +287,8 @@ static void claim_next_by_hand(const struct store *s)
     assert_int_equal(
         run(s, "bad3", NULL, (const char *[]){"claim-next", "--keys-from", "/nonexistent", NULL}),
         2);
-    assert_int_equal(run(s, "bad4", NULL,
-                         (const char *[]){"release", a, "--done", "--force", NULL}),
-                     2);
+    assert_int_equal(
+        run(s, "bad4", NULL, (const char *[]){"release", a, "--done", "--force", NULL}), 2);
     assert_int_equal(run(s, "bad5", NULL, (const char *[]){"work", a, NULL}), 2);
 }
 
@@ -333,9 +332,9 @@ static void drain(const struct store *s)
         char worker[32];
         (void)snprintf(worker, sizeof(worker), "drainer-%d", i);
         (void)snprintf(tag, sizeof(tag), "%s-%d", what, i);
-        pids[i] = start(s->url, worker, tag,
-                        (const char *[]){"work", "--keys-from", keys, "-q", "--", "sh", "-c", cmd,
-                                         NULL});
+        pids[i] =
+            start(s->url, worker, tag,
+                  (const char *[]){"work", "--keys-from", keys, "-q", "--", "sh", "-c", cmd, NULL});
     }
     for (int i = 0; i < DRAIN_WORKERS; i++) {
         int rc = finish(pids[i]);
@@ -354,10 +353,10 @@ static void drain(const struct store *s)
     }
     /* Nothing left: a ninth worker finds every task done. */
     (void)snprintf(tag, sizeof(tag), "%s-late", what);
-    assert_int_equal(finish(start(s->url, "late", tag,
-                                  (const char *[]){"work", "--keys-from", keys, "--", "true",
-                                                   NULL})),
-                     0);
+    assert_int_equal(
+        finish(start(s->url, "late", tag,
+                     (const char *[]){"work", "--keys-from", keys, "--", "true", NULL})),
+        0);
     char *err = tag_file(tag, "err");
     assert_non_null(strstr(err, "0 done, 0 failed, 0 lost"));
     free(err);
