@@ -61,12 +61,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "postgres_int.h"
 #include "store.h"
 #include "tl.h"
 
-#define SCHEMA_VERSION 1
-/* The channel name "tasklock_released:SCHEMA" must fit in 63 bytes. */
-#define SCHEMA_MAX                40
+#define SCHEMA_VERSION            1
 #define DEFAULT_SCHEMA            "public"
 #define DEFAULT_TIMEOUT_MS        10000
 #define DEFAULT_CONNECT_TIMEOUT_S "10"
@@ -74,7 +73,6 @@
 #define CLIENT_GRACE_MS 2000
 #define BACKOFF_MIN_MS  100
 #define BACKOFF_MAX_MS  2000
-#define SECRETS_MAX     4
 
 /* The SQL is laid out for reading as SQL, not as C. */
 /* clang-format off */
@@ -93,24 +91,6 @@
 #define WAITING(k)                                                                                 \
     "(SELECT count(*) FROM {s}.tasklock_waiters w WHERE w.key = " k " AND " LIVE("w", "now()") ")"
 
-enum stmt_id {
-    ST_CLAIM,
-    ST_RENEW,
-    ST_RELEASE,
-    ST_INSPECT,
-    ST_LIST,
-    ST_HISTORY_KEY,
-    ST_HISTORY_ALL,
-    ST_WAKE,
-    ST_LISTEN,
-    ST_UNLISTEN,
-    ST_FORCE_RELEASE,
-    ST_EXTEND,
-    ST_LEAVE,
-    ST_WAITERS,
-    ST_TURN,
-    ST_COUNT
-};
 
 /* "{s}" stands for the quoted schema, "{c}" for the quoted channel. Each is one statement,
  * sent unnamed: a pooler may run each on another session. */
@@ -227,7 +207,8 @@ static const char *const schema_sql[] = {
     " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
     " at timestamptz NOT NULL DEFAULT now(),"
     " key text COLLATE \"C\" NOT NULL,"
-    " event text NOT NULL CHECK (event IN ('acquired','released','stolen','forced','lost')),"
+    " event text NOT NULL CHECK (event IN ('acquired','released','stolen','forced','lost',"
+    "'done','reopened')),"
     " worker_id text NOT NULL, node_id text NOT NULL, token bigint NOT NULL, detail text)",
     "CREATE INDEX IF NOT EXISTS tasklock_history_by_key ON {s}.tasklock_history (key, id)",
     /* The line (added by the library's version 3 of the store contract; made on open in a
@@ -588,47 +569,7 @@ static const char *const schema_sql[] = {
 };
 /* clang-format on */
 #define SCHEMA_STMTS (sizeof(schema_sql) / sizeof(schema_sql[0]))
-
-/* One server session. */
-struct pg_conn {
-    PGconn *c;
-    uint64_t generation; /* bumped by each new session: a LISTEN lives as long as its session */
-    uint32_t failures;   /* failed connection attempts in a row */
-    int64_t retry_at;    /* real monotonic ms before which no new attempt is made */
-    char lasterr[TL_ERRMSG_SIZE];
-};
-
-struct pg_store {
-    struct tl_store base;      /* must be first */
-    char *conninfo;            /* the URI without our parameters, as libpq takes it */
-    char *options;             /* the startup options: the URI's, then our statement timeout */
-    char *shown;               /* the URI with its password redacted, for messages */
-    char *secret[SECRETS_MAX]; /* the password in every form, scrubbed from libpq's text */
-    char schema[SCHEMA_MAX + 1];
-    char channel[64];
-    char timeout_text[16];
-    uint32_t timeout_ms;
-    bool wakeup;
-    bool pooled;      /* behind a transaction pooler: no startup options, no LISTEN */
-    bool healing;     /* recreating missing tables or functions (once per call) */
-    char sqlstate[6]; /* of the last failed statement, "" if none */
-    uint64_t claims;
-    char *sql[ST_COUNT];
-    char *ddl[SCHEMA_STMTS];
-    struct pg_conn main, wait;
-    struct tl_pg_wait_stats stats;
-    /* The waiter whose channel the wait session listens on ("" none), and in which session
-     * (generation): a LISTEN lasts until the next waiter's wait_turn or its leave. */
-    char listen_id[33];
-    uint64_t listen_gen;
-};
-_Static_assert(offsetof(struct pg_store, base) == 0, "base must be first");
-
-struct pg_query {
-    const char *sql;
-    int n;
-    const char *const *v;
-};
+_Static_assert(SCHEMA_STMTS == PG_CORE_DDL, "PG_CORE_DDL (postgres_int.h) counts schema_sql");
 
 /* ---- text helpers ---- */
 
@@ -1203,10 +1144,10 @@ static tl_status ensure_schema(struct pg_store *ps, bool force);
 /* Runs one statement (its own transaction: autocommit) and returns its result in *out. If our
  * tables or functions are missing (dropped, or the schema of an older version), they are made
  * again and the statement retried, once. */
-static tl_status run(struct pg_store *ps, struct pg_conn *pc, const char *what, enum stmt_id id,
-                     int n, const char *const *v, PGresult **out)
+static tl_status run_sql(struct pg_store *ps, struct pg_conn *pc, const char *what, const char *sql,
+                         int n, const char *const *v, PGresult **out)
 {
-    const struct pg_query q = {.sql = ps->sql[id], .n = n, .v = v};
+    const struct pg_query q = {.sql = sql, .n = n, .v = v};
     tl_status st = run_many(ps, pc, what, &q, 1, 0, out);
 
     if (st != TL_OK && !ps->healing &&
@@ -1225,6 +1166,12 @@ static tl_status run(struct pg_store *ps, struct pg_conn *pc, const char *what, 
         st = run_many(ps, pc, what, &q, 1, 0, out);
     }
     return st;
+}
+
+static tl_status run(struct pg_store *ps, struct pg_conn *pc, const char *what, enum stmt_id id,
+                     int n, const char *const *v, PGresult **out)
+{
+    return run_sql(ps, pc, what, ps->sql[id], n, v, out);
 }
 
 /* ---- reading rows ---- */
@@ -1335,10 +1282,14 @@ static tl_status bad_reply(struct pg_store *ps, const char *what)
  * first means that a role with only the DML grants works once an administrator made them. */
 static tl_status ensure_schema(struct pg_store *ps, bool force)
 {
-    char check[2048];
+    char check[3072];
     PGresult *r = NULL;
     tl_status st;
     const char *const sc = ps->schema;
+    char next_check[1024];
+
+    /* The claim-next part (postgres_next.c), added to a schema made before it like the line. */
+    tl__pg_next_check(next_check, sizeof(next_check), sc);
 
     (void)snprintf(check, sizeof(check),
                    "SELECT to_regnamespace('\"%s\"') IS NOT NULL, "
@@ -1363,8 +1314,8 @@ static tl_status ensure_schema(struct pg_store *ps, bool force)
                    "to_regprocedure('\"%s\".tasklock_release_v2(text, text, bigint, text, text, "
                    "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_leave_v2(text, "
                    "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_extend_v2(text, "
-                   "text, bigint, text, integer)') IS NOT NULL",
-                   sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc);
+                   "text, bigint, text, integer)') IS NOT NULL %s",
+                   sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, next_check);
     const struct pg_query q[] = {{.sql = check}};
     if ((st = run_many(ps, &ps->main, "checking the tables", q, 1, 0, &r)) != TL_OK)
         return st;
@@ -1391,7 +1342,7 @@ static tl_status ensure_schema(struct pg_store *ps, bool force)
 
     char create_schema[SCHEMA_MAX + 64];
     const char *const limits[] = {ps->timeout_text};
-    struct pg_query ddl[SCHEMA_STMTS + 4];
+    struct pg_query ddl[SCHEMA_STMTS + PG_NEXT_DDL + 4];
     int n = 0;
     ddl[n++] = (struct pg_query){.sql = sql_begin};
     ddl[n++] = (struct pg_query){.sql = sql_limits, .n = 1, .v = limits};
@@ -1403,6 +1354,8 @@ static tl_status ensure_schema(struct pg_store *ps, bool force)
     }
     for (size_t i = 1; i < SCHEMA_STMTS; i++)
         ddl[n++] = (struct pg_query){.sql = ps->ddl[i]};
+    for (size_t i = 0; i < PG_NEXT_DDL; i++)
+        ddl[n++] = (struct pg_query){.sql = ps->next_ddl[i]};
     ddl[n++] = (struct pg_query){.sql = sql_commit};
     st = run_many(ps, &ps->main, "creating the tables", ddl, n, -1, &r);
     PQclear(r);
@@ -1465,6 +1418,14 @@ static tl_status pg_open(struct tl_store *s, const char *url)
         if ((ps->ddl[i] = expand(ps, schema_sql[i])) == NULL)
             return tl__store_fail(s, TL_ENOMEM, "out of memory");
     }
+    for (size_t i = 0; i < PG_NEXT_SQL; i++) {
+        if ((ps->next_sql[i] = expand(ps, tl__pg_next_sql[i])) == NULL)
+            return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < PG_NEXT_DDL; i++) {
+        if ((ps->next_ddl[i] = expand(ps, tl__pg_next_ddl[i])) == NULL)
+            return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    }
     if ((st = conn_open(ps, &ps->main)) != TL_OK)
         return st;
     return ensure_schema(ps, false);
@@ -1480,6 +1441,10 @@ static void pg_close(struct tl_store *s)
         tl__free(ps->sql[i]);
     for (size_t i = 0; i < SCHEMA_STMTS; i++)
         tl__free(ps->ddl[i]);
+    for (size_t i = 0; i < PG_NEXT_SQL; i++)
+        tl__free(ps->next_sql[i]);
+    for (size_t i = 0; i < PG_NEXT_DDL; i++)
+        tl__free(ps->next_ddl[i]);
     for (int i = 0; i < SECRETS_MAX; i++)
         tl__free(ps->secret[i]);
     tl__free(ps->conninfo);
@@ -2244,6 +2209,63 @@ void *tl__postgres_session(struct tl_store *s)
     return ((struct pg_store *)s)->main.c;
 }
 
+/* ---- postgres.c's helpers for postgres_next.c (postgres_int.h) ---- */
+
+tl_status tl__pg_run(struct pg_store *ps, struct pg_conn *pc, const char *what, const char *sql,
+                     int n, const char *const *v, PGresult **out)
+{
+    return run_sql(ps, pc, what, sql, n, v, out);
+}
+
+bool tl__pg_get_i64(const PGresult *r, int row, int col, int64_t *out)
+{
+    return get_i64(r, row, col, out);
+}
+
+const char *tl__pg_get_text(const PGresult *r, int row, int col)
+{
+    return get_text(r, row, col);
+}
+
+bool tl__pg_get_bool(const PGresult *r, int row, int col, bool *out)
+{
+    return get_bool(r, row, col, out);
+}
+
+tl_status tl__pg_bad_reply(struct pg_store *ps, const char *what)
+{
+    return bad_reply(ps, what);
+}
+
+tl_status tl__pg_listen(struct pg_store *ps)
+{
+    PGresult *r = NULL;
+    tl_status st = run(ps, &ps->wait, "listening for releases", ST_LISTEN, 0, NULL, &r);
+
+    PQclear(r);
+    return st;
+}
+
+void tl__pg_unlisten(struct pg_store *ps)
+{
+    unlisten(ps);
+}
+
+int tl__pg_wait_socket(PGconn *c, short events, int64_t deadline)
+{
+    return wait_socket(c, events, deadline);
+}
+
+int64_t tl__pg_caller_deadline(const struct pg_store *ps)
+{
+    return caller_deadline(ps);
+}
+
+void tl__pg_conn_drop(struct pg_conn *pc)
+{
+    conn_drop(pc);
+}
+
 const struct tl_store_ops tl__store_postgres = {
     .version = TL_STORE_OPS_VERSION,
     .scheme = "postgres",
@@ -2262,4 +2284,9 @@ const struct tl_store_ops tl__store_postgres = {
     .wait_turn = pg_wait_turn,
     .waiters = pg_waiters,
     .extend = pg_extend,
+    .claim_next = tl__pg_claim_next,
+    .finish = tl__pg_finish,
+    .reopen = tl__pg_reopen,
+    .done_list = tl__pg_done_list,
+    .wait_any = tl__pg_wait_any,
 };

@@ -1,0 +1,122 @@
+/*
+ * postgres_int.h -- what the files of the PostgreSQL store share (not installed; nothing else
+ * includes it): postgres.c (sessions, the schema, claim, renew, release, the line) and
+ * postgres_next.c (claim-next and done markers: claim_next, finish, reopen, done_list,
+ * wait_any).
+ */
+#ifndef TL_STORES_POSTGRES_INT_H
+#define TL_STORES_POSTGRES_INT_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "postgres.h"
+#include "store.h"
+#include "tl.h"
+
+/* The channel name "tasklock_released:SCHEMA" must fit in 63 bytes. */
+#define SCHEMA_MAX  40
+#define SECRETS_MAX 4
+/* The statements of postgres.c's schema_sql, and postgres_next.c's statements and functions. */
+#define PG_CORE_DDL 20
+#define PG_NEXT_SQL 6
+#define PG_NEXT_DDL 5
+
+enum stmt_id {
+    ST_CLAIM,
+    ST_RENEW,
+    ST_RELEASE,
+    ST_INSPECT,
+    ST_LIST,
+    ST_HISTORY_KEY,
+    ST_HISTORY_ALL,
+    ST_WAKE,
+    ST_LISTEN,
+    ST_UNLISTEN,
+    ST_FORCE_RELEASE,
+    ST_EXTEND,
+    ST_LEAVE,
+    ST_WAITERS,
+    ST_TURN,
+    ST_COUNT
+};
+
+/* One server session. */
+struct pg_conn {
+    PGconn *c;
+    uint64_t generation; /* bumped by each new session: a LISTEN lives as long as its session */
+    uint32_t failures;   /* failed connection attempts in a row */
+    int64_t retry_at;    /* real monotonic ms before which no new attempt is made */
+    char lasterr[TL_ERRMSG_SIZE];
+};
+
+struct pg_store {
+    struct tl_store base;      /* must be first */
+    char *conninfo;            /* the URI without our parameters, as libpq takes it */
+    char *options;             /* the startup options: the URI's, then our statement timeout */
+    char *shown;               /* the URI with its password redacted, for messages */
+    char *secret[SECRETS_MAX]; /* the password in every form, scrubbed from libpq's text */
+    char schema[SCHEMA_MAX + 1];
+    char channel[64];
+    char timeout_text[16];
+    uint32_t timeout_ms;
+    bool wakeup;
+    bool pooled;      /* behind a transaction pooler: no startup options, no LISTEN */
+    bool healing;     /* recreating missing tables or functions (once per call) */
+    char sqlstate[6]; /* of the last failed statement, "" if none */
+    uint64_t claims;
+    char *sql[ST_COUNT];
+    char *ddl[PG_CORE_DDL];
+    char *next_sql[PG_NEXT_SQL]; /* postgres_next.c's statements, expanded */
+    char *next_ddl[PG_NEXT_DDL]; /* and its functions */
+    struct pg_conn main, wait;
+    struct tl_pg_wait_stats stats;
+    /* The waiter whose channel the wait session listens on ("" none), and in which session
+     * (generation): a LISTEN lasts until the next waiter's wait_turn or its leave. */
+    char listen_id[33];
+    uint64_t listen_gen;
+};
+_Static_assert(offsetof(struct pg_store, base) == 0, "base must be first");
+
+struct pg_query {
+    const char *sql;
+    int n;
+    const char *const *v;
+};
+
+/* postgres.c's helpers, for postgres_next.c. */
+/* Runs one statement (`sql`, expanded) in its own transaction, as postgres.c's calls do
+ * (reconnecting once, remaking missing tables and functions once). */
+tl_status tl__pg_run(struct pg_store *ps, struct pg_conn *pc, const char *what, const char *sql,
+                     int n, const char *const *v, PGresult **out);
+bool tl__pg_get_i64(const PGresult *r, int row, int col, int64_t *out);
+const char *tl__pg_get_text(const PGresult *r, int row, int col);
+bool tl__pg_get_bool(const PGresult *r, int row, int col, bool *out);
+tl_status tl__pg_bad_reply(struct pg_store *ps, const char *what);
+/* The wait session: LISTEN on the release channel (tl__pg_listen), stop (tl__pg_unlisten), and
+ * wait for its socket (1 ready, 0 deadline, -1 broken). */
+tl_status tl__pg_listen(struct pg_store *ps);
+void tl__pg_unlisten(struct pg_store *ps);
+int tl__pg_wait_socket(PGconn *c, short events, int64_t deadline);
+int64_t tl__pg_caller_deadline(const struct pg_store *ps);
+void tl__pg_conn_drop(struct pg_conn *pc);
+
+/* postgres_next.c: its SQL templates ("{s}" the schema), and the ops. */
+extern const char *const tl__pg_next_sql[PG_NEXT_SQL];
+extern const char *const tl__pg_next_ddl[PG_NEXT_DDL];
+/* The schema check's part for them ("AND ..."), for schema `sc`. */
+void tl__pg_next_check(char *buf, size_t size, const char *sc);
+tl_status tl__pg_claim_next(struct tl_store *s, const struct tl_claim *req,
+                            const struct tl_candidates *c, struct tl_claim_result *out, size_t *won,
+                            struct tl_next_tally *tally);
+tl_status tl__pg_finish(struct tl_store *s, const struct tl_finish *f,
+                        struct tl_finish_result *out);
+tl_status tl__pg_reopen(struct tl_store *s, const char *key, const char *worker_id,
+                        const char *node_id, bool *was_done);
+tl_status tl__pg_done_list(struct tl_store *s, const char *key, struct tl_done ***out,
+                           size_t *count);
+tl_status tl__pg_wait_any(struct tl_store *s, const struct tl_candidates *c, uint32_t timeout_ms);
+
+#endif
