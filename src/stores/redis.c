@@ -604,6 +604,7 @@ tl_status tl__redis_exchange(struct redis_store *rs, size_t n, redisReply **r, c
         if (st != TL_OK)
             return st;
 
+        rs->stats.round_trips++;
         enum io_fail f = conn_exchange(rs->ctx, &rs->out, n, rs->deadline, r, why, sizeof(why));
         if (f == IO_OK)
             return TL_OK;

@@ -26,6 +26,7 @@ struct tl_redis_stats {
     uint64_t any_woke_by_timeout;
     uint64_t any_wait_failures;
     uint64_t claim_next_replays; /* claim-nexts sent again after the connection died */
+    uint64_t round_trips;        /* commands sent and answered on the command connection */
 };
 
 /*
