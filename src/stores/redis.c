@@ -1203,8 +1203,9 @@ char *tl__redis_scan_pattern(const struct redis_store *rs, const char *kind)
             p[j++] = '\\';
         p[j++] = rs->prefix[i];
     }
-    memcpy(p + j, kind, k);
-    memcpy(p + j + k, "*", 2);
+    memcpy(p + j, kind, k + 1);
+    p[j + k] = '*';
+    p[j + k + 1] = '\0';
     return p;
 }
 

@@ -401,7 +401,7 @@ static tl_status done_batch(struct redis_store *rs, const redisReply *keys, stru
                             size_t *n, size_t *cap)
 {
     size_t nk = keys->elements, plen = strlen(rs->prefix) + strlen("done:");
-    redisReply **r = tl__calloc(nk, sizeof(*r));
+    redisReply **r = tl__calloc(nk, sizeof(redisReply *));
     tl_status st = TL_OK;
 
     if (r == NULL)
@@ -519,7 +519,7 @@ tl_status tl__redis_done_list(struct tl_store *s, const char *key, struct tl_don
     }
     if (n > 1) {
         /* SCAN may return a key twice: sort, then drop repeats. */
-        qsort((void *)arr, n, sizeof(*arr), cmp_done_key);
+        qsort((void *)arr, n, sizeof(struct tl_done *), cmp_done_key);
         size_t j = 1;
         for (size_t i = 1; i < n; i++) {
             if (strcmp(arr[i]->key, arr[j - 1]->key) == 0)
