@@ -18,6 +18,8 @@
  *   PREFIX lineseq:KEY   string: the line's seq counter
  *   PREFIX wake:KEY:ID   list: a wake-up for waiter ID (one element at most; expires a minute
  *                        after the waiter's timeout)
+ *   PREFIX done:KEY      hash: the task's done marker, no TTL (claim-next and the done markers
+ *                        are in redis_next.c)
  *
  * The line (DESIGN.md section 7): claim, release, force_release and leave are each one script
  * that reads the whole line, judges each waiter live or dead by the server's clock, deletes the
