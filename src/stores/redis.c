@@ -89,7 +89,7 @@
 #define RECONNECT_FIRST_PAUSE_MS 20
 #define RECONNECT_MAX_PAUSE_MS   500
 
-#define SCRIPT_PARTS 5
+#define SCRIPT_PARTS 6
 
 /* Each script's text is its parts joined (NULL ends the list early). */
 static const struct {
@@ -105,8 +105,10 @@ static const struct {
     [SC_LEAVE] = {"leave", {lua_prelude, lua_line, script_leave}},
     [SC_WAITERS] = {"waiters", {lua_prelude, lua_line, script_waiters}},
     [SC_CLAIM_NEXT] = {"claim_next",
-                       {lua_prelude, lua_line, lua_next, lua_next_walk, script_claim_next}},
-    [SC_FINISH] = {"finish", {lua_prelude, lua_line, lua_next, lua_next_walk, script_finish}},
+                       {lua_prelude, lua_line, lua_next, lua_next_one, lua_next_walk,
+                        script_claim_next}},
+    [SC_FINISH] = {"finish",
+                   {lua_prelude, lua_line, lua_next, lua_next_one, lua_next_walk, script_finish}},
     [SC_REOPEN] = {"reopen", {lua_prelude, script_reopen}},
 };
 

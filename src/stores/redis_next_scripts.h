@@ -24,8 +24,8 @@
  * candidates' names from index `first`. Returns {"won", now_ms, event, index, token} (event:
  * acquired | stolen), {"won", now_ms, "replayed", index, record...}, {"free", now_ms, index}
  * (probe), or {"busy", now_ms, done, held, queued}. Each candidate as a claim without a waiter
- * id would judge it, done ones skipped first; dead waiters met are deleted and a new head of a
- * free key's line woken, as that claim would.
+ * id would judge it (next_one), done ones skipped first (next_claim); dead waiters met are
+ * deleted and a new head of a free key's line woken, as that claim would.
  */
 #define TL_REDIS_LUA_NEXT                                                                          \
     "local function next_win(hk, o, name, r, now, us)\n"                                           \
@@ -54,60 +54,85 @@
     "    return {'won', now, event, 0, token}\n"                                                   \
     "end\n"
 
+#define TL_REDIS_LUA_NEXT_ONE                                                                 \
+    "-- Judges candidate i, not done, as a claim without a waiter id would: nil to go on (t " \
+    "counts\n"                                                                                \
+    "-- why), or the reply to end with.\n"                                                    \
+    "local function next_one(hk, o, t, a, i, first)\n"                                        \
+    "    local name = a[i]\n"                                                                 \
+    "    local rk = o.p .. 'lock:' .. name\n"                                                 \
+    "    local r, why = read(rk)\n"                                                           \
+    "    if r == false then return bad(rk, why) end\n"                                        \
+    "    local stale = r and o.now - r.heartbeat_at > r.lock_timeout_ms\n"                    \
+    "    if r and not (stale and o.mode == 'steal') then\n"                                   \
+    "        t.held = t.held + 1\n"                                                           \
+    "        return nil\n"                                                                    \
+    "    end\n"                                                                               \
+    "    local lk, wk = o.p .. 'line:' .. name, o.p .. 'waiters:' .. name\n"                  \
+    "    local wp = o.p .. 'wake:' .. name .. ':'\n"                                          \
+    "    local line, lerr = line_read(lk, wk, o.now)\n"                                       \
+    "    if not line then return lerr end\n"                                                  \
+    "    local live, front = {}, false\n"                                                     \
+    "    if o.probe then\n"                                                                   \
+    "        for _, e in ipairs(line) do\n"                                                   \
+    "            if e.live then live[#live + 1] = e end\n"                                    \
+    "        end\n"                                                                           \
+    "    else\n"                                                                              \
+    "        live, front = line_prune(line, lk, wk, wp)\n"                                    \
+    "    end\n"                                                                               \
+    "    if #live > 0 then\n"                                                                 \
+    "        t.queued = t.queued + 1\n"                                                       \
+    "        if front and not r then wake(wp, live[1]) end\n"                                 \
+    "        return nil\n"                                                                    \
+    "    end\n"                                                                               \
+    "    if o.probe then return {'free', o.now, i - first} end\n"                             \
+    "    local out = next_win(hk, o, name, r, o.now, o.us)\n"                                 \
+    "    if out[1] == 'won' then out[4] = i - first end\n"                                    \
+    "    return out\n"                                                                        \
+    "end\n"
+
 #define TL_REDIS_LUA_NEXT_WALK                                                                     \
+    "-- The walk: done markers looked up in chunks (4 names, doubling to 256) with one EXISTS "    \
+    "each,\n"                                                                                      \
+    "-- so that a long run of finished tasks costs one call per chunk; a chunk with some not "     \
+    "done\n"                                                                                       \
+    "-- is looked at name by name.\n"                                                              \
     "local function next_claim(hk, a, first)\n"                                                    \
     "    local o = {p = a[1], ttl = a[2], hmax = a[3], worker = a[4], node = a[5], task = a[6],\n" \
-    "               timeout = a[7], mode = a[8], nonce = a[9]}\n"                                  \
-    "    local replay, probe = a[10] == '1', a[11] == '1'\n"                                       \
-    "    local us = now_us()\n"                                                                    \
-    "    local now = math.floor(us / 1000)\n"                                                      \
-    "    if replay then\n"                                                                         \
+    "               timeout = a[7], mode = a[8], nonce = a[9], probe = a[11] == '1'}\n"            \
+    "    o.us = now_us()\n"                                                                        \
+    "    o.now = math.floor(o.us / 1000)\n"                                                        \
+    "    if a[10] == '1' then\n"                                                                   \
     "        for i = first, #a do\n"                                                               \
     "            local r = read(o.p .. 'lock:' .. a[i])\n"                                         \
     "            if r and r.nonce == o.nonce and r.worker_id == o.worker then\n"                   \
-    "                return {'won', now, 'replayed', i - first, unpack(record(r))}\n"              \
+    "                return {'won', o.now, 'replayed', i - first, unpack(record(r))}\n"            \
     "            end\n"                                                                            \
     "        end\n"                                                                                \
     "    end\n"                                                                                    \
-    "    local done, held, queued = 0, 0, 0\n"                                                     \
-    "    for i = first, #a do\n"                                                                   \
-    "        local name = a[i]\n"                                                                  \
-    "        if redis.call('EXISTS', o.p .. 'done:' .. name) == 1 then\n"                          \
-    "            done = done + 1\n"                                                                \
+    "    local t = {done = 0, held = 0, queued = 0}\n"                                             \
+    "    local i, size = first, 4\n"                                                               \
+    "    while i <= #a do\n"                                                                       \
+    "        local last = math.min(i + size - 1, #a)\n"                                            \
+    "        local dks = {}\n"                                                                     \
+    "        for j = i, last do dks[#dks + 1] = o.p .. 'done:' .. a[j] end\n"                      \
+    "        local n = redis.call('EXISTS', unpack(dks))\n"                                        \
+    "        if n == #dks then\n"                                                                  \
+    "            t.done = t.done + n\n"                                                            \
     "        else\n"                                                                               \
-    "            local rk = o.p .. 'lock:' .. name\n"                                              \
-    "            local r, why = read(rk)\n"                                                        \
-    "            if r == false then return bad(rk, why) end\n"                                     \
-    "            local stale = r and now - r.heartbeat_at > r.lock_timeout_ms\n"                   \
-    "            if r and not (stale and o.mode == 'steal') then\n"                                \
-    "                held = held + 1\n"                                                            \
-    "            else\n"                                                                           \
-    "                local lk, wk = o.p .. 'line:' .. name, o.p .. 'waiters:' .. name\n"           \
-    "                local wp = o.p .. 'wake:' .. name .. ':'\n"                                   \
-    "                local line, lerr = line_read(lk, wk, now)\n"                                  \
-    "                if not line then return lerr end\n"                                           \
-    "                local live, front = {}, false\n"                                              \
-    "                if probe then\n"                                                              \
-    "                    for _, e in ipairs(line) do\n"                                            \
-    "                        if e.live then live[#live + 1] = e end\n"                             \
-    "                    end\n"                                                                    \
+    "            for j = i, last do\n"                                                             \
+    "                if n > 0 and redis.call('EXISTS', dks[j - i + 1]) == 1 then\n"                \
+    "                    t.done = t.done + 1\n"                                                    \
     "                else\n"                                                                       \
-    "                    live, front = line_prune(line, lk, wk, wp)\n"                             \
-    "                end\n"                                                                        \
-    "                if #live > 0 then\n"                                                          \
-    "                    queued = queued + 1\n"                                                    \
-    "                    if front and not r then wake(wp, live[1]) end\n"                          \
-    "                elseif probe then\n"                                                          \
-    "                    return {'free', now, i - first}\n"                                        \
-    "                else\n"                                                                       \
-    "                    local out = next_win(hk, o, name, r, now, us)\n"                          \
-    "                    if out[1] == 'won' then out[4] = i - first end\n"                         \
-    "                    return out\n"                                                             \
+    "                    local out = next_one(hk, o, t, a, j, first)\n"                            \
+    "                    if out then return out end\n"                                             \
     "                end\n"                                                                        \
     "            end\n"                                                                            \
     "        end\n"                                                                                \
+    "        i = last + 1\n"                                                                       \
+    "        if size < 256 then size = size * 2 end\n"                                             \
     "    end\n"                                                                                    \
-    "    return {'busy', now, done, held, queued}\n"                                               \
+    "    return {'busy', o.now, t.done, t.held, t.queued}\n"                                       \
     "end\n"
 
 /* claim_next. KEYS: history. ARGV: as next_claim's `a` above, the names from 12. */
@@ -189,6 +214,7 @@ static const char script_reopen[] =
     "return {'reopened'}\n";
 
 static const char lua_next[] = TL_REDIS_LUA_NEXT;
+static const char lua_next_one[] = TL_REDIS_LUA_NEXT_ONE;
 static const char lua_next_walk[] = TL_REDIS_LUA_NEXT_WALK;
 
 #endif /* TL_STORES_REDIS_NEXT_SCRIPTS_H */
