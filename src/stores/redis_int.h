@@ -69,6 +69,7 @@ struct redis_store {
      * failed because the connection died after the commands were written (they may have run). */
     bool no_resend;
     bool dropped;
+    bool next_steal; /* the last claim-next stole stale tasks: wait_any waits for staleness too */
     uint64_t nonce_seed;
     uint64_t nonce_seq;
     struct tl_redis_stats stats;

@@ -30,10 +30,11 @@
 
 #include "redis_int.h"
 
-#define NEXT_FIXED   12 /* argv[0] (the history key) and ARGV 1..11, before a claim's names */
-#define FINISH_FIXED 19 /* the same with the release's ARGV 12..18 */
-#define ARG_REPLAY   10
-#define DONE_BATCH   500
+#define NEXT_FIXED    12 /* argv[0] (the history key) and ARGV 1..11, before a claim's names */
+#define FINISH_FIXED  19 /* the same with the release's ARGV 12..18 */
+#define ARG_REPLAY    10
+#define DONE_BATCH    500
+#define WAIT_SETUP_MS 250
 
 static const char *const next_modes[] = {"normal", "steal"};
 
@@ -204,6 +205,7 @@ tl_status tl__redis_claim_next(struct tl_store *s, const struct tl_claim *req,
     if (argv == NULL)
         return tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
     tl__redis_begin_call(rs, 0);
+    rs->next_steal = req->mode == TL_CLAIM_STEAL;
     next_argv(rs, req, &na, argv);
     for (size_t i = 0; i < c->nkeys; i++)
         argv[NEXT_FIXED + i] = c->keys[i];
@@ -268,6 +270,8 @@ tl_status tl__redis_finish(struct tl_store *s, const struct tl_finish *f,
     for (size_t i = 0; i < nkeys; i++)
         argv[FINISH_FIXED + i] = f->candidates->keys[i];
     int argc = FINISH_FIXED + (int)nkeys;
+    if (next)
+        rs->next_steal = f->next->mode == TL_CLAIM_STEAL;
     if (next)
         st = eval_claiming(rs, SC_FINISH, argc, argv, &r, what);
     else
@@ -565,17 +569,24 @@ static bool is_candidate_release(const struct redis_store *rs, const redisReply 
 }
 
 /*
- * Looks whether a candidate may be claimed now (the claim-next script in probe mode: writes
- * nothing): *now is true when one is free, or when nothing is left to wait for (all done).
+ * Looks whether a candidate may be claimed now (the claim-next script in probe mode, in the mode
+ * of this instance's last claim-next: writes nothing): *now is true when one is free, or when
+ * nothing is left to wait for (all done). *stale_in is the ms until the first held candidate goes
+ * stale when stealing, else -1.
  */
-static tl_status probe(struct redis_store *rs, const struct tl_candidates *c, bool *now)
+static tl_status probe(struct redis_store *rs, const struct tl_candidates *c, bool *now,
+                       long long *stale_in)
 {
-    static const struct tl_claim any = {.worker_id = "-", .node_id = "-", .task_info = "{}"};
+    const struct tl_claim any = {.worker_id = "-",
+                                 .node_id = "-",
+                                 .task_info = "{}",
+                                 .mode = rs->next_steal ? TL_CLAIM_STEAL : TL_CLAIM_NORMAL};
     struct next_args na;
     redisReply *r = NULL;
     long long held, queued;
 
     *now = false;
+    *stale_in = -1;
     const char **argv = tl__calloc(NEXT_FIXED + c->nkeys, sizeof(*argv));
     if (argv == NULL)
         return tl__store_fail(&rs->base, TL_ENOMEM, "redis %s: out of memory", rs->where);
@@ -590,8 +601,8 @@ static tl_status probe(struct redis_store *rs, const struct tl_candidates *c, bo
         return st;
     if (el_is(r, 0, "free"))
         *now = true;
-    else if (el_is(r, 0, "busy") && r->elements == 5 && el_int(r, 3, &held) &&
-             el_int(r, 4, &queued))
+    else if (el_is(r, 0, "busy") && r->elements == 6 && el_int(r, 3, &held) &&
+             el_int(r, 4, &queued) && el_int(r, 5, stale_in))
         *now = held == 0 && queued == 0;
     else
         st = tl__redis_unexpected(rs, "waiting for a free candidate", r);
@@ -608,6 +619,7 @@ tl_status tl__redis_wait_any(struct tl_store *s, const struct tl_candidates *c, 
     struct buf b = {0};
     tl_status st;
     bool retry, free_now = false;
+    long long stale_in = -1;
 
     if (c->keys == NULL || c->nkeys == 0)
         return tl__store_fail(s, TL_ENOTSUP, "redis %s: nothing to wait for", rs->where);
@@ -617,8 +629,10 @@ tl_status tl__redis_wait_any(struct tl_store *s, const struct tl_candidates *c, 
         if (left < (int64_t)timeout_ms)
             until = tl__real_mono_ms() + (left > 0 ? left : 0);
     }
-    /* Subscribing and looking take the store's time; the wait itself is bounded by `until`. */
-    tl__redis_begin_call(rs, 0);
+    /* Subscribing and looking get the wait's time, but at least WAIT_SETUP_MS, so that a short
+     * wait on a slow server does not give up (and reconnect) every time; the waiting itself is
+     * bounded by `until`. */
+    tl__redis_begin_call(rs, timeout_ms > WAIT_SETUP_MS ? timeout_ms : WAIT_SETUP_MS);
     char *pattern = tl__redis_scan_pattern(rs, "released:");
     if (pattern == NULL)
         return tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
@@ -661,11 +675,15 @@ tl_status tl__redis_wait_any(struct tl_store *s, const struct tl_candidates *c, 
 
     /* Subscribed. A release between the failed claim-next and now published to no one: look
      * once more, on the command connection, before blocking. */
-    if ((st = probe(rs, c, &free_now)) != TL_OK) {
+    if ((st = probe(rs, c, &free_now, &stale_in)) != TL_OK) {
         tl__redis_drop_conn(&rs->sub);
         rs->stats.any_wait_failures++;
         goto out;
     }
+    /* Stealing: nobody publishes when a lock goes stale, so the wait ends by then at the latest
+     * (a few ms after, for the clocks' rounding). */
+    if (stale_in >= 0 && tl__real_mono_ms() + stale_in + 5 < until)
+        until = tl__real_mono_ms() + stale_in + 5;
     if (free_now) {
         rs->stats.any_woke_by_recheck++;
     } else {

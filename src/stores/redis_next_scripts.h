@@ -23,7 +23,8 @@
  * first sending may have won), probe (1: only say whether one is free; write nothing); the
  * candidates' names from index `first`. Returns {"won", now_ms, event, index, token} (event:
  * acquired | stolen), {"won", now_ms, "replayed", index, record...}, {"free", now_ms, index}
- * (probe), or {"busy", now_ms, done, held, queued}. Each candidate as a claim without a waiter
+ * (probe), or {"busy", now_ms, done, held, queued}, with probe also the ms until the first held
+ * candidate goes stale when stealing (else -1). Each candidate as a claim without a waiter
  * id would judge it (next_one), done ones skipped first (next_claim); dead waiters met are
  * deleted and a new head of a free key's line woken, as that claim would.
  */
@@ -66,6 +67,10 @@
     "    local stale = r and o.now - r.heartbeat_at > r.lock_timeout_ms\n"                    \
     "    if r and not (stale and o.mode == 'steal') then\n"                                   \
     "        t.held = t.held + 1\n"                                                           \
+    "        local left = r.heartbeat_at + r.lock_timeout_ms + 1 - o.now\n"                   \
+    "        if o.probe and o.mode == 'steal' and (t.soonest < 0 or left < t.soonest) then\n" \
+    "            t.soonest = left\n"                                                          \
+    "        end\n"                                                                           \
     "        return nil\n"                                                                    \
     "    end\n"                                                                               \
     "    local lk, wk = o.p .. 'line:' .. name, o.p .. 'waiters:' .. name\n"                  \
@@ -110,7 +115,7 @@
     "            end\n"                                                                            \
     "        end\n"                                                                                \
     "    end\n"                                                                                    \
-    "    local t = {done = 0, held = 0, queued = 0}\n"                                             \
+    "    local t = {done = 0, held = 0, queued = 0, soonest = -1}\n"                               \
     "    local i, size = first, 4\n"                                                               \
     "    while i <= #a do\n"                                                                       \
     "        local last = math.min(i + size - 1, #a)\n"                                            \
@@ -132,6 +137,7 @@
     "        i = last + 1\n"                                                                       \
     "        if size < 256 then size = size * 2 end\n"                                             \
     "    end\n"                                                                                    \
+    "    if o.probe then return {'busy', o.now, t.done, t.held, t.queued, t.soonest} end\n"        \
     "    return {'busy', o.now, t.done, t.held, t.queued}\n"                                       \
     "end\n"
 

@@ -122,12 +122,13 @@ static void env_fini(struct env *e)
     redisFree(e->admin);
 }
 
-static tl_manager *manager(const struct env *e, const char *worker, uint32_t backoff_ms)
+static tl_manager *manager_timeout(const struct env *e, const char *worker, uint32_t backoff_ms,
+                                   uint32_t lock_timeout_ms)
 {
     const struct tl_options o = {.store_url = e->url,
                                  .worker_id = worker,
                                  .node_id = "next-node",
-                                 .lock_timeout_ms = LONG_TIMEOUT_MS,
+                                 .lock_timeout_ms = lock_timeout_ms,
                                  .backoff_initial_ms = backoff_ms ? backoff_ms : 10,
                                  .backoff_max_ms = backoff_ms ? backoff_ms : 10};
     tl_manager *m = tl_manager_new(&o);
@@ -136,6 +137,11 @@ static tl_manager *manager(const struct env *e, const char *worker, uint32_t bac
     if (tl_connect(m) != TL_OK)
         fail_msg("connect %s: %s", e->url, tl_errmsg(m));
     return m;
+}
+
+static tl_manager *manager(const struct env *e, const char *worker, uint32_t backoff_ms)
+{
+    return manager_timeout(e, worker, backoff_ms, LONG_TIMEOUT_MS);
 }
 
 static redisReply *admin(const struct env *e, const char *fmt, ...)
@@ -440,6 +446,34 @@ static void a_leave_that_empties_a_line_wakes_a_waiting_claim_next(void **state)
     env_fini(&e);
 }
 
+/* Stealing: nobody publishes when a lock goes stale; the wait ends when it does. */
+static void a_stealing_claim_next_takes_a_task_when_it_goes_stale(void **state)
+{
+    (void)state;
+    struct env e;
+    env_init(&e, "stale");
+    tl_manager *gone = manager_timeout(&e, "gone", 0, 600);
+    static const char *const keys[] = {"s0"};
+    tl_lock *old = must_acquire(gone, keys[0]);
+    uint64_t old_token = tl_lock_token(old);
+    int64_t stale_at = tl__real_mono_ms() + 600;
+    tl_manager_free(gone); /* stops heartbeating; the lock stays */
+
+    tl_manager *m = manager(&e, "thief", 5000);
+    const struct tl_acquire_opts steal = {.strategy = TL_STEAL_STALE, .deadline_ms = LIMIT_MS};
+    tl_lock *l = NULL;
+    assert_int_equal(tl_claim_next(m, keys, 1, &steal, &l), TL_OK);
+    int64_t late = tl__real_mono_ms() - stale_at;
+    if (late > 2000)
+        fail_msg("took the stale task %lld ms after it went stale", (long long)late);
+    assert_true(tl_lock_token(l) > old_token);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_lock_free(old);
+    tl_manager_free(m);
+    env_fini(&e);
+}
+
 /* wait_any itself: only the candidates' releases end it. */
 struct later {
     pthread_t thread;
@@ -647,6 +681,7 @@ int main(void)
         cmocka_unit_test(a_release_wakes_a_waiting_claim_next),
         cmocka_unit_test(a_reopen_wakes_a_waiting_claim_next),
         cmocka_unit_test(a_leave_that_empties_a_line_wakes_a_waiting_claim_next),
+        cmocka_unit_test(a_stealing_claim_next_takes_a_task_when_it_goes_stale),
         cmocka_unit_test(wait_any_ignores_other_keys),
         cmocka_unit_test(a_resent_claim_next_claims_once),
         cmocka_unit_test(garbage_under_the_prefix),
