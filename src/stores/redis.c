@@ -18,6 +18,8 @@
  *   PREFIX lineseq:KEY   string: the line's seq counter
  *   PREFIX wake:KEY:ID   list: a wake-up for waiter ID (one element at most; expires a minute
  *                        after the waiter's timeout)
+ *   PREFIX done:KEY      hash: the task's done marker, no TTL (claim-next and the done markers
+ *                        are in redis_next.c)
  *
  * The line (DESIGN.md section 7): claim, release, force_release and leave are each one script
  * that reads the whole line, judges each waiter live or dead by the server's clock, deletes the
@@ -66,6 +68,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "redis_int.h"
+#include "redis_next_scripts.h"
 #include "redis_scripts.h"
 #include "store.h"
 #include "tl.h"
@@ -77,8 +81,6 @@
 #define DEFAULT_SAFETY_TTL_MS    (24u * 3600 * 1000)
 #define DEFAULT_HISTORY_MAX      10000u
 #define HISTORY_MAX_LIMIT        10000000u
-#define PREFIX_MAX               128
-#define RKEY_SIZE                (PREFIX_MAX + 16 + TL_KEY_MAX + 1) /* prefix + "released:" + key */
 #define WAITER_ID_MAX            64
 #define WKEY_SIZE                (RKEY_SIZE + WAITER_ID_MAX) /* prefix + "wake:" + key + ":" + id */
 #define WAKE_GRACE_MS            100 /* how long past a wait's end a late BLPOP answer is awaited */
@@ -87,19 +89,7 @@
 #define RECONNECT_FIRST_PAUSE_MS 20
 #define RECONNECT_MAX_PAUSE_MS   500
 
-enum script_id {
-    SC_CLAIM,
-    SC_RENEW,
-    SC_RELEASE,
-    SC_INSPECT,
-    SC_READ_MANY,
-    SC_FORCE_RELEASE,
-    SC_LEAVE,
-    SC_WAITERS,
-    SC_COUNT
-};
-
-#define SCRIPT_PARTS 4
+#define SCRIPT_PARTS 6
 
 /* Each script's text is its parts joined (NULL ends the list early). */
 static const struct {
@@ -114,50 +104,12 @@ static const struct {
     [SC_FORCE_RELEASE] = {"force_release", {lua_prelude, lua_line, script_force_release}},
     [SC_LEAVE] = {"leave", {lua_prelude, lua_line, script_leave}},
     [SC_WAITERS] = {"waiters", {lua_prelude, lua_line, script_waiters}},
-};
-
-/* A growable buffer of RESP-encoded commands. */
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-struct redis_store {
-    struct tl_store base; /* must be first */
-
-    /* From the URL. */
-    char *host;
-    int port;
-    int db;
-    char *user;     /* NULL: the default user */
-    char *password; /* NULL: no AUTH */
-    char *prefix;
-    uint32_t timeout_ms;
-    uint32_t safety_ttl_ms;
-    uint32_t history_max;
-    char where[TL_KEY_MAX + 32]; /* "HOST:PORT/DB" for messages: never the password */
-
-    redisContext *ctx; /* commands; NULL when disconnected */
-    redisContext *sub; /* wake-ups (SUBSCRIBE); NULL until the first wait */
-    bool connected_once;
-    char sha[SC_COUNT][41];
-    struct buf out;
-    int64_t deadline; /* real monotonic ms by which the current call must end */
-    int64_t call_ms;  /* the current call's time limit, for messages */
-
-    bool blpop_whole_seconds; /* the server takes BLPOP timeouts in whole seconds (before 6.0) */
-    uint64_t nonce_seed;
-    uint64_t nonce_seq;
-    struct tl_redis_stats stats;
-};
-_Static_assert(offsetof(struct redis_store, base) == 0, "base must be first");
-
-/* How an exchange with the server failed. */
-enum io_fail {
-    IO_OK = 0,
-    IO_DROPPED, /* the connection is gone (closed, reset, refused): a new one may help */
-    IO_TIMEOUT, /* no answer in time */
-    IO_PROTOCOL /* the server answered something that is not RESP */
+    [SC_CLAIM_NEXT] = {"claim_next",
+                       {lua_prelude, lua_line, lua_next, lua_next_one, lua_next_walk,
+                        script_claim_next}},
+    [SC_FINISH] = {"finish",
+                   {lua_prelude, lua_line, lua_next, lua_next_one, lua_next_walk, script_finish}},
+    [SC_REOPEN] = {"reopen", {lua_prelude, script_reopen}},
 };
 
 /* ---- small helpers ---- */
@@ -190,44 +142,10 @@ static void free_secret(char *s)
     tl__free(s);
 }
 
-/* Concatenates a, b and c into out (size bytes), cutting at the end. These run on every call,
- * so they copy rather than format: snprintf was the largest client cost after the syscalls. */
-static void cat3(char *out, size_t size, const char *a, const char *b, const char *c)
-{
-    const char *parts[] = {a, b, c};
-    size_t n = 0;
-
-    for (int i = 0; i < 3; i++) {
-        size_t l = parts[i] ? strlen(parts[i]) : 0;
-        if (l > size - 1 - n)
-            l = size - 1 - n;
-        if (l > 0)
-            memcpy(out + n, parts[i], l);
-        n += l;
-    }
-    out[n] = '\0';
-}
-
-static void make_key(const struct redis_store *rs, char out[RKEY_SIZE], const char *kind,
-                     const char *key)
+void tl__redis_make_key(const struct redis_store *rs, char out[RKEY_SIZE], const char *kind,
+                        const char *key)
 {
     cat3(out, RKEY_SIZE, rs->prefix, kind, key);
-}
-
-/* Writes v in decimal and a NUL; returns the number of digits. */
-static size_t u64_text(uint64_t v, char out[24])
-{
-    char tmp[24];
-    size_t n = 0;
-
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    out[n] = '\0';
-    return n;
 }
 
 /* Describes a reply for "unexpected reply" messages. */
@@ -264,7 +182,7 @@ static void describe_reply(const redisReply *r, char *buf, size_t size)
     }
 }
 
-static tl_status unexpected(struct redis_store *rs, const char *what, const redisReply *r)
+tl_status tl__redis_unexpected(struct redis_store *rs, const char *what, const redisReply *r)
 {
     char desc[80];
 
@@ -273,42 +191,6 @@ static tl_status unexpected(struct redis_store *rs, const char *what, const redi
                           "redis %s: %s: unexpected reply from the server (%s); is this a Redis "
                           "server (5.0 or later)?",
                           rs->where, what, desc);
-}
-
-/* Element i of array `a` if it is a bulk or status string. */
-static const redisReply *el_str(const redisReply *a, size_t i)
-{
-    if (a == NULL || a->type != REDIS_REPLY_ARRAY || i >= a->elements)
-        return NULL;
-    const redisReply *e = a->element[i];
-    if (e == NULL || (e->type != REDIS_REPLY_STRING && e->type != REDIS_REPLY_STATUS) ||
-        e->str == NULL)
-        return NULL;
-    return e;
-}
-
-static bool el_int(const redisReply *a, size_t i, long long *v)
-{
-    if (a == NULL || a->type != REDIS_REPLY_ARRAY || i >= a->elements)
-        return false;
-    const redisReply *e = a->element[i];
-    if (e == NULL || e->type != REDIS_REPLY_INTEGER)
-        return false;
-    *v = e->integer;
-    return true;
-}
-
-static bool el_is(const redisReply *a, size_t i, const char *text)
-{
-    const redisReply *e = el_str(a, i);
-
-    return e != NULL && e->len == strlen(text) && memcmp(e->str, text, e->len) == 0;
-}
-
-/* A bulk string that is text: no NUL inside. */
-static bool is_text(const redisReply *e)
-{
-    return e != NULL && memchr(e->str, '\0', e->len) == NULL;
 }
 
 /* ---- RESP encoding ---- */
@@ -356,7 +238,7 @@ static bool buf_arg(struct buf *b, const char *p, size_t n)
 }
 
 /* Appends one command. `len` may be NULL: then every argument is a C string. */
-static bool buf_cmd(struct buf *b, int argc, const char *const *argv, const size_t *len)
+bool tl__redis_buf_cmd(struct buf *b, int argc, const char *const *argv, const size_t *len)
 {
     if (!buf_head(b, '*', (size_t)argc))
         return false;
@@ -400,8 +282,8 @@ static int wait_fd(int fd, short events, int64_t until)
 }
 
 /* Writes all of `b` to the connection by `until` (real monotonic ms). */
-static enum io_fail conn_send(redisContext *c, const struct buf *b, int64_t until, char *why,
-                              size_t whysize)
+enum io_fail tl__redis_conn_send(redisContext *c, const struct buf *b, int64_t until, char *why,
+                                 size_t whysize)
 {
     size_t off = 0;
 
@@ -435,8 +317,8 @@ static enum io_fail conn_send(redisContext *c, const struct buf *b, int64_t unti
  * read(2): a socket timeout would restart with every byte that trickles in. On IO_OK, *out is
  * NULL if the time ran out first.
  */
-static enum io_fail read_reply(redisContext *c, int64_t until, redisReply **out, char *why,
-                               size_t whysize)
+enum io_fail tl__redis_read_reply(redisContext *c, int64_t until, redisReply **out, char *why,
+                                  size_t whysize)
 {
     *out = NULL;
     for (;;) {
@@ -474,7 +356,7 @@ static enum io_fail read_reply(redisContext *c, int64_t until, redisReply **out,
 static enum io_fail conn_read(redisContext *c, int64_t until, redisReply **out, char *why,
                               size_t whysize)
 {
-    enum io_fail f = read_reply(c, until, out, why, whysize);
+    enum io_fail f = tl__redis_read_reply(c, until, out, why, whysize);
 
     if (f == IO_OK && *out == NULL) {
         (void)snprintf(why, whysize, "no answer in time");
@@ -483,7 +365,7 @@ static enum io_fail conn_read(redisContext *c, int64_t until, redisReply **out, 
     return f;
 }
 
-static void free_replies(redisReply **r, size_t n)
+void tl__redis_free_replies(redisReply **r, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         freeReplyObject(r[i]);
@@ -496,14 +378,14 @@ static void free_replies(redisReply **r, size_t n)
 static enum io_fail conn_exchange(redisContext *c, const struct buf *b, size_t n, int64_t until,
                                   redisReply **r, char *why, size_t whysize)
 {
-    enum io_fail f = conn_send(c, b, until, why, whysize);
+    enum io_fail f = tl__redis_conn_send(c, b, until, why, whysize);
 
     for (size_t i = 0; i < n; i++)
         r[i] = NULL;
     for (size_t i = 0; f == IO_OK && i < n; i++)
         f = conn_read(c, until, &r[i], why, whysize);
     if (f != IO_OK)
-        free_replies(r, n);
+        tl__redis_free_replies(r, n);
     return f;
 }
 
@@ -521,7 +403,7 @@ static uint32_t time_left(const struct redis_store *rs)
 
 /* Starts a call: it must end within the store's timeout, the core's deadline and `cap_ms`
  * (0: none). */
-static void begin_call(struct redis_store *rs, uint32_t cap_ms)
+void tl__redis_begin_call(struct redis_store *rs, uint32_t cap_ms)
 {
     int64_t now = mono_ms();
     int64_t limit = rs->timeout_ms;
@@ -553,15 +435,15 @@ static tl_status setup_reply_fail(struct redis_store *rs, const char *step, cons
                               hint);
     }
     *retry = false;
-    return unexpected(rs, step, r);
+    return tl__redis_unexpected(rs, step, r);
 }
 
 /*
  * Makes one connection: connect, AUTH, SELECT and (for the command connection) SCRIPT LOAD, all
  * in one round trip after the connect. On failure `*retry` says whether trying again may help.
  */
-static tl_status connect_once(struct redis_store *rs, redisContext **out, bool load_scripts,
-                              bool *retry)
+tl_status tl__redis_connect_once(struct redis_store *rs, redisContext **out, bool load_scripts,
+                                 bool *retry)
 {
     char why[160];
     uint32_t left = time_left(rs);
@@ -592,14 +474,14 @@ static tl_status connect_once(struct redis_store *rs, redisContext **out, bool l
     bool ok = true;
     if (rs->password != NULL) {
         const char *auth[] = {"AUTH", rs->user ? rs->user : rs->password, rs->password};
-        ok = ok && buf_cmd(&b, rs->user ? 3 : 2, auth, NULL);
+        ok = ok && tl__redis_buf_cmd(&b, rs->user ? 3 : 2, auth, NULL);
         n++;
     }
     if (rs->db != 0) {
         char db[24];
         (void)snprintf(db, sizeof(db), "%d", rs->db);
         const char *sel[] = {"SELECT", db};
-        ok = ok && buf_cmd(&b, 2, sel, NULL);
+        ok = ok && tl__redis_buf_cmd(&b, 2, sel, NULL);
         n++;
     }
     for (int i = 0; load_scripts && i < SC_COUNT; i++) {
@@ -654,14 +536,14 @@ static tl_status connect_once(struct redis_store *rs, redisContext **out, bool l
     c = NULL;
 
 out_free:
-    free_replies(r, n);
+    tl__redis_free_replies(r, n);
     tl__free(b.p);
     if (c != NULL)
         redisFree(c);
     return st;
 }
 
-static void drop_conn(redisContext **c)
+void tl__redis_drop_conn(redisContext **c)
 {
     if (*c != NULL)
         redisFree(*c);
@@ -683,7 +565,7 @@ static tl_status ensure_conn(struct redis_store *rs)
     if (rs->ctx != NULL)
         return TL_OK;
     for (int attempt = 1;; attempt++) {
-        st = connect_once(rs, &rs->ctx, true, &retry);
+        st = tl__redis_connect_once(rs, &rs->ctx, true, &retry);
         if (st == TL_OK) {
             if (rs->connected_once) {
                 rs->stats.reconnects++;
@@ -716,20 +598,23 @@ static tl_status ensure_conn(struct redis_store *rs)
  * (each may be an error reply). Connects first if needed. When the connection turns out to be
  * dead, makes a new one and sends the commands once more. On failure writes the message.
  */
-static tl_status exchange(struct redis_store *rs, size_t n, redisReply **r, const char *what)
+tl_status tl__redis_exchange(struct redis_store *rs, size_t n, redisReply **r, const char *what)
 {
     char why[160];
 
+    rs->dropped = false;
     for (int attempt = 0;; attempt++) {
         tl_status st = ensure_conn(rs);
         if (st != TL_OK)
             return st;
 
+        rs->stats.round_trips++;
         enum io_fail f = conn_exchange(rs->ctx, &rs->out, n, rs->deadline, r, why, sizeof(why));
         if (f == IO_OK)
             return TL_OK;
-        drop_conn(&rs->ctx);
-        if (f == IO_DROPPED && attempt == 0 && mono_ms() < rs->deadline) {
+        tl__redis_drop_conn(&rs->ctx);
+        rs->dropped = f == IO_DROPPED;
+        if (f == IO_DROPPED && attempt == 0 && !rs->no_resend && mono_ms() < rs->deadline) {
             TL_LOG(rs->base.log, TL_LOG_INFO, "redis %s: %s: connection lost (%s); reconnecting",
                    rs->where, what, why);
             continue;
@@ -746,19 +631,19 @@ static tl_status exchange(struct redis_store *rs, size_t n, redisReply **r, cons
     }
 }
 
-/* exchange() of the one command in rs->out: on TL_OK, *r is its reply (never NULL). */
-static tl_status exchange1(struct redis_store *rs, redisReply **r, const char *what)
+/* tl__redis_exchange() of the one command in rs->out: on TL_OK, *r is its reply (never NULL). */
+tl_status tl__redis_exchange1(struct redis_store *rs, redisReply **r, const char *what)
 {
     *r = NULL;
-    tl_status st = exchange(rs, 1, r, what);
+    tl_status st = tl__redis_exchange(rs, 1, r, what);
     if (st != TL_OK || *r != NULL)
         return st;
-    (void)unexpected(rs, what, NULL);
+    (void)tl__redis_unexpected(rs, what, NULL);
     return TL_ESTORE;
 }
 
 /* An error reply to one of our commands, as a message. TLBAD: garbage under our prefix. */
-static tl_status error_reply(struct redis_store *rs, const char *what, const redisReply *r)
+tl_status tl__redis_error_reply(struct redis_store *rs, const char *what, const redisReply *r)
 {
     const char *msg = r->str ? r->str : "";
 
@@ -774,9 +659,9 @@ static tl_status error_reply(struct redis_store *rs, const char *what, const red
  * Runs script `id` with argv = keys then args (`len` may be NULL for C strings) and returns its
  * reply, which is never an error reply. Loads the script again when the server has lost it.
  */
-static tl_status eval(struct redis_store *rs, enum script_id id, int nkeys, int argc,
-                      const char *const *argv, const size_t *len, redisReply **out,
-                      const char *what)
+tl_status tl__redis_eval(struct redis_store *rs, enum script_id id, int nkeys, int argc,
+                         const char *const *argv, const size_t *len, redisReply **out,
+                         const char *what)
 {
     char nk[24];
     size_t nklen = u64_text((uint64_t)nkeys, nk);
@@ -801,19 +686,20 @@ static tl_status eval(struct redis_store *rs, enum script_id id, int nkeys, int 
             return tl__store_fail(&rs->base, TL_ENOMEM, "redis %s: out of memory", rs->where);
 
         redisReply *r[2] = {NULL, NULL};
-        if ((st = exchange(rs, n, r, what)) != TL_OK)
+        if ((st = tl__redis_exchange(rs, n, r, what)) != TL_OK)
             return st;
         if (r[0] == NULL || (n == 2 && r[1] == NULL)) { /* exchange() fills all on TL_OK */
-            free_replies(r, n);
-            return unexpected(rs, what, NULL);
+            tl__redis_free_replies(r, n);
+            return tl__redis_unexpected(rs, what, NULL);
         }
         if (n == 2) {
             bool loaded = r[0]->type == REDIS_REPLY_STRING && r[0]->len == 40 &&
                           memcmp(r[0]->str, rs->sha[id], 40) == 0;
             if (!loaded) {
-                st = r[0]->type == REDIS_REPLY_ERROR ? error_reply(rs, "loading a script", r[0])
-                                                     : unexpected(rs, "loading a script", r[0]);
-                free_replies(r, 2);
+                st = r[0]->type == REDIS_REPLY_ERROR
+                         ? tl__redis_error_reply(rs, "loading a script", r[0])
+                         : tl__redis_unexpected(rs, "loading a script", r[0]);
+                tl__redis_free_replies(r, 2);
                 return st;
             }
             rs->stats.script_reloads++;
@@ -825,7 +711,7 @@ static tl_status eval(struct redis_store *rs, enum script_id id, int nkeys, int 
                 freeReplyObject(r[0]);
                 continue;
             }
-            st = error_reply(rs, what, r[0]);
+            st = tl__redis_error_reply(rs, what, r[0]);
             freeReplyObject(r[0]);
             return st;
         }
@@ -840,8 +726,8 @@ static tl_status eval(struct redis_store *rs, enum script_id id, int nkeys, int 
  * Fills `rec` from the 7 elements of `a` from `off` (worker, node, token, claimed_at,
  * heartbeat_at, lock_timeout_ms, task_info), checking each. `key` is copied.
  */
-static tl_status parse_record(struct redis_store *rs, const redisReply *a, size_t off,
-                              const char *key, struct tl_record *rec, const char *what)
+tl_status tl__redis_parse_record(struct redis_store *rs, const redisReply *a, size_t off,
+                                 const char *key, struct tl_record *rec, const char *what)
 {
     const redisReply *worker = el_str(a, off), *node = el_str(a, off + 1);
     const redisReply *task = el_str(a, off + 6);
@@ -902,7 +788,7 @@ static void hex64(uint64_t v, char out[16])
 }
 
 /* A fresh claim nonce: unique per claim call, repeated only when that call resends. */
-static void new_nonce(struct redis_store *rs, char out[40])
+void tl__redis_new_nonce(struct redis_store *rs, char out[40])
 {
     hex64(rs->nonce_seed, out);
     hex64(++rs->nonce_seq, out + 16);
@@ -914,7 +800,7 @@ static void new_nonce(struct redis_store *rs, char out[40])
 /* The key prefix of the wake-up lists of `key`'s waiters: PREFIX wake:KEY: (then the id). */
 static void make_wake_prefix(const struct redis_store *rs, char out[RKEY_SIZE], const char *key)
 {
-    make_key(rs, out, "wake:", key);
+    tl__redis_make_key(rs, out, "wake:", key);
     size_t n = strlen(out);
     if (n + 1 < RKEY_SIZE) {
         out[n] = ':';
@@ -974,15 +860,15 @@ static tl_status redis_claim(struct tl_store *s, const struct tl_claim *req,
             return tl__store_fail(s, TL_EINVAL, "redis %s: %s: bad worker or node id", rs->where,
                                   what);
     }
-    begin_call(rs, 0);
-    make_key(rs, rk, "lock:", req->key);
-    make_key(rs, ck, "token:", req->key);
-    make_key(rs, hk, "history", NULL);
-    make_key(rs, lk, "line:", req->key);
-    make_key(rs, wk, "waiters:", req->key);
-    make_key(rs, sk, "lineseq:", req->key);
+    tl__redis_begin_call(rs, 0);
+    tl__redis_make_key(rs, rk, "lock:", req->key);
+    tl__redis_make_key(rs, ck, "token:", req->key);
+    tl__redis_make_key(rs, hk, "history", NULL);
+    tl__redis_make_key(rs, lk, "line:", req->key);
+    tl__redis_make_key(rs, wk, "waiters:", req->key);
+    tl__redis_make_key(rs, sk, "lineseq:", req->key);
     make_wake_prefix(rs, wp, req->key);
-    new_nonce(rs, nonce);
+    tl__redis_new_nonce(rs, nonce);
     u64_text(req->lock_timeout_ms, timeout);
     u64_text(rs->safety_ttl_ms, ttl);
     u64_text(rs->history_max, hmax);
@@ -1008,7 +894,7 @@ static tl_status redis_claim(struct tl_store *s, const struct tl_claim *req,
                           wtimeout,
                           wp};
 
-    st = eval(rs, SC_CLAIM, 6, 19, argv, NULL, &r, what);
+    st = tl__redis_eval(rs, SC_CLAIM, 6, 19, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
 
@@ -1017,7 +903,7 @@ static tl_status redis_claim(struct tl_store *s, const struct tl_claim *req,
         if (r->elements != 4 || !el_int(r, 1, &now) || !el_int(r, 2, &waiting) ||
             !el_int(r, 3, &ahead) || waiting < 0 || ahead < 0 || waiting > UINT32_MAX ||
             ahead > UINT32_MAX) {
-            st = unexpected(rs, what, r);
+            st = tl__redis_unexpected(rs, what, r);
             goto out_free;
         }
         out->holder_known = false;
@@ -1033,12 +919,12 @@ static tl_status redis_claim(struct tl_store *s, const struct tl_claim *req,
         !el_int(r, 5, &token) || token <= 0 || !el_int(r, 6, &claimed) ||
         !el_int(r, 10, &waiting) || !el_int(r, 11, &ahead) || waiting < 0 || ahead < 0 ||
         waiting > UINT32_MAX || ahead > UINT32_MAX) {
-        st = unexpected(rs, what, r);
+        st = tl__redis_unexpected(rs, what, r);
         goto out_free;
     }
 
     if (busy || strcmp(event->str, "replayed") == 0) {
-        st = parse_record(rs, r, 3, req->key, &out->rec, what);
+        st = tl__redis_parse_record(rs, r, 3, req->key, &out->rec, what);
         if (st != TL_OK)
             goto out_free;
         tl__record_judge(&out->rec, now);
@@ -1092,10 +978,10 @@ static tl_status renew_or_extend(struct tl_store *s, const struct tl_record *hel
     tl_status st;
 
     /* A renew must not spend the lock's whole timeout reconnecting: the heartbeat retries. */
-    begin_call(rs, held->info.lock_timeout_ms / 2);
-    make_key(rs, rk, "lock:", held->info.key);
-    make_key(rs, ck, "token:", held->info.key);
-    make_key(rs, hk, "history", NULL);
+    tl__redis_begin_call(rs, held->info.lock_timeout_ms / 2);
+    tl__redis_make_key(rs, rk, "lock:", held->info.key);
+    tl__redis_make_key(rs, ck, "token:", held->info.key);
+    tl__redis_make_key(rs, hk, "history", NULL);
     u64_text(held->info.token, token);
     u64_text(rs->safety_ttl_ms, ttl);
     u64_text(rs->history_max, hmax);
@@ -1106,12 +992,12 @@ static tl_status renew_or_extend(struct tl_store *s, const struct tl_record *hel
         rk,    ck,  hk,   held->info.worker_id, held->info.node_id ? held->info.node_id : "?",
         token, ttl, hmax, held->info.key,       newt};
 
-    st = eval(rs, SC_RENEW, 3, 10, argv, NULL, &r, what);
+    st = tl__redis_eval(rs, SC_RENEW, 3, 10, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
     bool ok = el_is(r, 0, "ok"), lost = el_is(r, 0, "lost");
     if ((!ok && !lost) || !el_int(r, 1, &now)) {
-        st = unexpected(rs, what, r);
+        st = tl__redis_unexpected(rs, what, r);
     } else if (ok) {
         *heartbeat_at_ms = now;
         st = TL_OK;
@@ -1158,13 +1044,13 @@ static tl_status redis_release(struct tl_store *s, const struct tl_record *held,
     redisReply *r = NULL;
     tl_status st;
 
-    begin_call(rs, 0);
-    make_key(rs, rk, "lock:", held->info.key);
-    make_key(rs, ck, "token:", held->info.key);
-    make_key(rs, hk, "history", NULL);
-    make_key(rs, chan, "released:", held->info.key);
-    make_key(rs, lk, "line:", held->info.key);
-    make_key(rs, wk, "waiters:", held->info.key);
+    tl__redis_begin_call(rs, 0);
+    tl__redis_make_key(rs, rk, "lock:", held->info.key);
+    tl__redis_make_key(rs, ck, "token:", held->info.key);
+    tl__redis_make_key(rs, hk, "history", NULL);
+    tl__redis_make_key(rs, chan, "released:", held->info.key);
+    tl__redis_make_key(rs, lk, "line:", held->info.key);
+    tl__redis_make_key(rs, wk, "waiters:", held->info.key);
     make_wake_prefix(rs, wp, held->info.key);
     u64_text(held->info.token, token);
     u64_text(rs->safety_ttl_ms, ttl);
@@ -1185,7 +1071,7 @@ static tl_status redis_release(struct tl_store *s, const struct tl_record *held,
                           chan,
                           wp};
 
-    st = eval(rs, SC_RELEASE, 5, 14, argv, NULL, &r, what);
+    st = tl__redis_eval(rs, SC_RELEASE, 5, 14, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
     const redisReply *holder = el_str(r, 1), *since = el_str(r, 1);
@@ -1202,7 +1088,7 @@ static tl_status redis_release(struct tl_store *s, const struct tl_record *held,
         st = tl__store_fail(s, TL_ENOTOWNER, "%s is free, and no record of token %llu is left",
                             held->info.key, (unsigned long long)held->info.token);
     else
-        st = unexpected(rs, what, r);
+        st = tl__redis_unexpected(rs, what, r);
     freeReplyObject(r);
     return st;
 }
@@ -1219,13 +1105,13 @@ static tl_status redis_force_release(struct tl_store *s, const struct tl_force_r
     tl_status st;
 
     *found = false;
-    begin_call(rs, 0);
-    make_key(rs, rk, "lock:", req->key);
-    make_key(rs, ck, "token:", req->key);
-    make_key(rs, hk, "history", NULL);
-    make_key(rs, chan, "released:", req->key);
-    make_key(rs, lk, "line:", req->key);
-    make_key(rs, wk, "waiters:", req->key);
+    tl__redis_begin_call(rs, 0);
+    tl__redis_make_key(rs, rk, "lock:", req->key);
+    tl__redis_make_key(rs, ck, "token:", req->key);
+    tl__redis_make_key(rs, hk, "history", NULL);
+    tl__redis_make_key(rs, chan, "released:", req->key);
+    tl__redis_make_key(rs, lk, "line:", req->key);
+    tl__redis_make_key(rs, wk, "waiters:", req->key);
     make_wake_prefix(rs, wp, req->key);
     u64_text(req->token, token);
     u64_text(rs->safety_ttl_ms, ttl);
@@ -1234,7 +1120,7 @@ static tl_status redis_force_release(struct tl_store *s, const struct tl_force_r
     const char *argv[] = {rk,    ck,           hk,  lk,   wk,       req->worker_id, req->node_id,
                           token, req->summary, ttl, hmax, req->key, chan,           wp};
 
-    st = eval(rs, SC_FORCE_RELEASE, 5, 14, argv, NULL, &r, what);
+    st = tl__redis_eval(rs, SC_FORCE_RELEASE, 5, 14, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
     bool released = el_is(r, 0, "released"), other = el_is(r, 0, "other");
@@ -1248,8 +1134,9 @@ static tl_status redis_force_release(struct tl_store *s, const struct tl_force_r
         st = TL_OK;
     } else if ((released && r->elements == 10) || (other && r->elements == 9)) {
         if (!el_int(r, 1, &now)) {
-            st = unexpected(rs, what, r);
-        } else if ((st = parse_record(rs, r, released ? 3 : 2, req->key, former, what)) == TL_OK) {
+            st = tl__redis_unexpected(rs, what, r);
+        } else if ((st = tl__redis_parse_record(rs, r, released ? 3 : 2, req->key, former, what)) ==
+                   TL_OK) {
             tl__record_judge(former, now);
             *found = true;
             if (other)
@@ -1257,7 +1144,7 @@ static tl_status redis_force_release(struct tl_store *s, const struct tl_force_r
                                     former->info.worker_id, (unsigned long long)former->info.token);
         }
     } else {
-        st = unexpected(rs, what, r);
+        st = tl__redis_unexpected(rs, what, r);
     }
     freeReplyObject(r);
     return st;
@@ -1273,20 +1160,20 @@ static tl_status redis_inspect(struct tl_store *s, const char *key, struct tl_re
     tl_status st;
 
     *found = false;
-    begin_call(rs, 0);
-    make_key(rs, rk, "lock:", key);
-    make_key(rs, lk, "line:", key);
-    make_key(rs, wk, "waiters:", key);
+    tl__redis_begin_call(rs, 0);
+    tl__redis_make_key(rs, rk, "lock:", key);
+    tl__redis_make_key(rs, lk, "line:", key);
+    tl__redis_make_key(rs, wk, "waiters:", key);
     cat3(what, sizeof(what), "reading ", key, NULL);
     const char *argv[] = {rk, lk, wk};
-    st = eval(rs, SC_INSPECT, 3, 3, argv, NULL, &r, what);
+    st = tl__redis_eval(rs, SC_INSPECT, 3, 3, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
     if (!el_int(r, 0, &now) || !el_int(r, 1, &waiting) || waiting < 0 || waiting > UINT32_MAX ||
         (r->elements != 2 && r->elements != 9)) {
-        st = unexpected(rs, what, r);
+        st = tl__redis_unexpected(rs, what, r);
     } else if (r->elements == 9) {
-        st = parse_record(rs, r, 2, key, out, what);
+        st = tl__redis_parse_record(rs, r, 2, key, out, what);
         if (st == TL_OK) {
             tl__record_judge(out, now);
             out->info.waiting = (uint32_t)waiting;
@@ -1305,11 +1192,12 @@ static int cmp_record_key(const void *a, const void *b)
     return strcmp(x->info.key, y->info.key);
 }
 
-/* SCAN's MATCH pattern for our record keys: the prefix with glob characters escaped. */
-static char *scan_pattern(const struct redis_store *rs)
+/* SCAN's MATCH pattern for our keys of one kind ("lock:", "done:"): the prefix with glob
+ * characters escaped, the kind, "*". */
+char *tl__redis_scan_pattern(const struct redis_store *rs, const char *kind)
 {
-    size_t n = strlen(rs->prefix);
-    char *p = tl__malloc(2 * n + sizeof("lock:*"));
+    size_t n = strlen(rs->prefix), k = strlen(kind);
+    char *p = tl__malloc(2 * n + k + 2);
 
     if (p == NULL)
         return NULL;
@@ -1319,7 +1207,9 @@ static char *scan_pattern(const struct redis_store *rs)
             p[j++] = '\\';
         p[j++] = rs->prefix[i];
     }
-    memcpy(p + j, "lock:*", sizeof("lock:*"));
+    memcpy(p + j, kind, k + 1);
+    p[j + k] = '*';
+    p[j + k + 1] = '\0';
     return p;
 }
 
@@ -1339,13 +1229,13 @@ static tl_status list_batch(struct redis_store *rs, const redisReply *keys, stru
         goto out_free;
     }
     if (nk > INT_MAX - 8) {
-        st = unexpected(rs, "listing locks", keys);
+        st = tl__redis_unexpected(rs, "listing locks", keys);
         goto out_free;
     }
     for (size_t i = 0; i < nk; i++) {
         const redisReply *k = el_str(keys, i);
         if (k == NULL || k->len <= plen) {
-            st = unexpected(rs, "listing locks", keys);
+            st = tl__redis_unexpected(rs, "listing locks", keys);
             goto out_free;
         }
         argv[i] = k->str;
@@ -1353,11 +1243,11 @@ static tl_status list_batch(struct redis_store *rs, const redisReply *keys, stru
     }
     argv[nk] = rs->prefix;
     len[nk] = strlen(rs->prefix);
-    st = eval(rs, SC_READ_MANY, (int)nk, (int)nk + 1, argv, len, &r, "listing locks");
+    st = tl__redis_eval(rs, SC_READ_MANY, (int)nk, (int)nk + 1, argv, len, &r, "listing locks");
     if (st != TL_OK)
         goto out_free;
     if (!el_int(r, 0, &now) || r->elements != nk + 1) {
-        st = unexpected(rs, "listing locks", r);
+        st = tl__redis_unexpected(rs, "listing locks", r);
         goto out_free;
     }
     for (size_t i = 0; i < nk && st == TL_OK; i++) {
@@ -1383,7 +1273,7 @@ static tl_status list_batch(struct redis_store *rs, const redisReply *keys, stru
             break;
         }
         /* parse_record reads elements 0..6 of an array: wrap the element's own array. */
-        st = parse_record(rs, e, 0, key, rec, "listing locks");
+        st = tl__redis_parse_record(rs, e, 0, key, rec, "listing locks");
         if (st == TL_OK) {
             tl__record_judge(rec, now);
             rec->info.waiting = (uint32_t)waiting;
@@ -1407,30 +1297,30 @@ static tl_status redis_list(struct tl_store *s, struct tl_record ***out, size_t 
     struct tl_record **arr = NULL;
     size_t n = 0, cap = 0;
     char cursor[32] = "0", scount[16];
-    char *pattern = scan_pattern(rs);
+    char *pattern = tl__redis_scan_pattern(rs, "lock:");
     tl_status st = TL_OK;
 
     if (pattern == NULL)
         return tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
     (void)snprintf(scount, sizeof(scount), "%d", SCAN_COUNT);
-    begin_call(rs, 0);
+    tl__redis_begin_call(rs, 0);
     do {
         const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", scount};
         redisReply *r = NULL;
 
         rs->out.len = 0;
-        if (!buf_cmd(&rs->out, 6, argv, NULL)) {
+        if (!tl__redis_buf_cmd(&rs->out, 6, argv, NULL)) {
             st = tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
             break;
         }
-        if ((st = exchange1(rs, &r, "listing locks")) != TL_OK)
+        if ((st = tl__redis_exchange1(rs, &r, "listing locks")) != TL_OK)
             break;
         const redisReply *next = el_str(r, 0);
         if (r->type == REDIS_REPLY_ERROR) {
-            st = error_reply(rs, "listing locks", r);
+            st = tl__redis_error_reply(rs, "listing locks", r);
         } else if (next == NULL || next->len >= sizeof(cursor) || r->elements != 2 ||
                    r->element[1]->type != REDIS_REPLY_ARRAY) {
-            st = unexpected(rs, "listing locks", r);
+            st = tl__redis_unexpected(rs, "listing locks", r);
         } else {
             memcpy(cursor, next->str, next->len + 1);
             if (r->element[1]->elements > 0)
@@ -1438,7 +1328,7 @@ static tl_status redis_list(struct tl_store *s, struct tl_record ***out, size_t 
         }
         freeReplyObject(r);
         /* Each round trip gets its own time: a large keyspace takes many. */
-        begin_call(rs, 0);
+        tl__redis_begin_call(rs, 0);
     } while (st == TL_OK && strcmp(cursor, "0") != 0);
     tl__free(pattern);
 
@@ -1485,7 +1375,7 @@ static tl_status parse_event(struct redis_store *rs, const redisReply *entry, co
 
     *e = NULL;
     if (id == NULL || fields == NULL || fields->type != REDIS_REPLY_ARRAY)
-        return unexpected(rs, "reading the history", entry);
+        return tl__redis_unexpected(rs, "reading the history", entry);
     k = entry_field(fields, "key");
     if (k != NULL && key != NULL && strcmp(k->str, key) != 0)
         return TL_OK;
@@ -1559,25 +1449,25 @@ static tl_status redis_history(struct tl_store *s, const char *key, size_t limit
     if (rs->history_max == 0)
         return tl__store_fail(s, TL_ENOTSUP, "redis %s: the history is off (history_max=0)",
                               rs->where);
-    make_key(rs, hk, "history", NULL);
+    tl__redis_make_key(rs, hk, "history", NULL);
     size_t want = key != NULL || limit > HISTORY_BATCH ? HISTORY_BATCH : limit;
     (void)snprintf(batch, sizeof(batch), "%zu", want);
     while (st == TL_OK && more && n < limit) {
         const char *argv[] = {"XREVRANGE", hk, end, "-", "COUNT", batch};
         redisReply *r = NULL;
 
-        begin_call(rs, 0);
+        tl__redis_begin_call(rs, 0);
         rs->out.len = 0;
-        if (!buf_cmd(&rs->out, 6, argv, NULL)) {
+        if (!tl__redis_buf_cmd(&rs->out, 6, argv, NULL)) {
             st = tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
             break;
         }
-        if ((st = exchange1(rs, &r, "reading the history")) != TL_OK)
+        if ((st = tl__redis_exchange1(rs, &r, "reading the history")) != TL_OK)
             break;
         if (r->type == REDIS_REPLY_ERROR) {
-            st = error_reply(rs, "reading the history", r);
+            st = tl__redis_error_reply(rs, "reading the history", r);
         } else if (r->type != REDIS_REPLY_ARRAY) {
-            st = unexpected(rs, "reading the history", r);
+            st = tl__redis_unexpected(rs, "reading the history", r);
         } else {
             for (size_t i = 0; i < r->elements && st == TL_OK && n < limit; i++) {
                 struct tl_event *e = NULL;
@@ -1606,7 +1496,7 @@ static tl_status redis_history(struct tl_store *s, const char *key, size_t limit
 /* ---- wake-ups ---- */
 
 /* Whether `r` is a pub/sub message or confirmation of `kind` for channel `chan`. */
-static bool is_push(const redisReply *r, const char *kind, const char *chan)
+bool tl__redis_is_push(const redisReply *r, const char *kind, const char *chan)
 {
     return r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3 && el_is(r, 0, kind) &&
            el_is(r, 1, chan);
@@ -1614,7 +1504,7 @@ static bool is_push(const redisReply *r, const char *kind, const char *chan)
 
 static tl_status sub_fail(struct redis_store *rs, const char *why)
 {
-    drop_conn(&rs->sub);
+    tl__redis_drop_conn(&rs->sub);
     rs->stats.wait_failures++;
     return tl__store_fail(&rs->base, TL_ESTORE, "redis %s: waiting for a release: %s", rs->where,
                           why);
@@ -1630,11 +1520,11 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
     bool retry;
 
     rs->stats.waits++;
-    begin_call(rs, timeout_ms);
-    make_key(rs, chan, "released:", key);
-    make_key(rs, rk, "lock:", key);
+    tl__redis_begin_call(rs, timeout_ms);
+    tl__redis_make_key(rs, chan, "released:", key);
+    tl__redis_make_key(rs, rk, "lock:", key);
     if (rs->sub == NULL) {
-        st = connect_once(rs, &rs->sub, false, &retry);
+        st = tl__redis_connect_once(rs, &rs->sub, false, &retry);
         if (st != TL_OK) {
             rs->stats.wait_failures++;
             return st;
@@ -1645,17 +1535,17 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
      * last wait (its unsubscribe, a late message) and means nothing now. */
     struct buf b = {0};
     const char *argv[] = {"SUBSCRIBE", chan};
-    if (!buf_cmd(&b, 2, argv, NULL)) {
+    if (!tl__redis_buf_cmd(&b, 2, argv, NULL)) {
         tl__free(b.p);
         rs->stats.wait_failures++;
         return tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
     }
-    enum io_fail f = conn_send(rs->sub, &b, rs->deadline, why, sizeof(why));
+    enum io_fail f = tl__redis_conn_send(rs->sub, &b, rs->deadline, why, sizeof(why));
     tl__free(b.p);
     if (f != IO_OK)
         return sub_fail(rs, why);
     for (;;) {
-        f = read_reply(rs->sub, rs->deadline, &r, why, sizeof(why));
+        f = tl__redis_read_reply(rs->sub, rs->deadline, &r, why, sizeof(why));
         if (f != IO_OK)
             return sub_fail(rs, why);
         if (r == NULL)
@@ -1665,7 +1555,7 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
             freeReplyObject(r);
             return sub_fail(rs, why);
         }
-        bool confirmed = is_push(r, "subscribe", chan);
+        bool confirmed = tl__redis_is_push(r, "subscribe", chan);
         freeReplyObject(r);
         if (confirmed)
             break;
@@ -1676,14 +1566,14 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
     const char *ex[] = {"EXISTS", rk};
     rs->out.len = 0;
     r = NULL;
-    if (!buf_cmd(&rs->out, 2, ex, NULL)) {
-        drop_conn(&rs->sub);
+    if (!tl__redis_buf_cmd(&rs->out, 2, ex, NULL)) {
+        tl__redis_drop_conn(&rs->sub);
         rs->stats.wait_failures++;
         return tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
     }
-    st = exchange1(rs, &r, "waiting for a release");
+    st = tl__redis_exchange1(rs, &r, "waiting for a release");
     if (st != TL_OK) {
-        drop_conn(&rs->sub);
+        tl__redis_drop_conn(&rs->sub);
         rs->stats.wait_failures++;
         return st;
     }
@@ -1698,14 +1588,14 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
         rs->stats.woke_by_recheck++;
     } else {
         for (;;) {
-            f = read_reply(rs->sub, until, &r, why, sizeof(why));
+            f = tl__redis_read_reply(rs->sub, until, &r, why, sizeof(why));
             if (f != IO_OK)
                 return sub_fail(rs, why);
             if (r == NULL) {
                 rs->stats.woke_by_timeout++;
                 break;
             }
-            bool released = is_push(r, "message", chan);
+            bool released = tl__redis_is_push(r, "message", chan);
             freeReplyObject(r);
             if (released) {
                 rs->stats.woke_by_message++;
@@ -1717,9 +1607,9 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
     /* Unsubscribe without waiting for the answer: the next wait skips it. */
     const char *un[] = {"UNSUBSCRIBE", chan};
     b = (struct buf){0};
-    if (!buf_cmd(&b, 2, un, NULL) ||
-        conn_send(rs->sub, &b, mono_ms() + rs->timeout_ms, why, sizeof(why)) != IO_OK)
-        drop_conn(&rs->sub);
+    if (!tl__redis_buf_cmd(&b, 2, un, NULL) ||
+        tl__redis_conn_send(rs->sub, &b, mono_ms() + rs->timeout_ms, why, sizeof(why)) != IO_OK)
+        tl__redis_drop_conn(&rs->sub);
     tl__free(b.p);
     return TL_OK;
 }
@@ -1729,22 +1619,24 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
 static tl_status redis_leave(struct tl_store *s, const char *key, const char *waiter_id)
 {
     struct redis_store *rs = (struct redis_store *)s;
-    char rk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], wp[RKEY_SIZE], what[TL_KEY_MAX + 32];
+    char rk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], wp[RKEY_SIZE], chan[RKEY_SIZE];
+    char what[TL_KEY_MAX + 32];
     redisReply *r = NULL;
     tl_status st;
 
     cat3(what, sizeof(what), "leaving the line of ", key, NULL);
     if (!waiter_id_ok(waiter_id))
         return bad_waiter_id(rs, what);
-    begin_call(rs, 0);
-    make_key(rs, rk, "lock:", key);
-    make_key(rs, lk, "line:", key);
-    make_key(rs, wk, "waiters:", key);
+    tl__redis_begin_call(rs, 0);
+    tl__redis_make_key(rs, rk, "lock:", key);
+    tl__redis_make_key(rs, lk, "line:", key);
+    tl__redis_make_key(rs, wk, "waiters:", key);
     make_wake_prefix(rs, wp, key);
-    const char *argv[] = {rk, lk, wk, waiter_id, wp};
-    st = eval(rs, SC_LEAVE, 3, 5, argv, NULL, &r, what);
+    tl__redis_make_key(rs, chan, "released:", key);
+    const char *argv[] = {rk, lk, wk, waiter_id, wp, chan};
+    st = tl__redis_eval(rs, SC_LEAVE, 3, 6, argv, NULL, &r, what);
     if (st == TL_OK && !(el_is(r, 0, "ok") && r->elements == 1))
-        st = unexpected(rs, what, r);
+        st = tl__redis_unexpected(rs, what, r);
     freeReplyObject(r);
     return st;
 }
@@ -1796,7 +1688,7 @@ static tl_status redis_wait_turn(struct tl_store *s, const char *key, const char
 
     /* Connecting counts against the store's timeout as in every call; the wait itself does
      * not. */
-    begin_call(rs, 0);
+    tl__redis_begin_call(rs, 0);
     st = ensure_conn(rs);
     if (st != TL_OK)
         return st;
@@ -1806,9 +1698,9 @@ static tl_status redis_wait_turn(struct tl_store *s, const char *key, const char
 
     const char *argv[] = {"BLPOP", wkey, secs};
     rs->out.len = 0;
-    if (!buf_cmd(&rs->out, 3, argv, NULL))
+    if (!tl__redis_buf_cmd(&rs->out, 3, argv, NULL))
         return tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
-    st = exchange1(rs, &r, what);
+    st = tl__redis_exchange1(rs, &r, what);
     if (st == TL_ETIMEDOUT && mono_ms() >= until) {
         /* No answer by the end of the wait: the connection (dropped by exchange) was still
          * blocked. Not a failure: nobody woke us. */
@@ -1825,11 +1717,11 @@ static tl_status redis_wait_turn(struct tl_store *s, const char *key, const char
         return TL_OK;
     }
     if (r->type == REDIS_REPLY_ERROR)
-        st = error_reply(rs, what, r);
+        st = tl__redis_error_reply(rs, what, r);
     else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2)
         *woken = true;
     else if (r->type != REDIS_REPLY_NIL)
-        st = unexpected(rs, what, r);
+        st = tl__redis_unexpected(rs, what, r);
     freeReplyObject(r);
     return st;
 }
@@ -1847,16 +1739,16 @@ static tl_status redis_waiters(struct tl_store *s, const char *key, struct tl_wa
 
     *out = NULL;
     *count = 0;
-    begin_call(rs, 0);
-    make_key(rs, lk, "line:", key);
-    make_key(rs, wk, "waiters:", key);
+    tl__redis_begin_call(rs, 0);
+    tl__redis_make_key(rs, lk, "line:", key);
+    tl__redis_make_key(rs, wk, "waiters:", key);
     cat3(what, sizeof(what), "reading the line of ", key, NULL);
     const char *argv[] = {lk, wk};
-    st = eval(rs, SC_WAITERS, 2, 2, argv, NULL, &r, what);
+    st = tl__redis_eval(rs, SC_WAITERS, 2, 2, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
     if (!el_int(r, 0, &now)) {
-        st = unexpected(rs, what, r);
+        st = tl__redis_unexpected(rs, what, r);
         goto out_free;
     }
     for (size_t i = 1; i < r->elements && st == TL_OK; i++) {
@@ -1869,7 +1761,7 @@ static tl_status redis_waiters(struct tl_store *s, const char *key, struct tl_wa
             !el_int(e, 5, &since) || !el_int(e, 6, &beat) || !el_int(e, 7, &timeout) ||
             !el_int(e, 8, &live) || prio < TL_PRIORITY_MIN || prio > TL_PRIORITY_MAX || seq < 0 ||
             timeout < 0 || timeout > UINT32_MAX) {
-            st = unexpected(rs, what, e);
+            st = tl__redis_unexpected(rs, what, e);
             break;
         }
         struct tl_waiter *w = tl__waiter_new();
@@ -2119,7 +2011,7 @@ static tl_status redis_open(struct tl_store *s, const char *url)
     (void)snprintf(rs->where, sizeof(rs->where), "%s%s%s:%d/%d", strchr(rs->host, ':') ? "[" : "",
                    rs->host, strchr(rs->host, ':') ? "]" : "", rs->port, rs->db);
     rs->nonce_seed = seed(rs);
-    begin_call(rs, 0);
+    tl__redis_begin_call(rs, 0);
     return ensure_conn(rs);
 }
 
@@ -2127,8 +2019,8 @@ static void redis_close(struct tl_store *s)
 {
     struct redis_store *rs = (struct redis_store *)s;
 
-    drop_conn(&rs->ctx);
-    drop_conn(&rs->sub);
+    tl__redis_drop_conn(&rs->ctx);
+    tl__redis_drop_conn(&rs->sub);
     tl__free(rs->host);
     tl__free(rs->user);
     free_secret(rs->password);
@@ -2163,4 +2055,9 @@ const struct tl_store_ops tl__store_redis = {
     .wait_turn = redis_wait_turn,
     .waiters = redis_waiters,
     .extend = redis_extend,
+    .claim_next = tl__redis_claim_next,
+    .finish = tl__redis_finish,
+    .reopen = tl__redis_reopen,
+    .done_list = tl__redis_done_list,
+    .wait_any = tl__redis_wait_any,
 };

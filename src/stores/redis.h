@@ -19,6 +19,14 @@ struct tl_redis_stats {
     uint64_t wait_failures;   /* the wait returned an error (the manager then slept) */
     uint64_t reconnects;      /* connections made after the first one of this instance */
     uint64_t script_reloads;  /* scripts loaded again after the server answered NOSCRIPT */
+    /* wait_any (a waiting claim-next), counted like the wait op's above */
+    uint64_t any_waits;
+    uint64_t any_woke_by_message; /* a candidate's release (leave, reopen) was published */
+    uint64_t any_woke_by_recheck; /* a candidate was free (or none left) once we listened */
+    uint64_t any_woke_by_timeout;
+    uint64_t any_wait_failures;
+    uint64_t claim_next_replays; /* claim-nexts sent again after the connection died */
+    uint64_t round_trips;        /* commands sent and answered on the command connection */
 };
 
 /*

@@ -406,12 +406,13 @@ static const char script_read_many[] =
     "return out\n";
 
 /*
- * leave. KEYS: record, line, waiters. ARGV: waiter id, wake-up key prefix. Deletes the waiter
- * (and its wake-ups) and the dead waiters met; when the key is free and that changed who heads
- * the line, wakes the new head. Returns {"ok"}.
+ * leave. KEYS: record, line, waiters. ARGV: waiter id, wake-up key prefix, channel. Deletes the
+ * waiter (and its wake-ups) and the dead waiters met; when the key is free and that changed who
+ * heads the line, wakes the new head; when it leaves a free key's line empty, publishes on the
+ * key's release channel (a waiting claim-next may take the key now). Returns {"ok"}.
  */
 static const char script_leave[] =
-    "local wid, wp = unpack(ARGV)\n"
+    "local wid, wp, chan = unpack(ARGV)\n"
     "local now = math.floor(now_us() / 1000)\n"
     "local r = read(KEYS[1])\n"
     "local line = line_read(KEYS[2], KEYS[3], now)\n"
@@ -421,6 +422,9 @@ static const char script_leave[] =
     "    end\n"
     "    local live, front = line_prune(line, KEYS[2], KEYS[3], wp)\n"
     "    if r == nil and front and #live > 0 then wake(wp, live[1]) end\n"
+    "    if r == nil and #live == 0 and #line > 0 and chan then\n"
+    "        redis.pcall('PUBLISH', chan, '0')\n"
+    "    end\n"
     "end\n"
     "line_drop(KEYS[2], KEYS[3], wp, wid)\n"
     "return {'ok'}\n";
