@@ -783,7 +783,7 @@ static tl_status memory_done_list(struct tl_store *s, const char *key, struct tl
         return tl__store_fail(s, st, "out of memory");
     }
     if (n > 1)
-        qsort(arr, n, sizeof(*arr), cmp_done_key);
+        qsort(arr, n, sizeof(struct tl_done *), cmp_done_key);
     *out = arr;
     *count = n;
     return TL_OK;
