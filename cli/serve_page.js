@@ -89,7 +89,8 @@
     const f = el('div', 'fresh' + (lock.stale || ratio >= 1 ? ' bad' : ratio > 0.5 ? ' warn' : ''));
     const track = el('div', 'track');
     const fill = el('div', 'fill');
-    fill.style.width = Math.max(0, Math.min(100, 100 * (1 - ratio))) + '%';
+    // Full when just renewed, empty at the lock timeout; a stale lock shows a full red bar.
+    fill.style.width = (lock.stale ? 100 : Math.max(0, Math.min(100, 100 * (1 - ratio)))) + '%';
     track.append(fill);
     f.append(track, el('span', null, age(beat) + ' ago'));
     f.title = 'lock timeout ' + age(lock.lock_timeout_ms);
@@ -135,6 +136,7 @@
       const tr = el('tr', lock.stale ? 'stale' : '');
       tr.setAttribute('data-key', item.key);
       const key = el('td', 'key', item.key);
+      if (lock.stale) key.append(el('span', 'badge', 'STALE'));
       const info = lock.task_info && Object.keys(lock.task_info).length ? JSON.stringify(lock.task_info) : '';
       if (info) key.title = info;
       if (item.waiters && item.waiters.length) {
