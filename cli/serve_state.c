@@ -32,6 +32,19 @@ struct seen {
     char *worker;
 };
 
+/* The texts of one held lock, kept from one refresh to the next while its record is the same
+ * (most are: 1,000 locks heartbeated every 30 s change about 33 a second). */
+struct cached {
+    char *key;
+    uint64_t token;
+    int64_t heartbeat_at_ms;
+    uint32_t lock_timeout_ms, waiting;
+    bool stale;
+    char *item;   /* its `tasklock list --json` entry */
+    char *page;   /* the entry with "waiters", for the page */
+    char *status; /* its `tasklock status KEY --json` document */
+};
+
 struct tl_serve_reader {
     /* the last good read of the locks */
     struct tl_info **infos;
@@ -54,6 +67,10 @@ struct tl_serve_reader {
         int64_t minute;
         uint64_t n;
     } minutes[MINUTES];
+    /* One per r->infos, in its order: by key, which is strcmp order on SQLite and Redis; on a
+     * store that collates otherwise the lookups (bsearch) miss more, and texts are rebuilt. */
+    struct cached *cache;
+    size_t ncache;
     char *last_state;
     uint64_t generation;
     uint64_t calls; /* store calls of the refresh under way */
@@ -370,20 +387,90 @@ static struct gauges gauges_of(const struct tl_serve_reader *r, int64_t now)
     return g;
 }
 
+static void cached_free(struct cached *c)
+{
+    free(c->key);
+    free(c->item);
+    free(c->page);
+    free(c->status);
+}
+
+static int cmp_cached(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct cached *)elem)->key);
+}
+
+static char *dump(json_t *doc) /* steals doc */
+{
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+
+    json_decref(doc);
+    return text;
+}
+
+/* Builds the texts of lock i (or takes them from the last refresh's). */
+static bool cache_fill(struct tl_serve_reader *r, struct cached *old, size_t nold, struct cached *c,
+                       size_t i)
+{
+    const struct tl_info *info = r->infos[i];
+    struct cached *o = bsearch(info->key, old, nold, sizeof(*old), cmp_cached);
+
+    *c = (struct cached){.token = info->token,
+                         .heartbeat_at_ms = info->heartbeat_at_ms,
+                         .lock_timeout_ms = info->lock_timeout_ms,
+                         .waiting = info->waiting,
+                         .stale = info->stale};
+    if (o != NULL && o->item != NULL && o->token == c->token &&
+        o->heartbeat_at_ms == c->heartbeat_at_ms && o->lock_timeout_ms == c->lock_timeout_ms &&
+        o->waiting == 0 && c->waiting == 0 && o->stale == c->stale) {
+        /* The texts move; the old key stays, for the lookups of the other locks. */
+        c->key = strdup(info->key);
+        c->item = o->item;
+        c->page = o->page;
+        c->status = o->status;
+        o->item = o->page = o->status = NULL;
+        return c->key != NULL;
+    }
+    json_t *item = tl_cli_list_item_json(info);
+    json_t *line = tl_cli_waiters_json(r->ws[i], r->nws[i]);
+
+    c->key = strdup(info->key);
+    c->item = item != NULL ? json_dumps(item, JSON_COMPACT) : NULL;
+    c->status = dump(tl_cli_status_json(info->key, info, r->ws[i], r->nws[i], r->has_line));
+    if (item != NULL && line != NULL && json_object_set_new(item, "waiters", line) == 0)
+        c->page = dump(item);
+    else
+        json_decref(item);
+    return c->key != NULL && c->item != NULL && c->page != NULL && c->status != NULL;
+}
+
+/* Brings the cache in line with r->infos. */
+static bool cache_update(struct tl_serve_reader *r)
+{
+    struct cached *fresh = calloc(r->n + 1, sizeof(*fresh));
+    bool ok = fresh != NULL;
+
+    for (size_t i = 0; ok && i < r->n; i++)
+        ok = cache_fill(r, r->cache, r->ncache, &fresh[i], i);
+    for (size_t i = 0; i < r->ncache; i++)
+        cached_free(&r->cache[i]);
+    free(r->cache);
+    r->cache = fresh;
+    r->ncache = ok ? r->n : 0;
+    if (!ok && fresh != NULL) {
+        for (size_t i = 0; i < r->n; i++)
+            cached_free(&fresh[i]);
+    }
+    return ok;
+}
+
 static void add_locks_page(struct tl_serve_buf *b, const struct tl_serve_reader *r)
 {
     tl_serve_buf_puts(b, "[");
-    for (size_t i = 0; i < r->n; i++) {
-        json_t *one = tl_cli_list_item_json(r->infos[i]);
-        json_t *line = tl_cli_waiters_json(r->ws[i], r->nws[i]);
-
-        if (one != NULL && (line == NULL || json_object_set_new(one, "waiters", line) != 0)) {
-            json_decref(one);
-            one = NULL;
-        }
+    for (size_t i = 0; i < r->ncache; i++) {
         if (i > 0)
             tl_serve_buf_puts(b, ",");
-        tl_serve_buf_json(b, one);
+        tl_serve_buf_puts(b, r->cache[i].page);
     }
     tl_serve_buf_puts(b, "]");
 }
@@ -522,20 +609,23 @@ static struct tl_serve_snapshot *snapshot_build(struct tl_serve *s, struct tl_se
     snap->refs = 1;
     snap->store_ok = r->ok;
     snap->has_line = r->has_line;
-    json_t *list = tl_cli_list_json(r->infos, r->n);
-    snap->locks = list != NULL ? json_dumps(list, JSON_COMPACT) : NULL;
-    json_decref(list);
-    snap->lock = calloc(r->n + 1, sizeof(*snap->lock));
+    if (!cache_update(r))
+        goto err;
+    struct tl_serve_buf lb = {0};
+    tl_serve_buf_puts(&lb, "{\"locks\":[");
+    for (size_t i = 0; i < r->ncache; i++) {
+        tl_serve_buf_puts(&lb, i > 0 ? "," : "");
+        tl_serve_buf_puts(&lb, r->cache[i].item);
+    }
+    tl_serve_buf_puts(&lb, "]}");
+    snap->locks = tl_serve_buf_take(&lb);
+    snap->lock = calloc(r->ncache + 1, sizeof(*snap->lock));
     snap->events = calloc(r->nring + 1, sizeof(*snap->events));
     if (snap->locks == NULL || snap->lock == NULL || snap->events == NULL)
         goto err;
-    for (size_t i = 0; i < r->n; i++) {
-        json_t *doc =
-            tl_cli_status_json(r->infos[i]->key, r->infos[i], r->ws[i], r->nws[i], r->has_line);
-
-        snap->lock[i].key = strdup(r->infos[i]->key);
-        snap->lock[i].status = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-        json_decref(doc);
+    for (size_t i = 0; i < r->ncache; i++) {
+        snap->lock[i].key = strdup(r->cache[i].key);
+        snap->lock[i].status = strdup(r->cache[i].status);
         snap->nlock++;
         if (snap->lock[i].key == NULL || snap->lock[i].status == NULL)
             goto err;
@@ -686,6 +776,9 @@ void tl_serve_state_fini(struct tl_serve *s)
     tl_info_array_free(r->infos, r->n);
     for (size_t i = 0; i < r->nring; i++)
         tl_serve_event_unref(r->ring[i]);
+    for (size_t i = 0; i < r->ncache; i++)
+        cached_free(&r->cache[i]);
+    free(r->cache);
     free(r->last.key);
     free(r->last.worker);
     free(r->last_state);

@@ -706,6 +706,15 @@ static void many_streams_one_reader(void **state)
         rl.rlim_cur = 1024;
         assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
     }
+    /* 50 locks held (the reader keeps their texts from one refresh to the next); one renewed
+     * every 20 ms, so that some change at every refresh. */
+    tl_manager *held = worker("dave");
+    tl_lock *many[50];
+    for (int i = 0; i < 50; i++) {
+        char key[32];
+        (void)snprintf(key, sizeof(key), "%s:%02d", i % 2 ? "odd" : "even", i);
+        many[i] = take(held, key, NULL);
+    }
     srv_start(&s, NULL);
     for (int i = 0; i < CLIENTS; i++)
         fds[i] = stream_open(s.port);
@@ -720,7 +729,10 @@ static void many_streams_one_reader(void **state)
     tl_lock *l = take(m, "many:streams", NULL);
     for (int i = 0; i < CLIENTS; i++) /* every stream hears of it */
         assert_true(stream_wait(fds[i], "many:streams", LIMIT_MS));
-    sleep_ms(1000);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(tl_renew(many[i]), TL_OK);
+        sleep_ms(20);
+    }
     double r1 = metric(s.port, "tasklock_serve_store_reads_total");
     int64_t elapsed = mono_ms() - t0;
     double most = (double)elapsed / REFRESH_MS + 2;
@@ -736,6 +748,11 @@ static void many_streams_one_reader(void **state)
     assert_int_equal(tl_release(l, NULL), TL_OK);
     tl_lock_free(l);
     tl_manager_free(m);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(tl_release(many[i], NULL), TL_OK);
+        tl_lock_free(many[i]);
+    }
+    tl_manager_free(held);
 }
 
 int main(void)
