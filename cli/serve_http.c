@@ -159,7 +159,8 @@ static enum MHD_Result get_lock(const struct answer *a, const char *key)
     if (!tl_key_is_valid(key))
         return send_error(a, 400, "not a valid key", NULL, NULL);
     struct tl_serve_snapshot *snap = tl_serve_snapshot_get(a->s);
-    const struct tl_serve_lock *l = bsearch(key, snap->lock, snap->nlock, sizeof(*l), cmp_key);
+    const struct tl_serve_lock *l =
+        snap->nlock > 0 ? bsearch(key, snap->lock, snap->nlock, sizeof(*l), cmp_key) : NULL;
     enum MHD_Result ret;
 
     if (l != NULL)

@@ -413,7 +413,7 @@ static bool cache_fill(struct tl_serve_reader *r, struct cached *old, size_t nol
                        size_t i)
 {
     const struct tl_info *info = r->infos[i];
-    struct cached *o = bsearch(info->key, old, nold, sizeof(*old), cmp_cached);
+    struct cached *o = nold > 0 ? bsearch(info->key, old, nold, sizeof(*old), cmp_cached) : NULL;
 
     *c = (struct cached){.token = info->token,
                          .heartbeat_at_ms = info->heartbeat_at_ms,

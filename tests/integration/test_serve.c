@@ -147,7 +147,16 @@ static void srv_start(struct srv *s, const char *const opts[])
 {
     int status = 0;
 
-    assert_true(srv_try(s, opts, &status));
+    if (!srv_try(s, opts, &status)) {
+        char buf[4096] = "";
+        FILE *f = fopen(s->err, "r");
+        size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+
+        if (f != NULL)
+            (void)fclose(f);
+        buf[n] = '\0';
+        fail_msg("serve exited with %d: %s", status, buf);
+    }
 }
 
 /* SIGTERM, then its exit within the bound: 0. */
