@@ -117,7 +117,10 @@ test('the dashboard page', async () => {
     return rows.length >= 4 && rows.some((r) => r.classList.contains('stale')) &&
       document.querySelectorAll('#locks .waiters li').length >= 1;
   }, { timeout: 15000 });
-  await page.evaluate(() => document.getElementById('token').blur());
+  await page.evaluate(() => {
+    document.getElementById('token').blur();
+    document.getElementById('notice').hidden = true;
+  });
   for (const scheme of ['light', 'dark']) {
     await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: scheme }]);
     await page.screenshot({ path: join(OUT, `serve-${scheme}.png`) });
