@@ -69,8 +69,12 @@ static void log_request(struct tl_serve *s, const char *method, const char *url,
     }
     char shown[512];
     size_t n = 0;
-    for (const char *p = url; *p != '\0' && n < sizeof(shown) - 1; p++)
-        shown[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+    for (const char *p = url; *p != '\0' && n < sizeof(shown) - 1; p++) {
+        shown[n] = *p;
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            shown[n] = '?';
+        n++;
+    }
     shown[n] = '\0';
     (void)fprintf(stderr, "tasklock: serve: %s %s %u %.0fms\n", method, shown, code, ms);
 }

@@ -244,7 +244,7 @@ static void take_event(struct tl_serve_reader *r, const struct tl_event *e, bool
         return;
     if (r->nring == TL_SERVE_EVENTS) {
         tl_serve_event_unref(r->ring[0]);
-        memmove(r->ring, r->ring + 1, (TL_SERVE_EVENTS - 1) * sizeof(r->ring[0]));
+        memmove(r->ring, r->ring + 1, (TL_SERVE_EVENTS - 1) * sizeof(struct tl_serve_event *));
         r->nring--;
     }
     r->ring[r->nring++] = se;
@@ -330,12 +330,10 @@ static tl_status read_locks(struct tl_serve *s, struct tl_serve_reader *r)
             continue;
         r->calls++;
         st = tl_waiters(s->m, infos[i]->key, &ws[i], &nws[i]);
-        if (st == TL_ENOTSUP) {
+        if (st == TL_ENOTSUP)
             r->has_line = false;
-            st = TL_OK;
-        } else if (st != TL_OK) {
+        else if (st != TL_OK)
             goto out;
-        }
     }
     free_lines(r->ws, r->nws, r->n);
     tl_info_array_free(r->infos, r->n);
@@ -620,7 +618,7 @@ static struct tl_serve_snapshot *snapshot_build(struct tl_serve *s, struct tl_se
     tl_serve_buf_puts(&lb, "]}");
     snap->locks = tl_serve_buf_take(&lb);
     snap->lock = calloc(r->ncache + 1, sizeof(*snap->lock));
-    snap->events = calloc(r->nring + 1, sizeof(*snap->events));
+    snap->events = calloc(r->nring + 1, sizeof(struct tl_serve_event *));
     if (snap->locks == NULL || snap->lock == NULL || snap->events == NULL)
         goto err;
     for (size_t i = 0; i < r->ncache; i++) {
