@@ -548,7 +548,7 @@ static void prom_gauge(struct tl_serve_buf *b, const char *store, const char *na
 {
     tl_serve_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s{store=", name, help, name, name);
     tl_serve_prom_label(b, store);
-    tl_serve_buf_printf(b, "} %.3f\n", v);
+    tl_serve_buf_printf(b, "} %.6g\n", v);
 }
 
 static char *prom_store(struct tl_serve *s, const struct tl_serve_reader *r, int64_t now)

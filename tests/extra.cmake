@@ -57,7 +57,7 @@ if(TARGET test_etcd_failover)
 endif()
 
 # `tasklock serve` (issue 16): the HTTP test drives the built binary (tasklock hands serve to
-# tasklock-net).
+# tasklock-net), and puts a tl-proxy between serve and Redis to take the store away.
 if(TARGET test_serve AND TARGET tasklock_cli)
-  add_dependencies(test_serve tasklock_cli)
+  add_dependencies(test_serve tasklock_cli tl_proxy)
 endif()

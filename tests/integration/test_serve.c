@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "tasklock.h"
+#include "tl_proxy.h"
 #include "tl_spawn.h"
 #include "tl_test.h"
 
@@ -42,8 +43,9 @@
 #define CLIENTS    200
 
 static char *dir;
-static char store[700];  /* sqlite:DIR/serve.db */
-static char binary[700]; /* BUILD/tasklock */
+static char store[700];         /* sqlite:DIR/serve.db */
+static char binary[700];        /* BUILD/tasklock */
+static const char *serve_store; /* NULL: store */
 
 struct srv {
     pid_t pid;
@@ -105,7 +107,7 @@ static bool srv_try(struct srv *s, const char *const opts[], int *status)
     argv[n++] = s->err;
     argv[n++] = binary;
     argv[n++] = "-s";
-    argv[n++] = store;
+    argv[n++] = serve_store != NULL ? serve_store : store;
     argv[n++] = "-v";
     argv[n++] = "serve";
     argv[n++] = "--refresh";
@@ -764,6 +766,65 @@ static void many_streams_one_reader(void **state)
     tl_manager_free(held);
 }
 
+static bool store_down(void *arg)
+{
+    const int *port = arg;
+    struct resp r = http(*port, "GET", "/api/metrics", NULL);
+    json_t *doc = json_loads(r.body, 0, NULL);
+    bool down = json_is_false(json_object_get(doc, "store_ok"));
+
+    json_decref(doc);
+    resp_free(&r);
+    return down;
+}
+
+/* The store goes away under a running serve (Redis behind a proxy that is stopped): the API,
+ * the metrics and the page's state say so, and keep the last good data. */
+static void store_unreachable(void **state)
+{
+    const char *redis = tl_test_env("TL_TEST_REDIS_URI");
+    struct tl_proxy proxy = {0};
+    char url[700];
+    struct srv s;
+
+    (void)state;
+    if (redis == NULL) {
+        print_message("TL_TEST_REDIS_URI is not set (tests/harness/with-servers): not tested\n");
+        return;
+    }
+    assert_int_equal(tl_proxy_start(NULL, "127.0.0.1", tl_proxy_url_port(redis), &proxy), 0);
+    assert_int_equal(tl_proxy_url_via(redis, proxy.port, url, sizeof(url)), 0);
+    tl_manager *m = tl_manager_new(&(struct tl_options){.store_url = url, .worker_id = "erin"});
+    assert_non_null(m);
+    assert_int_equal(tl_connect(m), TL_OK);
+    tl_lock *l = NULL;
+    assert_int_equal(
+        tl_acquire(m, "serve-test:down", &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &l),
+        TL_OK);
+    serve_store = url;
+    srv_start(&s, NULL);
+    serve_store = NULL;
+    assert_true(metric(s.port, "tasklock_store_up") == 1);
+    assert_int_equal(tl_proxy_stop(&proxy), 0);
+    assert_true(tl_test_poll(store_down, &s.port, 20, LIMIT_MS));
+    assert_true(metric(s.port, "tasklock_store_up") == 0);
+    assert_true(metric(s.port, "tasklock_serve_store_errors_total") >= 1);
+    struct cond_arg kept = {s.port, "/api/locks", "serve-test:down", true};
+    assert_true(body_has(&kept));
+    int fd = stream_open(s.port);
+    assert_true(stream_wait(fd, "\"store_ok\":false", LIMIT_MS));
+    (void)close(fd);
+    srv_stop(&s);
+    tl_lock_free(l); /* its store is gone: it goes stale (a short lock timeout would be kinder) */
+    tl_manager_free(m);
+    /* Clean up through Redis directly. */
+    tl_manager *direct = tl_manager_new(&(struct tl_options){.store_url = redis});
+    assert_non_null(direct);
+    assert_int_equal(tl_connect(direct), TL_OK);
+    assert_int_equal(tl_release_force(direct, "serve-test:down", 0, NULL, NULL), TL_OK);
+    tl_manager_free(direct);
+}
+
 int main(void)
 {
     const char *build = tl_test_env("TL_TEST_BINARY_DIR");
@@ -774,6 +835,7 @@ int main(void)
         cmocka_unit_test(listen_rule),
         cmocka_unit_test(stream_closed_midway),
         cmocka_unit_test(many_streams_one_reader),
+        cmocka_unit_test(store_unreachable),
     };
 
     if (build == NULL) {
