@@ -5,7 +5,7 @@
 #   bench/run.sh                 everything (about 10 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh   fewer and shorter repetitions, to try the harness
 #   BENCH_ONLY=contention bench/run.sh   only that section (of cycles, contention, heartbeat,
-#                                github, diagnostics; several: comma-separated): its CSV is
+#                                github, diagnostics, serve; several: comma-separated): its CSV is
 #                                measured again, the others' are kept, and the report is
 #                                rendered from all of them; the run's own record goes to
 #                                environment-SECTIONS.txt (environment.txt stays that of the
@@ -29,6 +29,9 @@
 #   github.csv      requests and writes per operation; acquire time with 50/200 ms latency
 #   diagnostics.csv the servers' own counters per cycle (Redis commandstats, PostgreSQL WAL) and
 #                   where the Redis scripts' time goes (bench/redis_lua_cost.py)
+#   serve.csv       `tasklock serve`: its CPU per refresh with 1,000 locks, idle and with 50
+#                   event streams, against one CLI poll (list + log --json) in the same run
+#                   (bench_serve; docs/serve.md quotes it: report.py does not read it)
 #   not_measured.csv  what could not be measured, and why
 #   environment.txt   machine, versions, date, command
 #
@@ -78,8 +81,8 @@ BENCH_ONLY=${BENCH_ONLY:-}
 want() { [ -z "$BENCH_ONLY" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
 for sec in ${BENCH_ONLY//,/ }; do
   case $sec in
-    cycles | contention | heartbeat | github | diagnostics) ;;
-    *) log "BENCH_ONLY: no section \"$sec\" (cycles, contention, heartbeat, github, diagnostics)"; exit 2 ;;
+    cycles | contention | heartbeat | github | diagnostics | serve) ;;
+    *) log "BENCH_ONLY: no section \"$sec\" (cycles, contention, heartbeat, github, diagnostics, serve)"; exit 2 ;;
   esac
 done
 if [ -n "$BENCH_ONLY" ]; then
@@ -192,7 +195,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 B=$BUILD
 header="rep,store,subject,config,metric,value"
-for f in cycles contention heartbeat github; do
+for f in cycles contention heartbeat github serve; do
   want "$f" || continue
   [ -f "$RESULTS/$f.csv" ] || echo "$header" >"$RESULTS/$f.csv"
 done
@@ -676,6 +679,18 @@ if [ -n "$pg_url" ] && in_build postgres && [ -n "$psql" ]; then
   pg_wal floor-row-pgbench "${n:-0}"
 fi
 fi # diagnostics
+
+# ---- 6. serve: the CPU of `tasklock serve` per refresh (bench/bench_serve.c) ----------------------
+S="$RESULTS/serve.csv"
+if want serve; then
+log "6: tasklock serve: CPU per refresh, ${SERVE_LOCKS:-1000} locks, ${SERVE_CLIENTS:-50} event streams"
+if has bench_serve && [ -x "$B/tasklock" ]; then
+  run serve sqlite ours "$B/bench_serve" -b "$B/tasklock" -n "${SERVE_LOCKS:-1000}" \
+    -c "${SERVE_CLIENTS:-50}" -i 1000 -t "${SERVE_SECONDS:-20}" -w 3 -o "$S" -r 1
+else
+  missing serve sqlite ours "bench_serve or tasklock not built"
+fi
+fi # serve
 echo "pressure_end: $(pressure)" >>"$ENVFILE"
 log "measurements done"
 exit 0

@@ -73,6 +73,7 @@ extern const struct tl_cli_cmd tl_cli_cmd_log;
 extern const struct tl_cli_cmd tl_cli_cmd_demo;
 extern const struct tl_cli_cmd tl_cli_cmd_where;
 extern const struct tl_cli_cmd tl_cli_cmd_mcp;
+extern const struct tl_cli_cmd tl_cli_cmd_serve;
 extern const struct tl_cli_cmd tl_cli_cmd_help;
 extern const struct tl_cli_cmd tl_cli_cmd_claim_next;
 extern const struct tl_cli_cmd tl_cli_cmd_reopen;
@@ -236,6 +237,9 @@ int tl_cli_connect(const struct tl_cli *cli, const struct tl_options *base, tl_m
  * Called before a command does anything else with the store.
  */
 void tl_cli_handoff(const struct tl_cli *cli, const char *url);
+/* Execs tasklock-net with the same arguments whatever the store (for `serve`, which only
+ * tasklock-net has, so that `tasklock` does not load libmicrohttpd); returns if it cannot. */
+void tl_cli_handoff_net(const struct tl_cli *cli);
 
 /*
  * For release/renew without --token: the token of `key` if this manager's worker id holds it

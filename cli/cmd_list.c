@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "shapes.h"
 
 static const char help[] =
     "Lists every held lock in the store, ordered by key: holder, node, fencing token, age of\n"
@@ -55,28 +56,6 @@ static void print_table(struct tl_info **infos, size_t n)
                      info->worker_id, wnode, info->node_id, wtoken, (unsigned long long)info->token,
                      claimed, beat, (unsigned)info->waiting, info->stale ? "STALE" : "held");
     }
-}
-
-static json_t *list_json(struct tl_info **infos, size_t n)
-{
-    json_t *locks = json_array();
-
-    for (size_t i = 0; locks != NULL && i < n; i++) {
-        char *meta = tl_info_to_json(infos[i]);
-        json_t *one = tl_cli_lock_json(infos[i]->key, meta, true, infos[i]->stale);
-
-        tl_free(meta);
-        if (one != NULL &&
-            json_object_set_new(one, "waiting", json_integer((json_int_t)infos[i]->waiting)) != 0) {
-            json_decref(one);
-            one = NULL;
-        }
-        if (json_array_append_new(locks, one) != 0) {
-            json_decref(locks);
-            locks = NULL;
-        }
-    }
-    return locks != NULL ? json_pack("{s:o}", "locks", locks) : NULL;
 }
 
 /* `list --done`: the done markers. */
@@ -165,7 +144,7 @@ static int run_list(struct tl_cli *cli, int argc, char **argv)
     if (st != TL_OK)
         rc = tl_cli_fail(cli, m, st, NULL);
     else if (cli->json)
-        rc = tl_cli_print_json(cli, list_json(infos, n));
+        rc = tl_cli_print_json(cli, tl_cli_list_json(infos, n));
     else if (n == 0)
         (void)printf("no locks held in %s\n", shown ? shown : "this store");
     else

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "shapes.h"
 
 enum { OPT_LIMIT = TL_OPT_COMMAND };
 
@@ -20,32 +21,6 @@ static const char help[] =
     "  --limit N   the last N events, 1 to 1000000 (default 100)\n"
     "\n"
     "Exit status: 0, 2 usage error, 3 store error (or a store that keeps no audit trail).\n";
-
-static json_t *event_json(const struct tl_event *e)
-{
-    char at[48];
-    json_t *detail = e->detail != NULL ? json_string(e->detail) : json_null();
-
-    tl_cli_format_time(e->at_ms, true, at, sizeof(at));
-    if (detail == NULL)
-        detail = json_string("(not UTF-8)");
-    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:o}", "at", at, "event",
-                     tl_event_kind_name(e->kind), "key", e->key, "token", (json_int_t)e->token,
-                     "worker_id", e->worker_id, "node_id", e->node_id, "detail", detail);
-}
-
-static json_t *log_json(struct tl_event **events, size_t n)
-{
-    json_t *arr = json_array();
-
-    for (size_t i = 0; arr != NULL && i < n; i++) {
-        if (json_array_append_new(arr, event_json(events[i])) != 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    return arr != NULL ? json_pack("{s:o}", "events", arr) : NULL;
-}
 
 static int max_width(int w, const char *s)
 {
@@ -118,7 +93,7 @@ static int run_log(struct tl_cli *cli, int argc, char **argv)
     if (st != TL_OK)
         rc = tl_cli_fail(cli, m, st, NULL);
     else if (cli->json)
-        rc = tl_cli_print_json(cli, log_json(events, n));
+        rc = tl_cli_print_json(cli, tl_cli_log_json(events, n));
     else if (n == 0)
         (void)printf("no events%s%s\n", key ? " for " : "", key ? key : "");
     else

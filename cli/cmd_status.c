@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "shapes.h"
 
 static const char help[] =
     "Shows the holder of KEY: worker, node, fencing token, when it was claimed and last\n"
@@ -72,29 +73,6 @@ static void print_waiters(struct tl_waiter **ws, size_t n, int64_t now)
     }
 }
 
-/* The line as JSON: a new reference, or NULL when out of memory. */
-static json_t *waiters_json(struct tl_waiter **ws, size_t n)
-{
-    json_t *arr = json_array();
-
-    for (size_t i = 0; arr != NULL && i < n; i++) {
-        char since[40], beat[40];
-
-        tl_cli_format_time(ws[i]->since_ms, true, since, sizeof(since));
-        tl_cli_format_time(ws[i]->heartbeat_at_ms, true, beat, sizeof(beat));
-        json_t *one =
-            json_pack("{s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:b}", "worker_id", ws[i]->worker_id,
-                      "node_id", ws[i]->node_id, "priority", (int)ws[i]->priority, "seq",
-                      (json_int_t)ws[i]->seq, "since", since, "heartbeat_last", beat, "timeout_ms",
-                      (json_int_t)ws[i]->timeout_ms, "dead", ws[i]->dead);
-        if (json_array_append_new(arr, one) != 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    return arr;
-}
-
 static int run_status(struct tl_cli *cli, int argc, char **argv)
 {
     static const struct option longopts[] = {TL_CLI_GLOBAL_LONGOPTS, {0}};
@@ -138,28 +116,8 @@ static int run_status(struct tl_cli *cli, int argc, char **argv)
     if (st != TL_OK) {
         rc = tl_cli_fail(cli, m, st, NULL);
     } else if (cli->json) {
-        json_t *doc;
+        json_t *doc = tl_cli_status_json(key, info, ws, nw, has_line);
 
-        if (info == NULL) {
-            doc = json_pack("{s:s, s:b, s:n}", "key", key, "held", 0, "lock");
-        } else {
-            char *meta = tl_info_to_json(info);
-
-            json_t *one = tl_cli_lock_json(key, meta, true, info->stale);
-
-            tl_free(meta);
-            doc = one != NULL ? json_pack("{s:s, s:b, s:O}", "key", key, "held", 1, "lock",
-                                          json_object_get(one, "lock"))
-                              : NULL;
-            json_decref(one);
-        }
-        if (doc != NULL && has_line) {
-            json_t *line = waiters_json(ws, nw);
-            if (line == NULL || json_object_set_new(doc, "waiters", line) != 0) {
-                json_decref(doc);
-                doc = NULL;
-            }
-        }
         rc = tl_cli_print_json(cli, doc);
     } else if (info == NULL) {
         (void)printf("%s is free\n", key);

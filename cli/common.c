@@ -279,8 +279,14 @@ static void exec_if_there(const struct tl_cli *cli, const char *path)
 
 void tl_cli_handoff(const struct tl_cli *cli, const char *url)
 {
-    if (cli->handed_off || cli->argv == NULL || tl__store_find(url) != NULL ||
-        !tl__store_known_but_missing(url))
+    if (tl__store_find(url) != NULL || !tl__store_known_but_missing(url))
+        return;
+    tl_cli_handoff_net(cli);
+}
+
+void tl_cli_handoff_net(const struct tl_cli *cli)
+{
+    if (cli->handed_off || cli->argv == NULL)
         return;
 
     char self[PATH_MAX], path[PATH_MAX + 64];

@@ -55,3 +55,9 @@ if(TARGET test_etcd_failover)
   set_tests_properties(etcd_failover PROPERTIES ENVIRONMENT
                        "TL_ETCD_CLUSTER_SH=${CMAKE_CURRENT_SOURCE_DIR}/tests/harness/etcd-cluster.sh")
 endif()
+
+# `tasklock serve` (issue 16): the HTTP test drives the built binary (tasklock hands serve to
+# tasklock-net), and puts a tl-proxy between serve and Redis to take the store away.
+if(TARGET test_serve AND TARGET tasklock_cli)
+  add_dependencies(test_serve tasklock_cli tl_proxy)
+endif()
