@@ -17,6 +17,7 @@
  *                         waiter that stops refreshing disappears by itself (a dead waiter is
  *                         never seen). Its create revision is its seq.
  *   PREFIX e/KEY ETCD_SEP ID   an audit-trail event; at most history_max per key.
+ *   PREFIX d/KEY          a finished task's done marker (no lease; etcd_next.c).
  *
  * Tokens are revisions: a grant (claim, steal, force) writes the lock record, and the record's
  * mod_revision, the revision of that transaction, is the holder's fencing token; nothing else

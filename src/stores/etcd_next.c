@@ -357,16 +357,15 @@ static tl_status chain_walk(struct next_ctx *x, json_t *lv, size_t *won_at, bool
         }
         int64_t d = range_count(json_array_get(resp, 0)), l = range_count(json_array_get(resp, 1)),
                 h = range_count(json_array_get(resp, 2)), w = range_count(json_array_get(resp, 3));
+        /* The released key of a finish is free but for waiters in line; a key that failed
+         * its compares yet looks free counts as held (worth another try). */
+        bool busy_holder = !is_rel && ((l > 0 && (h > 0 || !x->steal)) || w == 0);
         if (d > 0)
             tally->done++;
-        else if (is_rel)
-            tally->queued++; /* released by this very transaction, but waiters are in line */
-        else if (l > 0 && (h > 0 || !x->steal))
+        else if (busy_holder)
             tally->held++;
-        else if (w > 0)
-            tally->queued++;
         else
-            tally->held++; /* changed as we looked: worth another try */
+            tally->queued++;
         if (i + 1 < x->n && (lv = find_txn(resp)) == NULL)
             return tl__store_fail(x->s, TL_ESTORE, "etcd: a claim-next answer lacks a level");
     }
@@ -659,7 +658,7 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
     }
     if (f->next != NULL && (st = finish_next_init(s, f, &k, &fn, &tally)) != TL_OK) {
         if (st == TL_ENOTSUP) {
-            st = TL_OK; /* no labels here: the core claims after the release */
+            /* No labels here: the core claims after the release. */
             ctx_clear(&fn.x);
             tl__free(fn.idx);
             memset(&fn, 0, sizeof(fn));
@@ -894,8 +893,8 @@ tl_status tl__etcd_reopen(struct tl_store *s, const char *key, const char *worke
         }
         if (st != TL_OK && !tl__etcd_unsure(es))
             goto out;
+        /* Changed under us, or the answer was lost: look again. */
         lost_answer = lost_answer || st != TL_OK;
-        st = TL_OK; /* changed under us, or the answer was lost: look again */
     }
     st = tl__store_fail(s, TL_ESTORE, "etcd: reopen of %s: no clear answer", key);
 out:
