@@ -575,8 +575,10 @@ tl_status tl__etcd_claim_next(struct tl_store *s, const struct tl_claim *req,
     for (size_t i = 0; i < c->nkeys; i++)
         idx[i] = i;
     st = next_from(&x, idx, c->nkeys, 0, out, won, tally);
-    if (st == TL_OK)
+    if (st == TL_OK) {
+        es_of(s)->next_rev = 0;
         tl__etcd_turn_end(s); /* a wait_any watch is of no more use */
+    }
 out:
     tl__free(idx);
     ctx_clear(&x);
@@ -671,7 +673,7 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
     bool check_trail = ++es->releases % ETCD_TRAIL_CHECK_EVERY == 0;
     /* The top level: the release's compares; its success holds the event, the marker, the
      * released key's deletes (unless the chain has them), the trail's count and the chain. */
-    size_t top = 1 + (f->done ? 1 : 0) + 3 + (check_trail ? 1 : 0) + 1;
+    size_t top = 1 + (f->done ? 1 : 0) + 3 + 1 + 1; /* the trail's count or not: alike */
     if (next && fn.n > 0) {
         batch = plan_batch(&fn.x, fn.idx, fn.n, 0, NEXT_MAX_OPS - top, &with_rel);
         fn.x.idx = fn.idx;

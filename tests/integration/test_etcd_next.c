@@ -229,6 +229,67 @@ static void many_candidates_are_tried_batch_after_batch(void **state)
     tl__store_close(b);
 }
 
+/* The widest transactions the store builds stay within etcd's 128 operations: a stealing
+ * claim-next over more candidates than one transaction holds, and finishes with next whose
+ * released key is a candidate (not done: a level of its own and deletes in the levels before). */
+static void the_widest_transactions_pass(void **state)
+{
+    enum { N = 40, MID = 12 };
+    char buf[N][32];
+    const char *keys[N];
+    struct tl_record held[N];
+    struct tl_store *a = open_store(), *b = open_store();
+    struct tl_claim steal = request("wide", TL_CLAIM_STEAL);
+    const struct tl_candidates c = {.keys = keys, .nkeys = N};
+    struct tl_claim_result none;
+    struct tl_next_tally t;
+    size_t won = 0;
+
+    (void)state;
+    make_keys("wide", N, buf, keys);
+    for (int i = 0; i < N; i++)
+        claim(i == MID ? a : b, keys[i], &held[i]);
+    memset(&none, 0, sizeof(none));
+    assert_int_equal(a->ops->claim_next(a, &steal, &c, &none, &won, &t), TL_EBUSY);
+    assert_int_equal(t.held, N);
+
+    for (int round = 0; round < 2; round++) {
+        /* Round 0: not done, claimed again (it is the only free one); round 1: done. */
+        struct tl_finish_result fr;
+        memset(&fr, 0, sizeof(fr));
+        const struct tl_finish f = {.held = &held[MID],
+                                    .summary = "",
+                                    .done = round == 1,
+                                    .next = &steal,
+                                    .candidates = &c};
+        if (a->ops->finish(a, &f, &fr) != TL_OK)
+            fail_msg("finish, round %d: %s", round, a->errmsg);
+        assert_true(fr.next_tried);
+        if (round == 0) {
+            assert_int_equal(fr.next_status, TL_OK);
+            assert_int_equal(fr.won, MID);
+            tl__record_clear(&held[MID]);
+            held[MID] = fr.next.rec;
+        } else {
+            assert_int_equal(fr.next_status, TL_EBUSY);
+            assert_int_equal(fr.tally.held, N - 1);
+            assert_int_equal(fr.tally.done, 1);
+            tl__record_clear(&held[MID]);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        if (i != MID) {
+            assert_int_equal(b->ops->release(b, &held[i], NULL), TL_OK);
+            tl__record_clear(&held[i]);
+        }
+    }
+    bool was = false;
+    assert_int_equal(a->ops->reopen(a, keys[MID], "t", "n", &was), TL_OK);
+    assert_true(was);
+    tl__store_close(a);
+    tl__store_close(b);
+}
+
 static void done_markers_outlive_their_writer(void **state)
 {
     char buf[2][32];
@@ -375,6 +436,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(claim_next_and_finish_next_are_one_request_each),
         cmocka_unit_test(many_candidates_are_tried_batch_after_batch),
+        cmocka_unit_test(the_widest_transactions_pass),
         cmocka_unit_test(done_markers_outlive_their_writer),
         cmocka_unit_test(a_waiting_claim_next_is_woken_by_a_reopen),
     };
