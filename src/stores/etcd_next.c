@@ -780,15 +780,19 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
         tl__etcd_kvs_free(kvs, n);
         /* Not ours to delete. When an earlier attempt of this call had its answer lost, that
          * attempt may have released it: its event is then the first after our token, before
-         * any grant (but the chain's own claim of this key), and this call succeeded. (A
-         * second call is refused once someone else claimed the key, as the contract says.) */
+         * any grant (the chain's own claim of this key is at the same revision), and this call
+         * succeeded. (A second call is refused once someone else claimed the key, as the
+         * contract says.) */
         if ((st = events_after(s, held->info.key, (int64_t)held->info.token, &kvs, &n)) != TL_OK)
             goto out;
-        bool claimed_since = false, released_by_us = false;
-        for (size_t i = 0; i < n && !claimed_since && !released_by_us; i++) {
-            claimed_since = is_grant(&kvs[i]);
-            released_by_us = lost_answer && is_our_release(&kvs[i], held);
-        }
+        int64_t rel_rev = 0; /* the revision of our release's event, if there is one */
+        for (size_t i = 0; i < n && rel_rev == 0; i++)
+            if (lost_answer && is_our_release(&kvs[i], held))
+                rel_rev = kvs[i].create;
+        bool claimed_since = false;
+        for (size_t i = 0; i < n && !claimed_since; i++)
+            claimed_since = is_grant(&kvs[i]) && (rel_rev == 0 || kvs[i].create < rel_rev);
+        bool released_by_us = rel_rev != 0 && !claimed_since;
         tl__etcd_kvs_free(kvs, n);
         if (released_by_us) {
             if (batch > 0) {
