@@ -299,6 +299,7 @@ static void etcd_close(struct tl_store *s)
     /* Leases are left to expire: a lock taken by a process that exits at once (`tasklock
      * acquire`) must stay live until its timeout, renewed from elsewhere. */
     tl__etcd_turn_end(s);
+    tl__etcd_next_free(es);
     tl__etcd_free(es->cli);
     tl__free(es->prefix);
     tl__free(es->wait_key);

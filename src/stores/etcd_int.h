@@ -66,6 +66,9 @@ struct etcd_store {
     /* The revision at which the last claim-next found every candidate busy (0: none): wait_any
      * watches from the next one. */
     int64_t next_rev;
+    /* Keys this instance has seen done, sorted (etcd_next.c: a hint for claim-next). */
+    char **done_keys;
+    size_t ndone, done_cap;
     struct tl_etcd_stats stats;
 };
 
@@ -248,6 +251,9 @@ tl_status tl__etcd_wait(struct tl_store *s, const char *key, uint32_t timeout_ms
 tl_status tl__etcd_leave(struct tl_store *s, const char *key, const char *waiter_id);
 tl_status tl__etcd_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
                            size_t *count);
+
+/* Frees what etcd_next.c keeps in the store (at close). */
+void tl__etcd_next_free(struct etcd_store *es);
 
 /* Frees a wait_any's state (its watch is closed by the caller). NULL: no-op. */
 void tl__etcd_any_free(struct etcd_any *a);

@@ -32,8 +32,11 @@
 
 /* etcd's --max-txn-ops default: the widest op list of each level, added along a path. */
 #define NEXT_MAX_OPS 128
-/* Levels per transaction at most, whatever the budget. */
+/* Claiming levels per transaction at most, whatever the budget; levels in all. */
 #define NEXT_MAX_LEVELS 24
+#define NEXT_MAX_DEPTH  120
+/* Keys an instance remembers as done (struct etcd_store's done cache), at most. */
+#define NEXT_DONE_CACHE 10000
 
 /* ---- the audit trail of a release ---- */
 
@@ -132,6 +135,93 @@ static void trim_history(struct tl_store *s, const char *key, int64_t count)
     tl__free(end);
 }
 
+/* ---- the keys this instance has seen done ---- */
+
+/*
+ * A hint, never trusted alone: a candidate remembered as done gets a level of one op in the
+ * chain, "its marker is still there, else stop", instead of a claiming level of five, so that a
+ * worker draining a long list steps over its finished front cheaply. A marker gone (a reopen
+ * elsewhere) ends the chain there; the key is forgotten and the batch is sent again.
+ */
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static size_t done_pos(const struct etcd_store *es, const char *key, bool *found)
+{
+    size_t lo = 0, hi = es->ndone;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(es->done_keys[mid], key);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static bool done_known(const struct etcd_store *es, const char *key)
+{
+    bool found = false;
+
+    (void)done_pos(es, key, &found);
+    return found;
+}
+
+static void done_note(struct etcd_store *es, const char *key)
+{
+    bool found = false;
+    size_t at = done_pos(es, key, &found);
+
+    if (found || es->ndone >= NEXT_DONE_CACHE)
+        return;
+    if (es->ndone == es->done_cap) {
+        size_t cap = es->done_cap ? es->done_cap * 2 : 64;
+        char **grown = tl__realloc((void *)es->done_keys, cap * sizeof(char *));
+        if (grown == NULL)
+            return; /* a hint: go without */
+        es->done_keys = grown;
+        es->done_cap = cap;
+    }
+    char *copy = tl__strdup(key);
+    if (copy == NULL)
+        return;
+    memmove((void *)(es->done_keys + at + 1), (const void *)(es->done_keys + at),
+            (es->ndone - at) * sizeof(char *));
+    es->done_keys[at] = copy;
+    es->ndone++;
+}
+
+static void done_forget(struct etcd_store *es, const char *key)
+{
+    bool found = false;
+    size_t at = done_pos(es, key, &found);
+
+    if (!found)
+        return;
+    tl__free(es->done_keys[at]);
+    memmove((void *)(es->done_keys + at), (const void *)(es->done_keys + at + 1),
+            (es->ndone - at - 1) * sizeof(char *));
+    es->ndone--;
+}
+
+void tl__etcd_next_free(struct etcd_store *es)
+{
+    for (size_t i = 0; i < es->ndone; i++)
+        tl__free(es->done_keys[i]);
+    tl__free((void *)es->done_keys);
+    es->done_keys = NULL;
+    es->ndone = es->done_cap = 0;
+}
+
 /* ---- the chain of claim-next ---- */
 
 /* One claim-next: what it claims from, how, and the chain of one transaction. */
@@ -151,6 +241,8 @@ struct next_ctx {
     /* The candidates of this transaction, by index. */
     size_t *idx;
     size_t n;
+    /* By candidate index: remembered as done (a pass-through level). */
+    bool *pass;
 };
 
 static size_t max3(size_t a, size_t b, size_t c)
@@ -166,6 +258,8 @@ static size_t level_width(const struct next_ctx *x, size_t ci, bool rel_pending)
 {
     bool is_rel = x->rel != NULL && ci == x->rel_idx;
 
+    if (x->pass[ci] && !is_rel)
+        return rel_pending ? 3 : 1; /* a compare; the next level, or the released key's deletes */
     return max3(is_rel ? 2 : 3, 4 + (rel_pending ? 3 : 0), 5 + (is_rel ? 3 : 0));
 }
 
@@ -175,17 +269,19 @@ static size_t plan_batch(const struct next_ctx *x, const size_t *idx, size_t n, 
                          size_t budget, bool *with_rel)
 {
     size_t used = 1; /* a steal's event level under the last level */
-    size_t k = 0;
+    size_t k = 0, claiming = 0;
     size_t rel_at = SIZE_MAX;
 
-    for (size_t i = from; i < n && k < NEXT_MAX_LEVELS; i++)
-        if (x->rel != NULL && idx[i] == x->rel_idx && i - from < NEXT_MAX_LEVELS)
+    for (size_t i = from; i < n && i - from < NEXT_MAX_DEPTH; i++)
+        if (x->rel != NULL && idx[i] == x->rel_idx)
             rel_at = i;
-    for (size_t i = from; i < n && k < NEXT_MAX_LEVELS; i++) {
+    for (size_t i = from; i < n && k < NEXT_MAX_DEPTH; i++) {
+        bool pass = x->pass[idx[i]] && !(x->rel != NULL && idx[i] == x->rel_idx);
         size_t w = level_width(x, idx[i], rel_at != SIZE_MAX && i < rel_at);
-        if (used + w > budget)
+        if (used + w > budget || (!pass && claiming == NEXT_MAX_LEVELS))
             break;
         used += w;
+        claiming += !pass;
         k++;
     }
     if (k == 0)
@@ -245,6 +341,17 @@ static json_t *chain_level(struct next_ctx *x, size_t i, json_t *inner, bool rel
     char *live = tl__etcd_live_value(req->lock_timeout_ms);
     json_t *compare = json_array(), *success = json_array(), *failure = json_array();
 
+    if (x->pass[ci] && !is_rel && d != NULL) {
+        /* Remembered as done: on while the marker is there, else stop (see done_note). */
+        tl__free(live);
+        tl__etcd_push(compare, tl__etcd_cmp(d, NULL, "CREATE", "GREATER", 0, ok), ok);
+        if (inner != NULL)
+            tl__etcd_push(success, op_txn(inner, ok), ok);
+        if (rel_pending)
+            push_deletes(failure, x->rel, ok);
+        tl__free(d);
+        return txn_obj(compare, success, failure, ok);
+    }
     if (tl__etcd_names_for(s, key, NULL, &k) != TL_OK || d == NULL || live == NULL) {
         *ok = false;
         tl__free(d);
@@ -335,18 +442,36 @@ static json_t *find_txn(json_t *responses)
 
 /*
  * Walks the chain's answer `lv` (level 0's txn answer): *won_at the level that won (SIZE_MAX:
- * none, and `tally` counts why, at the revision of the transaction), *stolen for a steal.
+ * none, and `tally` counts why, at the revision of the transaction), *stolen for a steal;
+ * *stale_at the level of a key remembered as done that is no longer (the chain stopped there,
+ * and it is forgotten).
  */
 static tl_status chain_walk(struct next_ctx *x, json_t *lv, size_t *won_at, bool *stolen,
-                            struct tl_next_tally *tally)
+                            size_t *stale_at, struct tl_next_tally *tally)
 {
+    struct etcd_store *es = es_of(x->s);
+
     *won_at = SIZE_MAX;
+    *stale_at = SIZE_MAX;
     *stolen = false;
     for (size_t i = 0; i < x->n; i++) {
         json_t *resp = json_object_get(lv, "responses");
-        bool is_rel = x->rel != NULL && x->idx[i] == x->rel_idx;
+        size_t ci = x->idx[i];
+        bool is_rel = x->rel != NULL && ci == x->rel_idx;
         if (!json_is_object(lv))
             return tl__store_fail(x->s, TL_ESTORE, "etcd: a claim-next answer is malformed");
+        if (x->pass[ci] && !is_rel) {
+            if (!tl__etcd_txn_succeeded(lv)) {
+                *stale_at = i;
+                x->pass[ci] = false;
+                done_forget(es, x->c->keys[ci]);
+                return TL_OK;
+            }
+            tally->done++;
+            if (i + 1 < x->n && (lv = find_txn(resp)) == NULL)
+                return tl__store_fail(x->s, TL_ESTORE, "etcd: a claim-next answer lacks a level");
+            continue;
+        }
         if (tl__etcd_txn_succeeded(lv)) {
             *won_at = i;
             if (x->steal && !is_rel) {
@@ -360,9 +485,11 @@ static tl_status chain_walk(struct next_ctx *x, json_t *lv, size_t *won_at, bool
         /* The released key of a finish is free but for waiters in line; a key that failed
          * its compares yet looks free counts as held (worth another try). */
         bool busy_holder = !is_rel && ((l > 0 && (h > 0 || !x->steal)) || w == 0);
-        if (d > 0)
+        if (d > 0) {
             tally->done++;
-        else if (busy_holder)
+            if (!is_rel)
+                done_note(es, x->c->keys[ci]);
+        } else if (busy_holder)
             tally->held++;
         else
             tally->queued++;
@@ -462,15 +589,20 @@ static tl_status ctx_init(struct tl_store *s, const struct tl_claim *req,
     tl__etcd_random_hex(x->nonce, 16);
     if (c->keys == NULL)
         return tl__store_fail(s, TL_ENOTSUP, "etcd: the etcd store has no labels; name the keys");
-    if ((x->value = tl__etcd_record_value(req, x->nonce, x->at)) == NULL)
+    if ((x->value = tl__etcd_record_value(req, x->nonce, x->at)) == NULL ||
+        (x->pass = tl__calloc(c->nkeys ? c->nkeys : 1, sizeof(bool))) == NULL)
         return tl__etcd_oom(s);
+    for (size_t i = 0; i < c->nkeys; i++)
+        x->pass[i] = done_known(es_of(s), c->keys[i]);
     return TL_OK;
 }
 
 static void ctx_clear(struct next_ctx *x)
 {
     tl__free(x->value);
+    tl__free(x->pass);
     x->value = NULL;
+    x->pass = NULL;
 }
 
 /* The lowest revision a claim-next of this call saw everything busy at (wait_any's start). */
@@ -497,12 +629,12 @@ static tl_status next_from(struct next_ctx *x, size_t *idx, size_t n, size_t fro
     x->rel = NULL;
     for (size_t i = from; i < n;) {
         bool with_rel = false;
-        x->idx = idx + i;
-        x->n = plan_batch(x, idx, n, i, NEXT_MAX_OPS, &with_rel);
         for (int attempt = 0;; attempt++) {
             int64_t sent = 0;
             json_t *ans = NULL;
             bool ok = true;
+            x->idx = idx + i;
+            x->n = plan_batch(x, idx, n, i, NEXT_MAX_OPS, &with_rel);
             if (attempt > 0 && s->deadline_mono_ms != 0 && mono(s) >= s->deadline_mono_ms)
                 return tl__store_fail(s, TL_ETIMEDOUT, "etcd: claim-next: out of time");
             if (attempt > 20)
@@ -514,10 +646,14 @@ static tl_status next_from(struct next_ctx *x, size_t *idx, size_t n, size_t fro
             st = ok ? tl__etcd_call(s, "/v3/kv/txn", body, TL_ETCD_WRITE, &ans) : tl__etcd_oom(s);
             json_decref(body);
             if (st == TL_OK) {
-                size_t at = SIZE_MAX;
+                size_t at = SIZE_MAX, stale = SIZE_MAX;
                 bool stolen = false;
                 struct tl_next_tally t = {0};
-                st = chain_walk(x, ans, &at, &stolen, &t);
+                st = chain_walk(x, ans, &at, &stolen, &stale, &t);
+                if (st == TL_OK && stale != SIZE_MAX) {
+                    json_decref(ans);
+                    continue; /* a key reopened since we saw it done: again, as a claim */
+                }
                 if (st == TL_OK && at != SIZE_MAX) {
                     *won = x->idx[at];
                     st = next_won(x, *won, tl__etcd_header_revision(ans), x->lease, out);
@@ -724,12 +860,12 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
                 (void)tl__etcd_i64(tl__etcd_txn_response(ans, count_at, "response_range"), "count",
                                    &n);
             if (batch > 0) {
-                size_t won_at = SIZE_MAX;
+                size_t won_at = SIZE_MAX, stale = SIZE_MAX;
                 bool stolen = false;
                 out->next_tried = true;
                 out->won = SIZE_MAX;
                 st = chain_walk(&fn.x, find_txn(json_object_get(ans, "responses")), &won_at,
-                                &stolen, &tally);
+                                &stolen, &stale, &tally);
                 if (st != TL_OK) {
                     out->next_tried = false; /* released all the same: the core claims */
                     st = TL_OK;
@@ -740,6 +876,10 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
                     out->next.took_stale = stolen;
                     if (sent != 0 && sent < call_start)
                         out->next.beat_sent_mono_ms = sent;
+                } else if (stale != SIZE_MAX) {
+                    /* Released; the claim goes on from the key reopened meanwhile. */
+                    out->next_status =
+                        next_from(&fn.x, fn.idx, fn.n, stale, &out->next, &out->won, &tally);
                 } else {
                     note_busy_rev(s, tl__etcd_header_revision(ans), true);
                     out->next_status = batch < fn.n ? next_from(&fn.x, fn.idx, fn.n, batch,
@@ -755,6 +895,8 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
                 out->tally = tally;
             }
             json_decref(ans);
+            if (f->done)
+                done_note(es, held->info.key);
             trim_history(s, held->info.key, n);
             goto out;
         }
@@ -858,6 +1000,7 @@ tl_status tl__etcd_reopen(struct tl_store *s, const char *key, const char *worke
     *was_done = false;
     if (d == NULL)
         return tl__etcd_oom(s);
+    done_forget(es, key);
     for (int attempt = 0; attempt < 20; attempt++) {
         bool ok = true;
         json_t *req = tl__etcd_range_req(d, NULL, &ok), *ans = NULL;
@@ -998,11 +1141,6 @@ struct etcd_any {
     size_t n;
     bool event;
 };
-
-static int cmp_cstr(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
 
 void tl__etcd_any_free(struct etcd_any *a)
 {

@@ -3,8 +3,9 @@
  * ($TL_TEST_ETCD_URL; skipped when unset), beyond the conformance suite: a claim-next and a
  * release-and-claim-next are one request each; candidates beyond one transaction's limit are
  * tried batch after batch; a finish claims its own released key again (not done) or skips it
- * (done); done markers outlive the store instance that wrote them; a waiting claim-next is woken
- * by etcd (a reopen), not by its backoff.
+ * (done); keys an instance has seen done are stepped over cheaply, and claimed again once
+ * reopened; done markers outlive the store instance that wrote them; a waiting claim-next is
+ * woken by etcd (a reopen), not by its backoff.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -290,6 +291,82 @@ static void the_widest_transactions_pass(void **state)
     tl__store_close(b);
 }
 
+/* Keys an instance has seen done cost one op each in later chains (checked, not trusted): a
+ * worker draining a long list steps over its finished front in one request, and a key reopened
+ * meanwhile is claimed in its turn. */
+static void a_finished_front_is_stepped_over_in_one_request(void **state)
+{
+    enum { N = 120, DONE = 100 };
+    char buf[N][32];
+    const char *keys[N];
+    struct tl_store *a = open_store(), *b = open_store();
+    struct tl_claim req = request("front", TL_CLAIM_NORMAL);
+    const struct tl_candidates c = {.keys = keys, .nkeys = N};
+    struct tl_claim_result res;
+    struct tl_next_tally t;
+    size_t won = 0;
+
+    (void)state;
+    make_keys("front", N, buf, keys);
+    for (int i = 0; i < DONE; i++) {
+        struct tl_record r;
+        struct tl_finish_result fr;
+        memset(&fr, 0, sizeof(fr));
+        claim(b, keys[i], &r);
+        const struct tl_finish f = {.held = &r, .summary = "", .done = true};
+        assert_int_equal(b->ops->finish(b, &f, &fr), TL_OK);
+        tl__record_clear(&r);
+    }
+    /* The first time, batch after batch; it learns which are done. */
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(a->ops->claim_next(a, &req, &c, &res, &won, &t), TL_OK);
+    assert_int_equal(won, DONE);
+    assert_int_equal(a->ops->release(a, &res.rec, NULL), TL_OK);
+    tl__record_clear(&res.rec);
+    /* Then in one request. */
+    uint64_t before = requests(a);
+    assert_int_equal(a->ops->claim_next(a, &req, &c, &res, &won, &t), TL_OK);
+    assert_int_equal(won, DONE);
+    assert_int_equal(requests(a) - before, 1);
+
+    /* Reopened elsewhere: claimed in its turn, though remembered as done. */
+    bool was = false;
+    assert_int_equal(b->ops->reopen(b, keys[50], "t", "n", &was), TL_OK);
+    assert_true(was);
+    struct tl_claim_result r50;
+    memset(&r50, 0, sizeof(r50));
+    assert_int_equal(a->ops->claim_next(a, &req, &c, &r50, &won, &t), TL_OK);
+    assert_int_equal(won, 50);
+
+    /* Done with it, and the next in the same request: 100 is ours, 101 is next. */
+    struct tl_finish_result fr;
+    memset(&fr, 0, sizeof(fr));
+    const struct tl_finish f = {
+        .held = &r50.rec, .summary = "", .done = true, .next = &req, .candidates = &c};
+    before = requests(a);
+    assert_int_equal(a->ops->finish(a, &f, &fr), TL_OK);
+    assert_int_equal(requests(a) - before, 1);
+    assert_int_equal(fr.next_status, TL_OK);
+    assert_int_equal(fr.won, DONE + 1);
+
+    /* Every one reopened, by another instance: all claimable again, in order. */
+    for (int i = 0; i < DONE; i++)
+        assert_int_equal(b->ops->reopen(b, keys[i], "t", "n", &was), TL_OK);
+    struct tl_claim_result r0;
+    memset(&r0, 0, sizeof(r0));
+    assert_int_equal(a->ops->claim_next(a, &req, &c, &r0, &won, &t), TL_OK);
+    assert_int_equal(won, 0);
+    assert_int_equal(a->ops->release(a, &r0.rec, NULL), TL_OK);
+    assert_int_equal(a->ops->release(a, &res.rec, NULL), TL_OK);
+    assert_int_equal(a->ops->release(a, &fr.next.rec, NULL), TL_OK);
+    tl__record_clear(&r0.rec);
+    tl__record_clear(&r50.rec);
+    tl__record_clear(&res.rec);
+    tl__record_clear(&fr.next.rec);
+    tl__store_close(a);
+    tl__store_close(b);
+}
+
 static void done_markers_outlive_their_writer(void **state)
 {
     char buf[2][32];
@@ -437,6 +514,7 @@ int main(void)
         cmocka_unit_test(claim_next_and_finish_next_are_one_request_each),
         cmocka_unit_test(many_candidates_are_tried_batch_after_batch),
         cmocka_unit_test(the_widest_transactions_pass),
+        cmocka_unit_test(a_finished_front_is_stepped_over_in_one_request),
         cmocka_unit_test(done_markers_outlive_their_writer),
         cmocka_unit_test(a_waiting_claim_next_is_woken_by_a_reopen),
     };
