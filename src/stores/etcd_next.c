@@ -14,7 +14,8 @@
  * compare of a transaction, nested ones included, against the state before it, and applies one
  * branch per level, so the whole chain is atomic: of concurrent claim-nexts each key is won once.
  * etcd limits a transaction to 128 ops along any path of nested levels (each level counts its
- * widest op list), so one transaction holds about 24 candidates; more are tried batch after batch.
+ * widest op list), so one transaction holds 24 claiming levels; more are tried batch after batch.
+ * Candidates this instance has seen done take a level of one op (see done_note).
  *
  * A finish with `next` is one transaction too: the release (compared on the token and the owner
  * key) with the chain nested in its success branch. Because the chain's compares see the state
