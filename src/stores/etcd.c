@@ -17,6 +17,7 @@
  *                         waiter that stops refreshing disappears by itself (a dead waiter is
  *                         never seen). Its create revision is its seq.
  *   PREFIX e/KEY ETCD_SEP ID   an audit-trail event; at most history_max per key.
+ *   PREFIX d/KEY          a finished task's done marker (no lease; etcd_next.c).
  *
  * Tokens are revisions: a grant (claim, steal, force) writes the lock record, and the record's
  * mod_revision, the revision of that transaction, is the holder's fencing token; nothing else
@@ -298,6 +299,7 @@ static void etcd_close(struct tl_store *s)
     /* Leases are left to expire: a lock taken by a process that exits at once (`tasklock
      * acquire`) must stay live until its timeout, renewed from elsewhere. */
     tl__etcd_turn_end(s);
+    tl__etcd_next_free(es);
     tl__etcd_free(es->cli);
     tl__free(es->prefix);
     tl__free(es->wait_key);
@@ -715,198 +717,6 @@ static tl_status etcd_extend(struct tl_store *s, const struct tl_record *held,
     return renew(s, held, lock_timeout_ms, heartbeat_at_ms);
 }
 
-/* Events of `key` written after revision `after`, oldest first (at most `limit`). */
-static tl_status events_after(struct tl_store *s, const char *key, int64_t after,
-                              struct etcd_kv **out, size_t *n)
-{
-    bool ok = true;
-    char *pre = tl__etcd_path(es_of(s), "e/", key, ETCD_SEP, NULL),
-         *end = tl__etcd_path(es_of(s), "e/", key, ETCD_SEP_NEXT, NULL);
-    json_t *req = pre && end ? tl__etcd_range_req(pre, end, &ok) : NULL, *ans = NULL;
-    tl_status st;
-
-    tl__free(pre);
-    tl__free(end);
-    if (req == NULL) {
-        *out = NULL;
-        *n = 0;
-        return tl__etcd_oom(s);
-    }
-    tl__etcd_set(req, "min_create_revision", tl__etcd_i64s(after + 1), &ok);
-    tl__etcd_set(req, "limit", json_integer(50), &ok);
-    tl__etcd_set(req, "sort_target", json_string("CREATE"), &ok);
-    tl__etcd_set(req, "sort_order", json_string("ASCEND"), &ok);
-    st = ok ? tl__etcd_call(s, "/v3/kv/range", req, TL_ETCD_READ, &ans) : tl__etcd_oom(s);
-    json_decref(req);
-    if (st == TL_OK)
-        st = tl__etcd_kvs_parse(s, ans, out, n);
-    json_decref(ans);
-    return st;
-}
-
-/* Whether an event value is a grant (acquired, stolen, forced). */
-static bool is_grant(const struct etcd_kv *e)
-{
-    json_t *v = json_loadb(e->value, e->value_len, 0, NULL);
-    const char *k = json_string_value(json_object_get(v, "kind"));
-    bool grant = k != NULL && (strcmp(k, "acquired") == 0 || strcmp(k, "stolen") == 0 ||
-                               strcmp(k, "forced") == 0);
-
-    json_decref(v);
-    return grant;
-}
-
-/* Whether an event is the release of `held` by its holder. */
-static bool is_our_release(const struct etcd_kv *e, const struct tl_record *held)
-{
-    json_t *v = json_loadb(e->value, e->value_len, 0, NULL);
-    const char *k = json_string_value(json_object_get(v, "kind"));
-    const char *w = json_string_value(json_object_get(v, "worker"));
-    int64_t token = 0;
-    bool ours = k != NULL && w != NULL && strcmp(k, "released") == 0 &&
-                strcmp(w, held->info.worker_id) == 0 && tl__etcd_i64(v, "token", &token) &&
-                (uint64_t)token == held->info.token;
-
-    json_decref(v);
-    return ours;
-}
-
-/* Trims the audit trail of `key` to history_max events once it has half as many again. */
-static void trim_history(struct tl_store *s, const char *key, int64_t count)
-{
-    struct etcd_store *es = es_of(s);
-
-    if (es->history_max == 0 || count <= (int64_t)es->history_max + es->history_max / 2 + 1)
-        return;
-    bool ok = true;
-    char *pre = tl__etcd_path(es, "e/", key, ETCD_SEP, NULL),
-         *end = tl__etcd_path(es, "e/", key, ETCD_SEP_NEXT, NULL);
-    json_t *req = pre && end ? tl__etcd_range_req(pre, end, &ok) : NULL, *ans = NULL;
-    int64_t excess = count - es->history_max;
-    struct etcd_kv *kvs = NULL;
-    size_t n = 0;
-
-    if (req != NULL) {
-        tl__etcd_set(req, "keys_only", json_true(), &ok);
-        tl__etcd_set(req, "sort_target", json_string("CREATE"), &ok);
-        tl__etcd_set(req, "sort_order", json_string("ASCEND"), &ok);
-        tl__etcd_set(req, "limit", tl__etcd_i64s(excess), &ok);
-        if (ok && tl__etcd_call(s, "/v3/kv/range", req, TL_ETCD_READ, &ans) == TL_OK &&
-            tl__etcd_kvs_parse(s, ans, &kvs, &n) == TL_OK) {
-            for (size_t i = 0; i < n; i += ETCD_TXN_MAX_OPS) {
-                json_t *ops = json_array(), *res = NULL;
-                bool ok2 = true;
-                for (size_t j = i; j < n && j < i + ETCD_TXN_MAX_OPS; j++)
-                    tl__etcd_push(ops, tl__etcd_op_delete(kvs[j].key, NULL, &ok2), &ok2);
-                (void)tl__etcd_txn(s, NULL, ops, NULL, ok2, TL_ETCD_WRITE, &res);
-                json_decref(res);
-            }
-        }
-    }
-    tl__etcd_kvs_free(kvs, n);
-    json_decref(req);
-    json_decref(ans);
-    tl__free(pre);
-    tl__free(end);
-}
-
-static tl_status etcd_release(struct tl_store *s, const struct tl_record *held, const char *summary)
-{
-    struct etcd_store *es = es_of(s);
-    struct etcd_names k;
-    tl_status st = tl__etcd_names_for(s, held->info.key, NULL, &k);
-    char *epre = NULL, *eend = NULL;
-
-    if (st != TL_OK)
-        return st;
-    epre = tl__etcd_path(es, "e/", held->info.key, ETCD_SEP, NULL);
-    eend = tl__etcd_path(es, "e/", held->info.key, ETCD_SEP_NEXT, NULL);
-    if (epre == NULL || eend == NULL) {
-        st = tl__etcd_oom(s);
-        goto out;
-    }
-    bool check_trail = ++es->releases % ETCD_TRAIL_CHECK_EVERY == 0;
-    bool lost_answer = false; /* an attempt that may have been applied */
-    for (int attempt = 0; attempt < 20; attempt++) {
-        bool ok = true;
-        json_t *compare = json_array(), *ops = json_array(), *fail = json_array(), *ans = NULL;
-        tl__etcd_push(compare,
-                      tl__etcd_cmp(k.l, NULL, "MOD", "EQUAL", (int64_t)held->info.token, &ok), &ok);
-        tl__etcd_push(compare, tl__etcd_cmp_value(k.o, held->info.worker_id, &ok), &ok);
-        tl__etcd_push(ops, tl__etcd_op_delete(k.l, NULL, &ok), &ok);
-        tl__etcd_push(ops, tl__etcd_op_delete(k.o, NULL, &ok), &ok);
-        tl__etcd_push(ops, tl__etcd_op_delete(k.h, NULL, &ok), &ok);
-        tl__etcd_push(ops,
-                      tl__etcd_op_event(es, held->info.key, TL_EVENT_RELEASED, held->info.worker_id,
-                                        held->info.node_id, held->info.token, now_ms(s), summary, 0,
-                                        &ok),
-                      &ok);
-        /* The trail's length, to trim it: counting costs etcd a walk over the key's events,
-         * so one release in ETCD_TRAIL_CHECK_EVERY does it (counted per instance from a random
-         * start, so that processes that release once count too, now and then). */
-        if (check_trail) {
-            json_t *count = tl__etcd_range_req(epre, eend, &ok);
-            tl__etcd_set(count, "count_only", json_true(), &ok);
-            tl__etcd_push(ops, tl__etcd_op_range(count, &ok), &ok);
-        }
-        tl__etcd_push(fail, tl__etcd_op_range(tl__etcd_range_req(k.l, NULL, &ok), &ok), &ok);
-        st = tl__etcd_txn(s, compare, ops, fail, ok, TL_ETCD_WRITE, &ans);
-        if (st == TL_OK && tl__etcd_txn_succeeded(ans)) {
-            int64_t n = 0;
-            if (check_trail)
-                (void)tl__etcd_i64(tl__etcd_txn_response(ans, 4, "response_range"), "count", &n);
-            json_decref(ans);
-            trim_history(s, held->info.key, n);
-            goto out;
-        }
-        if (st != TL_OK) {
-            json_decref(ans);
-            if (tl__etcd_unsure(es)) {
-                lost_answer = true;
-                continue;
-            }
-            goto out;
-        }
-        struct etcd_kv *kvs = NULL;
-        size_t n = 0;
-        st = tl__etcd_kvs_parse(s, tl__etcd_txn_response(ans, 0, "response_range"), &kvs, &n);
-        json_decref(ans);
-        if (st != TL_OK)
-            goto out;
-        bool held_by_other = n > 0;
-        tl__etcd_kvs_free(kvs, n);
-        /* Not ours to delete. When an earlier attempt of this call had its answer lost, that
-         * attempt may have released it: its event is then the first after our token, before
-         * any grant, and this call succeeded. (A second call is refused once someone else
-         * claimed the key, as the contract says.) */
-        if ((st = events_after(s, held->info.key, (int64_t)held->info.token, &kvs, &n)) != TL_OK)
-            goto out;
-        bool claimed_since = false, released_by_us = false;
-        for (size_t i = 0; i < n && !claimed_since && !released_by_us; i++) {
-            claimed_since = is_grant(&kvs[i]);
-            released_by_us = lost_answer && is_our_release(&kvs[i], held);
-        }
-        tl__etcd_kvs_free(kvs, n);
-        if (released_by_us)
-            goto out;
-        if (held_by_other)
-            st = tl__store_fail(s, TL_ENOTOWNER, "%s is not held by %s with token %llu",
-                                held->info.key, held->info.worker_id,
-                                (unsigned long long)held->info.token);
-        else if (claimed_since)
-            st = tl__store_fail(s, TL_ENOTOWNER, "%s was claimed by someone else after token %llu",
-                                held->info.key, (unsigned long long)held->info.token);
-        goto out;
-    }
-    st = tl__store_fail(s, TL_ESTORE, "etcd: release of %s: no clear answer after 20 attempts",
-                        held->info.key);
-out:
-    tl__free(epre);
-    tl__free(eend);
-    tl__etcd_names_clear(&k);
-    return st;
-}
-
 static tl_status etcd_force_release(struct tl_store *s, const struct tl_force_release *req,
                                     struct tl_record *former, bool *found)
 {
@@ -991,7 +801,7 @@ const struct tl_store_ops tl__store_etcd = {
     .close = etcd_close,
     .claim = etcd_claim,
     .renew = etcd_renew,
-    .release = etcd_release,
+    .release = tl__etcd_release,
     .inspect = tl__etcd_inspect,
     .list = tl__etcd_list,
     .history = tl__etcd_history,
@@ -1001,4 +811,9 @@ const struct tl_store_ops tl__store_etcd = {
     .wait_turn = tl__etcd_wait_turn,
     .waiters = tl__etcd_waiters,
     .extend = etcd_extend,
+    .claim_next = tl__etcd_claim_next,
+    .finish = tl__etcd_finish,
+    .reopen = tl__etcd_reopen,
+    .done_list = tl__etcd_done_list,
+    .wait_any = tl__etcd_wait_any,
 };

@@ -1,7 +1,8 @@
 /*
  * etcd_int.h -- what the files of the etcd store share (not installed; nothing else includes it):
- * etcd.c (open, claim, renew, release, force), etcd_read.c (inspect, list, history and the
- * line's waiting), etcd_wire.c (the key layout, the values we write, gateway calls and leases).
+ * etcd.c (open, claim, renew, force), etcd_read.c (inspect, list, history and the line's
+ * waiting), etcd_wire.c (the key layout, the values we write, gateway calls and leases),
+ * etcd_next.c (release, and claim-next with its done markers).
  */
 #ifndef TL_STORES_ETCD_INT_H
 #define TL_STORES_ETCD_INT_H
@@ -41,6 +42,7 @@ struct etcd_lease {
 };
 
 struct etcd_turn; /* etcd_read.c: a waiter's wait, with its watch left open between calls */
+struct etcd_any;  /* etcd_next.c: a claim-next's wait for any candidate, its watch likewise */
 
 struct etcd_store {
     struct tl_store base;
@@ -59,6 +61,14 @@ struct etcd_store {
     int64_t turn_rev;
     uint32_t releases; /* counted from a random start (see etcd_release) */
     struct etcd_turn *turn;
+    /* The open watch is the turn's or this one's (never both). */
+    struct etcd_any *any;
+    /* The revision at which the last claim-next found every candidate busy (0: none): wait_any
+     * watches from the next one. */
+    int64_t next_rev;
+    /* Keys this instance has seen done, sorted (etcd_next.c: a hint for claim-next). */
+    char **done_keys;
+    size_t ndone, done_cap;
     struct tl_etcd_stats stats;
 };
 
@@ -241,5 +251,24 @@ tl_status tl__etcd_wait(struct tl_store *s, const char *key, uint32_t timeout_ms
 tl_status tl__etcd_leave(struct tl_store *s, const char *key, const char *waiter_id);
 tl_status tl__etcd_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
                            size_t *count);
+
+/* Frees what etcd_next.c keeps in the store (at close). */
+void tl__etcd_next_free(struct etcd_store *es);
+
+/* Frees a wait_any's state (its watch is closed by the caller). NULL: no-op. */
+void tl__etcd_any_free(struct etcd_any *a);
+
+/* The ops of etcd_next.c (see store.h). */
+tl_status tl__etcd_release(struct tl_store *s, const struct tl_record *held, const char *summary);
+tl_status tl__etcd_claim_next(struct tl_store *s, const struct tl_claim *req,
+                              const struct tl_candidates *c, struct tl_claim_result *out,
+                              size_t *won, struct tl_next_tally *tally);
+tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
+                          struct tl_finish_result *out);
+tl_status tl__etcd_reopen(struct tl_store *s, const char *key, const char *worker_id,
+                          const char *node_id, bool *was_done);
+tl_status tl__etcd_done_list(struct tl_store *s, const char *key, struct tl_done ***out,
+                             size_t *count);
+tl_status tl__etcd_wait_any(struct tl_store *s, const struct tl_candidates *c, uint32_t timeout_ms);
 
 #endif /* TL_STORES_ETCD_INT_H */

@@ -347,6 +347,8 @@ void tl__etcd_turn_end(struct tl_store *s)
         tl__etcd_watch_close(es->cli);
     turn_free(es->turn);
     es->turn = NULL;
+    tl__etcd_any_free(es->any);
+    es->any = NULL;
 }
 
 static struct etcd_turn *turn_new(struct tl_store *s, const char *key, const char *waiter_id)
@@ -503,8 +505,11 @@ tl_status tl__etcd_wait_turn(struct tl_store *s, const char *key, const char *wa
         tl__etcd_turn_end(s);
         t = NULL;
     }
-    if (t == NULL && (t = es->turn = turn_new(s, key, waiter_id)) == NULL)
-        return tl__etcd_oom(s);
+    if (t == NULL) {
+        tl__etcd_turn_end(s); /* a claim-next's wait may have the watch */
+        if ((t = es->turn = turn_new(s, key, waiter_id)) == NULL)
+            return tl__etcd_oom(s);
+    }
     t->may_steal = es->wait_key != NULL && strcmp(es->wait_key, key) == 0 &&
                    strcmp(es->wait_id, waiter_id) == 0 && es->wait_mode == TL_CLAIM_STEAL;
     t->woken = false;
