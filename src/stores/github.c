@@ -195,6 +195,9 @@ struct github_store {
     uint32_t line_poll_ms;              /* wait_turn's cadence of list reads */
     char *priorities; /* ?priorities=: claim-next's priority-label table (github_next.c) */
     void *next_state; /* github_next.c's own cache (tl__gh_next_slot) */
+    /* The state of the issue in the last issue answer this call read (claim: the assignee's
+     * answer, or the count check): 1 closed, 0 open, -1 none read. */
+    int issue_closed;
 };
 _Static_assert(offsetof(struct github_store, base) == 0, "base must be first");
 
@@ -1685,11 +1688,15 @@ static void retry_orphans(struct github_store *g)
 }
 
 /* Reads an issue object's comment count and whether `login` is among its assignees. */
-static bool issue_fields(const struct tl_http_resp *r, const char *login, int64_t *comments,
-                         bool *assigned)
+static bool issue_fields(struct github_store *g, const struct tl_http_resp *r, const char *login,
+                         int64_t *comments, bool *assigned)
 {
     json_t *o = load_json(r);
     json_t *c = json_object_get(o, "comments");
+    json_t *state = json_object_get(o, "state");
+
+    if (json_is_string(state)) /* for claim-next (github_next.c): is the issue closed? */
+        g->issue_closed = strcmp(json_string_value(state), "closed") == 0 ? 1 : 0;
     json_t *as = json_object_get(o, "assignees");
     size_t i;
     json_t *a;
@@ -1722,7 +1729,7 @@ static bool assignee(struct github_store *g, int64_t number, bool add, int64_t *
     memcpy(keep, g->base.errmsg, sizeof(keep));
     if (url != NULL && body != NULL &&
         gh_call(g, add ? "POST" : "DELETE", url, body, NULL, &r) == TL_OK) {
-        if (r.status == (add ? 201 : 200) && issue_fields(&r, g->login, comments, &assigned)) {
+        if (r.status == (add ? 201 : 200) && issue_fields(g, &r, g->login, comments, &assigned)) {
             ok = true;
             if (add && !assigned)
                 LOG(g, TL_LOG_INFO,
@@ -1761,7 +1768,7 @@ static tl_status issue_count(struct github_store *g, struct gh_list *l, int64_t 
     if (st == TL_OK) {
         if (r.status == 304 && l->issue_comments >= 0) {
             *comments = l->issue_comments;
-        } else if (r.status == 200 && issue_fields(&r, NULL, comments, &assigned)) {
+        } else if (r.status == 200 && issue_fields(g, &r, NULL, comments, &assigned)) {
             l->issue_comments = *comments;
             tl__free(l->issue_etag);
             l->issue_etag = r.etag ? tl__strdup(r.etag) : NULL;
@@ -2329,6 +2336,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     struct github_store *g = (struct github_store *)s;
 
     g->committed = false; /* see struct github_store */
+    g->issue_closed = -1;
     struct tl_gh_claim mine = {0};
     struct gh_item posted = {0}, fetched = {0};
     struct gh_item *victims[VICTIMS_MAX];
@@ -3975,6 +3983,30 @@ tl_status tl__gh_release_as(struct tl_store *s, const struct tl_record *held, co
                             bool done)
 {
     return release_as(s, held, summary, done);
+}
+
+int tl__gh_claimed_closed(struct tl_store *s)
+{
+    return ((const struct github_store *)s)->issue_closed;
+}
+
+void tl__gh_withdraw(struct tl_store *s, const struct tl_record *held)
+{
+    struct github_store *g = (struct github_store *)s;
+    int64_t number, ignored;
+
+    if (!tl__gh_parse_key(held->info.key, &number))
+        return;
+    withdraw(g, (int64_t)held->info.token);
+    for (size_t i = 0; i < g->nlists; i++) {
+        struct gh_item *it = g->lists[i]->number == number
+                                 ? list_find(g->lists[i], (int64_t)held->info.token)
+                                 : NULL;
+        if (it != NULL)
+            it->deleted = true;
+    }
+    if (g->cfg.assign && g->login != NULL)
+        (void)assignee(g, number, false, &ignored);
 }
 
 tl_status tl__gh_request(struct tl_store *s, const char *method, const char *url, const char *body,

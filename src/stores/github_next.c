@@ -468,12 +468,27 @@ static tl_status try_claim(struct tl_store *s, const struct tl_claim *req, int64
     tl_status st = tl__gh_claim(s, &one, out);
     if (st == TL_OK && out->rec.info.key == NULL && (out->rec.info.key = tl__strdup(key)) == NULL)
         st = oom(s);
-    if (st == TL_OK)
-        return TL_OK;
+    if (st == TL_OK) {
+        /* Done meanwhile? A done release closes the issue before it deletes its claim, so an
+         * issue read after our claim won tells (the assignee's answer says it for free). */
+        int closed = tl__gh_claimed_closed(s);
+        bool is_closed = closed == 1;
+        if (closed < 0 && (st = issue_closed(s, number, &is_closed)) != TL_OK)
+            tl__gh_withdraw(s, &out->rec);
+        else if (!is_closed)
+            return TL_OK;
+        if (st == TL_OK) {
+            TL_LOG(s->log, TL_LOG_DEBUG, "github: #%lld: done (closed) meanwhile: claim withdrawn",
+                   (long long)number);
+            tl__gh_withdraw(s, &out->rec);
+            t->done++;
+            st = TL_EBUSY;
+        }
+    } else if (st == TL_EBUSY) {
+        count_busy(s, number, req->mode, t);
+    }
     tl__record_clear(&out->rec);
     memset(out, 0, sizeof(*out));
-    if (st == TL_EBUSY)
-        count_busy(s, number, req->mode, t);
     return st;
 }
 

@@ -24,6 +24,13 @@ void tl__gh_begin(struct tl_store *s);
 tl_status tl__gh_claim(struct tl_store *s, const struct tl_claim *req, struct tl_claim_result *out);
 tl_status tl__gh_release_as(struct tl_store *s, const struct tl_record *held, const char *summary,
                             bool done);
+/* After a won claim: whether the issue was closed in the issue answer that claim read (the
+ * assignee's): 1 closed, 0 open, -1 not known (no such answer). No request. */
+int tl__gh_claimed_closed(struct tl_store *s);
+/* Takes back a claim just won (deletes it, without a completion comment; removes the
+ * assignee): for a task found done after all. Failures are logged (the claim is retried as an
+ * orphan). */
+void tl__gh_withdraw(struct tl_store *s, const struct tl_record *held);
 /* One request through the store's limits and retries (gh_call). `inm`: If-None-Match or NULL. */
 tl_status tl__gh_request(struct tl_store *s, const char *method, const char *url, const char *body,
                          const char *inm, struct tl_http_resp *r);
