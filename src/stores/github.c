@@ -3147,9 +3147,9 @@ static tl_status release_as(struct tl_store *s, const struct tl_record *held, co
         if ((st = tl__gh_next_close(s, number, true, &closed_at)) != TL_OK)
             goto done;
         g->committed = true;
-        if (cur != NULL && has_completion(g, cur, held->info.token, nonce[0] ? nonce : "")) {
-            posted = true; /* a release before this one got that far */
-        } else if ((st = post_completion(g, number, held, nonce, it ? &kept : NULL,
+        /* Unless a release before this one got that far. */
+        if ((cur == NULL || !has_completion(g, cur, held->info.token, nonce)) &&
+            (st = post_completion(g, number, held, nonce, it ? &kept : NULL,
                                   closed_at ? closed_at : (cur ? cur->date_ms : 0), summary, NULL,
                                   true)) != TL_OK) {
             st = fail(g, st,

@@ -446,12 +446,16 @@ static void count_busy(struct tl_store *s, int64_t number, enum tl_claim_mode mo
     struct tl_gh_line ln;
 
     tl__gh_line_known(s, number, &ln);
-    if (ln.known && ln.holder && !ln.stale && ln.waiting)
-        t->queued++; /* a waiter has come to the head of the line and is about to take it */
-    else if (ln.known && ln.holder && ln.stale && mode == TL_CLAIM_STEAL && ln.live > 0)
-        t->queued++; /* stealable, but live waiters are in line */
+    /* Queued: a waiter has come to the head of the line and is about to take it, or the
+     * holder is stealable but live waiters are in line. Else held (or a race lost: then someone
+     * else holds it now). */
+    bool queued =
+        ln.known && ln.holder &&
+        ((!ln.stale && ln.waiting) || (ln.stale && mode == TL_CLAIM_STEAL && ln.live > 0));
+    if (queued)
+        t->queued++;
     else
-        t->held++; /* held, or lost a race (then someone else holds it now) */
+        t->held++;
 }
 
 /* The normal claim on issue `number`: TL_OK won, TL_EBUSY counted in `t`, or an error. */
@@ -796,7 +800,7 @@ tl_status tl__gh_done_list(struct tl_store *s, const char *key, struct tl_done *
         return st;
     }
     if (n > 1)
-        qsort(arr, n, sizeof(*arr), cmp_done);
+        qsort((void *)arr, n, sizeof(struct tl_done *), cmp_done);
     *out = arr;
     *count = n;
     return TL_OK;
