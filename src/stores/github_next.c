@@ -53,11 +53,31 @@ struct gh_state {
     uint64_t used;
 };
 
+/* A page of a label's listing as last read: asked for again with If-None-Match. */
+struct label_page {
+    char *url;
+    char *etag;
+    char *body;
+    size_t len;
+    char *next;   /* its next page's URL, NULL: none known */
+    size_t count; /* items on it */
+};
+
 struct gh_next {
     struct gh_state states[STATES_MAX];
     size_t nstates;
     uint64_t clock;
+    struct label_page pages[LABEL_PAGES]; /* the last label's listing */
 };
+
+static void label_page_clear(struct label_page *p)
+{
+    tl__free(p->url);
+    tl__free(p->etag);
+    tl__free(p->body);
+    tl__free(p->next);
+    memset(p, 0, sizeof(*p));
+}
 
 void tl__gh_next_free(void *state)
 {
@@ -67,6 +87,8 @@ void tl__gh_next_free(void *state)
         return;
     for (size_t i = 0; i < n->nstates; i++)
         tl__free(n->states[i].etag);
+    for (size_t i = 0; i < LABEL_PAGES; i++)
+        label_page_clear(&n->pages[i]);
     tl__free(n);
 }
 
@@ -310,11 +332,11 @@ static bool assigned_trusted(struct tl_store *s, json_t *issue)
     return json_is_string(one) && tl__gh_trusts(s, json_string_value(one));
 }
 
-/* Appends the issues of one page (pull requests are not tasks). */
-static tl_status take_page(struct tl_store *s, const struct tl_http_resp *r,
-                           const struct prio_table *t, struct cands *out)
+/* Appends the issues of one page (pull requests are not tasks); *count: items on it. */
+static tl_status take_page(struct tl_store *s, const char *body, size_t len,
+                           const struct prio_table *t, struct cands *out, size_t *count)
 {
-    json_t *arr = json_loadb(r->body, r->body_len, 0, NULL);
+    json_t *arr = json_loadb(body, len, 0, NULL);
     size_t i;
     json_t *o;
     tl_status st = TL_OK;
@@ -323,6 +345,7 @@ static tl_status take_page(struct tl_store *s, const struct tl_http_resp *r,
         json_decref(arr);
         return tl__store_fail(s, TL_ESTORE, "github: the issue list is not a JSON array");
     }
+    *count = json_array_size(arr);
     json_array_foreach(arr, i, o)
     {
         json_t *num = json_object_get(o, "number");
@@ -354,23 +377,32 @@ static tl_status take_page(struct tl_store *s, const struct tl_http_resp *r,
     return st;
 }
 
-/* One list read: the open issues with `label`, oldest first (paginated). */
+/* One list read: the open issues with `label`, oldest first (paginated). Each page is asked for
+ * with If-None-Match when it was read before (a 304 costs no primary rate budget). A 304 need
+ * not carry a Link: a full page whose next page is not known is followed in our own URL form
+ * (page N+1), as the comment lists are (github.c, read_pages). */
 static tl_status list_label(struct tl_store *s, const char *label, const struct prio_table *t,
                             struct cands *out)
 {
+    struct gh_next *n = next_of(s);
     char *enc = pct_encode(label);
     char suffix[64];
 
-    if (enc == NULL)
+    if (enc == NULL || n == NULL) {
+        tl__free(enc);
         return oom(s);
+    }
     (void)snprintf(suffix, sizeof(suffix), "&per_page=%u", tl__gh_per_page(s));
     char *tail =
         tl__asprintf("/issues?state=open&labels=%s&sort=created&direction=asc%s", enc, suffix);
     tl__free(enc);
-    char *url = tail ? tl__gh_repo_url(s, tail) : NULL;
+    char *first = tail ? tl__gh_repo_url(s, tail) : NULL;
+    char *url = first ? tl__strdup(first) : NULL;
     tl__free(tail);
-    if (url == NULL)
+    if (url == NULL) {
+        tl__free(first);
         return oom(s);
+    }
     tl_status st = TL_OK;
     for (size_t page = 0; url != NULL && st == TL_OK; page++) {
         struct tl_http_resp r = {0};
@@ -381,16 +413,39 @@ static tl_status list_label(struct tl_store *s, const char *label, const struct 
                    label, LABEL_PAGES, out->n);
             break;
         }
-        st = tl__gh_request(s, "GET", url, NULL, NULL, &r);
-        if (st == TL_OK && r.status != 200)
+        struct label_page *c = &n->pages[page];
+        bool cached = c->url != NULL && strcmp(c->url, url) == 0 && c->etag != NULL;
+        st = tl__gh_request(s, "GET", url, NULL, cached ? c->etag : NULL, &r);
+        if (st == TL_OK && r.status == 200) {
+            label_page_clear(c);
+            c->url = url;
+            url = NULL;
+            c->etag = r.etag ? tl__strdup(r.etag) : NULL;
+            c->body = tl__strdup(r.body);
+            c->len = r.body_len;
+            c->next = r.link != NULL ? tl__gh_next_url(s, r.link) : NULL;
+            if (c->body == NULL)
+                st = oom(s);
+        } else if (st == TL_OK && !(r.status == 304 && cached)) {
             st = tl__gh_unexpected(s, "GET", url, &r, 0);
-        if (st == TL_OK)
-            st = take_page(s, &r, t, out);
-        tl__free(url);
-        url = st == TL_OK && r.link != NULL ? tl__gh_next_url(s, r.link) : NULL;
+        }
         tl__http_resp_clear(&r);
+        if (st == TL_OK)
+            st = take_page(s, c->body, c->len, t, out, &c->count);
+        tl__free(url);
+        url = NULL;
+        if (st != TL_OK)
+            break;
+        if (c->next != NULL)
+            url = tl__strdup(c->next);
+        else if (c->count >= tl__gh_per_page(s))
+            url = tl__asprintf("%s&page=%zu", first, page + 2);
     }
+    if (st != TL_OK) /* read afresh next time */
+        for (size_t i = 0; i < LABEL_PAGES; i++)
+            label_page_clear(&n->pages[i]);
     tl__free(url);
+    tl__free(first);
     return st;
 }
 

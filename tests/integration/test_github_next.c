@@ -499,6 +499,11 @@ static void request_budget_per_claim_next(void **state)
     assert_int_equal(stat("GET /repos/{o}/{r}/issues"), 1);
     assert_int_equal(stat("GET /repos/{o}/{r}/issues/{n}/comments"), 3);
     assert_int_equal(stat("writes"), 0);
+    /* Asked again, nothing changed: every read a 304 (no primary rate budget spent). */
+    stats_reset();
+    assert_int_equal(tl_claim_next_label(unassigned, "busy", &fail_fast, &none), TL_EBUSY);
+    assert_int_equal(stat("total"), 4);
+    assert_int_equal(stat("not_modified"), 4);
     for (int i = 0; i < 6; i++)
         release_free(h[i]);
     tl_manager_free(unassigned);
