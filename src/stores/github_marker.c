@@ -302,6 +302,8 @@ static enum tl_gh_kind decode_release(const char *text, size_t len, struct tl_gh
         set_why(why, "completion marker has a bad \"forced_by\"");
         goto done;
     }
+    if (out->forced_worker_id != NULL)
+        out->done = false; /* a forced release never finishes the task */
     out->token = token;
     kind = TL_GH_RELEASE;
 done:
