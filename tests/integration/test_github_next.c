@@ -5,7 +5,7 @@
  * release closing the issue before it deletes the claim, reopen, forged completion comments,
  * and the request budget of one claim-next (read from the server's counters).
  *
- * Issues 1..60 of acme/widgets; each test uses its own issue numbers and labels.
+ * Issues 1..80 of acme/widgets; each test uses its own issue numbers and labels.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +28,7 @@ int main(void)
 }
 #else
 #include <jansson.h>
+#include <pthread.h>
 
 #include "spawn.h"
 #include "stores/github.h"
@@ -511,9 +512,82 @@ static void request_budget_per_claim_next(void **state)
     tl_manager_free(m);
 }
 
+/* ---- four workers drain a label ---- */
+
+#define DRAIN_FIRST   61
+#define DRAIN_COUNT   20
+#define DRAIN_WORKERS 4
+
+struct drain {
+    pthread_t thread;
+    int id;
+    int *claims; /* DRAIN_COUNT counters, under mu */
+    pthread_mutex_t *mu;
+    tl_status last;
+    char err[TL_ERRMSG_SIZE];
+};
+
+static void *drain_main(void *arg)
+{
+    struct drain *d = arg;
+    char worker[32];
+
+    (void)snprintf(worker, sizeof(worker), "drain-%d", d->id);
+    tl_manager *m = mgr(worker, NULL);
+    const struct tl_acquire_opts wait = {.strategy = TL_RETRY, .deadline_ms = 30000};
+    for (;;) {
+        tl_lock *l = NULL;
+        d->last = tl_claim_next_label(m, "drain", &wait, &l);
+        if (d->last != TL_OK)
+            break;
+        int n = atoi(tl_lock_key(l));
+        pthread_mutex_lock(d->mu);
+        if (n >= DRAIN_FIRST && n < DRAIN_FIRST + DRAIN_COUNT)
+            d->claims[n - DRAIN_FIRST]++;
+        pthread_mutex_unlock(d->mu);
+        const struct tl_release_opts done = {.done = true};
+        d->last = tl_release_with(l, &done);
+        tl_lock_free(l);
+        if (d->last != TL_OK)
+            break;
+    }
+    (void)snprintf(d->err, sizeof(d->err), "%s", tl_errmsg(m));
+    tl_manager_free(m);
+    return NULL;
+}
+
+static void four_workers_drain_a_label_once_each(void **state)
+{
+    (void)state;
+    int claims[DRAIN_COUNT] = {0};
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    struct drain d[DRAIN_WORKERS];
+
+    for (int n = DRAIN_FIRST; n < DRAIN_FIRST + DRAIN_COUNT; n++)
+        set_issue(n, n % 3 == 0 ? "\"labels\":[\"drain\",\"priority: high\"]"
+                                : "\"labels\":[\"drain\"]");
+    memset(d, 0, sizeof(d));
+    for (int i = 0; i < DRAIN_WORKERS; i++) {
+        d[i].id = i;
+        d[i].claims = claims;
+        d[i].mu = &mu;
+        assert_int_equal(pthread_create(&d[i].thread, NULL, drain_main, &d[i]), 0);
+    }
+    for (int i = 0; i < DRAIN_WORKERS; i++) {
+        assert_int_equal(pthread_join(d[i].thread, NULL), 0);
+        if (d[i].last != TL_ENOTASK)
+            fail_msg("worker %d ended with %s: %s", i, tl_strerror(d[i].last), d[i].err);
+    }
+    for (int i = 0; i < DRAIN_COUNT; i++) {
+        if (claims[i] != 1)
+            fail_msg("issue %d was claimed %d times", DRAIN_FIRST + i, claims[i]);
+        assert_true(is_closed(DRAIN_FIRST + i));
+    }
+}
+
 int main(void)
 {
-    const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "60",
+    const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "80",
                                 "--token", LOGIN "=" TOKEN, NULL};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(label_ranking_follows_the_priority_table),
@@ -523,6 +597,7 @@ int main(void)
         cmocka_unit_test(reopen_reopens_the_issue),
         cmocka_unit_test(forged_completion_is_not_a_done_marker),
         cmocka_unit_test(request_budget_per_claim_next),
+        cmocka_unit_test(four_workers_drain_a_label_once_each),
     };
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)
