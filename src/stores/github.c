@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "../http.h"
+#include "github_next.h"
 #include "store.h"
 #include "tl.h"
 
@@ -109,7 +110,7 @@ struct gh_item { /* a listed comment with a tasklock marker */
     char *login;
     int64_t created_ms;
     int64_t updated_ms;
-    enum tl_gh_kind kind; /* TL_GH_CLAIM, TL_GH_RELEASE or TL_GH_BAD */
+    enum tl_gh_kind kind; /* TL_GH_CLAIM, TL_GH_RELEASE, TL_GH_BAD or TL_GH_REOPEN */
     struct tl_gh_claim claim;
     struct tl_gh_release rel;
     int64_t issue; /* repo-wide lists: the issue number */
@@ -192,6 +193,11 @@ struct github_store {
     int64_t pending_sent;               /* when that POST was sent (the clock's mono_ms) */
     struct gh_place places[PLACES_MAX]; /* the line: our waiters' claims */
     uint32_t line_poll_ms;              /* wait_turn's cadence of list reads */
+    char *priorities; /* ?priorities=: claim-next's priority-label table (github_next.c) */
+    void *next_state; /* github_next.c's own cache (tl__gh_next_slot) */
+    /* The state of the issue in the last issue answer this call read (claim: the assignee's
+     * answer, or the count check): 1 closed, 0 open, -1 none read. */
+    int issue_closed;
 };
 _Static_assert(offsetof(struct github_store, base) == 0, "base must be first");
 
@@ -594,6 +600,7 @@ static const char *param_rule(const char *name)
         {"reconcile", "true or false"},
         {"line_poll", "a duration from 50ms to 1m"},
         {"assign", "true or false"},
+        {"priorities", "labels separated by commas, most urgent first"},
     };
 
     for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
@@ -651,6 +658,11 @@ static tl_status parse_params(struct github_store *g, char *query, char **api_pa
         } else if (strcmp(p, "reconcile") == 0) {
             ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
             c->reconcile = strcmp(v, "true") == 0;
+        } else if (strcmp(p, "priorities") == 0) {
+            tl__free(g->priorities);
+            if ((g->priorities = tl__strdup(v)) == NULL)
+                return oom(g);
+            ok = tl__gh_next_priorities_ok(v);
         } else if (strcmp(p, "assign") == 0) {
             ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0 || strcmp(v, "1") == 0 ||
                  strcmp(v, "0") == 0;
@@ -659,7 +671,7 @@ static tl_status parse_params(struct github_store *g, char *query, char **api_pa
             return fail(g, TL_EINVAL,
                         "github store URL: unknown parameter \"%s\" (known: api_url, trusted, "
                         "write_budget, timeout, max_wait, assign, rereads, reread_delay, "
-                        "per_page, history_pages, line_poll, reconcile)",
+                        "per_page, history_pages, line_poll, reconcile, priorities)",
                         p);
         }
         if (!ok)
@@ -1069,8 +1081,17 @@ static int read_comment(struct github_store *g, json_t *o, struct gh_item *it)
         return 0;
     enum tl_gh_kind k = tl__gh_parse_comment(json_string_value(body), json_string_length(body),
                                              &it->claim, &it->rel, why);
-    if (k == TL_GH_NONE)
-        return 0;
+    if (k == TL_GH_NONE) {
+        /* A reopen comment (github_next.c): kept in `rel` (who, and when: released_at_ms). */
+        struct tl_gh_reopen ro;
+        if (tl__gh_parse_reopen(json_string_value(body), json_string_length(body), &ro) !=
+            TL_GH_REOPEN)
+            return 0;
+        k = TL_GH_REOPEN;
+        it->rel.worker_id = ro.worker_id;
+        it->rel.node_id = ro.node_id;
+        it->rel.released_at_ms = ro.at_ms;
+    }
     it->kind = k;
     it->issue = issue_of(o);
     it->login = json_is_string(login) ? tl__strdup(json_string_value(login)) : NULL;
@@ -1667,11 +1688,15 @@ static void retry_orphans(struct github_store *g)
 }
 
 /* Reads an issue object's comment count and whether `login` is among its assignees. */
-static bool issue_fields(const struct tl_http_resp *r, const char *login, int64_t *comments,
-                         bool *assigned)
+static bool issue_fields(struct github_store *g, const struct tl_http_resp *r, const char *login,
+                         int64_t *comments, bool *assigned)
 {
     json_t *o = load_json(r);
     json_t *c = json_object_get(o, "comments");
+    json_t *state = json_object_get(o, "state");
+
+    if (json_is_string(state)) /* for claim-next (github_next.c): is the issue closed? */
+        g->issue_closed = strcmp(json_string_value(state), "closed") == 0 ? 1 : 0;
     json_t *as = json_object_get(o, "assignees");
     size_t i;
     json_t *a;
@@ -1704,7 +1729,7 @@ static bool assignee(struct github_store *g, int64_t number, bool add, int64_t *
     memcpy(keep, g->base.errmsg, sizeof(keep));
     if (url != NULL && body != NULL &&
         gh_call(g, add ? "POST" : "DELETE", url, body, NULL, &r) == TL_OK) {
-        if (r.status == (add ? 201 : 200) && issue_fields(&r, g->login, comments, &assigned)) {
+        if (r.status == (add ? 201 : 200) && issue_fields(g, &r, g->login, comments, &assigned)) {
             ok = true;
             if (add && !assigned)
                 LOG(g, TL_LOG_INFO,
@@ -1743,7 +1768,7 @@ static tl_status issue_count(struct github_store *g, struct gh_list *l, int64_t 
     if (st == TL_OK) {
         if (r.status == 304 && l->issue_comments >= 0) {
             *comments = l->issue_comments;
-        } else if (r.status == 200 && issue_fields(&r, NULL, comments, &assigned)) {
+        } else if (r.status == 200 && issue_fields(g, &r, NULL, comments, &assigned)) {
             l->issue_comments = *comments;
             tl__free(l->issue_etag);
             l->issue_etag = r.etag ? tl__strdup(r.etag) : NULL;
@@ -1976,6 +2001,8 @@ static void github_close(struct tl_store *s)
     tl__free(g->owner);
     tl__free(g->repo);
     tl__free(g->login);
+    tl__free(g->priorities);
+    tl__gh_next_free(g->next_state);
 }
 
 static tl_status github_check_key(struct tl_store *s, const char *key)
@@ -2309,6 +2336,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     struct github_store *g = (struct github_store *)s;
 
     g->committed = false; /* see struct github_store */
+    g->issue_closed = -1;
     struct tl_gh_claim mine = {0};
     struct gh_item posted = {0}, fetched = {0};
     struct gh_item *victims[VICTIMS_MAX];
@@ -2977,10 +3005,13 @@ static bool has_completion(struct github_store *g, const struct gh_list *l, uint
 }
 
 /* Posts the completion comment of `held`'s tenure. `forced` (NULL for the holder's own
- * release) is the forced release that ended it: the comment then names who broke the lock. */
-static void post_completion(struct github_store *g, int64_t number, const struct tl_record *held,
-                            const char *nonce, const struct gh_item *claim, int64_t at,
-                            const char *summary, const struct tl_force_release *forced)
+ * release) is the forced release that ended it: the comment then names who broke the lock.
+ * `done`: a done release's (the task is finished). Returns whether it was posted (a failure is
+ * logged; the errmsg is kept). */
+static tl_status post_completion(struct github_store *g, int64_t number,
+                                 const struct tl_record *held, const char *nonce,
+                                 const struct gh_item *claim, int64_t at, const char *summary,
+                                 const struct tl_force_release *forced, bool done)
 {
     struct tl_gh_release rel = {0};
     struct gh_item posted;
@@ -2999,6 +3030,7 @@ static void post_completion(struct github_store *g, int64_t number, const struct
     rel.claimed_at_ms = held->info.claimed_at_ms;
     rel.released_at_ms = at;
     rel.summary = (char *)summary;
+    rel.done = done && forced == NULL;
     if (forced != NULL) {
         rel.forced_worker_id = (char *)forced->worker_id;
         rel.forced_node_id = (char *)forced->node_id;
@@ -3041,10 +3073,17 @@ static void post_completion(struct github_store *g, int64_t number, const struct
             (long long)number, text ? g->base.errmsg : "out of memory");
     tl__free(text);
     memcpy(g->base.errmsg, keep, sizeof(keep));
+    return st;
 }
 
-static tl_status github_release(struct tl_store *s, const struct tl_record *held,
-                                const char *summary)
+/*
+ * The release. `done` (claim-next's done release): once the claim is known to be ours, the
+ * issue is closed and the completion comment, marked done, is posted; only then is the claim
+ * deleted, so that the task is never free without its done marker. If closing or posting
+ * fails, the claim stays and the call fails (the lock is as before, but for a closed issue).
+ */
+static tl_status release_as(struct tl_store *s, const struct tl_record *held, const char *summary,
+                            bool done)
 {
     struct github_store *g = (struct github_store *)s;
 
@@ -3099,6 +3138,27 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
         memcpy(kept.claim.nonce, it->claim.nonce, sizeof(kept.claim.nonce));
         if ((st = copy_took(g, &kept.claim, &it->claim)) != TL_OK)
             goto done;
+    }
+
+    /* 1'. Done: the marker before the lock goes (github_next.c closes the issue). */
+    bool posted = false;
+    if (done && !gone) {
+        int64_t closed_at = 0;
+        if ((st = tl__gh_next_close(s, number, true, &closed_at)) != TL_OK)
+            goto done;
+        g->committed = true;
+        /* Unless a release before this one got that far. */
+        if ((cur == NULL || !has_completion(g, cur, held->info.token, nonce)) &&
+            (st = post_completion(g, number, held, nonce, it ? &kept : NULL,
+                                  closed_at ? closed_at : (cur ? cur->date_ms : 0), summary, NULL,
+                                  true)) != TL_OK) {
+            st = fail(g, st,
+                      "github: #%lld: closed, but the done comment could not be posted; the lock "
+                      "is kept (release again): %s",
+                      (long long)number, g->base.errmsg);
+            goto done;
+        }
+        posted = true;
     }
 
     /* 2. Delete it, after the dead waiters right after it, so that the next holder is live. The
@@ -3161,8 +3221,12 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
                       h ? h->claim.rec.info.worker_id : "");
             goto done;
         }
-        if (!mine_done) /* deleted, but the completion comment never made it */
-            post_completion(g, number, held, nonce, it ? &kept : NULL, l->date_ms, summary, NULL);
+        if (!mine_done) { /* deleted, but the completion comment never made it */
+            if (done)
+                (void)tl__gh_next_close(s, number, true, NULL);
+            (void)post_completion(g, number, held, nonce, it ? &kept : NULL, l->date_ms, summary,
+                                  NULL, done);
+        }
         goto done;
     }
 
@@ -3172,11 +3236,18 @@ static tl_status github_release(struct tl_store *s, const struct tl_record *held
         int64_t ignored;
         (void)assignee(g, number, false, &ignored);
     }
-    post_completion(g, number, held, nonce, it ? &kept : NULL, at, summary, NULL);
+    if (!posted)
+        (void)post_completion(g, number, held, nonce, it ? &kept : NULL, at, summary, NULL, false);
 done:
     item_clear(&fetched);
     item_clear(&kept);
     return st;
+}
+
+static tl_status github_release(struct tl_store *s, const struct tl_record *held,
+                                const char *summary)
+{
+    return release_as(s, held, summary, false);
 }
 
 /*
@@ -3251,8 +3322,8 @@ static tl_status github_force_release(struct tl_store *s, const struct tl_force_
         int64_t ignored;
         (void)assignee(g, number, false, &ignored);
     }
-    post_completion(g, number, former, kept.claim.nonce, &kept, at ? at : l->date_ms, req->summary,
-                    req);
+    (void)post_completion(g, number, former, kept.claim.nonce, &kept, at ? at : l->date_ms,
+                          req->summary, req, false);
 done:
     item_clear(&kept);
     return st;
@@ -3523,7 +3594,7 @@ static tl_status collect_events(struct github_store *g, const struct gh_page *pa
                                     .token = r->token,
                                     .phase = 1,
                                     .at_ms = r->released_at_ms,
-                                    .kind = TL_EVENT_RELEASED,
+                                    .kind = r->done ? TL_EVENT_DONE : TL_EVENT_RELEASED,
                                     .worker_id = r->worker_id,
                                     .node_id = r->node_id,
                                     .summary = r->summary};
@@ -3547,6 +3618,18 @@ static tl_status collect_events(struct github_store *g, const struct gh_page *pa
                     ok = evs_push(out, &forced);
                 }
                 if (!ok || !evs_push(out, &rel))
+                    st = oom(g);
+            } else if (it->kind == TL_GH_REOPEN) {
+                /* Told by the reopen comment (github_next.c); its id keeps it one of its own
+                 * (phase 2), and the event reports no token. */
+                const struct gh_ev ro = {.issue = issue,
+                                         .token = (uint64_t)it->id,
+                                         .phase = 2,
+                                         .at_ms = it->rel.released_at_ms,
+                                         .kind = TL_EVENT_REOPENED,
+                                         .worker_id = it->rel.worker_id,
+                                         .node_id = it->rel.node_id};
+                if (!evs_push(out, &ro))
                     st = oom(g);
             }
         }
@@ -3628,15 +3711,16 @@ static tl_status make_event(struct github_store *g, const struct gh_ev *v, const
     (void)snprintf(num, sizeof(num), "%lld", (long long)v->issue);
     e->at_ms = v->at_ms;
     e->kind = v->kind;
-    e->token = v->token;
+    e->token = v->kind == TL_EVENT_REOPENED ? 0 : v->token;
     e->key = tl__strdup(key ? key : num);
     e->worker_id = tl__strdup(v->worker_id);
     e->node_id = tl__strdup(v->node_id);
     bool detail = false;
-    if (v->kind == TL_EVENT_RELEASED && v->summary != NULL) {
+    bool released = v->kind == TL_EVENT_RELEASED || v->kind == TL_EVENT_DONE;
+    if (released && v->summary != NULL) {
         detail = true;
         e->detail = tl__strdup(v->summary);
-    } else if (v->kind != TL_EVENT_RELEASED && v->from_worker != NULL) {
+    } else if (!released && v->from_worker != NULL) {
         detail = true;
         e->detail =
             tl__asprintf("from %s (token %llu)", v->from_worker, (unsigned long long)v->from_token);
@@ -3882,6 +3966,173 @@ static tl_status github_waiters(struct tl_store *s, const char *key, struct tl_w
     return TL_OK;
 }
 
+/* ---- the interface of github_next.c (github_next.h) ---- */
+
+void tl__gh_begin(struct tl_store *s)
+{
+    struct github_store *g = (struct github_store *)s;
+
+    g->committed = false;
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+}
+
+tl_status tl__gh_claim(struct tl_store *s, const struct tl_claim *req, struct tl_claim_result *out)
+{
+    return github_claim(s, req, out);
+}
+
+tl_status tl__gh_release_as(struct tl_store *s, const struct tl_record *held, const char *summary,
+                            bool done)
+{
+    return release_as(s, held, summary, done);
+}
+
+int tl__gh_claimed_closed(struct tl_store *s)
+{
+    return ((const struct github_store *)s)->issue_closed;
+}
+
+void tl__gh_withdraw(struct tl_store *s, const struct tl_record *held)
+{
+    struct github_store *g = (struct github_store *)s;
+    int64_t number, ignored;
+
+    if (!tl__gh_parse_key(held->info.key, &number))
+        return;
+    withdraw(g, (int64_t)held->info.token);
+    for (size_t i = 0; i < g->nlists; i++) {
+        struct gh_item *it = g->lists[i]->number == number
+                                 ? list_find(g->lists[i], (int64_t)held->info.token)
+                                 : NULL;
+        if (it != NULL)
+            it->deleted = true;
+    }
+    if (g->cfg.assign && g->login != NULL)
+        (void)assignee(g, number, false, &ignored);
+}
+
+tl_status tl__gh_request(struct tl_store *s, const char *method, const char *url, const char *body,
+                         const char *inm, struct tl_http_resp *r)
+{
+    return gh_call((struct github_store *)s, method, url, body, inm, r);
+}
+
+char *tl__gh_repo_url(struct tl_store *s, const char *suffix)
+{
+    const struct github_store *g = (const struct github_store *)s;
+
+    return tl__asprintf("%s/repos/%s/%s%s", g->api, g->owner, g->repo, suffix);
+}
+
+char *tl__gh_next_url(struct tl_store *s, const char *link)
+{
+    return next_link((struct github_store *)s, link);
+}
+
+tl_status tl__gh_unexpected(struct tl_store *s, const char *method, const char *url,
+                            const struct tl_http_resp *r, int64_t issue)
+{
+    return unexpected((struct github_store *)s, method, url, r, issue);
+}
+
+int64_t tl__gh_resp_ms(const struct tl_http_resp *r)
+{
+    return resp_date(r);
+}
+
+void **tl__gh_next_slot(struct tl_store *s)
+{
+    return &((struct github_store *)s)->next_state;
+}
+
+bool tl__gh_trusts(struct tl_store *s, const char *login)
+{
+    return trusted((const struct github_store *)s, login);
+}
+
+const char *tl__gh_priorities(struct tl_store *s)
+{
+    return ((const struct github_store *)s)->priorities;
+}
+
+uint32_t tl__gh_per_page(struct tl_store *s)
+{
+    return ((const struct github_store *)s)->cfg.per_page;
+}
+
+uint32_t tl__gh_history_pages(struct tl_store *s)
+{
+    return ((const struct github_store *)s)->cfg.history_pages;
+}
+
+tl_status tl__gh_post(struct tl_store *s, int64_t number, const char *text)
+{
+    struct gh_item posted;
+    bool maybe;
+    tl_status st = post_comment((struct github_store *)s, number, text, &posted, &maybe, NULL);
+
+    if (st == TL_OK)
+        item_clear(&posted);
+    return st;
+}
+
+void tl__gh_line_known(struct tl_store *s, int64_t number, struct tl_gh_line *out)
+{
+    struct github_store *g = (struct github_store *)s;
+
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < g->nlists; i++) {
+        struct gh_list *l = g->lists[i];
+        if (l->number != number || l->npages == 0)
+            continue;
+        struct gh_item *h = line_holder(g, l, 0, 0, &out->live);
+        out->known = true;
+        out->read_ms = l->date_ms;
+        out->holder = h != NULL;
+        out->stale = h != NULL && stale_at(h, l->date_ms);
+        out->waiting = h != NULL && !tl__gh_claim_held(&h->claim);
+        return;
+    }
+}
+
+tl_status tl__gh_marks(struct tl_store *s, int64_t number, tl_gh_mark_fn *fn, void *ud)
+{
+    struct github_store *g = (struct github_store *)s;
+    struct gh_list *l = NULL;
+    tl_status st;
+
+    if (number > 0) {
+        if ((st = read_list(g, number, true, &l)) != TL_OK)
+            return st;
+    } else {
+        bool complete;
+        char *url = tl__asprintf("%s/repos/%s/%s/issues/comments?sort=created&direction=desc"
+                                 "&per_page=%u",
+                                 g->api, g->owner, g->repo, g->cfg.per_page);
+        if (url == NULL || (l = list_get(g, -1)) == NULL) {
+            tl__free(url);
+            return oom(g);
+        }
+        if ((st = read_pages(g, l, url, 0, true, g->cfg.history_pages, false, NULL, NULL,
+                             &complete)) != TL_OK)
+            return st;
+    }
+    for (size_t i = 0; i < l->npages; i++) {
+        for (size_t j = 0; j < l->pages[i].nitems; j++) {
+            const struct gh_item *it = &l->pages[i].items[j];
+            if (it->deleted || !trusted(g, it->login) ||
+                (it->kind != TL_GH_RELEASE && it->kind != TL_GH_REOPEN))
+                continue;
+            const struct tl_gh_mark m = {.issue = number > 0 ? number : it->issue,
+                                         .id = it->id,
+                                         .kind = it->kind,
+                                         .rel = &it->rel};
+            fn(ud, &m);
+        }
+    }
+    return TL_OK;
+}
+
 const struct tl_store_ops tl__store_github = {
     .version = TL_STORE_OPS_VERSION,
     .scheme = "github",
@@ -3900,4 +4151,9 @@ const struct tl_store_ops tl__store_github = {
     .wait_turn = github_wait_turn,
     .waiters = github_waiters,
     .extend = github_extend,
+    .claim_next = tl__gh_claim_next,
+    .finish = tl__gh_finish,
+    .reopen = tl__gh_reopen,
+    .done_list = tl__gh_done_list,
+    .wait_any = NULL, /* GitHub cannot wake a waiter: the core sleeps its backoff */
 };

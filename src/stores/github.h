@@ -86,13 +86,21 @@ struct tl_gh_release {
      * before. */
     char *forced_worker_id;
     char *forced_node_id;
+    /* A done release (claim-next, store ops version 4): the task is finished and the issue was
+     * closed before the claim was deleted. Written as "done":true; markers without it read as
+     * plain releases, and readers that predate it ignore it. */
+    bool done;
 };
 
 enum tl_gh_kind {
     TL_GH_NONE = 0, /* no tasklock marker: an ordinary comment */
     TL_GH_CLAIM,    /* a well-formed claim marker */
     TL_GH_RELEASE,  /* a well-formed completion marker */
-    TL_GH_BAD       /* a marker that is garbled, oversized, duplicated or of the wrong shape */
+    TL_GH_BAD,      /* a marker that is garbled, oversized, duplicated or of the wrong shape */
+    /* A reopen comment (<!-- tasklock:reopened {...} -->, written by tl_reopen). Never returned
+     * by tl__gh_parse_comment, to which it is an ordinary comment (so that older readers skip
+     * it too): tl__gh_parse_reopen tells it. */
+    TL_GH_REOPEN
 };
 
 /*
@@ -108,6 +116,22 @@ enum tl_gh_kind tl__gh_parse_claim(const char *body, size_t len, struct tl_gh_cl
                                    char *why);
 void tl__gh_claim_clear(struct tl_gh_claim *c);
 void tl__gh_release_clear(struct tl_gh_release *r);
+
+/* A reopen comment's marker: who reopened the issue, and when (the writer's view of the server
+ * clock). */
+struct tl_gh_reopen {
+    char *worker_id;
+    char *node_id;
+    int64_t at_ms;
+};
+
+/* Classifies a comment body as tl__gh_parse_comment does, for the reopen marker alone:
+ * TL_GH_REOPEN (fills `out`; clear it with tl__gh_reopen_clear), TL_GH_NONE, or TL_GH_BAD (a
+ * garbled or repeated reopen marker). Never crashes on any input. */
+enum tl_gh_kind tl__gh_parse_reopen(const char *body, size_t len, struct tl_gh_reopen *out);
+void tl__gh_reopen_clear(struct tl_gh_reopen *r);
+/* Builds a reopen comment body. Returns a new string or NULL when out of memory. */
+char *tl__gh_build_reopen(const struct tl_gh_reopen *r);
 
 /* Whether a claim counts as a (possibly stale) holder's rather than a queued waiter's: it waits
  * in no line, or it has been marked held. */

@@ -289,6 +289,12 @@ static enum tl_gh_kind decode_release(const char *text, size_t len, struct tl_gh
         set_why(why, "out of memory");
         goto done;
     }
+    json_t *done = json_object_get(root, "done");
+    if (done != NULL && !json_is_boolean(done)) {
+        set_why(why, "completion marker has a bad \"done\"");
+        goto done;
+    }
+    out->done = json_is_true(done);
     json_t *forced = json_object_get(root, "forced_by");
     if (forced != NULL &&
         (!json_is_object(forced) || !get_id(forced, "worker_id", &out->forced_worker_id) ||
@@ -296,6 +302,8 @@ static enum tl_gh_kind decode_release(const char *text, size_t len, struct tl_gh
         set_why(why, "completion marker has a bad \"forced_by\"");
         goto done;
     }
+    if (out->forced_worker_id != NULL)
+        out->done = false; /* a forced release never finishes the task */
     out->token = token;
     kind = TL_GH_RELEASE;
 done:
@@ -667,6 +675,9 @@ char *tl__gh_build_release(const struct tl_gh_release *r)
                             json_pack("{s:s, s:s}", "worker_id", r->forced_worker_id, "node_id",
                                       r->forced_node_id ? r->forced_node_id : "?")) != 0)
         goto done;
+    if (r->done && r->forced_worker_id == NULL &&
+        json_object_set_new(root, "done", json_true()) != 0)
+        goto done;
     if ((marker = dump_escaped(root)) == NULL)
         goto done;
 
@@ -685,10 +696,11 @@ char *tl__gh_build_release(const struct tl_gh_release *r)
                            fw, fn, released, w, n, dur, claimed, (unsigned long long)r->token,
                            quoted ? "\n\n" : "", quoted ? quoted : "", marker);
     } else {
-        out = tl__asprintf("✅ Released by `%s` on `%s` at %s, after %s (held since %s, token "
+        out = tl__asprintf("✅ %s by `%s` on `%s` at %s, after %s (held since %s, token "
                            "%llu).%s%s\n\n<!-- tasklock:released %s -->",
-                           w, n, released, dur, claimed, (unsigned long long)r->token,
-                           quoted ? "\n\n" : "", quoted ? quoted : "", marker);
+                           r->done ? "Done: finished and closed" : "Released", w, n, released, dur,
+                           claimed, (unsigned long long)r->token, quoted ? "\n\n" : "",
+                           quoted ? quoted : "", marker);
     }
 done:
     json_decref(root);
@@ -833,4 +845,75 @@ bool tl__gh_parse_key(const char *key, int64_t *number)
     }
     *number = v;
     return true;
+}
+
+/* ---- the reopen marker (claim-next, store ops version 4) ----
+ *
+ *     🔓 Reopened by `worker-1` on `node-abc` at 2026-12-04T14:00:00Z.
+ *
+ *     <!-- tasklock:reopened {"v":1,"worker_id":"...","node_id":"...","at":"..."} -->
+ *
+ * tl__gh_parse_comment does not know it (an ordinary comment to it, and to every reader that
+ * predates it): only its own parser below tells it.
+ */
+#define REOPEN_PREFIX "<!-- tasklock:reopened"
+
+void tl__gh_reopen_clear(struct tl_gh_reopen *r)
+{
+    if (r == NULL)
+        return;
+    tl__free(r->worker_id);
+    tl__free(r->node_id);
+    memset(r, 0, sizeof(*r));
+}
+
+enum tl_gh_kind tl__gh_parse_reopen(const char *body, size_t len, struct tl_gh_reopen *out)
+{
+    json_error_t jerr;
+
+    memset(out, 0, sizeof(*out));
+    if (body == NULL)
+        return TL_GH_NONE;
+    const char *m = find(body, len, REOPEN_PREFIX);
+    if (m == NULL)
+        return TL_GH_NONE;
+    size_t off = (size_t)(m - body) + strlen(REOPEN_PREFIX);
+    if (find(body + off, len - off, REOPEN_PREFIX) != NULL)
+        return TL_GH_BAD;
+    const char *end = find(body + off, len - off, "-->");
+    if (end == NULL || (size_t)(end - (body + off)) > 4096)
+        return TL_GH_BAD;
+    json_t *root =
+        json_loadb(body + off, (size_t)(end - (body + off)), JSON_REJECT_DUPLICATES, &jerr);
+    enum tl_gh_kind kind = TL_GH_BAD;
+    if (json_is_object(root) && version_ok(root) && get_id(root, "worker_id", &out->worker_id) &&
+        get_id(root, "node_id", &out->node_id) && get_time(root, "at", true, &out->at_ms))
+        kind = TL_GH_REOPEN;
+    json_decref(root);
+    if (kind != TL_GH_REOPEN)
+        tl__gh_reopen_clear(out);
+    return kind;
+}
+
+char *tl__gh_build_reopen(const struct tl_gh_reopen *r)
+{
+    char at[TL_ISO_SIZE], w[TL_ID_MAX + 1], n[TL_ID_MAX + 1];
+    char *marker = NULL, *out = NULL;
+
+    tl__format_iso(r->at_ms, at);
+    json_t *root =
+        json_pack("{s:i, s:s, s:s, s:s}", "v", 1, "worker_id", r->worker_id ? r->worker_id : "?",
+                  "node_id", r->node_id ? r->node_id : "?", "at", at);
+    if (root != NULL && (marker = dump_escaped(root)) != NULL) {
+        visible_id(r->worker_id ? r->worker_id : "?", w, sizeof(w));
+        visible_id(r->node_id ? r->node_id : "?", n, sizeof(n));
+        fmt_time(r->at_ms, at);
+        out = tl__asprintf(
+            "🔓 Reopened by `%s` on `%s` at %s: the task is offered again.\n\n" REOPEN_PREFIX
+            " %s -->",
+            w, n, at, marker);
+    }
+    json_decref(root);
+    tl__free(marker);
+    return out;
 }

@@ -94,6 +94,23 @@ static void post_issue(struct ghs_server *s, const struct ghs_req *rq, struct gh
         bad(r, "\"state\" must be open or closed");
         return;
     }
+    json_t *labels = json_object_get(j, "labels");
+    json_t *assignees = json_object_get(j, "assignees");
+    size_t li;
+    json_t *le;
+    bool lok = labels == NULL || json_is_array(labels);
+    json_array_foreach(labels, li, le)
+    {
+        lok = lok && json_is_string(le);
+    }
+    json_array_foreach(assignees, li, le)
+    {
+        lok = lok && json_is_string(le) && ghs_user_find(s, json_string_value(le)) != SIZE_MAX;
+    }
+    if (!lok || (assignees != NULL && !json_is_array(assignees))) {
+        bad(r, "\"labels\" must be an array of strings, \"assignees\" of known logins");
+        return;
+    }
     if (has_status && status != 200 && status != 301 && status != 404 && status != 410) {
         bad(r, "\"status\" must be 200, 301, 404 or 410");
         return;
@@ -136,6 +153,27 @@ static void post_issue(struct ghs_server *s, const struct ghs_req *rq, struct gh
             is->closed = closed;
             is->closed_at = closed ? now : 0;
         }
+    }
+    if (labels) {
+        json_t *arr = json_array();
+        json_array_foreach(labels, li, le)
+        {
+            (void)json_array_append_new(arr, json_pack("{s:s}", "name", json_string_value(le)));
+        }
+        if (arr) {
+            json_decref(is->labels);
+            is->labels = arr;
+            is->updated = now;
+        }
+    }
+    if (assignees) {
+        is->nassignees = 0; /* replaces the set: assignable or not, as the test says */
+        json_array_foreach(assignees, li, le)
+        {
+            if (is->nassignees < GHS_MAX_ASSIGNEES)
+                is->assignees[is->nassignees++] = ghs_user_find(s, json_string_value(le));
+        }
+        is->updated = now;
     }
     if (has_status)
         is->status = (int)status;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "server.h"
 
@@ -25,6 +26,7 @@ static const char *const ep_names[GHS_EP_COUNT] = {
     [GHS_EP_COMMENT_DELETE] = "DELETE /repos/{o}/{r}/issues/comments/{id}",
     [GHS_EP_USER] = "GET /user",
     [GHS_EP_RATE_LIMIT] = "GET /rate_limit",
+    [GHS_EP_ISSUES_LIST] = "GET /repos/{o}/{r}/issues",
 };
 
 const char *ghs_ep_name(enum ghs_ep ep)
@@ -90,7 +92,9 @@ void ghs_route_parse(const char *method, const char *path, struct ghs_route *rt)
     size_t rest = nseg - i;
     enum ghs_ep ep = GHS_EP_NONE;
 
-    if (rest >= 1 && strcmp(seg[i], "assignees") == 0) {
+    if (rest == 1 && get && strcmp(seg[i], "issues") == 0) {
+        ep = GHS_EP_ISSUES_LIST;
+    } else if (rest >= 1 && strcmp(seg[i], "assignees") == 0) {
         if (rest == 1 && get) {
             ep = GHS_EP_REPO_ASSIGNEES;
         } else if (rest == 2 && get) {
@@ -497,6 +501,89 @@ static void list_assignees(struct ghs_server *s, const struct ghs_req *rq, size_
     link_header(r, rq->base, path, "", pg, n);
 }
 
+/* Whether issue `is` carries every label of the comma-separated `want` (case-insensitive). */
+static bool has_labels(const struct ghs_issue *is, const char *want)
+{
+    for (const char *p = want; p && *p;) {
+        size_t n = strcspn(p, ",");
+        bool found = false;
+        size_t i;
+        json_t *l;
+        json_array_foreach(is->labels, i, l)
+        {
+            const char *name = json_string_value(json_object_get(l, "name"));
+            if (name && strlen(name) == n && strncasecmp(name, p, n) == 0)
+                found = true;
+        }
+        if (n > 0 && !found)
+            return false;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return true;
+}
+
+/* GET /repos/{o}/{r}/issues: state (open, closed, all; default open), labels (all of them),
+ * sort (created, updated; default created), direction (asc, desc; default desc), paginated. */
+static void list_issues(struct ghs_server *s, const struct ghs_req *rq, size_t repo,
+                        struct ghs_resp *r)
+{
+    const char *state = ghs_query(rq, "state");
+    const char *labels = ghs_query(rq, "labels");
+    const char *sort = ghs_query(rq, "sort");
+    const char *dir = ghs_query(rq, "direction");
+    struct ghs_repo *rp = &s->repos[repo];
+    char query[512], enc[256], path[96];
+
+    if (!state)
+        state = "open";
+    if (strcmp(state, "open") != 0 && strcmp(state, "closed") != 0 && strcmp(state, "all") != 0) {
+        invalid(r, NULL, "Issue", "state", "invalid", "state must be open, closed or all");
+        return;
+    }
+    if (sort && strcmp(sort, "created") != 0 && strcmp(sort, "updated") != 0) {
+        invalid(r, NULL, "Issue", "sort", "invalid", "sort must be created or updated");
+        return;
+    }
+    if (dir && strcmp(dir, "asc") != 0 && strcmp(dir, "desc") != 0) {
+        invalid(r, NULL, "Issue", "direction", "invalid", "direction must be asc or desc");
+        return;
+    }
+    struct sort_key *keys = malloc((rp->nissues ? rp->nissues : 1) * sizeof(*keys));
+    if (!keys) {
+        ghs_resp_error(r, 500, "out of memory");
+        return;
+    }
+    bool by_updated = sort && strcmp(sort, "updated") == 0;
+    size_t n = 0;
+    for (size_t i = 0; i < rp->nissues; i++) {
+        const struct ghs_issue *is = &rp->issues[i];
+        if (is->status != 200 || (strcmp(state, "open") == 0 && is->closed) ||
+            (strcmp(state, "closed") == 0 && !is->closed) || (labels && !has_labels(is, labels)))
+            continue;
+        keys[n++] = (struct sort_key){
+            .key = by_updated ? is->updated : is->created, .id = is->number, .index = i};
+    }
+    qsort(keys, n, sizeof(*keys), dir && strcmp(dir, "asc") == 0 ? cmp_asc : cmp_desc);
+    struct paging pg = paging_of(rq);
+    json_t *arr = json_array();
+    if (arr && (uint64_t)(pg.page - 1) <= n / (uint64_t)pg.per_page) {
+        size_t from = (size_t)((pg.page - 1) * pg.per_page);
+        for (size_t i = from; i < n && i < from + (size_t)pg.per_page; i++)
+            (void)json_array_append_new(
+                arr, ghs_issue_json(s, rq->base, repo, &rp->issues[keys[i].index]));
+    }
+    free(keys);
+    ghs_resp_json(r, 200, arr);
+    url_encode(labels ? labels : "", enc, sizeof(enc));
+    (void)snprintf(query, sizeof(query), "state=%s&%s%s%ssort=%s&direction=%s&", state,
+                   labels ? "labels=" : "", labels ? enc : "", labels ? "&" : "",
+                   sort ? sort : "created", dir ? dir : "desc");
+    (void)snprintf(path, sizeof(path), "/repositories/%lld/issues", (long long)rp->id);
+    link_header(r, rq->base, path, query, pg, n);
+}
+
 /* ---- issue handlers ---- */
 
 static void patch_issue(struct ghs_server *s, const struct ghs_req *rq, size_t repo,
@@ -776,6 +863,7 @@ void ghs_api_handle_locked(struct ghs_server *s, const struct ghs_route *rt,
         return;
     }
     case GHS_EP_REPO_COMMENTS: list_repo_comments(s, rq, repo, r); return;
+    case GHS_EP_ISSUES_LIST: list_issues(s, rq, repo, r); return;
     case GHS_EP_COMMENT_GET:
     case GHS_EP_COMMENT_PATCH:
     case GHS_EP_COMMENT_DELETE: comment_by_id(s, rt, rq, repo, r); return;

@@ -586,6 +586,95 @@ static void garbage_never_crashes(void **state)
     tl__free(valid);
 }
 
+/* A done release's completion says "done":true; one without it (every older one) is a plain
+ * release; a "done" that is not a boolean makes the marker garbled. A forced release is never
+ * done. */
+static void done_release_roundtrip(void **state)
+{
+    struct tl_gh_release r = {0}, back;
+    char why[TL_ERRMSG_SIZE];
+
+    (void)state;
+    memcpy(r.nonce, nonce_a, sizeof(r.nonce));
+    r.token = 3000000043;
+    r.worker_id = "worker-1";
+    r.node_id = "node-abc";
+    r.claimed_at_ms = 1795735681000;
+    r.released_at_ms = 1795735681000 + 1000;
+    r.done = true;
+    char *body = tl__gh_build_release(&r);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "Done: finished and closed by `worker-1`"));
+    assert_int_equal(tl__gh_parse_comment(body, strlen(body), NULL, &back, why), TL_GH_RELEASE);
+    assert_true(back.done);
+    tl__gh_release_clear(&back);
+    tl__free(body);
+
+    r.done = false;
+    body = tl__gh_build_release(&r);
+    assert_null(strstr(body, "\"done\""));
+    assert_int_equal(tl__gh_parse_comment(body, strlen(body), NULL, &back, why), TL_GH_RELEASE);
+    assert_false(back.done);
+    tl__gh_release_clear(&back);
+    tl__free(body);
+
+    r.done = true;
+    r.forced_worker_id = "breaker";
+    body = tl__gh_build_release(&r);
+    assert_int_equal(tl__gh_parse_comment(body, strlen(body), NULL, &back, why), TL_GH_RELEASE);
+    assert_false(back.done);
+    tl__gh_release_clear(&back);
+    tl__free(body);
+
+    const char *bad =
+        "<!-- tasklock:released {\"v\":1,\"nonce\":\"00112233445566778899aabbccddeeff\","
+        "\"token\":5,\"worker_id\":\"w\",\"node_id\":\"n\",\"claimed_at\":"
+        "\"2026-12-04T14:00:00Z\",\"released_at\":\"2026-12-04T14:00:01Z\","
+        "\"done\":\"yes\"} -->";
+    assert_int_equal(tl__gh_parse_comment(bad, strlen(bad), NULL, &back, why), TL_GH_BAD);
+    assert_non_null(strstr(why, "done"));
+}
+
+/* The reopen comment: its own parser tells it; to the claim and completion parser (and so to
+ * every older reader) it is an ordinary comment. */
+static void reopen_roundtrip(void **state)
+{
+    const struct tl_gh_reopen r = {
+        .worker_id = "worker-2", .node_id = "node-x", .at_ms = 1795735681000};
+    struct tl_gh_reopen back;
+    char why[TL_ERRMSG_SIZE];
+
+    (void)state;
+    char *body = tl__gh_build_reopen(&r);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "Reopened by `worker-2` on `node-x`"));
+    assert_int_equal(tl__gh_parse_reopen(body, strlen(body), &back), TL_GH_REOPEN);
+    assert_string_equal(back.worker_id, "worker-2");
+    assert_string_equal(back.node_id, "node-x");
+    assert_int_equal(back.at_ms, 1795735681000);
+    tl__gh_reopen_clear(&back);
+    assert_int_equal(tl__gh_parse_comment(body, strlen(body), NULL, NULL, why), TL_GH_NONE);
+    tl__free(body);
+
+    const char *cases[] = {
+        "<!-- tasklock:reopened {\"v\":2,\"worker_id\":\"w\",\"node_id\":\"n\","
+        "\"at\":\"2026-12-04T14:00:00Z\"} -->",
+        "<!-- tasklock:reopened {\"v\":1,\"worker_id\":\"w\"} -->",
+        "<!-- tasklock:reopened {\"v\":1",
+        "<!-- tasklock:reopened {} --> <!-- tasklock:reopened {} -->",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(tl__gh_parse_reopen(cases[i], strlen(cases[i]), &back), TL_GH_BAD);
+    assert_int_equal(tl__gh_parse_reopen("plain text", 10, &back), TL_GH_NONE);
+    /* any prefix of a valid one: never a crash */
+    body = tl__gh_build_reopen(&r);
+    for (size_t n = 0; n <= strlen(body); n++) {
+        if (tl__gh_parse_reopen(body, n, &back) == TL_GH_REOPEN)
+            tl__gh_reopen_clear(&back);
+    }
+    tl__free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -597,6 +686,8 @@ int main(void)
         cmocka_unit_test(bad_markers_are_bad),
         cmocka_unit_test(release_roundtrip),
         cmocka_unit_test(forced_release_roundtrip),
+        cmocka_unit_test(done_release_roundtrip),
+        cmocka_unit_test(reopen_roundtrip),
         cmocka_unit_test(largest_claims_round_trip),
         cmocka_unit_test(largest_completion_fits),
         cmocka_unit_test(characters_are_code_points),
