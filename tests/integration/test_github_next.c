@@ -3,9 +3,10 @@
  * (src/stores/github_next.c, docs/github.md), on a private tl-github-server: a label's open
  * issues ranked by the priority table, ties spread by worker id, closed issues skipped, a done
  * release closing the issue before it deletes the claim, reopen, forged completion comments,
- * and the request budget of one claim-next (read from the server's counters).
+ * and the request budget of one claim-next (read from the server's counters); four threads, and
+ * four `tasklock work --label` processes, each draining a label with every issue done once.
  *
- * Issues 1..80 of acme/widgets; each test uses its own issue numbers and labels.
+ * Issues 1..100 of acme/widgets; each test uses its own issue numbers and labels.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,8 +28,13 @@ int main(void)
     return 77;
 }
 #else
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "spawn.h"
 #include "stores/github.h"
@@ -585,9 +591,92 @@ static void four_workers_drain_a_label_once_each(void **state)
     }
 }
 
+/* ---- four `tasklock work` processes drain a label ---- */
+
+#define WORK_FIRST 81
+#define WORK_COUNT 20
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void work_processes_drain_a_label_once_each(void **state)
+{
+    (void)state;
+    const char *bindir = tl_test_env("TL_TEST_BINARY_DIR");
+    char binary[600], url[512], ledger[700], cmd[900];
+    pid_t pids[4];
+
+    if (bindir == NULL)
+        skip();
+    (void)snprintf(binary, sizeof(binary), "%s/tasklock", bindir);
+    char *dir = tl_test_mkdtemp();
+    assert_non_null(dir);
+    (void)snprintf(ledger, sizeof(ledger), "%s/ledger", dir);
+    (void)snprintf(url, sizeof(url),
+                   "github://acme/widgets?api_url=%s&write_budget=off&reread_delay=50ms", srv.url);
+    (void)snprintf(cmd, sizeof(cmd),
+                   "printf '%%s %%s\\n' \"$TASKLOCK_KEY\" \"$TASKLOCK_TOKEN\" >> '%s'", ledger);
+    for (int n = WORK_FIRST; n < WORK_FIRST + WORK_COUNT; n++)
+        set_issue(n, "\"labels\":[\"cli-drain\"]");
+
+    for (int i = 0; i < 4; i++) {
+        char worker[32];
+        (void)snprintf(worker, sizeof(worker), "cli-drain-%d", i);
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            int null = open("/dev/null", O_WRONLY);
+            if (null >= 0)
+                (void)dup2(null, STDOUT_FILENO);
+            execl(binary, binary, "-s", url, "-w", worker, "-q", "work", "--label", "cli-drain",
+                  "--wait", "30s", "--", "sh", "-c", cmd, (char *)NULL);
+            _exit(127);
+        }
+    }
+    int64_t end = mono_ms() + 120000;
+    for (int i = 0; i < 4; i++) {
+        int status = 0;
+        pid_t w;
+        while ((w = waitpid(pids[i], &status, WNOHANG)) == 0 && mono_ms() < end) {
+            struct timespec ts = {.tv_nsec = 20000000L};
+            (void)nanosleep(&ts, NULL);
+        }
+        if (w == 0) {
+            (void)kill(pids[i], SIGKILL);
+            (void)waitpid(pids[i], &status, 0);
+            fail_msg("tasklock work %d did not finish in 120 s", i);
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("tasklock work %d exited with status %d", i, status);
+    }
+
+    int count[WORK_COUNT] = {0};
+    FILE *f = fopen(ledger, "r");
+    assert_non_null(f);
+    char line[256];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        int n = atoi(line);
+        if (n >= WORK_FIRST && n < WORK_FIRST + WORK_COUNT)
+            count[n - WORK_FIRST]++;
+    }
+    (void)fclose(f);
+    for (int i = 0; i < WORK_COUNT; i++) {
+        if (count[i] != 1)
+            fail_msg("issue %d was worked on %d times", WORK_FIRST + i, count[i]);
+        assert_true(is_closed(WORK_FIRST + i));
+    }
+    tl_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
-    const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "80",
+    const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "100",
                                 "--token", LOGIN "=" TOKEN, NULL};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(label_ranking_follows_the_priority_table),
@@ -598,6 +687,7 @@ int main(void)
         cmocka_unit_test(forged_completion_is_not_a_done_marker),
         cmocka_unit_test(request_budget_per_claim_next),
         cmocka_unit_test(four_workers_drain_a_label_once_each),
+        cmocka_unit_test(work_processes_drain_a_label_once_each),
     };
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)
