@@ -18,7 +18,9 @@ $(BUILD)/CMakeCache.txt:
 
 # Every test, with Redis, PostgreSQL and the GitHub test server started on 127.0.0.1.
 # CTEST_ARGS: more ctest options (the sanitizer builds leave out the "browser" label: the page
-# in chromium and Prometheus, which test no C code of their own; test_serve covers the server).
+# in chromium and Prometheus, which test no C code of their own; test_serve covers the server;
+# and the "slow" label: the etcd cluster's leader kills and the longest fault scenarios, which
+# the plain build runs).
 CTEST_ARGS ?=
 test: deps all
 	TL_BUILD_DIR=$(BUILD) tests/harness/with-servers ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
@@ -30,12 +32,12 @@ demo: deps all
 # two cannot share one). Any report fails the test that triggered it.
 test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	$(MAKE) test BUILD=build-asan CTEST_ARGS="-LE browser $(CTEST_ARGS)" \
+	$(MAKE) test BUILD=build-asan CTEST_ARGS="-LE 'browser|slow' $(CTEST_ARGS)" \
 	    CMAKE_FLAGS="-DTL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)"
 
 test-tsan:
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	$(MAKE) test BUILD=build-tsan CTEST_ARGS="-LE browser $(CTEST_ARGS)" \
+	$(MAKE) test BUILD=build-tsan CTEST_ARGS="-LE 'browser|slow' $(CTEST_ARGS)" \
 	    CMAKE_FLAGS="-DTL_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)"
 
 # Fuzzing with clang's libFuzzer: each target for FUZZ_SECONDS, then every input kept in

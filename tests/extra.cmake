@@ -61,3 +61,9 @@ endif()
 if(TARGET test_serve AND TARGET tasklock_cli)
   add_dependencies(test_serve tasklock_cli tl_proxy)
 endif()
+
+# The three-member etcd cluster whose leader is killed: `slow`, like the longest torture
+# scenarios (tests/torture/torture.cmake), so the sanitizer builds leave it out.
+if(TEST etcd_failover)
+  set_tests_properties(etcd_failover PROPERTIES LABELS "integration;slow")
+endif()

@@ -106,3 +106,15 @@ tl_torture(github_partition  github partition  --workers 4 --cycles 15 --keys 2 
 # FIFO only (priority 0); a waiter's place is its claim comment, alive for the lock timeout.
 tl_torture(github_line       github line       --workers 4 --cycles 15 --keys 2 --lock-timeout 4s
            --faults 4 --hold 200ms)
+
+# The longest scenarios (a three-member etcd cluster killed and restarted; proxies frozen for
+# lock timeouts; servers restarted) also carry the label `slow`: the plain build runs them, the
+# sanitizer builds leave them out (Makefile, test-asan and test-tsan) to keep CI within its time.
+# Every store still runs its clean, sigkill, sigstop and line scenarios under both sanitizers.
+foreach(t torture_etcd_leader_kill torture_etcd_line torture_redis_partition
+          torture_postgres_partition torture_postgres_restart torture_redis_restart
+          torture_github_partition)
+  if(TEST ${t})
+    set_tests_properties(${t} PROPERTIES LABELS "torture;slow")
+  endif()
+endforeach()
