@@ -147,8 +147,8 @@ static void summary(const struct work *w)
             w->done, "failed", w->failed, "lost", w->lost, "seconds", secs, "tasks_left",
             !w->none_left, "acquisitions", (json_int_t)mt.total_acquisitions, "conflicts",
             (json_int_t)mt.total_conflicts, "stale_locks_claimed",
-            (json_int_t)mt.stale_locks_claimed, "acquisition_ms_average",
-            mt.average_acquisition_ms, "acquisition_ms_p99", mt.p99_acquisition_ms);
+            (json_int_t)mt.stale_locks_claimed, "acquisition_ms_average", mt.average_acquisition_ms,
+            "acquisition_ms_p99", mt.p99_acquisition_ms);
         char *line = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
         if (line != NULL)
             (void)fprintf(stderr, "%s\n", line);
@@ -404,7 +404,7 @@ static void check_lost(struct work *w, struct slot *s)
 
 static void loop(struct work *w)
 {
-    struct tl_cli_child **kids = calloc(w->nslots, sizeof(*kids));
+    struct tl_cli_child **kids = calloc(w->nslots, sizeof(struct tl_cli_child *));
 
     if (kids == NULL) {
         tl_cli_error(w->cli, "out of memory");
