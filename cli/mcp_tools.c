@@ -920,9 +920,7 @@ static json_t *tool_claim_next(struct tl_mcp_call *c, json_t *args)
                          o.strategy == TL_STEAL_STALE ? ""
                                                       : ", or use strategy steal-stale to take "
                                                         "over tasks whose holder is gone");
-    } else if (st == TL_ENOTSUP) {
-        r = error_result("claim_next: %s", tl_errmsg(s->m));
-    } else if (st == TL_EINVAL) {
+    } else if (st == TL_ENOTSUP || st == TL_EINVAL) { /* no claim-next or no labels; bad keys */
         r = error_result("claim_next: %s", tl_errmsg(s->m));
     } else {
         r = store_failure(s, "claim_next", st);
