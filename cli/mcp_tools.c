@@ -908,8 +908,9 @@ static json_t *tool_claim_next(struct tl_mcp_call *c, json_t *args)
         char msg[600];
 
         (void)snprintf(msg, sizeof(msg),
-                       "Nothing left to claim (TL_ENOTASK): %s. Every candidate is finished "
-                       "(released with done: true); lock_reopen offers one again.",
+                       "Nothing left to claim (TL_ENOTASK): %s. The work is finished: every "
+                       "candidate was released with done: true (or there was none); "
+                       "lock_reopen offers a done one again.",
                        tl_errmsg(s->m));
         r = ok_result(json_pack("{s:s, s:s}", "outcome", "none_left", "message", msg));
     } else if (st == TL_EBUSY) {
