@@ -205,15 +205,20 @@ static const char *const tools_json[] = {
     /* lock_list */
     "{\"name\":\"lock_list\",\"title\":\"List held locks\",\"description\":\"Every held lock "
     "in the store (or those whose key starts with prefix), ordered by key: holder, token, "
-    "times, staleness, how many wait, and whether it is yours.\","
+    "times, staleness, how many wait, and whether it is yours. With include_done, also the "
+    "finished tasks (done markers), which claim_next skips.\","
     "\"inputSchema\":{\"type\":\"object\",\"properties\":{\"prefix\":{\"type\":\"string\","
-    "\"maxLength\":255,\"description\":\"only keys that start with this\"}},"
-    "\"additionalProperties\":false},"
+    "\"maxLength\":255,\"description\":\"only keys that start with this\"},"
+    "\"include_done\":{\"type\":\"boolean\",\"description\":\"also list the done markers "
+    "of finished tasks (default false)\"}},\"additionalProperties\":false},"
     "\"outputSchema\":{\"type\":\"object\",\"properties\":{\"locks\":{\"type\":\"array\","
     "\"items\":{\"type\":\"object\",\"properties\":{\"key\":{\"type\":\"string\"},"
     "\"lock\":" LOCK_OBJECT_SCHEMA
     ",\"waiting\":{\"type\":\"integer\"}},\"required\":[\"key\",\"lock\"]}},"
-    "\"count\":{\"type\":\"integer\"}},\"required\":[\"locks\",\"count\"]},"
+    "\"count\":{\"type\":\"integer\"},\"done\":{\"type\":\"array\",\"description\":\"with "
+    "include_done: the finished tasks, ordered by key\",\"items\":{\"allOf\":[" DONE_OBJECT_SCHEMA
+    ",{\"type\":\"object\",\"properties\":{\"key\":{\"type\":"
+    "\"string\"}},\"required\":[\"key\"]}]}}},\"required\":[\"locks\",\"count\"]},"
     "\"annotations\":{\"title\":\"List held locks\",\"readOnlyHint\":true,"
     "\"destructiveHint\":false,\"idempotentHint\":true,\"openWorldHint\":false}}",
     /* lock_history */
@@ -1080,6 +1085,23 @@ static json_t *tool_reopen(struct tl_mcp_call *c, json_t *args)
     return ok_result(json_pack("{s:s, s:b}", "key", key, "was_done", was_done));
 }
 
+/* A done marker as JSON (with its key if `with_key`): a new reference, or NULL. */
+static json_t *done_object(const struct tl_done *d, bool with_key)
+{
+    char at[40];
+    json_t *summary = json_string(d->summary != NULL ? d->summary : "");
+
+    tl_mcp_iso(d->done_at_ms, at, sizeof(at));
+    json_t *r = json_pack("{s:s, s:s, s:I, s:s, s:o}", "worker_id", d->worker_id, "node_id",
+                          d->node_id, "token", (json_int_t)d->token, "done_at", at, "summary",
+                          summary != NULL ? summary : json_string("(not UTF-8)"));
+    if (r != NULL && with_key && json_object_set_new(r, "key", json_string(d->key)) != 0) {
+        json_decref(r);
+        r = NULL;
+    }
+    return r;
+}
+
 /* The done marker of `key` for lock_status: an object, JSON null when not done, or NULL with
  * *st set (TL_ENOTSUP: the store keeps no markers; the caller leaves "done" out). */
 static json_t *done_marker(struct tl_mcp_server *s, const char *key, tl_status *st)
@@ -1092,15 +1114,9 @@ static json_t *done_marker(struct tl_mcp_server *s, const char *key, tl_status *
     if (*st != TL_OK)
         return NULL;
     for (size_t i = 0; r == NULL && i < n; i++) {
-        char at[40];
-
         if (strcmp(d[i]->key, key) != 0)
             continue;
-        tl_mcp_iso(d[i]->done_at_ms, at, sizeof(at));
-        json_t *summary = json_string(d[i]->summary != NULL ? d[i]->summary : "");
-        r = json_pack("{s:s, s:s, s:I, s:s, s:o}", "worker_id", d[i]->worker_id, "node_id",
-                      d[i]->node_id, "token", (json_int_t)d[i]->token, "done_at", at, "summary",
-                      summary != NULL ? summary : json_string("(not UTF-8)"));
+        r = done_object(d[i], false);
         if (r == NULL)
             *st = TL_ENOMEM;
     }
@@ -1178,7 +1194,7 @@ static json_t *tool_status(struct tl_mcp_call *c, json_t *args)
 
 static json_t *tool_list(struct tl_mcp_call *c, json_t *args)
 {
-    static const char *const known[] = {"prefix", NULL};
+    static const char *const known[] = {"prefix", "include_done", NULL};
     struct tl_mcp_server *s = c->s;
     struct tl_info **infos = NULL;
     size_t n = 0;
@@ -1190,11 +1206,39 @@ static json_t *tool_list(struct tl_mcp_call *c, json_t *args)
     const char *prefix = json_string_value(v);
     if (v != NULL && !json_is_null(v) && prefix == NULL)
         return error_result("lock_list: \"prefix\" must be a string");
+    json_t *inc = json_object_get(args, "include_done");
+    if (inc != NULL && !json_is_null(inc) && !json_is_boolean(inc))
+        return error_result("lock_list: \"include_done\" must be true or false");
     if ((r = need_store(s)) != NULL || s->m == NULL)
         return r;
+    json_t *done = NULL;
+    if (json_is_true(inc)) {
+        struct tl_done **d = NULL;
+        size_t nd = 0;
+        tl_status dst = tl_list_done(s->m, NULL, &d, &nd);
+
+        if (dst == TL_ENOTSUP)
+            return error_result("lock_list: %s", tl_errmsg(s->m));
+        if (dst != TL_OK)
+            return store_failure(s, "lock_list", dst);
+        done = json_array();
+        for (size_t i = 0; done != NULL && i < nd; i++) {
+            if (prefix != NULL && strncmp(d[i]->key, prefix, strlen(prefix)) != 0)
+                continue;
+            if (json_array_append_new(done, done_object(d[i], true)) != 0) {
+                json_decref(done);
+                done = NULL;
+            }
+        }
+        tl_done_array_free(d, nd);
+        if (done == NULL)
+            return error_result("lock_list: out of memory");
+    }
     tl_status st = tl_list(s->m, &infos, &n);
-    if (st != TL_OK)
+    if (st != TL_OK) {
+        json_decref(done);
         return store_failure(s, "lock_list", st);
+    }
 
     json_t *locks = json_array();
     size_t count = 0;
@@ -1210,8 +1254,14 @@ static json_t *tool_list(struct tl_mcp_call *c, json_t *args)
         count++;
     }
     tl_info_array_free(infos, n);
-    return ok_result(
-        locks != NULL ? json_pack("{s:o, s:I}", "locks", locks, "count", (json_int_t)count) : NULL);
+    json_t *doc =
+        locks != NULL ? json_pack("{s:o, s:I}", "locks", locks, "count", (json_int_t)count) : NULL;
+    if (doc != NULL && done != NULL && json_object_set(doc, "done", done) != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    json_decref(done);
+    return ok_result(doc);
 }
 
 static json_t *tool_history(struct tl_mcp_call *c, json_t *args)

@@ -871,6 +871,15 @@ static void claim_next_and_done(void **state)
     res = tool(&b, 3, "lock_status", "{\"key\":\"cn/2\"}");
     assert_true(json_is_null(json_object_get(sc(res), "done")));
     json_decref(res);
+    res = tool(&b, 4, "lock_list", "{\"prefix\":\"cn/\",\"include_done\":true}");
+    json_t *dl = json_object_get(sc(res), "done");
+    assert_int_equal(json_array_size(dl), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(dl, 0), "key")), "cn/1");
+    assert_int_equal(json_integer_value(json_object_get(sc(res), "count")), 1); /* cn/2 */
+    json_decref(res);
+    res = tool(&b, 5, "lock_list", "{}");
+    assert_null(json_object_get(sc(res), "done"));
+    json_decref(res);
     res = tool(&a, 4, "claim_next", CN_KEYS);
     assert_string_equal(sc_str(res, "key"), "cn/3"); /* cn/1 done, cn/2 held by b */
     uint64_t t3 = sc_token(res);

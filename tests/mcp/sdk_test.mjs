@@ -248,6 +248,8 @@ test('claim_next: two clients get two tasks; done is skipped; none_left; reopen'
   assert.equal(st.held, false);
   assert.equal(st.done.summary, 'finished');
   assert.equal(st.done.worker_id, ga.structuredContent.worker_id);
+  const listed = await call(observer, 'lock_list', { prefix: 'sdk-q', include_done: true });
+  assert.deepEqual(listed.structuredContent.done.map((d) => d.key), ['sdk-q1'], text(listed));
   const next = await call(a, 'claim_next', { keys });
   assert.equal(next.structuredContent.key, 'sdk-q3', 'sdk-q1 is done, sdk-q2 held');
 
