@@ -36,9 +36,10 @@ enum { OPT_ON_EXIT = TL_OPT_COMMAND, OPT_MAX_WAIT, OPT_ALLOW_FORCE };
 
 static const char help[] =
     "Serves the Model Context Protocol on standard input and output, one JSON-RPC message per\n"
-    "line, so that AI agents lock through tools: lock_acquire, lock_heartbeat, lock_release,\n"
-    "lock_status, lock_list, lock_history; and read the locks as resources (tasklock://locks,\n"
-    "tasklock://locks/{key}). Standard output carries protocol messages only; messages for\n"
+    "line, so that AI agents lock through tools: lock_acquire, claim_next, lock_heartbeat,\n"
+    "lock_release (done: finished), lock_reopen, lock_status, lock_list, lock_history; and\n"
+    "read the locks as resources (tasklock://locks, tasklock://locks/{key}). Standard output "
+    "carries protocol messages only; messages for\n"
     "people go to standard error. docs/mcp.md shows how to add it to an agent's configuration.\n"
     "\n"
     "The server heartbeats every lock it granted while its client is connected. When the\n"
@@ -53,7 +54,7 @@ static const char help[] =
     "Options:\n"
     "  --on-exit release|keep  what happens to the granted locks when the client goes away\n"
     "                          (default release)\n"
-    "  --max-wait DURATION     the longest a lock_acquire waits for a held lock, counted from\n"
+    "  --max-wait DURATION     the longest a lock_acquire or claim_next waits, counted from\n"
     "                          the request's arrival (default 50s, below the usual 60 s\n"
     "                          request timeout of MCP clients; 0: never wait)\n"
     "  --allow-force           offer the strategy \"force\" (take a lock from a live holder)\n"

@@ -25,7 +25,9 @@ static const char instructions[] =
     "it, and lock_release with the returned token when done. While you stay connected the "
     "server heartbeats the locks it granted you; when you disconnect it releases them. A "
     "conflict is an error result naming the holder, since when it holds the lock and how fresh "
-    "its heartbeat is. lock_status and lock_list show who holds what.";
+    "its heartbeat is. To share a list of tasks, claim_next takes the first free one of them; "
+    "release it with done: true when finished, so that it is not offered again. lock_status "
+    "and lock_list show who holds what.";
 
 /* ---- small helpers ---- */
 

@@ -1,12 +1,14 @@
 /*
- * mcp_tools.c -- the tools of `tasklock mcp` (mcp.h): lock_acquire, lock_heartbeat,
- * lock_release, lock_status, lock_list and lock_history, each a thin face over tasklock.h.
+ * mcp_tools.c -- the tools of `tasklock mcp` (mcp.h): lock_acquire, claim_next, lock_heartbeat,
+ * lock_release, lock_reopen, lock_status, lock_list and lock_history, each a thin face over
+ * tasklock.h.
  *
  * Two error channels, as MCP has them: a call that cannot be made at all (an unknown tool) is a
  * JSON-RPC error; everything the model can act on -- a lock held by another agent, an argument
  * it got wrong, a lock it lost, a store that failed -- is a tool result with isError true and a
- * message that says what happened and what to do. claim_next and a release's `done` arrive with
- * claim-next (issue 14) and are not offered yet.
+ * message that says what happened and what to do. claim_next's "nothing left" (TL_ENOTASK) is
+ * neither: a plain result with outcome none_left, since the work list is finished and there is
+ * nothing to mend or retry.
  */
 #include <errno.h>
 #include <math.h>
@@ -40,6 +42,13 @@
                                                                                                 "\"held by this agent (this connection's worker id)\"}},"              \
                                                                                                 "\"required\":[\"worker_id\",\"token\",\"claimed_at\","                \
                                                                                                 "\"heartbeat_last\",\"stale\"]}"
+
+#define DONE_OBJECT_SCHEMA                                                                     \
+    "{\"type\":\"object\",\"properties\":{\"worker_id\":{\"type\":\"string\",\"description\":" \
+    "\"who finished it\"},\"node_id\":{\"type\":\"string\"},\"token\":{\"type\":\"integer\"}," \
+    "\"done_at\":" TIME_SCHEMA(                                                                \
+        "when it was finished") ",\"summary\":{\"type\":\"string\"}},"                         \
+                                "\"required\":[\"worker_id\",\"token\",\"done_at\"]}"
 
 /* One JSON object per tool (C11 promises string literals of 4095 bytes only). */
 static const char *const tools_json[] = {
@@ -80,6 +89,48 @@ static const char *const tools_json[] = {
                       "\"annotations\":{\"title\":\"Acquire a task lock\",\"readOnlyHint\":false,"
                       "\"destructiveHint\":false,\"idempotentHint\":false,"
                       "\"openWorldHint\":false}}",
+    /* claim_next */
+    "{\"name\":\"claim_next\",\"title\":\"Claim the next free task\",\"description\":\"Of a "
+    "list of tasks (keys, in order of priority) or, on a GitHub store, the open issues with a "
+    "label, atomically takes the lock of the first one that is free -- not held, nobody "
+    "waiting for it, not done -- so that each task goes to one agent only. The answer says "
+    "which key you got and its token, as lock_acquire's does, and the server heartbeats the "
+    "lock while this connection lasts. Release it with lock_release, done: true when the task "
+    "is finished, so that it is not offered again. When every candidate not done is held, the "
+    "result is an error counting them (wait with wait_seconds, or try later); when every "
+    "candidate is done, outcome is none_left: nothing is left to do.\","
+    "\"inputSchema\":{\"type\":\"object\",\"properties\":{"
+    "\"keys\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"minLength\":1,"
+    "\"maxLength\":255},\"minItems\":1,\"maxItems\":10000,\"uniqueItems\":true,"
+    "\"description\":\"the candidate tasks' keys, most important first (no white space; on "
+    "a GitHub store, issue numbers); give keys or label\"},"
+    "\"label\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":255,\"description\":\"GitHub "
+    "store only: the candidates are the open issues with this label, ranked by priority label, "
+    "then oldest first; give keys or label\"},"
+    "\"strategy\":{\"type\":\"string\",\"enum\":[\"steal-stale\",\"retry\",\"fail-fast\"],"
+    "\"description\":\"steal-stale (default) also takes a task whose holder stopped "
+    "heartbeating (stale) and, with wait_seconds, waits; retry waits but never takes a stale "
+    "task; fail-fast makes one attempt\"},"
+    "\"wait_seconds\":{\"type\":\"number\",\"minimum\":0,\"description\":\"how long to wait "
+    "for a candidate to come free while all are held (default 0: answer at once); capped by "
+    "the server (--max-wait, 50 s by default)\"},"
+    "\"lock_timeout_seconds\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"maximum\":2073600,"
+    "\"description\":\"the lock goes stale this long after its last heartbeat (default 300)\"},"
+    "\"task_info\":{\"type\":\"object\",\"description\":\"a JSON object recorded with the "
+    "lock and shown to other agents\"}},\"additionalProperties\":false},"
+    "\"outputSchema\":{\"type\":\"object\",\"properties\":{\"outcome\":{\"type\":\"string\","
+    "\"enum\":[\"claimed\",\"none_left\"],\"description\":\"claimed: key and token are yours; "
+    "none_left: every candidate is done (or no issue has the label): nothing to claim\"},"
+    "\"key\":{\"type\":\"string\",\"description\":\"the task you got\"},"
+    "\"token\":{\"type\":\"integer\",\"description\":\"the fencing token; lock_release needs "
+    "it\"},\"worker_id\":{\"type\":\"string\"},\"node_id\":{\"type\":\"string\"},"
+    "\"claimed_at\":" TIME_SCHEMA("when it was claimed") ",\"expires_at\":" TIME_SCHEMA(
+        "when it would go stale without another heartbeat (the server heartbeats it while "
+        "connected)") ",\"lock_timeout_seconds\":{\"type\":\"number\"},"
+                      "\"message\":{\"type\":\"string\"}},\"required\":[\"outcome\"]},"
+                      "\"annotations\":{\"title\":\"Claim the next free task\","
+                      "\"readOnlyHint\":false,\"destructiveHint\":false,"
+                      "\"idempotentHint\":false,\"openWorldHint\":false}}",
     /* lock_heartbeat */
     "{\"name\":\"lock_heartbeat\",\"title\":\"Heartbeat a lock\",\"description\":\"Records a "
     "heartbeat of a lock this agent holds, now. The server already heartbeats the locks it "
@@ -108,20 +159,36 @@ static const char *const tools_json[] = {
     "released (done; also when this token was released already), not_held (the key is free: "
     "nothing to release) or not_yours (another agent or token holds it now: your lock was lost, "
     "and what you did after that was unprotected; an error result). summary goes into the "
-    "audit trail (lock_history).\","
+    "audit trail (lock_history). done: true marks the task finished, so that claim_next skips "
+    "it (until lock_reopen).\","
     "\"inputSchema\":{\"type\":\"object\",\"properties\":{" KEY_SCHEMA "," TOKEN_SCHEMA ","
     "\"summary\":{\"type\":\"string\",\"maxLength\":4096,\"description\":\"what was done, for "
-    "the audit trail\"}},\"required\":[\"key\",\"token\"],\"additionalProperties\":false},"
+    "the audit trail\"},\"done\":{\"type\":\"boolean\",\"description\":\"true: the task is "
+    "finished; the key keeps a done marker and claim_next no longer offers it (default false: "
+    "released, to be claimed again)\"}},\"required\":[\"key\",\"token\"],"
+    "\"additionalProperties\":false},"
     "\"outputSchema\":{\"type\":\"object\",\"properties\":{\"key\":{\"type\":\"string\"},"
     "\"token\":{\"type\":\"integer\"},\"outcome\":{\"type\":\"string\",\"enum\":[\"released\","
-    "\"not_yours\",\"not_held\"]},\"holder\":{\"type\":\"object\",\"description\":\"who holds "
-    "it now (not_yours)\"}},\"required\":[\"key\",\"token\",\"outcome\"]},"
+    "\"not_yours\",\"not_held\"]},\"done\":{\"type\":\"boolean\",\"description\":\"released "
+    "as finished (a done marker)\"},\"holder\":{\"type\":\"object\",\"description\":\"who "
+    "holds it now (not_yours)\"}},\"required\":[\"key\",\"token\",\"outcome\"]},"
     "\"annotations\":{\"title\":\"Release a task lock\",\"readOnlyHint\":false,"
+    "\"destructiveHint\":false,\"idempotentHint\":true,\"openWorldHint\":false}}",
+    /* lock_reopen */
+    "{\"name\":\"lock_reopen\",\"title\":\"Reopen a finished task\",\"description\":\"Clears "
+    "the done marker of a task released with done: true, so that claim_next offers it again "
+    "(GitHub: reopens the issue). was_done says whether it was done; reopening a task that is "
+    "not done changes nothing. It does not touch the task's lock.\","
+    "\"inputSchema\":{\"type\":\"object\",\"properties\":{" KEY_SCHEMA "},"
+    "\"required\":[\"key\"],\"additionalProperties\":false},"
+    "\"outputSchema\":{\"type\":\"object\",\"properties\":{\"key\":{\"type\":\"string\"},"
+    "\"was_done\":{\"type\":\"boolean\"}},\"required\":[\"key\",\"was_done\"]},"
+    "\"annotations\":{\"title\":\"Reopen a finished task\",\"readOnlyHint\":false,"
     "\"destructiveHint\":false,\"idempotentHint\":true,\"openWorldHint\":false}}",
     /* lock_status */
     "{\"name\":\"lock_status\",\"title\":\"Who holds a lock\",\"description\":\"The lock of a "
     "key: whether it is held, by whom (mine: by you), since when, how fresh its heartbeat is and "
-    "whether it is stale, and who waits in its line.\","
+    "whether it is stale, who waits in its line, and whether the task is done.\","
     "\"inputSchema\":{\"type\":\"object\",\"properties\":{" KEY_SCHEMA "},"
     "\"required\":[\"key\"],\"additionalProperties\":false},"
     "\"outputSchema\":{\"type\":\"object\",\"properties\":{\"key\":{\"type\":\"string\"},"
@@ -130,34 +197,43 @@ static const char *const tools_json[] = {
     "line\"},\"waiters\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{"
     "\"worker_id\":{\"type\":\"string\"},\"node_id\":{\"type\":\"string\"},\"priority\":{"
     "\"type\":\"integer\"},\"waiting_seconds\":{\"type\":\"number\"},\"dead\":{\"type\":"
-    "\"boolean\"}}}}},\"required\":[\"key\",\"held\",\"lock\",\"waiting\"]},"
+    "\"boolean\"}}}},\"done\":{\"anyOf\":[" DONE_OBJECT_SCHEMA ",{\"type\":\"null\"}],"
+    "\"description\":\"the task's done marker (claim_next skips it), null when not done\"}},"
+    "\"required\":[\"key\",\"held\",\"lock\",\"waiting\"]},"
     "\"annotations\":{\"title\":\"Who holds a lock\",\"readOnlyHint\":true,"
     "\"destructiveHint\":false,\"idempotentHint\":true,\"openWorldHint\":false}}",
     /* lock_list */
     "{\"name\":\"lock_list\",\"title\":\"List held locks\",\"description\":\"Every held lock "
     "in the store (or those whose key starts with prefix), ordered by key: holder, token, "
-    "times, staleness, how many wait, and whether it is yours.\","
+    "times, staleness, how many wait, and whether it is yours. With include_done, also the "
+    "finished tasks (done markers), which claim_next skips.\","
     "\"inputSchema\":{\"type\":\"object\",\"properties\":{\"prefix\":{\"type\":\"string\","
-    "\"maxLength\":255,\"description\":\"only keys that start with this\"}},"
-    "\"additionalProperties\":false},"
+    "\"maxLength\":255,\"description\":\"only keys that start with this\"},"
+    "\"include_done\":{\"type\":\"boolean\",\"description\":\"also list the done markers "
+    "of finished tasks (default false)\"}},\"additionalProperties\":false},"
     "\"outputSchema\":{\"type\":\"object\",\"properties\":{\"locks\":{\"type\":\"array\","
     "\"items\":{\"type\":\"object\",\"properties\":{\"key\":{\"type\":\"string\"},"
     "\"lock\":" LOCK_OBJECT_SCHEMA
     ",\"waiting\":{\"type\":\"integer\"}},\"required\":[\"key\",\"lock\"]}},"
-    "\"count\":{\"type\":\"integer\"}},\"required\":[\"locks\",\"count\"]},"
+    "\"count\":{\"type\":\"integer\"},\"done\":{\"type\":\"array\",\"description\":\"with "
+    "include_done: the finished tasks, ordered by key\",\"items\":{\"allOf\":[" DONE_OBJECT_SCHEMA
+    ",{\"type\":\"object\",\"properties\":{\"key\":{\"type\":"
+    "\"string\"}},\"required\":[\"key\"]}]}}},\"required\":[\"locks\",\"count\"]},"
     "\"annotations\":{\"title\":\"List held locks\",\"readOnlyHint\":true,"
     "\"destructiveHint\":false,\"idempotentHint\":true,\"openWorldHint\":false}}",
     /* lock_history */
     "{\"name\":\"lock_history\",\"title\":\"Lock audit trail\",\"description\":\"The audit "
-    "trail, oldest first: who acquired, released, stole (took a stale lock), forced or lost "
-    "which lock, when, with which token, and release summaries. For one key, or every key.\","
+    "trail, oldest first: who acquired, released, finished (done), reopened, stole (took a "
+    "stale lock), forced or lost which lock, when, with which token, and release summaries. For "
+    "one key, or every key.\","
     "\"inputSchema\":{\"type\":\"object\",\"properties\":{" KEY_SCHEMA ","
     "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"description\":\"the last "
     "N events (default 20)\"}},\"additionalProperties\":false},"
     "\"outputSchema\":{\"type\":\"object\",\"properties\":{\"events\":{\"type\":\"array\","
     "\"items\":{\"type\":\"object\",\"properties\":{\"at\":{\"type\":\"string\"},\"event\":{"
     "\"type\":\"string\",\"enum\":[\"acquired\",\"released\",\"stolen\",\"forced\",\"lost\","
-    "\"unknown\"]},\"key\":{\"type\":\"string\"},\"token\":{\"type\":\"integer\"},"
+    "\"done\",\"reopened\",\"unknown\"]},\"key\":{\"type\":\"string\"},\"token\":{\"type\":"
+    "\"integer\"},"
     "\"worker_id\":{\"type\":\"string\"},\"node_id\":{\"type\":\"string\"},\"detail\":{"
     "\"type\":[\"string\",\"null\"]}},\"required\":[\"at\",\"event\",\"key\",\"token\","
     "\"worker_id\"]}}},\"required\":[\"events\"]},"
@@ -276,9 +352,6 @@ static json_t *unknown_arguments(const char *tool, json_t *args, const char *con
         }
         if (ok)
             continue;
-        if (strcmp(name, "done") == 0 && strcmp(tool, "lock_release") == 0)
-            return error_result("lock_release: \"done\" (marking a task finished) arrives with "
-                                "claim-next and is not offered yet; leave it out");
         return error_result("%s: unknown argument \"%.64s\" (it takes %s)", tool, name, list);
     }
     return NULL;
@@ -480,6 +553,71 @@ static void describe_holder(const struct tl_info *h, char *buf, size_t size)
         h->stale ? "STALE, its holder seems gone" : "fresh, its holder is alive", timeout);
 }
 
+/* ---- waiting for a lock: lock_acquire and claim_next ---- */
+
+/* One attempt-or-wait of the library (tl_acquire, tl_claim_next) under `o`. */
+typedef tl_status (*take_fn)(void *ctx, const struct tl_acquire_opts *o, tl_lock **out);
+
+struct acquire_ctx {
+    tl_manager *m;
+    const char *key;
+};
+
+static tl_status take_acquire(void *ctx, const struct tl_acquire_opts *o, tl_lock **out)
+{
+    const struct acquire_ctx *a = ctx;
+
+    return tl_acquire(a->m, a->key, o, out);
+}
+
+/*
+ * Runs `take` for request `c`, waiting up to `wait_ms` but within the server's --max-wait
+ * counted from the request's arrival (so that requests queued behind a waiting one still answer
+ * within the client's request timeout), and stopping when the client cancels the request
+ * (notifications/cancelled) or goes away: then c->no_reply is set, and a lock granted at that
+ * very moment is released again, since the client will never see its token.
+ */
+static tl_status waiting_call(struct tl_mcp_call *c, uint32_t wait_ms, struct tl_acquire_opts *o,
+                              take_fn take, void *ctx, tl_lock **lock)
+{
+    struct tl_mcp_server *s = c->s;
+    char *id_text = json_dumps(c->id, JSON_ENCODE_ANY | JSON_COMPACT);
+    tl_status st;
+
+    *lock = NULL;
+    for (;;) {
+        int64_t left = (int64_t)s->cfg.max_wait_ms - (tl_mcp_mono_ms(s) - c->arrived_ms);
+        int64_t w = wait_ms < left ? wait_ms : left;
+        bool waits = w > 0 && o->strategy != TL_FAIL_FAST && o->strategy != TL_FORCE_ACQUIRE;
+
+        o->deadline_ms = waits ? (uint32_t)w : 0;
+        o->retries = waits ? 0 : TL_NO_RETRIES;
+        o->cancel = waits ? s->cfg.cancel : NULL;
+        if (s->cfg.begin_wait != NULL)
+            s->cfg.begin_wait(s->cfg.ud, id_text != NULL ? id_text : "");
+        st = take(ctx, o, lock);
+        enum tl_mcp_wait_end end =
+            s->cfg.end_wait != NULL ? s->cfg.end_wait(s->cfg.ud) : TL_MCP_WAIT_ON;
+        if (st == TL_OK && end == TL_MCP_WAIT_CANCELLED) {
+            /* Granted as the client gave up: it will never see the token. */
+            (void)tl_release(*lock, "tasklock mcp: the request was cancelled");
+            tl_lock_free(*lock);
+            *lock = NULL;
+            c->no_reply = true;
+            break;
+        }
+        if (st != TL_ECANCELED)
+            break;
+        if (end != TL_MCP_WAIT_ON) { /* the client cancelled it, or left: no answer */
+            c->no_reply = true;
+            break;
+        }
+        /* A cancel flag meant for an earlier request: wait on for what is left. */
+    }
+    free(id_text);
+    return st;
+}
+
 /* ---- the tools ---- */
 
 static const char *const strategy_names[] = {"retry", "fail-fast", "steal-stale", "force"};
@@ -516,9 +654,9 @@ static json_t *busy_result(struct tl_mcp_server *s, const char *key,
                         (unsigned)h->waiting, waited, hint);
 }
 
-/* The lock_acquire result of a granted lock. */
-static json_t *granted_result(const struct tl_mcp_server *s, tl_lock *lock, const char *key,
-                              uint32_t lock_timeout_ms)
+/* The lock_acquire document of a granted lock (a new reference, or NULL). */
+static json_t *granted_doc(const struct tl_mcp_server *s, tl_lock *lock, const char *key,
+                           uint32_t lock_timeout_ms)
 {
     char *meta = tl_lock_metadata(lock);
     json_t *doc = meta != NULL ? json_loads(meta, 0, NULL) : NULL;
@@ -535,7 +673,14 @@ static json_t *granted_result(const struct tl_mcp_server *s, tl_lock *lock, cons
                   json_object_get(l, "node_id"), "claimed_at", json_object_get(l, "claimed_at"),
                   "expires_at", expires, "lock_timeout_seconds", t / 1000.0);
     json_decref(doc);
-    return ok_result(r);
+    return r;
+}
+
+/* The lock_acquire result of a granted lock. */
+static json_t *granted_result(const struct tl_mcp_server *s, tl_lock *lock, const char *key,
+                              uint32_t lock_timeout_ms)
+{
+    return ok_result(granted_doc(s, lock, key, lock_timeout_ms));
 }
 
 static json_t *tool_acquire(struct tl_mcp_call *c, json_t *args)
@@ -601,42 +746,10 @@ static json_t *tool_acquire(struct tl_mcp_call *c, json_t *args)
         goto out;
     }
 
-    char *id_text = json_dumps(c->id, JSON_ENCODE_ANY | JSON_COMPACT);
-    int64_t start = tl_mcp_mono_ms(s);
+    struct acquire_ctx ctx = {.m = s->m, .key = key};
     tl_lock *lock = NULL;
-    tl_status st;
-    for (;;) {
-        /* The wait counts from the request's arrival, so that requests queued behind a waiting
-         * acquire still answer within the client's request timeout. */
-        int64_t left = (int64_t)s->cfg.max_wait_ms - (tl_mcp_mono_ms(s) - c->arrived_ms);
-        int64_t w = wait_ms < left ? wait_ms : left;
-        bool waits = w > 0 && o.strategy != TL_FAIL_FAST && o.strategy != TL_FORCE_ACQUIRE;
-
-        o.deadline_ms = waits ? (uint32_t)w : 0;
-        o.retries = waits ? 0 : TL_NO_RETRIES;
-        o.cancel = waits ? s->cfg.cancel : NULL;
-        if (s->cfg.begin_wait != NULL)
-            s->cfg.begin_wait(s->cfg.ud, id_text != NULL ? id_text : "");
-        st = tl_acquire(s->m, key, &o, &lock);
-        enum tl_mcp_wait_end end =
-            s->cfg.end_wait != NULL ? s->cfg.end_wait(s->cfg.ud) : TL_MCP_WAIT_ON;
-        if (st == TL_OK && end == TL_MCP_WAIT_CANCELLED) {
-            /* Granted as the client gave up: it will never see the token. */
-            (void)tl_release(lock, "tasklock mcp: the request was cancelled");
-            tl_lock_free(lock);
-            lock = NULL;
-            c->no_reply = true;
-            break;
-        }
-        if (st != TL_ECANCELED)
-            break;
-        if (end != TL_MCP_WAIT_ON) { /* the client cancelled it, or left: no answer */
-            c->no_reply = true;
-            break;
-        }
-        /* A cancel flag meant for an earlier request: wait on for what is left. */
-    }
-    free(id_text);
+    int64_t start = tl_mcp_mono_ms(s);
+    tl_status st = waiting_call(c, wait_ms, &o, take_acquire, &ctx, &lock);
 
     if (c->no_reply) {
         r = NULL;
@@ -658,6 +771,168 @@ static json_t *tool_acquire(struct tl_mcp_call *c, json_t *args)
         r = store_failure(s, "lock_acquire", st);
     }
 out:
+    free(task_text);
+    return r;
+}
+
+struct claim_ctx {
+    tl_manager *m;
+    const char *const *keys; /* NULL: label */
+    size_t nkeys;
+    const char *label;
+};
+
+static tl_status take_next(void *ctx, const struct tl_acquire_opts *o, tl_lock **out)
+{
+    const struct claim_ctx *a = ctx;
+
+    if (a->keys == NULL)
+        return tl_claim_next_label(a->m, a->label, o, out);
+    return tl_claim_next(a->m, a->keys, a->nkeys, o, out);
+}
+
+/* The candidates of claim_next: `keys` (into *keys, which the caller frees) or `label`. */
+static json_t *candidates_argument(json_t *args, const char ***keys, size_t *nkeys,
+                                   const char **label)
+{
+    json_t *k = json_object_get(args, "keys");
+    json_t *l = json_object_get(args, "label");
+
+    *keys = NULL;
+    *nkeys = 0;
+    *label = NULL;
+    if (json_is_null(k))
+        k = NULL;
+    if (json_is_null(l))
+        l = NULL;
+    if ((k == NULL) == (l == NULL))
+        return error_result("claim_next: give either \"keys\" (the candidate tasks, most "
+                            "important first) or \"label\" (GitHub: the open issues with it)");
+    if (l != NULL) {
+        *label = json_string_value(l);
+        if (*label == NULL || (*label)[0] == '\0' || strlen(*label) > 255)
+            return error_result("claim_next: \"label\" must be text of 1 to 255 bytes");
+        return NULL;
+    }
+    size_t n = json_array_size(k);
+    if (!json_is_array(k) || n == 0 || n > 10000)
+        return error_result("claim_next: \"keys\" must be a list of 1 to 10000 keys");
+    *keys = calloc(n, sizeof(**keys));
+    if (*keys == NULL)
+        return error_result("claim_next: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const char *key = json_string_value(json_array_get(k, i));
+
+        if (key == NULL || !tl_key_is_valid(key)) {
+            free(*keys);
+            *keys = NULL;
+            return error_result("claim_next: keys[%zu] is not a valid key: text of 1 to 255 "
+                                "bytes, no white space, control or invisible characters",
+                                i);
+        }
+        (*keys)[i] = key;
+    }
+    *nkeys = n;
+    return NULL;
+}
+
+static json_t *tool_claim_next(struct tl_mcp_call *c, json_t *args)
+{
+    static const char *const known[] = {
+        "keys", "label", "strategy", "wait_seconds", "lock_timeout_seconds", "task_info", NULL};
+    struct tl_mcp_server *s = c->s;
+    struct tl_acquire_opts o = {.strategy = TL_STEAL_STALE};
+    struct claim_ctx ctx = {0};
+    uint32_t wait_ms = 0;
+    char *task_text = NULL;
+    json_t *r;
+
+    if ((r = unknown_arguments("claim_next", args, known)) != NULL ||
+        (r = seconds_argument("claim_next", args, "wait_seconds", 86400, true, &wait_ms)) != NULL ||
+        (r = seconds_argument("claim_next", args, "lock_timeout_seconds", 2073600, false,
+                              &o.lock_timeout_ms)) != NULL)
+        return r;
+    json_t *v = json_object_get(args, "strategy");
+    if (v != NULL && !json_is_null(v)) {
+        const char *name = json_string_value(v);
+        size_t i = 0;
+
+        while (name != NULL && i < 3 && strcmp(name, strategy_names[i]) != 0)
+            i++;
+        if (name == NULL || i == 3)
+            return error_result("claim_next: \"strategy\" must be one of steal-stale, retry, "
+                                "fail-fast");
+        o.strategy = (tl_strategy)i;
+    }
+    v = json_object_get(args, "task_info");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_object(v))
+            return error_result("claim_next: \"task_info\" must be a JSON object");
+        task_text = json_dumps(v, JSON_COMPACT);
+        if (task_text == NULL)
+            return error_result("claim_next: \"task_info\" cannot be written (out of memory)");
+        o.task_info = task_text;
+    }
+    const char **keys = NULL;
+    if ((r = candidates_argument(args, &keys, &ctx.nkeys, &ctx.label)) != NULL ||
+        (r = need_store(s)) != NULL || s->m == NULL)
+        goto out;
+    ctx.m = s->m;
+    ctx.keys = keys;
+
+    tl_lock *lock = NULL;
+    int64_t start = tl_mcp_mono_ms(s);
+    tl_status st = waiting_call(c, wait_ms, &o, take_next, &ctx, &lock);
+    char waited[32];
+    tl_cli_format_age(tl_mcp_mono_ms(s) - start, waited, sizeof(waited));
+
+    if (c->no_reply) {
+        r = NULL;
+    } else if (st == TL_OK) {
+        const char *key = tl_lock_key(lock);
+        struct tl_mcp_held *old = find_held(s, key, 0);
+
+        if (old != NULL) /* a lost lock of ours on this key: replaced */
+            drop_held(s, old);
+        if (!add_held(s, lock, key)) {
+            r = error_result("%s: out of memory; the lock was released again", key);
+            (void)tl_release(lock, "tasklock mcp: out of memory");
+            tl_lock_free(lock);
+        } else {
+            json_t *doc = granted_doc(s, lock, key, o.lock_timeout_ms ? o.lock_timeout_ms : 300000);
+
+            if (doc != NULL && json_object_set_new(doc, "outcome", json_string("claimed")) != 0) {
+                json_decref(doc);
+                doc = NULL;
+            }
+            r = ok_result(doc);
+        }
+    } else if (st == TL_ENOTASK) {
+        /* Not an error: the work is finished. isError would invite the model to mend or retry
+         * the call, and there is nothing to mend. */
+        char msg[600];
+
+        (void)snprintf(msg, sizeof(msg),
+                       "Nothing left to claim (TL_ENOTASK): %s. The work is finished: every "
+                       "candidate was released with done: true (or there was none); "
+                       "lock_reopen offers a done one again.",
+                       tl_errmsg(s->m));
+        r = ok_result(json_pack("{s:s, s:s}", "outcome", "none_left", "message", msg));
+    } else if (st == TL_EBUSY) {
+        r = error_result("claim_next: %s; waited %s. Every candidate that is not done is held "
+                         "by another agent or has agents waiting for it: try again later, wait "
+                         "with wait_seconds%s, or work on something else.",
+                         tl_errmsg(s->m), waited,
+                         o.strategy == TL_STEAL_STALE ? ""
+                                                      : ", or use strategy steal-stale to take "
+                                                        "over tasks whose holder is gone");
+    } else if (st == TL_ENOTSUP || st == TL_EINVAL) { /* no claim-next or no labels; bad keys */
+        r = error_result("claim_next: %s", tl_errmsg(s->m));
+    } else {
+        r = store_failure(s, "claim_next", st);
+    }
+out:
+    free(keys);
     free(task_text);
     return r;
 }
@@ -742,9 +1017,10 @@ static json_t *release_refused(struct tl_mcp_server *s, const char *key, uint64_
 
 static json_t *tool_release(struct tl_mcp_call *c, json_t *args)
 {
-    static const char *const known[] = {"key", "token", "summary", NULL};
+    static const char *const known[] = {"key", "token", "summary", "done", NULL};
     struct tl_mcp_server *s = c->s;
     const char *key, *summary = NULL;
+    bool done = false;
     uint64_t token;
     json_t *r;
     tl_status st;
@@ -759,27 +1035,93 @@ static json_t *tool_release(struct tl_mcp_call *c, json_t *args)
         if (summary == NULL || strlen(summary) > 4096)
             return error_result("lock_release: \"summary\" must be text of at most 4096 bytes");
     }
+    v = json_object_get(args, "done");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_boolean(v))
+            return error_result("lock_release: \"done\" must be true or false");
+        done = json_is_true(v);
+    }
     if ((r = need_store(s)) != NULL || s->m == NULL)
         return r;
 
+    const struct tl_release_opts ro = {.summary = summary, .done = done};
     struct tl_mcp_held *h = find_held(s, key, token);
     if (h != NULL) {
-        const struct tl_release_opts ro = {.summary = summary};
-
         st = tl_release_with(h->lock, &ro);
         if (st == TL_OK || st == TL_ENOTOWNER)
             drop_held(s, h);
     } else {
-        st = tl_release_token(s->m, key, token, summary);
+        st = tl_release_token_with(s->m, key, token, &ro);
     }
     if (st == TL_OK)
-        return ok_result(json_pack("{s:s, s:I, s:s}", "key", key, "token", (json_int_t)token,
-                                   "outcome", "released"));
+        return ok_result(json_pack("{s:s, s:I, s:s, s:b}", "key", key, "token", (json_int_t)token,
+                                   "outcome", "released", "done", done));
+    if (st == TL_ENOTSUP)
+        return error_result("lock_release: %s", tl_errmsg(s->m));
     if (st == TL_ENOTOWNER)
         return release_refused(s, key, token);
     if (st == TL_EINVAL)
         return error_result("lock_release: %s", tl_errmsg(s->m));
     return store_failure(s, "lock_release", st);
+}
+
+static json_t *tool_reopen(struct tl_mcp_call *c, json_t *args)
+{
+    static const char *const known[] = {"key", NULL};
+    struct tl_mcp_server *s = c->s;
+    const char *key;
+    bool was_done = false;
+    json_t *r;
+
+    if ((r = unknown_arguments("lock_reopen", args, known)) != NULL ||
+        (r = key_argument("lock_reopen", args, true, &key)) != NULL || key == NULL ||
+        (r = need_store(s)) != NULL || s->m == NULL)
+        return r;
+    tl_status st = tl_reopen(s->m, key, &was_done);
+    if (st == TL_EINVAL || st == TL_ENOTSUP)
+        return error_result("lock_reopen: %s", tl_errmsg(s->m));
+    if (st != TL_OK)
+        return store_failure(s, "lock_reopen", st);
+    return ok_result(json_pack("{s:s, s:b}", "key", key, "was_done", was_done));
+}
+
+/* A done marker as JSON (with its key if `with_key`): a new reference, or NULL. */
+static json_t *done_object(const struct tl_done *d, bool with_key)
+{
+    char at[40];
+    json_t *summary = json_string(d->summary != NULL ? d->summary : "");
+
+    tl_mcp_iso(d->done_at_ms, at, sizeof(at));
+    json_t *r = json_pack("{s:s, s:s, s:I, s:s, s:o}", "worker_id", d->worker_id, "node_id",
+                          d->node_id, "token", (json_int_t)d->token, "done_at", at, "summary",
+                          summary != NULL ? summary : json_string("(not UTF-8)"));
+    if (r != NULL && with_key && json_object_set_new(r, "key", json_string(d->key)) != 0) {
+        json_decref(r);
+        r = NULL;
+    }
+    return r;
+}
+
+/* The done marker of `key` for lock_status: an object, JSON null when not done, or NULL with
+ * *st set (TL_ENOTSUP: the store keeps no markers; the caller leaves "done" out). */
+static json_t *done_marker(struct tl_mcp_server *s, const char *key, tl_status *st)
+{
+    struct tl_done **d = NULL;
+    size_t n = 0;
+    json_t *r = NULL;
+
+    *st = tl_list_done(s->m, key, &d, &n);
+    if (*st != TL_OK)
+        return NULL;
+    for (size_t i = 0; r == NULL && i < n; i++) {
+        if (strcmp(d[i]->key, key) != 0)
+            continue;
+        r = done_object(d[i], false);
+        if (r == NULL)
+            *st = TL_ENOMEM;
+    }
+    tl_done_array_free(d, n);
+    return r != NULL || *st != TL_OK ? r : json_null();
 }
 
 static json_t *tool_status(struct tl_mcp_call *c, json_t *args)
@@ -829,6 +1171,21 @@ static json_t *tool_status(struct tl_mcp_call *c, json_t *args)
                                   "lock", lock, "waiting", (json_int_t)live, "waiters", waiters)
                       : NULL;
     json_decref(lock);
+    /* Whether the task is done: one more read; a store without markers leaves it out. */
+    tl_status dst = TL_OK;
+    json_t *done = doc != NULL ? done_marker(s, key, &dst) : NULL;
+    if (done != NULL) {
+        if (json_object_set_new(doc, "done", done) != 0) {
+            json_decref(doc);
+            doc = NULL;
+        }
+    } else if (dst != TL_OK && dst != TL_ENOTSUP) {
+        json_decref(doc);
+        json_decref(waiters);
+        tl_waiter_array_free(ws, nw);
+        tl_info_free(info);
+        return store_failure(s, "lock_status", dst);
+    }
     json_decref(waiters);
     tl_waiter_array_free(ws, nw);
     tl_info_free(info);
@@ -837,7 +1194,7 @@ static json_t *tool_status(struct tl_mcp_call *c, json_t *args)
 
 static json_t *tool_list(struct tl_mcp_call *c, json_t *args)
 {
-    static const char *const known[] = {"prefix", NULL};
+    static const char *const known[] = {"prefix", "include_done", NULL};
     struct tl_mcp_server *s = c->s;
     struct tl_info **infos = NULL;
     size_t n = 0;
@@ -849,11 +1206,39 @@ static json_t *tool_list(struct tl_mcp_call *c, json_t *args)
     const char *prefix = json_string_value(v);
     if (v != NULL && !json_is_null(v) && prefix == NULL)
         return error_result("lock_list: \"prefix\" must be a string");
+    json_t *inc = json_object_get(args, "include_done");
+    if (inc != NULL && !json_is_null(inc) && !json_is_boolean(inc))
+        return error_result("lock_list: \"include_done\" must be true or false");
     if ((r = need_store(s)) != NULL || s->m == NULL)
         return r;
+    json_t *done = NULL;
+    if (json_is_true(inc)) {
+        struct tl_done **d = NULL;
+        size_t nd = 0;
+        tl_status dst = tl_list_done(s->m, NULL, &d, &nd);
+
+        if (dst == TL_ENOTSUP)
+            return error_result("lock_list: %s", tl_errmsg(s->m));
+        if (dst != TL_OK)
+            return store_failure(s, "lock_list", dst);
+        done = json_array();
+        for (size_t i = 0; done != NULL && i < nd; i++) {
+            if (prefix != NULL && strncmp(d[i]->key, prefix, strlen(prefix)) != 0)
+                continue;
+            if (json_array_append_new(done, done_object(d[i], true)) != 0) {
+                json_decref(done);
+                done = NULL;
+            }
+        }
+        tl_done_array_free(d, nd);
+        if (done == NULL)
+            return error_result("lock_list: out of memory");
+    }
     tl_status st = tl_list(s->m, &infos, &n);
-    if (st != TL_OK)
+    if (st != TL_OK) {
+        json_decref(done);
         return store_failure(s, "lock_list", st);
+    }
 
     json_t *locks = json_array();
     size_t count = 0;
@@ -869,8 +1254,14 @@ static json_t *tool_list(struct tl_mcp_call *c, json_t *args)
         count++;
     }
     tl_info_array_free(infos, n);
-    return ok_result(
-        locks != NULL ? json_pack("{s:o, s:I}", "locks", locks, "count", (json_int_t)count) : NULL);
+    json_t *doc =
+        locks != NULL ? json_pack("{s:o, s:I}", "locks", locks, "count", (json_int_t)count) : NULL;
+    if (doc != NULL && done != NULL && json_object_set(doc, "done", done) != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    json_decref(done);
+    return ok_result(doc);
 }
 
 static json_t *tool_history(struct tl_mcp_call *c, json_t *args)
@@ -926,9 +1317,10 @@ json_t *tl_mcp_tool_call(struct tl_mcp_call *c, const char *name, json_t *args, 
         const char *name;
         json_t *(*run)(struct tl_mcp_call *c, json_t *args);
     } tools[] = {
-        {"lock_acquire", tool_acquire}, {"lock_heartbeat", tool_heartbeat},
-        {"lock_release", tool_release}, {"lock_status", tool_status},
-        {"lock_list", tool_list},       {"lock_history", tool_history},
+        {"lock_acquire", tool_acquire},     {"claim_next", tool_claim_next},
+        {"lock_heartbeat", tool_heartbeat}, {"lock_release", tool_release},
+        {"lock_reopen", tool_reopen},       {"lock_status", tool_status},
+        {"lock_list", tool_list},           {"lock_history", tool_history},
     };
 
     *code = 0;
@@ -937,9 +1329,6 @@ json_t *tl_mcp_tool_call(struct tl_mcp_call *c, const char *name, json_t *args, 
             return tools[i].run(c, args);
     }
     *code = TL_MCP_INVALID_PARAMS;
-    if (strcmp(name, "claim_next") == 0)
-        (void)snprintf(msg, msgsize, "Unknown tool: claim_next (it arrives with claim-next)");
-    else
-        (void)snprintf(msg, msgsize, "Unknown tool: %.128s", name);
+    (void)snprintf(msg, msgsize, "Unknown tool: %.128s", name);
     return NULL;
 }

@@ -2,7 +2,8 @@
  * fuzz_mcp.c -- the message handler of `tasklock mcp` (cli/mcp_server.c, cli/mcp_tools.c) on
  * arbitrary bytes: the input is split at newlines into up to 16 messages, as the server's
  * reader splits its standard input, and each goes to tl_mcp_handle() of one engine on a
- * memory store (the tools run for real: acquire, heartbeat, release, status, list, history).
+ * memory store (the tools run for real: acquire, claim_next, heartbeat, release with done,
+ * reopen, status, list, history).
  * Waits are off (--max-wait 0), so no message can block.
  *
  * Oracles beyond "no crash, no sanitizer report": a reply is one line of JSON, a JSON-RPC 2.0

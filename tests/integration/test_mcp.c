@@ -369,7 +369,7 @@ static void the_stateless_era(void **state)
     assert_string_equal(json_string_value(json_object_get(res, "resultType")), "complete");
     assert_non_null(json_object_get(res, "ttlMs"));
     assert_non_null(json_object_get(res, "cacheScope"));
-    assert_int_equal(json_array_size(json_object_get(res, "tools")), 6);
+    assert_int_equal(json_array_size(json_object_get(res, "tools")), 8);
     json_decref(r);
 
     r = rpc(&s, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
@@ -437,10 +437,6 @@ static void every_error_code(void **state)
                  -32602);
     assert_error(&s,
                  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
-                 "\"claim_next\",\"arguments\":{}}}",
-                 -32602);
-    assert_error(&s,
-                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
                  "\"lock_status\",\"arguments\":[]}}",
                  -32602);
     assert_error(&s,
@@ -462,9 +458,24 @@ static void every_error_code(void **state)
     assert_true(is_error(res));
     assert_non_null(strstr(result_text(res), "wait_seconds"));
     json_decref(res);
-    res = tool(&s, 4, "lock_release", "{\"key\":\"k\",\"token\":1,\"done\":true}");
+    res = tool(&s, 4, "lock_release", "{\"key\":\"k\",\"token\":1,\"done\":\"yes\"}");
     assert_true(is_error(res));
-    assert_non_null(strstr(result_text(res), "claim-next"));
+    assert_non_null(strstr(result_text(res), "\"done\" must be true or false"));
+    json_decref(res);
+    res = tool(&s, 6, "claim_next", "{}");
+    assert_true(is_error(res));
+    assert_non_null(strstr(result_text(res), "either \"keys\""));
+    json_decref(res);
+    res = tool(&s, 7, "claim_next", "{\"keys\":[\"a\",\"b c\"]}");
+    assert_true(is_error(res));
+    assert_non_null(strstr(result_text(res), "keys[1]"));
+    json_decref(res);
+    res = tool(&s, 8, "claim_next", "{\"keys\":[\"a\"],\"strategy\":\"force\"}");
+    assert_true(is_error(res));
+    assert_non_null(strstr(result_text(res), "strategy"));
+    json_decref(res);
+    res = tool(&s, 10, "claim_next", "{\"label\":\"ready\"}"); /* SQLite: no labels */
+    assert_true(is_error(res));
     json_decref(res);
     res = tool(&s, 5, "lock_acquire", "{\"key\":\"k\",\"strategy\":\"force\"}");
     assert_true(is_error(res));
@@ -786,6 +797,208 @@ static void release_outcomes_and_resources(void **state)
     assert_int_equal(srv_end(&s, 0), 0);
 }
 
+/* claim_next: the structuredContent of a result, and its "key". */
+static json_t *sc(const json_t *res)
+{
+    return json_object_get(res, "structuredContent");
+}
+
+static const char *sc_str(const json_t *res, const char *name)
+{
+    return json_string_value(json_object_get(sc(res), name));
+}
+
+static uint64_t sc_token(const json_t *res)
+{
+    return (uint64_t)json_integer_value(json_object_get(sc(res), "token"));
+}
+
+static void release_tool(struct srv *s, int id, const char *key, uint64_t token, bool done)
+{
+    char args[300];
+
+    (void)snprintf(args, sizeof(args), "{\"key\":\"%s\",\"token\":%llu,\"done\":%s}", key,
+                   (unsigned long long)token, done ? "true" : "false");
+    json_t *res = tool(s, id, "lock_release", args);
+    if (is_error(res))
+        fail_msg("release %s: %s", key, result_text(res));
+    assert_string_equal(sc_str(res, "outcome"), "released");
+    assert_true(json_is_true(json_object_get(sc(res), "done")) == done);
+    json_decref(res);
+}
+
+#define CN_KEYS "{\"keys\":[\"cn/1\",\"cn/2\",\"cn/3\"]}"
+
+static void claim_next_and_done(void **state)
+{
+    struct srv a, b;
+
+    (void)state;
+    srv_start(&a, NULL, NULL);
+    srv_start(&b, NULL, NULL);
+    init(&a, "claimer-a");
+    init(&b, "claimer-b");
+    /* Two clients: two different tasks, the first free ones in order. */
+    json_t *ra = tool(&a, 1, "claim_next", CN_KEYS);
+    json_t *rb = tool(&b, 1, "claim_next", CN_KEYS);
+    assert_false(is_error(ra));
+    assert_false(is_error(rb));
+    assert_string_equal(sc_str(ra, "outcome"), "claimed");
+    assert_string_equal(sc_str(ra, "key"), "cn/1");
+    assert_string_equal(sc_str(rb, "key"), "cn/2");
+    assert_non_null(sc_str(ra, "expires_at"));
+    assert_memory_equal(sc_str(ra, "worker_id"), "claimer-a-", 10);
+    uint64_t t1 = sc_token(ra), t2 = sc_token(rb);
+    assert_true(t1 > 0 && t2 > 0);
+    json_decref(ra);
+    json_decref(rb);
+    /* The claimed lock is in the server's bookkeeping: heartbeated on request too. */
+    char args[200];
+    (void)snprintf(args, sizeof(args), "{\"key\":\"cn/1\",\"token\":%llu}", (unsigned long long)t1);
+    json_t *res = tool(&a, 2, "lock_heartbeat", args);
+    assert_false(is_error(res));
+    json_decref(res);
+
+    /* Finished: a done release; lock_status shows the marker; claim_next skips it. */
+    release_tool(&a, 3, "cn/1", t1, true);
+    res = tool(&b, 2, "lock_status", "{\"key\":\"cn/1\"}");
+    assert_false(json_is_true(json_object_get(sc(res), "held")));
+    json_t *done = json_object_get(sc(res), "done");
+    assert_true(json_is_object(done));
+    assert_memory_equal(json_string_value(json_object_get(done, "worker_id")), "claimer-a-", 10);
+    assert_int_equal(json_integer_value(json_object_get(done, "token")), (json_int_t)t1);
+    json_decref(res);
+    res = tool(&b, 3, "lock_status", "{\"key\":\"cn/2\"}");
+    assert_true(json_is_null(json_object_get(sc(res), "done")));
+    json_decref(res);
+    res = tool(&b, 4, "lock_list", "{\"prefix\":\"cn/\",\"include_done\":true}");
+    json_t *dl = json_object_get(sc(res), "done");
+    assert_int_equal(json_array_size(dl), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(dl, 0), "key")), "cn/1");
+    assert_int_equal(json_integer_value(json_object_get(sc(res), "count")), 1); /* cn/2 */
+    json_decref(res);
+    res = tool(&b, 5, "lock_list", "{}");
+    assert_null(json_object_get(sc(res), "done"));
+    json_decref(res);
+    res = tool(&a, 4, "claim_next", CN_KEYS);
+    assert_string_equal(sc_str(res, "key"), "cn/3"); /* cn/1 done, cn/2 held by b */
+    uint64_t t3 = sc_token(res);
+    json_decref(res);
+
+    /* Every candidate held or done: an error result counting them. */
+    res = tool(&b, 4, "claim_next", CN_KEYS);
+    assert_true(is_error(res));
+    assert_non_null(strstr(result_text(res), "2 held"));
+    assert_non_null(strstr(result_text(res), "1 done"));
+    json_decref(res);
+
+    /* Every candidate done: none_left, not an error. */
+    release_tool(&b, 5, "cn/2", t2, true);
+    release_tool(&a, 5, "cn/3", t3, true);
+    res = tool(&b, 6, "claim_next", CN_KEYS);
+    assert_false(is_error(res));
+    assert_string_equal(sc_str(res, "outcome"), "none_left");
+    assert_null(json_object_get(sc(res), "key"));
+    assert_non_null(strstr(result_text(res), "TL_ENOTASK"));
+    json_decref(res);
+
+    /* Reopened: offered again. */
+    res = tool(&b, 7, "lock_reopen", "{\"key\":\"cn/2\"}");
+    assert_true(json_is_true(json_object_get(sc(res), "was_done")));
+    json_decref(res);
+    res = tool(&b, 8, "lock_reopen", "{\"key\":\"cn/2\"}");
+    assert_true(json_is_false(json_object_get(sc(res), "was_done")));
+    json_decref(res);
+    res = tool(&b, 9, "claim_next", CN_KEYS);
+    assert_string_equal(sc_str(res, "key"), "cn/2");
+    json_decref(res);
+    res = tool(&b, 10, "lock_history", "{\"key\":\"cn/2\"}");
+    json_t *ev = json_object_get(sc(res), "events");
+    const char *want[] = {"acquired", "done", "reopened", "acquired"};
+    assert_int_equal(json_array_size(ev), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(ev, i), "event")),
+                            want[i]);
+    json_decref(res);
+    /* A claimed lock is released when its client goes away, like an acquired one. */
+    assert_int_equal(srv_end(&b, 0), 0);
+    char *h = holder_of("cn/2");
+    assert_null(h);
+    assert_int_equal(srv_end(&a, 0), 0);
+}
+
+static void claim_next_waits_and_is_cancelled(void **state)
+{
+    struct srv s;
+    tl_manager *m = other("cn-blocker");
+    tl_lock *lock = NULL;
+    const char *opts[] = {"--max-wait", "500ms", NULL};
+
+    (void)state;
+    assert_int_equal(tl_acquire(m, "cw/1", NULL, &lock), TL_OK);
+    srv_start(&s, NULL, NULL);
+    init(&s, "cn-canceller");
+    /* A waiting claim_next, cancelled: no reply, and the connection goes on at once (it would
+     * wait 30 s, longer than LIMIT_MS). The ping tells that the request was read. */
+    srv_send(&s, "{\"jsonrpc\":\"2.0\",\"id\":\"cw\",\"method\":\"tools/call\",\"params\":{"
+                 "\"name\":\"claim_next\",\"arguments\":{\"keys\":[\"cw/1\"],\"wait_seconds\":30,"
+                 "\"strategy\":\"retry\"}}}");
+    json_t *r = rpc(&s, "{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\"}");
+    assert_string_equal(json_string_value(json_object_get(r, "id")), "p");
+    json_decref(r);
+    srv_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{"
+                 "\"requestId\":\"cw\",\"reason\":\"enough\"}}");
+    int64_t t0 = mono_ms();
+    r = rpc(&s, "{\"jsonrpc\":\"2.0\",\"id\":\"after\",\"method\":\"tools/list\"}");
+    assert_string_equal(json_string_value(json_object_get(r, "id")), "after");
+    assert_true(mono_ms() - t0 < LIMIT_MS);
+    json_decref(r);
+    /* It is over and took nothing: the key freed now stays free. */
+    assert_int_equal(tl_release(lock, NULL), TL_OK);
+    tl_lock_free(lock);
+    lock = NULL;
+    json_t *res = tool(&s, 1, "lock_status", "{\"key\":\"cw/1\"}");
+    assert_false(json_is_true(json_object_get(sc(res), "held")));
+    json_decref(res);
+
+    /* A waiting claim_next gets the task when it comes free. */
+    assert_int_equal(tl_acquire(m, "cw/1", NULL, &lock), TL_OK);
+    srv_send(&s,
+             "{\"jsonrpc\":\"2.0\",\"id\":\"cw2\",\"method\":\"tools/call\",\"params\":{"
+             "\"name\":\"claim_next\",\"arguments\":{\"keys\":[\"cw/1\"],\"wait_seconds\":30}}}");
+    r = rpc(&s, "{\"jsonrpc\":\"2.0\",\"id\":\"p2\",\"method\":\"ping\"}");
+    json_decref(r);
+    assert_int_equal(tl_release(lock, NULL), TL_OK);
+    tl_lock_free(lock);
+    r = srv_recv(&s, LIMIT_MS);
+    assert_non_null(r);
+    assert_string_equal(json_string_value(json_object_get(r, "id")), "cw2");
+    json_t *got = json_object_get(r, "result");
+    assert_false(is_error(got));
+    assert_string_equal(sc_str(got, "key"), "cw/1");
+    json_decref(r);
+    char *h = holder_of("cw/1");
+    assert_memory_equal(h, "cn-canceller-", 13);
+    free(h);
+    assert_int_equal(srv_end(&s, 0), 0);
+
+    /* --max-wait caps a claim_next's wait too. */
+    lock = NULL;
+    assert_int_equal(tl_acquire(m, "cw/2", NULL, &lock), TL_OK);
+    srv_start(&s, NULL, opts);
+    init(&s, "cn-capped");
+    int64_t t1 = mono_ms();
+    res = tool(&s, 1, "claim_next", "{\"keys\":[\"cw/2\"],\"wait_seconds\":30}");
+    assert_true(is_error(res));
+    assert_true(mono_ms() - t1 < 10000);
+    assert_non_null(strstr(result_text(res), "1 held"));
+    json_decref(res);
+    assert_int_equal(srv_end(&s, 0), 0);
+    assert_int_equal(tl_release(lock, NULL), TL_OK);
+    tl_lock_free(lock);
+    tl_manager_free(m);
+}
+
 /* `tasklock ARGS...` with no input: its exit status, and its standard output in `out`. */
 static int run_plain(const char *const args[], char *out, size_t size)
 {
@@ -878,6 +1091,8 @@ int main(void)
         cmocka_unit_test(eof_while_waiting),
         cmocka_unit_test(max_wait_caps_the_wait),
         cmocka_unit_test(release_outcomes_and_resources),
+        cmocka_unit_test(claim_next_and_done),
+        cmocka_unit_test(claim_next_waits_and_is_cancelled),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 

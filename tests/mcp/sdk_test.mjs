@@ -16,8 +16,8 @@ const BIN = process.env.TL_MCP_BIN;
 const TMP = process.env.TL_MCP_TMP;
 assert.ok(BIN && TMP, 'TL_MCP_BIN and TL_MCP_TMP must be set');
 const STORE = `sqlite:${TMP}/sdk.db`;
-const TOOLS = ['lock_acquire', 'lock_heartbeat', 'lock_release', 'lock_status', 'lock_list',
-               'lock_history'];
+const TOOLS = ['lock_acquire', 'claim_next', 'lock_heartbeat', 'lock_release', 'lock_reopen',
+               'lock_status', 'lock_list', 'lock_history'];
 const servers = []; // every server's stderr, checked for sanitizer reports at the end
 const clients = []; // closed at the end whatever failed, so that no server outlives the run
 // A run that hangs fails instead (ctest's own timeout would kill node but not the servers).
@@ -81,7 +81,7 @@ test('setup: an observer connects', async () => {
   assert.equal(observer.client.getServerVersion().name, 'tasklock');
 });
 
-test('tools/list: the six tools, schemas that compile, no claim_next yet', async () => {
+test('tools/list: the eight tools, schemas that compile', async () => {
   const { tools } = await observer.client.listTools();
   assert.deepEqual(tools.map((t) => t.name).sort(), [...TOOLS].sort());
   const Ajv = AjvModule.default ?? AjvModule;
@@ -104,7 +104,11 @@ test('tools/list: the six tools, schemas that compile, no claim_next yet', async
   assert.deepEqual(by.lock_acquire.inputSchema.required, ['key']);
   assert.ok(!by.lock_acquire.inputSchema.properties.strategy.enum.includes('force'),
             'force is offered only with --allow-force');
-  assert.ok(!('done' in by.lock_release.inputSchema.properties), 'done arrives with claim-next');
+  assert.equal(by.lock_release.inputSchema.properties.done.type, 'boolean');
+  assert.deepEqual(by.claim_next.inputSchema.properties.strategy.enum,
+                   ['steal-stale', 'retry', 'fail-fast']);
+  assert.ok(by.claim_next.outputSchema.properties.outcome.enum.includes('none_left'));
+  assert.equal(by.lock_reopen.annotations.idempotentHint, true);
 });
 
 test('acquire, a conflict naming the holder, heartbeat, release', async () => {
@@ -221,6 +225,83 @@ test('cancelling a waiting acquire takes it out of the line', async () => {
   await b.client.close();
 });
 
+test('claim_next: two clients get two tasks; done is skipped; none_left; reopen', async () => {
+  const keys = ['sdk-q1', 'sdk-q2', 'sdk-q3'];
+  const a = await connect('queue-a');
+  const b = await connect('queue-b');
+  const ga = await call(a, 'claim_next', { keys, task_info: { doing: 'q' } });
+  const gb = await call(b, 'claim_next', { keys });
+  assert.equal(ga.isError, false, text(ga));
+  assert.equal(gb.isError, false, text(gb));
+  assert.equal(ga.structuredContent.outcome, 'claimed');
+  assert.deepEqual([ga.structuredContent.key, gb.structuredContent.key], ['sdk-q1', 'sdk-q2']);
+  assert.ok(Number.isSafeInteger(ga.structuredContent.token));
+  assert.match(ga.structuredContent.worker_id, /^queue-a-[0-9a-f]{6}$/);
+  assert.deepEqual(JSON.parse(ga.content[0].text), ga.structuredContent);
+  assert.equal((await status(observer, 'sdk-q1')).lock.worker_id, ga.structuredContent.worker_id);
+
+  const done = await call(a, 'lock_release', { key: 'sdk-q1', token: ga.structuredContent.token,
+                                               summary: 'finished', done: true });
+  assert.equal(done.structuredContent.outcome, 'released', text(done));
+  assert.equal(done.structuredContent.done, true);
+  const st = await status(observer, 'sdk-q1');
+  assert.equal(st.held, false);
+  assert.equal(st.done.summary, 'finished');
+  assert.equal(st.done.worker_id, ga.structuredContent.worker_id);
+  const listed = await call(observer, 'lock_list', { prefix: 'sdk-q', include_done: true });
+  assert.deepEqual(listed.structuredContent.done.map((d) => d.key), ['sdk-q1'], text(listed));
+  const next = await call(a, 'claim_next', { keys });
+  assert.equal(next.structuredContent.key, 'sdk-q3', 'sdk-q1 is done, sdk-q2 held');
+
+  const busy = await call(observer, 'claim_next', { keys });
+  assert.equal(busy.isError, true);
+  assert.match(text(busy), /2 held, 0 with waiters in line, 1 done/);
+
+  for (const [c, g] of [[b, gb], [a, next]]) {
+    const r = await call(c, 'lock_release', { key: g.structuredContent.key,
+                                              token: g.structuredContent.token, done: true });
+    assert.equal(r.structuredContent.outcome, 'released', text(r));
+  }
+  const left = await call(observer, 'claim_next', { keys });
+  assert.equal(left.isError, false, text(left));
+  assert.equal(left.structuredContent.outcome, 'none_left');
+  assert.match(text(left), /TL_ENOTASK/);
+
+  const re = await call(observer, 'lock_reopen', { key: 'sdk-q3' });
+  assert.equal(re.structuredContent.was_done, true, text(re));
+  const again = await call(b, 'claim_next', { keys });
+  assert.equal(again.structuredContent.key, 'sdk-q3');
+  const hist = await call(observer, 'lock_history', { key: 'sdk-q3' });
+  assert.deepEqual(hist.structuredContent.events.map((e) => e.event),
+                   ['acquired', 'done', 'reopened', 'acquired']);
+  await a.client.close();
+  await b.client.close();
+  assert.equal((await status(observer, 'sdk-q3')).held, false, 'released when b went away');
+});
+
+test('cancelling a waiting claim_next: no claim, and the connection goes on', async () => {
+  const a = await connect('q-holder');
+  const b = await connect('q-canceller');
+  const held = await call(a, 'lock_acquire', { key: 'sdk-qc' });
+  assert.equal(held.isError, false, text(held));
+  const ac = new AbortController();
+  const t0 = Date.now();
+  const waiting = call(b, 'claim_next', { keys: ['sdk-qc'], wait_seconds: 30, strategy: 'retry' },
+                       { signal: ac.signal });
+  await b.client.ping(); // answered by the reading thread: the claim was read before it
+  ac.abort('the agent changed its mind');
+  await assert.rejects(waiting);
+  // b's next call waits for the claim to end: it must not take the 30 s.
+  const st = await call(b, 'lock_status', { key: 'sdk-qc' });
+  assert.ok(Date.now() - t0 < 20000, `answered after ${Date.now() - t0} ms`);
+  assert.equal(st.structuredContent.lock.worker_id, held.structuredContent.worker_id);
+  const rel = await call(a, 'lock_release', { key: 'sdk-qc', token: held.structuredContent.token });
+  assert.equal(rel.structuredContent.outcome, 'released');
+  assert.equal((await status(b, 'sdk-qc')).held, false, 'the cancelled claim took nothing');
+  await a.client.close();
+  await b.client.close();
+});
+
 test('closing stdin while holding releases the lock, promptly', async () => {
   const c = await connect('closer');
   assert.equal((await call(c, 'lock_acquire', { key: 'sdk-close' })).isError, false);
@@ -286,10 +367,13 @@ test('invalid arguments are tool errors the model can read; an unknown tool is a
   const bad = await call(observer, 'lock_acquire', { key: 'has space' });
   assert.equal(bad.isError, true);
   assert.match(text(bad), /not valid/);
-  const unk = await call(observer, 'lock_release', { key: 'k', token: 1, done: true });
-  assert.equal(unk.isError, true);
-  assert.match(text(unk), /claim-next/);
-  await assert.rejects(call(observer, 'claim_next', {}), /Unknown tool/);
+  const none = await call(observer, 'claim_next', {});
+  assert.equal(none.isError, true);
+  assert.match(text(none), /either "keys"/);
+  const free = await call(observer, 'lock_release', { key: 'sdk-never', token: 1, done: true });
+  assert.equal(free.isError, false, text(free));
+  assert.equal(free.structuredContent.outcome, 'not_held');
+  await assert.rejects(call(observer, 'no_such_tool', {}), /Unknown tool/);
 });
 
 after(async () => {
