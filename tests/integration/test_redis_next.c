@@ -26,60 +26,6 @@
 #include "tl_test.h"
 
 #ifndef TL_WITH_REDIS
-/* The core's limit of 10,000 candidates: one script call still, the done ones skipped. */
-static void ten_thousand_candidates(void **state)
-{
-    (void)state;
-    enum { N = 10000 };
-    struct env e;
-    env_init(&e, "many");
-    tl_manager *m = manager(&e, "many-worker", 0);
-    char(*names)[16] = calloc(N, sizeof(*names));
-    const char **keys = calloc(N, sizeof(*keys));
-    assert_non_null(names);
-    assert_non_null(keys);
-    for (int i = 0; i < N; i++) {
-        (void)snprintf(names[i], sizeof(names[i]), "c%05d", i);
-        keys[i] = names[i];
-        if (i < N - 1)
-            assert_int_equal(redisAppendCommand(e.admin,
-                                                "HSET %sdone:%s worker_id w node_id n token 1 "
-                                                "done_at 1 summary s",
-                                                e.prefix, names[i]),
-                             REDIS_OK);
-    }
-    for (int i = 0; i < N - 1; i++) {
-        void *r = NULL;
-        assert_int_equal(redisGetReply(e.admin, &r), REDIS_OK);
-        freeReplyObject(r);
-    }
-
-    uint64_t before = stats_of(m).round_trips;
-    tl_lock *l = NULL;
-    assert_int_equal(tl_claim_next(m, keys, N, &fail_fast, &l), TL_OK);
-    assert_string_equal(tl_lock_key(l), keys[N - 1]);
-    assert_int_equal(stats_of(m).round_trips - before, 1);
-
-    /* All held or done: a waiting claim-next's wait over all of them ends by its time. */
-    const struct tl_candidates c = {.keys = keys, .nkeys = N};
-    assert_int_equal(m->store->ops->wait_any(m->store, &c, 200), TL_OK);
-    assert_int_equal(stats_of(m).any_woke_by_timeout, 1);
-    tl_lock *none = NULL;
-    assert_int_equal(tl_claim_next(m, keys, N, &fail_fast, &none), TL_EBUSY);
-    assert_non_null(strstr(tl_errmsg(m), "9999 done"));
-    release_done(l);
-    assert_int_equal(tl_claim_next(m, keys, N, &fail_fast, &none), TL_ENOTASK);
-    struct tl_done **d = NULL;
-    size_t n = 0;
-    assert_int_equal(tl_list_done(m, NULL, &d, &n), TL_OK);
-    assert_int_equal(n, N);
-    tl_done_array_free(d, n);
-    free(names);
-    free((void *)keys);
-    tl_manager_free(m);
-    env_fini(&e);
-}
-
 int main(void)
 {
     (void)fprintf(stderr, "redis next: this build has no Redis store; skipped\n");
