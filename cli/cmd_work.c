@@ -418,8 +418,7 @@ static void loop(struct work *w)
         int sig;
         while ((sig = tl_cli_take_signal()) != 0) {
             if (w->stop_sig == 0)
-                tl_cli_note(w->cli, "work: signal %d: no new tasks; waiting for the running ones",
-                            sig);
+                tl_cli_note(w->cli, "signal %d: no new tasks; waiting for the running ones", sig);
             w->stop_sig = sig;
             for (size_t i = 0; i < w->nslots; i++) {
                 if (w->slots[i].lock != NULL && w->slots[i].c.pid > 0)
