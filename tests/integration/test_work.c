@@ -450,6 +450,65 @@ static void a_crashed_workers_task_is_done_by_another(void **state)
         crash(&stores[i]);
 }
 
+/* ---- failures and signals ---- */
+
+static bool err_has(void *arg)
+{
+    char *err = tag_file((const char *)arg, "err");
+    bool has = strstr(err, "\"event\":\"start\"") != NULL;
+
+    free(err);
+    return has;
+}
+
+static void a_failed_task_is_left_and_a_signal_stops_the_loop(void **state)
+{
+    (void)state;
+    const struct store *s = &stores[0];
+    char f0[128], f1[128], cmd[300], s0[128];
+    key_name(f0, sizeof(f0), "fail", 0);
+    key_name(f1, sizeof(f1), "fail", 1);
+    key_name(s0, sizeof(s0), "sig", 0);
+
+    /* f1's command fails: it is released not done, and this process does not take it again. */
+    (void)snprintf(cmd, sizeof(cmd), "test \"$TASKLOCK_KEY\" != %s", f1);
+    assert_int_equal(run(s, "fails", NULL,
+                         (const char *[]){"--json", "work", f0, f1, "--", "sh", "-c", cmd, NULL}),
+                     1);
+    char *err = tag_file("fails", "err");
+    int starts = 0, fails = 0;
+    for (const char *p = err; (p = strstr(p, "\"event\":\"start\"")) != NULL; p++)
+        starts++;
+    for (const char *p = err; (p = strstr(p, "\"event\":\"failed\"")) != NULL; p++)
+        fails++;
+    assert_int_equal(starts, 2);
+    assert_int_equal(fails, 1);
+    assert_non_null(strstr(err, "\"event\":\"summary\",\"done\":1,\"failed\":1,\"lost\":0"));
+    free(err);
+    char *out = NULL;
+    assert_int_equal(run(s, "fails-done", &out, (const char *[]){"list", "--done", NULL}), 0);
+    assert_non_null(strstr(out, f0));
+    assert_null(strstr(out, f1));
+    free(out);
+
+    /* SIGINT: forwarded to the running command; the task is released, not done; 128 + 2. */
+    pid_t pid = start(s->url, "tester", "sig",
+                      (const char *[]){"--json", "work", s0, "--", "sleep", "30", NULL});
+    if (!tl_test_poll(err_has, (void *)"sig", 10, LIMIT_MS))
+        fail_msg("the signalled worker never started its task");
+    assert_int_equal(kill(pid, SIGINT), 0);
+    assert_int_equal(finish(pid), 128 + SIGINT);
+    err = tag_file("sig", "err");
+    assert_non_null(strstr(err, "\"event\":\"failed\""));
+    free(err);
+    assert_int_equal(run(s, "sig-status", &out, (const char *[]){"--json", "status", s0, NULL}), 0);
+    assert_non_null(strstr(out, "\"held\":false"));
+    free(out);
+    assert_int_equal(run(s, "sig-again", NULL,
+                         (const char *[]){"claim-next", "--strategy", "fail-fast", s0, NULL}),
+                     0);
+}
+
 int main(void)
 {
     const char *bindir = tl_test_env("TL_TEST_BINARY_DIR");
@@ -484,6 +543,7 @@ int main(void)
         cmocka_unit_test(claim_next_network),
         cmocka_unit_test(eight_workers_drain_200_tasks),
         cmocka_unit_test(a_crashed_workers_task_is_done_by_another),
+        cmocka_unit_test(a_failed_task_is_left_and_a_signal_stops_the_loop),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
