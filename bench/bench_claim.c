@@ -150,7 +150,7 @@ static int worker_next(struct shared *sh, const struct run *r, int id, tl_manage
     const char *const *keys = (const char *const *)r->keys;
     const size_t n = (size_t)r->tasks;
     const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
-    const struct tl_acquire_opts wait = {.strategy = TL_RETRY, .deadline_ms = 60000};
+    const struct tl_acquire_opts wait = {.strategy = TL_RETRY, .deadline_ms = 30000};
     tl_lock *l = NULL;
 
     wait_start(sh);
@@ -186,6 +186,12 @@ static int worker_next(struct shared *sh, const struct run *r, int id, tl_manage
         double waited = bench_now_s() - t0;
         if (waited > o->tail_wait)
             o->tail_wait = waited;
+        if (st == TL_EBUSY) { /* a whole wait and still held: a task was not released */
+            fprintf(stderr, PROG ": worker %d: waited %.0f s in the tail: %s\n", id, waited,
+                    tl_errmsg(m));
+            o->errors++;
+            break;
+        }
     }
     o->end = bench_now_s();
     return o->errors ? 1 : 0;
