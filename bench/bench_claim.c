@@ -110,7 +110,8 @@ static tl_manager *connect_manager(const struct run *r, int id)
     tl_manager *m = tl_manager_new(
         &(struct tl_options){.store_url = r->url, .worker_id = wid, .node_id = "bench"});
     if (m == NULL || tl_connect(m) != TL_OK) {
-        fprintf(stderr, PROG ": worker %d: connect: %s\n", id, m ? tl_errmsg(m) : "no memory");
+        (void)fprintf(stderr, PROG ": worker %d: connect: %s\n", id,
+                      m ? tl_errmsg(m) : "no memory");
         tl_manager_free(m);
         return NULL;
     }
@@ -160,8 +161,8 @@ static int worker_next(struct shared *sh, const struct run *r, int id, tl_manage
             tl_lock *next = NULL;
             st = tl_release_claim_next(l, NULL, true, keys, n, &ff, &next);
             if (!tl_lock_is_released(l)) {
-                fprintf(stderr, PROG ": worker %d: release %s: %s\n", id, tl_lock_key(l),
-                        tl_errmsg(m));
+                (void)fprintf(stderr, PROG ": worker %d: release %s: %s\n", id, tl_lock_key(l),
+                              tl_errmsg(m));
                 o->errors++;
                 tl_lock_free(l);
                 o->end = bench_now_s();
@@ -175,7 +176,7 @@ static int worker_next(struct shared *sh, const struct run *r, int id, tl_manage
         if (st == TL_ENOTASK)
             break;
         if (st != TL_EBUSY) {
-            fprintf(stderr, PROG ": worker %d: claim-next: %s\n", id, tl_errmsg(m));
+            (void)fprintf(stderr, PROG ": worker %d: claim-next: %s\n", id, tl_errmsg(m));
             o->errors++;
             break;
         }
@@ -187,8 +188,8 @@ static int worker_next(struct shared *sh, const struct run *r, int id, tl_manage
         if (waited > o->tail_wait)
             o->tail_wait = waited;
         if (st == TL_EBUSY) { /* a whole wait and still held: a task was not released */
-            fprintf(stderr, PROG ": worker %d: waited %.0f s in the tail: %s\n", id, waited,
-                    tl_errmsg(m));
+            (void)fprintf(stderr, PROG ": worker %d: waited %.0f s in the tail: %s\n", id, waited,
+                          tl_errmsg(m));
             o->errors++;
             break;
         }
@@ -212,14 +213,16 @@ static int worker_naive(struct shared *sh, const struct run *r, int id, tl_manag
             continue;
         }
         if (st != TL_OK) {
-            fprintf(stderr, PROG ": worker %d: acquire %s: %s\n", id, r->keys[i], tl_errmsg(m));
+            (void)fprintf(stderr, PROG ": worker %d: acquire %s: %s\n", id, r->keys[i],
+                          tl_errmsg(m));
             o->errors++;
             continue;
         }
         struct tl_done **d = NULL;
         size_t nd = 0;
         if (tl_list_done(m, r->keys[i], &d, &nd) != TL_OK) {
-            fprintf(stderr, PROG ": worker %d: list done %s: %s\n", id, r->keys[i], tl_errmsg(m));
+            (void)fprintf(stderr, PROG ": worker %d: list done %s: %s\n", id, r->keys[i],
+                          tl_errmsg(m));
             o->errors++;
             nd = 1; /* do not count it */
         }
@@ -227,7 +230,8 @@ static int worker_naive(struct shared *sh, const struct run *r, int id, tl_manag
         /* The task's work: nothing. */
         st = tl_release_with(l, &(struct tl_release_opts){.done = nd == 0});
         if (st != TL_OK) {
-            fprintf(stderr, PROG ": worker %d: release %s: %s\n", id, r->keys[i], tl_errmsg(m));
+            (void)fprintf(stderr, PROG ": worker %d: release %s: %s\n", id, r->keys[i],
+                          tl_errmsg(m));
             o->errors++;
         } else if (nd == 0) {
             o->tasks++;
@@ -245,7 +249,7 @@ static int worker_lib(struct shared *sh, const struct run *r, int id)
 
     if (m == NULL || !warm_up(r, m, id)) {
         if (m != NULL)
-            fprintf(stderr, PROG ": worker %d: warm-up: %s\n", id, tl_errmsg(m));
+            (void)fprintf(stderr, PROG ": worker %d: warm-up: %s\n", id, tl_errmsg(m));
         sh->w[id].errors++;
         tl_manager_free(m);
         wait_start(sh);
@@ -286,8 +290,8 @@ static int floor_sqlite(struct shared *sh, const struct run *r, int id)
         sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO bench_claim_floor VALUES (?, 1)", -1, &ins,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, "COMMIT", -1, &c, NULL) != SQLITE_OK) {
-        fprintf(stderr, PROG ": worker %d: sqlite %s: %s\n", id, path,
-                err ? err : sqlite3_errmsg(db));
+        (void)fprintf(stderr, PROG ": worker %d: sqlite %s: %s\n", id, path,
+                      err ? err : sqlite3_errmsg(db));
         sqlite3_free(err);
         o->errors++;
         wait_start(sh);
@@ -297,7 +301,7 @@ static int floor_sqlite(struct shared *sh, const struct run *r, int id)
     for (long i = 0, n = floor_share(r, id); i < n; i++) {
         int s1 = sqlite3_step(b), s2 = SQLITE_DONE, s3 = SQLITE_DONE;
         if (s1 == SQLITE_DONE) {
-            sqlite3_bind_int64(ins, 1, (sqlite3_int64)(id + i * r->procs));
+            sqlite3_bind_int64(ins, 1, (sqlite3_int64)id + (sqlite3_int64)i * r->procs);
             s2 = sqlite3_step(ins);
             s3 = sqlite3_step(c);
         }
@@ -305,7 +309,7 @@ static int floor_sqlite(struct shared *sh, const struct run *r, int id)
         sqlite3_reset(ins);
         sqlite3_reset(c);
         if (s1 != SQLITE_DONE || s2 != SQLITE_DONE || s3 != SQLITE_DONE) {
-            fprintf(stderr, PROG ": worker %d: sqlite: %s\n", id, sqlite3_errmsg(db));
+            (void)fprintf(stderr, PROG ": worker %d: sqlite: %s\n", id, sqlite3_errmsg(db));
             o->errors++;
             (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             continue;
@@ -372,7 +376,7 @@ static int floor_redis(struct shared *sh, const struct run *r, int id)
 
     (void)snprintf(key, sizeof(key), "%s-floor-warm%d", r->base, id);
     if (fd < 0 || !redis_set(fd, key)) {
-        fprintf(stderr, PROG ": worker %d: redis %s: cannot connect or SET\n", id, r->url);
+        (void)fprintf(stderr, PROG ": worker %d: redis %s: cannot connect or SET\n", id, r->url);
         o->errors++;
         wait_start(sh);
         o->end = bench_now_s();
@@ -415,7 +419,7 @@ static int floor_postgres(struct shared *sh, const struct run *r, int id)
         PQclear(res);
     }
     if (!ok) {
-        fprintf(stderr, PROG ": worker %d: postgres: %s", id, PQerrorMessage(c));
+        (void)fprintf(stderr, PROG ": worker %d: postgres: %s", id, PQerrorMessage(c));
         o->errors++;
         PQfinish(c);
         wait_start(sh);
@@ -431,7 +435,7 @@ static int floor_postgres(struct shared *sh, const struct run *r, int id)
         ExecStatusType s = PQresultStatus(res);
         PQclear(res);
         if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-            fprintf(stderr, PROG ": worker %d: postgres: %s", id, PQerrorMessage(c));
+            (void)fprintf(stderr, PROG ": worker %d: postgres: %s", id, PQerrorMessage(c));
             o->errors++;
             break;
         }
@@ -487,8 +491,9 @@ int main(int argc, char **argv)
         case 'r': rep = (int)strtol(optarg, NULL, 10); break;
         case 'S': store = optarg; break;
         default:
-            fprintf(stderr, "usage: " PROG " -u URL -p PROCS -M TASKS -m next|naive|floor|floor-rtt"
-                            " [-k BASE] [-o CSV -r REP -S STORE]\n");
+            (void)fprintf(stderr,
+                          "usage: " PROG " -u URL -p PROCS -M TASKS -m next|naive|floor|floor-rtt"
+                          " [-k BASE] [-o CSV -r REP -S STORE]\n");
             return 2;
         }
     }
@@ -553,8 +558,26 @@ int main(int argc, char **argv)
     memset(sh, 0, sizeof(*sh));
     sh->start = 1e18;
 
+    /* SQLite's floor: the file, WAL and the table made once, before the workers open it (P
+     * processes switching a fresh file to WAL at once may find it locked). */
+    if (r.mode == MODE_FLOOR && strncmp(r.url, "sqlite:", 7) == 0) {
+        const char *path = r.url + 7;
+        sqlite3 *db = NULL;
+        char *err = NULL;
+
+        if (strncmp(path, "//", 2) == 0)
+            path += 2;
+        if (sqlite3_open(path, &db) != SQLITE_OK ||
+            sqlite3_exec(db,
+                         "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; CREATE TABLE IF "
+                         "NOT EXISTS bench_claim_floor (k INTEGER PRIMARY KEY, v)",
+                         NULL, NULL, &err) != SQLITE_OK)
+            bench_die(PROG, path, err ? err : sqlite3_errmsg(db));
+        sqlite3_close(db);
+    }
+
     pid_t pids[MAX_PROCS];
-    fflush(NULL);
+    (void)fflush(NULL);
     for (int i = 0; i < r.procs; i++) {
         pids[i] = fork();
         if (pids[i] < 0)
@@ -580,7 +603,7 @@ int main(int argc, char **argv)
             if (bench_now_s() > limit) {
                 kill(pids[i], SIGKILL);
                 (void)waitpid(pids[i], &status, 0);
-                fprintf(stderr, PROG ": worker %d did not finish; killed\n", i);
+                (void)fprintf(stderr, PROG ": worker %d did not finish; killed\n", i);
                 break;
             }
             bench_sleep_s(0.002);
@@ -627,21 +650,21 @@ int main(int argc, char **argv)
     }
     bench_csv_close(&out);
 
-    fprintf(stderr,
-            "%s %s %s: %ld of %d tasks in %.3f s: %.0f tasks/s (every worker stopped after "
-            "%.3f s)",
-            store, config, subject_of(r.mode), tasks, r.tasks, secs, rate, end - start);
+    (void)fprintf(stderr,
+                  "%s %s %s: %ld of %d tasks in %.3f s: %.0f tasks/s (every worker stopped after "
+                  "%.3f s)",
+                  store, config, subject_of(r.mode), tasks, r.tasks, secs, rate, end - start);
     if (r.mode == MODE_NEXT)
-        fprintf(stderr, "; longest tail wait %.1f ms", tail * 1000);
+        (void)fprintf(stderr, "; longest tail wait %.1f ms", tail * 1000);
     if (r.mode == MODE_NAIVE && tasks > 0)
-        fprintf(stderr, "; %.2f acquires per task (%.2f found it held)",
-                (double)acquires / (double)tasks, (double)busy / (double)tasks);
-    fprintf(stderr, "; errors %ld\n", errors);
+        (void)fprintf(stderr, "; %.2f acquires per task (%.2f found it held)",
+                      (double)acquires / (double)tasks, (double)busy / (double)tasks);
+    (void)fprintf(stderr, "; errors %ld\n", errors);
     for (int i = 0; i < r.tasks; i++)
         free(r.keys[i]);
     free((void *)r.keys);
     if (tasks != r.tasks) {
-        fprintf(stderr, "%s: %ld tasks finished, not %d\n", PROG, tasks, r.tasks);
+        (void)fprintf(stderr, "%s: %ld tasks finished, not %d\n", PROG, tasks, r.tasks);
         return 1;
     }
     return errors ? 1 : 0;
