@@ -693,6 +693,7 @@ fi # diagnostics
 Q="$RESULTS/claim.csv"
 if want claim; then
 log "6: claim-next ($CLAIM_REPS repetitions; P = $CLAIM_PROCS; $CLAIM_TASKS and $CLAIM_TASKS_SHORT tasks)"
+# shellcheck disable=SC2317 # called through rotate_run's eval
 claim_one() { # REP STORE URL P M MODE
   local rep=$1 st=$2 url=$3 p=$4 n=$5 mode=$6
   [ "$st" = sqlite ] && url="sqlite:$scratch/claim-$rep-p$p-m$n-$mode.db"
