@@ -5,7 +5,8 @@
 #   bench/run.sh                 everything (about 10 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh   fewer and shorter repetitions, to try the harness
 #   BENCH_ONLY=contention bench/run.sh   only that section (of cycles, contention, heartbeat,
-#                                github, diagnostics, serve; several: comma-separated): its CSV is
+#                                github, diagnostics, serve,
+#                                claim; several: comma-separated): its CSV is
 #                                measured again, the others' are kept, and the report is
 #                                rendered from all of them; the run's own record goes to
 #                                environment-SECTIONS.txt (environment.txt stays that of the
@@ -32,6 +33,8 @@
 #   serve.csv       `tasklock serve`: its CPU per refresh with 1,000 locks, idle and with 50
 #                   event streams, against one CLI poll (list + log --json) in the same run
 #                   (bench_serve; docs/serve.md quotes it: report.py does not read it)
+#   claim.csv       P processes (1, 4, 8) draining M tasks: claim-next + release-and-claim-next
+#                   (`work`'s loop), the naive acquire loop, the store's one-round-trip floor
 #   not_measured.csv  what could not be measured, and why
 #   environment.txt   machine, versions, date, command
 #
@@ -52,7 +55,7 @@ export BUILD RESULTS
 if [ -n "${BENCH_QUICK:-}" ]; then
   : "${REPS:=2}" "${CONTEND_REPS:=1}" "${SECONDS_PER:=0.7}" "${CONTEND_SECONDS:=1.5}"
   : "${HB_WINDOWS:=2}" "${HB_LOCKS:=1000}" "${HB_LOCKS_GITHUB:=200}" "${SQLITE_CYCLES:=300}"
-  : "${HB_DIRECT:=0}"
+  : "${HB_DIRECT:=0}" "${CLAIM_REPS:=1}" "${CLAIM_TASKS:=300}" "${CLAIM_TASKS_SHORT:=50}"
 fi
 : "${REPS:=7}"            # repetitions of the uncontended cycles, the CLI and GitHub latency
 : "${CONTEND_REPS:=5}"    # repetitions of the contended runs
@@ -69,9 +72,13 @@ fi
 : "${GH_K1_CS_MS:=200}"      # GitHub, one key: critical section in ms (see contend() below)
 : "${GH_CONTEND_SECONDS:=10}" # GitHub: seconds per contended run (its waiters poll every 1 s)
 : "${GH_CONTEND_REPS:=1}"     # GitHub: repetitions of the contended runs (the first ones)
+: "${CLAIM_REPS:=3}"          # claim-next: repetitions
+: "${CLAIM_TASKS:=2000}"      # claim-next: tasks drained per run (each call is given them all)
+: "${CLAIM_TASKS_SHORT:=200}" # claim-next: the same with a short list of candidates
+: "${CLAIM_PROCS:=1 4 8}"     # claim-next: worker processes
 export REPS CONTEND_REPS SECONDS_PER CONTEND_SECONDS HB_WINDOWS HB_INTERVAL_MS HB_LOCKS \
   HB_LOCKS_GITHUB HB_LOCKS_DIRECT HB_LOCKS_ETCD HB_ETCD_TIMEOUT_MS SQLITE_CYCLES GH_K1_CS_MS GH_CONTEND_SECONDS \
-  GH_CONTEND_REPS
+  GH_CONTEND_REPS CLAIM_REPS CLAIM_TASKS CLAIM_TASKS_SHORT CLAIM_PROCS
 
 log() { echo "bench: $*" >&2; }
 
@@ -81,8 +88,8 @@ BENCH_ONLY=${BENCH_ONLY:-}
 want() { [ -z "$BENCH_ONLY" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
 for sec in ${BENCH_ONLY//,/ }; do
   case $sec in
-    cycles | contention | heartbeat | github | diagnostics | serve) ;;
-    *) log "BENCH_ONLY: no section \"$sec\" (cycles, contention, heartbeat, github, diagnostics, serve)"; exit 2 ;;
+    cycles | contention | heartbeat | github | diagnostics | serve | claim) ;;
+    *) log "BENCH_ONLY: no section \"$sec\" (cycles, contention, heartbeat, github, diagnostics, serve, claim)"; exit 2 ;;
   esac
 done
 if [ -n "$BENCH_ONLY" ]; then
@@ -195,7 +202,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 B=$BUILD
 header="rep,store,subject,config,metric,value"
-for f in cycles contention heartbeat github serve; do
+for f in cycles contention heartbeat github serve claim; do
   want "$f" || continue
   [ -f "$RESULTS/$f.csv" ] || echo "$header" >"$RESULTS/$f.csv"
 done
@@ -691,6 +698,58 @@ else
   missing serve sqlite ours "bench_serve or tasklock not built"
 fi
 fi # serve
+
+# ---- 7. claim-next: draining a queue ----------------------------------------------------------
+# bench_claim: P worker processes (CLAIM_PROCS) drain CLAIM_TASKS tasks on one store, three ways
+# in each repetition, their order rotating: `work`'s loop through the library (claim-next, then
+# release-and-claim-next with done), the naive loop (acquire each key fail-fast in turn, look up
+# its done marker, release with done), and the store's one-round-trip floor per task (PostgreSQL
+# also a round trip that writes nothing, floor-rtt). Each run on fresh keys (SQLite: a fresh
+# file). Then the same with CLAIM_TASKS_SHORT tasks: claim-next is given every candidate on each
+# call, so its cost per task grows with the list.
+Q="$RESULTS/claim.csv"
+if want claim; then
+log "7: claim-next ($CLAIM_REPS repetitions; P = $CLAIM_PROCS; $CLAIM_TASKS and $CLAIM_TASKS_SHORT tasks)"
+# shellcheck disable=SC2317 # called through rotate_run's eval
+claim_one() { # REP STORE URL P M MODE
+  local rep=$1 st=$2 url=$3 p=$4 n=$5 mode=$6
+  [ "$st" = sqlite ] && url="sqlite:$scratch/claim-$rep-p$p-m$n-$mode.db"
+  run claim "$st" "$mode" "$B/bench_claim" -u "$url" -p "$p" -M "$n" -m "$mode" -o "$Q" -r "$rep" -S "$st"
+  [ "$st" = sqlite ] && rm -f "$scratch/claim-$rep-p$p-m$n-$mode.db"*
+  return 0
+}
+claim_store() { # REP STORE URL MODES...
+  local rep=$1 st=$2 url=$3 p n m cmds
+  shift 3
+  for n in $CLAIM_TASKS $CLAIM_TASKS_SHORT; do
+    for p in $CLAIM_PROCS; do
+      cmds=()
+      for m in "$@"; do cmds+=("claim_one $rep $st \"\$url\" $p $n $m"); done
+      rotate_run "$rep" "${cmds[@]}"
+    done
+  done
+}
+if has bench_claim; then
+  for rep in $(seq 1 "$CLAIM_REPS"); do
+    log "claim: repetition $rep of $CLAIM_REPS"
+    claim_store "$rep" sqlite sqlite next naive floor
+    if [ -n "$redis_url" ] && in_build redis; then
+      claim_store "$rep" redis "$redis_url" next naive floor
+    else
+      missing claim redis all "$(why_not redis "$redis_url" "Redis server")"
+    fi
+    if [ -n "$pg_url" ] && in_build postgres; then
+      claim_store "$rep" postgres "$pg_url" next naive floor floor-rtt
+    else
+      missing claim postgres all "$(why_not postgres "$pg_url" "PostgreSQL server")"
+    fi
+  done
+  missing claim etcd all "not measured yet (bench_claim has no etcd floor)"
+else
+  missing claim all all "bench_claim not built"
+fi
+fi # claim
+
 echo "pressure_end: $(pressure)" >>"$ENVFILE"
 log "measurements done"
 exit 0

@@ -150,7 +150,7 @@ static int run(const struct store *s, const char *tag, char **out, const char *c
 
 static void key_name(char *buf, size_t size, const char *what, int i)
 {
-    (void)snprintf(buf, size, "%s-%s-%d", prefix, what, i);
+    (void)snprintf(buf, size, "%.40s-%.40s-%d", prefix, what, i);
 }
 
 /* A keys file of `n` keys named WHAT-0.. in the run's directory. */
