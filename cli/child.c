@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,8 +217,13 @@ static void free_env(char **env)
     free(env);
 }
 
-/* In the child, between fork and exec: only async-signal-safe calls. */
-static void exec_child(char **cmd, char **env, int report_fd, pid_t parent)
+/*
+ * In the child, between fork and exec: only async-signal-safe calls. The signals were blocked
+ * across the fork (tl_cli_child_start): their handlers go back to the defaults first, then the
+ * mask is restored, so that a SIGINT forwarded in between is not swallowed by our handler but
+ * acts on the child as it would on the command.
+ */
+static void exec_child(char **cmd, char **env, int report_fd, pid_t parent, const sigset_t *mask)
 {
     struct sigaction sa;
 
@@ -227,6 +233,7 @@ static void exec_child(char **cmd, char **env, int report_fd, pid_t parent)
     for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
         (void)sigaction(forwarded[i], &sa, NULL);
     (void)sigaction(SIGCHLD, &sa, NULL);
+    (void)sigprocmask(SIG_SETMASK, mask, NULL);
     (void)setpgid(0, 0);
 #if defined(__linux__)
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -266,10 +273,18 @@ int tl_cli_child_start(const struct tl_cli *cli, struct tl_cli_child *c, char **
     (void)fflush(NULL);
     pid_t parent = getpid();
     cli->outcome->stdout_given = true; /* the command's, from now on */
+    /* Signals blocked across the fork: a child must not run our handlers (see exec_child). */
+    sigset_t block, old;
+    (void)sigemptyset(&block);
+    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+        (void)sigaddset(&block, forwarded[i]);
+    (void)sigaddset(&block, SIGCHLD);
+    (void)pthread_sigmask(SIG_BLOCK, &block, &old);
     c->pid = fork();
     if (c->pid == 0)
-        exec_child(cmd, env, report[1], parent);
+        exec_child(cmd, env, report[1], parent, &old);
     int fork_errno = errno;
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
     (void)close(report[1]);
     free_env(env);
     if (c->pid < 0) {
