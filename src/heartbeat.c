@@ -16,6 +16,7 @@
  * Neither thread writes the manager's message slot; they log and fire the lost callback.
  */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 
@@ -347,6 +348,26 @@ static void *loss_watch_main(void *arg)
     return NULL;
 }
 
+/*
+ * Starts one of the library's threads with the asynchronous signals blocked: a signal meant for
+ * the program (SIGINT, SIGTERM, SIGCHLD...) is then never run by a thread the program does not
+ * know of, where its handler would race with the program's own threads. The signals of a fault
+ * in the thread itself stay unblocked, so that a crash is still reported as one.
+ */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+    sigset_t all, old;
+
+    (void)sigfillset(&all);
+    for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+        (void)sigdelset(&all, faults[i]);
+    (void)pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 tl_status tl__heartbeat_start(tl_manager *m, int64_t due, int64_t lose_at)
 {
     tl_status st = TL_OK;
@@ -357,7 +378,7 @@ tl_status tl__heartbeat_start(tl_manager *m, int64_t due, int64_t lose_at)
          * the thread would look again. */
         if (due < m->hb_wait_until || (!m->lw_running && lose_at < m->hb_wait_until))
             (void)pthread_cond_signal(&m->wake);
-    } else if (pthread_create(&m->hb_thread, NULL, heartbeat_main, m) == 0) {
+    } else if (start_thread(&m->hb_thread, heartbeat_main, m) == 0) {
         m->hb_running = true;
         m->hb_wait_until = INT64_MIN;
     } else {
@@ -374,7 +395,7 @@ static void loss_watch_ensure_locked(tl_manager *m)
 {
     if (m->lw_running || m->hb_stop)
         return;
-    if (pthread_create(&m->lw_thread, NULL, loss_watch_main, m) == 0) {
+    if (start_thread(&m->lw_thread, loss_watch_main, m) == 0) {
         m->lw_running = true;
         m->lw_wait_until = INT64_MIN;
     } else if (!m->lw_failed) {
