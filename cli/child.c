@@ -233,7 +233,7 @@ static void exec_child(char **cmd, char **env, int report_fd, pid_t parent, cons
     for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
         (void)sigaction(forwarded[i], &sa, NULL);
     (void)sigaction(SIGCHLD, &sa, NULL);
-    (void)sigprocmask(SIG_SETMASK, mask, NULL);
+    (void)pthread_sigmask(SIG_SETMASK, mask, NULL);
     (void)setpgid(0, 0);
 #if defined(__linux__)
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
