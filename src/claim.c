@@ -19,6 +19,33 @@
  * array): split the work, or use a label. */
 #define TL_CANDIDATES_MAX 10000
 
+/*
+ * A list longer than TL_NEXT_WINDOW is claimed from in windows: the first TL_NEXT_WINDOW
+ * candidates not known to be done, then the next ones if none of those was free. The manager
+ * remembers its last list and which of its candidates the store said were done (struct
+ * tl_candidates done_seen), so that a queue drained in order costs each call O(window), not a
+ * walk over the whole finished head: O(M) per task, O(M^2) in all. What it remembers can only
+ * grow stale by a reopen elsewhere; so before saying nothing is free it asks about the whole
+ * list, and it does so every TL_NEXT_REFRESH calls anyway, so that a reopened task comes back
+ * in its order soon. The first call over a list asks about all of it (one round trip learns
+ * what is done already), and an attempt whose first TL_NEXT_WINDOWS windows have nothing to
+ * win asks about the whole list rather than walk it window by window (a long held head costs
+ * at most that many small calls and one large one, not one call per window).
+ */
+#define TL_NEXT_WINDOW  32
+#define TL_NEXT_WINDOWS 4
+#define TL_NEXT_REFRESH 64
+
+struct tl_next_memo {
+    size_t n;
+    char *text; /* the keys, each with its NUL, in order */
+    size_t text_len;
+    uint8_t *done; /* [n]: the store said it was done */
+    size_t ndone;
+    size_t first;   /* every candidate before it is known done */
+    uint32_t calls; /* attempts over this list since it was last asked about whole */
+};
+
 /* One claim-next call: what it claims from and how. */
 struct next_call {
     tl_manager *m;
@@ -31,7 +58,199 @@ struct next_call {
     int64_t start;      /* when the call began (monotonic), for the latency metric */
     int64_t until;      /* when its patience ends (monotonic); INT64_MAX: never */
     int64_t first_sent; /* when a finish that also claimed was sent */
+
+    /* The manager's memo of this list (NULL: the list is short, a label, or the memo could not
+     * be kept), and the window the last store call was given. */
+    struct tl_next_memo *memo;
+    struct tl_candidates win;
+    bool win_full;  /* the window is the whole list */
+    size_t win_end; /* where the next window starts */
+    const char *win_keys[TL_NEXT_WINDOW];
+    size_t win_idx[TL_NEXT_WINDOW];
+    uint8_t win_seen[TL_NEXT_WINDOW];
 };
+
+void tl__next_memo_free(struct tl_next_memo *mm)
+{
+    if (mm == NULL)
+        return;
+    tl__free(mm->text);
+    tl__free(mm->done);
+    tl__free(mm);
+}
+
+/* Whether `keys` is the list `mm` remembers (then it was checked before). */
+static bool memo_matches(const struct tl_next_memo *mm, const char *const *keys, size_t n)
+{
+    if (mm == NULL || mm->n != n || keys == NULL)
+        return false;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i] == NULL)
+            return false;
+        size_t len = strlen(keys[i]) + 1;
+        if (len > mm->text_len - off || memcmp(mm->text + off, keys[i], len) != 0)
+            return false;
+        off += len;
+    }
+    return true;
+}
+
+/* Remembers `keys` (checked) in place of the manager's last list; NULL if memory is short (the
+ * calls then go over the whole list, as for a short one). */
+static struct tl_next_memo *memo_new(const char *const *keys, size_t n)
+{
+    struct tl_next_memo *mm = tl__calloc(1, sizeof(*mm));
+    if (mm == NULL)
+        return NULL;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(keys[i]) + 1;
+    mm->n = n;
+    mm->calls = TL_NEXT_REFRESH; /* the first call asks about the whole list */
+    mm->text_len = total;
+    mm->text = tl__malloc(total);
+    mm->done = tl__calloc(n, 1);
+    if (mm->text == NULL || mm->done == NULL) {
+        tl__next_memo_free(mm);
+        return NULL;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(keys[i]) + 1;
+        memcpy(mm->text + off, keys[i], len);
+        off += len;
+    }
+    return mm;
+}
+
+/* The window of the next store call, from position `pos` of the list; the whole list when there
+ * is no memo or `whole`. A window may be empty: nothing at or after `pos` is left unknown. */
+static void window_prepare(struct next_call *c, size_t pos, bool whole)
+{
+    struct tl_next_memo *mm = c->memo;
+
+    c->win = c->cand;
+    c->win_full = true;
+    c->win_end = c->cand.nkeys;
+    if (mm == NULL)
+        return;
+    if (whole) {
+        memset(mm->done, 0, mm->n);
+        mm->ndone = 0;
+        mm->first = 0;
+        mm->calls = 0;
+        c->win.done_seen = mm->done;
+        return;
+    }
+    size_t k = 0;
+    size_t i = pos > mm->first ? pos : mm->first;
+    for (; i < mm->n && k < TL_NEXT_WINDOW; i++) {
+        if (mm->done[i])
+            continue;
+        c->win_keys[k] = c->cand.keys[i];
+        c->win_idx[k] = i;
+        k++;
+    }
+    memset(c->win_seen, 0, sizeof(c->win_seen));
+    c->win = (struct tl_candidates){.keys = c->win_keys, .nkeys = k, .done_seen = c->win_seen};
+    c->win_full = false;
+    c->win_end = i;
+}
+
+/* Takes in what the store said of the window, and maps *won to the whole list. */
+static void window_learn(struct next_call *c, size_t *won)
+{
+    struct tl_next_memo *mm = c->memo;
+
+    if (!c->win_full) {
+        for (size_t j = 0; j < c->win.nkeys; j++) {
+            if (c->win_seen[j] && !mm->done[c->win_idx[j]]) {
+                mm->done[c->win_idx[j]] = 1;
+                mm->ndone++;
+            }
+        }
+        if (*won < c->win.nkeys)
+            *won = c->win_idx[*won];
+    } else if (mm != NULL) {
+        mm->ndone = 0;
+        for (size_t i = 0; i < mm->n; i++)
+            mm->ndone += mm->done[i] != 0;
+    }
+    if (mm != NULL) {
+        while (mm->first < mm->n && mm->done[mm->first])
+            mm->first++;
+    }
+}
+
+/* One store call over the current window. */
+static tl_status window_claim(struct next_call *c, struct tl_claim_result *res, size_t *won,
+                              struct tl_next_tally *tally)
+{
+    tl_manager *m = c->m;
+
+    memset(res, 0, sizeof(*res));
+    memset(tally, 0, sizeof(*tally));
+    *won = SIZE_MAX;
+    m->store->errmsg[0] = '\0';
+    tl_status st = m->store->ops->claim_next(m->store, &c->req, &c->win, res, won, tally);
+    window_learn(c, won);
+    return st;
+}
+
+/*
+ * One attempt of claim-next over the whole list: window after window from position `pos` (the
+ * attempt has made `windows` calls already), then, when known-done candidates were left out or
+ * the windows ran out before the list did, one call over the whole list, which alone may then
+ * say that nothing is free. `sum` holds what earlier windows of this attempt found; the
+ * result's tally is the attempt's.
+ */
+static tl_status claim_attempt(struct next_call *c, size_t pos, unsigned windows,
+                               struct tl_next_tally sum, struct tl_claim_result *res, size_t *won,
+                               struct tl_next_tally *tally)
+{
+    struct tl_next_memo *mm = c->memo;
+    tl_status st;
+
+    if (mm == NULL || c->cand.keys == NULL) {
+        window_prepare(c, 0, true);
+        return window_claim(c, res, won, tally);
+    }
+    if (pos == 0 && ++mm->calls >= TL_NEXT_REFRESH) {
+        window_prepare(c, 0, true);
+        return window_claim(c, res, won, tally);
+    }
+    bool rest_unseen = false;
+    for (;;) {
+        window_prepare(c, pos, false);
+        if (c->win.nkeys == 0)
+            break;
+        if (windows++ == TL_NEXT_WINDOWS) {
+            rest_unseen = true;
+            break;
+        }
+        st = window_claim(c, res, won, tally);
+        if (st != TL_EBUSY)
+            return st;
+        tl__record_clear(&res->rec);
+        sum.done += tally->done;
+        sum.held += tally->held;
+        sum.queued += tally->queued;
+        if (tally->cut) {
+            sum.cut = true;
+            break;
+        }
+        pos = c->win_end;
+    }
+    if ((mm->ndone > 0 || rest_unseen) && !sum.cut) {
+        window_prepare(c, 0, true);
+        return window_claim(c, res, won, tally);
+    }
+    memset(res, 0, sizeof(*res));
+    *won = SIZE_MAX;
+    *tally = sum;
+    return TL_EBUSY;
+}
 
 static bool has_claim_next(const tl_manager *m)
 {
@@ -44,7 +263,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Every key valid for the store, none twice. */
-static tl_status check_candidates(tl_manager *m, const char *const *keys, size_t n)
+static tl_status check_list(tl_manager *m, const char *const *keys, size_t n)
 {
     tl_status st;
 
@@ -74,6 +293,23 @@ static tl_status check_candidates(tl_manager *m, const char *const *keys, size_t
     }
     tl__free((void *)sorted);
     return st;
+}
+
+/* Every key valid for the store, none twice. A list the manager remembers was checked when it
+ * was remembered; a new long one is remembered. */
+static tl_status check_candidates(tl_manager *m, const char *const *keys, size_t n)
+{
+    tl_status st;
+
+    if (n > TL_NEXT_WINDOW && memo_matches(m->next_memo, keys, n))
+        return TL_OK;
+    if ((st = check_list(m, keys, n)) != TL_OK)
+        return st;
+    if (n > TL_NEXT_WINDOW) {
+        tl__next_memo_free(m->next_memo);
+        m->next_memo = memo_new(keys, n);
+    }
+    return TL_OK;
 }
 
 /* Checks the call and fills `c`. The caller frees c->task_info. */
@@ -111,6 +347,7 @@ static tl_status next_prepare(tl_manager *m, const char *const *keys, size_t nke
             return st;
         c->cand.keys = keys;
         c->cand.nkeys = nkeys;
+        c->memo = nkeys > TL_NEXT_WINDOW ? m->next_memo : NULL;
     }
     if (!has_claim_next(m))
         return tl__fail(m, TL_ENOTSUP, "the %s store cannot claim the next task",
@@ -212,11 +449,15 @@ static tl_status next_loop(struct next_call *c, const struct tl_finish_result *f
             won = first->won;
             tally = first->tally;
             sent = c->first_sent;
+            window_learn(c, &won);
+            if (st == TL_EBUSY && !c->win_full && !tally.cut) {
+                /* The finish claimed from the first window only: the rest of the attempt. */
+                tl__record_clear(&res.rec);
+                st = claim_attempt(c, c->win_end, 1, tally, &res, &won, &tally);
+            }
         } else {
-            memset(&res, 0, sizeof(res));
-            m->store->errmsg[0] = '\0';
             sent = m->clock.mono_ms(m->clock.ud);
-            st = m->store->ops->claim_next(m->store, &c->req, &c->cand, &res, &won, &tally);
+            st = claim_attempt(c, 0, 0, (struct tl_next_tally){0}, &res, &won, &tally);
         }
         if (st != TL_EBUSY)
             break;
@@ -349,12 +590,14 @@ tl_status tl_release_claim_next(tl_lock *l, const char *summary, bool done, cons
     if (tl__lock_begin_release(l, &before)) {
         m->store->errmsg[0] = '\0';
         if (ops->finish != NULL) {
+            bool whole = c.memo != NULL && ++c.memo->calls >= TL_NEXT_REFRESH;
+            window_prepare(&c, 0, whole || c.memo == NULL);
             const struct tl_finish f = {
                 .held = &l->rec,
                 .summary = summary ? summary : "",
                 .done = done,
-                .next = nkeys > 0 ? &c.req : NULL,
-                .candidates = nkeys > 0 ? &c.cand : NULL,
+                .next = nkeys > 0 && c.win.nkeys > 0 ? &c.req : NULL,
+                .candidates = nkeys > 0 && c.win.nkeys > 0 ? &c.win : NULL,
             };
             c.first_sent = m->clock.mono_ms(m->clock.ud);
             st = ops->finish(m->store, &f, &fres);
@@ -399,6 +642,9 @@ tl_status tl_reopen(tl_manager *m, const char *key, bool *was_done)
     if (m->store->ops->version < 4 || m->store->ops->reopen == NULL)
         return tl__fail(m, TL_ENOTSUP, "the %s store keeps no done markers", m->store->ops->scheme);
     m->store->errmsg[0] = '\0';
+    /* What this manager remembers as done may include the key. */
+    tl__next_memo_free(m->next_memo);
+    m->next_memo = NULL;
     st = m->store->ops->reopen(m->store, key, m->worker_id, m->node_id, &was);
     if (st != TL_OK)
         return tl__mgr_fail(m, st);

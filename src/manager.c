@@ -161,6 +161,7 @@ void tl_manager_free(tl_manager *m)
         l = next;
     }
     tl__record_free(m->last_holder);
+    tl__next_memo_free(m->next_memo);
     (void)pthread_mutex_destroy(&m->mu);
     (void)pthread_cond_destroy(&m->wake);
     (void)pthread_cond_destroy(&m->lw_wake);

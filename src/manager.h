@@ -55,6 +55,8 @@ struct tl_manager {
     struct tl_store *store;
     char errmsg[TL_ERRMSG_SIZE];
     struct tl_record *last_holder;
+    /* claim.c: the last long list of candidates and what is known done of it. */
+    struct tl_next_memo *next_memo;
 
     /* Shared with the heartbeat thread: guarded by mu. */
     pthread_mutex_t mu;
@@ -82,6 +84,8 @@ struct tl_manager {
     size_t latency_count;
     size_t latency_next;
 };
+
+void tl__next_memo_free(struct tl_next_memo *mm);
 
 /* Test hooks: replace the manager's clocks, or the store implementation its URL would pick
  * (call before any other use of m). */

@@ -173,6 +173,13 @@ struct tl_candidates {
     /* Instead of keys (keys NULL): the store's own listing, ranked by the store (GitHub: the
      * open issues with this label). Stores without one answer TL_ENOTSUP. */
     const char *label;
+    /* NULL, or nkeys bytes the core zeroed: the store sets done_seen[i] = 1 for each candidate
+     * i it found done (in claim_next, and in finish's claim of the next). Optional, but it lets
+     * the core leave finished keys out of its later calls (a queue drained in order would
+     * otherwise cost every call a walk over its finished head). Never mark a candidate that is
+     * not done: it would be hidden from this manager's calls until the core next asks about the
+     * whole list (at the latest when the rest has nothing to win). */
+    uint8_t *done_seen;
 };
 
 /* Version 4: why a claim-next won nothing. Each candidate the store looked at is counted once,
@@ -182,6 +189,10 @@ struct tl_next_tally {
     uint32_t done;
     uint32_t held;
     uint32_t queued;
+    /* The store stopped before looking at every candidate (GitHub: a few claims per attempt);
+     * the ones it did not look at are counted held. The core then ends the attempt there
+     * instead of asking about the candidates after these. */
+    bool cut;
 };
 
 /* Version 4: a release that may mark the task done and may claim the next one. */

@@ -441,6 +441,13 @@ static json_t *find_txn(json_t *responses)
     return NULL;
 }
 
+/* Tells the core that candidate `ci` is done (store.h's done_seen). */
+static void seen_done(struct next_ctx *x, size_t ci)
+{
+    if (x->c->done_seen != NULL && ci < x->c->nkeys)
+        x->c->done_seen[ci] = 1;
+}
+
 /*
  * Walks the chain's answer `lv` (level 0's txn answer): *won_at the level that won (SIZE_MAX:
  * none, and `tally` counts why, at the revision of the transaction), *stolen for a steal;
@@ -469,6 +476,7 @@ static tl_status chain_walk(struct next_ctx *x, json_t *lv, size_t *won_at, bool
                 return TL_OK;
             }
             tally->done++;
+            seen_done(x, ci);
             if (i + 1 < x->n && (lv = find_txn(resp)) == NULL)
                 return tl__store_fail(x->s, TL_ESTORE, "etcd: a claim-next answer lacks a level");
             continue;
@@ -488,8 +496,10 @@ static tl_status chain_walk(struct next_ctx *x, json_t *lv, size_t *won_at, bool
         bool busy_holder = !is_rel && ((l > 0 && (h > 0 || !x->steal)) || w == 0);
         if (d > 0) {
             tally->done++;
-            if (!is_rel)
+            if (!is_rel) {
                 done_note(es, x->c->keys[ci]);
+                seen_done(x, ci);
+            }
         } else if (busy_holder)
             tally->held++;
         else
@@ -760,6 +770,8 @@ static tl_status finish_next_init(struct tl_store *s, const struct tl_finish *f,
         if (strcmp(c->keys[i], f->held->info.key) == 0) {
             if (f->done) {
                 done_rel->done++; /* done by this very release */
+                if (c->done_seen != NULL)
+                    c->done_seen[i] = 1; /* read by the core only if the release succeeds */
                 continue;
             }
             fn->x.rel_idx = i;

@@ -579,6 +579,7 @@ static tl_status next_by_label(struct tl_store *s, const struct tl_claim *req, c
     for (size_t i = 0; i < c.n; i++) {
         if (i == NEXT_TRIES) {
             t->held += (uint32_t)(c.n - i); /* not tried this time: the next attempt may */
+            t->cut = true;
             break;
         }
         st = try_claim(s, req, c.v[i].number, out, t);
@@ -607,12 +608,15 @@ static tl_status next_by_keys(struct tl_store *s, const struct tl_claim *req,
                                   c->keys[i]);
         if (tries == NEXT_TRIES) {
             t->held += (uint32_t)(c->nkeys - i); /* not looked at: the next attempt may */
+            t->cut = true;
             break;
         }
         if ((st = issue_closed(s, number, &closed)) != TL_OK)
             return st;
         if (closed) {
             t->done++;
+            if (c->done_seen != NULL)
+                c->done_seen[i] = 1;
             continue;
         }
         tries++;

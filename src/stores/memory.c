@@ -484,6 +484,8 @@ static tl_status claim_next_locked(struct tl_store *s, struct mem_space *sp,
         struct mem_entry *e = find(sp, c->keys[i]);
         if (e != NULL && e->done != NULL) {
             tally->done++;
+            if (c->done_seen != NULL)
+                c->done_seen[i] = 1;
             continue;
         }
         memset(out, 0, sizeof(*out));

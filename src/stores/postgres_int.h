@@ -22,7 +22,7 @@
 /* The statements of postgres.c's schema_sql, and postgres_next.c's statements and functions. */
 #define PG_CORE_DDL 20
 #define PG_NEXT_SQL 6
-#define PG_NEXT_DDL 5
+#define PG_NEXT_DDL 7
 
 enum stmt_id {
     ST_CLAIM,

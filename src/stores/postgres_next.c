@@ -6,21 +6,26 @@
  * PL/pgSQL functions, made with the other tables (and added to a schema made before them, as
  * the line was), do the work, each called as one statement in one round trip:
  *
- * - tasklock_next_v4 (claim-next): one plain read walks the candidates in order (unnest WITH
+ * - tasklock_next_v5 (claim-next): one plain read walks the candidates in order (unnest WITH
  *   ORDINALITY, each with its lock row, marker and live waiters); for each that looks
  *   claimable, it takes the key's row lock with FOR UPDATE SKIP LOCKED on that one key (so
  *   concurrent claimers over the same candidates spread out instead of queueing behind each
  *   other, and a key another transaction is working on counts as held: "no row" is not "no
- *   work"), re-checks marker, holder and line under the lock (fresh snapshots: READ
+ *   work"; a key without a row yet is first taken with pg_try_advisory_xact_lock, since the
+ *   insert of its row would wait for another inserter's commit, which SKIP LOCKED does not
+ *   spare), re-checks marker, holder and line under the lock (fresh snapshots: READ
  *   COMMITTED), and grants it with tasklock_grant_v2, the claim's own grant (token, `acquired`
  *   or `stolen` event). No `IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`, which the planner
  *   may re-run and so claim more than one key. A claim-next that finds nothing claimable
  *   writes nothing. A retry of the same call (its reply lost with the connection) finds its
- *   own win by the claim id, as a claim does.
- * - tasklock_finish_v4: the release (tasklock_release_v1's, notifying only flagged rows and a
+ *   own win by the claim id, as a claim does. It also returns the indices of the candidates
+ *   it found done (store.h's done_seen).
+ * - tasklock_finish_v5: the release (tasklock_release_v1's, notifying only flagged rows and a
  *   line's head, as before), with `done` the marker and the `done` event in the same
- *   transaction, then with candidates tasklock_next_v4 in it too.
+ *   transaction, then with candidates tasklock_next_v5 in it too.
  * - tasklock_reopen_v4: deletes the marker and records `reopened`.
+ * - tasklock_next_v4 and tasklock_finish_v4, the same without the done indices, are kept for
+ *   clients made before them (SQL wrappers of the v5 functions).
  *
  * wait_any is pg_wait over many keys: LISTEN on the release channel (wait session), then one
  * statement flags the candidates that are held or done (wake = true; rows already flagged are
@@ -42,18 +47,21 @@ enum next_stmt { NS_NEXT, NS_FINISH, NS_REOPEN, NS_DONE_LIST, NS_ANY_FLAG, NS_AN
 _Static_assert(NS_ANY_FREE + 1 == PG_NEXT_SQL, "PG_NEXT_SQL counts the statements");
 
 /* clang-format off */
+/* The first half of the advisory lock a claim-next takes on a key whose row it is about to
+ * insert ("tlk"); the second is hashtext(key). */
+#define PG_NEXT_ADVISORY "1953262336"
 #define MS(x) "floor(extract(epoch FROM " x ") * 1000)::int8"
 #define STALE(t, now) "(" now " - " t ".heartbeat_at > " t ".lock_timeout_ms * interval '1 ms')"
 #define LIVE(w, now) "(" w ".heartbeat_at + " w ".timeout_ms * interval '1 ms' > " now ")"
 /* The reply of a claim-next: index (0-based; NULL: none won), token, how, the server's now,
- * then the tally. */
-#define NEXT_COLS 7
+ * then the tally and the indices (0-based) of the candidates it found done. */
+#define NEXT_COLS 8
 
 const char *const tl__pg_next_sql[PG_NEXT_SQL] = {
-    [NS_NEXT] = "SELECT * FROM {s}.tasklock_next_v4($1::text[], $2, $3, $4, $5::int4, $6::int4, "
+    [NS_NEXT] = "SELECT * FROM {s}.tasklock_next_v5($1::text[], $2, $3, $4, $5::int4, $6::int4, "
                 "$7)",
     /* One more column first: 1 released, 2 released before by this token, 0 not ours. */
-    [NS_FINISH] = "SELECT * FROM {s}.tasklock_finish_v4($1, $2, $3::int8, $4, $5, $6, $7::bool, "
+    [NS_FINISH] = "SELECT * FROM {s}.tasklock_finish_v5($1, $2, $3::int8, $4, $5, $6, $7::bool, "
                   "$8::text[], $9, $10, $11, $12::int4, $13::int4, $14)",
     [NS_REOPEN] = "SELECT {s}.tasklock_reopen_v4($1, $2, $3, $4)",
     [NS_DONE_LIST] = "SELECT key, worker_id, node_id, token, " MS("done_at") ", summary FROM "
@@ -90,8 +98,12 @@ void tl__pg_next_check(char *buf, size_t size, const char *sc)
         "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_finish_v4(text, text, bigint, "
         "text, text, text, boolean, text[], text, text, text, integer, integer, text)') IS NOT "
         "NULL "
-        "AND to_regprocedure('\"%s\".tasklock_reopen_v4(text, text, text, text)') IS NOT NULL",
-        sc, sc, sc, sc);
+        "AND to_regprocedure('\"%s\".tasklock_reopen_v4(text, text, text, text)') IS NOT NULL "
+        "AND to_regprocedure('\"%s\".tasklock_next_v5(text[], text, text, text, integer, integer, "
+        "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_finish_v5(text, text, bigint, "
+        "text, text, text, boolean, text[], text, text, text, integer, integer, text)') IS NOT "
+        "NULL",
+        sc, sc, sc, sc, sc, sc);
 }
 /* clang-format off */
 
@@ -119,10 +131,10 @@ const char *const tl__pg_next_ddl[PG_NEXT_DDL] = {
     "END\n"
     "$d$",
 
-    "CREATE OR REPLACE FUNCTION {s}.tasklock_next_v4(p_keys text[], p_worker text, p_node text, "
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_next_v5(p_keys text[], p_worker text, p_node text, "
     "p_task text, p_timeout integer, p_mode integer, p_claim text, OUT o_index integer, "
     "OUT o_token bigint, OUT o_how text, OUT o_now bigint, OUT o_done integer, "
-    "OUT o_held integer, OUT o_queued integer) LANGUAGE plpgsql AS $f$\n"
+    "OUT o_held integer, OUT o_queued integer, OUT o_seen integer[]) LANGUAGE plpgsql AS $f$\n"
     "DECLARE\n"
     "  t timestamptz := now();\n"
     "  c record;\n"
@@ -132,7 +144,7 @@ const char *const tl__pg_next_ddl[PG_NEXT_DDL] = {
     "  IF current_setting('synchronous_commit') = 'off' THEN\n"
     "    PERFORM set_config('synchronous_commit', 'on', true);\n"
     "  END IF;\n"
-    "  o_now := " MS("t") "; o_done := 0; o_held := 0; o_queued := 0;\n"
+    "  o_now := " MS("t") "; o_done := 0; o_held := 0; o_queued := 0; o_seen := '{}';\n"
     /* A retry of this same call whose first reply was lost: its win. */
     "  SELECT u.i, l.token, l.how INTO r FROM unnest(p_keys) WITH ORDINALITY u(k, i) JOIN "
     "{s}.tasklock_locks l ON l.key = u.k WHERE l.claim_id = p_claim AND l.worker_id = p_worker "
@@ -146,10 +158,16 @@ const char *const tl__pg_next_ddl[PG_NEXT_DDL] = {
     "{s}.tasklock_done d WHERE d.key = u.k) AS done, EXISTS (SELECT 1 FROM {s}.tasklock_waiters "
     "w WHERE w.key = u.k AND " LIVE("w", "t") ") AS queued FROM unnest(p_keys) WITH ORDINALITY "
     "u(k, i) LEFT JOIN {s}.tasklock_locks l ON l.key = u.k ORDER BY u.i LOOP\n"
-    "    IF c.done THEN o_done := o_done + 1; CONTINUE; END IF;\n"
+    "    IF c.done THEN o_done := o_done + 1; o_seen := o_seen || (c.i::int4 - 1); CONTINUE; END "
+    "IF;\n"
     "    IF c.busy THEN o_held := o_held + 1; CONTINUE; END IF;\n"
     "    IF c.queued THEN o_queued := o_queued + 1; CONTINUE; END IF;\n"
     "    IF c.missing THEN\n"
+    /* Another claimer inserting this row would make the insert wait for its commit: that
+     * claimer holds the key's advisory lock meanwhile, so the key counts as held instead. */
+    "      IF NOT pg_try_advisory_xact_lock(" PG_NEXT_ADVISORY ", hashtext(c.k)) THEN\n"
+    "        o_held := o_held + 1; CONTINUE;\n"
+    "      END IF;\n"
     "      INSERT INTO {s}.tasklock_locks (key, token) VALUES (c.k, "
     "nextval('{s}.tasklock_tokens')) ON CONFLICT (key) DO NOTHING;\n"
     "    END IF;\n"
@@ -158,7 +176,7 @@ const char *const tl__pg_next_ddl[PG_NEXT_DDL] = {
     "    IF NOT FOUND THEN o_held := o_held + 1; CONTINUE; END IF;\n"
     /* Under the row lock, with fresh snapshots: what a release or a waiter committed. */
     "    IF EXISTS (SELECT 1 FROM {s}.tasklock_done d WHERE d.key = c.k) THEN\n"
-    "      o_done := o_done + 1; CONTINUE;\n"
+    "      o_done := o_done + 1; o_seen := o_seen || (c.i::int4 - 1); CONTINUE;\n"
     "    END IF;\n"
     "    IF r.worker_id IS NOT NULL AND NOT (p_mode = 1 AND " STALE("r", "t") ") THEN\n"
     "      o_held := o_held + 1; CONTINUE;\n"
@@ -175,12 +193,12 @@ const char *const tl__pg_next_ddl[PG_NEXT_DDL] = {
     "END\n"
     "$f$",
 
-    "CREATE OR REPLACE FUNCTION {s}.tasklock_finish_v4(p_key text, p_worker text, p_token "
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_finish_v5(p_key text, p_worker text, p_token "
     "bigint, p_node text, p_summary text, p_channel text, p_done boolean, p_keys text[], "
     "p_nworker text, p_nnode text, p_task text, p_timeout integer, p_mode integer, p_claim text, "
     "OUT o_released integer, OUT o_index integer, OUT o_token bigint, OUT o_how text, "
-    "OUT o_now bigint, OUT o_done integer, OUT o_held integer, OUT o_queued integer) "
-    "LANGUAGE plpgsql AS $f$\n"
+    "OUT o_now bigint, OUT o_done integer, OUT o_held integer, OUT o_queued integer, "
+    "OUT o_seen integer[]) LANGUAGE plpgsql AS $f$\n"
     "DECLARE\n"
     "  w boolean;\n"
     "  c record;\n"
@@ -217,12 +235,32 @@ const char *const tl__pg_next_ddl[PG_NEXT_DDL] = {
     "    o_released := 2;\n" /* free, our token still the last: released by us before */
     "  END IF;\n"
     "  IF p_keys IS NOT NULL THEN\n"
-    "    SELECT * INTO n FROM {s}.tasklock_next_v4(p_keys, p_nworker, p_nnode, p_task, "
+    "    SELECT * INTO n FROM {s}.tasklock_next_v5(p_keys, p_nworker, p_nnode, p_task, "
     "p_timeout, p_mode, p_claim);\n"
     "    o_index := n.o_index; o_token := n.o_token; o_how := n.o_how; o_now := n.o_now;\n"
-    "    o_done := n.o_done; o_held := n.o_held; o_queued := n.o_queued;\n"
+    "    o_done := n.o_done; o_held := n.o_held; o_queued := n.o_queued; o_seen := n.o_seen;\n"
     "  END IF;\n"
     "END\n"
+    "$f$",
+
+    /* The version 4 functions, for clients made before o_seen: the same calls without it. */
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_next_v4(p_keys text[], p_worker text, p_node text, "
+    "p_task text, p_timeout integer, p_mode integer, p_claim text, OUT o_index integer, "
+    "OUT o_token bigint, OUT o_how text, OUT o_now bigint, OUT o_done integer, "
+    "OUT o_held integer, OUT o_queued integer) LANGUAGE sql AS $f$\n"
+    "SELECT n.o_index, n.o_token, n.o_how, n.o_now, n.o_done, n.o_held, n.o_queued FROM "
+    "{s}.tasklock_next_v5(p_keys, p_worker, p_node, p_task, p_timeout, p_mode, p_claim) n\n"
+    "$f$",
+
+    "CREATE OR REPLACE FUNCTION {s}.tasklock_finish_v4(p_key text, p_worker text, p_token "
+    "bigint, p_node text, p_summary text, p_channel text, p_done boolean, p_keys text[], "
+    "p_nworker text, p_nnode text, p_task text, p_timeout integer, p_mode integer, p_claim text, "
+    "OUT o_released integer, OUT o_index integer, OUT o_token bigint, OUT o_how text, "
+    "OUT o_now bigint, OUT o_done integer, OUT o_held integer, OUT o_queued integer) "
+    "LANGUAGE sql AS $f$\n"
+    "SELECT f.o_released, f.o_index, f.o_token, f.o_how, f.o_now, f.o_done, f.o_held, "
+    "f.o_queued FROM {s}.tasklock_finish_v5(p_key, p_worker, p_token, p_node, p_summary, "
+    "p_channel, p_done, p_keys, p_nworker, p_nnode, p_task, p_timeout, p_mode, p_claim) f\n"
     "$f$",
 
     /* A reopen notifies the claim-next waiters that flagged the key (wait_any). */
@@ -308,6 +346,29 @@ static bool get_count(const PGresult *r, int col, uint32_t *out)
     return true;
 }
 
+/* Marks in c->done_seen the indices of the int4[] in column `col` ("{1,5}"; NULL: none). False
+ * if it is not such a list. */
+static bool read_seen(const PGresult *r, int col, const struct tl_candidates *c)
+{
+    if (PQgetisnull(r, 0, col))
+        return true;
+    const char *p = PQgetvalue(r, 0, col);
+    if (*p++ != '{')
+        return false;
+    while (*p != '}') {
+        char *end;
+        if (*p < '0' || *p > '9')
+            return false;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (end == p || v >= c->nkeys || (*end != ',' && *end != '}'))
+            return false;
+        if (c->done_seen != NULL)
+            c->done_seen[v] = 1;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return p[1] == '\0';
+}
+
 /* Reads a claim-next's NEXT_COLS columns at `col` of the one row of `r`: TL_OK won (out->rec
  * ours, *won its index), TL_EBUSY (the tally), or a bad reply. */
 static tl_status read_next(struct pg_store *ps, const PGresult *r, int col, const char *what,
@@ -318,7 +379,8 @@ static tl_status read_next(struct pg_store *ps, const PGresult *r, int col, cons
 
     if (PQntuples(r) != 1 || PQnfields(r) != col + NEXT_COLS ||
         !get_count(r, col + 4, &tally->done) || !get_count(r, col + 5, &tally->held) ||
-        !get_count(r, col + 6, &tally->queued) || !tl__pg_get_i64(r, 0, col + 3, &now))
+        !get_count(r, col + 6, &tally->queued) || !tl__pg_get_i64(r, 0, col + 3, &now) ||
+        !read_seen(r, col + 7, c))
         return tl__pg_bad_reply(ps, what);
     if (PQgetisnull(r, 0, col))
         return TL_EBUSY;

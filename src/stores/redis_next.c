@@ -128,6 +128,25 @@ static bool count_ok(long long v)
     return v >= 0 && v <= UINT32_MAX;
 }
 
+/* The last element of a claim-next reply: the indices of the candidates found done, marked in
+ * c->done_seen. False if it is not a list of indices. */
+static bool read_seen(const redisReply *r, const struct tl_candidates *c)
+{
+    if (r->elements == 0)
+        return false;
+    const redisReply *seen = r->element[r->elements - 1];
+    if (seen->type != REDIS_REPLY_ARRAY)
+        return false;
+    for (size_t i = 0; i < seen->elements; i++) {
+        long long v;
+        if (!el_int(seen, i, &v) || v < 0 || (unsigned long long)v >= c->nkeys)
+            return false;
+        if (c->done_seen != NULL)
+            c->done_seen[v] = 1;
+    }
+    return true;
+}
+
 /* Turns the claim-next script's reply `r` into the op's results. */
 static tl_status parse_next(struct redis_store *rs, const redisReply *r, const struct tl_claim *req,
                             const struct tl_candidates *c, struct tl_claim_result *out, size_t *won,
@@ -136,8 +155,8 @@ static tl_status parse_next(struct redis_store *rs, const redisReply *r, const s
     long long now, a, b, d, token;
 
     if (el_is(r, 0, "busy")) {
-        if (r->elements != 5 || !el_int(r, 1, &now) || !el_int(r, 2, &a) || !el_int(r, 3, &b) ||
-            !el_int(r, 4, &d) || !count_ok(a) || !count_ok(b) || !count_ok(d))
+        if (r->elements != 6 || !el_int(r, 1, &now) || !el_int(r, 2, &a) || !el_int(r, 3, &b) ||
+            !el_int(r, 4, &d) || !count_ok(a) || !count_ok(b) || !count_ok(d) || !read_seen(r, c))
             return tl__redis_unexpected(rs, what, r);
         tally->done = (uint32_t)a;
         tally->held = (uint32_t)b;
@@ -150,7 +169,7 @@ static tl_status parse_next(struct redis_store *rs, const redisReply *r, const s
         return tl__redis_unexpected(rs, what, r);
     const char *key = c->keys[a];
     if (el_is(r, 2, "replayed")) {
-        if (r->elements != 11)
+        if (r->elements != 12 || !read_seen(r, c))
             return tl__redis_unexpected(rs, what, r);
         tl_status st = tl__redis_parse_record(rs, r, 4, key, &out->rec, what);
         if (st != TL_OK)
@@ -160,8 +179,8 @@ static tl_status parse_next(struct redis_store *rs, const redisReply *r, const s
         return TL_OK;
     }
     bool stolen = el_is(r, 2, "stolen");
-    if (r->elements != 5 || (!stolen && !el_is(r, 2, "acquired")) || !el_int(r, 4, &token) ||
-        token <= 0)
+    if (r->elements != 6 || (!stolen && !el_is(r, 2, "acquired")) || !el_int(r, 4, &token) ||
+        token <= 0 || !read_seen(r, c))
         return tl__redis_unexpected(rs, what, r);
 
     struct tl_record *rec = &out->rec;

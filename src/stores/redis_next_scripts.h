@@ -24,9 +24,10 @@
  * candidates' names from index `first`. Returns {"won", now_ms, event, index, token} (event:
  * acquired | stolen), {"won", now_ms, "replayed", index, record...}, {"free", now_ms, index}
  * (probe), or {"busy", now_ms, done, held, queued}, with probe also the ms until the first held
- * candidate goes stale when stealing (else -1). Each candidate as a claim without a waiter
- * id would judge it (next_one), done ones skipped first (next_claim); dead waiters met are
- * deleted and a new head of a free key's line woken, as that claim would.
+ * candidate goes stale when stealing (else -1). Without probe, a "won" or "busy" reply ends
+ * with one more element: the indices (from 0) of the candidates it found done. Each candidate as a
+ * claim without a waiter id would judge it (next_one), done ones skipped first (next_claim); dead
+ * waiters met are deleted and a new head of a free key's line woken, as that claim would.
  */
 #define TL_REDIS_LUA_NEXT                                                                          \
     "local function next_win(hk, o, name, r, now, us)\n"                                           \
@@ -111,11 +112,13 @@
     "        for i = first, #a do\n"                                                               \
     "            local r = read(o.p .. 'lock:' .. a[i])\n"                                         \
     "            if r and r.nonce == o.nonce and r.worker_id == o.worker then\n"                   \
-    "                return {'won', o.now, 'replayed', i - first, unpack(record(r))}\n"            \
+    "                local out = {'won', o.now, 'replayed', i - first, unpack(record(r))}\n"       \
+    "                out[#out + 1] = {}\n"                                                         \
+    "                return out\n"                                                                 \
     "            end\n"                                                                            \
     "        end\n"                                                                                \
     "    end\n"                                                                                    \
-    "    local t = {done = 0, held = 0, queued = 0, soonest = -1}\n"                               \
+    "    local t = {done = 0, held = 0, queued = 0, soonest = -1, seen = {}}\n"                    \
     "    local i, size = first, 4\n"                                                               \
     "    while i <= #a do\n"                                                                       \
     "        local last = math.min(i + size - 1, #a)\n"                                            \
@@ -124,13 +127,18 @@
     "        local n = redis.call('EXISTS', unpack(dks))\n"                                        \
     "        if n == #dks then\n"                                                                  \
     "            t.done = t.done + n\n"                                                            \
+    "            for j = i, last do t.seen[#t.seen + 1] = j - first end\n"                         \
     "        else\n"                                                                               \
     "            for j = i, last do\n"                                                             \
     "                if n > 0 and redis.call('EXISTS', dks[j - i + 1]) == 1 then\n"                \
     "                    t.done = t.done + 1\n"                                                    \
+    "                    t.seen[#t.seen + 1] = j - first\n"                                        \
     "                else\n"                                                                       \
     "                    local out = next_one(hk, o, t, a, j, first)\n"                            \
-    "                    if out then return out end\n"                                             \
+    "                    if out then\n"                                                            \
+    "                        if out[1] == 'won' then out[#out + 1] = t.seen end\n"                 \
+    "                        return out\n"                                                         \
+    "                    end\n"                                                                    \
     "                end\n"                                                                        \
     "            end\n"                                                                            \
     "        end\n"                                                                                \
@@ -138,7 +146,7 @@
     "        if size < 256 then size = size * 2 end\n"                                             \
     "    end\n"                                                                                    \
     "    if o.probe then return {'busy', o.now, t.done, t.held, t.queued, t.soonest} end\n"        \
-    "    return {'busy', o.now, t.done, t.held, t.queued}\n"                                       \
+    "    return {'busy', o.now, t.done, t.held, t.queued, t.seen}\n"                               \
     "end\n"
 
 /* claim_next. KEYS: history. ARGV: as next_claim's `a` above, the names from 12. */

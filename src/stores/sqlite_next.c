@@ -122,7 +122,7 @@ struct pick {
 /* Walks the candidates in order up to the first that a claim in `mode` without a waiter would
  * win; the tally counts the ones before it. */
 static int scan(struct sqlite_store *ss, const char *json, enum tl_claim_mode mode, int64_t now,
-                struct pick *p, struct tl_next_tally *tally)
+                struct pick *p, struct tl_next_tally *tally, uint8_t *done_seen)
 {
     sqlite3_stmt *st = ss->next_stmt[NST_SCAN];
     int rc;
@@ -134,6 +134,8 @@ static int scan(struct sqlite_store *ss, const char *json, enum tl_claim_mode mo
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_int(st, 1) != 0) {
             tally->done++;
+            if (done_seen != NULL)
+                done_seen[sqlite3_column_int64(st, 0)] = 1;
             continue;
         }
         bool held = sqlite3_column_type(st, 3) != SQLITE_NULL;
@@ -258,7 +260,7 @@ tl_status tl__sqlite_claim_next(struct tl_store *s, const struct tl_claim *req,
 
     /* A plain read first: nothing to win means no write lock. */
     int64_t now = now_ms(s);
-    if ((rc = scan(ss, json, req->mode, now, &p, tally)) != SQLITE_OK) {
+    if ((rc = scan(ss, json, req->mode, now, &p, tally, c->done_seen)) != SQLITE_OK) {
         ret = tl__sqlite_fail(ss, rc, "reading the candidates");
         goto out;
     }
@@ -286,7 +288,7 @@ tl_status tl__sqlite_claim_next(struct tl_store *s, const struct tl_claim *req,
         goto out;
     }
     now = now_ms(s); /* the write lock may have taken a while */
-    rc = scan(ss, json, req->mode, now, &p, tally);
+    rc = scan(ss, json, req->mode, now, &p, tally, c->done_seen);
     if (rc == SQLITE_OK && p.found)
         rc = take(ss, req, c->keys[p.index], &p, now, &token);
     if (rc == SQLITE_OK)
@@ -389,7 +391,7 @@ tl_status tl__sqlite_finish(struct tl_store *s, const struct tl_finish *f,
         memset(&out->next, 0, sizeof(out->next));
         out->next_status = not_claimable(s, f->candidates);
         if (out->next_status == TL_OK && json != NULL) {
-            rc = scan(ss, json, f->next->mode, now, &p, &out->tally);
+            rc = scan(ss, json, f->next->mode, now, &p, &out->tally, f->candidates->done_seen);
             if (rc == SQLITE_OK && p.found)
                 rc = take(ss, f->next, f->candidates->keys[p.index], &p, now, &token);
             if (rc != SQLITE_OK)

@@ -1,6 +1,7 @@
 /*
  * conformance_next.c -- the store contract's claim-next and done markers (store.h, version 4),
- * checked against any store that has them: keys 60-84 of the suite.
+ * checked against any store that has them: keys 60-84 of the suite (82-84: the done marks a
+ * store reports to the core).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -442,6 +443,73 @@ static void release_and_claim_next_in_one_call(void **state)
     tl_manager_free(a);
 }
 
+/* The store tells the core which candidates it found done (struct tl_candidates done_seen),
+ * and never marks one that is not: the core leaves marked ones out of its later calls. */
+static void the_store_marks_the_done_candidates_it_saw(void **state)
+{
+    (void)state;
+    struct keyset ks;
+    keyset(&ks, 82, 3);
+    tl_manager *a = tl__conformance_mgr("seen-a", LONG_TIMEOUT_MS);
+    reopen_all(a, &ks);
+    release_done(must_acquire(a, ks.keys[0]), "first");
+    release_done(must_acquire(a, ks.keys[2]), "third");
+
+    struct tl_store *s = a->store;
+    uint8_t seen[3] = {0};
+    const struct tl_candidates c = {.keys = ks.keys, .nkeys = ks.n, .done_seen = seen};
+    const struct tl_claim req = {
+        .worker_id = "seen-a",
+        .node_id = "n",
+        .task_info = "{}",
+        .lock_timeout_ms = LONG_TIMEOUT_MS,
+    };
+    struct tl_claim_result res;
+    struct tl_next_tally t;
+    size_t won = SIZE_MAX;
+    memset(&res, 0, sizeof(res));
+    tl_status st = s->ops->claim_next(s, &req, &c, &res, &won, &t);
+    if (st != TL_OK)
+        fail_msg("claim-next: %s: %s", tl_strerror(st), s->errmsg);
+    assert_int_equal(won, 1);
+    assert_int_equal(seen[0], 1);
+    assert_int_equal(seen[1], 0);
+
+    /* Nothing to win: every candidate looked at, the done ones marked, the held one not. */
+    struct tl_claim_result none;
+    memset(&none, 0, sizeof(none));
+    memset(seen, 0, sizeof(seen));
+    assert_int_equal(s->ops->claim_next(s, &req, &c, &none, &won, &t), TL_EBUSY);
+    tl__record_clear(&none.rec);
+    assert_int_equal(seen[0], 1);
+    assert_int_equal(seen[1], 0);
+    assert_int_equal(seen[2], 1);
+    assert_int_equal(t.done, 2);
+    assert_int_equal(t.held, 1);
+
+    /* Finished, with a claim of the next in the same call: the task just finished is marked
+     * too (a store whose finish does not claim leaves that to claim_next, checked above). */
+    memset(seen, 0, sizeof(seen));
+    const struct tl_finish f = {
+        .held = &res.rec, .summary = "second", .done = true, .next = &req, .candidates = &c};
+    struct tl_finish_result fr;
+    memset(&fr, 0, sizeof(fr));
+    st = s->ops->finish(s, &f, &fr);
+    if (st != TL_OK)
+        fail_msg("finish: %s: %s", tl_strerror(st), s->errmsg);
+    if (fr.next_tried) {
+        assert_int_equal(fr.next_status, TL_EBUSY);
+        assert_int_equal(fr.tally.done, 3);
+        assert_int_equal(seen[0], 1);
+        assert_int_equal(seen[1], 1);
+        assert_int_equal(seen[2], 1);
+    }
+    tl__record_clear(&fr.next.rec);
+    tl__record_clear(&res.rec);
+    reopen_all(a, &ks);
+    tl_manager_free(a);
+}
+
 /* ---- a waiting claim-next ---- */
 
 struct waiting {
@@ -515,6 +583,7 @@ int tl__conformance_next_run(const struct tl_conformance *c)
         cmocka_unit_test(concurrent_claimers_take_each_task_once),
         cmocka_unit_test(release_and_claim_next_in_one_call),
         cmocka_unit_test(a_waiting_claimer_gets_a_released_task),
+        cmocka_unit_test(the_store_marks_the_done_candidates_it_saw),
     };
 
     conf = c;

@@ -2,7 +2,9 @@
  * test_claim.c -- the core's claim-next (src/claim.c) on the memory store with an injected
  * clock: patience is time, not attempts; a stealing claimer looks again within a quarter of the
  * lock timeout; a cancelled wait; nothing left to wait for ends at once; a store without
- * claim-next; release-and-claim-next leaves the lock alone when its arguments are wrong.
+ * claim-next; release-and-claim-next leaves the lock alone when its arguments are wrong; a long
+ * list is claimed from in windows (a counting wrapper of the memory store says what each call
+ * was given).
  * No sleeps: the fake clock moves when the code under test sleeps.
  */
 #include <setjmp.h>
@@ -215,6 +217,254 @@ static void arguments_are_checked_before_anything_changes(void **state)
     tl_manager_free(c);
 }
 
+/* ---- windows over a long list ---- */
+
+/* The memory store, counting what the core gives its claim-next calls. */
+static struct tl_store_ops counting;
+static struct {
+    size_t calls;
+    size_t whole;   /* calls given every candidate */
+    size_t total;   /* candidates given, over all calls */
+    size_t list;    /* the length of the whole list */
+    size_t look_at; /* 0, or the store looks at this many candidates only (a cut) */
+} seen;
+
+static void count_call(const struct tl_candidates *c)
+{
+    seen.calls++;
+    seen.total += c->nkeys;
+    if (c->nkeys == seen.list)
+        seen.whole++;
+}
+
+static tl_status counting_claim_next(struct tl_store *s, const struct tl_claim *req,
+                                     const struct tl_candidates *c, struct tl_claim_result *out,
+                                     size_t *won, struct tl_next_tally *tally)
+{
+    count_call(c);
+    if (seen.look_at != 0 && c->nkeys > seen.look_at) {
+        struct tl_candidates few = *c;
+        few.nkeys = seen.look_at;
+        tl_status st = tl__store_memory.claim_next(s, req, &few, out, won, tally);
+        if (st == TL_EBUSY) {
+            tally->held += (uint32_t)(c->nkeys - seen.look_at);
+            tally->cut = true;
+        }
+        return st;
+    }
+    return tl__store_memory.claim_next(s, req, c, out, won, tally);
+}
+
+static tl_status counting_finish(struct tl_store *s, const struct tl_finish *f,
+                                 struct tl_finish_result *out)
+{
+    if (f->candidates != NULL)
+        count_call(f->candidates);
+    return tl__store_memory.finish(s, f, out);
+}
+
+static tl_manager *counting_mgr(const char *worker, size_t list)
+{
+    char url[64];
+    (void)snprintf(url, sizeof(url), "memory:claim-%d", space);
+    const struct tl_options o = {.store_url = url, .worker_id = worker, .node_id = "n"};
+    tl_manager *m = tl_manager_new(&o);
+    assert_non_null(m);
+    counting = tl__store_memory;
+    counting.claim_next = counting_claim_next;
+    counting.finish = counting_finish;
+    tl__manager_set_store_ops(m, &counting);
+    tl_fake_clock_install(m, &fc);
+    assert_int_equal(tl_connect(m), TL_OK);
+    memset(&seen, 0, sizeof(seen));
+    seen.list = list;
+    return m;
+}
+
+#define LONG_LIST 1000
+
+static char long_buf[LONG_LIST][16];
+static const char *long_keys[LONG_LIST];
+
+static void long_list(void)
+{
+    for (size_t i = 0; i < LONG_LIST; i++) {
+        (void)snprintf(long_buf[i], sizeof(long_buf[i]), "t%04zu", i);
+        long_keys[i] = long_buf[i];
+    }
+}
+
+/* One worker drains 1,000 tasks in order: each call is given a window of the list, not all of
+ * it (which would be 1,000,000 candidates in all); the whole list only now and then, and at
+ * the end, to be sure nothing is left. */
+static void a_drained_queue_costs_a_window_per_call(void **state)
+{
+    (void)state;
+    long_list();
+    tl_manager *w = counting_mgr("drainer", LONG_LIST);
+    const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
+    tl_lock *l = NULL, *next = NULL;
+
+    assert_int_equal(tl_claim_next(w, long_keys, LONG_LIST, &ff, &l), TL_OK);
+    for (size_t i = 0;; i++) {
+        assert_non_null(l);
+        assert_string_equal(tl_lock_key(l), long_keys[i]);
+        tl_status st = tl_release_claim_next(l, NULL, true, long_keys, LONG_LIST, &ff, &next);
+        tl_lock_free(l);
+        l = next;
+        if (i + 1 == LONG_LIST) {
+            assert_int_equal(st, TL_ENOTASK);
+            assert_non_null(strstr(tl_errmsg(w), "every candidate (1000) is done"));
+            break;
+        }
+        assert_int_equal(st, TL_OK);
+    }
+    assert_null(l);
+    assert_true(seen.calls >= LONG_LIST);
+    assert_true(seen.whole <= LONG_LIST / 64 + 2);
+    assert_true(seen.total <= (size_t)LONG_LIST * 32 + seen.whole * LONG_LIST);
+    assert_true(seen.total < 100000);
+    tl_manager_free(w);
+}
+
+/* The first windows all held: the attempt goes on to the candidates after them, in order. */
+static void windows_go_on_past_held_candidates(void **state)
+{
+    (void)state;
+    long_list();
+    tl_manager *h = mgr("holder", 60000);
+    tl_manager *c = counting_mgr("claimer", LONG_LIST);
+    const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
+    tl_lock *held[80], *got = NULL, *next = NULL;
+
+    for (size_t i = 0; i < 80; i++)
+        assert_int_equal(tl_acquire(h, long_keys[i], &ff, &held[i]), TL_OK);
+    /* The first call over the list asks about all of it. */
+    assert_int_equal(tl_claim_next(c, long_keys, LONG_LIST, &ff, &got), TL_OK);
+    assert_string_equal(tl_lock_key(got), long_keys[80]);
+    assert_int_equal(seen.whole, 1);
+
+    /* Then windows: three of them, not the whole list. */
+    seen.total = seen.whole = 0;
+    tl_lock *second = NULL;
+    assert_int_equal(tl_claim_next(c, long_keys, LONG_LIST, &ff, &second), TL_OK);
+    assert_string_equal(tl_lock_key(second), long_keys[81]);
+    assert_int_equal(seen.whole, 0);
+    assert_true(seen.total < 200);
+
+    /* Release-and-claim-next: its own call's window is held, the next ones are not. */
+    seen.total = 0;
+    assert_int_equal(tl_release_claim_next(got, NULL, true, long_keys, LONG_LIST, &ff, &next),
+                     TL_OK);
+    assert_string_equal(tl_lock_key(next), long_keys[82]);
+    assert_int_equal(seen.whole, 0);
+    assert_true(seen.total < 200);
+    tl_lock_free(got);
+    assert_int_equal(tl_release_with(second, &(struct tl_release_opts){.done = true}), TL_OK);
+    tl_lock_free(second);
+
+    /* Everything held: busy, said by a call over the whole list (80 are done or held). */
+    for (size_t i = 83; i < LONG_LIST; i++) {
+        tl_lock *l = NULL;
+        assert_int_equal(tl_acquire(h, long_keys[i], &ff, &l), TL_OK);
+        assert_int_equal(tl_release_with(l, &(struct tl_release_opts){.done = true}), TL_OK);
+        tl_lock_free(l);
+    }
+    tl_lock *none = NULL;
+    assert_int_equal(tl_claim_next(c, long_keys, LONG_LIST, &ff, &none), TL_EBUSY);
+    assert_non_null(strstr(tl_errmsg(c), "81 held")); /* 0-79, and 82 */
+
+    assert_int_equal(tl_release(next, NULL), TL_OK);
+    tl_lock_free(next);
+    for (size_t i = 0; i < 80; i++) {
+        assert_int_equal(tl_release(held[i], NULL), TL_OK);
+        tl_lock_free(held[i]);
+    }
+    tl_manager_free(c);
+    tl_manager_free(h);
+}
+
+/* A task reopened by another manager after this one saw it done is claimed again: before this
+ * one says nothing is left, and within TL_NEXT_REFRESH (64) of its calls. */
+static void a_task_reopened_elsewhere_comes_back(void **state)
+{
+    (void)state;
+    long_list();
+    tl_manager *w = counting_mgr("worker", LONG_LIST);
+    tl_manager *r = mgr("reopener", 60000);
+    const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
+    tl_lock *l = NULL, *next = NULL;
+
+    assert_int_equal(tl_claim_next(w, long_keys, LONG_LIST, &ff, &l), TL_OK);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(tl_release_claim_next(l, NULL, true, long_keys, LONG_LIST, &ff, &next),
+                         TL_OK);
+        tl_lock_free(l);
+        l = next;
+    }
+    bool was = false;
+    assert_int_equal(tl_reopen(r, long_keys[3], &was), TL_OK);
+    assert_true(was);
+    int calls = 0;
+    while (strcmp(tl_lock_key(l), long_keys[3]) != 0) {
+        assert_true(++calls <= 64);
+        assert_int_equal(tl_release_claim_next(l, NULL, true, long_keys, LONG_LIST, &ff, &next),
+                         TL_OK);
+        tl_lock_free(l);
+        l = next;
+    }
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+
+    /* Reopened again, and the rest done elsewhere: the whole list is asked before "none". */
+    assert_int_equal(tl_reopen(r, long_keys[3], &was), TL_OK);
+    for (size_t i = 0; i < LONG_LIST; i++) {
+        if (i == 3)
+            continue;
+        tl_lock *d = NULL;
+        if (tl_acquire(r, long_keys[i], &ff, &d) == TL_OK) {
+            assert_int_equal(tl_release_with(d, &(struct tl_release_opts){.done = true}), TL_OK);
+            tl_lock_free(d);
+        }
+    }
+    assert_int_equal(tl_claim_next(w, long_keys, LONG_LIST, &ff, &l), TL_OK);
+    assert_string_equal(tl_lock_key(l), long_keys[3]);
+    assert_int_equal(tl_release_with(l, &(struct tl_release_opts){.done = true}), TL_OK);
+    tl_lock_free(l);
+    assert_int_equal(tl_claim_next(w, long_keys, LONG_LIST, &ff, &l), TL_ENOTASK);
+    tl_manager_free(r);
+    tl_manager_free(w);
+}
+
+/* A store that looks at a few candidates per call (GitHub) ends the attempt: the core does not
+ * go on to the next window. */
+static void a_cut_store_call_ends_the_attempt(void **state)
+{
+    (void)state;
+    long_list();
+    tl_manager *h = mgr("holder", 60000);
+    tl_manager *c = counting_mgr("claimer", LONG_LIST);
+    const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
+    tl_lock *held[3], *got = NULL;
+
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(tl_acquire(h, long_keys[i], &ff, &held[i]), TL_OK);
+    seen.look_at = 3;
+    assert_int_equal(tl_claim_next(c, long_keys, LONG_LIST, &ff, &got), TL_EBUSY);
+    assert_int_equal(seen.calls, 1);
+    seen.look_at = 0;
+    assert_int_equal(tl_claim_next(c, long_keys, LONG_LIST, &ff, &got), TL_OK);
+    assert_string_equal(tl_lock_key(got), long_keys[3]);
+    assert_int_equal(tl_release(got, NULL), TL_OK);
+    tl_lock_free(got);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(tl_release(held[i], NULL), TL_OK);
+        tl_lock_free(held[i]);
+    }
+    tl_manager_free(c);
+    tl_manager_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +474,10 @@ int main(void)
         cmocka_unit_test_setup(nothing_left_ends_at_once, setup),
         cmocka_unit_test_setup(a_store_without_claim_next_says_so, setup),
         cmocka_unit_test_setup(arguments_are_checked_before_anything_changes, setup),
+        cmocka_unit_test_setup(a_drained_queue_costs_a_window_per_call, setup),
+        cmocka_unit_test_setup(windows_go_on_past_held_candidates, setup),
+        cmocka_unit_test_setup(a_task_reopened_elsewhere_comes_back, setup),
+        cmocka_unit_test_setup(a_cut_store_call_ends_the_attempt, setup),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
