@@ -402,6 +402,57 @@ static void a_schema_from_before_done_markers_is_completed(void **state)
     PQfinish(c);
 }
 
+/* The v4 functions, which libraries built before v5 call, still answer as they did (7 columns
+ * of a claim-next, 8 of a finish) beside the v5 ones, and the v5 reply marks what is done. */
+static void v4_functions_answer_beside_v5(void **state)
+{
+    (void)state;
+    struct tl_store *s = open_url(base_url);
+    struct keys ks;
+    new_keys(&ks, 3, "v4");
+    PGconn *c = admin();
+
+    const char *nv[] = {NULL, "old-w", "old-n", "{}", "60000", "0", "old-claim-1"};
+    char arr[400];
+    (void)snprintf(arr, sizeof(arr), "{%s,%s,%s}", ks.k[0], ks.k[1], ks.k[2]);
+    nv[0] = arr;
+    PGresult *r = PQexecParams(c,
+                               "SELECT * FROM tasklock_next_v4($1::text[], $2, $3, $4, $5::int4, "
+                               "$6::int4, $7)",
+                               7, NULL, nv, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQnfields(r), 7);
+    assert_string_equal(PQgetvalue(r, 0, 0), "0");
+    char token[32];
+    (void)snprintf(token, sizeof(token), "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+
+    const char *fv[] = {ks.k[0], "old-w", token,   "old-n", "done by v4", "unused", "true",
+                        arr,     "old-w", "old-n", "{}",    "60000",      "0",      "old-claim-2"};
+    r = PQexecParams(c,
+                     "SELECT * FROM tasklock_finish_v4($1, $2, $3::int8, $4, $5, $6, $7::bool, "
+                     "$8::text[], $9, $10, $11, $12::int4, $13::int4, $14)",
+                     14, NULL, fv, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQnfields(r), 8);
+    assert_string_equal(PQgetvalue(r, 0, 0), "1"); /* released */
+    assert_string_equal(PQgetvalue(r, 0, 1), "1"); /* and the second claimed */
+    PQclear(r);
+
+    /* v5 through the store: the first is done (marked), the second held, the third won. */
+    uint8_t seen[3] = {0};
+    ks.c.done_seen = seen;
+    struct tl_claim_result res;
+    size_t won = SIZE_MAX;
+    assert_int_equal(claim_next(s, &ks, &res, &won), TL_OK);
+    assert_int_equal(won, 2);
+    assert_int_equal(seen[0], 1);
+    assert_int_equal(seen[1], 0);
+    tl__record_clear(&res.rec);
+    PQfinish(c);
+    tl__store_close(s);
+}
+
 int main(void)
 {
     base_url = tl_test_env("TL_TEST_POSTGRES_URI");
@@ -416,6 +467,7 @@ int main(void)
         cmocka_unit_test(unwaited_releases_do_not_notify),
         cmocka_unit_test(pooled_wait_any_polls),
         cmocka_unit_test(a_schema_from_before_done_markers_is_completed),
+        cmocka_unit_test(v4_functions_answer_beside_v5),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
