@@ -400,17 +400,34 @@ static tl_status wait_for_any(struct next_call *c, uint32_t ms)
     bool real = m->clock.sleep_ms == tl__real_clock.sleep_ms;
     int64_t now = m->clock.mono_ms(m->clock.ud);
     int64_t end = now + ms;
+    /* Only the candidates not known done: a done one comes free only by a reopen, which the
+     * next attempt's call over the whole list sees (the store's wait need not watch them). */
+    struct tl_candidates wait_on = c->cand;
+    const char **open_keys = NULL;
+    if (real && ops->wait_any != NULL && c->memo != NULL && c->memo->ndone > 0 &&
+        c->memo->ndone < c->memo->n &&
+        (open_keys = tl__malloc((c->memo->n - c->memo->ndone) * sizeof(*open_keys))) != NULL) {
+        size_t k = 0;
+        for (size_t i = 0; i < c->memo->n; i++)
+            if (!c->memo->done[i])
+                open_keys[k++] = c->cand.keys[i];
+        wait_on = (struct tl_candidates){.keys = open_keys, .nkeys = k};
+    }
 
     while (now < end) {
-        if (tl__cancelled(c->cancel))
+        if (tl__cancelled(c->cancel)) {
+            tl__free((void *)open_keys);
             return TL_ECANCELED;
+        }
         int64_t slice = end - now;
         if (c->cancel != NULL && slice > 100)
             slice = 100;
         if (real && ops->wait_any != NULL) {
             m->store->errmsg[0] = '\0';
-            if (ops->wait_any(m->store, &c->cand, (uint32_t)slice) == TL_OK)
+            if (ops->wait_any(m->store, &wait_on, (uint32_t)slice) == TL_OK) {
+                tl__free((void *)open_keys);
                 return TL_OK; /* something may have changed: try again */
+            }
             TL_LOG(&m->log, TL_LOG_DEBUG, "waiting for a free candidate failed (%s); sleeping",
                    m->store->errmsg);
             int64_t spent = m->clock.mono_ms(m->clock.ud) - now;
@@ -421,6 +438,7 @@ static tl_status wait_for_any(struct next_call *c, uint32_t ms)
         }
         now = m->clock.mono_ms(m->clock.ud);
     }
+    tl__free((void *)open_keys);
     return tl__cancelled(c->cancel) ? TL_ECANCELED : TL_OK;
 }
 

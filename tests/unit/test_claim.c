@@ -465,6 +465,64 @@ static void a_cut_store_call_ends_the_attempt(void **state)
     tl_manager_free(h);
 }
 
+/* A waiting claimer waits on the candidates not known done only: the wrapper's wait_any says
+ * what it was given, and releases the held task as the "something came free". */
+static tl_lock *wait_release;
+static size_t wait_given;
+
+static tl_status releasing_wait_any(struct tl_store *s, const struct tl_candidates *c,
+                                    uint32_t timeout_ms)
+{
+    (void)s;
+    (void)timeout_ms;
+    wait_given = c->nkeys;
+    if (wait_release != NULL) {
+        assert_int_equal(tl_release(wait_release, NULL), TL_OK);
+        tl_lock_free(wait_release);
+        wait_release = NULL;
+    }
+    return TL_OK;
+}
+
+static void a_waiting_claimer_waits_on_the_open_candidates(void **state)
+{
+    (void)state;
+    long_list();
+    char url[64];
+    (void)snprintf(url, sizeof(url), "memory:claim-%d", space);
+    tl_manager *h = tl_manager_new(&(struct tl_options){
+        .store_url = url, .worker_id = "holder", .node_id = "n", .lock_timeout_ms = 60000});
+    const struct tl_options o = {.store_url = url, .worker_id = "waiter", .node_id = "n"};
+    tl_manager *w = tl_manager_new(&o);
+    assert_non_null(h);
+    assert_non_null(w);
+    counting = tl__store_memory;
+    counting.wait_any = releasing_wait_any;
+    tl__manager_set_store_ops(w, &counting);
+    const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
+
+    for (size_t i = 0; i < LONG_LIST; i++) {
+        tl_lock *l = NULL;
+        assert_int_equal(tl_acquire(h, long_keys[i], &ff, &l), TL_OK);
+        if (i == 500) {
+            wait_release = l;
+            continue;
+        }
+        assert_int_equal(tl_release_with(l, &(struct tl_release_opts){.done = true}), TL_OK);
+        tl_lock_free(l);
+    }
+    tl_lock *got = NULL;
+    const struct tl_acquire_opts wait = {.strategy = TL_RETRY, .deadline_ms = 60000};
+    assert_int_equal(tl_claim_next(w, long_keys, LONG_LIST, &wait, &got), TL_OK);
+    assert_string_equal(tl_lock_key(got), long_keys[500]);
+    assert_int_equal(wait_given, 1);
+    assert_null(wait_release);
+    assert_int_equal(tl_release(got, NULL), TL_OK);
+    tl_lock_free(got);
+    tl_manager_free(w);
+    tl_manager_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +536,7 @@ int main(void)
         cmocka_unit_test_setup(windows_go_on_past_held_candidates, setup),
         cmocka_unit_test_setup(a_task_reopened_elsewhere_comes_back, setup),
         cmocka_unit_test_setup(a_cut_store_call_ends_the_attempt, setup),
+        cmocka_unit_test_setup(a_waiting_claimer_waits_on_the_open_candidates, setup),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
