@@ -26,15 +26,15 @@
  * tl_candidates done_seen), so that a queue drained in order costs each call O(window), not a
  * walk over the whole finished head: O(M) per task, O(M^2) in all. What it remembers can only
  * grow stale by a reopen elsewhere; so before saying nothing is free it asks about the whole
- * list, and it does so every TL_NEXT_REFRESH calls anyway, so that a reopened task comes back
- * in its order soon. The first call over a list asks about all of it (one round trip learns
- * what is done already), and an attempt whose first TL_NEXT_WINDOWS windows have nothing to
+ * list, and it does so at least every TL_NEXT_REFRESH_MS anyway, so that a reopened task
+ * comes back in its order soon. The first call over a list asks about all of it (one round trip
+ * learns what is done already), and an attempt whose first TL_NEXT_WINDOWS windows have nothing to
  * win asks about the whole list rather than walk it window by window (a long held head costs
  * at most that many small calls and one large one, not one call per window).
  */
-#define TL_NEXT_WINDOW  32
-#define TL_NEXT_WINDOWS 4
-#define TL_NEXT_REFRESH 64
+#define TL_NEXT_WINDOW     32
+#define TL_NEXT_WINDOWS    4
+#define TL_NEXT_REFRESH_MS 1000
 
 struct tl_next_memo {
     size_t n;
@@ -42,8 +42,8 @@ struct tl_next_memo {
     size_t text_len;
     uint8_t *done; /* [n]: the store said it was done */
     size_t ndone;
-    size_t first;   /* every candidate before it is known done */
-    uint32_t calls; /* attempts over this list since it was last asked about whole */
+    size_t first;     /* every candidate before it is known done */
+    int64_t whole_at; /* when the store was last asked about the whole list (monotonic) */
 };
 
 /* One claim-next call: what it claims from and how. */
@@ -107,7 +107,7 @@ static struct tl_next_memo *memo_new(const char *const *keys, size_t n)
     for (size_t i = 0; i < n; i++)
         total += strlen(keys[i]) + 1;
     mm->n = n;
-    mm->calls = TL_NEXT_REFRESH; /* the first call asks about the whole list */
+    mm->whole_at = INT64_MIN; /* the first call asks about the whole list */
     mm->text_len = total;
     mm->text = tl__malloc(total);
     mm->done = tl__calloc(n, 1);
@@ -122,6 +122,13 @@ static struct tl_next_memo *memo_new(const char *const *keys, size_t n)
         off += len;
     }
     return mm;
+}
+
+/* Whether the next attempt asks about the whole list. */
+static bool whole_due(const struct next_call *c)
+{
+    return c->memo->whole_at == INT64_MIN ||
+           c->m->clock.mono_ms(c->m->clock.ud) - c->memo->whole_at >= TL_NEXT_REFRESH_MS;
 }
 
 /* The window of the next store call, from position `pos` of the list; the whole list when there
@@ -139,7 +146,7 @@ static void window_prepare(struct next_call *c, size_t pos, bool whole)
         memset(mm->done, 0, mm->n);
         mm->ndone = 0;
         mm->first = 0;
-        mm->calls = 0;
+        mm->whole_at = c->m->clock.mono_ms(c->m->clock.ud);
         c->win.done_seen = mm->done;
         return;
     }
@@ -216,7 +223,7 @@ static tl_status claim_attempt(struct next_call *c, size_t pos, unsigned windows
         window_prepare(c, 0, true);
         return window_claim(c, res, won, tally);
     }
-    if (pos == 0 && ++mm->calls >= TL_NEXT_REFRESH) {
+    if (pos == 0 && whole_due(c)) {
         window_prepare(c, 0, true);
         return window_claim(c, res, won, tally);
     }
@@ -608,7 +615,7 @@ tl_status tl_release_claim_next(tl_lock *l, const char *summary, bool done, cons
     if (tl__lock_begin_release(l, &before)) {
         m->store->errmsg[0] = '\0';
         if (ops->finish != NULL) {
-            bool whole = c.memo != NULL && ++c.memo->calls >= TL_NEXT_REFRESH;
+            bool whole = c.memo != NULL && whole_due(&c);
             window_prepare(&c, 0, whole || c.memo == NULL);
             const struct tl_finish f = {
                 .held = &l->rec,
