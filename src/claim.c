@@ -79,21 +79,27 @@ void tl__next_memo_free(struct tl_next_memo *mm)
     tl__free(mm);
 }
 
-/* Whether `keys` is the list `mm` remembers (then it was checked before). */
+/* Whether `keys` is the list `mm` remembers (then it was checked before). One pass over the
+ * bytes: this runs on every call over a long list. */
 static bool memo_matches(const struct tl_next_memo *mm, const char *const *keys, size_t n)
 {
     if (mm == NULL || mm->n != n || keys == NULL)
         return false;
-    size_t off = 0;
+    const char *t = mm->text;
+    const char *end = mm->text + mm->text_len;
     for (size_t i = 0; i < n; i++) {
-        if (keys[i] == NULL)
+        const char *k = keys[i];
+        if (k == NULL)
             return false;
-        size_t len = strlen(keys[i]) + 1;
-        if (len > mm->text_len - off || memcmp(mm->text + off, keys[i], len) != 0)
+        while (t < end && *t == *k && *k != '\0') {
+            t++;
+            k++;
+        }
+        if (t == end || *t != '\0' || *k != '\0')
             return false;
-        off += len;
+        t++;
     }
-    return true;
+    return t == end;
 }
 
 /* Remembers `keys` (checked) in place of the manager's last list; NULL if memory is short (the

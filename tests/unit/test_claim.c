@@ -529,6 +529,32 @@ static void a_waiting_claimer_waits_on_the_open_candidates(void **state)
     tl_manager_free(h);
 }
 
+/* The remembered list is compared key by key, not by pointer: a list changed in place is a
+ * new list, checked again (here it has a key twice). */
+static void a_list_changed_in_place_is_checked_again(void **state)
+{
+    (void)state;
+    long_list();
+    tl_manager *c = counting_mgr("claimer", LONG_LIST);
+    const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
+    tl_lock *l = NULL;
+
+    assert_int_equal(tl_claim_next(c, long_keys, LONG_LIST, &ff, &l), TL_OK);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    (void)snprintf(long_buf[LONG_LIST - 1], sizeof(long_buf[0]), "%s", long_keys[0]);
+    assert_int_equal(tl_claim_next(c, long_keys, LONG_LIST, &ff, &l), TL_EINVAL);
+    assert_non_null(strstr(tl_errmsg(c), "twice"));
+    /* A key shortened to a prefix of what it was. */
+    long_list();
+    long_buf[500][4] = '\0';
+    assert_int_equal(tl_claim_next(c, long_keys, LONG_LIST, &ff, &l), TL_OK);
+    assert_int_equal(seen.whole, 2); /* a new list: asked about whole again */
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +569,7 @@ int main(void)
         cmocka_unit_test_setup(a_task_reopened_elsewhere_comes_back, setup),
         cmocka_unit_test_setup(a_cut_store_call_ends_the_attempt, setup),
         cmocka_unit_test_setup(a_waiting_claimer_waits_on_the_open_candidates, setup),
+        cmocka_unit_test_setup(a_list_changed_in_place_is_checked_again, setup),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
