@@ -1813,8 +1813,14 @@ static int setup(struct parent *p)
     /* The GitHub line is FIFO only: the store refuses any other priority. */
     if (github)
         c->max_priority = 0;
+    /* etcd: a manager's lease is reused for a new claim while its last keepalive is under a
+     * sixth of the lock timeout old, and the claim goes stale when the lease expires: up to
+     * that much before a lock timeout from the acquire's start (the holder reckons its own
+     * loss from that keepalive: TL_OK's beat_sent_mono_ms). */
     if (c->steal_slack_ms == UINT32_MAX)
-        c->steal_slack_ms = github ? 1100 : 50;
+        c->steal_slack_ms = github                           ? 1100
+                            : strcmp(p->scheme, "etcd") == 0 ? c->lock_timeout_ms / 6 + 50
+                                                             : 50;
     /* GitHub: waiters poll (each poll reads the issue's comment list), and every cycle leaves a
      * completion comment: a slower pace and backoff keep both moderate. */
     if (github && !p->pause_given)
