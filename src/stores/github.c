@@ -63,9 +63,16 @@
 
 /* ---- records ---- */
 
+/* A claim that names a session is judged by it (github_session.c), others by their own
+ * updated_at. */
 bool tl__gh_stale_at(const struct gh_item *it, int64_t now_ms)
 {
-    return now_ms - it->updated_ms > (int64_t)it->claim.rec.info.lock_timeout_ms + STALE_MARGIN_MS;
+    if (it->session_dead)
+        return true;
+    int64_t beat = it->beat_ms != 0 ? it->beat_ms : it->updated_ms;
+    uint32_t timeout =
+        it->beat_timeout_ms != 0 ? it->beat_timeout_ms : it->claim.rec.info.lock_timeout_ms;
+    return now_ms - beat > (int64_t)timeout + STALE_MARGIN_MS;
 }
 
 tl_status tl__gh_item_record(struct github_store *g, const struct gh_item *it, const char *key,
@@ -86,7 +93,7 @@ tl_status tl__gh_item_record(struct github_store *g, const struct gh_item *it, c
     }
     out->info.token = (uint64_t)it->id;
     out->info.claimed_at_ms = it->created_ms;
-    out->info.heartbeat_at_ms = it->updated_ms;
+    out->info.heartbeat_at_ms = it->beat_ms != 0 ? it->beat_ms : it->updated_ms;
     out->info.lock_timeout_ms = c->lock_timeout_ms;
     out->info.observed_at_ms = now_ms;
     out->info.stale = tl__gh_stale_at(it, now_ms);
@@ -232,7 +239,7 @@ void tl__gh_learn_login(struct github_store *g, const char *login)
     }
 }
 
-static void random_nonce(struct github_store *g, char out[TL_GH_NONCE_LEN + 1])
+void tl__gh_random_nonce(struct github_store *g, char out[TL_GH_NONCE_LEN + 1])
 {
     unsigned char b[TL_GH_NONCE_LEN / 2];
     bool ok = false;
@@ -308,7 +315,9 @@ static tl_status github_open(struct tl_store *s, const char *url)
                                 .per_page = DEFAULT_PER_PAGE,
                                 .history_pages = DEFAULT_HISTORY_PAGES,
                                 .assign = true,
-                                .reconcile = true};
+                                .reconcile = true,
+                                .sessions = true};
+    g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     s->heartbeat_divisor = 4; /* a quarter of the lock timeout, and no 30 s cap: writes cost */
     s->heartbeat_uncapped = true;
@@ -338,6 +347,7 @@ static tl_status github_open(struct tl_store *s, const char *url)
     }
     if ((st = tl__gh_parse_params(g, query, &api_param)) != TL_OK)
         goto done;
+    g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = tl__gh_resolve_api_url(api_param, &g->api, g->base.errmsg)) != TL_OK)
         goto done;
@@ -381,6 +391,7 @@ static void github_close(struct tl_store *s)
 
     if (g->http != NULL && g->norphans > 0)
         retry_orphans(g);
+    tl__gh_sessions_close(g);
     tl__http_free(g->http);
     for (size_t i = 0; i < g->nlists; i++)
         tl__gh_list_free(g->lists[i]);
@@ -414,7 +425,7 @@ static void from_of(const struct gh_item *it, struct tl_gh_from *f)
     f->node_id = tl__strdup(it->claim.rec.info.node_id);
     f->token = (uint64_t)it->id;
     f->claimed_at_ms = it->created_ms;
-    f->heartbeat_at_ms = it->updated_ms;
+    f->heartbeat_at_ms = it->beat_ms != 0 ? it->beat_ms : it->updated_ms;
     f->took = it->claim.took;
 }
 
@@ -765,6 +776,8 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
         tl__gh_place_forget(place);
         place = NULL;
     }
+    if (!g->op_nested) /* claim-next's candidates are one call */
+        g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     retry_orphans(g);
 
@@ -832,6 +845,8 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
             memcpy(mine.waiter, it->claim.waiter, sizeof(mine.waiter));
             mine.held = it->claim.held;
             mine.seq = it->claim.seq;
+            mine.session = it->claim.session;
+            memcpy(mine.session_nonce, it->claim.session_nonce, sizeof(mine.session_nonce));
             goto decide;
         }
     }
@@ -914,6 +929,8 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
             memcpy(mine.waiter, it->claim.waiter, sizeof(mine.waiter));
             mine.held = it->claim.held;
             mine.seq = it->claim.seq;
+            mine.session = it->claim.session;
+            memcpy(mine.session_nonce, it->claim.session_nonce, sizeof(mine.session_nonce));
             goto decide;
         }
     }
@@ -940,7 +957,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     }
     mine.rec.info.claimed_at_ms = mine.rec.info.heartbeat_at_ms = l->date_ms;
     mine.rec.info.lock_timeout_ms = req->lock_timeout_ms;
-    random_nonce(g, mine.nonce);
+    tl__gh_random_nonce(g, mine.nonce);
     if (queue) {
         /* Posted on a key it expects to find free, a waiter's claim is marked held: if it wins
          * and its holder dies before its first heartbeat, it is a stale holder, not a dead
@@ -948,12 +965,33 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
         (void)snprintf(mine.waiter, sizeof(mine.waiter), "%s", req->waiter_id);
         mine.held = expect_win;
     }
+    /* A claim that waits in no line hangs on the manager's session (github_session.c): the
+     * heartbeat then writes the session, not the claim. A waiter's claim is its place in line
+     * and keeps itself live, as before sessions. The size is checked with the longest session
+     * reference first: nothing is written before the size check. */
+    bool sessioned = !queue && g->cfg.sessions;
+    if (sessioned) {
+        mine.session = INT64_MAX;
+        memset(mine.session_nonce, 'f', TL_GH_NONCE_LEN);
+        mine.session_nonce[TL_GH_NONCE_LEN] = '\0';
+    }
     if ((text = tl__gh_build_claim(&mine, l->date_ms)) == NULL) {
         st = tl__gh_oom(g);
         goto unplan;
     }
     if ((st = check_size(g, text)) != TL_OK)
         goto unplan;
+    if (sessioned) {
+        tl__free(text);
+        text = NULL;
+        if ((st = tl__gh_session_for(g, req->worker_id, req->node_id, req->lock_timeout_ms,
+                                     l->date_ms, &mine.session, mine.session_nonce)) != TL_OK)
+            goto unplan;
+        if ((text = tl__gh_build_claim(&mine, l->date_ms)) == NULL) {
+            st = tl__gh_oom(g);
+            goto unplan;
+        }
+    }
     /* The planned victims are deleted only once our claim is posted (step 5 takes out the
      * stale or forced claims below ours): deleting first would leave the key free for a
      * moment, a plain claim could slip in below ours, and the holder we deleted would then be
@@ -1254,6 +1292,7 @@ static tl_status renew_claim(struct github_store *g, const struct tl_record *hel
      * timeout (at most max_wait) of its start. Its requests are bounded too: one list read (one
      * request per page, each retried at most twice), at most one GET of our comment, one PATCH. */
     uint32_t cap = held->info.lock_timeout_ms / 4;
+    g->op_seq++;
     g->op_max_wait_ms = cap < g->cfg.max_wait_ms ? cap : g->cfg.max_wait_ms;
     g->op_deadline = g->base.clock->mono_ms(g->base.clock->ud) + g->op_max_wait_ms;
 
@@ -1293,7 +1332,25 @@ static tl_status renew_claim(struct github_store *g, const struct tl_record *hel
         it = &fetched;
     }
 
-    /* 2. Edit it in place: a new counter (and time) in every heartbeat. The counter is above
+    /* 2. A claim that names a session lives by it: the session is renewed (one write per
+     * interval for all the claims that name it), not the claim. */
+    if (timeout_ms == 0 && it->claim.session != 0) {
+        int64_t sent = 0;
+        bool gone = false;
+        if ((st = tl__gh_session_renew(g, it, l->date_ms, &sent, heartbeat_at_ms, &gone)) != TL_OK)
+            goto done;
+        if (!gone) {
+            if (sent != 0 && sent < g->base.clock->mono_ms(g->base.clock->ud))
+                g->base.beat_sent_mono_ms = sent;
+            goto done;
+        }
+        LOG(g, TL_LOG_WARN,
+            "github: #%s: the session %lld of our claim %lld is gone: the claim is pointed at a "
+            "fresh one",
+            held->info.key, (long long)it->claim.session, (long long)id);
+    }
+
+    /* 3. Edit it in place: a new counter (and time) in every heartbeat. The counter is above
      * the one the comment has, whatever `seq` says: a renew by token alone (`tasklock renew` in
      * another process) always passes 1, and its body must still change, since GitHub does not
      * document that an identical edit moves `updated_at`. */
@@ -1308,6 +1365,23 @@ static tl_status renew_claim(struct github_store *g, const struct tl_record *hel
     c.held = true;
     if (timeout_ms != 0)
         c.rec.info.lock_timeout_ms = timeout_ms;
+    if (c.session != 0) {
+        /* Its session is gone, or the lock gets a new timeout: a fresh session of the manager
+         * (that timeout's), or none if it cannot have one (the claim then keeps itself live). */
+        char keep[TL_ERRMSG_SIZE];
+        memcpy(keep, g->base.errmsg, sizeof(keep));
+        c.session = 0;
+        c.session_nonce[0] = '\0';
+        if (g->cfg.sessions && tl__gh_session_for(g, c.rec.info.worker_id, c.rec.info.node_id,
+                                                  c.rec.info.lock_timeout_ms, l->date_ms,
+                                                  &c.session, c.session_nonce) != TL_OK) {
+            LOG(g, TL_LOG_WARN, "github: #%s: no session for our claim (%s): it keeps itself live",
+                held->info.key, g->base.errmsg);
+            c.session = 0;
+            c.session_nonce[0] = '\0';
+        }
+        memcpy(g->base.errmsg, keep, sizeof(keep));
+    }
     if (timeout_ms != 0 && (text = tl__gh_build_claim(&c, l->date_ms)) != NULL &&
         (st = check_size(g, text)) != TL_OK)
         goto done;
@@ -1365,12 +1439,18 @@ void tl__gh_begin(struct tl_store *s)
     struct github_store *g = (struct github_store *)s;
 
     g->committed = false;
+    g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
 }
 
 tl_status tl__gh_claim(struct tl_store *s, const struct tl_claim *req, struct tl_claim_result *out)
 {
-    return github_claim(s, req, out);
+    struct github_store *g = (struct github_store *)s;
+
+    g->op_nested = true; /* a claim-next's: its sessions are read once for all its candidates */
+    tl_status st = github_claim(s, req, out);
+    g->op_nested = false;
+    return st;
 }
 
 int tl__gh_claimed_closed(struct tl_store *s)

@@ -400,6 +400,8 @@ static const char *param_rule(const char *name)
         {"line_poll", "a duration from 50ms to 1m"},
         {"assign", "true or false"},
         {"priorities", "labels separated by commas, most urgent first"},
+        {"sessions", "on or off"},
+        {"session_issue", "an issue number"},
     };
 
     for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
@@ -457,6 +459,14 @@ tl_status tl__gh_parse_params(struct github_store *g, char *query, char **api_pa
         } else if (strcmp(p, "reconcile") == 0) {
             ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
             c->reconcile = strcmp(v, "true") == 0;
+        } else if (strcmp(p, "sessions") == 0) {
+            ok = strcmp(v, "on") == 0 || strcmp(v, "off") == 0 || strcmp(v, "true") == 0 ||
+                 strcmp(v, "false") == 0;
+            c->sessions = strcmp(v, "on") == 0 || strcmp(v, "true") == 0;
+        } else if (strcmp(p, "session_issue") == 0) {
+            int64_t n = 0;
+            ok = tl__gh_parse_key(v, &n);
+            c->session_issue = ok ? n : 0;
         } else if (strcmp(p, "priorities") == 0) {
             tl__free(g->priorities);
             if ((g->priorities = tl__strdup(v)) == NULL)
@@ -471,7 +481,8 @@ tl_status tl__gh_parse_params(struct github_store *g, char *query, char **api_pa
                 g, TL_EINVAL,
                 "github store URL: unknown parameter \"%s\" (known: api_url, trusted, "
                 "write_budget, timeout, max_wait, assign, rereads, reread_delay, "
-                "per_page, history_pages, line_poll, reconcile, priorities)",
+                "per_page, history_pages, line_poll, reconcile, priorities, sessions, "
+                "session_issue)",
                 p);
         }
         if (!ok)

@@ -22,6 +22,7 @@ tl_status tl__github_inspect(struct tl_store *s, const char *key, struct tl_reco
     *found = false;
     if (!tl__gh_parse_key(key, &number))
         return tl__github_check_key(s, key);
+    g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = tl__gh_read_list(g, number, true, &l)) != TL_OK)
         return st;
@@ -52,6 +53,8 @@ tl_status tl__github_list(struct tl_store *s, struct tl_record ***out, size_t *c
     size_t n = 0, cap = 0;
     struct gh_list *l;
     tl_status st;
+
+    g->op_seq++;
 
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = tl__gh_read_list(g, 0, true, &l)) != TL_OK || l == NULL)
@@ -430,6 +433,7 @@ tl_status tl__github_history(struct tl_store *s, const char *key, size_t limit,
     *count = 0;
     if (key != NULL && !tl__gh_parse_key(key, &number))
         return tl__github_check_key(s, key);
+    g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if (number > 0) {
         /* The every comment (one request per 100; 304s when unchanged). */

@@ -45,6 +45,12 @@ struct gh_item { /* a listed comment with a tasklock marker */
     struct tl_gh_release rel;
     int64_t issue; /* repo-wide lists: the issue number */
     bool deleted;  /* we deleted it since it was listed */
+    /* A claim that names a session (github_session.c), as the list read resolved it: its
+     * session's updated_at and lock timeout (0: judge the claim by its own), or dead (the
+     * session is gone, forged or another's): stale whatever its own times say. */
+    int64_t beat_ms;
+    uint32_t beat_timeout_ms;
+    bool session_dead;
 };
 
 struct gh_page {
@@ -88,7 +94,24 @@ struct gh_config {
     uint32_t per_page;
     uint32_t history_pages; /* the repository-wide log reads at most this many pages */
     bool assign;
-    bool reconcile; /* false only in tests: trust a re-list without the count check */
+    bool reconcile;        /* false only in tests: trust a re-list without the count check */
+    bool sessions;         /* claims hang on the manager's session (github_session.c) */
+    int64_t session_issue; /* ?session_issue=N; 0: the labelled one, created if need be */
+};
+
+#define SEEN_MAX      64 /* session comments an instance remembers having read */
+#define SESS_USED_MAX 16 /* process-wide sessions an instance holds a reference to */
+
+struct gh_seen { /* a session comment as this instance last read it */
+    int64_t id;
+    char *etag;
+    char *login;
+    bool found; /* it exists */
+    bool valid; /* and carries a well-formed session marker and times */
+    int64_t updated_ms;
+    struct tl_gh_session s;
+    uint64_t op; /* read during call op_seq == op: not again in that call */
+    uint64_t used;
 };
 
 struct github_store {
@@ -128,6 +151,14 @@ struct github_store {
     /* The state of the issue in the last issue answer this call read (claim: the assignee's
      * answer, or the count check): 1 closed, 0 open, -1 none read. */
     int issue_closed;
+    /* Sessions (github_session.c). */
+    uint64_t op_seq; /* counts this instance's calls: a session is read once per call */
+    bool op_nested;  /* a claim made for claim-next (github_next.c): the same call */
+    int64_t sess_issue;
+    struct gh_seen seen[SEEN_MAX];
+    size_t nseen;
+    int64_t sess_used[SESS_USED_MAX];
+    size_t nsess_used;
 };
 _Static_assert(offsetof(struct github_store, base) == 0, "base must be first");
 
@@ -182,6 +213,7 @@ tl_status tl__gh_fetch_login(struct github_store *g);
 /* ---- github.c: open/close, records, claim, renew, and the interface of github_next.c ---- */
 
 bool tl__gh_stale_at(const struct gh_item *it, int64_t now_ms);
+void tl__gh_random_nonce(struct github_store *g, char out[TL_GH_NONCE_LEN + 1]);
 tl_status tl__gh_item_record(struct github_store *g, const struct gh_item *it, const char *key,
                              int64_t now_ms, struct tl_record *out);
 struct gh_item *tl__gh_line_holder(const struct github_store *g, struct gh_list *l, int64_t issue,
@@ -226,5 +258,25 @@ tl_status tl__github_inspect(struct tl_store *s, const char *key, struct tl_reco
 tl_status tl__github_list(struct tl_store *s, struct tl_record ***out, size_t *count);
 tl_status tl__github_history(struct tl_store *s, const char *key, size_t limit,
                              struct tl_event ***out, size_t *count);
+
+/* ---- github_session.c: sessions (a manager's claims hang on one session comment) ---- */
+
+/* The manager's session for claims of `timeout_ms` (made fresh, or created, with the session
+ * issue if need be): its comment id and nonce, for the claim's marker. A failure names the
+ * settings (session_issue, sessions=off). */
+tl_status tl__gh_session_for(struct github_store *g, const char *worker_id, const char *node_id,
+                             uint32_t timeout_ms, int64_t server_now_ms, int64_t *id,
+                             char nonce[TL_GH_NONCE_LEN + 1]);
+/* Judges the session claims of a list just read: fetches each distinct session once per call
+ * (conditional), and sets their beat_ms/beat_timeout_ms or session_dead. */
+tl_status tl__gh_sessions_resolve(struct github_store *g, struct gh_list *l);
+/* Renews what keeps session claim `it` live: its session comment, unless written within a
+ * quarter of its timeout by both clocks (then *sent says when: the core reckons from then). *gone:
+ * the session is dead or not ours to write; the caller then edits the claim instead. */
+tl_status tl__gh_session_renew(struct github_store *g, const struct gh_item *it,
+                               int64_t server_now_ms, int64_t *sent, int64_t *heartbeat_at_ms,
+                               bool *gone);
+/* Lets go of the process-wide sessions this instance used, and of what it read. */
+void tl__gh_sessions_close(struct github_store *g);
 
 #endif /* TL_STORES_GITHUB_INT_H */

@@ -41,6 +41,7 @@ tl_status tl__github_wait_turn(struct tl_store *s, const char *key, const char *
     int64_t end = ck->mono_ms(ck->ud) + timeout_ms;
     if (keep_deadline != 0 && keep_deadline < end)
         end = keep_deadline;
+    g->op_seq++;
     g->op_max_wait_ms = timeout_ms;
     for (;;) {
         int64_t now = ck->mono_ms(ck->ud);
@@ -88,6 +89,7 @@ tl_status tl__github_leave(struct tl_store *s, const char *key, const char *wait
     struct gh_list *l;
     tl__gh_place_forget(p);
     g->cleaning_up = true;
+    g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     /* Holding already (the hand-over came while it gave up): leaving is releasing, and the
      * dead waiters right after it go first, as in a release. */
@@ -132,6 +134,7 @@ tl_status tl__github_waiters(struct tl_store *s, const char *key, struct tl_wait
     g->committed = false;
     if (!tl__gh_parse_key(key, &number))
         return tl__github_check_key(s, key);
+    g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = tl__gh_read_list(g, number, true, &l)) != TL_OK)
         return st;

@@ -155,6 +155,7 @@ static tl_status release_as(struct tl_store *s, const struct tl_record *held, co
         return tl__gh_fail(g, TL_ENOTOWNER, "github: #%s: not a lock of this store",
                            held->info.key);
     tl__gh_learn_login(g, login);
+    g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
 
     /* 1. Is comment `id` our claim? The list is read (conditionally) for the line: the dead
@@ -328,6 +329,7 @@ tl_status tl__github_force_release(struct tl_store *s, const struct tl_force_rel
     *found = false;
     if (!tl__gh_parse_key(req->key, &number))
         return tl__github_check_key(s, req->key);
+    g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = tl__gh_read_list(g, number, true, &l)) != TL_OK)
         return st;

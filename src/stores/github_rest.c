@@ -751,6 +751,8 @@ tl_status tl__gh_read_list(struct github_store *g, int64_t number, bool conditio
     tl_status st =
         tl__gh_read_pages(g, l, url, number, conditional, MAX_PAGES, true, NULL, NULL, &complete);
     if (st == TL_OK)
+        st = tl__gh_sessions_resolve(g, l);
+    if (st == TL_OK)
         *out = l;
     return st;
 }
