@@ -208,6 +208,7 @@ static tl_status session_issue(struct github_store *g, int64_t *number)
     tl_status st = TL_OK;
     char msg[200] = "";
 
+    *number = 0;
     if (g->sess_issue > 0) {
         *number = g->sess_issue;
         return TL_OK;
@@ -320,7 +321,7 @@ tl_status tl__gh_session_for(struct github_store *g, const char *worker_id, cons
     }
 
     /* A new session: a comment on the session issue. */
-    int64_t number;
+    int64_t number = 0;
     struct gh_item posted;
     bool maybe;
     if ((st = session_issue(g, &number)) != TL_OK)
