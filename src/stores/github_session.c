@@ -31,7 +31,7 @@
 #include "github_int.h"
 
 #define SESSION_LABEL "tasklock-sessions"
-#define SESSIONS_MAX  64 /* sessions the process knows of (its managers' and those it renewed) */
+#define SESSIONS_MAX  256 /* sessions the process knows of (its managers' and those it renewed) */
 
 struct sess_entry {
     const struct tl_clock *clock; /* the manager's: its instances share its sessions */
@@ -142,8 +142,10 @@ void tl__gh_sessions_close(struct github_store *g)
     pthread_mutex_lock(&sess_global.mu);
     for (size_t i = 0; i < g->nsess_used; i++) {
         struct sess_entry *e = entry_find(g->base.clock, g->sess_used[i]);
-        if (e != NULL && --e->refs == 0)
+        if (e != NULL && e->refs <= 1) /* 0: written again after it was forgotten */
             entry_drop(e);
+        else if (e != NULL)
+            e->refs--;
     }
     pthread_mutex_unlock(&sess_global.mu);
     g->nsess_used = 0;

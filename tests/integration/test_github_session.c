@@ -458,6 +458,29 @@ static void renew_by_token_refreshes_the_session(void **state)
     tl_manager_free(b);
 }
 
+/* tl_extend: the claim moves to the manager's session of its new timeout (one edit). */
+static void extend_moves_the_claim_to_a_session_of_its_timeout(void **state)
+{
+    tl_manager *m = mgr("extender", NULL), *r = mgr("reader", NULL);
+    tl_lock *l = NULL;
+    struct tl_gh_claim c;
+
+    (void)state;
+    assert_int_equal(try_acquire(m, "121", &l), TL_OK);
+    int64_t before = session_of(121);
+    assert_int_equal(tl_extend(l, 120000), TL_OK);
+    assert_true(claim_on(121, &c));
+    assert_int_equal(c.rec.info.lock_timeout_ms, 120000);
+    assert_true(c.session > 0 && c.session != before);
+    tl__gh_claim_clear(&c);
+    advance_clock(90000); /* past the old session's 60 s, within the new one's 120 s */
+    assert_false(is_stale(r, "121"));
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+    tl_manager_free(r);
+}
+
 /* ---- the request budget ---- */
 
 static void request_budget_with_sessions(void **state)
@@ -572,6 +595,7 @@ int main(void)
         cmocka_unit_test(forged_session_makes_nothing_live),
         cmocka_unit_test(deleted_session_makes_its_claims_stale),
         cmocka_unit_test(renew_by_token_refreshes_the_session),
+        cmocka_unit_test(extend_moves_the_claim_to_a_session_of_its_timeout),
         cmocka_unit_test(claims_without_a_session_work_beside_the_others),
         cmocka_unit_test(stale_session_loses_every_lock_within_an_interval),
         cmocka_unit_test(hundred_locks_one_write_per_interval),

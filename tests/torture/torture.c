@@ -152,7 +152,9 @@ static void usage(FILE *f)
         "  --has-store SCHEME   exit 0 if the store is built in, else 77\n"
         "  --run-anyway         run clock-skew even on a store that judges by the machine's\n"
         "                       clock (it is then expected to fail: a demonstration)\n"
-        "  -v, --verbose        log what the workers see\n");
+        "  -v, --verbose        log what the workers see\n"
+        "      --no-line        the workers wait in no line: they poll (GitHub: every claim\n"
+        "                       then hangs on its manager's session)\n");
 }
 
 static bool parse_ms(const char *arg, uint32_t *out)
@@ -1575,6 +1577,7 @@ static int parse_args(struct parent *p, int argc, char **argv)
         {"report", required_argument, NULL, 'o'},
         {"has-store", required_argument, NULL, 'h' + 256},
         {"verbose", no_argument, NULL, 'v'},
+        {"no-line", no_argument, NULL, 'n' + 256},
         {"run-anyway", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, '?' + 256},
         {NULL, 0, NULL, 0},
@@ -1669,6 +1672,7 @@ static int parse_args(struct parent *p, int argc, char **argv)
             break;
         case 'o': p->report = optarg; break;
         case 'v': c->verbose = true; break;
+        case 'n' + 256: c->no_line = true; break;
         case 'A': p->run_anyway = true; break;
         case 'h' + 256: {
             char url[64];
