@@ -38,7 +38,8 @@ static bool same_claim(const struct tl_gh_claim *a, const struct tl_gh_claim *b)
            same_str(x->task_info, y->task_info) && x->claimed_at_ms == y->claimed_at_ms &&
            x->heartbeat_at_ms == y->heartbeat_at_ms && x->lock_timeout_ms == y->lock_timeout_ms &&
            strcmp(a->nonce, b->nonce) == 0 && a->seq == b->seq && a->took == b->took &&
-           same_from(a->from, a->nfrom, b->from, b->nfrom);
+           same_from(a->from, a->nfrom, b->from, b->nfrom) && a->session == b->session &&
+           strcmp(a->session_nonce, b->session_nonce) == 0;
 }
 
 static bool same_release(const struct tl_gh_release *a, const struct tl_gh_release *b)
@@ -133,6 +134,23 @@ static void fuzz_comment(const uint8_t *data, size_t size)
     fuzz_check(k2 != TL_GH_CLAIM || same_claim(&c, &c2), "parse_claim gives the same claim");
     enum tl_gh_kind k3 = tl__gh_parse_comment((const char *)data, size, NULL, NULL, NULL);
     fuzz_check(k3 == k, "parsing without out-parameters agrees");
+
+    /* The session parser: never a crash; what it reads builds and parses back the same. */
+    struct tl_gh_session ss, ss2;
+    enum tl_gh_kind ks = tl__gh_parse_session((const char *)data, size, &ss);
+    fuzz_check(ks == TL_GH_NONE || ks == TL_GH_SESSION || ks == TL_GH_BAD, "a session kind");
+    if (ks == TL_GH_SESSION) {
+        fuzz_check(strlen(ss.nonce) == TL_GH_NONCE_LEN && ss.lock_timeout_ms > 0, "session");
+        char *sb = tl__gh_build_session(&ss, 0);
+        fuzz_check(sb != NULL, "a session builds");
+        fuzz_check(tl__gh_parse_session(sb, strlen(sb), &ss2) == TL_GH_SESSION &&
+                       strcmp(ss2.nonce, ss.nonce) == 0 && ss2.seq == ss.seq &&
+                       ss2.lock_timeout_ms == ss.lock_timeout_ms,
+                   "a session round-trips");
+        tl__gh_session_clear(&ss2);
+        tl__free(sb);
+    }
+    tl__gh_session_clear(&ss);
 
     tl__gh_claim_clear(&c2);
     tl__gh_claim_clear(&c);

@@ -3,7 +3,7 @@
 # The GitHub store's integration tests spawn their own private tl-github-server (so that faults
 # and request counters of one executable never disturb another): they link its client helper
 # and need the server built first.
-foreach(t github github_protocol github_limits github_cli github_line github_next)
+foreach(t github github_protocol github_limits github_cli github_line github_next github_session)
   if(TARGET test_${t} AND TARGET tl_ghs_client)
     target_link_libraries(test_${t} PRIVATE tl_ghs_client)
     add_dependencies(test_${t} tl_github_server)

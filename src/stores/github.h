@@ -64,6 +64,13 @@ struct tl_gh_claim {
     enum tl_gh_took took;
     struct tl_gh_from from[TL_GH_FROM_DEPTH]; /* newest first */
     size_t nfrom;
+    /* Sessions (docs/github.md "Sessions"): the session comment whose freshness keeps this claim
+     * live, written as "session":{"id":N,"nonce":"..."}; 0 for a claim that keeps itself live
+     * (every claim written before sessions, and every claim with ?sessions=off). The claim is
+     * live only while that comment exists, is by a trusted account, still carries this nonce,
+     * and is fresh. Readers that predate sessions ignore the field. */
+    int64_t session;
+    char session_nonce[TL_GH_NONCE_LEN + 1];
 };
 
 /*
@@ -100,7 +107,11 @@ enum tl_gh_kind {
     /* A reopen comment (<!-- tasklock:reopened {...} -->, written by tl_reopen). Never returned
      * by tl__gh_parse_comment, to which it is an ordinary comment (so that older readers skip
      * it too): tl__gh_parse_reopen tells it. */
-    TL_GH_REOPEN
+    TL_GH_REOPEN,
+    /* A session comment (<!-- tasklock:session {...} -->): never returned by
+     * tl__gh_parse_comment (an ordinary comment to it, and to older readers); see
+     * tl__gh_parse_session. */
+    TL_GH_SESSION
 };
 
 /*
@@ -132,6 +143,29 @@ enum tl_gh_kind tl__gh_parse_reopen(const char *body, size_t len, struct tl_gh_r
 void tl__gh_reopen_clear(struct tl_gh_reopen *r);
 /* Builds a reopen comment body. Returns a new string or NULL when out of memory. */
 char *tl__gh_build_reopen(const struct tl_gh_reopen *r);
+
+/*
+ * A session comment's marker: many claims hang on one session, and only the session comment is
+ * edited by the heartbeat. `nonce` is the session's identity (a claim names it; a session comment
+ * taken over by another session gets a new one), `lock_timeout_ms` how long the session stays
+ * fresh after its comment's updated_at, `seq` its heartbeat counter.
+ */
+struct tl_gh_session {
+    char nonce[TL_GH_NONCE_LEN + 1];
+    uint32_t lock_timeout_ms;
+    uint64_t seq;
+    char *worker_id;
+    char *node_id;
+};
+
+/* Classifies a comment body for the session marker alone: TL_GH_SESSION (fills `out`; clear it
+ * with tl__gh_session_clear), TL_GH_NONE, or TL_GH_BAD (garbled or repeated). Never crashes on
+ * any input. */
+enum tl_gh_kind tl__gh_parse_session(const char *body, size_t len, struct tl_gh_session *out);
+void tl__gh_session_clear(struct tl_gh_session *s);
+/* Builds a session comment body; `server_now_ms` is shown as its last heartbeat. Returns a new
+ * string or NULL when out of memory. */
+char *tl__gh_build_session(const struct tl_gh_session *s, int64_t server_now_ms);
 
 /* Whether a claim counts as a (possibly stale) holder's rather than a queued waiter's: it waits
  * in no line, or it has been marked held. */

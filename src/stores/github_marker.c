@@ -231,6 +231,16 @@ static enum tl_gh_kind decode_claim(const char *text, size_t len, struct tl_gh_c
         goto done;
     }
     out->held = json_is_true(held);
+    json_t *sess = json_object_get(root, "session");
+    if (sess != NULL) {
+        json_t *sid = json_object_get(sess, "id");
+        if (!json_is_object(sess) || !json_is_integer(sid) || json_integer_value(sid) <= 0 ||
+            !get_hex32(sess, "nonce", out->session_nonce)) {
+            set_why(why, "claim marker has a bad \"session\"");
+            goto done;
+        }
+        out->session = (int64_t)json_integer_value(sid);
+    }
     /* The seed's metadata is decoded on its own, as the core wrote it: the GitHub fields and the
      * escaping of < > & do not count against the core's size limit of metadata. */
     char err2[TL_ERRMSG_SIZE] = "";
@@ -527,6 +537,10 @@ char *tl__gh_build_claim(const struct tl_gh_claim *c, int64_t server_now_ms)
     if (c->waiter[0] != '\0' && json_object_set_new(root, "waiter", json_string(c->waiter)) != 0)
         goto done;
     if (c->held && json_object_set_new(root, "held", json_true()) != 0)
+        goto done;
+    if (c->session > 0 && json_object_set_new(root, "session",
+                                              json_pack("{s:I, s:s}", "id", (json_int_t)c->session,
+                                                        "nonce", c->session_nonce)) != 0)
         goto done;
     if (c->nfrom > 0) {
         json_t *arr = from_json(c->from, c->nfrom);
@@ -912,6 +926,77 @@ char *tl__gh_build_reopen(const struct tl_gh_reopen *r)
             "🔓 Reopened by `%s` on `%s` at %s: the task is offered again.\n\n" REOPEN_PREFIX
             " %s -->",
             w, n, at, marker);
+    }
+    json_decref(root);
+    tl__free(marker);
+    return out;
+}
+
+/* ---- sessions ---- */
+
+#define SESSION_PREFIX "<!-- tasklock:session"
+
+void tl__gh_session_clear(struct tl_gh_session *s)
+{
+    if (s == NULL)
+        return;
+    tl__free(s->worker_id);
+    tl__free(s->node_id);
+    memset(s, 0, sizeof(*s));
+}
+
+enum tl_gh_kind tl__gh_parse_session(const char *body, size_t len, struct tl_gh_session *out)
+{
+    json_error_t jerr;
+    uint64_t timeout = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (body == NULL)
+        return TL_GH_NONE;
+    const char *m = find(body, len, SESSION_PREFIX);
+    if (m == NULL)
+        return TL_GH_NONE;
+    size_t off = (size_t)(m - body) + strlen(SESSION_PREFIX);
+    if (find(body + off, len - off, SESSION_PREFIX) != NULL)
+        return TL_GH_BAD;
+    const char *end = find(body + off, len - off, "-->");
+    if (end == NULL || (size_t)(end - (body + off)) > 4096)
+        return TL_GH_BAD;
+    json_t *root =
+        json_loadb(body + off, (size_t)(end - (body + off)), JSON_REJECT_DUPLICATES, &jerr);
+    enum tl_gh_kind kind = TL_GH_BAD;
+    if (json_is_object(root) && version_ok(root) && get_nonce(root, out->nonce) &&
+        get_u64(root, "lock_timeout_ms", true, &timeout) && timeout > 0 && timeout <= UINT32_MAX &&
+        get_u64(root, "seq", false, &out->seq) && get_id(root, "worker_id", &out->worker_id) &&
+        get_id(root, "node_id", &out->node_id)) {
+        out->lock_timeout_ms = (uint32_t)timeout;
+        kind = TL_GH_SESSION;
+    }
+    json_decref(root);
+    if (kind != TL_GH_SESSION)
+        tl__gh_session_clear(out);
+    return kind;
+}
+
+char *tl__gh_build_session(const struct tl_gh_session *s, int64_t server_now_ms)
+{
+    char beat[TL_ISO_SIZE], dur[64], w[TL_ID_MAX + 1], n[TL_ID_MAX + 1];
+    char *marker = NULL, *out = NULL;
+
+    json_t *root =
+        json_pack("{s:i, s:s, s:I, s:I, s:s, s:s}", "v", 1, "nonce", s->nonce, "lock_timeout_ms",
+                  (json_int_t)s->lock_timeout_ms, "seq", (json_int_t)s->seq, "worker_id",
+                  s->worker_id ? s->worker_id : "?", "node_id", s->node_id ? s->node_id : "?");
+    if (root != NULL && (marker = dump_escaped(root)) != NULL) {
+        visible_id(s->worker_id ? s->worker_id : "?", w, sizeof(w));
+        visible_id(s->node_id ? s->node_id : "?", n, sizeof(n));
+        fmt_time(server_now_ms, beat);
+        fmt_duration(s->lock_timeout_ms, dur, sizeof(dur));
+        out = tl__asprintf(
+            "🫀 tasklock session of `%s` on `%s`: the locks that name it are held "
+            "while it is fresh (lock timeout %s; last heartbeat %s, #%llu).\n\n" SESSION_PREFIX
+            " %s -->",
+            w, n, dur, beat, (unsigned long long)s->seq, marker);
     }
     json_decref(root);
     tl__free(marker);

@@ -18,7 +18,7 @@
  *   that concurrent claimers start on different issues. Then the normal claim on at most
  *   NEXT_TRIES of them.
  * - Done: the completion comment that release posts, marked "done":true, on a closed issue.
- *   The release (github.c, release_as) closes the issue and posts it, THEN deletes the claim.
+ *   The release (github_release.c) closes the issue and posts it, THEN deletes the claim.
  *   A done marker is the newest trusted done completion of a closed issue, if no trusted reopen
  *   comment is newer. reopen reopens the issue and posts a reopen comment (the `reopened` event).
  * - finish: no transaction to fold the next claim into: next_tried is false and the core makes
@@ -380,7 +380,7 @@ static tl_status take_page(struct tl_store *s, const char *body, size_t len,
 /* One list read: the open issues with `label`, oldest first (paginated). Each page is asked for
  * with If-None-Match when it was read before (a 304 costs no primary rate budget). A 304 need
  * not carry a Link: a full page whose next page is not known is followed in our own URL form
- * (page N+1), as the comment lists are (github.c, read_pages). */
+ * (page N+1), as the comment lists are (github_rest.c, tl__gh_read_pages). */
 static tl_status list_label(struct tl_store *s, const char *label, const struct prio_table *t,
                             struct cands *out)
 {

@@ -16,7 +16,7 @@
 #include "github.h"
 #include "store.h"
 
-/* ---- github.c, for github_next.c ---- */
+/* ---- github.c and its siblings (github_int.h), for github_next.c ---- */
 
 /* A new call: its waits bounded by the store's max_wait (or the caller's deadline). */
 void tl__gh_begin(struct tl_store *s);

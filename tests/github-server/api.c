@@ -27,6 +27,7 @@ static const char *const ep_names[GHS_EP_COUNT] = {
     [GHS_EP_USER] = "GET /user",
     [GHS_EP_RATE_LIMIT] = "GET /rate_limit",
     [GHS_EP_ISSUES_LIST] = "GET /repos/{o}/{r}/issues",
+    [GHS_EP_ISSUE_CREATE] = "POST /repos/{o}/{r}/issues",
 };
 
 const char *ghs_ep_name(enum ghs_ep ep)
@@ -92,8 +93,8 @@ void ghs_route_parse(const char *method, const char *path, struct ghs_route *rt)
     size_t rest = nseg - i;
     enum ghs_ep ep = GHS_EP_NONE;
 
-    if (rest == 1 && get && strcmp(seg[i], "issues") == 0) {
-        ep = GHS_EP_ISSUES_LIST;
+    if (rest == 1 && (get || post) && strcmp(seg[i], "issues") == 0) {
+        ep = get ? GHS_EP_ISSUES_LIST : GHS_EP_ISSUE_CREATE;
     } else if (rest >= 1 && strcmp(seg[i], "assignees") == 0) {
         if (rest == 1 && get) {
             ep = GHS_EP_REPO_ASSIGNEES;
@@ -705,6 +706,39 @@ static void patch_issue(struct ghs_server *s, const struct ghs_req *rq, size_t r
     ghs_resp_json(r, 200, ghs_issue_json(s, rq->base, repo, is));
 }
 
+/* POST /repos/{o}/{r}/issues: a new open issue, numbered after the highest; `title` required,
+ * `body`, `labels`, `assignees` as PATCH takes them. 201 with the issue. */
+static void create_issue(struct ghs_server *s, const struct ghs_req *rq, size_t repo,
+                         struct ghs_resp *r)
+{
+    json_t *title = json_object_get(rq->json, "title");
+
+    if (title == NULL) {
+        invalid(r, NULL, "Issue", "title", "missing_field", NULL);
+        return;
+    }
+    if (!json_is_string(title) || json_string_length(title) == 0) {
+        invalid(r, NULL, "Issue", "title", "invalid", NULL);
+        return;
+    }
+    struct ghs_issue *is = ghs_issue_add(s, repo, ghs_issue_next_number(s, repo));
+    if (is == NULL) {
+        r->oom = true;
+        return;
+    }
+    patch_issue(s, rq, repo, is, r);
+    if (r->status == 200) {
+        r->status = 201;
+    } else { /* refused: no issue after all */
+        struct ghs_repo *rp = &s->repos[repo];
+        free(is->title);
+        free(is->body);
+        free(is->state_reason);
+        json_decref(is->labels);
+        rp->nissues--;
+    }
+}
+
 static void change_assignees(struct ghs_server *s, const struct ghs_req *rq, const char *ep,
                              size_t repo, struct ghs_issue *is, bool add, struct ghs_resp *r)
 {
@@ -864,6 +898,10 @@ void ghs_api_handle_locked(struct ghs_server *s, const struct ghs_route *rt,
     }
     case GHS_EP_REPO_COMMENTS: list_repo_comments(s, rq, repo, r); return;
     case GHS_EP_ISSUES_LIST: list_issues(s, rq, repo, r); return;
+    case GHS_EP_ISSUE_CREATE:
+        if (body_ok(rq, r))
+            create_issue(s, rq, repo, r);
+        return;
     case GHS_EP_COMMENT_GET:
     case GHS_EP_COMMENT_PATCH:
     case GHS_EP_COMMENT_DELETE: comment_by_id(s, rt, rq, repo, r); return;

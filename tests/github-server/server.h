@@ -273,6 +273,7 @@ enum ghs_ep {
     GHS_EP_USER,
     GHS_EP_RATE_LIMIT,
     GHS_EP_ISSUES_LIST,
+    GHS_EP_ISSUE_CREATE,
     GHS_EP_COUNT
 };
 

@@ -52,7 +52,9 @@ static tl_manager *mgr(const char *worker, const char *extra)
 {
     char url[512];
 
-    (void)snprintf(url, sizeof(url), "github://acme/widgets?api_url=%s%s%s", srv.url,
+    /* Per-claim heartbeats (sessions=off): the counts below are the claim protocol's; the
+     * sessions' own budget is tested in test_github_session.c. */
+    (void)snprintf(url, sizeof(url), "github://acme/widgets?api_url=%s&sessions=off%s%s", srv.url,
                    extra ? "&" : "", extra ? extra : "");
     const struct tl_options o = {
         .store_url = url, .worker_id = worker, .node_id = "n", .lock_timeout_ms = 60000};

@@ -219,11 +219,14 @@ static void release_and_free(tl_lock *l)
     tl_lock_free(l);
 }
 
-/* ---- the request budget ---- */
+/* ---- the request budget ----
+ *
+ * Of per-claim heartbeats (sessions=off), as before sessions; test_github_session.c has the
+ * budget with sessions. */
 
 static void request_budget(void **state)
 {
-    tl_manager *a = mgr("budget-a", NULL), *b = mgr("budget-b", NULL);
+    tl_manager *a = mgr("budget-a", "sessions=off"), *b = mgr("budget-b", "sessions=off");
     tl_lock *l = NULL, *lb = NULL;
 
     (void)state;
@@ -442,7 +445,7 @@ static void hidden_claim_means_unknown_not_won(void **state)
 /* A POST that commits and then answers 502: found by its nonce, never posted twice. */
 static void ambiguous_post_leaves_no_duplicate(void **state)
 {
-    tl_manager *m = mgr("retrier", NULL);
+    tl_manager *m = mgr("retrier", "sessions=off");
     tl_lock *l = NULL;
 
     (void)state;
@@ -562,7 +565,7 @@ static void renew_and_release_by_token_alone(void **state)
 
 static void two_hundred_fifty_comments_are_paginated(void **state)
 {
-    tl_manager *a = mgr("pager-a", NULL), *b = mgr("pager-b", NULL);
+    tl_manager *a = mgr("pager-a", "sessions=off"), *b = mgr("pager-b", "sessions=off");
     struct tl_info *info = NULL;
     tl_lock *l = NULL, *lb = NULL;
 
@@ -632,7 +635,7 @@ static int private_server_down(void **state)
 static void long_lived_connection_reads_past_the_first_page(void **state)
 {
     enum { CYCLES = 130 };
-    tl_manager *m = mgr("cycler", "write_budget=off"), *w = mgr("waiter", NULL);
+    tl_manager *m = mgr("cycler", "write_budget=off&sessions=off"), *w = mgr("waiter", NULL);
     tl_lock *l = NULL, *lw = NULL;
 
     (void)state;

@@ -60,6 +60,7 @@ struct parent {
     bool github_spawned;
     struct tl_proxy proxy; /* partition: between the odd workers and the store */
     bool run_anyway;       /* run a scenario even where it does not apply (to see what happens) */
+    bool sessions;         /* GitHub: sessions=on */
     bool pause_given;
     const char *report;
     double scale;
@@ -152,7 +153,10 @@ static void usage(FILE *f)
         "  --has-store SCHEME   exit 0 if the store is built in, else 77\n"
         "  --run-anyway         run clock-skew even on a store that judges by the machine's\n"
         "                       clock (it is then expected to fail: a demonstration)\n"
-        "  -v, --verbose        log what the workers see\n");
+        "  -v, --verbose        log what the workers see\n"
+        "      --no-line        the workers wait in no line: they poll (GitHub with\n"
+        "                       --sessions: every claim then hangs on its manager's session)\n"
+        "      --sessions       GitHub: the store URL gets sessions=on\n");
 }
 
 static bool parse_ms(const char *arg, uint32_t *out)
@@ -1575,6 +1579,8 @@ static int parse_args(struct parent *p, int argc, char **argv)
         {"report", required_argument, NULL, 'o'},
         {"has-store", required_argument, NULL, 'h' + 256},
         {"verbose", no_argument, NULL, 'v'},
+        {"no-line", no_argument, NULL, 'n' + 256},
+        {"sessions", no_argument, NULL, 'S' + 512},
         {"run-anyway", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, '?' + 256},
         {NULL, 0, NULL, 0},
@@ -1669,6 +1675,8 @@ static int parse_args(struct parent *p, int argc, char **argv)
             break;
         case 'o': p->report = optarg; break;
         case 'v': c->verbose = true; break;
+        case 'n' + 256: c->no_line = true; break;
+        case 'S' + 512: p->sessions = true; break;
         case 'A': p->run_anyway = true; break;
         case 'h' + 256: {
             char url[64];
@@ -1802,6 +1810,11 @@ static int setup(struct parent *p)
     if (strcmp(p->scheme, "etcd") == 0 && strstr(p->url, "history_max=") == NULL) {
         size_t n = strlen(p->url);
         (void)snprintf(p->url + n, sizeof(p->url) - n, "%shistory_max=100000",
+                       strchr(p->url, '?') ? "&" : "?");
+    }
+    if (p->sessions && strcmp(p->scheme, "github") == 0 && strstr(p->url, "sessions=") == NULL) {
+        size_t n = strlen(p->url);
+        (void)snprintf(p->url + n, sizeof(p->url) - n, "%ssessions=on",
                        strchr(p->url, '?') ? "&" : "?");
     }
     c->store = p->url;

@@ -103,6 +103,12 @@ tl_torture(github_faults     github github-faults --workers 4 --cycles 15 --keys
 tl_torture(github_clock_skew github clock-skew --workers 4 --cycles 15 --keys 3 --hold 500ms)
 tl_torture(github_partition  github partition  --workers 4 --cycles 15 --keys 2 --lock-timeout 4s
            --faults 2 --fault-interval 1s)
+# Sessions (issue 18): with no line, every claim hangs on its manager's session comment, and a
+# SIGKILLed or SIGSTOPped holder's session goes stale with all its locks at once.
+tl_torture(github_sessions_sigkill github sigkill --no-line --sessions --workers 4 --cycles 15 --keys 3
+           --lock-timeout 3s --faults 2)
+tl_torture(github_sessions_sigstop github sigstop --no-line --sessions --workers 4 --cycles 15 --keys 2
+           --lock-timeout 3s --faults 2)
 # FIFO only (priority 0); a waiter's place is its claim comment, alive for the lock timeout.
 tl_torture(github_line       github line       --workers 4 --cycles 15 --keys 2 --lock-timeout 4s
            --faults 4 --hold 200ms)

@@ -426,6 +426,8 @@ struct tt_config {
     uint64_t seed;
     bool threads; /* workers are threads of one process (memory:) */
     bool verbose;
+    bool no_line; /* the workers' managers take no place in line (tl_options.no_line): on
+                     GitHub every claim then hangs on its manager's session */
 };
 
 struct tt_run {

@@ -527,6 +527,7 @@ void tt_worker_run(const struct tt_run *run, uint32_t slot)
         .log_level = run->cfg.verbose ? TL_LOG_INFO : TL_LOG_WARN,
         .on_lost = on_lost,
         .lost_ud = &c,
+        .no_line = run->cfg.no_line,
     });
     if (m == NULL) {
         (void)snprintf(c.w->first_error, sizeof(c.w->first_error), "out of memory");

@@ -675,9 +675,82 @@ static void reopen_roundtrip(void **state)
     tl__free(body);
 }
 
+/* Sessions: a claim names its session (id and nonce); readers that predate sessions read it
+ * as before. A session comment is no claim to the claim parser, and parses back. */
+static void session_claim_and_comment_roundtrip(void **state)
+{
+    struct tl_gh_claim c, back;
+    char why[TL_ERRMSG_SIZE];
+
+    (void)state;
+    fill_claim(&c, "{}");
+    c.session = 3000000123;
+    memcpy(c.session_nonce, nonce_a, sizeof(c.session_nonce));
+    char *body = tl__gh_build_claim(&c, 1795735741000);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "\"session\":{\"id\":3000000123,\"nonce\":\""));
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &back, why), TL_GH_CLAIM);
+    assert_int_equal(back.session, 3000000123);
+    assert_string_equal(back.session_nonce, nonce_a);
+    tl__gh_claim_clear(&back);
+    tl__free(body);
+    c.session = 0; /* without a session: no field */
+    body = tl__gh_build_claim(&c, 1795735741000);
+    assert_null(strstr(body, "session"));
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &back, why), TL_GH_CLAIM);
+    assert_int_equal(back.session, 0);
+    tl__gh_claim_clear(&back);
+    tl__free(body);
+    tl__gh_claim_clear(&c);
+
+    const char *bad[] = {
+        "<!-- tasklock {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdef\",\"session\":7,"
+        "\"lock\":{\"worker_id\":\"w\",\"node_id\":\"n\",\"lock_timeout_ms\":1000}} -->",
+        "<!-- tasklock {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdef\",\"session\":{"
+        "\"id\":-1,\"nonce\":\"0123456789abcdef0123456789abcdef\"},"
+        "\"lock\":{\"worker_id\":\"w\",\"node_id\":\"n\",\"lock_timeout_ms\":1000}} -->",
+        "<!-- tasklock {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdef\",\"session\":{"
+        "\"id\":5,\"nonce\":\"XYZ\"},"
+        "\"lock\":{\"worker_id\":\"w\",\"node_id\":\"n\",\"lock_timeout_ms\":1000}} -->",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(tl__gh_parse_claim(bad[i], strlen(bad[i]), &back, why), TL_GH_BAD);
+
+    struct tl_gh_session s = {
+        .lock_timeout_ms = 300000, .seq = 4, .worker_id = "worker-1", .node_id = "node-abc"};
+    struct tl_gh_session sb;
+    memcpy(s.nonce, nonce_a, sizeof(s.nonce));
+    body = tl__gh_build_session(&s, 1795735741000);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "session of `worker-1` on `node-abc`"));
+    assert_int_equal(tl__gh_parse_comment(body, strlen(body), NULL, NULL, why), TL_GH_NONE);
+    assert_int_equal(tl__gh_parse_session(body, strlen(body), &sb), TL_GH_SESSION);
+    assert_string_equal(sb.nonce, nonce_a);
+    assert_int_equal(sb.lock_timeout_ms, 300000);
+    assert_int_equal(sb.seq, 4);
+    assert_string_equal(sb.worker_id, "worker-1");
+    tl__gh_session_clear(&sb);
+    assert_int_equal(tl__gh_parse_session("plain text", 10, &sb), TL_GH_NONE);
+    const char *sbad[] = {
+        "<!-- tasklock:session {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdef\"} -->",
+        "<!-- tasklock:session {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdef\","
+        "\"lock_timeout_ms\":0,\"worker_id\":\"w\",\"node_id\":\"n\"} -->",
+        "<!-- tasklock:session {} --> <!-- tasklock:session {} -->",
+        "<!-- tasklock:session {\"v\":1",
+    };
+    for (size_t i = 0; i < sizeof(sbad) / sizeof(sbad[0]); i++)
+        assert_int_equal(tl__gh_parse_session(sbad[i], strlen(sbad[i]), &sb), TL_GH_BAD);
+    for (size_t n = 0; n <= strlen(body); n++) { /* any prefix: never a crash */
+        if (tl__gh_parse_session(body, n, &sb) == TL_GH_SESSION)
+            tl__gh_session_clear(&sb);
+    }
+    tl__free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(session_claim_and_comment_roundtrip),
         cmocka_unit_test(claim_roundtrip),
         cmocka_unit_test(claim_with_displaced_holder),
         cmocka_unit_test(claim_in_line_and_held),

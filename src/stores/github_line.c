@@ -1,0 +1,174 @@
+/*
+ * github_line.c -- waiting in line on the GitHub store: a waiter's claim comment is its place
+ * (see "the line" in github.c); wait_turn polls the issue's comments, leave deletes the claim,
+ * waiters lists the line.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "github_int.h"
+
+/* ---- the line: wait_turn, leave, waiters ---- */
+
+/*
+ * Waits for waiter `waiter_id`'s turn. GitHub sends no messages: this reads the issue's
+ * comments every line_poll (1 s) with If-None-Match (a 304 costs no primary rate budget),
+ * counting from the last read for this waiter (its claim's too), however the caller slices its
+ * waits, and reports a wake-up when no claim is left below ours (it holds: the next claim call
+ * takes it without a write), or when ours is gone or dead (the next claim joins the line
+ * again). A read is bounded by the caller's deadline, not by the end of this wait: a short wait
+ * must not cut every read short. A waiter without a place (it has none yet, or it was given
+ * up) is woken at once, so that its claim puts it back.
+ */
+tl_status tl__github_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
+                               uint32_t timeout_ms, bool *woken)
+{
+    struct github_store *g = (struct github_store *)s;
+    const struct tl_clock *ck = g->base.clock;
+    int64_t number, keep_deadline = g->base.deadline_mono_ms;
+    tl_status st = TL_OK;
+
+    *woken = false;
+    g->committed = false;
+    if (!tl__gh_parse_key(key, &number))
+        return tl__github_check_key(s, key);
+    struct gh_place *p = waiter_id != NULL ? tl__gh_place_find(g, waiter_id) : NULL;
+    if (p == NULL || p->number != number) {
+        *woken = true;
+        return TL_OK;
+    }
+    int64_t end = ck->mono_ms(ck->ud) + timeout_ms;
+    if (keep_deadline != 0 && keep_deadline < end)
+        end = keep_deadline;
+    g->op_seq++;
+    g->op_max_wait_ms = timeout_ms;
+    for (;;) {
+        int64_t now = ck->mono_ms(ck->ud);
+        int64_t due = p->polled + g->line_poll_ms;
+        if (now < due) {
+            /* Not yet time to read: sleep until then, or to the end of this wait. */
+            int64_t until = due < end ? due : end;
+            if (until > now)
+                tl__real_sleep_ms((uint32_t)(until - now));
+            if (due >= end)
+                break;
+            continue;
+        }
+        struct gh_list *l;
+        p->polled = now;
+        if ((st = tl__gh_read_list(g, number, true, &l)) != TL_OK)
+            break;
+        struct gh_item *it = tl__gh_list_find(l, p->comment);
+        if (it == NULL || !tl__gh_is_claim(g, it) || tl__gh_stale_at(it, l->date_ms) ||
+            tl__gh_line_holder(g, l, 0, it->id, NULL) == NULL) {
+            *woken = true;
+            break;
+        }
+        if (ck->mono_ms(ck->ud) >= end)
+            break;
+    }
+    return st;
+}
+
+/* Leaves the line: deletes the waiter's claim (worth a request past the caller's deadline, as
+ * any withdrawal; retried later as an orphan if it fails). TL_OK if it has none. */
+tl_status tl__github_leave(struct tl_store *s, const char *key, const char *waiter_id)
+{
+    struct github_store *g = (struct github_store *)s;
+    struct gh_place *p = waiter_id != NULL ? tl__gh_place_find(g, waiter_id) : NULL;
+    int64_t number;
+
+    g->committed = false;
+    if (!tl__gh_parse_key(key, &number))
+        return tl__github_check_key(s, key);
+    if (p == NULL)
+        return TL_OK;
+    bool gone;
+    int64_t id = p->comment;
+    struct gh_list *l;
+    tl__gh_place_forget(p);
+    g->cleaning_up = true;
+    g->op_seq++;
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    /* Holding already (the hand-over came while it gave up): leaving is releasing, and the
+     * dead waiters right after it go first, as in a release. */
+    if (tl__gh_read_list(g, number, true, &l) == TL_OK) {
+        struct gh_item *it = tl__gh_list_find(l, id);
+        if (it != NULL && tl__gh_line_holder(g, l, 0, 0, NULL) == it)
+            (void)tl__gh_clear_dead_after(g, l, id);
+        /* A copy of our place that a forced claim posted again goes too. */
+        struct gh_item *dup;
+        while ((dup = tl__gh_waiter_claim(g, l, waiter_id, NULL, id)) != NULL) {
+            tl__gh_withdraw_claim(g, dup->id);
+            dup->deleted = true;
+        }
+    }
+    g->base.errmsg[0] = '\0';
+    tl_status st = tl__gh_delete_comment(g, id, &gone);
+    g->cleaning_up = false;
+    if (st != TL_OK && g->norphans < ORPHANS_MAX)
+        g->orphans[g->norphans++] = id;
+    for (size_t i = 0; st == TL_OK && i < g->nlists; i++) {
+        struct gh_item *it =
+            g->lists[i]->number == number ? tl__gh_list_find(g->lists[i], id) : NULL;
+        if (it != NULL)
+            it->deleted = true;
+    }
+    return st;
+}
+
+/* The line of a key: every claim but the holder's, in comment order (dead waiters marked). */
+tl_status tl__github_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                             size_t *count)
+{
+    struct github_store *g = (struct github_store *)s;
+    struct tl_waiter **arr = NULL;
+    size_t n = 0, cap = 0;
+    struct gh_list *l;
+    int64_t number;
+    tl_status st;
+
+    *out = NULL;
+    *count = 0;
+    g->committed = false;
+    if (!tl__gh_parse_key(key, &number))
+        return tl__github_check_key(s, key);
+    g->op_seq++;
+    g->op_max_wait_ms = g->cfg.max_wait_ms;
+    if ((st = tl__gh_read_list(g, number, true, &l)) != TL_OK)
+        return st;
+    const struct gh_item *h = tl__gh_line_holder(g, l, 0, 0, NULL);
+    for (struct gh_item *it = tl__gh_next_claim(g, l, 0, 0); it != NULL && st == TL_OK;
+         it = tl__gh_next_claim(g, l, it->id, 0)) {
+        if (it == h)
+            continue;
+        struct tl_waiter *w = tl__waiter_new();
+        if (w == NULL) {
+            st = tl__gh_oom(g);
+            break;
+        }
+        w->key = tl__strdup(key);
+        w->waiter_id = tl__strdup(it->claim.waiter);
+        w->worker_id = tl__strdup(it->claim.rec.info.worker_id);
+        w->node_id = tl__strdup(it->claim.rec.info.node_id);
+        w->priority = 0;
+        w->seq = (uint64_t)it->id;
+        w->since_ms = it->created_ms;
+        w->heartbeat_at_ms = it->updated_ms;
+        w->timeout_ms = it->claim.rec.info.lock_timeout_ms;
+        w->dead = tl__gh_stale_at(it, l->date_ms);
+        if (!w->key || !w->waiter_id || !w->worker_id || !w->node_id ||
+            tl__waiter_array_push(&arr, &n, &cap, w) != TL_OK) {
+            tl__waiter_free(w);
+            st = tl__gh_oom(g);
+        }
+    }
+    if (st != TL_OK) {
+        tl_waiter_array_free(arr, n);
+        return st;
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}

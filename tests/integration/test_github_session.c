@@ -1,0 +1,611 @@
+/*
+ * test_github_session.c -- sessions on the GitHub store (issue 18; docs/github.md "Sessions"),
+ * on a private tl-github-server: a manager's claims hang on one session comment, and the
+ * heartbeat writes only that comment. The evidence: one write per heartbeat interval for a
+ * manager holding 100 locks; a stale session loses every lock to stealers, and its manager
+ * learns it within one interval; a forged session makes nothing live; a deleted session makes
+ * its claims stale; claims without a session keep working beside the others; a renew from
+ * another manager refreshes the session; the request budget of an acquire and a release; the
+ * session issue (found, created, or refused with a message naming the settings).
+ *
+ * Issues 1..130 of acme/widgets; acme/empty (issues 1..3) has no session issue yet.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tasklock.h"
+#include "tl_test.h"
+
+#ifndef TL_WITH_GITHUB
+int main(void)
+{
+    fprintf(stderr, "github session: this build has no GitHub store; skipped\n");
+    return 77;
+}
+#else
+#include <jansson.h>
+
+#include "http.h"
+#include "spawn.h"
+#include "store.h"
+#include "stores/github.h"
+#include "stores/github_next.h"
+
+static struct tl_ghs srv;
+#define TOKEN "session-token"
+#define LOGIN "tasklock-bot"
+
+/* ---- helpers ---- */
+
+static int admin(const char *method, const char *path, const char *body)
+{
+    char *resp = NULL;
+    int st = tl_ghs_admin(&srv, method, path, body, &resp);
+
+    free(resp);
+    return st;
+}
+
+static void stats_reset(void)
+{
+    assert_int_equal(admin("POST", "/_admin/stats/reset", NULL), 200);
+}
+
+static long stat(const char *name)
+{
+    return tl_ghs_stat(&srv, name);
+}
+
+static void advance_clock(uint32_t ms)
+{
+    char body[64];
+
+    (void)snprintf(body, sizeof(body), "{\"advance_ms\":%u}", ms);
+    assert_int_equal(admin("POST", "/_admin/clock", body), 200);
+}
+
+static tl_manager *mgr_on(const char *repo, const char *worker, const char *extra,
+                          uint32_t timeout_ms, struct tl_test_lost *lost)
+{
+    char url[512];
+
+    (void)snprintf(url, sizeof(url),
+                   "github://%s?api_url=%s&write_budget=off&reread_delay=50ms&sessions=on%s%s",
+                   repo, srv.url, extra && extra[0] ? "&" : "", extra ? extra : "");
+    const struct tl_options o = {.store_url = url,
+                                 .worker_id = worker,
+                                 .node_id = "session-node",
+                                 .lock_timeout_ms = timeout_ms ? timeout_ms : 60000,
+                                 .backoff_initial_ms = 10,
+                                 .backoff_max_ms = 50,
+                                 .on_lost = lost ? tl_test_on_lost : NULL,
+                                 .lost_ud = lost};
+    tl_manager *m = tl_manager_new(&o);
+    assert_non_null(m);
+    if (tl_connect(m) != TL_OK)
+        fail_msg("connect: %s", tl_errmsg(m));
+    return m;
+}
+
+static tl_manager *mgr(const char *worker, const char *extra)
+{
+    return mgr_on("acme/widgets", worker, extra, 0, NULL);
+}
+
+static tl_status acquire_with(tl_manager *m, const char *key, enum tl_strategy strategy,
+                              tl_lock **out)
+{
+    const struct tl_acquire_opts o = {.strategy = strategy};
+
+    return tl_acquire(m, key, &o, out);
+}
+
+static tl_status try_acquire(tl_manager *m, const char *key, tl_lock **out)
+{
+    return acquire_with(m, key, TL_FAIL_FAST, out);
+}
+
+/* The comments of issue `n` of acme/widgets (admin view). */
+static json_t *comments(int n)
+{
+    char path[128], *resp = NULL;
+
+    (void)snprintf(path, sizeof(path), "/_admin/comments?repo=acme/widgets&number=%d", n);
+    assert_int_equal(tl_ghs_admin(&srv, "GET", path, NULL, &resp), 200);
+    json_t *arr = json_loads(resp, 0, NULL);
+    free(resp);
+    assert_non_null(arr);
+    return arr;
+}
+
+/* The claim marker of the trusted claim on issue `n` (the first one). */
+static bool claim_on(int n, struct tl_gh_claim *out)
+{
+    json_t *arr = comments(n), *c;
+    size_t i;
+    bool found = false;
+
+    json_array_foreach(arr, i, c)
+    {
+        json_t *body = json_object_get(c, "body");
+        if (!found && json_is_string(body) &&
+            tl__gh_parse_claim(json_string_value(body), json_string_length(body), out, NULL) ==
+                TL_GH_CLAIM)
+            found = true;
+    }
+    json_decref(arr);
+    return found;
+}
+
+/* The session comment id the claim on issue `n` names (0: none). */
+static int64_t session_of(int n)
+{
+    struct tl_gh_claim c;
+
+    if (!claim_on(n, &c))
+        return 0;
+    int64_t id = c.session;
+    tl__gh_claim_clear(&c);
+    return id;
+}
+
+static int64_t add_comment(const char *repo, int n, const char *login, const char *body)
+{
+    json_t *o =
+        json_pack("{s:s, s:i, s:s, s:s}", "repo", repo, "number", n, "login", login, "body", body);
+    char *text = json_dumps(o, JSON_COMPACT), *resp = NULL;
+    assert_int_equal(tl_ghs_admin(&srv, "POST", "/_admin/comments", text, &resp), 201);
+    json_t *c = json_loads(resp, 0, NULL);
+    int64_t id = (int64_t)json_integer_value(json_object_get(c, "id"));
+    json_decref(c);
+    free(resp);
+    free(text);
+    json_decref(o);
+    return id;
+}
+
+static bool is_stale(tl_manager *m, const char *key)
+{
+    struct tl_info *info = NULL;
+
+    assert_int_equal(tl_inspect(m, key, &info), TL_OK);
+    assert_non_null(info);
+    bool stale = info->stale;
+    tl_info_free(info);
+    return stale;
+}
+
+/* ---- one write per heartbeat interval ---- */
+
+static void hundred_locks_one_write_per_interval(void **state)
+{
+    enum { LOCKS = 100 };
+    const uint32_t timeout = 8000, interval = timeout / 4; /* the GitHub store's default ratio */
+    tl_manager *m = mgr_on("acme/widgets", "hundred", NULL, timeout, NULL);
+    tl_lock *l[LOCKS];
+
+    (void)state;
+    for (int i = 0; i < LOCKS; i++) {
+        char k[8];
+        (void)snprintf(k, sizeof(k), "%d", i + 1);
+        if (try_acquire(m, k, &l[i]) != TL_OK)
+            fail_msg("acquire %s: %s", k, tl_errmsg(m));
+    }
+    int64_t session = session_of(1);
+    assert_true(session > 0);
+    for (int i = 2; i <= LOCKS; i++)
+        assert_int_equal(session_of(i), session); /* one session for all of them */
+
+    struct tl_metrics before, after;
+    tl_metrics_get(m, &before, sizeof(before));
+    stats_reset();
+    const uint32_t intervals = 3;
+    tl__real_sleep_ms(intervals * interval + interval / 2);
+    tl_metrics_get(m, &after, sizeof(after));
+    long writes = stat("writes"), patches = stat("PATCH /repos/{o}/{r}/issues/comments/{id}");
+    print_message("%u intervals of %u ms: %ld writes, %llu renewals\n", intervals, interval, writes,
+                  (unsigned long long)(after.heartbeats_sent - before.heartbeats_sent));
+    /* Per-claim heartbeats would have written LOCKS per interval. */
+    assert_true(after.heartbeats_sent - before.heartbeats_sent >= (uint64_t)LOCKS * 2);
+    assert_int_equal(patches, writes); /* the session comment, nothing else */
+    assert_true(writes >= intervals - 1 && writes <= intervals + 1);
+    assert_int_equal(after.locks_lost, 0);
+    for (int i = 0; i < LOCKS; i++) {
+        assert_int_equal(tl_release(l[i], NULL), TL_OK);
+        tl_lock_free(l[i]);
+    }
+    tl_manager_free(m);
+}
+
+/* ---- a stale session: stealers take all, and its manager learns it ---- */
+
+static void stale_session_loses_every_lock_within_an_interval(void **state)
+{
+    enum { LOCKS = 5 };
+    const uint32_t timeout = 4000, interval = timeout / 4;
+    struct tl_test_lost lost = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tl_manager *a = mgr_on("acme/widgets", "owner", NULL, timeout, &lost);
+    tl_manager *b = mgr("thief", NULL);
+    tl_lock *la[LOCKS], *lb[LOCKS] = {0};
+    char keys[LOCKS][8];
+
+    (void)state;
+    for (int i = 0; i < LOCKS; i++) {
+        (void)snprintf(keys[i], sizeof(keys[i]), "%d", 101 + i);
+        assert_int_equal(try_acquire(a, keys[i], &la[i]), TL_OK);
+    }
+    assert_false(is_stale(b, keys[0]));
+    /* Past the session's timeout by GitHub's clock: every claim of the session is stale at
+     * once (its own comment is as young as ever). The owner's heartbeat may refresh it again
+     * between the jump and a steal: then the jump is repeated. */
+    int stolen = 0;
+    for (int round = 0; round < 5 && stolen < LOCKS; round++) {
+        advance_clock(timeout + 2500);
+        for (int i = 0; i < LOCKS; i++) {
+            if (lb[i] != NULL)
+                continue;
+            tl_status st = acquire_with(b, keys[i], TL_STEAL_STALE, &lb[i]);
+            if (st == TL_OK)
+                stolen++;
+            else
+                lb[i] = NULL;
+        }
+    }
+    assert_int_equal(stolen, LOCKS);
+    int64_t t0 = tl__real_mono_ms();
+    struct tl_test_lost *p = &lost;
+    bool all = false;
+    while (!all && tl__real_mono_ms() - t0 < (int64_t)interval * 4 + 4000) {
+        pthread_mutex_lock(&p->mu);
+        all = p->calls >= LOCKS;
+        pthread_mutex_unlock(&p->mu);
+        if (!all)
+            tl__real_sleep_ms(20);
+    }
+    int64_t took = tl__real_mono_ms() - t0;
+    print_message("the owner learnt of %d losses in %lld ms (heartbeat interval %u ms)\n",
+                  lost.calls, (long long)took, interval);
+    assert_true(all);
+    /* Within one interval, plus the renew's own requests on a busy machine. */
+    assert_true(took <= (int64_t)interval + 1500);
+    for (int i = 0; i < LOCKS; i++) {
+        assert_true(tl_lock_is_lost(la[i]));
+        tl_lock_free(la[i]);
+        assert_int_equal(tl_release(lb[i], NULL), TL_OK);
+        tl_lock_free(lb[i]);
+    }
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+/* ---- forged and deleted sessions ---- */
+
+/* A fresh claim by the trusted login on issue `n`, naming session comment `sid` with `nonce`. */
+static void post_claim(int n, int64_t sid, const char *nonce)
+{
+    struct tl_gh_claim c = {0};
+
+    c.rec.info.worker_id = "forger";
+    c.rec.info.node_id = "forge";
+    c.rec.info.task_info = "{}";
+    c.rec.info.lock_timeout_ms = 60000;
+    c.rec.info.claimed_at_ms = c.rec.info.heartbeat_at_ms = tl__real_now_ms();
+    (void)snprintf(c.nonce, sizeof(c.nonce), "%s", "0123456789abcdef0123456789abcdef");
+    c.session = sid;
+    (void)snprintf(c.session_nonce, sizeof(c.session_nonce), "%s", nonce);
+    char *body = tl__gh_build_claim(&c, tl__real_now_ms());
+    assert_non_null(body);
+    (void)add_comment("acme/widgets", n, LOGIN, body);
+    tl__free(body);
+}
+
+static int64_t post_session(const char *login, const char *nonce)
+{
+    struct tl_gh_session s = {.lock_timeout_ms = 60000, .worker_id = "forger", .node_id = "f"};
+
+    (void)snprintf(s.nonce, sizeof(s.nonce), "%s", nonce);
+    char *body = tl__gh_build_session(&s, tl__real_now_ms());
+    assert_non_null(body);
+    int64_t id = add_comment("acme/widgets", 120, login, body);
+    tl__free(body);
+    return id;
+}
+
+static void forged_session_makes_nothing_live(void **state)
+{
+    const char *nonce = "fedcba9876543210fedcba9876543210";
+    tl_manager *m = mgr("judge", NULL);
+    tl_lock *l = NULL;
+
+    (void)state;
+    /* The control: the same claim on a session by the trusted login is live. */
+    post_claim(110, post_session(LOGIN, nonce), nonce);
+    assert_true(session_of(110) > 0);
+    assert_false(is_stale(m, "110"));
+    assert_int_equal(acquire_with(m, "110", TL_STEAL_STALE, &l), TL_EBUSY);
+    /* A session comment by anyone else makes the claim naming it stale at once. */
+    post_claim(111, post_session("mallory", nonce), nonce);
+    assert_true(is_stale(m, "111"));
+    /* And so does a trusted session that carries another nonce. */
+    post_claim(112, post_session(LOGIN, "00000000000000000000000000000000"), nonce);
+    assert_true(is_stale(m, "112"));
+    assert_int_equal(acquire_with(m, "111", TL_STEAL_STALE, &l), TL_OK);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
+static void deleted_session_makes_its_claims_stale(void **state)
+{
+    tl_manager *a = mgr("doomed", NULL), *b = mgr("reader", NULL);
+    tl_lock *l1 = NULL, *l2 = NULL, *lb = NULL;
+    struct tl_http_resp r = {0};
+
+    (void)state;
+    assert_int_equal(try_acquire(a, "113", &l1), TL_OK);
+    assert_int_equal(try_acquire(a, "114", &l2), TL_OK);
+    assert_false(is_stale(b, "113"));
+    int64_t sid = session_of(113);
+    assert_true(sid > 0);
+    char suffix[64];
+    (void)snprintf(suffix, sizeof(suffix), "/issues/comments/%lld", (long long)sid);
+    char *url = tl__gh_repo_url(b->store, suffix);
+    assert_non_null(url);
+    assert_int_equal(tl__gh_request(b->store, "DELETE", url, NULL, NULL, &r), TL_OK);
+    assert_int_equal(r.status, 204);
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    assert_true(is_stale(b, "113"));
+    assert_true(is_stale(b, "114"));
+    assert_int_equal(acquire_with(b, "114", TL_STEAL_STALE, &lb), TL_OK);
+    assert_int_equal(tl_release(lb, NULL), TL_OK);
+    tl_lock_free(lb);
+    /* Its manager finds the session gone at its next write of it (a quarter of the timeout
+     * after the last, by GitHub's clock too), and points the claim it still has at a fresh
+     * session. */
+    advance_clock(20000);
+    assert_int_equal(tl_renew(l1), TL_OK);
+    assert_true(session_of(113) > 0 && session_of(113) != sid);
+    assert_false(is_stale(b, "113"));
+    assert_int_equal(tl_renew(l2), TL_ELOST);
+    assert_int_equal(tl_release(l1, NULL), TL_OK);
+    tl_lock_free(l1);
+    tl_lock_free(l2);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+/* ---- both kinds side by side ---- */
+
+static void claims_without_a_session_work_beside_the_others(void **state)
+{
+    tl_manager *old = mgr("per-claim", "sessions=off"), *neu = mgr("sessioned", NULL);
+    tl_manager *reader = mgr("reader", NULL);
+    tl_lock *lo = NULL, *ln = NULL, *steal = NULL;
+
+    (void)state;
+    assert_int_equal(try_acquire(old, "115", &lo), TL_OK);
+    assert_int_equal(try_acquire(neu, "116", &ln), TL_OK);
+    assert_int_equal(session_of(115), 0);
+    assert_true(session_of(116) > 0);
+    assert_false(is_stale(reader, "115"));
+    assert_false(is_stale(reader, "116"));
+    /* Each renews what keeps it live: its claim, or its session. */
+    struct tl_gh_claim before;
+    assert_true(claim_on(115, &before));
+    stats_reset();
+    assert_int_equal(tl_renew(lo), TL_OK);
+    assert_int_equal(stat("PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
+    struct tl_gh_claim after;
+    assert_true(claim_on(115, &after));
+    assert_true(after.seq > before.seq); /* the claim itself was edited */
+    tl__gh_claim_clear(&before);
+    tl__gh_claim_clear(&after);
+    /* Both stale past their timeouts by GitHub's clock; both stolen alike. */
+    advance_clock(60000 + 2500);
+    assert_true(is_stale(reader, "115"));
+    assert_true(is_stale(reader, "116"));
+    assert_int_equal(acquire_with(reader, "115", TL_STEAL_STALE, &steal), TL_OK);
+    assert_int_equal(tl_release(steal, NULL), TL_OK);
+    tl_lock_free(steal);
+    assert_int_equal(acquire_with(reader, "116", TL_STEAL_STALE, &steal), TL_OK);
+    assert_int_equal(tl_release(steal, NULL), TL_OK);
+    tl_lock_free(steal);
+    assert_int_equal(tl_renew(lo), TL_ELOST);
+    assert_int_equal(tl_renew(ln), TL_ELOST);
+    tl_lock_free(lo);
+    tl_lock_free(ln);
+    tl_manager_free(old);
+    tl_manager_free(neu);
+    tl_manager_free(reader);
+}
+
+/* `tasklock renew` in a process of its own: a manager that knows only the key, worker id and
+ * token refreshes the session the claim names, and writes nothing else. */
+static void renew_by_token_refreshes_the_session(void **state)
+{
+    tl_manager *a = mgr("one-shot", NULL), *b = mgr("one-shot", NULL);
+    struct tl_info *info = NULL;
+    tl_lock *l = NULL;
+    int64_t beat = 0;
+
+    (void)state;
+    assert_int_equal(try_acquire(a, "117", &l), TL_OK);
+    int64_t sid = session_of(117);
+    advance_clock(40000); /* not stale yet: 20 s of the 60 s timeout left */
+    assert_int_equal(tl_inspect(b, "117", &info), TL_OK);
+    assert_non_null(info);
+    struct tl_record held = {.info = *info};
+    struct tl_store *s = b->store;
+    stats_reset();
+    assert_int_equal(s->ops->renew(s, &held, 1, &beat), TL_OK);
+    assert_int_equal(stat("writes"), 1);
+    assert_int_equal(stat("PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
+    assert_int_equal(session_of(117), sid); /* the claim was not edited */
+    advance_clock(40000); /* 80 s after the claim: live by its refreshed session */
+    assert_false(is_stale(b, "117"));
+    tl_info_free(info);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+/* tl_extend: the claim moves to the manager's session of its new timeout (one edit). */
+static void extend_moves_the_claim_to_a_session_of_its_timeout(void **state)
+{
+    tl_manager *m = mgr("extender", NULL), *r = mgr("reader", NULL);
+    tl_lock *l = NULL;
+    struct tl_gh_claim c;
+
+    (void)state;
+    assert_int_equal(try_acquire(m, "121", &l), TL_OK);
+    int64_t before = session_of(121);
+    assert_int_equal(tl_extend(l, 120000), TL_OK);
+    assert_true(claim_on(121, &c));
+    assert_int_equal(c.rec.info.lock_timeout_ms, 120000);
+    assert_true(c.session > 0 && c.session != before);
+    tl__gh_claim_clear(&c);
+    advance_clock(90000); /* past the old session's 60 s, within the new one's 120 s */
+    assert_false(is_stale(r, "121"));
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+    tl_manager_free(r);
+}
+
+/* ---- the request budget ---- */
+
+static void request_budget_with_sessions(void **state)
+{
+    tl_manager *a = mgr("budget-a", NULL), *b = mgr("budget-b", NULL);
+    tl_lock *l = NULL, *lb = NULL;
+
+    (void)state;
+    /* The repository's session issue, made by a first manager. */
+    tl_manager *w = mgr("warm", NULL);
+    assert_int_equal(try_acquire(w, "119", &l), TL_OK);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(w);
+    /* A manager's first acquire also finds the session issue and posts its session comment. */
+    stats_reset();
+    assert_int_equal(try_acquire(a, "118", &l), TL_OK);
+    print_message("first acquire: %ld requests, %ld writes\n", stat("total"), stat("writes"));
+    assert_int_equal(stat("GET /repos/{o}/{r}/issues"), 1);
+    assert_true(stat("total") <= 6);
+    assert_true(stat("writes") <= 3);
+    assert_int_equal(stat("POST /repos/{o}/{r}/issues/{n}/comments"), 2);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    /* Then as without sessions: 4 requests, 2 writes. */
+    stats_reset();
+    assert_int_equal(try_acquire(a, "118", &l), TL_OK);
+    long total = stat("total"), writes = stat("writes");
+    print_message("uncontended acquire: %ld requests, %ld writes\n", total, writes);
+    assert_true(total <= 4);
+    assert_true(writes <= 2);
+    /* A busy acquire reads the holder's session once: a conditional GET, then a 304. */
+    assert_int_equal(try_acquire(b, "118", &lb), TL_EBUSY);
+    stats_reset();
+    assert_int_equal(try_acquire(b, "118", &lb), TL_EBUSY);
+    assert_int_equal(stat("total"), 2);
+    assert_int_equal(stat("not_modified"), 2);
+    /* The release: 3 or 4 requests, as before. */
+    stats_reset();
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    print_message("release: %ld requests, %ld writes\n", stat("total"), stat("writes"));
+    assert_true(stat("total") <= 4);
+    assert_true(stat("writes") <= 3);
+    tl_lock_free(l);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+/* ---- the session issue ---- */
+
+static void session_issue_is_found_made_or_refused(void **state)
+{
+    tl_lock *l = NULL;
+
+    (void)state;
+    /* Creating it fails: the message names the settings. */
+    assert_int_equal(
+        admin("POST", "/_admin/faults",
+              "{\"status_5xx\":{\"count\":1,\"endpoint\":\"POST /repos/{o}/{r}/issues\"}}"),
+        200);
+    tl_manager *m = mgr_on("acme/empty", "first", NULL, 0, NULL);
+    assert_int_equal(try_acquire(m, "1", &l), TL_ESTORE);
+    print_message("%s\n", tl_errmsg(m));
+    assert_non_null(strstr(tl_errmsg(m), "session_issue=N"));
+    assert_non_null(strstr(tl_errmsg(m), "sessions=off"));
+    tl_manager_free(m);
+    /* Made on first use, labelled; a later manager finds it and makes no other. */
+    stats_reset();
+    m = mgr_on("acme/empty", "first", NULL, 0, NULL);
+    assert_int_equal(try_acquire(m, "1", &l), TL_OK);
+    assert_int_equal(stat("POST /repos/{o}/{r}/issues"), 1);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+    stats_reset();
+    m = mgr_on("acme/empty", "second", NULL, 0, NULL);
+    assert_int_equal(try_acquire(m, "2", &l), TL_OK);
+    assert_int_equal(stat("POST /repos/{o}/{r}/issues"), 0);
+    assert_int_equal(stat("GET /repos/{o}/{r}/issues"), 1);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+    /* ?session_issue=N: that issue, without looking. */
+    stats_reset();
+    m = mgr_on("acme/empty", "third", "session_issue=3", 0, NULL);
+    assert_int_equal(try_acquire(m, "2", &l), TL_OK);
+    assert_int_equal(stat("GET /repos/{o}/{r}/issues"), 0);
+    char path[128], *resp = NULL;
+    (void)snprintf(path, sizeof(path), "/_admin/comments?repo=acme/empty&number=3");
+    assert_int_equal(tl_ghs_admin(&srv, "GET", path, NULL, &resp), 200);
+    assert_non_null(strstr(resp, "tasklock:session"));
+    free(resp);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+    /* A bad value is refused before any request. */
+    tl_manager *bad = tl_manager_new(
+        &(struct tl_options){.store_url = "github://acme/empty?session_issue=x", .worker_id = "w"});
+    assert_non_null(bad);
+    assert_int_equal(tl_connect(bad), TL_EINVAL);
+    assert_non_null(strstr(tl_errmsg(bad), "session_issue"));
+    tl_manager_free(bad);
+}
+
+int main(void)
+{
+    const char *const args[] = {"--repo", "acme/widgets", "--repo",        "acme/empty", "--issues",
+                                "130",    "--token",      LOGIN "=" TOKEN, NULL};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(session_issue_is_found_made_or_refused),
+        cmocka_unit_test(request_budget_with_sessions),
+        cmocka_unit_test(forged_session_makes_nothing_live),
+        cmocka_unit_test(deleted_session_makes_its_claims_stale),
+        cmocka_unit_test(renew_by_token_refreshes_the_session),
+        cmocka_unit_test(extend_moves_the_claim_to_a_session_of_its_timeout),
+        cmocka_unit_test(claims_without_a_session_work_beside_the_others),
+        cmocka_unit_test(stale_session_loses_every_lock_within_an_interval),
+        cmocka_unit_test(hundred_locks_one_write_per_interval),
+    };
+
+    if (tl_ghs_spawn(NULL, args, &srv) != 0)
+        return 1;
+    setenv("GH_TOKEN", TOKEN, 1);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    tl_ghs_stop(&srv);
+    return rc;
+}
+#endif
