@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """report.py RESULTS_DIR OUT_MD -- renders docs/performance.md from the raw figures of one run.
 
-Reads RESULTS_DIR/{cycles,contention,heartbeat,github,diagnostics,claim}.csv (rows of
+Reads RESULTS_DIR/{cycles,contention,heartbeat,github,diagnostics,claim,sessions}.csv (rows of
 rep,store,subject,config,metric,value; see bench/bench_common.h), not_measured.csv and
 environment.txt (and environment-contention.txt, the record of a run of the contention
-section alone: BENCH_ONLY=contention; environment-claim.txt likewise), all written by bench/run.sh, and writes the tables:
+section alone: BENCH_ONLY=contention; environment-claim.txt and environment-sessions.txt likewise), all written by bench/run.sh, and writes the tables:
 medians over the repetitions, their spread (min-max), ratios ours / anchor, ours / floor and
 line / no line computed within each repetition (the two were measured side by side) and then
 summarised the same way, and each target of issues 7 and 12 with a check mark or a cross and,
@@ -43,6 +43,7 @@ heartbeat = load("heartbeat")
 github = load("github")
 diag = load("diagnostics")
 claim = load("claim")
+sessions = load("sessions")
 
 env = {}
 if os.path.exists(os.path.join(RESULTS, "environment.txt")):
@@ -70,6 +71,15 @@ if os.path.exists(os.path.join(RESULTS, "environment-claim.txt")):
             if ": " in line:
                 k, v = line.rstrip("\n").split(": ", 1)
                 env_claim[k] = v
+
+# A run of the GitHub sessions section alone (BENCH_ONLY=sessions): section 8 says which run.
+env_sessions = {}
+if os.path.exists(os.path.join(RESULTS, "environment-sessions.txt")):
+    with open(os.path.join(RESULTS, "environment-sessions.txt")) as f:
+        for line in f:
+            if ": " in line:
+                k, v = line.rstrip("\n").split(": ", 1)
+                env_sessions[k] = v
 
 not_measured = []
 if os.path.exists(os.path.join(RESULTS, "not_measured.csv")):
@@ -618,6 +628,24 @@ for lat in (50, 200):
           "%s ms; less %s ms without latency: %s round trips" % (
               fmt(med(ms), 0), fmt_ms(med(a0)), ratio_text(v)) if v else "",
           shown="≤ 4 round trips (to the nearest whole)")
+
+# GitHub sessions (issue 18): 100 locks held by one manager at the default 5 min lock timeout
+# within 10 % of the hourly content-write limit (500/h): at most 50 writes an hour, measured as
+# the server's writes over K heartbeat intervals of a short timeout, times 48 intervals an hour.
+GH_WRITE_LIMIT_H = 500
+
+
+def sser(n, m, mode, metric):
+    return series(sessions, "github", "ours", metric, "n%d-m%d-%s" % (n, m, mode))
+
+
+v = sser(100, 1, "sessions", "writes_per_hour_default")
+check("gh_sessions_100", "GitHub, sessions: 100 locks held by one manager cost ≤ 10 % of the "
+      "hourly content-write limit (500/h) at the default 5 min lock timeout", med(v) if v else None,
+      str(GH_WRITE_LIMIT_H // 10), "<=",
+      "%s writes/h (measured over %s heartbeat intervals, × 48)" % (
+          med_spread(v, 0), fmt(med(sser(100, 1, "sessions", "window_intervals")), 0)) if v else "",
+      shown="≤ 50 writes/h")
 
 # Claim-next (issue 14): P processes draining M tasks. Release-and-claim-next at >= 0.9 of the
 # store's one-round-trip floor per task (Redis, PostgreSQL), and >= 3x the naive loop (acquire
@@ -1272,6 +1300,62 @@ if claim_pm:
       "advisory lock first and passes over it when another has it.")
     w("")
 
+# 8. GitHub sessions: the writes of holding locks (BENCH_ONLY=sessions)
+SESS_CFGS = sorted({(int(k[2].split("-")[0][1:]), int(k[2].split("-")[1][1:]))
+                    for k in sessions if k[0] == "github" and k[2].startswith("n")})
+if SESS_CFGS:
+    w("## 8. GitHub sessions: writes per hour of holding locks")
+    w("")
+    w("`bench_github -m sessions` against the GitHub test server: M managers (threads of one "
+      "process, each its own manager, worker id and heartbeat thread) hold N locks between them "
+      "(fail-fast acquires of issues 1..N, dealt round-robin), with sessions (`?sessions=on`: "
+      "each manager's heartbeat edits its one session comment) or per-claim heartbeats "
+      "(`?sessions=off`: every held lock's claim is edited), with a short lock timeout so that "
+      "many heartbeat intervals fit in a short run. Once every lock has been renewed after the "
+      "last acquire, the server's write counter (`GET /_admin/stats`: POST, PATCH, DELETE) is "
+      "read over K intervals; nothing else runs meanwhile. Writes per interval do not depend "
+      "on the interval's length, so writes per hour at the default 5 min lock timeout (interval "
+      "75 s, 48 an hour) = writes per interval × 48: measured, not computed from the protocol. "
+      "Renewals per lock per interval (`tl_metrics.heartbeats_sent` over the window) show the "
+      "heartbeats kept up: below 1, a round took longer than the interval and the writes are "
+      "fewer than a slower interval would see. GitHub's content-write limit is about %d an "
+      "hour per account." % GH_WRITE_LIMIT_H)
+    w("")
+    if env_sessions:
+        w("These figures come from a run of this section alone: `%s`, %s, source %s; load "
+          "average %s at the start, %s at the end; %s s in all." % (
+              env_sessions.get("command", "?"), env_sessions.get("date", "?"),
+              env_sessions.get("git", "?"), env_sessions.get("load_average_start", "?"),
+              env_sessions.get("load_average_end", "?"), env_sessions.get("runtime_s", "?")))
+        w("")
+    w("| locks held | managers | lock timeout (interval) | mode | writes per interval | "
+      "requests per interval | renewals per lock per interval | writes per hour at the 5 min "
+      "timeout | share of 500/h | locks lost |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for n, m in SESS_CFGS:
+        for mode, label in (("sessions", "sessions"), ("per-claim", "per-claim")):
+            wi = sser(n, m, mode, "writes_per_interval")
+            if not wi:
+                w("| %s | %d | | %s | not measured | | | | | |" % (fmt(n, 0), m, label))
+                continue
+            to = med(sser(n, m, mode, "lock_timeout_ms"))
+            iv = med(sser(n, m, mode, "interval_ms"))
+            wh = sser(n, m, mode, "writes_per_hour_default")
+            lost = sser(n, m, mode, "locks_lost")
+            w("| %s | %d | %s s (%s ms) | %s | %s | %s | %s | %s | %s %% | %s |" % (
+                fmt(n, 0), m, fmt(to / 1000.0, 1), fmt(iv, 0), label, med_spread(wi, 2),
+                med_spread(sser(n, m, mode, "requests_per_interval"), 1),
+                med_spread(sser(n, m, mode, "renewals_per_lock_interval"), 2),
+                med_spread(wh, 0), fmt(100.0 * med(wh) / GH_WRITE_LIMIT_H, 0),
+                fmt(max(lost.values()), 0) if lost else "?"))
+    w("")
+    w("With sessions a manager writes once per interval whatever it holds; per-claim, every "
+      "held lock writes once per interval. The requests per interval are mostly each held "
+      "lock's list read (a 304 while nothing changed, which costs no primary budget); with "
+      "sessions, nearly every renewal after the first in an interval relies on the session "
+      "write made within the last quarter of the lock timeout.")
+    w("")
+
 # Not measured
 w("## Not measured")
 w("")
@@ -1291,7 +1375,8 @@ w("`make bench` (= `bench/run.sh`; `BENCH_QUICK=1` for a short trial). It instal
   "(`bench/start-etcd`), all on 127.0.0.1, measures, and writes `bench/results/*.csv` and this "
   "file. The drivers are `bench/bench_*.c`, `bench/anchor_redis_py.py`, "
   "`bench/anchor_redlock.js`, `bench/anchor_etcd3.js`, `bench/pgbench_*.sql` and, for section 6, `bench/redis_lua_cost.py`. "
-  "`BENCH_ONLY=claim bench/run.sh` measures section 7 alone and keeps the other sections' figures.")
+  "`BENCH_ONLY=claim bench/run.sh` measures section 7 alone and keeps the other sections' figures; "
+  "`BENCH_ONLY=sessions bench/run.sh` likewise section 8.")
 w("")
 
 with open(OUT, "w") as f:

@@ -6,7 +6,7 @@
 #   BENCH_QUICK=1 bench/run.sh   fewer and shorter repetitions, to try the harness
 #   BENCH_ONLY=contention bench/run.sh   only that section (of cycles, contention, heartbeat,
 #                                github, diagnostics, serve,
-#                                claim; several: comma-separated): its CSV is
+#                                claim, sessions; several: comma-separated): its CSV is
 #                                measured again, the others' are kept, and the report is
 #                                rendered from all of them; the run's own record goes to
 #                                environment-SECTIONS.txt (environment.txt stays that of the
@@ -35,6 +35,8 @@
 #                   (bench_serve; docs/serve.md quotes it: report.py does not read it)
 #   claim.csv       P processes (1, 4, 8) draining M tasks: claim-next + release-and-claim-next
 #                   (`work`'s loop), the naive acquire loop, the store's one-round-trip floor
+#   sessions.csv    GitHub: the writes of M managers (1, 10) holding N locks (10, 100, 1,000)
+#                   over K heartbeat intervals, with sessions and with per-claim heartbeats
 #   not_measured.csv  what could not be measured, and why
 #   environment.txt   machine, versions, date, command
 #
@@ -76,6 +78,12 @@ fi
 : "${CLAIM_TASKS:=2000}"      # claim-next: tasks drained per run (each call is given them all)
 : "${CLAIM_TASKS_SHORT:=200}" # claim-next: the same with a short list of candidates
 : "${CLAIM_PROCS:=1 4 8}"     # claim-next: worker processes
+: "${SESS_LOCKS:=10 100 1000}"  # GitHub sessions: locks held
+: "${SESS_MANAGERS:=1 10}"       # GitHub sessions: managers holding them
+: "${SESS_TIMEOUT_MS:=2000}"     # GitHub sessions: lock timeout (heartbeat every 500 ms)
+: "${SESS_INTERVALS:=8}"         # GitHub sessions: heartbeat intervals measured
+: "${SESS_REPS:=1}"              # GitHub sessions: repetitions
+export SESS_LOCKS SESS_MANAGERS SESS_TIMEOUT_MS SESS_INTERVALS SESS_REPS
 export REPS CONTEND_REPS SECONDS_PER CONTEND_SECONDS HB_WINDOWS HB_INTERVAL_MS HB_LOCKS \
   HB_LOCKS_GITHUB HB_LOCKS_DIRECT HB_LOCKS_ETCD HB_ETCD_TIMEOUT_MS SQLITE_CYCLES GH_K1_CS_MS GH_CONTEND_SECONDS \
   GH_CONTEND_REPS CLAIM_REPS CLAIM_TASKS CLAIM_TASKS_SHORT CLAIM_PROCS
@@ -88,8 +96,8 @@ BENCH_ONLY=${BENCH_ONLY:-}
 want() { [ -z "$BENCH_ONLY" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
 for sec in ${BENCH_ONLY//,/ }; do
   case $sec in
-    cycles | contention | heartbeat | github | diagnostics | serve | claim) ;;
-    *) log "BENCH_ONLY: no section \"$sec\" (cycles, contention, heartbeat, github, diagnostics, serve, claim)"; exit 2 ;;
+    cycles | contention | heartbeat | github | diagnostics | serve | claim | sessions) ;;
+    *) log "BENCH_ONLY: no section \"$sec\" (cycles, contention, heartbeat, github, diagnostics, serve, claim, sessions)"; exit 2 ;;
   esac
 done
 if [ -n "$BENCH_ONLY" ]; then
@@ -202,7 +210,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 B=$BUILD
 header="rep,store,subject,config,metric,value"
-for f in cycles contention heartbeat github serve claim; do
+for f in cycles contention heartbeat github serve claim sessions; do
   want "$f" || continue
   [ -f "$RESULTS/$f.csv" ] || echo "$header" >"$RESULTS/$f.csv"
 done
@@ -749,6 +757,30 @@ else
   missing claim all all "bench_claim not built"
 fi
 fi # claim
+
+# ---- 8. GitHub sessions: the writes of holding locks --------------------------------------------
+# bench_github -m sessions: M managers (SESS_MANAGERS; threads of one process) hold N locks
+# (SESS_LOCKS; issues 1..N, the missing ones created) with a lock timeout of SESS_TIMEOUT_MS,
+# with sessions and with per-claim heartbeats (their order rotating between repetitions); the
+# test server's writes over SESS_INTERVALS heartbeat intervals. About a minute in all.
+X="$RESULTS/sessions.csv"
+if want sessions; then
+log "8: GitHub sessions: writes of holding $SESS_LOCKS locks in $SESS_MANAGERS managers ($SESS_REPS repetitions)"
+if [ -n "$gh_api" ] && in_build github && has bench_github; then
+  for rep in $(seq 1 "$SESS_REPS"); do
+    for sn in $SESS_LOCKS; do
+      for sm in $SESS_MANAGERS; do # (not n, m: rotate_run has a local n)
+        [ "$sm" -le "$sn" ] || continue
+        rotate_run "$rep" \
+          'run sessions github "n$sn-m$sm-sessions" "$B/bench_github" -a "$gh_api" -m sessions -N "$sn" -M "$sm" -T "$SESS_TIMEOUT_MS" -K "$SESS_INTERVALS" -s on -o "$X" -r "$rep"' \
+          'run sessions github "n$sn-m$sm-per-claim" "$B/bench_github" -a "$gh_api" -m sessions -N "$sn" -M "$sm" -T "$SESS_TIMEOUT_MS" -K "$SESS_INTERVALS" -s off -o "$X" -r "$rep"'
+      done
+    done
+  done
+else
+  missing sessions github all "$(why_not github "$gh_api" "GitHub test server")"
+fi
+fi # sessions
 
 echo "pressure_end: $(pressure)" >>"$ENVFILE"
 log "measurements done"
