@@ -763,6 +763,7 @@ fi # claim
 # (SESS_LOCKS; issues 1..N, the missing ones created) with a lock timeout of SESS_TIMEOUT_MS,
 # with sessions and with per-claim heartbeats (their order rotating between repetitions); the
 # test server's writes over SESS_INTERVALS heartbeat intervals. About a minute in all.
+# shellcheck disable=SC2034 # used in rotate_run's eval strings
 X="$RESULTS/sessions.csv"
 if want sessions; then
 log "8: GitHub sessions: writes of holding $SESS_LOCKS locks in $SESS_MANAGERS managers ($SESS_REPS repetitions)"
