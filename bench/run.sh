@@ -116,7 +116,13 @@ if [ "${1:-}" != "--inside" ]; then
   mkdir -p "$RESULTS" "$RESULTS/tmp"
   if [ -n "$BENCH_ONLY" ]; then
     for sec in ${BENCH_ONLY//,/ }; do rm -f "$RESULTS/$sec.csv"; done
-    rm -f "$ENVFILE" "$RESULTS"/not_measured.csv "$RESULTS"/tmp/*.log "$RESULTS"/tmp/*.csv
+    rm -f "$ENVFILE" "$RESULTS"/tmp/*.log "$RESULTS"/tmp/*.csv
+    # Only the re-run sections' lines of what could not be measured go: the others' stay true.
+    if [ -f "$RESULTS/not_measured.csv" ]; then
+      keep=$(awk -F, -v only="$BENCH_ONLY" 'BEGIN { n = split(only, s, ","); for (i = 1; i <= n; i++) drop[s[i]] = 1 }
+        !($1 in drop)' "$RESULTS/not_measured.csv")
+      if [ -n "$keep" ]; then printf '%s\n' "$keep" >"$RESULTS/not_measured.csv"; else rm -f "$RESULTS/not_measured.csv"; fi
+    fi
   else
     rm -f "$RESULTS"/*.csv "$RESULTS"/environment*.txt "$RESULTS"/tmp/*.log "$RESULTS"/tmp/*.csv
   fi

@@ -67,12 +67,3 @@ endif()
 if(TEST etcd_failover)
   set_tests_properties(etcd_failover PROPERTIES LABELS "integration;slow")
 endif()
-
-# bench_github -m sessions (bench/run.sh section 8) against a private GitHub test server: its
-# writes per interval with and without sessions (tests/bench/github_sessions.sh).
-if(TARGET bench_github AND TARGET tl_github_server)
-  add_test(NAME github_bench_sessions
-           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/bench/github_sessions.sh ${CMAKE_BINARY_DIR})
-  set_tests_properties(github_bench_sessions PROPERTIES LABELS integration TIMEOUT 120
-                       SKIP_RETURN_CODE 77)
-endif()
