@@ -13,8 +13,10 @@
  * claim, all in one transaction: one commit, one fsync.
  *
  * wait_any polls, as sqlite_wait does (SQLite cannot notify another process): one read of all
- * the candidates, "is one of them free, not done and without live waiters", every 2 ms at
- * first, then less often, up to every 32 ms.
+ * the candidates, "is one of them free, not done and without live waiters, or is none of them
+ * held or queued any more", every 2 ms at first, then less often, up to every 32 ms. The second
+ * half ends the wait of a claimer in the tail of a queue when the last tasks are finished (then
+ * nothing is free, but nothing is left either), as a release's message does on the other stores.
  */
 #include <stdio.h>
 #include <string.h>
@@ -30,10 +32,14 @@ static const char *const next_sql[NST_COUNT] = {
                  "l.worker_id, l.heartbeat_at, l.lock_timeout_ms, (SELECT COUNT(*) FROM "
                  "tl_waiters w WHERE w.key = c.value AND w.heartbeat_at + w.timeout_ms > ?2) FROM "
                  "json_each(?1) c LEFT JOIN tl_locks l ON l.key = c.value ORDER BY c.key",
-    /* wait_any's poll: is a candidate free, not done, and without live waiters. */
+    /* wait_any's poll: is a candidate free, not done, and without live waiters; or is none
+     * held or queued any more (the last ones were finished: nothing is left to wait for). */
     [NST_ANY_FREE] = "SELECT EXISTS (SELECT 1 FROM json_each(?1) c LEFT JOIN tl_locks l ON l.key "
                      "= c.value WHERE l.worker_id IS NULL AND NOT EXISTS (SELECT 1 FROM tl_done "
                      "d WHERE d.key = c.value) AND NOT EXISTS (SELECT 1 FROM tl_waiters w WHERE "
+                     "w.key = c.value AND w.heartbeat_at + w.timeout_ms > ?2)) OR NOT EXISTS "
+                     "(SELECT 1 FROM json_each(?1) c LEFT JOIN tl_locks l ON l.key = c.value "
+                     "WHERE l.worker_id IS NOT NULL OR EXISTS (SELECT 1 FROM tl_waiters w WHERE "
                      "w.key = c.value AND w.heartbeat_at + w.timeout_ms > ?2))",
     [NST_DONE_SET] = "INSERT OR REPLACE INTO tl_done(key, worker_id, node_id, token, done_at, "
                      "summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -284,12 +285,83 @@ static void release_and_claim_next_is_one_commit(void **state)
     free(dir);
 }
 
+/* A claimer waiting for the last held task learns "nothing left" when that task is finished,
+ * not at the end of its backoff (30 s here). */
+struct tail_waiter {
+    tl_manager *m;
+    tl_status st;
+    tl_lock *got;
+};
+
+static void *tail_main(void *arg)
+{
+    struct tail_waiter *w = arg;
+    const char *keys[] = {"last"};
+    const struct tl_acquire_opts wait = {.strategy = TL_RETRY, .deadline_ms = 120000};
+
+    w->st = tl_claim_next(w->m, keys, 1, &wait, &w->got);
+    return NULL;
+}
+
+static bool has_retried(void *arg)
+{
+    struct tl_metrics mt;
+
+    tl_metrics_get(arg, &mt, sizeof(mt));
+    return mt.total_retries > 0;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void a_tail_waiter_ends_when_the_last_task_is_done(void **state)
+{
+    char *dir = tl_test_mkdtemp();
+    char url[600];
+
+    (void)state;
+    (void)snprintf(url, sizeof(url), "sqlite:%s/tail.db", dir);
+    tl_manager *h = mgr(url, "holder");
+    const struct tl_options o = {.store_url = url,
+                                 .worker_id = "tail",
+                                 .node_id = "n",
+                                 .backoff_initial_ms = 30000,
+                                 .backoff_max_ms = 30000};
+    struct tail_waiter w = {.m = tl_manager_new(&o)};
+    assert_non_null(w.m);
+    const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
+    tl_lock *l = NULL;
+    assert_int_equal(tl_acquire(h, "last", &ff, &l), TL_OK);
+
+    pthread_t t;
+    int64_t start = mono_ms();
+    assert_int_equal(pthread_create(&t, NULL, tail_main, &w), 0);
+    /* The waiter found it held and waits (or is about to): then the task is finished. */
+    assert_true(tl_test_poll(has_retried, w.m, 1, 60000));
+    assert_int_equal(tl_release_with(l, &(struct tl_release_opts){.done = true}), TL_OK);
+    tl_lock_free(l);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(w.st, TL_ENOTASK);
+    assert_null(w.got);
+    assert_true(mono_ms() - start < 20000); /* not the 30 s backoff */
+    tl_manager_free(w.m);
+    tl_manager_free(h);
+    tl_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(an_old_file_is_migrated_in_place),
         cmocka_unit_test(threads_migrating_one_file_at_once_all_succeed),
         cmocka_unit_test(release_and_claim_next_is_one_commit),
+        cmocka_unit_test(a_tail_waiter_ends_when_the_last_task_is_done),
     };
 
     return cmocka_run_group_tests_name("sqlite_next", tests, NULL, NULL);
