@@ -881,25 +881,42 @@ void tl__gh_reopen_clear(struct tl_gh_reopen *r)
     memset(r, 0, sizeof(*r));
 }
 
-enum tl_gh_kind tl__gh_parse_reopen(const char *body, size_t len, struct tl_gh_reopen *out)
+/*
+ * The JSON of the one marker `prefix` ... `-->` in `body` (reopen and session comments):
+ * TL_GH_NONE without one, TL_GH_BAD for two, an unterminated or oversized one; else `found`,
+ * with *root the parsed JSON (NULL if it is not JSON; the caller judges its shape and releases
+ * it).
+ */
+static enum tl_gh_kind marker_json(const char *body, size_t len, const char *prefix,
+                                   enum tl_gh_kind found, json_t **root)
 {
     json_error_t jerr;
 
-    memset(out, 0, sizeof(*out));
+    *root = NULL;
     if (body == NULL)
         return TL_GH_NONE;
-    const char *m = find(body, len, REOPEN_PREFIX);
+    const char *m = find(body, len, prefix);
     if (m == NULL)
         return TL_GH_NONE;
-    size_t off = (size_t)(m - body) + strlen(REOPEN_PREFIX);
-    if (find(body + off, len - off, REOPEN_PREFIX) != NULL)
+    size_t off = (size_t)(m - body) + strlen(prefix);
+    if (find(body + off, len - off, prefix) != NULL)
         return TL_GH_BAD;
     const char *end = find(body + off, len - off, "-->");
     if (end == NULL || (size_t)(end - (body + off)) > 4096)
         return TL_GH_BAD;
-    json_t *root =
-        json_loadb(body + off, (size_t)(end - (body + off)), JSON_REJECT_DUPLICATES, &jerr);
-    enum tl_gh_kind kind = TL_GH_BAD;
+    *root = json_loadb(body + off, (size_t)(end - (body + off)), JSON_REJECT_DUPLICATES, &jerr);
+    return found;
+}
+
+enum tl_gh_kind tl__gh_parse_reopen(const char *body, size_t len, struct tl_gh_reopen *out)
+{
+    json_t *root = NULL;
+
+    memset(out, 0, sizeof(*out));
+    enum tl_gh_kind kind = marker_json(body, len, REOPEN_PREFIX, TL_GH_REOPEN, &root);
+    if (kind != TL_GH_REOPEN)
+        return kind;
+    kind = TL_GH_BAD;
     if (json_is_object(root) && version_ok(root) && get_id(root, "worker_id", &out->worker_id) &&
         get_id(root, "node_id", &out->node_id) && get_time(root, "at", true, &out->at_ms))
         kind = TL_GH_REOPEN;
@@ -947,24 +964,14 @@ void tl__gh_session_clear(struct tl_gh_session *s)
 
 enum tl_gh_kind tl__gh_parse_session(const char *body, size_t len, struct tl_gh_session *out)
 {
-    json_error_t jerr;
+    json_t *root = NULL;
     uint64_t timeout = 0;
 
     memset(out, 0, sizeof(*out));
-    if (body == NULL)
-        return TL_GH_NONE;
-    const char *m = find(body, len, SESSION_PREFIX);
-    if (m == NULL)
-        return TL_GH_NONE;
-    size_t off = (size_t)(m - body) + strlen(SESSION_PREFIX);
-    if (find(body + off, len - off, SESSION_PREFIX) != NULL)
-        return TL_GH_BAD;
-    const char *end = find(body + off, len - off, "-->");
-    if (end == NULL || (size_t)(end - (body + off)) > 4096)
-        return TL_GH_BAD;
-    json_t *root =
-        json_loadb(body + off, (size_t)(end - (body + off)), JSON_REJECT_DUPLICATES, &jerr);
-    enum tl_gh_kind kind = TL_GH_BAD;
+    enum tl_gh_kind kind = marker_json(body, len, SESSION_PREFIX, TL_GH_SESSION, &root);
+    if (kind != TL_GH_SESSION)
+        return kind;
+    kind = TL_GH_BAD;
     if (json_is_object(root) && version_ok(root) && get_nonce(root, out->nonce) &&
         get_u64(root, "lock_timeout_ms", true, &timeout) && timeout > 0 && timeout <= UINT32_MAX &&
         get_u64(root, "seq", false, &out->seq) && get_id(root, "worker_id", &out->worker_id) &&
