@@ -64,6 +64,14 @@ typedef enum tl_status {
     TL_ENOTASK     /* claim-next: no task left: every candidate is done, or there was none */
 } tl_status;
 
+/* How a lock is held (struct tl_acquire_opts.mode): by one holder alone, or beside other
+ * shared holders (readers). Append only. */
+typedef enum tl_mode {
+    TL_EXCLUSIVE = 0, /* the only holder: waits for every other holder to leave */
+    TL_SHARED         /* any number of shared holders (up to `slots`), never beside an
+                         exclusive one */
+} tl_mode;
+
 /* Static text naming a status, e.g. "held by another owner". Never NULL. Thread-safe. */
 TL_API const char *tl_strerror(tl_status st);
 
@@ -142,8 +150,17 @@ struct tl_acquire_opts {
     /* NULL, or a flag (set from a signal handler, say) that makes a waiting acquire leave the
      * line and return TL_ECANCELED within about 100 ms of becoming non-zero. */
     const volatile sig_atomic_t *cancel;
+    /* Shared holders and semaphores (docs/guide.md, "Shared locks and semaphores"). `mode`:
+     * TL_EXCLUSIVE (default) or TL_SHARED. `slots` N > 0 makes the key a semaphore: shared,
+     * and at most N holders at once (mode is then TL_SHARED whatever it says); every holder of
+     * a key must ask for the same N (TL_EINVAL names both values otherwise). 0: no limit. A
+     * shared acquire waits in the same line as exclusive ones: a shared acquire that arrives
+     * after a queued exclusive one waits behind it. TL_FORCE_ACQUIRE is exclusive only. */
+    tl_mode mode;
+    uint32_t slots;
 };
 #define TL_NO_RETRIES   (-1)
+#define TL_SLOTS_MAX    100000
 #define TL_PRIORITY_MIN (-1000)
 #define TL_PRIORITY_MAX 1000
 
@@ -164,6 +181,10 @@ struct tl_info {
     bool stale;               /* last heartbeat older than lock_timeout_ms at observed_at_ms */
     uint32_t waiting;         /* live waiters in the key's line (tl_inspect, tl_list); 0 when
                                  none or the store cannot tell */
+    tl_mode mode;             /* how this holder holds the key */
+    uint32_t slots;           /* shared: the semaphore's slots; 0: no limit */
+    uint32_t holders;         /* tl_inspect: how many hold the key now (stale ones included);
+                                 1 for an exclusive holder; 0 when the store cannot tell */
 };
 
 /*
@@ -446,6 +467,9 @@ TL_API const char *tl_lock_key(const tl_lock *lock);
 /* The lock's fencing token. Thread-safe. */
 TL_API uint64_t tl_lock_token(const tl_lock *lock);
 
+/* How the lock is held: TL_EXCLUSIVE, or TL_SHARED (also for a semaphore's slot). Thread-safe. */
+TL_API tl_mode tl_lock_mode(const tl_lock *lock);
+
 /* Whether the lock is lost: known to be taken, or past its loss deadline (see tl_lost_fn)
  * without a renewal. Once true, stays true. Thread-safe. */
 TL_API bool tl_lock_is_lost(const tl_lock *lock);
@@ -469,9 +493,18 @@ TL_API char *tl_lock_metadata(const tl_lock *lock);
 
 /*
  * Reads the record of `key`. `*out` is NULL when the key is free, else a record the caller frees
- * with tl_info_free(). Errors: TL_EINVAL (bad key), store errors.
+ * with tl_info_free(): for a key held shared, the holder a newcomer waits for first (the
+ * exclusive one, else the oldest), with `holders` counting them all (tl_holders() lists them).
+ * Errors: TL_EINVAL (bad key), store errors.
  */
 TL_API tl_status tl_inspect(tl_manager *m, const char *key, struct tl_info **out);
+
+/*
+ * Every holder of `key` (several when it is held shared), oldest grant (lowest token) first,
+ * stale ones included and marked. `*out` is an array of `*count` records the caller frees with
+ * tl_info_array_free(); empty when the key is free. Errors: TL_EINVAL (bad key), store errors.
+ */
+TL_API tl_status tl_holders(tl_manager *m, const char *key, struct tl_info ***out, size_t *count);
 
 /*
  * The line of `key`: its waiters in the order they will be granted the lock (priority, then
@@ -483,7 +516,8 @@ TL_API tl_status tl_waiters(tl_manager *m, const char *key, struct tl_waiter ***
 TL_API void tl_waiter_array_free(struct tl_waiter **waiters, size_t count); /* NULL: no-op */
 
 /*
- * Every held lock in the store, ordered by key. `*out` is an array of `*count` records the caller
+ * Every held lock in the store, ordered by key (a key held shared: one record per holder, by
+ * token). `*out` is an array of `*count` records the caller
  * frees with tl_info_array_free(). Errors: TL_ENOTSUP if the store cannot enumerate, store errors.
  */
 TL_API tl_status tl_list(tl_manager *m, struct tl_info ***out, size_t *count);

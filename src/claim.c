@@ -348,6 +348,10 @@ static tl_status next_prepare(tl_manager *m, const char *const *keys, size_t nke
         return tl__fail(m, TL_EINVAL,
                         "claim-next does not wait in a line, so a priority means nothing "
                         "(order the candidates instead)");
+    if (opts->mode != TL_EXCLUSIVE || opts->slots != 0)
+        return tl__fail(m, TL_EINVAL,
+                        "claim-next takes a task for one worker: it is exclusive only (drop "
+                        "the shared mode or the slots)");
     if ((st = tl__plan_acquire(m, opts, c->timeout, &c->plan)) != TL_OK)
         return st;
     c->plan.line = false;

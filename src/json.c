@@ -53,6 +53,16 @@ char *tl__meta_encode(const struct tl_info *info)
         (json_int_t)info->token, "lock_timeout_ms", (json_int_t)info->lock_timeout_ms);
     if (root == NULL)
         return NULL;
+    /* Exclusive holders say nothing more: the text is as it was before shared holders. */
+    if (info->mode == TL_SHARED) {
+        json_t *lock = json_object_get(root, "lock");
+        if (json_object_set_new(lock, "mode", json_string("shared")) != 0 ||
+            (info->slots != 0 &&
+             json_object_set_new(lock, "slots", json_integer((json_int_t)info->slots)) != 0)) {
+            json_decref(root);
+            return NULL;
+        }
+    }
 
     char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
@@ -146,6 +156,24 @@ tl_status tl__meta_decode(const char *text, size_t len, const char *key, struct 
         !get_uint(lock, "token", INT64_MAX, &token, err) ||
         !get_uint(lock, "lock_timeout_ms", TL_DURATION_MAX_MS, &timeout, err))
         goto done;
+
+    json_t *mode = json_object_get(lock, "mode");
+    json_int_t slots;
+    if (mode != NULL &&
+        (!json_is_string(mode) || (strcmp(json_string_value(mode), "shared") != 0 &&
+                                   strcmp(json_string_value(mode), "exclusive") != 0))) {
+        set_err(err, "metadata: \"mode\" must be \"shared\" or \"exclusive\"");
+        goto done;
+    }
+    if (!get_uint(lock, "slots", TL_SLOTS_MAX, &slots, err))
+        goto done;
+    out->info.mode =
+        mode != NULL && strcmp(json_string_value(mode), "shared") == 0 ? TL_SHARED : TL_EXCLUSIVE;
+    if (slots != 0 && out->info.mode != TL_SHARED) {
+        set_err(err, "metadata: \"slots\" given for an exclusive lock");
+        goto done;
+    }
+    out->info.slots = (uint32_t)slots;
 
     json_t *task = json_object_get(lock, "task_info");
     if (task != NULL && !json_is_object(task)) {

@@ -426,6 +426,25 @@ tl_status tl__plan_acquire(tl_manager *m, const struct tl_acquire_opts *o, uint3
     return TL_OK;
 }
 
+tl_status tl__plan_mode(tl_manager *m, const struct tl_acquire_opts *o, bool *shared)
+{
+    if ((unsigned)o->mode > TL_SHARED)
+        return tl__fail(m, TL_EINVAL, "unknown lock mode %d", (int)o->mode);
+    if (o->slots > TL_SLOTS_MAX)
+        return tl__fail(m, TL_EINVAL, "%u slots is over the limit of %u", o->slots, TL_SLOTS_MAX);
+    *shared = o->mode == TL_SHARED || o->slots > 0;
+    if (!*shared)
+        return TL_OK;
+    if (o->strategy == TL_FORCE_ACQUIRE)
+        return tl__fail(m, TL_EINVAL,
+                        "a forced acquire takes the lock from every holder: it is exclusive "
+                        "only (drop the shared mode or the slots)");
+    if (m->store->ops->version < 5 || !m->store->modes)
+        return tl__fail(m, TL_ENOTSUP, "the %s store has no shared locks or semaphores yet",
+                        m->store->ops->scheme);
+    return TL_OK;
+}
+
 /* A waiter's timeout: short, so that a waiter that died frees its place soon, but three of the
  * manager's heartbeat intervals at least; never longer than the lock timeout. Stores whose
  * waiters are claims (GitHub) judge them by the lock timeout. */
@@ -661,6 +680,9 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
     if ((st = tl__ensure_connected(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK ||
         (st = tl__plan_acquire(m, opts, timeout, &plan)) != TL_OK)
         return st;
+    bool shared = false;
+    if ((st = tl__plan_mode(m, opts, &shared)) != TL_OK)
+        return st;
     if ((st = tl__task_info_normalize(opts->task_info, &task_info, m->errmsg)) != TL_OK)
         return st;
 
@@ -680,6 +702,8 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
         .lock_timeout_ms = timeout,
         .mode = plan.mode,
         .priority = opts->priority,
+        .shared = shared,
+        .slots = shared ? opts->slots : 0,
     };
     if (plan.line) {
         make_waiter_id(m, waiter_id);
@@ -1324,6 +1348,11 @@ uint64_t tl_lock_token(const tl_lock *l)
     return l->rec.info.token;
 }
 
+tl_mode tl_lock_mode(const tl_lock *l)
+{
+    return l->rec.info.mode;
+}
+
 bool tl_lock_is_lost(const tl_lock *l)
 {
     tl_manager *m = l->m;
@@ -1382,7 +1411,47 @@ tl_status tl_inspect(tl_manager *m, const char *key, struct tl_info **out)
         tl__record_free(r);
         return st == TL_OK ? TL_OK : tl__mgr_fail(m, st);
     }
+    if (r->info.holders == 0)
+        r->info.holders = 1; /* a store without shared holders */
     *out = &r->info;
+    return TL_OK;
+}
+
+tl_status tl_holders(tl_manager *m, const char *key, struct tl_info ***out, size_t *count)
+{
+    tl_status st;
+
+    if (out != NULL)
+        *out = NULL;
+    if (count != NULL)
+        *count = 0;
+    if (m == NULL || out == NULL || count == NULL)
+        return TL_EINVAL;
+    tl__begin(m);
+    if ((st = tl__ensure_connected(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK)
+        return st;
+    const struct tl_store_ops *ops = m->store->ops;
+    m->store->errmsg[0] = '\0';
+    if (ops->version >= 5 && ops->holders != NULL) {
+        struct tl_record **recs = NULL;
+        st = ops->holders(m->store, key, &recs, count);
+        if (st != TL_OK)
+            return tl__mgr_fail(m, st);
+        *out = (struct tl_info **)recs;
+        return TL_OK;
+    }
+
+    struct tl_info *one = NULL;
+    if ((st = tl_inspect(m, key, &one)) != TL_OK || one == NULL)
+        return st;
+    struct tl_info **arr = tl__malloc(sizeof(*arr));
+    if (arr == NULL) {
+        tl_info_free(one);
+        return tl__fail(m, TL_ENOMEM, "out of memory");
+    }
+    arr[0] = one;
+    *out = arr;
+    *count = 1;
     return TL_OK;
 }
 

@@ -144,6 +144,9 @@ uint32_t tl__backoff_delay(tl_manager *m, uint32_t attempt);
 void tl__wait_before_retry(tl_manager *m, const char *key, uint32_t ms);
 tl_status tl__plan_acquire(tl_manager *m, const struct tl_acquire_opts *o, uint32_t timeout,
                            struct acquire_plan *p);
+/* Checks the acquire's mode and slots against the store (connected): *shared when the claim is
+ * shared (TL_SHARED, or slots > 0). */
+tl_status tl__plan_mode(tl_manager *m, const struct tl_acquire_opts *o, bool *shared);
 bool tl__cancelled(const volatile sig_atomic_t *cancel);
 /* The sum of the backoff schedule `retries` retries would sleep (without jitter): how long a
  * waiter that is woken instead of sleeping waits in all. */

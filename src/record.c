@@ -253,3 +253,33 @@ tl_status tl__done_array_push(struct tl_done ***arr, size_t *count, size_t *cap,
     *arr = (struct tl_done **)a;
     return st;
 }
+
+enum tl_admit tl__admit(bool shared, uint32_t slots, size_t n, bool any_exclusive,
+                        uint32_t held_slots)
+{
+    if (n == 0)
+        return TL_ADMIT_YES;
+    if (!shared || any_exclusive)
+        return TL_ADMIT_NO;
+    if (held_slots != slots)
+        return TL_ADMIT_MISMATCH;
+    return slots == 0 || n < slots ? TL_ADMIT_YES : TL_ADMIT_NO;
+}
+
+tl_status tl__slots_mismatch(struct tl_store *s, const char *key, uint32_t held_slots,
+                             uint32_t asked_slots)
+{
+    if (held_slots == 0)
+        return tl__store_fail(s, TL_EINVAL,
+                              "%s is held shared without a slot limit; this acquire asked for a "
+                              "semaphore of %u slots",
+                              key, asked_slots);
+    if (asked_slots == 0)
+        return tl__store_fail(s, TL_EINVAL,
+                              "%s is a semaphore of %u slots; this acquire asked for a shared "
+                              "lock without a slot limit",
+                              key, held_slots);
+    return tl__store_fail(s, TL_EINVAL,
+                          "%s is a semaphore of %u slots; this acquire asked for %u slots", key,
+                          held_slots, asked_slots);
+}

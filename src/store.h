@@ -76,6 +76,34 @@
  *   the store may claim next in the same round trip (then it says so: next_tried).
  * - reopen: deletes the marker and records a `reopened` event; TL_OK whether or not there was
  *   one (*was_done says).
+ *
+ * Shared holders and semaphores (version 5; DESIGN.md section 9). A store that has them sets
+ * `modes` in open; the core never sends a shared claim to one that does not (TL_ENOTSUP).
+ * - A key has a set of holders, each a record of its own (token, worker, heartbeat, timeout,
+ *   task_info, info.mode, info.slots). An exclusive claim is *admitted* when the key has no
+ *   holder; a shared claim (req->shared) when no holder is exclusive and, with req->slots N > 0,
+ *   fewer than N hold it. The holders that count: for TL_CLAIM_NORMAL all; for TL_CLAIM_STEAL the
+ *   live ones (a win removes every stale holder, and is then `stolen`, its detail naming them);
+ *   TL_CLAIM_FORCE is exclusive only and removes every holder. The line is as before: a claim
+ *   wins iff admitted and no live waiter is ahead of it (FORCE: always).
+ * - Every holder of a key agrees on slots: a shared claim whose slots differ from a counting
+ *   holder's answers TL_EINVAL (tl__slots_mismatch() words it), joins no line and writes
+ *   nothing. An exclusive claim has no slots and never mismatches.
+ * - Every grant takes the key's next token: an exclusive holder's token is larger than every
+ *   earlier holder's, shared or not.
+ * - renew, extend, release and finish find their holder among the key's holders by token and
+ *   worker id; a release removes that holder only. "Already released" (TL_OK) still means: no
+ *   holder has the token and no one has claimed the key since it.
+ * - A busy claim's out->rec is the holder it waits for first: the exclusive one, else the
+ *   oldest. inspect returns that one too, with info.holders counting every holder; `holders`
+ *   lists them all by token; list returns a record per holder.
+ * - Wake-ups: where the store sends messages, a write that removes a holder or changes the head
+ *   wakes the head when the key may admit it (no holder, or shared holders only); the head's
+ *   claim decides. A shared head that wins may leave another shared waiter at the head: it is
+ *   woken too (a chain of readers enters one by one).
+ * - force_release with token 0 removes every holder (one `forced` and one `released` event, the
+ *   detail naming them; `former` is the holder inspect would show); with a token, that holder
+ *   only. claim_next and finish's next claim are exclusive (a key with shared holders is held).
  */
 #ifndef TL_STORE_H
 #define TL_STORE_H
@@ -86,8 +114,9 @@
 #include "tl.h"
 
 /* 2: force_release appended. 3: the line (struct tl_claim's waiter, leave, wait_turn, waiters),
- * extend. 4: claim_next, finish, reopen, done_list, wait_any. */
-#define TL_STORE_OPS_VERSION 4
+ * extend. 4: claim_next, finish, reopen, done_list, wait_any. 5: shared holders and semaphores
+ * (struct tl_claim's shared and slots, struct tl_store's modes, holders). */
+#define TL_STORE_OPS_VERSION 5
 
 enum tl_claim_mode { TL_CLAIM_NORMAL = 0, TL_CLAIM_STEAL, TL_CLAIM_FORCE };
 
@@ -121,6 +150,9 @@ struct tl_store {
      * it. The core reckons the lock's loss deadline from then. 0 (the core clears it before
      * each call): sent during the call. */
     int64_t beat_sent_mono_ms;
+    /* Version 5, set by open: the store keeps shared holders and semaphores (see the contract
+     * above). false: the core refuses shared claims with TL_ENOTSUP. */
+    bool modes;
 };
 
 /* A claim request. Strings are borrowed for the call. */
@@ -137,6 +169,10 @@ struct tl_claim {
                                    in line: 32 lower-case hex digits */
     int32_t priority;           /* TL_PRIORITY_MIN .. TL_PRIORITY_MAX */
     uint32_t waiter_timeout_ms; /* with waiter_id: the waiter is dead when silent this long */
+    /* Version 5: a shared claim (never with TL_CLAIM_FORCE), of a semaphore of `slots` holders
+     * when slots > 0 (0: no limit; always 0 when not shared). */
+    bool shared;
+    uint32_t slots;
 };
 
 /* A forced release: an administrator breaking a lock, whoever holds it. Strings are borrowed
@@ -299,6 +335,12 @@ struct tl_store_ops {
      * or a line emptied). TL_OK either way; an error makes the caller sleep instead. Returns by
      * deadline_mono_ms too. */
     tl_status (*wait_any)(struct tl_store *s, const struct tl_candidates *c, uint32_t timeout_ms);
+
+    /* Version 5: every holder of `key` by token, stale ones judged. Free: *out NULL, *count 0.
+     * Records are allocated with tl__record_new() and freed by tl_info_array_free(). NULL: the
+     * core asks inspect (one holder). */
+    tl_status (*holders)(struct tl_store *s, const char *key, struct tl_record ***out,
+                         size_t *count);
 };
 
 /* Writes the instance's message slot and returns `st`. */
@@ -326,6 +368,15 @@ void tl__store_close(struct tl_store *s); /* NULL is a no-op */
 enum tl_verdict { TL_VERDICT_FREE, TL_VERDICT_STEAL, TL_VERDICT_FORCE, TL_VERDICT_BUSY };
 enum tl_verdict tl__claim_verdict(bool held, int64_t beat_ms, uint32_t timeout_ms,
                                   enum tl_claim_mode mode, int64_t now_ms);
+
+/* Version 5: whether a claim (shared or not, slots) is admitted by the holders that count:
+ * `n` of them, `any_exclusive` if one is exclusive, `held_slots` the shared holders' slots. */
+enum tl_admit { TL_ADMIT_YES, TL_ADMIT_NO, TL_ADMIT_MISMATCH };
+enum tl_admit tl__admit(bool shared, uint32_t slots, size_t n, bool any_exclusive,
+                        uint32_t held_slots);
+/* Fails `s` with TL_EINVAL and the message of a slots mismatch on `key`. */
+tl_status tl__slots_mismatch(struct tl_store *s, const char *key, uint32_t held_slots,
+                             uint32_t asked_slots);
 
 /* The line's order: whether waiter a (priority pa, seq sa) goes before b. */
 static inline bool tl__waiter_before(int32_t pa, uint64_t sa, int32_t pb, uint64_t sb)

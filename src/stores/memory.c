@@ -22,14 +22,16 @@ struct mem_waiter {
     struct mem_waiter *next; /* the line, in order */
     struct tl_waiter w;      /* w.dead is not kept: judged when read */
     bool signaled;           /* woken as the head of a free key; not yet seen by wait_turn */
+    bool shared;             /* the waiting claim's mode and slots */
+    uint32_t slots;
 };
 
 struct mem_entry {
     struct mem_entry *next; /* hash chain */
     char *key;
-    uint64_t last_token; /* survives release: tokens only grow */
-    bool held;
-    struct tl_record rec;
+    uint64_t last_token;       /* survives release: tokens only grow */
+    struct tl_record *holders; /* by token; several only when shared */
+    size_t nholders, capholders;
     struct mem_waiter *line; /* ordered by priority, then seq */
     uint64_t last_seq;
     struct tl_done *done; /* the task's done marker, or NULL */
@@ -84,7 +86,9 @@ static void space_free(struct mem_space *sp)
         while (e != NULL) {
             struct mem_entry *next = e->next;
             tl__free(e->key);
-            tl__record_clear(&e->rec);
+            for (size_t j = 0; j < e->nholders; j++)
+                tl__record_clear(&e->holders[j]);
+            tl__free(e->holders);
             tl__done_free(e->done);
             while (e->line != NULL) {
                 struct mem_waiter *w = e->line;
@@ -155,6 +159,7 @@ static tl_status memory_open(struct tl_store *s, const char *url)
     if (sp == NULL)
         return tl__store_fail(s, TL_ENOMEM, "out of memory");
     ms->space = sp;
+    s->modes = true;
     return TL_OK;
 }
 
@@ -287,16 +292,85 @@ static void unlink_waiter(struct mem_entry *e, struct mem_waiter *w)
 }
 
 /* Tells wait_any that something may have come free. */
+/* The holder a newcomer waits for first: the exclusive one, else the oldest. NULL: free. */
+static const struct tl_record *blocker(const struct mem_entry *e)
+{
+    for (size_t i = 0; i < e->nholders; i++)
+        if (e->holders[i].info.mode != TL_SHARED)
+            return &e->holders[i];
+    return e->nholders > 0 ? &e->holders[0] : NULL;
+}
+
+static bool any_exclusive(const struct mem_entry *e)
+{
+    return e->nholders > 0 && blocker(e)->info.mode != TL_SHARED;
+}
+
+static ptrdiff_t holder_index(const struct mem_entry *e, const struct tl_record *held)
+{
+    for (size_t i = 0; e != NULL && i < e->nholders; i++)
+        if (e->holders[i].info.token == held->info.token &&
+            strcmp(e->holders[i].info.worker_id, held->info.worker_id) == 0)
+            return (ptrdiff_t)i;
+    return -1;
+}
+
+static void remove_holder(struct mem_entry *e, size_t i)
+{
+    tl__record_clear(&e->holders[i]);
+    memmove(&e->holders[i], &e->holders[i + 1], (e->nholders - i - 1) * sizeof(e->holders[0]));
+    e->nholders--;
+}
+
+/* Makes room for one more holder. */
+static tl_status reserve_holder(struct mem_entry *e)
+{
+    if (e->nholders < e->capholders)
+        return TL_OK;
+    size_t cap = e->capholders ? 2 * e->capholders : 1;
+    struct tl_record *h = tl__realloc(e->holders, cap * sizeof(*h));
+    if (h == NULL)
+        return TL_ENOMEM;
+    e->holders = h;
+    e->capholders = cap;
+    return TL_OK;
+}
+
+/* "from W (token N), ..." of the holders a steal or force displaces (all when `all`, else the
+ * stale ones at `now`). */
+static void displaced(const struct mem_entry *e, bool all, int64_t now, char *buf, size_t size)
+{
+    size_t len = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < e->nholders && len < size; i++) {
+        struct tl_record r = e->holders[i];
+        tl__record_judge(&r, now);
+        if (!all && !r.info.stale)
+            continue;
+        int k = snprintf(buf + len, size - len, "%s%s (token %llu)", len ? ", " : "from ",
+                         r.info.worker_id, (unsigned long long)r.info.token);
+        if (k < 0)
+            break;
+        len += (size_t)k;
+    }
+}
+
 static void freed(struct mem_space *sp)
 {
     sp->freed++;
     (void)pthread_cond_broadcast(&sp->turn);
 }
 
-/* Wakes the head of a free key's line, and only it. */
+/* Wakes the head of a key's line, and only it, when the holders admit its claim (not when
+ * they do not: a writer at the head beside readers would wake itself with its own claims). */
 static void wake_head(struct mem_space *sp, struct mem_entry *e)
 {
-    if (e->held || e->line == NULL || e->line->signaled)
+    if (e->line == NULL || e->line->signaled)
+        return;
+    uint32_t held_slots = e->nholders ? e->holders[0].info.slots : 0;
+    if (tl__admit(e->line->shared, e->line->slots, e->nholders, any_exclusive(e), held_slots) ==
+        TL_ADMIT_NO)
         return;
     e->line->signaled = true;
     (void)pthread_cond_broadcast(&sp->turn);
@@ -319,7 +393,7 @@ static void prune(struct mem_space *sp, struct mem_entry *e, int64_t now)
         tl__free(w);
         removed = true;
     }
-    if (removed && !e->held && e->line == NULL)
+    if (removed && e->nholders == 0 && e->line == NULL)
         freed(sp);
     wake_head(sp, e);
 }
@@ -343,6 +417,8 @@ static tl_status enqueue(struct mem_entry *e, const struct tl_claim *req, int64_
     w->w.seq = ++e->last_seq;
     w->w.since_ms = w->w.heartbeat_at_ms = now;
     w->w.timeout_ms = req->waiter_timeout_ms;
+    w->shared = req->shared;
+    w->slots = req->slots;
 
     struct mem_waiter **pp = &e->line;
     while (*pp != NULL &&
@@ -379,6 +455,8 @@ static tl_status claim_locked(struct tl_store *s, struct mem_space *sp, const st
     }
     mine.info.claimed_at_ms = mine.info.heartbeat_at_ms = now;
     mine.info.lock_timeout_ms = req->lock_timeout_ms;
+    mine.info.mode = req->shared ? TL_SHARED : TL_EXCLUSIVE;
+    mine.info.slots = req->shared ? req->slots : 0;
 
     struct mem_entry *e = find_or_add(sp, key);
     if (e == NULL) {
@@ -396,8 +474,33 @@ static tl_status claim_locked(struct tl_store *s, struct mem_space *sp, const st
         if (w != NULL ? !passed : req->waiter_id == NULL || x->w.priority >= req->priority)
             ahead++;
     }
-    enum tl_verdict v = tl__claim_verdict(e->held, e->rec.info.heartbeat_at_ms,
-                                          e->rec.info.lock_timeout_ms, req->mode, now);
+    /* The holders that count: all, or the live ones when stealing (FORCE: none). */
+    size_t counted = 0, stale = 0;
+    bool excl = false;
+    uint32_t held_slots = 0;
+    for (size_t i = 0; i < e->nholders; i++) {
+        struct tl_record r = e->holders[i];
+        tl__record_judge(&r, now);
+        if (r.info.stale && req->mode == TL_CLAIM_STEAL) {
+            stale++;
+            continue;
+        }
+        counted++;
+        excl = excl || r.info.mode != TL_SHARED;
+        held_slots = r.info.slots;
+    }
+    enum tl_verdict v = TL_VERDICT_FREE;
+    if (req->mode == TL_CLAIM_FORCE) {
+        if (e->nholders > 0)
+            v = TL_VERDICT_FORCE;
+    } else {
+        enum tl_admit a = tl__admit(req->shared, req->slots, counted, excl, held_slots);
+        if (a == TL_ADMIT_MISMATCH) {
+            st = tl__slots_mismatch(s, key, held_slots, req->slots);
+            goto out;
+        }
+        v = a == TL_ADMIT_NO ? TL_VERDICT_BUSY : stale > 0 ? TL_VERDICT_STEAL : TL_VERDICT_FREE;
+    }
     if (v == TL_VERDICT_BUSY || (ahead > 0 && req->mode != TL_CLAIM_FORCE)) {
         if (req->waiter_id != NULL) {
             if (w != NULL) {
@@ -412,8 +515,8 @@ static tl_status claim_locked(struct tl_store *s, struct mem_space *sp, const st
         out->waiting = waiting;
         out->ahead = ahead;
         st = TL_EBUSY;
-        if (e->held) {
-            st = tl__record_copy(&out->rec, &e->rec);
+        if (e->nholders > 0) {
+            st = tl__record_copy(&out->rec, blocker(e));
             if (st == TL_OK) {
                 tl__record_judge(&out->rec, now);
                 out->holder_known = true;
@@ -425,20 +528,25 @@ static tl_status claim_locked(struct tl_store *s, struct mem_space *sp, const st
 
     struct tl_record copy;
     mine.info.token = e->last_token + 1;
-    if (tl__record_copy(&copy, &mine) != TL_OK) {
+    if (tl__record_copy(&copy, &mine) != TL_OK || reserve_holder(e) != TL_OK) {
+        tl__record_clear(&copy);
         st = tl__store_fail(s, TL_ENOMEM, "out of memory");
         goto out;
     }
-    char detail[200] = "";
+    char detail[400] = "";
     if (v != TL_VERDICT_FREE)
-        (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", e->rec.info.worker_id,
-                       (unsigned long long)e->rec.info.token);
-    tl__record_clear(&e->rec);
-    e->rec = copy;
-    e->held = true;
+        displaced(e, v == TL_VERDICT_FORCE, now, detail, sizeof(detail));
+    for (size_t i = e->nholders; i-- > 0;) {
+        struct tl_record r = e->holders[i];
+        tl__record_judge(&r, now);
+        if (v == TL_VERDICT_FORCE || (v == TL_VERDICT_STEAL && r.info.stale))
+            remove_holder(e, i);
+    }
+    e->holders[e->nholders++] = copy; /* room was made above; the strings are its now */
     e->last_token = mine.info.token;
     if (w != NULL)
         unlink_waiter(e, w);
+    wake_head(sp, e); /* a reader's win may leave another reader at the head */
     note(sp, now,
          v == TL_VERDICT_STEAL   ? TL_EVENT_STOLEN
          : v == TL_VERDICT_FORCE ? TL_EVENT_FORCED
@@ -519,12 +627,6 @@ static tl_status memory_claim_next(struct tl_store *s, const struct tl_claim *re
     return st;
 }
 
-static bool is_ours(const struct mem_entry *e, const struct tl_record *held)
-{
-    return e != NULL && e->held && e->rec.info.token == held->info.token &&
-           strcmp(e->rec.info.worker_id, held->info.worker_id) == 0;
-}
-
 /* A renew; with `timeout` not 0, an extend to that lock timeout. */
 static tl_status renew(struct tl_store *s, const struct tl_record *held, uint32_t timeout,
                        int64_t *heartbeat_at_ms)
@@ -535,10 +637,11 @@ static tl_status renew(struct tl_store *s, const struct tl_record *held, uint32_
 
     pthread_mutex_lock(&sp->mu);
     struct mem_entry *e = find(sp, held->info.key);
-    if (is_ours(e, held)) {
-        e->rec.info.heartbeat_at_ms = now;
+    ptrdiff_t i = holder_index(e, held);
+    if (i >= 0) {
+        e->holders[i].info.heartbeat_at_ms = now;
         if (timeout != 0)
-            e->rec.info.lock_timeout_ms = timeout;
+            e->holders[i].info.lock_timeout_ms = timeout;
         *heartbeat_at_ms = now;
     } else {
         note(sp, now, TL_EVENT_LOST, &held->info, NULL);
@@ -574,7 +677,7 @@ static tl_status memory_leave(struct tl_store *s, const char *key, const char *w
     struct mem_waiter *w = e != NULL ? find_waiter(e, waiter_id) : NULL;
     if (w != NULL) {
         unlink_waiter(e, w);
-        if (!e->held && e->line == NULL)
+        if (e->nholders == 0 && e->line == NULL)
             freed(sp);
         prune(sp, e, now_ms(s));
     }
@@ -660,14 +763,15 @@ static tl_status release_locked(struct tl_store *s, struct mem_space *sp,
                                 int64_t now)
 {
     struct mem_entry *e = find(sp, held->info.key);
+    ptrdiff_t i = holder_index(e, held);
 
-    if (is_ours(e, held)) {
+    if (i >= 0) {
         if (done) {
             struct tl_done *d = tl__done_new();
             if (d != NULL) {
                 d->key = tl__strdup(held->info.key);
                 d->worker_id = tl__strdup(held->info.worker_id);
-                d->node_id = tl__strdup(e->rec.info.node_id);
+                d->node_id = tl__strdup(e->holders[i].info.node_id);
                 d->summary = tl__strdup(summary ? summary : "");
                 d->token = held->info.token;
                 d->done_at_ms = now;
@@ -680,13 +784,15 @@ static tl_status release_locked(struct tl_store *s, struct mem_space *sp,
             e->done = d;
         }
         note(sp, now, done ? TL_EVENT_DONE : TL_EVENT_RELEASED, &held->info, summary);
-        tl__record_clear(&e->rec);
-        e->held = false;
+        remove_holder(e, (size_t)i);
         freed(sp);
         prune(sp, e, now);
         return TL_OK;
     }
-    if (e != NULL && !e->held && e->last_token == held->info.token)
+    bool token_held = false;
+    for (size_t j = 0; e != NULL && j < e->nholders; j++)
+        token_held = token_held || e->holders[j].info.token == held->info.token;
+    if (e != NULL && e->last_token == held->info.token && !token_held)
         return TL_OK; /* already released by us, and no one has claimed it since */
     return tl__store_fail(s, TL_ENOTOWNER, "%s is not held by %s with token %llu", held->info.key,
                           held->info.worker_id, (unsigned long long)held->info.token);
@@ -826,30 +932,40 @@ static tl_status memory_force_release(struct tl_store *s, const struct tl_force_
     *found = false;
     pthread_mutex_lock(&sp->mu);
     struct mem_entry *e = find(sp, req->key);
-    if (e == NULL || !e->held)
+    if (e == NULL || e->nholders == 0)
         goto out_unlock;
-    if ((st = tl__record_copy(former, &e->rec)) != TL_OK) {
+    ptrdiff_t which = -1; /* the one holder to remove; -1: all */
+    for (size_t i = 0; req->token != 0 && i < e->nholders; i++)
+        if (e->holders[i].info.token == req->token)
+            which = (ptrdiff_t)i;
+    st = tl__record_copy(former, which >= 0 ? &e->holders[which] : blocker(e));
+    if (st != TL_OK) {
         st = tl__store_fail(s, st, "out of memory");
         goto out_unlock;
     }
     tl__record_judge(former, now);
     *found = true;
-    if (req->token != 0 && e->rec.info.token != req->token) {
-        st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu", req->key,
-                            e->rec.info.worker_id, (unsigned long long)e->rec.info.token);
+    if (req->token != 0 && which < 0) {
+        st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu%s", req->key,
+                            former->info.worker_id, (unsigned long long)former->info.token,
+                            e->nholders > 1 ? " (and others), none with the token given" : "");
         goto out_unlock;
     }
 
-    char detail[200];
-    (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", e->rec.info.worker_id,
-                   (unsigned long long)e->rec.info.token);
+    char detail[400];
+    if (which >= 0)
+        (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", former->info.worker_id,
+                       (unsigned long long)former->info.token);
+    else
+        displaced(e, true, now, detail, sizeof(detail));
     const struct tl_info who = {.key = (char *)req->key,
                                 .worker_id = (char *)req->worker_id,
                                 .node_id = (char *)req->node_id,
                                 .token = e->last_token + 1};
     e->last_token = who.token; /* the holder's token is no longer the last: see store.h */
-    tl__record_clear(&e->rec);
-    e->held = false;
+    for (size_t i = e->nholders; i-- > 0;)
+        if (which < 0 || (size_t)which == i)
+            remove_holder(e, i);
     note(sp, now, TL_EVENT_FORCED, &who, detail);
     note(sp, now, TL_EVENT_RELEASED, &who, req->summary);
     freed(sp);
@@ -869,12 +985,13 @@ static tl_status memory_inspect(struct tl_store *s, const char *key, struct tl_r
     *found = false;
     pthread_mutex_lock(&sp->mu);
     struct mem_entry *e = find(sp, key);
-    if (e != NULL && e->held) {
-        st = tl__record_copy(out, &e->rec);
+    if (e != NULL && e->nholders > 0) {
+        st = tl__record_copy(out, blocker(e));
         if (st == TL_OK) {
             int64_t now = now_ms(s);
             tl__record_judge(out, now);
             out->info.waiting = live_count(e, now);
+            out->info.holders = (uint32_t)e->nholders;
             *found = true;
         }
     }
@@ -886,8 +1003,51 @@ static int cmp_record_key(const void *a, const void *b)
 {
     const struct tl_record *x = *(struct tl_record *const *)a;
     const struct tl_record *y = *(struct tl_record *const *)b;
+    int c = strcmp(x->info.key, y->info.key);
 
-    return strcmp(x->info.key, y->info.key);
+    return c != 0 ? c : (x->info.token > y->info.token) - (x->info.token < y->info.token);
+}
+
+/* Appends a judged copy of holder j of `e` to the array. */
+static tl_status push_holder(const struct mem_entry *e, size_t j, int64_t now,
+                             struct tl_record ***arr, size_t *n, size_t *cap)
+{
+    struct tl_record *r = tl__record_new();
+
+    if (r == NULL || tl__record_copy(r, &e->holders[j]) != TL_OK) {
+        tl__free(r);
+        return TL_ENOMEM;
+    }
+    tl__record_judge(r, now);
+    r->info.waiting = live_count(e, now);
+    r->info.holders = (uint32_t)e->nholders;
+    tl_status st = tl__record_array_push(arr, n, cap, r);
+    if (st != TL_OK)
+        tl__record_free(r);
+    return st;
+}
+
+static tl_status memory_holders(struct tl_store *s, const char *key, struct tl_record ***out,
+                                size_t *count)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+    struct tl_record **arr = NULL;
+    size_t n = 0, cap = 0;
+    tl_status st = TL_OK;
+    int64_t now = now_ms(s);
+
+    pthread_mutex_lock(&sp->mu);
+    struct mem_entry *e = find(sp, key);
+    for (size_t j = 0; e != NULL && j < e->nholders && st == TL_OK; j++)
+        st = push_holder(e, j, now, &arr, &n, &cap);
+    pthread_mutex_unlock(&sp->mu);
+    if (st != TL_OK) {
+        tl_info_array_free((struct tl_info **)arr, n);
+        return tl__store_fail(s, st, "out of memory");
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
 }
 
 static tl_status memory_list(struct tl_store *s, struct tl_record ***out, size_t *count)
@@ -901,18 +1061,8 @@ static tl_status memory_list(struct tl_store *s, struct tl_record ***out, size_t
     pthread_mutex_lock(&sp->mu);
     for (size_t i = 0; i < sp->nbuckets && st == TL_OK; i++) {
         for (struct mem_entry *e = sp->buckets[i]; e != NULL && st == TL_OK; e = e->next) {
-            if (!e->held)
-                continue;
-            struct tl_record *r = tl__record_new();
-            if (r == NULL || tl__record_copy(r, &e->rec) != TL_OK) {
-                tl__free(r);
-                st = TL_ENOMEM;
-                break;
-            }
-            tl__record_judge(r, now);
-            r->info.waiting = live_count(e, now);
-            if ((st = tl__record_array_push(&arr, &n, &cap, r)) != TL_OK)
-                tl__record_free(r);
+            for (size_t j = 0; j < e->nholders && st == TL_OK; j++)
+                st = push_holder(e, j, now, &arr, &n, &cap);
         }
     }
     pthread_mutex_unlock(&sp->mu);
@@ -993,4 +1143,5 @@ const struct tl_store_ops tl__store_memory = {
     .reopen = memory_reopen,
     .done_list = memory_done_list,
     .wait_any = memory_wait_any,
+    .holders = memory_holders,
 };

@@ -955,5 +955,6 @@ int tl_conformance_run(const struct tl_conformance *c)
         rc += tl__conformance_next_run(c);
     else
         fprintf(stderr, "conformance %s: the store has no claim-next; its part skipped\n", c->name);
+    rc += tl__conformance_modes_run(c);
     return rc;
 }

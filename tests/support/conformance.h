@@ -30,7 +30,13 @@
  * - tl_extend changes the recorded lock timeout;
  * - claim-next (keys 60-84): candidates in order, held/queued/done ones skipped, a stale one
  *   taken only when stealing, each key won once by concurrent claimers, done markers and
- *   reopen, release-and-claim-next, a waiting claim-next woken by a release.
+ *   reopen, release-and-claim-next, a waiting claim-next woken by a release;
+ * - shared holders and semaphores (keys 30-59): readers share and exclude a writer, tokens grow
+ *   across modes, a queued writer is not starved by new readers, readers queued behind a writer
+ *   all enter, a semaphore admits at most its slots and refuses a mismatch, a stale shared
+ *   holder is stolen, a forced release breaks one holder or all, list shows every holder,
+ *   racing threads never exceed the slots nor mix a writer with anyone. A store without shared
+ *   holders must refuse them with TL_ENOTSUP.
  */
 #ifndef TL_CONFORMANCE_H
 #define TL_CONFORMANCE_H
@@ -74,7 +80,8 @@ int tl_conformance_run(const struct tl_conformance *c);
 /* For the suite's own files: key number `n` of the store under test, and the line's part. */
 const char *tl_conformance_key(const struct tl_conformance *c, int n, char buf[64]);
 int tl__conformance_line_run(const struct tl_conformance *c);
-int tl__conformance_next_run(const struct tl_conformance *c); /* claim-next: keys 60-84 */
+int tl__conformance_next_run(const struct tl_conformance *c);  /* claim-next: keys 60-84 */
+int tl__conformance_modes_run(const struct tl_conformance *c); /* shared holders: keys 30-59 */
 /* The main part's helpers, for the other parts: a manager on the store under test (fake-clock
  * stores share the suite's fake clock), a lock made stale, the short lock timeout. */
 struct tl_manager;
