@@ -99,6 +99,8 @@ enum {
     TL_OPT_INFO,
     TL_OPT_GITHUB_API_URL,
     TL_OPT_PRIORITY,
+    TL_OPT_SHARED,
+    TL_OPT_SLOTS,
     TL_OPT_COMMAND = 1100 /* the first of a command's own long-only options */
 };
 #define TL_CLI_GLOBAL_SHORTOPTS "s:w:n:qvh"
@@ -135,7 +137,8 @@ struct tl_cli_acquire {
 #define TL_CLI_ACQUIRE_LONGOPTS                                                                    \
     {"strategy", 1, NULL, TL_OPT_STRATEGY}, {"retries", 1, NULL, TL_OPT_RETRIES},                  \
     {"wait", 1, NULL, TL_OPT_WAIT}, {"lock-timeout", 1, NULL, TL_OPT_LOCK_TIMEOUT},                \
-    {"info", 1, NULL, TL_OPT_INFO}, {"priority", 1, NULL, TL_OPT_PRIORITY}
+    {"info", 1, NULL, TL_OPT_INFO}, {"priority", 1, NULL, TL_OPT_PRIORITY},                        \
+    {"shared", 0, NULL, TL_OPT_SHARED}, {"slots", 1, NULL, TL_OPT_SLOTS}
 /* clang-format on */
 
 void tl_cli_acquire_init(struct tl_cli_acquire *a, tl_strategy strategy);
@@ -176,8 +179,8 @@ struct tl_cli_candidates {
     size_t n, cap;
     const char *label;
 };
-#define TL_OPT_KEYS_FROM (TL_OPT_PRIORITY + 1)
-#define TL_OPT_LABEL     (TL_OPT_PRIORITY + 2)
+#define TL_OPT_KEYS_FROM (TL_OPT_SLOTS + 1)
+#define TL_OPT_LABEL     (TL_OPT_SLOTS + 2)
 /* Handles --keys-from and --label: -1 handled, 0 not one of them, else the exit code. */
 int tl_cli_candidates_opt(const struct tl_cli *cli, struct tl_cli_candidates *c, int opt,
                           const char *arg);

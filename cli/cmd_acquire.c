@@ -122,6 +122,13 @@ int tl_cli_acquire_opt(const struct tl_cli *cli, struct tl_cli_acquire *a, int o
         a->opts.priority = (int32_t)p;
         return -1;
     }
+    case TL_OPT_SHARED: a->opts.mode = TL_SHARED; return -1;
+    case TL_OPT_SLOTS:
+        if (!tl_cli_uint(cli, "--slots", arg, 1, TL_SLOTS_MAX, &v))
+            return TL_EXIT_USAGE;
+        a->opts.slots = (uint32_t)v;
+        a->opts.mode = TL_SHARED;
+        return -1;
     default: return 0;
     }
 }
@@ -238,6 +245,11 @@ static const char help[] =
     "  --info NAME=VALUE     record NAME=VALUE in the lock's task info (repeatable)\n"
     "  --priority N          place in KEY's line while waiting: higher first, then arrival\n"
     "                        (-1000 to 1000, default 0; GitHub: 0 only)\n"
+    "  --shared              hold KEY beside other shared holders (readers): any number\n"
+    "                        of them, never beside an exclusive holder; a shared acquire\n"
+    "                        arriving after a waiting exclusive one waits behind it\n"
+    "  --slots N             KEY is a semaphore of N slots: shared, at most N holders at\n"
+    "                        once (1 to 100000); every holder must give the same N\n"
     "\n"
     "While it waits, the command stands in KEY's line: a released lock goes to the first in\n"
     "line, never to a newcomer. Interrupted (SIGINT, SIGTERM, SIGHUP), it leaves the line and\n"
@@ -373,7 +385,7 @@ const struct tl_cli_cmd tl_cli_cmd_acquire = {
     .name = "acquire",
     .usage = "acquire KEY [--strategy retry|fail-fast|steal-stale|force]\n"
              "    [--retries N] [--wait DURATION] [--lock-timeout DURATION] [--priority N]\n"
-             "    [--info NAME=VALUE]...",
+             "    [--shared | --slots N] [--info NAME=VALUE]...",
     .summary = "Acquire a lock and print its fencing token (no heartbeat after exit)",
     .help = help,
     .run = run_acquire,

@@ -143,7 +143,8 @@ static const char claim_help[] =
     "Options: the acquire options (see 'tasklock help acquire'): --strategy retry (default:\n"
     "wait for a candidate to come free, woken by the store), fail-fast (one attempt) or\n"
     "steal-stale (also take a task whose holder is stale); --retries, --wait, --lock-timeout,\n"
-    "--info. A priority and --strategy force are refused.\n"
+    "--info. A priority, --shared, --slots and --strategy force are refused (a task is\n"
+    "claimed by one worker).\n"
     "\n"
     "Exit status: 0 claimed, 1 every candidate not done is held or has waiters, 2 usage\n"
     "error, 3 store error, 6 no task left: every candidate is done, or none was given.\n";

@@ -13,7 +13,8 @@ static const char help[] =
     "Lists every held lock in the store, ordered by key: holder, node, fencing token, age of\n"
     "the claim and of the last heartbeat, and STALE for a lock whose last heartbeat is older\n"
     "than its lock timeout, and WAITING: how many wait in the key's line ('tasklock status\n"
-    "KEY' shows them). Prints 'no locks held in STORE' when there are none.\n"
+    "KEY' shows them). A key held shared has a line per holder, its state saying \"shared\"\n"
+    "(and the slots of a semaphore). Prints 'no locks held in STORE' when there are none.\n"
     "With --json: {\"locks\":[{\"key\":KEY,\"lock\":METADATA,\"waiting\":N}, ...]},\n"
     "METADATA with \"stale\".\n"
     "\n"
@@ -48,13 +49,20 @@ static void print_table(struct tl_info **infos, size_t n)
     for (size_t i = 0; i < n; i++) {
         const struct tl_info *info = infos[i];
         int64_t now = info->observed_at_ms != 0 ? info->observed_at_ms : tl_cli_now_ms();
-        char claimed[32], beat[32];
+        char claimed[32], beat[32], state[48];
 
+        if (info->mode != TL_SHARED)
+            (void)snprintf(state, sizeof(state), "%s", info->stale ? "STALE" : "held");
+        else if (info->slots != 0)
+            (void)snprintf(state, sizeof(state), "%s (shared, %u slots)",
+                           info->stale ? "STALE" : "held", (unsigned)info->slots);
+        else
+            (void)snprintf(state, sizeof(state), "%s (shared)", info->stale ? "STALE" : "held");
         tl_cli_format_age(now - info->claimed_at_ms, claimed, sizeof(claimed));
         tl_cli_format_age(now - info->heartbeat_at_ms, beat, sizeof(beat));
         (void)printf("%-*s  %-*s  %-*s  %*llu  %9s  %9s  %7u  %s\n", wkey, info->key, wworker,
                      info->worker_id, wnode, info->node_id, wtoken, (unsigned long long)info->token,
-                     claimed, beat, (unsigned)info->waiting, info->stale ? "STALE" : "held");
+                     claimed, beat, (unsigned)info->waiting, state);
     }
 }
 

@@ -121,7 +121,7 @@ static const char help[] =
     "--lost-exit-code). No process of the group is left running when tasklock exits.\n"
     "\n"
     "Options (and the acquire options: --strategy, --retries, --wait, --lock-timeout,\n"
-    "--priority, --info; see 'tasklock help acquire'):\n"
+    "--priority, --shared, --slots, --info; see 'tasklock help acquire'):\n"
     "  --heartbeat DURATION      renew this often (default: a third of the lock timeout, at\n"
     "                            most 30s; must be shorter than the lock timeout)\n"
     "  --kill-after DURATION     SIGKILL this long after SIGTERM (default 10s; 0: at once)\n"

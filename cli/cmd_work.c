@@ -511,6 +511,12 @@ static int parse(struct tl_cli *cli, int argc, char **argv, struct tl_cli_acquir
         return tl_cli_usage_error(cli, "work takes free tasks: --strategy force is refused");
     if (a->opts.priority != 0)
         return tl_cli_usage_error(cli, "work does not wait in a line: --priority is refused");
+    if (a->opts.mode != TL_EXCLUSIVE || a->opts.slots != 0)
+        return tl_cli_usage_error(cli,
+                                  "work claims each task for one worker: --shared and --slots "
+                                  "are refused (to bound how many workers run at once, hold a "
+                                  "semaphore around it: tasklock run --slots N KEY -- tasklock "
+                                  "work ...)");
     o->lock_timeout_ms = a->opts.lock_timeout_ms;
     return tl_cli_acquire_finish(cli, a) == TL_EXIT_OK ? -1 : TL_EXIT_STORE;
 }

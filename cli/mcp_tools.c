@@ -75,6 +75,11 @@ static const char *const tools_json[] = {
     "\"priority\":{\"type\":\"integer\",\"minimum\":-1000,\"maximum\":1000,\"description\":"
     "\"place in the key's line while waiting: higher first, then arrival (default 0; GitHub "
     "store: 0 only)\"},"
+    "\"shared\":{\"type\":\"boolean\",\"description\":\"hold the key beside other shared "
+    "holders (readers), never beside an exclusive one (default false: exclusive)\"},"
+    "\"slots\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":100000,\"description\":"
+    "\"the key is a semaphore of this many slots: shared, at most that many holders at once; "
+    "every holder must give the same number\"},"
     "\"task_info\":{\"type\":\"object\",\"description\":\"a JSON object recorded with the "
     "lock and shown to other agents, e.g. {\\\"doing\\\":\\\"fix the flaky test\\\"}\"}},"
     "\"required\":[\"key\"],\"additionalProperties\":false},"
@@ -686,7 +691,9 @@ static json_t *granted_result(const struct tl_mcp_server *s, tl_lock *lock, cons
 static json_t *tool_acquire(struct tl_mcp_call *c, json_t *args)
 {
     static const char *const known[] = {
-        "key", "strategy", "wait_seconds", "lock_timeout_seconds", "priority", "task_info", NULL};
+        "key",      "strategy", "wait_seconds", "lock_timeout_seconds",
+        "priority", "shared",   "slots",        "task_info",
+        NULL};
     struct tl_mcp_server *s = c->s;
     struct tl_acquire_opts o = {.strategy = TL_STEAL_STALE};
     uint32_t wait_ms = 0;
@@ -725,6 +732,20 @@ static json_t *tool_acquire(struct tl_mcp_call *c, json_t *args)
             return error_result("lock_acquire: \"priority\" must be a whole number from %d to %d",
                                 TL_PRIORITY_MIN, TL_PRIORITY_MAX);
         o.priority = (int32_t)json_integer_value(v);
+    }
+    v = json_object_get(args, "shared");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_boolean(v))
+            return error_result("lock_acquire: \"shared\" must be true or false");
+        o.mode = json_is_true(v) ? TL_SHARED : TL_EXCLUSIVE;
+    }
+    v = json_object_get(args, "slots");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > TL_SLOTS_MAX)
+            return error_result("lock_acquire: \"slots\" must be a whole number from 1 to %d",
+                                TL_SLOTS_MAX);
+        o.slots = (uint32_t)json_integer_value(v);
     }
     char *task_text = NULL;
     v = json_object_get(args, "task_info");

@@ -170,7 +170,7 @@ static enum MHD_Result get_lock(const struct answer *a, const char *key)
     if (l != NULL)
         ret = send_json(a, 200, l->status);
     else
-        ret = send_doc(a, 200, tl_cli_status_json(key, NULL, NULL, 0, snap->has_line));
+        ret = send_doc(a, 200, tl_cli_status_json(key, NULL, NULL, 0, NULL, 0, snap->has_line));
     tl_serve_snapshot_put(a->s, snap);
     return ret;
 }

@@ -434,7 +434,14 @@ static bool cache_fill(struct tl_serve_reader *r, struct cached *old, size_t nol
 
     c->key = strdup(info->key);
     c->item = item != NULL ? json_dumps(item, JSON_COMPACT) : NULL;
-    c->status = dump(tl_cli_status_json(info->key, info, r->ws[i], r->nws[i], r->has_line));
+    /* A key held shared is listed once per holder, next to each other (by key, then token). */
+    size_t first = i, last = i;
+    while (first > 0 && strcmp(r->infos[first - 1]->key, info->key) == 0)
+        first--;
+    while (last + 1 < r->n && strcmp(r->infos[last + 1]->key, info->key) == 0)
+        last++;
+    c->status = dump(tl_cli_status_json(info->key, info, &r->infos[first], last - first + 1,
+                                        r->ws[i], r->nws[i], r->has_line));
     if (item != NULL && line != NULL && json_object_set_new(item, "waiters", line) == 0)
         c->page = dump(item);
     else

@@ -54,8 +54,8 @@ json_t *tl_cli_waiters_json(struct tl_waiter *const *ws, size_t n)
     return arr;
 }
 
-json_t *tl_cli_status_json(const char *key, const struct tl_info *info, struct tl_waiter *const *ws,
-                           size_t nw, bool has_line)
+json_t *tl_cli_status_json(const char *key, const struct tl_info *info, struct tl_info *const *hs,
+                           size_t nh, struct tl_waiter *const *ws, size_t nw, bool has_line)
 {
     json_t *doc;
 
@@ -70,6 +70,24 @@ json_t *tl_cli_status_json(const char *key, const struct tl_info *info, struct t
                                       json_object_get(one, "lock"))
                           : NULL;
         json_decref(one);
+    }
+    if (doc != NULL && info != NULL) {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr != NULL && i < nh; i++) {
+            char *meta = tl_info_to_json(hs[i]);
+            json_t *one = tl_cli_lock_json(key, meta, true, hs[i]->stale);
+
+            tl_free(meta);
+            if (one == NULL || json_array_append(arr, json_object_get(one, "lock")) != 0) {
+                json_decref(arr);
+                arr = NULL;
+            }
+            json_decref(one);
+        }
+        if (arr == NULL || json_object_set_new(doc, "holders", arr) != 0) {
+            json_decref(doc);
+            doc = NULL;
+        }
     }
     if (doc != NULL && has_line) {
         json_t *line = tl_cli_waiters_json(ws, nw);

@@ -21,10 +21,11 @@ json_t *tl_cli_list_json(struct tl_info *const *infos, size_t n);
 /* A key's line: [{"worker_id","node_id","priority","seq","since","heartbeat_last",
  * "timeout_ms","dead"}, ...]. */
 json_t *tl_cli_waiters_json(struct tl_waiter *const *ws, size_t n);
-/* `tasklock status KEY --json`: {"key","held","lock":METADATA-or-null[,"waiters":[...]]};
- * `info` NULL for a free key; "waiters" only when `has_line`. */
-json_t *tl_cli_status_json(const char *key, const struct tl_info *info, struct tl_waiter *const *ws,
-                           size_t nw, bool has_line);
+/* `tasklock status KEY --json`: {"key","held","lock":METADATA-or-null[,"holders":[METADATA...]]
+ * [,"waiters":[...]]}; `info` NULL for a free key (no "holders"), else the holder inspect gave
+ * and `hs` every holder; "waiters" only when `has_line`. */
+json_t *tl_cli_status_json(const char *key, const struct tl_info *info, struct tl_info *const *hs,
+                           size_t nh, struct tl_waiter *const *ws, size_t nw, bool has_line);
 /* One event of `tasklock log --json`: {"at","event","key","token","worker_id","node_id",
  * "detail"}. */
 json_t *tl_cli_event_json(const struct tl_event *e);
