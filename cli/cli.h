@@ -28,7 +28,8 @@ enum {
     TL_EXIT_STORE = 3,    /* store error */
     TL_EXIT_NOTOWNER = 4, /* release/renew: not the owner, or no such lock */
     TL_EXIT_LOST = 5,     /* run: the lock was lost while the command ran */
-    TL_EXIT_NOTASK = 6    /* claim-next: every candidate is done, or there was none */
+    TL_EXIT_NOTASK = 6,   /* claim-next: every candidate is done, or there was none */
+    TL_EXIT_DEADLOCK = 7  /* acquire, run, upgrade: the wait closed a cycle of waits */
 };
 
 /* What a command has said so far, for the one exit path (main.c). */

@@ -131,6 +131,7 @@ int tl_cli_exit_code(tl_status st)
     case TL_ERATELIMIT: return TL_EXIT_STORE;
     case TL_ECANCELED: return TL_EXIT_BUSY;
     case TL_ENOTASK: return TL_EXIT_NOTASK;
+    case TL_EDEADLK: return TL_EXIT_DEADLOCK;
     }
     return TL_EXIT_STORE;
 }

@@ -61,7 +61,8 @@ typedef enum tl_status {
     TL_ENOTSUP,    /* store not built in, or operation not provided by this store */
     TL_ERATELIMIT, /* the store refused for rate limiting; tl_errmsg() says until when */
     TL_ECANCELED,  /* a waiting acquire was cancelled (struct tl_acquire_opts.cancel) */
-    TL_ENOTASK     /* claim-next: no task left: every candidate is done, or there was none */
+    TL_ENOTASK,    /* claim-next: no task left: every candidate is done, or there was none */
+    TL_EDEADLK     /* a wait would close a cycle of waits (a deadlock): tl_errmsg() names it */
 } tl_status;
 
 /* How a lock is held (struct tl_acquire_opts.mode): by one holder alone, or beside other
@@ -163,6 +164,8 @@ struct tl_acquire_opts {
 #define TL_SLOTS_MAX    100000
 #define TL_PRIORITY_MIN (-1000)
 #define TL_PRIORITY_MAX 1000
+/* The place of a shared holder waiting to upgrade (tl_upgrade()): ahead of every other waiter. */
+#define TL_PRIORITY_UPGRADE (TL_PRIORITY_MAX + 1)
 
 /*
  * A lock record as the store holds it. Every string is NUL-terminated and owned by the record.
@@ -202,17 +205,23 @@ struct tl_waiter {
     int64_t heartbeat_at_ms; /* its last sign of life */
     uint32_t timeout_ms;     /* dead when silent for this long */
     bool dead;               /* silent past timeout_ms: skipped, and removed by whoever finds it */
+    /* Its mode and the locks its manager held when it last claimed, "MODE KEY TOKEN ..." (MODE
+     * "s" shared or "x" exclusive): the edges of the wait-for graph (deadlock detection). NULL
+     * or "" when it held none or the store does not keep them. */
+    char *holding;
 };
 
 /* Audit-trail event kinds, as recorded by stores that keep history. */
 typedef enum tl_event_kind {
     TL_EVENT_ACQUIRED = 1,
     TL_EVENT_RELEASED,
-    TL_EVENT_STOLEN,  /* acquired by taking a stale lock */
-    TL_EVENT_FORCED,  /* acquired by forcing a live lock */
-    TL_EVENT_LOST,    /* the former holder learned that its lock was gone */
-    TL_EVENT_DONE,    /* released as finished: the key got a done marker (tl_release_with) */
-    TL_EVENT_REOPENED /* the done marker was cleared (tl_reopen) */
+    TL_EVENT_STOLEN,    /* acquired by taking a stale lock */
+    TL_EVENT_FORCED,    /* acquired by forcing a live lock */
+    TL_EVENT_LOST,      /* the former holder learned that its lock was gone */
+    TL_EVENT_DONE,      /* released as finished: the key got a done marker (tl_release_with) */
+    TL_EVENT_REOPENED,  /* the done marker was cleared (tl_reopen) */
+    TL_EVENT_UPGRADED,  /* a shared holder became the exclusive one (tl_upgrade), new token */
+    TL_EVENT_DOWNGRADED /* an exclusive holder became a shared one (tl_downgrade), new token */
 } tl_event_kind;
 
 struct tl_event {
@@ -432,6 +441,30 @@ TL_API tl_status tl_renew_token(tl_manager *m, const char *key, uint64_t token);
  * timeout is then unchanged or changed; the lock is still heartbeated with the old one).
  */
 TL_API tl_status tl_extend(tl_lock *lock, uint32_t lock_timeout_ms);
+
+/*
+ * Upgrades a shared lock (TL_SHARED, or a semaphore's slot) to the exclusive one, keeping the
+ * handle: at once when this is the key's only holder, else it waits at the head of the key's
+ * line, ahead of every other waiter, holding its shared lock meanwhile (heartbeated as usual),
+ * until the other holders have left. The lock then has a new token, larger than every earlier
+ * holder's (tl_lock_token() says it), and the audit trail an `upgraded` event. `opts` (NULL: the
+ * manager's defaults) as for tl_acquire(): the strategy (TL_FAIL_FAST: one attempt;
+ * TL_STEAL_STALE: stale co-holders do not count, and are displaced), retries, deadline_ms,
+ * cancel; a priority, a mode, slots and TL_FORCE_ACQUIRE are refused (TL_EINVAL).
+ * Errors: TL_EBUSY (other holders stayed), TL_EDEADLK (the wait closed a cycle: two holders that
+ * both upgrade are the simplest one; tl_errmsg() names it -- release the lock and start over),
+ * TL_ECANCELED; with each of those the lock is still held shared, as before the call.
+ * TL_EINVAL (not a shared lock), TL_ELOST, TL_ENOTOWNER (released), TL_ENOTSUP, store errors.
+ */
+TL_API tl_status tl_upgrade(tl_lock *lock, const struct tl_acquire_opts *opts);
+
+/*
+ * Downgrades an exclusive lock to a shared one (no slot limit), keeping the handle: immediate,
+ * with a new token and a `downgraded` event; shared waiters at the head of the line may then
+ * enter beside it. Errors: TL_EINVAL (not an exclusive lock), TL_ELOST, TL_ENOTOWNER (released),
+ * TL_ENOTSUP, store errors (the lock is then as before).
+ */
+TL_API tl_status tl_downgrade(tl_lock *lock);
 
 /* tl_extend() without a handle, for the lock of `key` this manager's worker id holds with
  * `token` (see tl_renew_token()). One thread per handle. */

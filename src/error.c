@@ -22,6 +22,7 @@ const char *tl_strerror(tl_status st)
     case TL_ERATELIMIT: return "rate limited";
     case TL_ECANCELED: return "cancelled";
     case TL_ENOTASK: return "no task left to claim";
+    case TL_EDEADLK: return "deadlock: the wait would close a cycle of waits";
     }
     return "unknown status";
 }

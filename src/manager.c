@@ -273,7 +273,7 @@ uint32_t tl__lock_interval(const tl_manager *m, const struct tl_store *s, uint32
     return iv ? iv : 1;
 }
 
-static uint32_t next_random(tl_manager *m)
+uint32_t tl__next_random(tl_manager *m)
 {
     if (m->clock.random != NULL)
         return m->clock.random(m->clock.ud);
@@ -295,7 +295,7 @@ uint32_t tl__backoff_delay(tl_manager *m, uint32_t attempt)
     if (base > m->backoff_max_ms)
         base = m->backoff_max_ms;
 
-    uint64_t jittered = base * (768 + (next_random(m) % 512)) / 1024;
+    uint64_t jittered = base * (768 + (tl__next_random(m) % 512)) / 1024;
     if (jittered > m->backoff_max_ms)
         jittered = m->backoff_max_ms;
     return jittered ? (uint32_t)jittered : 1;
@@ -308,21 +308,6 @@ static void record_latency(tl_manager *m, double ms)
     m->latency_next = (m->latency_next + 1) % TL_LATENCY_WINDOW;
     if (m->latency_count < TL_LATENCY_WINDOW)
         m->latency_count++;
-}
-
-static void describe_holder(const struct tl_record *h, char *buf, size_t size)
-{
-    char since[TL_ISO_SIZE];
-    int64_t age = h->info.observed_at_ms - h->info.heartbeat_at_ms;
-
-    tl__format_iso(h->info.claimed_at_ms, since);
-    if (h->info.observed_at_ms == 0 || age < 0)
-        age = 0;
-    (void)snprintf(buf, size, "by %s on %s since %s (token %llu, last heartbeat %lld.%llds ago%s)",
-                   h->info.worker_id ? h->info.worker_id : "?",
-                   h->info.node_id ? h->info.node_id : "?", since,
-                   (unsigned long long)h->info.token, (long long)(age / 1000),
-                   (long long)(age % 1000 / 100), h->info.stale ? ", stale" : "");
 }
 
 void tl__wait_before_retry(tl_manager *m, const char *key, uint32_t ms)
@@ -445,153 +430,9 @@ tl_status tl__plan_mode(tl_manager *m, const struct tl_acquire_opts *o, bool *sh
     return TL_OK;
 }
 
-/* A waiter's timeout: short, so that a waiter that died frees its place soon, but three of the
- * manager's heartbeat intervals at least; never longer than the lock timeout. Stores whose
- * waiters are claims (GitHub) judge them by the lock timeout. */
-static uint32_t waiter_timeout(const tl_manager *m, const struct tl_store *s, uint32_t timeout)
-{
-    uint64_t t = TL_WAITER_TIMEOUT_MS;
-
-    if (s->waiter_timeout_is_lock_timeout)
-        return timeout;
-    if (3ull * m->heartbeat_ms > t)
-        t = 3ull * m->heartbeat_ms;
-    return t < timeout ? (uint32_t)t : timeout;
-}
-
-/* How often a waiter refreshes its place in line (by claiming again). */
-static uint32_t waiter_interval(const struct tl_store *s, uint32_t waiter_timeout_ms)
-{
-    uint32_t div = s->heartbeat_divisor ? s->heartbeat_divisor : 3;
-    uint32_t iv = waiter_timeout_ms / div;
-
-    return iv ? iv : 1;
-}
-
-/* 32 lower-case hex digits, unique per acquire call. */
-static void make_waiter_id(tl_manager *m, char out[33])
-{
-    unsigned char b[16];
-
-    if (getrandom(b, sizeof(b), GRND_NONBLOCK) != (ssize_t)sizeof(b)) {
-        /* No entropy yet (early boot): unique enough from the time, the process and our own
-         * generator, which differ between every two calls. */
-        uint64_t x = (uint64_t)tl__real_now_ms() ^ ((uint64_t)getpid() << 40);
-        for (size_t i = 0; i < sizeof(b); i++) {
-            x ^= next_random(m);
-            b[i] = (unsigned char)(x >> ((i % 8) * 8));
-        }
-    }
-    for (size_t i = 0; i < sizeof(b); i++)
-        (void)snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
 bool tl__cancelled(const volatile sig_atomic_t *cancel)
 {
     return cancel != NULL && *cancel != 0;
-}
-
-/*
- * Waits in line after a busy claim: until the store wakes this waiter (its turn may have come),
- * or until it must claim again to stay live (its refresh), or the head of a stale holder's line
- * may steal, or patience ends. A cancel flag is looked at every 100 ms.
- */
-static tl_status wait_in_line(tl_manager *m, const struct tl_claim *req,
-                              const struct tl_claim_result *res, const struct acquire_plan *plan,
-                              const volatile sig_atomic_t *cancel)
-{
-    int64_t now = m->clock.mono_ms(m->clock.ud);
-    int64_t next = now + waiter_interval(m->store, req->waiter_timeout_ms);
-    bool real = m->clock.sleep_ms == tl__real_clock.sleep_ms;
-
-    if (plan->line_end != 0 && next > plan->line_end)
-        next = plan->line_end;
-    if (req->mode == TL_CLAIM_STEAL && res->holder_known && res->ahead == 0 &&
-        res->rec.info.observed_at_ms != 0) {
-        int64_t left = res->rec.info.heartbeat_at_ms + res->rec.info.lock_timeout_ms -
-                       res->rec.info.observed_at_ms + 1;
-        if (left >= 0 && now + left < next)
-            next = now + left;
-    }
-    while (now < next) {
-        if (tl__cancelled(cancel))
-            return TL_ECANCELED;
-        int64_t slice = next - now;
-        bool woken = false;
-        if (cancel != NULL && slice > 100)
-            slice = 100;
-        if (real) {
-            m->store->errmsg[0] = '\0';
-            if (m->store->ops->wait_turn(m->store, req->key, req->waiter_id, (uint32_t)slice,
-                                         &woken) != TL_OK) {
-                TL_LOG(&m->log, TL_LOG_DEBUG, "%s: waiting in line failed (%s); sleeping instead",
-                       req->key, m->store->errmsg);
-                int64_t spent = m->clock.mono_ms(m->clock.ud) - now;
-                if (spent < slice)
-                    m->clock.sleep_ms(m->clock.ud, (uint32_t)(slice - spent));
-            }
-        } else {
-            m->clock.sleep_ms(m->clock.ud, (uint32_t)slice);
-        }
-        if (woken) {
-            pthread_mutex_lock(&m->mu);
-            m->metrics.wakeups++;
-            pthread_mutex_unlock(&m->mu);
-            return TL_OK;
-        }
-        now = m->clock.mono_ms(m->clock.ud);
-    }
-    return tl__cancelled(cancel) ? TL_ECANCELED : TL_OK;
-}
-
-/* Leaves the line (giving up, or failing): best effort, since a waiter that is not heard from
- * dies on its own, but then it holds the line up for its timeout. */
-static void leave_line(tl_manager *m, const struct tl_claim *req)
-{
-    char keep[TL_ERRMSG_SIZE];
-    int64_t deadline = m->store->deadline_mono_ms;
-
-    memcpy(keep, m->store->errmsg, sizeof(keep));
-    m->store->errmsg[0] = '\0';
-    /* The acquire's deadline has usually passed (that is why it leaves): leaving gets a short
-     * time of its own past it, so that a store that must send it can. */
-    int64_t budget = m->clock.mono_ms(m->clock.ud) + TL_LEAVE_BUDGET_MS;
-    m->store->deadline_mono_ms = deadline != 0 && deadline > budget ? deadline : budget;
-    tl_status st = m->store->ops->leave(m->store, req->key, req->waiter_id);
-    m->store->deadline_mono_ms = deadline;
-    if (st != TL_OK)
-        TL_LOG(&m->log, TL_LOG_WARN,
-               "%s: could not leave the line (%s); its place goes dead in %u ms", req->key,
-               m->store->errmsg, req->waiter_timeout_ms);
-    memcpy(m->store->errmsg, keep, sizeof(keep));
-}
-
-/* Records a busy outcome: the holder's record and a message naming it. */
-static tl_status fail_busy(tl_manager *m, const char *key, struct tl_claim_result *res,
-                           uint32_t attempts)
-{
-    char holder[200], line[64] = "";
-
-    if (!res->holder_known && res->waiting > 0) {
-        return tl__fail(m, TL_EBUSY,
-                        "key %s is free, but %u waiting in its line; gave up after %u attempt%s",
-                        key, res->waiting, attempts, attempts == 1 ? "" : "s");
-    }
-    if (!res->holder_known) {
-        return tl__fail(m, TL_EBUSY, "key %s is held by another worker (%u attempt%s)%s%s", key,
-                        attempts, attempts == 1 ? "" : "s", m->store->errmsg[0] ? ": " : "",
-                        m->store->errmsg);
-    }
-    if (res->waiting > 0)
-        (void)snprintf(line, sizeof(line), "; %u waiting", res->waiting);
-    m->last_holder = tl__record_new();
-    if (m->last_holder != NULL && tl__record_copy(m->last_holder, &res->rec) != TL_OK) {
-        tl__free(m->last_holder);
-        m->last_holder = NULL;
-    }
-    describe_holder(&res->rec, holder, sizeof(holder));
-    return tl__fail(m, TL_EBUSY, "key %s is held %s%s; gave up after %u attempt%s", key, holder,
-                    line, attempts, attempts == 1 ? "" : "s");
 }
 
 tl_status tl__lock_adopt(tl_manager *m, tl_lock *l, struct tl_claim_result *res, int64_t sent,
@@ -658,6 +499,13 @@ tl_status tl__lock_adopt(tl_manager *m, tl_lock *l, struct tl_claim_result *res,
     return TL_OK;
 }
 
+static tl_status claim_attempt(tl_manager *m, void *ctx, struct tl_claim *req,
+                               struct tl_claim_result *res)
+{
+    (void)ctx;
+    return m->store->ops->claim(m->store, req, res);
+}
+
 static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire_opts *opts,
                          tl_lock **out)
 {
@@ -706,97 +554,24 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
         .slots = shared ? opts->slots : 0,
     };
     if (plan.line) {
-        make_waiter_id(m, waiter_id);
+        tl__make_waiter_id(m, waiter_id);
         req.waiter_id = waiter_id;
-        req.waiter_timeout_ms = waiter_timeout(m, m->store, timeout);
+        req.waiter_timeout_ms = tl__waiter_timeout(m, m->store, timeout);
     }
-    bool queued = false;
     int64_t start = m->clock.mono_ms(m->clock.ud);
-    struct tl_claim_result res;
-    uint32_t attempt = 0;
-    int64_t sent;
+    struct tl_loop lp = {
+        .req = &req, .plan = &plan, .cancel = opts->cancel, .attempt = claim_attempt};
 
-    m->store->deadline_mono_ms = plan.deadline;
-    for (;;) {
-        memset(&res, 0, sizeof(res));
-        m->store->errmsg[0] = '\0';
-        sent = m->clock.mono_ms(m->clock.ud);
-        st = m->store->ops->claim(m->store, &req, &res);
-        if (st != TL_EBUSY)
-            break;
-
-        pthread_mutex_lock(&m->mu);
-        m->metrics.total_conflicts++;
-        pthread_mutex_unlock(&m->mu);
-
-        int64_t now = m->clock.mono_ms(m->clock.ud);
-        if (plan.line) {
-            if (!queued) {
-                queued = true;
-                pthread_mutex_lock(&m->mu);
-                m->metrics.queued++;
-                pthread_mutex_unlock(&m->mu);
-            }
-            tl_status wst =
-                now >= plan.line_end ? TL_EBUSY : wait_in_line(m, &req, &res, &plan, opts->cancel);
-            if (wst == TL_OK && m->clock.mono_ms(m->clock.ud) >= plan.line_end &&
-                plan.line_end == plan.deadline)
-                wst = TL_EBUSY; /* the deadline has come: no claim after it */
-            if (wst != TL_OK) {
-                leave_line(m, &req);
-                if (wst == TL_ECANCELED)
-                    st = tl__fail(m, TL_ECANCELED,
-                                  "key %s: cancelled while waiting in line (%u ahead)", key,
-                                  res.ahead);
-                else
-                    st = fail_busy(m, key, &res, attempt + 1);
-                goto done;
-            }
-            tl__record_clear(&res.rec);
-            pthread_mutex_lock(&m->mu);
-            m->metrics.total_retries++;
-            pthread_mutex_unlock(&m->mu);
-            attempt++;
-            continue;
-        }
-        bool out_of_time = plan.deadline != 0 && now >= plan.deadline;
-        if ((!plan.unlimited && attempt >= plan.retries) || out_of_time) {
-            st = fail_busy(m, key, &res, attempt + 1);
-            goto done;
-        }
-
-        uint32_t delay = tl__backoff_delay(m, attempt);
-        if (plan.deadline != 0 && now + delay > plan.deadline)
-            delay = (uint32_t)(plan.deadline - now);
-        tl__record_clear(&res.rec);
-        TL_LOG(&m->log, TL_LOG_DEBUG, "%s: held; retry %u in %u ms", key, attempt + 1, delay);
-        pthread_mutex_lock(&m->mu);
-        m->metrics.total_retries++;
-        pthread_mutex_unlock(&m->mu);
-        tl__wait_before_retry(m, key, delay);
-        attempt++;
+    st = tl__claim_loop(m, &lp);
+    if (st == TL_OK) {
+        /* A waiter that found itself holding without writing: its heartbeat is as old as its
+         * last refresh, and so is the protection it has. */
+        int64_t sent = lp.sent;
+        if (lp.res.beat_sent_mono_ms != 0 && lp.res.beat_sent_mono_ms < sent)
+            sent = lp.res.beat_sent_mono_ms;
+        st = tl__lock_adopt(m, l, &lp.res, sent, timeout, start, out);
+        l = NULL;
     }
-
-    if (st != TL_OK) {
-        if (queued)
-            leave_line(m, &req);
-        st = tl__mgr_fail(m, st);
-        goto done;
-    }
-
-    m->store->deadline_mono_ms = 0;
-    /* A waiter that found itself holding without writing: its heartbeat is as old as its last
-     * refresh, and so is the protection it has. */
-    if (res.beat_sent_mono_ms != 0 && res.beat_sent_mono_ms < sent)
-        sent = res.beat_sent_mono_ms;
-    st = tl__lock_adopt(m, l, &res, sent, timeout, start, out);
-    l = NULL;
-    goto done_free;
-
-done:
-    m->store->deadline_mono_ms = 0;
-    tl__record_clear(&res.rec);
-done_free:
     tl__free(l);
     tl__free(task_info);
     return st;
@@ -1343,14 +1118,21 @@ const char *tl_lock_key(const tl_lock *l)
     return l->rec.info.key;
 }
 
+/* Under the mutex: tl_upgrade() and tl_downgrade() change them (convert.c). */
 uint64_t tl_lock_token(const tl_lock *l)
 {
-    return l->rec.info.token;
+    pthread_mutex_lock(&l->m->mu);
+    uint64_t token = l->rec.info.token;
+    pthread_mutex_unlock(&l->m->mu);
+    return token;
 }
 
 tl_mode tl_lock_mode(const tl_lock *l)
 {
-    return l->rec.info.mode;
+    pthread_mutex_lock(&l->m->mu);
+    tl_mode mode = l->rec.info.mode;
+    pthread_mutex_unlock(&l->m->mu);
+    return mode;
 }
 
 bool tl_lock_is_lost(const tl_lock *l)

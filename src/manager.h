@@ -144,6 +144,33 @@ uint32_t tl__backoff_delay(tl_manager *m, uint32_t attempt);
 void tl__wait_before_retry(tl_manager *m, const char *key, uint32_t ms);
 tl_status tl__plan_acquire(tl_manager *m, const struct tl_acquire_opts *o, uint32_t timeout,
                            struct acquire_plan *p);
+uint32_t tl__next_random(tl_manager *m); /* jitter; the calling thread only */
+/* line.c: a waiter's timeout for a lock timeout; a waiter id (32 hex digits). */
+uint32_t tl__waiter_timeout(const tl_manager *m, const struct tl_store *s, uint32_t timeout);
+void tl__make_waiter_id(tl_manager *m, char out[33]);
+/* One attempt of a claim loop: a claim, or a conversion (tl_upgrade). */
+typedef tl_status tl_attempt_fn(tl_manager *m, void *ctx, struct tl_claim *req,
+                                struct tl_claim_result *res);
+struct tl_loop {
+    struct tl_claim *req; /* with waiter_id set when plan->line */
+    const struct acquire_plan *plan;
+    const volatile sig_atomic_t *cancel;
+    tl_attempt_fn *attempt;
+    void *ctx;
+    /* Out: the winning attempt's result, when it was sent, whether it waited in line. */
+    struct tl_claim_result res;
+    int64_t sent;
+    bool queued;
+};
+/* Attempts until one answers other than TL_EBUSY, waiting in line (plan->line) or backing off
+ * between attempts, and checking the wait-for graph while it waits holding locks. TL_OK: won,
+ * lp->res is the result. Else the call's message is set (busy: the holder named, and
+ * m->last_holder), the line left, lp->res cleared. */
+tl_status tl__claim_loop(tl_manager *m, struct tl_loop *lp);
+/* deadlock.c: whether the wait of `req` (a waiter in line, holding locks) closes a cycle of
+ * which it is the youngest waiter: TL_EDEADLK with the call's message naming the cycle; TL_OK
+ * otherwise (also when the store cannot tell: nothing is detected then). */
+tl_status tl__deadlock_check(tl_manager *m, const struct tl_claim *req);
 /* Checks the acquire's mode and slots against the store (connected): *shared when the claim is
  * shared (TL_SHARED, or slots > 0). */
 tl_status tl__plan_mode(tl_manager *m, const struct tl_acquire_opts *o, bool *shared);

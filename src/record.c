@@ -112,13 +112,15 @@ const char *tl_event_kind_name(tl_event_kind kind)
     case TL_EVENT_LOST: return "lost";
     case TL_EVENT_DONE: return "done";
     case TL_EVENT_REOPENED: return "reopened";
+    case TL_EVENT_UPGRADED: return "upgraded";
+    case TL_EVENT_DOWNGRADED: return "downgraded";
     }
     return "unknown";
 }
 
 bool tl__event_kind_from_name(const char *name, tl_event_kind *out)
 {
-    for (int k = TL_EVENT_ACQUIRED; k <= TL_EVENT_REOPENED; k++) {
+    for (int k = TL_EVENT_ACQUIRED; k <= TL_EVENT_DOWNGRADED; k++) {
         if (name != NULL && strcmp(name, tl_event_kind_name((tl_event_kind)k)) == 0) {
             *out = (tl_event_kind)k;
             return true;
@@ -198,6 +200,7 @@ void tl__waiter_free(struct tl_waiter *w)
     tl__free(w->waiter_id);
     tl__free(w->worker_id);
     tl__free(w->node_id);
+    tl__free(w->holding);
     tl__free(w);
 }
 

@@ -104,6 +104,20 @@
  * - force_release with token 0 removes every holder (one `forced` and one `released` event, the
  *   detail naming them; `former` is the holder inspect would show); with a token, that holder
  *   only. claim_next and finish's next claim are exclusive (a key with shared holders is held).
+ * - convert (optional) changes one holder's mode as a new grant: the key's next token, a
+ *   heartbeat now, an `upgraded` or `downgraded` event; TL_ELOST if `held` is not a holder.
+ *   To shared (a downgrade): always admitted; the head may then be woken. To exclusive (an
+ *   upgrade): admitted iff no other holder counts (as for a claim in req->mode: with
+ *   TL_CLAIM_STEAL stale ones do not, and are displaced), whatever the line; else TL_EBUSY with
+ *   the oldest other holder in out->rec, and with req->waiter_id the upgrader joins (or
+ *   refreshes its place in) the line with priority TL_PRIORITY_UPGRADE, ahead of everyone else.
+ *   An upgrader at the head is woken when it has become the only holder; a win removes its
+ *   waiter.
+ *
+ * The wait-for graph (version 5; DESIGN.md section 9). A store that sets `deadlocks` in open
+ * keeps req->holding with each waiter (as given at its latest claim) and returns it in
+ * tl_waiter.holding, and answers waiters() with key NULL with every waiter of the store (dead
+ * ones marked). The core finds the cycles (src/deadlock.c).
  */
 #ifndef TL_STORE_H
 #define TL_STORE_H
@@ -153,6 +167,8 @@ struct tl_store {
     /* Version 5, set by open: the store keeps shared holders and semaphores (see the contract
      * above). false: the core refuses shared claims with TL_ENOTSUP. */
     bool modes;
+    /* Version 5, set by open: the store keeps the wait-for graph (see above). */
+    bool deadlocks;
 };
 
 /* A claim request. Strings are borrowed for the call. */
@@ -173,7 +189,13 @@ struct tl_claim {
      * when slots > 0 (0: no limit; always 0 when not shared). */
     bool shared;
     uint32_t slots;
+    /* Version 5, with waiter_id: NULL (it holds nothing), or the claim's mode and the locks the
+     * claiming manager holds, "MODE KEY TOKEN KEY TOKEN ..." (MODE "s" or "x"; at most
+     * TL_HOLDING_MAX bytes), kept with the waiter by stores that set `deadlocks`: text of the
+     * core's, stored and returned as it is. */
+    const char *holding;
 };
+#define TL_HOLDING_MAX 4096
 
 /* A forced release: an administrator breaking a lock, whoever holds it. Strings are borrowed
  * for the call. */
@@ -341,6 +363,12 @@ struct tl_store_ops {
      * core asks inspect (one holder). */
     tl_status (*holders)(struct tl_store *s, const char *key, struct tl_record ***out,
                          size_t *count);
+    /* Version 5: a holder's new mode (see the contract above). req carries the key, worker,
+     * node, lock timeout, mode (NORMAL or STEAL), shared/slots (the new mode), and for a waiting
+     * upgrade waiter_id, waiter_timeout_ms and holding; priority is TL_PRIORITY_UPGRADE. On
+     * TL_OK out->rec is the holder's new record. NULL: TL_ENOTSUP. */
+    tl_status (*convert)(struct tl_store *s, const struct tl_record *held,
+                         const struct tl_claim *req, struct tl_claim_result *out);
 };
 
 /* Writes the instance's message slot and returns `st`. */

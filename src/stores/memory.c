@@ -24,6 +24,7 @@ struct mem_waiter {
     bool signaled;           /* woken as the head of a free key; not yet seen by wait_turn */
     bool shared;             /* the waiting claim's mode and slots */
     uint32_t slots;
+    uint64_t upgrading; /* an upgrade's waiter: the token of the shared hold it converts */
 };
 
 struct mem_entry {
@@ -76,6 +77,7 @@ static void waiter_clear(struct tl_waiter *w)
     tl__free(w->waiter_id);
     tl__free(w->worker_id);
     tl__free(w->node_id);
+    tl__free(w->holding);
     memset(w, 0, sizeof(*w));
 }
 
@@ -160,6 +162,7 @@ static tl_status memory_open(struct tl_store *s, const char *url)
         return tl__store_fail(s, TL_ENOMEM, "out of memory");
     ms->space = sp;
     s->modes = true;
+    s->deadlocks = true;
     return TL_OK;
 }
 
@@ -368,6 +371,13 @@ static void wake_head(struct mem_space *sp, struct mem_entry *e)
 {
     if (e->line == NULL || e->line->signaled)
         return;
+    if (e->line->upgrading != 0) { /* its turn: it is the only holder (or holds nothing now) */
+        if (e->nholders > 1 || (e->nholders == 1 && e->holders[0].info.token != e->line->upgrading))
+            return;
+        e->line->signaled = true;
+        (void)pthread_cond_broadcast(&sp->turn);
+        return;
+    }
     uint32_t held_slots = e->nholders ? e->holders[0].info.slots : 0;
     if (tl__admit(e->line->shared, e->line->slots, e->nholders, any_exclusive(e), held_slots) ==
         TL_ADMIT_NO)
@@ -398,12 +408,30 @@ static void prune(struct mem_space *sp, struct mem_entry *e, int64_t now)
     wake_head(sp, e);
 }
 
-static tl_status enqueue(struct mem_entry *e, const struct tl_claim *req, int64_t now)
+/* The waiter's text of the wait-for graph, as its latest claim gave it. */
+static tl_status set_holding(struct mem_waiter *w, const char *holding)
+{
+    char *h = tl__strdup(holding != NULL ? holding : "");
+
+    if (h == NULL)
+        return TL_ENOMEM;
+    tl__free(w->w.holding);
+    w->w.holding = h;
+    return TL_OK;
+}
+
+static tl_status enqueue(struct mem_entry *e, const struct tl_claim *req, uint64_t upgrading,
+                         int64_t now)
 {
     struct mem_waiter *w = tl__calloc(1, sizeof(*w));
 
     if (w == NULL)
         return TL_ENOMEM;
+    w->upgrading = upgrading;
+    if (set_holding(w, req->holding) != TL_OK) {
+        tl__free(w);
+        return TL_ENOMEM;
+    }
     w->w.key = tl__strdup(req->key);
     w->w.waiter_id = tl__strdup(req->waiter_id);
     w->w.worker_id = tl__strdup(req->worker_id);
@@ -505,7 +533,11 @@ static tl_status claim_locked(struct tl_store *s, struct mem_space *sp, const st
         if (req->waiter_id != NULL) {
             if (w != NULL) {
                 w->w.heartbeat_at_ms = now;
-            } else if ((st = enqueue(e, req, now)) != TL_OK) {
+                if (set_holding(w, req->holding) != TL_OK) {
+                    st = tl__store_fail(s, TL_ENOMEM, "out of memory");
+                    goto out;
+                }
+            } else if ((st = enqueue(e, req, 0, now)) != TL_OK) {
                 st = tl__store_fail(s, st, "out of memory");
                 goto out;
             } else {
@@ -571,6 +603,98 @@ static tl_status memory_claim(struct tl_store *s, const struct tl_claim *req,
 
     pthread_mutex_lock(&sp->mu);
     tl_status st = claim_locked(s, sp, req, req->key, now, out);
+    pthread_mutex_unlock(&sp->mu);
+    return st;
+}
+
+/* A conversion of holder `held` (store.h, convert), under sp->mu. */
+static tl_status convert_locked(struct tl_store *s, struct mem_space *sp,
+                                const struct tl_record *held, const struct tl_claim *req,
+                                int64_t now, struct tl_claim_result *out)
+{
+    struct mem_entry *e = find(sp, held->info.key);
+    ptrdiff_t i = holder_index(e, held);
+
+    if (i < 0)
+        return tl__store_fail(s, TL_ELOST, "%s is no longer held by %s with token %llu",
+                              held->info.key, held->info.worker_id,
+                              (unsigned long long)held->info.token);
+    prune(sp, e, now);
+    struct mem_waiter *w = req->waiter_id ? find_waiter(e, req->waiter_id) : NULL;
+    size_t counted = 0, stale = 0, other = SIZE_MAX;
+    for (size_t j = 0; !req->shared && j < e->nholders; j++) {
+        if ((ptrdiff_t)j == i)
+            continue;
+        struct tl_record r = e->holders[j];
+        tl__record_judge(&r, now);
+        if (r.info.stale && req->mode == TL_CLAIM_STEAL) {
+            stale++;
+            continue;
+        }
+        counted++;
+        if (other == SIZE_MAX)
+            other = j;
+    }
+    if (counted > 0) { /* an upgrade beside other holders: wait at the head */
+        if (req->waiter_id != NULL) {
+            tl_status st =
+                w != NULL ? set_holding(w, req->holding) : enqueue(e, req, held->info.token, now);
+            if (st != TL_OK)
+                return tl__store_fail(s, st, "out of memory");
+            if (w != NULL)
+                w->w.heartbeat_at_ms = now;
+        }
+        out->waiting = live_count(e, now);
+        if (tl__record_copy(&out->rec, &e->holders[other]) != TL_OK)
+            return tl__store_fail(s, TL_ENOMEM, "out of memory");
+        tl__record_judge(&out->rec, now);
+        out->holder_known = true;
+        return TL_EBUSY;
+    }
+
+    struct tl_record mine;
+    if (tl__record_copy(&mine, &e->holders[i]) != TL_OK)
+        return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    uint64_t from = mine.info.token;
+    mine.info.token = e->last_token + 1;
+    mine.info.mode = req->shared ? TL_SHARED : TL_EXCLUSIVE;
+    mine.info.slots = req->shared ? req->slots : 0;
+    mine.info.claimed_at_ms = mine.info.heartbeat_at_ms = now;
+    if (tl__record_copy(&out->rec, &mine) != TL_OK) {
+        tl__record_clear(&mine);
+        return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    }
+    char detail[400];
+    int k = snprintf(detail, sizeof(detail), "from token %llu", (unsigned long long)from);
+    if (stale > 0 && k > 0 && (size_t)k < sizeof(detail)) {
+        (void)snprintf(detail + k, sizeof(detail) - (size_t)k, "; displaced ");
+        displaced(e, false, now, detail + strlen(detail), sizeof(detail) - strlen(detail));
+    }
+    /* The holder moves to the end: the newest token. */
+    for (size_t j = e->nholders; j-- > 0;) {
+        struct tl_record r = e->holders[j];
+        tl__record_judge(&r, now);
+        if ((ptrdiff_t)j == i || (stale > 0 && r.info.stale && !req->shared))
+            remove_holder(e, j);
+    }
+    e->holders[e->nholders++] = mine; /* a removal made room */
+    e->last_token = mine.info.token;
+    if (w != NULL)
+        unlink_waiter(e, w);
+    note(sp, now, req->shared ? TL_EVENT_DOWNGRADED : TL_EVENT_UPGRADED, &mine.info, detail);
+    freed(sp);
+    wake_head(sp, e);
+    return TL_OK;
+}
+
+static tl_status memory_convert(struct tl_store *s, const struct tl_record *held,
+                                const struct tl_claim *req, struct tl_claim_result *out)
+{
+    struct mem_space *sp = ((struct memory_store *)s)->space;
+    int64_t now = now_ms(s);
+
+    pthread_mutex_lock(&sp->mu);
+    tl_status st = convert_locked(s, sp, held, req, now, out);
     pthread_mutex_unlock(&sp->mu);
     return st;
 }
@@ -719,6 +843,30 @@ static tl_status memory_wait_turn(struct tl_store *s, const char *key, const cha
     return TL_OK;
 }
 
+/* Appends copies of the waiters of `e` (may be NULL) to the array. */
+static tl_status push_line(const struct mem_entry *e, int64_t now, struct tl_waiter ***arr,
+                           size_t *n, size_t *cap)
+{
+    for (const struct mem_waiter *w = e != NULL ? e->line : NULL; w != NULL; w = w->next) {
+        struct tl_waiter *c = tl__waiter_new();
+        if (c != NULL) {
+            *c = w->w;
+            c->key = tl__strdup(w->w.key);
+            c->waiter_id = tl__strdup(w->w.waiter_id);
+            c->worker_id = tl__strdup(w->w.worker_id);
+            c->node_id = tl__strdup(w->w.node_id);
+            c->holding = tl__strdup(w->w.holding ? w->w.holding : "");
+            c->dead = !waiter_live(&w->w, now);
+        }
+        if (c == NULL || !c->key || !c->waiter_id || !c->worker_id || !c->node_id || !c->holding ||
+            tl__waiter_array_push(arr, n, cap, c) != TL_OK) {
+            tl__waiter_free(c);
+            return TL_ENOMEM;
+        }
+    }
+    return TL_OK;
+}
+
 static tl_status memory_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
                                 size_t *count)
 {
@@ -729,23 +877,12 @@ static tl_status memory_waiters(struct tl_store *s, const char *key, struct tl_w
     int64_t now = now_ms(s);
 
     pthread_mutex_lock(&sp->mu);
-    struct mem_entry *e = find(sp, key);
-    for (struct mem_waiter *w = e != NULL ? e->line : NULL; w != NULL; w = w->next) {
-        struct tl_waiter *c = tl__waiter_new();
-        if (c != NULL) {
-            *c = w->w;
-            c->key = tl__strdup(w->w.key);
-            c->waiter_id = tl__strdup(w->w.waiter_id);
-            c->worker_id = tl__strdup(w->w.worker_id);
-            c->node_id = tl__strdup(w->w.node_id);
-            c->dead = !waiter_live(&w->w, now);
-        }
-        if (c == NULL || !c->key || !c->waiter_id || !c->worker_id || !c->node_id ||
-            tl__waiter_array_push(&arr, &n, &cap, c) != TL_OK) {
-            tl__waiter_free(c);
-            st = TL_ENOMEM;
-            break;
-        }
+    if (key != NULL) {
+        st = push_line(find(sp, key), now, &arr, &n, &cap);
+    } else { /* every waiter of the space: the wait-for graph */
+        for (size_t i = 0; i < sp->nbuckets && st == TL_OK; i++)
+            for (struct mem_entry *e = sp->buckets[i]; e != NULL && st == TL_OK; e = e->next)
+                st = push_line(e, now, &arr, &n, &cap);
     }
     pthread_mutex_unlock(&sp->mu);
     if (st != TL_OK) {
@@ -1144,4 +1281,5 @@ const struct tl_store_ops tl__store_memory = {
     .done_list = memory_done_list,
     .wait_any = memory_wait_any,
     .holders = memory_holders,
+    .convert = memory_convert,
 };

@@ -956,5 +956,6 @@ int tl_conformance_run(const struct tl_conformance *c)
     else
         fprintf(stderr, "conformance %s: the store has no claim-next; its part skipped\n", c->name);
     rc += tl__conformance_modes_run(c);
+    rc += tl__conformance_convert_run(c);
     return rc;
 }

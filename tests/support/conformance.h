@@ -36,7 +36,13 @@
  *   all enter, a semaphore admits at most its slots and refuses a mismatch, a stale shared
  *   holder is stolen, a forced release breaks one holder or all, list shows every holder,
  *   racing threads never exceed the slots nor mix a writer with anyone. A store without shared
- *   holders must refuse them with TL_ENOTSUP.
+ *   holders must refuse them with TL_ENOTSUP;
+ * - upgrades and downgrades (keys 40-43): an upgrade alone is immediate, beside others it waits
+ *   at the head keeping its shared hold, two upgraders deadlock and the younger is told, a
+ *   downgrade lets queued readers in; tokens grow; events recorded;
+ * - deadlocks (keys 44-59, stores that keep the wait-for graph): 2- and 3-cycles reported to
+ *   their youngest waiter, whose message names the cycle, while the others go on; a dead waiter
+ *   or a stale holder closes no cycle.
  */
 #ifndef TL_CONFORMANCE_H
 #define TL_CONFORMANCE_H
@@ -80,8 +86,9 @@ int tl_conformance_run(const struct tl_conformance *c);
 /* For the suite's own files: key number `n` of the store under test, and the line's part. */
 const char *tl_conformance_key(const struct tl_conformance *c, int n, char buf[64]);
 int tl__conformance_line_run(const struct tl_conformance *c);
-int tl__conformance_next_run(const struct tl_conformance *c);  /* claim-next: keys 60-84 */
-int tl__conformance_modes_run(const struct tl_conformance *c); /* shared holders: keys 30-59 */
+int tl__conformance_next_run(const struct tl_conformance *c);    /* claim-next: keys 60-84 */
+int tl__conformance_modes_run(const struct tl_conformance *c);   /* shared holders: keys 30-39 */
+int tl__conformance_convert_run(const struct tl_conformance *c); /* convert, deadlocks: 40-59 */
 /* The main part's helpers, for the other parts: a manager on the store under test (fake-clock
  * stores share the suite's fake clock), a lock made stale, the short lock timeout. */
 struct tl_manager;

@@ -1,7 +1,7 @@
 /*
  * conformance_modes.c -- the store contract's shared holders and semaphores (store.h, version
  * 5; DESIGN.md section 9), checked against any store through the public API. Run by
- * tl_conformance_run() after the other parts; keys 30-59. A store without shared holders must
+ * tl_conformance_run() after the other parts; keys 30-39. A store without shared holders must
  * refuse them with TL_ENOTSUP; the rest of the part is then skipped.
  */
 #include <pthread.h>

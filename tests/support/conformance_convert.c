@@ -1,0 +1,549 @@
+/*
+ * conformance_convert.c -- upgrades, downgrades and deadlock detection (store.h, version 5:
+ * convert and the wait-for graph; DESIGN.md section 9), checked against any store through the
+ * public API. Run by tl_conformance_run() after the shared holders' part; keys 40-59. A store
+ * without `convert` must answer TL_ENOTSUP to tl_upgrade(); its part is then skipped, and the
+ * deadlock tests run only on a store that keeps the wait-for graph (`deadlocks`).
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "conformance.h"
+#include "manager.h"
+#include "store.h"
+#include "tasklock.h"
+#include "tl_test.h"
+
+static const struct tl_conformance *conf;
+
+#define LONG_TIMEOUT_MS 60000
+#define EVENT_LIMIT_MS  30000 /* bound of every wait for an event */
+/* How long a waiter that must NOT find a deadlock waits before it gives up (TL_EBUSY): long
+ * enough for its first checks, which run when it joins the line. */
+#define NO_DEADLOCK_WAIT_MS 1500
+
+static const char *key(int n, char buf[64])
+{
+    return tl_conformance_key(conf, n, buf);
+}
+
+static tl_manager *mgr(const char *worker)
+{
+    const struct tl_options o = {
+        .store_url = conf->url,
+        .worker_id = worker,
+        .node_id = "convert-node",
+        .lock_timeout_ms = LONG_TIMEOUT_MS,
+        .backoff_initial_ms = 10,
+        .backoff_max_ms = 50,
+    };
+    tl_manager *m = tl_manager_new(&o);
+
+    assert_non_null(m);
+    if (tl_connect(m) != TL_OK)
+        fail_msg("connect %s: %s", conf->name, tl_errmsg(m));
+    return m;
+}
+
+static tl_lock *must(tl_manager *m, const char *k, tl_mode mode)
+{
+    const struct tl_acquire_opts o = {
+        .strategy = TL_FAIL_FAST, .retries = TL_NO_RETRIES, .mode = mode};
+    tl_lock *l = NULL;
+
+    if (tl_acquire(m, k, &o, &l) != TL_OK)
+        fail_msg("acquire %s by %s: %s", k, tl_manager_worker_id(m), tl_errmsg(m));
+    return l;
+}
+
+static void must_release(tl_lock *l)
+{
+    if (tl_release(l, NULL) != TL_OK)
+        fail_msg("release of %s: %s", tl_lock_key(l), tl_errmsg(l->m));
+    tl_lock_free(l);
+}
+
+static size_t count_holders(tl_manager *m, const char *k, tl_mode *mode)
+{
+    struct tl_info **hs = NULL;
+    size_t n = 0;
+
+    if (tl_holders(m, k, &hs, &n) != TL_OK)
+        fail_msg("holders of %s: %s", k, tl_errmsg(m));
+    if (n > 0 && mode != NULL)
+        *mode = hs[0]->mode;
+    tl_info_array_free(hs, n);
+    return n;
+}
+
+static bool has_event(tl_manager *m, const char *k, tl_event_kind kind)
+{
+    struct tl_event **ev = NULL;
+    size_t n = 0;
+    bool found = false;
+
+    if (tl_history(m, k, 50, &ev, &n) != TL_OK)
+        return true; /* a store without history: nothing to check */
+    for (size_t i = 0; i < n; i++)
+        found = found || ev[i]->kind == kind;
+    tl_event_array_free(ev, n);
+    return found;
+}
+
+/* ---- work on threads: an acquire or an upgrade that waits ---- */
+
+struct job {
+    pthread_t thread;
+    tl_manager *m;
+    char key[64];
+    tl_lock *lock; /* upgrade: the lock to upgrade; acquire: the result */
+    bool upgrade;
+    tl_mode mode;
+    tl_status st;
+    atomic_int done;
+    char err[TL_ERRMSG_SIZE];
+};
+
+static void *job_main(void *arg)
+{
+    struct job *j = arg;
+    const struct tl_acquire_opts o = {
+        .strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS, .mode = j->mode};
+
+    if (j->upgrade)
+        j->st = tl_upgrade(j->lock, &o);
+    else
+        j->st = tl_acquire(j->m, j->key, &o, &j->lock);
+    if (j->st != TL_OK)
+        (void)snprintf(j->err, sizeof(j->err), "%s", tl_errmsg(j->m));
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+static size_t live_waiters(tl_manager *m, const char *k, int32_t *head_priority)
+{
+    struct tl_waiter **ws = NULL;
+    size_t n = 0, live = 0;
+
+    if (tl_waiters(m, k, &ws, &n) != TL_OK)
+        fail_msg("waiters of %s: %s", k, tl_errmsg(m));
+    for (size_t i = 0; i < n; i++) {
+        if (ws[i]->dead)
+            continue;
+        if (live == 0 && head_priority != NULL)
+            *head_priority = ws[i]->priority;
+        live++;
+    }
+    tl_waiter_array_free(ws, n);
+    return live;
+}
+
+struct line_probe {
+    tl_manager *m;
+    const char *key;
+    size_t live;
+};
+
+static bool line_has(void *arg)
+{
+    struct line_probe *p = arg;
+
+    return live_waiters(p->m, p->key, NULL) == p->live;
+}
+
+/* Starts `j` and waits until it stands in `k`'s line as number `place`. */
+static void start_job(struct job *j, tl_manager *observer, const char *k, size_t place)
+{
+    if (j->key[0] == '\0')
+        (void)snprintf(j->key, sizeof(j->key), "%s", k);
+    assert_int_equal(pthread_create(&j->thread, NULL, job_main, j), 0);
+    struct line_probe p = {.m = observer, .key = k, .live = place};
+    if (!tl_test_poll(line_has, &p, 5, EVENT_LIMIT_MS))
+        fail_msg("%s never stood in line for %s as number %zu (done: %d, %s)",
+                 tl_manager_worker_id(j->m), k, place, atomic_load(&j->done), j->err);
+}
+
+static void join_job(struct job *j, tl_status want)
+{
+    pthread_join(j->thread, NULL);
+    if (j->st != want)
+        fail_msg("%s: %s, expected %s: %s", tl_manager_worker_id(j->m), tl_strerror(j->st),
+                 tl_strerror(want), j->err);
+}
+
+/* ---- upgrades and downgrades ---- */
+
+static void an_upgrade_alone_is_immediate(void **state)
+{
+    char kb[64];
+    const char *k = key(40, kb);
+    tl_manager *a = mgr("up-a");
+    tl_manager *b = mgr("up-b");
+    tl_lock *lb = NULL;
+    tl_mode mode;
+
+    (void)state;
+    tl_lock *la = must(a, k, TL_SHARED);
+    uint64_t shared_token = tl_lock_token(la);
+    const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
+    assert_int_equal(tl_upgrade(la, &ff), TL_OK);
+    assert_int_equal(tl_lock_mode(la), TL_EXCLUSIVE);
+    assert_true(tl_lock_token(la) > shared_token);
+    assert_int_equal(count_holders(b, k, &mode), 1);
+    assert_int_equal(mode, TL_EXCLUSIVE);
+    const struct tl_acquire_opts shared = {.strategy = TL_FAIL_FAST, .mode = TL_SHARED};
+    assert_int_equal(tl_acquire(b, k, &shared, &lb), TL_EBUSY);
+    assert_int_equal(tl_renew(la), TL_OK); /* the heartbeat goes on with the new token */
+    assert_true(has_event(b, k, TL_EVENT_UPGRADED));
+
+    /* Upgrading an exclusive lock, or downgrading a shared one, is a usage error. */
+    assert_int_equal(tl_upgrade(la, &ff), TL_EINVAL);
+    assert_int_equal(tl_downgrade(la), TL_OK);
+    assert_int_equal(tl_lock_mode(la), TL_SHARED);
+    assert_int_equal(tl_downgrade(la), TL_EINVAL);
+    assert_true(has_event(b, k, TL_EVENT_DOWNGRADED));
+    must_release(la);
+    assert_int_equal(count_holders(b, k, NULL), 0);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+static void an_upgrade_waits_at_the_head_for_the_other_holders(void **state)
+{
+    char kb[64];
+    const char *k = key(41, kb);
+    tl_manager *a = mgr("upw-a");
+    tl_manager *b = mgr("upw-b");
+    tl_manager *c = mgr("upw-c");
+    tl_lock *lc = NULL;
+    int32_t head = 0;
+
+    (void)state;
+    struct job j = {.m = a, .upgrade = true};
+    j.lock = must(a, k, TL_SHARED);
+    tl_lock *lb = must(b, k, TL_SHARED);
+    const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
+    assert_int_equal(tl_upgrade(j.lock, &ff), TL_EBUSY); /* one attempt: b holds it too */
+    assert_int_equal(tl_lock_mode(j.lock), TL_SHARED);
+
+    start_job(&j, c, k, 1);
+    assert_int_equal(live_waiters(c, k, &head), 1);
+    assert_int_equal(head, TL_PRIORITY_UPGRADE);
+    assert_int_equal(count_holders(c, k, NULL), 2); /* it keeps its shared hold meanwhile */
+    /* A newcomer does not pass the upgrader, not even a shared one. */
+    const struct tl_acquire_opts shared = {.strategy = TL_FAIL_FAST, .mode = TL_SHARED};
+    assert_int_equal(tl_acquire(c, k, &shared, &lc), TL_EBUSY);
+
+    uint64_t bt = tl_lock_token(lb);
+    must_release(lb);
+    join_job(&j, TL_OK);
+    assert_int_equal(tl_lock_mode(j.lock), TL_EXCLUSIVE);
+    assert_true(tl_lock_token(j.lock) > bt);
+    assert_int_equal(tl_renew(j.lock), TL_OK);
+    must_release(j.lock);
+    tl_manager_free(a);
+    tl_manager_free(b);
+    tl_manager_free(c);
+}
+
+static void two_upgraders_one_gets_the_deadlock(void **state)
+{
+    char kb[64];
+    const char *k = key(42, kb);
+    tl_manager *a = mgr("dup-a");
+    tl_manager *b = mgr("dup-b");
+
+    (void)state;
+    if (!a->store->deadlocks) {
+        tl_manager_free(a);
+        tl_manager_free(b);
+        skip();
+    }
+    struct job j = {.m = a, .upgrade = true};
+    j.lock = must(a, k, TL_SHARED);
+    tl_lock *lb = must(b, k, TL_SHARED);
+    start_job(&j, b, k, 1);
+
+    /* b's wait closes the cycle, and b is its youngest waiter. */
+    const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS};
+    assert_int_equal(tl_upgrade(lb, &o), TL_EDEADLK);
+    assert_non_null(strstr(tl_errmsg(b), "dup-b waits for"));
+    assert_non_null(strstr(tl_errmsg(b), "held by dup-a"));
+    assert_int_equal(tl_lock_mode(lb), TL_SHARED); /* still held as before */
+    assert_int_equal(tl_renew(lb), TL_OK);
+    assert_int_equal(atomic_load(&j.done), 0); /* a goes on waiting */
+
+    must_release(lb);
+    join_job(&j, TL_OK);
+    assert_int_equal(tl_lock_mode(j.lock), TL_EXCLUSIVE);
+    must_release(j.lock);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+static void a_downgrade_lets_queued_readers_in(void **state)
+{
+    char kb[64];
+    const char *k = key(43, kb);
+    tl_manager *w = mgr("down-w");
+    tl_manager *r = mgr("down-r");
+
+    (void)state;
+    tl_lock *lw = must(w, k, TL_EXCLUSIVE);
+    uint64_t wt = tl_lock_token(lw);
+    struct job j = {.m = r, .mode = TL_SHARED};
+    start_job(&j, w, k, 1);
+    assert_int_equal(tl_downgrade(lw), TL_OK);
+    assert_true(tl_lock_token(lw) > wt);
+    join_job(&j, TL_OK);
+    assert_true(tl_lock_token(j.lock) > tl_lock_token(lw));
+    tl_mode mode;
+    assert_int_equal(count_holders(w, k, &mode), 2);
+    assert_int_equal(mode, TL_SHARED);
+    assert_int_equal(tl_renew(lw), TL_OK);
+    must_release(j.lock);
+    must_release(lw);
+    tl_manager_free(w);
+    tl_manager_free(r);
+}
+
+/* ---- deadlocks ---- */
+
+static void a_two_cycle_is_reported_to_its_youngest_waiter(void **state)
+{
+    char ka[64], kb[64];
+    const char *k1 = key(44, ka), *k2 = key(45, kb);
+    tl_manager *a = mgr("cyc-a");
+    tl_manager *b = mgr("cyc-b");
+
+    (void)state;
+    if (!a->store->deadlocks) {
+        tl_manager_free(a);
+        tl_manager_free(b);
+        skip();
+    }
+    tl_lock *la = must(a, k1, TL_EXCLUSIVE);
+    tl_lock *lb = must(b, k2, TL_EXCLUSIVE);
+    struct job j = {.m = a};
+    start_job(&j, b, k2, 1); /* a waits for k2 */
+
+    const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS};
+    tl_lock *l = NULL;
+    assert_int_equal(tl_acquire(b, k1, &o, &l), TL_EDEADLK);
+    assert_null(l);
+    const char *msg = tl_errmsg(b);
+    assert_non_null(strstr(msg, "cyc-b waits for"));
+    assert_non_null(strstr(msg, k1));
+    assert_non_null(strstr(msg, "cyc-a waits for"));
+    assert_non_null(strstr(msg, k2));
+    assert_int_equal(live_waiters(b, k1, NULL), 0); /* b left the line */
+    assert_int_equal(atomic_load(&j.done), 0);
+
+    must_release(lb); /* the other waiter goes on, and gets it */
+    join_job(&j, TL_OK);
+    must_release(j.lock);
+    must_release(la);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+static void a_three_cycle_is_reported(void **state)
+{
+    char b1[64], b2[64], b3[64];
+    const char *k1 = key(46, b1), *k2 = key(47, b2), *k3 = key(48, b3);
+    tl_manager *a = mgr("tri-a");
+    tl_manager *b = mgr("tri-b");
+    tl_manager *c = mgr("tri-c");
+
+    (void)state;
+    if (!a->store->deadlocks) {
+        tl_manager_free(a);
+        tl_manager_free(b);
+        tl_manager_free(c);
+        skip();
+    }
+    tl_lock *la = must(a, k1, TL_EXCLUSIVE);
+    tl_lock *lb = must(b, k2, TL_EXCLUSIVE);
+    tl_lock *lc = must(c, k3, TL_SHARED);
+    struct job ja = {.m = a}, jb = {.m = b};
+    start_job(&ja, c, k2, 1); /* a waits for k2, held by b */
+    start_job(&jb, c, k3, 1); /* b waits for k3, held by c */
+
+    const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS};
+    tl_lock *l = NULL;
+    assert_int_equal(tl_acquire(c, k1, &o, &l), TL_EDEADLK);
+    assert_non_null(strstr(tl_errmsg(c), "tri-c waits for"));
+    assert_non_null(strstr(tl_errmsg(c), "tri-b waits for"));
+
+    must_release(lc); /* b gets k3, then lets k2 go to a */
+    join_job(&jb, TL_OK);
+    must_release(lb);
+    join_job(&ja, TL_OK);
+    must_release(jb.lock);
+    must_release(ja.lock);
+    must_release(la);
+    tl_manager_free(a);
+    tl_manager_free(b);
+    tl_manager_free(c);
+}
+
+/* Puts a waiter of worker `worker` in `k`'s line by a claim through `s`, listing `holding`. */
+static void join_line(struct tl_store *s, const char *worker, const char *k, const char *waiter_id,
+                      const char *holding, uint32_t waiter_timeout_ms)
+{
+    const struct tl_claim req = {
+        .key = k,
+        .worker_id = worker,
+        .node_id = "convert-node",
+        .task_info = "{}",
+        .lock_timeout_ms = LONG_TIMEOUT_MS,
+        .mode = TL_CLAIM_NORMAL,
+        .waiter_id = waiter_id,
+        .waiter_timeout_ms = waiter_timeout_ms,
+        .holding = holding,
+    };
+    struct tl_claim_result res;
+
+    memset(&res, 0, sizeof(res));
+    tl_status st = s->ops->claim(s, &req, &res);
+    tl__record_clear(&res.rec);
+    if (st != TL_EBUSY)
+        fail_msg("the planted waiter's claim: %s: %s", tl_strerror(st), s->errmsg);
+}
+
+struct dead_probe {
+    tl_manager *m;
+    const char *key;
+    const char *worker;
+};
+
+static bool planted_is_dead(void *arg)
+{
+    struct dead_probe *p = arg;
+    struct tl_waiter **ws = NULL;
+    size_t n = 0;
+    bool dead = true; /* vanished counts as dead */
+
+    if (tl_waiters(p->m, p->key, &ws, &n) != TL_OK)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ws[i]->worker_id, p->worker) == 0 && !ws[i]->dead)
+            dead = false;
+    tl_waiter_array_free(ws, n);
+    return dead;
+}
+
+/* b holds k2 and, by a waiter in k1's line, waits for k1, which a holds; then a waits for k2.
+ * That is a cycle, unless b's waiter is dead (`dead_waiter`) or b's hold of k2 is stale. */
+static void no_cycle_through(bool dead_waiter, int first_key)
+{
+    char b1[64], b2[64], holding[200];
+    const char *k1 = key(first_key, b1), *k2 = key(first_key + 1, b2);
+    /* The stale case moves the suite's fake clock (fake-clock stores): both on it. */
+    tl_manager *a = dead_waiter ? mgr("nocyc-a") : tl__conformance_mgr("nocyc-a", LONG_TIMEOUT_MS);
+    tl_manager *b = dead_waiter ? mgr("nocyc-b")
+                                : tl__conformance_mgr("nocyc-b", tl__conformance_short_timeout());
+
+    if (!a->store->deadlocks) {
+        tl_manager_free(a);
+        tl_manager_free(b);
+        skip();
+    }
+    tl_lock *la = must(a, k1, TL_EXCLUSIVE);
+    tl_lock *lb = must(b, k2, TL_EXCLUSIVE);
+    (void)snprintf(holding, sizeof(holding), "x %s %llu", k2,
+                   (unsigned long long)tl_lock_token(lb));
+    struct tl_store *s = b->store;
+    if (dead_waiter) {
+        uint32_t short_ms = tl__conformance_short_timeout();
+        join_line(s, "nocyc-b", k1, "0123456789abcdef0123456789abcdef", holding, short_ms);
+        struct dead_probe p = {.m = a, .key = k1, .worker = "nocyc-b"};
+        if (!tl_test_poll(planted_is_dead, &p, 20, short_ms * 20 + 10000))
+            fail_msg("the planted waiter never died");
+    } else {
+        /* b's manager stops heartbeating k2; its waiter stays live (a long waiter timeout). */
+        join_line(s, "nocyc-b", k1, "fedcba9876543210fedcba9876543210", holding, LONG_TIMEOUT_MS);
+        tl_lock_free(lb);
+        lb = NULL;
+        tl__conformance_make_stale(a, k2);
+        join_line(s, "nocyc-b", k1, "fedcba9876543210fedcba9876543210", holding, LONG_TIMEOUT_MS);
+    }
+
+    /* a waits for k2, and gives up busy: no deadlock. */
+    const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = NO_DEADLOCK_WAIT_MS};
+    tl_lock *l = NULL;
+    tl_status st = tl_acquire(a, k2, &o, &l);
+    if (st != TL_EBUSY)
+        fail_msg("a's wait: %s, expected busy: %s", tl_strerror(st), tl_errmsg(a));
+    if (lb != NULL)
+        must_release(lb);
+    must_release(la);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
+static void a_dead_waiter_closes_no_cycle(void **state)
+{
+    (void)state;
+    no_cycle_through(true, 50);
+}
+
+static void a_stale_holder_closes_no_cycle(void **state)
+{
+    (void)state;
+    no_cycle_through(false, 52);
+}
+
+int tl__conformance_convert_run(const struct tl_conformance *c)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(an_upgrade_alone_is_immediate),
+        cmocka_unit_test(an_upgrade_waits_at_the_head_for_the_other_holders),
+        cmocka_unit_test(two_upgraders_one_gets_the_deadlock),
+        cmocka_unit_test(a_downgrade_lets_queued_readers_in),
+        cmocka_unit_test(a_two_cycle_is_reported_to_its_youngest_waiter),
+        cmocka_unit_test(a_three_cycle_is_reported),
+        cmocka_unit_test(a_dead_waiter_closes_no_cycle),
+        cmocka_unit_test(a_stale_holder_closes_no_cycle),
+    };
+    char name[128];
+
+    conf = c;
+    tl_manager *m = mgr("convert-probe");
+    bool modes = m->store->modes;
+    bool convert = m->store->ops->version >= 5 && m->store->ops->convert != NULL;
+    if (!modes || !convert) {
+        int rc = 0;
+        if (modes) {
+            char kb[64];
+            tl_lock *l = must(m, key(40, kb), TL_SHARED);
+            tl_status st = tl_upgrade(l, NULL);
+            if (st != TL_ENOTSUP) {
+                fprintf(stderr,
+                        "conformance %s: a store without convert answered %s to an "
+                        "upgrade, not TL_ENOTSUP\n",
+                        c->name, tl_strerror(st));
+                rc = 1;
+            }
+            (void)tl_release(l, NULL);
+            tl_lock_free(l);
+        }
+        tl_manager_free(m);
+        if (rc == 0)
+            fprintf(stderr, "conformance %s: the store cannot convert locks; their part skipped\n",
+                    c->name);
+        return rc;
+    }
+    tl_manager_free(m);
+    (void)snprintf(name, sizeof(name), "conformance/%s/convert", c->name);
+    return cmocka_run_group_tests_name(name, tests, NULL, NULL);
+}
