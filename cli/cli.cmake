@@ -8,7 +8,8 @@
 #   store it lacks (cli/common.c, tl_cli_handoff).
 # With no network store built in, `tasklock` is the only one and has everything.
 set(TL_CLI_SOURCES
-  cli/main.c cli/common.c cli/format.c cli/cmd_acquire.c cli/cmd_release.c cli/cmd_renew.c cli/cmd_run.c cli/child.c cli/cmd_claim.c cli/cmd_work.c
+  cli/main.c cli/common.c cli/format.c cli/cmd_acquire.c cli/cmd_release.c cli/cmd_renew.c
+  cli/cmd_convert.c cli/cmd_run.c cli/child.c cli/cmd_claim.c cli/cmd_work.c
   cli/cmd_status.c cli/cmd_list.c cli/cmd_log.c cli/cmd_where.c cli/cmd_demo.c cli/cmd_help.c
   cli/cmd_mcp.c cli/mcp_server.c cli/mcp_tools.c cli/shapes.c cli/cmd_serve.c)
 file(RELATIVE_PATH TL_NET_FROM_BIN "/${CMAKE_INSTALL_BINDIR}"

@@ -67,6 +67,8 @@ struct tl_cli_cmd {
 extern const struct tl_cli_cmd tl_cli_cmd_acquire;
 extern const struct tl_cli_cmd tl_cli_cmd_release;
 extern const struct tl_cli_cmd tl_cli_cmd_renew;
+extern const struct tl_cli_cmd tl_cli_cmd_upgrade;
+extern const struct tl_cli_cmd tl_cli_cmd_downgrade;
 extern const struct tl_cli_cmd tl_cli_cmd_run;
 extern const struct tl_cli_cmd tl_cli_cmd_status;
 extern const struct tl_cli_cmd tl_cli_cmd_list;

@@ -409,18 +409,33 @@ int tl_cli_print_json(const struct tl_cli *cli, json_t *doc)
 int tl_cli_own_token(const struct tl_cli *cli, tl_manager *m, const char *key, uint64_t *token,
                      bool *is_free)
 {
-    struct tl_info *info = NULL;
-    tl_status st = tl_inspect(m, key, &info);
+    struct tl_info **hs = NULL;
+    size_t n = 0, mine = 0;
+    tl_status st = tl_holders(m, key, &hs, &n);
     int rc = TL_EXIT_OK;
 
     *is_free = false;
     if (st != TL_OK)
         return tl_cli_fail(cli, m, st, NULL);
-    if (info == NULL) {
+    if (n == 0) {
         *is_free = true;
         return TL_EXIT_NOTOWNER;
     }
-    if (strcmp(info->worker_id, tl_manager_worker_id(m)) != 0) {
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(hs[i]->worker_id, tl_manager_worker_id(m)) == 0) {
+            mine++;
+            *token = hs[i]->token;
+        }
+    }
+    const struct tl_info *info = hs[0];
+    if (mine > 1) {
+        /* Several shared holds of this worker: the token says which. */
+        tl_cli_error(cli,
+                     "%s is held shared %zu times by this worker (%s): say which with --token N "
+                     "('tasklock status %s' lists the tokens)",
+                     key, mine, tl_manager_worker_id(m), key);
+        rc = TL_EXIT_USAGE;
+    } else if (mine == 0) {
         /* A token identifies a lock only together with its worker id: --token alone cannot
          * reach another worker's lock. */
         if (strcmp(cli->cmd, "release") == 0)
@@ -433,14 +448,12 @@ int tl_cli_own_token(const struct tl_cli *cli, tl_manager *m, const char *key, u
         else
             tl_cli_error(cli,
                          "%s is held by %s (token %llu), not by this worker (%s): only its holder "
-                         "renews it (--worker %s)",
+                         "may %s it (--worker %s)",
                          key, info->worker_id, (unsigned long long)info->token,
-                         tl_manager_worker_id(m), info->worker_id);
+                         tl_manager_worker_id(m), cli->cmd, info->worker_id);
         rc = TL_EXIT_NOTOWNER;
-    } else {
-        *token = info->token;
     }
-    tl_info_free(info);
+    tl_info_array_free(hs, n);
     return rc;
 }
 

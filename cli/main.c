@@ -16,10 +16,12 @@
 #include "cli.h"
 
 const struct tl_cli_cmd *const tl_cli_commands[] = {
-    &tl_cli_cmd_acquire,    &tl_cli_cmd_release, &tl_cli_cmd_renew,  &tl_cli_cmd_run,
-    &tl_cli_cmd_claim_next, &tl_cli_cmd_work,    &tl_cli_cmd_reopen, &tl_cli_cmd_status,
-    &tl_cli_cmd_list,       &tl_cli_cmd_log,     &tl_cli_cmd_where,  &tl_cli_cmd_mcp,
-    &tl_cli_cmd_serve,      &tl_cli_cmd_demo,    &tl_cli_cmd_help,   NULL,
+    &tl_cli_cmd_acquire,    &tl_cli_cmd_release,   &tl_cli_cmd_renew,
+    &tl_cli_cmd_upgrade,    &tl_cli_cmd_downgrade, &tl_cli_cmd_run,
+    &tl_cli_cmd_claim_next, &tl_cli_cmd_work,      &tl_cli_cmd_reopen,
+    &tl_cli_cmd_status,     &tl_cli_cmd_list,      &tl_cli_cmd_log,
+    &tl_cli_cmd_where,      &tl_cli_cmd_mcp,       &tl_cli_cmd_serve,
+    &tl_cli_cmd_demo,       &tl_cli_cmd_help,      NULL,
 };
 
 const struct tl_cli_cmd *tl_cli_find(const char *name)

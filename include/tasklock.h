@@ -466,6 +466,18 @@ TL_API tl_status tl_upgrade(tl_lock *lock, const struct tl_acquire_opts *opts);
  */
 TL_API tl_status tl_downgrade(tl_lock *lock);
 
+/*
+ * tl_upgrade() and tl_downgrade() of the lock of `key` that this manager's worker id holds with
+ * `token`, without a handle (a lock taken by `tasklock acquire`, converted by `tasklock upgrade`
+ * from another process). On success *new_token (may be NULL) is the lock's new token. While such
+ * an upgrade waits, nothing heartbeats the shared lock: renew it from elsewhere if the wait may
+ * outlast its lock timeout. Errors as for those, TL_ELOST when no such lock of ours is held.
+ */
+TL_API tl_status tl_upgrade_token(tl_manager *m, const char *key, uint64_t token,
+                                  const struct tl_acquire_opts *opts, uint64_t *new_token);
+TL_API tl_status tl_downgrade_token(tl_manager *m, const char *key, uint64_t token,
+                                    uint64_t *new_token);
+
 /* tl_extend() without a handle, for the lock of `key` this manager's worker id holds with
  * `token` (see tl_renew_token()). One thread per handle. */
 TL_API tl_status tl_extend_token(tl_manager *m, const char *key, uint64_t token,

@@ -113,9 +113,15 @@ static tl_status convert_attempt(tl_manager *m, void *ctx, struct tl_claim *req,
     return end_call(l, st, res, sent);
 }
 
-static tl_status check(tl_lock *l, tl_mode from)
+/* One conversion call of a lock without a handle (the *_token calls). */
+static tl_status record_attempt(tl_manager *m, void *ctx, struct tl_claim *req,
+                                struct tl_claim_result *res)
 {
-    tl_manager *m = l->m;
+    return m->store->ops->convert(m->store, ctx, req, res);
+}
+
+static tl_status check_store(tl_manager *m)
+{
     tl_status st;
 
     if ((st = tl__ensure_connected(m)) != TL_OK)
@@ -124,6 +130,16 @@ static tl_status check(tl_lock *l, tl_mode from)
     if (ops->version < 5 || ops->convert == NULL || !m->store->modes)
         return tl__fail(m, TL_ENOTSUP, "the %s store cannot upgrade or downgrade locks yet",
                         ops->scheme);
+    return TL_OK;
+}
+
+static tl_status check(tl_lock *l, tl_mode from)
+{
+    tl_manager *m = l->m;
+    tl_status st;
+
+    if ((st = check_store(m)) != TL_OK)
+        return st;
     pthread_mutex_lock(&m->mu);
     tl_mode mode = l->rec.info.mode;
     enum tl_lock_state state = l->state;
@@ -137,47 +153,35 @@ static tl_status check(tl_lock *l, tl_mode from)
     return TL_OK;
 }
 
-tl_status tl_downgrade(tl_lock *l)
+/* A downgrade of `rec` (a handle's, with `l`; else a record of the *_token calls). */
+static tl_status downgrade(tl_manager *m, tl_lock *l, struct tl_record *rec,
+                           struct tl_claim_result *res)
 {
-    if (l == NULL)
-        return TL_EINVAL;
-    tl_manager *m = l->m;
-    tl__begin(m);
-    tl_status st = check(l, TL_EXCLUSIVE);
-    if (st != TL_OK)
-        return st;
-
     struct tl_claim req = {
-        .key = l->rec.info.key,
+        .key = rec->info.key,
         .worker_id = m->worker_id,
         .node_id = m->node_id,
-        .task_info = l->rec.info.task_info,
-        .lock_timeout_ms = l->rec.info.lock_timeout_ms,
+        .task_info = rec->info.task_info,
+        .lock_timeout_ms = rec->info.lock_timeout_ms,
         .mode = TL_CLAIM_NORMAL,
         .shared = true,
     };
-    struct tl_claim_result res = {0};
+
     m->store->errmsg[0] = '\0';
-    st = convert_attempt(m, l, &req, &res);
-    tl__record_clear(&res.rec);
+    tl_status st = l != NULL ? convert_attempt(m, l, &req, res) : record_attempt(m, rec, &req, res);
     return st == TL_OK ? TL_OK : tl__mgr_fail(m, st);
 }
 
-tl_status tl_upgrade(tl_lock *l, const struct tl_acquire_opts *opts)
+/* An upgrade of `rec` (as for downgrade()), waiting as `opts` says. */
+static tl_status upgrade(tl_manager *m, tl_lock *l, struct tl_record *rec,
+                         const struct tl_acquire_opts *opts, struct tl_claim_result *res)
 {
     static const struct tl_acquire_opts defaults;
 
-    if (l == NULL)
-        return TL_EINVAL;
-    tl_manager *m = l->m;
-    tl__begin(m);
     tl__record_free(m->last_holder);
     m->last_holder = NULL;
     if (opts == NULL)
         opts = &defaults;
-    tl_status st = check(l, TL_SHARED);
-    if (st != TL_OK)
-        return st;
     if (opts->strategy == TL_FORCE_ACQUIRE || opts->priority != 0 || opts->mode != TL_EXCLUSIVE ||
         opts->slots != 0)
         return tl__fail(m, TL_EINVAL,
@@ -185,16 +189,17 @@ tl_status tl_upgrade(tl_lock *l, const struct tl_acquire_opts *opts)
                         "leave: a forced strategy, a priority, a mode and slots are refused");
 
     struct acquire_plan plan = {0};
-    uint32_t timeout = l->rec.info.lock_timeout_ms;
-    if ((st = tl__plan_acquire(m, opts, timeout, &plan)) != TL_OK)
+    uint32_t timeout = rec->info.lock_timeout_ms;
+    tl_status st = tl__plan_acquire(m, opts, timeout, &plan);
+    if (st != TL_OK)
         return st;
 
     char waiter_id[33];
     struct tl_claim req = {
-        .key = l->rec.info.key,
+        .key = rec->info.key,
         .worker_id = m->worker_id,
         .node_id = m->node_id,
-        .task_info = l->rec.info.task_info,
+        .task_info = rec->info.task_info,
         .lock_timeout_ms = timeout,
         .mode = plan.mode,
         .priority = TL_PRIORITY_UPGRADE,
@@ -204,9 +209,100 @@ tl_status tl_upgrade(tl_lock *l, const struct tl_acquire_opts *opts)
         req.waiter_id = waiter_id;
         req.waiter_timeout_ms = tl__waiter_timeout(m, m->store, timeout);
     }
-    struct tl_loop lp = {
-        .req = &req, .plan = &plan, .cancel = opts->cancel, .attempt = convert_attempt, .ctx = l};
+    struct tl_loop lp = {.req = &req,
+                         .plan = &plan,
+                         .cancel = opts->cancel,
+                         .attempt = l != NULL ? convert_attempt : record_attempt,
+                         .ctx = l != NULL ? (void *)l : (void *)rec};
     st = tl__claim_loop(m, &lp);
-    tl__record_clear(&lp.res.rec);
+    *res = lp.res;
+    return st;
+}
+
+tl_status tl_downgrade(tl_lock *l)
+{
+    if (l == NULL)
+        return TL_EINVAL;
+    tl__begin(l->m);
+    tl_status st = check(l, TL_EXCLUSIVE);
+    if (st != TL_OK)
+        return st;
+    struct tl_claim_result res = {0};
+    st = downgrade(l->m, l, &l->rec, &res);
+    tl__record_clear(&res.rec);
+    return st;
+}
+
+tl_status tl_upgrade(tl_lock *l, const struct tl_acquire_opts *opts)
+{
+    if (l == NULL)
+        return TL_EINVAL;
+    tl__begin(l->m);
+    tl_status st = check(l, TL_SHARED);
+    if (st != TL_OK)
+        return st;
+    struct tl_claim_result res = {0};
+    st = upgrade(l->m, l, &l->rec, opts, &res);
+    tl__record_clear(&res.rec);
+    return st;
+}
+
+/* The *_token calls: the holder's record, checked to be ours and in mode `from`. */
+static tl_status token_holder(tl_manager *m, const char *key, uint64_t token, tl_mode from,
+                              struct tl_record *rec)
+{
+    bool ours = false;
+    tl_status st;
+
+    memset(rec, 0, sizeof(*rec));
+    tl__begin(m);
+    if ((st = check_store(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK ||
+        (st = tl__token_record(m, key, token, rec, &ours)) != TL_OK)
+        return st;
+    if (!ours)
+        return tl__fail(m, TL_ELOST, "lock %s with token %llu is not held by %s", key,
+                        (unsigned long long)token, m->worker_id);
+    if (rec->info.mode != from) {
+        tl__record_clear(rec);
+        return tl__fail(m, TL_EINVAL, "lock %s (token %llu) is %s already", key,
+                        (unsigned long long)token, from == TL_SHARED ? "exclusive" : "shared");
+    }
+    return TL_OK;
+}
+
+tl_status tl_upgrade_token(tl_manager *m, const char *key, uint64_t token,
+                           const struct tl_acquire_opts *opts, uint64_t *new_token)
+{
+    struct tl_record rec;
+    struct tl_claim_result res = {0};
+
+    if (m == NULL)
+        return TL_EINVAL;
+    tl_status st = token_holder(m, key, token, TL_SHARED, &rec);
+    if (st != TL_OK)
+        return st;
+    st = upgrade(m, NULL, &rec, opts, &res);
+    if (st == TL_OK && new_token != NULL)
+        *new_token = res.rec.info.token;
+    tl__record_clear(&res.rec);
+    tl__record_clear(&rec);
+    return st;
+}
+
+tl_status tl_downgrade_token(tl_manager *m, const char *key, uint64_t token, uint64_t *new_token)
+{
+    struct tl_record rec;
+    struct tl_claim_result res = {0};
+
+    if (m == NULL)
+        return TL_EINVAL;
+    tl_status st = token_holder(m, key, token, TL_EXCLUSIVE, &rec);
+    if (st != TL_OK)
+        return st;
+    st = downgrade(m, NULL, &rec, &res);
+    if (st == TL_OK && new_token != NULL)
+        *new_token = res.rec.info.token;
+    tl__record_clear(&res.rec);
+    tl__record_clear(&rec);
     return st;
 }

@@ -751,15 +751,33 @@ tl_status tl_release(tl_lock *l, const char *summary)
  * when it is still ours, since a store may need more than the key, worker id and token (the lock
  * timeout, the task info, a claim's nonce); else *mine stays cleared and *ours is false.
  */
-static tl_status token_record(tl_manager *m, const char *key, uint64_t token,
-                              struct tl_record *mine, bool *ours)
+tl_status tl__token_record(tl_manager *m, const char *key, uint64_t token, struct tl_record *mine,
+                           bool *ours)
 {
     bool found = false;
 
     *ours = false;
     memset(mine, 0, sizeof(*mine));
     m->store->errmsg[0] = '\0';
-    tl_status st = m->store->ops->inspect(m->store, key, mine, &found);
+    const struct tl_store_ops *ops = m->store->ops;
+    if (ops->version >= 5 && ops->holders != NULL) { /* a key held shared has several */
+        struct tl_record **hs = NULL;
+        size_t n = 0;
+        tl_status st = ops->holders(m->store, key, &hs, &n);
+        if (st != TL_OK)
+            return tl__mgr_fail(m, st);
+        for (size_t i = 0; i < n && !*ours; i++) {
+            if (hs[i]->info.token == token && hs[i]->info.worker_id != NULL &&
+                strcmp(hs[i]->info.worker_id, m->worker_id) == 0) {
+                *mine = *hs[i];
+                memset(hs[i], 0, sizeof(*hs[i]));
+                *ours = true;
+            }
+        }
+        tl_info_array_free((struct tl_info **)hs, n);
+        return TL_OK;
+    }
+    tl_status st = ops->inspect(m->store, key, mine, &found);
     if (st != TL_OK)
         return tl__mgr_fail(m, st);
     if (found && mine->info.token == token && mine->info.worker_id != NULL &&
@@ -790,7 +808,7 @@ tl_status tl_release_token_with(tl_manager *m, const char *key, uint64_t token,
         opts = &defaults;
     tl__begin(m);
     if ((st = tl__ensure_connected(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK ||
-        (st = token_record(m, key, token, &mine, &ours)) != TL_OK)
+        (st = tl__token_record(m, key, token, &mine, &ours)) != TL_OK)
         return st;
 
     /* Not ours now: the store still decides, since our token may have released it already. */
@@ -1030,7 +1048,7 @@ static tl_status renew_by_token(tl_manager *m, const char *key, uint64_t token, 
     tl__begin(m);
     if ((st = tl__ensure_connected(m)) != TL_OK || (st = tl__check_key(m, key)) != TL_OK ||
         (st = check_extend(m, timeout)) != TL_OK ||
-        (st = token_record(m, key, token, &mine, &ours)) != TL_OK)
+        (st = tl__token_record(m, key, token, &mine, &ours)) != TL_OK)
         return st;
     if (!ours)
         return tl__fail(m, TL_ELOST, "lock %s with token %llu is not held by %s", key,

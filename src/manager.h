@@ -171,6 +171,10 @@ tl_status tl__claim_loop(tl_manager *m, struct tl_loop *lp);
  * which it is the youngest waiter: TL_EDEADLK with the call's message naming the cycle; TL_OK
  * otherwise (also when the store cannot tell: nothing is detected then). */
 tl_status tl__deadlock_check(tl_manager *m, const struct tl_claim *req);
+/* The record of `key`'s holder with `token`, if it is this manager's worker's (*ours); else
+ * *ours false and *mine cleared. Errors: store errors (the call's message set). */
+tl_status tl__token_record(tl_manager *m, const char *key, uint64_t token, struct tl_record *mine,
+                           bool *ours);
 /* Checks the acquire's mode and slots against the store (connected): *shared when the claim is
  * shared (TL_SHARED, or slots > 0). */
 tl_status tl__plan_mode(tl_manager *m, const struct tl_acquire_opts *o, bool *shared);
