@@ -135,11 +135,9 @@ static const char *const sql_text[ST_COUNT] = {
     " worker_id TEXT NOT NULL, node_id TEXT NOT NULL, token INTEGER NOT NULL, detail TEXT"
 
 /* A waiting claim's mode, for the wake-ups (tl_waiters; added to an older file's table). */
-#define WAITER_SHARED_COLUMN                                                                       \
-    " shared INTEGER NOT NULL DEFAULT 0 CHECK (shared IN (0, 1))"
-#define WAITER_SLOTS_COLUMN                                                                        \
-    " slots INTEGER NOT NULL DEFAULT 0 CHECK (slots BETWEEN 0 AND 100000)"
-#define WAITER_MODE_COLUMNS WAITER_SHARED_COLUMN "," WAITER_SLOTS_COLUMN
+#define WAITER_SHARED_COLUMN " shared INTEGER NOT NULL DEFAULT 0 CHECK (shared IN (0, 1))"
+#define WAITER_SLOTS_COLUMN  " slots INTEGER NOT NULL DEFAULT 0 CHECK (slots BETWEEN 0 AND 100000)"
+#define WAITER_MODE_COLUMNS  WAITER_SHARED_COLUMN "," WAITER_SLOTS_COLUMN
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS tl_locks ("
@@ -158,8 +156,8 @@ static const char schema_sql[] =
     " key TEXT NOT NULL, waiter_id TEXT NOT NULL,"
     " worker_id TEXT NOT NULL, node_id TEXT NOT NULL,"
     " priority INTEGER NOT NULL, since INTEGER NOT NULL,"
-    " heartbeat_at INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
-    WAITER_MODE_COLUMNS ", UNIQUE (key, waiter_id));"
+    " heartbeat_at INTEGER NOT NULL, timeout_ms INTEGER NOT NULL," WAITER_MODE_COLUMNS
+    ", UNIQUE (key, waiter_id));"
     "CREATE INDEX IF NOT EXISTS tl_waiters_line ON tl_waiters(key, priority DESC, seq);"
     /* Done markers (DESIGN.md section 8): a finished task's row, until it is reopened. */
     "CREATE TABLE IF NOT EXISTS tl_done ("
@@ -189,8 +187,6 @@ static const char schema_sql[] =
     " lock_timeout_ms = MAX(lock_timeout_ms, NEW.lock_timeout_ms)"
     " WHERE key = NEW.key AND worker_id = '" SHARED_SENTINEL "'; END;";
 
-
-
 /* A file made before done markers has tl_history with the old CHECK, which refuses the events
  * `done` and `reopened`. SQLite cannot change a CHECK in place, so the table is made again (the
  * documented way: new table, copy, drop, rename), in the transaction that adds tl_done. The ids
@@ -204,9 +200,8 @@ static const char history_rebuild_sql[] =
     "CREATE INDEX IF NOT EXISTS tl_history_by_key ON tl_history(key, id);";
 
 /* A file made before shared holders: its waiters (exclusive claims all) get their mode. */
-static const char waiters_mode_sql[] =
-    "ALTER TABLE tl_waiters ADD COLUMN" WAITER_SHARED_COLUMN ";"
-    "ALTER TABLE tl_waiters ADD COLUMN" WAITER_SLOTS_COLUMN ";";
+static const char waiters_mode_sql[] = "ALTER TABLE tl_waiters ADD COLUMN" WAITER_SHARED_COLUMN ";"
+                                       "ALTER TABLE tl_waiters ADD COLUMN" WAITER_SLOTS_COLUMN ";";
 
 static tl_status db_fail(struct sqlite_store *ss, int rc, const char *what)
 {
@@ -1189,11 +1184,10 @@ static tl_status sqlite_wait_turn(struct tl_store *s, const char *key, const cha
             garbled = in_line && (sqlite3_column_type(st, 4) != SQLITE_INTEGER ||
                                   sqlite3_column_type(st, 5) != SQLITE_INTEGER || shared < 0 ||
                                   shared > 1 || slots < 0 || slots > TL_SLOTS_MAX);
-            admitted = !garbled && tl__sqlite_admits(in_line && shared == 1,
-                                                     in_line ? (uint32_t)slots : 0,
-                                                     sqlite3_column_text(st, 0),
-                                                     sqlite3_column_int64(st, 1),
-                                                     sqlite3_column_int64(st, 2));
+            admitted = !garbled &&
+                       tl__sqlite_admits(in_line && shared == 1, in_line ? (uint32_t)slots : 0,
+                                         sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+                                         sqlite3_column_int64(st, 2));
             ahead = sqlite3_column_int64(st, 6);
             rc = SQLITE_OK;
         }

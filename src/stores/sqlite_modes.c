@@ -28,7 +28,7 @@
 
 #define SENTINEL_SQL "'" SHARED_SENTINEL "'"
 /* The shared holders' columns, in tl__sqlite_read_record's order, and slots. */
-#define SHARED_COLUMNS                                                                     \
+#define SHARED_COLUMNS \
     "token, worker_id, node_id, claimed_at, heartbeat_at, lock_timeout_ms, task_info, slots"
 
 static const char *const modes_sql[MST_COUNT] = {
@@ -112,9 +112,9 @@ static bool is_sentinel(const unsigned char *worker)
 /* ---- the holder set ---- */
 
 struct holder_set {
-    bool exists;             /* tl_locks has the key's row */
-    uint64_t last_token;     /* its token: the last one granted */
-    struct tl_record *recs;  /* by token: one exclusive holder, or the shared ones */
+    bool exists;            /* tl_locks has the key's row */
+    uint64_t last_token;    /* its token: the last one granted */
+    struct tl_record *recs; /* by token: one exclusive holder, or the shared ones */
     size_t n;
 };
 
@@ -132,8 +132,8 @@ static const struct tl_record *blocker(const struct holder_set *hs)
     return hs->n > 0 ? &hs->recs[0] : NULL;
 }
 
-static tl_status push(struct sqlite_store *ss, struct holder_set *hs, size_t *cap,
-                      sqlite3_stmt *st, const char *key, bool shared)
+static tl_status push(struct sqlite_store *ss, struct holder_set *hs, size_t *cap, sqlite3_stmt *st,
+                      const char *key, bool shared)
 {
     if (hs->n == *cap) {
         size_t ncap = *cap ? 2 * *cap : 4;
@@ -278,9 +278,9 @@ int tl__sqlite_drop_shared(struct sqlite_store *ss, const char *key, char *detai
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && len < size) {
         const unsigned char *w = sqlite3_column_text(st, 1);
-        int k = snprintf(detail + len, size - len, "%s%s (token %llu)", len ? ", " : "from ",
-                         w ? (const char *)w : "?",
-                         (unsigned long long)sqlite3_column_int64(st, 0));
+        int k =
+            snprintf(detail + len, size - len, "%s%s (token %llu)", len ? ", " : "from ",
+                     w ? (const char *)w : "?", (unsigned long long)sqlite3_column_int64(st, 0));
         if (k < 0)
             break;
         len += (size_t)k;
@@ -482,8 +482,7 @@ static tl_status answer_busy(struct tl_store *s, struct tl_claim_result *out,
  * (they are all displaced, or there are none); a shared one removes the stale holders a steal
  * displaces and joins the others. */
 static int write_holder(struct sqlite_store *ss, const struct tl_claim *req,
-                        const struct holder_set *hs, enum tl_verdict v, uint64_t token,
-                        int64_t now)
+                        const struct holder_set *hs, enum tl_verdict v, uint64_t token, int64_t now)
 {
     int rc = SQLITE_OK;
     bool shared_held = hs->n > 0 && hs->recs[0].info.mode == TL_SHARED;
@@ -594,8 +593,10 @@ tl_status tl__sqlite_claim(struct tl_store *s, const struct tl_claim *req,
                               req->key, (int)req->priority, TL_PRIORITY_MIN, TL_PRIORITY_MAX,
                               (unsigned)req->waiter_timeout_ms);
     if (req->shared && (force || req->slots > TL_SLOTS_MAX))
-        return tl__store_fail(s, TL_EINVAL, "claim of %s: a shared claim is never forced, and "
-                              "has at most %d slots", req->key, TL_SLOTS_MAX);
+        return tl__store_fail(s, TL_EINVAL,
+                              "claim of %s: a shared claim is never forced, and "
+                              "has at most %d slots",
+                              req->key, TL_SLOTS_MAX);
 
     int64_t now = now_ms(s);
     if (wid == NULL) {
@@ -841,8 +842,7 @@ static tl_status live_waiters(struct sqlite_store *ss, const char *key, int64_t 
     int rc = count_line(ss, key, now, LINE_ALL, 0, 0, &line);
 
     *waiting = line.waiting;
-    return rc == SQLITE_OK ? TL_OK
-                           : tl__sqlite_fail(ss, rc, "counting the waiters of a lock");
+    return rc == SQLITE_OK ? TL_OK : tl__sqlite_fail(ss, rc, "counting the waiters of a lock");
 }
 
 tl_status tl__sqlite_inspect(struct tl_store *s, const char *key, struct tl_record *out,
