@@ -903,21 +903,29 @@ static tl_status renew_lock(struct tl_store *s, enum stmt_id id, const struct tl
                             uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
 {
     struct sqlite_store *ss = (struct sqlite_store *)s;
-    sqlite3_stmt *st = tl__sqlite_renew_stmt(ss, held, id == ST_EXTEND); /* by its mode */
+    const bool shared = held->info.mode == TL_SHARED;
     int64_t now = now_ms(s);
+    int rc = SQLITE_DONE, changes = 0;
 
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_text(st, 2, held->info.key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, held->info.worker_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)held->info.token);
-    if (id == ST_EXTEND)
-        sqlite3_bind_int64(st, 5, lock_timeout_ms);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    /* By its mode, then as the other mode (see tl__sqlite_unhold): a holder renews its own row
+     * with the first statement; only a lock already lost costs the second. */
+    for (int i = 0; i < 2 && rc == SQLITE_DONE && changes == 0; i++) {
+        sqlite3_stmt *st = tl__sqlite_renew_stmt(ss, i == 0 ? shared : !shared, id == ST_EXTEND);
+
+        sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_text(st, 2, held->info.key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, held->info.worker_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)held->info.token);
+        if (id == ST_EXTEND)
+            sqlite3_bind_int64(st, 5, lock_timeout_ms);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        changes = rc == SQLITE_DONE ? sqlite3_changes(ss->db) : 0;
+    }
     if (rc != SQLITE_DONE)
         return db_fail(ss, rc, id == ST_EXTEND ? "extending a lock" : "renewing a lock");
-    if (sqlite3_changes(ss->db) == 0) {
+    if (changes == 0) {
         (void)add_history(ss, now, TL_EVENT_LOST, &held->info, NULL);
         return tl__store_fail(s, TL_ELOST, "%s is no longer held by %s with token %llu",
                               held->info.key, held->info.worker_id,

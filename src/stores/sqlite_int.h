@@ -138,14 +138,14 @@ tl_status tl__sqlite_inspect(struct tl_store *s, const char *key, struct tl_reco
                              bool *found);
 tl_status tl__sqlite_holders(struct tl_store *s, const char *key, struct tl_record ***out,
                              size_t *count);
-/* In the caller's transaction: removes the holder `held` (by its mode, token and worker id);
- * *removed says whether it held the key. */
+/* In the caller's transaction: removes the holder `held` (by its token and worker id, looked
+ * for by its mode first); *removed says whether it held the key. */
 int tl__sqlite_unhold(struct sqlite_store *ss, const struct tl_record *held, bool *removed);
 /* Whether `held` released the key before: no holder has its token and it is the key's last. */
 int tl__sqlite_released_before(struct sqlite_store *ss, const struct tl_record *held, bool *yes);
-/* The renew (or extend) statement for `held`'s mode; parameters as ST_RENEW's (ST_EXTEND's). */
-sqlite3_stmt *tl__sqlite_renew_stmt(struct sqlite_store *ss, const struct tl_record *held,
-                                    bool extend);
+/* The renew (or extend) statement of a shared or exclusive holder; parameters as ST_RENEW's
+ * (ST_EXTEND's). */
+sqlite3_stmt *tl__sqlite_renew_stmt(struct sqlite_store *ss, bool shared, bool extend);
 /* Whether the holders of a key admit a claim (shared or not, slots), from the key's tl_locks
  * worker id (NULL: free), its number of shared holders and their slots; a mismatch admits (the
  * claim then answers TL_EINVAL). For the wake-ups and wait_turn's poll. */

@@ -315,22 +315,30 @@ static int free_sentinel(struct sqlite_store *ss, const char *key)
 
 int tl__sqlite_unhold(struct sqlite_store *ss, const struct tl_record *held, bool *removed)
 {
-    bool shared = held->info.mode == TL_SHARED;
-    sqlite3_stmt *st = shared ? ss->modes_stmt[MST_SHARED_DELETE_MINE] : ss->stmt[ST_FREE];
+    const bool shared = held->info.mode == TL_SHARED;
+    int rc = SQLITE_OK;
 
     *removed = false;
-    sqlite3_bind_text(st, 1, held->info.key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)held->info.token);
-    sqlite3_bind_text(st, 3, held->info.worker_id, -1, SQLITE_STATIC);
-    if (!shared) { /* ST_FREE: key, worker, token */
-        sqlite3_bind_text(st, 2, held->info.worker_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)held->info.token);
+    /* By its mode, then as the other mode: a record the core made from a key and a token (a
+     * release by token) does not say how it is held. Tokens are unique, so at most one row is
+     * the holder's. */
+    for (int i = 0; i < 2 && rc == SQLITE_OK && !*removed; i++) {
+        bool as_shared = i == 0 ? shared : !shared;
+        sqlite3_stmt *st = as_shared ? ss->modes_stmt[MST_SHARED_DELETE_MINE] : ss->stmt[ST_FREE];
+
+        sqlite3_bind_text(st, 1, held->info.key, -1, SQLITE_STATIC);
+        if (as_shared) { /* key, token, worker */
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)held->info.token);
+            sqlite3_bind_text(st, 3, held->info.worker_id, -1, SQLITE_STATIC);
+        } else { /* ST_FREE: key, worker, token */
+            sqlite3_bind_text(st, 2, held->info.worker_id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, (sqlite3_int64)held->info.token);
+        }
+        rc = run(ss, st);
+        *removed = rc == SQLITE_OK && sqlite3_changes(ss->db) == 1;
+        if (*removed && as_shared)
+            rc = free_sentinel(ss, held->info.key);
     }
-    int rc = run(ss, st);
-    if (rc == SQLITE_OK)
-        *removed = sqlite3_changes(ss->db) == 1;
-    if (rc == SQLITE_OK && *removed && shared)
-        rc = free_sentinel(ss, held->info.key);
     return rc;
 }
 
@@ -351,10 +359,9 @@ int tl__sqlite_released_before(struct sqlite_store *ss, const struct tl_record *
     return rc;
 }
 
-sqlite3_stmt *tl__sqlite_renew_stmt(struct sqlite_store *ss, const struct tl_record *held,
-                                    bool extend)
+sqlite3_stmt *tl__sqlite_renew_stmt(struct sqlite_store *ss, bool shared, bool extend)
 {
-    if (held->info.mode == TL_SHARED)
+    if (shared)
         return ss->modes_stmt[extend ? MST_SHARED_EXTEND : MST_SHARED_RENEW];
     return ss->stmt[extend ? ST_EXTEND : ST_RENEW];
 }

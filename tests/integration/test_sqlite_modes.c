@@ -367,6 +367,45 @@ static void an_older_forced_release_breaks_every_shared_holder(void **state)
     fix_free(f);
 }
 
+/* A release by key and token (the CLI's) of a shared holder that is not the oldest: the core
+ * cannot tell the store how it is held (tl_inspect shows the oldest only). */
+static void a_release_by_token_finds_a_younger_shared_holder(void **state)
+{
+    char *dir = tl_test_mkdtemp();
+    char url[600];
+    tl_manager *m[2];
+    tl_lock *l[2];
+    const struct tl_acquire_opts o = {.strategy = TL_FAIL_FAST, .mode = TL_SHARED};
+
+    (void)state;
+    (void)snprintf(url, sizeof(url), "sqlite:%s/token.db", dir);
+    for (int i = 0; i < 2; i++) {
+        char worker[16];
+        (void)snprintf(worker, sizeof(worker), "reader-%d", i);
+        m[i] = tl_manager_new(&(struct tl_options){.store_url = url, .worker_id = worker});
+        assert_non_null(m[i]);
+        assert_int_equal(tl_acquire(m[i], "k", &o, &l[i]), TL_OK);
+    }
+    tl_status st = tl_release_token(m[1], "k", tl_lock_token(l[1]), "by token");
+    if (st != TL_OK)
+        fail_msg("release by token: %s: %s", tl_strerror(st), tl_errmsg(m[1]));
+    struct tl_info **hs = NULL;
+    size_t n = 0;
+    assert_int_equal(tl_holders(m[0], "k", &hs, &n), TL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(hs[0]->token, tl_lock_token(l[0]));
+    tl_info_array_free(hs, n);
+    /* Released twice is not an error. */
+    assert_int_equal(tl_release_token(m[1], "k", tl_lock_token(l[1]), "again"), TL_OK);
+    assert_int_equal(tl_release(l[0], NULL), TL_OK);
+    for (int i = 0; i < 2; i++) {
+        tl_lock_free(l[i]);
+        tl_manager_free(m[i]);
+    }
+    tl_test_rmtree(dir);
+    free(dir);
+}
+
 /* ---- a file written before shared holders ---- */
 
 static void a_file_from_before_shared_holders_keeps_working(void **state)
@@ -675,6 +714,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(an_older_tasklock_sees_shared_holders_hold_the_key),
         cmocka_unit_test(an_older_forced_release_breaks_every_shared_holder),
+        cmocka_unit_test(a_release_by_token_finds_a_younger_shared_holder),
         cmocka_unit_test(a_file_from_before_shared_holders_keeps_working),
         cmocka_unit_test(garbled_shared_fields_answer_a_clear_error),
 #ifdef __linux__
