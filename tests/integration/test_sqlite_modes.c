@@ -521,6 +521,7 @@ static void garbled_shared_fields_answer_a_clear_error(void **state)
     assert_int_equal(holders(f->s, "k"), 1);
 
     /* A waiter whose mode is garbled: its wait answers an error (the core then sleeps). */
+    tl__record_clear(&a);
     win(f->s, "w", "writer", false, 0, -1, &a);
     must_wait(f->s, "w", "reader", true, 4);
     exec_sql(f->db, "UPDATE tl_waiters SET shared = 'yes'");
