@@ -1304,13 +1304,6 @@ void tl__sqlite_rollback(struct sqlite_store *ss)
     rollback(ss);
 }
 
-int tl__sqlite_select_row(struct sqlite_store *ss, const char *key, struct row *row)
-{
-    tl_status oom;
-
-    return select_row(ss, key, row, NULL, &oom);
-}
-
 int tl__sqlite_add_history(struct sqlite_store *ss, int64_t at, tl_event_kind kind,
                            const struct tl_info *who, const char *detail)
 {

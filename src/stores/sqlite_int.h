@@ -104,7 +104,7 @@ struct sqlite_store {
 };
 _Static_assert(offsetof(struct sqlite_store, base) == 0, "base must be first");
 
-/* A key's row of tl_locks (select_row). */
+/* A key's row of tl_locks (select_row: sqlite_wait's poll). */
 struct row {
     bool exists;
     bool held;
@@ -117,7 +117,6 @@ struct row {
 tl_status tl__sqlite_fail(struct sqlite_store *ss, int rc, const char *what);
 int tl__sqlite_exec(struct sqlite_store *ss, enum stmt_id id);
 void tl__sqlite_rollback(struct sqlite_store *ss);
-int tl__sqlite_select_row(struct sqlite_store *ss, const char *key, struct row *row);
 int tl__sqlite_add_history(struct sqlite_store *ss, int64_t at, tl_event_kind kind,
                            const struct tl_info *who, const char *detail);
 int tl__sqlite_find_head(struct sqlite_store *ss, const char *key, int64_t now,
