@@ -68,10 +68,16 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_FREE] = "UPDATE tl_locks SET worker_id = NULL, node_id = NULL, claimed_at = NULL, "
                 "heartbeat_at = NULL, lock_timeout_ms = NULL, task_info = NULL WHERE key = ?1 "
                 "AND worker_id = ?2 AND token = ?3",
+    /* A record per holder, by key and token: exclusive holders are tl_locks rows, shared
+     * ones tl_shared rows (columns 9-11: shared, slots, the key's holders). */
     [ST_LIST] = "SELECT token, worker_id, node_id, claimed_at, heartbeat_at, lock_timeout_ms, "
-                "task_info, key, (SELECT COUNT(*) FROM tl_waiters w WHERE w.key = tl_locks.key "
-                "AND w.heartbeat_at + w.timeout_ms > ?1) FROM tl_locks WHERE worker_id IS NOT "
-                "NULL ORDER BY key",
+                "task_info, key, (SELECT COUNT(*) FROM tl_waiters w WHERE w.key = l.key AND "
+                "w.heartbeat_at + w.timeout_ms > ?1), 0, 0, 1 FROM tl_locks l WHERE worker_id "
+                "IS NOT NULL AND worker_id <> '" SHARED_SENTINEL "' UNION ALL SELECT token, "
+                "worker_id, node_id, claimed_at, heartbeat_at, lock_timeout_ms, task_info, key, "
+                "(SELECT COUNT(*) FROM tl_waiters w WHERE w.key = s.key AND w.heartbeat_at + "
+                "w.timeout_ms > ?1), 1, slots, (SELECT COUNT(*) FROM tl_shared t WHERE t.key = "
+                "s.key) FROM tl_shared s ORDER BY 8, 1",
     [ST_HISTORY_KEY] = "SELECT at, key, event, worker_id, node_id, token, detail FROM tl_history "
                        "WHERE key = ?1 ORDER BY id DESC LIMIT ?2",
     [ST_HISTORY_ALL] = "SELECT at, key, event, worker_id, node_id, token, detail FROM tl_history "
@@ -92,24 +98,29 @@ static const char *const sql_text[ST_COUNT] = {
                    "?4 OR (priority = ?4 AND seq < ?5)) ELSE priority >= ?4 END), 0) FROM "
                    "tl_waiters WHERE key = ?1 AND heartbeat_at + timeout_ms > ?2",
     [ST_W_INSERT] = "INSERT INTO tl_waiters(key, waiter_id, worker_id, node_id, priority, since, "
-                    "heartbeat_at, timeout_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                    "heartbeat_at, timeout_ms, shared, slots) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                    "?6, ?7, ?8, ?9)",
     [ST_W_REFRESH] = "UPDATE tl_waiters SET heartbeat_at = ?3, timeout_ms = ?4 WHERE key = ?1 "
                      "AND waiter_id = ?2",
     [ST_W_DELETE] = "DELETE FROM tl_waiters WHERE key = ?1 AND waiter_id = ?2",
-    /* wait_turn's poll: is the key free (NULL: no row, free too), is the caller's waiter ?3
-     * live in line, and how many live waiters are ahead of it (all of them if it is not). */
-    [ST_W_TURN] = "SELECT (SELECT worker_id IS NULL FROM tl_locks WHERE key = ?1), m.seq IS NOT "
-                  "NULL, (SELECT COUNT(*) FROM tl_waiters w WHERE w.key = ?1 AND w.heartbeat_at "
-                  "+ w.timeout_ms > ?2 AND (m.seq IS NULL OR w.priority > m.priority OR "
-                  "(w.priority = m.priority AND w.seq < m.seq))) FROM (SELECT 1) LEFT JOIN "
-                  "tl_waiters m ON m.key = ?1 AND m.waiter_id = ?3 AND m.heartbeat_at + "
-                  "m.timeout_ms > ?2",
+    /* wait_turn's poll: the key's holders (its tl_locks worker id, NULL: free or no row; its
+     * shared holders and their slots), is the caller's waiter ?3 live in line (with its mode),
+     * and how many live waiters are ahead of it (all of them if it is not). */
+    [ST_W_TURN] = "SELECT (SELECT worker_id FROM tl_locks WHERE key = ?1), (SELECT COUNT(*) FROM "
+                  "tl_shared s WHERE s.key = ?1), (SELECT slots FROM tl_shared s WHERE s.key = "
+                  "?1 LIMIT 1), m.seq IS NOT NULL, m.shared, m.slots, (SELECT COUNT(*) FROM "
+                  "tl_waiters w WHERE w.key = ?1 AND w.heartbeat_at + w.timeout_ms > ?2 AND "
+                  "(m.seq IS NULL OR w.priority > m.priority OR (w.priority = m.priority AND "
+                  "w.seq < m.seq))) FROM (SELECT 1) LEFT JOIN tl_waiters m ON m.key = ?1 AND "
+                  "m.waiter_id = ?3 AND m.heartbeat_at + m.timeout_ms > ?2",
     [ST_W_LIST] = "SELECT waiter_id, worker_id, node_id, priority, seq, since, heartbeat_at, "
                   "timeout_ms FROM tl_waiters WHERE key = ?1 ORDER BY priority DESC, seq",
-    /* The live head of the line of a free key (no row: free too), for its wake-up. */
-    [ST_W_HEAD] = "SELECT waiter_id FROM tl_waiters WHERE key = ?1 AND heartbeat_at + "
-                  "timeout_ms > ?2 AND NOT EXISTS (SELECT 1 FROM tl_locks WHERE key = ?1 AND "
-                  "worker_id IS NOT NULL) ORDER BY priority DESC, seq LIMIT 1",
+    /* The live head of the line with its mode, and the key's holders as ST_W_TURN reads
+     * them, for its wake-up. */
+    [ST_W_HEAD] = "SELECT waiter_id, shared, slots, (SELECT worker_id FROM tl_locks WHERE key = "
+                  "?1), (SELECT COUNT(*) FROM tl_shared s WHERE s.key = ?1), (SELECT slots FROM "
+                  "tl_shared s WHERE s.key = ?1 LIMIT 1) FROM tl_waiters WHERE key = ?1 AND "
+                  "heartbeat_at + timeout_ms > ?2 ORDER BY priority DESC, seq LIMIT 1",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -122,6 +133,11 @@ static const char *const sql_text[ST_COUNT] = {
     " event TEXT NOT NULL CHECK (event IN ('acquired','released','stolen','forced','lost'," \
     "'done','reopened')),"                                                                  \
     " worker_id TEXT NOT NULL, node_id TEXT NOT NULL, token INTEGER NOT NULL, detail TEXT"
+
+/* A waiting claim's mode, for the wake-ups (tl_waiters; added to an older file's table). */
+#define WAITER_SHARED_COLUMN " shared INTEGER NOT NULL DEFAULT 0 CHECK (shared IN (0, 1))"
+#define WAITER_SLOTS_COLUMN  " slots INTEGER NOT NULL DEFAULT 0 CHECK (slots BETWEEN 0 AND 100000)"
+#define WAITER_MODE_COLUMNS  WAITER_SHARED_COLUMN "," WAITER_SLOTS_COLUMN
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS tl_locks ("
@@ -140,15 +156,36 @@ static const char schema_sql[] =
     " key TEXT NOT NULL, waiter_id TEXT NOT NULL,"
     " worker_id TEXT NOT NULL, node_id TEXT NOT NULL,"
     " priority INTEGER NOT NULL, since INTEGER NOT NULL,"
-    " heartbeat_at INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
-    " UNIQUE (key, waiter_id));"
+    " heartbeat_at INTEGER NOT NULL, timeout_ms INTEGER NOT NULL," WAITER_MODE_COLUMNS
+    ", UNIQUE (key, waiter_id));"
     "CREATE INDEX IF NOT EXISTS tl_waiters_line ON tl_waiters(key, priority DESC, seq);"
     /* Done markers (DESIGN.md section 8): a finished task's row, until it is reopened. */
     "CREATE TABLE IF NOT EXISTS tl_done ("
     " key TEXT PRIMARY KEY NOT NULL,"
     " worker_id TEXT NOT NULL, node_id TEXT NOT NULL, token INTEGER NOT NULL,"
     " done_at INTEGER NOT NULL, summary TEXT NOT NULL"
-    ") WITHOUT ROWID;";
+    ") WITHOUT ROWID;"
+    /* Shared holders (DESIGN.md section 9; see sqlite_modes.c): a row each, while the key's
+     * tl_locks row names SHARED_SENTINEL. The triggers keep that so for a tasklock from
+     * before them, which knows tl_locks only: when it takes or breaks the sentinel's row (or
+     * deletes it), the shared holders go in the same statement; and the sentinel carries the
+     * latest heartbeat and the longest timeout, so it looks stale only when they all are. */
+    "CREATE TABLE IF NOT EXISTS tl_shared ("
+    " key TEXT NOT NULL, token INTEGER NOT NULL,"
+    " worker_id TEXT NOT NULL, node_id TEXT NOT NULL,"
+    " claimed_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL,"
+    " lock_timeout_ms INTEGER NOT NULL, task_info TEXT NOT NULL,"
+    " slots INTEGER NOT NULL CHECK (typeof(slots) = 'integer' AND slots BETWEEN 0 AND 100000),"
+    " PRIMARY KEY (key, token)) WITHOUT ROWID;"
+    "CREATE TRIGGER IF NOT EXISTS tl_shared_taken AFTER UPDATE OF worker_id ON tl_locks"
+    " WHEN OLD.worker_id IS '" SHARED_SENTINEL "' AND NEW.worker_id IS NOT '" SHARED_SENTINEL "'"
+    " BEGIN DELETE FROM tl_shared WHERE key = OLD.key; END;"
+    "CREATE TRIGGER IF NOT EXISTS tl_shared_gone AFTER DELETE ON tl_locks"
+    " BEGIN DELETE FROM tl_shared WHERE key = OLD.key; END;"
+    "CREATE TRIGGER IF NOT EXISTS tl_shared_beat AFTER UPDATE OF heartbeat_at, lock_timeout_ms"
+    " ON tl_shared BEGIN UPDATE tl_locks SET heartbeat_at = MAX(heartbeat_at, NEW.heartbeat_at),"
+    " lock_timeout_ms = MAX(lock_timeout_ms, NEW.lock_timeout_ms)"
+    " WHERE key = NEW.key AND worker_id = '" SHARED_SENTINEL "'; END;";
 
 /* A file made before done markers has tl_history with the old CHECK, which refuses the events
  * `done` and `reopened`. SQLite cannot change a CHECK in place, so the table is made again (the
@@ -161,6 +198,10 @@ static const char history_rebuild_sql[] =
     "DROP TABLE tl_history;"
     "ALTER TABLE tl_history_new RENAME TO tl_history;"
     "CREATE INDEX IF NOT EXISTS tl_history_by_key ON tl_history(key, id);";
+
+/* A file made before shared holders: its waiters (exclusive claims all) get their mode. */
+static const char waiters_mode_sql[] = "ALTER TABLE tl_waiters ADD COLUMN" WAITER_SHARED_COLUMN ";"
+                                       "ALTER TABLE tl_waiters ADD COLUMN" WAITER_SLOTS_COLUMN ";";
 
 static tl_status db_fail(struct sqlite_store *ss, int rc, const char *what)
 {
@@ -541,8 +582,9 @@ static tl_status parse_params(struct sqlite_store *ss, char *query, const char *
 
 /*
  * Creates the tables, or adds the ones a file made by an earlier tasklock lacks: tl_waiters came
- * with the line and tl_done with done markers, without a new schema version, because each
- * change only adds a table (and widens tl_history's CHECK, see history_rebuild_sql). A
+ * with the line, tl_done with done markers and tl_shared (with its triggers, and tl_waiters'
+ * shared and slots) with shared holders, without a new schema version, because each change
+ * only adds a table or columns (and widens tl_history's CHECK, see history_rebuild_sql). A
  * tasklock from before them still opens such a file and works (its claims do not queue, so
  * they can pass the line, and it ignores done markers; it shows the events `done` and
  * `reopened` as acquisitions), where a new version number would lock it out.
@@ -553,16 +595,19 @@ static tl_status create_schema(struct sqlite_store *ss)
         "SELECT user_version, EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
         "name = 'tl_waiters'), EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name "
         "= 'tl_done'), EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
-        "'tl_history' AND sql NOT LIKE '%''reopened''%') FROM pragma_user_version";
+        "'tl_history' AND sql NOT LIKE '%''reopened''%'), EXISTS (SELECT 1 FROM sqlite_master "
+        "WHERE type = 'table' AND name = 'tl_shared'), EXISTS (SELECT 1 FROM "
+        "pragma_table_info('tl_waiters') WHERE name = 'slots') FROM pragma_user_version";
     sqlite3_stmt *st = NULL;
     int version = 0;
-    bool current = false, old_history = false;
+    bool current = false, old_history = false, old_waiters = false;
     int rc = sqlite3_prepare_v2(ss->db, probe_sql, -1, &st, NULL);
 
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         version = sqlite3_column_int(st, 0);
         current = sqlite3_column_int(st, 1) != 0 && sqlite3_column_int(st, 2) != 0 &&
-                  sqlite3_column_int(st, 3) == 0;
+                  sqlite3_column_int(st, 3) == 0 && sqlite3_column_int(st, 4) != 0 &&
+                  sqlite3_column_int(st, 5) != 0;
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
@@ -586,12 +631,15 @@ static tl_status create_schema(struct sqlite_store *ss)
     if (rc == SQLITE_OK) {
         if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             old_history = sqlite3_column_int(st, 3) != 0;
+            old_waiters = sqlite3_column_int(st, 5) == 0;
             rc = SQLITE_OK;
         }
         sqlite3_finalize(st);
     }
     if (rc == SQLITE_OK && old_history)
         rc = sqlite3_exec(ss->db, history_rebuild_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && old_waiters)
+        rc = sqlite3_exec(ss->db, waiters_mode_sql, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(ss->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -686,8 +734,10 @@ static tl_status sqlite_open(struct tl_store *s, const char *url)
         if (rc != SQLITE_OK)
             return db_fail(ss, rc, "preparing statements");
     }
-    if ((rc = tl__sqlite_next_prepare(ss)) != SQLITE_OK)
+    if ((rc = tl__sqlite_next_prepare(ss)) != SQLITE_OK ||
+        (rc = tl__sqlite_modes_prepare(ss)) != SQLITE_OK)
         return db_fail(ss, rc, "preparing statements");
+    s->modes = true;
     return TL_OK;
 }
 
@@ -698,6 +748,7 @@ static void sqlite_close(struct tl_store *s)
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(ss->stmt[i]);
     tl__sqlite_next_finalize(ss);
+    tl__sqlite_modes_finalize(ss);
     sqlite3_close(ss->db);
     tl__free(ss->path);
     wake_fini(ss);
@@ -800,71 +851,6 @@ static int64_t now_ms(struct tl_store *s)
     return s->clock->now_ms(s->clock->ud);
 }
 
-/* A held key that this claim cannot take: answer from a plain read, without the write lock,
- * so that waiters polling a held key do not queue behind the holder's writes. */
-static bool clearly_busy(const struct row *row, enum tl_claim_mode mode, int64_t now)
-{
-    return row->held &&
-           tl__claim_verdict(true, row->heartbeat_at, row->timeout, mode, now) == TL_VERDICT_BUSY;
-}
-
-/* Who ST_W_COUNT counts as ahead of the caller. */
-enum line_how { LINE_ALL = 0, LINE_IN = 1, LINE_NEW = 2 };
-
-struct line {
-    uint32_t waiting; /* live waiters of the key */
-    uint32_t ahead;   /* of those, the ones ahead of the caller */
-};
-
-static int count_line(struct sqlite_store *ss, const char *key, int64_t now, enum line_how how,
-                      int32_t priority, int64_t seq, struct line *out)
-{
-    sqlite3_stmt *st = ss->stmt[ST_W_COUNT];
-    int rc;
-
-    memset(out, 0, sizeof(*out));
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_int(st, 3, (int)how);
-    sqlite3_bind_int(st, 4, priority);
-    sqlite3_bind_int64(st, 5, seq);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        int64_t n = sqlite3_column_int64(st, 0), a = sqlite3_column_int64(st, 1);
-
-        out->waiting = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
-        out->ahead = a > UINT32_MAX ? UINT32_MAX : (uint32_t)a;
-        rc = SQLITE_OK;
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc;
-}
-
-/* The waiter's place in line, if it is there. */
-static int find_waiter(struct sqlite_store *ss, const char *key, const char *waiter_id,
-                       bool *in_line, int32_t *priority, int64_t *seq)
-{
-    sqlite3_stmt *st = ss->stmt[ST_W_FIND];
-    int rc;
-
-    *in_line = false;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, waiter_id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *in_line = true;
-        *priority = sqlite3_column_int(st, 0);
-        *seq = sqlite3_column_int64(st, 1);
-        rc = SQLITE_OK;
-    } else if (rc == SQLITE_DONE) {
-        rc = SQLITE_OK;
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc;
-}
-
 /* Runs a statement with no result rows whose parameters are key and then waiter id. */
 static int exec_key_waiter(struct sqlite_store *ss, enum stmt_id id, const char *key,
                            const char *waiter_id)
@@ -878,20 +864,8 @@ static int exec_key_waiter(struct sqlite_store *ss, enum stmt_id id, const char 
     return rc;
 }
 
-/* Whoever finds dead waiters may delete them: they never held anything. */
-static int delete_dead(struct sqlite_store *ss, const char *key, int64_t now)
-{
-    sqlite3_stmt *st = ss->stmt[ST_W_DELETE_DEAD];
-
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now);
-    int rc = exec_stmt(ss, ST_W_DELETE_DEAD);
-    sqlite3_clear_bindings(st);
-    return rc;
-}
-
-/* The live head of the line of `key` if the key is free, for its wake-up (empty: none, or no
- * wake-ups). A read, in the caller's transaction or on its own. */
+/* The live head of the line of `key` if the key's holders admit its claim, for its wake-up
+ * (empty: none, or no wake-ups). A read, in the caller's transaction or on its own. */
 static int find_head(struct sqlite_store *ss, const char *key, int64_t now,
                      char head[MAX_WAITER_ID + 1])
 {
@@ -905,8 +879,14 @@ static int find_head(struct sqlite_store *ss, const char *key, int64_t now,
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         const unsigned char *t = sqlite3_column_text(st, 0);
+        int64_t slots = sqlite3_column_int64(st, 2);
+        bool admitted = tl__sqlite_admits(
+            sqlite3_column_int(st, 1) != 0, slots < 0 || slots > TL_SLOTS_MAX ? 0 : (uint32_t)slots,
+            sqlite3_column_text(st, 3), sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5));
 
-        if (t != NULL && strlen((const char *)t) <= MAX_WAITER_ID)
+        /* Only a head the holders admit: one they do not (a writer beside readers) would be
+         * woken by its own busy claims again and again. */
+        if (admitted && t != NULL && strlen((const char *)t) <= MAX_WAITER_ID)
             (void)snprintf(head, MAX_WAITER_ID + 1, "%s", (const char *)t);
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
@@ -917,239 +897,35 @@ static int find_head(struct sqlite_store *ss, const char *key, int64_t now,
     return rc;
 }
 
-/* Puts the claim's waiter at the back of the line, or refreshes its heartbeat where it is. */
-static int join_line(struct sqlite_store *ss, const struct tl_claim *req, bool in_line, int64_t now)
-{
-    sqlite3_stmt *st = ss->stmt[in_line ? ST_W_REFRESH : ST_W_INSERT];
-
-    sqlite3_bind_text(st, 1, req->key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, req->waiter_id, -1, SQLITE_STATIC);
-    if (in_line) {
-        sqlite3_bind_int64(st, 3, now);
-        sqlite3_bind_int64(st, 4, req->waiter_timeout_ms);
-    } else {
-        sqlite3_bind_text(st, 3, req->worker_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, req->node_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 5, req->priority);
-        sqlite3_bind_int64(st, 6, now);
-        sqlite3_bind_int64(st, 7, req->waiter_timeout_ms);
-    }
-    int rc = exec_stmt(ss, in_line ? ST_W_REFRESH : ST_W_INSERT);
-    sqlite3_clear_bindings(st);
-    return rc;
-}
-
-/* A busy answer: the holder's record if the key is held (else the line is what is ahead). */
-static tl_status answer_busy(struct tl_claim_result *out, const struct row *row,
-                             const struct line *line, int64_t now)
-{
-    if (row->held) {
-        tl__record_judge(&out->rec, now);
-        out->holder_known = true;
-    } else {
-        tl__record_clear(&out->rec);
-        out->holder_known = false;
-    }
-    out->waiting = line->waiting;
-    out->ahead = line->ahead;
-    return TL_EBUSY;
-}
-
-/*
- * A claim is one IMMEDIATE transaction that reads the key and its line and then writes: the
- * lock if it wins (and the removal of its own waiter), else its waiter's place in line. Dead
- * waiters of the key go in the same transaction. A claim without a waiter that will lose
- * anyway (a live holder, or anyone in line) answers from plain reads, without the write lock,
- * so that pollers do not queue behind the holder's writes.
- */
-static tl_status sqlite_claim(struct tl_store *s, const struct tl_claim *req,
-                              struct tl_claim_result *out)
-{
-    struct sqlite_store *ss = (struct sqlite_store *)s;
-    const char *wid = req->waiter_id;
-    const bool force = req->mode == TL_CLAIM_FORCE;
-    struct line line = {0};
-    struct row row;
-    tl_status oom = TL_OK;
-    int rc;
-
-    out->holder_known = false;
-    out->waiting = out->ahead = 0;
-    out->beat_sent_mono_ms = 0;
-    if (wid != NULL && (req->priority < TL_PRIORITY_MIN || req->priority > TL_PRIORITY_MAX ||
-                        req->waiter_timeout_ms == 0))
-        return tl__store_fail(s, TL_EINVAL,
-                              "claim of %s: priority %d must be %d to %d and the waiter's "
-                              "timeout (%u ms) above 0",
-                              req->key, (int)req->priority, TL_PRIORITY_MIN, TL_PRIORITY_MAX,
-                              (unsigned)req->waiter_timeout_ms);
-
-    int64_t now = now_ms(s);
-    if (wid == NULL) {
-        rc = select_row(ss, req->key, &row, &out->rec, &oom);
-        if (rc == SQLITE_OK && oom == TL_OK && !force)
-            rc = count_line(ss, req->key, now, LINE_ALL, 0, 0, &line);
-        if (rc != SQLITE_OK) {
-            tl__record_clear(&out->rec);
-            return db_fail(ss, rc, "reading a lock");
-        }
-        if (oom != TL_OK)
-            return tl__store_fail(s, TL_ENOMEM, "out of memory");
-        if (clearly_busy(&row, req->mode, now) || line.waiting > 0)
-            return answer_busy(out, &row, &line, now);
-        tl__record_clear(&out->rec);
-    }
-
-    ss->busy_cut = false;
-    ss->busy_fast = true;
-    rc = exec_stmt(ss, ST_BEGIN);
-    ss->busy_fast = false;
-    if (rc != SQLITE_OK) {
-        if ((rc & 0xff) == SQLITE_BUSY && ss->busy_cut) {
-            /* Another connection kept the write lock until the caller's deadline: to the
-             * caller that is the lock not coming free in time. */
-            (void)tl__store_fail(s, TL_EBUSY,
-                                 "the database stayed locked by another connection until the "
-                                 "deadline (%lld ms)",
-                                 (long long)ss->busy_waited);
-            /* The line, from a plain read (which the writer does not block). */
-            if (count_line(ss, req->key, now_ms(s), LINE_ALL, 0, 0, &line) == SQLITE_OK)
-                out->waiting = line.waiting;
-            return TL_EBUSY;
-        }
-        return db_fail(ss, rc, "starting a claim");
-    }
-    now = now_ms(s); /* the write lock may have taken a while */
-    rc = select_row(ss, req->key, &row, &out->rec, &oom);
-    if (rc != SQLITE_OK || oom != TL_OK)
-        goto err_rollback;
-
-    /* FORCE passes the line and leaves it as it is. */
-    bool in_line = false, deleted_dead = false;
-    int32_t priority = req->priority;
-    int64_t seq = 0;
-    if (!force) {
-        rc = delete_dead(ss, req->key, now);
-        deleted_dead = rc == SQLITE_OK && sqlite3_changes(ss->db) > 0;
-        if (rc == SQLITE_OK && wid != NULL)
-            rc = find_waiter(ss, req->key, wid, &in_line, &priority, &seq);
-        if (rc == SQLITE_OK)
-            rc = count_line(ss, req->key, now,
-                            wid == NULL ? LINE_ALL
-                            : in_line   ? LINE_IN
-                                        : LINE_NEW,
-                            priority, seq, &line);
-        if (rc != SQLITE_OK)
-            goto err_rollback;
-    }
-
-    enum tl_verdict v = tl__claim_verdict(row.held, row.heartbeat_at, row.timeout, req->mode, now);
-    if (v == TL_VERDICT_BUSY || (!force && line.ahead > 0)) {
-        char head[MAX_WAITER_ID + 1] = "";
-        if (wid != NULL) {
-            rc = join_line(ss, req, in_line, now);
-            line.waiting += in_line ? 0 : 1;
-        }
-        /* The dead ones may have included the head of a free key: wake the next one. */
-        if (rc == SQLITE_OK && deleted_dead)
-            rc = find_head(ss, req->key, now, head);
-        if (rc != SQLITE_OK || (rc = exec_stmt(ss, ST_COMMIT)) != SQLITE_OK)
-            goto err_rollback;
-        wake_send(ss, head);
-        return answer_busy(out, &row, &line, now);
-    }
-
-    char detail[200] = "";
-    if (v != TL_VERDICT_FREE)
-        (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", out->rec.info.worker_id,
-                       (unsigned long long)out->rec.info.token);
-    tl__record_clear(&out->rec);
-
-    /* Tokens grow from the last one, but never start below the wall clock in microseconds:
-     * a database file deleted and made again (or restored from an old copy) would otherwise
-     * hand out tokens that earlier holders already gave to fenced resources. */
-    uint64_t token = row.token + 1;
-    if (now > 0 && (uint64_t)now * 1000 > token)
-        token = (uint64_t)now * 1000;
-    sqlite3_stmt *st = ss->stmt[ST_UPSERT];
-    sqlite3_bind_text(st, 1, req->key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)token);
-    sqlite3_bind_text(st, 3, req->worker_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, req->node_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, now);
-    sqlite3_bind_int64(st, 6, req->lock_timeout_ms);
-    sqlite3_bind_text(st, 7, req->task_info, -1, SQLITE_STATIC);
-    rc = exec_stmt(ss, ST_UPSERT);
-    sqlite3_clear_bindings(st);
-    if (rc == SQLITE_OK && wid != NULL)
-        rc = exec_key_waiter(ss, ST_W_DELETE, req->key, wid);
-    if (rc != SQLITE_OK)
-        goto err_rollback;
-
-    const struct tl_info who = {.key = (char *)req->key,
-                                .worker_id = (char *)req->worker_id,
-                                .node_id = (char *)req->node_id,
-                                .token = token};
-    rc = add_history(ss, now,
-                     v == TL_VERDICT_STEAL   ? TL_EVENT_STOLEN
-                     : v == TL_VERDICT_FORCE ? TL_EVENT_FORCED
-                                             : TL_EVENT_ACQUIRED,
-                     &who, detail[0] ? detail : NULL);
-    if (rc != SQLITE_OK || (rc = exec_stmt(ss, ST_COMMIT)) != SQLITE_OK)
-        goto err_rollback;
-    wake_forget(ss, wid);
-
-    struct tl_record *r = &out->rec;
-    r->info.key = tl__strdup(req->key);
-    r->info.worker_id = tl__strdup(req->worker_id);
-    r->info.node_id = tl__strdup(req->node_id);
-    r->info.task_info = tl__strdup(req->task_info);
-    r->info.token = token;
-    r->info.claimed_at_ms = r->info.heartbeat_at_ms = now;
-    r->info.lock_timeout_ms = req->lock_timeout_ms;
-    r->info.observed_at_ms = now;
-    out->took_stale = v == TL_VERDICT_STEAL;
-    out->took_forced = v == TL_VERDICT_FORCE;
-    if (!r->info.key || !r->info.worker_id || !r->info.node_id || !r->info.task_info) {
-        /* Committed, but we cannot describe it: give it back so that it does not rot. */
-        const struct tl_record held = {.info = who};
-        (void)s->ops->release(s, &held, "out of memory after claiming");
-        tl__record_clear(r);
-        return tl__store_fail(s, TL_ENOMEM, "out of memory");
-    }
-    return TL_OK;
-
-err_rollback:
-    tl__record_clear(&out->rec);
-    {
-        tl_status ret = oom != TL_OK && rc == SQLITE_OK
-                            ? tl__store_fail(s, TL_ENOMEM, "out of memory")
-                            : db_fail(ss, rc, "claiming a lock");
-        rollback(ss);
-        return ret;
-    }
-}
-
 /* A renew (ST_RENEW), or an extend (ST_EXTEND) that also records `lock_timeout_ms`: one
  * statement either way, so the heartbeat and the new timeout are written together. */
 static tl_status renew_lock(struct tl_store *s, enum stmt_id id, const struct tl_record *held,
                             uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
 {
     struct sqlite_store *ss = (struct sqlite_store *)s;
-    sqlite3_stmt *st = ss->stmt[id];
+    const bool shared = held->info.mode == TL_SHARED;
     int64_t now = now_ms(s);
+    int rc = SQLITE_DONE, changes = 0;
 
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_text(st, 2, held->info.key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, held->info.worker_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)held->info.token);
-    if (id == ST_EXTEND)
-        sqlite3_bind_int64(st, 5, lock_timeout_ms);
-    int rc = exec_stmt(ss, id);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_OK)
+    /* By its mode, then as the other mode (see tl__sqlite_unhold): a holder renews its own row
+     * with the first statement; only a lock already lost costs the second. */
+    for (int i = 0; i < 2 && rc == SQLITE_DONE && changes == 0; i++) {
+        sqlite3_stmt *st = tl__sqlite_renew_stmt(ss, i == 0 ? shared : !shared, id == ST_EXTEND);
+
+        sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_text(st, 2, held->info.key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, held->info.worker_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)held->info.token);
+        if (id == ST_EXTEND)
+            sqlite3_bind_int64(st, 5, lock_timeout_ms);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        changes = rc == SQLITE_DONE ? sqlite3_changes(ss->db) : 0;
+    }
+    if (rc != SQLITE_DONE)
         return db_fail(ss, rc, id == ST_EXTEND ? "extending a lock" : "renewing a lock");
-    if (sqlite3_changes(ss->db) == 0) {
+    if (changes == 0) {
         (void)add_history(ss, now, TL_EVENT_LOST, &held->info, NULL);
         return tl__store_fail(s, TL_ELOST, "%s is no longer held by %s with token %llu",
                               held->info.key, held->info.worker_id,
@@ -1176,32 +952,25 @@ static tl_status sqlite_release(struct tl_store *s, const struct tl_record *held
                                 const char *summary)
 {
     struct sqlite_store *ss = (struct sqlite_store *)s;
-    sqlite3_stmt *st = ss->stmt[ST_FREE];
-    struct row row;
-    tl_status oom, ret = TL_OK;
+    tl_status ret = TL_OK;
+    bool removed = false, before = false;
     int rc;
 
     if ((rc = exec_stmt(ss, ST_BEGIN)) != SQLITE_OK)
         return db_fail(ss, rc, "starting a release");
-    sqlite3_bind_text(st, 1, held->info.key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, held->info.worker_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)held->info.token);
-    rc = exec_stmt(ss, ST_FREE);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_OK)
+    if ((rc = tl__sqlite_unhold(ss, held, &removed)) != SQLITE_OK)
         goto err_rollback;
 
     char head[MAX_WAITER_ID + 1] = "";
-    if (sqlite3_changes(ss->db) == 1) {
+    if (removed) {
         int64_t now = now_ms(s);
 
         rc = add_history(ss, now, TL_EVENT_RELEASED, &held->info, summary);
         if (rc == SQLITE_OK)
             rc = find_head(ss, held->info.key, now, head);
     } else {
-        rc = select_row(ss, held->info.key, &row, NULL, &oom);
-        /* Free with our token still the last one: we released it before. */
-        if (rc == SQLITE_OK && !(row.exists && !row.held && row.token == held->info.token))
+        rc = tl__sqlite_released_before(ss, held, &before);
+        if (rc == SQLITE_OK && !before)
             ret = tl__store_fail(s, TL_ENOTOWNER, "%s is not held by %s with token %llu",
                                  held->info.key, held->info.worker_id,
                                  (unsigned long long)held->info.token);
@@ -1215,103 +984,6 @@ err_rollback:
     ret = db_fail(ss, rc, "releasing a lock");
     rollback(ss);
     return ret;
-}
-
-static tl_status sqlite_force_release(struct tl_store *s, const struct tl_force_release *req,
-                                      struct tl_record *former, bool *found)
-{
-    struct sqlite_store *ss = (struct sqlite_store *)s;
-    sqlite3_stmt *st = ss->stmt[ST_FORCE_FREE];
-    struct row row;
-    tl_status oom = TL_OK;
-    int rc;
-
-    *found = false;
-    if ((rc = exec_stmt(ss, ST_BEGIN)) != SQLITE_OK)
-        return db_fail(ss, rc, "starting a forced release");
-    int64_t now = now_ms(s);
-    rc = select_row(ss, req->key, &row, former, &oom);
-    if (rc != SQLITE_OK || oom != TL_OK)
-        goto err_rollback;
-    if (!row.held) {
-        rollback(ss);
-        return TL_OK;
-    }
-    *found = true;
-    tl__record_judge(former, now);
-    if (req->token != 0 && row.token != req->token) {
-        rollback(ss);
-        return tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu", req->key,
-                              former->info.worker_id, (unsigned long long)row.token);
-    }
-
-    /* A token of its own, as a forced claim would take: the holder's is no longer the key's
-     * last, so its release is refused rather than taken for a retry of its own. */
-    uint64_t token = row.token + 1;
-    if (now > 0 && (uint64_t)now * 1000 > token)
-        token = (uint64_t)now * 1000;
-    sqlite3_bind_text(st, 1, req->key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)token);
-    rc = exec_stmt(ss, ST_FORCE_FREE);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_OK)
-        goto err_rollback;
-
-    char detail[200];
-    (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", former->info.worker_id,
-                   (unsigned long long)row.token);
-    const struct tl_info who = {.key = (char *)req->key,
-                                .worker_id = (char *)req->worker_id,
-                                .node_id = (char *)req->node_id,
-                                .token = token};
-    char head[MAX_WAITER_ID + 1] = "";
-    if ((rc = add_history(ss, now, TL_EVENT_FORCED, &who, detail)) != SQLITE_OK ||
-        (rc = add_history(ss, now, TL_EVENT_RELEASED, &who, req->summary)) != SQLITE_OK ||
-        (rc = find_head(ss, req->key, now, head)) != SQLITE_OK ||
-        (rc = exec_stmt(ss, ST_COMMIT)) != SQLITE_OK)
-        goto err_rollback;
-    wake_send(ss, head);
-    return TL_OK;
-
-err_rollback:
-    *found = false;
-    tl__record_clear(former);
-    {
-        tl_status ret = oom != TL_OK && rc == SQLITE_OK
-                            ? tl__store_fail(s, TL_ENOMEM, "out of memory")
-                            : db_fail(ss, rc, "breaking a lock");
-        rollback(ss);
-        return ret;
-    }
-}
-
-static tl_status sqlite_inspect(struct tl_store *s, const char *key, struct tl_record *out,
-                                bool *found)
-{
-    struct sqlite_store *ss = (struct sqlite_store *)s;
-    struct row row;
-    tl_status oom;
-
-    *found = false;
-    int rc = select_row(ss, key, &row, out, &oom);
-    if (rc != SQLITE_OK)
-        return db_fail(ss, rc, "reading a lock");
-    if (oom != TL_OK)
-        return tl__store_fail(s, TL_ENOMEM, "out of memory");
-    if (row.held) {
-        int64_t now = now_ms(s);
-        struct line line;
-
-        rc = count_line(ss, key, now, LINE_ALL, 0, 0, &line);
-        if (rc != SQLITE_OK) {
-            tl__record_clear(out);
-            return db_fail(ss, rc, "counting the waiters of a lock");
-        }
-        tl__record_judge(out, now);
-        out->info.waiting = line.waiting;
-        *found = true;
-    }
-    return TL_OK;
 }
 
 static tl_status sqlite_list(struct tl_store *s, struct tl_record ***out, size_t *count)
@@ -1335,6 +1007,20 @@ static tl_status sqlite_list(struct tl_store *s, struct tl_record ***out, size_t
         }
         tl__record_judge(r, now);
         r->info.waiting = (uint32_t)sqlite3_column_int(st, 8);
+        r->info.mode = sqlite3_column_int(st, 9) ? TL_SHARED : TL_EXCLUSIVE;
+        int64_t slots = sqlite3_column_int64(st, 10), holders = sqlite3_column_int64(st, 11);
+        if (sqlite3_column_type(st, 10) != SQLITE_INTEGER || slots < 0 || slots > TL_SLOTS_MAX) {
+            ret = tl__store_fail(s, TL_ESTORE,
+                                 "sqlite: %s: the shared holder of %s with token %llu has "
+                                 "slots \"%.40s\", not a number from 0 to %d (the file was "
+                                 "changed by something other than tasklock)",
+                                 ss->path, r->info.key, (unsigned long long)r->info.token,
+                                 (const char *)sqlite3_column_text(st, 10), TL_SLOTS_MAX);
+            tl__record_free(r);
+            break;
+        }
+        r->info.slots = (uint32_t)slots;
+        r->info.holders = holders > UINT32_MAX ? UINT32_MAX : (uint32_t)holders;
         if (tl__record_array_push(&arr, &n, &cap, r) != TL_OK) {
             tl__record_free(r);
             ret = tl__store_fail(s, TL_ENOMEM, "out of memory");
@@ -1456,7 +1142,9 @@ static tl_status sqlite_leave(struct tl_store *s, const char *key, const char *w
 
 /*
  * SQLite has no messages, so the waiter polls its own turn with one read (no write lock, no
- * fsync): "the key is free and I am its live head". Only the head can see that, so a release
+ * fsync): "the key's holders admit my claim and I am its live head" (free, for an exclusive
+ * claim; no exclusive holder and a free slot, for a shared one). Only the head can see that,
+ * so a release
  * still wakes one waiter. On Linux it waits between polls in poll() on its wake-up socket (see
  * wake_init), so that a release on this machine wakes it at once; the polls below remain for
  * the wake-ups that cannot come (another machine's network namespace, a dead head's removal
@@ -1495,19 +1183,35 @@ static tl_status sqlite_wait_turn(struct tl_store *s, const char *key, const cha
         sqlite3_bind_int64(st, 2, now_ms(s));
         sqlite3_bind_text(st, 3, waiter_id, -1, SQLITE_STATIC);
         int rc = sqlite3_step(st);
-        bool is_free = false;
+        bool admitted = false, garbled = false;
         int64_t ahead = 0;
         if (rc == SQLITE_ROW) {
-            is_free = sqlite3_column_type(st, 0) == SQLITE_NULL || sqlite3_column_int(st, 0);
-            ahead = sqlite3_column_int64(st, 2);
+            /* Not in line: judged as an exclusive claim (free, and no one in line). */
+            bool in_line = sqlite3_column_int(st, 3) != 0;
+            int64_t shared = sqlite3_column_int64(st, 4), slots = sqlite3_column_int64(st, 5);
+            garbled = in_line && (sqlite3_column_type(st, 4) != SQLITE_INTEGER ||
+                                  sqlite3_column_type(st, 5) != SQLITE_INTEGER || shared < 0 ||
+                                  shared > 1 || slots < 0 || slots > TL_SLOTS_MAX);
+            admitted = !garbled &&
+                       tl__sqlite_admits(in_line && shared == 1, in_line ? (uint32_t)slots : 0,
+                                         sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+                                         sqlite3_column_int64(st, 2));
+            ahead = sqlite3_column_int64(st, 6);
             rc = SQLITE_OK;
         }
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         if (rc != SQLITE_OK)
             return db_fail(ss, rc, "waiting in line");
-        /* Free, and the head (or no one is in line, and neither is the caller). */
-        if (is_free && ahead == 0) {
+        if (garbled)
+            return tl__store_fail(s, TL_ESTORE,
+                                  "sqlite: %s: waiter %s of %s has a mode or slots that are not "
+                                  "0/1 and 0 to %d (the file was changed by something other "
+                                  "than tasklock)",
+                                  ss->path, waiter_id, key, TL_SLOTS_MAX);
+        /* Admitted by the holders, and the head (or no one is in line, and neither is the
+         * caller). */
+        if (admitted && ahead == 0) {
             wake_drain(ss); /* the wake-up for this turn, if it came */
             *woken = true;
             return TL_OK;
@@ -1600,13 +1304,6 @@ void tl__sqlite_rollback(struct sqlite_store *ss)
     rollback(ss);
 }
 
-int tl__sqlite_select_row(struct sqlite_store *ss, const char *key, struct row *row)
-{
-    tl_status oom;
-
-    return select_row(ss, key, row, NULL, &oom);
-}
-
 int tl__sqlite_add_history(struct sqlite_store *ss, int64_t at, tl_event_kind kind,
                            const struct tl_info *who, const char *detail)
 {
@@ -1624,20 +1321,30 @@ void tl__sqlite_wake_send(struct sqlite_store *ss, const char *waiter_id)
     wake_send(ss, waiter_id);
 }
 
+void tl__sqlite_wake_forget(struct sqlite_store *ss, const char *waiter_id)
+{
+    wake_forget(ss, waiter_id);
+}
+
+tl_status tl__sqlite_read_record(sqlite3_stmt *st, const char *key, struct tl_record *r)
+{
+    return read_record(st, key, r);
+}
+
 const struct tl_store_ops tl__store_sqlite = {
     .version = TL_STORE_OPS_VERSION,
     .scheme = "sqlite",
     .size = sizeof(struct sqlite_store),
     .open = sqlite_open,
     .close = sqlite_close,
-    .claim = sqlite_claim,
+    .claim = tl__sqlite_claim,
     .renew = sqlite_renew,
     .release = sqlite_release,
-    .inspect = sqlite_inspect,
+    .inspect = tl__sqlite_inspect,
     .list = sqlite_list,
     .history = sqlite_history,
     .wait = sqlite_wait,
-    .force_release = sqlite_force_release,
+    .force_release = tl__sqlite_force_release,
     .leave = sqlite_leave,
     .wait_turn = sqlite_wait_turn,
     .waiters = sqlite_waiters,
@@ -1647,4 +1354,5 @@ const struct tl_store_ops tl__store_sqlite = {
     .reopen = tl__sqlite_reopen,
     .done_list = tl__sqlite_done_list,
     .wait_any = tl__sqlite_wait_any,
+    .holders = tl__sqlite_holders,
 };

@@ -27,11 +27,14 @@
 
 static const char *const next_sql[NST_COUNT] = {
     /* Each candidate in order (?1: a JSON array of the keys): done, its lock (worker_id NULL or
-     * no row: free), its live waiters at ?2. */
+     * no row: free; SHARED_SENTINEL: its shared holders), its live waiters at ?2, its shared
+     * holders and the live ones among them. */
     [NST_SCAN] = "SELECT c.key, EXISTS (SELECT 1 FROM tl_done d WHERE d.key = c.value), l.token, "
                  "l.worker_id, l.heartbeat_at, l.lock_timeout_ms, (SELECT COUNT(*) FROM "
-                 "tl_waiters w WHERE w.key = c.value AND w.heartbeat_at + w.timeout_ms > ?2) FROM "
-                 "json_each(?1) c LEFT JOIN tl_locks l ON l.key = c.value ORDER BY c.key",
+                 "tl_waiters w WHERE w.key = c.value AND w.heartbeat_at + w.timeout_ms > ?2), "
+                 "(SELECT COUNT(*) FROM tl_shared s WHERE s.key = c.value), (SELECT COUNT(*) FROM "
+                 "tl_shared s WHERE s.key = c.value AND s.heartbeat_at >= ?2 - s.lock_timeout_ms) "
+                 "FROM json_each(?1) c LEFT JOIN tl_locks l ON l.key = c.value ORDER BY c.key",
     /* wait_any's poll: is a candidate free, not done, and without live waiters; or is none
      * held or queued any more (the last ones were finished: nothing is left to wait for). */
     [NST_ANY_FREE] = "SELECT EXISTS (SELECT 1 FROM json_each(?1) c LEFT JOIN tl_locks l ON l.key "
@@ -123,6 +126,7 @@ struct pick {
     enum tl_verdict verdict;
     uint64_t last_token;        /* the key's last token (0: no row) */
     char holder[TL_ID_MAX + 1]; /* a stale holder's worker id, for the `stolen` event */
+    bool shared_held;           /* its holders are (stale) shared ones: they go on a win */
 };
 
 /* Walks the candidates in order up to the first that a claim in `mode` without a waiter would
@@ -145,8 +149,16 @@ static int scan(struct sqlite_store *ss, const char *json, enum tl_claim_mode mo
             continue;
         }
         bool held = sqlite3_column_type(st, 3) != SQLITE_NULL;
-        enum tl_verdict v = tl__claim_verdict(held, sqlite3_column_int64(st, 4),
-                                              (uint32_t)sqlite3_column_int64(st, 5), mode, now);
+        int64_t beat = sqlite3_column_int64(st, 4), timeout = sqlite3_column_int64(st, 5);
+        const unsigned char *w = sqlite3_column_text(st, 3);
+        bool shared = w != NULL && strcmp((const char *)w, SHARED_SENTINEL) == 0;
+        if (shared) {
+            /* Held while it has shared holders, stale when none of them is live. */
+            held = sqlite3_column_int64(st, 7) > 0;
+            beat = sqlite3_column_int64(st, 8) > 0 ? now : INT64_MIN;
+            timeout = 0;
+        }
+        enum tl_verdict v = tl__claim_verdict(held, beat, (uint32_t)timeout, mode, now);
         if (v == TL_VERDICT_BUSY) {
             tally->held++;
             continue;
@@ -159,10 +171,9 @@ static int scan(struct sqlite_store *ss, const char *json, enum tl_claim_mode mo
         p->index = (size_t)sqlite3_column_int64(st, 0);
         p->verdict = v;
         p->last_token = (uint64_t)sqlite3_column_int64(st, 2);
-        if (held) {
-            const unsigned char *w = sqlite3_column_text(st, 3);
+        p->shared_held = shared && held;
+        if (held)
             (void)snprintf(p->holder, sizeof(p->holder), "%s", w ? (const char *)w : "");
-        }
         break;
     }
     if (rc == SQLITE_ROW || rc == SQLITE_DONE)
@@ -177,7 +188,17 @@ static int take(struct sqlite_store *ss, const struct tl_claim *req, const char 
                 const struct pick *p, int64_t now, uint64_t *token)
 {
     sqlite3_stmt *st = ss->stmt[ST_UPSERT];
+    char detail[400] = "";
+    int rc = SQLITE_OK;
 
+    /* Stale shared holders (a steal): they go, named in the event. */
+    if (p->shared_held)
+        rc = tl__sqlite_drop_shared(ss, key, detail, sizeof(detail));
+    else if (p->verdict != TL_VERDICT_FREE)
+        (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", p->holder,
+                       (unsigned long long)p->last_token);
+    if (rc != SQLITE_OK)
+        return rc;
     /* As sqlite_claim: from the last token, never below the wall clock in microseconds. */
     *token = p->last_token + 1;
     if (now > 0 && (uint64_t)now * 1000 > *token)
@@ -189,15 +210,11 @@ static int take(struct sqlite_store *ss, const struct tl_claim *req, const char 
     sqlite3_bind_int64(st, 5, now);
     sqlite3_bind_int64(st, 6, req->lock_timeout_ms);
     sqlite3_bind_text(st, 7, req->task_info, -1, SQLITE_STATIC);
-    int rc = tl__sqlite_exec(ss, ST_UPSERT);
+    rc = tl__sqlite_exec(ss, ST_UPSERT);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_OK)
         return rc;
 
-    char detail[TL_ID_MAX + 64] = "";
-    if (p->verdict != TL_VERDICT_FREE)
-        (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", p->holder,
-                       (unsigned long long)p->last_token);
     const struct tl_info who = {.key = (char *)key,
                                 .worker_id = (char *)req->worker_id,
                                 .node_id = (char *)req->node_id,
@@ -345,7 +362,7 @@ tl_status tl__sqlite_finish(struct tl_store *s, const struct tl_finish *f,
 {
     struct sqlite_store *ss = (struct sqlite_store *)s;
     const struct tl_record *held = f->held;
-    sqlite3_stmt *st = ss->stmt[ST_FREE];
+    bool removed = false, before = false;
     char head[MAX_WAITER_ID + 1] = "";
     char *json = NULL;
     struct pick p = {0};
@@ -360,16 +377,11 @@ tl_status tl__sqlite_finish(struct tl_store *s, const struct tl_finish *f,
         tl__free(json);
         return tl__sqlite_fail(ss, rc, "starting a release");
     }
-    sqlite3_bind_text(st, 1, held->info.key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, held->info.worker_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)held->info.token);
-    rc = tl__sqlite_exec(ss, ST_FREE);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_OK)
+    if ((rc = tl__sqlite_unhold(ss, held, &removed)) != SQLITE_OK)
         goto err_rollback;
 
     int64_t now = now_ms(s);
-    if (sqlite3_changes(ss->db) == 1) {
+    if (removed) {
         if (f->done)
             rc = set_done(ss, held, f->summary, now);
         if (rc == SQLITE_OK)
@@ -378,11 +390,8 @@ tl_status tl__sqlite_finish(struct tl_store *s, const struct tl_finish *f,
         if (rc == SQLITE_OK)
             rc = tl__sqlite_find_head(ss, held->info.key, now, head);
     } else {
-        struct row row;
-
-        rc = tl__sqlite_select_row(ss, held->info.key, &row);
-        /* Free with our token still the last one: we released it before. */
-        if (rc == SQLITE_OK && !(row.exists && !row.held && row.token == held->info.token))
+        rc = tl__sqlite_released_before(ss, held, &before);
+        if (rc == SQLITE_OK && !before)
             ret = tl__store_fail(s, TL_ENOTOWNER, "%s is not held by %s with token %llu",
                                  held->info.key, held->info.worker_id,
                                  (unsigned long long)held->info.token);
