@@ -1413,6 +1413,55 @@ static void priority_is_checked(void **state)
     assert_int_equal(tlk(o, "run", "line-4", "--priority", "-1000", "--", "true", NULL), 0);
 }
 
+static void shared_locks_and_semaphores(void **state)
+{
+    struct out *o = *state;
+
+    /* Two readers share a key; a writer is held off, and so is a wrong number of slots. */
+    assert_int_equal(tlk(o, "-w", "r1", "acquire", "sh-1", "--shared", NULL), 0);
+    uint64_t t1 = token_of(o);
+    assert_int_equal(tlk(o, "-w", "r2", "acquire", "sh-1", "--shared", NULL), 0);
+    assert_true(token_of(o) > t1);
+    assert_int_equal(tlk(o, "-w", "w", "acquire", "sh-1", "--wait", "0", NULL), 1);
+    assert_int_equal(tlk(o, "status", "sh-1", NULL), 0);
+    assert_contains(o->out, "held shared by 2");
+    assert_contains(o->out, "1. r1 on ");
+    assert_contains(o->out, "2. r2 on ");
+    assert_int_equal(tlk(o, "--json", "status", "sh-1", NULL), 0);
+    json_t *doc = parse_json(o->out);
+    json_t *hs = json_object_get(doc, "holders");
+    assert_int_equal(json_array_size(hs), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(hs, 1), "mode")),
+                        "shared");
+    json_decref(doc);
+    assert_int_equal(tlk(o, "list", NULL), 0);
+    assert_contains(o->out, "held (shared)");
+
+    /* Each reader releases its own hold; the key is free after the second. */
+    assert_int_equal(tlk(o, "-w", "r1", "release", "sh-1", NULL), 0);
+    assert_int_equal(tlk(o, "-w", "r2", "release", "sh-1", NULL), 0);
+    assert_int_equal(tlk(o, "status", "sh-1", NULL), 0);
+    assert_contains(o->out, "sh-1 is free");
+
+    /* A semaphore of 2: a third holder waits; another number of slots is a usage error. */
+    assert_int_equal(tlk(o, "-w", "s1", "acquire", "sem-1", "--slots", "2", NULL), 0);
+    assert_int_equal(tlk(o, "-w", "s2", "acquire", "sem-1", "--slots", "2", NULL), 0);
+    assert_int_equal(tlk(o, "-w", "s3", "acquire", "sem-1", "--slots", "2", "--wait", "0", NULL),
+                     1);
+    assert_int_equal(tlk(o, "-w", "s3", "acquire", "sem-1", "--slots", "3", NULL), 2);
+    assert_contains(o->err, "semaphore of 2 slots");
+    assert_contains(o->err, "3 slots");
+    assert_int_equal(tlk(o, "status", "sem-1", NULL), 0);
+    assert_contains(o->out, "held shared by 2 of 2 slots");
+    assert_int_equal(tlk(o, "acquire", "sem-1", "--slots", "0", NULL), 2);
+    assert_contains(o->err, "--slots");
+
+    /* Tasks are claimed by one worker: claim-next and work refuse a mode. */
+    assert_int_equal(tlk(o, "claim-next", "t1", "t2", "--shared", NULL), 2);
+    assert_int_equal(tlk(o, "work", "t1", "--slots", "2", "--", "true", NULL), 2);
+    assert_contains(o->err, "tasklock run --slots");
+}
+
 static int setup(void **state)
 {
     *state = calloc(1, sizeof(struct out));
@@ -1478,6 +1527,7 @@ int main(void)
         T(a_released_lock_goes_to_the_waiter),
         T(renew_extends_the_lock_timeout),
         T(priority_is_checked),
+        T(shared_locks_and_semaphores),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
