@@ -322,6 +322,9 @@ tl_status tl__etcd_attach_shared(struct tl_store *s, const struct etcd_names *k,
 tl_status tl__etcd_events_after(struct tl_store *s, const char *key, int64_t after,
                                 struct etcd_kv **out, size_t *n);
 bool tl__etcd_event_is_grant(const struct etcd_kv *e);
+/* Trims the audit trail of `key` (`count` events long) to history_max once it has half as many
+ * again. */
+void tl__etcd_trim_history(struct tl_store *s, const char *key, int64_t count);
 bool tl__etcd_event_is_release_of(const struct etcd_kv *e, const struct tl_record *held);
 
 /* Frees what etcd_next.c keeps in the store (at close). */

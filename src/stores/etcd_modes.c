@@ -413,7 +413,11 @@ tl_status tl__etcd_finish_shared(struct tl_store *s, const struct tl_finish *f,
     struct etcd_key_state ks = {0};
     struct etcd_group g = {0};
     bool *keep = NULL, lost_answer = false;
-    int64_t at = now_ms(s);
+    /* One release in ETCD_TRAIL_CHECK_EVERY counts the trail, to trim it (as etcd_next.c). */
+    bool check_trail = ++es->releases % ETCD_TRAIL_CHECK_EVERY == 0;
+    int64_t at = now_ms(s), trail = 0;
+    char *epre = tl__etcd_path(es, "e/", held->info.key, ETCD_SEP, NULL);
+    char *eend = tl__etcd_path(es, "e/", held->info.key, ETCD_SEP_NEXT, NULL);
     char *d = tl__etcd_path(es, "d/", held->info.key, NULL, NULL);
     char *marker = f->done ? marker_value(held, f->summary, at) : NULL;
     tl_status st = tl__etcd_names_for(s, held->info.key, NULL, &k);
@@ -421,7 +425,7 @@ tl_status tl__etcd_finish_shared(struct tl_store *s, const struct tl_finish *f,
     out->next_tried = false; /* the core claims next: a shared holder's set is rewritten */
     if (st != TL_OK)
         goto out;
-    if (d == NULL || (f->done && marker == NULL)) {
+    if (d == NULL || (f->done && marker == NULL) || epre == NULL || eend == NULL) {
         st = tl__etcd_oom(s);
         goto out;
     }
@@ -466,13 +470,25 @@ tl_status tl__etcd_finish_shared(struct tl_store *s, const struct tl_finish *f,
             tl__etcd_push(ops, tl__etcd_op_delete(k.h, NULL, &ok), &ok);
             tl__etcd_push(ops, tl__etcd_op_delete(k.s, k.s_end, &ok), &ok);
         }
+        size_t count_at = json_array_size(ops);
+        if (check_trail) {
+            json_t *r = tl__etcd_range_req(epre, eend, &ok);
+            tl__etcd_set(r, "count_only", json_true(), &ok);
+            tl__etcd_push(ops, tl__etcd_op_range(r, &ok), &ok);
+        }
         tl__free(lk);
         tl__free(value);
         st = tl__etcd_txn(s, compare, ops, NULL, ok, TL_ETCD_WRITE, &ans);
         bool succeeded = st == TL_OK && tl__etcd_txn_succeeded(ans);
+        if (succeeded && check_trail)
+            (void)tl__etcd_i64(tl__etcd_txn_response(ans, count_at, "response_range"), "count",
+                               &trail);
         json_decref(ans);
-        if (succeeded)
+        if (succeeded) {
+            if (trail > 0)
+                tl__etcd_trim_history(s, held->info.key, trail);
             goto out;
+        }
         if (st != TL_OK && !tl__etcd_unsure(es))
             goto out;
         lost_answer = lost_answer || st != TL_OK;
@@ -482,6 +498,8 @@ tl_status tl__etcd_finish_shared(struct tl_store *s, const struct tl_finish *f,
                         held->info.key);
 out:
     tl__free(keep);
+    tl__free(epre);
+    tl__free(eend);
     tl__free(d);
     tl__free(marker);
     tl__etcd_group_clear(&g);

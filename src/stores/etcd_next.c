@@ -98,7 +98,7 @@ bool tl__etcd_event_is_release_of(const struct etcd_kv *e, const struct tl_recor
 }
 
 /* Trims the audit trail of `key` to history_max events once it has half as many again. */
-static void trim_history(struct tl_store *s, const char *key, int64_t count)
+void tl__etcd_trim_history(struct tl_store *s, const char *key, int64_t count)
 {
     struct etcd_store *es = es_of(s);
 
@@ -914,7 +914,7 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
             json_decref(ans);
             if (f->done)
                 done_note(es, held->info.key);
-            trim_history(s, held->info.key, n);
+            tl__etcd_trim_history(s, held->info.key, n);
             goto out;
         }
         if (st != TL_OK) {
@@ -936,7 +936,13 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
         if (st != TL_OK)
             goto out;
         bool held_by_other = n > 0;
+        bool shared = n > 0 && tl__etcd_value_is_shared(&kvs[0]);
         tl__etcd_kvs_free(kvs, n);
+        if (shared && !lost_answer) {
+            /* A shared holder known by its token only (tl_release_token()): its set decides. */
+            st = tl__etcd_finish_shared(s, f, out);
+            goto out;
+        }
         /* Not ours to delete. When an earlier attempt of this call had its answer lost, that
          * attempt may have released it: its event is then the first after our token, before
          * any grant (the chain's own claim of this key is at the same revision), and this call
