@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -522,6 +523,87 @@ static void claim_next_counts_a_shared_key_as_held(void **state)
     tl__store_close(s);
 }
 
+/* ---- processes racing ---- */
+
+enum { RACERS = 8, SLOTS = 3 };
+
+/* A child: waits for the start (the pipe's end), claims once, exits 0 won, 1 busy, 2 error. */
+static void racer(int start_fd, const char *key, int i, bool writer)
+{
+    char buf, worker[32];
+
+    (void)snprintf(worker, sizeof(worker), "proc-%d", i);
+    struct tl_store *s = open_store();
+    struct tl_claim req = request(key, worker, !writer, TIMEOUT_MS);
+    req.slots = writer ? 0 : SLOTS;
+    struct tl_claim_result res;
+    memset(&res, 0, sizeof(res));
+    (void)read(start_fd, &buf, 1); /* EOF: everyone goes */
+    tl_status st = s->ops->claim(s, &req, &res);
+    tl__record_clear(&res.rec);
+    tl__store_close(s);
+    _exit(st == TL_OK ? 0 : st == TL_EBUSY ? 1 : 2);
+}
+
+/* One round: RACERS processes claim `key` at once (every other one a writer when `mixed`);
+ * the wins by writers and readers. The holders are left to the next round's force. */
+static void race_round(const char *key, bool mixed, int *writers, int *readers)
+{
+    int fds[2];
+    pid_t pids[RACERS];
+
+    assert_int_equal(pipe(fds), 0);
+    for (int i = 0; i < RACERS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(fds[1]);
+            racer(fds[0], key, i, mixed && i % 2 == 0);
+        }
+    }
+    close(fds[0]);
+    close(fds[1]);
+    *writers = *readers = 0;
+    for (int i = 0; i < RACERS; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 2)
+            fail_msg("racer %d failed", i);
+        if (WEXITSTATUS(status) == 0)
+            (*(mixed && i % 2 == 0 ? writers : readers))++;
+    }
+}
+
+static void processes_never_exceed_the_slots_nor_mix(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 6; round++) {
+        bool mixed = round % 2 == 1;
+        char key[32];
+        (void)snprintf(key, sizeof(key), "proc-race-%d", round);
+        int w = 0, r = 0;
+        race_round(key, mixed, &w, &r);
+        struct tl_store *s = open_store();
+        struct tl_record **hs = NULL;
+        size_t n = 0;
+        assert_int_equal(s->ops->holders(s, key, &hs, &n), TL_OK);
+        tl_info_array_free((struct tl_info **)hs, n);
+        if (mixed ? !((w == 1 && r == 0) || (w == 0 && r >= 1 && r <= SLOTS))
+                  : !(w == 0 && r == SLOTS))
+            fail_msg("round %d: %d writers and %d readers won", round, w, r);
+        assert_int_equal(n, (size_t)(w + r));
+        struct tl_force_release fr = {
+            .key = key, .worker_id = "admin", .node_id = "n", .summary = "end of round"};
+        struct tl_record former = {0};
+        bool found = false;
+        assert_int_equal(s->ops->force_release(s, &fr, &former, &found), TL_OK);
+        assert_true(found);
+        tl__record_clear(&former);
+        tl__store_close(s);
+    }
+}
+
 int main(void)
 {
     const char *base = tl_test_env("TL_TEST_ETCD_URL");
@@ -540,6 +622,7 @@ int main(void)
         cmocka_unit_test(garbled_holders_are_a_clear_error),
         cmocka_unit_test(a_shared_holder_is_released_by_its_token),
         cmocka_unit_test(claim_next_counts_a_shared_key_as_held),
+        cmocka_unit_test(processes_never_exceed_the_slots_nor_mix),
     };
     return cmocka_run_group_tests_name("etcd modes", tests, NULL, NULL);
 }
