@@ -18,6 +18,8 @@
  *                         never seen). Its create revision is its seq.
  *   PREFIX e/KEY ETCD_SEP ID   an audit-trail event; at most history_max per key.
  *   PREFIX d/KEY          a finished task's done marker (no lease; etcd_next.c).
+ *   PREFIX s/KEY ETCD_SEP NONCE   a shared holder's liveness, on its manager's lease: a key held
+ *                         shared keeps its whole set of holders in l/KEY (etcd_modes.c).
  *
  * Tokens are revisions: a grant (claim, steal, force) writes the lock record, and the record's
  * mod_revision, the revision of that transaction, is the holder's fencing token; nothing else
