@@ -18,6 +18,8 @@
  *                         never seen). Its create revision is its seq.
  *   PREFIX e/KEY ETCD_SEP ID   an audit-trail event; at most history_max per key.
  *   PREFIX d/KEY          a finished task's done marker (no lease; etcd_next.c).
+ *   PREFIX s/KEY ETCD_SEP NONCE   a shared holder's liveness, on its manager's lease: a key held
+ *                         shared keeps its whole set of holders in l/KEY (etcd_modes.c).
  *
  * Tokens are revisions: a grant (claim, steal, force) writes the lock record, and the record's
  * mod_revision, the revision of that transaction, is the holder's fencing token; nothing else
@@ -277,6 +279,7 @@ static tl_status etcd_open(struct tl_store *s, const char *url)
     st = tl__etcd_call(s, "/v3/kv/range", req, TL_ETCD_READ, &ans);
     json_decref(req);
     json_decref(ans);
+    s->modes = true; /* shared holders and semaphores: etcd_modes.c */
 
 out:
     for (size_t i = 0; i < neps; i++)
@@ -311,28 +314,50 @@ struct claim_ctx {
     const struct tl_claim *req;
     struct etcd_names k;
     char nonce[33];
-    char *value; /* the record we write */
+    char *value; /* the exclusive record we write */
     int64_t at;
 };
 
-/* Ops that make us the holder (after the compares that guard them). */
+/*
+ * Ops that make us a holder (after the compares that guard them). `g` is the set of holders we
+ * replace (NULL: the key is free), keep[i] whether its holder i stays (only beside a shared
+ * claim: an exclusive one replaces every holder, the stale ones it steals or all it forces).
+ */
 static json_t *win_ops(struct tl_store *s, struct claim_ctx *c, int64_t lease, bool in_line,
-                       tl_event_kind kind, const char *detail, bool *ok)
+                       tl_event_kind kind, const char *detail, const struct etcd_group *g,
+                       const bool *keep, bool *ok)
 {
+    struct etcd_store *es = es_of(s);
     const struct tl_claim *req = c->req;
     json_t *ops = json_array();
     char *live = tl__etcd_live_value(req->lock_timeout_ms);
 
     if (live == NULL)
         *ok = false;
-    tl__etcd_push(ops, tl__etcd_op_put(c->k.l, c->value, 0, ok), ok);
-    tl__etcd_push(ops, tl__etcd_op_put(c->k.o, req->worker_id, 0, ok), ok);
-    tl__etcd_push(ops, live ? tl__etcd_op_put(c->k.h, live, lease, ok) : NULL, ok);
+    if (!req->shared) {
+        tl__etcd_push(ops, tl__etcd_op_put(c->k.l, c->value, 0, ok), ok);
+        tl__etcd_push(ops, tl__etcd_op_put(c->k.o, req->worker_id, 0, ok), ok);
+        tl__etcd_push(ops, live ? tl__etcd_op_put(c->k.h, live, lease, ok) : NULL, ok);
+        if (g != NULL && !g->exclusive && g->n > 0)
+            tl__etcd_push(ops, tl__etcd_op_delete(c->k.s, c->k.s_end, ok), ok);
+    } else {
+        char *value = tl__etcd_group_value(g, keep, req, c->nonce, c->at, req->slots, ok);
+        char *lk = tl__etcd_shared_live_key(es, req->key, c->nonce);
+        tl__etcd_push(ops, value ? tl__etcd_op_put(c->k.l, value, 0, ok) : NULL, ok);
+        /* h/KEY on no lease while the key is shared: a tasklock that predates shared holders
+         * sees it live and never steals it (etcd_modes.c). */
+        tl__etcd_push(ops, live ? tl__etcd_op_put(c->k.h, live, 0, ok) : NULL, ok);
+        tl__etcd_push(ops, live && lk ? tl__etcd_op_put(lk, live, lease, ok) : NULL, ok);
+        if (g != NULL && g->exclusive)
+            tl__etcd_push(ops, tl__etcd_op_delete(c->k.o, NULL, ok), ok);
+        tl__free(value);
+        tl__free(lk);
+    }
     if (in_line)
         tl__etcd_push(ops, tl__etcd_op_delete(c->k.waiter, NULL, ok), ok);
     tl__etcd_push(ops,
-                  tl__etcd_op_event(es_of(s), req->key, kind, req->worker_id, req->node_id, 0,
-                                    c->at, detail, 0, ok),
+                  tl__etcd_op_event(es, req->key, kind, req->worker_id, req->node_id, 0, c->at,
+                                    detail, 0, ok),
                   ok);
     tl__free(live);
     return ops;
@@ -360,13 +385,16 @@ static tl_status won(struct tl_store *s, struct claim_ctx *c, int64_t rev, int64
     r->info.claimed_at_ms = r->info.heartbeat_at_ms = c->at;
     r->info.lock_timeout_ms = req->lock_timeout_ms;
     r->info.observed_at_ms = c->at;
+    r->info.mode = req->shared ? TL_SHARED : TL_EXCLUSIVE;
+    r->info.slots = req->shared ? req->slots : 0;
     return TL_OK;
 }
 
-/* Answers busy: the holder's record (judged) and the line's counts; joins or refreshes the
- * line when the claim has a waiter. */
+/* Answers busy: the holder it waits for first (judged) and the line's counts; joins or
+ * refreshes the line when the claim has a waiter. */
 static tl_status busy(struct tl_store *s, struct claim_ctx *c, const struct etcd_key_state *ks,
-                      long mine, uint32_t ahead, struct tl_claim_result *out)
+                      const struct etcd_group *g, long mine, uint32_t ahead,
+                      struct tl_claim_result *out)
 {
     struct etcd_store *es = es_of(s);
     const struct tl_claim *req = c->req;
@@ -402,17 +430,14 @@ static tl_status busy(struct tl_store *s, struct claim_ctx *c, const struct etcd
         es->wait_key = tl__strdup(req->key);
         (void)snprintf(es->wait_id, sizeof(es->wait_id), "%s", req->waiter_id);
         es->wait_mode = req->mode;
+        es->wait_shared = req->shared;
+        es->wait_slots = req->slots;
     }
     out->waiting = waiting;
     out->ahead = ahead;
-    if (ks->held) {
-        st = tl__etcd_record_from(s, req->key, &ks->l, ks->live ? &ks->h : NULL, &out->rec, NULL);
-        if (st == TL_OK)
-            st = tl__etcd_judge(s, &out->rec, ks->live ? &ks->h : NULL);
-        if (st != TL_OK) {
-            tl__record_clear(&out->rec);
+    if (g->n > 0) {
+        if ((st = tl__etcd_holder_judged(s, g, 0, &out->rec)) != TL_OK)
             return st;
-        }
         out->holder_known = true;
     }
     return TL_EBUSY;
@@ -424,6 +449,8 @@ static tl_status etcd_claim(struct tl_store *s, const struct tl_claim *req,
     struct etcd_store *es = es_of(s);
     struct claim_ctx c = {.req = req, .at = now_ms(s)};
     struct etcd_key_state ks = {0};
+    struct etcd_group g = {0};
+    bool *keep = NULL;
     int64_t lease = 0, beat_sent = 0, call_start = mono(s);
     tl_status st;
 
@@ -439,6 +466,9 @@ static tl_status etcd_claim(struct tl_store *s, const struct tl_claim *req,
         json_t *ans = NULL;
         bool ok = true;
         tl__etcd_state_clear(&ks);
+        tl__etcd_group_clear(&g);
+        tl__free(keep);
+        keep = NULL;
         if (s->deadline_mono_ms != 0 && attempt > 0 && mono(s) >= s->deadline_mono_ms) {
             st = tl__store_fail(s, TL_ETIMEDOUT, "etcd: claim of %s: out of time", req->key);
             goto out;
@@ -467,7 +497,7 @@ static tl_status etcd_claim(struct tl_store *s, const struct tl_claim *req,
                           tl__etcd_cmp(c.k.line, c.k.line_end, "CREATE", "LESS", line_bound, &ok),
                           &ok);
             tl__etcd_state_ops(fail, &c.k, &ok);
-            json_t *win = win_ops(s, &c, lease, head, TL_EVENT_ACQUIRED, NULL, &ok);
+            json_t *win = win_ops(s, &c, lease, head, TL_EVENT_ACQUIRED, NULL, NULL, NULL, &ok);
             st = tl__etcd_txn(s, compare, win, fail, ok, TL_ETCD_WRITE, &ans);
             if (st == TL_OK && tl__etcd_txn_succeeded(ans)) {
                 st = won(s, &c, tl__etcd_header_revision(ans), lease, out);
@@ -488,19 +518,15 @@ static tl_status etcd_claim(struct tl_store *s, const struct tl_claim *req,
         } else if ((st = tl__etcd_read_state(s, &c.k, &ks)) != TL_OK) {
             goto out;
         }
+        if ((st = tl__etcd_group_of(s, req->key, &ks, &g)) != TL_OK)
+            goto out;
 
         /* Our own earlier attempt may have won (its answer was lost). */
-        if (ks.held) {
-            struct tl_record r;
-            char *nonce = NULL;
-            if (tl__etcd_record_from(s, req->key, &ks.l, NULL, &r, &nonce) == TL_OK) {
-                bool ours = nonce != NULL && strcmp(nonce, c.nonce) == 0;
-                tl__record_clear(&r);
-                tl__free(nonce);
-                if (ours) {
-                    st = won(s, &c, ks.l.mod, ks.live ? ks.h.lease : lease, out);
-                    goto done;
-                }
+        for (size_t i = 0; i < g.n; i++) {
+            if (strcmp(g.h[i].nonce, c.nonce) == 0) {
+                st = won(s, &c, (int64_t)g.h[i].rec.info.token,
+                         g.h[i].live ? g.h[i].live->lease : lease, out);
+                goto done;
             }
         }
 
@@ -511,30 +537,66 @@ static tl_status etcd_claim(struct tl_store *s, const struct tl_claim *req,
                           : req->waiter_id == NULL || ks.line[i].priority >= req->priority)
                 ahead++;
         }
-        int64_t now = now_ms(s);
-        /* Stale is etcd's judgement (the liveness key is gone): as a heartbeat older than a
-         * zero timeout. */
-        enum tl_verdict v = tl__claim_verdict(ks.held, ks.live ? now : now - 1, 0, req->mode, now);
+        /* The holders that count: all, or the live ones when stealing (FORCE: none). Stale is
+         * etcd's judgement: the holder's liveness key is gone. */
+        if ((keep = tl__calloc(g.n ? g.n : 1, sizeof(bool))) == NULL) {
+            st = tl__etcd_oom(s);
+            goto out;
+        }
+        size_t counted = 0, stale = 0;
+        for (size_t i = 0; i < g.n; i++) {
+            if (req->mode == TL_CLAIM_FORCE) {
+                continue;
+            } else if (req->mode == TL_CLAIM_STEAL && g.h[i].live == NULL) {
+                stale++;
+                continue;
+            }
+            keep[i] = true;
+            counted++;
+        }
+        enum tl_verdict v = TL_VERDICT_FREE;
+        if (req->mode == TL_CLAIM_FORCE) {
+            if (g.n > 0)
+                v = TL_VERDICT_FORCE;
+        } else {
+            enum tl_admit a = tl__admit(req->shared, req->slots, counted, g.exclusive, g.slots);
+            if (a == TL_ADMIT_MISMATCH) {
+                st = tl__slots_mismatch(s, req->key, g.slots, req->slots);
+                goto out;
+            }
+            v = a == TL_ADMIT_NO ? TL_VERDICT_BUSY : stale > 0 ? TL_VERDICT_STEAL : TL_VERDICT_FREE;
+        }
         if (v == TL_VERDICT_BUSY || (ahead > 0 && req->mode != TL_CLAIM_FORCE)) {
-            st = busy(s, &c, &ks, mine, ahead, out);
+            st = busy(s, &c, &ks, &g, mine, ahead, out);
             goto out;
         }
 
         if ((st = tl__etcd_lease_for(s, req->lock_timeout_ms, &lease, &beat_sent)) != TL_OK)
             goto out;
-        char detail[200] = "";
-        struct tl_record former = {0};
-        if (ks.held && tl__etcd_record_from(s, req->key, &ks.l, NULL, &former, NULL) == TL_OK)
-            (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", former.info.worker_id,
-                           (unsigned long long)ks.l.mod);
-        tl__record_clear(&former);
+        char detail[400] = "";
+        if (v != TL_VERDICT_FREE) {
+            bool *gone = tl__calloc(g.n, sizeof(bool));
+            for (size_t i = 0; gone != NULL && i < g.n; i++)
+                gone[i] = !keep[i];
+            if (gone != NULL)
+                tl__etcd_group_detail(&g, gone, detail, sizeof(detail));
+            tl__free(gone);
+        }
         json_t *compare = json_array();
         if (ks.held)
             tl__etcd_push(compare, tl__etcd_cmp(c.k.l, NULL, "MOD", "EQUAL", ks.l.mod, &ok), &ok);
         else
             tl__etcd_push(compare, tl__etcd_cmp(c.k.l, NULL, "CREATE", "EQUAL", 0, &ok), &ok);
-        if (v == TL_VERDICT_STEAL)
-            tl__etcd_push(compare, tl__etcd_cmp(c.k.h, NULL, "CREATE", "EQUAL", 0, &ok), &ok);
+        /* A stolen holder's liveness must still be gone (a renewal may have brought it back). */
+        for (size_t i = 0; v == TL_VERDICT_STEAL && i < g.n; i++) {
+            if (keep[i])
+                continue;
+            char *lk = g.exclusive ? tl__strdup(c.k.h)
+                                   : tl__etcd_shared_live_key(es, req->key, g.h[i].nonce);
+            tl__etcd_push(compare, lk ? tl__etcd_cmp(lk, NULL, "CREATE", "EQUAL", 0, &ok) : NULL,
+                          &ok);
+            tl__free(lk);
+        }
         if (req->mode != TL_CLAIM_FORCE)
             tl__etcd_push(compare,
                           tl__etcd_cmp(c.k.line, c.k.line_end, "CREATE", "LESS", ks.rev + 1, &ok),
@@ -542,7 +604,8 @@ static tl_status etcd_claim(struct tl_store *s, const struct tl_claim *req,
         tl_event_kind kind = v == TL_VERDICT_STEAL   ? TL_EVENT_STOLEN
                              : v == TL_VERDICT_FORCE ? TL_EVENT_FORCED
                                                      : TL_EVENT_ACQUIRED;
-        json_t *win = win_ops(s, &c, lease, mine >= 0, kind, detail[0] ? detail : NULL, &ok);
+        json_t *win = win_ops(s, &c, lease, mine >= 0, kind, detail[0] ? detail : NULL,
+                              ks.held ? &g : NULL, keep, &ok);
         st = tl__etcd_txn(s, compare, win, NULL, ok, TL_ETCD_WRITE, &ans);
         if (st == TL_OK && tl__etcd_txn_succeeded(ans)) {
             st = won(s, &c, tl__etcd_header_revision(ans), lease, out);
@@ -574,6 +637,8 @@ done:
         tl__etcd_turn_end(s); /* a watch left open for this waiter is of no more use */
     }
 out:
+    tl__free(keep);
+    tl__etcd_group_clear(&g);
     tl__etcd_state_clear(&ks);
     tl__etcd_names_clear(&c.k);
     tl__free(c.value);
@@ -597,53 +662,76 @@ static tl_status note_lost(struct tl_store *s, const struct tl_record *held)
                           held->info.worker_id, (unsigned long long)held->info.token);
 }
 
-/* Whether `ks` shows the lock of `held` (same grant, same worker). */
-static bool still_ours(struct tl_store *s, const struct etcd_key_state *ks,
-                       const struct tl_record *held)
-{
-    if (!ks->held || (uint64_t)ks->l.mod != held->info.token)
-        return false;
-    struct tl_record r;
-    if (tl__etcd_record_from(s, held->info.key, &ks->l, NULL, &r, NULL) != TL_OK)
-        return false;
-    bool same = strcmp(r.info.worker_id, held->info.worker_id) == 0;
-    tl__record_clear(&r);
-    return same;
-}
-
-/* Attaches the liveness of `held` to a lease of ours for `timeout` (a revival, an extension). */
+/*
+ * Attaches the liveness of `held` to a lease of ours for `timeout` (a revival, an extension):
+ * an exclusive holder's h/KEY, compared on its token and worker; a shared holder's s/ key,
+ * compared on the set of holders read at revision `set_rev` (re-read when it changed).
+ */
 static tl_status attach(struct tl_store *s, const struct etcd_names *k,
-                        const struct tl_record *held, uint32_t timeout, int64_t *sent)
+                        const struct tl_record *held, const char *nonce, int64_t set_rev,
+                        uint32_t timeout, int64_t *sent)
 {
     struct etcd_store *es = es_of(s);
+    char *lk = nonce ? tl__etcd_shared_live_key(es, held->info.key, nonce) : NULL;
+    tl_status st = TL_OK;
 
-    for (int attempt = 0; attempt < 3; attempt++) {
+    if (nonce != NULL && lk == NULL)
+        return tl__etcd_oom(s);
+    for (int attempt = 0; attempt < 10; attempt++) {
         int64_t lease = 0;
-        tl_status st = tl__etcd_lease_for(s, timeout, &lease, sent);
-        if (st != TL_OK)
-            return st;
+        if ((st = tl__etcd_lease_for(s, timeout, &lease, sent)) != TL_OK)
+            goto out;
         bool ok = true;
         char *live = tl__etcd_live_value(timeout);
         json_t *compare = json_array(), *ops = json_array(), *ans = NULL;
-        tl__etcd_push(
-            compare, tl__etcd_cmp(k->l, NULL, "MOD", "EQUAL", (int64_t)held->info.token, &ok), &ok);
-        tl__etcd_push(compare, tl__etcd_cmp_value(k->o, held->info.worker_id, &ok), &ok);
-        tl__etcd_push(ops, live ? tl__etcd_op_put(k->h, live, lease, &ok) : NULL, &ok);
+        if (lk == NULL) {
+            tl__etcd_push(compare,
+                          tl__etcd_cmp(k->l, NULL, "MOD", "EQUAL", (int64_t)held->info.token, &ok),
+                          &ok);
+            tl__etcd_push(compare, tl__etcd_cmp_value(k->o, held->info.worker_id, &ok), &ok);
+        } else {
+            tl__etcd_push(compare, tl__etcd_cmp(k->l, NULL, "MOD", "EQUAL", set_rev, &ok), &ok);
+        }
+        tl__etcd_push(ops, live ? tl__etcd_op_put(lk ? lk : k->h, live, lease, &ok) : NULL, &ok);
         tl__free(live);
         st = tl__etcd_txn(s, compare, ops, NULL, ok, TL_ETCD_WRITE, &ans);
         bool succeeded = st == TL_OK && tl__etcd_txn_succeeded(ans);
         json_decref(ans);
         if (succeeded)
-            return TL_OK;
-        if (st == TL_OK)
-            return note_lost(s, held);
+            goto out;
+        if (st == TL_OK && lk == NULL) {
+            st = note_lost(s, held);
+            goto out;
+        }
+        if (st == TL_OK) {
+            /* The set changed: still one of it? */
+            struct etcd_key_state ks = {0};
+            struct etcd_group g = {0};
+            if ((st = tl__etcd_read_state(s, k, &ks)) == TL_OK &&
+                (st = tl__etcd_group_of(s, held->info.key, &ks, &g)) == TL_OK) {
+                long i = g.exclusive
+                             ? -1
+                             : tl__etcd_group_find(&g, held->info.token, held->info.worker_id);
+                if (i < 0)
+                    st = note_lost(s, held);
+                set_rev = ks.l.mod;
+            }
+            tl__etcd_group_clear(&g);
+            tl__etcd_state_clear(&ks);
+            if (st != TL_OK)
+                goto out;
+            continue;
+        }
         if (tl__etcd_lease_gone(es))
             tl__etcd_forget_lease(es, lease);
         else if (!tl__etcd_unsure(es))
-            return st;
+            goto out;
         /* Unsure: putting it again is harmless. */
     }
-    return tl__store_fail(s, TL_ESTORE, "etcd: could not attach %s to a lease", held->info.key);
+    st = tl__store_fail(s, TL_ESTORE, "etcd: could not attach %s to a lease", held->info.key);
+out:
+    tl__free(lk);
+    return st;
 }
 
 static tl_status renew(struct tl_store *s, const struct tl_record *held, uint32_t timeout,
@@ -652,6 +740,7 @@ static tl_status renew(struct tl_store *s, const struct tl_record *held, uint32_
     struct etcd_store *es = es_of(s);
     struct etcd_names k;
     struct etcd_key_state ks = {0};
+    struct etcd_group g = {0};
     tl_status st = tl__etcd_names_for(s, held->info.key, NULL, &k);
     int64_t sent = 0;
 
@@ -659,36 +748,43 @@ static tl_status renew(struct tl_store *s, const struct tl_record *held, uint32_
         return st;
     if ((st = tl__etcd_read_state(s, &k, &ks)) != TL_OK)
         goto out;
-    if (!still_ours(s, &ks, held)) {
+    if (tl__etcd_group_of(s, held->info.key, &ks, &g) != TL_OK) {
+        st = note_lost(s, held); /* a record we cannot read is not ours */
+        goto out;
+    }
+    long i = tl__etcd_group_find(&g, held->info.token, held->info.worker_id);
+    if (i < 0) {
         st = note_lost(s, held);
         goto out;
     }
+    const struct etcd_kv *lv = g.h[i].live;
     bool alive = false;
-    if (ks.live && timeout == 0) {
+    if (lv != NULL && timeout == 0) {
         struct etcd_lease *l = NULL;
-        for (size_t i = 0; i < es->nleases; i++)
-            if (es->leases[i].id == ks.h.lease)
-                l = &es->leases[i];
+        for (size_t j = 0; j < es->nleases; j++)
+            if (es->leases[j].id == lv->lease)
+                l = &es->leases[j];
         uint32_t t = held->info.lock_timeout_ms;
         int64_t m = mono(s);
         if (l != NULL && m - l->beat_mono < (int64_t)(t / 6)) {
             /* Kept alive a moment ago, for another lock on the same lease. */
             alive = true;
             sent = l->beat_mono;
-        } else if ((st = tl__etcd_keepalive(s, ks.h.lease, &alive)) != TL_OK) {
+        } else if ((st = tl__etcd_keepalive(s, lv->lease, &alive)) != TL_OK) {
             goto out;
         } else if (alive) {
             if (l != NULL) {
                 l->beat_mono = m;
             } else if (es->nleases < ETCD_MAX_LEASES) {
                 es->leases[es->nleases++] =
-                    (struct etcd_lease){.id = ks.h.lease, .ttl_s = 0, .beat_mono = m};
+                    (struct etcd_lease){.id = lv->lease, .ttl_s = 0, .beat_mono = m};
             }
         }
     }
     if (!alive) {
         /* Stale (nobody took it), or an extension: a lease of the timeout it is to have. */
-        st = attach(s, &k, held, timeout ? timeout : held->info.lock_timeout_ms, &sent);
+        st = attach(s, &k, held, g.exclusive ? NULL : g.h[i].nonce, ks.l.mod,
+                    timeout ? timeout : held->info.lock_timeout_ms, &sent);
         if (st != TL_OK)
             goto out;
     }
@@ -696,6 +792,7 @@ static tl_status renew(struct tl_store *s, const struct tl_record *held, uint32_
         s->beat_sent_mono_ms = sent;
     *heartbeat_at_ms = now_ms(s);
 out:
+    tl__etcd_group_clear(&g);
     tl__etcd_state_clear(&ks);
     tl__etcd_names_clear(&k);
     return st;
@@ -723,39 +820,68 @@ static tl_status etcd_force_release(struct tl_store *s, const struct tl_force_re
     struct etcd_store *es = es_of(s);
     struct etcd_names k;
     struct etcd_key_state ks = {0};
+    struct etcd_group g = {0};
+    bool *keep = NULL;
     tl_status st = tl__etcd_names_for(s, req->key, NULL, &k);
 
     *found = false;
     if (st != TL_OK)
         return st;
     for (int attempt = 0; attempt < 20; attempt++) {
+        tl__etcd_group_clear(&g);
         tl__etcd_state_clear(&ks);
         tl__record_clear(former);
+        tl__free(keep);
+        keep = NULL;
         *found = false;
         if ((st = tl__etcd_read_state(s, &k, &ks)) != TL_OK)
             goto out;
         if (!ks.held)
             goto out;
-        if ((st = tl__etcd_record_from(s, req->key, &ks.l, ks.live ? &ks.h : NULL, former, NULL)) !=
-                TL_OK ||
-            (st = tl__etcd_judge(s, former, ks.live ? &ks.h : NULL)) != TL_OK)
+        if ((st = tl__etcd_group_of(s, req->key, &ks, &g)) != TL_OK)
+            goto out;
+        /* The one holder to remove (a token given), else all of them. */
+        long which = req->token != 0 ? tl__etcd_group_find(&g, req->token, NULL) : -1;
+        if ((st = tl__etcd_holder_judged(s, &g, which >= 0 ? (size_t)which : 0, former)) != TL_OK)
             goto out;
         *found = true;
-        if (req->token != 0 && (uint64_t)ks.l.mod != req->token) {
-            st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu", req->key,
-                                former->info.worker_id, (unsigned long long)ks.l.mod);
+        if (req->token != 0 && which < 0) {
+            st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu%s", req->key,
+                                former->info.worker_id, (unsigned long long)former->info.token,
+                                g.n > 1 ? " (and others), none with the token given" : "");
             goto out;
         }
-        char detail[200];
-        (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", former->info.worker_id,
-                       (unsigned long long)ks.l.mod);
+        bool all = which < 0 || g.n == 1;
+        if ((keep = tl__calloc(g.n, sizeof(bool))) == NULL) {
+            st = tl__etcd_oom(s);
+            goto out;
+        }
+        for (size_t i = 0; i < g.n; i++)
+            keep[i] = !all && (long)i != which;
+        char detail[400];
+        if (all)
+            tl__etcd_group_detail(&g, NULL, detail, sizeof(detail));
+        else
+            (void)snprintf(detail, sizeof(detail), "from %s (token %llu)", former->info.worker_id,
+                           (unsigned long long)former->info.token);
         bool ok = true;
         int64_t at = now_ms(s);
         json_t *compare = json_array(), *ops = json_array(), *ans = NULL;
         tl__etcd_push(compare, tl__etcd_cmp(k.l, NULL, "MOD", "EQUAL", ks.l.mod, &ok), &ok);
-        tl__etcd_push(ops, tl__etcd_op_delete(k.l, NULL, &ok), &ok);
-        tl__etcd_push(ops, tl__etcd_op_delete(k.o, NULL, &ok), &ok);
-        tl__etcd_push(ops, tl__etcd_op_delete(k.h, NULL, &ok), &ok);
+        if (all) {
+            tl__etcd_push(ops, tl__etcd_op_delete(k.l, NULL, &ok), &ok);
+            tl__etcd_push(ops, tl__etcd_op_delete(k.o, NULL, &ok), &ok);
+            tl__etcd_push(ops, tl__etcd_op_delete(k.h, NULL, &ok), &ok);
+            if (!g.exclusive)
+                tl__etcd_push(ops, tl__etcd_op_delete(k.s, k.s_end, &ok), &ok);
+        } else {
+            char *value = tl__etcd_group_value(&g, keep, NULL, NULL, 0, g.slots, &ok);
+            char *lk = tl__etcd_shared_live_key(es, req->key, g.h[which].nonce);
+            tl__etcd_push(ops, value ? tl__etcd_op_put(k.l, value, 0, &ok) : NULL, &ok);
+            tl__etcd_push(ops, lk ? tl__etcd_op_delete(lk, NULL, &ok) : NULL, &ok);
+            tl__free(value);
+            tl__free(lk);
+        }
         tl__etcd_push(ops,
                       tl__etcd_op_event(es, req->key, TL_EVENT_FORCED, req->worker_id, req->node_id,
                                         0, at, detail, 0, &ok),
@@ -778,6 +904,8 @@ out:
         tl__record_clear(former);
         *found = false;
     }
+    tl__free(keep);
+    tl__etcd_group_clear(&g);
     tl__etcd_state_clear(&ks);
     tl__etcd_names_clear(&k);
     return st;
@@ -816,4 +944,5 @@ const struct tl_store_ops tl__store_etcd = {
     .reopen = tl__etcd_reopen,
     .done_list = tl__etcd_done_list,
     .wait_any = tl__etcd_wait_any,
+    .holders = tl__etcd_holders,
 };

@@ -2,7 +2,8 @@
  * etcd_int.h -- what the files of the etcd store share (not installed; nothing else includes it):
  * etcd.c (open, claim, renew, force), etcd_read.c (inspect, list, history and the line's
  * waiting), etcd_wire.c (the key layout, the values we write, gateway calls and leases),
- * etcd_next.c (release, and claim-next with its done markers).
+ * etcd_next.c (release, and claim-next with its done markers), etcd_modes.c (shared holders and
+ * semaphores: the holder set of a key).
  */
 #ifndef TL_STORES_ETCD_INT_H
 #define TL_STORES_ETCD_INT_H
@@ -56,6 +57,8 @@ struct etcd_store {
     char *wait_key;
     char wait_id[40];
     enum tl_claim_mode wait_mode;
+    bool wait_shared; /* its claim's mode and slots: wait_turn wakes it when admitted */
+    uint32_t wait_slots;
     /* The revision at which wait_turn found that waiter the head of a free key (0: none): its
      * next claim compares "nothing joined since" instead of reading again. */
     int64_t turn_rev;
@@ -91,7 +94,10 @@ struct etcd_waiter {
 struct etcd_key_state {
     int64_t rev; /* the revision it was read at */
     bool held, live;
+    bool shared; /* l is a set of shared holders (etcd_modes.c), not one exclusive holder */
     struct etcd_kv l, h;
+    struct etcd_kv *sh; /* the shared holders' liveness keys (PREFIX s/KEY ETCD_SEP NONCE) */
+    size_t nsh;
     struct etcd_waiter *line; /* in line order */
     size_t nline;
 };
@@ -99,7 +105,23 @@ struct etcd_key_state {
 /* The keys of a lock, for one call. */
 struct etcd_names {
     char *l, *o, *h, *line, *line_end, *waiter;
+    char *s, *s_end; /* the shared holders' liveness keys, as a range */
     size_t line_len;
+};
+
+/* One holder of a key (etcd_modes.c): the exclusive one, or one of the shared ones. */
+struct etcd_holder {
+    struct tl_record rec;       /* not judged; token, mode and slots filled */
+    char nonce[33];             /* its claim's nonce ("" when the record has none) */
+    const struct etcd_kv *live; /* its liveness key (borrowed from the state), NULL: stale */
+};
+
+/* The holders of a key, by token. */
+struct etcd_group {
+    struct etcd_holder *h;
+    size_t n;
+    bool exclusive; /* n == 1, the exclusive holder (the record of l/KEY as before version 5) */
+    uint32_t slots; /* shared: the semaphore's slots (0: no limit) */
 };
 
 static inline struct etcd_store *es_of(struct tl_store *s)
@@ -223,10 +245,10 @@ void tl__etcd_names_clear(struct etcd_names *k);
 tl_status tl__etcd_names_for(struct tl_store *s, const char *key, const char *waiter_id,
                              struct etcd_names *k);
 
-/* The three ranges of a key's state, as ops (appended to `ops`). */
+/* The four ranges of a key's state, as ops (appended to `ops`). */
 void tl__etcd_state_ops(json_t *ops, const struct etcd_names *k, bool *ok);
 
-/* Parses the state from responses first..first+2 of a txn answer. */
+/* Parses the state from responses first..first+3 of a txn answer. */
 tl_status tl__etcd_state_from(struct tl_store *s, json_t *ans, size_t first,
                               const struct etcd_names *k, struct etcd_key_state *ks);
 
@@ -251,6 +273,59 @@ tl_status tl__etcd_wait(struct tl_store *s, const char *key, uint32_t timeout_ms
 tl_status tl__etcd_leave(struct tl_store *s, const char *key, const char *waiter_id);
 tl_status tl__etcd_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
                            size_t *count);
+
+/* The lock timeout a liveness value records, or 0. */
+uint32_t tl__etcd_live_timeout(const struct etcd_kv *h);
+
+/* Whether a lock record's value is a set of shared holders. */
+bool tl__etcd_value_is_shared(const struct etcd_kv *l);
+
+/* ---- etcd_modes.c: shared holders and semaphores ---- */
+
+/* The holders of `key` from its state (none when free). A malformed set: TL_ESTORE. */
+tl_status tl__etcd_group_of(struct tl_store *s, const char *key, const struct etcd_key_state *ks,
+                            struct etcd_group *g);
+/* The same from a lock record and the liveness keys sh[0..nsh) (other keys' are skipped). */
+tl_status tl__etcd_group_from(struct tl_store *s, const char *key, const struct etcd_kv *l,
+                              const struct etcd_kv *h, const struct etcd_kv *sh, size_t nsh,
+                              struct etcd_group *g);
+void tl__etcd_group_clear(struct etcd_group *g);
+/* The holder a newcomer waits for first: the exclusive one, else the oldest (NULL: none). */
+const struct etcd_holder *tl__etcd_group_blocker(const struct etcd_group *g);
+/* Index of the holder with `token` (and `worker`, if not NULL), or -1. */
+long tl__etcd_group_find(const struct etcd_group *g, uint64_t token, const char *worker);
+/* A judged copy of holder `i` into `out` (a lease's time-to-live: one request). */
+tl_status tl__etcd_holder_judged(struct tl_store *s, const struct etcd_group *g, size_t i,
+                                 struct tl_record *out);
+/*
+ * The value of l/KEY for the shared holders of `g` (none when it is exclusive; may be NULL) whose
+ * keep[i] is true (keep NULL: all), in order, then (with `add`) a new shared holder whose token
+ * is the revision of the write. NULL when none is left, or out of memory (*ok false).
+ */
+char *tl__etcd_group_value(const struct etcd_group *g, const bool *keep, const struct tl_claim *add,
+                           const char *nonce, int64_t at, uint32_t slots, bool *ok);
+/* PREFIX s/KEY ETCD_SEP NONCE. */
+char *tl__etcd_shared_live_key(const struct etcd_store *es, const char *key, const char *nonce);
+/* "from W (token N), ..." of the holders i of `g` with pick[i] (all when pick is NULL). */
+void tl__etcd_group_detail(const struct etcd_group *g, const bool *pick, char *buf, size_t size);
+/* The store's holders op; release/finish and the renewal of a shared holder. */
+tl_status tl__etcd_holders(struct tl_store *s, const char *key, struct tl_record ***out,
+                           size_t *count);
+tl_status tl__etcd_finish_shared(struct tl_store *s, const struct tl_finish *f,
+                                 struct tl_finish_result *out);
+/* Puts the liveness key of shared holder `held` (nonce) on a lease for `timeout`, while it is
+ * still a holder. */
+tl_status tl__etcd_attach_shared(struct tl_store *s, const struct etcd_names *k,
+                                 const struct tl_record *held, uint32_t timeout, int64_t *sent);
+
+/* etcd_next.c, for etcd_modes.c: the events of `key` after revision `after`, and what they are. */
+tl_status tl__etcd_events_after(struct tl_store *s, const char *key, int64_t after,
+                                struct etcd_kv **out, size_t *n);
+bool tl__etcd_event_is_grant(const struct etcd_kv *e);
+/* Trims the audit trail of `key` (`count` events long) to history_max once it has half as many
+ * again. */
+void tl__etcd_trim_history(struct tl_store *s, const char *key, int64_t count);
+bool tl__etcd_event_is_release_of(const struct etcd_kv *e, const struct tl_record *held);
 
 /* Frees what etcd_next.c keeps in the store (at close). */
 void tl__etcd_next_free(struct etcd_store *es);

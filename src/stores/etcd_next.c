@@ -42,8 +42,8 @@
 /* ---- the audit trail of a release ---- */
 
 /* Events of `key` written after revision `after`, oldest first (at most 50). */
-static tl_status events_after(struct tl_store *s, const char *key, int64_t after,
-                              struct etcd_kv **out, size_t *n)
+tl_status tl__etcd_events_after(struct tl_store *s, const char *key, int64_t after,
+                                struct etcd_kv **out, size_t *n)
 {
     bool ok = true;
     char *pre = tl__etcd_path(es_of(s), "e/", key, ETCD_SEP, NULL),
@@ -71,7 +71,7 @@ static tl_status events_after(struct tl_store *s, const char *key, int64_t after
 }
 
 /* Whether an event value is a grant (acquired, stolen, forced). */
-static bool is_grant(const struct etcd_kv *e)
+bool tl__etcd_event_is_grant(const struct etcd_kv *e)
 {
     json_t *v = json_loadb(e->value, e->value_len, 0, NULL);
     const char *k = json_string_value(json_object_get(v, "kind"));
@@ -83,7 +83,7 @@ static bool is_grant(const struct etcd_kv *e)
 }
 
 /* Whether an event is the release (plain or done) of `held` by its holder. */
-static bool is_our_release(const struct etcd_kv *e, const struct tl_record *held)
+bool tl__etcd_event_is_release_of(const struct etcd_kv *e, const struct tl_record *held)
 {
     json_t *v = json_loadb(e->value, e->value_len, 0, NULL);
     const char *k = json_string_value(json_object_get(v, "kind"));
@@ -98,7 +98,7 @@ static bool is_our_release(const struct etcd_kv *e, const struct tl_record *held
 }
 
 /* Trims the audit trail of `key` to history_max events once it has half as many again. */
-static void trim_history(struct tl_store *s, const char *key, int64_t count)
+void tl__etcd_trim_history(struct tl_store *s, const char *key, int64_t count)
 {
     struct etcd_store *es = es_of(s);
 
@@ -799,6 +799,10 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
     fn.x.rel_idx = SIZE_MAX;
     if (st != TL_OK)
         return st;
+    if (held->info.mode == TL_SHARED) {
+        tl__etcd_names_clear(&k);
+        return tl__etcd_finish_shared(s, f, out);
+    }
     epre = tl__etcd_path(es, "e/", held->info.key, ETCD_SEP, NULL);
     eend = tl__etcd_path(es, "e/", held->info.key, ETCD_SEP_NEXT, NULL);
     d = tl__etcd_path(es, "d/", held->info.key, NULL, NULL);
@@ -910,7 +914,7 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
             json_decref(ans);
             if (f->done)
                 done_note(es, held->info.key);
-            trim_history(s, held->info.key, n);
+            tl__etcd_trim_history(s, held->info.key, n);
             goto out;
         }
         if (st != TL_OK) {
@@ -932,21 +936,29 @@ tl_status tl__etcd_finish(struct tl_store *s, const struct tl_finish *f,
         if (st != TL_OK)
             goto out;
         bool held_by_other = n > 0;
+        bool shared = n > 0 && tl__etcd_value_is_shared(&kvs[0]);
         tl__etcd_kvs_free(kvs, n);
+        if (shared && !lost_answer) {
+            /* A shared holder known by its token only (tl_release_token()): its set decides. */
+            st = tl__etcd_finish_shared(s, f, out);
+            goto out;
+        }
         /* Not ours to delete. When an earlier attempt of this call had its answer lost, that
          * attempt may have released it: its event is then the first after our token, before
          * any grant (the chain's own claim of this key is at the same revision), and this call
          * succeeded. (A second call is refused once someone else claimed the key, as the
          * contract says.) */
-        if ((st = events_after(s, held->info.key, (int64_t)held->info.token, &kvs, &n)) != TL_OK)
+        if ((st = tl__etcd_events_after(s, held->info.key, (int64_t)held->info.token, &kvs, &n)) !=
+            TL_OK)
             goto out;
         int64_t rel_rev = 0; /* the revision of our release's event, if there is one */
         for (size_t i = 0; i < n && rel_rev == 0; i++)
-            if (lost_answer && is_our_release(&kvs[i], held))
+            if (lost_answer && tl__etcd_event_is_release_of(&kvs[i], held))
                 rel_rev = kvs[i].create;
         bool claimed_since = false;
         for (size_t i = 0; i < n && !claimed_since; i++)
-            claimed_since = is_grant(&kvs[i]) && (rel_rev == 0 || kvs[i].create < rel_rev);
+            claimed_since =
+                tl__etcd_event_is_grant(&kvs[i]) && (rel_rev == 0 || kvs[i].create < rel_rev);
         bool released_by_us = rel_rev != 0 && !claimed_since;
         tl__etcd_kvs_free(kvs, n);
         if (released_by_us) {

@@ -16,6 +16,7 @@ tl_status tl__etcd_inspect(struct tl_store *s, const char *key, struct tl_record
 {
     struct etcd_names k;
     struct etcd_key_state ks = {0};
+    struct etcd_group g = {0};
     tl_status st = tl__etcd_names_for(s, key, NULL, &k);
 
     *found = false;
@@ -23,15 +24,15 @@ tl_status tl__etcd_inspect(struct tl_store *s, const char *key, struct tl_record
         return st;
     if ((st = tl__etcd_read_state(s, &k, &ks)) != TL_OK || !ks.held)
         goto out;
-    if ((st = tl__etcd_record_from(s, key, &ks.l, ks.live ? &ks.h : NULL, out, NULL)) != TL_OK)
+    /* The holder a newcomer waits for first, with the count of them all. */
+    if ((st = tl__etcd_group_of(s, key, &ks, &g)) != TL_OK ||
+        (st = tl__etcd_holder_judged(s, &g, 0, out)) != TL_OK)
         goto out;
-    if ((st = tl__etcd_judge(s, out, ks.live ? &ks.h : NULL)) != TL_OK) {
-        tl__record_clear(out);
-        goto out;
-    }
     out->info.waiting = (uint32_t)ks.nline;
+    out->info.holders = (uint32_t)g.n;
     *found = true;
 out:
+    tl__etcd_group_clear(&g);
     tl__etcd_state_clear(&ks);
     tl__etcd_names_clear(&k);
     return st;
@@ -58,7 +59,9 @@ static int cmp_record_key(const void *a, const void *b)
     const struct tl_record *x = *(const struct tl_record *const *)a;
     const struct tl_record *y = *(const struct tl_record *const *)b;
 
-    return strcmp(x->info.key, y->info.key);
+    int c = strcmp(x->info.key, y->info.key);
+
+    return c != 0 ? c : (x->info.token > y->info.token) - (x->info.token < y->info.token);
 }
 
 tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *count)
@@ -66,8 +69,8 @@ tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *cou
     struct etcd_store *es = es_of(s);
     bool ok = true;
     json_t *ops = json_array(), *ans = NULL;
-    struct etcd_kv *ls = NULL, *hs = NULL, *ws = NULL;
-    size_t nl = 0, nh = 0, nw = 0, n = 0, cap = 0;
+    struct etcd_kv *ls = NULL, *hs = NULL, *ws = NULL, *ss = NULL;
+    size_t nl = 0, nh = 0, nw = 0, ns = 0, n = 0, cap = 0;
     struct tl_record **arr = NULL;
     size_t lp = strlen(es->prefix) + 2;
     struct {
@@ -81,6 +84,7 @@ tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *cou
     tl__etcd_push(ops, op_prefix(es, "l/", false, &ok), &ok);
     tl__etcd_push(ops, op_prefix(es, "h/", false, &ok), &ok);
     tl__etcd_push(ops, op_prefix(es, "w/", true, &ok), &ok);
+    tl__etcd_push(ops, op_prefix(es, "s/", false, &ok), &ok);
     if ((st = tl__etcd_txn(s, NULL, ops, NULL, ok, TL_ETCD_READ, &ans)) != TL_OK)
         goto out;
     if ((st = tl__etcd_kvs_parse(s, tl__etcd_txn_response(ans, 0, "response_range"), &ls, &nl)) !=
@@ -88,29 +92,32 @@ tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *cou
         (st = tl__etcd_kvs_parse(s, tl__etcd_txn_response(ans, 1, "response_range"), &hs, &nh)) !=
             TL_OK ||
         (st = tl__etcd_kvs_parse(s, tl__etcd_txn_response(ans, 2, "response_range"), &ws, &nw)) !=
+            TL_OK ||
+        (st = tl__etcd_kvs_parse(s, tl__etcd_txn_response(ans, 3, "response_range"), &ss, &ns)) !=
             TL_OK)
         goto out;
     /* One time-to-live per distinct lease, not per lock: a manager's locks share one. */
-    leases = tl__calloc(nh ? nh : 1, sizeof(*leases));
+    leases = tl__calloc(nh + ns ? nh + ns : 1, sizeof(*leases));
     if (leases == NULL) {
         st = tl__etcd_oom(s);
         goto out;
     }
-    for (size_t j = 0; j < nh; j++) {
+    for (size_t j = 0; j < nh + ns; j++) {
+        int64_t id = j < nh ? hs[j].lease : ss[j - nh].lease;
         size_t x = 0;
-        while (x < nleases && leases[x].id != hs[j].lease)
+        while (x < nleases && leases[x].id != id)
             x++;
-        if (x < nleases)
-            continue;
+        if (x < nleases || id == 0)
+            continue; /* known, or the no-lease h/KEY of a shared key */
         bool alive = true;
-        leases[nleases].id = hs[j].lease;
-        if ((st = tl__etcd_lease_beat(s, hs[j].lease, &leases[nleases].beat, &alive)) != TL_OK)
+        leases[nleases].id = id;
+        if ((st = tl__etcd_lease_beat(s, id, &leases[nleases].beat, &alive)) != TL_OK)
             goto out;
         nleases++;
     }
     /* The three ranges come sorted by key, and their keys sort alike (the separator sorts
      * below every character a key may have): one walk over them. */
-    size_t jh = 0, jw = 0;
+    size_t jh = 0, jw = 0, js = 0;
     for (size_t i = 0; i < nl; i++) {
         const char *key = ls[i].key + (strlen(ls[i].key) >= lp ? lp : 0);
         size_t klen = strlen(key);
@@ -130,29 +137,47 @@ tl_status tl__etcd_list(struct tl_store *s, struct tl_record ***out, size_t *cou
                 break;
             waiting += c == 0;
         }
-        struct tl_record *r = tl__record_new();
-        if (r == NULL) {
-            st = tl__etcd_oom(s);
-            goto out;
-        }
-        if ((st = tl__etcd_record_from(s, key, &ls[i], h, r, NULL)) != TL_OK) {
-            tl__record_free(r);
+        /* The shared holders' liveness keys of this key, PREFIX s/KEY ETCD_SEP NONCE: sorted
+         * alike too, so a window of them. */
+        char sp[TL_KEY_MAX + 2];
+        (void)snprintf(sp, sizeof(sp), "%s%s", key, ETCD_SEP);
+        size_t spl = strlen(sp), ks_n = 0;
+        while (js < ns && strcmp(ss[js].key + (strlen(ss[js].key) >= lp ? lp : 0), sp) < 0)
+            js++;
+        while (js + ks_n < ns && strlen(ss[js + ks_n].key) >= lp &&
+               strncmp(ss[js + ks_n].key + lp, sp, spl) == 0)
+            ks_n++;
+        struct etcd_group g;
+        if ((st = tl__etcd_group_from(s, key, &ls[i], h, ss + js, ks_n, &g)) != TL_OK) {
             if (st == TL_ENOMEM)
                 goto out;
             st = TL_OK;
             continue; /* a malformed record: list the others */
         }
-        int64_t beat = 0;
-        for (size_t x = 0; h != NULL && x < nleases; x++)
-            if (leases[x].id == h->lease)
-                beat = leases[x].beat;
-        tl__etcd_judge_at(s, r, h != NULL, beat);
-        r->info.waiting = waiting;
-        if (tl__record_array_push(&arr, &n, &cap, r) != TL_OK) {
-            tl__record_free(r);
-            st = tl__etcd_oom(s);
-            goto out;
+        for (size_t x = 0; x < g.n; x++) {
+            struct tl_record *r = tl__record_new();
+            if (r == NULL || tl__record_copy(r, &g.h[x].rec) != TL_OK) {
+                tl__free(r);
+                tl__etcd_group_clear(&g);
+                st = tl__etcd_oom(s);
+                goto out;
+            }
+            const struct etcd_kv *lv = g.h[x].live;
+            int64_t beat = 0;
+            for (size_t y = 0; lv != NULL && y < nleases; y++)
+                if (leases[y].id == lv->lease)
+                    beat = leases[y].beat;
+            tl__etcd_judge_at(s, r, lv != NULL, beat);
+            r->info.waiting = waiting;
+            r->info.holders = (uint32_t)g.n;
+            if (tl__record_array_push(&arr, &n, &cap, r) != TL_OK) {
+                tl__record_free(r);
+                tl__etcd_group_clear(&g);
+                st = tl__etcd_oom(s);
+                goto out;
+            }
         }
+        tl__etcd_group_clear(&g);
     }
     if (n > 1)
         qsort(arr, n, sizeof(struct tl_record *), cmp_record_key);
@@ -168,6 +193,7 @@ out:
     tl__etcd_kvs_free(ls, nl);
     tl__etcd_kvs_free(hs, nh);
     tl__etcd_kvs_free(ws, nw);
+    tl__etcd_kvs_free(ss, ns);
     json_decref(ans);
     return st;
 }
@@ -308,23 +334,40 @@ out:
  * short as 100 ms when it can be cancelled): a slice with the watch open and quiet costs no
  * request at all. The claim that wins, a leave, or close ends it.
  */
+/* One key (or range) to watch: for deletions, or for every change (`puts`: a shared key's set
+ * of holders is rewritten as holders come and go). */
+struct watch_spec {
+    char *key, *end;
+    bool puts;
+};
+
 struct etcd_turn {
     struct tl_store *s;
     struct etcd_names k;
     char *key;
     char *waiter_id; /* NULL: a plain wait for the key's release (no line) */
     bool may_steal;
-    bool woken;       /* the caller's turn has come (or, plain: the key was released) */
-    int64_t free_rev; /* woken as the head of a free key: the revision that showed it */
-    bool event;       /* a watched key was deleted */
-    char *watched[3]; /* what the watch in place is for */
+    bool shared; /* the waiter's claim: shared, of `slots` */
+    uint32_t slots;
+    bool woken;                   /* the caller's turn has come (or, plain: the key was released) */
+    int64_t free_rev;             /* woken as the head of a free key: the revision that showed it */
+    bool event;                   /* a watched key was deleted */
+    struct watch_spec watched[3]; /* what the watch in place is for */
     size_t nwatched;
 };
 
+static void specs_free(struct watch_spec *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tl__free(w[i].key);
+        tl__free(w[i].end);
+        w[i].key = w[i].end = NULL;
+    }
+}
+
 static void turn_forget(struct etcd_turn *t)
 {
-    for (size_t i = 0; i < t->nwatched; i++)
-        tl__free(t->watched[i]);
+    specs_free(t->watched, t->nwatched);
     t->nwatched = 0;
 }
 
@@ -368,11 +411,34 @@ static struct etcd_turn *turn_new(struct tl_store *s, const char *key, const cha
     return t;
 }
 
-/* Reads the key: sets t->woken, or the keys to watch in keys/n (copies). */
-static tl_status plan(struct etcd_turn *t, char *keys[3], size_t *n)
+/* Whether the holders of `ks` admit the waiter's claim (the head's turn has come). */
+static tl_status admitted(struct etcd_turn *t, const struct etcd_key_state *ks, bool *yes)
+{
+    struct etcd_group g = {0};
+    size_t counted = 0;
+    tl_status st;
+
+    *yes = !ks->held;
+    if (!ks->held)
+        return TL_OK;
+    if ((st = tl__etcd_group_of(t->s, t->key, ks, &g)) != TL_OK)
+        return st;
+    for (size_t i = 0; i < g.n; i++)
+        counted += g.h[i].live != NULL || !t->may_steal;
+    /* A mismatch of slots counts as admitted: the claim answers it. */
+    *yes = tl__admit(t->shared, t->slots, counted, g.exclusive, g.slots) != TL_ADMIT_NO;
+    tl__etcd_group_clear(&g);
+    return TL_OK;
+}
+
+/* Reads the key: sets t->woken, or the keys to watch in w/n (copies). */
+static tl_status plan(struct etcd_turn *t, struct watch_spec w[3], size_t *n)
 {
     struct etcd_key_state ks = {0};
-    const char *want[3];
+    struct {
+        const char *key, *end;
+        bool puts;
+    } want[3];
     size_t m = 0;
     tl_status st = tl__etcd_read_state(t->s, &t->k, &ks);
 
@@ -381,35 +447,54 @@ static tl_status plan(struct etcd_turn *t, char *keys[3], size_t *n)
         return st;
     t->free_rev = 0;
     if (t->waiter_id == NULL) {
-        t->woken = !ks.held || !ks.live; /* free, or stale: worth another attempt */
-        want[m++] = t->k.l;
-        want[m++] = t->k.h;
+        /* Free, or stale: worth another attempt. */
+        t->woken = !ks.held || (!ks.shared && !ks.live);
+        want[m].key = t->k.l, want[m].end = NULL, want[m++].puts = ks.shared;
+        if (!ks.shared)
+            want[m].key = t->k.h, want[m].end = NULL, want[m++].puts = false;
     } else {
         long mine = tl__etcd_line_index(&ks, t->waiter_id);
-        /* Not in line (its claim puts it back), or the head of a free key (or of a stale
-         * holder's, when it may steal). */
-        t->woken = mine < 0 || (mine == 0 && (!ks.held || (t->may_steal && !ks.live)));
+        bool yes = false;
+        if (mine == 0 && (st = admitted(t, &ks, &yes)) != TL_OK) {
+            tl__etcd_state_clear(&ks);
+            return st;
+        }
+        /* Not in line (its claim puts it back), or the head of a key whose holders admit its
+         * claim (free; or shared holders only, with a slot left, for a shared claim; or stale
+         * ones, when it may steal). */
+        t->woken = mine < 0 || (mine == 0 && yes);
         t->free_rev = mine == 0 && !ks.held ? ks.rev : 0;
-        want[m++] = t->k.waiter;
+        want[m].key = t->k.waiter, want[m].end = NULL, want[m++].puts = false;
         if (mine == 0) {
-            want[m++] = t->k.l;
-            if (t->may_steal)
-                want[m++] = t->k.h;
+            want[m].key = t->k.l, want[m].end = NULL, want[m++].puts = ks.shared;
+            if (t->may_steal && ks.shared)
+                want[m].key = t->k.s, want[m].end = t->k.s_end, want[m++].puts = false;
+            else if (t->may_steal)
+                want[m].key = t->k.h, want[m].end = NULL, want[m++].puts = false;
         } else if (mine > 0) {
-            want[m++] = ks.line[mine - 1].kv.key;
+            want[m].key = ks.line[mine - 1].kv.key, want[m].end = NULL, want[m++].puts = false;
         }
     }
     for (size_t i = 0; !t->woken && i < m; i++) {
-        if ((keys[i] = tl__strdup(want[i])) == NULL) {
-            for (size_t j = 0; j < i; j++)
-                tl__free(keys[j]);
+        w[i].key = tl__strdup(want[i].key);
+        w[i].end = want[i].end ? tl__strdup(want[i].end) : NULL;
+        w[i].puts = want[i].puts;
+        *n = i + 1;
+        if (w[i].key == NULL || (want[i].end != NULL && w[i].end == NULL)) {
+            specs_free(w, *n);
+            *n = 0;
             st = tl__etcd_oom(t->s);
             break;
         }
-        *n = i + 1;
     }
     tl__etcd_state_clear(&ks);
     return st;
+}
+
+static bool spec_same(const struct watch_spec *a, const struct watch_spec *b)
+{
+    return strcmp(a->key, b->key) == 0 && a->puts == b->puts &&
+           (a->end == NULL ? b->end == NULL : b->end != NULL && strcmp(a->end, b->end) == 0);
 }
 
 /* Once the watch is in place: read again; end the watch if the turn came, or if what should
@@ -417,16 +502,15 @@ static tl_status plan(struct etcd_turn *t, char *keys[3], size_t *n)
 static bool on_created(void *ud)
 {
     struct etcd_turn *t = ud;
-    char *keys[3];
+    struct watch_spec w[3];
     size_t n = 0;
 
-    if (plan(t, keys, &n) != TL_OK || t->woken)
+    if (plan(t, w, &n) != TL_OK || t->woken)
         return true;
     bool same = n == t->nwatched;
     for (size_t i = 0; same && i < n; i++)
-        same = strcmp(keys[i], t->watched[i]) == 0;
-    for (size_t i = 0; i < n; i++)
-        tl__free(keys[i]);
+        same = spec_same(&w[i], &t->watched[i]);
+    specs_free(w, n);
     return !same;
 }
 
@@ -471,7 +555,9 @@ static tl_status wait_for(struct etcd_turn *t, int64_t until)
         json_t *creates[3] = {0};
         bool ok = true;
         for (size_t i = 0; i < t->nwatched; i++) {
-            creates[i] = tl__etcd_range_req(t->watched[i], NULL, &ok);
+            creates[i] = tl__etcd_range_req(t->watched[i].key, t->watched[i].end, &ok);
+            if (t->watched[i].puts)
+                continue;
             json_t *f = json_array();
             tl__etcd_push(f, json_string("NOPUT"), &ok);
             tl__etcd_set(creates[i], "filters", f, &ok);
@@ -510,8 +596,11 @@ tl_status tl__etcd_wait_turn(struct tl_store *s, const char *key, const char *wa
         if ((t = es->turn = turn_new(s, key, waiter_id)) == NULL)
             return tl__etcd_oom(s);
     }
-    t->may_steal = es->wait_key != NULL && strcmp(es->wait_key, key) == 0 &&
-                   strcmp(es->wait_id, waiter_id) == 0 && es->wait_mode == TL_CLAIM_STEAL;
+    bool known = es->wait_key != NULL && strcmp(es->wait_key, key) == 0 &&
+                 strcmp(es->wait_id, waiter_id) == 0;
+    t->may_steal = known && es->wait_mode == TL_CLAIM_STEAL;
+    t->shared = known && es->wait_shared;
+    t->slots = known ? es->wait_slots : 0;
     t->woken = false;
     tl_status st = wait_for(t, until);
     *woken = t->woken;

@@ -451,7 +451,7 @@ char *tl__etcd_live_value(uint32_t timeout_ms)
 }
 
 /* The lock timeout a liveness value records, or 0. */
-static uint32_t live_timeout(const struct etcd_kv *h)
+uint32_t tl__etcd_live_timeout(const struct etcd_kv *h)
 {
     json_t *v = json_loadb(h->value, h->value_len, 0, NULL);
     json_t *t = json_object_get(v, "timeout");
@@ -492,7 +492,7 @@ tl_status tl__etcd_record_from(struct tl_store *s, const char *key, const struct
     out->info.claimed_at_ms = json_integer_value(c);
     out->info.lock_timeout_ms = (uint32_t)json_integer_value(t);
     if (h != NULL) {
-        uint32_t ht = live_timeout(h);
+        uint32_t ht = tl__etcd_live_timeout(h);
         if (ht != 0)
             out->info.lock_timeout_ms = ht;
         out->opaque = tl__asprintf("%llx", (unsigned long long)h->lease);
@@ -595,6 +595,7 @@ void tl__etcd_state_clear(struct etcd_key_state *ks)
 {
     kv_clear(&ks->l);
     kv_clear(&ks->h);
+    tl__etcd_kvs_free(ks->sh, ks->nsh);
     for (size_t i = 0; i < ks->nline; i++)
         kv_clear(&ks->line[i].kv);
     tl__free(ks->line);
@@ -624,9 +625,21 @@ static int32_t waiter_priority(const struct etcd_kv *k)
                                  : (int32_t)x;
 }
 
-/* Fills `ks` from the three range answers (lock record, liveness, line) at revision `rev`. */
-static tl_status state_parse(struct tl_store *s, json_t *rl, json_t *rh, json_t *rw, int64_t rev,
-                             size_t line_prefix_len, struct etcd_key_state *ks)
+/* Whether a lock record's value is a set of shared holders. */
+bool tl__etcd_value_is_shared(const struct etcd_kv *l)
+{
+    json_t *v = json_loadb(l->value, l->value_len, 0, NULL);
+    const char *mode = json_string_value(json_object_get(v, "mode"));
+    bool shared = mode != NULL && strcmp(mode, "shared") == 0;
+
+    json_decref(v);
+    return shared;
+}
+
+/* Fills `ks` from the four range answers (lock record, liveness, line, shared holders'
+ * liveness) at revision `rev`. */
+static tl_status state_parse(struct tl_store *s, json_t *rl, json_t *rh, json_t *rw, json_t *rs,
+                             int64_t rev, size_t line_prefix_len, struct etcd_key_state *ks)
 {
     struct etcd_kv *arr = NULL;
     size_t n = 0;
@@ -634,7 +647,7 @@ static tl_status state_parse(struct tl_store *s, json_t *rl, json_t *rh, json_t 
 
     memset(ks, 0, sizeof(*ks));
     ks->rev = rev;
-    if (rl == NULL || rh == NULL || rw == NULL || rev <= 0)
+    if (rl == NULL || rh == NULL || rw == NULL || rs == NULL || rev <= 0)
         return tl__store_fail(s, TL_ESTORE, "etcd: a transaction answer lacks its ranges");
     if ((st = tl__etcd_kvs_parse(s, rl, &arr, &n)) != TL_OK)
         return st;
@@ -642,8 +655,11 @@ static tl_status state_parse(struct tl_store *s, json_t *rl, json_t *rh, json_t 
         ks->held = true;
         ks->l = arr[0];
         memset(&arr[0], 0, sizeof(arr[0]));
+        ks->shared = tl__etcd_value_is_shared(&ks->l);
     }
     tl__etcd_kvs_free(arr, n);
+    if ((st = tl__etcd_kvs_parse(s, rs, &ks->sh, &ks->nsh)) != TL_OK)
+        goto err;
     if ((st = tl__etcd_kvs_parse(s, rh, &arr, &n)) != TL_OK)
         goto err;
     if (n > 0) {
@@ -685,6 +701,8 @@ void tl__etcd_names_clear(struct etcd_names *k)
     tl__free(k->line);
     tl__free(k->line_end);
     tl__free(k->waiter);
+    tl__free(k->s);
+    tl__free(k->s_end);
     memset(k, 0, sizeof(*k));
 }
 
@@ -700,7 +718,10 @@ tl_status tl__etcd_names_for(struct tl_store *s, const char *key, const char *wa
     k->line = tl__etcd_path(es, "w/", key, ETCD_SEP, NULL);
     k->line_end = tl__etcd_path(es, "w/", key, ETCD_SEP_NEXT, NULL);
     k->waiter = waiter_id ? tl__etcd_path(es, "w/", key, ETCD_SEP, waiter_id) : NULL;
-    if (!k->l || !k->o || !k->h || !k->line || !k->line_end || (waiter_id && !k->waiter)) {
+    k->s = tl__etcd_path(es, "s/", key, ETCD_SEP, NULL);
+    k->s_end = tl__etcd_path(es, "s/", key, ETCD_SEP_NEXT, NULL);
+    if (!k->l || !k->o || !k->h || !k->line || !k->line_end || (waiter_id && !k->waiter) || !k->s ||
+        !k->s_end) {
         tl__etcd_names_clear(k);
         return tl__etcd_oom(s);
     }
@@ -708,21 +729,23 @@ tl_status tl__etcd_names_for(struct tl_store *s, const char *key, const char *wa
     return TL_OK;
 }
 
-/* The three ranges of a key's state, as ops (appended to `ops`). */
+/* The four ranges of a key's state, as ops (appended to `ops`). */
 void tl__etcd_state_ops(json_t *ops, const struct etcd_names *k, bool *ok)
 {
     tl__etcd_push(ops, tl__etcd_op_range(tl__etcd_range_req(k->l, NULL, ok), ok), ok);
     tl__etcd_push(ops, tl__etcd_op_range(tl__etcd_range_req(k->h, NULL, ok), ok), ok);
     tl__etcd_push(ops, tl__etcd_op_range(tl__etcd_range_req(k->line, k->line_end, ok), ok), ok);
+    tl__etcd_push(ops, tl__etcd_op_range(tl__etcd_range_req(k->s, k->s_end, ok), ok), ok);
 }
 
-/* Parses the state from responses first..first+2 of a txn answer. */
+/* Parses the state from responses first..first+3 of a txn answer. */
 tl_status tl__etcd_state_from(struct tl_store *s, json_t *ans, size_t first,
                               const struct etcd_names *k, struct etcd_key_state *ks)
 {
     return state_parse(s, tl__etcd_txn_response(ans, first, "response_range"),
                        tl__etcd_txn_response(ans, first + 1, "response_range"),
                        tl__etcd_txn_response(ans, first + 2, "response_range"),
+                       tl__etcd_txn_response(ans, first + 3, "response_range"),
                        tl__etcd_header_revision(ans), k->line_len, ks);
 }
 
