@@ -29,6 +29,8 @@ int main(void)
 #else
 #include <jansson.h>
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "spawn.h"
 #include "store.h"
@@ -1047,11 +1049,105 @@ static void a_reader_pays_no_request_per_holder(void **state)
     party_free(odd);
 }
 
+/* A racer process: on "g" claims `key` (shared of `slots`, or exclusive), answers 'W' (won),
+ * 'B' (busy) or 'E'; on "r" releases what it won and answers 'r'; on "q" (or EOF) ends. */
+static void racer_child(const char *key, bool shared, uint32_t slots, int i, int cmd, int res)
+{
+    char name[32], c;
+
+    (void)snprintf(name, sizeof(name), "modes-proc-%d", i);
+    struct party *p =
+        shared ? reader_new(name, 0, LONG, slots) : party_new(name, 0, LONG, TL_CLAIM_NORMAL);
+    bool won = false;
+    while (read(cmd, &c, 1) == 1 && c != 'q') {
+        char a = 'r';
+        if (c == 'g') {
+            tl_status st = claim(p, key);
+            won = st == TL_OK;
+            a = won ? 'W' : st == TL_EBUSY ? 'B' : 'E';
+            if (a == 'E')
+                fprintf(stderr, "%s: %s: %s\n", name, tl_strerror(st), p->s->errmsg);
+        } else if (won && release(p) != TL_OK) {
+            a = 'E';
+        }
+        if (c != 'g')
+            won = false;
+        if (write(res, &a, 1) != 1)
+            break;
+    }
+    party_free(p);
+    _exit(0);
+}
+
+/* Processes (not threads: nothing in a process coordinates them) racing for a semaphore of 3
+ * slots: exactly 3 win each round; racing readers and writers: never both. */
+static void processes_racing_for_shared_keys(void **state)
+{
+    enum { N = 8, ROUNDS = 3 };
+    static const char *const keys[] = {"17", "18"};
+
+    (void)state;
+    for (size_t k = 0; k < 2; k++) {
+        pid_t pids[N];
+        int cmd[N], res[N];
+        bool shared[N];
+        for (int i = 0; i < N; i++) {
+            int c[2], r[2];
+            shared[i] = k == 0 || i % 2 == 1;
+            assert_int_equal(pipe(c), 0);
+            assert_int_equal(pipe(r), 0);
+            pids[i] = fork();
+            assert_true(pids[i] >= 0);
+            if (pids[i] == 0) {
+                close(c[1]);
+                close(r[0]);
+                racer_child(keys[k], shared[i], k == 0 ? 3 : 0, i, c[0], r[1]);
+            }
+            close(c[0]);
+            close(r[1]);
+            cmd[i] = c[1];
+            res[i] = r[0];
+        }
+        for (int round = 0; round < ROUNDS; round++) {
+            int readers = 0, writers = 0;
+            char b;
+            for (int i = 0; i < N; i++)
+                assert_int_equal(write(cmd[i], "g", 1), 1);
+            for (int i = 0; i < N; i++) {
+                if (read(res[i], &b, 1) != 1 || b == 'E')
+                    fail_msg("key %s round %d: racer %d failed", keys[k], round, i);
+                readers += b == 'W' && shared[i];
+                writers += b == 'W' && !shared[i];
+            }
+            if (k == 0 && readers != 3)
+                fail_msg("round %d: %d of %d processes got a semaphore of 3 slots", round, readers,
+                         N);
+            if (k == 1 && !(writers == 1 && readers == 0) && !(writers == 0 && readers >= 1))
+                fail_msg("round %d: %d writers and %d readers held at once", round, writers,
+                         readers);
+            for (int i = 0; i < N; i++)
+                assert_int_equal(write(cmd[i], "r", 1), 1);
+            for (int i = 0; i < N; i++)
+                assert_true(read(res[i], &b, 1) == 1 && b == 'r');
+        }
+        for (int i = 0; i < N; i++) {
+            int status;
+            assert_int_equal(write(cmd[i], "q", 1), 1);
+            close(cmd[i]);
+            close(res[i]);
+            assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+            assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+    }
+}
+
 int main(void)
 {
     const char *const args[] = {
         "--repo", "acme/widgets", "--issues", "20", "--token", "tasklock-bot=line-token", NULL};
     const struct CMUnitTest tests[] = {
+        /* First, while the process has no other threads to fork with. */
+        cmocka_unit_test(processes_racing_for_shared_keys),
         cmocka_unit_test(fifo_order_and_tokens),
         cmocka_unit_test(priority_and_bad_waiter_ids_are_refused),
         cmocka_unit_test(no_barging),
