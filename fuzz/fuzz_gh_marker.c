@@ -37,7 +37,8 @@ static bool same_claim(const struct tl_gh_claim *a, const struct tl_gh_claim *b)
     return same_str(x->worker_id, y->worker_id) && same_str(x->node_id, y->node_id) &&
            same_str(x->task_info, y->task_info) && x->claimed_at_ms == y->claimed_at_ms &&
            x->heartbeat_at_ms == y->heartbeat_at_ms && x->lock_timeout_ms == y->lock_timeout_ms &&
-           strcmp(a->nonce, b->nonce) == 0 && a->seq == b->seq && a->took == b->took &&
+           x->mode == y->mode && x->slots == y->slots && strcmp(a->nonce, b->nonce) == 0 &&
+           a->seq == b->seq && a->took == b->took &&
            same_from(a->from, a->nfrom, b->from, b->nfrom) && a->session == b->session &&
            strcmp(a->session_nonce, b->session_nonce) == 0;
 }

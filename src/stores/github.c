@@ -5,7 +5,9 @@
  *
  * - A claim is an issue comment by a trusted account (the token's login, plus ?trusted=a,b)
  *   with a hidden `<!-- tasklock {...} -->` marker (github_marker.c). The holder is the trusted
- *   claim with the lowest comment id; that id is the fencing token.
+ *   claim with the lowest comment id; that id is the fencing token. Shared claims (readers,
+ *   semaphores) hold beside each other: the holders are the leading run of claims the modes
+ *   admit (github_modes.c), and "the lowest" below reads "among the holders".
  * - Acquire: list the comments (If-None-Match: a 304 costs no primary rate budget); if held,
  *   busy (steal-stale deletes a stale holder's claim, force any holder's); else post our claim,
  *   list again, and keep the claim only if it is the lowest; then add the assignee (a hint), whose
@@ -95,6 +97,9 @@ tl_status tl__gh_item_record(struct github_store *g, const struct gh_item *it, c
     out->info.claimed_at_ms = it->created_ms;
     out->info.heartbeat_at_ms = it->beat_ms != 0 ? it->beat_ms : it->updated_ms;
     out->info.lock_timeout_ms = c->lock_timeout_ms;
+    out->info.mode = c->mode;
+    out->info.slots = c->mode == TL_SHARED ? c->slots : 0;
+    out->info.holders = 1; /* the callers that know the run say how many */
     out->info.observed_at_ms = now_ms;
     out->info.stale = tl__gh_stale_at(it, now_ms);
     return TL_OK;
@@ -104,49 +109,13 @@ tl_status tl__gh_item_record(struct github_store *g, const struct gh_item *it, c
  *
  * A waiter's place in line is its claim comment (DESIGN.md section 7): comment order is the
  * line's order, the comment id its seq and, once it holds, its token. The holder is the lowest
- * claim, stale or not (DESIGN.md section 5); the claims after it wait, and one of them that is
- * stale is a dead waiter: skipped (not counted, not ahead of anyone) and deleted by whoever
- * wins past it. A hand-over costs no write: when the holder deletes its claim, the next one
- * holds (the holder first deletes the dead waiters right after its claim, so that the next
- * holder is live). Hence FIFO only (priority 0).
+ * claim, stale or not (DESIGN.md section 5); with shared claims, the holders are the leading run
+ * of claims the modes admit (github_modes.c). The claims after them wait, and one of them that
+ * is stale is a dead waiter: skipped (not counted, not ahead of anyone) and deleted by whoever
+ * wins past it. A hand-over costs no write: when a holder deletes its claim, the next ones
+ * hold (it first deletes the dead waiters that would, so that the next holders are live).
+ * Hence FIFO only (priority 0).
  */
-
-/* The holder as `l` shows it: the lowest claim (of `issue` in a repository-wide list; 0: any)
- * below `below` (0: any); NULL: none. `*live` (may be NULL): how many of those claims are live
- * (the holder included, if live). */
-struct gh_item *tl__gh_line_holder(const struct github_store *g, struct gh_list *l, int64_t issue,
-                                   int64_t below, uint32_t *live)
-{
-    struct gh_item *best = NULL;
-    uint32_t n = 0;
-
-    for (size_t i = 0; i < l->npages; i++) {
-        for (size_t j = 0; j < l->pages[i].nitems; j++) {
-            struct gh_item *it = &l->pages[i].items[j];
-            if (!tl__gh_is_claim(g, it) || (issue > 0 && it->issue != issue) ||
-                (below > 0 && it->id >= below))
-                continue;
-            n += !tl__gh_stale_at(it, l->date_ms);
-            if (best == NULL || it->id < best->id)
-                best = it;
-        }
-    }
-    if (live != NULL)
-        *live = n;
-    return best;
-}
-
-/* Live waiters of a key in `l`: its live claims but the holder. */
-uint32_t tl__gh_line_waiting(const struct github_store *g, struct gh_list *l, int64_t issue,
-                             const struct gh_item *holder)
-{
-    uint32_t live;
-
-    (void)tl__gh_line_holder(g, l, issue, 0, &live);
-    if (holder != NULL && !tl__gh_stale_at(holder, l->date_ms) && live > 0)
-        live--;
-    return live;
-}
 
 /* Fills a busy result's line counts: live waiters, and how many of them are ahead of claim `id`
  * (0: none). `ours`: `id` is our place in line (counted as waiting even before the list shows
@@ -167,9 +136,11 @@ static void busy_counts(const struct github_store *g, struct gh_list *l, const s
         out->ahead = out->waiting;
         return;
     }
-    (void)tl__gh_line_holder(g, l, 0, id, &before);
-    if (h != NULL && h->id < id && !tl__gh_stale_at(h, l->date_ms) && before > 0)
-        before--;
+    /* The live claims below ours that do not hold: a prefix's run is the whole run's prefix. */
+    struct gh_run r;
+    (void)h;
+    tl__gh_run(g, l, 0, id, &r);
+    before = (uint32_t)r.live_after;
     out->ahead = before;
 }
 
@@ -324,6 +295,7 @@ static tl_status github_open(struct tl_store *s, const char *url)
     /* A waiter's place is its claim comment, judged live or stale as any claim. */
     s->waiter_timeout_is_lock_timeout = true;
     g->line_poll_ms = LINE_POLL_MS;
+    s->modes = true; /* shared claims: github_modes.c */
 
     if (strncmp(url, "github://", 9) != 0)
         return tl__gh_fail(g, TL_EINVAL, "github store URL must be github://OWNER/REPO");
@@ -459,30 +431,43 @@ static tl_status plan_the_way(struct github_store *g, const struct tl_claim *req
                               struct tl_gh_claim *mine, bool *forced, struct gh_item **victims,
                               size_t *nvictims, struct tl_claim_result *out)
 {
+    struct gh_run r;
+
     *nvictims = 0;
-    uint32_t live;
-    struct gh_item *h = tl__gh_line_holder(g, l, 0, 0, &live);
-    if (h == NULL)
+    tl__gh_run(g, l, 0, 0, &r);
+    if (r.first == NULL)
         return TL_OK;
-    bool stale = tl__gh_stale_at(h, l->date_ms);
-    /* Steal-stale takes a stale holder when no one live is in line either (the stale claims
-     * after it are dead waiters, deleted unrecorded); force takes the holder whatever, and
-     * the waiters after it are deleted unrecorded (they join the line again behind ours). */
-    if (req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && live > 0)) {
-        tl_status st = tl__gh_item_record(g, h, req->key, l->date_ms, &out->rec);
-        if (st != TL_OK)
-            return st;
-        tl__free(out->rec.opaque);
-        out->rec.opaque = NULL;
-        out->holder_known = true;
-        busy_counts(g, l, h, 0, false, out);
-        return TL_EBUSY;
+    /* The holders that count admit the claim and no one live waits (github_modes.c): then
+     * steal-stale takes the stale holders (the dead waiters after them go unrecorded); force
+     * takes every holder whatever (the waiters after them are deleted unrecorded: they join the
+     * line again behind ours). A slots mismatch writes nothing. */
+    if (req->mode != TL_CLAIM_FORCE) {
+        enum tl_admit a = tl__gh_admit(&r, req, l->date_ms);
+        if (a == TL_ADMIT_MISMATCH)
+            return tl__slots_mismatch(&g->base, req->key, r.slots, req->slots);
+        if (a == TL_ADMIT_NO || r.live_after > 0) {
+            tl_status st = tl__gh_item_record(g, r.first, req->key, l->date_ms, &out->rec);
+            if (st != TL_OK)
+                return st;
+            tl__free(out->rec.opaque);
+            out->rec.opaque = NULL;
+            out->rec.info.holders = (uint32_t)r.n;
+            out->holder_known = true;
+            busy_counts(g, l, r.first, 0, false, out);
+            return TL_EBUSY;
+        }
     }
-    if (!stale)
-        *forced = true;
-    push_from(mine, h);
-    h->deleted = true;
-    victims[(*nvictims)++] = h;
+    for (struct gh_item *h = r.first; h != NULL && *nvictims < VICTIMS_MAX;
+         h = tl__gh_run_next(g, l, &r, h)) {
+        bool stale = tl__gh_stale_at(h, l->date_ms);
+        if (req->mode != TL_CLAIM_FORCE && !stale)
+            continue;
+        if (!stale)
+            *forced = true;
+        push_from(mine, h);
+        h->deleted = true;
+        victims[(*nvictims)++] = h;
+    }
     if (mine->nfrom > 0)
         mine->took = *forced ? TL_GH_TOOK_FORCED : TL_GH_TOOK_STALE;
     return TL_OK;
@@ -589,24 +574,6 @@ static uint32_t reread_delay(const struct github_store *g, uint32_t a)
     return d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 }
 
-/* The lowest claim with `after` < id < `below` (0: no bound): the claims in id order. */
-struct gh_item *tl__gh_next_claim(const struct github_store *g, struct gh_list *l, int64_t after,
-                                  int64_t below)
-{
-    struct gh_item *best = NULL;
-
-    for (size_t i = 0; i < l->npages; i++) {
-        for (size_t j = 0; j < l->pages[i].nitems; j++) {
-            struct gh_item *it = &l->pages[i].items[j];
-            if (!tl__gh_is_claim(g, it) || it->id <= after || (below > 0 && it->id >= below))
-                continue;
-            if (best == NULL || it->id < best->id)
-                best = it;
-        }
-    }
-    return best;
-}
-
 /* Remembers the place of waiter `waiter_id`: claim comment `id` (nonce `nonce`) of issue
  * `number`, last written at `sent` (the clock's mono_ms). An instance serves one thread, which
  * waits in one line at a time; should the places run out, the oldest is given up. */
@@ -684,26 +651,6 @@ done:
     tl__free(url);
     tl__free(body);
     return st;
-}
-
-/* The lowest claim of waiter `waiter` (with nonce `nonce`, if not NULL) other than `except`. */
-struct gh_item *tl__gh_waiter_claim(const struct github_store *g, struct gh_list *l,
-                                    const char *waiter, const char *nonce, int64_t except)
-{
-    struct gh_item *best = NULL;
-
-    for (size_t i = 0; i < l->npages; i++) {
-        for (size_t j = 0; j < l->pages[i].nitems; j++) {
-            struct gh_item *it = &l->pages[i].items[j];
-            if (!tl__gh_is_claim(g, it) || it->id == except ||
-                strcmp(it->claim.waiter, waiter) != 0 ||
-                (nonce != NULL && strcmp(it->claim.nonce, nonce) != 0))
-                continue;
-            if (best == NULL || it->id < best->id)
-                best = it;
-        }
-    }
-    return best;
 }
 
 /*
@@ -957,6 +904,8 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     }
     mine.rec.info.claimed_at_ms = mine.rec.info.heartbeat_at_ms = l->date_ms;
     mine.rec.info.lock_timeout_ms = req->lock_timeout_ms;
+    mine.rec.info.mode = req->shared ? TL_SHARED : TL_EXCLUSIVE;
+    mine.rec.info.slots = req->shared ? req->slots : 0;
     tl__gh_random_nonce(g, mine.nonce);
     if (queue) {
         /* Posted on a key it expects to find free, a waiter's claim is marked held: if it wins
@@ -1071,51 +1020,58 @@ decide:
         /* A place in line was just found in a list read by this call: no second read. */
         if ((a > 0 || !existing) && (st = tl__gh_read_list(g, number, true, &l)) != TL_OK)
             goto withdraw;
-        struct gh_item *blocker = NULL;
-        for (struct gh_item *c = tl__gh_next_claim(g, l, 0, id); c != NULL && blocker == NULL;
-             c = tl__gh_next_claim(g, l, c->id, id)) {
-            bool stale = tl__gh_stale_at(c, l->date_ms);
-            if (req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && !stale))
-                blocker = c;
+        /* Admitted by the holders below ours that count, with no live waiter between
+         * (github_modes.c)? Force is admitted whatever. */
+        struct gh_run run;
+        tl__gh_run(g, l, 0, id, &run);
+        bool busy = false;
+        if (req->mode != TL_CLAIM_FORCE) {
+            enum tl_admit ad = tl__gh_admit(&run, req, l->date_ms);
+            if (ad == TL_ADMIT_MISMATCH) {
+                /* Only in a race (the plan refuses it before posting): ours goes. */
+                st = tl__slots_mismatch(&g->base, req->key, run.slots, req->slots);
+                goto withdraw;
+            }
+            busy = ad == TL_ADMIT_NO || run.live_after > 0;
         }
-        if (blocker != NULL) {
-            /* Someone else's claim is ahead: the holder holds (for a waiter: we wait). */
-            struct gh_item *h = tl__gh_line_holder(g, l, 0, 0, NULL);
-            st = tl__gh_item_record(g, h, req->key, l->date_ms, &out->rec);
+        if (busy) {
+            /* Someone else's claim is ahead: the holders hold (for a waiter: we wait). */
+            st = tl__gh_item_record(g, run.first, req->key, l->date_ms, &out->rec);
             if (st != TL_OK)
                 goto withdraw;
             tl__free(out->rec.opaque);
             out->rec.opaque = NULL;
+            out->rec.info.holders = (uint32_t)run.n;
             out->holder_known = true;
             if (queue)
                 goto queued;
-            busy_counts(g, l, h, id, false, out);
+            busy_counts(g, l, run.first, id, false, out);
             st = TL_EBUSY;
             goto withdraw;
         }
-        /* Nothing ahead: out of our way goes what this mode takes: the stale holder and the
-         * dead waiters after it; forced, the holder and the waiters after it. The audit trail
-         * records the holder (the lowest). */
-        bool first = true;
+        /* Nothing ahead: out of our way goes what this mode takes: the stale holders and the
+         * dead waiters; forced, every holder and the waiters. The audit trail records the
+         * holders taken. */
         struct gh_item *requeue[VICTIMS_MAX];
         size_t nrequeue = 0;
         for (struct gh_item *c = tl__gh_next_claim(g, l, 0, id); c != NULL;
              c = tl__gh_next_claim(g, l, c->id, id)) {
-            bool stale = tl__gh_stale_at(c, l->date_ms), dead = stale && !first, gone;
+            bool stale = tl__gh_stale_at(c, l->date_ms), gone;
+            bool holder = tl__gh_in_run(&run, c), dead = stale && !holder;
+            if (holder && (req->mode == TL_CLAIM_NORMAL || (req->mode == TL_CLAIM_STEAL && !stale)))
+                continue; /* a holder beside which ours holds */
             if ((st = tl__gh_delete_comment(g, c->id, &gone)) != TL_OK)
                 goto withdraw;
             c->deleted = true;
             LOG(g, TL_LOG_INFO, "github: #%lld: deleted the %s claim %lld of %s", (long long)number,
-                dead    ? "dead waiter's"
-                : first ? (stale ? "stale" : "live")
-                        : "waiting",
+                dead     ? "dead waiter's"
+                : holder ? (stale ? "stale" : "live")
+                         : "waiting",
                 (long long)c->id, c->claim.rec.info.worker_id);
-            bool holder = first;
-            first = false;
             if (!dead && !holder && c->claim.waiter[0] != '\0' && nrequeue < VICTIMS_MAX &&
                 (req->waiter_id == NULL || strcmp(c->claim.waiter, req->waiter_id) != 0))
                 requeue[nrequeue++] = c; /* a live waiter (forced out of our way) */
-            if (dead || !holder)
+            if (!holder)
                 continue;
             if (!stale)
                 forced = true;
@@ -1304,11 +1260,20 @@ static tl_status renew_claim(struct github_store *g, const struct tl_record *hel
         st = lost(g, held, "that comment is not our claim");
         goto done;
     }
-    struct gh_item *lower = tl__gh_line_holder(g, l, 0, id, NULL);
+    /* Ours must be among the holders (github_modes.c): a claim below it that became visible
+     * late may hold instead, or stand in line ahead of it. Judged by the listed claim's own
+     * mode (a renew by token alone does not know it), else by the held record's. */
+    const struct tl_info *mi = it != NULL ? &it->claim.rec.info : &held->info;
+    struct gh_item *lower = NULL;
+    if (!tl__gh_holds_at(g, l, id, mi->mode == TL_SHARED, mi->slots)) {
+        struct gh_run run;
+        tl__gh_run(g, l, 0, id, &run);
+        lower = run.after > 0 ? tl__gh_next_claim(g, l, run.last->id, id) : run.first;
+    }
     if (lower != NULL) {
         (void)snprintf(why, sizeof(why),
-                       "an earlier claim (comment %lld by %s on %s) became visible late, and it "
-                       "holds the lock",
+                       "an earlier claim (comment %lld by %s on %s) became visible late, and "
+                       "ours is not among the holders",
                        (long long)lower->id, lower->claim.rec.info.worker_id,
                        lower->claim.rec.info.node_id);
         if (it != NULL)
@@ -1519,4 +1484,5 @@ const struct tl_store_ops tl__store_github = {
     .reopen = tl__gh_reopen,
     .done_list = tl__gh_done_list,
     .wait_any = NULL, /* GitHub cannot wake a waiter: the core sleeps its backoff */
+    .holders = tl__github_holders,
 };

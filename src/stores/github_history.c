@@ -33,7 +33,10 @@ tl_status tl__github_inspect(struct tl_store *s, const char *key, struct tl_reco
         return st;
     tl__free(out->opaque);
     out->opaque = NULL;
-    out->info.waiting = tl__gh_line_waiting(g, l, 0, h);
+    struct gh_run run;
+    tl__gh_run(g, l, 0, 0, &run);
+    out->info.waiting = (uint32_t)run.live_after;
+    out->info.holders = (uint32_t)run.n; /* h is the first: the exclusive one, else the oldest */
     *found = true;
     return TL_OK;
 }
@@ -43,7 +46,9 @@ static int cmp_key(const void *a, const void *b)
     const struct tl_record *x = *(struct tl_record *const *)a;
     const struct tl_record *y = *(struct tl_record *const *)b;
 
-    return strcmp(x->info.key, y->info.key);
+    int c = strcmp(x->info.key, y->info.key);
+
+    return c != 0 ? c : (x->info.token > y->info.token) - (x->info.token < y->info.token);
 }
 
 tl_status tl__github_list(struct tl_store *s, struct tl_record ***out, size_t *count)
@@ -59,28 +64,16 @@ tl_status tl__github_list(struct tl_store *s, struct tl_record ***out, size_t *c
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = tl__gh_read_list(g, 0, true, &l)) != TL_OK || l == NULL)
         return st;
-    /* The holder of each issue: its lowest claim that is not a dead waiter. */
+    /* The holders of each issue (github_modes.c), found from its lowest claim. */
     for (size_t i = 0; i < l->npages && st == TL_OK; i++) {
         for (size_t j = 0; j < l->pages[i].nitems && st == TL_OK; j++) {
             struct gh_item *it = &l->pages[i].items[j];
             if (!tl__gh_is_claim(g, it) || it->issue <= 0 ||
                 tl__gh_line_holder(g, l, it->issue, 0, NULL) != it)
                 continue;
-            char key[32];
-            (void)snprintf(key, sizeof(key), "%lld", (long long)it->issue);
-            struct tl_record *r = tl__record_new();
-            if (r == NULL || tl__gh_item_record(g, it, key, l->date_ms, r) != TL_OK) {
-                tl__free(r);
-                st = tl__gh_oom(g);
-                break;
-            }
-            tl__free(r->opaque);
-            r->opaque = NULL;
-            r->info.waiting = tl__gh_line_waiting(g, l, it->issue, it);
-            if (tl__record_array_push(&arr, &n, &cap, r) != TL_OK) {
-                tl__record_free(r);
-                st = tl__gh_oom(g);
-            }
+            struct gh_run run;
+            tl__gh_run(g, l, it->issue, 0, &run);
+            st = tl__gh_push_run(g, l, it->issue, &run, &arr, &n, &cap);
         }
     }
     if (st != TL_OK) {
@@ -318,14 +311,28 @@ static tl_status collect_events(struct github_store *g, const struct gh_page *pa
             }
         }
     }
-    /* The holder of each issue is its lowest live claim; later ones are racing or withdrawing
-     * claimants that never held it. */
+    /* The holders of each issue are the leading run of its claims (github_modes.c): its
+     * lowest claim, and the shared claims right after a shared one, up to its slots; later ones
+     * wait in line, or are racing or withdrawing claimants that never held it. */
     if (nclaims > 1)
         qsort(claims, nclaims, sizeof(*claims), cmp_claimref);
+    bool open = false; /* the current issue's run may still grow */
+    uint32_t slots = 0;
+    size_t held = 0;
     for (size_t i = 0; i < nclaims && st == TL_OK; i++) {
-        if (i > 0 && claims[i].issue == claims[i - 1].issue)
-            continue;
         const struct gh_item *it = claims[i].it;
+        const struct tl_info *ci = &it->claim.rec.info;
+        if (i == 0 || claims[i].issue != claims[i - 1].issue) {
+            slots = ci->mode == TL_SHARED ? ci->slots : 0;
+            held = 1;
+            open = ci->mode == TL_SHARED && slots != 1;
+        } else if (open && ci->mode == TL_SHARED && ci->slots == slots) {
+            held++;
+            open = slots == 0 || held < slots;
+        } else {
+            open = false;
+            continue;
+        }
         const struct gh_link self = {.token = (uint64_t)it->id,
                                      .took = it->claim.took,
                                      .worker_id = it->claim.rec.info.worker_id,

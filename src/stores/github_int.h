@@ -11,6 +11,8 @@
  *   github_line.c     waiting in line: wait_turn, leave, waiters
  *   github_history.c  inspect, list, history
  *   github_marker.c   the markers; github_next.c claim-next and done markers
+ *   github_modes.c    claims in comment order; shared holders and semaphores: the holders as
+ *                     comment order tells them, the `holders` op
  *
  * github.c's opening comment describes the protocol.
  */
@@ -216,10 +218,6 @@ bool tl__gh_stale_at(const struct gh_item *it, int64_t now_ms);
 void tl__gh_random_nonce(struct github_store *g, char out[TL_GH_NONCE_LEN + 1]);
 tl_status tl__gh_item_record(struct github_store *g, const struct gh_item *it, const char *key,
                              int64_t now_ms, struct tl_record *out);
-struct gh_item *tl__gh_line_holder(const struct github_store *g, struct gh_list *l, int64_t issue,
-                                   int64_t below, uint32_t *live);
-uint32_t tl__gh_line_waiting(const struct github_store *g, struct gh_list *l, int64_t issue,
-                             const struct gh_item *holder);
 struct gh_place *tl__gh_place_find(struct github_store *g, const char *waiter_id);
 void tl__gh_place_forget(struct gh_place *p);
 bool tl__gh_opaque_split(const struct tl_record *held, char nonce[TL_GH_NONCE_LEN + 1], char *login,
@@ -231,14 +229,54 @@ void tl__gh_withdraw_claim(struct github_store *g, int64_t id);
 tl_status tl__github_check_key(struct tl_store *s, const char *key);
 tl_status tl__gh_copy_took(struct github_store *g, struct tl_gh_claim *mine,
                            const struct tl_gh_claim *c);
+
+/* ---- github_modes.c: claims in comment order; shared holders and semaphores ---- */
+
+struct gh_item *tl__gh_line_holder(const struct github_store *g, struct gh_list *l, int64_t issue,
+                                   int64_t below, uint32_t *live);
+uint32_t tl__gh_line_waiting(const struct github_store *g, struct gh_list *l, int64_t issue,
+                             const struct gh_item *holder);
 struct gh_item *tl__gh_next_claim(const struct github_store *g, struct gh_list *l, int64_t after,
                                   int64_t below);
 struct gh_item *tl__gh_waiter_claim(const struct github_store *g, struct gh_list *l,
                                     const char *waiter, const char *nonce, int64_t except);
 
+/* The holders of an issue as a list shows them: the leading run of its claims that the modes
+ * admit (github_modes.c), and the line after them. */
+struct gh_run {
+    struct gh_item *first, *last; /* the holders: the claims first..last; NULL: none */
+    size_t n, live;               /* holders (stale ones included), and the live ones */
+    bool exclusive;               /* the one holder is exclusive */
+    uint32_t slots;               /* the shared holders' slots (0: no limit) */
+    size_t after, live_after;     /* claims after the holders (the line), and the live ones */
+};
+
+/* The run of `issue` (0: any; repository-wide lists need it) among the claims below `below`
+ * (0: all). The claims below a claim are a prefix, so their run is a prefix of the whole. */
+void tl__gh_run(const struct github_store *g, struct gh_list *l, int64_t issue, int64_t below,
+                struct gh_run *r);
+bool tl__gh_in_run(const struct gh_run *r, const struct gh_item *it);
+struct gh_item *tl__gh_run_next(const struct github_store *g, struct gh_list *l,
+                                const struct gh_run *r, const struct gh_item *c);
+/* Whether the holders `r` that count for `req` (all, or the live ones when stealing) admit it. */
+enum tl_admit tl__gh_admit(const struct gh_run *r, const struct tl_claim *req, int64_t now_ms);
+/* Whether a claim (shared, slots) at comment `id` is among the holders of `l`. */
+bool tl__gh_holds_at(const struct github_store *g, struct gh_list *l, int64_t id, bool shared,
+                     uint32_t slots);
+/* Whether waiter claim `it` would win now (admitted, no live waiter ahead): wait_turn's wake-up. */
+bool tl__gh_turn(const struct github_store *g, struct gh_list *l, const struct gh_item *it);
+struct gh_item *tl__gh_clear_joiners(struct github_store *g, struct gh_list *l, int64_t old_last);
+struct gh_item *tl__gh_clear_dead_after(struct github_store *g, struct gh_list *l, int64_t id);
+tl_status tl__gh_push_holder(struct github_store *g, struct gh_list *l, const struct gh_item *it,
+                             const char *key, const struct gh_run *r, struct tl_record ***arr,
+                             size_t *n, size_t *cap);
+tl_status tl__gh_push_run(struct github_store *g, struct gh_list *l, int64_t issue,
+                          const struct gh_run *r, struct tl_record ***arr, size_t *n, size_t *cap);
+tl_status tl__github_holders(struct tl_store *s, const char *key, struct tl_record ***out,
+                             size_t *count);
+
 /* ---- github_release.c: release and forced release ---- */
 
-struct gh_item *tl__gh_clear_dead_after(struct github_store *g, struct gh_list *l, int64_t id);
 tl_status tl__github_release(struct tl_store *s, const struct tl_record *held, const char *summary);
 tl_status tl__github_force_release(struct tl_store *s, const struct tl_force_release *req,
                                    struct tl_record *former, bool *found);

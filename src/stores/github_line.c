@@ -15,11 +15,12 @@
  * Waits for waiter `waiter_id`'s turn. GitHub sends no messages: this reads the issue's
  * comments every line_poll (1 s) with If-None-Match (a 304 costs no primary rate budget),
  * counting from the last read for this waiter (its claim's too), however the caller slices its
- * waits, and reports a wake-up when no claim is left below ours (it holds: the next claim call
- * takes it without a write), or when ours is gone or dead (the next claim joins the line
- * again). A read is bounded by the caller's deadline, not by the end of this wait: a short wait
- * must not cut every read short. A waiter without a place (it has none yet, or it was given
- * up) is woken at once, so that its claim puts it back.
+ * waits, and reports a wake-up when the holders below ours admit it and no live waiter is
+ * ahead (github_modes.c: the next claim call takes it, without a write when it holds by comment
+ * order already; a writer beside readers is not woken), or when ours is gone or dead (the next
+ * claim joins the line again). A read is bounded by the caller's deadline, not by the end of this
+ * wait: a short wait must not cut every read short. A waiter without a place (it has none yet, or
+ * it was given up) is woken at once, so that its claim puts it back.
  */
 tl_status tl__github_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
                                uint32_t timeout_ms, bool *woken)
@@ -61,7 +62,7 @@ tl_status tl__github_wait_turn(struct tl_store *s, const char *key, const char *
             break;
         struct gh_item *it = tl__gh_list_find(l, p->comment);
         if (it == NULL || !tl__gh_is_claim(g, it) || tl__gh_stale_at(it, l->date_ms) ||
-            tl__gh_line_holder(g, l, 0, it->id, NULL) == NULL) {
+            tl__gh_turn(g, l, it)) {
             *woken = true;
             break;
         }
@@ -91,11 +92,12 @@ tl_status tl__github_leave(struct tl_store *s, const char *key, const char *wait
     g->cleaning_up = true;
     g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
-    /* Holding already (the hand-over came while it gave up): leaving is releasing, and the
-     * dead waiters right after it go first, as in a release. */
+    /* The dead waiters that our claim's going would let hold go first, as in a release
+     * (holding already, when the hand-over came while it gave up; or, with shared holders, the
+     * one claim that kept a dead reader behind it out of the holders). */
     if (tl__gh_read_list(g, number, true, &l) == TL_OK) {
         struct gh_item *it = tl__gh_list_find(l, id);
-        if (it != NULL && tl__gh_line_holder(g, l, 0, 0, NULL) == it)
+        if (it != NULL)
             (void)tl__gh_clear_dead_after(g, l, id);
         /* A copy of our place that a forced claim posted again goes too. */
         struct gh_item *dup;
@@ -118,7 +120,7 @@ tl_status tl__github_leave(struct tl_store *s, const char *key, const char *wait
     return st;
 }
 
-/* The line of a key: every claim but the holder's, in comment order (dead waiters marked). */
+/* The line of a key: every claim but the holders', in comment order (dead waiters marked). */
 tl_status tl__github_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
                              size_t *count)
 {
@@ -138,10 +140,11 @@ tl_status tl__github_waiters(struct tl_store *s, const char *key, struct tl_wait
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = tl__gh_read_list(g, number, true, &l)) != TL_OK)
         return st;
-    const struct gh_item *h = tl__gh_line_holder(g, l, 0, 0, NULL);
+    struct gh_run run;
+    tl__gh_run(g, l, 0, 0, &run);
     for (struct gh_item *it = tl__gh_next_claim(g, l, 0, 0); it != NULL && st == TL_OK;
          it = tl__gh_next_claim(g, l, it->id, 0)) {
-        if (it == h)
+        if (tl__gh_in_run(&run, it))
             continue;
         struct tl_waiter *w = tl__waiter_new();
         if (w == NULL) {

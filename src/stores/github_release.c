@@ -15,35 +15,6 @@
 
 /* ---- release ---- */
 
-/*
- * Deletes the dead waiters right after claim `id` in `l` (the stale claims before the first live
- * one): when the holder's claim `id` goes, the next claim holds, and it had better be live, or
- * it would be a stale holder that only a steal takes. Returns that next live claim (NULL: none,
- * or a deletion failed, which is logged).
- */
-struct gh_item *tl__gh_clear_dead_after(struct github_store *g, struct gh_list *l, int64_t id)
-{
-    char keep[TL_ERRMSG_SIZE];
-    struct gh_item *c = tl__gh_next_claim(g, l, id, 0);
-
-    memcpy(keep, g->base.errmsg, sizeof(keep));
-    while (c != NULL && tl__gh_stale_at(c, l->date_ms)) {
-        bool gone;
-        if (tl__gh_delete_comment(g, c->id, &gone) != TL_OK) {
-            LOG(g, TL_LOG_WARN, "github: #%lld: could not delete the dead waiter's claim %lld: %s",
-                (long long)l->number, (long long)c->id, g->base.errmsg);
-            c = NULL;
-            break;
-        }
-        LOG(g, TL_LOG_INFO, "github: #%lld: deleted the dead waiter's claim %lld of %s",
-            (long long)l->number, (long long)c->id, c->claim.rec.info.worker_id);
-        c->deleted = true;
-        c = tl__gh_next_claim(g, l, c->id, 0);
-    }
-    memcpy(g->base.errmsg, keep, sizeof(keep));
-    return c;
-}
-
 /* Whether the list has a trusted completion comment of token `token` with nonce `nonce`. */
 static bool has_completion(struct github_store *g, const struct gh_list *l, uint64_t token,
                            const char *nonce)
@@ -254,8 +225,19 @@ static tl_status release_as(struct tl_store *s, const struct tl_record *held, co
         if ((st = tl__gh_read_list(g, number, true, &l)) != TL_OK)
             goto done;
         /* Someone claimed it since (the contract: then our retry is refused): a holder now
-         * (dead waiters hold nothing), or a completion of a later tenure. */
-        struct gh_item *h = tl__gh_line_holder(g, l, 0, 0, NULL);
+         * with a later token (dead waiters hold nothing; shared holders that claimed before
+         * us do not count), or a completion of a later tenure. */
+        struct gh_run run;
+        struct gh_item *h = NULL;
+        tl__gh_run(g, l, 0, 0, &run);
+        for (struct gh_item *c = run.first; c != NULL && h == NULL;
+             c = tl__gh_run_next(g, l, &run, c))
+            if (c->id > id)
+                h = c;
+        /* Holders below ours count too unless ours could have held beside them. */
+        if (h == NULL && run.first != NULL &&
+            (held->info.mode != TL_SHARED || run.exclusive || run.slots != held->info.slots))
+            h = run.first;
         bool mine_done = false, later = false;
         for (size_t i = 0; i < l->npages; i++) {
             for (size_t j = 0; j < l->pages[i].nitems; j++) {
@@ -308,12 +290,60 @@ tl_status tl__github_release(struct tl_store *s, const struct tl_record *held, c
     return release_as(s, held, summary, false);
 }
 
+/* Deletes holder claim `h` of a forced release and posts the completion comment that records
+ * the tenure it ended and who ended it. *gone: it was deleted meanwhile (nothing posted). */
+static tl_status force_one(struct github_store *g, int64_t number,
+                           const struct tl_force_release *req, struct gh_list *l, struct gh_item *h,
+                           bool *gone)
+{
+    struct gh_item kept = {0};
+    struct tl_record rec = {0};
+    struct tl_http_resp r = {0};
+    tl_status st;
+
+    *gone = false;
+    /* What the completion comment reports of the claim: the list may be read again (and its
+     * items freed) before it is posted. */
+    memcpy(kept.claim.nonce, h->claim.nonce, sizeof(kept.claim.nonce));
+    if ((st = tl__gh_copy_took(g, &kept.claim, &h->claim)) != TL_OK ||
+        (st = tl__gh_item_record(g, h, req->key, l->date_ms, &rec)) != TL_OK)
+        goto done;
+    char *url = tl__gh_comment_url(g, h->id);
+    if (url == NULL) {
+        st = tl__gh_oom(g);
+        goto done;
+    }
+    st = tl__gh_call(g, "DELETE", url, NULL, NULL, &r);
+    *gone = st == TL_OK && r.status == 404;
+    if (st == TL_OK && !*gone && r.status != 204 && r.status != 200)
+        st = tl__gh_unexpected_answer(g, "DELETE", url, &r, 0);
+    int64_t at = tl__gh_resp_date(&r);
+    tl__free(url);
+    if (st != TL_OK)
+        goto done;
+    h->deleted = true;
+    if (*gone) {
+        /* Deleted meanwhile: released by its holder, or broken by someone else. Nothing of ours
+         * to report; the caller looks again if it wants to. */
+        LOG(g, TL_LOG_INFO, "github: #%lld: the claim %lld was gone before it could be deleted",
+            (long long)number, (long long)h->id);
+        goto done;
+    }
+    (void)post_completion(g, number, &rec, kept.claim.nonce, &kept, at ? at : l->date_ms,
+                          req->summary, req, false);
+done:
+    tl__http_resp_clear(&r);
+    tl__record_clear(&rec);
+    tl__gh_item_clear(&kept);
+    return st;
+}
+
 /*
- * A forced release: delete the holder's claim (the lowest trusted one), remove the assignee,
- * and post a completion comment that records the tenure it ended and who ended it. The next
- * claim's comment id is larger than every one before it, so tokens keep growing; the holder's
- * heartbeat finds its claim gone (404: lost), and its release finds a forced completion of its
- * token, which is not its own (refused).
+ * A forced release: delete the holders' claims (every holder's, or the one with req->token),
+ * remove the assignee, and post for each a completion comment that records the tenure it ended
+ * and who ended it. The next claim's comment id is larger than every one before it, so tokens
+ * keep growing; a holder's heartbeat finds its claim gone (404: lost), and its release finds a
+ * forced completion of its token, which is not its own (refused).
  */
 tl_status tl__github_force_release(struct tl_store *s, const struct tl_force_release *req,
                                    struct tl_record *former, bool *found)
@@ -321,8 +351,8 @@ tl_status tl__github_force_release(struct tl_store *s, const struct tl_force_rel
     struct github_store *g = (struct github_store *)s;
 
     g->committed = false; /* see struct github_store */
-    struct gh_item kept = {0};
     struct gh_list *l;
+    struct gh_run run;
     int64_t number;
     tl_status st;
 
@@ -333,59 +363,62 @@ tl_status tl__github_force_release(struct tl_store *s, const struct tl_force_rel
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     if ((st = tl__gh_read_list(g, number, true, &l)) != TL_OK)
         return st;
-    struct gh_item *h = tl__gh_line_holder(g, l, 0, 0, NULL); /* dead waiters hold nothing */
-    if (h == NULL)
+    tl__gh_run(g, l, 0, 0, &run); /* dead waiters hold nothing */
+    if (run.first == NULL)
         return TL_OK;
-    if ((st = tl__gh_item_record(g, h, req->key, l->date_ms, former)) != TL_OK)
+    struct gh_item *which = NULL; /* the one holder to break; NULL: all */
+    for (struct gh_item *c = run.first; req->token != 0 && c != NULL;
+         c = tl__gh_run_next(g, l, &run, c))
+        if ((uint64_t)c->id == req->token)
+            which = c;
+    if ((st = tl__gh_item_record(g, which ? which : run.first, req->key, l->date_ms, former)) !=
+        TL_OK)
         return st;
-    former->info.waiting = tl__gh_line_waiting(g, l, 0, h);
+    former->info.waiting = (uint32_t)run.live_after;
+    former->info.holders = (uint32_t)run.n;
     *found = true;
-    if (req->token != 0 && (uint64_t)h->id != req->token)
-        return tl__gh_fail(g, TL_ENOTOWNER, "github: #%s is held by %s with token %llu", req->key,
-                           former->info.worker_id, (unsigned long long)h->id);
+    if (req->token != 0 && which == NULL)
+        return tl__gh_fail(g, TL_ENOTOWNER, "github: #%s is held by %s with token %llu%s", req->key,
+                           former->info.worker_id, (unsigned long long)run.first->id,
+                           run.n > 1 ? " (and others), none with the token given" : "");
 
-    /* What the completion comment reports of the claim: the list may be read again (and its
-     * items freed) before it is posted. */
-    int64_t id = h->id;
-    memcpy(kept.claim.nonce, h->claim.nonce, sizeof(kept.claim.nonce));
-    if ((st = tl__gh_copy_took(g, &kept.claim, &h->claim)) != TL_OK)
-        goto done;
-    (void)tl__gh_clear_dead_after(g, l, id); /* so that the next holder is live */
-
-    struct tl_http_resp r = {0};
-    char *url = tl__gh_comment_url(g, id);
-    if (url == NULL) {
-        st = tl__gh_oom(g);
-        goto done;
+    /* The claims that go, noted before the list may be read again; the dead waiters that
+     * would then hold go first, so that the next holders are live. */
+    int64_t ids[64];
+    size_t nids = 0;
+    for (struct gh_item *c = which ? which : run.first; c != NULL && nids < 64;
+         c = which ? NULL : tl__gh_run_next(g, l, &run, c)) {
+        ids[nids++] = c->id;
+        c->deleted = true;
     }
-    st = tl__gh_call(g, "DELETE", url, NULL, NULL, &r);
-    bool gone = st == TL_OK && r.status == 404;
-    if (st == TL_OK && !gone && r.status != 204 && r.status != 200)
-        st = tl__gh_unexpected_answer(g, "DELETE", url, &r, 0);
-    int64_t at = tl__gh_resp_date(&r);
-    tl__http_resp_clear(&r);
-    tl__free(url);
+    (void)tl__gh_clear_joiners(g, l, run.last->id);
+    for (size_t i = 0; i < nids; i++) {
+        struct gh_item *c = tl__gh_list_find(l, ids[i]);
+        if (c != NULL)
+            c->deleted = false;
+    }
+
+    size_t broken = 0;
+    for (size_t i = 0; i < nids && st == TL_OK; i++) {
+        /* A completion's retry may have read the list again: not listed then, it is gone. */
+        struct gh_item *h = tl__gh_list_find(l, ids[i]);
+        bool gone = h == NULL;
+        if (h != NULL)
+            st = force_one(g, number, req, l, h, &gone);
+        broken += st == TL_OK && !gone;
+    }
     if (st != TL_OK)
-        goto done;
-    h->deleted = true;
-    if (gone) {
-        /* Deleted meanwhile: released by its holder, or broken by someone else. Nothing of ours
-         * to report; the caller looks again if it wants to. */
-        LOG(g, TL_LOG_INFO, "github: #%lld: the claim %lld was gone before it could be deleted",
-            (long long)number, (long long)id);
+        return st;
+    if (broken == 0) {
         tl__record_clear(former);
         *found = false;
-        goto done;
+        return TL_OK;
     }
-    if (g->cfg.assign && g->login != NULL) {
+    if (g->cfg.assign && g->login != NULL && (which == NULL || run.n == 1)) {
         int64_t ignored;
         (void)tl__gh_assignee(g, number, false, &ignored);
     }
-    (void)post_completion(g, number, former, kept.claim.nonce, &kept, at ? at : l->date_ms,
-                          req->summary, req, false);
-done:
-    tl__gh_item_clear(&kept);
-    return st;
+    return TL_OK;
 }
 
 tl_status tl__gh_release_as(struct tl_store *s, const struct tl_record *held, const char *summary,

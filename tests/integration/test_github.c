@@ -65,6 +65,17 @@ int main(void)
     };
     int rc = tl_conformance_run(&c);
 
+    /* Shared holders again with sessions (github_session.c): the claims that wait in no line
+     * hang on the manager's session instead of keeping themselves live. Issues 101-200. */
+    char surl[300];
+    (void)snprintf(surl, sizeof(surl), "%s&sessions=on", url);
+    struct tl_conformance cs = c;
+    cs.name = "github-sessions";
+    cs.url = surl;
+    cs.key_base = 101;
+    if (rc == 0)
+        rc = tl__conformance_modes_run(&cs);
+
     tl_ghs_stop(&srv);
     return rc;
 }

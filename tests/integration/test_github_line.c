@@ -29,9 +29,12 @@ int main(void)
 #else
 #include <jansson.h>
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "spawn.h"
 #include "store.h"
+#include "stores/github.h"
 
 static struct tl_ghs srv;
 #define TOKEN "line-token"
@@ -87,6 +90,8 @@ struct party {
     enum tl_claim_mode mode;
     uint32_t timeout;
     int32_t priority;
+    bool shared; /* a shared claim, of a semaphore of `slots` when not 0 */
+    uint32_t slots;
     struct tl_claim_result res;
 };
 
@@ -126,7 +131,9 @@ static tl_status claim(struct party *p, const char *key)
                                  .mode = p->mode,
                                  .waiter_id = p->waiter[0] ? p->waiter : NULL,
                                  .priority = p->priority,
-                                 .waiter_timeout_ms = p->timeout};
+                                 .waiter_timeout_ms = p->timeout,
+                                 .shared = p->shared,
+                                 .slots = p->slots};
     p->s->deadline_mono_ms = 0;
     p->s->errmsg[0] = '\0';
     return p->s->ops->claim(p->s, &req, &p->res);
@@ -679,11 +686,468 @@ static void requests_per_hand_over(void **state)
     party_free(w);
 }
 
+/* ---- shared holders and semaphores (github_modes.c) ---- */
+
+static struct party *reader_new(const char *worker, unsigned waiter, uint32_t timeout,
+                                uint32_t slots)
+{
+    struct party *p = party_new(worker, waiter, timeout, TL_CLAIM_NORMAL);
+
+    p->shared = true;
+    p->slots = slots;
+    return p;
+}
+
+/* Adds comment `body` to issue `n` as `login`, through the admin API. */
+static void add_comment(int n, const char *login, const char *body)
+{
+    json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "repo", "acme/widgets", "number", n, "login",
+                          login, "body", body);
+    char *text = json_dumps(o, JSON_COMPACT);
+
+    assert_int_equal(tl_ghs_admin(&srv, "POST", "/_admin/comments", text, NULL), 201);
+    free(text);
+    json_decref(o);
+}
+
+/* A claim comment exactly as tasklock wrote them before shared holders (no mode in "lock"),
+ * of worker `worker`, waiting in line as `waiter` when not NULL. */
+static char *old_claim(const char *worker, const char *nonce, const char *waiter)
+{
+    char w[64] = "";
+
+    if (waiter != NULL)
+        (void)snprintf(w, sizeof(w), ",\"waiter\":\"%s\"", waiter);
+    return tl__asprintf(
+        "\xf0\x9f\x94\x92 Locked by `%s` on `old-node` since 2026-11-26T23:28:01Z (lock timeout "
+        "1m00s; last heartbeat 2026-11-26T23:29:16Z, #0).\n\n<!-- tasklock {\"lock\":{"
+        "\"worker_id\":\"%s\",\"node_id\":\"old-node\",\"claimed_at\":\"2026-11-26T23:28:01.123Z\","
+        "\"heartbeat_last\":\"2026-11-26T23:29:16.000Z\",\"task_info\":{},\"lock_timeout_ms\":"
+        "60000},\"v\":1,\"nonce\":\"%s\",\"seq\":0%s} -->",
+        worker, worker, nonce, w);
+}
+
+/* The holders of `key` through `p`'s connection. */
+static struct tl_record **holders_of(struct party *p, const char *key, size_t *n)
+{
+    struct tl_record **h = NULL;
+
+    assert_int_equal(p->s->ops->holders(p->s, key, &h, n), TL_OK);
+    return h;
+}
+
+static void holders_free(struct tl_record **h, size_t n)
+{
+    tl_info_array_free((struct tl_info **)h, n);
+}
+
+static size_t count_holders(struct party *p, const char *key)
+{
+    size_t n = 0;
+    struct tl_record **h = holders_of(p, key, &n);
+
+    holders_free(h, n);
+    return n;
+}
+
+/* Claims written by the previous version (exclusive holders and waiters without a mode) keep
+ * their meaning: an old holder excludes readers, an old waiter queued behind readers stays
+ * ahead of later ones and comes to hold when they leave. */
+static void old_layout_claims_keep_working(void **state)
+{
+    struct party *r1 = reader_new("modes-r1", 0, LONG, 0);
+    struct party *r2 = reader_new("modes-r2", 0, LONG, 0);
+    struct party *r3 = reader_new("modes-r3", 0, LONG, 0);
+    size_t n;
+    bool found;
+
+    (void)state;
+    char *body = old_claim("old-holder", "0123456789abcdef0123456789abcdef", NULL);
+    add_comment(11, "tasklock-bot", body);
+    free(body);
+    must_wait(r1, "11");
+    assert_true(r1->res.holder_known);
+    assert_string_equal(r1->res.rec.info.worker_id, "old-holder");
+    assert_int_equal(r1->res.rec.info.mode, TL_EXCLUSIVE);
+    struct tl_record **h = holders_of(r1, "11", &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(h[0]->info.mode, TL_EXCLUSIVE);
+    uint64_t old_token = h[0]->info.token;
+    holders_free(h, n);
+
+    /* Broken by an administrator as any holder; then readers share the key. */
+    const struct tl_force_release fr = {
+        .key = "11", .worker_id = "admin", .node_id = "n", .token = old_token, .summary = "x"};
+    struct tl_record former = {0};
+    assert_int_equal(r1->s->ops->force_release(r1->s, &fr, &former, &found), TL_OK);
+    assert_true(found);
+    assert_string_equal(former.info.worker_id, "old-holder");
+    tl__record_clear(&former);
+    must_win(r1, "11");
+    must_win(r2, "11");
+    assert_int_equal(count_holders(r3, "11"), 2);
+
+    /* An old waiter behind the readers: later readers wait behind it. */
+    body = old_claim("old-waiter", "fedcba9876543210fedcba9876543210",
+                     "00000000000000000000000000000b11");
+    add_comment(11, "tasklock-bot", body);
+    free(body);
+    must_wait(r3, "11");
+    assert_int_equal(r3->res.waiting, 1);
+    assert_int_equal(count_holders(r3, "11"), 2);
+    struct tl_record r = inspect(r3, "11", &found);
+    assert_true(found);
+    assert_int_equal(r.info.holders, 2);
+    assert_int_equal(r.info.waiting, 1);
+    tl__record_clear(&r);
+
+    /* The readers leave: the old waiter holds, by comment order, alone. */
+    assert_int_equal(release(r1), TL_OK);
+    must_wait(r3, "11");
+    assert_int_equal(release(r2), TL_OK);
+    r = inspect(r3, "11", &found);
+    assert_true(found);
+    assert_string_equal(r.info.worker_id, "old-waiter");
+    assert_int_equal(r.info.mode, TL_EXCLUSIVE);
+    assert_int_equal(r.info.holders, 1);
+    tl__record_clear(&r);
+    must_wait(r3, "11");
+    party_free(r1);
+    party_free(r2);
+    party_free(r3);
+}
+
+/* What a tasklock that predates shared holders makes of them: it ignores the mode (every field
+ * it reads is where it was), takes the lowest trusted claim for the holder and the later ones for
+ * its line, and so sees the key held, never free. Its parser is the one here minus the mode and
+ * slots: the markers with those removed are claims all the same. */
+static void an_older_reader_sees_shared_holders_as_held(void **state)
+{
+    struct party *a = reader_new("modes-a", 0, LONG, 2);
+    struct party *b = reader_new("modes-b", 0, LONG, 2);
+    char path[128], *resp = NULL;
+    size_t i, claims = 0;
+    json_t *c;
+    uint64_t lowest = 0;
+
+    (void)state;
+    must_win(a, "12");
+    must_win(b, "12");
+    (void)snprintf(path, sizeof(path), "/_admin/comments?repo=acme/widgets&number=12");
+    assert_int_equal(tl_ghs_admin(&srv, "GET", path, NULL, &resp), 200);
+    json_t *arr = json_loads(resp, 0, NULL);
+    free(resp);
+    assert_non_null(arr);
+    json_array_foreach(arr, i, c)
+    {
+        const char *bd = json_string_value(json_object_get(c, "body"));
+        if (bd == NULL || strstr(bd, "<!-- tasklock {") == NULL)
+            continue;
+        /* The older reader's view: the same marker without the new fields. */
+        char *old = strdup(bd), *at;
+        assert_non_null(old);
+        assert_non_null(strstr(old, ",\"mode\":\"shared\""));
+        while ((at = strstr(old, ",\"mode\":\"shared\"")) != NULL)
+            memmove(at, at + strlen(",\"mode\":\"shared\""),
+                    strlen(at + strlen(",\"mode\":\"shared\"")) + 1);
+        while ((at = strstr(old, ",\"slots\":2")) != NULL)
+            memmove(at, at + strlen(",\"slots\":2"), strlen(at + strlen(",\"slots\":2")) + 1);
+        struct tl_gh_claim cl;
+        char why[TL_ERRMSG_SIZE];
+        assert_int_equal(tl__gh_parse_claim(old, strlen(old), &cl, why), TL_GH_CLAIM);
+        assert_int_equal(cl.rec.info.mode, TL_EXCLUSIVE);
+        tl__gh_claim_clear(&cl);
+        free(old);
+        uint64_t id = (uint64_t)json_integer_value(json_object_get(c, "id"));
+        if (claims++ == 0)
+            lowest = id;
+    }
+    json_decref(arr);
+    assert_int_equal(claims, 2);
+    /* The lowest claim, which the older reader takes for the holder, is a live holder's. */
+    assert_int_equal(lowest, a->res.rec.info.token);
+    assert_true(b->res.rec.info.token > lowest);
+    assert_int_equal(release(a), TL_OK);
+    assert_int_equal(release(b), TL_OK);
+    party_free(a);
+    party_free(b);
+}
+
+/* A claim comment of a trusted account whose mode or slots are garbled is no claim: it neither
+ * holds nor waits, the store says why in its log, and nothing crashes. */
+static void garbled_modes_are_not_claims(void **state)
+{
+    struct party *w = party_new("modes-w", 0, LONG, TL_CLAIM_NORMAL);
+    struct party *r = reader_new("modes-r", 0, LONG, 0);
+    static const char *const bad[] = {",\"mode\":\"reader\"", ",\"mode\":\"shared\",\"slots\":-1",
+                                      ",\"mode\":\"shared\",\"slots\":\"3\"", ",\"slots\":2"};
+    size_t n;
+    bool found;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *body = old_claim("forger", "0123456789abcdef0123456789abcdef", NULL);
+        char *at = strstr(body, "\"lock_timeout_ms\":60000");
+        assert_non_null(at);
+        at += strlen("\"lock_timeout_ms\":60000");
+        char *forged = tl__asprintf("%.*s%s%s", (int)(at - body), body, bad[i], at);
+        add_comment(13, "tasklock-bot", forged);
+        free(body);
+        tl__free(forged);
+    }
+    struct tl_record rec = inspect(r, "13", &found);
+    assert_false(found);
+    tl__record_clear(&rec);
+    assert_int_equal(count_holders(r, "13"), 0);
+    struct tl_waiter **l = line_of(r, "13", &n);
+    assert_int_equal(n, 0);
+    tl_waiter_array_free(l, n);
+    must_win(r, "13");
+    assert_int_equal(release(r), TL_OK);
+    must_win(w, "13");
+    assert_int_equal(release(w), TL_OK);
+    party_free(w);
+    party_free(r);
+}
+
+/* A waiter leaving from between the holders and a dead reader would let that reader hold (a
+ * stale holder only a steal takes): the dead reader's claim goes first. */
+static void a_dead_reader_does_not_join_the_holders(void **state)
+{
+    struct party *r1 = reader_new("modes-r1", 0, LONG, 0);
+    struct party *w = party_new("modes-w", 0x1401, LONG, TL_CLAIM_NORMAL);
+    struct party *r2 = reader_new("modes-dead", 0x1402, SHORT, 0);
+    size_t n;
+
+    (void)state;
+    must_win(r1, "14");
+    must_wait(w, "14");
+    must_wait(r2, "14");
+    assert_int_equal(r2->res.ahead, 1);
+    make_short_stale(); /* r2's place goes dead; r1 and w stay live */
+    assert_int_equal(leave(w, "14"), TL_OK);
+    struct tl_record **h = holders_of(r1, "14", &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0]->info.worker_id, "modes-r1");
+    holders_free(h, n);
+    struct tl_waiter **l = line_of(r1, "14", &n);
+    assert_int_equal(n, 0); /* the dead reader's claim was deleted */
+    tl_waiter_array_free(l, n);
+    assert_int_equal(release(r1), TL_OK);
+    party_free(r1);
+    party_free(w);
+    party_free(r2);
+}
+
+struct turn {
+    struct party *p;
+    const char *key;
+    uint32_t ms;
+    bool woken;
+    tl_status st;
+};
+
+static void *turn_thread(void *arg)
+{
+    struct turn *t = arg;
+
+    t->p->s->deadline_mono_ms = 0;
+    t->st = t->p->s->ops->wait_turn(t->p->s, t->key, t->p->waiter, t->ms, &t->woken);
+    return NULL;
+}
+
+/* wait_turn's wake-up is "admitted, and no live waiter ahead": when a writer leaves, every
+ * reader queued behind it is woken (each holds by comment order already), and a writer queued
+ * behind them is not (its own busy claims would not wake it either). */
+static void readers_behind_a_writer_are_all_woken(void **state)
+{
+    struct party *x = party_new("modes-x", 0, LONG, TL_CLAIM_NORMAL);
+    struct turn t[3] = {
+        {.p = reader_new("modes-r1", 0x1501, LONG, 0), .key = "15", .ms = 2500},
+        {.p = reader_new("modes-r2", 0x1502, LONG, 0), .key = "15", .ms = 2500},
+        {.p = party_new("modes-w2", 0x1503, LONG, TL_CLAIM_NORMAL), .key = "15", .ms = 2500},
+    };
+    pthread_t th[3];
+
+    (void)state;
+    must_win(x, "15");
+    for (size_t i = 0; i < 3; i++)
+        must_wait(t[i].p, "15");
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, turn_thread, &t[i]), 0);
+    assert_int_equal(release(x), TL_OK);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(t[i].st, TL_OK);
+    }
+    assert_true(t[0].woken);
+    assert_true(t[1].woken);
+    assert_false(t[2].woken);
+    must_win(t[0].p, "15");
+    must_win(t[1].p, "15");
+    must_wait(t[2].p, "15");
+    assert_int_equal(t[2].p->res.rec.info.holders, 2);
+
+    /* The readers leave: now the writer's turn. */
+    assert_int_equal(release(t[0].p), TL_OK);
+    assert_int_equal(release(t[1].p), TL_OK);
+    t[2].ms = 5000;
+    turn_thread(&t[2]);
+    assert_true(t[2].woken);
+    must_win(t[2].p, "15");
+    assert_int_equal(release(t[2].p), TL_OK);
+    for (size_t i = 0; i < 3; i++)
+        party_free(t[i].p);
+    party_free(x);
+}
+
+/* A reader pays what any claim pays, however many hold beside it; reading the holders is one
+ * list read; a full semaphore's and a mismatched claim's refusals write nothing. */
+static void a_reader_pays_no_request_per_holder(void **state)
+{
+    struct party *first = reader_new("modes-first", 0, LONG, 5);
+    struct party *more[3], *late = reader_new("modes-late", 0, LONG, 5);
+    struct party *odd = reader_new("modes-odd", 0, LONG, 2);
+
+    (void)state;
+    stats_reset();
+    must_win(first, "16");
+    long one = stat("total"), one_w = stat("writes");
+    for (size_t i = 0; i < 3; i++) {
+        char name[16];
+        (void)snprintf(name, sizeof(name), "modes-m%zu", i);
+        more[i] = reader_new(name, 0, LONG, 5);
+        must_win(more[i], "16");
+    }
+    stats_reset();
+    must_win(late, "16");
+    print_message("a reader beside none: %ld requests (%ld writes); beside 4: %ld (%ld)\n", one,
+                  one_w, stat("total"), stat("writes"));
+    assert_int_equal(stat("total"), one);
+    assert_int_equal(stat("writes"), one_w);
+
+    stats_reset();
+    assert_int_equal(count_holders(odd, "16"), 5);
+    assert_int_equal(stat("total"), 1);
+
+    stats_reset();
+    assert_int_equal(claim(odd, "16"), TL_EINVAL);
+    assert_non_null(strstr(odd->s->errmsg, "5 slots"));
+    odd->slots = 5;
+    assert_int_equal(claim(odd, "16"), TL_EBUSY); /* 5 of 5 */
+    assert_int_equal(odd->res.rec.info.holders, 5);
+    assert_int_equal(stat("writes"), 0);
+
+    assert_int_equal(release(first), TL_OK);
+    assert_int_equal(release(late), TL_OK);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(release(more[i]), TL_OK);
+        party_free(more[i]);
+    }
+    party_free(first);
+    party_free(late);
+    party_free(odd);
+}
+
+/* A racer process: on "g" claims `key` (shared of `slots`, or exclusive), answers 'W' (won),
+ * 'B' (busy) or 'E'; on "r" releases what it won and answers 'r'; on "q" (or EOF) ends. */
+static void racer_child(const char *key, bool shared, uint32_t slots, int i, int cmd, int res)
+{
+    char name[32], c;
+
+    (void)snprintf(name, sizeof(name), "modes-proc-%d", i);
+    struct party *p =
+        shared ? reader_new(name, 0, LONG, slots) : party_new(name, 0, LONG, TL_CLAIM_NORMAL);
+    bool won = false;
+    while (read(cmd, &c, 1) == 1 && c != 'q') {
+        char a = 'r';
+        if (c == 'g') {
+            tl_status st = claim(p, key);
+            won = st == TL_OK;
+            a = won ? 'W' : st == TL_EBUSY ? 'B' : 'E';
+            if (a == 'E')
+                fprintf(stderr, "%s: %s: %s\n", name, tl_strerror(st), p->s->errmsg);
+        } else if (won && release(p) != TL_OK) {
+            a = 'E';
+        }
+        if (c != 'g')
+            won = false;
+        if (write(res, &a, 1) != 1)
+            break;
+    }
+    party_free(p);
+    _exit(0);
+}
+
+/* Processes (not threads: nothing in a process coordinates them) racing for a semaphore of 3
+ * slots: exactly 3 win each round; racing readers and writers: never both. */
+static void processes_racing_for_shared_keys(void **state)
+{
+    enum { N = 8, ROUNDS = 3 };
+    static const char *const keys[] = {"17", "18"};
+
+    (void)state;
+    for (size_t k = 0; k < 2; k++) {
+        pid_t pids[N];
+        int cmd[N], res[N];
+        bool shared[N];
+        for (int i = 0; i < N; i++) {
+            int c[2], r[2];
+            shared[i] = k == 0 || i % 2 == 1;
+            assert_int_equal(pipe(c), 0);
+            assert_int_equal(pipe(r), 0);
+            pids[i] = fork();
+            assert_true(pids[i] >= 0);
+            if (pids[i] == 0) {
+                close(c[1]);
+                close(r[0]);
+                racer_child(keys[k], shared[i], k == 0 ? 3 : 0, i, c[0], r[1]);
+            }
+            close(c[0]);
+            close(r[1]);
+            cmd[i] = c[1];
+            res[i] = r[0];
+        }
+        for (int round = 0; round < ROUNDS; round++) {
+            int readers = 0, writers = 0;
+            char b;
+            for (int i = 0; i < N; i++)
+                assert_int_equal(write(cmd[i], "g", 1), 1);
+            for (int i = 0; i < N; i++) {
+                if (read(res[i], &b, 1) != 1 || b == 'E')
+                    fail_msg("key %s round %d: racer %d failed", keys[k], round, i);
+                readers += b == 'W' && shared[i];
+                writers += b == 'W' && !shared[i];
+            }
+            if (k == 0 && readers != 3)
+                fail_msg("round %d: %d of %d processes got a semaphore of 3 slots", round, readers,
+                         N);
+            if (k == 1 && !(writers == 1 && readers == 0) && !(writers == 0 && readers >= 1))
+                fail_msg("round %d: %d writers and %d readers held at once", round, writers,
+                         readers);
+            for (int i = 0; i < N; i++)
+                assert_int_equal(write(cmd[i], "r", 1), 1);
+            for (int i = 0; i < N; i++)
+                assert_true(read(res[i], &b, 1) == 1 && b == 'r');
+        }
+        for (int i = 0; i < N; i++) {
+            int status;
+            assert_int_equal(write(cmd[i], "q", 1), 1);
+            close(cmd[i]);
+            close(res[i]);
+            assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+            assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+    }
+}
+
 int main(void)
 {
     const char *const args[] = {
         "--repo", "acme/widgets", "--issues", "20", "--token", "tasklock-bot=line-token", NULL};
     const struct CMUnitTest tests[] = {
+        /* First, while the process has no other threads to fork with. */
+        cmocka_unit_test(processes_racing_for_shared_keys),
         cmocka_unit_test(fifo_order_and_tokens),
         cmocka_unit_test(priority_and_bad_waiter_ids_are_refused),
         cmocka_unit_test(no_barging),
@@ -694,6 +1158,12 @@ int main(void)
         cmocka_unit_test(force_goes_past_the_line),
         cmocka_unit_test(extend_records_the_new_timeout),
         cmocka_unit_test(requests_per_hand_over),
+        cmocka_unit_test(old_layout_claims_keep_working),
+        cmocka_unit_test(an_older_reader_sees_shared_holders_as_held),
+        cmocka_unit_test(garbled_modes_are_not_claims),
+        cmocka_unit_test(a_dead_reader_does_not_join_the_holders),
+        cmocka_unit_test(readers_behind_a_writer_are_all_woken),
+        cmocka_unit_test(a_reader_pays_no_request_per_holder),
     };
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)

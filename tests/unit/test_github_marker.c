@@ -472,6 +472,95 @@ static void characters_are_code_points(void **state)
 }
 
 /* Markers written before this version (the fuzz corpus has more) still parse. */
+/* Shared holders (store ops version 5): a shared claim's marker says "mode":"shared" (and
+ * "slots" for a semaphore) inside its "lock"; an exclusive claim's text is as before, so that
+ * older readers, which ignore the mode, read both. Garbled modes or slots are bad markers, with
+ * a reason, never a guess. */
+static void shared_claims_round_trip(void **state)
+{
+    struct tl_gh_claim c, back;
+    char why[TL_ERRMSG_SIZE];
+
+    (void)state;
+    fill_claim(&c, "{}");
+    char *excl = tl__gh_build_claim(&c, 1795735741000);
+    assert_non_null(excl);
+    assert_null(strstr(excl, "\"mode\""));
+    assert_null(strstr(excl, "\"slots\""));
+    assert_int_equal(tl__gh_parse_claim(excl, strlen(excl), &back, why), TL_GH_CLAIM);
+    assert_int_equal(back.rec.info.mode, TL_EXCLUSIVE);
+    assert_int_equal(back.rec.info.slots, 0);
+    tl__gh_claim_clear(&back);
+
+    c.rec.info.mode = TL_SHARED;
+    char *shared = tl__gh_build_claim(&c, 1795735741000);
+    assert_non_null(shared);
+    assert_non_null(strstr(shared, "\"mode\":\"shared\""));
+    assert_null(strstr(shared, "\"slots\""));
+    assert_int_equal(tl__gh_parse_claim(shared, strlen(shared), &back, why), TL_GH_CLAIM);
+    assert_int_equal(back.rec.info.mode, TL_SHARED);
+    assert_int_equal(back.rec.info.slots, 0);
+    tl__gh_claim_clear(&back);
+
+    c.rec.info.slots = 3;
+    char *sem = tl__gh_build_claim(&c, 1795735741000);
+    assert_non_null(sem);
+    assert_int_equal(tl__gh_parse_claim(sem, strlen(sem), &back, why), TL_GH_CLAIM);
+    assert_int_equal(back.rec.info.mode, TL_SHARED);
+    assert_int_equal(back.rec.info.slots, 3);
+    tl__gh_claim_clear(&back);
+
+    /* The mode lives inside "lock", which older readers decode field by field: what they
+     * need is all there, and nothing of theirs moved. */
+    const char *lock = strstr(sem, "\"lock\":{");
+    assert_non_null(lock);
+    const char *end = strstr(lock, "},\"v\":1"); /* the end of "lock" */
+    assert_non_null(end);
+    const char *mode = strstr(lock, "\"mode\":\"shared\"");
+    assert_true(mode != NULL && mode < end);
+    tl__free(excl);
+    tl__free(shared);
+    tl__free(sem);
+    tl__gh_claim_clear(&c);
+
+    static const char *const bad[] = {
+        "\"mode\":\"reader\"",
+        "\"mode\":1",
+        "\"mode\":null",
+        "\"mode\":\"shared\",\"slots\":-2",
+        "\"mode\":\"shared\",\"slots\":\"2\"",
+        "\"mode\":\"shared\",\"slots\":100001",
+        "\"slots\":2",
+        "\"mode\":\"exclusive\",\"slots\":1",
+        "\"mode\":\"shared\",\"slots\":2.5",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *body = tl__asprintf(
+            "<!-- tasklock {\"lock\":{\"worker_id\":\"w\",\"node_id\":\"n\",\"claimed_at\":"
+            "\"2026-11-26T23:28:01.123Z\",\"heartbeat_last\":\"2026-11-26T23:29:16.000Z\","
+            "\"task_info\":{},\"lock_timeout_ms\":300000,%s},\"v\":1,\"nonce\":"
+            "\"0123456789abcdef0123456789abcdef\",\"seq\":1} -->",
+            bad[i]);
+        assert_non_null(body);
+        why[0] = '\0';
+        if (parse(body, why) != TL_GH_BAD)
+            fail_msg("not refused: %s", bad[i]);
+        if (strstr(why, "mode") == NULL && strstr(why, "slots") == NULL)
+            fail_msg("%s: the reason does not say what is wrong: %s", bad[i], why);
+        tl__free(body);
+    }
+    /* "exclusive" said out loud is an exclusive claim. */
+    char *said = tl__asprintf(
+        "<!-- tasklock {\"lock\":{\"worker_id\":\"w\",\"node_id\":\"n\",\"claimed_at\":"
+        "\"2026-11-26T23:28:01.123Z\",\"heartbeat_last\":\"2026-11-26T23:29:16.000Z\","
+        "\"task_info\":{},\"lock_timeout_ms\":300000,\"mode\":\"exclusive\"},\"v\":1,"
+        "\"nonce\":\"0123456789abcdef0123456789abcdef\",\"seq\":1} -->");
+    assert_int_equal(tl__gh_parse_claim(said, strlen(said), &back, why), TL_GH_CLAIM);
+    assert_int_equal(back.rec.info.mode, TL_EXCLUSIVE);
+    tl__gh_claim_clear(&back);
+    tl__free(said);
+}
+
 static void older_markers_still_parse(void **state)
 {
     struct tl_gh_claim c;
@@ -765,6 +854,7 @@ int main(void)
         cmocka_unit_test(largest_completion_fits),
         cmocka_unit_test(characters_are_code_points),
         cmocka_unit_test(older_markers_still_parse),
+        cmocka_unit_test(shared_claims_round_trip),
         cmocka_unit_test(link_next),
         cmocka_unit_test(keys),
         cmocka_unit_test(garbage_never_crashes),
