@@ -101,9 +101,9 @@
  *   wakes the head when the key may admit it (no holder, or shared holders only); the head's
  *   claim decides. A shared head that wins may leave another shared waiter at the head: it is
  *   woken too (a chain of readers enters one by one).
- * - force_release with token 0 removes every holder (one `forced` and one `released` event, the
- *   detail naming them; `former` is the holder inspect would show); with a token, that holder
- *   only. claim_next and finish's next claim are exclusive (a key with shared holders is held).
+ * - force_release with token 0 removes every holder (a `forced` and a `released` event, the
+ *   detail naming them, or such a pair per holder removed (GitHub: a completion comment per
+ *   holder); `former` is the holder inspect would show); with a token, that holder only. claim_next and finish's next claim are exclusive (a key with shared holders is held).
  * - convert (optional) changes one holder's mode as a new grant: the key's next token, a
  *   heartbeat now, an `upgraded` or `downgraded` event; TL_ELOST if `held` is not a holder.
  *   To shared (a downgrade): always admitted; the head may then be woken. To exclusive (an
