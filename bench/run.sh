@@ -6,7 +6,7 @@
 #   BENCH_QUICK=1 bench/run.sh   fewer and shorter repetitions, to try the harness
 #   BENCH_ONLY=contention bench/run.sh   only that section (of cycles, contention, heartbeat,
 #                                github, diagnostics, serve,
-#                                claim, sessions; several: comma-separated): its CSV is
+#                                claim, sessions, modes; several: comma-separated): its CSV is
 #                                measured again, the others' are kept, and the report is
 #                                rendered from all of them; the run's own record goes to
 #                                environment-SECTIONS.txt (environment.txt stays that of the
@@ -37,6 +37,9 @@
 #                   (`work`'s loop), the naive acquire loop, the store's one-round-trip floor
 #   sessions.csv    GitHub: the writes of M managers (1, 10) holding N locks (10, 100, 1,000)
 #                   over K heartbeat intervals, with sessions and with per-claim heartbeats
+#   modes.csv       shared locks: 8 readers on 1 key against 8 exclusive lockers (and 1 reader);
+#                   the deadlock check's time and store requests with W waiters, against one
+#                   busy claim (bench_modes), on the stores that have them
 #   not_measured.csv  what could not be measured, and why
 #   environment.txt   machine, versions, date, command
 #
@@ -58,6 +61,7 @@ if [ -n "${BENCH_QUICK:-}" ]; then
   : "${REPS:=2}" "${CONTEND_REPS:=1}" "${SECONDS_PER:=0.7}" "${CONTEND_SECONDS:=1.5}"
   : "${HB_WINDOWS:=2}" "${HB_LOCKS:=1000}" "${HB_LOCKS_GITHUB:=200}" "${SQLITE_CYCLES:=300}"
   : "${HB_DIRECT:=0}" "${CLAIM_REPS:=1}" "${CLAIM_TASKS:=300}" "${CLAIM_TASKS_SHORT:=50}"
+  : "${MODES_REPS:=1}" "${MODES_SECONDS:=0.5}" "${MODES_CHECKS:=50}"
 fi
 : "${REPS:=7}"            # repetitions of the uncontended cycles, the CLI and GitHub latency
 : "${CONTEND_REPS:=5}"    # repetitions of the contended runs
@@ -83,6 +87,12 @@ fi
 : "${SESS_TIMEOUT_MS:=2000}"     # GitHub sessions: lock timeout (heartbeat every 500 ms)
 : "${SESS_INTERVALS:=8}"         # GitHub sessions: heartbeat intervals measured
 : "${SESS_REPS:=1}"              # GitHub sessions: repetitions
+: "${MODES_REPS:=3}"       # shared locks: repetitions of the readers' runs
+: "${MODES_SECONDS:=1}"    # shared locks: seconds per readers' run
+: "${MODES_READERS:=8}"    # shared locks: readers (and exclusive lockers) on the one key
+: "${MODES_WAITERS:=1 10 100}" # deadlock checks: waiters planted in the store
+: "${MODES_CHECKS:=200}"   # deadlock checks: checks (and busy claims) timed per store and W
+export MODES_REPS MODES_SECONDS MODES_READERS MODES_WAITERS MODES_CHECKS
 export SESS_LOCKS SESS_MANAGERS SESS_TIMEOUT_MS SESS_INTERVALS SESS_REPS
 export REPS CONTEND_REPS SECONDS_PER CONTEND_SECONDS HB_WINDOWS HB_INTERVAL_MS HB_LOCKS \
   HB_LOCKS_GITHUB HB_LOCKS_DIRECT HB_LOCKS_ETCD HB_ETCD_TIMEOUT_MS SQLITE_CYCLES GH_K1_CS_MS GH_CONTEND_SECONDS \
@@ -96,8 +106,8 @@ BENCH_ONLY=${BENCH_ONLY:-}
 want() { [ -z "$BENCH_ONLY" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
 for sec in ${BENCH_ONLY//,/ }; do
   case $sec in
-    cycles | contention | heartbeat | github | diagnostics | serve | claim | sessions) ;;
-    *) log "BENCH_ONLY: no section \"$sec\" (cycles, contention, heartbeat, github, diagnostics, serve, claim, sessions)"; exit 2 ;;
+    cycles | contention | heartbeat | github | diagnostics | serve | claim | sessions | modes) ;;
+    *) log "BENCH_ONLY: no section \"$sec\" (cycles, contention, heartbeat, github, diagnostics, serve, claim, sessions, modes)"; exit 2 ;;
   esac
 done
 if [ -n "$BENCH_ONLY" ]; then
@@ -216,7 +226,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 B=$BUILD
 header="rep,store,subject,config,metric,value"
-for f in cycles contention heartbeat github serve claim sessions; do
+for f in cycles contention heartbeat github serve claim sessions modes; do
   want "$f" || continue
   [ -f "$RESULTS/$f.csv" ] || echo "$header" >"$RESULTS/$f.csv"
 done
@@ -285,9 +295,9 @@ pgbench=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null
 psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -n 1)
 
 # The private etcd: the etcd store's cycles, floors and anchors (with `etcdctl lock`), its
-# contention and its heartbeat (sections 1-3).
+# contention and its heartbeat (sections 1-3), its shared locks and deadlock checks (section 9).
 etcd_ep=""
-if { want cycles || want contention || want heartbeat; } && tool etcd && tool etcdctl; then
+if { want cycles || want contention || want heartbeat || want modes; } && tool etcd && tool etcdctl; then
   mkdir -p "$scratch/etcd"
   if out=$(bench/start-etcd "$scratch/etcd"); then
     etcd_ep=${out#*=}
@@ -788,6 +798,88 @@ else
   missing sessions github all "$(why_not github "$gh_api" "GitHub test server")"
 fi
 fi # sessions
+
+# ---- 9. Shared locks and deadlock checks --------------------------------------------------------
+# bench_modes (threads of one process, each with its own manager and store connection):
+# MODES_READERS readers acquire and release one key shared in a loop for MODES_SECONDS, against
+# as many exclusive lockers waiting in the key's line for each other, and one reader alone; the
+# three in each repetition, their order rotating (SQLite: a fresh file each). Then, on each
+# store with the wait-for graph, one deadlock check (the store's waiters read, and the holders
+# of a cycle's keys) with W waiters planted (MODES_WAITERS), without and with a cycle, against
+# the busy claim a waiter makes anyway: MODES_CHECKS of each, timed one by one, the checker's
+# store calls counted (and the server's requests where it counts them). About 1-2 minutes.
+M="$RESULTS/modes.csv"
+if want modes; then
+log "9: shared locks ($MODES_REPS repetitions of ${MODES_SECONDS} s; $MODES_READERS readers) and deadlock checks (W = $MODES_WAITERS)"
+# shellcheck disable=SC2317 # called through rotate_run's eval
+modes_one() { # REP STORE URL MODE THREADS
+  local rep=$1 st=$2 url=$3 mode=$4 p=$5
+  [ "$st" = sqlite ] && url="sqlite:$scratch/modes-$rep-$mode-$p.db"
+  run modes "$st" readers "$B/bench_modes" -u "$url" -m "$mode" -p "$p" -t "$MODES_SECONDS" \
+    -o "$M" -r "$rep" -S "$st"
+  [ "$st" = sqlite ] && rm -f "$scratch/modes-$rep-$mode-$p.db"*
+  return 0
+}
+modes_checks() { # STORE URL
+  local st=$1 url=$2 w n=$MODES_CHECKS
+  [ "$st" = memory ] && n=$((MODES_CHECKS * 10))
+  for w in $MODES_WAITERS; do
+    [ "$st" = sqlite ] && url="sqlite:$scratch/modes-deadlock-$w.db"
+    run modes "$st" deadlock-check "$B/bench_modes" -u "$url" -m deadlock -W "$w" -n "$n" \
+      -o "$M" -r 1 -S "$st"
+    [ "$st" = sqlite ] && rm -f "$scratch/modes-deadlock-$w.db"*
+    grep -q "^modes,$st,deadlock-check," "$RESULTS/not_measured.csv" 2>/dev/null && break
+  done
+  return 0
+}
+if has bench_modes; then
+  modes_stores=(memory sqlite)
+  declare -A modes_url=([memory]="memory:bench-modes" [sqlite]="sqlite:")
+  if [ -n "$redis_url" ] && in_build redis; then
+    modes_stores+=(redis)
+    modes_url[redis]=$redis_url
+  else
+    missing modes redis all "$(why_not redis "$redis_url" "Redis server")"
+  fi
+  if [ -n "$pg_url" ] && in_build postgres; then
+    modes_stores+=(postgres)
+    modes_url[postgres]=$pg_url
+  else
+    missing modes postgres all "$(why_not postgres "$pg_url" "PostgreSQL server")"
+  fi
+  if [ -n "$etcd_ep" ] && in_build etcd; then
+    modes_stores+=(etcd)
+    modes_url[etcd]="etcd://$etcd_ep"
+  else
+    missing modes etcd all "$(why_not etcd "$etcd_ep" "etcd")"
+  fi
+  for rep in $(seq 1 "$MODES_REPS"); do
+    log "modes: repetition $rep of $MODES_REPS"
+    for st in "${modes_stores[@]}"; do
+      grep -q "^modes,$st,readers," "$RESULTS/not_measured.csv" 2>/dev/null && continue
+      # shellcheck disable=SC2034 # used in rotate_run's eval strings
+      u=${modes_url[$st]}
+      # shellcheck disable=SC2016 # expanded by rotate_run's eval
+      rotate_run "$rep" \
+        'modes_one $rep $st "$u" shared $MODES_READERS' \
+        'modes_one $rep $st "$u" exclusive $MODES_READERS' \
+        'modes_one $rep $st "$u" shared 1'
+    done
+  done
+  for st in "${modes_stores[@]}"; do modes_checks "$st" "${modes_url[$st]}"; done
+  # GitHub: its waiters poll every second (section 3 needs 10 s runs for that reason), so
+  # exclusive lockers on one key measure the poll, and a readers' run worth the name costs more
+  # than this section's budget; its deadlock check would list every open issue's comments.
+  missing modes github readers "a waiter polls every 1 s (no wake-ups), so 8 exclusive lockers on one key measure the poll interval; runs of 10 s or more per configuration (section 3) exceed this section's budget"
+  if [ -n "$gh_api" ] && in_build github; then
+    modes_checks github "$gh_url"
+  else
+    missing modes github deadlock-check "$(why_not github "$gh_api" "GitHub test server")"
+  fi
+else
+  missing modes all all "bench_modes not built"
+fi
+fi # modes
 
 echo "pressure_end: $(pressure)" >>"$ENVFILE"
 log "measurements done"
