@@ -1,5 +1,6 @@
 /*
- * redis_int.h -- what the Redis store's files share (redis.c: connections, the core ops;
+ * redis_int.h -- what the Redis store's files share (redis.c: connections, the line, history,
+ * wake-ups; redis_holders.c: claim, renew, release, inspect and list of a key's holders;
  * redis_next.c: claim-next and done markers). Internal to the store; nothing else includes it.
  */
 #ifndef TL_STORES_REDIS_INT_H
@@ -179,6 +180,23 @@ tl_status tl__redis_parse_record(struct redis_store *rs, const redisReply *a, si
 void tl__redis_new_nonce(struct redis_store *rs, char out[40]);
 bool tl__redis_is_push(const redisReply *r, const char *kind, const char *chan);
 char *tl__redis_scan_pattern(const struct redis_store *rs, const char *kind);
+void tl__redis_wake_prefix(const struct redis_store *rs, char out[RKEY_SIZE], const char *key);
+bool tl__redis_waiter_id_ok(const char *id);
+tl_status tl__redis_bad_waiter_id(struct redis_store *rs, const char *what);
+
+/* redis_holders.c: the operations on a key's holders. */
+tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
+                          struct tl_claim_result *out);
+tl_status tl__redis_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
+                          int64_t *heartbeat_at_ms);
+tl_status tl__redis_extend(struct tl_store *s, const struct tl_record *held,
+                           uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms);
+tl_status tl__redis_release(struct tl_store *s, const struct tl_record *held, const char *summary);
+tl_status tl__redis_force_release(struct tl_store *s, const struct tl_force_release *req,
+                                  struct tl_record *former, bool *found);
+tl_status tl__redis_inspect(struct tl_store *s, const char *key, struct tl_record *out,
+                            bool *found);
+tl_status tl__redis_list(struct tl_store *s, struct tl_record ***out, size_t *count);
 
 /* redis_next.c: the version 4 operations. */
 tl_status tl__redis_claim_next(struct tl_store *s, const struct tl_claim *req,
