@@ -249,16 +249,44 @@ bool tl__redis_buf_cmd(struct buf *b, int argc, const char *const *argv, const s
 }
 
 /* Appends SCRIPT LOAD of script `id`, its parts joined. */
+/*
+ * Appends Lua `text` without each line's indentation and without its comment lines to `b` (or,
+ * with `b` NULL, only counts); returns the length. Redis 7 closes the connection of a client
+ * that has not authenticated yet when it sends a bulk string over 16 KiB, and the scripts are
+ * loaded in the same round trip as AUTH: a refused AUTH must come back as its error, not as a
+ * reset connection, so each script must stay below that (the largest, finish and claim, are
+ * about 16 KiB as written and 13 KiB compacted). Our Lua has no string that spans lines.
+ */
+static size_t put_compact(struct buf *b, const char *text, bool *ok)
+{
+    size_t n = 0;
+
+    for (const char *p = text; *p != '\0';) {
+        while (*p == ' ')
+            p++;
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) + 1 : strlen(p);
+        if (!(len >= 2 && p[0] == '-' && p[1] == '-')) {
+            if (b != NULL && *ok)
+                *ok = buf_put(b, p, len);
+            n += len;
+        }
+        p += len;
+    }
+    return n;
+}
+
 static bool buf_script_load(struct buf *b, enum script_id id)
 {
     size_t total = 0;
+    bool ok = true;
 
     for (int i = 0; i < SCRIPT_PARTS && scripts[id].parts[i] != NULL; i++)
-        total += strlen(scripts[id].parts[i]);
-    bool ok = buf_head(b, '*', 3) && buf_arg(b, "SCRIPT", 6) && buf_arg(b, "LOAD", 4) &&
-              buf_head(b, '$', total);
+        total += put_compact(NULL, scripts[id].parts[i], &ok);
+    ok = buf_head(b, '*', 3) && buf_arg(b, "SCRIPT", 6) && buf_arg(b, "LOAD", 4) &&
+         buf_head(b, '$', total);
     for (int i = 0; ok && i < SCRIPT_PARTS && scripts[id].parts[i] != NULL; i++)
-        ok = buf_put(b, scripts[id].parts[i], strlen(scripts[id].parts[i]));
+        (void)put_compact(b, scripts[id].parts[i], &ok);
     return ok && buf_put(b, "\r\n", 2);
 }
 
