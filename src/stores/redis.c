@@ -68,6 +68,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "redis_holders_scripts.h"
 #include "redis_int.h"
 #include "redis_next_scripts.h"
 #include "redis_scripts.h"
@@ -88,27 +89,33 @@
 #define RECONNECT_FIRST_PAUSE_MS 20
 #define RECONNECT_MAX_PAUSE_MS   500
 
-#define SCRIPT_PARTS 6
+#define SCRIPT_PARTS 8
 
 /* Each script's text is its parts joined (NULL ends the list early). */
 static const struct {
     const char *name;
     const char *parts[SCRIPT_PARTS];
 } scripts[SC_COUNT] = {
-    [SC_CLAIM] = {"claim", {lua_prelude, lua_line, script_claim, script_claim_win}},
-    [SC_RENEW] = {"renew", {lua_prelude, script_renew}},
-    [SC_RELEASE] = {"release", {lua_prelude, lua_line, script_release}},
-    [SC_INSPECT] = {"inspect", {lua_prelude, lua_line, script_inspect}},
-    [SC_READ_MANY] = {"read_many", {lua_prelude, lua_line, script_read_many}},
-    [SC_FORCE_RELEASE] = {"force_release", {lua_prelude, lua_line, script_force_release}},
-    [SC_LEAVE] = {"leave", {lua_prelude, lua_line, script_leave}},
+    [SC_CLAIM] = {"claim",
+                  {lua_prelude, lua_line, lua_holders, lua_holders2, script_claim,
+                   script_claim_busy, script_claim_win}},
+    [SC_RENEW] = {"renew", {lua_prelude, lua_line, lua_holders, lua_holders2, script_renew}},
+    [SC_RELEASE] = {"release", {lua_prelude, lua_line, lua_holders, lua_holders2, script_release}},
+    [SC_INSPECT] = {"inspect", {lua_prelude, lua_line, lua_holders, lua_holders2, script_inspect}},
+    [SC_READ_MANY] = {"read_many",
+                      {lua_prelude, lua_line, lua_holders, lua_holders2, script_read_many}},
+    [SC_FORCE_RELEASE] = {"force_release",
+                          {lua_prelude, lua_line, lua_holders, lua_holders2, script_force_release}},
+    [SC_LEAVE] = {"leave", {lua_prelude, lua_line, lua_holders, lua_holders2, script_leave}},
     [SC_WAITERS] = {"waiters", {lua_prelude, lua_line, script_waiters}},
     [SC_CLAIM_NEXT] = {"claim_next",
-                       {lua_prelude, lua_line, lua_next, lua_next_one, lua_next_walk,
-                        script_claim_next}},
+                       {lua_prelude, lua_line, lua_holders, lua_holders2, lua_next, lua_next_one,
+                        lua_next_walk, script_claim_next}},
     [SC_FINISH] = {"finish",
-                   {lua_prelude, lua_line, lua_next, lua_next_one, lua_next_walk, script_finish}},
+                   {lua_prelude, lua_line, lua_holders, lua_holders2, lua_next, lua_next_one,
+                    lua_next_walk, script_finish}},
     [SC_REOPEN] = {"reopen", {lua_prelude, script_reopen}},
+    [SC_HOLDERS] = {"holders", {lua_prelude, lua_line, lua_holders, lua_holders2, script_holders}},
 };
 
 /* ---- small helpers ---- */
@@ -1538,6 +1545,7 @@ static tl_status redis_open(struct tl_store *s, const char *url)
     (void)snprintf(rs->where, sizeof(rs->where), "%s%s%s:%d/%d", strchr(rs->host, ':') ? "[" : "",
                    rs->host, strchr(rs->host, ':') ? "]" : "", rs->port, rs->db);
     rs->nonce_seed = seed(rs);
+    s->modes = true; /* shared holders and semaphores: redis_holders.c */
     tl__redis_begin_call(rs, 0);
     return ensure_conn(rs);
 }
@@ -1587,4 +1595,5 @@ const struct tl_store_ops tl__store_redis = {
     .reopen = tl__redis_reopen,
     .done_list = tl__redis_done_list,
     .wait_any = tl__redis_wait_any,
+    .holders = tl__redis_holders,
 };

@@ -1,7 +1,8 @@
 /*
  * redis_holders.c -- the Redis store's operations on a key's holders: claim, renew, extend,
- * release, force_release, inspect and list. Each is one Lua script (redis_scripts.h), so each
- * is atomic and takes one round trip; list takes one per SCAN batch.
+ * release, force_release, inspect, list, and holders (store.h version 5: shared holders and
+ * semaphores). Each is one Lua script (redis_holders_scripts.h, which describes the layout), so
+ * each is atomic and takes one round trip; list takes one per SCAN batch.
  */
 #include <hiredis/hiredis.h>
 #include <limits.h>
@@ -15,21 +16,50 @@
 
 #define SCAN_COUNT 500 /* keys per SCAN of list */
 
+/*
+ * Fills `rec` from the 9 elements of `a` from `off`: the 7 of tl__redis_parse_record(), then
+ * shared (1 or 0) and slots.
+ */
+tl_status tl__redis_parse_holder(struct redis_store *rs, const redisReply *a, size_t off,
+                                 const char *key, struct tl_record *rec, const char *what)
+{
+    long long shared, slots;
+    tl_status st = tl__redis_parse_record(rs, a, off, key, rec, what);
+
+    if (st != TL_OK)
+        return st;
+    if (!el_int(a, off + 7, &shared) || (shared != 0 && shared != 1) ||
+        !el_int(a, off + 8, &slots) || slots < 0 || slots > UINT32_MAX ||
+        (shared == 0 && slots != 0)) {
+        tl__record_clear(rec);
+        return tl__store_fail(&rs->base, TL_ESTORE,
+                              "redis %s: %s: a holder of %s has a bad mode or slots field (delete "
+                              "the Redis key %slock:%s, or force-acquire the lock)",
+                              rs->where, what, key, rs->prefix, key);
+    }
+    rec->info.mode = shared ? TL_SHARED : TL_EXCLUSIVE;
+    rec->info.slots = (uint32_t)slots;
+    return TL_OK;
+}
+
 tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
                           struct tl_claim_result *out)
 {
     struct redis_store *rs = (struct redis_store *)s;
     char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], sk[RKEY_SIZE];
     char wp[RKEY_SIZE], nonce[40], timeout[24], ttl[24], hmax[24], prio[24], wtimeout[24];
-    char what[TL_KEY_MAX + 32];
+    char slots[24], what[TL_KEY_MAX + 32];
     static const char *const modes[] = {"normal", "steal", "force"};
     redisReply *r = NULL;
-    long long now, token, claimed, waiting, ahead;
+    long long now, token, claimed, waiting, ahead, held_slots;
     tl_status st;
 
     cat3(what, sizeof(what), "claiming ", req->key, NULL);
     if ((unsigned)req->mode > TL_CLAIM_FORCE)
         return tl__store_fail(s, TL_EINVAL, "redis %s: %s: bad claim mode", rs->where, what);
+    if (req->shared && req->mode == TL_CLAIM_FORCE)
+        return tl__store_fail(s, TL_EINVAL, "redis %s: %s: a forced claim is exclusive only",
+                              rs->where, what);
     if (req->waiter_id != NULL) {
         if (!tl__redis_waiter_id_ok(req->waiter_id))
             return tl__redis_bad_waiter_id(rs, what);
@@ -57,6 +87,7 @@ tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
     u64_text(rs->history_max, hmax);
     (void)snprintf(prio, sizeof(prio), "%ld", (long)(req->waiter_id ? req->priority : 0));
     u64_text(req->waiter_id ? req->waiter_timeout_ms : 0, wtimeout);
+    u64_text(req->shared ? req->slots : 0, slots);
     const char *argv[] = {rk,
                           ck,
                           hk,
@@ -75,11 +106,23 @@ tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
                           req->waiter_id ? req->waiter_id : "",
                           prio,
                           wtimeout,
-                          wp};
+                          wp,
+                          req->shared ? "1" : "0",
+                          slots};
 
-    st = tl__redis_eval(rs, SC_CLAIM, 6, 19, argv, NULL, &r, what);
+    st = tl__redis_eval(rs, SC_CLAIM, 6, 21, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
+
+    if (el_is(r, 0, "mismatch")) {
+        /* Shared holders of another number of slots: nothing was written. */
+        if (r->elements != 3 || !el_int(r, 2, &held_slots) || held_slots < 0 ||
+            held_slots > UINT32_MAX)
+            st = tl__redis_unexpected(rs, what, r);
+        else
+            st = tl__slots_mismatch(s, req->key, (uint32_t)held_slots, req->slots);
+        goto out_free;
+    }
 
     if (el_is(r, 0, "line")) {
         /* Free, but live waiters are ahead of us. */
@@ -98,16 +141,16 @@ tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
 
     bool won = el_is(r, 0, "won"), busy = el_is(r, 0, "busy");
     const redisReply *event = el_str(r, 2);
-    if ((!won && !busy) || event == NULL || !el_int(r, 1, &now) || r->elements != 12 ||
+    if ((!won && !busy) || event == NULL || !el_int(r, 1, &now) || r->elements != 14 ||
         !el_int(r, 5, &token) || token <= 0 || !el_int(r, 6, &claimed) ||
-        !el_int(r, 10, &waiting) || !el_int(r, 11, &ahead) || waiting < 0 || ahead < 0 ||
+        !el_int(r, 12, &waiting) || !el_int(r, 13, &ahead) || waiting < 0 || ahead < 0 ||
         waiting > UINT32_MAX || ahead > UINT32_MAX) {
         st = tl__redis_unexpected(rs, what, r);
         goto out_free;
     }
 
     if (busy || strcmp(event->str, "replayed") == 0) {
-        st = tl__redis_parse_record(rs, r, 3, req->key, &out->rec, what);
+        st = tl__redis_parse_holder(rs, r, 3, req->key, &out->rec, what);
         if (st != TL_OK)
             goto out_free;
         tl__record_judge(&out->rec, now);
@@ -129,6 +172,8 @@ tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
     rec->info.claimed_at_ms = rec->info.heartbeat_at_ms = claimed;
     rec->info.lock_timeout_ms = req->lock_timeout_ms;
     rec->info.observed_at_ms = now;
+    rec->info.mode = req->shared ? TL_SHARED : TL_EXCLUSIVE;
+    rec->info.slots = req->shared ? req->slots : 0;
     out->took_stale = strcmp(event->str, "stolen") == 0;
     out->took_forced = strcmp(event->str, "forced") == 0;
     if (!rec->info.key || !rec->info.worker_id || !rec->info.node_id || !rec->info.task_info) {
@@ -283,7 +328,7 @@ tl_status tl__redis_force_release(struct tl_store *s, const struct tl_force_rele
     char lk[RKEY_SIZE], wk[RKEY_SIZE], wp[RKEY_SIZE];
     char what[TL_KEY_MAX + 32];
     redisReply *r = NULL;
-    long long now;
+    long long now, nholders = 0;
     tl_status st;
 
     *found = false;
@@ -314,16 +359,16 @@ tl_status tl__redis_force_release(struct tl_store *s, const struct tl_force_rele
                "redis %s: %s: deleted a record that was not a tasklock one: %s", rs->where,
                req->key, is_text(why) ? why->str : "?");
         st = TL_OK;
-    } else if ((released && r->elements == 10) || (other && r->elements == 9)) {
-        if (!el_int(r, 1, &now)) {
+    } else if ((released || other) && r->elements == 12) {
+        if (!el_int(r, 1, &now) || (other && !el_int(r, 2, &nholders))) {
             st = tl__redis_unexpected(rs, what, r);
-        } else if ((st = tl__redis_parse_record(rs, r, released ? 3 : 2, req->key, former, what)) ==
-                   TL_OK) {
+        } else if ((st = tl__redis_parse_holder(rs, r, 3, req->key, former, what)) == TL_OK) {
             tl__record_judge(former, now);
             *found = true;
             if (other)
-                st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu", req->key,
-                                    former->info.worker_id, (unsigned long long)former->info.token);
+                st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu%s", req->key,
+                                    former->info.worker_id, (unsigned long long)former->info.token,
+                                    nholders > 1 ? " (and others), none with the token given" : "");
         }
     } else {
         st = tl__redis_unexpected(rs, what, r);
@@ -337,7 +382,7 @@ tl_status tl__redis_inspect(struct tl_store *s, const char *key, struct tl_recor
     struct redis_store *rs = (struct redis_store *)s;
     char rk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], what[TL_KEY_MAX + 32];
     redisReply *r = NULL;
-    long long now, waiting;
+    long long now, waiting, nholders = 0;
     tl_status st;
 
     *found = false;
@@ -351,13 +396,16 @@ tl_status tl__redis_inspect(struct tl_store *s, const char *key, struct tl_recor
     if (st != TL_OK)
         return st;
     if (!el_int(r, 0, &now) || !el_int(r, 1, &waiting) || waiting < 0 || waiting > UINT32_MAX ||
-        (r->elements != 2 && r->elements != 9)) {
+        (r->elements != 2 && r->elements != 12) ||
+        (r->elements == 12 &&
+         (!el_int(r, 2, &nholders) || nholders < 1 || nholders > UINT32_MAX))) {
         st = tl__redis_unexpected(rs, what, r);
-    } else if (r->elements == 9) {
-        st = tl__redis_parse_record(rs, r, 2, key, out, what);
+    } else if (r->elements == 12) {
+        st = tl__redis_parse_holder(rs, r, 3, key, out, what);
         if (st == TL_OK) {
             tl__record_judge(out, now);
             out->info.waiting = (uint32_t)waiting;
+            out->info.holders = (uint32_t)nholders;
             *found = true;
         }
     }
@@ -370,7 +418,45 @@ static int cmp_record_key(const void *a, const void *b)
     const struct tl_record *x = *(struct tl_record *const *)a;
     const struct tl_record *y = *(struct tl_record *const *)b;
 
-    return strcmp(x->info.key, y->info.key);
+    int c = strcmp(x->info.key, y->info.key);
+
+    return c != 0 ? c : (x->info.token > y->info.token) - (x->info.token < y->info.token);
+}
+
+/*
+ * Appends the holders of `key` in `e`, {live waiters, {record..., shared, slots}...} (the holders
+ * and read_many scripts), each judged at `now`.
+ */
+static tl_status push_holders(struct redis_store *rs, const redisReply *e, const char *key,
+                              long long now, struct tl_record ***arr, size_t *n, size_t *cap,
+                              const char *what)
+{
+    long long waiting;
+
+    if (!el_int(e, 0, &waiting) || waiting < 0 || waiting > UINT32_MAX)
+        return tl__redis_unexpected(rs, what, e);
+    for (size_t j = 1; j < e->elements; j++) {
+        const redisReply *h = e->element[j];
+        if (h->type != REDIS_REPLY_ARRAY || h->elements != 9)
+            return tl__redis_unexpected(rs, what, e);
+
+        struct tl_record *rec = tl__record_new();
+        if (rec == NULL)
+            return tl__store_fail(&rs->base, TL_ENOMEM, "redis %s: out of memory", rs->where);
+        tl_status st = tl__redis_parse_holder(rs, h, 0, key, rec, what);
+        if (st == TL_OK) {
+            tl__record_judge(rec, now);
+            rec->info.waiting = (uint32_t)waiting;
+            rec->info.holders = (uint32_t)(e->elements - 1);
+            if (tl__record_array_push(arr, n, cap, rec) != TL_OK)
+                st = tl__store_fail(&rs->base, TL_ENOMEM, "redis %s: out of memory", rs->where);
+        }
+        if (st != TL_OK) {
+            tl__record_free(rec);
+            return st;
+        }
+    }
+    return TL_OK;
 }
 
 /* Reads the records of the keys in SCAN's batch `keys` and appends them to the array. */
@@ -416,32 +502,15 @@ static tl_status list_batch(struct redis_store *rs, const redisReply *keys, stru
             continue; /* released between SCAN and now */
 
         const char *key = argv[i] + plen;
-        long long waiting = 0;
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 8 || !is_text(keys->element[i]) ||
-            tl__check_id(key, TL_KEY_MAX) != NULL || !el_int(e, 7, &waiting) || waiting < 0 ||
-            waiting > UINT32_MAX) {
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 || !is_text(keys->element[i]) ||
+            tl__check_id(key, TL_KEY_MAX) != NULL) {
             st = tl__store_fail(&rs->base, TL_ESTORE,
                                 "redis %s: listing locks: the Redis key \"%.*s\" is not a "
                                 "tasklock record (delete it)",
                                 rs->where, (int)(len[i] > 200 ? 200 : len[i]), argv[i]);
             break;
         }
-
-        struct tl_record *rec = tl__record_new();
-        if (rec == NULL) {
-            st = tl__store_fail(&rs->base, TL_ENOMEM, "redis %s: out of memory", rs->where);
-            break;
-        }
-        /* parse_record reads elements 0..6 of an array: wrap the element's own array. */
-        st = tl__redis_parse_record(rs, e, 0, key, rec, "listing locks");
-        if (st == TL_OK) {
-            tl__record_judge(rec, now);
-            rec->info.waiting = (uint32_t)waiting;
-            if (tl__record_array_push(arr, n, cap, rec) != TL_OK)
-                st = tl__store_fail(&rs->base, TL_ENOMEM, "redis %s: out of memory", rs->where);
-        }
-        if (st != TL_OK)
-            tl__record_free(rec);
+        st = push_holders(rs, e, key, now, arr, n, cap, "listing locks");
     }
 
 out_free:
@@ -497,16 +566,55 @@ tl_status tl__redis_list(struct tl_store *s, struct tl_record ***out, size_t *co
         return st;
     }
     if (n > 1) {
-        /* SCAN may return a key twice: sort, then drop repeats. */
+        /* SCAN may return a key twice: sort by key and token, then drop repeats. */
         qsort(arr, n, sizeof(struct tl_record *), cmp_record_key);
         size_t j = 1;
         for (size_t i = 1; i < n; i++) {
-            if (strcmp(arr[i]->info.key, arr[j - 1]->info.key) == 0)
+            if (cmp_record_key(&arr[i], &arr[j - 1]) == 0)
                 tl__record_free(arr[i]);
             else
                 arr[j++] = arr[i];
         }
         n = j;
+    }
+    *out = arr;
+    *count = n;
+    return TL_OK;
+}
+
+tl_status tl__redis_holders(struct tl_store *s, const char *key, struct tl_record ***out,
+                            size_t *count)
+{
+    struct redis_store *rs = (struct redis_store *)s;
+    char rk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], what[TL_KEY_MAX + 32];
+    struct tl_record **arr = NULL;
+    size_t n = 0, cap = 0;
+    redisReply *r = NULL;
+    long long now;
+    tl_status st;
+
+    tl__redis_begin_call(rs, 0);
+    tl__redis_make_key(rs, rk, "lock:", key);
+    tl__redis_make_key(rs, lk, "line:", key);
+    tl__redis_make_key(rs, wk, "waiters:", key);
+    cat3(what, sizeof(what), "reading the holders of ", key, NULL);
+    const char *argv[] = {rk, lk, wk};
+    st = tl__redis_eval(rs, SC_HOLDERS, 3, 3, argv, NULL, &r, what);
+    if (st != TL_OK)
+        return st;
+    if (!el_int(r, 0, &now) || r->elements < 2) {
+        st = tl__redis_unexpected(rs, what, r);
+    } else {
+        /* The reply is {now, waiting, holders...}: push_holders reads from its element 1. */
+        redisReply tail = *r;
+        tail.element = r->element + 1;
+        tail.elements = r->elements - 1;
+        st = push_holders(rs, &tail, key, now, &arr, &n, &cap, what);
+    }
+    freeReplyObject(r);
+    if (st != TL_OK) {
+        tl_info_array_free((struct tl_info **)arr, n);
+        return st;
     }
     *out = arr;
     *count = n;

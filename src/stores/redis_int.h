@@ -32,6 +32,7 @@ enum script_id {
     SC_CLAIM_NEXT,
     SC_FINISH,
     SC_REOPEN,
+    SC_HOLDERS,
     SC_COUNT
 };
 
@@ -184,7 +185,7 @@ void tl__redis_wake_prefix(const struct redis_store *rs, char out[RKEY_SIZE], co
 bool tl__redis_waiter_id_ok(const char *id);
 tl_status tl__redis_bad_waiter_id(struct redis_store *rs, const char *what);
 
-/* redis_holders.c: the operations on a key's holders. */
+/* redis_holders.c: the operations on a key's holders (shared ones: version 5). */
 tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
                           struct tl_claim_result *out);
 tl_status tl__redis_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
@@ -197,6 +198,10 @@ tl_status tl__redis_force_release(struct tl_store *s, const struct tl_force_rele
 tl_status tl__redis_inspect(struct tl_store *s, const char *key, struct tl_record *out,
                             bool *found);
 tl_status tl__redis_list(struct tl_store *s, struct tl_record ***out, size_t *count);
+tl_status tl__redis_holders(struct tl_store *s, const char *key, struct tl_record ***out,
+                            size_t *count);
+tl_status tl__redis_parse_holder(struct redis_store *rs, const redisReply *a, size_t off,
+                                 const char *key, struct tl_record *rec, const char *what);
 
 /* redis_next.c: the version 4 operations. */
 tl_status tl__redis_claim_next(struct tl_store *s, const struct tl_claim *req,
