@@ -1,20 +1,22 @@
 /*
  * redis.c -- the Redis store: redis://[USER:PASSWORD@]HOST[:PORT][/DB][?PARAMS].
  *
- * Claim, renew, release and inspect are each one Lua script (redis_scripts.h), loaded with
+ * Claim, renew, release and inspect are each one Lua script (redis_scripts.h and
+ * redis_holders_scripts.h; the operations themselves are in redis_holders.c), loaded with
  * SCRIPT LOAD when a connection is made and run with EVALSHA (loaded again on NOSCRIPT), so
  * each is atomic and takes one round trip. Staleness is judged by the server's clock (TIME
  * inside the scripts), never by ours.
  *
  * Keys, under a prefix (default "tasklock:"):
- *   PREFIX lock:KEY      hash: the record, while the lock is held (stale ones included)
+ *   PREFIX lock:KEY      hash: the record, while the lock is held (stale ones included); held
+ *                        shared, a field per holder besides (redis_holders_scripts.h)
  *   PREFIX token:KEY     string: the last token issued for KEY; survives release
  *   PREFIX history       stream: the audit trail, capped (XADD MAXLEN ~ history_max)
  *   PREFIX released:KEY  pub/sub channel: the release script publishes on it (for waiters
  *                        outside the line: managers with no_line, or older ones)
  *   PREFIX line:KEY      sorted set: the line's waiter ids, scored (1000 - priority) * 2^40 + seq
  *   PREFIX waiters:KEY   hash: waiter id -> its fields (seq, priority, since, heartbeat, timeout,
- *                        worker, node)
+ *                        worker, node); "m:" waiter id -> slots for a shared claim
  *   PREFIX lineseq:KEY   string: the line's seq counter
  *   PREFIX wake:KEY:ID   list: a wake-up for waiter ID (one element at most; expires a minute
  *                        after the waiter's timeout)
@@ -23,8 +25,9 @@
  *
  * The line (DESIGN.md section 7): claim, release, force_release and leave are each one script
  * that reads the whole line, judges each waiter live or dead by the server's clock, deletes the
- * dead ones, and, when it leaves the key free and the head changed (a release, a leave of the
- * head, a dead head deleted), pushes a wake-up to the new head's list only. wait_turn is BLPOP
+ * dead ones, and, when the head changed (a release, a leave of the head, a dead head deleted, a
+ * reader's win) and the holders left would admit the head's claim, pushes a wake-up to the
+ * head's list only. wait_turn is BLPOP
  * on that list, on the command connection, with a server timeout a little shorter than the
  * wait so that a quiet wait ends with an answer; a wait the server did not end in time drops
  * the connection. A waiter's wake-up is deleted when it wins, leaves or loses a claim (the
