@@ -182,8 +182,11 @@ static redisReply *v4(const char *const *parts, int nkeys, int n, const char *co
         len += strlen(parts[i]);
     char *text = calloc(1, len + 1);
     assert_non_null(text);
-    for (size_t i = 0; parts[i] != NULL; i++)
-        strcat(text, parts[i]); /* sized above */
+    for (size_t i = 0, at = 0; parts[i] != NULL; i++) {
+        size_t n_i = strlen(parts[i]);
+        memcpy(text + at, parts[i], n_i); /* sized above */
+        at += n_i;
+    }
 
     const char *argv[32];
     char nk[16];
@@ -626,22 +629,29 @@ int main(void)
 {
     const char *env = tl_test_env("TL_TEST_REDIS_URI");
     char host[256];
-    int port = 0;
 
     if (env == NULL) {
         (void)fprintf(stderr, "redis modes: TL_TEST_REDIS_URI is not set; skipped\n");
         return 77;
     }
-    if (sscanf(env, "redis://%255[^:/]:%d", host, &port) != 2) {
+    /* redis://HOST:PORT/..., as tests/harness/start-redis writes it. */
+    const char *h = strncmp(env, "redis://", 8) == 0 ? env + 8 : NULL;
+    const char *colon = h ? strchr(h, ':') : NULL;
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (colon == NULL || (size_t)(colon - h) >= sizeof(host) || end == colon + 1 || port <= 0 ||
+        port > 65535) {
         (void)fprintf(stderr, "redis modes: cannot read host and port of %s; skipped\n", env);
         return 77;
     }
+    memcpy(host, h, (size_t)(colon - h));
+    host[colon - h] = '\0';
     (void)snprintf(prefix, sizeof(prefix), "tlmodes-%lx-%ld:", (unsigned long)time(NULL),
                    (long)getpid());
     (void)snprintf(url, sizeof(url), "%s%sprefix=%s", env, strchr(env, '?') ? "&" : "?", prefix);
-    raw = redisConnect(host, port);
+    raw = redisConnect(host, (int)port);
     if (raw == NULL || raw->err) {
-        (void)fprintf(stderr, "redis modes: cannot connect to %s:%d\n", host, port);
+        (void)fprintf(stderr, "redis modes: cannot connect to %s:%ld\n", host, port);
         return 1;
     }
 
