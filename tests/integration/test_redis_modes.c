@@ -23,97 +23,6 @@
 #include "tl_test.h"
 
 #ifndef TL_WITH_REDIS
-/* ---- wake-ups ---- */
-
-/* A claim of `k` straight through the store, waiting as `wid`: a waiter in line that no
- * wait_turn serves, so its wake-up list shows what the store sent. */
-static tl_status store_claim(tl_manager *m, const char *k, const char *worker, const char *wid,
-                             bool is_shared)
-{
-    const struct tl_claim req = {.key = k,
-                                 .worker_id = worker,
-                                 .node_id = "modes-node",
-                                 .task_info = "{}",
-                                 .lock_timeout_ms = LONG_TIMEOUT_MS,
-                                 .mode = TL_CLAIM_NORMAL,
-                                 .waiter_id = wid,
-                                 .waiter_timeout_ms = LONG_TIMEOUT_MS,
-                                 .shared = is_shared};
-    struct tl_claim_result out = {0};
-    tl_status st = m->store->ops->claim(m->store, &req, &out);
-
-    if (st != TL_OK && st != TL_EBUSY)
-        fail_msg("claim of %s by %s: %s", k, worker, m->store->errmsg);
-    tl__record_clear(&out.rec);
-    return st;
-}
-
-static bool woken(const char *k, const char *wid)
-{
-    char wk[256];
-
-    (void)snprintf(wk, sizeof(wk), "%swake:%s:%s", prefix, k, wid);
-    redisReply *r = redisCommand(raw, "EXISTS %s", wk);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-    bool yes = r->integer == 1;
-    freeReplyObject(r);
-    return yes;
-}
-
-/* A writer at the head beside readers is woken only when the last reader leaves: neither its
- * own busy claims nor a release that leaves a reader wake it (it would claim in vain, again and
- * again). */
-static void a_writer_at_the_head_is_woken_only_when_admitted(void **state)
-{
-    const char *k = "writer-head";
-    static const char wid[] = "0000000000000000000000000000000a";
-    tl_manager *m = mgr("wake-obs", LONG_TIMEOUT_MS);
-
-    (void)state;
-    tl_lock *r1 = shared(m, k, 0);
-    tl_lock *r2 = shared(m, k, 0);
-    assert_int_equal(store_claim(m, k, "wake-w", wid, false), TL_EBUSY);
-    assert_false(woken(k, wid));
-    assert_int_equal(store_claim(m, k, "wake-w", wid, false), TL_EBUSY);
-    assert_false(woken(k, wid));
-    assert_int_equal(tl_release(r2, NULL), TL_OK);
-    assert_false(woken(k, wid));
-    assert_int_equal(tl_release(r1, NULL), TL_OK);
-    assert_true(woken(k, wid));
-    assert_int_equal(store_claim(m, k, "wake-w", wid, false), TL_OK);
-    tl_lock_free(r1);
-    tl_lock_free(r2);
-    tl_manager_free(m);
-}
-
-/* Readers queued behind a writer: its release wakes the first; the first's win wakes the
- * second (a chain), and not before. */
-static void readers_in_line_are_woken_one_after_another(void **state)
-{
-    const char *k = "reader-chain";
-    static const char w1[] = "0000000000000000000000000000000b";
-    static const char w2[] = "0000000000000000000000000000000c";
-    tl_manager *m = mgr("chain-obs", LONG_TIMEOUT_MS);
-    const struct tl_acquire_opts ex = {.strategy = TL_FAIL_FAST, .retries = TL_NO_RETRIES};
-    tl_lock *lw = NULL;
-
-    (void)state;
-    assert_int_equal(tl_acquire(m, k, &ex, &lw), TL_OK);
-    assert_int_equal(store_claim(m, k, "chain-1", w1, true), TL_EBUSY);
-    assert_int_equal(store_claim(m, k, "chain-2", w2, true), TL_EBUSY);
-    assert_false(woken(k, w1));
-    assert_int_equal(tl_release(lw, NULL), TL_OK);
-    assert_true(woken(k, w1));
-    assert_false(woken(k, w2));
-    assert_int_equal(store_claim(m, k, "chain-1", w1, true), TL_OK);
-    assert_true(woken(k, w2));
-    assert_int_equal(store_claim(m, k, "chain-2", w2, true), TL_OK);
-    assert_int_equal(holder_count(m, k), 2);
-    tl_lock_free(lw);
-    tl_manager_free(m);
-}
-
 int main(void)
 {
     (void)fprintf(stderr, "redis modes: this build has no Redis store; skipped\n");
@@ -538,8 +447,8 @@ static void a_garbled_holder_field_is_a_clear_error(void **state)
 
 /* A claim of `k` straight through the store, waiting as `wid`: a waiter in line that no
  * wait_turn serves, so its wake-up list shows what the store sent. */
-static tl_status store_claim(tl_manager *m, const char *k, const char *worker, const char *wid,
-                             bool is_shared)
+static tl_status store_claim_slots(tl_manager *m, const char *k, const char *worker,
+                                   const char *wid, bool is_shared, uint32_t slots)
 {
     const struct tl_claim req = {.key = k,
                                  .worker_id = worker,
@@ -549,14 +458,21 @@ static tl_status store_claim(tl_manager *m, const char *k, const char *worker, c
                                  .mode = TL_CLAIM_NORMAL,
                                  .waiter_id = wid,
                                  .waiter_timeout_ms = LONG_TIMEOUT_MS,
-                                 .shared = is_shared};
+                                 .shared = is_shared,
+                                 .slots = slots};
     struct tl_claim_result out = {0};
     tl_status st = m->store->ops->claim(m->store, &req, &out);
 
-    if (st != TL_OK && st != TL_EBUSY)
+    if (st != TL_OK && st != TL_EBUSY && st != TL_EINVAL)
         fail_msg("claim of %s by %s: %s", k, worker, m->store->errmsg);
     tl__record_clear(&out.rec);
     return st;
+}
+
+static tl_status store_claim(tl_manager *m, const char *k, const char *worker, const char *wid,
+                             bool is_shared)
+{
+    return store_claim_slots(m, k, worker, wid, is_shared, 0);
 }
 
 static bool woken(const char *k, const char *wid)
@@ -595,6 +511,34 @@ static void a_writer_at_the_head_is_woken_only_when_admitted(void **state)
     assert_int_equal(store_claim(m, k, "wake-w", wid, false), TL_OK);
     tl_lock_free(r1);
     tl_lock_free(r2);
+    tl_manager_free(m);
+}
+
+/* A claim that would wait, with slots that differ from the holders': TL_EINVAL, and it stands
+ * in no line (the conformance part's mismatching claims do not wait, so they cannot show it). */
+static void a_slots_mismatch_joins_no_line(void **state)
+{
+    const char *k = "mismatch-line";
+    static const char wid[] = "0000000000000000000000000000000d";
+    tl_manager *m = mgr("mismatch-obs", LONG_TIMEOUT_MS);
+
+    (void)state;
+    tl_lock *l1 = shared(m, k, 1);
+    assert_int_equal(store_claim_slots(m, k, "mismatch-w", wid, true, 2), TL_EINVAL);
+    assert_non_null(strstr(m->store->errmsg, "1 slots"));
+    struct tl_waiter **ws = NULL;
+    size_t n = 0;
+    assert_int_equal(tl_waiters(m, k, &ws, &n), TL_OK);
+    tl_waiter_array_free(ws, n);
+    assert_int_equal(n, 0);
+    /* The same claim with the holders' slots waits in line. */
+    assert_int_equal(store_claim_slots(m, k, "mismatch-w", wid, true, 1), TL_EBUSY);
+    assert_int_equal(tl_waiters(m, k, &ws, &n), TL_OK);
+    tl_waiter_array_free(ws, n);
+    assert_int_equal(n, 1);
+    assert_int_equal(tl_release(l1, NULL), TL_OK);
+    assert_true(woken(k, wid));
+    tl_lock_free(l1);
     tl_manager_free(m);
 }
 
@@ -662,6 +606,7 @@ int main(void)
         cmocka_unit_test(a_garbled_holder_field_is_a_clear_error),
         cmocka_unit_test(a_writer_at_the_head_is_woken_only_when_admitted),
         cmocka_unit_test(readers_in_line_are_woken_one_after_another),
+        cmocka_unit_test(a_slots_mismatch_joins_no_line),
     };
     int rc = cmocka_run_group_tests_name("redis/modes", tests, NULL, NULL);
     redisFree(raw);
