@@ -503,12 +503,13 @@ static tl_status claim_locked(struct tl_store *s, struct mem_space *sp, const st
             ahead++;
     }
     /* The holders that count: all, or the live ones when stealing (FORCE: none). */
-    size_t counted = 0, stale = 0;
+    size_t counted = 0, stale = 0, live = 0;
     bool excl = false;
     uint32_t held_slots = 0;
     for (size_t i = 0; i < e->nholders; i++) {
         struct tl_record r = e->holders[i];
         tl__record_judge(&r, now);
+        live += !r.info.stale;
         if (r.info.stale && req->mode == TL_CLAIM_STEAL) {
             stale++;
             continue;
@@ -518,9 +519,9 @@ static tl_status claim_locked(struct tl_store *s, struct mem_space *sp, const st
         held_slots = r.info.slots;
     }
     enum tl_verdict v = TL_VERDICT_FREE;
-    if (req->mode == TL_CLAIM_FORCE) {
+    if (req->mode == TL_CLAIM_FORCE) { /* over stale holders only, it is a steal (as ever) */
         if (e->nholders > 0)
-            v = TL_VERDICT_FORCE;
+            v = live > 0 ? TL_VERDICT_FORCE : TL_VERDICT_STEAL;
     } else {
         enum tl_admit a = tl__admit(req->shared, req->slots, counted, excl, held_slots);
         if (a == TL_ADMIT_MISMATCH) {

@@ -1,20 +1,22 @@
 /*
  * redis.c -- the Redis store: redis://[USER:PASSWORD@]HOST[:PORT][/DB][?PARAMS].
  *
- * Claim, renew, release and inspect are each one Lua script (redis_scripts.h), loaded with
+ * Claim, renew, release and inspect are each one Lua script (redis_scripts.h and
+ * redis_holders_scripts.h; the operations themselves are in redis_holders.c), loaded with
  * SCRIPT LOAD when a connection is made and run with EVALSHA (loaded again on NOSCRIPT), so
  * each is atomic and takes one round trip. Staleness is judged by the server's clock (TIME
  * inside the scripts), never by ours.
  *
  * Keys, under a prefix (default "tasklock:"):
- *   PREFIX lock:KEY      hash: the record, while the lock is held (stale ones included)
+ *   PREFIX lock:KEY      hash: the record, while the lock is held (stale ones included); held
+ *                        shared, a field per holder besides (redis_holders_scripts.h)
  *   PREFIX token:KEY     string: the last token issued for KEY; survives release
  *   PREFIX history       stream: the audit trail, capped (XADD MAXLEN ~ history_max)
  *   PREFIX released:KEY  pub/sub channel: the release script publishes on it (for waiters
  *                        outside the line: managers with no_line, or older ones)
  *   PREFIX line:KEY      sorted set: the line's waiter ids, scored (1000 - priority) * 2^40 + seq
  *   PREFIX waiters:KEY   hash: waiter id -> its fields (seq, priority, since, heartbeat, timeout,
- *                        worker, node)
+ *                        worker, node); "m:" waiter id -> slots for a shared claim
  *   PREFIX lineseq:KEY   string: the line's seq counter
  *   PREFIX wake:KEY:ID   list: a wake-up for waiter ID (one element at most; expires a minute
  *                        after the waiter's timeout)
@@ -23,8 +25,9 @@
  *
  * The line (DESIGN.md section 7): claim, release, force_release and leave are each one script
  * that reads the whole line, judges each waiter live or dead by the server's clock, deletes the
- * dead ones, and, when it leaves the key free and the head changed (a release, a leave of the
- * head, a dead head deleted), pushes a wake-up to the new head's list only. wait_turn is BLPOP
+ * dead ones, and, when the head changed (a release, a leave of the head, a dead head deleted, a
+ * reader's win) and the holders left would admit the head's claim, pushes a wake-up to the
+ * head's list only. wait_turn is BLPOP
  * on that list, on the command connection, with a server timeout a little shorter than the
  * wait so that a quiet wait ends with an answer; a wait the server did not end in time drops
  * the connection. A waiter's wake-up is deleted when it wins, leaves or loses a claim (the
@@ -68,6 +71,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "redis_holders_scripts.h"
 #include "redis_int.h"
 #include "redis_next_scripts.h"
 #include "redis_scripts.h"
@@ -81,35 +85,37 @@
 #define DEFAULT_SAFETY_TTL_MS    (24u * 3600 * 1000)
 #define DEFAULT_HISTORY_MAX      10000u
 #define HISTORY_MAX_LIMIT        10000000u
-#define WAITER_ID_MAX            64
-#define WKEY_SIZE                (RKEY_SIZE + WAITER_ID_MAX) /* prefix + "wake:" + key + ":" + id */
-#define WAKE_GRACE_MS            100 /* how long past a wait's end a late BLPOP answer is awaited */
-#define SCAN_COUNT               500
 #define HISTORY_BATCH            1000
 #define RECONNECT_FIRST_PAUSE_MS 20
 #define RECONNECT_MAX_PAUSE_MS   500
 
-#define SCRIPT_PARTS 6
+#define SCRIPT_PARTS 8
 
 /* Each script's text is its parts joined (NULL ends the list early). */
 static const struct {
     const char *name;
     const char *parts[SCRIPT_PARTS];
 } scripts[SC_COUNT] = {
-    [SC_CLAIM] = {"claim", {lua_prelude, lua_line, script_claim, script_claim_win}},
-    [SC_RENEW] = {"renew", {lua_prelude, script_renew}},
-    [SC_RELEASE] = {"release", {lua_prelude, lua_line, script_release}},
-    [SC_INSPECT] = {"inspect", {lua_prelude, lua_line, script_inspect}},
-    [SC_READ_MANY] = {"read_many", {lua_prelude, lua_line, script_read_many}},
-    [SC_FORCE_RELEASE] = {"force_release", {lua_prelude, lua_line, script_force_release}},
-    [SC_LEAVE] = {"leave", {lua_prelude, lua_line, script_leave}},
+    [SC_CLAIM] = {"claim",
+                  {lua_prelude, lua_line, lua_holders, lua_holders2, script_claim,
+                   script_claim_busy, script_claim_win}},
+    [SC_RENEW] = {"renew", {lua_prelude, lua_line, lua_holders, lua_holders2, script_renew}},
+    [SC_RELEASE] = {"release", {lua_prelude, lua_line, lua_holders, lua_holders2, script_release}},
+    [SC_INSPECT] = {"inspect", {lua_prelude, lua_line, lua_holders, lua_holders2, script_inspect}},
+    [SC_READ_MANY] = {"read_many",
+                      {lua_prelude, lua_line, lua_holders, lua_holders2, script_read_many}},
+    [SC_FORCE_RELEASE] = {"force_release",
+                          {lua_prelude, lua_line, lua_holders, lua_holders2, script_force_release}},
+    [SC_LEAVE] = {"leave", {lua_prelude, lua_line, lua_holders, lua_holders2, script_leave}},
     [SC_WAITERS] = {"waiters", {lua_prelude, lua_line, script_waiters}},
     [SC_CLAIM_NEXT] = {"claim_next",
-                       {lua_prelude, lua_line, lua_next, lua_next_one, lua_next_walk,
-                        script_claim_next}},
+                       {lua_prelude, lua_line, lua_holders, lua_holders2, lua_next, lua_next_one,
+                        lua_next_walk, script_claim_next}},
     [SC_FINISH] = {"finish",
-                   {lua_prelude, lua_line, lua_next, lua_next_one, lua_next_walk, script_finish}},
+                   {lua_prelude, lua_line, lua_holders, lua_holders2, lua_next, lua_next_one,
+                    lua_next_walk, script_finish}},
     [SC_REOPEN] = {"reopen", {lua_prelude, script_reopen}},
+    [SC_HOLDERS] = {"holders", {lua_prelude, lua_line, lua_holders, lua_holders2, script_holders}},
 };
 
 /* ---- small helpers ---- */
@@ -213,6 +219,8 @@ static bool buf_reserve(struct buf *b, size_t more)
 
 static bool buf_put(struct buf *b, const char *p, size_t n)
 {
+    if (n == 0)
+        return true; /* also tells the analyzer that an empty buffer gets room below */
     if (!buf_reserve(b, n))
         return false;
     memcpy(b->p + b->len, p, n);
@@ -250,16 +258,44 @@ bool tl__redis_buf_cmd(struct buf *b, int argc, const char *const *argv, const s
 }
 
 /* Appends SCRIPT LOAD of script `id`, its parts joined. */
+/*
+ * Appends Lua `text` without each line's indentation and without its comment lines to `b` (or,
+ * with `b` NULL, only counts); returns the length. Redis 7 closes the connection of a client
+ * that has not authenticated yet when it sends a bulk string over 16 KiB, and the scripts are
+ * loaded in the same round trip as AUTH: a refused AUTH must come back as its error, not as a
+ * reset connection, so each script must stay below that (the largest, finish and claim, are
+ * about 16 KiB as written and 13 KiB compacted). Our Lua has no string that spans lines.
+ */
+static size_t put_compact(struct buf *b, const char *text, bool *ok)
+{
+    size_t n = 0;
+
+    for (const char *p = text; *p != '\0';) {
+        while (*p == ' ')
+            p++;
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) + 1 : strlen(p);
+        if (!(len >= 2 && p[0] == '-' && p[1] == '-')) {
+            if (b != NULL && *ok)
+                *ok = buf_put(b, p, len);
+            n += len;
+        }
+        p += len;
+    }
+    return n;
+}
+
 static bool buf_script_load(struct buf *b, enum script_id id)
 {
     size_t total = 0;
+    bool ok = true;
 
     for (int i = 0; i < SCRIPT_PARTS && scripts[id].parts[i] != NULL; i++)
-        total += strlen(scripts[id].parts[i]);
-    bool ok = buf_head(b, '*', 3) && buf_arg(b, "SCRIPT", 6) && buf_arg(b, "LOAD", 4) &&
-              buf_head(b, '$', total);
+        total += put_compact(NULL, scripts[id].parts[i], &ok);
+    ok = buf_head(b, '*', 3) && buf_arg(b, "SCRIPT", 6) && buf_arg(b, "LOAD", 4) &&
+         buf_head(b, '$', total);
     for (int i = 0; ok && i < SCRIPT_PARTS && scripts[id].parts[i] != NULL; i++)
-        ok = buf_put(b, scripts[id].parts[i], strlen(scripts[id].parts[i]));
+        (void)put_compact(b, scripts[id].parts[i], &ok);
     return ok && buf_put(b, "\r\n", 2);
 }
 
@@ -555,7 +591,7 @@ void tl__redis_drop_conn(redisContext **c)
  * once (a wrong URL should fail fast); after that, a lost connection is tried again with backoff
  * until the call's time is up.
  */
-static tl_status ensure_conn(struct redis_store *rs)
+tl_status tl__redis_ensure_conn(struct redis_store *rs)
 {
     uint32_t pause = RECONNECT_FIRST_PAUSE_MS;
     int64_t start = mono_ms();
@@ -604,7 +640,7 @@ tl_status tl__redis_exchange(struct redis_store *rs, size_t n, redisReply **r, c
 
     rs->dropped = false;
     for (int attempt = 0;; attempt++) {
-        tl_status st = ensure_conn(rs);
+        tl_status st = tl__redis_ensure_conn(rs);
         if (st != TL_OK)
             return st;
 
@@ -798,7 +834,7 @@ void tl__redis_new_nonce(struct redis_store *rs, char out[40])
 /* ---- the operations ---- */
 
 /* The key prefix of the wake-up lists of `key`'s waiters: PREFIX wake:KEY: (then the id). */
-static void make_wake_prefix(const struct redis_store *rs, char out[RKEY_SIZE], const char *key)
+void tl__redis_wake_prefix(const struct redis_store *rs, char out[RKEY_SIZE], const char *key)
 {
     tl__redis_make_key(rs, out, "wake:", key);
     size_t n = strlen(out);
@@ -810,7 +846,7 @@ static void make_wake_prefix(const struct redis_store *rs, char out[RKEY_SIZE], 
 
 /* Whether `id` can name a waiter here: 1..64 letters, digits, '-' or '_' (the core's ids are 32
  * hex digits). No ':' keeps PREFIX wake:KEY:ID unambiguous; no newline keeps the fields apart. */
-static bool waiter_id_ok(const char *id)
+bool tl__redis_waiter_id_ok(const char *id)
 {
     size_t n = id ? strlen(id) : 0;
 
@@ -825,371 +861,11 @@ static bool waiter_id_ok(const char *id)
     return true;
 }
 
-static tl_status bad_waiter_id(struct redis_store *rs, const char *what)
+tl_status tl__redis_bad_waiter_id(struct redis_store *rs, const char *what)
 {
     return tl__store_fail(&rs->base, TL_EINVAL,
                           "redis %s: %s: bad waiter id (1 to %d letters, digits, - or _)",
                           rs->where, what, WAITER_ID_MAX);
-}
-
-static tl_status redis_claim(struct tl_store *s, const struct tl_claim *req,
-                             struct tl_claim_result *out)
-{
-    struct redis_store *rs = (struct redis_store *)s;
-    char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], sk[RKEY_SIZE];
-    char wp[RKEY_SIZE], nonce[40], timeout[24], ttl[24], hmax[24], prio[24], wtimeout[24];
-    char what[TL_KEY_MAX + 32];
-    static const char *const modes[] = {"normal", "steal", "force"};
-    redisReply *r = NULL;
-    long long now, token, claimed, waiting, ahead;
-    tl_status st;
-
-    cat3(what, sizeof(what), "claiming ", req->key, NULL);
-    if ((unsigned)req->mode > TL_CLAIM_FORCE)
-        return tl__store_fail(s, TL_EINVAL, "redis %s: %s: bad claim mode", rs->where, what);
-    if (req->waiter_id != NULL) {
-        if (!waiter_id_ok(req->waiter_id))
-            return bad_waiter_id(rs, what);
-        if (req->priority < TL_PRIORITY_MIN || req->priority > TL_PRIORITY_MAX)
-            return tl__store_fail(s, TL_EINVAL, "redis %s: %s: priority %ld is not in %d..%d",
-                                  rs->where, what, (long)req->priority, TL_PRIORITY_MIN,
-                                  TL_PRIORITY_MAX);
-        /* The waiter's fields are kept newline-separated: ids must be ids. */
-        if (tl__check_id(req->worker_id, TL_ID_MAX) != NULL ||
-            tl__check_id(req->node_id, TL_ID_MAX) != NULL)
-            return tl__store_fail(s, TL_EINVAL, "redis %s: %s: bad worker or node id", rs->where,
-                                  what);
-    }
-    tl__redis_begin_call(rs, 0);
-    tl__redis_make_key(rs, rk, "lock:", req->key);
-    tl__redis_make_key(rs, ck, "token:", req->key);
-    tl__redis_make_key(rs, hk, "history", NULL);
-    tl__redis_make_key(rs, lk, "line:", req->key);
-    tl__redis_make_key(rs, wk, "waiters:", req->key);
-    tl__redis_make_key(rs, sk, "lineseq:", req->key);
-    make_wake_prefix(rs, wp, req->key);
-    tl__redis_new_nonce(rs, nonce);
-    u64_text(req->lock_timeout_ms, timeout);
-    u64_text(rs->safety_ttl_ms, ttl);
-    u64_text(rs->history_max, hmax);
-    (void)snprintf(prio, sizeof(prio), "%ld", (long)(req->waiter_id ? req->priority : 0));
-    u64_text(req->waiter_id ? req->waiter_timeout_ms : 0, wtimeout);
-    const char *argv[] = {rk,
-                          ck,
-                          hk,
-                          lk,
-                          wk,
-                          sk,
-                          req->worker_id,
-                          req->node_id,
-                          req->task_info,
-                          timeout,
-                          modes[req->mode],
-                          nonce,
-                          ttl,
-                          hmax,
-                          req->key,
-                          req->waiter_id ? req->waiter_id : "",
-                          prio,
-                          wtimeout,
-                          wp};
-
-    st = tl__redis_eval(rs, SC_CLAIM, 6, 19, argv, NULL, &r, what);
-    if (st != TL_OK)
-        return st;
-
-    if (el_is(r, 0, "line")) {
-        /* Free, but live waiters are ahead of us. */
-        if (r->elements != 4 || !el_int(r, 1, &now) || !el_int(r, 2, &waiting) ||
-            !el_int(r, 3, &ahead) || waiting < 0 || ahead < 0 || waiting > UINT32_MAX ||
-            ahead > UINT32_MAX) {
-            st = tl__redis_unexpected(rs, what, r);
-            goto out_free;
-        }
-        out->holder_known = false;
-        out->waiting = (uint32_t)waiting;
-        out->ahead = (uint32_t)ahead;
-        st = TL_EBUSY;
-        goto out_free;
-    }
-
-    bool won = el_is(r, 0, "won"), busy = el_is(r, 0, "busy");
-    const redisReply *event = el_str(r, 2);
-    if ((!won && !busy) || event == NULL || !el_int(r, 1, &now) || r->elements != 12 ||
-        !el_int(r, 5, &token) || token <= 0 || !el_int(r, 6, &claimed) ||
-        !el_int(r, 10, &waiting) || !el_int(r, 11, &ahead) || waiting < 0 || ahead < 0 ||
-        waiting > UINT32_MAX || ahead > UINT32_MAX) {
-        st = tl__redis_unexpected(rs, what, r);
-        goto out_free;
-    }
-
-    if (busy || strcmp(event->str, "replayed") == 0) {
-        st = tl__redis_parse_record(rs, r, 3, req->key, &out->rec, what);
-        if (st != TL_OK)
-            goto out_free;
-        tl__record_judge(&out->rec, now);
-        out->holder_known = busy;
-        if (busy) {
-            out->waiting = (uint32_t)waiting;
-            out->ahead = (uint32_t)ahead;
-        }
-        st = busy ? TL_EBUSY : TL_OK;
-        goto out_free;
-    }
-
-    struct tl_record *rec = &out->rec;
-    rec->info.key = tl__strdup(req->key);
-    rec->info.worker_id = tl__strdup(req->worker_id);
-    rec->info.node_id = tl__strdup(req->node_id);
-    rec->info.task_info = tl__strdup(req->task_info);
-    rec->info.token = (uint64_t)token;
-    rec->info.claimed_at_ms = rec->info.heartbeat_at_ms = claimed;
-    rec->info.lock_timeout_ms = req->lock_timeout_ms;
-    rec->info.observed_at_ms = now;
-    out->took_stale = strcmp(event->str, "stolen") == 0;
-    out->took_forced = strcmp(event->str, "forced") == 0;
-    if (!rec->info.key || !rec->info.worker_id || !rec->info.node_id || !rec->info.task_info) {
-        /* Won, but we cannot describe it: give it back so that it does not rot. */
-        const struct tl_record held = {.info = {.key = (char *)req->key,
-                                                .worker_id = (char *)req->worker_id,
-                                                .node_id = (char *)req->node_id,
-                                                .token = (uint64_t)token}};
-        tl__record_clear(rec);
-        (void)s->ops->release(s, &held, "out of memory after claiming");
-        st = tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
-        goto out_free;
-    }
-    st = TL_OK;
-
-out_free:
-    freeReplyObject(r);
-    return st;
-}
-
-/* renew, and with `extend` also record `lock_timeout_ms` (extend), in one script. */
-static tl_status renew_or_extend(struct tl_store *s, const struct tl_record *held, bool extend,
-                                 uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
-{
-    struct redis_store *rs = (struct redis_store *)s;
-    char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], token[24], ttl[24], hmax[24], newt[24] = "";
-    char what[TL_KEY_MAX + 32];
-    redisReply *r = NULL;
-    long long now;
-    tl_status st;
-
-    /* A renew must not spend the lock's whole timeout reconnecting: the heartbeat retries. */
-    tl__redis_begin_call(rs, held->info.lock_timeout_ms / 2);
-    tl__redis_make_key(rs, rk, "lock:", held->info.key);
-    tl__redis_make_key(rs, ck, "token:", held->info.key);
-    tl__redis_make_key(rs, hk, "history", NULL);
-    u64_text(held->info.token, token);
-    u64_text(rs->safety_ttl_ms, ttl);
-    u64_text(rs->history_max, hmax);
-    if (extend)
-        u64_text(lock_timeout_ms, newt);
-    cat3(what, sizeof(what), extend ? "extending " : "renewing ", held->info.key, NULL);
-    const char *argv[] = {
-        rk,    ck,  hk,   held->info.worker_id, held->info.node_id ? held->info.node_id : "?",
-        token, ttl, hmax, held->info.key,       newt};
-
-    st = tl__redis_eval(rs, SC_RENEW, 3, 10, argv, NULL, &r, what);
-    if (st != TL_OK)
-        return st;
-    bool ok = el_is(r, 0, "ok"), lost = el_is(r, 0, "lost");
-    if ((!ok && !lost) || !el_int(r, 1, &now)) {
-        st = tl__redis_unexpected(rs, what, r);
-    } else if (ok) {
-        *heartbeat_at_ms = now;
-        st = TL_OK;
-    } else {
-        const redisReply *holder = el_str(r, 2);
-        long long htoken = 0;
-        if (holder != NULL && is_text(holder) && el_int(r, 4, &htoken))
-            st = tl__store_fail(s, TL_ELOST,
-                                "%s is no longer held by %s with token %llu: %s "
-                                "holds it now (token %lld)",
-                                held->info.key, held->info.worker_id,
-                                (unsigned long long)held->info.token, holder->str, htoken);
-        else
-            st = tl__store_fail(s, TL_ELOST,
-                                "%s is no longer held by %s with token %llu: the "
-                                "key is free",
-                                held->info.key, held->info.worker_id,
-                                (unsigned long long)held->info.token);
-    }
-    freeReplyObject(r);
-    return st;
-}
-
-static tl_status redis_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
-                             int64_t *heartbeat_at_ms)
-{
-    (void)seq;
-    return renew_or_extend(s, held, false, 0, heartbeat_at_ms);
-}
-
-static tl_status redis_extend(struct tl_store *s, const struct tl_record *held,
-                              uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms)
-{
-    return renew_or_extend(s, held, true, lock_timeout_ms, heartbeat_at_ms);
-}
-
-static tl_status redis_release(struct tl_store *s, const struct tl_record *held,
-                               const char *summary)
-{
-    struct redis_store *rs = (struct redis_store *)s;
-    char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], chan[RKEY_SIZE], token[24], ttl[24], hmax[24];
-    char lk[RKEY_SIZE], wk[RKEY_SIZE], wp[RKEY_SIZE];
-    char what[TL_KEY_MAX + 32];
-    redisReply *r = NULL;
-    tl_status st;
-
-    tl__redis_begin_call(rs, 0);
-    tl__redis_make_key(rs, rk, "lock:", held->info.key);
-    tl__redis_make_key(rs, ck, "token:", held->info.key);
-    tl__redis_make_key(rs, hk, "history", NULL);
-    tl__redis_make_key(rs, chan, "released:", held->info.key);
-    tl__redis_make_key(rs, lk, "line:", held->info.key);
-    tl__redis_make_key(rs, wk, "waiters:", held->info.key);
-    make_wake_prefix(rs, wp, held->info.key);
-    u64_text(held->info.token, token);
-    u64_text(rs->safety_ttl_ms, ttl);
-    u64_text(rs->history_max, hmax);
-    cat3(what, sizeof(what), "releasing ", held->info.key, NULL);
-    const char *argv[] = {rk,
-                          ck,
-                          hk,
-                          lk,
-                          wk,
-                          held->info.worker_id,
-                          held->info.node_id ? held->info.node_id : "?",
-                          token,
-                          summary ? summary : "",
-                          ttl,
-                          hmax,
-                          held->info.key,
-                          chan,
-                          wp};
-
-    st = tl__redis_eval(rs, SC_RELEASE, 5, 14, argv, NULL, &r, what);
-    if (st != TL_OK)
-        return st;
-    const redisReply *holder = el_str(r, 1), *since = el_str(r, 1);
-    long long htoken = 0;
-    if (el_is(r, 0, "released") || el_is(r, 0, "already"))
-        st = TL_OK;
-    else if (el_is(r, 0, "held") && is_text(holder) && el_int(r, 3, &htoken))
-        st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s now (token %lld)", held->info.key,
-                            holder->str, htoken);
-    else if (el_is(r, 0, "since") && is_text(since))
-        st = tl__store_fail(s, TL_ENOTOWNER, "%s is free, and was claimed since (last token %s)",
-                            held->info.key, since->str);
-    else if (el_is(r, 0, "never"))
-        st = tl__store_fail(s, TL_ENOTOWNER, "%s is free, and no record of token %llu is left",
-                            held->info.key, (unsigned long long)held->info.token);
-    else
-        st = tl__redis_unexpected(rs, what, r);
-    freeReplyObject(r);
-    return st;
-}
-
-static tl_status redis_force_release(struct tl_store *s, const struct tl_force_release *req,
-                                     struct tl_record *former, bool *found)
-{
-    struct redis_store *rs = (struct redis_store *)s;
-    char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], chan[RKEY_SIZE], token[24], ttl[24], hmax[24];
-    char lk[RKEY_SIZE], wk[RKEY_SIZE], wp[RKEY_SIZE];
-    char what[TL_KEY_MAX + 32];
-    redisReply *r = NULL;
-    long long now;
-    tl_status st;
-
-    *found = false;
-    tl__redis_begin_call(rs, 0);
-    tl__redis_make_key(rs, rk, "lock:", req->key);
-    tl__redis_make_key(rs, ck, "token:", req->key);
-    tl__redis_make_key(rs, hk, "history", NULL);
-    tl__redis_make_key(rs, chan, "released:", req->key);
-    tl__redis_make_key(rs, lk, "line:", req->key);
-    tl__redis_make_key(rs, wk, "waiters:", req->key);
-    make_wake_prefix(rs, wp, req->key);
-    u64_text(req->token, token);
-    u64_text(rs->safety_ttl_ms, ttl);
-    u64_text(rs->history_max, hmax);
-    cat3(what, sizeof(what), "breaking the lock of ", req->key, NULL);
-    const char *argv[] = {rk,    ck,           hk,  lk,   wk,       req->worker_id, req->node_id,
-                          token, req->summary, ttl, hmax, req->key, chan,           wp};
-
-    st = tl__redis_eval(rs, SC_FORCE_RELEASE, 5, 14, argv, NULL, &r, what);
-    if (st != TL_OK)
-        return st;
-    bool released = el_is(r, 0, "released"), other = el_is(r, 0, "other");
-    if (el_is(r, 0, "free") && r->elements == 1) {
-        st = TL_OK;
-    } else if (el_is(r, 0, "cleared") && r->elements == 4) {
-        const redisReply *why = el_str(r, 3);
-        TL_LOG(s->log, TL_LOG_WARN,
-               "redis %s: %s: deleted a record that was not a tasklock one: %s", rs->where,
-               req->key, is_text(why) ? why->str : "?");
-        st = TL_OK;
-    } else if ((released && r->elements == 10) || (other && r->elements == 9)) {
-        if (!el_int(r, 1, &now)) {
-            st = tl__redis_unexpected(rs, what, r);
-        } else if ((st = tl__redis_parse_record(rs, r, released ? 3 : 2, req->key, former, what)) ==
-                   TL_OK) {
-            tl__record_judge(former, now);
-            *found = true;
-            if (other)
-                st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu", req->key,
-                                    former->info.worker_id, (unsigned long long)former->info.token);
-        }
-    } else {
-        st = tl__redis_unexpected(rs, what, r);
-    }
-    freeReplyObject(r);
-    return st;
-}
-
-static tl_status redis_inspect(struct tl_store *s, const char *key, struct tl_record *out,
-                               bool *found)
-{
-    struct redis_store *rs = (struct redis_store *)s;
-    char rk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], what[TL_KEY_MAX + 32];
-    redisReply *r = NULL;
-    long long now, waiting;
-    tl_status st;
-
-    *found = false;
-    tl__redis_begin_call(rs, 0);
-    tl__redis_make_key(rs, rk, "lock:", key);
-    tl__redis_make_key(rs, lk, "line:", key);
-    tl__redis_make_key(rs, wk, "waiters:", key);
-    cat3(what, sizeof(what), "reading ", key, NULL);
-    const char *argv[] = {rk, lk, wk};
-    st = tl__redis_eval(rs, SC_INSPECT, 3, 3, argv, NULL, &r, what);
-    if (st != TL_OK)
-        return st;
-    if (!el_int(r, 0, &now) || !el_int(r, 1, &waiting) || waiting < 0 || waiting > UINT32_MAX ||
-        (r->elements != 2 && r->elements != 9)) {
-        st = tl__redis_unexpected(rs, what, r);
-    } else if (r->elements == 9) {
-        st = tl__redis_parse_record(rs, r, 2, key, out, what);
-        if (st == TL_OK) {
-            tl__record_judge(out, now);
-            out->info.waiting = (uint32_t)waiting;
-            *found = true;
-        }
-    }
-    freeReplyObject(r);
-    return st;
-}
-
-static int cmp_record_key(const void *a, const void *b)
-{
-    const struct tl_record *x = *(struct tl_record *const *)a;
-    const struct tl_record *y = *(struct tl_record *const *)b;
-
-    return strcmp(x->info.key, y->info.key);
 }
 
 /* SCAN's MATCH pattern for our keys of one kind ("lock:", "done:"): the prefix with glob
@@ -1211,146 +887,6 @@ char *tl__redis_scan_pattern(const struct redis_store *rs, const char *kind)
     p[j + k] = '*';
     p[j + k + 1] = '\0';
     return p;
-}
-
-/* Reads the records of the keys in SCAN's batch `keys` and appends them to the array. */
-static tl_status list_batch(struct redis_store *rs, const redisReply *keys, struct tl_record ***arr,
-                            size_t *n, size_t *cap)
-{
-    size_t nk = keys->elements, plen = strlen(rs->prefix) + strlen("lock:");
-    const char **argv = tl__calloc(nk + 1, sizeof(*argv));
-    size_t *len = tl__calloc(nk + 1, sizeof(*len));
-    redisReply *r = NULL;
-    tl_status st = TL_OK;
-    long long now;
-
-    if (argv == NULL || len == NULL) {
-        st = tl__store_fail(&rs->base, TL_ENOMEM, "redis %s: out of memory", rs->where);
-        goto out_free;
-    }
-    if (nk > INT_MAX - 8) {
-        st = tl__redis_unexpected(rs, "listing locks", keys);
-        goto out_free;
-    }
-    for (size_t i = 0; i < nk; i++) {
-        const redisReply *k = el_str(keys, i);
-        if (k == NULL || k->len <= plen) {
-            st = tl__redis_unexpected(rs, "listing locks", keys);
-            goto out_free;
-        }
-        argv[i] = k->str;
-        len[i] = k->len;
-    }
-    argv[nk] = rs->prefix;
-    len[nk] = strlen(rs->prefix);
-    st = tl__redis_eval(rs, SC_READ_MANY, (int)nk, (int)nk + 1, argv, len, &r, "listing locks");
-    if (st != TL_OK)
-        goto out_free;
-    if (!el_int(r, 0, &now) || r->elements != nk + 1) {
-        st = tl__redis_unexpected(rs, "listing locks", r);
-        goto out_free;
-    }
-    for (size_t i = 0; i < nk && st == TL_OK; i++) {
-        const redisReply *e = r->element[i + 1];
-        if (e->type == REDIS_REPLY_INTEGER)
-            continue; /* released between SCAN and now */
-
-        const char *key = argv[i] + plen;
-        long long waiting = 0;
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 8 || !is_text(keys->element[i]) ||
-            tl__check_id(key, TL_KEY_MAX) != NULL || !el_int(e, 7, &waiting) || waiting < 0 ||
-            waiting > UINT32_MAX) {
-            st = tl__store_fail(&rs->base, TL_ESTORE,
-                                "redis %s: listing locks: the Redis key \"%.*s\" is not a "
-                                "tasklock record (delete it)",
-                                rs->where, (int)(len[i] > 200 ? 200 : len[i]), argv[i]);
-            break;
-        }
-
-        struct tl_record *rec = tl__record_new();
-        if (rec == NULL) {
-            st = tl__store_fail(&rs->base, TL_ENOMEM, "redis %s: out of memory", rs->where);
-            break;
-        }
-        /* parse_record reads elements 0..6 of an array: wrap the element's own array. */
-        st = tl__redis_parse_record(rs, e, 0, key, rec, "listing locks");
-        if (st == TL_OK) {
-            tl__record_judge(rec, now);
-            rec->info.waiting = (uint32_t)waiting;
-            if (tl__record_array_push(arr, n, cap, rec) != TL_OK)
-                st = tl__store_fail(&rs->base, TL_ENOMEM, "redis %s: out of memory", rs->where);
-        }
-        if (st != TL_OK)
-            tl__record_free(rec);
-    }
-
-out_free:
-    freeReplyObject(r);
-    tl__free(argv);
-    tl__free(len);
-    return st;
-}
-
-static tl_status redis_list(struct tl_store *s, struct tl_record ***out, size_t *count)
-{
-    struct redis_store *rs = (struct redis_store *)s;
-    struct tl_record **arr = NULL;
-    size_t n = 0, cap = 0;
-    char cursor[32] = "0", scount[16];
-    char *pattern = tl__redis_scan_pattern(rs, "lock:");
-    tl_status st = TL_OK;
-
-    if (pattern == NULL)
-        return tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
-    (void)snprintf(scount, sizeof(scount), "%d", SCAN_COUNT);
-    tl__redis_begin_call(rs, 0);
-    do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", scount};
-        redisReply *r = NULL;
-
-        rs->out.len = 0;
-        if (!tl__redis_buf_cmd(&rs->out, 6, argv, NULL)) {
-            st = tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
-            break;
-        }
-        if ((st = tl__redis_exchange1(rs, &r, "listing locks")) != TL_OK)
-            break;
-        const redisReply *next = el_str(r, 0);
-        if (r->type == REDIS_REPLY_ERROR) {
-            st = tl__redis_error_reply(rs, "listing locks", r);
-        } else if (next == NULL || next->len >= sizeof(cursor) || r->elements != 2 ||
-                   r->element[1]->type != REDIS_REPLY_ARRAY) {
-            st = tl__redis_unexpected(rs, "listing locks", r);
-        } else {
-            memcpy(cursor, next->str, next->len + 1);
-            if (r->element[1]->elements > 0)
-                st = list_batch(rs, r->element[1], &arr, &n, &cap);
-        }
-        freeReplyObject(r);
-        /* Each round trip gets its own time: a large keyspace takes many. */
-        tl__redis_begin_call(rs, 0);
-    } while (st == TL_OK && strcmp(cursor, "0") != 0);
-    tl__free(pattern);
-
-    if (st != TL_OK) {
-        tl_info_array_free((struct tl_info **)arr, n);
-        return st;
-    }
-    if (n > 1) {
-        /* SCAN may return a key twice: sort, then drop repeats. */
-        qsort(arr, n, sizeof(struct tl_record *), cmp_record_key);
-        size_t j = 1;
-        for (size_t i = 1; i < n; i++) {
-            if (strcmp(arr[i]->info.key, arr[j - 1]->info.key) == 0)
-                tl__record_free(arr[i]);
-            else
-                arr[j++] = arr[i];
-        }
-        n = j;
-    }
-    *out = arr;
-    *count = n;
-    return TL_OK;
 }
 
 /* The field `name` of a stream entry's field/value array, or NULL. */
@@ -1614,187 +1150,6 @@ static tl_status redis_wait(struct tl_store *s, const char *key, uint32_t timeou
     return TL_OK;
 }
 
-/* ---- the line ---- */
-
-static tl_status redis_leave(struct tl_store *s, const char *key, const char *waiter_id)
-{
-    struct redis_store *rs = (struct redis_store *)s;
-    char rk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], wp[RKEY_SIZE], chan[RKEY_SIZE];
-    char what[TL_KEY_MAX + 32];
-    redisReply *r = NULL;
-    tl_status st;
-
-    cat3(what, sizeof(what), "leaving the line of ", key, NULL);
-    if (!waiter_id_ok(waiter_id))
-        return bad_waiter_id(rs, what);
-    tl__redis_begin_call(rs, 0);
-    tl__redis_make_key(rs, rk, "lock:", key);
-    tl__redis_make_key(rs, lk, "line:", key);
-    tl__redis_make_key(rs, wk, "waiters:", key);
-    make_wake_prefix(rs, wp, key);
-    tl__redis_make_key(rs, chan, "released:", key);
-    const char *argv[] = {rk, lk, wk, waiter_id, wp, chan};
-    st = tl__redis_eval(rs, SC_LEAVE, 3, 6, argv, NULL, &r, what);
-    if (st == TL_OK && !(el_is(r, 0, "ok") && r->elements == 1))
-        st = tl__redis_unexpected(rs, what, r);
-    freeReplyObject(r);
-    return st;
-}
-
-/*
- * Pops the waiter's wake-up list with BLPOP on the command connection: the server's timeout
- * ends a little before ours, so a quiet wait ends with a nil reply and the connection stays
- * usable; only when even that answer is late is the connection dropped (the next call makes a
- * new one), since a blocked connection cannot be used for anything else.
- */
-static tl_status redis_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
-                                 uint32_t timeout_ms, bool *woken)
-{
-    struct redis_store *rs = (struct redis_store *)s;
-    char wp[RKEY_SIZE], wkey[WKEY_SIZE], secs[32], what[TL_KEY_MAX + 32];
-    redisReply *r = NULL;
-    tl_status st;
-
-    *woken = false;
-    cat3(what, sizeof(what), "waiting in the line of ", key, NULL);
-    if (!waiter_id_ok(waiter_id))
-        return bad_waiter_id(rs, what);
-    make_wake_prefix(rs, wp, key);
-    (void)snprintf(wkey, sizeof(wkey), "%s%s", wp, waiter_id);
-
-    /* The wait ends at the timeout or the core's deadline, whichever is first. */
-    int64_t start = mono_ms();
-    int64_t left = timeout_ms;
-    bool capped = false;
-    if (s->deadline_mono_ms != 0) {
-        int64_t dl = s->deadline_mono_ms - s->clock->mono_ms(s->clock->ud);
-        if (dl < left) {
-            left = dl;
-            capped = true;
-        }
-    }
-    if (left <= 0)
-        return TL_OK;
-    /* The server gives up first, by a margin that covers the round trip. */
-    int64_t margin = left > 200 ? 20 : left / 10;
-    int64_t server_ms = left - margin;
-    if (server_ms < 1)
-        server_ms = 1;
-    if (rs->blpop_whole_seconds)
-        (void)snprintf(secs, sizeof(secs), "%lld", (long long)((server_ms + 999) / 1000));
-    else
-        (void)snprintf(secs, sizeof(secs), "%lld.%03lld", (long long)(server_ms / 1000),
-                       (long long)(server_ms % 1000));
-
-    /* Connecting counts against the store's timeout as in every call; the wait itself does
-     * not. */
-    tl__redis_begin_call(rs, 0);
-    st = ensure_conn(rs);
-    if (st != TL_OK)
-        return st;
-    int64_t until = start + left + (capped ? 0 : WAKE_GRACE_MS);
-    rs->deadline = until;
-    rs->call_ms = until - start;
-
-    const char *argv[] = {"BLPOP", wkey, secs};
-    rs->out.len = 0;
-    if (!tl__redis_buf_cmd(&rs->out, 3, argv, NULL))
-        return tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
-    st = tl__redis_exchange1(rs, &r, what);
-    if (st == TL_ETIMEDOUT && mono_ms() >= until) {
-        /* No answer by the end of the wait: the connection (dropped by exchange) was still
-         * blocked. Not a failure: nobody woke us. */
-        return TL_OK;
-    }
-    if (st != TL_OK)
-        return st;
-    if (r->type == REDIS_REPLY_ERROR && !rs->blpop_whole_seconds && r->str != NULL &&
-        strstr(r->str, "timeout") != NULL) {
-        /* Redis before 6.0 takes whole seconds only: the next waits use them (and our own
-         * deadline cuts them short). */
-        rs->blpop_whole_seconds = true;
-        freeReplyObject(r);
-        return TL_OK;
-    }
-    if (r->type == REDIS_REPLY_ERROR)
-        st = tl__redis_error_reply(rs, what, r);
-    else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2)
-        *woken = true;
-    else if (r->type != REDIS_REPLY_NIL)
-        st = tl__redis_unexpected(rs, what, r);
-    freeReplyObject(r);
-    return st;
-}
-
-static tl_status redis_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
-                               size_t *count)
-{
-    struct redis_store *rs = (struct redis_store *)s;
-    char lk[RKEY_SIZE], wk[RKEY_SIZE], what[TL_KEY_MAX + 32];
-    struct tl_waiter **arr = NULL;
-    size_t n = 0, cap = 0;
-    redisReply *r = NULL;
-    long long now;
-    tl_status st;
-
-    *out = NULL;
-    *count = 0;
-    tl__redis_begin_call(rs, 0);
-    tl__redis_make_key(rs, lk, "line:", key);
-    tl__redis_make_key(rs, wk, "waiters:", key);
-    cat3(what, sizeof(what), "reading the line of ", key, NULL);
-    const char *argv[] = {lk, wk};
-    st = tl__redis_eval(rs, SC_WAITERS, 2, 2, argv, NULL, &r, what);
-    if (st != TL_OK)
-        return st;
-    if (!el_int(r, 0, &now)) {
-        st = tl__redis_unexpected(rs, what, r);
-        goto out_free;
-    }
-    for (size_t i = 1; i < r->elements && st == TL_OK; i++) {
-        const redisReply *e = r->element[i];
-        const redisReply *id = el_str(e, 0), *worker = el_str(e, 1), *node = el_str(e, 2);
-        long long prio, seq, since, beat, timeout, live;
-
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 9 || !is_text(id) || !is_text(worker) ||
-            !is_text(node) || !el_int(e, 3, &prio) || !el_int(e, 4, &seq) ||
-            !el_int(e, 5, &since) || !el_int(e, 6, &beat) || !el_int(e, 7, &timeout) ||
-            !el_int(e, 8, &live) || prio < TL_PRIORITY_MIN || prio > TL_PRIORITY_MAX || seq < 0 ||
-            timeout < 0 || timeout > UINT32_MAX) {
-            st = tl__redis_unexpected(rs, what, e);
-            break;
-        }
-        struct tl_waiter *w = tl__waiter_new();
-        if (w != NULL) {
-            w->key = tl__strdup(key);
-            w->waiter_id = tl__strdup(id->str);
-            w->worker_id = tl__strdup(worker->str);
-            w->node_id = tl__strdup(node->str);
-            w->priority = (int32_t)prio;
-            w->seq = (uint64_t)seq;
-            w->since_ms = since;
-            w->heartbeat_at_ms = beat;
-            w->timeout_ms = (uint32_t)timeout;
-            w->dead = live == 0;
-        }
-        if (w == NULL || !w->key || !w->waiter_id || !w->worker_id || !w->node_id ||
-            tl__waiter_array_push(&arr, &n, &cap, w) != TL_OK) {
-            tl__waiter_free(w);
-            st = tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
-        }
-    }
-
-out_free:
-    freeReplyObject(r);
-    if (st != TL_OK) {
-        tl_waiter_array_free(arr, n);
-        return st;
-    }
-    *out = arr;
-    *count = n;
-    return TL_OK;
-}
-
 /* ---- opening ---- */
 
 /* Percent-decodes `n` bytes of `s` into a new string; NULL on a bad escape, a NUL, or out of
@@ -2011,8 +1366,9 @@ static tl_status redis_open(struct tl_store *s, const char *url)
     (void)snprintf(rs->where, sizeof(rs->where), "%s%s%s:%d/%d", strchr(rs->host, ':') ? "[" : "",
                    rs->host, strchr(rs->host, ':') ? "]" : "", rs->port, rs->db);
     rs->nonce_seed = seed(rs);
+    s->modes = true; /* shared holders and semaphores: redis_holders.c */
     tl__redis_begin_call(rs, 0);
-    return ensure_conn(rs);
+    return tl__redis_ensure_conn(rs);
 }
 
 static void redis_close(struct tl_store *s)
@@ -2043,21 +1399,22 @@ const struct tl_store_ops tl__store_redis = {
     .size = sizeof(struct redis_store),
     .open = redis_open,
     .close = redis_close,
-    .claim = redis_claim,
-    .renew = redis_renew,
-    .release = redis_release,
-    .inspect = redis_inspect,
-    .list = redis_list,
+    .claim = tl__redis_claim,
+    .renew = tl__redis_renew,
+    .release = tl__redis_release,
+    .inspect = tl__redis_inspect,
+    .list = tl__redis_list,
     .history = redis_history,
     .wait = redis_wait,
-    .force_release = redis_force_release,
-    .leave = redis_leave,
-    .wait_turn = redis_wait_turn,
-    .waiters = redis_waiters,
-    .extend = redis_extend,
+    .force_release = tl__redis_force_release,
+    .leave = tl__redis_leave,
+    .wait_turn = tl__redis_wait_turn,
+    .waiters = tl__redis_waiters,
+    .extend = tl__redis_extend,
     .claim_next = tl__redis_claim_next,
     .finish = tl__redis_finish,
     .reopen = tl__redis_reopen,
     .done_list = tl__redis_done_list,
     .wait_any = tl__redis_wait_any,
+    .holders = tl__redis_holders,
 };

@@ -1,6 +1,8 @@
 /*
- * redis_int.h -- what the Redis store's files share (redis.c: connections, the core ops;
- * redis_next.c: claim-next and done markers). Internal to the store; nothing else includes it.
+ * redis_int.h -- what the Redis store's files share (redis.c: connections, the line, history,
+ * wake-ups; redis_holders.c: claim, renew, release, inspect and list of a key's holders;
+ * redis_line.c: leave, wait_turn, waiters; redis_next.c: claim-next and done markers). Internal to
+ * the store; nothing else includes it.
  */
 #ifndef TL_STORES_REDIS_INT_H
 #define TL_STORES_REDIS_INT_H
@@ -15,8 +17,9 @@
 #include "store.h"
 #include "tl.h"
 
-#define PREFIX_MAX 128
-#define RKEY_SIZE  (PREFIX_MAX + 16 + TL_KEY_MAX + 1) /* prefix + "released:" + key */
+#define PREFIX_MAX    128
+#define RKEY_SIZE     (PREFIX_MAX + 16 + TL_KEY_MAX + 1) /* prefix + "released:" + key */
+#define WAITER_ID_MAX 64                                 /* see tl__redis_waiter_id_ok() */
 
 /* The scripts, loaded on every new command connection (redis.c's table holds their text). */
 enum script_id {
@@ -31,6 +34,7 @@ enum script_id {
     SC_CLAIM_NEXT,
     SC_FINISH,
     SC_REOPEN,
+    SC_HOLDERS,
     SC_COUNT
 };
 
@@ -179,6 +183,35 @@ tl_status tl__redis_parse_record(struct redis_store *rs, const redisReply *a, si
 void tl__redis_new_nonce(struct redis_store *rs, char out[40]);
 bool tl__redis_is_push(const redisReply *r, const char *kind, const char *chan);
 char *tl__redis_scan_pattern(const struct redis_store *rs, const char *kind);
+void tl__redis_wake_prefix(const struct redis_store *rs, char out[RKEY_SIZE], const char *key);
+bool tl__redis_waiter_id_ok(const char *id);
+tl_status tl__redis_bad_waiter_id(struct redis_store *rs, const char *what);
+tl_status tl__redis_ensure_conn(struct redis_store *rs);
+
+/* redis_line.c: the line's operations (version 3). */
+tl_status tl__redis_leave(struct tl_store *s, const char *key, const char *waiter_id);
+tl_status tl__redis_wait_turn(struct tl_store *s, const char *key, const char *waiter_id,
+                              uint32_t timeout_ms, bool *woken);
+tl_status tl__redis_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                            size_t *count);
+
+/* redis_holders.c: the operations on a key's holders (shared ones: version 5). */
+tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
+                          struct tl_claim_result *out);
+tl_status tl__redis_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
+                          int64_t *heartbeat_at_ms);
+tl_status tl__redis_extend(struct tl_store *s, const struct tl_record *held,
+                           uint32_t lock_timeout_ms, int64_t *heartbeat_at_ms);
+tl_status tl__redis_release(struct tl_store *s, const struct tl_record *held, const char *summary);
+tl_status tl__redis_force_release(struct tl_store *s, const struct tl_force_release *req,
+                                  struct tl_record *former, bool *found);
+tl_status tl__redis_inspect(struct tl_store *s, const char *key, struct tl_record *out,
+                            bool *found);
+tl_status tl__redis_list(struct tl_store *s, struct tl_record ***out, size_t *count);
+tl_status tl__redis_holders(struct tl_store *s, const char *key, struct tl_record ***out,
+                            size_t *count);
+tl_status tl__redis_parse_holder(struct redis_store *rs, const redisReply *a, size_t off,
+                                 const char *key, struct tl_record *rec, const char *what);
 
 /* redis_next.c: the version 4 operations. */
 tl_status tl__redis_claim_next(struct tl_store *s, const struct tl_claim *req,

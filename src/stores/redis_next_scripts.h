@@ -29,31 +29,33 @@
  * claim without a waiter id would judge it (next_one), done ones skipped first (next_claim); dead
  * waiters met are deleted and a new head of a free key's line woken, as that claim would.
  */
-#define TL_REDIS_LUA_NEXT                                                                          \
-    "local function next_win(hk, o, name, r, now, us)\n"                                           \
-    "    local rk, ck = o.p .. 'lock:' .. name, o.p .. 'token:' .. name\n"                         \
-    "    local event, detail = 'acquired', ''\n"                                                   \
-    "    if r then\n"                                                                              \
-    "        event, detail = 'stolen', 'from ' .. r.worker_id .. ' (token ' .. r.token_s .. ')'\n" \
-    "    end\n"                                                                                    \
-    "    local last = 0\n"                                                                         \
-    "    local c = redis.pcall('GET', ck)\n"                                                       \
-    "    if type(c) == 'table' then return bad(ck, tostring(c.err)) end\n"                         \
-    "    if c then\n"                                                                              \
-    "        last = num(c)\n"                                                                      \
-    "        if not last then return bad(ck, 'not a token counter') end\n"                         \
-    "    end\n"                                                                                    \
-    "    local token = last + 1\n"                                                                 \
-    "    if token < us then token = us end\n"                                                      \
-    "    if token > MAXNUM then return bad(ck, 'the token counter is exhausted') end\n"            \
-    "    local life = tonumber(o.ttl) + tonumber(o.timeout)\n"                                     \
-    "    redis.call('SET', ck, int(token), 'PX', life)\n"                                          \
-    "    redis.call('HSET', rk, 'worker_id', o.worker, 'node_id', o.node, 'token', int(token),\n"  \
-    "               'claimed_at', int(now), 'heartbeat_at', int(now), 'lock_timeout_ms',\n"        \
-    "               o.timeout, 'task_info', o.task, 'nonce', o.nonce)\n"                           \
-    "    redis.call('PEXPIRE', rk, life)\n"                                                        \
-    "    note(hk, o.hmax, now, event, name, o.worker, o.node, int(token), detail)\n"               \
-    "    return {'won', now, event, 0, token}\n"                                                   \
+#define TL_REDIS_LUA_NEXT                                                                         \
+    "local function next_win(hk, o, name, r, now, us)\n"                                          \
+    "    local rk, ck = o.p .. 'lock:' .. name, o.p .. 'token:' .. name\n"                        \
+    "    local event, detail = 'acquired', ''\n"                                                  \
+    "    if r then\n"                                                                             \
+    "        -- Stale: every holder is (shared ones: redis_holders_scripts.h).\n"                 \
+    "        event, detail = 'stolen', names(hread(rk) or {r})\n"                                 \
+    "        redis.call('DEL', rk)\n"                                                             \
+    "    end\n"                                                                                   \
+    "    local last = 0\n"                                                                        \
+    "    local c = redis.pcall('GET', ck)\n"                                                      \
+    "    if type(c) == 'table' then return bad(ck, tostring(c.err)) end\n"                        \
+    "    if c then\n"                                                                             \
+    "        last = num(c)\n"                                                                     \
+    "        if not last then return bad(ck, 'not a token counter') end\n"                        \
+    "    end\n"                                                                                   \
+    "    local token = last + 1\n"                                                                \
+    "    if token < us then token = us end\n"                                                     \
+    "    if token > MAXNUM then return bad(ck, 'the token counter is exhausted') end\n"           \
+    "    local life = tonumber(o.ttl) + tonumber(o.timeout)\n"                                    \
+    "    redis.call('SET', ck, int(token), 'PX', life)\n"                                         \
+    "    redis.call('HSET', rk, 'worker_id', o.worker, 'node_id', o.node, 'token', int(token),\n" \
+    "               'claimed_at', int(now), 'heartbeat_at', int(now), 'lock_timeout_ms',\n"       \
+    "               o.timeout, 'task_info', o.task, 'nonce', o.nonce)\n"                          \
+    "    redis.call('PEXPIRE', rk, life)\n"                                                       \
+    "    note(hk, o.hmax, now, event, name, o.worker, o.node, int(token), detail)\n"              \
+    "    return {'won', now, event, 0, token}\n"                                                  \
     "end\n"
 
 #define TL_REDIS_LUA_NEXT_ONE                                                                 \
@@ -167,34 +169,28 @@ static const char script_finish[] =
     "local p, ttl, hmax = a[1], a[2], a[3]\n"
     "local key, worker, node, token, summary, done, nxt = unpack(a, 12, 18)\n"
     "local rk, ck = p .. 'lock:' .. key, p .. 'token:' .. key\n"
-    "local r, why = read(rk)\n"
-    "if r == false then return bad(rk, why) end\n"
-    "local rel\n"
-    "if r and r.worker_id == worker and r.token_s == token then\n"
+    "local rel, x, rest = hrelease(rk, ck, worker, token, ttl)\n"
+    "if rel == nil then return x end\n"
+    "if rel == 'released' then\n"
     "    local now = math.floor(now_us() / 1000)\n"
     "    if done == '1' then\n"
     "        local dk = p .. 'done:' .. key\n"
     "        redis.call('DEL', dk)\n"
-    "        redis.call('HSET', dk, 'worker_id', worker, 'node_id', r.node_id, 'token', token,\n"
+    "        redis.call('HSET', dk, 'worker_id', worker, 'node_id', x.node_id, 'token', token,\n"
     "                   'done_at', int(now), 'summary', summary)\n"
     "    end\n"
-    "    redis.call('DEL', rk)\n"
-    "    redis.call('PEXPIRE', ck, ttl)\n"
     "    local event = 'released'\n"
     "    if done == '1' then event = 'done' end\n"
     "    note(KEYS[1], hmax, now, event, key, worker, node, token, summary)\n"
     "    redis.pcall('PUBLISH', p .. 'released:' .. key, token)\n"
-    "    wake_head(p .. 'line:' .. key, p .. 'waiters:' .. key, p .. 'wake:' .. key .. ':', now)\n"
-    "    rel = 'released'\n"
-    "elseif r then\n"
-    "    return {'held', unpack(record(r))}\n"
-    "else\n"
-    "    local c = redis.pcall('GET', ck)\n"
-    "    if c ~= token then\n"
-    "        if type(c) == 'string' then return {'since', c} end\n"
-    "        return {'never'}\n"
-    "    end\n"
-    "    rel = 'already'\n"
+    "    hwake_head(p .. 'line:' .. key, p .. 'waiters:' .. key, p .. 'wake:' .. key .. ':', now,\n"
+    "               rest)\n"
+    "elseif rel == 'held' then\n"
+    "    return {'held', unpack(record(x))}\n"
+    "elseif rel == 'since' then\n"
+    "    return {'since', x}\n"
+    "elseif rel ~= 'already' then\n"
+    "    return {rel}\n"
     "end\n"
     "if nxt ~= '1' then return {rel} end\n"
     "local ok, out = pcall(next_claim, KEYS[1], a, 19)\n"

@@ -14,8 +14,9 @@
  * anything larger, numbers are written with string.format('%d') (never as floats), and tokens
  * are compared as the decimal strings they were written as.
  *
- * A record is a hash at PREFIX lock:KEY with the fields of FIELDS below; the token counter is a
- * string at PREFIX token:KEY; the audit trail is a stream at PREFIX history.
+ * A record is a hash at PREFIX lock:KEY with the fields of FIELDS below (shared holders add a
+ * field each: redis_holders_scripts.h); the token counter is a string at PREFIX token:KEY; the
+ * audit trail is a stream at PREFIX history.
  */
 #ifndef TL_STORES_REDIS_SCRIPTS_H
 #define TL_STORES_REDIS_SCRIPTS_H
@@ -80,7 +81,9 @@
  * encodes the order, (1000 - priority) * 2^40 + seq (priority first, then arrival; below 2^53,
  * so exact in a double); PREFIX waiters:KEY is a hash from waiter id to the waiter's fields,
  * "seq\npriority\nsince\nheartbeat_at\ntimeout_ms\nworker_id\nnode_id" (ids never hold a
- * newline); PREFIX lineseq:KEY counts seqs. A wake-up is an element in the list
+ * newline), and, for a waiter whose claim is shared (version 5), from "m:" WAITER_ID to its
+ * slots (no such field: exclusive; older versions never read it); PREFIX lineseq:KEY counts
+ * seqs. A wake-up is an element in the list
  * PREFIX wake:KEY:WAITER_ID (at most one, expiring), popped by the waiter's BLPOP.
  * A waiter whose fields cannot be read is treated as dead.
  */
@@ -124,7 +127,7 @@
     "end\n"                                                                                        \
     "local function line_drop(lk, wk, wp, id)\n"                                                   \
     "    redis.pcall('ZREM', lk, id)\n"                                                            \
-    "    redis.pcall('HDEL', wk, id)\n"                                                            \
+    "    redis.pcall('HDEL', wk, id, 'm:' .. id)\n"                                                \
     "    redis.call('DEL', wp .. id)\n"                                                            \
     "end\n"                                                                                        \
     "-- Deletes the entries of a read line that are not live; returns the live ones in order "     \
@@ -163,266 +166,24 @@
     "end\n"
 
 /*
- * claim. KEYS: record, counter, history, line, waiters, line's seq counter. ARGV: worker, node,
- * task_info, lock_timeout_ms, mode (normal | steal | force), nonce, safety_ttl_ms, history_max,
- * key, waiter id ('' for none), priority, waiter timeout_ms, wake-up key prefix.
- * Returns {status, now_ms, event, worker, node, token, claimed_at, heartbeat_at, timeout, task,
- * waiting, ahead} with status "won" (event: acquired | stolen | forced | replayed) or "busy"
- * (the holder's record), or {"line", now_ms, waiting, ahead}: the key is free but live waiters
- * are ahead. "replayed": this very claim (same nonce) had already won, its reply was lost.
- * The token is max(last token + 1, server time in microseconds): it grows even when the counter
- * is gone (expired, or wiped with the whole data set by a restart without persistence).
- * A waiter that does not win joins the line (or refreshes its heartbeat there); one that wins
- * leaves it. Dead waiters met on the way are deleted, and when that leaves a new head in front
- * of a free key, that head is woken.
- */
-static const char script_claim[] =
-    "local worker, node, task, timeout, mode, nonce, ttl, hmax, key, wid, prio, wtimeout, wp =\n"
-    "    unpack(ARGV)\n"
-    "prio, wtimeout = tonumber(prio), tonumber(wtimeout)\n"
-    "local lk, wk, sk = KEYS[4], KEYS[5], KEYS[6]\n"
-    "local us = now_us()\n"
-    "local now = math.floor(us / 1000)\n"
-    "local r, why = read(KEYS[1])\n"
-    "if r and r.nonce == nonce and r.worker_id == worker then\n"
-    "    local out = {'won', now, 'replayed', unpack(record(r))}\n"
-    "    out[11], out[12] = 0, 0\n"
-    "    return out\n"
-    "end\n"
-    "if r == false and mode ~= 'force' then return bad(KEYS[1], why) end\n"
-    "local line, lerr = line_read(lk, wk, now)\n"
-    "if not line then\n"
-    "    if mode ~= 'force' then return lerr end\n"
-    "    line = {}\n"
-    "end\n"
-    "local live, front = line_prune(line, lk, wk, wp)\n"
-    "local mine, ahead = nil, 0\n"
-    "for i, e in ipairs(live) do\n"
-    "    if e.id == wid then mine = i end\n"
-    "end\n"
-    "if mine then\n"
-    "    ahead = mine - 1\n"
-    "elseif wid ~= '' then\n"
-    "    for _, e in ipairs(live) do\n"
-    "        if e.w.prio >= prio then ahead = ahead + 1 end\n"
-    "    end\n"
-    "else\n"
-    "    ahead = #live\n"
-    "end\n"
-    "local stale = r and now - r.heartbeat_at > r.lock_timeout_ms\n"
-    "if mode ~= 'force' and (ahead > 0 or (r and not (stale and mode == 'steal'))) then\n"
-    "    local waiting = #live\n"
-    "    if wid ~= '' then\n"
-    "        if mine then\n"
-    "            local w = live[mine].w\n"
-    "            w.beat, w.timeout = now, wtimeout\n"
-    "            redis.call('HSET', wk, wid, wtext(w))\n"
-    "        else\n"
-    "            local seq = redis.pcall('INCR', sk)\n"
-    "            if type(seq) ~= 'number' then\n"
-    "                redis.call('DEL', sk)\n"
-    "                seq = redis.call('INCR', sk)\n"
-    "            end\n"
-    "            local top = 0\n"
-    "            for _, e in ipairs(live) do\n"
-    "                if e.w.seq > top then top = e.w.seq end\n"
-    "            end\n"
-    "            if seq <= top then\n"
-    "                seq = top + 1\n"
-    "                redis.call('SET', sk, int(seq))\n"
-    "            end\n"
-    "            if seq >= P40 then return bad(sk, 'the seq counter is exhausted') end\n"
-    "            local w = {seq = seq, prio = prio, since = now, beat = now, timeout = wtimeout,\n"
-    "                       worker = worker, node = node}\n"
-    "            redis.call('ZADD', lk, int((1000 - prio) * P40 + seq), wid)\n"
-    "            redis.call('HSET', wk, wid, wtext(w))\n"
-    "            waiting = waiting + 1\n"
-    "        end\n"
-    "        local life = tonumber(ttl) + wtimeout\n"
-    "        for _, k in ipairs({lk, wk, sk}) do\n"
-    "            if redis.call('PTTL', k) < life then redis.call('PEXPIRE', k, life) end\n"
-    "        end\n"
-    "        -- A wake-up sent before this answer is answered by it.\n"
-    "        redis.call('DEL', wp .. wid)\n"
-    "    end\n"
-    "    if not r then\n"
-    "        if front and #live > 0 and live[1].id ~= wid then wake(wp, live[1]) end\n"
-    "        return {'line', now, waiting, ahead}\n"
-    "    end\n"
-    "    local out = {'busy', now, '', unpack(record(r))}\n"
-    "    out[11], out[12] = waiting, ahead\n"
-    "    return out\n"
-    "end\n";
-/* claim, continued: the win. */
-static const char script_claim_win[] =
-    "local event, detail = 'acquired', ''\n"
-    "if r == false then\n"
-    "    event, detail = 'forced', 'over an unreadable record (' .. why .. ')'\n"
-    "    redis.call('DEL', KEYS[1])\n"
-    "elseif r then\n"
-    "    if stale and mode ~= 'normal' then event = 'stolen' else event = 'forced' end\n"
-    "    detail = 'from ' .. r.worker_id .. ' (token ' .. r.token_s .. ')'\n"
-    "end\n"
-    "local last = 0\n"
-    "local c = redis.pcall('GET', KEYS[2])\n"
-    "if type(c) == 'table' then\n"
-    "    if mode ~= 'force' then return bad(KEYS[2], tostring(c.err)) end\n"
-    "elseif c then\n"
-    "    last = num(c)\n"
-    "    if not last then\n"
-    "        if mode ~= 'force' then return bad(KEYS[2], 'not a token counter') end\n"
-    "        last = 0\n"
-    "    end\n"
-    "end\n"
-    "local token = last + 1\n"
-    "if token < us then token = us end\n"
-    "if token > MAXNUM then return bad(KEYS[2], 'the token counter is exhausted') end\n"
-    "local life = tonumber(ttl) + tonumber(timeout)\n"
-    "redis.call('SET', KEYS[2], int(token), 'PX', life)\n"
-    "redis.call('HSET', KEYS[1], 'worker_id', worker, 'node_id', node, 'token', int(token),\n"
-    "           'claimed_at', int(now), 'heartbeat_at', int(now), 'lock_timeout_ms', timeout,\n"
-    "           'task_info', task, 'nonce', nonce)\n"
-    "redis.call('PEXPIRE', KEYS[1], life)\n"
-    "if wid ~= '' then line_drop(lk, wk, wp, wid) end\n"
-    "note(KEYS[3], hmax, now, event, key, worker, node, int(token), detail)\n"
-    "return {'won', now, event, worker, node, token, now, now, tonumber(timeout), task, 0, 0}\n";
-
-/*
- * renew, and extend. KEYS: record, counter, history. ARGV: worker, node, token, safety_ttl_ms,
- * history_max, key, new lock_timeout_ms ('' for a renew). Returns {"ok", now_ms} or {"lost",
- * now_ms[, holder's record...]}.
- */
-static const char script_renew[] =
-    "local worker, node, token, ttl, hmax, key, extend = unpack(ARGV)\n"
-    "local now = math.floor(now_us() / 1000)\n"
-    "local r, why = read(KEYS[1])\n"
-    "if r == false then return bad(KEYS[1], why) end\n"
-    "if not r or r.worker_id ~= worker or r.token_s ~= token then\n"
-    "    local detail = 'the key is free'\n"
-    "    if r then detail = 'now held by ' .. r.worker_id .. ' (token ' .. r.token_s .. ')' end\n"
-    "    note(KEYS[3], hmax, now, 'lost', key, worker, node, token, detail)\n"
-    "    if r then return {'lost', now, unpack(record(r))} end\n"
-    "    return {'lost', now}\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'heartbeat_at', int(now))\n"
-    "if extend and extend ~= '' then\n"
-    "    redis.call('HSET', KEYS[1], 'lock_timeout_ms', extend)\n"
-    "    r.lock_timeout_ms = tonumber(extend)\n"
-    "end\n"
-    "local life = tonumber(ttl) + r.lock_timeout_ms\n"
-    "redis.call('PEXPIRE', KEYS[1], life)\n"
-    "redis.call('PEXPIRE', KEYS[2], life)\n"
-    "return {'ok', now}\n";
-
-/*
- * release. KEYS: record, counter, history, line, waiters. ARGV: worker, node, token, summary,
- * safety_ttl_ms, history_max, key, channel, wake-up key prefix. Returns {"released"}, {"already"}
- * (free, and our token is still the last one), {"held", holder's record...}, {"since", last token}
- * or {"never"}. The PUBLISH wakes waiters outside the line; it is a pcall so that a user without
- * channel rights can still release (its waiters then sleep out their backoff). The head of the
- * line, if any, is woken through its own list.
- */
-static const char script_release[] =
-    "local worker, node, token, summary, ttl, hmax, key, chan, wp = unpack(ARGV)\n"
-    "local r, why = read(KEYS[1])\n"
-    "if r == false then return bad(KEYS[1], why) end\n"
-    "if r and r.worker_id == worker and r.token_s == token then\n"
-    "    local now = math.floor(now_us() / 1000)\n"
-    "    redis.call('DEL', KEYS[1])\n"
-    "    redis.call('PEXPIRE', KEYS[2], ttl)\n"
-    "    note(KEYS[3], hmax, now, 'released', key, worker, node, token, summary)\n"
-    "    redis.pcall('PUBLISH', chan, token)\n"
-    "    wake_head(KEYS[4], KEYS[5], wp, now)\n"
-    "    return {'released'}\n"
-    "end\n"
-    "if r then return {'held', unpack(record(r))} end\n"
-    "local c = redis.pcall('GET', KEYS[2])\n"
-    "if c == token then return {'already'} end\n"
-    "if type(c) == 'string' then return {'since', c} end\n"
-    "return {'never'}\n";
-
-/*
- * force_release. KEYS: record, counter, history, line, waiters. ARGV: worker, node, token (0: any
- * holder), summary, safety_ttl_ms, history_max, key, channel, wake-up key prefix. Returns {"free"},
- * {"other", now_ms, holder's record...} (held with another token), {"released", now_ms, new token,
- * holder's record...} or {"cleared", now_ms, new token, why} (an unreadable record, deleted). Like
- * a forced claim and its release at once: a new token, larger than the holder's, kept in the
- * counter (so the holder's release is refused, not taken for a retry), and "forced" and "released"
- * events of the worker that broke the lock.
- */
-static const char script_force_release[] =
-    "local worker, node, want, summary, ttl, hmax, key, chan, wp = unpack(ARGV)\n"
-    "local us = now_us()\n"
-    "local now = math.floor(us / 1000)\n"
-    "local r, why = read(KEYS[1])\n"
-    "if r == nil then return {'free'} end\n"
-    "if r == false and want ~= '0' then return bad(KEYS[1], why) end\n"
-    "if r and want ~= '0' and r.token_s ~= want then\n"
-    "    return {'other', now, unpack(record(r))}\n"
-    "end\n"
-    "local last = 0\n"
-    "local c = redis.pcall('GET', KEYS[2])\n"
-    "if type(c) == 'string' then last = num(c) or 0 end\n"
-    "if r and r.token > last then last = r.token end\n"
-    "local token = last + 1\n"
-    "if token < us then token = us end\n"
-    "if token > MAXNUM then return bad(KEYS[2], 'the token counter is exhausted') end\n"
-    "redis.call('DEL', KEYS[1])\n"
-    "redis.call('SET', KEYS[2], int(token), 'PX', ttl)\n"
-    "local detail = 'over an unreadable record (' .. tostring(why) .. ')'\n"
-    "if r then detail = 'from ' .. r.worker_id .. ' (token ' .. r.token_s .. ')' end\n"
-    "note(KEYS[3], hmax, now, 'forced', key, worker, node, int(token), detail)\n"
-    "note(KEYS[3], hmax, now, 'released', key, worker, node, int(token), summary)\n"
-    "redis.pcall('PUBLISH', chan, int(token))\n"
-    "wake_head(KEYS[4], KEYS[5], wp, now)\n"
-    "if r then return {'released', now, token, unpack(record(r))} end\n"
-    "return {'cleared', now, token, tostring(why)}\n";
-
-/* inspect. KEYS: record, line, waiters. Returns {now_ms, waiting} when free, else {now_ms,
- * waiting, record...}; waiting counts the live waiters. */
-static const char script_inspect[] = "local now = math.floor(now_us() / 1000)\n"
-                                     "local r, why = read(KEYS[1])\n"
-                                     "if r == false then return bad(KEYS[1], why) end\n"
-                                     "local waiting = count_live(KEYS[2], KEYS[3], now)\n"
-                                     "if not r then return {now, waiting} end\n"
-                                     "return {now, waiting, unpack(record(r))}\n";
-
-/* read_many (for list). KEYS: records. ARGV: the key prefix. Returns {now_ms, record and its
- * live waiters' count, or 0 (gone since SCAN), ...}. */
-static const char script_read_many[] =
-    "local prefix = ARGV[1]\n"
-    "local out = {math.floor(now_us() / 1000)}\n"
-    "for _, k in ipairs(KEYS) do\n"
-    "    local r, why = read(k)\n"
-    "    if r == false then return bad(k, why) end\n"
-    "    if r then\n"
-    "        local e, name = record(r), string.sub(k, #prefix + 6)\n"
-    "        e[8] = count_live(prefix .. 'line:' .. name, prefix .. 'waiters:' .. name, out[1])\n"
-    "        out[#out + 1] = e\n"
-    "    else\n"
-    "        out[#out + 1] = 0\n"
-    "    end\n"
-    "end\n"
-    "return out\n";
-
-/*
  * leave. KEYS: record, line, waiters. ARGV: waiter id, wake-up key prefix, channel. Deletes the
- * waiter (and its wake-ups) and the dead waiters met; when the key is free and that changed who
- * heads the line, wakes the new head; when it leaves a free key's line empty, publishes on the
- * key's release channel (a waiting claim-next may take the key now). Returns {"ok"}.
+ * waiter (and its wake-ups) and the dead waiters met; when that changed who heads the line and
+ * the key's holders would admit the new head's claim, wakes it; when it leaves a free key's line
+ * empty, publishes on the key's release channel (a waiting claim-next may take the key now).
+ * Returns {"ok"}.
  */
 static const char script_leave[] =
     "local wid, wp, chan = unpack(ARGV)\n"
     "local now = math.floor(now_us() / 1000)\n"
-    "local r = read(KEYS[1])\n"
+    "local hs = hread(KEYS[1])\n"
     "local line = line_read(KEYS[2], KEYS[3], now)\n"
     "if line then\n"
     "    for _, e in ipairs(line) do\n"
     "        if e.id == wid then e.live = false end\n"
     "    end\n"
     "    local live, front = line_prune(line, KEYS[2], KEYS[3], wp)\n"
-    "    if r == nil and front and #live > 0 then wake(wp, live[1]) end\n"
-    "    if r == nil and #live == 0 and #line > 0 and chan then\n"
+    "    if hs and front then hwake(KEYS[3], wp, live, hs) end\n"
+    "    if hs and #hs == 0 and #live == 0 and #line > 0 and chan then\n"
     "        redis.pcall('PUBLISH', chan, '0')\n"
     "    end\n"
     "end\n"
