@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """report.py RESULTS_DIR OUT_MD -- renders docs/performance.md from the raw figures of one run.
 
-Reads RESULTS_DIR/{cycles,contention,heartbeat,github,diagnostics,claim,sessions}.csv (rows of
+Reads RESULTS_DIR/{cycles,contention,heartbeat,github,diagnostics,claim,sessions,modes}.csv (rows of
 rep,store,subject,config,metric,value; see bench/bench_common.h), not_measured.csv and
 environment.txt (and environment-contention.txt, the record of a run of the contention
-section alone: BENCH_ONLY=contention; environment-claim.txt and environment-sessions.txt likewise), all written by bench/run.sh, and writes the tables:
+section alone: BENCH_ONLY=contention; environment-claim.txt, environment-sessions.txt and
+environment-modes.txt likewise), all written by bench/run.sh, and writes the tables:
 medians over the repetitions, their spread (min-max), ratios ours / anchor, ours / floor and
 line / no line computed within each repetition (the two were measured side by side) and then
 summarised the same way, and each target of issues 7 and 12 with a check mark or a cross and,
@@ -44,6 +45,7 @@ github = load("github")
 diag = load("diagnostics")
 claim = load("claim")
 sessions = load("sessions")
+modes = load("modes")
 
 env = {}
 if os.path.exists(os.path.join(RESULTS, "environment.txt")):
@@ -80,6 +82,15 @@ if os.path.exists(os.path.join(RESULTS, "environment-sessions.txt")):
             if ": " in line:
                 k, v = line.rstrip("\n").split(": ", 1)
                 env_sessions[k] = v
+
+# A run of the shared-locks section alone (BENCH_ONLY=modes): section 9 says which run.
+env_modes = {}
+if os.path.exists(os.path.join(RESULTS, "environment-modes.txt")):
+    with open(os.path.join(RESULTS, "environment-modes.txt")) as f:
+        for line in f:
+            if ": " in line:
+                k, v = line.rstrip("\n").split(": ", 1)
+                env_modes[k] = v
 
 not_measured = []
 if os.path.exists(os.path.join(RESULTS, "not_measured.csv")):
@@ -393,6 +404,10 @@ WHY_HB = (
     "transaction with a commit each); to close it, renew in batches (one call for all the "
     "locks due).")
 
+
+# Section 9's reading of its figures (shared locks and deadlock checks): written for the
+# mechanisms, from the run of 2026-12-04 (bench_modes; see the section).
+WHY_MODES = "(to be written from the figures)"
 
 # ---- sections ---------------------------------------------------------------------------------
 
@@ -1356,6 +1371,129 @@ if SESS_CFGS:
       "write made within the last quarter of the lock timeout.")
     w("")
 
+# 9. Shared locks and deadlock checks (BENCH_ONLY=modes)
+MODES_STORES = ["memory", "sqlite", "redis", "postgres", "etcd", "github"]
+
+
+def mser(store, subject, config, metric):
+    return series(modes, store, subject, metric, config)
+
+
+def fmt_us(ms):
+    """A time given in ms, shown in µs."""
+    return "–" if ms is None else fmt(ms * 1000.0)
+
+
+def modes_not_measured(store, subject):
+    for sec, st, sub, why in not_measured:
+        if sec == "modes" and st in (store, "all") and sub in (subject, "all"):
+            return why
+    return None
+
+
+modes_readers = sorted({int(k[2][1:]) for k in modes
+                        if k[1] == "shared" and k[2].startswith("p") and k[2] != "p1"})
+modes_w = sorted({int(k[2][1:]) for k in modes if k[1] == "check" and k[2].startswith("w")})
+if modes:
+    P = modes_readers[-1] if modes_readers else 8
+    pc = "p%d" % P
+    w("## 9. Shared locks and deadlock checks")
+    w("")
+    w("`bench_modes`, threads of one process, each with its own manager and store connection "
+      "(SQLite: a fresh file per run). **Readers scale:** %d readers acquire one key shared "
+      "(`mode = TL_SHARED`, RETRY) and release it in a loop for %s s, against %d exclusive "
+      "lockers doing the same (they wait for each other in the key's line), and 1 reader alone; "
+      "acquisitions finished within the time, all threads together. The three run one after "
+      "the other in each repetition, their order rotating; ratios are taken within a "
+      "repetition, then summarised (median, min–max)." % (
+          P, setting(env_modes or env, "MODES_SECONDS", "1"), P))
+    w("")
+    if env_modes:
+        w("These figures come from a run of this section alone: `%s`, %s, source %s; load "
+          "average %s at the start, %s at the end; CPU pressure %s at the start, %s at the end; "
+          "%s s in all, on %s cores shared with other work." % (
+              env_modes.get("command", "?"), env_modes.get("date", "?"),
+              env_modes.get("git", "?"), env_modes.get("load_average_start", "?"),
+              env_modes.get("load_average_end", "?"),
+              env_modes.get("pressure_start", "?").strip(),
+              env_modes.get("pressure_end", "?").strip(), env_modes.get("runtime_s", "?"),
+              env_modes.get("nproc", "?")))
+        w("")
+    w("| store | 1 reader (acq/s) | %d readers, shared (acq/s) | %d lockers, exclusive (acq/s) "
+      "| shared ÷ exclusive | %d readers ÷ 1 reader | acquire p50 (ms): shared / exclusive | "
+      "errors |" % (P, P, P))
+    w("|---|---|---|---|---|---|---|---|")
+    for store in MODES_STORES:
+        sh1 = mser(store, "shared", "p1", "acquires_per_s")
+        shp = mser(store, "shared", pc, "acquires_per_s")
+        exp = mser(store, "exclusive", pc, "acquires_per_s")
+        if not (sh1 or shp or exp):
+            why = modes_not_measured(store, "readers")
+            w("| %s | not measured%s | | | | | | |" % (store, ": " + why if why else ""))
+            continue
+        errs = [max(v.values()) for v in (mser(store, sub, c, "errors") for sub, c in
+                (("shared", "p1"), ("shared", pc), ("exclusive", pc))) if v]
+        nerr = sum(errs)
+        w("| %s | %s | %s | %s | %s | %s | %s / %s | %s |" % (
+            store, med_spread(sh1), med_spread(shp), med_spread(exp), ratio_text(ratio(shp, exp)),
+            ratio_text(ratio(shp, sh1)), fmt_ms(med(mser(store, "shared", pc, "acquire_p50_ms"))),
+            fmt_ms(med(mser(store, "exclusive", pc, "acquire_p50_ms"))),
+            fmt(nerr, 0) + (" (a run's figure is then partial)" if nerr else "")))
+    w("")
+    if modes_w:
+        w("**The cost of the deadlock check per wait.** A waiter that holds locks, each time it "
+          "joins or refreshes its place in line, reads every waiter of the store (`waiters` with "
+          "no key) and searches the wait-for graph; when it finds a cycle by the waiters' lists "
+          "it confirms each edge with a read of that key's holders. `bench_modes -m deadlock` "
+          "calls that check (`tl__deadlock_check`) directly: a checker holds key A and waits in "
+          "the line of key B (held by another manager), with W waiters planted in the lines of "
+          "other held keys (each with a holding text naming a key of its own: parsed, no edge). "
+          "*check*: no cycle (one waiters read). *with a cycle*: the holder of B also waits for "
+          "A, and the checker, the youngest, finds the 2-cycle, confirms its 2 edges and gets "
+          "`TL_EDEADLK`. *busy claim*: the same waiter's claim again (`TL_EBUSY`), the round "
+          "trip a waiter makes at every turn anyway. Each of %s calls timed alone (memory: 10 "
+          "times as many); the checker's store calls counted by a wrapper of its store's ops, "
+          "and the server's own count of requests where it keeps one (Redis: every command, "
+          "those run inside a script included; etcd: its gRPC calls; the GitHub test server: "
+          "its requests)." % setting(env_modes or env, "MODES_CHECKS", "200"))
+        w("")
+        w("| store | W waiters | waiters listed | check p50 (µs) | busy claim p50 (µs) | check ÷ "
+          "busy claim | store calls per check (waiters + holders reads) | server requests per "
+          "check | with a cycle: p50 (µs), store calls |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for store in MODES_STORES:
+            rows = 0
+            for W in modes_w:
+                cf = "w%d" % W
+                ck = mser(store, "check", cf, "p50_ms")
+                if not ck:
+                    continue
+                rows += 1
+                bc = mser(store, "busy-claim", cf, "p50_ms")
+                cy = mser(store, "check-cycle", cf, "p50_ms")
+                srv = mser(store, "check", cf, "server_requests")
+                srv_cy = mser(store, "check-cycle", cf, "server_requests")
+                err = sum(max(v.values()) for v in (mser(store, sub, cf, "errors") for sub in
+                          ("check", "check-cycle", "busy-claim")) if v)
+                w("| %s | %s | %s | %s | %s | %s | %s (%s + %s) | %s | %s µs, %s%s |" % (
+                    store, fmt(W, 0), fmt(med(mser(store, "check", cf, "waiters_listed")), 0),
+                    fmt_us(med(ck)), fmt_us(med(bc)),
+                    fmt(med(ratio(ck, bc)), 1) if bc and med(bc) else "–",
+                    fmt(med(mser(store, "check", cf, "store_calls")), 2),
+                    fmt(med(mser(store, "check", cf, "waiters_reads")), 0),
+                    fmt(med(mser(store, "check", cf, "holders_reads")), 0),
+                    ("%s (with a cycle %s)" % (fmt(med(srv), 1), fmt(med(srv_cy), 1))) if srv
+                    else "not counted (no server)" if store in ("memory", "sqlite")
+                    else "not counted",
+                    fmt_us(med(cy)), fmt(med(mser(store, "check-cycle", cf, "store_calls")), 2),
+                    "; %s errors" % fmt(err, 0) if err else ""))
+            if rows == 0:
+                why = modes_not_measured(store, "deadlock-check")
+                w("| %s | not measured%s | | | | | | | |" % (store, ": " + why if why else ""))
+        w("")
+    w("**What the figures mean.** %s" % WHY_MODES)
+    w("")
+
 # Not measured
 w("## Not measured")
 w("")
@@ -1376,7 +1514,8 @@ w("`make bench` (= `bench/run.sh`; `BENCH_QUICK=1` for a short trial). It instal
   "file. The drivers are `bench/bench_*.c`, `bench/anchor_redis_py.py`, "
   "`bench/anchor_redlock.js`, `bench/anchor_etcd3.js`, `bench/pgbench_*.sql` and, for section 6, `bench/redis_lua_cost.py`. "
   "`BENCH_ONLY=claim bench/run.sh` measures section 7 alone and keeps the other sections' figures; "
-  "`BENCH_ONLY=sessions bench/run.sh` likewise section 8.")
+  "`BENCH_ONLY=sessions bench/run.sh` likewise section 8, `BENCH_ONLY=modes bench/run.sh` "
+  "section 9.")
 w("")
 
 with open(OUT, "w") as f:
