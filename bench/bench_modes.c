@@ -39,8 +39,9 @@
  * (a run with errors still gives its rate, and exits 1), acquire_p50_ms (one acquire's time,
  * the wait in line included). deadlock under config "wW":
  * subjects check, check-cycle and busy-claim: p50_ms, mean_ms, p99_ms, calls, errors; check and
- * check-cycle also waiters_reads, holders_reads, store_calls (per check), server_requests (per
- * check, where counted) and waiters_listed (what one read returned).
+ * check-cycle also waiters_reads, holders_reads, store_calls (per check), server_requests and
+ * (Redis) server_scripts (per check, where counted), and waiters_listed (what one read
+ * returned).
  */
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -294,8 +295,9 @@ static tl_status count_inspect(struct tl_store *s, const char *key, struct tl_re
     return inner->inspect(s, key, out, found);
 }
 
-/* Requests the server has answered so far, where it counts them; -1 where not. */
-static long redis_commands(const char *url)
+/* Requests the server has answered so far, where it counts them; -1 where not. Redis: every
+ * command, those a script runs included; *scripts the EVALSHA and EVAL calls among them. */
+static long redis_commands(const char *url, long *scripts)
 {
     unsigned port = 0;
     char host[64] = "";
@@ -332,6 +334,13 @@ static long redis_commands(const char *url)
     total = 0;
     for (const char *p = strstr(buf, "calls="); p != NULL; p = strstr(p + 6, "calls="))
         total += strtol(p + 6, NULL, 10);
+    *scripts = 0;
+    for (const char *p = strstr(buf, "cmdstat_eval"); p != NULL;
+         p = strstr(p + 1, "cmdstat_eval")) {
+        const char *c = strstr(p, "calls=");
+        if (c != NULL)
+            *scripts += strtol(c + 6, NULL, 10);
+    }
 out:
     close(fd);
     return total;
@@ -379,13 +388,15 @@ static long github_requests(const char *url)
     return bench_json_long(resp, "total");
 }
 
-/* The requests the server counted so far, and how many the counting itself adds. */
-static long server_requests(const char *url, long *self)
+/* The requests the server counted so far, and how many the counting itself adds; *scripts:
+ * the server-side scripts among them (Redis), else -1. */
+static long server_requests(const char *url, long *self, long *scripts)
 {
     *self = 0;
+    *scripts = -1;
     if (strncmp(url, "redis://", 8) == 0) {
         *self = 1; /* the INFO before */
-        return redis_commands(url);
+        return redis_commands(url, scripts);
     }
     if (strncmp(url, "etcd://", 7) == 0)
         return etcd_grpc_calls(url); /* /metrics is not a gRPC call */
@@ -449,28 +460,31 @@ static void time_claims(tl_manager *c, const struct tl_claim *req, int n, struct
 }
 
 struct counts {
-    double waiters, holders, store_calls, server; /* per check; server < 0: not counted */
+    double waiters, holders, store_calls; /* per check */
+    double server, scripts;               /* per check; < 0: not counted */
 };
 
 static struct counts measure_checks(const struct opts *o, tl_manager *c, const struct tl_claim *req,
                                     tl_status want, struct timed *t)
 {
-    struct counts k = {.server = -1};
-    long self = 0;
+    struct counts k = {.server = -1, .scripts = -1};
+    long self = 0, sc0 = -1, sc1 = -1;
 
     time_checks(c, req, 5, want, t); /* warm-up, not kept */
     t->n = 0;
     t->errors = 0;
     memset(&calls, 0, sizeof(calls));
-    long s0 = server_requests(o->url, &self);
+    long s0 = server_requests(o->url, &self, &sc0);
     time_checks(c, req, o->checks, want, t);
-    long s1 = server_requests(o->url, &self);
+    long s1 = server_requests(o->url, &self, &sc1);
     k.waiters = (double)calls.waiters / o->checks;
     k.holders = (double)calls.holders / o->checks;
     k.store_calls =
         (double)(calls.waiters + calls.holders + calls.claim + calls.inspect) / o->checks;
     if (s0 >= 0 && s1 >= 0)
         k.server = (double)(s1 - s0 - self) / o->checks;
+    if (sc0 >= 0 && sc1 >= 0)
+        k.scripts = (double)(sc1 - sc0) / o->checks;
     return k;
 }
 
@@ -481,6 +495,8 @@ static void count_rows(struct bench_csv *out, const char *config, const struct c
     bench_csv_row(out, config, "store_calls", k->store_calls);
     if (k->server >= 0)
         bench_csv_row(out, config, "server_requests", k->server);
+    if (k->scripts >= 0)
+        bench_csv_row(out, config, "server_scripts", k->scripts);
 }
 
 static tl_status join_line(tl_manager *m, const char *key, const char *wid, const char *holding)

@@ -1473,19 +1473,31 @@ if modes:
                 cy = mser(store, "check-cycle", cf, "p50_ms")
                 srv = mser(store, "check", cf, "server_requests")
                 srv_cy = mser(store, "check-cycle", cf, "server_requests")
+                scr = mser(store, "check", cf, "server_scripts")
+                scr_cy = mser(store, "check-cycle", cf, "server_scripts")
+                if srv and scr:
+                    srv_text = "%s commands in %s script call%s (with a cycle %s in %s)" % (
+                        fmt(med(srv), 0), fmt(med(scr), 0), "" if med(scr) == 1 else "s",
+                        fmt(med(srv_cy), 0), fmt(med(scr_cy), 0))
+                elif srv:
+                    srv_text = "%s (with a cycle %s)" % (fmt(med(srv), 1), fmt(med(srv_cy), 1))
+                elif store in ("memory", "sqlite"):
+                    srv_text = "– (no server)"
+                else:
+                    srv_text = "not counted"
                 err = sum(max(v.values()) for v in (mser(store, sub, cf, "errors") for sub in
                           ("check", "check-cycle", "busy-claim")) if v)
-                w("| %s | %s | %s | %s | %s | %s | %s (%s + %s) | %s | %s µs, %s%s |" % (
+                w("| %s | %s | %s | %s | %s | %s | %s (%s + %s) | %s | %s µs, %s (%s + %s)%s |" % (
                     store, fmt(W, 0), fmt(med(mser(store, "check", cf, "waiters_listed")), 0),
                     fmt_us(med(ck)), fmt_us(med(bc)),
                     fmt(med(ratio(ck, bc)), 1) if bc and med(bc) else "–",
                     fmt(med(mser(store, "check", cf, "store_calls")), 2),
                     fmt(med(mser(store, "check", cf, "waiters_reads")), 0),
                     fmt(med(mser(store, "check", cf, "holders_reads")), 0),
-                    ("%s (with a cycle %s)" % (fmt(med(srv), 1), fmt(med(srv_cy), 1))) if srv
-                    else "not counted (no server)" if store in ("memory", "sqlite")
-                    else "not counted",
-                    fmt_us(med(cy)), fmt(med(mser(store, "check-cycle", cf, "store_calls")), 2),
+                    srv_text, fmt_us(med(cy)),
+                    fmt(med(mser(store, "check-cycle", cf, "store_calls")), 2),
+                    fmt(med(mser(store, "check-cycle", cf, "waiters_reads")), 0),
+                    fmt(med(mser(store, "check-cycle", cf, "holders_reads")), 0),
                     "; %s errors" % fmt(err, 0) if err else ""))
             if rows == 0:
                 why = modes_not_measured(store, "deadlock-check")
