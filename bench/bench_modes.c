@@ -2,8 +2,9 @@
  * bench_modes.c -- shared locks and deadlock checks: what readers gain, and what a waiter that
  * holds locks pays for looking for a cycle.
  *
- *   bench_modes -u URL -m shared|exclusive -p THREADS [-t SECONDS] [-k BASE] [-o CSV -r REP -S
- * STORE] bench_modes -u URL -m deadlock -W WAITERS [-n CHECKS] [-k BASE] [-o CSV -r REP -S STORE]
+ *   bench_modes -u URL -m shared|exclusive -p THREADS [-t SECONDS] [-k BASE] [OUT]
+ *   bench_modes -u URL -m deadlock -W WAITERS [-n CHECKS] [-k BASE | -N ISSUE] [OUT]
+ *   OUT: -o CSV -r REP -S STORE
  *
  * MODE:
  *   shared     P threads, each with its own manager (and so its own store connection), acquire
@@ -14,9 +15,9 @@
  *              gets the key afterwards, which is not counted). The baseline of `shared`.
  *   deadlock   the cost of one deadlock check (src/deadlock.c, tl__deadlock_check) against the
  *              round trip a waiter makes anyway (its busy claim), on one manager, one thread:
- *              - a holder manager H holds key B and Q = min(W, 10) keys q0..; W waiters are
- *                planted in the lines of the q keys (store claims with a waiter id and a
- *                holding text "x KEY TOKEN" naming a key of their own: holding set, no edge);
+ *              - a holder manager H holds key B and Q = min(W, 10) keys q0..; a third manager
+ *                plants W waiters in the lines of the q keys (store claims with a waiter id
+ *                each and a holding text "x KEY TOKEN" naming a key of their own: no edge);
  *              - the checker C holds key A and waits in B's line (a claim with its waiter id and
  *                "x A TOKEN"): a check reads every waiter of the store and finds no cycle
  *                (subject check, expected TL_OK), then the same claim again (busy-claim: the
@@ -29,7 +30,9 @@
  *              claim, inspect); where the server can count its requests they are counted too
  *              (Redis: INFO commandstats, every command including those a script runs; etcd:
  *              the gRPC calls its /metrics counts, the JSON gateway's included; the GitHub test
- *              server: GET /_admin/stats), over the CHECKS calls, nothing else running.
+ *              server: GET /_admin/stats), over the CHECKS calls, nothing else running. Keys are
+ *              BASE-a, BASE-b, BASE-q0...; with -N (GitHub, whose keys are issues) the issues
+ *              ISSUE (A), ISSUE+1 (B) and ISSUE+2... (the q keys), which must exist.
  *
  * A store without shared holders (`modes`), or without the wait-for graph (`deadlocks`) for
  * -m deadlock, is "not measured" (exit 3, the reason on stdout), decided at run time by what its
@@ -78,6 +81,7 @@ struct opts {
     int waiters;
     int checks;
     const char *base;
+    long issue; /* > 0: keys are issue numbers from this one (GitHub) */
     const char *csv;
     const char *store;
     int rep;
@@ -400,10 +404,8 @@ static long server_requests(const char *url, long *self, long *scripts)
     }
     if (strncmp(url, "etcd://", 7) == 0)
         return etcd_grpc_calls(url); /* /metrics is not a gRPC call */
-    if (strncmp(url, "github://", 9) == 0) {
-        *self = 1; /* the stats request before */
-        return github_requests(url);
-    }
+    if (strncmp(url, "github://", 9) == 0)
+        return github_requests(url); /* the admin API is never counted */
     return -1;
 }
 
@@ -527,7 +529,7 @@ static int run_deadlock(const struct opts *o)
     const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
     int rc = 1, planted = 0;
     bool joined_c = false, joined_c2 = false, joined_h = false;
-    tl_manager *h = NULL;
+    tl_manager *h = NULL, *pl = NULL;
     struct timed tc = {0}, tcy = {0}, tb = {0};
 
     inner = tl__store_find(o->url);
@@ -553,20 +555,28 @@ static int run_deadlock(const struct opts *o)
         return not_measured(o, "wait-for graph (deadlocks)");
     }
     h = connect_manager(o->url, "holder", NULL);
+    pl = connect_manager(o->url, "planted", NULL);
     tc.v = calloc((size_t)o->checks + 8, sizeof(double));
     tcy.v = calloc((size_t)o->checks + 8, sizeof(double));
     tb.v = calloc((size_t)o->checks + 8, sizeof(double));
-    if (h == NULL || tc.v == NULL || tcy.v == NULL || tb.v == NULL)
+    if (h == NULL || pl == NULL || tc.v == NULL || tcy.v == NULL || tb.v == NULL)
         goto out;
 
     (void)snprintf(key_a, sizeof(key_a), "%s-a", o->base);
     (void)snprintf(key_b, sizeof(key_b), "%s-b", o->base);
+    if (o->issue > 0) {
+        (void)snprintf(key_a, sizeof(key_a), "%ld", o->issue);
+        (void)snprintf(key_b, sizeof(key_b), "%ld", o->issue + 1);
+    }
     if (tl_acquire(c, key_a, &ff, &la) != TL_OK || tl_acquire(h, key_b, &ff, &lb) != TL_OK) {
         (void)fprintf(stderr, PROG ": holding A and B: %s / %s\n", tl_errmsg(c), tl_errmsg(h));
         goto out;
     }
     for (int i = 0; i < nq; i++) {
-        (void)snprintf(qkeys[i], sizeof(qkeys[i]), "%s-q%d", o->base, i);
+        if (o->issue > 0)
+            (void)snprintf(qkeys[i], sizeof(qkeys[i]), "%ld", o->issue + 2 + i);
+        else
+            (void)snprintf(qkeys[i], sizeof(qkeys[i]), "%s-q%d", o->base, i);
         if (tl_acquire(h, qkeys[i], &ff, &lq[i]) != TL_OK) {
             (void)fprintf(stderr, PROG ": holding %s: %s\n", qkeys[i], tl_errmsg(h));
             goto out;
@@ -577,8 +587,8 @@ static int run_deadlock(const struct opts *o)
         char wid[33], holding[160];
         waiter_id(wid, planted);
         (void)snprintf(holding, sizeof(holding), "x %s-z%d %d", o->base, planted, planted + 1);
-        if (join_line(h, qkeys[planted % nq], wid, holding) != TL_EBUSY) {
-            (void)fprintf(stderr, PROG ": planting waiter %d: %s\n", planted, h->store->errmsg);
+        if (join_line(pl, qkeys[planted % nq], wid, holding) != TL_EBUSY) {
+            (void)fprintf(stderr, PROG ": planting waiter %d: %s\n", planted, pl->store->errmsg);
             goto out;
         }
     }
@@ -669,7 +679,7 @@ out:
     for (int i = 0; i < planted; i++) {
         char wid[33];
         waiter_id(wid, i);
-        (void)inner->leave(h->store, qkeys[i % nq], wid);
+        (void)inner->leave(pl->store, qkeys[i % nq], wid);
     }
     for (int i = 0; i < nq; i++) {
         if (lq[i] != NULL)
@@ -685,6 +695,7 @@ out:
     free(tc.v);
     free(tcy.v);
     free(tb.v);
+    tl_manager_free(pl);
     tl_manager_free(h);
     tl_manager_free(c);
     return rc;
@@ -697,7 +708,7 @@ int main(int argc, char **argv)
     const char *mode = NULL;
     int c;
 
-    while ((c = getopt(argc, argv, "u:m:p:t:W:n:k:o:r:S:")) != -1) {
+    while ((c = getopt(argc, argv, "u:m:p:t:W:n:k:N:o:r:S:")) != -1) {
         switch (c) {
         case 'u': o.url = optarg; break;
         case 'm': mode = optarg; break;
@@ -706,13 +717,14 @@ int main(int argc, char **argv)
         case 'W': o.waiters = (int)strtol(optarg, NULL, 10); break;
         case 'n': o.checks = (int)strtol(optarg, NULL, 10); break;
         case 'k': o.base = optarg; break;
+        case 'N': o.issue = strtol(optarg, NULL, 10); break;
         case 'o': o.csv = optarg; break;
         case 'r': o.rep = (int)strtol(optarg, NULL, 10); break;
         case 'S': o.store = optarg; break;
         default:
             (void)fprintf(stderr, "usage: " PROG " -u URL -m shared|exclusive|deadlock [-p THREADS]"
-                                  " [-t SECONDS] [-W WAITERS] [-n CHECKS] [-k BASE] [-o CSV -r "
-                                  "REP -S STORE]\n");
+                                  " [-t SECONDS] [-W WAITERS] [-n CHECKS] [-k BASE | -N ISSUE]"
+                                  " [-o CSV -r REP -S STORE]\n");
             return 2;
         }
     }
