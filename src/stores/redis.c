@@ -34,7 +34,9 @@
  * on that list, on the command connection, with a server timeout a little shorter than the
  * wait so that a quiet wait ends with an answer; a wait the server did not end in time drops
  * the connection. A waiter's wake-up is deleted when it wins, leaves or loses a claim (the
- * claim answered it). waiters and inspect read only; a claim costs O(waiters of the key).
+ * claim answered it). waiters and inspect read only (waiters of every key, the wait-for graph,
+ * also drops the names of lines that are gone from PREFIX lines); a claim costs O(waiters of the
+ * key). Conversions (upgrades, downgrades) are one script each: redis_convert.c.
  *
  * Fencing tokens are max(last token + 1, server time in microseconds). The counter alone would
  * start again from 1 after a restart without persistence (or a failover to a replica that had
