@@ -359,6 +359,40 @@ static bool listed_dead(void *arg)
     return f.w.dead;
 }
 
+/* A waiter whose win empties its line takes its key out of the set of lines; one that leaves
+ * others behind does not. */
+static void a_win_that_empties_the_line_unlists_the_key(void **state)
+{
+    const char *k = "win-unlists";
+    static const char w1[] = "000000000000000000000000000000e1";
+    static const char w2[] = "000000000000000000000000000000e2";
+    tl_manager *m = mgr("unlist-obs", LONG_TIMEOUT_MS);
+    const struct tl_acquire_opts shared = {
+        .strategy = TL_FAIL_FAST, .retries = TL_NO_RETRIES, .mode = TL_SHARED};
+    tl_lock *l = take(m, k, TL_EXCLUSIVE);
+    struct tl_info *former = NULL;
+
+    (void)state;
+    assert_int_equal(store_claim(m, k, "unlist-1", w1, "x a 1", LONG_TIMEOUT_MS), TL_EBUSY);
+    assert_int_equal(store_claim(m, k, "unlist-2", w2, NULL, LONG_TIMEOUT_MS), TL_EBUSY);
+    assert_true(listed(k));
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    assert_int_equal(store_claim(m, k, "unlist-1", w1, NULL, LONG_TIMEOUT_MS), TL_OK);
+    assert_true(listed(k)); /* w2 still waits */
+    assert_int_equal(tl_release_force(m, k, 0, "next", &former), TL_OK);
+    tl_info_free(former);
+    assert_int_equal(store_claim(m, k, "unlist-2", w2, NULL, LONG_TIMEOUT_MS), TL_OK);
+    assert_false(listed(k));
+    assert_int_equal(tl_release_force(m, k, 0, "done", &former), TL_OK);
+    tl_info_free(former);
+    l = NULL;
+    assert_int_equal(tl_acquire(m, k, &shared, &l), TL_OK);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
 /* waiters() with key NULL: every line's waiters, each with its key, an upgrader with
  * TL_PRIORITY_UPGRADE, dead ones marked; a name whose line is gone leaves the set. */
 static void every_waiter_of_the_store_across_keys(void **state)
@@ -629,6 +663,7 @@ int main(void)
         cmocka_unit_test(an_upgrader_that_holds_nothing_is_woken_to_learn_it),
         cmocka_unit_test(holding_follows_the_latest_claim),
         cmocka_unit_test(every_waiter_of_the_store_across_keys),
+        cmocka_unit_test(a_win_that_empties_the_line_unlists_the_key),
         cmocka_unit_test(the_history_reads_upgrades_and_downgrades),
         cmocka_unit_test(an_older_claim_sees_the_upgrader_ahead),
     };
