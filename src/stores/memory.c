@@ -668,8 +668,10 @@ static tl_status convert_locked(struct tl_store *s, struct mem_space *sp,
     char detail[400];
     int k = snprintf(detail, sizeof(detail), "from token %llu", (unsigned long long)from);
     if (stale > 0 && k > 0 && (size_t)k < sizeof(detail)) {
-        (void)snprintf(detail + k, sizeof(detail) - (size_t)k, "; displaced ");
-        displaced(e, false, now, detail + strlen(detail), sizeof(detail) - strlen(detail));
+        char who[300];
+        displaced(e, false, now, who, sizeof(who)); /* "from W (token M), ..." */
+        (void)snprintf(detail + k, sizeof(detail) - (size_t)k, "; displaced %s",
+                       strncmp(who, "from ", 5) == 0 ? who + 5 : who);
     }
     /* The holder moves to the end: the newest token. */
     for (size_t j = e->nholders; j-- > 0;) {
