@@ -36,6 +36,13 @@
  * NOTIFY on the head waiter's own channel "tlw_<waiter id>"; wait_turn LISTENs on it on the wait
  * connection (and, with pooled=true or wakeup=off, polls the line instead).
  *
+ * Shared holders and semaphores (store contract version 5): postgres_modes.c (the layout, and
+ * why) and postgres_modes_sql.c. This version's claim, renew, extend, release, leave, forced
+ * release, inspect and list are the _v6 functions and view there; the functions made below are
+ * kept unchanged for libraries of earlier versions sharing the schema (and tasklock_line_v2 is
+ * still a helper of this one's claim). What follows describes them; the _v6 ones do the same
+ * for a key's exclusive holder.
+ *
  * Each claim carries a random claim id stored in the row, so that a claim retried after a lost
  * connection recognises its own earlier success instead of finding the key held.
  *

@@ -26,6 +26,9 @@
  * - tasklock_reopen_v4: deletes the marker and records `reopened`.
  * - tasklock_next_v4 and tasklock_finish_v4, the same without the done indices, are kept for
  *   clients made before them (SQL wrappers of the v5 functions).
+ * - This version calls tasklock_next_v6 and tasklock_finish_v6 (postgres_modes_sql.c): the same
+ *   with shared holders (a key with any holder that counts is held; the release is
+ *   tasklock_drop_v6's, of one holder); the v5 ones stay for libraries made before them.
  *
  * wait_any is pg_wait over many keys: LISTEN on the release channel (wait session), then one
  * statement flags the candidates that are held or done (wake = true; rows already flagged are
