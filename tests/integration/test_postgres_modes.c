@@ -6,7 +6,8 @@
  * migrated by concurrent openers and keeps working; the previous library's functions and
  * statements see a key held shared as held (and its forced release ends the shared holders);
  * garbled holder rows are clear errors; a writer at the head beside readers is not woken by
- * its own busy claims.
+ * its own busy claims; processes (not threads) racing for a semaphore or a read-write lock
+ * never exceed its slots nor mix a writer with anyone.
  */
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +30,7 @@
 
 #define LONG_MS 60000
 #define OPENERS 4
+#define RACERS  8
 
 static const char *base_url;
 static char run_id[40];
@@ -572,6 +575,109 @@ static void a_writer_at_the_head_is_not_woken_by_its_own_claims(void **state)
     PQfinish(c);
 }
 
+/* ---- processes ---- */
+
+/* One racing process: opens its own store, waits for the start (EOF on `go`), claims `key`
+ * once, reports 'X' (won exclusive), 'S' (won shared), 'B' (busy) or 'E' on `res`, holds what it
+ * won until EOF on `rel`, releases it and exits. No cmocka here: this is a child process. */
+static void racer_child(const char *url, const char *key, bool shared, uint32_t slots, int go,
+                        int res, int rel)
+{
+    char name[32], c = 'E', b;
+    struct tl_store *s = NULL;
+    char err[TL_ERRMSG_SIZE];
+
+    (void)snprintf(name, sizeof(name), "proc-%ld", (long)getpid());
+    if (tl__store_open(url, NULL, &tl__real_clock, NULL, &s, err) != TL_OK)
+        s = NULL;
+    while (read(go, &b, 1) > 0)
+        ;
+    struct tl_claim req = claim_of(key, name, shared, slots);
+    struct tl_claim_result out;
+    memset(&out, 0, sizeof(out));
+    tl_status st = s != NULL ? s->ops->claim(s, &req, &out) : TL_ESTORE;
+    if (st == TL_OK)
+        c = shared ? 'S' : 'X';
+    else if (st == TL_EBUSY)
+        c = 'B';
+    if (write(res, &c, 1) != 1)
+        _exit(2);
+    while (read(rel, &b, 1) > 0)
+        ;
+    if (st == TL_OK && s->ops->release(s, &out.rec, "") != TL_OK)
+        _exit(3);
+    tl__record_clear(&out.rec);
+    tl__store_close(s);
+    _exit(0);
+}
+
+/* RACERS processes claim `key` at once (with `mixed`, every other one exclusive); counts the
+ * exclusive and shared wins, once all have tried and before anyone releases. */
+static void race_processes(const char *url, const char *key, bool mixed, uint32_t slots, size_t *ex,
+                           size_t *sh)
+{
+    int go[2], res[2], rel[2];
+    pid_t pids[RACERS];
+
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(res), 0);
+    assert_int_equal(pipe(rel), 0);
+    for (size_t i = 0; i < RACERS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(go[1]);
+            close(res[0]);
+            close(rel[1]);
+            racer_child(url, key, !(mixed && i % 2 == 0), mixed ? 0 : slots, go[0], res[1], rel[0]);
+        }
+    }
+    close(go[0]);
+    close(res[1]);
+    close(rel[0]);
+    close(go[1]); /* the start */
+    *ex = *sh = 0;
+    for (size_t i = 0; i < RACERS; i++) {
+        char c = 0;
+        assert_int_equal(read(res[0], &c, 1), 1);
+        if (c == 'E')
+            fail_msg("a racing process could not claim");
+        *ex += c == 'X';
+        *sh += c == 'S';
+    }
+    close(rel[1]); /* release */
+    close(res[0]);
+    for (size_t i = 0; i < RACERS; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+}
+
+static void processes_racing_never_exceed_slots_nor_mix(void **state)
+{
+    char key[96];
+    size_t ex, sh;
+    struct place p;
+
+    (void)state;
+    new_place(&p, "proc");
+    tl__store_close(open_url(p.url));
+    for (int round = 0; round < 3; round++) {
+        (void)snprintf(key, sizeof(key), "proc-sem-%s-%d", run_id, round);
+        race_processes(p.url, key, false, 3, &ex, &sh);
+        if (ex != 0 || sh != 3)
+            fail_msg("round %d: %zu of %d processes got a semaphore of 3 slots", round, sh, RACERS);
+        (void)snprintf(key, sizeof(key), "proc-rw-%s-%d", run_id, round);
+        race_processes(p.url, key, true, 0, &ex, &sh);
+        if (!(ex == 1 && sh == 0) && !(ex == 0 && sh >= 1))
+            fail_msg("round %d: %zu writers and %zu readers held at once", round, ex, sh);
+    }
+    PGconn *c = admin();
+    drop_place(c, &p);
+    PQfinish(c);
+}
+
 int main(void)
 {
     base_url = tl_test_env("TL_TEST_POSTGRES_URI");
@@ -585,6 +691,7 @@ int main(void)
         cmocka_unit_test(an_older_library_sees_a_shared_key_held),
         cmocka_unit_test(garbled_holder_rows_are_clear_errors),
         cmocka_unit_test(a_writer_at_the_head_is_not_woken_by_its_own_claims),
+        cmocka_unit_test(processes_racing_never_exceed_slots_nor_mix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
