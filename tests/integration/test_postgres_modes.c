@@ -237,6 +237,17 @@ static void an_old_layout_is_migrated_with_its_data(void **state)
             fail_msg("opener %zu: %s: %s", i, tl_strerror(o[i].st), o[i].err);
     }
 
+    /* The old rows as the new columns read them: an unmarked key row, an exclusive waiter. */
+    (void)snprintf(sql, sizeof(sql),
+                   "SELECT l.shared_token IS NULL, w.shared, w.slots FROM \"%s\".tasklock_locks l "
+                   "JOIN \"%s\".tasklock_waiters w ON w.key = l.key WHERE l.key = 'mig-held'",
+                   p.schema, p.schema);
+    r = row_of(c, sql, 0, NULL);
+    assert_string_equal(PQgetvalue(r, 0, 0), "t");
+    assert_string_equal(PQgetvalue(r, 0, 1), "f");
+    assert_string_equal(PQgetvalue(r, 0, 2), "0");
+    PQclear(r);
+
     struct tl_store *s = open_url(p.url);
     struct tl_record info;
     bool found = false;
