@@ -49,14 +49,19 @@ const char *const tl__pg_modes_ddl[PG_MODES_DDL] = {
     "{s}.tasklock_locks l ON l.key = h.key WHERE " MARK("l"),
 
     /* The holders that count for a claim in `p_mode` at `t` (stealing: the live ones): how
-     * many, whether one is exclusive, their slots; and how many stale ones a steal removes. */
+     * many, whether one is exclusive, their slots; and how many stale ones a steal removes.
+     * PL/pgSQL, not SQL, here and below: a SQL function that is not inlined is planned afresh
+     * on every call, while PL/pgSQL keeps its plans for the session. */
     "CREATE OR REPLACE FUNCTION {s}.tasklock_state_v6(p_key text, t timestamptz, p_mode integer, "
     "OUT o_counted integer, OUT o_excl boolean, OUT o_slots integer, OUT o_stale integer) "
-    "LANGUAGE sql AS $f$\n"
-    "SELECT (count(*) FILTER (WHERE NOT c.gone))::int4, coalesce(bool_or(NOT c.shared) FILTER "
+    "LANGUAGE plpgsql AS $f$\n"
+    "BEGIN\n"
+    "  SELECT (count(*) FILTER (WHERE NOT c.gone))::int4, coalesce(bool_or(NOT c.shared) FILTER "
     "(WHERE NOT c.gone), false), coalesce(max(c.slots) FILTER (WHERE NOT c.gone AND c.shared), "
-    "0)::int4, (count(*) FILTER (WHERE c.gone))::int4 FROM (SELECT v.shared, v.slots, p_mode = 1 "
-    "AND " STALE("v", "t") " AS gone FROM {s}.tasklock_holding_v6 v WHERE v.key = p_key) c\n"
+    "0)::int4, (count(*) FILTER (WHERE c.gone))::int4 INTO o_counted, o_excl, o_slots, o_stale "
+    "FROM (SELECT v.shared, v.slots, p_mode = 1 AND " STALE("v", "t") " AS gone FROM "
+    "{s}.tasklock_holding_v6 v WHERE v.key = p_key) c;\n"
+    "END\n"
     "$f$",
 
     /* tl__admit() (src/record.c) in SQL: 'yes', 'no' or 'mismatch'. */
@@ -68,18 +73,25 @@ const char *const tl__pg_modes_ddl[PG_MODES_DDL] = {
 
     /* Both: how a claim fares with the holders ('yes', 'no', 'mismatch'), and their slots. */
     "CREATE OR REPLACE FUNCTION {s}.tasklock_judge_v6(p_key text, t timestamptz, p_mode integer, "
-    "p_shared boolean, p_slots integer, OUT o_admit text, OUT o_held integer) LANGUAGE sql AS "
-    "$f$\n"
-    "SELECT {s}.tasklock_admit_v6(p_shared, p_slots, s.o_counted, s.o_excl, s.o_slots), "
-    "s.o_slots FROM {s}.tasklock_state_v6(p_key, t, p_mode) s\n"
+    "p_shared boolean, p_slots integer, OUT o_admit text, OUT o_held integer) LANGUAGE plpgsql "
+    "AS $f$\n"
+    "DECLARE\n"
+    "  s record;\n"
+    "BEGIN\n"
+    "  SELECT * INTO s FROM {s}.tasklock_state_v6(p_key, t, p_mode);\n"
+    "  o_admit := {s}.tasklock_admit_v6(p_shared, p_slots, s.o_counted, s.o_excl, s.o_slots);\n"
+    "  o_held := s.o_slots;\n"
+    "END\n"
     "$f$",
 
     /* "from W (token N), ..." of the holders a force (all) or steal (the stale) displaces. */
     "CREATE OR REPLACE FUNCTION {s}.tasklock_displaced_v6(p_key text, t timestamptz, p_all "
-    "boolean) RETURNS text LANGUAGE sql AS $f$\n"
-    "SELECT 'from ' || string_agg(v.worker_id || ' (token ' || v.token || ')', ', ' ORDER BY "
-    "v.token) FROM {s}.tasklock_holding_v6 v WHERE v.key = p_key AND (p_all OR " STALE("v", "t")
-    ")\n"
+    "boolean) RETURNS text LANGUAGE plpgsql AS $f$\n"
+    "BEGIN\n"
+    "  RETURN (SELECT 'from ' || string_agg(v.worker_id || ' (token ' || v.token || ')', ', ' "
+    "ORDER BY v.token) FROM {s}.tasklock_holding_v6 v WHERE v.key = p_key AND (p_all OR "
+    STALE("v", "t") "));\n"
+    "END\n"
     "$f$",
 
     /* Wakes the head of the line when the holders would admit its claim (or it mismatches:
