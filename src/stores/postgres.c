@@ -1256,32 +1256,34 @@ static tl_status ensure_schema(struct pg_store *ps, bool force)
     tl__pg_next_check(next_check, sizeof(next_check), sc);
     tl__pg_modes_check(modes_check, sizeof(modes_check), sc);
 
-    (void)snprintf(check, sizeof(check),
-                   "SELECT to_regnamespace('\"%s\"') IS NOT NULL, "
-                   "coalesce(obj_description(to_regclass('\"%s\".tasklock_locks'), 'pg_class'), "
-                   "''), to_regclass('\"%s\".tasklock_history') IS NOT NULL AND "
-                   "to_regclass('\"%s\".tasklock_tokens') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_claim_v1(text, text, text, text, integer, "
-                   "integer, text)') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_renew_v1(text, text, bigint, text)') IS NOT "
-                   "NULL AND to_regprocedure('\"%s\".tasklock_release_v1(text, text, bigint, "
-                   "text, text, text)') IS NOT NULL AND "
-                   "to_regclass('\"%s\".tasklock_waiters') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_wake_head_v2(text)') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_grant_v2(text, text, text, text, integer, "
-                   "text, text, timestamptz)') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_line_v2(text, text, integer, "
-                   "timestamptz)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_queue_v2("
-                   "text, text, text, text, integer, integer, timestamptz, boolean)') IS NOT "
-                   "NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_claim_v2(text, text, text, text, integer, "
-                   "integer, text, text, integer, integer)') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_release_v2(text, text, bigint, text, text, "
-                   "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_leave_v2(text, "
-                   "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_extend_v2(text, "
-                   "text, bigint, text, integer)') IS NOT NULL %s %s",
-                   sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, next_check,
-                   modes_check);
+    int len = snprintf(
+        check, sizeof(check),
+        "SELECT to_regnamespace('\"%s\"') IS NOT NULL, "
+        "coalesce(obj_description(to_regclass('\"%s\".tasklock_locks'), 'pg_class'), "
+        "''), to_regclass('\"%s\".tasklock_history') IS NOT NULL AND "
+        "to_regclass('\"%s\".tasklock_tokens') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_claim_v1(text, text, text, text, integer, "
+        "integer, text)') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_renew_v1(text, text, bigint, text)') IS NOT "
+        "NULL AND to_regprocedure('\"%s\".tasklock_release_v1(text, text, bigint, "
+        "text, text, text)') IS NOT NULL AND "
+        "to_regclass('\"%s\".tasklock_waiters') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_wake_head_v2(text)') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_grant_v2(text, text, text, text, integer, "
+        "text, text, timestamptz)') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_line_v2(text, text, integer, "
+        "timestamptz)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_queue_v2("
+        "text, text, text, text, integer, integer, timestamptz, boolean)') IS NOT "
+        "NULL AND "
+        "to_regprocedure('\"%s\".tasklock_claim_v2(text, text, text, text, integer, "
+        "integer, text, text, integer, integer)') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_release_v2(text, text, bigint, text, text, "
+        "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_leave_v2(text, "
+        "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_extend_v2(text, "
+        "text, bigint, text, integer)') IS NOT NULL %s %s",
+        sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, next_check, modes_check);
+    if (len < 0 || (size_t)len >= sizeof(check))
+        return tl__store_fail(&ps->base, TL_ESTORE, "postgres: the schema check does not fit");
     const struct pg_query q[] = {{.sql = check}};
     if ((st = run_many(ps, &ps->main, "checking the tables", q, 1, 0, &r)) != TL_OK)
         return st;

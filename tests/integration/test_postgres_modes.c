@@ -586,6 +586,55 @@ static void a_writer_at_the_head_is_not_woken_by_its_own_claims(void **state)
     PQfinish(c);
 }
 
+/* Polled turns (pooled=true: no LISTEN): readers queued behind a writer find their turn once
+ * the holders admit them, the second one beside the first, not only when the key is free. */
+static void polled_readers_behind_a_writer_all_enter(void **state)
+{
+    struct place p;
+    char url[800];
+    const char *const key = "polled";
+    const char *const ids[2] = {"00000000000000000000000000000011",
+                                "00000000000000000000000000000012"};
+    struct tl_record w, rd[2];
+    struct tl_claim_result res;
+    bool woken = false;
+
+    (void)state;
+    new_place(&p, "poll");
+    (void)snprintf(url, sizeof(url), "%s&pooled=true", p.url);
+    struct tl_store *s = open_url(url);
+    struct tl_claim wc = claim_of(key, "writer", false, 0);
+    hold(s, &wc, &w);
+    struct tl_claim rc[2];
+    for (int i = 0; i < 2; i++) {
+        rc[i] = claim_of(key, i == 0 ? "reader-0" : "reader-1", true, 0);
+        rc[i].waiter_id = ids[i];
+        rc[i].waiter_timeout_ms = LONG_MS;
+        assert_int_equal(try_claim(s, &rc[i], &res), TL_EBUSY);
+        tl__record_clear(&res.rec);
+    }
+    assert_int_equal(s->ops->release(s, &w, ""), TL_OK);
+    tl__record_clear(&w);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(s->ops->wait_turn(s, key, ids[i], 20000, &woken), TL_OK);
+        assert_true(woken);
+        hold(s, &rc[i], &rd[i]);
+    }
+    struct tl_record **hs = NULL;
+    size_t n = 0;
+    assert_int_equal(s->ops->holders(s, key, &hs, &n), TL_OK);
+    assert_int_equal(n, 2);
+    tl_info_array_free((struct tl_info **)hs, n);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(s->ops->release(s, &rd[i], ""), TL_OK);
+        tl__record_clear(&rd[i]);
+    }
+    tl__store_close(s);
+    PGconn *c = admin();
+    drop_place(c, &p);
+    PQfinish(c);
+}
+
 /* ---- processes ---- */
 
 /* One racing process: opens its own store, waits for the start (EOF on `go`), claims `key`
@@ -702,6 +751,7 @@ int main(void)
         cmocka_unit_test(an_older_library_sees_a_shared_key_held),
         cmocka_unit_test(garbled_holder_rows_are_clear_errors),
         cmocka_unit_test(a_writer_at_the_head_is_not_woken_by_its_own_claims),
+        cmocka_unit_test(polled_readers_behind_a_writer_all_enter),
         cmocka_unit_test(processes_racing_never_exceed_slots_nor_mix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
