@@ -294,7 +294,6 @@ static void unlink_waiter(struct mem_entry *e, struct mem_waiter *w)
     tl__free(w);
 }
 
-/* Tells wait_any that something may have come free. */
 /* The holder a newcomer waits for first: the exclusive one, else the oldest. NULL: free. */
 static const struct tl_record *blocker(const struct mem_entry *e)
 {
@@ -359,6 +358,7 @@ static void displaced(const struct mem_entry *e, bool all, int64_t now, char *bu
     }
 }
 
+/* Tells wait_any that something may have come free. */
 static void freed(struct mem_space *sp)
 {
     sp->freed++;
