@@ -407,38 +407,56 @@ WHY_HB = (
 
 # Section 9's reading of its figures (shared locks and deadlock checks): written for the
 # mechanisms, from the run of 2026-12-04 (bench_modes; see the section).
-WHY_MODES = (
-    "Readers scale where waiting is what an exclusive lock costs: %d exclusive lockers on one "
-    "key take turns through the line, and every turn is a hand-over (the holder's release, the "
-    "head's wake-up, its claim) during which nobody holds the key, while readers never wait for "
-    "each other. So *shared ÷ exclusive* is well above 1 on every store measured. How far it "
-    "goes is set by what each acquisition costs the store, not by the readers: *%d readers ÷ 1 "
-    "reader* stays near 1 because nothing in an acquisition runs in parallel on these stores. "
-    "The memory store takes one mutex per call and the machine has 2 cores for 8 threads; "
-    "SQLite runs every acquire and every release as a write transaction with its own commit "
-    "and fsync (a reader's win writes its row and the key's row), and the file has one writer "
-    "at a time, so readers share the lock but not the commits, and their rate is the commit "
-    "rate; Redis runs each claim and release script to the end before the next, on one server "
-    "thread that shares the 2 cores with the 8 clients. The exclusive hand-over costs most "
-    "where the wake-up is dearest: a thread switch on the memory store (about 50 µs against "
-    "about 2 µs for a shared acquire), a datagram and the head's own commit on SQLite, a list "
-    "push, a BLPOP's return and a claim on Redis. On etcd a reader's claim and release rewrite "
-    "the key's one set of holders in a transaction compared on its revision, so a reader "
-    "whose read is overtaken by another reader's write loses the compare and reads again; with "
-    "8 readers churning one key that is frequent, and a release that lost it 20 times "
-    "in a row gives up (`no clear answer after 20 attempts`), which is the errors column: "
-    "readers on one hot etcd key contend on the set itself, a limit of that layout (docs/etcd.md, "
-    "*what a reader pays*) that a backoff between attempts would soften.\n\n"
+WHY_MODES_READERS = (
+    "%(P)d exclusive lockers on one key take turns through the line, and every turn is a "
+    "hand-over (the holder's release, the head's wake-up, its claim) during which nobody holds "
+    "the key; readers never wait for each other. What readers cannot share is the write each "
+    "grant makes: every grant, shared or not, takes the key's next fencing token (so that a "
+    "writer's token is larger than every reader's before it), and a reader's release rewrites "
+    "the key's holders, so the acquisitions of one key are serialised by the store on that "
+    "key's record whatever the mode. Hence *%(P)d readers ÷ 1 reader* stays near 1 (below it "
+    "where the readers' writes collide) and *shared ÷ exclusive* measures what the hand-overs "
+    "cost, store by store: the memory store's exclusive turn is a thread switch (a condition "
+    "variable; about 50 µs against 2–5 µs for a shared acquire and release); SQLite's is a "
+    "datagram to the head and its own commit after the releaser's, each a write transaction "
+    "of the file's one writer; Redis's the releaser's script pushing to the head's list, the "
+    "head's BLPOP returning and its claim script, in turn, through one server thread that "
+    "shares the 2 cores with the 8 clients; PostgreSQL's a notification and the head's claim, each a "
+    "commit.")
+WHY_MODES_ETCD = (
+    " On etcd readers do worse than exclusive lockers (%(r)s) and worse than one reader alone "
+    "(%(r1)s): a key's shared holders are one value (the set, docs/etcd.md), and every reader's "
+    "claim and release is a read and a transaction compared on that value's revision; with 8 "
+    "readers rewriting it, many compares lose to another reader's write and start again (a "
+    "release gives up after 20 such losses in a row: `no clear answer after 20 attempts`, seen "
+    "in an earlier run of this section), while exclusive lockers mostly wait in line and write once per turn. A "
+    "backoff with jitter between attempts, or holders as keys of their own, would let readers "
+    "of one hot key scale there.")
+WHY_MODES_CHECK = (
     "The deadlock check costs one read of every waiter in the store per check, and only a "
-    "waiter that holds locks pays it, at each turn in line. The read grows with the waiters "
-    "listed (W): on the memory store it copies and parses every waiter's record (about a "
-    "quarter of a µs each), against a busy claim that is one hash lookup; on a server it is one "
-    "request whose reply (and, on Redis, whose script's work: about one command per waiter) "
-    "grows with W. With few waiters the check costs about what the busy claim a waiter makes "
-    "anyway costs; with a hundred it costs several times that, so a waiter holding locks in a "
-    "store with many waiters pays that much more per turn. Its turns are its refreshes (a "
-    "third of its waiter timeout: every few seconds by default) and its wake-ups, not a loop. A cycle found by the lists adds one holders read per key "
-    "on it (2 for a 2-cycle), which happens only when a deadlock is likely.")
+    "waiter that holds locks pays it, at each of its turns in line (its refreshes, a third of "
+    "its waiter timeout apart, every few seconds by default, and its wake-ups), not in a loop. "
+    "The read grows with the waiters listed (W): on the memory store it copies and parses every "
+    "waiter's record (about a quarter of a µs each) against a busy claim that is one hash "
+    "lookup; on a server it is one request whose reply (and on Redis the script's work, about "
+    "one command per waiter) grows with W. With a waiter or two the check costs about what the "
+    "busy claim a waiter makes anyway costs; with a hundred, several times that. A cycle found "
+    "by the lists adds one holders read per key on it (2 for a 2-cycle), which happens only "
+    "when a deadlock is likely.")
+
+
+def why_modes(P):
+    text = WHY_MODES_READERS % {"P": P}
+    r = ratio(mser("etcd", "shared", "p%d" % P, "acquires_per_s"),
+              mser("etcd", "exclusive", "p%d" % P, "acquires_per_s"))
+    r1 = ratio(mser("etcd", "shared", "p%d" % P, "acquires_per_s"),
+               mser("etcd", "shared", "p1", "acquires_per_s"))
+    if r and med(r) < 1.2:
+        text += WHY_MODES_ETCD % {"r": "shared ÷ exclusive " + ratio_text(r),
+                                  "r1": ratio_text(r1)}
+    if modes_w:
+        text += "\n\n" + WHY_MODES_CHECK
+    return text
 
 # ---- sections ---------------------------------------------------------------------------------
 
@@ -1534,7 +1552,7 @@ if modes:
                 why = modes_not_measured(store, "deadlock-check")
                 w("| %s | not measured%s | | | | | | | |" % (store, ": " + why if why else ""))
         w("")
-    w("**What the figures mean.** %s" % (WHY_MODES % (P, P)))
+    w("**What the figures mean.** %s" % why_modes(P))
     w("")
 
 # Not measured
