@@ -213,9 +213,12 @@ static int cmp_ev(const void *a, const void *b)
     return (x->order > y->order) - (x->order < y->order);
 }
 
-/* An event from its kv; NULL (skipped) when malformed. */
-static struct tl_event *event_from(const struct etcd_store *es, const struct etcd_kv *e, int *order)
+/* An event from its kv. A value that is not a tasklock event (a kind this version does not
+ * know, a missing field) is a clear error, not a hole in the trail. */
+static tl_status event_from(struct tl_store *s, const struct etcd_kv *e, struct tl_event **out,
+                            int *order)
 {
+    const struct etcd_store *es = es_of(s);
     json_t *v = json_loadb(e->value, e->value_len, 0, NULL);
     const char *kind = json_string_value(json_object_get(v, "kind"));
     const char *w = json_string_value(json_object_get(v, "worker"));
@@ -225,18 +228,35 @@ static struct tl_event *event_from(const struct etcd_store *es, const struct etc
     struct tl_event *ev = NULL;
     int64_t token = 0;
     size_t lp = strlen(es->prefix) + 2;
-    const char *sep = strlen(e->key) > lp ? strchr(e->key + lp, ETCD_SEP[0]) : NULL;
+    const char *name = strlen(e->key) > lp ? e->key + lp : e->key;
+    const char *sep = strchr(name, ETCD_SEP[0]);
     tl_event_kind k;
+    tl_status st = TL_OK;
 
-    if (kind == NULL || w == NULL || n == NULL || !json_is_integer(at) || sep == NULL ||
-        !tl__event_kind_from_name(kind, &k) || !tl__etcd_i64(v, "token", &token))
+    *out = NULL;
+    bool known = kind != NULL && tl__event_kind_from_name(kind, &k);
+    if (!known || w == NULL || n == NULL || !json_is_integer(at) || sep == NULL ||
+        !tl__etcd_i64(v, "token", &token) || (d != NULL && !json_is_string(d))) {
+        int klen = sep ? (int)(sep - name) : (int)strcspn(name, ETCD_SEP);
+        char what[64];
+        if (kind != NULL && !known)
+            (void)snprintf(what, sizeof(what), "unknown kind \"%.40s\"", kind);
+        else
+            (void)snprintf(what, sizeof(what), "%s", kind ? "a field missing or bad" : "no kind");
+        st = tl__store_fail(s, TL_ESTORE,
+                            "etcd: an event of %.*s in the audit trail is not a tasklock event "
+                            "(%s): %.120s",
+                            klen > 200 ? 200 : klen, name, what, e->value);
         goto out;
-    if ((ev = tl__event_new()) == NULL)
+    }
+    if ((ev = tl__event_new()) == NULL) {
+        st = tl__etcd_oom(s);
         goto out;
+    }
     ev->kind = k;
     ev->at_ms = json_integer_value(at);
     ev->token = token != 0 ? (uint64_t)token : (uint64_t)e->create;
-    ev->key = tl__strndup(e->key + lp, (size_t)(sep - (e->key + lp)));
+    ev->key = tl__strndup(name, (size_t)(sep - name));
     ev->worker_id = tl__strdup(w);
     ev->node_id = tl__strdup(n);
     ev->detail = json_is_string(d) ? tl__strdup(json_string_value(d)) : NULL;
@@ -244,10 +264,12 @@ static struct tl_event *event_from(const struct etcd_store *es, const struct etc
     if (!ev->key || !ev->worker_id || !ev->node_id || (json_is_string(d) && !ev->detail)) {
         tl__event_free(ev);
         ev = NULL;
+        st = tl__etcd_oom(s);
     }
 out:
+    *out = ev;
     json_decref(v);
-    return ev;
+    return st;
 }
 
 tl_status tl__etcd_history(struct tl_store *s, const char *key, size_t limit,
@@ -290,9 +312,13 @@ tl_status tl__etcd_history(struct tl_store *s, const char *key, size_t limit,
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         int order = 0;
-        struct tl_event *ev = event_from(es, &kvs[i], &order);
-        if (ev != NULL)
-            tmp[m++] = (struct ev_sort){.ev = ev, .rev = kvs[i].create, .order = order};
+        struct tl_event *ev = NULL;
+        if ((st = event_from(s, &kvs[i], &ev, &order)) != TL_OK) {
+            for (size_t j = 0; j < m; j++)
+                tl__event_free(tmp[j].ev);
+            goto out;
+        }
+        tmp[m++] = (struct ev_sort){.ev = ev, .rev = kvs[i].create, .order = order};
     }
     qsort(tmp, m, sizeof(*tmp), cmp_ev);
     struct tl_event **arr = NULL;
