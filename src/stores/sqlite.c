@@ -604,12 +604,14 @@ static tl_status parse_params(struct sqlite_store *ss, char *query, const char *
 
 /*
  * Creates the tables, or adds the ones a file made by an earlier tasklock lacks: tl_waiters came
- * with the line, tl_done with done markers and tl_shared (with its triggers, and tl_waiters'
- * shared and slots) with shared holders, without a new schema version, because each change
- * only adds a table or columns (and widens tl_history's CHECK, see history_rebuild_sql). A
- * tasklock from before them still opens such a file and works (its claims do not queue, so
- * they can pass the line, and it ignores done markers; it shows the events `done` and
- * `reopened` as acquisitions), where a new version number would lock it out.
+ * with the line, tl_done with done markers, tl_shared (with its triggers, and tl_waiters'
+ * shared and slots) with shared holders, and tl_waiters' upgrading and holding with upgrades
+ * and the wait-for graph, without a new schema version, because each change only adds a table
+ * or columns (and widens tl_history's CHECK, see history_rebuild_sql). A tasklock from before
+ * them still opens such a file and works (its claims do not queue, so they can pass the line,
+ * and it ignores done markers; it shows the events `done`, `reopened`, `upgraded` and
+ * `downgraded` as acquisitions; its waiters list no holds), where a new version number would
+ * lock it out.
  */
 static tl_status create_schema(struct sqlite_store *ss)
 {

@@ -1,7 +1,8 @@
 /*
  * sqlite_modes.c -- a key's set of holders in the SQLite store: shared holders and semaphores
  * (store.h, version 5; DESIGN.md section 9), and the ops that read or write the set: claim,
- * force_release, inspect, holders; renew and release find their holder through it.
+ * force_release, inspect, holders, convert (upgrades and downgrades); renew and release find
+ * their holder through it.
  *
  * The layout keeps tl_locks as it was, one row per key: its token is the key's counter (the
  * last token granted), and an exclusive holder's row is the holder itself, as before. Shared
