@@ -1051,6 +1051,13 @@ tl_status tl__sqlite_convert(struct tl_store *s, const struct tl_record *held,
     ss->busy_fast = true;
     rc = tl__sqlite_exec(ss, ST_BEGIN);
     ss->busy_fast = false;
+    if (rc != SQLITE_OK && (rc & 0xff) == SQLITE_BUSY && ss->busy_cut && !req->shared)
+        /* As for a claim: to a waiting upgrade, the write lock kept until its deadline is the
+         * other holders not leaving in time. */
+        return tl__store_fail(s, TL_EBUSY,
+                              "the database stayed locked by another connection until the "
+                              "deadline (%lld ms)",
+                              (long long)ss->busy_waited);
     if (rc != SQLITE_OK)
         return tl__sqlite_fail(ss, rc, "starting a conversion");
     int64_t now = now_ms(s);

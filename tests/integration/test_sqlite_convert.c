@@ -763,6 +763,34 @@ static void garbled_values_answer_a_clear_error(void **state)
     fix_free(f);
 }
 
+/* Behind another connection's long write, a waiting upgrade answers busy by its deadline (as
+ * a claim does); a downgrade, which never waits for holders, answers the timeout. */
+static void an_upgrade_behind_a_long_write_is_busy_by_its_deadline(void **state)
+{
+    struct fix *f = fix_new(NULL);
+    struct tl_record a, b, x;
+    struct tl_claim_result r;
+
+    (void)state;
+    win(f->s, "k", "reader-a", true, &a);
+    win(f->s, "k", "reader-b", true, &b);
+    win(f->s, "x", "writer", false, &x);
+    exec_sql(f->db, "BEGIN IMMEDIATE");
+    f->s->deadline_mono_ms = f->cs.mono + 50;
+    assert_int_equal(convert(f->s, &a, false, TL_CLAIM_NORMAL, 0, NULL, &r), TL_EBUSY);
+    assert_false(r.holder_known);
+    assert_non_null(strstr(f->s->errmsg, "until the deadline"));
+    f->s->deadline_mono_ms = f->cs.mono + 50;
+    assert_int_equal(convert(f->s, &x, true, TL_CLAIM_NORMAL, -1, NULL, &r), TL_ETIMEDOUT);
+    f->s->deadline_mono_ms = 0;
+    exec_sql(f->db, "COMMIT");
+    assert_int_equal(holders(f->s, "k", NULL), 2);
+    tl__record_clear(&a);
+    tl__record_clear(&b);
+    tl__record_clear(&x);
+    fix_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -778,6 +806,7 @@ int main(void)
         cmocka_unit_test(a_file_from_before_upgrades_gets_its_columns),
         cmocka_unit_test(an_older_tasklock_waits_behind_an_upgrader),
         cmocka_unit_test(garbled_values_answer_a_clear_error),
+        cmocka_unit_test(an_upgrade_behind_a_long_write_is_busy_by_its_deadline),
     };
 
     return cmocka_run_group_tests_name("sqlite_convert", tests, NULL, NULL);
