@@ -97,25 +97,28 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_W_COUNT] = "SELECT COUNT(*), COALESCE(SUM(CASE ?3 WHEN 0 THEN 1 WHEN 1 THEN (priority > "
                    "?4 OR (priority = ?4 AND seq < ?5)) ELSE priority >= ?4 END), 0) FROM "
                    "tl_waiters WHERE key = ?1 AND heartbeat_at + timeout_ms > ?2",
-    /* ?10: an upgrade's waiter, the token of the shared hold it converts (else 0); ?11: the
-     * locks its manager holds (the wait-for graph). */
+    /* ?10: an upgrade's waiter, the token of the shared hold it converts (else 0), and ?12
+     * whether it steals; ?11: the locks its manager holds (the wait-for graph). */
     [ST_W_INSERT] = "INSERT INTO tl_waiters(key, waiter_id, worker_id, node_id, priority, since, "
-                    "heartbeat_at, timeout_ms, shared, slots, upgrading, holding) VALUES (?1, ?2, "
-                    "?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "heartbeat_at, timeout_ms, shared, slots, upgrading, holding, steals) VALUES "
+                    "(?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_W_REFRESH] = "UPDATE tl_waiters SET heartbeat_at = ?3, timeout_ms = ?4, holding = ?5 "
                      "WHERE key = ?1 AND waiter_id = ?2",
     [ST_W_DELETE] = "DELETE FROM tl_waiters WHERE key = ?1 AND waiter_id = ?2",
     /* wait_turn's poll: the key's holders (its tl_locks worker id, NULL: free or no row; its
      * shared holders and their slots), is the caller's waiter ?3 live in line (with its mode),
      * how many live waiters are ahead of it (all of them if it is not), and for an upgrade's
-     * waiter the token it converts and the number of shared holders other than that one. */
+     * waiter the token it converts, the number of shared holders other than that one that
+     * count (a stealing upgrade counts the live ones: as tl__record_judge, heartbeat_at >= now
+     * - lock_timeout_ms), and whether it steals. */
     [ST_W_TURN] = "SELECT (SELECT worker_id FROM tl_locks WHERE key = ?1), (SELECT COUNT(*) FROM "
                   "tl_shared s WHERE s.key = ?1), (SELECT slots FROM tl_shared s WHERE s.key = "
                   "?1 LIMIT 1), m.seq IS NOT NULL, m.shared, m.slots, (SELECT COUNT(*) FROM "
                   "tl_waiters w WHERE w.key = ?1 AND w.heartbeat_at + w.timeout_ms > ?2 AND "
                   "(m.seq IS NULL OR w.priority > m.priority OR (w.priority = m.priority AND "
                   "w.seq < m.seq))), m.upgrading, (SELECT COUNT(*) FROM tl_shared s WHERE s.key = "
-                  "?1 AND s.token IS NOT m.upgrading) FROM (SELECT 1) LEFT JOIN tl_waiters m ON "
+                  "?1 AND s.token IS NOT m.upgrading AND (m.steals IS NOT 1 OR s.heartbeat_at >= "
+                  "?2 - s.lock_timeout_ms)), m.steals FROM (SELECT 1) LEFT JOIN tl_waiters m ON "
                   "m.key = ?1 AND m.waiter_id = ?3 AND m.heartbeat_at + m.timeout_ms > ?2",
     [ST_W_LIST] = "SELECT waiter_id, worker_id, node_id, priority, seq, since, heartbeat_at, "
                   "timeout_ms, holding, key FROM tl_waiters WHERE key = ?1 ORDER BY priority "
@@ -125,13 +128,13 @@ static const char *const sql_text[ST_COUNT] = {
                       "timeout_ms, holding, key FROM tl_waiters ORDER BY key, priority DESC, seq",
     /* The live head of the line with its mode, and the key's holders as ST_W_TURN reads
      * them, for its wake-up (an upgrade's waiter: the token it converts, and the number of
-     * shared holders other than that one). */
+     * shared holders other than that one that count, as ST_W_TURN counts them). */
     [ST_W_HEAD] = "SELECT waiter_id, shared, slots, (SELECT worker_id FROM tl_locks WHERE key = "
                   "?1), (SELECT COUNT(*) FROM tl_shared s WHERE s.key = ?1), (SELECT slots FROM "
                   "tl_shared s WHERE s.key = ?1 LIMIT 1), upgrading, (SELECT COUNT(*) FROM "
-                  "tl_shared s WHERE s.key = ?1 AND s.token IS NOT w.upgrading) FROM tl_waiters "
-                  "w WHERE key = ?1 AND heartbeat_at + timeout_ms > ?2 ORDER BY priority DESC, "
-                  "seq LIMIT 1",
+                  "tl_shared s WHERE s.key = ?1 AND s.token IS NOT w.upgrading AND (w.steals IS "
+                  "NOT 1 OR s.heartbeat_at >= ?2 - s.lock_timeout_ms)) FROM tl_waiters w WHERE "
+                  "key = ?1 AND heartbeat_at + timeout_ms > ?2 ORDER BY priority DESC, seq LIMIT 1",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -149,12 +152,15 @@ static const char *const sql_text[ST_COUNT] = {
 #define WAITER_SHARED_COLUMN " shared INTEGER NOT NULL DEFAULT 0 CHECK (shared IN (0, 1))"
 #define WAITER_SLOTS_COLUMN  " slots INTEGER NOT NULL DEFAULT 0 CHECK (slots BETWEEN 0 AND 100000)"
 #define WAITER_MODE_COLUMNS  WAITER_SHARED_COLUMN "," WAITER_SLOTS_COLUMN
-/* An upgrade's waiter: the token of the shared hold it converts (0: a claim's waiter); and the
- * locks the waiter's manager held at its latest claim, the wait-for graph's edges ('': none,
- * or written by a tasklock from before them). Added to an older file's table. */
+/* An upgrade's waiter: the token of the shared hold it converts (0: a claim's waiter), and
+ * whether it steals (stale holders then do not keep it waiting); and the locks the waiter's
+ * manager held at its latest claim, the wait-for graph's edges ('': none, or written by a
+ * tasklock from before them). Added to an older file's table. */
 #define WAITER_UPGRADING_COLUMN " upgrading INTEGER NOT NULL DEFAULT 0"
 #define WAITER_HOLDING_COLUMN   " holding TEXT NOT NULL DEFAULT ''"
-#define WAITER_GRAPH_COLUMNS    WAITER_UPGRADING_COLUMN "," WAITER_HOLDING_COLUMN
+#define WAITER_STEALS_COLUMN    " steals INTEGER NOT NULL DEFAULT 0 CHECK (steals IN (0, 1))"
+#define WAITER_GRAPH_COLUMNS \
+    WAITER_UPGRADING_COLUMN "," WAITER_HOLDING_COLUMN "," WAITER_STEALS_COLUMN
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS tl_locks ("
@@ -223,7 +229,8 @@ static const char waiters_mode_sql[] = "ALTER TABLE tl_waiters ADD COLUMN" WAITE
 /* A file made before upgrades: its waiters are claims' (upgrading 0) and list no holds (''). */
 static const char waiters_graph_sql[] =
     "ALTER TABLE tl_waiters ADD COLUMN" WAITER_UPGRADING_COLUMN ";"
-    "ALTER TABLE tl_waiters ADD COLUMN" WAITER_HOLDING_COLUMN ";";
+    "ALTER TABLE tl_waiters ADD COLUMN" WAITER_HOLDING_COLUMN ";"
+    "ALTER TABLE tl_waiters ADD COLUMN" WAITER_STEALS_COLUMN ";";
 
 static tl_status db_fail(struct sqlite_store *ss, int rc, const char *what)
 {
@@ -605,9 +612,9 @@ static tl_status parse_params(struct sqlite_store *ss, char *query, const char *
 /*
  * Creates the tables, or adds the ones a file made by an earlier tasklock lacks: tl_waiters came
  * with the line, tl_done with done markers, tl_shared (with its triggers, and tl_waiters'
- * shared and slots) with shared holders, and tl_waiters' upgrading and holding with upgrades
- * and the wait-for graph, without a new schema version, because each change only adds a table
- * or columns (and widens tl_history's CHECK, see history_rebuild_sql). A tasklock from before
+ * shared and slots) with shared holders, and tl_waiters' upgrading, steals and holding with
+ * upgrades and the wait-for graph, without a new schema version, because each change only adds a
+ * table or columns (and widens tl_history's CHECK, see history_rebuild_sql). A tasklock from before
  * them still opens such a file and works (its claims do not queue, so they can pass the line,
  * and it ignores done markers; it shows the events `done`, `reopened`, `upgraded` and
  * `downgraded` as acquisitions; its waiters list no holds), where a new version number would
@@ -622,7 +629,7 @@ static tl_status create_schema(struct sqlite_store *ss)
         "'tl_history' AND sql NOT LIKE '%''downgraded''%'), EXISTS (SELECT 1 FROM sqlite_master "
         "WHERE type = 'table' AND name = 'tl_shared'), EXISTS (SELECT 1 FROM "
         "pragma_table_info('tl_waiters') WHERE name = 'slots'), EXISTS (SELECT 1 FROM "
-        "pragma_table_info('tl_waiters') WHERE name = 'holding') FROM pragma_user_version";
+        "pragma_table_info('tl_waiters') WHERE name = 'steals') FROM pragma_user_version";
     sqlite3_stmt *st = NULL;
     int version = 0;
     bool current = false, old_history = false, old_waiters = false, old_graph = false;
@@ -1232,14 +1239,16 @@ static tl_status sqlite_wait_turn(struct tl_store *s, const char *key, const cha
             /* Not in line: judged as an exclusive claim (free, and no one in line). */
             bool in_line = sqlite3_column_int(st, 3) != 0;
             int64_t shared = sqlite3_column_int64(st, 4), slots = sqlite3_column_int64(st, 5);
-            int64_t upgrading = sqlite3_column_int64(st, 7);
-            garbled = in_line && (sqlite3_column_type(st, 4) != SQLITE_INTEGER ||
-                                  sqlite3_column_type(st, 5) != SQLITE_INTEGER || shared < 0 ||
-                                  shared > 1 || slots < 0 || slots > TL_SLOTS_MAX ||
-                                  sqlite3_column_type(st, 7) != SQLITE_INTEGER || upgrading < 0);
+            int64_t upgrading = sqlite3_column_int64(st, 7), steals = sqlite3_column_int64(st, 9);
+            garbled = in_line &&
+                      (sqlite3_column_type(st, 4) != SQLITE_INTEGER ||
+                       sqlite3_column_type(st, 5) != SQLITE_INTEGER || shared < 0 || shared > 1 ||
+                       slots < 0 || slots > TL_SLOTS_MAX ||
+                       sqlite3_column_type(st, 7) != SQLITE_INTEGER || upgrading < 0 ||
+                       sqlite3_column_type(st, 9) != SQLITE_INTEGER || steals < 0 || steals > 1);
             if (garbled)
                 admitted = false;
-            else if (in_line && upgrading != 0) /* an upgrader: I am the only holder, or none */
+            else if (in_line && upgrading != 0) /* an upgrader: no other holder counts */
                 admitted = tl__sqlite_upgrade_turn(sqlite3_column_text(st, 0),
                                                    sqlite3_column_int64(st, 8));
             else
@@ -1256,9 +1265,9 @@ static tl_status sqlite_wait_turn(struct tl_store *s, const char *key, const cha
             return db_fail(ss, rc, "waiting in line");
         if (garbled)
             return tl__store_fail(s, TL_ESTORE,
-                                  "sqlite: %s: waiter %s of %s has a mode, slots or upgraded "
-                                  "token that are not 0/1, 0 to %d and a token (the file was "
-                                  "changed by something other than tasklock)",
+                                  "sqlite: %s: waiter %s of %s has a mode, slots, upgraded "
+                                  "token or steals that are not 0/1, 0 to %d, a token and 0/1 "
+                                  "(the file was changed by something other than tasklock)",
                                   ss->path, waiter_id, key, TL_SLOTS_MAX);
         /* Admitted by the holders, and the head (or no one is in line, and neither is the
          * caller). */

@@ -151,8 +151,9 @@ sqlite3_stmt *tl__sqlite_renew_stmt(struct sqlite_store *ss, bool shared, bool e
  * claim then answers TL_EINVAL). For the wake-ups and wait_turn's poll. */
 bool tl__sqlite_admits(bool shared, uint32_t slots, const unsigned char *lock_worker,
                        int64_t nshared, int64_t held_slots);
-/* Whether an upgrade's waiter may convert now: the key has no holder but it, by the key's
- * tl_locks worker id (NULL: free) and the number of shared holders other than its hold. */
+/* Whether an upgrade's waiter may convert now: no holder but it counts, by the key's tl_locks
+ * worker id (NULL: free) and the number of shared holders other than its hold that count (the
+ * live ones for an upgrade that steals). */
 bool tl__sqlite_upgrade_turn(const unsigned char *lock_worker, int64_t other_shared);
 /* The convert op (store.h): a holder's new mode, in one transaction. */
 tl_status tl__sqlite_convert(struct tl_store *s, const struct tl_record *held,

@@ -475,6 +475,7 @@ static int join_line(struct sqlite_store *ss, const struct tl_claim *req, bool i
         sqlite3_bind_int64(st, 9, req->shared ? req->slots : 0);
         sqlite3_bind_int64(st, 10, (sqlite3_int64)upgrading);
         sqlite3_bind_text(st, 11, holding, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 12, upgrading != 0 && req->mode == TL_CLAIM_STEAL ? 1 : 0);
     }
     return run(ss, st);
 }

@@ -426,6 +426,61 @@ static void an_upgrader_that_holds_nothing_is_woken_to_learn_it(void **state)
     fix_free(f);
 }
 
+/* A stealing upgrader does not wait for stale holders: the release of the last live other holder
+ * wakes it (datagram and poll). A plain upgrader beside a stale holder waits on. */
+static void a_stealing_upgrader_is_woken_beside_stale_holders(void **state)
+{
+    struct fix *f = fix_new(NULL);
+    struct tl_store *up = open_store(f), *plain = open_store(f);
+    struct tl_record a, b, c, a2, b2, c2;
+    struct tl_claim_result r;
+    int64_t beat;
+
+    (void)state;
+    win(up, "k", "reader-a", true, &a);
+    win(f->s, "k", "reader-b", true, &b);
+    win(f->s, "k", "reader-c", true, &c);
+    win(plain, "n", "reader-a2", true, &a2);
+    win(f->s, "n", "reader-b2", true, &b2);
+    win(f->s, "n", "reader-c2", true, &c2);
+    assert_int_equal(convert(up, &a, false, TL_CLAIM_STEAL, 0, NULL, &r), TL_EBUSY);
+    tl__record_clear(&r.rec);
+    assert_int_equal(convert(plain, &a2, false, TL_CLAIM_NORMAL, 1, NULL, &r), TL_EBUSY);
+    tl__record_clear(&r.rec);
+    assert_false(turn(up, "k", 0));
+    assert_false(turn(plain, "n", 1));
+
+    /* b and b2 go stale; the others renew. c still counts. */
+    advance(f, LOCK_TIMEOUT - 1000);
+    assert_int_equal(up->ops->renew(up, &a, 1, &beat), TL_OK);
+    assert_int_equal(f->s->ops->renew(f->s, &c, 1, &beat), TL_OK);
+    assert_int_equal(plain->ops->renew(plain, &a2, 1, &beat), TL_OK);
+    assert_int_equal(f->s->ops->renew(f->s, &c2, 1, &beat), TL_OK);
+    advance(f, 2000);
+    assert_false(turn(up, "k", 0));
+    assert_false(turn(plain, "n", 1));
+
+    /* c leaves: only a stale holder is left beside the stealing upgrader. */
+    assert_int_equal(f->s->ops->release(f->s, &c, "bye"), TL_OK);
+    assert_int_equal(f->s->ops->release(f->s, &c2, "bye"), TL_OK);
+    assert_int_equal(tl__sqlite_test_wakeups(up), 1);
+    assert_true(turn(up, "k", 0));
+    assert_int_equal(tl__sqlite_test_wakeups(plain), 0);
+    assert_false(turn(plain, "n", 1));
+    assert_int_equal(convert(up, &a, false, TL_CLAIM_STEAL, 0, NULL, &r), TL_OK);
+    assert_true(r.took_stale);
+    tl__record_clear(&r.rec);
+    tl__record_clear(&a);
+    tl__record_clear(&b);
+    tl__record_clear(&c);
+    tl__record_clear(&a2);
+    tl__record_clear(&b2);
+    tl__record_clear(&c2);
+    tl__store_close(up);
+    tl__store_close(plain);
+    fix_free(f);
+}
+
 static void a_downgrade_wakes_the_reader_at_the_head(void **state)
 {
     struct fix *f = fix_new(NULL);
@@ -797,6 +852,7 @@ int main(void)
 #ifdef __linux__
         cmocka_unit_test(an_upgrader_is_woken_when_it_becomes_the_only_holder),
         cmocka_unit_test(an_upgrader_that_holds_nothing_is_woken_to_learn_it),
+        cmocka_unit_test(a_stealing_upgrader_is_woken_beside_stale_holders),
         cmocka_unit_test(a_downgrade_wakes_the_reader_at_the_head),
 #endif
         cmocka_unit_test(a_conversion_answers_and_steals_as_a_claim),
