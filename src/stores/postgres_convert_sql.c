@@ -84,7 +84,8 @@ const char *const tl__pg_conv_ddl[PG_CONV_DDL] = {
                       "'reopened','upgraded','downgraded')) NOT VALID",
 
     /* Whether a waiter's claim may go ahead now: an upgrader (p_up, the token it converts)
-     * when no other holder is left (it is the only holder, or holds nothing and learns so);
+     * when no other holder is left (it is the only holder) or when its own hold is gone (its
+     * conversion then answers TL_ELOST, sooner than its heartbeat would tell it);
      * any other when the holders would admit it, as tasklock_turn_v6 says. */
     [PC_DDL_READY] =
     "CREATE OR REPLACE FUNCTION {s}.tasklock_ready_v7(p_key text, p_shared boolean, p_slots "
@@ -94,7 +95,8 @@ const char *const tl__pg_conv_ddl[PG_CONV_DDL] = {
     "BEGIN\n"
     "  IF p_up IS NOT NULL THEN\n"
     "    RETURN NOT EXISTS (SELECT 1 FROM {s}.tasklock_holding_v6 v WHERE v.key = p_key AND "
-    "v.token <> p_up);\n"
+    "v.token <> p_up) OR NOT EXISTS (SELECT 1 FROM {s}.tasklock_holding_v6 v WHERE v.key = "
+    "p_key AND v.token = p_up);\n"
     "  END IF;\n"
     "  SELECT * INTO s FROM {s}.tasklock_state_v6(p_key, now(), 0);\n"
     "  RETURN {s}.tasklock_admit_v6(p_shared, p_slots, s.o_counted, s.o_excl, s.o_slots) <> "
