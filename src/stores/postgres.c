@@ -41,7 +41,8 @@
  * release, inspect and list are the _v6 functions and view there; the functions made below are
  * kept unchanged for libraries of earlier versions sharing the schema (and tasklock_line_v2 is
  * still a helper of this one's claim). What follows describes them; the _v6 ones do the same
- * for a key's exclusive holder.
+ * for a key's exclusive holder. Upgrades, downgrades and the wait-for graph: postgres_convert.c
+ * and postgres_convert_sql.c, whose _v7 release, leave and turn this file calls.
  *
  * Each claim carries a random claim id stored in the row, so that a claim retried after a lost
  * connection recognises its own earlier success instead of finding the key held.
@@ -1245,13 +1246,14 @@ static tl_status ensure_schema(struct pg_store *ps, bool force)
     PGresult *r = NULL;
     tl_status st;
     const char *const sc = ps->schema;
-    char next_check[1024], modes_check[1536], conv_check[1536];
+    char next_check[1024], modes_check[1536], conv_check[2048];
 
     /* The claim-next part (postgres_next.c) and the shared holders (postgres_modes_sql.c),
      * added to a schema made before them like the line. */
     tl__pg_next_check(next_check, sizeof(next_check), sc);
     tl__pg_modes_check(modes_check, sizeof(modes_check), sc);
-    tl__pg_conv_check(conv_check, sizeof(conv_check), sc);
+    if (!tl__pg_conv_check(conv_check, sizeof(conv_check), sc))
+        return tl__store_fail(&ps->base, TL_ESTORE, "postgres: the schema check does not fit");
 
     int len =
         snprintf(check, sizeof(check),

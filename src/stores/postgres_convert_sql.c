@@ -75,13 +75,26 @@ const char *const tl__pg_conv_ddl[PG_CONV_DDL] = {
      * shared hold it converts (NULL: a claim's waiter). Older rows: NULL, read as "". */
     [PC_DDL_COLUMNS] = "ALTER TABLE {s}.tasklock_waiters ADD COLUMN IF NOT EXISTS holding text, "
                        "ADD COLUMN IF NOT EXISTS upgrading bigint",
-    /* The history takes the two new kinds. The check is replaced by a named one (its name
-     * says it knows them); NOT VALID: the old rows already pass it, no need to scan them. */
-    [PC_DDL_EVENTS] = "ALTER TABLE {s}.tasklock_history DROP CONSTRAINT IF EXISTS "
-                      "tasklock_history_event_check, DROP CONSTRAINT IF EXISTS "
-                      "tasklock_history_event_v7, ADD CONSTRAINT tasklock_history_event_v7 CHECK "
-                      "(event IN ('acquired','released','stolen','forced','lost','done',"
-                      "'reopened','upgraded','downgraded')) NOT VALID",
+    /* The history takes the two new kinds: a check that lacks them (the one the tables were
+     * made with, or postgres_next.c's) is replaced, under the same name, as postgres_next.c
+     * does for `done` and `reopened` (NOT VALID: every old row passes the new one anyway, so
+     * there is no need to scan the table under its lock). */
+    [PC_DDL_EVENTS] =
+    "DO $d$\n"
+    "DECLARE\n"
+    "  c record;\n"
+    "BEGIN\n"
+    "  FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = "
+    "'{s}.tasklock_history'::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LIKE "
+    "'%''lost''%' AND pg_get_constraintdef(oid) NOT LIKE '%''downgraded''%' LOOP\n"
+    "    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', '{s}.tasklock_history', "
+    "c.conname);\n"
+    "    ALTER TABLE {s}.tasklock_history ADD CONSTRAINT tasklock_history_event_check CHECK "
+    "(event IN ('acquired','released','stolen','forced','lost','done','reopened','upgraded',"
+    "'downgraded')) NOT VALID;\n"
+    "  END LOOP;\n"
+    "END\n"
+    "$d$",
 
     /* Whether a waiter's claim may go ahead now: an upgrader (p_up, the token it converts)
      * when no other holder is left (it is the only holder) or when its own hold is gone (its
@@ -379,14 +392,16 @@ tl_status tl__pg_conv_template(size_t i, char **out)
     return TL_OK;
 }
 
-void tl__pg_conv_check(char *buf, size_t size, const char *sc)
+bool tl__pg_conv_check(char *buf, size_t size, const char *sc)
 {
-    (void)snprintf(
+    int n = snprintf(
         buf, size,
         "AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
         "to_regclass('\"%s\".tasklock_waiters') AND attname = 'upgrading' AND NOT attisdropped) "
-        "AND EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = "
-        "to_regclass('\"%s\".tasklock_history') AND conname = 'tasklock_history_event_v7') AND "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = "
+        "to_regclass('\"%s\".tasklock_history') AND contype = 'c' AND "
+        "pg_get_constraintdef(oid) LIKE '%%''lost''%%' AND pg_get_constraintdef(oid) NOT LIKE "
+        "'%%''downgraded''%%') AND "
         "to_regprocedure('\"%s\".tasklock_regrant_v7(text, text, bigint, integer, boolean, "
         "integer, text, text, timestamptz)') IS NOT NULL AND "
         "to_regprocedure('\"%s\".tasklock_convert_v7(text, text, bigint, integer, boolean, "
@@ -400,4 +415,5 @@ void tl__pg_conv_check(char *buf, size_t size, const char *sc)
         "NULL AND to_regprocedure('\"%s\".tasklock_finish_v7(text, text, bigint, text, text, "
         "text, boolean, text[], text, text, text, integer, integer, text)') IS NOT NULL",
         sc, sc, sc, sc, sc, sc, sc, sc, sc, sc);
+    return n >= 0 && (size_t)n < size;
 }

@@ -178,8 +178,8 @@ extern const char *const tl__pg_conv_ddl[PG_CONV_DDL];
 /* Template `i` of tl__pg_conv_ddl, derived if need be (allocated; TL_ENOMEM, or TL_ESTORE if
  * the _v6 text it is derived from no longer fits the derivation). */
 tl_status tl__pg_conv_template(size_t i, char **out);
-/* The schema check's part for them ("AND ..."), for schema `sc`. */
-void tl__pg_conv_check(char *buf, size_t size, const char *sc);
+/* The schema check's part for them ("AND ..."), for schema `sc`; false if it did not fit. */
+bool tl__pg_conv_check(char *buf, size_t size, const char *sc);
 tl_status tl__pg_convert(struct tl_store *s, const struct tl_record *held,
                          const struct tl_claim *req, struct tl_claim_result *out);
 tl_status tl__pg_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,

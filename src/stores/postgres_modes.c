@@ -15,7 +15,9 @@
  * functions read it. Waiters record their claim's mode and slots (tasklock_waiters.shared,
  * .slots; an older library's waiters are exclusive by the columns' defaults).
  *
- * Every claim is one call of tasklock_claim_v6: one statement, one transaction, deciding
+ * Every claim is one call of tasklock_claim_v6 (this version calls tasklock_claim_v7, the same
+ * but for the waiter's holding text and the upgrader-aware wake-up: postgres_convert_sql.c;
+ * forced releases likewise call tasklock_force_v7): one statement, one transaction, deciding
  * under the key row's lock (FOR UPDATE) with fresh snapshots (READ COMMITTED), so that
  * concurrent claims, from threads or processes, never exceed the slots nor mix a writer with
  * anyone. A claim that will not wait and that the holders or the line refuse writes nothing.

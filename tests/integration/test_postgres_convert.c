@@ -452,7 +452,7 @@ static void upgraded_and_downgraded_are_in_the_history(void **state)
     /* A garbled kind (the check dropped by hand) is an error naming the table. */
     (void)snprintf(sql, sizeof(sql),
                    "ALTER TABLE \"%s\".tasklock_history DROP CONSTRAINT "
-                   "tasklock_history_event_v7; INSERT INTO \"%s\".tasklock_history (key, event, "
+                   "tasklock_history_event_check; INSERT INTO \"%s\".tasklock_history (key, event, "
                    "worker_id, node_id, token) VALUES ('h', 'upgradedx', 'w', 'n', 1)",
                    p.schema, p.schema);
     exec_ok(c, sql);
