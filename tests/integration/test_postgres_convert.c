@@ -7,7 +7,8 @@
  * of its latest claim (and an older library's waiter reads as ""); waiters(NULL) lists every
  * waiter of the store across keys; upgraded and downgraded events read back with their
  * details, a garbled kind is a clear error; the previous library's claim and release beside an
- * upgrader; a conversion retried after a lost reply finds its grant.
+ * upgrader; a conversion retried after a lost reply finds its grant; a schema of the previous
+ * version's layout is completed by the next open.
  */
 #include <libpq-fe.h>
 #include <setjmp.h>
@@ -559,6 +560,74 @@ static void a_retried_conversion_finds_its_grant(void **state)
     PQfinish(c);
 }
 
+/* ---- migration ---- */
+
+/* A schema of the previous version's layout (no _v7 functions, no holding nor upgrading
+ * column, a history check without the new kinds), with a waiter of that version in line, is
+ * completed by the next open: the waiter reads back with holding "", and conversions work and
+ * are recorded. */
+static void a_schema_of_the_previous_version_is_completed(void **state)
+{
+    struct place p;
+    char sql[1500];
+    struct tl_record a, b;
+    struct tl_claim_result res;
+
+    (void)state;
+    new_place(&p, "migrate");
+    PGconn *c = admin();
+    struct tl_store *s = open_url(p.url);
+    tl__store_close(s);
+    (void)snprintf(
+        sql, sizeof(sql),
+        "DO $d$ DECLARE f record; BEGIN FOR f IN SELECT p.oid::regprocedure AS sig "
+        "FROM pg_proc p WHERE p.pronamespace = '\"%s\"'::regnamespace AND p.proname "
+        "LIKE 'tasklock\\_%%\\_v7' LOOP EXECUTE 'DROP FUNCTION ' || f.sig; END LOOP; "
+        "END $d$; "
+        "ALTER TABLE \"%s\".tasklock_waiters DROP COLUMN holding, DROP COLUMN upgrading; "
+        "ALTER TABLE \"%s\".tasklock_history DROP CONSTRAINT "
+        "tasklock_history_event_check, ADD CONSTRAINT tasklock_history_event_check "
+        "CHECK (event IN ('acquired','released','stolen','forced','lost','done',"
+        "'reopened'))",
+        p.schema, p.schema, p.schema);
+    exec_ok(c, sql);
+    (void)snprintf(sql, sizeof(sql),
+                   "SELECT o_outcome FROM \"%s\".tasklock_claim_v6('g', 'old', 'n', '{}', 60000, "
+                   "0, 'old-1', NULL, 0, 60000, false, 0)",
+                   p.schema);
+    assert_string_equal(value_of(c, sql), "won");
+    (void)snprintf(sql, sizeof(sql),
+                   "SELECT o_outcome FROM \"%s\".tasklock_claim_v6('g', 'old-w', 'n', '{}', "
+                   "60000, 0, 'old-2', '%s', 0, 60000, false, 0)",
+                   p.schema, w_id);
+    assert_string_equal(value_of(c, sql), "held");
+
+    s = open_url(p.url);
+    struct tl_waiter **w = NULL;
+    size_t n = 0;
+    assert_int_equal(s->ops->waiters(s, NULL, &w, &n), TL_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(w[0]->holding, "");
+    tl_waiter_array_free(w, n);
+    struct tl_claim ca = claim_of("u", "ra", true), cb = claim_of("u", "rb", true);
+    hold(s, &ca, &a);
+    hold(s, &cb, &b);
+    struct tl_claim up = conv_of(&a, false, up_id, "x");
+    assert_int_equal(convert(s, &a, &up, &res), TL_EBUSY);
+    tl__record_clear(&res.rec);
+    release(s, &b);
+    assert_true(woken_within(s, "u", up_id, EVENT_MS));
+    assert_int_equal(convert(s, &a, &up, &res), TL_OK);
+    struct tl_event **ev = NULL;
+    assert_int_equal(s->ops->history(s, "u", 10, &ev, &n), TL_OK);
+    assert_non_null(find_event(ev, n, TL_EVENT_UPGRADED));
+    tl_event_array_free(ev, n);
+    release(s, &a);
+    tl__store_close(s);
+    drop_place(c, &p);
+    PQfinish(c);
+}
+
 int main(void)
 {
     base_url = tl_test_env("TL_TEST_POSTGRES_URI");
@@ -575,6 +644,7 @@ int main(void)
         cmocka_unit_test(upgraded_and_downgraded_are_in_the_history),
         cmocka_unit_test(the_previous_library_beside_an_upgrader),
         cmocka_unit_test(a_retried_conversion_finds_its_grant),
+        cmocka_unit_test(a_schema_of_the_previous_version_is_completed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
