@@ -428,8 +428,8 @@ WHY_MODES_ETCD = (
     "(%(r1)s): a key's shared holders are one value (the set, docs/etcd.md), and every reader's "
     "claim and release is a read and a transaction compared on that value's revision; with 8 "
     "readers rewriting it, many compares lose to another reader's write and start again (a "
-    "release gives up after 20 such losses in a row: `no clear answer after 20 attempts`, seen "
-    "in an earlier run of this section), while exclusive lockers mostly wait in line and write once per turn. A "
+    "release gives up after 20 such losses in a row, `no clear answer after 20 attempts`: the "
+    "errors column), while exclusive lockers mostly wait in line and write once per turn. A "
     "backoff with jitter between attempts, or holders as keys of their own, would let readers "
     "of one hot key scale there.")
 WHY_MODES_CHECK = (
@@ -441,7 +441,7 @@ WHY_MODES_CHECK = (
     "lookup; on a server it is one request whose reply (and on Redis the script's work, about "
     "one command per waiter) grows with W. With a waiter or two the check costs about as much as "
     "the busy claim a waiter makes anyway, or less (the memory store aside, where both take "
-    "under a µs); with a hundred, several to tens of times as much. A cycle found "
+    "under a µs); %s. A cycle found "
     "by the lists adds one holders read per key on it (2 for a 2-cycle), which happens only "
     "when a deadlock is likely.")
 
@@ -456,7 +456,17 @@ def why_modes(P):
         text += WHY_MODES_ETCD % {"r": "shared ÷ exclusive " + ratio_text(r),
                                   "r1": ratio_text(r1)}
     if modes_w:
-        text += "\n\n" + WHY_MODES_CHECK
+        W = modes_w[-1]
+        parts = []
+        for st in MODES_STORES:
+            r = ratio(mser(st, "check", "w%d" % W, "p50_ms"),
+                      mser(st, "busy-claim", "w%d" % W, "p50_ms"))
+            if r:
+                parts.append("%s on %s" % (fmt(med(r), 1), st))
+        at = ("with %d waiters, check ÷ busy claim is %s (the busy claim's time does not "
+              "depend on W)" % (W, ", ".join(parts))
+              if parts else "it grows with the waiters")
+        text += "\n\n" + WHY_MODES_CHECK % at
     return text
 
 # ---- sections ---------------------------------------------------------------------------------
