@@ -417,8 +417,8 @@ static void check_handover(const struct tt_log *log, const struct facts *facts,
             violated(v,
                      "key %u: w%u stole token %llu's lock %lld ms after w%u began to "
                      "acquire it, under the lock timeout of %u ms",
-                     b->key, b->worker, (unsigned long long)a->token, (long long)gap_ms,
-                     a->worker, log->lock_timeout_ms);
+                     b->key, b->worker, (unsigned long long)a->token, (long long)gap_ms, a->worker,
+                     log->lock_timeout_ms);
         }
         if (a->end == TT_END_KILLED) {
             int64_t rec = (b->enter_ns - exit_of(a, &facts[ai])) / 1000000;

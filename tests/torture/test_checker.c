@@ -22,7 +22,7 @@ struct fixture {
     size_t nwr;
     uint64_t seq;
     uint64_t max[2];
-    uint64_t max_excl[2]; /* modes: the largest token an exclusive holder wrote with */
+    uint64_t max_excl[2];        /* modes: the largest token an exclusive holder wrote with */
     struct tt_freeze freezes[2]; /* partition */
     size_t nfreezes;
 };

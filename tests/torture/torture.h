@@ -165,7 +165,7 @@ struct tt_counts {
     uint64_t shared_sections, exclusive_sections, slot_sections;
     uint64_t upgrades, upgrades_granted, upgrades_deadlocked, upgrades_busy, upgrades_failed;
     uint64_t ordered_acquires, false_deadlocks;
-    int64_t connect_ns;              /* line: how long tl_connect() took before the cycles */
+    int64_t connect_ns; /* line: how long tl_connect() took before the cycles */
 };
 
 /* A worker slot: one incarnation of a worker (a replacement gets a new slot). */
@@ -209,7 +209,7 @@ enum tt_fault_kind {
 #define TT_MAX_CYCLES 4096
 #define TT_CYCLE_MAX  3
 struct tt_cycle {
-    uint32_t size;                 /* 2 or 3; 0: unused */
+    uint32_t size; /* 2 or 3; 0: unused */
     uint32_t group, round;
     uint32_t worker[TT_CYCLE_MAX]; /* member slots */
     atomic_int holding;            /* members that got their first key */
