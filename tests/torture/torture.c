@@ -1929,6 +1929,27 @@ static int setup(struct parent *p)
     struct tt_config *c = &p->run.cfg;
     const char *tmp = getenv("TMPDIR"); /* NOLINT(concurrency-mt-unsafe) */
 
+    /* deadlock: pairs of workers (and groups of three), three keys each, then the ordered
+     * workload's keys. */
+    if (c->scenario == TT_DEADLOCK) {
+        if (!p->triples_given)
+            c->triples = c->workers >= 5 ? 1 : 0;
+        if (3 * c->triples > c->workers)
+            c->triples = c->workers / 3;
+        c->groups = c->triples + (c->workers - 3 * c->triples) / 2;
+        c->group_keys = 3 * c->groups;
+        if (c->keys < 2)
+            c->keys = 2;
+        c->keys += c->group_keys;
+        if (c->ordered_cycles == 0)
+            c->ordered_cycles = 2;
+        if (c->keys > TT_MAX_KEYS || c->groups == 0 ||
+            (uint64_t)c->groups * c->cycles > TT_MAX_CYCLES) {
+            (void)fprintf(stderr, "tl-torture: deadlock: too many workers, keys or rounds\n");
+            return EXIT_USAGE;
+        }
+    }
+
     (void)snprintf(p->dir, sizeof(p->dir), "%s/tl-torture.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (mkdtemp(p->dir) == NULL) {
         p->dir[0] = '\0';
@@ -1999,27 +2020,6 @@ static int setup(struct parent *p)
     if (c->backoff_max_ms == 0) {
         c->backoff_min_ms = github ? 20 : 2;
         c->backoff_max_ms = github ? 500 : 64;
-    }
-
-    /* deadlock: pairs of workers (and groups of three), three keys each, then the ordered
-     * workload's keys. */
-    if (c->scenario == TT_DEADLOCK) {
-        if (!p->triples_given)
-            c->triples = c->workers >= 5 ? 1 : 0;
-        if (3 * c->triples > c->workers)
-            c->triples = c->workers / 3;
-        c->groups = c->triples + (c->workers - 3 * c->triples) / 2;
-        c->group_keys = 3 * c->groups;
-        if (c->keys < 2)
-            c->keys = 2;
-        c->keys += c->group_keys;
-        if (c->ordered_cycles == 0)
-            c->ordered_cycles = 2;
-        if (c->keys > TT_MAX_KEYS || c->groups == 0 ||
-            (uint64_t)c->groups * c->cycles > TT_MAX_CYCLES) {
-            (void)fprintf(stderr, "tl-torture: deadlock: too many workers, keys or rounds\n");
-            return EXIT_USAGE;
-        }
     }
 
     /* Keys: issue numbers on GitHub, else names no other test uses. */
