@@ -1569,6 +1569,18 @@ static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t fail
             m.upgrades_busy += n->upgrades_busy;
             m.upgrades_failed += n->upgrades_failed;
         }
+        /* Whom the faults hit: readers, slot holders, writers. */
+        uint64_t hit[3] = {0};
+        for (uint32_t i = 0; i < sh->nfaults; i++) {
+            const struct tt_fault *ft = &sh->faults[i];
+            if (ft->kind != TT_FAULT_KILL && ft->kind != TT_FAULT_STOP)
+                continue;
+            const struct tt_section *vs = &tt_sections(sh)[ft->section];
+            hit[vs->slots > 0 ? 1 : vs->mode == TL_SHARED ? 0 : 2]++;
+        }
+        (void)fprintf(f, "\"victims\":{\"shared\":%llu,\"slot\":%llu,\"exclusive\":%llu},",
+                      (unsigned long long)hit[0], (unsigned long long)hit[1],
+                      (unsigned long long)hit[2]);
         (void)fprintf(
             f,
             "\"modes\":{\"slots\":%u,\"shared\":%llu,\"exclusive\":%llu,\"slot_holds\":%llu,"

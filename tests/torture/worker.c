@@ -717,9 +717,11 @@ static void cycle_round(struct ctx *c, tl_manager *m, uint32_t g, uint32_t idx, 
 
     if (cy == NULL)
         return;
-    cy->size = size;
-    cy->group = g;
-    cy->round = round;
+    if (idx == 0) { /* one writer (threads: no race); the parent reads them after the run */
+        cy->size = size;
+        cy->group = g;
+        cy->round = round;
+    }
     cy->worker[idx] = c->slot;
     bool held = take(c, m, 3 * g + idx, TL_EXCLUSIVE, cfg->deadline_ms, &first, &st);
     if (!held) {
