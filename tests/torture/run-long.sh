@@ -234,7 +234,7 @@ notes() { # the scenario's own figures
     ut=$(sed -n 's/.*"upgrades":{"tried":\([0-9]*\).*/\1/p' <<<"$1")
     ug=$(sed -n 's/.*"upgrades":{[^}]*"granted":\([0-9]*\).*/\1/p' <<<"$1")
     ud=$(sed -n 's/.*"upgrades":{[^}]*"deadlocks":\([0-9]*\).*/\1/p' <<<"$1")
-    n+=("modes: $sh shared, $sl slots, $ex exclusive; $so shared overlaps; $v semaphore overflows; upgrades $ut tried, $ug granted, $ud deadlocks")
+    n+=("modes: $sh shared, $sl slots, $ex exclusive, $so shared overlaps, $v semaphore overflows, upgrades $ut tried, $ug granted, $ud deadlocks")
   fi
   v=$(sed -n 's/.*"deadlock":{[^}]*"created":\([0-9]*\).*/\1/p' <<<"$1")
   if [ -n "$v" ]; then
@@ -244,7 +244,7 @@ notes() { # the scenario's own figures
     lt=$(sed -n 's/.*"deadlock":{[^}]*"late":\([0-9]*\).*/\1/p' <<<"$1")
     fr=$(sed -n 's/.*"deadlock":{[^}]*"false_reports":\([0-9]*\).*/\1/p' <<<"$1")
     md=$(sed -n 's/.*"deadlock":{[^}]*"max_detect_ms":\([0-9.]*\).*/\1/p' <<<"$1")
-    n+=("cycles: $v created, $rp reported, $ms missed, $lt late (slowest $md ms); false reports: $fr")
+    n+=("cycles: $v created, $rp reported, $ms missed, $lt late (slowest $md ms), false reports: $fr")
   fi
   local IFS=';' all
   all="${n[*]}"
