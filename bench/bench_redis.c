@@ -35,6 +35,8 @@
 
 #include "bench_common.h"
 #include "store.h"
+#include "stores/redis_convert_scripts.h"
+#include "stores/redis_holders_scripts.h"
 #include "stores/redis_scripts.h"
 #include "tasklock.h"
 #include "tl.h"
@@ -132,18 +134,21 @@ static char *resp_cmd(int argc, const char **argv, size_t *len)
     return out;
 }
 
-/* Loads a script made of parts joined, as the store loads its own (redis_scripts.h); the parts
- * end at the first NULL. */
-static void script_sha(struct raw *r, const char *const parts[4], char sha[41])
+#define SCRIPT_PARTS 8
+
+/* Loads a script made of parts joined, as the store loads its own (redis.c's script table; the
+ * store also drops indentation and comment lines, which changes nothing the server runs); the
+ * parts end at the first NULL. */
+static void script_sha(struct raw *r, const char *const parts[SCRIPT_PARTS], char sha[41])
 {
     size_t total = 1;
-    for (int i = 0; i < 4 && parts[i] != NULL; i++)
+    for (int i = 0; i < SCRIPT_PARTS && parts[i] != NULL; i++)
         total += strlen(parts[i]);
     char *body = malloc(total);
     if (body == NULL)
         die("SCRIPT LOAD", "out of memory");
     body[0] = '\0';
-    for (int i = 0; i < 4 && parts[i] != NULL; i++)
+    for (int i = 0; i < SCRIPT_PARTS && parts[i] != NULL; i++)
         strcat(body, parts[i]);
     const char *argv[] = {"SCRIPT", "LOAD", body};
     size_t len;
@@ -181,15 +186,21 @@ static double bench_eval(const char *url, double seconds)
 {
     struct raw *r = malloc(sizeof(*r));
     char claim_sha[41], release_sha[41], rk[128], ck[128], hk[64], ch[128], key[64], token[32];
-    char lk[128], wk[128], sk[128], wp[128];
+    char lk[128], wk[128], sk[128], wp[128], gk[64];
     long n = 0;
 
     raw_connect(r, url);
     /* The store's own scripts and arguments (redis.c: redis_claim, redis_release), without the
      * line: no waiter id, so a claim of the free key wins at once. */
-    script_sha(r, (const char *const[4]){lua_prelude, lua_line, script_claim, script_claim_win},
+    script_sha(r,
+               (const char *const[SCRIPT_PARTS]){lua_prelude, lua_line, lua_holders, lua_holders2,
+                                                 lua_graph, script_claim, script_claim_busy,
+                                                 script_claim_win},
                claim_sha);
-    script_sha(r, (const char *const[4]){lua_prelude, lua_line, script_release, NULL}, release_sha);
+    script_sha(r,
+               (const char *const[SCRIPT_PARTS]){lua_prelude, lua_line, lua_holders, lua_holders2,
+                                                 script_release, NULL},
+               release_sha);
     (void)snprintf(key, sizeof(key), "bench-eval-%ld", (long)getpid());
     (void)snprintf(rk, sizeof(rk), "tasklock:lock:%s", key);
     (void)snprintf(ck, sizeof(ck), "tasklock:token:%s", key);
@@ -199,14 +210,19 @@ static double bench_eval(const char *url, double seconds)
     (void)snprintf(wk, sizeof(wk), "tasklock:waiters:%s", key);
     (void)snprintf(sk, sizeof(sk), "tasklock:lineseq:%s", key);
     (void)snprintf(wp, sizeof(wp), "tasklock:wake:%s:", key);
-    const char *claim[] = {
-        "EVALSHA",  claim_sha, "6",      rk,       ck,
-        hk,         lk,        wk,       sk,       "bench",
-        "bench",    "{}",      "300000", "normal", "0123456789abcdef0123456789abcdef",
-        "86400000", "10000",   key,      "",       "0",
-        "0",        wp};
+    (void)snprintf(gk, sizeof(gk), "tasklock:lines");
+    /* As redis_holders.c's claim: 7 keys, then worker, node, task info, timeout, mode, nonce,
+     * safety ttl, history max, key, waiter id, priority, waiter timeout, wake prefix, shared,
+     * slots, holding. */
+    const char *claim[] = {"EVALSHA",  claim_sha, "7",      rk,
+                           ck,         hk,        lk,       wk,
+                           sk,         gk,        "bench",  "bench",
+                           "{}",       "300000",  "normal", "0123456789abcdef0123456789abcdef",
+                           "86400000", "10000",   key,      "",
+                           "0",        "0",       wp,       "0",
+                           "0",        ""};
     size_t claim_len;
-    char *claim_cmd = resp_cmd(22, claim, &claim_len);
+    char *claim_cmd = resp_cmd(26, claim, &claim_len);
 
     double start = bench_now_s(), end = start + seconds;
     while (bench_now_s() < end) {
@@ -217,6 +233,8 @@ static double bench_eval(const char *url, double seconds)
             p += resp_len(p, r->len - (size_t)(p - r->buf));
         if (sscanf(p, ":%31[0-9]", token) != 1)
             die("claim", "no token in the reply (is the key free?)");
+        /* As redis_holders.c's release: 5 keys, then worker, node, token, summary, safety
+         * ttl, history max, key, channel, wake prefix. */
         const char *release[] = {"EVALSHA",  release_sha, "5",     rk,      ck,    hk,
                                  lk,         wk,          "bench", "bench", token, "",
                                  "86400000", "10000",     key,     ch,      wp};

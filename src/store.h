@@ -103,7 +103,8 @@
  *   woken too (a chain of readers enters one by one).
  * - force_release with token 0 removes every holder (a `forced` and a `released` event, the
  *   detail naming them, or such a pair per holder removed (GitHub: a completion comment per
- *   holder); `former` is the holder inspect would show); with a token, that holder only. claim_next and finish's next claim are exclusive (a key with shared holders is held).
+ *   holder); `former` is the holder inspect would show); with a token, that holder only. claim_next
+ * and finish's next claim are exclusive (a key with shared holders is held).
  * - convert (optional) changes one holder's mode as a new grant: the key's next token, a
  *   heartbeat now, an `upgraded` or `downgraded` event; TL_ELOST if `held` is not a holder.
  *   To shared (a downgrade): always admitted; the head may then be woken. To exclusive (an
@@ -111,7 +112,8 @@
  *   TL_CLAIM_STEAL stale ones do not, and are displaced), whatever the line; else TL_EBUSY with
  *   the oldest other holder in out->rec, and with req->waiter_id the upgrader joins (or
  *   refreshes its place in) the line with priority TL_PRIORITY_UPGRADE, ahead of everyone else.
- *   An upgrader at the head is woken when it has become the only holder; a win removes its
+ *   An upgrader at the head is woken when no other holder counts (it is the only holder, or the
+ *   others are stale and it steals) or it holds nothing any more; a win removes its
  *   waiter.
  *
  * The wait-for graph (version 5; DESIGN.md section 9). A store that sets `deadlocks` in open

@@ -15,7 +15,9 @@
  *                         etcd, not by anyone's clock). Its value holds the current lock timeout.
  *   PREFIX w/KEY ETCD_SEP ID   a waiter in KEY's line, attached to its manager's waiter lease: a
  *                         waiter that stops refreshing disappears by itself (a dead waiter is
- *                         never seen). Its create revision is its seq.
+ *                         never seen). Its create revision is its seq. Its value keeps the
+ *                         holding text of the wait-for graph and, for an upgrader, the token
+ *                         it converts (etcd_convert.c).
  *   PREFIX e/KEY ETCD_SEP ID   an audit-trail event; at most history_max per key.
  *   PREFIX d/KEY          a finished task's done marker (no lease; etcd_next.c).
  *   PREFIX s/KEY ETCD_SEP NONCE   a shared holder's liveness, on its manager's lease: a key held
@@ -279,7 +281,8 @@ static tl_status etcd_open(struct tl_store *s, const char *url)
     st = tl__etcd_call(s, "/v3/kv/range", req, TL_ETCD_READ, &ans);
     json_decref(req);
     json_decref(ans);
-    s->modes = true; /* shared holders and semaphores: etcd_modes.c */
+    s->modes = true;     /* shared holders and semaphores: etcd_modes.c */
+    s->deadlocks = true; /* the wait-for graph: etcd_convert.c, etcd_read.c */
 
 out:
     for (size_t i = 0; i < neps; i++)
@@ -402,30 +405,14 @@ static tl_status busy(struct tl_store *s, struct claim_ctx *c, const struct etcd
     tl_status st;
 
     if (req->waiter_id != NULL) {
-        int64_t wl = 0, sent = 0;
-        if ((st = tl__etcd_lease_for(s, req->waiter_timeout_ms, &wl, &sent)) != TL_OK)
+        /* Joins, or refreshes its place (and the holding text it keeps for the graph). */
+        bool written = true;
+        st = tl__etcd_line_put(s, &c->k, req, mine >= 0 ? &ks->line[mine].kv : NULL, 0, c->at, 0,
+                               &written);
+        if (st != TL_OK)
             return st;
-        if (mine < 0) {
-            bool ok = true;
-            json_t *v = json_pack("{s:s, s:s, s:i, s:I, s:I}", "worker", req->worker_id, "node",
-                                  req->node_id, "priority", (int)req->priority, "since",
-                                  (json_int_t)c->at, "timeout", (json_int_t)req->waiter_timeout_ms);
-            char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
-            json_decref(v);
-            json_t *compare = json_array(), *ops = json_array(), *ans = NULL;
-            tl__etcd_push(compare, tl__etcd_cmp(c->k.waiter, NULL, "CREATE", "EQUAL", 0, &ok), &ok);
-            tl__etcd_push(ops, text ? tl__etcd_op_put(c->k.waiter, text, wl, &ok) : NULL, &ok);
-            free(text);
-            st = tl__etcd_txn(s, compare, ops, NULL, ok, TL_ETCD_WRITE, &ans);
-            json_decref(ans);
-            if (st != TL_OK && !tl__etcd_unsure(es)) {
-                if (tl__etcd_lease_gone(es))
-                    tl__etcd_forget_lease(es, wl);
-                return st;
-            }
-            /* Unsure: the next claim sees whether it is there. */
-            waiting++;
-        }
+        if (mine < 0)
+            waiting++; /* joined now (a failed compare: before, by a lost answer) */
         tl__free(es->wait_key);
         es->wait_key = tl__strdup(req->key);
         (void)snprintf(es->wait_id, sizeof(es->wait_id), "%s", req->waiter_id);
@@ -945,4 +932,5 @@ const struct tl_store_ops tl__store_etcd = {
     .done_list = tl__etcd_done_list,
     .wait_any = tl__etcd_wait_any,
     .holders = tl__etcd_holders,
+    .convert = tl__etcd_convert,
 };

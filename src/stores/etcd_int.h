@@ -3,7 +3,8 @@
  * etcd.c (open, claim, renew, force), etcd_read.c (inspect, list, history and the line's
  * waiting), etcd_wire.c (the key layout, the values we write, gateway calls and leases),
  * etcd_next.c (release, and claim-next with its done markers), etcd_modes.c (shared holders and
- * semaphores: the holder set of a key).
+ * semaphores: the holder set of a key), etcd_convert.c (upgrades, downgrades, and what waiters
+ * keep for the wait-for graph).
  */
 #ifndef TL_STORES_ETCD_INT_H
 #define TL_STORES_ETCD_INT_H
@@ -255,6 +256,9 @@ tl_status tl__etcd_state_from(struct tl_store *s, json_t *ans, size_t first,
 tl_status tl__etcd_read_state(struct tl_store *s, const struct etcd_names *k,
                               struct etcd_key_state *ks);
 
+/* A waiter's priority, as its value says (clamped; TL_PRIORITY_UPGRADE at most). */
+int32_t tl__etcd_waiter_priority(const struct etcd_kv *k);
+
 /* Our place in the line: index of waiter `id`, or -1. */
 long tl__etcd_line_index(const struct etcd_key_state *ks, const char *id);
 
@@ -345,5 +349,32 @@ tl_status tl__etcd_reopen(struct tl_store *s, const char *key, const char *worke
 tl_status tl__etcd_done_list(struct tl_store *s, const char *key, struct tl_done ***out,
                              size_t *count);
 tl_status tl__etcd_wait_any(struct tl_store *s, const struct tl_candidates *c, uint32_t timeout_ms);
+
+/* ---- etcd_convert.c: conversions and the waiters' values ---- */
+
+/* What a waiter's value says beyond its worker, node, priority and timeout. */
+struct etcd_waiter_info {
+    int64_t since;
+    uint64_t upgrading; /* an upgrader's: the token of the shared hold it converts (0: none) */
+    char *holding;      /* allocated; "" when none (also in a value written before the graph) */
+};
+
+/* A waiter's value for `req` (its holding text kept), joined at `since`; NULL: out of memory. */
+char *tl__etcd_waiter_value(const struct tl_claim *req, int64_t since, uint64_t upgrading);
+/* Reads a waiter's value (a malformed one reads as empty); false: out of memory. */
+bool tl__etcd_waiter_parse(const struct etcd_kv *w, struct etcd_waiter_info *out);
+/*
+ * Puts waiter k->waiter of `req` in line (`w` NULL: it joins, compared absent), or refreshes
+ * its place (`w` its kv as read): the lease is kept alive, and the value rewritten, compared
+ * unchanged, only when its holding text or upgrade changed (seq and since stay). With l_mod > 0
+ * the write also compares the lock record's revision. *written false: a compare failed. An
+ * unsure answer counts as written (the next claim sees).
+ */
+tl_status tl__etcd_line_put(struct tl_store *s, const struct etcd_names *k,
+                            const struct tl_claim *req, const struct etcd_kv *w, uint64_t upgrading,
+                            int64_t at, int64_t l_mod, bool *written);
+/* The store's convert op. */
+tl_status tl__etcd_convert(struct tl_store *s, const struct tl_record *held,
+                           const struct tl_claim *req, struct tl_claim_result *out);
 
 #endif /* TL_STORES_ETCD_INT_H */

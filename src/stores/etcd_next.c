@@ -70,13 +70,15 @@ tl_status tl__etcd_events_after(struct tl_store *s, const char *key, int64_t aft
     return st;
 }
 
-/* Whether an event value is a grant (acquired, stolen, forced). */
+/* Whether an event value is a grant (acquired, stolen, forced, upgraded, downgraded). */
 bool tl__etcd_event_is_grant(const struct etcd_kv *e)
 {
     json_t *v = json_loadb(e->value, e->value_len, 0, NULL);
     const char *k = json_string_value(json_object_get(v, "kind"));
+    /* A conversion is a grant too: a new token (store.h, convert). */
     bool grant = k != NULL && (strcmp(k, "acquired") == 0 || strcmp(k, "stolen") == 0 ||
-                               strcmp(k, "forced") == 0);
+                               strcmp(k, "forced") == 0 || strcmp(k, "upgraded") == 0 ||
+                               strcmp(k, "downgraded") == 0);
 
     json_decref(v);
     return grant;

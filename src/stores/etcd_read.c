@@ -213,9 +213,12 @@ static int cmp_ev(const void *a, const void *b)
     return (x->order > y->order) - (x->order < y->order);
 }
 
-/* An event from its kv; NULL (skipped) when malformed. */
-static struct tl_event *event_from(const struct etcd_store *es, const struct etcd_kv *e, int *order)
+/* An event from its kv. A value that is not a tasklock event (a kind this version does not
+ * know, a missing field) is a clear error, not a hole in the trail. */
+static tl_status event_from(struct tl_store *s, const struct etcd_kv *e, struct tl_event **out,
+                            int *order)
 {
+    const struct etcd_store *es = es_of(s);
     json_t *v = json_loadb(e->value, e->value_len, 0, NULL);
     const char *kind = json_string_value(json_object_get(v, "kind"));
     const char *w = json_string_value(json_object_get(v, "worker"));
@@ -225,18 +228,35 @@ static struct tl_event *event_from(const struct etcd_store *es, const struct etc
     struct tl_event *ev = NULL;
     int64_t token = 0;
     size_t lp = strlen(es->prefix) + 2;
-    const char *sep = strlen(e->key) > lp ? strchr(e->key + lp, ETCD_SEP[0]) : NULL;
+    const char *name = strlen(e->key) > lp ? e->key + lp : e->key;
+    const char *sep = strchr(name, ETCD_SEP[0]);
     tl_event_kind k;
+    tl_status st = TL_OK;
 
-    if (kind == NULL || w == NULL || n == NULL || !json_is_integer(at) || sep == NULL ||
-        !tl__event_kind_from_name(kind, &k) || !tl__etcd_i64(v, "token", &token))
+    *out = NULL;
+    bool known = kind != NULL && tl__event_kind_from_name(kind, &k);
+    if (!known || w == NULL || n == NULL || !json_is_integer(at) || sep == NULL ||
+        !tl__etcd_i64(v, "token", &token) || (d != NULL && !json_is_string(d))) {
+        int klen = sep ? (int)(sep - name) : (int)strcspn(name, ETCD_SEP);
+        char what[64];
+        if (kind != NULL && !known)
+            (void)snprintf(what, sizeof(what), "unknown kind \"%.40s\"", kind);
+        else
+            (void)snprintf(what, sizeof(what), "%s", kind ? "a field missing or bad" : "no kind");
+        st = tl__store_fail(s, TL_ESTORE,
+                            "etcd: an event of %.*s in the audit trail is not a tasklock event "
+                            "(%s): %.120s",
+                            klen > 200 ? 200 : klen, name, what, e->value);
         goto out;
-    if ((ev = tl__event_new()) == NULL)
+    }
+    if ((ev = tl__event_new()) == NULL) {
+        st = tl__etcd_oom(s);
         goto out;
+    }
     ev->kind = k;
     ev->at_ms = json_integer_value(at);
     ev->token = token != 0 ? (uint64_t)token : (uint64_t)e->create;
-    ev->key = tl__strndup(e->key + lp, (size_t)(sep - (e->key + lp)));
+    ev->key = tl__strndup(name, (size_t)(sep - name));
     ev->worker_id = tl__strdup(w);
     ev->node_id = tl__strdup(n);
     ev->detail = json_is_string(d) ? tl__strdup(json_string_value(d)) : NULL;
@@ -244,10 +264,12 @@ static struct tl_event *event_from(const struct etcd_store *es, const struct etc
     if (!ev->key || !ev->worker_id || !ev->node_id || (json_is_string(d) && !ev->detail)) {
         tl__event_free(ev);
         ev = NULL;
+        st = tl__etcd_oom(s);
     }
 out:
+    *out = ev;
     json_decref(v);
-    return ev;
+    return st;
 }
 
 tl_status tl__etcd_history(struct tl_store *s, const char *key, size_t limit,
@@ -290,9 +312,13 @@ tl_status tl__etcd_history(struct tl_store *s, const char *key, size_t limit,
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         int order = 0;
-        struct tl_event *ev = event_from(es, &kvs[i], &order);
-        if (ev != NULL)
-            tmp[m++] = (struct ev_sort){.ev = ev, .rev = kvs[i].create, .order = order};
+        struct tl_event *ev = NULL;
+        if ((st = event_from(s, &kvs[i], &ev, &order)) != TL_OK) {
+            for (size_t j = 0; j < m; j++)
+                tl__event_free(tmp[j].ev);
+            goto out;
+        }
+        tmp[m++] = (struct ev_sort){.ev = ev, .rev = kvs[i].create, .order = order};
     }
     qsort(tmp, m, sizeof(*tmp), cmp_ev);
     struct tl_event **arr = NULL;
@@ -411,22 +437,36 @@ static struct etcd_turn *turn_new(struct tl_store *s, const char *key, const cha
     return t;
 }
 
-/* Whether the holders of `ks` admit the waiter's claim (the head's turn has come). */
+/* Whether the holders of `ks` admit the waiter's claim (the head's turn has come). An upgrader
+ * (its value names the token it converts) is admitted when no other holder counts, or when it
+ * holds nothing any more (its conversion then answers TL_ELOST). */
 static tl_status admitted(struct etcd_turn *t, const struct etcd_key_state *ks, bool *yes)
 {
     struct etcd_group g = {0};
+    struct etcd_waiter_info wi;
     size_t counted = 0;
+    bool mine = false;
     tl_status st;
 
     *yes = !ks->held;
     if (!ks->held)
         return TL_OK;
+    if (!tl__etcd_waiter_parse(&ks->line[0].kv, &wi))
+        return tl__etcd_oom(t->s);
+    tl__free(wi.holding);
     if ((st = tl__etcd_group_of(t->s, t->key, ks, &g)) != TL_OK)
         return st;
-    for (size_t i = 0; i < g.n; i++)
+    for (size_t i = 0; i < g.n; i++) {
+        if (wi.upgrading != 0 && !g.exclusive && g.h[i].rec.info.token == wi.upgrading) {
+            mine = true;
+            continue;
+        }
         counted += g.h[i].live != NULL || !t->may_steal;
-    /* A mismatch of slots counts as admitted: the claim answers it. */
-    *yes = tl__admit(t->shared, t->slots, counted, g.exclusive, g.slots) != TL_ADMIT_NO;
+    }
+    if (wi.upgrading != 0)
+        *yes = !mine || counted == 0;
+    else /* a mismatch of slots counts as admitted: the claim answers it */
+        *yes = tl__admit(t->shared, t->slots, counted, g.exclusive, g.slots) != TL_ADMIT_NO;
     tl__etcd_group_clear(&g);
     return TL_OK;
 }
@@ -447,9 +487,11 @@ static tl_status plan(struct etcd_turn *t, struct watch_spec w[3], size_t *n)
         return st;
     t->free_rev = 0;
     if (t->waiter_id == NULL) {
-        /* Free, or stale: worth another attempt. */
+        /* Free, or stale: worth another attempt. Every change of the record is watched: a
+         * shared key's set is rewritten as holders come and go, and a downgrade rewrites an
+         * exclusive one (shared claims may then be admitted). */
         t->woken = !ks.held || (!ks.shared && !ks.live);
-        want[m].key = t->k.l, want[m].end = NULL, want[m++].puts = ks.shared;
+        want[m].key = t->k.l, want[m].end = NULL, want[m++].puts = true;
         if (!ks.shared)
             want[m].key = t->k.h, want[m].end = NULL, want[m++].puts = false;
     } else {
@@ -466,7 +508,9 @@ static tl_status plan(struct etcd_turn *t, struct watch_spec w[3], size_t *n)
         t->free_rev = mine == 0 && !ks.held ? ks.rev : 0;
         want[m].key = t->k.waiter, want[m].end = NULL, want[m++].puts = false;
         if (mine == 0) {
-            want[m].key = t->k.l, want[m].end = NULL, want[m++].puts = ks.shared;
+            /* Puts too: the set of a shared key changes by rewrites, a downgrade rewrites an
+             * exclusive record (and an upgrader waits for its set to shrink to itself). */
+            want[m].key = t->k.l, want[m].end = NULL, want[m++].puts = true;
             if (t->may_steal && ks.shared)
                 want[m].key = t->k.s, want[m].end = t->k.s_end, want[m++].puts = false;
             else if (t->may_steal)
@@ -654,6 +698,147 @@ tl_status tl__etcd_leave(struct tl_store *s, const char *key, const char *waiter
     return st;
 }
 
+/* A waiter of `key` from its kv (NULL: malformed, skipped; *oom on a failed allocation). With
+ * `beat_known`, its heartbeat is `beat`, else its lease's is read (one request). */
+static struct tl_waiter *waiter_from(struct tl_store *s, const char *key, const char *id,
+                                     int32_t priority, const struct etcd_kv *w, bool beat_known,
+                                     int64_t beat, bool *oom)
+{
+    json_t *v = json_loadb(w->value, w->value_len, 0, NULL);
+    const char *wk = json_string_value(json_object_get(v, "worker"));
+    const char *nd = json_string_value(json_object_get(v, "node"));
+    json_t *since = json_object_get(v, "since"), *to = json_object_get(v, "timeout");
+    json_t *h = json_object_get(v, "holding");
+    struct tl_waiter *x = NULL;
+
+    if (wk == NULL || nd == NULL)
+        goto out; /* malformed: not a waiter we can show */
+    if ((x = tl__waiter_new()) == NULL) {
+        *oom = true;
+        goto out;
+    }
+    x->key = tl__strdup(key);
+    x->waiter_id = tl__strdup(id);
+    x->worker_id = tl__strdup(wk);
+    x->node_id = tl__strdup(nd);
+    /* Written before the wait-for graph, or holding nothing: "". */
+    x->holding = tl__strdup(json_is_string(h) ? json_string_value(h) : "");
+    x->priority = priority;
+    x->seq = (uint64_t)w->create;
+    x->since_ms = json_is_integer(since) ? json_integer_value(since) : 0;
+    x->timeout_ms = json_is_integer(to) && json_integer_value(to) > 0 &&
+                            json_integer_value(to) <= TL_DURATION_MAX_MS
+                        ? (uint32_t)json_integer_value(to)
+                        : 0;
+    if (!beat_known) {
+        bool alive = true;
+        /* Present means alive: etcd deletes a waiter whose lease expired. */
+        if (tl__etcd_lease_beat(s, w->lease, &beat, &alive) != TL_OK)
+            beat = now_ms(s);
+    }
+    x->heartbeat_at_ms = beat > x->since_ms ? beat : x->since_ms;
+    if (!x->key || !x->waiter_id || !x->worker_id || !x->node_id || !x->holding) {
+        tl__waiter_free(x);
+        x = NULL;
+        *oom = true;
+    }
+out:
+    json_decref(v);
+    return x;
+}
+
+struct line_entry {
+    struct etcd_kv *kv;
+    const char *key; /* in a copy of the key's name */
+    const char *id;
+    int32_t priority;
+};
+
+static int cmp_line_entry(const void *a, const void *b)
+{
+    const struct line_entry *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+
+    if (c != 0)
+        return c;
+    if (tl__waiter_before(x->priority, (uint64_t)x->kv->create, y->priority,
+                          (uint64_t)y->kv->create))
+        return -1;
+    return tl__waiter_before(y->priority, (uint64_t)y->kv->create, x->priority,
+                             (uint64_t)x->kv->create);
+}
+
+/*
+ * Every waiter of the store (the wait-for graph's read): one range over PREFIX w/, in key and
+ * line order. A waiter etcd still has is live (its lease has not expired), so its lease is not
+ * looked up: its heartbeat is given as the time of the read.
+ */
+static tl_status all_waiters(struct tl_store *s, struct tl_waiter ***out, size_t *count)
+{
+    struct etcd_store *es = es_of(s);
+    bool ok = true, oom = false;
+    char *pre = tl__etcd_path(es, "w/", NULL, NULL, NULL),
+         *end = pre ? tl__etcd_prefix_end(pre) : NULL;
+    json_t *req = pre && end ? tl__etcd_range_req(pre, end, &ok) : NULL, *ans = NULL;
+    struct etcd_kv *kvs = NULL;
+    struct line_entry *ents = NULL;
+    size_t n = 0, m = 0, lp = pre ? strlen(pre) : 0;
+    struct tl_waiter **arr = NULL;
+    size_t an = 0, cap = 0;
+    tl_status st;
+
+    if (req == NULL || !ok) {
+        st = tl__etcd_oom(s);
+        goto out;
+    }
+    if ((st = tl__etcd_call(s, "/v3/kv/range", req, TL_ETCD_READ, &ans)) != TL_OK ||
+        (st = tl__etcd_kvs_parse(s, ans, &kvs, &n)) != TL_OK)
+        goto out;
+    int64_t now = now_ms(s);
+    if ((ents = tl__calloc(n ? n : 1, sizeof(*ents))) == NULL) {
+        st = tl__etcd_oom(s);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* PREFIX w/ KEY ETCD_SEP ID: the key is cut at the separator, in place. */
+        char *name = strlen(kvs[i].key) > lp ? kvs[i].key + lp : NULL;
+        char *sep = name ? strchr(name, ETCD_SEP[0]) : NULL;
+        if (sep == NULL || sep == name || sep[1] == '\0')
+            continue;
+        *sep = '\0';
+        ents[m++] = (struct line_entry){.kv = &kvs[i],
+                                        .key = name,
+                                        .id = sep + 1,
+                                        .priority = tl__etcd_waiter_priority(&kvs[i])};
+    }
+    qsort(ents, m, sizeof(*ents), cmp_line_entry);
+    for (size_t i = 0; i < m && !oom; i++) {
+        struct tl_waiter *x =
+            waiter_from(s, ents[i].key, ents[i].id, ents[i].priority, ents[i].kv, true, now, &oom);
+        if (x != NULL && tl__waiter_array_push(&arr, &an, &cap, x) != TL_OK) {
+            tl__waiter_free(x);
+            oom = true;
+        }
+    }
+    if (oom) {
+        st = tl__etcd_oom(s);
+        goto out;
+    }
+    *out = arr;
+    *count = an;
+    arr = NULL;
+    an = 0;
+out:
+    tl_waiter_array_free(arr, an);
+    tl__free(ents);
+    tl__etcd_kvs_free(kvs, n);
+    json_decref(req);
+    json_decref(ans);
+    tl__free(pre);
+    tl__free(end);
+    return st;
+}
+
 tl_status tl__etcd_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
                            size_t *count)
 {
@@ -661,52 +846,29 @@ tl_status tl__etcd_waiters(struct tl_store *s, const char *key, struct tl_waiter
     struct etcd_key_state ks = {0};
     struct tl_waiter **arr = NULL;
     size_t n = 0, cap = 0;
-    tl_status st = tl__etcd_names_for(s, key, NULL, &k);
+    bool oom = false;
 
     *out = NULL;
     *count = 0;
+    if (key == NULL)
+        return all_waiters(s, out, count);
+    tl_status st = tl__etcd_names_for(s, key, NULL, &k);
     if (st != TL_OK)
         return st;
     if ((st = tl__etcd_read_state(s, &k, &ks)) != TL_OK)
         goto out;
-    for (size_t i = 0; i < ks.nline; i++) {
-        const struct etcd_kv *w = &ks.line[i].kv;
-        json_t *v = json_loadb(w->value, w->value_len, 0, NULL);
-        const char *wk = json_string_value(json_object_get(v, "worker"));
-        const char *nd = json_string_value(json_object_get(v, "node"));
-        json_t *since = json_object_get(v, "since"), *to = json_object_get(v, "timeout");
-        struct tl_waiter *x = wk && nd ? tl__waiter_new() : NULL;
-        if (x != NULL) {
-            x->key = tl__strdup(key);
-            x->waiter_id = tl__strdup(ks.line[i].id);
-            x->worker_id = tl__strdup(wk);
-            x->node_id = tl__strdup(nd);
-            x->priority = ks.line[i].priority;
-            x->seq = (uint64_t)w->create;
-            x->since_ms = json_is_integer(since) ? json_integer_value(since) : 0;
-            x->timeout_ms = json_is_integer(to) && json_integer_value(to) > 0 &&
-                                    json_integer_value(to) <= TL_DURATION_MAX_MS
-                                ? (uint32_t)json_integer_value(to)
-                                : 0;
-            int64_t beat = 0;
-            bool alive = true;
-            /* Present means alive: etcd deletes a waiter whose lease expired. */
-            if (tl__etcd_lease_beat(s, w->lease, &beat, &alive) != TL_OK)
-                beat = now_ms(s);
-            x->heartbeat_at_ms = beat > x->since_ms ? beat : x->since_ms;
-        }
-        json_decref(v);
-        if (wk == NULL || nd == NULL)
-            continue; /* malformed: not a waiter we can show */
-        if (x == NULL || !x->key || !x->waiter_id || !x->worker_id || !x->node_id ||
-            tl__waiter_array_push(&arr, &n, &cap, x) != TL_OK) {
+    for (size_t i = 0; i < ks.nline && !oom; i++) {
+        struct tl_waiter *x =
+            waiter_from(s, key, ks.line[i].id, ks.line[i].priority, &ks.line[i].kv, false, 0, &oom);
+        if (x != NULL && tl__waiter_array_push(&arr, &n, &cap, x) != TL_OK) {
             tl__waiter_free(x);
-            tl_waiter_array_free(arr, n);
-            arr = NULL;
-            n = 0;
-            st = tl__etcd_oom(s);
-            goto out;
+            oom = true;
         }
+    }
+    if (oom) {
+        tl_waiter_array_free(arr, n);
+        st = tl__etcd_oom(s);
+        goto out;
     }
     *out = arr;
     *count = n;

@@ -613,16 +613,17 @@ static int cmp_waiter(const void *a, const void *b)
     return 0;
 }
 
-static int32_t waiter_priority(const struct etcd_kv *k)
+int32_t tl__etcd_waiter_priority(const struct etcd_kv *k)
 {
     json_t *v = json_loadb(k->value, k->value_len, 0, NULL);
     json_t *p = json_object_get(v, "priority");
     json_int_t x = json_is_integer(p) ? json_integer_value(p) : 0;
 
     json_decref(v);
-    return x < TL_PRIORITY_MIN   ? TL_PRIORITY_MIN
-           : x > TL_PRIORITY_MAX ? TL_PRIORITY_MAX
-                                 : (int32_t)x;
+    /* An upgrader's waiter has TL_PRIORITY_UPGRADE, above every other (etcd_convert.c). */
+    return x < TL_PRIORITY_MIN       ? TL_PRIORITY_MIN
+           : x > TL_PRIORITY_UPGRADE ? TL_PRIORITY_UPGRADE
+                                     : (int32_t)x;
 }
 
 /* Whether a lock record's value is a set of shared holders. */
@@ -681,7 +682,7 @@ static tl_status state_parse(struct tl_store *s, json_t *rl, json_t *rh, json_t 
             ks->line[i].kv = arr[i];
             ks->line[i].id =
                 arr[i].key + (strlen(arr[i].key) >= line_prefix_len ? line_prefix_len : 0);
-            ks->line[i].priority = waiter_priority(&arr[i]);
+            ks->line[i].priority = tl__etcd_waiter_priority(&arr[i]);
         }
         ks->nline = n;
         tl__free(arr);

@@ -294,7 +294,6 @@ static void unlink_waiter(struct mem_entry *e, struct mem_waiter *w)
     tl__free(w);
 }
 
-/* Tells wait_any that something may have come free. */
 /* The holder a newcomer waits for first: the exclusive one, else the oldest. NULL: free. */
 static const struct tl_record *blocker(const struct mem_entry *e)
 {
@@ -359,6 +358,7 @@ static void displaced(const struct mem_entry *e, bool all, int64_t now, char *bu
     }
 }
 
+/* Tells wait_any that something may have come free. */
 static void freed(struct mem_space *sp)
 {
     sp->freed++;
@@ -668,8 +668,10 @@ static tl_status convert_locked(struct tl_store *s, struct mem_space *sp,
     char detail[400];
     int k = snprintf(detail, sizeof(detail), "from token %llu", (unsigned long long)from);
     if (stale > 0 && k > 0 && (size_t)k < sizeof(detail)) {
-        (void)snprintf(detail + k, sizeof(detail) - (size_t)k, "; displaced ");
-        displaced(e, false, now, detail + strlen(detail), sizeof(detail) - strlen(detail));
+        char who[300];
+        displaced(e, false, now, who, sizeof(who)); /* "from W (token M), ..." */
+        (void)snprintf(detail + k, sizeof(detail) - (size_t)k, "; displaced %s",
+                       strncmp(who, "from ", 5) == 0 ? who + 5 : who);
     }
     /* The holder moves to the end: the newest token. */
     for (size_t j = e->nholders; j-- > 0;) {

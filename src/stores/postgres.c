@@ -36,6 +36,13 @@
  * NOTIFY on the head waiter's own channel "tlw_<waiter id>"; wait_turn LISTENs on it on the wait
  * connection (and, with pooled=true or wakeup=off, polls the line instead).
  *
+ * Shared holders and semaphores (store contract version 5): postgres_modes.c (the layout, and
+ * why) and postgres_modes_sql.c. This version's claim, renew, extend, release, leave, forced
+ * release, inspect and list are the _v6 functions and view there; the functions made below are
+ * kept unchanged for libraries of earlier versions sharing the schema (and tasklock_line_v2 is
+ * still a helper of this one's claim). What follows describes them; the _v6 ones do the same
+ * for a key's exclusive holder.
+ *
  * Each claim carries a random claim id stored in the row, so that a claim retried after a lost
  * connection recognises its own earlier success instead of finding the key held.
  *
@@ -79,35 +86,16 @@
 /* Epoch milliseconds of a timestamptz, and whether a row's holder is stale at `now`. */
 #define MS(x) "floor(extract(epoch FROM " x ") * 1000)::int8"
 #define STALE(t, now) "(" now " - " t ".heartbeat_at > " t ".lock_timeout_ms * interval '1 ms')"
-/* The record columns every read returns, in this order (see read_record()). */
-#define RECORD_COLS(t)                                                                             \
-    t ".token, " t ".worker_id, " t ".node_id, " MS(t ".claimed_at") ", " MS(                     \
-        t ".heartbeat_at") ", " t ".lock_timeout_ms, " t ".task_info, " STALE(t, "now()") ", " MS( \
-        "now()")
-#define NRECORD 9
 /* Whether waiter row `w` is live at `now`: its last heartbeat younger than its timeout. */
 #define LIVE(w, now) "(" w ".heartbeat_at + " w ".timeout_ms * interval '1 ms' > " now ")"
-/* The live waiters of a key, counted (inspect and list). */
-#define WAITING(k)                                                                                 \
-    "(SELECT count(*) FROM {s}.tasklock_waiters w WHERE w.key = " k " AND " LIVE("w", "now()") ")"
-
 
 /* "{s}" stands for the quoted schema, "{c}" for the quoted channel. Each is one statement,
  * sent unnamed: a pooler may run each on another session. */
 static const char *const sql_text[ST_COUNT] = {
-    /* One row: (outcome, record columns, how, waiting, ahead); outcome 'won' (ours now),
-     * 'mine' (an earlier try of this claim had won), 'held' (the holder's record) or 'line'
-     * (free, but live waiters are ahead: no record). See tasklock_claim_v2 below. */
-    [ST_CLAIM] = "SELECT * FROM {s}.tasklock_claim_v2($1, $2, $3, $4, $5::int4, $6::int4, $7, $8, "
-                 "$9::int4, $10::int4)",
     /* The new heartbeat (epoch ms), or NULL when the lock is no longer ours. */
-    [ST_RENEW] = "SELECT {s}.tasklock_renew_v1($1, $2, $3::int8, $4)",
+    [ST_RENEW] = "SELECT {s}.tasklock_renew_v6($1, $2, $3::int8, $4, NULL)",
     /* 1 released, 2 released before by this token, 0 not ours. */
-    [ST_RELEASE] = "SELECT {s}.tasklock_release_v2($1, $2, $3::int8, $4, $5, $6)",
-    [ST_INSPECT] = "SELECT " RECORD_COLS("l") ", " WAITING("l.key") " FROM {s}.tasklock_locks l "
-                   "WHERE l.key = $1 AND l.worker_id IS NOT NULL",
-    [ST_LIST] = "SELECT " RECORD_COLS("l") ", l.key, " WAITING("l.key") " FROM "
-                "{s}.tasklock_locks l WHERE l.worker_id IS NOT NULL ORDER BY l.key",
+    [ST_RELEASE] = "SELECT {s}.tasklock_drop_v6($1, $2, $3::int8, $4, $5, $6, false)",
     [ST_HISTORY_KEY] = "SELECT " MS("at") ", key, event, worker_id, node_id, token, detail FROM "
                        "{s}.tasklock_history WHERE key = $1 ORDER BY id DESC LIMIT $2::int8",
     [ST_HISTORY_ALL] = "SELECT " MS("at") ", key, event, worker_id, node_id, token, detail FROM "
@@ -117,48 +105,23 @@ static const char *const sql_text[ST_COUNT] = {
                 "NULL RETURNING token",
     [ST_LISTEN] = "LISTEN {c}",
     [ST_UNLISTEN] = "UNLISTEN {c}",
-    /* $1 key, $2 token (0: any holder), $3 worker, $4 node, $5 summary, $6 channel. A forced
-     * claim and its release in one statement (rare, so planned afresh each time rather than a
-     * function that would change the schema): lock the holder's row, free it with a token of
-     * its own (nextval, at least the holder's + 1), record 'forced' and 'released', notify a
-     * flagged waiter. No row: the key is free. new_token NULL: held with another token. */
-    [ST_FORCE_RELEASE] =
-        "WITH o AS (SELECT * FROM {s}.tasklock_locks WHERE key = $1 AND worker_id IS NOT NULL "
-        "FOR UPDATE),\n"
-        "u AS (UPDATE {s}.tasklock_locks l SET worker_id = NULL, node_id = NULL, claimed_at = "
-        "NULL, heartbeat_at = NULL, lock_timeout_ms = NULL, task_info = NULL, claim_id = NULL, "
-        "how = NULL, displaced = NULL, wake = false,\n"
-        "  token = greatest(nextval('{s}.tasklock_tokens'), l.token + 1)\n"
-        "  FROM o WHERE l.key = o.key AND ($2::int8 = 0 OR o.token = $2::int8) "
-        "RETURNING l.token AS new_token),\n"
-        "h AS (INSERT INTO {s}.tasklock_history (at, key, event, worker_id, node_id, token, "
-        "detail) SELECT now(), $1, e.event, $3, $4, u.new_token, e.detail FROM u, o,\n"
-        "  LATERAL (VALUES (1, 'forced', 'from ' || o.worker_id || ' (token ' || o.token || ')'),"
-        " (2, 'released', "
-        "$5::text)) e(n, event, detail) ORDER BY e.n),\n"
-        "n AS (SELECT pg_notify($6, $1) FROM o, u WHERE o.wake),\n"
-        /* A volatile function: it reads the line with a snapshot taken after the row lock. */
-        "hd AS (SELECT {s}.tasklock_wake_head_v2($1) AS woke FROM u)\n"
-        "SELECT " RECORD_COLS("o") ", u.new_token, (SELECT count(*) FROM n), (SELECT "
-        "sum(woke) FROM hd) FROM o LEFT JOIN u ON true",
     /* The new heartbeat (epoch ms), or NULL when the lock is no longer ours. */
-    [ST_EXTEND] = "SELECT {s}.tasklock_extend_v2($1, $2, $3::int8, $4, $5::int4)",
+    [ST_EXTEND] = "SELECT {s}.tasklock_renew_v6($1, $2, $3::int8, $4, $5::int4)",
     /* 1 left, 0 was not in line. */
-    [ST_LEAVE] = "SELECT {s}.tasklock_leave_v2($1, $2)",
+    [ST_LEAVE] = "SELECT {s}.tasklock_leave_v6($1, $2)",
     [ST_WAITERS] = "SELECT w.waiter_id, w.worker_id, w.node_id, w.priority, w.seq, "
                    MS("w.since") ", " MS("w.heartbeat_at") ", w.timeout_ms, NOT "
                    LIVE("w", "now()") " FROM {s}.tasklock_waiters w WHERE w.key = $1 "
                    "ORDER BY w.priority DESC, w.seq",
-    /* $1 key, $2 waiter: (free, in line and live, live waiters ahead, ms until the first of
-     * those goes dead). */
+    /* $1 key, $2 waiter: (the holders would admit its claim, in line and live, live waiters
+     * ahead, ms until the first of those goes dead). */
     [ST_TURN] =
         "WITH me AS (SELECT w.priority, w.seq FROM {s}.tasklock_waiters w WHERE w.waiter_id = $2 "
         "AND w.key = $1 AND " LIVE("w", "now()") "),\n"
         "a AS (SELECT w.heartbeat_at + w.timeout_ms * interval '1 ms' AS dies FROM "
         "{s}.tasklock_waiters w, me WHERE w.key = $1 AND " LIVE("w", "now()") " AND "
         "(w.priority > me.priority OR (w.priority = me.priority AND w.seq < me.seq)))\n"
-        "SELECT NOT EXISTS (SELECT 1 FROM {s}.tasklock_locks l WHERE l.key = $1 AND l.worker_id "
-        "IS NOT NULL), EXISTS (SELECT 1 FROM me), (SELECT count(*) FROM a), (SELECT "
+        "SELECT {s}.tasklock_turn_v6($1, $2), EXISTS (SELECT 1 FROM me), (SELECT count(*) FROM a), (SELECT "
         "ceil(extract(epoch FROM min(a.dies) - now()) * 1000)::int8 FROM a)",
 };
 
@@ -1208,7 +1171,7 @@ static bool get_bool(const PGresult *r, int row, int col, bool *out)
     return true;
 }
 
-/* Fills `rec` from the NRECORD record columns at `col` of `row`. A row that does not make sense
+/* Fills `rec` from the PG_NRECORD record columns at `col` of `row`. A row that does not make sense
  * (typed in by hand, or damaged) is TL_ESTORE with a message naming the key and the field. */
 static tl_status read_record(struct pg_store *ps, const PGresult *r, int row, int col,
                              const char *key, struct tl_record *rec)
@@ -1282,40 +1245,45 @@ static tl_status bad_reply(struct pg_store *ps, const char *what)
  * first means that a role with only the DML grants works once an administrator made them. */
 static tl_status ensure_schema(struct pg_store *ps, bool force)
 {
-    char check[3072];
+    char check[4608];
     PGresult *r = NULL;
     tl_status st;
     const char *const sc = ps->schema;
-    char next_check[1024];
+    char next_check[1024], modes_check[1536];
 
-    /* The claim-next part (postgres_next.c), added to a schema made before it like the line. */
+    /* The claim-next part (postgres_next.c) and the shared holders (postgres_modes_sql.c),
+     * added to a schema made before them like the line. */
     tl__pg_next_check(next_check, sizeof(next_check), sc);
+    tl__pg_modes_check(modes_check, sizeof(modes_check), sc);
 
-    (void)snprintf(check, sizeof(check),
-                   "SELECT to_regnamespace('\"%s\"') IS NOT NULL, "
-                   "coalesce(obj_description(to_regclass('\"%s\".tasklock_locks'), 'pg_class'), "
-                   "''), to_regclass('\"%s\".tasklock_history') IS NOT NULL AND "
-                   "to_regclass('\"%s\".tasklock_tokens') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_claim_v1(text, text, text, text, integer, "
-                   "integer, text)') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_renew_v1(text, text, bigint, text)') IS NOT "
-                   "NULL AND to_regprocedure('\"%s\".tasklock_release_v1(text, text, bigint, "
-                   "text, text, text)') IS NOT NULL AND "
-                   "to_regclass('\"%s\".tasklock_waiters') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_wake_head_v2(text)') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_grant_v2(text, text, text, text, integer, "
-                   "text, text, timestamptz)') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_line_v2(text, text, integer, "
-                   "timestamptz)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_queue_v2("
-                   "text, text, text, text, integer, integer, timestamptz, boolean)') IS NOT "
-                   "NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_claim_v2(text, text, text, text, integer, "
-                   "integer, text, text, integer, integer)') IS NOT NULL AND "
-                   "to_regprocedure('\"%s\".tasklock_release_v2(text, text, bigint, text, text, "
-                   "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_leave_v2(text, "
-                   "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_extend_v2(text, "
-                   "text, bigint, text, integer)') IS NOT NULL %s",
-                   sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, next_check);
+    int len = snprintf(
+        check, sizeof(check),
+        "SELECT to_regnamespace('\"%s\"') IS NOT NULL, "
+        "coalesce(obj_description(to_regclass('\"%s\".tasklock_locks'), 'pg_class'), "
+        "''), to_regclass('\"%s\".tasklock_history') IS NOT NULL AND "
+        "to_regclass('\"%s\".tasklock_tokens') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_claim_v1(text, text, text, text, integer, "
+        "integer, text)') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_renew_v1(text, text, bigint, text)') IS NOT "
+        "NULL AND to_regprocedure('\"%s\".tasklock_release_v1(text, text, bigint, "
+        "text, text, text)') IS NOT NULL AND "
+        "to_regclass('\"%s\".tasklock_waiters') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_wake_head_v2(text)') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_grant_v2(text, text, text, text, integer, "
+        "text, text, timestamptz)') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_line_v2(text, text, integer, "
+        "timestamptz)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_queue_v2("
+        "text, text, text, text, integer, integer, timestamptz, boolean)') IS NOT "
+        "NULL AND "
+        "to_regprocedure('\"%s\".tasklock_claim_v2(text, text, text, text, integer, "
+        "integer, text, text, integer, integer)') IS NOT NULL AND "
+        "to_regprocedure('\"%s\".tasklock_release_v2(text, text, bigint, text, text, "
+        "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_leave_v2(text, "
+        "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_extend_v2(text, "
+        "text, bigint, text, integer)') IS NOT NULL %s %s",
+        sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, next_check, modes_check);
+    if (len < 0 || (size_t)len >= sizeof(check))
+        return tl__store_fail(&ps->base, TL_ESTORE, "postgres: the schema check does not fit");
     const struct pg_query q[] = {{.sql = check}};
     if ((st = run_many(ps, &ps->main, "checking the tables", q, 1, 0, &r)) != TL_OK)
         return st;
@@ -1342,7 +1310,7 @@ static tl_status ensure_schema(struct pg_store *ps, bool force)
 
     char create_schema[SCHEMA_MAX + 64];
     const char *const limits[] = {ps->timeout_text};
-    struct pg_query ddl[SCHEMA_STMTS + PG_NEXT_DDL + 4];
+    struct pg_query ddl[SCHEMA_STMTS + PG_NEXT_DDL + PG_MODES_DDL + 4];
     int n = 0;
     ddl[n++] = (struct pg_query){.sql = sql_begin};
     ddl[n++] = (struct pg_query){.sql = sql_limits, .n = 1, .v = limits};
@@ -1356,6 +1324,8 @@ static tl_status ensure_schema(struct pg_store *ps, bool force)
         ddl[n++] = (struct pg_query){.sql = ps->ddl[i]};
     for (size_t i = 0; i < PG_NEXT_DDL; i++)
         ddl[n++] = (struct pg_query){.sql = ps->next_ddl[i]};
+    for (size_t i = 0; i < PG_MODES_DDL; i++)
+        ddl[n++] = (struct pg_query){.sql = ps->modes_ddl[i]};
     ddl[n++] = (struct pg_query){.sql = sql_commit};
     st = run_many(ps, &ps->main, "creating the tables", ddl, n, -1, &r);
     PQclear(r);
@@ -1426,9 +1396,20 @@ static tl_status pg_open(struct tl_store *s, const char *url)
         if ((ps->next_ddl[i] = expand(ps, tl__pg_next_ddl[i])) == NULL)
             return tl__store_fail(s, TL_ENOMEM, "out of memory");
     }
+    for (size_t i = 0; i < PG_MODES_SQL; i++) {
+        if ((ps->modes_sql[i] = expand(ps, tl__pg_modes_sql[i])) == NULL)
+            return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < PG_MODES_DDL; i++) {
+        if ((ps->modes_ddl[i] = expand(ps, tl__pg_modes_ddl[i])) == NULL)
+            return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    }
     if ((st = conn_open(ps, &ps->main)) != TL_OK)
         return st;
-    return ensure_schema(ps, false);
+    if ((st = ensure_schema(ps, false)) != TL_OK)
+        return st;
+    s->modes = true;
+    return TL_OK;
 }
 
 static void pg_close(struct tl_store *s)
@@ -1445,6 +1426,10 @@ static void pg_close(struct tl_store *s)
         tl__free(ps->next_sql[i]);
     for (size_t i = 0; i < PG_NEXT_DDL; i++)
         tl__free(ps->next_ddl[i]);
+    for (size_t i = 0; i < PG_MODES_SQL; i++)
+        tl__free(ps->modes_sql[i]);
+    for (size_t i = 0; i < PG_MODES_DDL; i++)
+        tl__free(ps->modes_ddl[i]);
     for (int i = 0; i < SECRETS_MAX; i++)
         tl__free(ps->secret[i]);
     tl__free(ps->conninfo);
@@ -1471,67 +1456,6 @@ static bool valid_waiter_id(const char *id)
 static tl_status bad_waiter_id(struct tl_store *s)
 {
     return tl__store_fail(s, TL_EINVAL, "postgres: a waiter id must be 32 lower-case hex digits");
-}
-
-static tl_status pg_claim(struct tl_store *s, const struct tl_claim *req,
-                          struct tl_claim_result *out)
-{
-    struct pg_store *ps = (struct pg_store *)s;
-    char timeout[16], mode[8], claim_id[64], prio[16], wtimeout[16];
-    PGresult *r = NULL;
-    tl_status st;
-
-    if (req->waiter_id != NULL && !valid_waiter_id(req->waiter_id))
-        return bad_waiter_id(s);
-    if (req->priority < TL_PRIORITY_MIN || req->priority > TL_PRIORITY_MAX)
-        return tl__store_fail(s, TL_EINVAL, "postgres: priority %d is out of range (%d to %d)",
-                              (int)req->priority, TL_PRIORITY_MIN, TL_PRIORITY_MAX);
-    /* A waiter without a timeout of its own lives as long as the lock would. */
-    uint32_t wt = req->waiter_timeout_ms ? req->waiter_timeout_ms : req->lock_timeout_ms;
-    (void)snprintf(prio, sizeof(prio), "%d", (int)req->priority);
-    (void)snprintf(wtimeout, sizeof(wtimeout), "%u", wt ? (wt > INT32_MAX ? INT32_MAX : wt) : 1);
-    (void)snprintf(timeout, sizeof(timeout), "%u", req->lock_timeout_ms);
-    (void)snprintf(mode, sizeof(mode), "%d", (int)req->mode);
-    (void)snprintf(claim_id, sizeof(claim_id), "%lx.%llx.%llx.%llu", (unsigned long)getpid(),
-                   (unsigned long long)(uintptr_t)ps, (unsigned long long)tl__real_now_ms(),
-                   (unsigned long long)++ps->claims);
-    const char *const p[] = {req->key, req->worker_id, req->node_id,   req->task_info, timeout,
-                             mode,     claim_id,       req->waiter_id, prio,           wtimeout};
-    if ((st = run(ps, &ps->main, "claiming a lock", ST_CLAIM, 10, p, &r)) != TL_OK)
-        return st;
-
-    const char *outcome = PQntuples(r) == 1 ? get_text(r, 0, 0) : NULL;
-    int64_t waiting = 0, ahead = 0;
-    if (outcome == NULL || PQnfields(r) != 4 + NRECORD || !get_i64(r, 0, 2 + NRECORD, &waiting) ||
-        !get_i64(r, 0, 3 + NRECORD, &ahead) || waiting < 0 || ahead < 0 || waiting > UINT32_MAX ||
-        ahead > UINT32_MAX ||
-        (strcmp(outcome, "won") != 0 && strcmp(outcome, "mine") != 0 &&
-         strcmp(outcome, "held") != 0 && strcmp(outcome, "line") != 0)) {
-        PQclear(r);
-        return bad_reply(ps, "claiming a lock");
-    }
-    if (strcmp(outcome, "line") == 0) {
-        PQclear(r); /* free, but live waiters are ahead: no holder to show */
-        out->waiting = (uint32_t)waiting;
-        out->ahead = (uint32_t)ahead;
-        return TL_EBUSY;
-    }
-    st = read_record(ps, r, 0, 1, req->key, &out->rec);
-    const char *how = get_text(r, 0, 1 + NRECORD);
-    if (st == TL_OK && strcmp(outcome, "held") == 0) {
-        out->holder_known = true;
-        out->waiting = (uint32_t)waiting;
-        out->ahead = (uint32_t)ahead;
-        st = TL_EBUSY;
-    } else if (st == TL_OK) { /* won, now or by an earlier try of this same claim */
-        out->took_stale = how != NULL && strcmp(how, "stolen") == 0;
-        out->took_forced = how != NULL && strcmp(how, "forced") == 0;
-        out->rec.info.stale = false;
-        if (strcmp(outcome, "mine") == 0)
-            TL_LOG(s->log, TL_LOG_INFO, "postgres: %s: a retried claim had already won", req->key);
-    }
-    PQclear(r);
-    return st;
 }
 
 static tl_status pg_renew(struct tl_store *s, const struct tl_record *held, uint64_t seq,
@@ -1584,101 +1508,6 @@ static tl_status pg_release(struct tl_store *s, const struct tl_record *held, co
     if (outcome == 0)
         return tl__store_fail(s, TL_ENOTOWNER, "%s is held by someone else now", held->info.key);
     return TL_OK; /* 1: released now; 2: released before by this token, no one claimed since */
-}
-
-static tl_status pg_force_release(struct tl_store *s, const struct tl_force_release *req,
-                                  struct tl_record *former, bool *found)
-{
-    struct pg_store *ps = (struct pg_store *)s;
-    char token[24];
-    PGresult *r = NULL;
-    int64_t fresh = 0;
-
-    *found = false;
-    (void)snprintf(token, sizeof(token), "%llu", (unsigned long long)req->token);
-    const char *const p[] = {req->key,     token,        req->worker_id,
-                             req->node_id, req->summary, ps->channel};
-    tl_status st = run(ps, &ps->main, "breaking a lock", ST_FORCE_RELEASE, 6, p, &r);
-    if (st != TL_OK)
-        return st;
-    int rows = PQntuples(r);
-    if (rows == 1 && PQnfields(r) == NRECORD + 3) {
-        bool broke = get_i64(r, 0, NRECORD, &fresh);
-        if ((st = read_record(ps, r, 0, 0, req->key, former)) == TL_OK) {
-            *found = true;
-            if (!broke)
-                st = tl__store_fail(s, TL_ENOTOWNER, "%s is held by %s with token %llu", req->key,
-                                    former->info.worker_id, (unsigned long long)former->info.token);
-        }
-    } else if (rows != 0) {
-        st = bad_reply(ps, "breaking a lock");
-    }
-    PQclear(r);
-    return st;
-}
-
-static tl_status pg_inspect(struct tl_store *s, const char *key, struct tl_record *out, bool *found)
-{
-    struct pg_store *ps = (struct pg_store *)s;
-    PGresult *r = NULL;
-    const char *const p[] = {key};
-    tl_status st;
-
-    *found = false;
-    if ((st = run(ps, &ps->main, "reading a lock", ST_INSPECT, 1, p, &r)) != TL_OK)
-        return st;
-    int rows = PQntuples(r);
-    int64_t waiting = 0;
-    if (rows > 1 ||
-        (rows == 1 && (!get_i64(r, 0, NRECORD, &waiting) || waiting < 0 || waiting > UINT32_MAX)))
-        st = bad_reply(ps, "reading a lock");
-    else if (rows == 1 && (st = read_record(ps, r, 0, 0, key, out)) == TL_OK)
-        *found = true;
-    if (*found)
-        out->info.waiting = (uint32_t)waiting;
-    PQclear(r);
-    return st;
-}
-
-static tl_status pg_list(struct tl_store *s, struct tl_record ***out, size_t *count)
-{
-    struct pg_store *ps = (struct pg_store *)s;
-    struct tl_record **arr = NULL;
-    size_t n = 0, cap = 0;
-    PGresult *r = NULL;
-    tl_status st;
-
-    if ((st = run(ps, &ps->main, "listing locks", ST_LIST, 0, NULL, &r)) != TL_OK)
-        return st;
-    if (PQntuples(r) > 0 && PQnfields(r) != NRECORD + 2)
-        st = bad_reply(ps, "listing locks");
-    for (int i = 0; st == TL_OK && i < PQntuples(r); i++) {
-        const char *key = get_text(r, i, NRECORD);
-        struct tl_record *rec = tl__record_new();
-        int64_t waiting = 0;
-
-        if (rec == NULL) {
-            st = tl__store_fail(s, TL_ENOMEM, "out of memory");
-            break;
-        }
-        if (key == NULL || !get_i64(r, i, NRECORD + 1, &waiting) || waiting < 0 ||
-            waiting > UINT32_MAX)
-            st = bad_reply(ps, "listing locks");
-        else if ((st = read_record(ps, r, i, 0, key, rec)) == TL_OK)
-            rec->info.waiting = (uint32_t)waiting;
-        if (st == TL_OK && (st = tl__record_array_push(&arr, &n, &cap, rec)) != TL_OK)
-            st = tl__store_fail(s, TL_ENOMEM, "out of memory");
-        if (st != TL_OK)
-            tl__record_free(rec);
-    }
-    PQclear(r);
-    if (st != TL_OK) {
-        tl_info_array_free((struct tl_info **)arr, n);
-        return st;
-    }
-    *out = arr;
-    *count = n;
-    return TL_OK;
 }
 
 static tl_status pg_history(struct tl_store *s, const char *key, size_t limit,
@@ -2237,6 +2066,17 @@ tl_status tl__pg_bad_reply(struct pg_store *ps, const char *what)
     return bad_reply(ps, what);
 }
 
+tl_status tl__pg_read_record(struct pg_store *ps, const PGresult *r, int row, int col,
+                             const char *key, struct tl_record *rec)
+{
+    return read_record(ps, r, row, col, key, rec);
+}
+
+bool tl__pg_valid_waiter_id(const char *id)
+{
+    return valid_waiter_id(id);
+}
+
 tl_status tl__pg_listen(struct pg_store *ps)
 {
     PGresult *r = NULL;
@@ -2272,14 +2112,14 @@ const struct tl_store_ops tl__store_postgres = {
     .size = sizeof(struct pg_store),
     .open = pg_open,
     .close = pg_close,
-    .claim = pg_claim,
+    .claim = tl__pg_claim,
     .renew = pg_renew,
     .release = pg_release,
-    .inspect = pg_inspect,
-    .list = pg_list,
+    .inspect = tl__pg_inspect,
+    .list = tl__pg_list,
     .history = pg_history,
     .wait = pg_wait,
-    .force_release = pg_force_release,
+    .force_release = tl__pg_force_release,
     .leave = pg_leave,
     .wait_turn = pg_wait_turn,
     .waiters = pg_waiters,
@@ -2289,4 +2129,5 @@ const struct tl_store_ops tl__store_postgres = {
     .reopen = tl__pg_reopen,
     .done_list = tl__pg_done_list,
     .wait_any = tl__pg_wait_any,
+    .holders = tl__pg_holders,
 };

@@ -2,7 +2,8 @@
  * postgres_int.h -- what the files of the PostgreSQL store share (not installed; nothing else
  * includes it): postgres.c (sessions, the schema, claim, renew, release, the line) and
  * postgres_next.c (claim-next and done markers: claim_next, finish, reopen, done_list,
- * wait_any).
+ * wait_any) and postgres_modes.c with postgres_modes_sql.c (shared holders and semaphores:
+ * claim, inspect, list, holders, force_release).
  */
 #ifndef TL_STORES_POSTGRES_INT_H
 #define TL_STORES_POSTGRES_INT_H
@@ -23,19 +24,25 @@
 #define PG_CORE_DDL 20
 #define PG_NEXT_SQL 6
 #define PG_NEXT_DDL 7
+/* postgres_modes.c's statements and postgres_modes_sql.c's table, view and functions. */
+#define PG_MODES_SQL 5
+#define PG_MODES_DDL 19
+/* The record columns every read of a holder returns (see tl__pg_read_record()). */
+#define PG_NRECORD 9
+/* The worker and node id an older library sees holding a key held shared. */
+#define PG_SHARED_ID "tasklock:shared"
+/* The first half of the advisory lock a claim-next takes on a key whose row it is about to
+ * insert ("tlk"); the second is hashtext(key). */
+#define PG_NEXT_ADVISORY "1953262336"
 
 enum stmt_id {
-    ST_CLAIM,
     ST_RENEW,
     ST_RELEASE,
-    ST_INSPECT,
-    ST_LIST,
     ST_HISTORY_KEY,
     ST_HISTORY_ALL,
     ST_WAKE,
     ST_LISTEN,
     ST_UNLISTEN,
-    ST_FORCE_RELEASE,
     ST_EXTEND,
     ST_LEAVE,
     ST_WAITERS,
@@ -69,8 +76,10 @@ struct pg_store {
     uint64_t claims;
     char *sql[ST_COUNT];
     char *ddl[PG_CORE_DDL];
-    char *next_sql[PG_NEXT_SQL]; /* postgres_next.c's statements, expanded */
-    char *next_ddl[PG_NEXT_DDL]; /* and its functions */
+    char *next_sql[PG_NEXT_SQL];   /* postgres_next.c's statements, expanded */
+    char *next_ddl[PG_NEXT_DDL];   /* and its functions */
+    char *modes_sql[PG_MODES_SQL]; /* postgres_modes.c's statements, expanded */
+    char *modes_ddl[PG_MODES_DDL]; /* and postgres_modes_sql.c's table, view and functions */
     struct pg_conn main, wait;
     struct tl_pg_wait_stats stats;
     /* The waiter whose channel the wait session listens on ("" none), and in which session
@@ -95,6 +104,12 @@ bool tl__pg_get_i64(const PGresult *r, int row, int col, int64_t *out);
 const char *tl__pg_get_text(const PGresult *r, int row, int col);
 bool tl__pg_get_bool(const PGresult *r, int row, int col, bool *out);
 tl_status tl__pg_bad_reply(struct pg_store *ps, const char *what);
+/* Fills `rec` from the PG_NRECORD record columns at `col` of `row` (token, worker, node,
+ * claimed, heartbeat, timeout, task_info, stale, now); a bad row is TL_ESTORE naming `key`. */
+tl_status tl__pg_read_record(struct pg_store *ps, const PGresult *r, int row, int col,
+                             const char *key, struct tl_record *rec);
+/* Whether `id` is a waiter id: 32 lower-case hex digits. */
+bool tl__pg_valid_waiter_id(const char *id);
 /* The wait session: LISTEN on the release channel (tl__pg_listen), stop (tl__pg_unlisten), and
  * wait for its socket (1 ready, 0 deadline, -1 broken). */
 tl_status tl__pg_listen(struct pg_store *ps);
@@ -118,5 +133,19 @@ tl_status tl__pg_reopen(struct tl_store *s, const char *key, const char *worker_
 tl_status tl__pg_done_list(struct tl_store *s, const char *key, struct tl_done ***out,
                            size_t *count);
 tl_status tl__pg_wait_any(struct tl_store *s, const struct tl_candidates *c, uint32_t timeout_ms);
+
+/* postgres_modes.c and postgres_modes_sql.c: shared holders and semaphores. */
+enum pg_modes_stmt { PM_CLAIM, PM_INSPECT, PM_HOLDERS, PM_LIST, PM_FORCE };
+extern const char *const tl__pg_modes_sql[PG_MODES_SQL];
+extern const char *const tl__pg_modes_ddl[PG_MODES_DDL];
+/* The schema check's part for them ("AND ..."), for schema `sc`. */
+void tl__pg_modes_check(char *buf, size_t size, const char *sc);
+tl_status tl__pg_claim(struct tl_store *s, const struct tl_claim *req, struct tl_claim_result *out);
+tl_status tl__pg_inspect(struct tl_store *s, const char *key, struct tl_record *out, bool *found);
+tl_status tl__pg_list(struct tl_store *s, struct tl_record ***out, size_t *count);
+tl_status tl__pg_holders(struct tl_store *s, const char *key, struct tl_record ***out,
+                         size_t *count);
+tl_status tl__pg_force_release(struct tl_store *s, const struct tl_force_release *req,
+                               struct tl_record *former, bool *found);
 
 #endif

@@ -26,6 +26,9 @@
  * - tasklock_reopen_v4: deletes the marker and records `reopened`.
  * - tasklock_next_v4 and tasklock_finish_v4, the same without the done indices, are kept for
  *   clients made before them (SQL wrappers of the v5 functions).
+ * - This version calls tasklock_next_v6 and tasklock_finish_v6 (postgres_modes_sql.c): the same
+ *   with shared holders (a key with any holder that counts is held; the release is
+ *   tasklock_drop_v6's, of one holder); the v5 ones stay for libraries made before them.
  *
  * wait_any is pg_wait over many keys: LISTEN on the release channel (wait session), then one
  * statement flags the candidates that are held or done (wake = true; rows already flagged are
@@ -47,9 +50,6 @@ enum next_stmt { NS_NEXT, NS_FINISH, NS_REOPEN, NS_DONE_LIST, NS_ANY_FLAG, NS_AN
 _Static_assert(NS_ANY_FREE + 1 == PG_NEXT_SQL, "PG_NEXT_SQL counts the statements");
 
 /* clang-format off */
-/* The first half of the advisory lock a claim-next takes on a key whose row it is about to
- * insert ("tlk"); the second is hashtext(key). */
-#define PG_NEXT_ADVISORY "1953262336"
 #define MS(x) "floor(extract(epoch FROM " x ") * 1000)::int8"
 #define STALE(t, now) "(" now " - " t ".heartbeat_at > " t ".lock_timeout_ms * interval '1 ms')"
 #define LIVE(w, now) "(" w ".heartbeat_at + " w ".timeout_ms * interval '1 ms' > " now ")"
@@ -58,10 +58,10 @@ _Static_assert(NS_ANY_FREE + 1 == PG_NEXT_SQL, "PG_NEXT_SQL counts the statement
 #define NEXT_COLS 8
 
 const char *const tl__pg_next_sql[PG_NEXT_SQL] = {
-    [NS_NEXT] = "SELECT * FROM {s}.tasklock_next_v5($1::text[], $2, $3, $4, $5::int4, $6::int4, "
+    [NS_NEXT] = "SELECT * FROM {s}.tasklock_next_v6($1::text[], $2, $3, $4, $5::int4, $6::int4, "
                 "$7)",
     /* One more column first: 1 released, 2 released before by this token, 0 not ours. */
-    [NS_FINISH] = "SELECT * FROM {s}.tasklock_finish_v5($1, $2, $3::int8, $4, $5, $6, $7::bool, "
+    [NS_FINISH] = "SELECT * FROM {s}.tasklock_finish_v6($1, $2, $3::int8, $4, $5, $6, $7::bool, "
                   "$8::text[], $9, $10, $11, $12::int4, $13::int4, $14)",
     [NS_REOPEN] = "SELECT {s}.tasklock_reopen_v4($1, $2, $3, $4)",
     [NS_DONE_LIST] = "SELECT key, worker_id, node_id, token, " MS("done_at") ", summary FROM "

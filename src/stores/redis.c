@@ -16,7 +16,10 @@
  *                        outside the line: managers with no_line, or older ones)
  *   PREFIX line:KEY      sorted set: the line's waiter ids, scored (1000 - priority) * 2^40 + seq
  *   PREFIX waiters:KEY   hash: waiter id -> its fields (seq, priority, since, heartbeat, timeout,
- *                        worker, node); "m:" waiter id -> slots for a shared claim
+ *                        worker, node); "m:" waiter id -> slots for a shared claim; "g:" waiter
+ *                        id -> its holding text; "u:" waiter id -> the token an upgrader
+ *                        converts (redis_convert_scripts.h)
+ *   PREFIX lines         set: the KEYs whose line may have waiters (the wait-for graph)
  *   PREFIX lineseq:KEY   string: the line's seq counter
  *   PREFIX wake:KEY:ID   list: a wake-up for waiter ID (one element at most; expires a minute
  *                        after the waiter's timeout)
@@ -31,7 +34,9 @@
  * on that list, on the command connection, with a server timeout a little shorter than the
  * wait so that a quiet wait ends with an answer; a wait the server did not end in time drops
  * the connection. A waiter's wake-up is deleted when it wins, leaves or loses a claim (the
- * claim answered it). waiters and inspect read only; a claim costs O(waiters of the key).
+ * claim answered it). waiters and inspect read only (waiters of every key, the wait-for graph,
+ * also drops the names of lines that are gone from PREFIX lines); a claim costs O(waiters of the
+ * key). Conversions (upgrades, downgrades) are one script each: redis_convert.c.
  *
  * Fencing tokens are max(last token + 1, server time in microseconds). The counter alone would
  * start again from 1 after a restart without persistence (or a failover to a replica that had
@@ -71,6 +76,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "redis_convert_scripts.h"
 #include "redis_holders_scripts.h"
 #include "redis_int.h"
 #include "redis_next_scripts.h"
@@ -97,7 +103,7 @@ static const struct {
     const char *parts[SCRIPT_PARTS];
 } scripts[SC_COUNT] = {
     [SC_CLAIM] = {"claim",
-                  {lua_prelude, lua_line, lua_holders, lua_holders2, script_claim,
+                  {lua_prelude, lua_line, lua_holders, lua_holders2, lua_graph, script_claim,
                    script_claim_busy, script_claim_win}},
     [SC_RENEW] = {"renew", {lua_prelude, lua_line, lua_holders, lua_holders2, script_renew}},
     [SC_RELEASE] = {"release", {lua_prelude, lua_line, lua_holders, lua_holders2, script_release}},
@@ -106,8 +112,9 @@ static const struct {
                       {lua_prelude, lua_line, lua_holders, lua_holders2, script_read_many}},
     [SC_FORCE_RELEASE] = {"force_release",
                           {lua_prelude, lua_line, lua_holders, lua_holders2, script_force_release}},
-    [SC_LEAVE] = {"leave", {lua_prelude, lua_line, lua_holders, lua_holders2, script_leave}},
-    [SC_WAITERS] = {"waiters", {lua_prelude, lua_line, script_waiters}},
+    [SC_LEAVE] = {"leave",
+                  {lua_prelude, lua_line, lua_holders, lua_holders2, lua_graph, script_leave}},
+    [SC_WAITERS] = {"waiters", {lua_prelude, lua_line, lua_graph, script_waiters}},
     [SC_CLAIM_NEXT] = {"claim_next",
                        {lua_prelude, lua_line, lua_holders, lua_holders2, lua_next, lua_next_one,
                         lua_next_walk, script_claim_next}},
@@ -116,6 +123,10 @@ static const struct {
                     lua_next_walk, script_finish}},
     [SC_REOPEN] = {"reopen", {lua_prelude, script_reopen}},
     [SC_HOLDERS] = {"holders", {lua_prelude, lua_line, lua_holders, lua_holders2, script_holders}},
+    [SC_CONVERT] = {"convert",
+                    {lua_prelude, lua_line, lua_holders, lua_holders2, lua_graph, script_convert,
+                     script_convert_win}},
+    [SC_WAITERS_ALL] = {"waiters_all", {lua_prelude, lua_line, lua_graph, script_waiters_all}},
 };
 
 /* ---- small helpers ---- */
@@ -1366,7 +1377,8 @@ static tl_status redis_open(struct tl_store *s, const char *url)
     (void)snprintf(rs->where, sizeof(rs->where), "%s%s%s:%d/%d", strchr(rs->host, ':') ? "[" : "",
                    rs->host, strchr(rs->host, ':') ? "]" : "", rs->port, rs->db);
     rs->nonce_seed = seed(rs);
-    s->modes = true; /* shared holders and semaphores: redis_holders.c */
+    s->modes = true;     /* shared holders and semaphores: redis_holders.c */
+    s->deadlocks = true; /* the wait-for graph: redis_convert_scripts.h */
     tl__redis_begin_call(rs, 0);
     return tl__redis_ensure_conn(rs);
 }
@@ -1417,4 +1429,5 @@ const struct tl_store_ops tl__store_redis = {
     .done_list = tl__redis_done_list,
     .wait_any = tl__redis_wait_any,
     .holders = tl__redis_holders,
+    .convert = tl__redis_convert,
 };

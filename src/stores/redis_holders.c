@@ -47,7 +47,8 @@ tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
 {
     struct redis_store *rs = (struct redis_store *)s;
     char rk[RKEY_SIZE], ck[RKEY_SIZE], hk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], sk[RKEY_SIZE];
-    char wp[RKEY_SIZE], nonce[40], timeout[24], ttl[24], hmax[24], prio[24], wtimeout[24];
+    char gk[RKEY_SIZE], wp[RKEY_SIZE], nonce[40], timeout[24], ttl[24], hmax[24], prio[24];
+    char wtimeout[24];
     char slots[24], what[TL_KEY_MAX + 32];
     static const char *const modes[] = {"normal", "steal", "force"};
     redisReply *r = NULL;
@@ -80,6 +81,7 @@ tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
     tl__redis_make_key(rs, lk, "line:", req->key);
     tl__redis_make_key(rs, wk, "waiters:", req->key);
     tl__redis_make_key(rs, sk, "lineseq:", req->key);
+    tl__redis_make_key(rs, gk, "lines", NULL);
     tl__redis_wake_prefix(rs, wp, req->key);
     tl__redis_new_nonce(rs, nonce);
     u64_text(req->lock_timeout_ms, timeout);
@@ -94,6 +96,7 @@ tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
                           lk,
                           wk,
                           sk,
+                          gk,
                           req->worker_id,
                           req->node_id,
                           req->task_info,
@@ -108,9 +111,10 @@ tl_status tl__redis_claim(struct tl_store *s, const struct tl_claim *req,
                           wtimeout,
                           wp,
                           req->shared ? "1" : "0",
-                          slots};
+                          slots,
+                          req->waiter_id && req->holding ? req->holding : ""};
 
-    st = tl__redis_eval(rs, SC_CLAIM, 6, 21, argv, NULL, &r, what);
+    st = tl__redis_eval(rs, SC_CLAIM, 7, 23, argv, NULL, &r, what);
     if (st != TL_OK)
         return st;
 

@@ -129,12 +129,18 @@ static const char lua_holders2[] =
     "    return 'no'\n"
     "end\n"
     "-- Wakes the head of live (a pruned line) when holders hs may admit its claim (the claim\n"
-    "-- decides), unless it is `skip` (a head's own busy claim never wakes it).\n"
+    "-- decides), unless it is `skip` (a head's own busy claim never wakes it). An upgrader's\n"
+    "-- waiter (field u:ID, redis_convert_scripts.h) is admitted alone.\n"
     "local function hwake(wk, wp, live, hs, skip)\n"
     "    local e = live[1]\n"
     "    if not e or e.id == skip then return end\n"
-    "    local v = redis.pcall('HGET', wk, 'm:' .. e.id)\n"
-    "    local slots = type(v) == 'string' and num(v) or nil\n"
+    "    local v = redis.pcall('HMGET', wk, 'm:' .. e.id, 'u:' .. e.id)\n"
+    "    if type(v[2]) == 'string' then\n"
+    "        -- An upgrader: its turn when it is the only holder, or holds nothing (it is lost).\n"
+    "        if #hs == 0 or (#hs == 1 and hs[1].token_s == v[2]) then wake(wp, e) end\n"
+    "        return\n"
+    "    end\n"
+    "    local slots = type(v[1]) == 'string' and num(v[1]) or nil\n"
     "    if admit(hs, slots ~= nil, slots or 0) ~= 'no' then wake(wp, e) end\n"
     "end\n"
     "local function hwake_head(lk, wk, wp, now, hs)\n"
@@ -170,12 +176,14 @@ static const char lua_holders2[] =
     "end\n";
 
 /*
- * claim. KEYS: record, counter, history, line, waiters, line's seq counter. ARGV: worker, node,
- * task_info, lock_timeout_ms, mode (normal | steal | force), nonce, safety_ttl_ms, history_max,
- * key, waiter id ('' for none), priority, waiter timeout_ms, wake-up key prefix, shared (1 or
- * 0), slots. Returns {status, now_ms, event, worker, node, token, claimed_at, heartbeat_at,
- * timeout, task, shared (1 or 0), slots, waiting, ahead} with status "won" (event: acquired |
- * stolen | forced | replayed) or "busy" (the blocker: the exclusive holder, else the oldest);
+ * claim. KEYS: record, counter, history, line, waiters, line's seq counter, the set of lines
+ * (redis_convert_scripts.h). ARGV: worker, node, task_info, lock_timeout_ms, mode (normal |
+ * steal | force), nonce, safety_ttl_ms, history_max, key, waiter id ('' for none), priority,
+ * waiter timeout_ms, wake-up key prefix, shared (1 or 0), slots, holding (the waiter's text of
+ * the wait-for graph; '' for none). Returns {status, now_ms, event, worker, node, token,
+ * claimed_at, heartbeat_at, timeout, task, shared (1 or 0), slots, waiting, ahead} with status
+ * "won" (event: acquired | stolen | forced | replayed) or "busy" (the blocker: the exclusive
+ * holder, else the oldest);
  * {"line", now_ms, waiting, ahead}: the holders admit the claim but live waiters are ahead;
  * {"mismatch", now_ms, the holders' slots}: nothing written. "replayed": this very claim (same
  * nonce) had already won, its reply was lost. The token is max(last token + 1, every holder's
@@ -187,7 +195,7 @@ static const char lua_holders2[] =
  */
 static const char script_claim[] =
     "local worker, node, task, timeout, mode, nonce, ttl, hmax, key, wid, prio, wtimeout, wp,\n"
-    "      shared, slots = unpack(ARGV)\n"
+    "      shared, slots, holding = unpack(ARGV)\n"
     "prio, wtimeout, slots, shared = tonumber(prio), tonumber(wtimeout), tonumber(slots), shared "
     "== '1'\n"
     "local lk, wk, sk = KEYS[4], KEYS[5], KEYS[6]\n"
@@ -265,10 +273,12 @@ static const char script_claim_busy[] =
     "            if shared then redis.call('HSET', wk, 'm:' .. wid, int(slots)) end\n"
     "            waiting = waiting + 1\n"
     "        end\n"
+    "        gset(wk, wid, holding)\n"
     "        local life = tonumber(ttl) + wtimeout\n"
     "        for _, k in ipairs({lk, wk, sk}) do\n"
     "            if redis.call('PTTL', k) < life then redis.call('PEXPIRE', k, life) end\n"
     "        end\n"
+    "        lines_add(KEYS[7], key, life)\n"
     "        -- A wake-up sent before this answer is answered by it.\n"
     "        redis.call('DEL', wp .. wid)\n"
     "    end\n"
@@ -332,7 +342,10 @@ static const char script_claim_win[] =
     "    keep[#keep + 1] = me\n"
     "    hwrite(KEYS[1], keep, ttl)\n"
     "end\n"
-    "if wid ~= '' then line_drop(lk, wk, wp, wid) end\n"
+    "if wid ~= '' then\n"
+    "    line_drop(lk, wk, wp, wid)\n"
+    "    lines_gone(KEYS[7], key, lk)\n"
+    "end\n"
     "if shared then\n"
     "    -- A reader that enters may leave another reader at the head: it may enter too.\n"
     "    local rest = {}\n"

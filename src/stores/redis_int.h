@@ -1,8 +1,8 @@
 /*
  * redis_int.h -- what the Redis store's files share (redis.c: connections, the line, history,
  * wake-ups; redis_holders.c: claim, renew, release, inspect and list of a key's holders;
- * redis_line.c: leave, wait_turn, waiters; redis_next.c: claim-next and done markers). Internal to
- * the store; nothing else includes it.
+ * redis_line.c: leave, wait_turn, waiters; redis_next.c: claim-next and done markers;
+ * redis_convert.c: upgrades and downgrades). Internal to the store; nothing else includes it.
  */
 #ifndef TL_STORES_REDIS_INT_H
 #define TL_STORES_REDIS_INT_H
@@ -35,6 +35,8 @@ enum script_id {
     SC_FINISH,
     SC_REOPEN,
     SC_HOLDERS,
+    SC_CONVERT,     /* version 5: redis_convert.c */
+    SC_WAITERS_ALL, /* the wait-for graph: redis_line.c */
     SC_COUNT
 };
 
@@ -212,6 +214,10 @@ tl_status tl__redis_holders(struct tl_store *s, const char *key, struct tl_recor
                             size_t *count);
 tl_status tl__redis_parse_holder(struct redis_store *rs, const redisReply *a, size_t off,
                                  const char *key, struct tl_record *rec, const char *what);
+
+/* redis_convert.c: an upgrade or a downgrade of one holder (version 5). */
+tl_status tl__redis_convert(struct tl_store *s, const struct tl_record *held,
+                            const struct tl_claim *req, struct tl_claim_result *out);
 
 /* redis_next.c: the version 4 operations. */
 tl_status tl__redis_claim_next(struct tl_store *s, const struct tl_claim *req,

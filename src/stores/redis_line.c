@@ -18,7 +18,7 @@ tl_status tl__redis_leave(struct tl_store *s, const char *key, const char *waite
 {
     struct redis_store *rs = (struct redis_store *)s;
     char rk[RKEY_SIZE], lk[RKEY_SIZE], wk[RKEY_SIZE], wp[RKEY_SIZE], chan[RKEY_SIZE];
-    char what[TL_KEY_MAX + 32];
+    char gk[RKEY_SIZE], what[TL_KEY_MAX + 32];
     redisReply *r = NULL;
     tl_status st;
 
@@ -31,8 +31,9 @@ tl_status tl__redis_leave(struct tl_store *s, const char *key, const char *waite
     tl__redis_make_key(rs, wk, "waiters:", key);
     tl__redis_wake_prefix(rs, wp, key);
     tl__redis_make_key(rs, chan, "released:", key);
-    const char *argv[] = {rk, lk, wk, waiter_id, wp, chan};
-    st = tl__redis_eval(rs, SC_LEAVE, 3, 6, argv, NULL, &r, what);
+    tl__redis_make_key(rs, gk, "lines", NULL);
+    const char *argv[] = {rk, lk, wk, gk, waiter_id, wp, chan, key};
+    st = tl__redis_eval(rs, SC_LEAVE, 4, 8, argv, NULL, &r, what);
     if (st == TL_OK && !(el_is(r, 0, "ok") && r->elements == 1))
         st = tl__redis_unexpected(rs, what, r);
     freeReplyObject(r);
@@ -124,6 +125,44 @@ tl_status tl__redis_wait_turn(struct tl_store *s, const char *key, const char *w
     return st;
 }
 
+/* One waiter of a waiters script's reply: {key, id, worker, node, priority, seq, since,
+ * heartbeat_at, timeout_ms, live, holding}. NULL: `e` is not one (*bad) or out of memory. */
+static struct tl_waiter *parse_waiter(const redisReply *e, bool *bad)
+{
+    const redisReply *key = el_str(e, 0), *id = el_str(e, 1), *worker = el_str(e, 2);
+    const redisReply *node = el_str(e, 3), *holding = el_str(e, 10);
+    long long prio, seq, since, beat, timeout, live;
+
+    *bad = e->type != REDIS_REPLY_ARRAY || e->elements != 11 || !is_text(key) || !is_text(id) ||
+           !is_text(worker) || !is_text(node) || !is_text(holding) || !el_int(e, 4, &prio) ||
+           !el_int(e, 5, &seq) || !el_int(e, 6, &since) || !el_int(e, 7, &beat) ||
+           !el_int(e, 8, &timeout) || !el_int(e, 9, &live) || prio < TL_PRIORITY_MIN ||
+           prio > TL_PRIORITY_UPGRADE || seq < 0 || timeout < 0 || timeout > UINT32_MAX;
+    if (*bad)
+        return NULL;
+    struct tl_waiter *w = tl__waiter_new();
+    if (w == NULL)
+        return NULL;
+    w->key = tl__strdup(key->str);
+    w->waiter_id = tl__strdup(id->str);
+    w->worker_id = tl__strdup(worker->str);
+    w->node_id = tl__strdup(node->str);
+    w->holding = tl__strdup(holding->str);
+    w->priority = (int32_t)prio;
+    w->seq = (uint64_t)seq;
+    w->since_ms = since;
+    w->heartbeat_at_ms = beat;
+    w->timeout_ms = (uint32_t)timeout;
+    w->dead = live == 0;
+    if (!w->key || !w->waiter_id || !w->worker_id || !w->node_id || !w->holding) {
+        tl__waiter_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* The line of `key`, or with key NULL every waiter of the store: the lines named in the set
+ * PREFIX lines (redis_convert_scripts.h), one script either way. */
 tl_status tl__redis_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
                             size_t *count)
 {
@@ -138,11 +177,18 @@ tl_status tl__redis_waiters(struct tl_store *s, const char *key, struct tl_waite
     *out = NULL;
     *count = 0;
     tl__redis_begin_call(rs, 0);
-    tl__redis_make_key(rs, lk, "line:", key);
-    tl__redis_make_key(rs, wk, "waiters:", key);
-    cat3(what, sizeof(what), "reading the line of ", key, NULL);
-    const char *argv[] = {lk, wk};
-    st = tl__redis_eval(rs, SC_WAITERS, 2, 2, argv, NULL, &r, what);
+    if (key != NULL) {
+        tl__redis_make_key(rs, lk, "line:", key);
+        tl__redis_make_key(rs, wk, "waiters:", key);
+        cat3(what, sizeof(what), "reading the line of ", key, NULL);
+        const char *argv[] = {lk, wk, key};
+        st = tl__redis_eval(rs, SC_WAITERS, 2, 3, argv, NULL, &r, what);
+    } else {
+        tl__redis_make_key(rs, lk, "lines", NULL);
+        cat3(what, sizeof(what), "reading every line", NULL, NULL);
+        const char *argv[] = {lk, rs->prefix};
+        st = tl__redis_eval(rs, SC_WAITERS_ALL, 1, 2, argv, NULL, &r, what);
+    }
     if (st != TL_OK)
         return st;
     if (!el_int(r, 0, &now)) {
@@ -150,33 +196,11 @@ tl_status tl__redis_waiters(struct tl_store *s, const char *key, struct tl_waite
         goto out_free;
     }
     for (size_t i = 1; i < r->elements && st == TL_OK; i++) {
-        const redisReply *e = r->element[i];
-        const redisReply *id = el_str(e, 0), *worker = el_str(e, 1), *node = el_str(e, 2);
-        long long prio, seq, since, beat, timeout, live;
-
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 9 || !is_text(id) || !is_text(worker) ||
-            !is_text(node) || !el_int(e, 3, &prio) || !el_int(e, 4, &seq) ||
-            !el_int(e, 5, &since) || !el_int(e, 6, &beat) || !el_int(e, 7, &timeout) ||
-            !el_int(e, 8, &live) || prio < TL_PRIORITY_MIN || prio > TL_PRIORITY_MAX || seq < 0 ||
-            timeout < 0 || timeout > UINT32_MAX) {
-            st = tl__redis_unexpected(rs, what, e);
-            break;
-        }
-        struct tl_waiter *w = tl__waiter_new();
-        if (w != NULL) {
-            w->key = tl__strdup(key);
-            w->waiter_id = tl__strdup(id->str);
-            w->worker_id = tl__strdup(worker->str);
-            w->node_id = tl__strdup(node->str);
-            w->priority = (int32_t)prio;
-            w->seq = (uint64_t)seq;
-            w->since_ms = since;
-            w->heartbeat_at_ms = beat;
-            w->timeout_ms = (uint32_t)timeout;
-            w->dead = live == 0;
-        }
-        if (w == NULL || !w->key || !w->waiter_id || !w->worker_id || !w->node_id ||
-            tl__waiter_array_push(&arr, &n, &cap, w) != TL_OK) {
+        bool bad;
+        struct tl_waiter *w = parse_waiter(r->element[i], &bad);
+        if (bad)
+            st = tl__redis_unexpected(rs, what, r->element[i]);
+        else if (w == NULL || tl__waiter_array_push(&arr, &n, &cap, w) != TL_OK) {
             tl__waiter_free(w);
             st = tl__store_fail(s, TL_ENOMEM, "redis %s: out of memory", rs->where);
         }

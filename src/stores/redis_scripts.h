@@ -127,7 +127,7 @@
     "end\n"                                                                                        \
     "local function line_drop(lk, wk, wp, id)\n"                                                   \
     "    redis.pcall('ZREM', lk, id)\n"                                                            \
-    "    redis.pcall('HDEL', wk, id, 'm:' .. id)\n"                                                \
+    "    redis.pcall('HDEL', wk, id, 'm:' .. id, 'u:' .. id, 'g:' .. id)\n"                        \
     "    redis.call('DEL', wp .. id)\n"                                                            \
     "end\n"                                                                                        \
     "-- Deletes the entries of a read line that are not live; returns the live ones in order "     \
@@ -166,14 +166,15 @@
     "end\n"
 
 /*
- * leave. KEYS: record, line, waiters. ARGV: waiter id, wake-up key prefix, channel. Deletes the
- * waiter (and its wake-ups) and the dead waiters met; when that changed who heads the line and
- * the key's holders would admit the new head's claim, wakes it; when it leaves a free key's line
- * empty, publishes on the key's release channel (a waiting claim-next may take the key now).
- * Returns {"ok"}.
+ * leave. KEYS: record, line, waiters, the set of lines (redis_convert_scripts.h). ARGV: waiter
+ * id, wake-up key prefix, channel, key. Deletes the waiter (and its wake-ups) and the dead
+ * waiters met, and the key from the set of lines when its line is empty; when that changed who
+ * heads the line and the key's holders would admit the new head's claim, wakes it; when it leaves a
+ * free key's line empty, publishes on the key's release channel (a waiting claim-next may take the
+ * key now). Returns {"ok"}.
  */
 static const char script_leave[] =
-    "local wid, wp, chan = unpack(ARGV)\n"
+    "local wid, wp, chan, key = unpack(ARGV)\n"
     "local now = math.floor(now_us() / 1000)\n"
     "local hs = hread(KEYS[1])\n"
     "local line = line_read(KEYS[2], KEYS[3], now)\n"
@@ -188,26 +189,8 @@ static const char script_leave[] =
     "    end\n"
     "end\n"
     "line_drop(KEYS[2], KEYS[3], wp, wid)\n"
+    "lines_gone(KEYS[4], key, KEYS[2])\n"
     "return {'ok'}\n";
-
-/*
- * waiters. KEYS: line, waiters. Returns {now_ms, {waiter id, worker, node, priority, seq,
- * since, heartbeat_at, timeout_ms, live (1 or 0)}, ...} in the line's order; entries whose
- * fields cannot be read are left out. Reads only.
- */
-static const char script_waiters[] =
-    "local now = math.floor(now_us() / 1000)\n"
-    "local line, err = line_read(KEYS[1], KEYS[2], now)\n"
-    "if not line then return err end\n"
-    "local out = {now}\n"
-    "for _, e in ipairs(line) do\n"
-    "    local w = e.w\n"
-    "    if w then\n"
-    "        out[#out + 1] = {e.id, w.worker, w.node, w.prio, w.seq, w.since, w.beat, w.timeout,\n"
-    "                         e.live and 1 or 0}\n"
-    "    end\n"
-    "end\n"
-    "return out\n";
 
 /* The parts the scripts begin with (each string stays within the 4095 bytes of ISO C). */
 static const char lua_prelude[] = TL_REDIS_LUA_PRELUDE;
