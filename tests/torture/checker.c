@@ -82,8 +82,8 @@ static struct ref *sorted_sections(const struct tt_log *log, enum order which)
 
 static const char *end_name(uint8_t end)
 {
-    static const char *const names[] = {"never ended", "released", "lost",
-                                        "unsure",      "killed",   "upgraded"};
+    static const char *const names[] = {"never ended", "released", "lost",      "unsure",
+                                        "killed",      "upgraded", "downgraded"};
 
     return end < sizeof(names) / sizeof(names[0]) ? names[end] : "?";
 }
@@ -101,7 +101,7 @@ struct facts {
  * misreported_lost). */
 static bool is_valid(const struct tt_section *s, const struct facts *f)
 {
-    return s->end == TT_END_RELEASED || s->end == TT_END_UPGRADED ||
+    return s->end == TT_END_RELEASED || s->end == TT_END_UPGRADED || s->end == TT_END_DOWNGRADED ||
            (s->end == TT_END_LOST && f->trail_released);
 }
 
@@ -346,6 +346,7 @@ static void check_handover(const struct tt_log *log, const struct facts *facts,
         case TT_END_UNSURE: v->unsure++; break;
         case TT_END_KILLED: v->killed++; break;
         case TT_END_UPGRADED: v->upgraded++; break;
+        case TT_END_DOWNGRADED: v->downgraded++; break;
         default:
             v->unended++;
             violated(v, "key %u: w%u (token %llu) never ended its section and was not killed",
@@ -561,6 +562,7 @@ static void check_section_history(const struct tt_log *log, const struct tt_sect
 {
     char name[64];
     tl_event_kind want = s->upgraded      ? TL_EVENT_UPGRADED
+                         : s->downgraded  ? TL_EVENT_DOWNGRADED
                          : s->took_forced ? TL_EVENT_FORCED
                          : s->took_stale  ? TL_EVENT_STOLEN
                                           : TL_EVENT_ACQUIRED;

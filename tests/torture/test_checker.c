@@ -794,6 +794,29 @@ static void upgrade_passes(void **state)
     assert_int_equal(v.overlaps, 1);
 }
 
+static void downgrade_passes(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    /* w0 writes, downgrades (new token 2) and reads on; w1 reads beside it once it has. */
+    section(&f, 0, 1, 0, 5, TT_END_DOWNGRADED);
+    struct tt_section *d = shared(&f, 0, 2, 5, 20, TT_END_RELEASED, 0);
+    d->downgraded = true;
+    struct tt_section *r = shared(&f, 1, 3, 3, 15, TT_END_RELEASED, 0);
+    r->enter_ns = 7 * MS;
+    write_all(&f);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.downgraded, 1);
+    assert_int_equal(v.shared_overlaps, 1);
+
+    r->enter_ns = 4 * MS; /* a reader inside before the writer's downgrade began... */
+    assert_int_equal(check(&f, &v), 2);
+    assert_int_equal(v.overlaps, 1);
+    assert_int_equal(v.token_regressions, 1); /* ...and granted before it, with a smaller token */
+}
+
 static void writer_steals_from_a_dead_reader(void **state)
 {
     struct fixture f = {0};
@@ -869,6 +892,7 @@ int main(void)
         cmocka_unit_test(semaphore_full_passes_and_one_more_fails),
         cmocka_unit_test(semaphore_slot_of_a_lost_holder_may_be_taken),
         cmocka_unit_test(upgrade_passes),
+        cmocka_unit_test(downgrade_passes),
         cmocka_unit_test(writer_steals_from_a_dead_reader),
         cmocka_unit_test(reader_fenced_off_by_a_writer),
         cmocka_unit_test(line_fair_history_passes),

@@ -134,9 +134,10 @@ static void usage(FILE *f)
         "                       postgres://..., github: (= a private GitHub test server)\n"
         "  --scenario NAME      clean | sigkill | sigstop | restart | github-faults | clock-skew\n"
         "                       | partition | line | leader-kill (etcd) | deadlock\n"
-        "  --modes              each section is, at random, shared, exclusive, or shared then\n"
-        "                       upgraded; every third key is a semaphore (skipped, 77, on a\n"
-        "                       store without shared holders)\n"
+        "  --modes              each section is, at random, shared, exclusive, shared then\n"
+        "                       upgraded, or exclusive then downgraded; every third key is a\n"
+        "                       semaphore of --slots (skipped, 77, on a store without\n"
+        "                       shared holders)\n"
         "  --slots N            modes: the semaphores' slots [2]\n"
         "  --triples N          deadlock: groups of three (3-cycles); the other workers pair\n"
         "                       up [1 with 5 workers or more]; --keys is then the ordered\n"
@@ -1569,6 +1570,8 @@ static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t fail
             m.upgrades_deadlocked += n->upgrades_deadlocked;
             m.upgrades_busy += n->upgrades_busy;
             m.upgrades_failed += n->upgrades_failed;
+            m.downgrades += n->downgrades;
+            m.downgrades_failed += n->downgrades_failed;
         }
         /* Whom the faults hit: readers, slot holders, writers. */
         uint64_t hit[3] = {0};
@@ -1587,14 +1590,16 @@ static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t fail
             "\"modes\":{\"slots\":%u,\"shared\":%llu,\"exclusive\":%llu,\"slot_holds\":%llu,"
             "\"shared_overlaps\":%llu,\"max_slots_inside\":%u,\"semaphore_overflows\":%llu,"
             "\"upgrades\":{\"tried\":%llu,\"granted\":%llu,\"deadlocks\":%llu,\"busy\":%llu,"
-            "\"failed\":%llu,\"checked\":%llu}},",
+            "\"failed\":%llu,\"checked\":%llu},\"downgrades\":{\"tried\":%llu,\"failed\":%llu,"
+            "\"checked\":%llu}},",
             cfg->slots, (unsigned long long)m.shared_sections,
             (unsigned long long)m.exclusive_sections, (unsigned long long)m.slot_sections,
             (unsigned long long)v->shared_overlaps, v->max_slots_inside,
             (unsigned long long)v->semaphore_overflows, (unsigned long long)m.upgrades,
             (unsigned long long)m.upgrades_granted, (unsigned long long)m.upgrades_deadlocked,
             (unsigned long long)m.upgrades_busy, (unsigned long long)m.upgrades_failed,
-            (unsigned long long)v->upgraded);
+            (unsigned long long)v->upgraded, (unsigned long long)m.downgrades,
+            (unsigned long long)m.downgrades_failed, (unsigned long long)v->downgraded);
     }
     if (cfg->scenario == TT_DEADLOCK) {
         uint64_t ordered = 0;

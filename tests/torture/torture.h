@@ -48,12 +48,13 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "shared atomics must be lock-free ac
 
 /* How a critical section ended. */
 enum tt_end {
-    TT_END_NONE = 0, /* never ended: its worker died without the scenario killing it */
-    TT_END_RELEASED, /* tl_release() said TL_OK */
-    TT_END_LOST,     /* tl_release() said TL_ENOTOWNER at once: stolen or forced */
-    TT_END_UNSURE,   /* release failed with store errors, then gave up or said TL_ENOTOWNER */
-    TT_END_KILLED,   /* the scenario SIGKILLed the worker inside the section */
-    TT_END_UPGRADED  /* modes: a shared hold that tl_upgrade() turned into the next section */
+    TT_END_NONE = 0,  /* never ended: its worker died without the scenario killing it */
+    TT_END_RELEASED,  /* tl_release() said TL_OK */
+    TT_END_LOST,      /* tl_release() said TL_ENOTOWNER at once: stolen or forced */
+    TT_END_UNSURE,    /* release failed with store errors, then gave up or said TL_ENOTOWNER */
+    TT_END_KILLED,    /* the scenario SIGKILLed the worker inside the section */
+    TT_END_UPGRADED,  /* modes: a shared hold that tl_upgrade() turned into the next section */
+    TT_END_DOWNGRADED /* modes: an exclusive hold that tl_downgrade() turned into the next one */
 };
 
 /* One critical section, written by its worker (and by the parent while the worker is stopped). */
@@ -80,6 +81,7 @@ struct tt_section {
      * whether tl_upgrade() granted it (the shared section before it ended TT_END_UPGRADED). */
     uint8_t mode;
     bool upgraded;
+    bool downgraded; /* tl_downgrade() granted it (the section before ended TT_END_DOWNGRADED) */
     uint32_t slots;
 };
 
@@ -164,6 +166,7 @@ struct tt_counts {
      * false report: no cycle can form there), and its acquires. */
     uint64_t shared_sections, exclusive_sections, slot_sections;
     uint64_t upgrades, upgrades_granted, upgrades_deadlocked, upgrades_busy, upgrades_failed;
+    uint64_t downgrades, downgrades_failed;
     uint64_t ordered_acquires, false_deadlocks;
     int64_t connect_ns; /* line: how long tl_connect() took before the cycles */
 };
@@ -355,7 +358,7 @@ struct tt_verdict {
     /* modes: sections held shared (slots of semaphores among them), shared sections inside
      * together (allowed), upgrades (shared sections that ended TT_END_UPGRADED), and the most
      * holders seen inside one semaphore key at once. */
-    uint64_t shared, slot_holds, shared_overlaps, upgraded;
+    uint64_t shared, slot_holds, shared_overlaps, upgraded, downgraded;
     uint32_t max_slots_inside;
     uint64_t orphan_steals;      /* steals of a lock no recorded section held (a claim whose
                                     acquire reported an error, yet was written) */

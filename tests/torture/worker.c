@@ -478,6 +478,43 @@ static struct tt_section *upgrade_section(struct ctx *c, tl_manager *m, tl_lock 
     return u;
 }
 
+/*
+ * modes: after an exclusive section, tl_downgrade() on the same lock: the exclusive section ends
+ * where the call begins, and the shared hold it turns into is a section of its own (a reader,
+ * with its new token) from the call to its return. Returns the section to release.
+ */
+static struct tt_section *downgrade_section(struct ctx *c, tl_manager *m, tl_lock *l,
+                                            struct tt_section *s)
+{
+    uint32_t id;
+
+    c->w->n.downgrades++;
+    int64_t acq = tt_now_ns();
+    tl_status st = tl_downgrade(l);
+    int64_t enter = tt_now_ns();
+    if (st != TL_OK) {
+        c->w->n.downgrades_failed++;
+        note_error(c, m, "downgrade", st);
+        return s;
+    }
+    struct tt_section *d = tt_section_new(c->sh, &id);
+    if (d == NULL)
+        return s; /* the log is full (reported) */
+    s->end = TT_END_DOWNGRADED;
+    d->key = s->key;
+    d->worker = c->slot;
+    d->token = tl_lock_token(l);
+    d->acq_ns = acq;
+    d->enter_ns = enter;
+    d->strategy = s->strategy;
+    d->mode = TL_SHARED;
+    d->downgraded = true;
+    atomic_store(&c->w->section, id);
+    atomic_store(&c->w->state, TT_IN_SECTION);
+    critical_section(c, m, l, d, id);
+    return d;
+}
+
 static void one_cycle(struct ctx *c, tl_manager *m)
 {
     const struct tt_config *cfg = &c->run->cfg;
@@ -492,7 +529,7 @@ static void one_cycle(struct ctx *c, tl_manager *m)
     };
     struct tl_metrics before, after;
     tl_lock *l = NULL;
-    bool upgrade = false;
+    bool upgrade = false, downgrade = false;
 
     /* modes: a slot of the semaphore (every third key), else a reader, a writer, or a reader
      * that then upgrades. */
@@ -503,6 +540,7 @@ static void one_cycle(struct ctx *c, tl_manager *m)
         uint64_t r = next_rand(c) % 20;
         opts.mode = r < 8 ? TL_EXCLUSIVE : TL_SHARED;
         upgrade = r >= 15 && cfg->upgrades;
+        downgrade = r < 2 && cfg->upgrades;
     }
 
     struct tt_attempt *att = NULL;
@@ -597,6 +635,8 @@ static void one_cycle(struct ctx *c, tl_manager *m)
         critical_section(c, m, l, s, id);
     if (upgrade && s->learned_ns == 0)
         s = upgrade_section(c, m, l, s);
+    else if (downgrade && s->learned_ns == 0)
+        s = downgrade_section(c, m, l, s);
     release(c, m, l, s);
     s->lost_ns = atomic_load(&c->lost_ns);
     atomic_store(&c->w->state, TT_IDLE);
