@@ -163,11 +163,13 @@ bool tl_cli_wait_event(int wake_rd, int extra_fd, int64_t deadline)
     return extra_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP)) != 0;
 }
 
-/* environ with TASKLOCK_KEY, _TOKEN, _WORKER and _STORE set. Freed with free_env(). */
+/* environ with TASKLOCK_KEY, _TOKEN, _WORKER, _STORE and _HOLDING set (the last: the locks held
+ * for the command, this one added to those of an enclosing run, for deadlock detection in a
+ * `tasklock run` inside it). Freed with free_env(). */
 static char **make_env(const char *key, uint64_t token, const char *worker, const char *store)
 {
-    static const char *const ours[] = {
-        "TASKLOCK_KEY=", "TASKLOCK_TOKEN=", "TASKLOCK_WORKER=", "TASKLOCK_STORE="};
+    static const char *const ours[] = {"TASKLOCK_KEY=", "TASKLOCK_TOKEN=", "TASKLOCK_WORKER=",
+                                       "TASKLOCK_STORE=", "TASKLOCK_HOLDING="};
     const size_t nours = sizeof(ours) / sizeof(ours[0]);
     size_t n = 0;
 
@@ -178,9 +180,14 @@ static char **make_env(const char *key, uint64_t token, const char *worker, cons
     if (env == NULL)
         return NULL;
 
-    char tok[32];
+    char tok[32], holding[2400];
     (void)snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
-    const char *values[] = {key, tok, worker, store};
+    const char *outer = getenv("TASKLOCK_HOLDING"); /* NOLINT(concurrency-mt-unsafe) */
+    int hn = snprintf(holding, sizeof(holding), "%s%s%s %s", outer ? outer : "",
+                      outer && outer[0] ? " " : "", key, tok);
+    if (hn < 0 || hn > 2048) /* too many enclosing runs: this one's lock alone */
+        (void)snprintf(holding, sizeof(holding), "%s %s", key, tok);
+    const char *values[] = {key, tok, worker, store, holding};
     size_t k = 0;
     for (; k < nours; k++) {
         size_t a = strlen(ours[k]), b = strlen(values[k]);
@@ -212,7 +219,7 @@ static void free_env(char **env)
 {
     if (env == NULL)
         return;
-    for (size_t i = 0; i < 4; i++) /* the first four are ours; the rest are environ's */
+    for (size_t i = 0; i < 5; i++) /* the first five are ours; the rest are environ's */
         free(env[i]);
     free(env);
 }

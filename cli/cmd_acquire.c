@@ -19,6 +19,11 @@ void tl_cli_acquire_init(struct tl_cli_acquire *a, tl_strategy strategy)
 {
     memset(a, 0, sizeof(*a));
     a->opts.strategy = strategy;
+    /* Inside `tasklock run` (or `work`): the enclosing lock is held for this process, and the
+     * deadlock check must know it (child.c sets it). */
+    a->opts.holding = getenv("TASKLOCK_HOLDING"); /* NOLINT(concurrency-mt-unsafe): no threads */
+    if (a->opts.holding != NULL && a->opts.holding[0] == '\0')
+        a->opts.holding = NULL;
 }
 
 void tl_cli_acquire_fini(struct tl_cli_acquire *a)
@@ -133,8 +138,34 @@ int tl_cli_acquire_opt(const struct tl_cli *cli, struct tl_cli_acquire *a, int o
     }
 }
 
+/* Whether `text` is "KEY TOKEN KEY TOKEN ..." (the library checks the keys themselves). */
+static bool holding_ok(const char *text)
+{
+    bool want_key = true;
+    size_t words = 0;
+
+    for (const char *p = text; *p != '\0';) {
+        size_t n = strcspn(p, " ");
+        if (n == 0)
+            return false;
+        if (!want_key && strspn(p, "0123456789") != n)
+            return false;
+        want_key = !want_key;
+        words++;
+        p += n;
+        if (*p == ' ')
+            p++;
+    }
+    return words > 0 && want_key && strlen(text) <= 2048;
+}
+
 int tl_cli_acquire_finish(const struct tl_cli *cli, struct tl_cli_acquire *a)
 {
+    if (a->opts.holding != NULL && !holding_ok(a->opts.holding))
+        return tl_cli_usage_error(cli,
+                                  "TASKLOCK_HOLDING: \"%.80s\" is not what 'tasklock run' sets "
+                                  "(KEY TOKEN pairs): unset it",
+                                  a->opts.holding);
     if (a->no_wait && a->opts.retries == 0) {
         a->opts.retries = TL_NO_RETRIES;
         a->opts.deadline_ms = 0;

@@ -110,8 +110,9 @@ static void end_group(struct run *r)
 static const char help[] =
     "Acquires the lock of KEY (default strategy steal-stale), runs COMMAND while holding it\n"
     "and heartbeating it, and releases it when COMMAND ends. COMMAND runs in its own process\n"
-    "group with TASKLOCK_KEY, TASKLOCK_TOKEN, TASKLOCK_WORKER and TASKLOCK_STORE (the store's\n"
-    "URL, the default SQLite file written out) in its environment. SIGINT, SIGTERM and SIGHUP\n"
+    "group with TASKLOCK_KEY, TASKLOCK_TOKEN, TASKLOCK_WORKER, TASKLOCK_STORE (the store's\n"
+    "URL, the default SQLite file written out) and TASKLOCK_HOLDING (the locks held for it, for\n"
+    "the deadlock check of a tasklock inside it) in its environment. SIGINT, SIGTERM and SIGHUP\n"
     "sent to tasklock are forwarded to the group; while tasklock waits for the lock, they\n"
     "make it leave KEY's line and exit 128 + the signal's number.\n"
     "If the lock is lost (stolen, forced, or not renewed in time: declared lost a margin\n"

@@ -1,7 +1,7 @@
 # Examples: small programs that use only the public header. Each is linked with the shared
 # library, so building them proves that the exported symbols suffice; with the tests on, ctest
 # runs each one (label `examples`) and expects exit status 0.
-set(TL_EXAMPLES basic worker_pool strategies lost_lock fencing task_queue)
+set(TL_EXAMPLES basic worker_pool strategies lost_lock fencing task_queue readers_writers)
 
 foreach(name ${TL_EXAMPLES})
   add_executable(example_${name} ${CMAKE_CURRENT_SOURCE_DIR}/examples/${name}.c)

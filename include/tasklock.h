@@ -159,6 +159,11 @@ struct tl_acquire_opts {
      * after a queued exclusive one waits behind it. TL_FORCE_ACQUIRE is exclusive only. */
     tl_mode mode;
     uint32_t slots;
+    /* NULL, or locks held on this call's behalf outside this manager, "KEY TOKEN KEY TOKEN ..."
+     * (at most 2 KiB): for deadlock detection, which counts them as held by this waiter beside
+     * the manager's own. `tasklock run` passes its lock to the command it runs this way
+     * ($TASKLOCK_HOLDING), so that a `tasklock run` inside it knows what waits on it. */
+    const char *holding;
 };
 #define TL_NO_RETRIES   (-1)
 #define TL_SLOTS_MAX    100000

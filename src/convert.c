@@ -8,6 +8,7 @@
  * the heartbeat off that lock (`extending`, as tl_extend() does) until the record is updated.
  * Between the calls of a waiting upgrade the heartbeat renews the shared lock as usual.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "manager.h"
@@ -191,8 +192,17 @@ static tl_status upgrade(tl_manager *m, tl_lock *l, struct tl_record *rec,
     struct acquire_plan plan = {0};
     uint32_t timeout = rec->info.lock_timeout_ms;
     tl_status st = tl__plan_acquire(m, opts, timeout, &plan);
-    if (st != TL_OK)
+    if (st != TL_OK || (st = tl__check_holding(m, opts->holding)) != TL_OK)
         return st;
+    /* A lock without a handle is not among the manager's: the graph must still see it held. */
+    char extra[TL_HOLDING_MAX / 2 + TL_KEY_MAX + 32] = "";
+    if (l == NULL)
+        (void)snprintf(extra, sizeof(extra), "%s %llu", rec->info.key,
+                       (unsigned long long)rec->info.token);
+    if (opts->holding != NULL && opts->holding[0] != '\0') {
+        size_t n = strlen(extra);
+        (void)snprintf(extra + n, sizeof(extra) - n, "%s%s", n ? " " : "", opts->holding);
+    }
 
     char waiter_id[33];
     struct tl_claim req = {
@@ -210,6 +220,7 @@ static tl_status upgrade(tl_manager *m, tl_lock *l, struct tl_record *rec,
         req.waiter_timeout_ms = tl__waiter_timeout(m, m->store, timeout);
     }
     struct tl_loop lp = {.req = &req,
+                         .extra = extra[0] != '\0' ? extra : NULL,
                          .plan = &plan,
                          .cancel = opts->cancel,
                          .attempt = l != NULL ? convert_attempt : record_attempt,

@@ -151,11 +151,16 @@ static bool holds_now(struct graph *g, size_t i, uint64_t token)
     return found;
 }
 
-/* Whether waiter a joined its line after waiter b (the younger). */
+/* Whether waiter a joined its line after waiter b (the younger). Every checker reads the same
+ * records, so all agree on the youngest of a cycle; within one millisecond the store's arrival
+ * order decides in one line, and the waiter ids (arbitrary, but the same for everyone) across
+ * lines. */
 static bool younger(const struct tl_waiter *a, const struct tl_waiter *b)
 {
     if (a->since_ms != b->since_ms)
         return a->since_ms > b->since_ms;
+    if (strcmp(a->key, b->key) == 0 && a->seq != b->seq)
+        return a->seq > b->seq;
     return strcmp(a->waiter_id, b->waiter_id) > 0;
 }
 

@@ -171,13 +171,46 @@ static tl_status fail_busy(tl_manager *m, const char *key, struct tl_claim_resul
                     line, attempts, attempts == 1 ? "" : "s");
 }
 
+tl_status tl__check_holding(tl_manager *m, const char *holding)
+{
+    if (holding == NULL)
+        return TL_OK;
+    if (strlen(holding) > TL_HOLDING_MAX / 2)
+        return tl__fail(m, TL_EINVAL, "holding: over %d bytes", TL_HOLDING_MAX / 2);
+    char copy[TL_HOLDING_MAX / 2 + 1];
+    (void)snprintf(copy, sizeof(copy), "%s", holding);
+    char *save = NULL;
+    for (char *k = strtok_r(copy, " ", &save); k != NULL; k = strtok_r(NULL, " ", &save)) {
+        char *t = strtok_r(NULL, " ", &save);
+        uint64_t token;
+        if (!tl_key_is_valid(k) || t == NULL || !tl__parse_u64(t, &token) || token == 0)
+            return tl__fail(m, TL_EINVAL,
+                            "holding: \"%s\" is not a list of KEY TOKEN pairs (a key, a space, "
+                            "its token, a space, ...)",
+                            holding);
+    }
+    return TL_OK;
+}
+
 /* The waiter's mode and the locks `m` holds, "MODE KEY TOKEN KEY TOKEN ..." (MODE "s" for a
  * shared claim, else "x"), at most TL_HOLDING_MAX bytes (whole pairs only); NULL when it holds
  * none (or out of memory: the graph then misses this waiter's edges). */
-static char *holding_text(tl_manager *m, bool shared)
+static char *holding_text(tl_manager *m, bool shared, const char *extra)
 {
     size_t cap = 256, len = 1;
     char *buf = NULL;
+
+    if (extra != NULL && extra[0] != '\0') { /* checked: at most half of TL_HOLDING_MAX */
+        size_t n = strlen(extra);
+        while (cap < n + 3)
+            cap *= 2;
+        if ((buf = tl__malloc(cap)) == NULL)
+            return NULL;
+        buf[0] = shared ? 's' : 'x';
+        buf[1] = ' ';
+        memcpy(buf + 2, extra, n + 1);
+        len = n + 2;
+    }
 
     pthread_mutex_lock(&m->mu);
     for (const tl_lock *l = m->held; l != NULL; l = l->next) {
@@ -228,7 +261,7 @@ tl_status tl__claim_loop(tl_manager *m, struct tl_loop *lp)
         m->store->errmsg[0] = '\0';
         if (req->waiter_id != NULL && m->store->deadlocks) {
             tl__free(holding);
-            holding = holding_text(m, req->shared);
+            holding = holding_text(m, req->shared, lp->extra);
             req->holding = holding;
         }
         lp->sent = m->clock.mono_ms(m->clock.ud);

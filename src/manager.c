@@ -529,7 +529,8 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
         (st = tl__plan_acquire(m, opts, timeout, &plan)) != TL_OK)
         return st;
     bool shared = false;
-    if ((st = tl__plan_mode(m, opts, &shared)) != TL_OK)
+    if ((st = tl__plan_mode(m, opts, &shared)) != TL_OK ||
+        (st = tl__check_holding(m, opts->holding)) != TL_OK)
         return st;
     if ((st = tl__task_info_normalize(opts->task_info, &task_info, m->errmsg)) != TL_OK)
         return st;
@@ -559,8 +560,11 @@ static tl_status acquire(tl_manager *m, const char *key, const struct tl_acquire
         req.waiter_timeout_ms = tl__waiter_timeout(m, m->store, timeout);
     }
     int64_t start = m->clock.mono_ms(m->clock.ud);
-    struct tl_loop lp = {
-        .req = &req, .plan = &plan, .cancel = opts->cancel, .attempt = claim_attempt};
+    struct tl_loop lp = {.req = &req,
+                         .extra = opts->holding,
+                         .plan = &plan,
+                         .cancel = opts->cancel,
+                         .attempt = claim_attempt};
 
     st = tl__claim_loop(m, &lp);
     if (st == TL_OK) {

@@ -153,6 +153,7 @@ typedef tl_status tl_attempt_fn(tl_manager *m, void *ctx, struct tl_claim *req,
                                 struct tl_claim_result *res);
 struct tl_loop {
     struct tl_claim *req; /* with waiter_id set when plan->line */
+    const char *extra;    /* NULL, or checked "KEY TOKEN ..." held on the call's behalf */
     const struct acquire_plan *plan;
     const volatile sig_atomic_t *cancel;
     tl_attempt_fn *attempt;
@@ -175,6 +176,8 @@ tl_status tl__deadlock_check(tl_manager *m, const struct tl_claim *req);
  * *ours false and *mine cleared. Errors: store errors (the call's message set). */
 tl_status tl__token_record(tl_manager *m, const char *key, uint64_t token, struct tl_record *mine,
                            bool *ours);
+/* Checks tl_acquire_opts.holding: NULL or pairs of a valid key and a token, at most 2 KiB. */
+tl_status tl__check_holding(tl_manager *m, const char *holding);
 /* Checks the acquire's mode and slots against the store (connected): *shared when the claim is
  * shared (TL_SHARED, or slots > 0). */
 tl_status tl__plan_mode(tl_manager *m, const struct tl_acquire_opts *o, bool *shared);

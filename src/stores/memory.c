@@ -371,8 +371,11 @@ static void wake_head(struct mem_space *sp, struct mem_entry *e)
 {
     if (e->line == NULL || e->line->signaled)
         return;
-    if (e->line->upgrading != 0) { /* its turn: it is the only holder (or holds nothing now) */
-        if (e->nholders > 1 || (e->nholders == 1 && e->holders[0].info.token != e->line->upgrading))
+    if (e->line->upgrading != 0) { /* its turn: it is the only holder, or holds nothing now */
+        bool holds = false;
+        for (size_t i = 0; i < e->nholders; i++)
+            holds = holds || e->holders[i].info.token == e->line->upgrading;
+        if (holds && e->nholders > 1)
             return;
         e->line->signaled = true;
         (void)pthread_cond_broadcast(&sp->turn);

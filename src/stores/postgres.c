@@ -41,7 +41,8 @@
  * release, inspect and list are the _v6 functions and view there; the functions made below are
  * kept unchanged for libraries of earlier versions sharing the schema (and tasklock_line_v2 is
  * still a helper of this one's claim). What follows describes them; the _v6 ones do the same
- * for a key's exclusive holder.
+ * for a key's exclusive holder. Upgrades, downgrades and the wait-for graph: postgres_convert.c
+ * and postgres_convert_sql.c, whose _v7 release, leave and turn this file calls.
  *
  * Each claim carries a random claim id stored in the row, so that a claim retried after a lost
  * connection recognises its own earlier success instead of finding the key held.
@@ -95,7 +96,7 @@ static const char *const sql_text[ST_COUNT] = {
     /* The new heartbeat (epoch ms), or NULL when the lock is no longer ours. */
     [ST_RENEW] = "SELECT {s}.tasklock_renew_v6($1, $2, $3::int8, $4, NULL)",
     /* 1 released, 2 released before by this token, 0 not ours. */
-    [ST_RELEASE] = "SELECT {s}.tasklock_drop_v6($1, $2, $3::int8, $4, $5, $6, false)",
+    [ST_RELEASE] = "SELECT {s}.tasklock_drop_v7($1, $2, $3::int8, $4, $5, $6, false)",
     [ST_HISTORY_KEY] = "SELECT " MS("at") ", key, event, worker_id, node_id, token, detail FROM "
                        "{s}.tasklock_history WHERE key = $1 ORDER BY id DESC LIMIT $2::int8",
     [ST_HISTORY_ALL] = "SELECT " MS("at") ", key, event, worker_id, node_id, token, detail FROM "
@@ -108,11 +109,7 @@ static const char *const sql_text[ST_COUNT] = {
     /* The new heartbeat (epoch ms), or NULL when the lock is no longer ours. */
     [ST_EXTEND] = "SELECT {s}.tasklock_renew_v6($1, $2, $3::int8, $4, $5::int4)",
     /* 1 left, 0 was not in line. */
-    [ST_LEAVE] = "SELECT {s}.tasklock_leave_v6($1, $2)",
-    [ST_WAITERS] = "SELECT w.waiter_id, w.worker_id, w.node_id, w.priority, w.seq, "
-                   MS("w.since") ", " MS("w.heartbeat_at") ", w.timeout_ms, NOT "
-                   LIVE("w", "now()") " FROM {s}.tasklock_waiters w WHERE w.key = $1 "
-                   "ORDER BY w.priority DESC, w.seq",
+    [ST_LEAVE] = "SELECT {s}.tasklock_leave_v7($1, $2)",
     /* $1 key, $2 waiter: (the holders would admit its claim, in line and live, live waiters
      * ahead, ms until the first of those goes dead). */
     [ST_TURN] =
@@ -121,7 +118,7 @@ static const char *const sql_text[ST_COUNT] = {
         "a AS (SELECT w.heartbeat_at + w.timeout_ms * interval '1 ms' AS dies FROM "
         "{s}.tasklock_waiters w, me WHERE w.key = $1 AND " LIVE("w", "now()") " AND "
         "(w.priority > me.priority OR (w.priority = me.priority AND w.seq < me.seq)))\n"
-        "SELECT {s}.tasklock_turn_v6($1, $2), EXISTS (SELECT 1 FROM me), (SELECT count(*) FROM a), (SELECT "
+        "SELECT {s}.tasklock_turn_v7($1, $2), EXISTS (SELECT 1 FROM me), (SELECT count(*) FROM a), (SELECT "
         "ceil(extract(epoch FROM min(a.dies) - now()) * 1000)::int8 FROM a)",
 };
 
@@ -1245,43 +1242,46 @@ static tl_status bad_reply(struct pg_store *ps, const char *what)
  * first means that a role with only the DML grants works once an administrator made them. */
 static tl_status ensure_schema(struct pg_store *ps, bool force)
 {
-    char check[4608];
+    char check[6144];
     PGresult *r = NULL;
     tl_status st;
     const char *const sc = ps->schema;
-    char next_check[1024], modes_check[1536];
+    char next_check[1024], modes_check[1536], conv_check[2048];
 
     /* The claim-next part (postgres_next.c) and the shared holders (postgres_modes_sql.c),
      * added to a schema made before them like the line. */
     tl__pg_next_check(next_check, sizeof(next_check), sc);
     tl__pg_modes_check(modes_check, sizeof(modes_check), sc);
+    if (!tl__pg_conv_check(conv_check, sizeof(conv_check), sc))
+        return tl__store_fail(&ps->base, TL_ESTORE, "postgres: the schema check does not fit");
 
-    int len = snprintf(
-        check, sizeof(check),
-        "SELECT to_regnamespace('\"%s\"') IS NOT NULL, "
-        "coalesce(obj_description(to_regclass('\"%s\".tasklock_locks'), 'pg_class'), "
-        "''), to_regclass('\"%s\".tasklock_history') IS NOT NULL AND "
-        "to_regclass('\"%s\".tasklock_tokens') IS NOT NULL AND "
-        "to_regprocedure('\"%s\".tasklock_claim_v1(text, text, text, text, integer, "
-        "integer, text)') IS NOT NULL AND "
-        "to_regprocedure('\"%s\".tasklock_renew_v1(text, text, bigint, text)') IS NOT "
-        "NULL AND to_regprocedure('\"%s\".tasklock_release_v1(text, text, bigint, "
-        "text, text, text)') IS NOT NULL AND "
-        "to_regclass('\"%s\".tasklock_waiters') IS NOT NULL AND "
-        "to_regprocedure('\"%s\".tasklock_wake_head_v2(text)') IS NOT NULL AND "
-        "to_regprocedure('\"%s\".tasklock_grant_v2(text, text, text, text, integer, "
-        "text, text, timestamptz)') IS NOT NULL AND "
-        "to_regprocedure('\"%s\".tasklock_line_v2(text, text, integer, "
-        "timestamptz)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_queue_v2("
-        "text, text, text, text, integer, integer, timestamptz, boolean)') IS NOT "
-        "NULL AND "
-        "to_regprocedure('\"%s\".tasklock_claim_v2(text, text, text, text, integer, "
-        "integer, text, text, integer, integer)') IS NOT NULL AND "
-        "to_regprocedure('\"%s\".tasklock_release_v2(text, text, bigint, text, text, "
-        "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_leave_v2(text, "
-        "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_extend_v2(text, "
-        "text, bigint, text, integer)') IS NOT NULL %s %s",
-        sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, next_check, modes_check);
+    int len =
+        snprintf(check, sizeof(check),
+                 "SELECT to_regnamespace('\"%s\"') IS NOT NULL, "
+                 "coalesce(obj_description(to_regclass('\"%s\".tasklock_locks'), 'pg_class'), "
+                 "''), to_regclass('\"%s\".tasklock_history') IS NOT NULL AND "
+                 "to_regclass('\"%s\".tasklock_tokens') IS NOT NULL AND "
+                 "to_regprocedure('\"%s\".tasklock_claim_v1(text, text, text, text, integer, "
+                 "integer, text)') IS NOT NULL AND "
+                 "to_regprocedure('\"%s\".tasklock_renew_v1(text, text, bigint, text)') IS NOT "
+                 "NULL AND to_regprocedure('\"%s\".tasklock_release_v1(text, text, bigint, "
+                 "text, text, text)') IS NOT NULL AND "
+                 "to_regclass('\"%s\".tasklock_waiters') IS NOT NULL AND "
+                 "to_regprocedure('\"%s\".tasklock_wake_head_v2(text)') IS NOT NULL AND "
+                 "to_regprocedure('\"%s\".tasklock_grant_v2(text, text, text, text, integer, "
+                 "text, text, timestamptz)') IS NOT NULL AND "
+                 "to_regprocedure('\"%s\".tasklock_line_v2(text, text, integer, "
+                 "timestamptz)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_queue_v2("
+                 "text, text, text, text, integer, integer, timestamptz, boolean)') IS NOT "
+                 "NULL AND "
+                 "to_regprocedure('\"%s\".tasklock_claim_v2(text, text, text, text, integer, "
+                 "integer, text, text, integer, integer)') IS NOT NULL AND "
+                 "to_regprocedure('\"%s\".tasklock_release_v2(text, text, bigint, text, text, "
+                 "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_leave_v2(text, "
+                 "text)') IS NOT NULL AND to_regprocedure('\"%s\".tasklock_extend_v2(text, "
+                 "text, bigint, text, integer)') IS NOT NULL %s %s %s",
+                 sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, sc, next_check,
+                 modes_check, conv_check);
     if (len < 0 || (size_t)len >= sizeof(check))
         return tl__store_fail(&ps->base, TL_ESTORE, "postgres: the schema check does not fit");
     const struct pg_query q[] = {{.sql = check}};
@@ -1310,7 +1310,7 @@ static tl_status ensure_schema(struct pg_store *ps, bool force)
 
     char create_schema[SCHEMA_MAX + 64];
     const char *const limits[] = {ps->timeout_text};
-    struct pg_query ddl[SCHEMA_STMTS + PG_NEXT_DDL + PG_MODES_DDL + 4];
+    struct pg_query ddl[SCHEMA_STMTS + PG_NEXT_DDL + PG_MODES_DDL + PG_CONV_DDL + 4];
     int n = 0;
     ddl[n++] = (struct pg_query){.sql = sql_begin};
     ddl[n++] = (struct pg_query){.sql = sql_limits, .n = 1, .v = limits};
@@ -1326,6 +1326,8 @@ static tl_status ensure_schema(struct pg_store *ps, bool force)
         ddl[n++] = (struct pg_query){.sql = ps->next_ddl[i]};
     for (size_t i = 0; i < PG_MODES_DDL; i++)
         ddl[n++] = (struct pg_query){.sql = ps->modes_ddl[i]};
+    for (size_t i = 0; i < PG_CONV_DDL; i++)
+        ddl[n++] = (struct pg_query){.sql = ps->conv_ddl[i]};
     ddl[n++] = (struct pg_query){.sql = sql_commit};
     st = run_many(ps, &ps->main, "creating the tables", ddl, n, -1, &r);
     PQclear(r);
@@ -1404,11 +1406,29 @@ static tl_status pg_open(struct tl_store *s, const char *url)
         if ((ps->modes_ddl[i] = expand(ps, tl__pg_modes_ddl[i])) == NULL)
             return tl__store_fail(s, TL_ENOMEM, "out of memory");
     }
+    for (size_t i = 0; i < PG_CONV_SQL; i++) {
+        if ((ps->conv_sql[i] = expand(ps, tl__pg_conv_sql[i])) == NULL)
+            return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < PG_CONV_DDL; i++) {
+        char *tmpl = NULL;
+
+        if ((st = tl__pg_conv_template(i, &tmpl)) != TL_OK)
+            return tl__store_fail(s, st,
+                                  st == TL_ENOMEM ? "out of memory"
+                                                  : "postgres: a _v7 function cannot be made "
+                                                    "from its _v6 source (a bug)");
+        ps->conv_ddl[i] = expand(ps, tmpl);
+        tl__free(tmpl);
+        if (ps->conv_ddl[i] == NULL)
+            return tl__store_fail(s, TL_ENOMEM, "out of memory");
+    }
     if ((st = conn_open(ps, &ps->main)) != TL_OK)
         return st;
     if ((st = ensure_schema(ps, false)) != TL_OK)
         return st;
     s->modes = true;
+    s->deadlocks = true;
     return TL_OK;
 }
 
@@ -1430,6 +1450,10 @@ static void pg_close(struct tl_store *s)
         tl__free(ps->modes_sql[i]);
     for (size_t i = 0; i < PG_MODES_DDL; i++)
         tl__free(ps->modes_ddl[i]);
+    for (size_t i = 0; i < PG_CONV_SQL; i++)
+        tl__free(ps->conv_sql[i]);
+    for (size_t i = 0; i < PG_CONV_DDL; i++)
+        tl__free(ps->conv_ddl[i]);
     for (int i = 0; i < SECRETS_MAX; i++)
         tl__free(ps->secret[i]);
     tl__free(ps->conninfo);
@@ -1762,66 +1786,6 @@ static tl_status pg_leave(struct tl_store *s, const char *key, const char *waite
     return TL_OK;
 }
 
-static tl_status pg_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
-                            size_t *count)
-{
-    struct pg_store *ps = (struct pg_store *)s;
-    struct tl_waiter **arr = NULL;
-    size_t n = 0, cap = 0;
-    PGresult *r = NULL;
-    const char *const p[] = {key};
-    tl_status st;
-
-    *out = NULL;
-    *count = 0;
-    if ((st = run(ps, &ps->main, "reading the line", ST_WAITERS, 1, p, &r)) != TL_OK)
-        return st;
-    if (PQntuples(r) > 0 && PQnfields(r) != 9)
-        st = bad_reply(ps, "reading the line");
-    for (int i = 0; st == TL_OK && i < PQntuples(r); i++) {
-        const char *id = get_text(r, i, 0), *w = get_text(r, i, 1), *nd = get_text(r, i, 2);
-        int64_t prio, seq, since, beat, timeout;
-        bool dead;
-
-        if (id == NULL || w == NULL || nd == NULL || !get_i64(r, i, 3, &prio) || prio < INT32_MIN ||
-            prio > INT32_MAX || !get_i64(r, i, 4, &seq) || seq < 0 || !get_i64(r, i, 5, &since) ||
-            !get_i64(r, i, 6, &beat) || !get_i64(r, i, 7, &timeout) || timeout <= 0 ||
-            timeout > UINT32_MAX || !get_bool(r, i, 8, &dead)) {
-            st = tl__store_fail(s, TL_ESTORE,
-                                "postgres: a row of %s.tasklock_waiters for \"%s\" has a missing "
-                                "or bad field",
-                                ps->schema, key);
-            break;
-        }
-        struct tl_waiter *x = tl__waiter_new();
-        if (x != NULL) {
-            x->key = tl__strdup(key);
-            x->waiter_id = tl__strdup(id);
-            x->worker_id = tl__strdup(w);
-            x->node_id = tl__strdup(nd);
-            x->priority = (int32_t)prio;
-            x->seq = (uint64_t)seq;
-            x->since_ms = since;
-            x->heartbeat_at_ms = beat;
-            x->timeout_ms = (uint32_t)timeout;
-            x->dead = dead;
-        }
-        if (x == NULL || !x->key || !x->waiter_id || !x->worker_id || !x->node_id ||
-            tl__waiter_array_push(&arr, &n, &cap, x) != TL_OK) {
-            tl__waiter_free(x);
-            st = tl__store_fail(s, TL_ENOMEM, "out of memory");
-        }
-    }
-    PQclear(r);
-    if (st != TL_OK) {
-        tl_waiter_array_free(arr, n);
-        return st;
-    }
-    *out = arr;
-    *count = n;
-    return TL_OK;
-}
-
 /* Where a waiter stands (ST_TURN). */
 struct turn {
     bool free;       /* no one holds the key */
@@ -2122,7 +2086,7 @@ const struct tl_store_ops tl__store_postgres = {
     .force_release = tl__pg_force_release,
     .leave = pg_leave,
     .wait_turn = pg_wait_turn,
-    .waiters = pg_waiters,
+    .waiters = tl__pg_waiters,
     .extend = pg_extend,
     .claim_next = tl__pg_claim_next,
     .finish = tl__pg_finish,
@@ -2130,4 +2094,5 @@ const struct tl_store_ops tl__store_postgres = {
     .done_list = tl__pg_done_list,
     .wait_any = tl__pg_wait_any,
     .holders = tl__pg_holders,
+    .convert = tl__pg_convert,
 };

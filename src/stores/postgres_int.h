@@ -3,7 +3,8 @@
  * includes it): postgres.c (sessions, the schema, claim, renew, release, the line) and
  * postgres_next.c (claim-next and done markers: claim_next, finish, reopen, done_list,
  * wait_any) and postgres_modes.c with postgres_modes_sql.c (shared holders and semaphores:
- * claim, inspect, list, holders, force_release).
+ * claim, inspect, list, holders, force_release), and postgres_convert.c with
+ * postgres_convert_sql.c (upgrades, downgrades and the wait-for graph: convert, waiters).
  */
 #ifndef TL_STORES_POSTGRES_INT_H
 #define TL_STORES_POSTGRES_INT_H
@@ -27,6 +28,9 @@
 /* postgres_modes.c's statements and postgres_modes_sql.c's table, view and functions. */
 #define PG_MODES_SQL 5
 #define PG_MODES_DDL 19
+/* postgres_convert.c's statements and postgres_convert_sql.c's functions. */
+#define PG_CONV_SQL 3
+#define PG_CONV_DDL 13
 /* The record columns every read of a holder returns (see tl__pg_read_record()). */
 #define PG_NRECORD 9
 /* The worker and node id an older library sees holding a key held shared. */
@@ -45,7 +49,6 @@ enum stmt_id {
     ST_UNLISTEN,
     ST_EXTEND,
     ST_LEAVE,
-    ST_WAITERS,
     ST_TURN,
     ST_COUNT
 };
@@ -80,6 +83,8 @@ struct pg_store {
     char *next_ddl[PG_NEXT_DDL];   /* and its functions */
     char *modes_sql[PG_MODES_SQL]; /* postgres_modes.c's statements, expanded */
     char *modes_ddl[PG_MODES_DDL]; /* and postgres_modes_sql.c's table, view and functions */
+    char *conv_sql[PG_CONV_SQL];   /* postgres_convert.c's statements, expanded */
+    char *conv_ddl[PG_CONV_DDL];   /* and postgres_convert_sql.c's columns and functions */
     struct pg_conn main, wait;
     struct tl_pg_wait_stats stats;
     /* The waiter whose channel the wait session listens on ("" none), and in which session
@@ -147,5 +152,37 @@ tl_status tl__pg_holders(struct tl_store *s, const char *key, struct tl_record *
                          size_t *count);
 tl_status tl__pg_force_release(struct tl_store *s, const struct tl_force_release *req,
                                struct tl_record *former, bool *found);
+
+/* postgres_convert.c and postgres_convert_sql.c: conversions and the wait-for graph. */
+enum pg_conv_stmt { PC_CONVERT, PC_WAITERS_KEY, PC_WAITERS_ALL };
+enum pg_conv_ddl {
+    PC_DDL_COLUMNS,
+    PC_DDL_EVENTS,
+    PC_DDL_READY,
+    PC_DDL_WAKE,
+    PC_DDL_TURN,
+    PC_DDL_QUEUE,
+    PC_DDL_DROP,
+    PC_DDL_LEAVE,
+    PC_DDL_FORCE,
+    PC_DDL_FINISH,
+    PC_DDL_CLAIM,
+    PC_DDL_REGRANT,
+    PC_DDL_CONVERT,
+    PC_DDL_COUNT
+};
+_Static_assert(PC_DDL_COUNT == PG_CONV_DDL, "PG_CONV_DDL counts enum pg_conv_ddl");
+extern const char *const tl__pg_conv_sql[PG_CONV_SQL];
+/* The templates ("{s}" the schema); NULL for those derived from a _v6 function. */
+extern const char *const tl__pg_conv_ddl[PG_CONV_DDL];
+/* Template `i` of tl__pg_conv_ddl, derived if need be (allocated; TL_ENOMEM, or TL_ESTORE if
+ * the _v6 text it is derived from no longer fits the derivation). */
+tl_status tl__pg_conv_template(size_t i, char **out);
+/* The schema check's part for them ("AND ..."), for schema `sc`; false if it did not fit. */
+bool tl__pg_conv_check(char *buf, size_t size, const char *sc);
+tl_status tl__pg_convert(struct tl_store *s, const struct tl_record *held,
+                         const struct tl_claim *req, struct tl_claim_result *out);
+tl_status tl__pg_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
+                         size_t *count);
 
 #endif

@@ -15,7 +15,9 @@
  * functions read it. Waiters record their claim's mode and slots (tasklock_waiters.shared,
  * .slots; an older library's waiters are exclusive by the columns' defaults).
  *
- * Every claim is one call of tasklock_claim_v6: one statement, one transaction, deciding
+ * Every claim is one call of tasklock_claim_v6 (this version calls tasklock_claim_v7, the same
+ * but for the waiter's holding text and the upgrader-aware wake-up: postgres_convert_sql.c;
+ * forced releases likewise call tasklock_force_v7): one statement, one transaction, deciding
  * under the key row's lock (FOR UPDATE) with fresh snapshots (READ COMMITTED), so that
  * concurrent claims, from threads or processes, never exceed the slots nor mix a writer with
  * anyone. A claim that will not wait and that the holders or the line refuse writes nothing.
@@ -49,8 +51,8 @@
 #define NHOLDER (PG_NRECORD + 5)
 
 const char *const tl__pg_modes_sql[PG_MODES_SQL] = {
-    [PM_CLAIM] = "SELECT * FROM {s}.tasklock_claim_v6($1, $2, $3, $4, $5::int4, $6::int4, $7, "
-                 "$8, $9::int4, $10::int4, $11::bool, $12::int4)",
+    [PM_CLAIM] = "SELECT * FROM {s}.tasklock_claim_v7($1, $2, $3, $4, $5::int4, $6::int4, $7, "
+                 "$8, $9::int4, $10::int4, $11::bool, $12::int4, $13)",
     /* The blocker: the exclusive holder, else the oldest shared one. */
     [PM_INSPECT] = "SELECT " HOLDER_COLS("v") " FROM {s}.tasklock_holding_v6 v WHERE v.key = $1 "
                    "ORDER BY v.shared, v.token LIMIT 1",
@@ -58,7 +60,7 @@ const char *const tl__pg_modes_sql[PG_MODES_SQL] = {
                    "ORDER BY v.token",
     [PM_LIST] = "SELECT " HOLDER_COLS("v") " FROM {s}.tasklock_holding_v6 v ORDER BY v.key, "
                 "v.token",
-    [PM_FORCE] = "SELECT * FROM {s}.tasklock_force_v6($1, $2::int8, $3, $4, $5, $6)",
+    [PM_FORCE] = "SELECT * FROM {s}.tasklock_force_v7($1, $2::int8, $3, $4, $5, $6)",
 };
 /* clang-format on */
 
@@ -127,8 +129,9 @@ tl_status tl__pg_claim(struct tl_store *s, const struct tl_claim *req, struct tl
                              prio,
                              wtimeout,
                              req->shared ? "true" : "false",
-                             slots};
-    st = tl__pg_run(ps, &ps->main, "claiming a lock", ps->modes_sql[PM_CLAIM], 12, p, &r);
+                             slots,
+                             req->holding};
+    st = tl__pg_run(ps, &ps->main, "claiming a lock", ps->modes_sql[PM_CLAIM], 13, p, &r);
     if (st != TL_OK)
         return st;
 

@@ -61,7 +61,7 @@ const char *const tl__pg_next_sql[PG_NEXT_SQL] = {
     [NS_NEXT] = "SELECT * FROM {s}.tasklock_next_v6($1::text[], $2, $3, $4, $5::int4, $6::int4, "
                 "$7)",
     /* One more column first: 1 released, 2 released before by this token, 0 not ours. */
-    [NS_FINISH] = "SELECT * FROM {s}.tasklock_finish_v6($1, $2, $3::int8, $4, $5, $6, $7::bool, "
+    [NS_FINISH] = "SELECT * FROM {s}.tasklock_finish_v7($1, $2, $3::int8, $4, $5, $6, $7::bool, "
                   "$8::text[], $9, $10, $11, $12::int4, $13::int4, $14)",
     [NS_REOPEN] = "SELECT {s}.tasklock_reopen_v4($1, $2, $3, $4)",
     [NS_DONE_LIST] = "SELECT key, worker_id, node_id, token, " MS("done_at") ", summary FROM "

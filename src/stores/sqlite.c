@@ -97,30 +97,44 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_W_COUNT] = "SELECT COUNT(*), COALESCE(SUM(CASE ?3 WHEN 0 THEN 1 WHEN 1 THEN (priority > "
                    "?4 OR (priority = ?4 AND seq < ?5)) ELSE priority >= ?4 END), 0) FROM "
                    "tl_waiters WHERE key = ?1 AND heartbeat_at + timeout_ms > ?2",
+    /* ?10: an upgrade's waiter, the token of the shared hold it converts (else 0), and ?12
+     * whether it steals; ?11: the locks its manager holds (the wait-for graph). */
     [ST_W_INSERT] = "INSERT INTO tl_waiters(key, waiter_id, worker_id, node_id, priority, since, "
-                    "heartbeat_at, timeout_ms, shared, slots) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-                    "?6, ?7, ?8, ?9)",
-    [ST_W_REFRESH] = "UPDATE tl_waiters SET heartbeat_at = ?3, timeout_ms = ?4 WHERE key = ?1 "
-                     "AND waiter_id = ?2",
+                    "heartbeat_at, timeout_ms, shared, slots, upgrading, holding, steals) VALUES "
+                    "(?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_W_REFRESH] = "UPDATE tl_waiters SET heartbeat_at = ?3, timeout_ms = ?4, holding = ?5 "
+                     "WHERE key = ?1 AND waiter_id = ?2",
     [ST_W_DELETE] = "DELETE FROM tl_waiters WHERE key = ?1 AND waiter_id = ?2",
     /* wait_turn's poll: the key's holders (its tl_locks worker id, NULL: free or no row; its
      * shared holders and their slots), is the caller's waiter ?3 live in line (with its mode),
-     * and how many live waiters are ahead of it (all of them if it is not). */
+     * how many live waiters are ahead of it (all of them if it is not), and for an upgrade's
+     * waiter the token it converts, the number of shared holders other than that one that
+     * count (a stealing upgrade counts the live ones: as tl__record_judge, heartbeat_at >= now
+     * - lock_timeout_ms), and whether it steals. */
     [ST_W_TURN] = "SELECT (SELECT worker_id FROM tl_locks WHERE key = ?1), (SELECT COUNT(*) FROM "
                   "tl_shared s WHERE s.key = ?1), (SELECT slots FROM tl_shared s WHERE s.key = "
                   "?1 LIMIT 1), m.seq IS NOT NULL, m.shared, m.slots, (SELECT COUNT(*) FROM "
                   "tl_waiters w WHERE w.key = ?1 AND w.heartbeat_at + w.timeout_ms > ?2 AND "
                   "(m.seq IS NULL OR w.priority > m.priority OR (w.priority = m.priority AND "
-                  "w.seq < m.seq))) FROM (SELECT 1) LEFT JOIN tl_waiters m ON m.key = ?1 AND "
-                  "m.waiter_id = ?3 AND m.heartbeat_at + m.timeout_ms > ?2",
+                  "w.seq < m.seq))), m.upgrading, (SELECT COUNT(*) FROM tl_shared s WHERE s.key = "
+                  "?1 AND s.token IS NOT m.upgrading AND (m.steals IS NOT 1 OR s.heartbeat_at >= "
+                  "?2 - s.lock_timeout_ms)), m.steals FROM (SELECT 1) LEFT JOIN tl_waiters m ON "
+                  "m.key = ?1 AND m.waiter_id = ?3 AND m.heartbeat_at + m.timeout_ms > ?2",
     [ST_W_LIST] = "SELECT waiter_id, worker_id, node_id, priority, seq, since, heartbeat_at, "
-                  "timeout_ms FROM tl_waiters WHERE key = ?1 ORDER BY priority DESC, seq",
+                  "timeout_ms, holding, key FROM tl_waiters WHERE key = ?1 ORDER BY priority "
+                  "DESC, seq",
+    /* Every waiter of the file, for the wait-for graph: one read of the table. */
+    [ST_W_LIST_ALL] = "SELECT waiter_id, worker_id, node_id, priority, seq, since, heartbeat_at, "
+                      "timeout_ms, holding, key FROM tl_waiters ORDER BY key, priority DESC, seq",
     /* The live head of the line with its mode, and the key's holders as ST_W_TURN reads
-     * them, for its wake-up. */
+     * them, for its wake-up (an upgrade's waiter: the token it converts, and the number of
+     * shared holders other than that one that count, as ST_W_TURN counts them). */
     [ST_W_HEAD] = "SELECT waiter_id, shared, slots, (SELECT worker_id FROM tl_locks WHERE key = "
                   "?1), (SELECT COUNT(*) FROM tl_shared s WHERE s.key = ?1), (SELECT slots FROM "
-                  "tl_shared s WHERE s.key = ?1 LIMIT 1) FROM tl_waiters WHERE key = ?1 AND "
-                  "heartbeat_at + timeout_ms > ?2 ORDER BY priority DESC, seq LIMIT 1",
+                  "tl_shared s WHERE s.key = ?1 LIMIT 1), upgrading, (SELECT COUNT(*) FROM "
+                  "tl_shared s WHERE s.key = ?1 AND s.token IS NOT w.upgrading AND (w.steals IS "
+                  "NOT 1 OR s.heartbeat_at >= ?2 - s.lock_timeout_ms)) FROM tl_waiters w WHERE "
+                  "key = ?1 AND heartbeat_at + timeout_ms > ?2 ORDER BY priority DESC, seq LIMIT 1",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
@@ -131,13 +145,22 @@ static const char *const sql_text[ST_COUNT] = {
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"                                                \
     " at INTEGER NOT NULL, key TEXT NOT NULL,"                                              \
     " event TEXT NOT NULL CHECK (event IN ('acquired','released','stolen','forced','lost'," \
-    "'done','reopened')),"                                                                  \
+    "'done','reopened','upgraded','downgraded')),"                                          \
     " worker_id TEXT NOT NULL, node_id TEXT NOT NULL, token INTEGER NOT NULL, detail TEXT"
 
 /* A waiting claim's mode, for the wake-ups (tl_waiters; added to an older file's table). */
 #define WAITER_SHARED_COLUMN " shared INTEGER NOT NULL DEFAULT 0 CHECK (shared IN (0, 1))"
 #define WAITER_SLOTS_COLUMN  " slots INTEGER NOT NULL DEFAULT 0 CHECK (slots BETWEEN 0 AND 100000)"
 #define WAITER_MODE_COLUMNS  WAITER_SHARED_COLUMN "," WAITER_SLOTS_COLUMN
+/* An upgrade's waiter: the token of the shared hold it converts (0: a claim's waiter), and
+ * whether it steals (stale holders then do not keep it waiting); and the locks the waiter's
+ * manager held at its latest claim, the wait-for graph's edges ('': none, or written by a
+ * tasklock from before them). Added to an older file's table. */
+#define WAITER_UPGRADING_COLUMN " upgrading INTEGER NOT NULL DEFAULT 0"
+#define WAITER_HOLDING_COLUMN   " holding TEXT NOT NULL DEFAULT ''"
+#define WAITER_STEALS_COLUMN    " steals INTEGER NOT NULL DEFAULT 0 CHECK (steals IN (0, 1))"
+#define WAITER_GRAPH_COLUMNS \
+    WAITER_UPGRADING_COLUMN "," WAITER_HOLDING_COLUMN "," WAITER_STEALS_COLUMN
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS tl_locks ("
@@ -157,7 +180,7 @@ static const char schema_sql[] =
     " worker_id TEXT NOT NULL, node_id TEXT NOT NULL,"
     " priority INTEGER NOT NULL, since INTEGER NOT NULL,"
     " heartbeat_at INTEGER NOT NULL, timeout_ms INTEGER NOT NULL," WAITER_MODE_COLUMNS
-    ", UNIQUE (key, waiter_id));"
+    "," WAITER_GRAPH_COLUMNS ", UNIQUE (key, waiter_id));"
     "CREATE INDEX IF NOT EXISTS tl_waiters_line ON tl_waiters(key, priority DESC, seq);"
     /* Done markers (DESIGN.md section 8): a finished task's row, until it is reopened. */
     "CREATE TABLE IF NOT EXISTS tl_done ("
@@ -187,10 +210,10 @@ static const char schema_sql[] =
     " lock_timeout_ms = MAX(lock_timeout_ms, NEW.lock_timeout_ms)"
     " WHERE key = NEW.key AND worker_id = '" SHARED_SENTINEL "'; END;";
 
-/* A file made before done markers has tl_history with the old CHECK, which refuses the events
- * `done` and `reopened`. SQLite cannot change a CHECK in place, so the table is made again (the
- * documented way: new table, copy, drop, rename), in the transaction that adds tl_done. The ids
- * are kept, and with them the order of the trail. */
+/* A file made before done markers (or before upgrades) has tl_history with an old CHECK, which
+ * refuses the events `done` and `reopened` (`upgraded` and `downgraded`). SQLite cannot change a
+ * CHECK in place, so the table is made again (the documented way: new table, copy, drop, rename),
+ * in the transaction that adds tl_done. The ids are kept, and with them the order of the trail. */
 static const char history_rebuild_sql[] =
     "CREATE TABLE tl_history_new (" HISTORY_COLUMNS ");"
     "INSERT INTO tl_history_new(id, at, key, event, worker_id, node_id, token, detail)"
@@ -202,6 +225,12 @@ static const char history_rebuild_sql[] =
 /* A file made before shared holders: its waiters (exclusive claims all) get their mode. */
 static const char waiters_mode_sql[] = "ALTER TABLE tl_waiters ADD COLUMN" WAITER_SHARED_COLUMN ";"
                                        "ALTER TABLE tl_waiters ADD COLUMN" WAITER_SLOTS_COLUMN ";";
+
+/* A file made before upgrades: its waiters are claims' (upgrading 0) and list no holds (''). */
+static const char waiters_graph_sql[] =
+    "ALTER TABLE tl_waiters ADD COLUMN" WAITER_UPGRADING_COLUMN ";"
+    "ALTER TABLE tl_waiters ADD COLUMN" WAITER_HOLDING_COLUMN ";"
+    "ALTER TABLE tl_waiters ADD COLUMN" WAITER_STEALS_COLUMN ";";
 
 static tl_status db_fail(struct sqlite_store *ss, int rc, const char *what)
 {
@@ -582,12 +611,14 @@ static tl_status parse_params(struct sqlite_store *ss, char *query, const char *
 
 /*
  * Creates the tables, or adds the ones a file made by an earlier tasklock lacks: tl_waiters came
- * with the line, tl_done with done markers and tl_shared (with its triggers, and tl_waiters'
- * shared and slots) with shared holders, without a new schema version, because each change
- * only adds a table or columns (and widens tl_history's CHECK, see history_rebuild_sql). A
- * tasklock from before them still opens such a file and works (its claims do not queue, so
- * they can pass the line, and it ignores done markers; it shows the events `done` and
- * `reopened` as acquisitions), where a new version number would lock it out.
+ * with the line, tl_done with done markers, tl_shared (with its triggers, and tl_waiters'
+ * shared and slots) with shared holders, and tl_waiters' upgrading, steals and holding with
+ * upgrades and the wait-for graph, without a new schema version, because each change only adds a
+ * table or columns (and widens tl_history's CHECK, see history_rebuild_sql). A tasklock from before
+ * them still opens such a file and works (its claims do not queue, so they can pass the line,
+ * and it ignores done markers; it shows the events `done`, `reopened`, `upgraded` and
+ * `downgraded` as acquisitions; its waiters list no holds), where a new version number would
+ * lock it out.
  */
 static tl_status create_schema(struct sqlite_store *ss)
 {
@@ -595,19 +626,20 @@ static tl_status create_schema(struct sqlite_store *ss)
         "SELECT user_version, EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
         "name = 'tl_waiters'), EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name "
         "= 'tl_done'), EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
-        "'tl_history' AND sql NOT LIKE '%''reopened''%'), EXISTS (SELECT 1 FROM sqlite_master "
+        "'tl_history' AND sql NOT LIKE '%''downgraded''%'), EXISTS (SELECT 1 FROM sqlite_master "
         "WHERE type = 'table' AND name = 'tl_shared'), EXISTS (SELECT 1 FROM "
-        "pragma_table_info('tl_waiters') WHERE name = 'slots') FROM pragma_user_version";
+        "pragma_table_info('tl_waiters') WHERE name = 'slots'), EXISTS (SELECT 1 FROM "
+        "pragma_table_info('tl_waiters') WHERE name = 'steals') FROM pragma_user_version";
     sqlite3_stmt *st = NULL;
     int version = 0;
-    bool current = false, old_history = false, old_waiters = false;
+    bool current = false, old_history = false, old_waiters = false, old_graph = false;
     int rc = sqlite3_prepare_v2(ss->db, probe_sql, -1, &st, NULL);
 
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         version = sqlite3_column_int(st, 0);
         current = sqlite3_column_int(st, 1) != 0 && sqlite3_column_int(st, 2) != 0 &&
                   sqlite3_column_int(st, 3) == 0 && sqlite3_column_int(st, 4) != 0 &&
-                  sqlite3_column_int(st, 5) != 0;
+                  sqlite3_column_int(st, 5) != 0 && sqlite3_column_int(st, 6) != 0;
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
@@ -632,6 +664,7 @@ static tl_status create_schema(struct sqlite_store *ss)
         if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             old_history = sqlite3_column_int(st, 3) != 0;
             old_waiters = sqlite3_column_int(st, 5) == 0;
+            old_graph = sqlite3_column_int(st, 6) == 0;
             rc = SQLITE_OK;
         }
         sqlite3_finalize(st);
@@ -640,6 +673,8 @@ static tl_status create_schema(struct sqlite_store *ss)
         rc = sqlite3_exec(ss->db, history_rebuild_sql, NULL, NULL, NULL);
     if (rc == SQLITE_OK && old_waiters)
         rc = sqlite3_exec(ss->db, waiters_mode_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && old_graph)
+        rc = sqlite3_exec(ss->db, waiters_graph_sql, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(ss->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -738,6 +773,7 @@ static tl_status sqlite_open(struct tl_store *s, const char *url)
         (rc = tl__sqlite_modes_prepare(ss)) != SQLITE_OK)
         return db_fail(ss, rc, "preparing statements");
     s->modes = true;
+    s->deadlocks = true;
     return TL_OK;
 }
 
@@ -880,9 +916,13 @@ static int find_head(struct sqlite_store *ss, const char *key, int64_t now,
     if (rc == SQLITE_ROW) {
         const unsigned char *t = sqlite3_column_text(st, 0);
         int64_t slots = sqlite3_column_int64(st, 2);
-        bool admitted = tl__sqlite_admits(
-            sqlite3_column_int(st, 1) != 0, slots < 0 || slots > TL_SLOTS_MAX ? 0 : (uint32_t)slots,
-            sqlite3_column_text(st, 3), sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5));
+        bool admitted =
+            sqlite3_column_int64(st, 6) != 0 /* an upgrader: when it is the only holder */
+                ? tl__sqlite_upgrade_turn(sqlite3_column_text(st, 3), sqlite3_column_int64(st, 7))
+                : tl__sqlite_admits(sqlite3_column_int(st, 1) != 0,
+                                    slots < 0 || slots > TL_SLOTS_MAX ? 0 : (uint32_t)slots,
+                                    sqlite3_column_text(st, 3), sqlite3_column_int64(st, 4),
+                                    sqlite3_column_int64(st, 5));
 
         /* Only a head the holders admit: one they do not (a writer beside readers) would be
          * woken by its own busy claims again and again. */
@@ -1059,9 +1099,19 @@ static tl_status sqlite_history(struct tl_store *s, const char *key, size_t limi
         if (e != NULL) {
             e->at_ms = sqlite3_column_int64(st, 0);
             e->key = column_dup(st, 1);
-            /* The CHECK constraint keeps other names out of the table. */
-            if (!tl__event_kind_from_name((const char *)sqlite3_column_text(st, 2), &e->kind))
-                e->kind = TL_EVENT_ACQUIRED;
+            /* The CHECK constraint keeps other names out of the table, unless the file was
+             * written around it: say so rather than guess. */
+            if (!tl__event_kind_from_name((const char *)sqlite3_column_text(st, 2), &e->kind)) {
+                const unsigned char *k = sqlite3_column_text(st, 2);
+                ret = tl__store_fail(s, TL_ESTORE,
+                                     "sqlite: %s: an event of %.200s at %lld has the kind "
+                                     "\"%.40s\", which this tasklock does not know (the file "
+                                     "was changed by something other than tasklock)",
+                                     ss->path, e->key ? e->key : "?", (long long)e->at_ms,
+                                     k ? (const char *)k : "NULL");
+                tl__event_free(e);
+                break;
+            }
             e->worker_id = column_dup(st, 3);
             e->node_id = column_dup(st, 4);
             e->token = (uint64_t)sqlite3_column_int64(st, 5);
@@ -1189,13 +1239,23 @@ static tl_status sqlite_wait_turn(struct tl_store *s, const char *key, const cha
             /* Not in line: judged as an exclusive claim (free, and no one in line). */
             bool in_line = sqlite3_column_int(st, 3) != 0;
             int64_t shared = sqlite3_column_int64(st, 4), slots = sqlite3_column_int64(st, 5);
-            garbled = in_line && (sqlite3_column_type(st, 4) != SQLITE_INTEGER ||
-                                  sqlite3_column_type(st, 5) != SQLITE_INTEGER || shared < 0 ||
-                                  shared > 1 || slots < 0 || slots > TL_SLOTS_MAX);
-            admitted = !garbled &&
-                       tl__sqlite_admits(in_line && shared == 1, in_line ? (uint32_t)slots : 0,
-                                         sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
-                                         sqlite3_column_int64(st, 2));
+            int64_t upgrading = sqlite3_column_int64(st, 7), steals = sqlite3_column_int64(st, 9);
+            garbled = in_line &&
+                      (sqlite3_column_type(st, 4) != SQLITE_INTEGER ||
+                       sqlite3_column_type(st, 5) != SQLITE_INTEGER || shared < 0 || shared > 1 ||
+                       slots < 0 || slots > TL_SLOTS_MAX ||
+                       sqlite3_column_type(st, 7) != SQLITE_INTEGER || upgrading < 0 ||
+                       sqlite3_column_type(st, 9) != SQLITE_INTEGER || steals < 0 || steals > 1);
+            if (garbled)
+                admitted = false;
+            else if (in_line && upgrading != 0) /* an upgrader: no other holder counts */
+                admitted = tl__sqlite_upgrade_turn(sqlite3_column_text(st, 0),
+                                                   sqlite3_column_int64(st, 8));
+            else
+                admitted =
+                    tl__sqlite_admits(in_line && shared == 1, in_line ? (uint32_t)slots : 0,
+                                      sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+                                      sqlite3_column_int64(st, 2));
             ahead = sqlite3_column_int64(st, 6);
             rc = SQLITE_OK;
         }
@@ -1205,9 +1265,9 @@ static tl_status sqlite_wait_turn(struct tl_store *s, const char *key, const cha
             return db_fail(ss, rc, "waiting in line");
         if (garbled)
             return tl__store_fail(s, TL_ESTORE,
-                                  "sqlite: %s: waiter %s of %s has a mode or slots that are not "
-                                  "0/1 and 0 to %d (the file was changed by something other "
-                                  "than tasklock)",
+                                  "sqlite: %s: waiter %s of %s has a mode, slots, upgraded "
+                                  "token or steals that are not 0/1, 0 to %d, a token and 0/1 "
+                                  "(the file was changed by something other than tasklock)",
                                   ss->path, waiter_id, key, TL_SLOTS_MAX);
         /* Admitted by the holders, and the head (or no one is in line, and neither is the
          * caller). */
@@ -1237,11 +1297,13 @@ static tl_status sqlite_wait_turn(struct tl_store *s, const char *key, const cha
     }
 }
 
+/* The line of `key`, or with key NULL every waiter of the file (the wait-for graph's nodes, by
+ * key), each with the holds its latest claim listed ("" when none). */
 static tl_status sqlite_waiters(struct tl_store *s, const char *key, struct tl_waiter ***out,
                                 size_t *count)
 {
     struct sqlite_store *ss = (struct sqlite_store *)s;
-    sqlite3_stmt *st = ss->stmt[ST_W_LIST];
+    sqlite3_stmt *st = ss->stmt[key != NULL ? ST_W_LIST : ST_W_LIST_ALL];
     struct tl_waiter **arr = NULL;
     size_t n = 0, cap = 0;
     tl_status ret = TL_OK;
@@ -1249,15 +1311,17 @@ static tl_status sqlite_waiters(struct tl_store *s, const char *key, struct tl_w
 
     *out = NULL;
     *count = 0;
-    if (key == NULL)
-        return tl__store_fail(s, TL_EINVAL, "waiters: no key");
     int64_t now = now_ms(s);
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (key != NULL)
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct tl_waiter *w = tl__waiter_new();
 
         if (w != NULL) {
-            w->key = tl__strdup(key);
+            w->key = column_dup(st, 9);
+            w->holding = column_dup(st, 8);
+            if (w->holding == NULL && sqlite3_column_type(st, 8) == SQLITE_NULL)
+                w->holding = tl__strdup(""); /* NOT NULL: only a file changed around it */
             w->waiter_id = column_dup(st, 0);
             w->worker_id = column_dup(st, 1);
             w->node_id = column_dup(st, 2);
@@ -1268,7 +1332,7 @@ static tl_status sqlite_waiters(struct tl_store *s, const char *key, struct tl_w
             w->timeout_ms = (uint32_t)sqlite3_column_int64(st, 7);
             w->dead = w->heartbeat_at_ms + (int64_t)w->timeout_ms <= now;
         }
-        if (w == NULL || !w->key || !w->waiter_id || !w->worker_id || !w->node_id ||
+        if (w == NULL || !w->key || !w->waiter_id || !w->worker_id || !w->node_id || !w->holding ||
             tl__waiter_array_push(&arr, &n, &cap, w) != TL_OK) {
             tl__waiter_free(w);
             ret = tl__store_fail(s, TL_ENOMEM, "out of memory");
@@ -1355,4 +1419,5 @@ const struct tl_store_ops tl__store_sqlite = {
     .done_list = tl__sqlite_done_list,
     .wait_any = tl__sqlite_wait_any,
     .holders = tl__sqlite_holders,
+    .convert = tl__sqlite_convert,
 };

@@ -1,7 +1,7 @@
 /*
  * sqlite_int.h -- what the files of the SQLite store share (not installed; nothing else includes
  * it): sqlite.c (open, the schema, renew, release, the line), sqlite_modes.c (a key's set of
- * holders: claim, force_release, inspect, holders) and sqlite_next.c (claim-next and done
+ * holders: claim, force_release, inspect, holders, convert) and sqlite_next.c (claim-next and done
  * markers: claim_next, finish, reopen, done_list, wait_any).
  */
 #ifndef TL_STORES_SQLITE_INT_H
@@ -42,6 +42,7 @@ enum stmt_id {
     ST_W_DELETE,
     ST_W_TURN,
     ST_W_LIST,
+    ST_W_LIST_ALL,
     ST_W_HEAD,
     ST_BEGIN,
     ST_COMMIT,
@@ -150,6 +151,13 @@ sqlite3_stmt *tl__sqlite_renew_stmt(struct sqlite_store *ss, bool shared, bool e
  * claim then answers TL_EINVAL). For the wake-ups and wait_turn's poll. */
 bool tl__sqlite_admits(bool shared, uint32_t slots, const unsigned char *lock_worker,
                        int64_t nshared, int64_t held_slots);
+/* Whether an upgrade's waiter may convert now: no holder but it counts, by the key's tl_locks
+ * worker id (NULL: free) and the number of shared holders other than its hold that count (the
+ * live ones for an upgrade that steals). */
+bool tl__sqlite_upgrade_turn(const unsigned char *lock_worker, int64_t other_shared);
+/* The convert op (store.h): a holder's new mode, in one transaction. */
+tl_status tl__sqlite_convert(struct tl_store *s, const struct tl_record *held,
+                             const struct tl_claim *req, struct tl_claim_result *out);
 /* In the caller's transaction: deletes every shared holder of `key` and names them in
  * `detail` ("from W (token N), ..."; unchanged when there were none). */
 int tl__sqlite_drop_shared(struct sqlite_store *ss, const char *key, char *detail, size_t size);

@@ -1,7 +1,8 @@
 /*
  * sqlite_modes.c -- a key's set of holders in the SQLite store: shared holders and semaphores
  * (store.h, version 5; DESIGN.md section 9), and the ops that read or write the set: claim,
- * force_release, inspect, holders; renew and release find their holder through it.
+ * force_release, inspect, holders, convert (upgrades and downgrades); renew and release find
+ * their holder through it.
  *
  * The layout keeps tl_locks as it was, one row per key: its token is the key's counter (the
  * last token granted), and an exclusive holder's row is the holder itself, as before. Shared
@@ -258,6 +259,11 @@ static void displaced(const struct holder_set *hs, bool all, int64_t now, char *
     }
 }
 
+bool tl__sqlite_upgrade_turn(const unsigned char *lock_worker, int64_t other_shared)
+{
+    return lock_worker == NULL || (is_sentinel(lock_worker) && other_shared == 0);
+}
+
 bool tl__sqlite_admits(bool shared, uint32_t slots, const unsigned char *lock_worker,
                        int64_t nshared, int64_t held_slots)
 {
@@ -444,17 +450,21 @@ static int delete_waiter(struct sqlite_store *ss, const char *key, const char *w
     return run(ss, st);
 }
 
-/* Puts the claim's waiter at the back of the line (with its mode, for the wake-ups), or
- * refreshes its heartbeat where it is. */
-static int join_line(struct sqlite_store *ss, const struct tl_claim *req, bool in_line, int64_t now)
+/* Puts the claim's waiter at the back of the line (with its mode, for the wake-ups; an
+ * upgrade's with the token it converts, `upgrading`), or refreshes its heartbeat where it is.
+ * Either way the waiter keeps the holds its claim lists (the wait-for graph). */
+static int join_line(struct sqlite_store *ss, const struct tl_claim *req, bool in_line, int64_t now,
+                     uint64_t upgrading)
 {
     sqlite3_stmt *st = ss->stmt[in_line ? ST_W_REFRESH : ST_W_INSERT];
+    const char *holding = req->holding != NULL ? req->holding : "";
 
     sqlite3_bind_text(st, 1, req->key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, req->waiter_id, -1, SQLITE_STATIC);
     if (in_line) {
         sqlite3_bind_int64(st, 3, now);
         sqlite3_bind_int64(st, 4, req->waiter_timeout_ms);
+        sqlite3_bind_text(st, 5, holding, -1, SQLITE_STATIC);
     } else {
         sqlite3_bind_text(st, 3, req->worker_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, req->node_id, -1, SQLITE_STATIC);
@@ -463,6 +473,9 @@ static int join_line(struct sqlite_store *ss, const struct tl_claim *req, bool i
         sqlite3_bind_int64(st, 7, req->waiter_timeout_ms);
         sqlite3_bind_int(st, 8, req->shared ? 1 : 0);
         sqlite3_bind_int64(st, 9, req->shared ? req->slots : 0);
+        sqlite3_bind_int64(st, 10, (sqlite3_int64)upgrading);
+        sqlite3_bind_text(st, 11, holding, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 12, upgrading != 0 && req->mode == TL_CLAIM_STEAL ? 1 : 0);
     }
     return run(ss, st);
 }
@@ -675,7 +688,7 @@ tl_status tl__sqlite_claim(struct tl_store *s, const struct tl_claim *req,
     char head[MAX_WAITER_ID + 1] = "";
     if (v == TL_VERDICT_BUSY || (!force && line.ahead > 0)) {
         if (wid != NULL) {
-            rc = join_line(ss, req, in_line, now);
+            rc = join_line(ss, req, in_line, now, 0);
             line.waiting += in_line ? 0 : 1;
         }
         /* The dead ones may have included the head: wake the next one if it is admitted. */
@@ -917,4 +930,252 @@ tl_status tl__sqlite_holders(struct tl_store *s, const char *key, struct tl_reco
     *out = arr;
     *count = n;
     return TL_OK;
+}
+
+/* ---- conversions (store.h, convert) ---- */
+
+/* The holder `held` among the key's holders (by token and worker id), or hs->n. */
+static size_t holder_index(const struct holder_set *hs, const struct tl_record *held)
+{
+    for (size_t i = 0; i < hs->n; i++)
+        if (hs->recs[i].info.token == held->info.token &&
+            strcmp(hs->recs[i].info.worker_id, held->info.worker_id) == 0)
+            return i;
+    return hs->n;
+}
+
+/* "from token N", and for an upgrade that displaces stale holders "; displaced W (token M),
+ * ..." (every holder but `me` that is stale: with nothing counted, those are the others). */
+static void convert_detail(const struct holder_set *hs, size_t me, bool displace, char *buf,
+                           size_t size)
+{
+    int k = snprintf(buf, size, "from token %llu", (unsigned long long)hs->recs[me].info.token);
+    size_t len = k > 0 ? (size_t)k : 0;
+    bool first = true;
+
+    for (size_t i = 0; displace && i < hs->n && len < size; i++) {
+        if (i == me)
+            continue;
+        k = snprintf(buf + len, size - len, "%s%s (token %llu)", first ? "; displaced " : ", ",
+                     hs->recs[i].info.worker_id, (unsigned long long)hs->recs[i].info.token);
+        if (k < 0)
+            break;
+        len += (size_t)k;
+        first = false;
+    }
+}
+
+/* The converted holder's rows, in the convert's transaction. To shared: the key's tl_locks row
+ * names the sentinel (an exclusive holder's row becomes it) and the holder is a tl_shared row
+ * with the new token. To exclusive: every shared row goes (the holder's own and the stale ones
+ * displaced) and the tl_locks row is the holder's, as an exclusive claim writes it. */
+static int write_converted(struct sqlite_store *ss, const struct tl_claim *req,
+                           const struct holder_set *hs, const struct tl_info *me, uint64_t token,
+                           int64_t now)
+{
+    bool shared_held = hs->recs[0].info.mode == TL_SHARED;
+    int rc = SQLITE_OK;
+
+    if (!req->shared) {
+        sqlite3_stmt *st = ss->stmt[ST_UPSERT];
+        if (shared_held) {
+            sqlite3_stmt *d = ss->modes_stmt[MST_SHARED_DELETE_ALL];
+            sqlite3_bind_text(d, 1, me->key, -1, SQLITE_STATIC);
+            rc = run(ss, d);
+        }
+        if (rc != SQLITE_OK)
+            return rc;
+        sqlite3_bind_text(st, 1, me->key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)token);
+        sqlite3_bind_text(st, 3, me->worker_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, me->node_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, now);
+        sqlite3_bind_int64(st, 6, me->lock_timeout_ms);
+        sqlite3_bind_text(st, 7, me->task_info, -1, SQLITE_STATIC);
+        return run(ss, st);
+    }
+    if (me->mode == TL_SHARED) /* shared already (a record's call): its row takes the token */
+        rc = delete_shared(ss, me->key, me->token);
+    sqlite3_stmt *st = ss->modes_stmt[MST_SENTINEL_SET];
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, me->key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)token);
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_int64(st, 4, me->lock_timeout_ms);
+        rc = run(ss, st);
+    }
+    if (rc != SQLITE_OK)
+        return rc;
+    st = ss->modes_stmt[MST_SHARED_INSERT];
+    sqlite3_bind_text(st, 1, me->key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)token);
+    sqlite3_bind_text(st, 3, me->worker_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, me->node_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, now);
+    sqlite3_bind_int64(st, 6, me->lock_timeout_ms);
+    sqlite3_bind_text(st, 7, me->task_info, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, req->slots);
+    return run(ss, st);
+}
+
+/*
+ * A conversion is one IMMEDIATE transaction, like a claim: it reads the key's holders and finds
+ * the converting one; a downgrade is always admitted, an upgrade when no other holder counts.
+ * The winner's rows take the key's next token, its waiter (if any) leaves the line, and the
+ * event is written; a busy upgrade with a waiter id joins the line (or refreshes its place)
+ * with its priority (TL_PRIORITY_UPGRADE: ahead of every claim's) and the token it converts,
+ * by which the wake-ups and wait_turn's poll know its turn: no other holder is left.
+ */
+tl_status tl__sqlite_convert(struct tl_store *s, const struct tl_record *held,
+                             const struct tl_claim *req, struct tl_claim_result *out)
+{
+    struct sqlite_store *ss = (struct sqlite_store *)s;
+    const char *wid = req->waiter_id;
+    const char *key = held->info.key;
+    struct line line = {0};
+    struct holder_set hs;
+    tl_status ret;
+    int rc;
+
+    out->holder_known = out->took_stale = out->took_forced = false;
+    out->waiting = out->ahead = 0;
+    out->beat_sent_mono_ms = 0;
+    if (req->mode == TL_CLAIM_FORCE || (req->shared && req->slots > TL_SLOTS_MAX) ||
+        (wid != NULL && (req->priority < TL_PRIORITY_MIN || req->priority > TL_PRIORITY_UPGRADE ||
+                         req->waiter_timeout_ms == 0)))
+        return tl__store_fail(s, TL_EINVAL,
+                              "conversion of %s: never forced, at most %d slots, a priority of "
+                              "%d to %d and a waiter's timeout above 0",
+                              key, TL_SLOTS_MAX, TL_PRIORITY_MIN, TL_PRIORITY_UPGRADE);
+
+    ss->busy_cut = false;
+    ss->busy_fast = true;
+    rc = tl__sqlite_exec(ss, ST_BEGIN);
+    ss->busy_fast = false;
+    if (rc != SQLITE_OK && (rc & 0xff) == SQLITE_BUSY && ss->busy_cut && !req->shared)
+        /* As for a claim: to a waiting upgrade, the write lock kept until its deadline is the
+         * other holders not leaving in time. */
+        return tl__store_fail(s, TL_EBUSY,
+                              "the database stayed locked by another connection until the "
+                              "deadline (%lld ms)",
+                              (long long)ss->busy_waited);
+    if (rc != SQLITE_OK)
+        return tl__sqlite_fail(ss, rc, "starting a conversion");
+    int64_t now = now_ms(s);
+    if ((ret = load_holders(ss, key, &hs)) != TL_OK) {
+        tl__sqlite_rollback(ss);
+        return ret;
+    }
+    size_t me = holder_index(&hs, held);
+    if (me == hs.n) {
+        tl__sqlite_rollback(ss);
+        holders_clear(&hs);
+        return tl__store_fail(s, TL_ELOST, "%s is no longer held by %s with token %llu", key,
+                              held->info.worker_id, (unsigned long long)held->info.token);
+    }
+
+    bool in_line = false, deleted_dead = false;
+    int32_t priority = req->priority;
+    int64_t seq = 0;
+    rc = delete_dead(ss, key, now);
+    deleted_dead = rc == SQLITE_OK && sqlite3_changes(ss->db) > 0;
+    if (rc == SQLITE_OK && wid != NULL)
+        rc = find_waiter(ss, key, wid, &in_line, &priority, &seq);
+    if (rc != SQLITE_OK)
+        goto err_rollback;
+
+    /* The other holders that count against an upgrade; the oldest of them is its blocker. */
+    size_t counted = 0, stale = 0, other = hs.n;
+    for (size_t i = 0; !req->shared && i < hs.n; i++) {
+        struct tl_record r = hs.recs[i];
+        if (i == me)
+            continue;
+        tl__record_judge(&r, now);
+        if (r.info.stale && req->mode == TL_CLAIM_STEAL) {
+            stale++;
+            continue;
+        }
+        counted++;
+        if (other == hs.n)
+            other = i;
+    }
+
+    char head[MAX_WAITER_ID + 1] = "";
+    if (counted > 0) { /* an upgrade beside other holders: wait at the head */
+        if (wid != NULL) {
+            rc = count_line(ss, key, now, in_line ? LINE_IN : LINE_NEW, priority, seq, &line);
+            if (rc == SQLITE_OK)
+                rc = join_line(ss, req, in_line, now, held->info.token);
+            line.waiting += in_line ? 0 : 1;
+        } else {
+            rc = count_line(ss, key, now, LINE_ALL, 0, 0, &line);
+            line.ahead = 0;
+        }
+        if (rc == SQLITE_OK && deleted_dead)
+            rc = tl__sqlite_find_head(ss, key, now, head);
+        if (rc != SQLITE_OK || (rc = tl__sqlite_exec(ss, ST_COMMIT)) != SQLITE_OK)
+            goto err_rollback;
+        tl__sqlite_wake_send(ss, head);
+        tl__record_clear(&out->rec);
+        out->waiting = line.waiting;
+        out->ahead = line.ahead;
+        if (tl__record_copy(&out->rec, &hs.recs[other]) != TL_OK) {
+            holders_clear(&hs);
+            return tl__store_fail(s, TL_ENOMEM, "out of memory");
+        }
+        tl__record_judge(&out->rec, now);
+        out->rec.info.holders = (uint32_t)hs.n;
+        out->holder_known = true;
+        holders_clear(&hs);
+        return TL_EBUSY;
+    }
+
+    char detail[400];
+    convert_detail(&hs, me, stale > 0, detail, sizeof(detail));
+    uint64_t token = hs.last_token + 1; /* as a claim's: never below the clock (see there) */
+    if (now > 0 && (uint64_t)now * 1000 > token)
+        token = (uint64_t)now * 1000;
+    struct tl_info who = hs.recs[me].info; /* borrowed from hs */
+    rc = write_converted(ss, req, &hs, &who, token, now);
+    if (rc == SQLITE_OK && wid != NULL)
+        rc = delete_waiter(ss, key, wid);
+    who.token = token;
+    who.mode = req->shared ? TL_SHARED : TL_EXCLUSIVE;
+    who.slots = req->shared ? req->slots : 0;
+    if (rc == SQLITE_OK)
+        rc = tl__sqlite_add_history(ss, now, req->shared ? TL_EVENT_DOWNGRADED : TL_EVENT_UPGRADED,
+                                    &who, detail);
+    /* A downgrade may admit the head (readers); a win that deleted dead waiters may too. */
+    if (rc == SQLITE_OK)
+        rc = tl__sqlite_find_head(ss, key, now, head);
+    if (rc != SQLITE_OK || (rc = tl__sqlite_exec(ss, ST_COMMIT)) != SQLITE_OK)
+        goto err_rollback;
+    tl__sqlite_wake_forget(ss, wid);
+    tl__sqlite_wake_send(ss, head);
+
+    struct tl_record *r = &out->rec;
+    tl__record_clear(r);
+    r->info.key = tl__strdup(key);
+    r->info.worker_id = tl__strdup(who.worker_id);
+    r->info.node_id = tl__strdup(who.node_id);
+    r->info.task_info = tl__strdup(who.task_info);
+    r->info.token = token;
+    r->info.claimed_at_ms = r->info.heartbeat_at_ms = r->info.observed_at_ms = now;
+    r->info.lock_timeout_ms = who.lock_timeout_ms;
+    r->info.mode = who.mode;
+    r->info.slots = who.slots;
+    r->info.holders = req->shared ? (uint32_t)hs.n : 1;
+    out->took_stale = stale > 0;
+    holders_clear(&hs);
+    if (!r->info.key || !r->info.worker_id || !r->info.node_id || !r->info.task_info) {
+        tl__record_clear(r);
+        return tl__store_fail(s, TL_ENOMEM, "out of memory after converting %s", key);
+    }
+    return TL_OK;
+
+err_rollback:
+    holders_clear(&hs);
+    ret = tl__sqlite_fail(ss, rc, "converting a lock");
+    tl__sqlite_rollback(ss);
+    return ret;
 }

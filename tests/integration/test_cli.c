@@ -1462,6 +1462,79 @@ static void shared_locks_and_semaphores(void **state)
     assert_contains(o->err, "tasklock run --slots");
 }
 
+static void upgrade_downgrade_and_deadlocks(void **state)
+{
+    struct out *o = *state;
+
+    /* Alone: the upgrade is immediate and prints the new token; a downgrade goes back. */
+    assert_int_equal(tlk(o, "-w", "u1", "acquire", "up-1", "--shared", NULL), 0);
+    uint64_t shared = token_of(o);
+    assert_int_equal(tlk(o, "-w", "u1", "upgrade", "up-1", NULL), 0);
+    uint64_t excl = token_of(o);
+    assert_true(excl > shared);
+    assert_int_equal(tlk(o, "-w", "u1", "upgrade", "up-1", NULL), 2);
+    assert_contains(o->err, "exclusive already");
+    assert_int_equal(tlk(o, "-w", "u1", "--json", "downgrade", "up-1", NULL), 0);
+    json_t *doc = parse_json(o->out);
+    assert_true((uint64_t)json_integer_value(json_object_get(doc, "token")) > excl);
+    assert_int_equal(json_integer_value(json_object_get(doc, "from_token")), (json_int_t)excl);
+    assert_string_equal(json_string_value(json_object_get(doc, "mode")), "shared");
+    json_decref(doc);
+    assert_int_equal(tlk(o, "log", "up-1", NULL), 0);
+    assert_contains(o->out, "upgraded");
+    assert_contains(o->out, "downgraded");
+
+    /* Beside another reader: busy with --wait 0, and still held shared. */
+    assert_int_equal(tlk(o, "-w", "u2", "acquire", "up-1", "--shared", NULL), 0);
+    assert_int_equal(tlk(o, "-w", "u1", "upgrade", "up-1", "--wait", "0", NULL), 1);
+    assert_contains(o->err, "still held shared");
+
+    /* Both upgrade: the one that came last is told (exit 7) and keeps its shared lock; when it
+     * releases, the other's upgrade goes through. */
+    struct proc first = start("-w", "u1", "upgrade", "up-1", "--wait", "50s", NULL);
+    struct line_probe p = {.key = "up-1", .live = 1};
+    assert_true(tl_test_poll(line_has, &p, 20, LIMIT_MS / 2));
+    assert_int_equal(tlk(o, "-w", "u2", "upgrade", "up-1", "--wait", "50s", NULL), 7);
+    assert_contains(o->err, "deadlock");
+    assert_contains(o->err, "u2 waits for up-1 held by u1");
+    assert_int_equal(tlk(o, "status", "up-1", NULL), 0);
+    assert_contains(o->out, "held shared by 2");
+    assert_int_equal(tlk(o, "-w", "u2", "release", "up-1", NULL), 0);
+    struct out fo;
+    assert_int_equal(finish(&first, &fo), 0);
+    assert_true(strtoull(fo.out, NULL, 10) > excl);
+    assert_int_equal(tlk(o, "-w", "u1", "release", "up-1", NULL), 0);
+
+    /* Inside `tasklock run`, the run's lock counts as held by the command: a run in a run that
+     * waits for a lock held by someone who waits for the outer one is a deadlock. */
+    assert_int_equal(tlk(o, "-w", "u2", "acquire", "dl-b", NULL), 0);
+    char holding[64];
+    (void)snprintf(holding, sizeof(holding), "TASKLOCK_HOLDING=dl-b %llu",
+                   (unsigned long long)token_of(o));
+    struct proc nested = start("-w", "u1", "run", "dl-a", "--", binary, "-w", "u1", "run", "dl-b",
+                               "--wait", "50s", "--", "true", NULL);
+    struct line_probe pb = {.key = "dl-b", .live = 1};
+    assert_true(tl_test_poll(line_has, &pb, 20, LIMIT_MS / 2));
+    const char *env[] = {holding, NULL};
+    extra_env = env; /* as if u2's acquire ran inside the run that holds dl-b */
+    int rc = tlk(o, "-w", "u2", "acquire", "dl-a", "--wait", "50s", NULL);
+    extra_env = NULL;
+    assert_int_equal(rc, 7);
+    assert_contains(o->err, "u2 waits for dl-a held by u1");
+    assert_contains(o->err, "u1 waits for dl-b held by u2");
+    assert_int_equal(tlk(o, "-w", "u2", "release", "dl-b", NULL), 0);
+    struct out no;
+    assert_int_equal(finish(&nested, &no), 0);
+
+    /* A TASKLOCK_HOLDING that run would never set is refused, not ignored. */
+    const char *bad[] = {"TASKLOCK_HOLDING=dl-a notatoken", NULL};
+    extra_env = bad;
+    rc = tlk(o, "acquire", "dl-c", NULL);
+    extra_env = NULL;
+    assert_int_equal(rc, 2);
+    assert_contains(o->err, "TASKLOCK_HOLDING");
+}
+
 static int setup(void **state)
 {
     *state = calloc(1, sizeof(struct out));
@@ -1528,6 +1601,7 @@ int main(void)
         T(renew_extends_the_lock_timeout),
         T(priority_is_checked),
         T(shared_locks_and_semaphores),
+        T(upgrade_downgrade_and_deadlocks),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -172,6 +172,49 @@ static void start_job(struct job *j, tl_manager *observer, const char *k, size_t
                  tl_manager_worker_id(j->m), k, place, atomic_load(&j->done), j->err);
 }
 
+struct clock_probe {
+    tl_manager *m;
+    const char *held; /* a held key: inspect tells the store's clock */
+    int64_t after;
+};
+
+static bool clock_past(void *arg)
+{
+    struct clock_probe *p = arg;
+    struct tl_info *info = NULL;
+    bool past = tl_inspect(p->m, p->held, &info) == TL_OK && info != NULL &&
+                info->observed_at_ms > p->after;
+
+    tl_info_free(info);
+    return past;
+}
+
+/* The youngest waiter of a cycle is the last to join its line by the store's clock: before the
+ * waiter that must be the youngest joins, waits until that clock has passed the joining time of
+ * every waiter of `keys` (a join in the same millisecond would leave the order to chance). */
+static void after_the_waiters_of(tl_manager *m, const char *held, const char *const *keys,
+                                 size_t nkeys)
+{
+    struct clock_probe p = {.m = m, .held = held, .after = 0};
+
+    for (size_t i = 0; i < nkeys; i++) {
+        struct tl_waiter **ws = NULL;
+        size_t n = 0;
+        if (tl_waiters(m, keys[i], &ws, &n) != TL_OK)
+            fail_msg("waiters of %s: %s", keys[i], tl_errmsg(m));
+        for (size_t w = 0; w < n; w++)
+            if (ws[w]->since_ms > p.after)
+                p.after = ws[w]->since_ms;
+        tl_waiter_array_free(ws, n);
+    }
+    if (conf->advance_store_clock != NULL) { /* a server clock the suite moves (GitHub's) */
+        conf->advance_store_clock(conf->clock_ud, 1100);
+        return;
+    }
+    if (!tl_test_poll(clock_past, &p, 2, EVENT_LIMIT_MS))
+        fail_msg("the store's clock never passed %lld", (long long)p.after);
+}
+
 static void join_job(struct job *j, tl_status want)
 {
     pthread_join(j->thread, NULL);
@@ -272,6 +315,7 @@ static void two_upgraders_one_gets_the_deadlock(void **state)
     j.lock = must(a, k, TL_SHARED);
     tl_lock *lb = must(b, k, TL_SHARED);
     start_job(&j, b, k, 1);
+    after_the_waiters_of(b, k, &k, 1);
 
     /* b's wait closes the cycle, and b is its youngest waiter. */
     const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS};
@@ -335,6 +379,7 @@ static void a_two_cycle_is_reported_to_its_youngest_waiter(void **state)
     tl_lock *lb = must(b, k2, TL_EXCLUSIVE);
     struct job j = {.m = a};
     start_job(&j, b, k2, 1); /* a waits for k2 */
+    after_the_waiters_of(b, k2, &k2, 1);
 
     const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS};
     tl_lock *l = NULL;
@@ -377,6 +422,8 @@ static void a_three_cycle_is_reported(void **state)
     struct job ja = {.m = a}, jb = {.m = b};
     start_job(&ja, c, k2, 1); /* a waits for k2, held by b */
     start_job(&jb, c, k3, 1); /* b waits for k3, held by c */
+    const char *lines[] = {k2, k3};
+    after_the_waiters_of(c, k3, lines, 2);
 
     const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS};
     tl_lock *l = NULL;
