@@ -65,12 +65,6 @@
 
 /* ---- records ---- */
 
-/* Whether a claim's stored holding text says what `holding` (the core's, NULL: none) says. */
-bool tl__gh_same_holding(const char *stored, const char *holding)
-{
-    return strcmp(stored != NULL ? stored : "", holding != NULL ? holding : "") == 0;
-}
-
 /* A claim that names a session is judged by it (github_session.c), others by their own
  * updated_at. */
 bool tl__gh_stale_at(const struct gh_item *it, int64_t now_ms)

@@ -37,6 +37,12 @@ _Static_assert(TL_GH_HOLDING_MAX == TL_HOLDING_MAX, "the marker's bound is the c
 
 #define MOVE_MAX 64 /* waiters one conversion moves behind its claim, at most */
 
+/* Whether a claim's stored holding text says what `holding` (the core's, NULL: none) says. */
+bool tl__gh_same_holding(const char *stored, const char *holding)
+{
+    return strcmp(stored != NULL ? stored : "", holding != NULL ? holding : "") == 0;
+}
+
 int64_t tl__gh_upgrade_of(const struct gh_item *it)
 {
     const struct tl_gh_claim *c = &it->claim;
