@@ -142,18 +142,19 @@ static int64_t same_second_rank(const struct github_store *g, struct gh_list *l,
     return rank < 999 ? rank : 999;
 }
 
-/* Appends waiter claim `it` of `issue` (run `run`) to the array. An upgrader's place is a
- * waiter of priority TL_PRIORITY_UPGRADE while the claim it converts holds. */
+/* Appends waiter claim `it` of `issue` (run `run`) to the array, as key `key` (the caller's
+ * spelling; NULL: the issue number). An upgrader's place is a waiter of priority
+ * TL_PRIORITY_UPGRADE while the claim it converts holds. */
 static tl_status push_waiter(struct github_store *g, struct gh_list *l, const struct gh_item *it,
-                             int64_t issue, const struct gh_run *run, struct tl_waiter ***arr,
-                             size_t *n, size_t *cap)
+                             const char *key, int64_t issue, const struct gh_run *run,
+                             struct tl_waiter ***arr, size_t *n, size_t *cap)
 {
     struct tl_waiter *w = tl__waiter_new();
     int64_t of = tl__gh_upgrade_of(it);
 
     if (w == NULL)
         return tl__gh_oom(g);
-    w->key = tl__asprintf("%lld", (long long)issue);
+    w->key = key != NULL ? tl__strdup(key) : tl__asprintf("%lld", (long long)issue);
     w->waiter_id = tl__strdup(it->claim.waiter);
     w->worker_id = tl__strdup(it->claim.rec.info.worker_id);
     w->node_id = tl__strdup(it->claim.rec.info.node_id);
@@ -226,7 +227,7 @@ tl_status tl__github_waiters(struct tl_store *s, const char *key, struct tl_wait
         }
         if (tl__gh_in_run(&run, it))
             continue;
-        st = push_waiter(g, l, it, issue, &run, &arr, &n, &cap);
+        st = push_waiter(g, l, it, key, issue, &run, &arr, &n, &cap);
     }
     if (st != TL_OK) {
         tl_waiter_array_free(arr, n);
