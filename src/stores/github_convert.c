@@ -259,6 +259,15 @@ static struct gh_item *upgrade_place(struct github_store *g, struct gh_list *l, 
     return it;
 }
 
+/* The place just kept for req's waiter: whether its turn counts stale holders. */
+static void keep_steals(struct github_store *g, const struct tl_claim *req)
+{
+    struct gh_place *p = tl__gh_place_find(g, req->waiter_id);
+
+    if (p != NULL)
+        p->steals = req->mode == TL_CLAIM_STEAL;
+}
+
 tl_status tl__github_convert(struct tl_store *s, const struct tl_record *held,
                              const struct tl_claim *req, struct tl_claim_result *out)
 {
@@ -289,8 +298,10 @@ tl_status tl__github_convert(struct tl_store *s, const struct tl_record *held,
     }
     if ((st = tl__gh_read_list(g, number, true, &l)) != TL_OK)
         goto done;
-    if (place != NULL)
+    if (place != NULL) {
         place->polled = g->base.clock->mono_ms(g->base.clock->ud);
+        place->steals = req->mode == TL_CLAIM_STEAL;
+    }
 
     struct gh_run r;
     tl__gh_run(g, l, 0, 0, &r);
@@ -331,6 +342,7 @@ tl_status tl__github_convert(struct tl_store *s, const struct tl_record *held,
                 if (st != TL_OK)
                     goto done;
                 tl__gh_place_keep(g, req->waiter_id, number, posted.id, mine.nonce, sent);
+                keep_steals(g, req);
                 st = busy(g, l, &r, x, req, true, out);
                 goto done;
             }
@@ -375,8 +387,10 @@ tl_status tl__github_convert(struct tl_store *s, const struct tl_record *held,
         for (struct gh_item *c = r.first; c != NULL; c = tl__gh_run_next(g, l, &r, c)) {
             if (!counts(c, x, req->mode, l->date_ms))
                 continue;
-            if (wait && place == NULL)
+            if (wait && place == NULL) {
                 tl__gh_place_keep(g, req->waiter_id, number, id, mine.nonce, sent);
+                keep_steals(g, req);
+            }
             if (wait) {
                 st = busy(g, l, &r, x, req, false, out);
                 goto done;
@@ -402,8 +416,10 @@ tl_status tl__github_convert(struct tl_store *s, const struct tl_record *held,
 withdraw:
     if (id != 0 && !g->committed) {
         if (wait && st == TL_EBUSY) {
-            if (place == NULL)
+            if (place == NULL) {
                 tl__gh_place_keep(g, req->waiter_id, number, id, mine.nonce, sent);
+                keep_steals(g, req);
+            }
         } else {
             tl__gh_withdraw_claim(g, id);
             tl__gh_place_forget(place);

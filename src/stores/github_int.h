@@ -86,6 +86,7 @@ struct gh_place {                     /* a waiter's place in line: its claim com
     int64_t beat_sent; /* when its last write (post or edit) was sent: the clock's mono_ms */
     int64_t polled;    /* when the comments were last read for it (claim, wait_turn) */
     uint64_t used;
+    bool steals; /* an upgrader's place whose upgrade steals: stale holders do not count */
 };
 
 struct gh_config {
@@ -281,7 +282,8 @@ enum tl_admit tl__gh_admit(const struct gh_run *r, const struct tl_claim *req, i
 bool tl__gh_holds_at(const struct github_store *g, struct gh_list *l, int64_t id, bool shared,
                      uint32_t slots);
 /* Whether waiter claim `it` would win now (admitted, no live waiter ahead): wait_turn's wake-up. */
-bool tl__gh_turn(const struct github_store *g, struct gh_list *l, const struct gh_item *it);
+bool tl__gh_turn(const struct github_store *g, struct gh_list *l, const struct gh_item *it,
+                 bool steals);
 struct gh_item *tl__gh_clear_joiners(struct github_store *g, struct gh_list *l, int64_t old_last);
 struct gh_item *tl__gh_clear_dead_after(struct github_store *g, struct gh_list *l, int64_t id);
 tl_status tl__gh_push_holder(struct github_store *g, struct gh_list *l, const struct gh_item *it,

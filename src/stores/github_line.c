@@ -62,7 +62,7 @@ tl_status tl__github_wait_turn(struct tl_store *s, const char *key, const char *
             break;
         struct gh_item *it = tl__gh_list_find(l, p->comment);
         if (it == NULL || !tl__gh_is_claim(g, it) || tl__gh_stale_at(it, l->date_ms) ||
-            tl__gh_turn(g, l, it)) {
+            tl__gh_turn(g, l, it, p->steals)) {
             *woken = true;
             break;
         }

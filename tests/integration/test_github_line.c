@@ -1157,7 +1157,7 @@ static tl_status convert(struct party *p, bool shared, bool wait)
                                  .node_id = "line-node",
                                  .task_info = "{}",
                                  .lock_timeout_ms = p->timeout,
-                                 .mode = TL_CLAIM_NORMAL,
+                                 .mode = p->mode,
                                  .waiter_id = wait ? p->waiter : NULL,
                                  .priority = TL_PRIORITY_UPGRADE,
                                  .waiter_timeout_ms = p->timeout,
@@ -1193,6 +1193,7 @@ static void an_upgrader_is_woken_when_it_is_the_only_holder(void **state)
     must_win(b, "21");
     must_win(c, "21");
     uint64_t shared_token = a->res.rec.info.token;
+    (void)snprintf(a->waiter, sizeof(a->waiter), "%032x", 0x2102); /* the upgrade's own */
     assert_int_equal(convert(a, false, true), TL_EBUSY);
     struct tl_waiter **w = line_of(b, "21", &n);
     assert_int_equal(n, 1);
@@ -1370,6 +1371,50 @@ static void the_trail_tells_upgrades_and_downgrades(void **state)
     party_free(a);
 }
 
+/* A stealing upgrader's turn comes when the other holders left are stale (they do not count for
+ * it); a plain upgrader's does not (they do). */
+static void a_stealing_upgrader_is_woken_when_the_others_are_stale(void **state)
+{
+    struct party *a = reader_new("steal-a", 0x2601, LONG, 0);
+    struct party *n = reader_new("steal-n", 0x2701, LONG, 0);
+    struct party *b = reader_new("steal-b", 0, SHORT, 0);
+    struct party *c = reader_new("steal-c", 0, SHORT, 0);
+
+    (void)state;
+    a->mode = TL_CLAIM_STEAL;
+    must_win(a, "26");
+    must_win(b, "26");
+    must_win(n, "27");
+    must_win(c, "27");
+    /* An upgrade is a call of its own: its waiter id is not the acquire's. */
+    (void)snprintf(a->waiter, sizeof(a->waiter), "%032x", 0x2602);
+    (void)snprintf(n->waiter, sizeof(n->waiter), "%032x", 0x2702);
+    assert_int_equal(convert(a, false, true), TL_EBUSY);
+    assert_int_equal(convert(n, false, true), TL_EBUSY);
+    make_short_stale(); /* b and c; the upgraders and their places have a long timeout */
+
+    struct turn ta = {.p = a, .key = "26", .ms = 5000};
+    struct turn tn = {.p = n, .key = "27", .ms = 2500};
+    turn_thread(&ta);
+    assert_true(ta.woken);
+    turn_thread(&tn);
+    assert_int_equal(tn.st, TL_OK);
+    assert_false(tn.woken);
+    assert_int_equal(convert(a, false, true), TL_OK);
+    assert_int_equal(a->res.rec.info.mode, TL_EXCLUSIVE);
+    assert_int_equal(count_holders(b, "26"), 1); /* the stale reader was displaced */
+    assert_int_equal(convert(n, false, true), TL_EBUSY);
+
+    assert_int_equal(release(a), TL_OK);
+    assert_int_equal(leave(n, "27"), TL_OK);
+    assert_int_equal(release(n), TL_OK);
+    assert_int_equal(release(c), TL_OK);
+    party_free(a);
+    party_free(n);
+    party_free(b);
+    party_free(c);
+}
+
 int main(void)
 {
     const char *const args[] = {
@@ -1397,6 +1442,7 @@ int main(void)
         cmocka_unit_test(an_upgrade_moves_the_waiters_behind_it),
         cmocka_unit_test(holding_is_kept_and_every_line_is_listed),
         cmocka_unit_test(the_trail_tells_upgrades_and_downgrades),
+        cmocka_unit_test(a_stealing_upgrader_is_woken_when_the_others_are_stale),
     };
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)
