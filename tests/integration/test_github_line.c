@@ -1415,6 +1415,43 @@ static void a_stealing_upgrader_is_woken_when_the_others_are_stale(void **state)
     party_free(c);
 }
 
+/* An upgrader whose shared claim is broken meanwhile holds nothing: its turn comes at once, its
+ * next call learns TL_ELOST, and its place is gone. */
+static void an_upgrader_that_holds_nothing_learns_it(void **state)
+{
+    struct party *a = reader_new("lost-a", 0, LONG, 0);
+    struct party *b = reader_new("lost-b", 0, LONG, 0);
+    struct tl_record former = {0};
+    bool found = false;
+    size_t n;
+
+    (void)state;
+    must_win(a, "28");
+    must_win(b, "28");
+    (void)snprintf(a->waiter, sizeof(a->waiter), "%032x", 0x2801);
+    assert_int_equal(convert(a, false, true), TL_EBUSY);
+    const struct tl_force_release fr = {.key = "28",
+                                        .worker_id = "admin",
+                                        .node_id = "n",
+                                        .token = a->res.rec.info.token,
+                                        .summary = "broken"};
+    assert_int_equal(b->s->ops->force_release(b->s, &fr, &former, &found), TL_OK);
+    assert_true(found);
+    tl__record_clear(&former);
+
+    struct turn t = {.p = a, .key = "28", .ms = 5000};
+    turn_thread(&t);
+    assert_true(t.woken);
+    assert_int_equal(convert(a, false, true), TL_ELOST);
+    struct tl_waiter **w = line_of(b, "28", &n);
+    assert_int_equal(n, 0); /* its place went with it */
+    tl_waiter_array_free(w, n);
+    assert_int_equal(count_holders(b, "28"), 1);
+    assert_int_equal(release(b), TL_OK);
+    party_free(a);
+    party_free(b);
+}
+
 int main(void)
 {
     const char *const args[] = {
@@ -1443,6 +1480,7 @@ int main(void)
         cmocka_unit_test(holding_is_kept_and_every_line_is_listed),
         cmocka_unit_test(the_trail_tells_upgrades_and_downgrades),
         cmocka_unit_test(a_stealing_upgrader_is_woken_when_the_others_are_stale),
+        cmocka_unit_test(an_upgrader_that_holds_nothing_learns_it),
     };
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)
