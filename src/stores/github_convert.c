@@ -306,6 +306,24 @@ tl_status tl__github_convert(struct tl_store *s, const struct tl_record *held,
     struct gh_run r;
     tl__gh_run(g, l, 0, 0, &r);
     struct gh_item *x = held_claim(g, l, held, &r);
+    if (x == NULL && tl__gh_list_find(l, (int64_t)held->info.token) == NULL) {
+        /* Not listed: deleted, or listed late (GitHub's lists can lag). Only a lock that is
+         * gone is lost; one not listed yet is busy, and the next call sees. */
+        struct gh_item fetched = {0};
+        bool found = false;
+        st = tl__gh_get_comment(g, (int64_t)held->info.token, number, &fetched, &found);
+        tl__gh_item_clear(&fetched);
+        if (st != TL_OK)
+            goto done;
+        if (found) {
+            l->recheck_tail = true;
+            st = tl__gh_fail(g, TL_EBUSY,
+                             "github: #%lld: outcome unknown: our claim %llu is not listed yet; "
+                             "the lock is unchanged",
+                             (long long)number, (unsigned long long)held->info.token);
+            goto done;
+        }
+    }
     if (x == NULL) {
         if (place != NULL) {
             tl__gh_withdraw_claim(g, place->comment);
