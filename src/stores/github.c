@@ -296,6 +296,9 @@ static tl_status github_open(struct tl_store *s, const char *url)
     s->waiter_timeout_is_lock_timeout = true;
     g->line_poll_ms = LINE_POLL_MS;
     s->modes = true; /* shared claims: github_modes.c */
+    /* The wait-for graph: a waiter's holding text is in its claim's marker, and the waiters of
+     * every issue are the repository-wide comment list's (github_line.c). */
+    s->deadlocks = true;
 
     if (strncmp(url, "github://", 9) != 0)
         return tl__gh_fail(g, TL_EINVAL, "github store URL must be github://OWNER/REPO");
@@ -399,10 +402,11 @@ static void from_of(const struct gh_item *it, struct tl_gh_from *f)
     f->claimed_at_ms = it->created_ms;
     f->heartbeat_at_ms = it->beat_ms != 0 ? it->beat_ms : it->updated_ms;
     f->took = it->claim.took;
+    f->conv = it->claim.conv;
 }
 
 /* Records a displaced holder in our new claim (newest first, bounded). */
-static void push_from(struct tl_gh_claim *c, const struct gh_item *it)
+void tl__gh_push_from(struct tl_gh_claim *c, const struct gh_item *it)
 {
     if (c->nfrom == TL_GH_FROM_DEPTH) {
         tl__free(c->from[TL_GH_FROM_DEPTH - 1].worker_id);
@@ -464,7 +468,7 @@ static tl_status plan_the_way(struct github_store *g, const struct tl_claim *req
             continue;
         if (!stale)
             *forced = true;
-        push_from(mine, h);
+        tl__gh_push_from(mine, h);
         h->deleted = true;
         victims[(*nvictims)++] = h;
     }
@@ -487,7 +491,7 @@ static bool from_has(const struct tl_gh_claim *c, int64_t id)
  * Whether GitHub takes `text` as a claim body, with room for the heartbeat counter to grow to
  * its widest (it is written twice: "#N" and "seq":N). Else TL_EINVAL saying how large it is.
  */
-static tl_status check_size(struct github_store *g, const char *text)
+tl_status tl__gh_check_size(struct github_store *g, const char *text)
 {
     size_t chars = tl__gh_chars(text) + SEQ_ROOM;
 
@@ -505,6 +509,7 @@ tl_status tl__gh_copy_took(struct github_store *g, struct tl_gh_claim *mine,
                            const struct tl_gh_claim *c)
 {
     mine->took = c->took;
+    mine->conv = c->conv;
     for (size_t i = 0; i < c->nfrom && i < TL_GH_FROM_DEPTH; i++) {
         struct tl_gh_from *f = &mine->from[mine->nfrom++];
         *f = c->from[i];
@@ -534,7 +539,7 @@ static void amend_claim(struct github_store *g, int64_t number, struct gh_item *
     if (text == NULL || url == NULL || body == NULL) {
         LOG(g, TL_LOG_WARN, "github: #%lld: out of memory recording the displaced holders",
             (long long)number);
-    } else if (check_size(g, text) != TL_OK) {
+    } else if (tl__gh_check_size(g, text) != TL_OK) {
         LOG(g, TL_LOG_WARN, "github: #%lld: the displaced holders are not recorded: %s",
             (long long)number, g->base.errmsg);
     } else if (tl__gh_call(g, "PATCH", url, body, NULL, &r) != TL_OK || r.status != 200) {
@@ -567,7 +572,7 @@ static void amend_claim(struct github_store *g, int64_t number, struct gh_item *
 }
 
 /* The delay before re-read `a` (1, 2, ...): reread_delay, doubling, at most 16 times it. */
-static uint32_t reread_delay(const struct github_store *g, uint32_t a)
+uint32_t tl__gh_reread_delay(const struct github_store *g, uint32_t a)
 {
     uint64_t d = (uint64_t)g->cfg.reread_ms << (a - 1 < 4 ? a - 1 : 4);
 
@@ -577,7 +582,7 @@ static uint32_t reread_delay(const struct github_store *g, uint32_t a)
 /* Remembers the place of waiter `waiter_id`: claim comment `id` (nonce `nonce`) of issue
  * `number`, last written at `sent` (the clock's mono_ms). An instance serves one thread, which
  * waits in one line at a time; should the places run out, the oldest is given up. */
-static void place_keep(struct github_store *g, const char *waiter_id, int64_t number, int64_t id,
+void tl__gh_place_keep(struct github_store *g, const char *waiter_id, int64_t number, int64_t id,
                        const char *nonce, int64_t sent)
 {
     struct gh_place *p = tl__gh_place_find(g, waiter_id);
@@ -610,8 +615,8 @@ static void place_keep(struct github_store *g, const char *waiter_id, int64_t nu
  * mark (it may have been posted with one, expecting to find the key free). *gone when it was
  * deleted meanwhile (as dead, or by a forced claim).
  */
-static tl_status refresh_place(struct github_store *g, struct gh_item *it, struct gh_place *p,
-                               int64_t server_now_ms, bool *gone)
+tl_status tl__gh_refresh_place(struct github_store *g, struct gh_item *it, struct gh_place *p,
+                               int64_t server_now_ms, const char *holding, bool *gone)
 {
     struct tl_http_resp r = {0};
     struct tl_gh_claim c = it->claim; /* shallow: only read by the builder */
@@ -622,6 +627,7 @@ static tl_status refresh_place(struct github_store *g, struct gh_item *it, struc
     c.seq = it->claim.seq < INT64_MAX ? it->claim.seq + 1 : it->claim.seq;
     c.held = false;
     c.rec.info.heartbeat_at_ms = server_now_ms;
+    c.holding = (char *)holding; /* the waiter's latest (the wait-for graph) */
     if ((text = tl__gh_build_claim(&c, server_now_ms)) == NULL ||
         (url = tl__gh_comment_url(g, it->id)) == NULL ||
         (body = tl__gh_json_body("body", text)) == NULL) {
@@ -642,6 +648,10 @@ static tl_status refresh_place(struct github_store *g, struct gh_item *it, struc
         it->claim.seq = c.seq;
         it->claim.held = false;
         p->beat_sent = sent;
+        if (!tl__gh_same_holding(it->claim.holding, holding)) {
+            tl__free(it->claim.holding);
+            it->claim.holding = holding != NULL && holding[0] != '\0' ? tl__strdup(holding) : NULL;
+        }
     } else {
         st = tl__gh_unexpected_answer(g, "PATCH", url, &r, 0);
     }
@@ -658,7 +668,7 @@ done:
  * again, behind ours: its waiter finds its place moved there (same waiter id and nonce), and the
  * line keeps its order. A failure is logged: the waiter then joins the line again itself.
  */
-static void repost_place(struct github_store *g, int64_t number, const struct gh_item *c,
+void tl__gh_repost_place(struct github_store *g, int64_t number, const struct gh_item *c,
                          int64_t server_now_ms)
 {
     char keep[TL_ERRMSG_SIZE];
@@ -913,6 +923,11 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
          * waiter. Should it lose the race after all, its first refresh clears the mark. */
         (void)snprintf(mine.waiter, sizeof(mine.waiter), "%s", req->waiter_id);
         mine.held = expect_win;
+        if (req->holding != NULL && req->holding[0] != '\0' &&
+            (mine.holding = tl__strndup(req->holding, TL_HOLDING_MAX)) == NULL) {
+            st = tl__gh_oom(g);
+            goto done;
+        }
     }
     /* A claim that waits in no line hangs on the manager's session (github_session.c): the
      * heartbeat then writes the session, not the claim. A waiter's claim is its place in line
@@ -928,7 +943,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
         st = tl__gh_oom(g);
         goto unplan;
     }
-    if ((st = check_size(g, text)) != TL_OK)
+    if ((st = tl__gh_check_size(g, text)) != TL_OK)
         goto unplan;
     if (sessioned) {
         tl__free(text);
@@ -964,7 +979,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
         LOG(g, TL_LOG_WARN, "github: #%lld: claim POST failed (%s); looking for its nonce",
             (long long)number, why);
         for (uint32_t a = 0; a <= g->cfg.rereads && id == 0; a++) {
-            if (a > 0 && !tl__gh_nap(g, reread_delay(g, a))) {
+            if (a > 0 && !tl__gh_nap(g, tl__gh_reread_delay(g, a))) {
                 LOG(g, TL_LOG_INFO,
                     "github: #%lld: no time left before the deadline to look for the nonce "
                     "again",
@@ -1077,13 +1092,13 @@ decide:
                 forced = true;
             took_any = true;
             if (!from_has(&mine, c->id)) { /* not planned: our claim must name it */
-                push_from(&mine, c);
+                tl__gh_push_from(&mine, c);
                 amend = true;
             }
         }
         /* Forced: the live waiters go back in line behind us, in their order. */
         for (size_t i = 0; i < nrequeue; i++)
-            repost_place(g, number, requeue[i], l->date_ms);
+            tl__gh_repost_place(g, number, requeue[i], l->date_ms);
 
         int64_t count = -1;
         if (g->cfg.assign && !assigned && !existing && g->login != NULL)
@@ -1095,7 +1110,7 @@ decide:
         if (visible && ((int64_t)seen >= count || !g->cfg.reconcile))
             break; /* won */
         l->recheck_tail = true;
-        uint32_t delay = reread_delay(g, a + 1);
+        uint32_t delay = tl__gh_reread_delay(g, a + 1);
         const char *then = queue ? "our claim stays in line" : "claim withdrawn";
         if (a >= g->cfg.rereads) {
             st = tl__gh_fail(
@@ -1176,10 +1191,14 @@ queued:
         struct gh_item *it = tl__gh_list_find(l, id);
         int64_t since = g->base.clock->mono_ms(g->base.clock->ud) - place->beat_sent;
         bool gone = false;
-        if (it != NULL && since >= (int64_t)req->lock_timeout_ms * 3 / 16) {
+        /* The wait-for graph's text changed (the manager took or let go of a lock): the place
+         * says so at once, or a deadlock check would miss or invent an edge until the refresh. */
+        bool moved = it != NULL && req->holding != NULL &&
+                     !tl__gh_same_holding(it->claim.holding, req->holding);
+        if (it != NULL && (moved || since >= (int64_t)req->lock_timeout_ms * 3 / 16)) {
             char keep[TL_ERRMSG_SIZE];
             memcpy(keep, g->base.errmsg, sizeof(keep));
-            if (refresh_place(g, it, place, l->date_ms, &gone) != TL_OK)
+            if (tl__gh_refresh_place(g, it, place, l->date_ms, req->holding, &gone) != TL_OK)
                 LOG(g, TL_LOG_WARN, "github: #%lld: refreshing our place in line failed: %s",
                     (long long)number, g->base.errmsg);
             memcpy(g->base.errmsg, keep, sizeof(keep));
@@ -1196,7 +1215,7 @@ queued:
                      (long long)number, out->waiting, out->ahead);
 keep:
     if (!existing) /* posted by this call, or found after an ambiguous POST */
-        place_keep(g, req->waiter_id, number, id, mine.nonce, posted_at);
+        tl__gh_place_keep(g, req->waiter_id, number, id, mine.nonce, posted_at);
     goto done;
 
 withdraw:
@@ -1348,7 +1367,7 @@ static tl_status renew_claim(struct github_store *g, const struct tl_record *hel
         memcpy(g->base.errmsg, keep, sizeof(keep));
     }
     if (timeout_ms != 0 && (text = tl__gh_build_claim(&c, l->date_ms)) != NULL &&
-        (st = check_size(g, text)) != TL_OK)
+        (st = tl__gh_check_size(g, text)) != TL_OK)
         goto done;
     tl__free(text);
     text = NULL;
@@ -1485,4 +1504,5 @@ const struct tl_store_ops tl__store_github = {
     .done_list = tl__gh_done_list,
     .wait_any = NULL, /* GitHub cannot wake a waiter: the core sleeps its backoff */
     .holders = tl__github_holders,
+    .convert = tl__github_convert,
 };

@@ -28,10 +28,16 @@
  * every marker we build parses back. The claim path refuses bodies over TL_GH_BODY_MAX before
  * posting them.
  */
-#define TL_GH_MARKER_MAX ((size_t)512 * 1024)
-#define TL_GH_FROM_DEPTH 4 /* displaced holders remembered in a claim, at most */
+#define TL_GH_MARKER_MAX  ((size_t)512 * 1024)
+#define TL_GH_FROM_DEPTH  4    /* displaced holders remembered in a claim, at most */
+#define TL_GH_HOLDING_MAX 4096 /* a waiter's holding text, at most: store.h's TL_HOLDING_MAX */
 
 enum tl_gh_took { TL_GH_TOOK_FREE = 0, TL_GH_TOOK_STALE, TL_GH_TOOK_FORCED };
+/* A claim that converts another holder's claim (tl_upgrade, tl_downgrade; store ops version 5):
+ * written as "conv":"upgraded" or "downgraded", with the converted claim as from[0]. Readers
+ * that predate it ignore the field (the claim then reads as a plain acquisition); a value this
+ * reader does not know makes the marker garbled, as a bad "took" does. */
+enum tl_gh_conv { TL_GH_CONV_NONE = 0, TL_GH_CONV_UPGRADED, TL_GH_CONV_DOWNGRADED };
 
 /* A holder that a claim displaced (stole or forced out): all that is left of its claim, which
  * was deleted. The audit trail tells its acquisition from this. */
@@ -42,6 +48,7 @@ struct tl_gh_from {
     int64_t claimed_at_ms;
     int64_t heartbeat_at_ms;
     enum tl_gh_took took; /* how that holder had got it */
+    enum tl_gh_conv conv; /* and whether by converting an earlier claim of its own */
 };
 
 /*
@@ -71,6 +78,14 @@ struct tl_gh_claim {
      * and is fresh. Readers that predate sessions ignore the field. */
     int64_t session;
     char session_nonce[TL_GH_NONCE_LEN + 1];
+    /* Conversions (store ops version 5): the claim converts from[0], a claim of the same
+     * holder. An upgrader's claim that waits (a waiter id, not held) is the upgrade's place in
+     * line; it holds only once the claim it converts is the key's only holder and is deleted. */
+    enum tl_gh_conv conv;
+    /* The wait-for graph: a waiter's mode and the locks its manager holds, as the core wrote them
+     * ("holding", at most TL_HOLDING_MAX bytes); NULL when none, or when the field is not a
+     * string of that size (a garbled one gives no edges; the claim still counts). */
+    char *holding;
 };
 
 /*
@@ -97,6 +112,7 @@ struct tl_gh_release {
      * closed before the claim was deleted. Written as "done":true; markers without it read as
      * plain releases, and readers that predate it ignore it. */
     bool done;
+    enum tl_gh_conv conv; /* the released claim's conversion, if it was one */
 };
 
 enum tl_gh_kind {

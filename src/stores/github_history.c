@@ -111,6 +111,7 @@ struct gh_ev {
     const char *summary;     /* released: the summary, or NULL */
     const char *from_worker; /* stolen, forced: whom it displaced, when known */
     uint64_t from_token;
+    bool conv; /* upgraded, downgraded: from_token is the claim it converted */
 };
 
 struct gh_evs {
@@ -122,6 +123,7 @@ struct gh_evs {
 struct gh_link {
     uint64_t token;
     enum tl_gh_took took;
+    enum tl_gh_conv conv; /* a conversion (upgraded, downgraded) of an earlier claim */
     const char *worker_id;
     const char *node_id;
     int64_t at_ms;
@@ -151,12 +153,16 @@ static bool add_chain(struct gh_evs *e, int64_t issue, const struct gh_link *cha
                            .token = c->token,
                            .rank = i == 0 ? 0 : 1,
                            .at_ms = c->at_ms,
-                           .kind = c->took == TL_GH_TOOK_STALE    ? TL_EVENT_STOLEN
-                                   : c->took == TL_GH_TOOK_FORCED ? TL_EVENT_FORCED
-                                                                  : TL_EVENT_ACQUIRED,
+                           .kind = c->conv == TL_GH_CONV_UPGRADED     ? TL_EVENT_UPGRADED
+                                   : c->conv == TL_GH_CONV_DOWNGRADED ? TL_EVENT_DOWNGRADED
+                                   : c->took == TL_GH_TOOK_STALE      ? TL_EVENT_STOLEN
+                                   : c->took == TL_GH_TOOK_FORCED     ? TL_EVENT_FORCED
+                                                                      : TL_EVENT_ACQUIRED,
                            .worker_id = c->worker_id,
-                           .node_id = c->node_id};
-        for (size_t j = 0; c->took != TL_GH_TOOK_FREE && j < n; j++) {
+                           .node_id = c->node_id,
+                           .conv = c->conv != TL_GH_CONV_NONE};
+        bool from = c->took != TL_GH_TOOK_FREE || c->conv != TL_GH_CONV_NONE;
+        for (size_t j = 0; from && j < n; j++) {
             if (chain[j].token < c->token &&
                 (ev.from_worker == NULL || chain[j].token > ev.from_token)) {
                 ev.from_worker = chain[j].worker_id;
@@ -178,6 +184,7 @@ static size_t chain_of(struct gh_link chain[1 + TL_GH_FROM_DEPTH], const struct 
     for (size_t i = 0; i < nfrom && i < TL_GH_FROM_DEPTH; i++, n++)
         chain[n] = (struct gh_link){.token = from[i].token,
                                     .took = from[i].took,
+                                    .conv = from[i].conv,
                                     .worker_id = from[i].worker_id,
                                     .node_id = from[i].node_id,
                                     .at_ms = from[i].claimed_at_ms};
@@ -264,6 +271,7 @@ static tl_status collect_events(struct github_store *g, const struct gh_page *pa
                 const struct tl_gh_release *r = &it->rel;
                 const struct gh_link self = {.token = r->token,
                                              .took = r->took,
+                                             .conv = r->conv,
                                              .worker_id = r->worker_id,
                                              .node_id = r->node_id,
                                              .at_ms = r->claimed_at_ms};
@@ -335,6 +343,7 @@ static tl_status collect_events(struct github_store *g, const struct gh_page *pa
         }
         const struct gh_link self = {.token = (uint64_t)it->id,
                                      .took = it->claim.took,
+                                     .conv = it->claim.conv,
                                      .worker_id = it->claim.rec.info.worker_id,
                                      .node_id = it->claim.rec.info.node_id,
                                      .at_ms = it->created_ms};
@@ -411,6 +420,9 @@ static tl_status make_event(struct github_store *g, const struct gh_ev *v, const
     if (released && v->summary != NULL) {
         detail = true;
         e->detail = tl__strdup(v->summary);
+    } else if (!released && v->conv && v->from_worker != NULL) {
+        detail = true;
+        e->detail = tl__asprintf("from token %llu", (unsigned long long)v->from_token);
     } else if (!released && v->from_worker != NULL) {
         detail = true;
         e->detail =

@@ -13,6 +13,7 @@
  *   github_marker.c   the markers; github_next.c claim-next and done markers
  *   github_modes.c    claims in comment order; shared holders and semaphores: the holders as
  *                     comment order tells them, the `holders` op
+ *   github_convert.c  upgrades and downgrades (the convert op)
  *
  * github.c's opening comment describes the protocol.
  */
@@ -85,6 +86,7 @@ struct gh_place {                     /* a waiter's place in line: its claim com
     int64_t beat_sent; /* when its last write (post or edit) was sent: the clock's mono_ms */
     int64_t polled;    /* when the comments were last read for it (claim, wait_turn) */
     uint64_t used;
+    bool steals; /* an upgrader's place whose upgrade steals: stale holders do not count */
 };
 
 struct gh_config {
@@ -229,6 +231,22 @@ void tl__gh_withdraw_claim(struct github_store *g, int64_t id);
 tl_status tl__github_check_key(struct tl_store *s, const char *key);
 tl_status tl__gh_copy_took(struct github_store *g, struct tl_gh_claim *mine,
                            const struct tl_gh_claim *c);
+/* Records holder `it`, displaced or converted, in claim `c`'s from chain (newest first). */
+void tl__gh_push_from(struct tl_gh_claim *c, const struct gh_item *it);
+/* TL_EINVAL unless GitHub takes `text` as a claim body, with room for its later edits. */
+tl_status tl__gh_check_size(struct github_store *g, const char *text);
+/* The delay before re-read `a` (1, 2, ...) of a list shorter than the count. */
+uint32_t tl__gh_reread_delay(const struct github_store *g, uint32_t a);
+bool tl__gh_same_holding(const char *stored, const char *holding);
+/* The line's places (github.c): remember one; refresh one's claim in place (a new counter and
+ * heartbeat, `holding` as the waiter's text); post a live waiter's claim again behind ours
+ * (same waiter id and nonce: its waiter finds its place moved). */
+void tl__gh_place_keep(struct github_store *g, const char *waiter_id, int64_t number, int64_t id,
+                       const char *nonce, int64_t sent);
+tl_status tl__gh_refresh_place(struct github_store *g, struct gh_item *it, struct gh_place *p,
+                               int64_t server_now_ms, const char *holding, bool *gone);
+void tl__gh_repost_place(struct github_store *g, int64_t number, const struct gh_item *c,
+                         int64_t server_now_ms);
 
 /* ---- github_modes.c: claims in comment order; shared holders and semaphores ---- */
 
@@ -264,7 +282,8 @@ enum tl_admit tl__gh_admit(const struct gh_run *r, const struct tl_claim *req, i
 bool tl__gh_holds_at(const struct github_store *g, struct gh_list *l, int64_t id, bool shared,
                      uint32_t slots);
 /* Whether waiter claim `it` would win now (admitted, no live waiter ahead): wait_turn's wake-up. */
-bool tl__gh_turn(const struct github_store *g, struct gh_list *l, const struct gh_item *it);
+bool tl__gh_turn(const struct github_store *g, struct gh_list *l, const struct gh_item *it,
+                 bool steals);
 struct gh_item *tl__gh_clear_joiners(struct github_store *g, struct gh_list *l, int64_t old_last);
 struct gh_item *tl__gh_clear_dead_after(struct github_store *g, struct gh_list *l, int64_t id);
 tl_status tl__gh_push_holder(struct github_store *g, struct gh_list *l, const struct gh_item *it,
@@ -274,6 +293,14 @@ tl_status tl__gh_push_run(struct github_store *g, struct gh_list *l, int64_t iss
                           const struct gh_run *r, struct tl_record ***arr, size_t *n, size_t *cap);
 tl_status tl__github_holders(struct tl_store *s, const char *key, struct tl_record ***out,
                              size_t *count);
+
+/* ---- github_convert.c: upgrades and downgrades (the convert op) ---- */
+
+tl_status tl__github_convert(struct tl_store *s, const struct tl_record *held,
+                             const struct tl_claim *req, struct tl_claim_result *out);
+/* The claim an upgrader's place converts (its from[0]) when `it` is such a place: a waiting
+ * upgrade's claim; else 0. */
+int64_t tl__gh_upgrade_of(const struct gh_item *it);
 
 /* ---- github_release.c: release and forced release ---- */
 

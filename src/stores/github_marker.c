@@ -72,11 +72,38 @@ static bool took_parse(json_t *v, enum tl_gh_took *out)
     return true;
 }
 
+static const char *conv_name(enum tl_gh_conv c)
+{
+    return c == TL_GH_CONV_UPGRADED ? "upgraded" : c == TL_GH_CONV_DOWNGRADED ? "downgraded" : NULL;
+}
+
+static bool conv_parse(json_t *v, enum tl_gh_conv *out)
+{
+    *out = TL_GH_CONV_NONE;
+    if (v == NULL)
+        return true;
+    if (!json_is_string(v))
+        return false;
+    if (strcmp(json_string_value(v), "upgraded") == 0)
+        *out = TL_GH_CONV_UPGRADED;
+    else if (strcmp(json_string_value(v), "downgraded") == 0)
+        *out = TL_GH_CONV_DOWNGRADED;
+    else
+        return false;
+    return true;
+}
+
+static bool conv_put(json_t *o, enum tl_gh_conv c)
+{
+    return conv_name(c) == NULL || json_object_set_new(o, "conv", json_string(conv_name(c))) == 0;
+}
+
 void tl__gh_claim_clear(struct tl_gh_claim *c)
 {
     if (c == NULL)
         return;
     tl__record_clear(&c->rec);
+    tl__free(c->holding);
     for (size_t i = 0; i < c->nfrom && i < TL_GH_FROM_DEPTH; i++) {
         tl__free(c->from[i].worker_id);
         tl__free(c->from[i].node_id);
@@ -181,7 +208,8 @@ static bool get_from(json_t *root, struct tl_gh_from *from, size_t *n)
             !get_u64(el, "token", true, &token) || token > INT64_MAX ||
             !get_time(el, "claimed_at", false, &f->claimed_at_ms) ||
             !get_time(el, "heartbeat_last", false, &f->heartbeat_at_ms) ||
-            !took_parse(json_object_get(el, "took"), &f->took))
+            !took_parse(json_object_get(el, "took"), &f->took) ||
+            !conv_parse(json_object_get(el, "conv"), &f->conv))
             return false;
         f->token = token;
     }
@@ -222,6 +250,19 @@ static enum tl_gh_kind decode_claim(const char *text, size_t len, struct tl_gh_c
     }
     if (!get_from(root, out->from, &out->nfrom)) {
         set_why(why, "claim marker has a bad \"from\"");
+        goto done;
+    }
+    if (!conv_parse(json_object_get(root, "conv"), &out->conv) ||
+        (out->conv != TL_GH_CONV_NONE && out->nfrom == 0)) {
+        set_why(why, "claim marker has a bad \"conv\" (upgraded or downgraded, with a \"from\")");
+        goto done;
+    }
+    /* The wait-for graph's text: bounded; a garbled one only loses its edges. */
+    json_t *holding = json_object_get(root, "holding");
+    if (json_is_string(holding) && json_string_length(holding) <= TL_GH_HOLDING_MAX &&
+        strlen(json_string_value(holding)) == json_string_length(holding) &&
+        (out->holding = tl__strdup(json_string_value(holding))) == NULL) {
+        set_why(why, "out of memory");
         goto done;
     }
     json_t *held = json_object_get(root, "held");
@@ -286,7 +327,8 @@ static enum tl_gh_kind decode_release(const char *text, size_t len, struct tl_gh
         !get_time(root, "claimed_at", true, &out->claimed_at_ms) ||
         !get_time(root, "released_at", true, &out->released_at_ms) ||
         !took_parse(json_object_get(root, "took"), &out->took) ||
-        !get_from(root, out->from, &out->nfrom)) {
+        !get_from(root, out->from, &out->nfrom) ||
+        !conv_parse(json_object_get(root, "conv"), &out->conv)) {
         set_why(why, "completion marker is garbled");
         goto done;
     }
@@ -497,8 +539,9 @@ static json_t *from_json(const struct tl_gh_from *from, size_t n)
             json_pack("{s:s, s:s, s:I, s:s, s:s}", "worker_id", f->worker_id ? f->worker_id : "?",
                       "node_id", f->node_id ? f->node_id : "?", "token", (json_int_t)f->token,
                       "claimed_at", claimed, "heartbeat_last", beat);
-        if (o != NULL && took_name(f->took) != NULL &&
-            json_object_set_new(o, "took", json_string(took_name(f->took))) != 0) {
+        if (o != NULL && ((took_name(f->took) != NULL &&
+                           json_object_set_new(o, "took", json_string(took_name(f->took))) != 0) ||
+                          !conv_put(o, f->conv))) {
             json_decref(o);
             o = NULL;
         }
@@ -538,6 +581,11 @@ char *tl__gh_build_claim(const struct tl_gh_claim *c, int64_t server_now_ms)
         goto done;
     if (c->held && json_object_set_new(root, "held", json_true()) != 0)
         goto done;
+    if (!conv_put(root, c->conv))
+        goto done;
+    if (c->holding != NULL && c->holding[0] != '\0' &&
+        json_object_set_new(root, "holding", json_string(c->holding)) != 0)
+        goto done;
     if (c->session > 0 && json_object_set_new(root, "session",
                                               json_pack("{s:I, s:s}", "id", (json_int_t)c->session,
                                                         "nonce", c->session_nonce)) != 0)
@@ -555,7 +603,14 @@ char *tl__gh_build_claim(const struct tl_gh_claim *c, int64_t server_now_ms)
     fmt_time(c->rec.info.claimed_at_ms, since);
     fmt_time(server_now_ms, beat);
     fmt_duration(c->rec.info.lock_timeout_ms, dur, sizeof(dur));
-    if (c->took != TL_GH_TOOK_FREE && c->nfrom > 0) {
+    if (c->conv != TL_GH_CONV_NONE && c->nfrom > 0) {
+        (void)snprintf(note, sizeof(note), "\n\n%s (token %llu).",
+                       c->conv == TL_GH_CONV_UPGRADED
+                           ? (tl__gh_claim_held(c) ? "⬆️ Upgraded from its shared lock"
+                                                   : "⬆️ Upgrading its shared lock")
+                           : "⬇️ Downgraded from its exclusive lock",
+                       (unsigned long long)c->from[0].token);
+    } else if (c->took != TL_GH_TOOK_FREE && c->nfrom > 0) {
         char fw[TL_ID_MAX + 1], fn[TL_ID_MAX + 1], fb[TL_ISO_SIZE];
         visible_id(c->from[0].worker_id, fw, sizeof(fw));
         visible_id(c->from[0].node_id, fn, sizeof(fn));
@@ -684,6 +739,8 @@ char *tl__gh_build_release(const struct tl_gh_release *r)
         if (arr == NULL || json_object_set_new(root, "from", arr) != 0)
             goto done;
     }
+    if (!conv_put(root, r->conv))
+        goto done;
     if (r->forced_worker_id != NULL &&
         json_object_set_new(root, "forced_by",
                             json_pack("{s:s, s:s}", "worker_id", r->forced_worker_id, "node_id",

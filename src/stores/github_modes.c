@@ -175,9 +175,21 @@ bool tl__gh_holds_at(const struct github_store *g, struct gh_list *l, int64_t id
     return r.after == 0 && tl__admit(shared, slots, r.n, r.exclusive, r.slots) == TL_ADMIT_YES;
 }
 
-bool tl__gh_turn(const struct github_store *g, struct gh_list *l, const struct gh_item *it)
+bool tl__gh_turn(const struct github_store *g, struct gh_list *l, const struct gh_item *it,
+                 bool steals)
 {
     struct gh_run r;
+    int64_t of = tl__gh_upgrade_of(it);
+
+    if (of != 0) {
+        /* An upgrader's place (github_convert.c): its turn is when no other holder counts (the
+         * claim it converts is the only holder; or the only live one, when the upgrade steals),
+         * or when that claim is no holder at all (the convert call then says it is lost). */
+        tl__gh_run(g, l, 0, 0, &r);
+        const struct gh_item *x = tl__gh_list_find(l, of);
+        return x == NULL || x->deleted || !tl__gh_in_run(&r, x) || r.n == 1 ||
+               (steals && r.live == 1 && !tl__gh_stale_at(x, l->date_ms));
+    }
     const struct tl_claim req = {.shared = it->claim.rec.info.mode == TL_SHARED,
                                  .slots = it->claim.rec.info.slots};
 

@@ -63,6 +63,7 @@ static tl_status post_completion(struct github_store *g, int64_t number,
     }
     if (claim != NULL) {
         rel.took = claim->claim.took;
+        rel.conv = claim->claim.conv;
         rel.nfrom = claim->claim.nfrom;
         memcpy(rel.from, claim->claim.from, sizeof(rel.from));
     }

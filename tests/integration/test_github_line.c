@@ -92,6 +92,7 @@ struct party {
     int32_t priority;
     bool shared; /* a shared claim, of a semaphore of `slots` when not 0 */
     uint32_t slots;
+    const char *holding; /* the wait-for graph's text its claims carry (NULL: none) */
     struct tl_claim_result res;
 };
 
@@ -133,7 +134,8 @@ static tl_status claim(struct party *p, const char *key)
                                  .priority = p->priority,
                                  .waiter_timeout_ms = p->timeout,
                                  .shared = p->shared,
-                                 .slots = p->slots};
+                                 .slots = p->slots,
+                                 .holding = p->holding};
     p->s->deadline_mono_ms = 0;
     p->s->errmsg[0] = '\0';
     return p->s->ops->claim(p->s, &req, &p->res);
@@ -1141,10 +1143,319 @@ static void processes_racing_for_shared_keys(void **state)
     }
 }
 
+/* ---- upgrades, downgrades and the wait-for graph (github_convert.c) ---- */
+
+/* Converts `p`'s lock to shared or exclusive; with `wait`, an upgrade waits in line (p's waiter
+ * id). On TL_OK p->res.rec is the new record. */
+static tl_status convert(struct party *p, bool shared, bool wait)
+{
+    struct tl_record held;
+
+    assert_int_equal(tl__record_copy(&held, &p->res.rec), TL_OK);
+    const struct tl_claim req = {.key = held.info.key,
+                                 .worker_id = p->worker,
+                                 .node_id = "line-node",
+                                 .task_info = "{}",
+                                 .lock_timeout_ms = p->timeout,
+                                 .mode = p->mode,
+                                 .waiter_id = wait ? p->waiter : NULL,
+                                 .priority = TL_PRIORITY_UPGRADE,
+                                 .waiter_timeout_ms = p->timeout,
+                                 .shared = shared,
+                                 .holding = p->holding};
+    struct tl_claim_result res = {0};
+    p->s->deadline_mono_ms = 0;
+    p->s->errmsg[0] = '\0';
+    tl_status st = p->s->ops->convert(p->s, &held, &req, &res);
+    if (st == TL_OK) {
+        tl__record_clear(&p->res.rec);
+        p->res = res;
+    } else {
+        tl__record_clear(&res.rec);
+    }
+    tl__record_clear(&held);
+    return st;
+}
+
+/* An upgrader waits at the head (a waiter of priority TL_PRIORITY_UPGRADE that no newcomer
+ * passes) and is woken exactly when its shared claim is the only holder left: not while
+ * another reader holds. */
+static void an_upgrader_is_woken_when_it_is_the_only_holder(void **state)
+{
+    struct party *a = reader_new("conv-a", 0x2101, LONG, 0);
+    struct party *b = reader_new("conv-b", 0, LONG, 0);
+    struct party *c = reader_new("conv-c", 0, LONG, 0);
+    struct party *d = reader_new("conv-d", 0, LONG, 0);
+    size_t n;
+
+    (void)state;
+    must_win(a, "21");
+    must_win(b, "21");
+    must_win(c, "21");
+    uint64_t shared_token = a->res.rec.info.token;
+    (void)snprintf(a->waiter, sizeof(a->waiter), "%032x", 0x2102); /* the upgrade's own */
+    assert_int_equal(convert(a, false, true), TL_EBUSY);
+    struct tl_waiter **w = line_of(b, "21", &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(w[0]->worker_id, "conv-a");
+    assert_int_equal(w[0]->priority, TL_PRIORITY_UPGRADE);
+    assert_false(w[0]->dead);
+    tl_waiter_array_free(w, n);
+    assert_int_equal(count_holders(b, "21"), 3); /* it keeps its shared hold meanwhile */
+    must_wait(d, "21");                          /* no reader passes it */
+
+    struct turn t = {.p = a, .key = "21", .ms = 2500};
+    assert_int_equal(release(b), TL_OK);
+    turn_thread(&t);
+    assert_int_equal(t.st, TL_OK);
+    assert_false(t.woken); /* c still holds */
+    assert_int_equal(convert(a, false, true), TL_EBUSY);
+
+    assert_int_equal(release(c), TL_OK);
+    t.ms = 5000;
+    turn_thread(&t);
+    assert_true(t.woken);
+    assert_int_equal(convert(a, false, true), TL_OK);
+    assert_int_equal(a->res.rec.info.mode, TL_EXCLUSIVE);
+    assert_true(a->res.rec.info.token > shared_token);
+    assert_int_equal(count_holders(d, "21"), 1);
+    w = line_of(d, "21", &n);
+    assert_int_equal(n, 0); /* its place became the lock */
+    tl_waiter_array_free(w, n);
+    assert_int_equal(release(a), TL_OK);
+    party_free(a);
+    party_free(b);
+    party_free(c);
+    party_free(d);
+}
+
+/* An upgrade goes ahead of the waiters that stood behind its shared claim: they are posted
+ * again behind the new claim (the same place, moved), and come to hold after it. */
+static void an_upgrade_moves_the_waiters_behind_it(void **state)
+{
+    struct party *a = reader_new("conv-m", 0, LONG, 0);
+    struct party *w = party_new("conv-w", 0x2201, LONG, TL_CLAIM_NORMAL);
+    size_t n;
+
+    (void)state;
+    must_win(a, "22");
+    must_wait(w, "22");
+    struct tl_waiter **line = line_of(a, "22", &n);
+    assert_int_equal(n, 1);
+    uint64_t place = line[0]->seq;
+    tl_waiter_array_free(line, n);
+
+    assert_int_equal(convert(a, false, false), TL_OK); /* alone: at once */
+    assert_int_equal(a->res.rec.info.mode, TL_EXCLUSIVE);
+    assert_true(a->res.rec.info.token > place);
+    line = line_of(a, "22", &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(line[0]->worker_id, "conv-w");
+    assert_true(line[0]->seq > a->res.rec.info.token); /* moved behind the upgrade */
+    tl_waiter_array_free(line, n);
+    must_wait(w, "22"); /* finds its place moved, and waits */
+
+    /* The downgrade moves it again: a writer still waits beside a reader. */
+    assert_int_equal(convert(a, true, false), TL_OK);
+    assert_int_equal(a->res.rec.info.mode, TL_SHARED);
+    must_wait(w, "22");
+    assert_int_equal(release(a), TL_OK);
+    must_win(w, "22");
+    assert_true(w->res.rec.info.token > a->res.rec.info.token);
+    assert_int_equal(release(w), TL_OK);
+    party_free(a);
+    party_free(w);
+}
+
+static const struct tl_waiter *find_waiter(struct tl_waiter **w, size_t n, const char *worker)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(w[i]->worker_id, worker) == 0)
+            return w[i];
+    }
+    return NULL;
+}
+
+/* A waiter's holding text is in its claim, replaced when it changes (the refresh writes it at
+ * once, not only when due); the waiters of every issue are listed with their keys. */
+static void holding_is_kept_and_every_line_is_listed(void **state)
+{
+    struct party *h1 = party_new("hold-h1", 0, LONG, TL_CLAIM_NORMAL);
+    struct party *h2 = party_new("hold-h2", 0, LONG, TL_CLAIM_NORMAL);
+    struct party *v = party_new("hold-v", 0x2301, LONG, TL_CLAIM_NORMAL);
+    struct party *u = party_new("hold-u", 0x2401, LONG, TL_CLAIM_NORMAL);
+    struct party *plain = party_new("hold-p", 0x2402, LONG, TL_CLAIM_NORMAL);
+    size_t n;
+
+    (void)state;
+    must_win(h1, "23");
+    must_win(h2, "24");
+    v->holding = "x 24 7";
+    must_wait(v, "23");
+    struct tl_waiter **w = line_of(h1, "23", &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(w[0]->holding, "x 24 7");
+    tl_waiter_array_free(w, n);
+    v->holding = "x 24 7 25 9";
+    must_wait(v, "23");
+    w = line_of(h1, "23", &n);
+    assert_string_equal(w[0]->holding, "x 24 7 25 9");
+    tl_waiter_array_free(w, n);
+
+    u->holding = "s 23 5";
+    must_wait(u, "24");
+    must_wait(plain, "24"); /* holds nothing: "" */
+    assert_int_equal(h1->s->ops->waiters(h1->s, NULL, &w, &n), TL_OK);
+    const struct tl_waiter *fv = find_waiter(w, n, "hold-v");
+    const struct tl_waiter *fu = find_waiter(w, n, "hold-u");
+    const struct tl_waiter *fp = find_waiter(w, n, "hold-p");
+    assert_non_null(fv);
+    assert_non_null(fu);
+    assert_non_null(fp);
+    assert_string_equal(fv->key, "23");
+    assert_string_equal(fu->key, "24");
+    assert_string_equal(fu->holding, "s 23 5");
+    assert_string_equal(fp->holding, "");
+    assert_true(fu->since_ms < fp->since_ms); /* joined first, even within one second */
+    tl_waiter_array_free(w, n);
+
+    assert_int_equal(leave(v, "23"), TL_OK);
+    assert_int_equal(leave(u, "24"), TL_OK);
+    assert_int_equal(leave(plain, "24"), TL_OK);
+    assert_int_equal(release(h1), TL_OK);
+    assert_int_equal(release(h2), TL_OK);
+    party_free(h1);
+    party_free(h2);
+    party_free(v);
+    party_free(u);
+    party_free(plain);
+}
+
+/* The audit trail: an upgrade and a downgrade are events of their own ("from token N"), and
+ * stay so once the lock is released (the completion comment records the conversion). */
+static void the_trail_tells_upgrades_and_downgrades(void **state)
+{
+    struct party *a = reader_new("trail-a", 0, LONG, 0);
+    struct tl_event **ev = NULL;
+    size_t n = 0;
+
+    (void)state;
+    must_win(a, "25");
+    uint64_t t0 = a->res.rec.info.token;
+    assert_int_equal(convert(a, false, false), TL_OK);
+    uint64_t t1 = a->res.rec.info.token;
+    assert_int_equal(convert(a, true, false), TL_OK);
+    uint64_t t2 = a->res.rec.info.token;
+    assert_true(t0 < t1 && t1 < t2);
+    assert_int_equal(release(a), TL_OK);
+
+    assert_int_equal(a->s->ops->history(a->s, "25", 50, &ev, &n), TL_OK);
+    int seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        char want[64];
+        if (ev[i]->kind == TL_EVENT_ACQUIRED && ev[i]->token == t0)
+            seen |= 1;
+        (void)snprintf(want, sizeof(want), "from token %llu", (unsigned long long)t0);
+        if (ev[i]->kind == TL_EVENT_UPGRADED && ev[i]->token == t1 && ev[i]->detail != NULL &&
+            strcmp(ev[i]->detail, want) == 0)
+            seen |= 2;
+        (void)snprintf(want, sizeof(want), "from token %llu", (unsigned long long)t1);
+        if (ev[i]->kind == TL_EVENT_DOWNGRADED && ev[i]->token == t2 && ev[i]->detail != NULL &&
+            strcmp(ev[i]->detail, want) == 0)
+            seen |= 4;
+        if (ev[i]->kind == TL_EVENT_RELEASED && ev[i]->token == t2)
+            seen |= 8;
+    }
+    tl_event_array_free(ev, n);
+    assert_int_equal(seen, 15);
+    party_free(a);
+}
+
+/* A stealing upgrader's turn comes when the other holders left are stale (they do not count for
+ * it); a plain upgrader's does not (they do). */
+static void a_stealing_upgrader_is_woken_when_the_others_are_stale(void **state)
+{
+    struct party *a = reader_new("steal-a", 0x2601, LONG, 0);
+    struct party *n = reader_new("steal-n", 0x2701, LONG, 0);
+    struct party *b = reader_new("steal-b", 0, SHORT, 0);
+    struct party *c = reader_new("steal-c", 0, SHORT, 0);
+
+    (void)state;
+    a->mode = TL_CLAIM_STEAL;
+    must_win(a, "26");
+    must_win(b, "26");
+    must_win(n, "27");
+    must_win(c, "27");
+    /* An upgrade is a call of its own: its waiter id is not the acquire's. */
+    (void)snprintf(a->waiter, sizeof(a->waiter), "%032x", 0x2602);
+    (void)snprintf(n->waiter, sizeof(n->waiter), "%032x", 0x2702);
+    assert_int_equal(convert(a, false, true), TL_EBUSY);
+    assert_int_equal(convert(n, false, true), TL_EBUSY);
+    make_short_stale(); /* b and c; the upgraders and their places have a long timeout */
+
+    struct turn ta = {.p = a, .key = "26", .ms = 5000};
+    struct turn tn = {.p = n, .key = "27", .ms = 2500};
+    turn_thread(&ta);
+    assert_true(ta.woken);
+    turn_thread(&tn);
+    assert_int_equal(tn.st, TL_OK);
+    assert_false(tn.woken);
+    assert_int_equal(convert(a, false, true), TL_OK);
+    assert_int_equal(a->res.rec.info.mode, TL_EXCLUSIVE);
+    assert_int_equal(count_holders(b, "26"), 1); /* the stale reader was displaced */
+    assert_int_equal(convert(n, false, true), TL_EBUSY);
+
+    assert_int_equal(release(a), TL_OK);
+    assert_int_equal(leave(n, "27"), TL_OK);
+    assert_int_equal(release(n), TL_OK);
+    assert_int_equal(release(c), TL_OK);
+    party_free(a);
+    party_free(n);
+    party_free(b);
+    party_free(c);
+}
+
+/* An upgrader whose shared claim is broken meanwhile holds nothing: its turn comes at once, its
+ * next call learns TL_ELOST, and its place is gone. */
+static void an_upgrader_that_holds_nothing_learns_it(void **state)
+{
+    struct party *a = reader_new("lost-a", 0, LONG, 0);
+    struct party *b = reader_new("lost-b", 0, LONG, 0);
+    struct tl_record former = {0};
+    bool found = false;
+    size_t n;
+
+    (void)state;
+    must_win(a, "28");
+    must_win(b, "28");
+    (void)snprintf(a->waiter, sizeof(a->waiter), "%032x", 0x2801);
+    assert_int_equal(convert(a, false, true), TL_EBUSY);
+    const struct tl_force_release fr = {.key = "28",
+                                        .worker_id = "admin",
+                                        .node_id = "n",
+                                        .token = a->res.rec.info.token,
+                                        .summary = "broken"};
+    assert_int_equal(b->s->ops->force_release(b->s, &fr, &former, &found), TL_OK);
+    assert_true(found);
+    tl__record_clear(&former);
+
+    struct turn t = {.p = a, .key = "28", .ms = 5000};
+    turn_thread(&t);
+    assert_true(t.woken);
+    assert_int_equal(convert(a, false, true), TL_ELOST);
+    struct tl_waiter **w = line_of(b, "28", &n);
+    assert_int_equal(n, 0); /* its place went with it */
+    tl_waiter_array_free(w, n);
+    assert_int_equal(count_holders(b, "28"), 1);
+    assert_int_equal(release(b), TL_OK);
+    party_free(a);
+    party_free(b);
+}
+
 int main(void)
 {
     const char *const args[] = {
-        "--repo", "acme/widgets", "--issues", "20", "--token", "tasklock-bot=line-token", NULL};
+        "--repo", "acme/widgets", "--issues", "30", "--token", "tasklock-bot=line-token", NULL};
     const struct CMUnitTest tests[] = {
         /* First, while the process has no other threads to fork with. */
         cmocka_unit_test(processes_racing_for_shared_keys),
@@ -1164,6 +1475,12 @@ int main(void)
         cmocka_unit_test(a_dead_reader_does_not_join_the_holders),
         cmocka_unit_test(readers_behind_a_writer_are_all_woken),
         cmocka_unit_test(a_reader_pays_no_request_per_holder),
+        cmocka_unit_test(an_upgrader_is_woken_when_it_is_the_only_holder),
+        cmocka_unit_test(an_upgrade_moves_the_waiters_behind_it),
+        cmocka_unit_test(holding_is_kept_and_every_line_is_listed),
+        cmocka_unit_test(the_trail_tells_upgrades_and_downgrades),
+        cmocka_unit_test(a_stealing_upgrader_is_woken_when_the_others_are_stale),
+        cmocka_unit_test(an_upgrader_that_holds_nothing_learns_it),
     };
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)

@@ -452,7 +452,8 @@ static void join_line(struct tl_store *s, const char *worker, const char *k, con
         .worker_id = worker,
         .node_id = "convert-node",
         .task_info = "{}",
-        .lock_timeout_ms = LONG_TIMEOUT_MS,
+        /* A store that judges waiters by their lock timeout (GitHub) needs it short too. */
+        .lock_timeout_ms = s->waiter_timeout_is_lock_timeout ? waiter_timeout_ms : LONG_TIMEOUT_MS,
         .mode = TL_CLAIM_NORMAL,
         .waiter_id = waiter_id,
         .waiter_timeout_ms = waiter_timeout_ms,

@@ -82,7 +82,8 @@ static struct ref *sorted_sections(const struct tt_log *log, enum order which)
 
 static const char *end_name(uint8_t end)
 {
-    static const char *const names[] = {"never ended", "released", "lost", "unsure", "killed"};
+    static const char *const names[] = {"never ended", "released", "lost",      "unsure",
+                                        "killed",      "upgraded", "downgraded"};
 
     return end < sizeof(names) / sizeof(names[0]) ? names[end] : "?";
 }
@@ -100,7 +101,13 @@ struct facts {
  * misreported_lost). */
 static bool is_valid(const struct tt_section *s, const struct facts *f)
 {
-    return s->end == TT_END_RELEASED || (s->end == TT_END_LOST && f->trail_released);
+    return s->end == TT_END_RELEASED || s->end == TT_END_UPGRADED || s->end == TT_END_DOWNGRADED ||
+           (s->end == TT_END_LOST && f->trail_released);
+}
+
+static bool is_shared(const struct tt_section *s)
+{
+    return s->mode == TL_SHARED;
 }
 
 static int64_t exit_of(const struct tt_section *s, const struct facts *f)
@@ -134,9 +141,18 @@ static void check_overlaps(const struct tt_log *log, const struct facts *facts,
                 active[keep++] = active[j];
         }
         nactive = keep;
+        /* A semaphore: b and the holders inside that kept their slot (a lost or killed one may
+         * have been displaced already) must fit in its slots. */
+        uint32_t inside = 1;
         for (size_t j = 0; j < nactive; j++) {
             const struct tt_section *a = &log->sec[active[j]];
 
+            if (is_shared(a) && is_shared(b)) {
+                /* Readers beside readers: allowed, in any token order. */
+                v->shared_overlaps++;
+                inside += a->slots > 0 && is_valid(a, &facts[active[j]]);
+                continue;
+            }
             if (a->token >= b->token) {
                 v->overlaps++;
                 violated(v,
@@ -155,6 +171,15 @@ static void check_overlaps(const struct tt_log *log, const struct facts *facts,
             } else {
                 v->allowed_overlaps++;
             }
+        }
+        if (b->slots > 0 && inside > v->max_slots_inside)
+            v->max_slots_inside = inside;
+        if (b->slots > 0 && inside > b->slots) {
+            v->semaphore_overflows++;
+            violated(v,
+                     "key %u: w%u (token %llu) entered a semaphore of %u slots with %u holders "
+                     "that kept their slots inside",
+                     b->key, b->worker, (unsigned long long)b->token, b->slots, inside - 1);
         }
         active[nactive++] = by_enter[i].idx;
     }
@@ -205,7 +230,7 @@ static void check_token_order(const struct tt_log *log, const struct ref *by_ent
  * facts. */
 static void scan_writes(const struct tt_log *log, struct facts *facts, struct tt_verdict *v)
 {
-    uint64_t max[TT_MAX_KEYS] = {0};
+    uint64_t max[TT_MAX_KEYS] = {0}, max_excl[TT_MAX_KEYS] = {0};
     uint64_t last_seq = 0;
 
     for (size_t i = 0; i < log->nsec; i++) {
@@ -224,15 +249,20 @@ static void scan_writes(const struct tt_log *log, struct facts *facts, struct tt
             continue;
         }
         last_seq = w->seq;
-        bool expect = w->token >= max[w->key];
+        /* A reader (modes) is judged against the writers only (struct tt_resource). */
+        bool reader = is_shared(&log->sec[w->section]);
+        uint64_t bar = reader ? max_excl[w->key] : max[w->key];
+        bool expect = w->token >= bar;
         if (w->accepted != expect) {
             v->resource_errors++;
             violated(v, "key %u: the fenced resource %s token %llu with %llu seen", w->key,
                      w->accepted ? "accepted" : "rejected", (unsigned long long)w->token,
-                     (unsigned long long)max[w->key]);
+                     (unsigned long long)bar);
         }
         if (w->accepted && w->token > max[w->key])
             max[w->key] = w->token;
+        if (w->accepted && !reader && w->token > max_excl[w->key])
+            max_excl[w->key] = w->token;
 
         struct facts *f = &facts[w->section];
         if (f->first_seq == UINT64_MAX)
@@ -252,20 +282,27 @@ static void scan_writes(const struct tt_log *log, struct facts *facts, struct tt
 static void check_fencing(const struct tt_log *log, const struct facts *facts,
                           const struct ref *by_token, struct tt_verdict *v)
 {
-    /* fence[i]: the first seq of any write with a larger token on the same key. */
+    /* fence[i]: the first seq of any write with a larger token on the same key; for a reader
+     * (modes), of any exclusive holder's write with a larger token (readers beside it may read
+     * with larger tokens, and its reads stay good until a writer has written). */
     uint64_t *fence = malloc((log->nsec ? log->nsec : 1) * sizeof(*fence));
 
     if (fence == NULL) {
         violated(v, "checker: out of memory");
         return;
     }
-    uint64_t run = UINT64_MAX;
+    uint64_t run = UINT64_MAX, run_excl = UINT64_MAX;
     for (size_t i = log->nsec; i-- > 0;) {
+        const struct tt_section *s = &log->sec[by_token[i].idx];
+        uint64_t first = facts[by_token[i].idx].first_seq;
+
         if (i + 1 < log->nsec && by_token[i + 1].key != by_token[i].key)
-            run = UINT64_MAX;
-        fence[by_token[i].idx] = run;
-        if (facts[by_token[i].idx].first_seq < run)
-            run = facts[by_token[i].idx].first_seq;
+            run = run_excl = UINT64_MAX;
+        fence[by_token[i].idx] = is_shared(s) ? run_excl : run;
+        if (first < run)
+            run = first;
+        if (!is_shared(s) && first < run_excl)
+            run_excl = first;
     }
     for (size_t i = 0; i < log->nwr; i++) {
         const struct tt_write *w = &log->wr[i];
@@ -308,6 +345,8 @@ static void check_handover(const struct tt_log *log, const struct facts *facts,
         case TT_END_LOST: v->lost++; break;
         case TT_END_UNSURE: v->unsure++; break;
         case TT_END_KILLED: v->killed++; break;
+        case TT_END_UPGRADED: v->upgraded++; break;
+        case TT_END_DOWNGRADED: v->downgraded++; break;
         default:
             v->unended++;
             violated(v, "key %u: w%u (token %llu) never ended its section and was not killed",
@@ -322,6 +361,10 @@ static void check_handover(const struct tt_log *log, const struct facts *facts,
             v->steals++;
         if (b->took_forced)
             v->forced++;
+        if (is_shared(b)) {
+            v->shared++;
+            v->slot_holds += b->slots > 0;
+        }
         if ((b->took_stale && b->strategy != TL_STEAL_STALE && b->strategy != TL_FORCE_ACQUIRE) ||
             (b->took_forced && b->strategy != TL_FORCE_ACQUIRE)) {
             v->forbidden_steals++;
@@ -332,7 +375,8 @@ static void check_handover(const struct tt_log *log, const struct facts *facts,
             continue;
         bool taken = (a->end == TT_END_LOST && !facts[by_token[i - 1].idx].trail_released) ||
                      a->end == TT_END_KILLED;
-        if (taken && !b->took_stale && !b->took_forced) {
+        /* A reader enters beside readers, stale or not, without taking anything. */
+        if (taken && !(is_shared(a) && is_shared(b)) && !b->took_stale && !b->took_forced) {
             v->unexplained_takeovers++;
             violated(v,
                      "key %u: w%u's lock (token %llu, %s) passed to w%u (token %llu) without a "
@@ -340,24 +384,47 @@ static void check_handover(const struct tt_log *log, const struct facts *facts,
                      b->key, a->worker, (unsigned long long)a->token, end_name(a->end), b->worker,
                      (unsigned long long)b->token);
         }
-        if (b->took_stale && a->end == TT_END_RELEASED)
+        if (!b->took_stale)
+            continue;
+        /* The holder b displaced: the one before it by token, or with readers (modes) the
+         * newest one before it that did not keep its lock (an earlier reader may have been
+         * displaced while newer ones released theirs). A reader that steals enters beside the
+         * live readers, one of which may be the newest: its gap is not judged. */
+        size_t ai = by_token[i - 1].idx;
+        if (is_shared(a) && is_shared(b)) {
+            ai = SIZE_MAX - 1;
+        } else if (is_shared(a) && is_valid(a, &facts[ai])) {
+            ai = SIZE_MAX;
+            for (size_t j = i - 1; j-- > 0 && by_token[j].key == b->key;) {
+                if (!is_valid(&log->sec[by_token[j].idx], &facts[by_token[j].idx])) {
+                    ai = by_token[j].idx;
+                    break;
+                }
+            }
+        }
+        if (ai == SIZE_MAX) {
             v->orphan_steals++;
-        if (b->took_stale) {
-            /* The stolen claim was made after a's acquire began, and was stale by then. */
-            int64_t gap_ms = (b->enter_ns - a->acq_ns) / 1000000;
-            if (gap_ms + (int64_t)log->steal_slack_ms < (int64_t)log->lock_timeout_ms) {
-                v->premature_steals++;
-                violated(v,
-                         "key %u: w%u stole token %llu's lock %lld ms after w%u began to "
-                         "acquire it, under the lock timeout of %u ms",
-                         b->key, b->worker, (unsigned long long)a->token, (long long)gap_ms,
-                         a->worker, log->lock_timeout_ms);
-            }
-            if (a->end == TT_END_KILLED) {
-                int64_t rec = (b->enter_ns - exit_of(a, &facts[by_token[i - 1].idx])) / 1000000;
-                if (rec > v->max_recovery_ms)
-                    v->max_recovery_ms = rec;
-            }
+            continue;
+        }
+        if (a->end == TT_END_RELEASED && !is_shared(a))
+            v->orphan_steals++;
+        if (ai == SIZE_MAX - 1)
+            continue;
+        a = &log->sec[ai];
+        /* The stolen claim was made after a's acquire began, and was stale by then. */
+        int64_t gap_ms = (b->enter_ns - a->acq_ns) / 1000000;
+        if (gap_ms + (int64_t)log->steal_slack_ms < (int64_t)log->lock_timeout_ms) {
+            v->premature_steals++;
+            violated(v,
+                     "key %u: w%u stole token %llu's lock %lld ms after w%u began to "
+                     "acquire it, under the lock timeout of %u ms",
+                     b->key, b->worker, (unsigned long long)a->token, (long long)gap_ms, a->worker,
+                     log->lock_timeout_ms);
+        }
+        if (a->end == TT_END_KILLED) {
+            int64_t rec = (b->enter_ns - exit_of(a, &facts[ai])) / 1000000;
+            if (rec > v->max_recovery_ms)
+                v->max_recovery_ms = rec;
         }
     }
 }
@@ -436,7 +503,9 @@ static void check_partitions(const struct tt_log *log, const struct facts *facts
 
 static bool is_acquisition(const struct tl_event *e)
 {
-    return e->kind == TL_EVENT_ACQUIRED || e->kind == TL_EVENT_STOLEN || e->kind == TL_EVENT_FORCED;
+    return e->kind == TL_EVENT_ACQUIRED || e->kind == TL_EVENT_STOLEN ||
+           e->kind == TL_EVENT_FORCED || e->kind == TL_EVENT_UPGRADED ||
+           e->kind == TL_EVENT_DOWNGRADED;
 }
 
 static int cmp_event(const void *a, const void *b)
@@ -492,9 +561,11 @@ static void check_section_history(const struct tt_log *log, const struct tt_sect
                                   struct tt_verdict *v)
 {
     char name[64];
-    tl_event_kind want = s->took_forced  ? TL_EVENT_FORCED
-                         : s->took_stale ? TL_EVENT_STOLEN
-                                         : TL_EVENT_ACQUIRED;
+    tl_event_kind want = s->upgraded      ? TL_EVENT_UPGRADED
+                         : s->downgraded  ? TL_EVENT_DOWNGRADED
+                         : s->took_forced ? TL_EVENT_FORCED
+                         : s->took_stale  ? TL_EVENT_STOLEN
+                                          : TL_EVENT_ACQUIRED;
     const struct tl_event *e = find_event(ev, n, s->token, true);
 
     log->worker_name(s->worker, name, sizeof(name));
@@ -601,7 +672,7 @@ out:
     return v->overlaps + v->token_regressions + v->duplicate_tokens + v->stale_writes_accepted +
            v->valid_writes_rejected + v->resource_errors + v->unexplained_takeovers +
            v->premature_steals + v->forbidden_steals + v->unended + v->history_mismatches +
-           v->partition_violations;
+           v->partition_violations + v->semaphore_overflows;
 }
 
 /* ---- the line ---- */

@@ -81,6 +81,7 @@ start=$(date +%s)
 run() { # STORE SCENARIO [tl-torture options]
   local store=$1 scenario=$2 name=$1-$2 rc=0 seed=()
   shift 2
+  case " $* " in *" --modes "*) name+=-modes ;; esac
   [ -n "${url[$store]:-}" ] || return 0
   local extra=()
   [ "$scenario" = restart ] && extra+=(--restart-cmd "${restart[$store]}")
@@ -112,6 +113,14 @@ run sqlite sigkill --workers 8 --cycles 600 --keys 3 --lock-timeout 1s --faults 
 run sqlite sigstop --workers 8 --cycles 600 --keys 3 --lock-timeout 1s --faults 20
 run sqlite line --workers 8 --cycles 600 --keys 3 --lock-timeout 1s --faults 24
 run memory line --workers 16 --cycles 2000 --keys 3 --lock-timeout 1s
+# Readers, writers, semaphores, upgrades (--modes) under faults, and deadlocks made on purpose
+# (docs/reliability.md, "Readers, writers, semaphores and deadlocks"); skipped (77) on a store
+# that does not have them.
+run memory clean --modes --workers 16 --cycles 2000 --keys 4 --lock-timeout 1s
+run memory deadlock --workers 9 --cycles 100 --keys 4 --lock-timeout 1s
+run sqlite sigkill --modes --workers 8 --cycles 600 --keys 3 --lock-timeout 1s --faults 30
+run sqlite sigstop --modes --workers 8 --cycles 600 --keys 3 --lock-timeout 1s --faults 20
+run sqlite deadlock --workers 9 --cycles 100 --keys 4 --lock-timeout 1s
 # Server-clock stores: all of it.
 for s in redis postgres; do
   run "$s" clean --workers 16 --cycles 1000 --keys 4
@@ -123,12 +132,18 @@ for s in redis postgres; do
   run "$s" partition --workers 8 --cycles 1000 --keys 4 --lock-timeout 4s --faults 10 \
     --fault-interval 2s
   run "$s" line --workers 8 --cycles 1000 --keys 3 --lock-timeout 1s --faults 24
+  run "$s" sigkill --modes --workers 8 --cycles 1000 --keys 3 --lock-timeout 1s --faults 40
+  run "$s" sigstop --modes --workers 8 --cycles 1000 --keys 3 --lock-timeout 1s --faults 20
+  run "$s" deadlock --workers 9 --cycles 100 --keys 4 --lock-timeout 1s
 done
 # etcd: a three-member cluster; leader-kill kills and restarts its leader and stops a follower.
 run etcd clean --workers 16 --cycles 300 --keys 4
 run etcd sigkill --workers 8 --cycles 300 --keys 3 --lock-timeout 1s --faults 20
 run etcd sigstop --workers 8 --cycles 300 --keys 3 --lock-timeout 1s --faults 12
 run etcd line --workers 8 --cycles 300 --keys 3 --lock-timeout 1s --faults 16
+run etcd sigkill --modes --workers 8 --cycles 300 --keys 3 --lock-timeout 1s --faults 20
+run etcd sigstop --modes --workers 8 --cycles 300 --keys 3 --lock-timeout 1s --faults 12
+run etcd deadlock --workers 9 --cycles 60 --keys 4 --lock-timeout 1s
 run etcd leader-kill --workers 8 --cycles 1000 --keys 3 --lock-timeout 3s --faults 12 \
   --fault-interval 2s --stop 2s
 # GitHub: slower (every acquire reads the issue's comment list, a page per 100 comments).
@@ -140,6 +155,9 @@ run github clock-skew --workers 6 --cycles 40 --keys 3 --hold 500ms
 run github partition --workers 6 --cycles 60 --keys 3 --lock-timeout 4s --faults 6 \
   --fault-interval 2s
 run github line --workers 6 --cycles 60 --keys 3 --lock-timeout 4s --faults 8 --hold 200ms
+run github sigkill --modes --workers 6 --cycles 60 --keys 3 --lock-timeout 4s --faults 8
+run github sigstop --modes --workers 6 --cycles 60 --keys 3 --lock-timeout 4s --faults 6
+run github deadlock --workers 7 --cycles 20 --keys 3 --lock-timeout 4s
 
 echo $(($(date +%s) - start)) >"$out/elapsed"
 fi # summarize_only
@@ -205,6 +223,28 @@ notes() { # the scenario's own figures
     lo=$(sed -n 's/.*"partition":{[^}]*"margin_min_ms":\([0-9.-]*\).*/\1/p' <<<"$1")
     med=$(sed -n 's/.*"partition":{[^}]*"margin_median_ms":\([0-9.-]*\).*/\1/p' <<<"$1")
     n+=("partitioned holders: $v (gone before the next holder by $lo ms at least, $med ms median)")
+  fi
+  v=$(sed -n 's/.*"modes":{[^}]*"semaphore_overflows":\([0-9]*\).*/\1/p' <<<"$1")
+  if [ -n "$v" ] && ! grep -q '"deadlock":{' <<<"$1"; then
+    local sh sl ex so ut ug ud
+    sh=$(sed -n 's/.*"modes":{[^}]*"shared":\([0-9]*\).*/\1/p' <<<"$1")
+    sl=$(sed -n 's/.*"modes":{[^}]*"slot_holds":\([0-9]*\).*/\1/p' <<<"$1")
+    ex=$(sed -n 's/.*"modes":{[^}]*"exclusive":\([0-9]*\).*/\1/p' <<<"$1")
+    so=$(sed -n 's/.*"modes":{[^}]*"shared_overlaps":\([0-9]*\).*/\1/p' <<<"$1")
+    ut=$(sed -n 's/.*"upgrades":{"tried":\([0-9]*\).*/\1/p' <<<"$1")
+    ug=$(sed -n 's/.*"upgrades":{[^}]*"granted":\([0-9]*\).*/\1/p' <<<"$1")
+    ud=$(sed -n 's/.*"upgrades":{[^}]*"deadlocks":\([0-9]*\).*/\1/p' <<<"$1")
+    n+=("modes: $sh shared, $sl slots, $ex exclusive, $so shared overlaps, $v semaphore overflows, upgrades $ut tried, $ug granted, $ud deadlocks")
+  fi
+  v=$(sed -n 's/.*"deadlock":{[^}]*"created":\([0-9]*\).*/\1/p' <<<"$1")
+  if [ -n "$v" ]; then
+    local rp ms lt fr md
+    rp=$(sed -n 's/.*"deadlock":{[^}]*"reported":\([0-9]*\).*/\1/p' <<<"$1")
+    ms=$(sed -n 's/.*"deadlock":{[^}]*"missed":\([0-9]*\).*/\1/p' <<<"$1")
+    lt=$(sed -n 's/.*"deadlock":{[^}]*"late":\([0-9]*\).*/\1/p' <<<"$1")
+    fr=$(sed -n 's/.*"deadlock":{[^}]*"false_reports":\([0-9]*\).*/\1/p' <<<"$1")
+    md=$(sed -n 's/.*"deadlock":{[^}]*"max_detect_ms":\([0-9.]*\).*/\1/p' <<<"$1")
+    n+=("cycles: $v created, $rp reported, $ms missed, $lt late (slowest $md ms), false reports: $fr")
   fi
   local IFS=';' all
   all="${n[*]}"

@@ -171,9 +171,15 @@ bool tt_resource_write(struct tt_shared *sh, struct tt_worker *slot, uint32_t se
 
     resource_lock(sh);
     atomic_store(&slot->in_resource, 1);
-    accepted = s->token >= r->max_token;
+    /* A reader (modes) is fenced off by writers only: readers beside it may have read with
+     * larger tokens. */
+    bool reader = s->mode == TL_SHARED;
+    accepted = s->token >= (reader ? r->max_exclusive : r->max_token);
     if (accepted) {
-        r->max_token = s->token;
+        if (s->token > r->max_token)
+            r->max_token = s->token;
+        if (!reader)
+            r->max_exclusive = s->token;
         r->accepted++;
     } else {
         r->rejected++;

@@ -22,6 +22,7 @@ struct fixture {
     size_t nwr;
     uint64_t seq;
     uint64_t max[2];
+    uint64_t max_excl[2];        /* modes: the largest token an exclusive holder wrote with */
     struct tt_freeze freezes[2]; /* partition */
     size_t nfreezes;
 };
@@ -43,20 +44,45 @@ static struct tt_section *section(struct fixture *f, uint32_t worker, uint64_t t
     return s;
 }
 
-/* A write of section `i` at `at` ms, judged as the fenced resource would. */
+/* A write of section `i` at `at` ms, judged as the fenced resource would (a reader's against
+ * the writers' tokens only). */
 static void write_at(struct fixture *f, uint32_t i, int64_t at)
 {
     const struct tt_section *s = &f->sec[i];
     struct tt_write *w = &f->wr[f->nwr++];
+    bool reader = s->mode == TL_SHARED;
 
     w->section = i;
     w->key = s->key;
     w->token = s->token;
     w->seq = ++f->seq;
     w->at_ns = at * MS;
-    w->accepted = s->token >= f->max[s->key];
-    if (w->accepted)
+    w->accepted = s->token >= (reader ? f->max_excl[s->key] : f->max[s->key]);
+    if (w->accepted && s->token > f->max[s->key])
         f->max[s->key] = s->token;
+    if (w->accepted && !reader)
+        f->max_excl[s->key] = s->token;
+}
+
+/* modes: a shared section (a slot of a semaphore of `slots` when slots > 0). */
+static struct tt_section *shared(struct fixture *f, uint32_t worker, uint64_t token, int64_t acq,
+                                 int64_t exit, enum tt_end end, uint32_t slots)
+{
+    struct tt_section *s = section(f, worker, token, acq, exit, end);
+
+    s->mode = TL_SHARED;
+    s->slots = slots;
+    return s;
+}
+
+/* Writes at entry and exit of every section (a killed one: at entry only). */
+static void write_all(struct fixture *f)
+{
+    for (uint32_t i = 0; i < f->nsec; i++) {
+        write_at(f, i, f->sec[i].enter_ns / MS);
+        if (f->sec[i].exit_ns != 0)
+            write_at(f, i, f->sec[i].exit_ns / MS);
+    }
 }
 
 static uint64_t check(const struct fixture *f, struct tt_verdict *v)
@@ -665,6 +691,178 @@ static void line_overrun_fails(void **state)
     assert_int_equal(v.overruns, 1);
 }
 
+/* ---- modes: shared holders, semaphores, upgrades ---- */
+
+static void readers_overlapping_pass(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    shared(&f, 0, 1, 0, 10, TT_END_RELEASED, 0);
+    shared(&f, 1, 2, 2, 20, TT_END_RELEASED, 0);
+    shared(&f, 2, 3, 4, 8, TT_END_RELEASED, 0);
+    write_at(&f, 0, 1);
+    write_at(&f, 1, 3);
+    write_at(&f, 2, 5);
+    write_at(&f, 0, 9); /* a smaller token reads after larger ones: fine for readers */
+    write_at(&f, 1, 19);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.shared_overlaps, 3);
+    assert_int_equal(v.shared, 3);
+    assert_int_equal(v.writes_rejected, 0);
+}
+
+static void writer_overlapping_a_reader_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    shared(&f, 0, 1, 0, 10, TT_END_RELEASED, 0);
+    section(&f, 1, 2, 5, 20, TT_END_RELEASED); /* a writer entered at 6 while w0 read */
+    write_all(&f);
+    assert_int_not_equal(check(&f, &v), 0);
+    assert_int_equal(v.overlaps, 1);
+}
+
+static void reader_overlapping_a_writer_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    section(&f, 0, 1, 0, 10, TT_END_RELEASED);
+    shared(&f, 1, 2, 5, 20, TT_END_RELEASED, 0);
+    write_all(&f);
+    assert_int_not_equal(check(&f, &v), 0);
+    assert_int_equal(v.overlaps, 1);
+}
+
+static void semaphore_full_passes_and_one_more_fails(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    shared(&f, 0, 1, 0, 10, TT_END_RELEASED, 2);
+    shared(&f, 1, 2, 2, 20, TT_END_RELEASED, 2);
+    shared(&f, 2, 3, 10, 30, TT_END_RELEASED, 2); /* enters at 11, after w0 left */
+    write_all(&f);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.max_slots_inside, 2);
+
+    shared(&f, 3, 4, 12, 14, TT_END_RELEASED, 2); /* a third holder beside w1 and w2 */
+    assert_int_equal(check(&f, &v), 1);
+    assert_int_equal(v.semaphore_overflows, 1);
+    assert_int_equal(v.max_slots_inside, 3);
+}
+
+static void semaphore_slot_of_a_lost_holder_may_be_taken(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    /* w0 stopped inside past the lock timeout; w2 stole its slot while w1 held the other. */
+    shared(&f, 0, 1, 0, 2000, TT_END_LOST, 2)->stopped = true;
+    shared(&f, 1, 2, 100, 1500, TT_END_RELEASED, 2);
+    struct tt_section *t = shared(&f, 2, 3, 1200, 1300, TT_END_RELEASED, 2);
+    t->took_stale = true;
+    write_all(&f);
+    assert_int_equal(check(&f, &v), 0);
+}
+
+static void upgrade_passes(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    /* w0 reads, w1 reads beside it, w0 upgrades (new token 3) once w1 has left, then writes. */
+    shared(&f, 0, 1, 0, 5, TT_END_UPGRADED, 0);
+    shared(&f, 1, 2, 1, 7, TT_END_RELEASED, 0);
+    struct tt_section *u = section(&f, 0, 3, 5, 20, TT_END_RELEASED);
+    u->upgraded = true;
+    u->enter_ns = 8 * MS; /* tl_upgrade() returned after w1 had left */
+    write_all(&f);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.upgraded, 1);
+
+    u->enter_ns = 6 * MS; /* ...or before: the writer beside a reader */
+    assert_int_equal(check(&f, &v), 1);
+    assert_int_equal(v.overlaps, 1);
+}
+
+static void downgrade_passes(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    /* w0 writes, downgrades (new token 2) and reads on; w1 reads beside it once it has. */
+    section(&f, 0, 1, 0, 5, TT_END_DOWNGRADED);
+    struct tt_section *d = shared(&f, 0, 2, 5, 20, TT_END_RELEASED, 0);
+    d->downgraded = true;
+    struct tt_section *r = shared(&f, 1, 3, 3, 15, TT_END_RELEASED, 0);
+    r->enter_ns = 7 * MS;
+    write_all(&f);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.downgraded, 1);
+    assert_int_equal(v.shared_overlaps, 1);
+
+    r->enter_ns = 4 * MS; /* a reader inside before the writer's downgrade began... */
+    assert_int_equal(check(&f, &v), 2);
+    assert_int_equal(v.overlaps, 1);
+    assert_int_equal(v.token_regressions, 1); /* ...and granted before it, with a smaller token */
+}
+
+static void writer_steals_from_a_dead_reader(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    /* w0 was killed reading; w1 read beside its stale hold and left; w2 stole the key. */
+    shared(&f, 0, 1, 0, 0, TT_END_KILLED, 0);
+    shared(&f, 1, 2, 800, 900, TT_END_RELEASED, 0);
+    struct tt_section *t = section(&f, 2, 3, 500, 1200, TT_END_RELEASED);
+    t->took_stale = true;
+    t->enter_ns = 1100 * MS;
+    write_all(&f);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.steals, 1);
+    assert_int_equal(v.orphan_steals, 0);
+
+    t->enter_ns = 900 * MS + 1; /* under the lock timeout after w0's claim */
+    assert_int_equal(check(&f, &v), 1);
+    assert_int_equal(v.premature_steals, 1);
+}
+
+static void reader_fenced_off_by_a_writer(void **state)
+{
+    struct fixture f = {0};
+    struct tt_verdict v;
+
+    (void)state;
+    /* w0 stopped reading past the lock timeout; w1 (a writer) stole it and wrote; w0's late
+     * read is rejected. */
+    struct tt_section *r = shared(&f, 0, 1, 0, 2000, TT_END_LOST, 0);
+    struct tt_section *w = section(&f, 1, 2, 1000, 1500, TT_END_RELEASED);
+    w->took_stale = true;
+    r->learned_ns = 1900 * MS;
+    write_at(&f, 0, 1);
+    write_at(&f, 1, 1001);
+    write_at(&f, 0, 1900);
+    write_at(&f, 1, 1500);
+    assert_int_equal(check(&f, &v), 0);
+    assert_int_equal(v.stale_writes_rejected, 1);
+
+    f.wr[2].accepted = true; /* a resource that let the stale read in */
+    assert_int_not_equal(check(&f, &v), 0);
+    assert_int_equal(v.stale_writes_accepted, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -688,6 +886,15 @@ int main(void)
         cmocka_unit_test(partitioned_holder_gone_before_the_thief_passes),
         cmocka_unit_test(partitioned_holder_still_inside_fails),
         cmocka_unit_test(partitioned_lock_nobody_took_is_released),
+        cmocka_unit_test(readers_overlapping_pass),
+        cmocka_unit_test(writer_overlapping_a_reader_fails),
+        cmocka_unit_test(reader_overlapping_a_writer_fails),
+        cmocka_unit_test(semaphore_full_passes_and_one_more_fails),
+        cmocka_unit_test(semaphore_slot_of_a_lost_holder_may_be_taken),
+        cmocka_unit_test(upgrade_passes),
+        cmocka_unit_test(downgrade_passes),
+        cmocka_unit_test(writer_steals_from_a_dead_reader),
+        cmocka_unit_test(reader_fenced_off_by_a_writer),
         cmocka_unit_test(line_fair_history_passes),
         cmocka_unit_test(line_fifo_violation_fails),
         cmocka_unit_test(line_barging_fails),

@@ -42,6 +42,7 @@ static const char *const scenario_names[] = {
     [TT_PARTITION] = "partition",
     [TT_LINE] = "line",
     [TT_LEADER_KILL] = "leader-kill",
+    [TT_DEADLOCK] = "deadlock",
 };
 
 /* leader-kill: every worker must acquire again within this long of a member's kill or stop. */
@@ -89,6 +90,17 @@ struct parent {
     int64_t kill_first_ms[MAX_CLUSTER_FAULTS], kill_all_ms[MAX_CLUSTER_FAULTS];
     int64_t stop_first_ms[MAX_CLUSTER_FAULTS], stop_all_ms[MAX_CLUSTER_FAULTS];
     uint32_t nkills, nstops;
+    struct tt_features features; /* modes, deadlock: what the store has */
+    bool triples_given, slots_given;
+    /* deadlock: cycles made on purpose (every member held its first key and asked for the
+     * next), reported (exactly one member got TL_EDEADLK within the bound), missed (none got
+     * it), reported more than once, reported late (past a wait interval plus the overrun
+     * slack), disturbed (a member's second acquire failed otherwise); the longest time from
+     * the last member's call to the report; false reports in the ordered workload. */
+    uint64_t cycles_created, cycles_reported, cycles_missed, cycles_overreported, cycles_late,
+        cycles_disturbed, false_deadlocks;
+    int64_t max_detect_ns;
+    uint32_t wait_interval_ms;
 };
 
 static void fail_extra(struct parent *p, const char *fmt, ...) TL_PRINTF(2, 3);
@@ -121,7 +133,15 @@ static void usage(FILE *f)
         "  --store URL          sqlite:PATH (sqlite: = a temporary file), memory:, redis://...,\n"
         "                       postgres://..., github: (= a private GitHub test server)\n"
         "  --scenario NAME      clean | sigkill | sigstop | restart | github-faults | clock-skew\n"
-        "                       | partition | line | leader-kill (etcd)\n"
+        "                       | partition | line | leader-kill (etcd) | deadlock\n"
+        "  --modes              each section is, at random, shared, exclusive, shared then\n"
+        "                       upgraded, or exclusive then downgraded; every third key is a\n"
+        "                       semaphore of --slots (skipped, 77, on a store without\n"
+        "                       shared holders)\n"
+        "  --slots N            modes: the semaphores' slots [2]\n"
+        "  --triples N          deadlock: groups of three (3-cycles); the other workers pair\n"
+        "                       up [1 with 5 workers or more]; --keys is then the ordered\n"
+        "                       workload's keys, and --cycles the rounds\n"
         "  --workers N          worker processes (threads for memory:) [8]\n"
         "  --cycles M           acquire attempts per worker [200]\n"
         "  --keys K             keys they contend for [3]\n"
@@ -152,7 +172,8 @@ static void usage(FILE *f)
         "  --report FILE        also write the JSON summary to FILE\n"
         "  --has-store SCHEME   exit 0 if the store is built in, else 77\n"
         "  --run-anyway         run clock-skew even on a store that judges by the machine's\n"
-        "                       clock (it is then expected to fail: a demonstration)\n"
+        "                       clock, or deadlock on one without the wait-for graph (it is\n"
+        "                       then expected to fail: a demonstration)\n"
         "  -v, --verbose        log what the workers see\n"
         "      --no-line        the workers wait in no line: they poll (GitHub with\n"
         "                       --sessions: every claim then hangs on its manager's session)\n"
@@ -233,8 +254,10 @@ static void apply_defaults(struct tt_config *c, bool timeout_given)
         default: c->fault_interval_ms = 500; break;
         }
     }
-    if (c->scenario == TT_CLEAN || c->scenario == TT_CLOCK_SKEW)
+    if (c->scenario == TT_CLEAN || c->scenario == TT_CLOCK_SKEW || c->scenario == TT_DEADLOCK)
         c->faults = 0;
+    if (c->slots == 0)
+        c->slots = 2;
     /* Patience from about one hold (many give up) to three lock timeouts (outlasting a dead
      * holder, or a waiter stopped ahead). */
     if (c->patience_max_ms == 0) {
@@ -1206,6 +1229,82 @@ static uint64_t check_line(struct parent *p)
     return failures;
 }
 
+/*
+ * deadlock: every cycle made on purpose was reported to exactly one of its members, within one
+ * wait interval (a waiter checks for a cycle when it joins the line and at each refresh) of the
+ * last member's call, plus the overrun slack the line's patience proof allows a call (a loaded
+ * or sanitized machine delays the check and its answer, not its order); and the ordered
+ * workload, where no cycle can form, had no TL_EDEADLK at all.
+ */
+static void check_deadlocks(struct parent *p)
+{
+    const struct tt_config *cfg = &p->run.cfg;
+    struct tt_shared *sh = p->run.sh;
+    int64_t bound = ((int64_t)p->wait_interval_ms + cfg->overrun_ms) * 1000000;
+
+    for (uint32_t i = 0; i < TT_MAX_CYCLES; i++) {
+        const struct tt_cycle *cy = &sh->cycles[i];
+        uint32_t reports = 0, errors = 0, youngest = 0;
+        int64_t last_call = 0;
+        bool formed = cy->size > 0 && atomic_load(&cy->failed) == 0;
+
+        for (uint32_t j = 0; formed && j < cy->size; j++) {
+            formed = cy->call_ns[j] != 0 && cy->returned[j];
+            last_call = cy->call_ns[j] > last_call ? cy->call_ns[j] : last_call;
+        }
+        if (!formed)
+            continue;
+        p->cycles_created++;
+        for (uint32_t j = 0; j < cy->size; j++) {
+            if (cy->status[j] == TL_EDEADLK) {
+                reports++;
+                youngest = j;
+            } else if (cy->status[j] != TL_OK && cy->status[j] != TL_EBUSY) {
+                errors++; /* a store error: not a wait that ran out (TL_EBUSY, a miss) */
+            }
+        }
+        if (reports == 0 && errors > 0) {
+            p->cycles_disturbed++;
+            continue;
+        }
+        if (reports == 0) {
+            p->cycles_missed++;
+            fail_extra(p,
+                       "deadlock: group %u round %u: a cycle of %u waits was never reported "
+                       "(no member got TL_EDEADLK)",
+                       cy->group, cy->round, cy->size);
+            continue;
+        }
+        if (reports > 1) {
+            p->cycles_overreported++;
+            fail_extra(p, "deadlock: group %u round %u: %u members of one cycle got TL_EDEADLK",
+                       cy->group, cy->round, reports);
+            continue;
+        }
+        p->cycles_reported++;
+        int64_t took = cy->ret_ns[youngest] - last_call;
+        if (took > p->max_detect_ns)
+            p->max_detect_ns = took;
+        if (took > bound) {
+            p->cycles_late++;
+            fail_extra(p,
+                       "deadlock: group %u round %u: the cycle was reported %.0f ms after it "
+                       "formed, more than a wait interval (%u ms) and the slack (%u ms)",
+                       cy->group, cy->round, (double)took / 1e6, p->wait_interval_ms,
+                       cfg->overrun_ms);
+        }
+    }
+    for (uint32_t s = 0; s < sh->nworkers; s++)
+        p->false_deadlocks += sh->workers[s].n.false_deadlocks;
+    if (p->false_deadlocks > 0)
+        fail_extra(p,
+                   "deadlock: %llu acquire(s) of the ordered workload (keys taken in one order: "
+                   "no cycle possible) answered TL_EDEADLK",
+                   (unsigned long long)p->false_deadlocks);
+    if (p->cycles_created == 0)
+        fail_extra(p, "deadlock: no cycle formed: the run proves nothing of detection");
+}
+
 /* Scenario-specific proofs on top of the checker's. */
 static void check_scenario(struct parent *p, const struct tt_verdict *v, uint64_t *late_rejected,
                            uint64_t *stops_learned)
@@ -1459,6 +1558,65 @@ static char *summary(struct parent *p, const struct tt_verdict *v, uint64_t fail
             (unsigned long long)wakeups, waiter_timeout_ms(p),
             (unsigned long long)p->dead_waiters_passed, (double)connect / 1e6);
     }
+    if (cfg->modes) {
+        struct tt_counts m = {0};
+        for (uint32_t s = 0; s < sh->nworkers; s++) {
+            const struct tt_counts *n = &sh->workers[s].n;
+            m.shared_sections += n->shared_sections;
+            m.exclusive_sections += n->exclusive_sections;
+            m.slot_sections += n->slot_sections;
+            m.upgrades += n->upgrades;
+            m.upgrades_granted += n->upgrades_granted;
+            m.upgrades_deadlocked += n->upgrades_deadlocked;
+            m.upgrades_busy += n->upgrades_busy;
+            m.upgrades_failed += n->upgrades_failed;
+            m.downgrades += n->downgrades;
+            m.downgrades_failed += n->downgrades_failed;
+        }
+        /* Whom the faults hit: readers, slot holders, writers. */
+        uint64_t hit[3] = {0};
+        for (uint32_t i = 0; i < sh->nfaults; i++) {
+            const struct tt_fault *ft = &sh->faults[i];
+            if (ft->kind != TT_FAULT_KILL && ft->kind != TT_FAULT_STOP)
+                continue;
+            const struct tt_section *vs = &tt_sections(sh)[ft->section];
+            hit[vs->slots > 0 ? 1 : vs->mode == TL_SHARED ? 0 : 2]++;
+        }
+        (void)fprintf(f, "\"victims\":{\"shared\":%llu,\"slot\":%llu,\"exclusive\":%llu},",
+                      (unsigned long long)hit[0], (unsigned long long)hit[1],
+                      (unsigned long long)hit[2]);
+        (void)fprintf(
+            f,
+            "\"modes\":{\"slots\":%u,\"shared\":%llu,\"exclusive\":%llu,\"slot_holds\":%llu,"
+            "\"shared_overlaps\":%llu,\"max_slots_inside\":%u,\"semaphore_overflows\":%llu,"
+            "\"upgrades\":{\"tried\":%llu,\"granted\":%llu,\"deadlocks\":%llu,\"busy\":%llu,"
+            "\"failed\":%llu,\"checked\":%llu},\"downgrades\":{\"tried\":%llu,\"failed\":%llu,"
+            "\"checked\":%llu}},",
+            cfg->slots, (unsigned long long)m.shared_sections,
+            (unsigned long long)m.exclusive_sections, (unsigned long long)m.slot_sections,
+            (unsigned long long)v->shared_overlaps, v->max_slots_inside,
+            (unsigned long long)v->semaphore_overflows, (unsigned long long)m.upgrades,
+            (unsigned long long)m.upgrades_granted, (unsigned long long)m.upgrades_deadlocked,
+            (unsigned long long)m.upgrades_busy, (unsigned long long)m.upgrades_failed,
+            (unsigned long long)v->upgraded, (unsigned long long)m.downgrades,
+            (unsigned long long)m.downgrades_failed, (unsigned long long)v->downgraded);
+    }
+    if (cfg->scenario == TT_DEADLOCK) {
+        uint64_t ordered = 0;
+        for (uint32_t s = 0; s < sh->nworkers; s++)
+            ordered += sh->workers[s].n.ordered_acquires;
+        (void)fprintf(
+            f,
+            "\"deadlock\":{\"groups\":%u,\"triples\":%u,\"wait_interval_ms\":%u,"
+            "\"created\":%llu,\"reported\":%llu,\"missed\":%llu,"
+            "\"overreported\":%llu,\"late\":%llu,\"disturbed\":%llu,"
+            "\"max_detect_ms\":%.1f,\"ordered_acquires\":%llu,\"false_reports\":%llu},",
+            cfg->groups, cfg->triples, p->wait_interval_ms, (unsigned long long)p->cycles_created,
+            (unsigned long long)p->cycles_reported, (unsigned long long)p->cycles_missed,
+            (unsigned long long)p->cycles_overreported, (unsigned long long)p->cycles_late,
+            (unsigned long long)p->cycles_disturbed, (double)p->max_detect_ns / 1e6,
+            (unsigned long long)ordered, (unsigned long long)p->false_deadlocks);
+    }
     (void)fprintf(f, "\"history\":");
     if (p->history_kept)
         (void)fprintf(f,
@@ -1582,6 +1740,9 @@ static int parse_args(struct parent *p, int argc, char **argv)
         {"no-line", no_argument, NULL, 'n' + 256},
         {"sessions", no_argument, NULL, 'S' + 512},
         {"run-anyway", no_argument, NULL, 'A'},
+        {"modes", no_argument, NULL, 'm' + 256},
+        {"slots", required_argument, NULL, 'l' + 256},
+        {"triples", required_argument, NULL, 't' + 256},
         {"help", no_argument, NULL, '?' + 256},
         {NULL, 0, NULL, 0},
     };
@@ -1678,6 +1839,15 @@ static int parse_args(struct parent *p, int argc, char **argv)
         case 'n' + 256: c->no_line = true; break;
         case 'S' + 512: p->sessions = true; break;
         case 'A': p->run_anyway = true; break;
+        case 'm' + 256: c->modes = true; break;
+        case 'l' + 256:
+            ok = parse_u32(optarg, &c->slots) && c->slots > 0 && c->slots <= TL_SLOTS_MAX;
+            p->slots_given = true;
+            break;
+        case 't' + 256:
+            ok = parse_u32(optarg, &c->triples);
+            p->triples_given = true;
+            break;
         case 'h' + 256: {
             char url[64];
             (void)snprintf(url, sizeof(url), "%s:", optarg);
@@ -1738,7 +1908,13 @@ static const char *not_applicable(const struct parent *p)
     const struct tt_config *c = &p->run.cfg;
     bool machine_clock = strcmp(p->scheme, "sqlite") == 0 || strcmp(p->scheme, "memory") == 0;
 
-    if (c->threads && c->scenario != TT_CLEAN && c->scenario != TT_LINE)
+    if (c->modes && !p->features.modes)
+        return "this store has no shared holders or semaphores (store contract version 5) in "
+               "this build";
+    if (c->scenario == TT_DEADLOCK && !p->features.deadlocks)
+        return "this store keeps no wait-for graph (struct tl_store's deadlocks) in this build";
+    if (c->threads && c->scenario != TT_CLEAN && c->scenario != TT_LINE &&
+        c->scenario != TT_DEADLOCK)
         return "the memory store lives in one process, whose workers are threads: a signal "
                "cannot stop or kill one of them, and there is no server to restart";
     if (c->scenario == TT_LINE && !p->line_wrapped)
@@ -1770,6 +1946,27 @@ static int setup(struct parent *p)
 {
     struct tt_config *c = &p->run.cfg;
     const char *tmp = getenv("TMPDIR"); /* NOLINT(concurrency-mt-unsafe) */
+
+    /* deadlock: pairs of workers (and groups of three), three keys each, then the ordered
+     * workload's keys. */
+    if (c->scenario == TT_DEADLOCK) {
+        if (!p->triples_given)
+            c->triples = c->workers >= 5 ? 1 : 0;
+        if (3 * c->triples > c->workers)
+            c->triples = c->workers / 3;
+        c->groups = c->triples + (c->workers - 3 * c->triples) / 2;
+        c->group_keys = 3 * c->groups;
+        if (c->keys < 2)
+            c->keys = 2;
+        c->keys += c->group_keys;
+        if (c->ordered_cycles == 0)
+            c->ordered_cycles = 2;
+        if (c->keys > TT_MAX_KEYS || c->groups == 0 ||
+            (uint64_t)c->groups * c->cycles > TT_MAX_CYCLES) {
+            (void)fprintf(stderr, "tl-torture: deadlock: too many workers, keys or rounds\n");
+            return EXIT_USAGE;
+        }
+    }
 
     (void)snprintf(p->dir, sizeof(p->dir), "%s/tl-torture.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (mkdtemp(p->dir) == NULL) {
@@ -1854,6 +2051,8 @@ static int setup(struct parent *p)
 
     /* Room for the cycles, and as many again while faults are still being injected. */
     uint64_t sections = 4 * (uint64_t)c->workers * c->cycles + 65536;
+    if (c->scenario == TT_DEADLOCK)
+        sections += (2 + 2 * (uint64_t)c->ordered_cycles) * c->workers * c->cycles;
     uint64_t writes = sections * 4 + (uint64_t)(c->faults + 1) * 2048;
     if (sections > UINT32_MAX / 2 || writes > UINT32_MAX / 2) {
         (void)fprintf(stderr, "tl-torture: too many cycles\n");
@@ -1871,6 +2070,15 @@ static int setup(struct parent *p)
     p->rng = c->seed * 0x9e3779b97f4a7c15ull + 1;
     if (c->scenario == TT_LINE)
         p->line_wrapped = tt_line_wrap_store(p->url, p->sabotage);
+    /* modes, deadlock: what this store has is known once it is open (store contract version
+     * 5: struct tl_store's modes and deadlocks, ops->convert for upgrades). */
+    if ((c->modes || c->scenario == TT_DEADLOCK) && !tt_store_features(p->url, &p->features)) {
+        (void)fprintf(stderr, "tl-torture: cannot open the store to see what it has\n");
+        return EXIT_SETUP;
+    }
+    c->upgrades = c->modes && p->features.convert;
+    if (c->scenario == TT_DEADLOCK)
+        c->modes = p->features.modes;
     return -1;
 }
 
@@ -1989,6 +2197,10 @@ static int run(struct parent *p)
         failures += check_line(p);
     uint64_t late_rejected = 0, stops_learned = 0;
     check_scenario(p, &v, &late_rejected, &stops_learned);
+    if (c->scenario == TT_DEADLOCK) {
+        p->wait_interval_ms = waiter_timeout_ms(p) / (p->github ? 4 : 3);
+        check_deadlocks(p);
+    }
     if (atomic_load(&sh->log_full))
         fail_extra(p, "the shared log was too small: the run proves nothing");
     if (v.sections == 0)
@@ -2044,7 +2256,9 @@ int main(int argc, char **argv)
     rc = setup(&p);
     if (rc < 0) {
         const char *why = not_applicable(&p);
-        if (why != NULL && !(p.run_anyway && p.run.cfg.scenario == TT_CLOCK_SKEW)) {
+        bool demo = p.run.cfg.scenario == TT_CLOCK_SKEW ||
+                    (p.run.cfg.scenario == TT_DEADLOCK && p.features.modes);
+        if (why != NULL && !(p.run_anyway && demo)) {
             (void)fprintf(stderr, "tl-torture: skipped: %s on %s: %s\n",
                           scenario_names[p.run.cfg.scenario], p.scheme, why);
             rc = EXIT_SKIP;

@@ -113,13 +113,37 @@ tl_torture(github_sessions_sigstop github sigstop --no-line --sessions --workers
 tl_torture(github_line       github line       --workers 4 --cycles 15 --keys 2 --lock-timeout 4s
            --faults 4 --hold 200ms)
 
+# Shared holders, semaphores, upgrades and deadlocks (docs/reliability.md, "Readers, writers,
+# semaphores and deadlocks"): --modes makes each section, at random, a reader, a writer, a
+# reader that upgrades, or a slot of a semaphore of 2 (every third key), under SIGKILL and
+# SIGSTOP; deadlock makes cycles of 2 and 3 waits on purpose (7 workers: a group of three and two
+# pairs) and runs an ordered workload beside them. A 1 s lock timeout keeps a wait interval (a
+# third of the waiter timeout) at 333 ms. Each is skipped (77) on a store that does not have
+# the feature in this build (struct tl_store's modes, deadlocks; ops->convert for upgrades).
+tl_torture(memory_modes    memory clean    --modes --workers 8 --cycles 200 --keys 3
+           --lock-timeout 1s)
+tl_torture(memory_deadlock memory deadlock --workers 7 --cycles 8 --keys 3 --lock-timeout 1s)
+foreach(store sqlite redis postgres etcd github)
+  if(store STREQUAL "github")
+    # Every GitHub poll reads an issue's comment list: fewer cycles, a longer lock timeout.
+    set(tt_modes --workers 4 --cycles 15 --keys 3 --lock-timeout 3s --faults 2)
+    set(tt_deadlock --workers 5 --cycles 3 --keys 2 --lock-timeout 3s)
+  else()
+    set(tt_modes --workers 6 --cycles 100 --keys 3 --lock-timeout 1s --faults 3)
+    set(tt_deadlock --workers 7 --cycles 6 --keys 3 --lock-timeout 1s)
+  endif()
+  tl_torture(${store}_modes_sigkill ${store} sigkill  --modes ${tt_modes})
+  tl_torture(${store}_modes_sigstop ${store} sigstop  --modes ${tt_modes})
+  tl_torture(${store}_deadlock      ${store} deadlock ${tt_deadlock})
+endforeach()
+
 # The longest scenarios (a three-member etcd cluster killed and restarted; proxies frozen for
 # lock timeouts; servers restarted) also carry the label `slow`: the plain build runs them, the
 # sanitizer builds leave them out (Makefile, test-asan and test-tsan) to keep CI within its time.
 # Every store still runs its clean, sigkill, sigstop and line scenarios under both sanitizers.
 foreach(t torture_etcd_leader_kill torture_etcd_line torture_redis_partition
           torture_postgres_partition torture_postgres_restart torture_redis_restart
-          torture_github_partition)
+          torture_github_partition torture_github_modes_sigstop torture_etcd_modes_sigstop)
   if(TEST ${t})
     set_tests_properties(${t} PROPERTIES LABELS "torture;slow")
   endif()

@@ -48,11 +48,13 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "shared atomics must be lock-free ac
 
 /* How a critical section ended. */
 enum tt_end {
-    TT_END_NONE = 0, /* never ended: its worker died without the scenario killing it */
-    TT_END_RELEASED, /* tl_release() said TL_OK */
-    TT_END_LOST,     /* tl_release() said TL_ENOTOWNER at once: stolen or forced */
-    TT_END_UNSURE,   /* release failed with store errors, then gave up or said TL_ENOTOWNER */
-    TT_END_KILLED    /* the scenario SIGKILLed the worker inside the section */
+    TT_END_NONE = 0,  /* never ended: its worker died without the scenario killing it */
+    TT_END_RELEASED,  /* tl_release() said TL_OK */
+    TT_END_LOST,      /* tl_release() said TL_ENOTOWNER at once: stolen or forced */
+    TT_END_UNSURE,    /* release failed with store errors, then gave up or said TL_ENOTOWNER */
+    TT_END_KILLED,    /* the scenario SIGKILLed the worker inside the section */
+    TT_END_UPGRADED,  /* modes: a shared hold that tl_upgrade() turned into the next section */
+    TT_END_DOWNGRADED /* modes: an exclusive hold that tl_downgrade() turned into the next one */
 };
 
 /* One critical section, written by its worker (and by the parent while the worker is stopped). */
@@ -75,6 +77,12 @@ struct tt_section {
     bool proxied;   /* partition: its worker reaches the store through the proxy */
     bool long_hold; /* partition: held until the loss (the parent was about to freeze) */
     uint16_t release_errors;
+    /* modes: how it was held (TL_EXCLUSIVE or TL_SHARED), the semaphore's slots (0: none), and
+     * whether tl_upgrade() granted it (the shared section before it ended TT_END_UPGRADED). */
+    uint8_t mode;
+    bool upgraded;
+    bool downgraded; /* tl_downgrade() granted it (the section before ended TT_END_DOWNGRADED) */
+    uint32_t slots;
 };
 
 /* One write to the fenced resource, appended under the resource's mutex. */
@@ -153,7 +161,14 @@ struct tt_counts {
     uint64_t stale_steals_by_skewed; /* clock-skew: steals by a worker with a skewed clock */
     uint64_t probes_refused;         /* clock-skew: single steal attempts that found it live */
     uint64_t queued, wakeups;        /* line: the manager's metrics of the same names */
-    int64_t connect_ns;              /* line: how long tl_connect() took before the cycles */
+    /* modes: sections by kind; upgrades tried, granted, refused as deadlocks, given up (busy)
+     * or failed otherwise. deadlock: acquires of the ordered workload answered TL_EDEADLK (a
+     * false report: no cycle can form there), and its acquires. */
+    uint64_t shared_sections, exclusive_sections, slot_sections;
+    uint64_t upgrades, upgrades_granted, upgrades_deadlocked, upgrades_busy, upgrades_failed;
+    uint64_t downgrades, downgrades_failed;
+    uint64_t ordered_acquires, false_deadlocks;
+    int64_t connect_ns; /* line: how long tl_connect() took before the cycles */
 };
 
 /* A worker slot: one incarnation of a worker (a replacement gets a new slot). */
@@ -189,6 +204,31 @@ enum tt_fault_kind {
     TT_FAULT_STOP_MEMBER, /* leader-kill: an etcd follower SIGSTOPped from start_ns to end_ns */
 };
 
+/*
+ * deadlock: one round of a group of 2 or 3 workers that make a cycle on purpose: member i takes
+ * key i of the group's keys, all wait until each holds its key, then member i asks for key
+ * i + 1 (mod size). Written by the members.
+ */
+#define TT_MAX_CYCLES 4096
+#define TT_CYCLE_MAX  3
+struct tt_cycle {
+    uint32_t size; /* 2 or 3; 0: unused */
+    uint32_t group, round;
+    uint32_t worker[TT_CYCLE_MAX]; /* member slots */
+    atomic_int holding;            /* members that got their first key */
+    atomic_int failed;             /* a member could not get its first key: no cycle */
+    atomic_int waiting;            /* members that called their second acquire */
+    int64_t call_ns[TT_CYCLE_MAX]; /* just before the second acquire; 0: not called */
+    int64_t ret_ns[TT_CYCLE_MAX];  /* just after it returned */
+    uint8_t status[TT_CYCLE_MAX];  /* what it returned */
+    bool returned[TT_CYCLE_MAX];
+};
+
+/* deadlock: a counting barrier of one group (members pass barrier k once k * size arrived). */
+struct tt_group {
+    atomic_uint arrived;
+};
+
 struct tt_fault {
     uint8_t kind;     /* enum tt_fault_kind */
     bool bit;         /* known to have taken effect (see docs/reliability.md) */
@@ -200,9 +240,12 @@ struct tt_fault {
     char detail[48];  /* github: the knob */
 };
 
-/* The fenced resource of one key. */
+/* The fenced resource of one key. An exclusive holder writes: accepted with a token at least
+ * as high as any seen. A shared holder reads (modes): accepted with a token at least as high as
+ * any exclusive holder's write, since readers beside each other may come in any token order. */
 struct tt_resource {
     uint64_t max_token;
+    uint64_t max_exclusive;
     uint64_t accepted;
     uint64_t rejected;
 };
@@ -232,6 +275,8 @@ struct tt_shared {
     struct tt_worker workers[TT_MAX_WORKERS];
     uint32_t nfaults; /* parent only */
     struct tt_fault faults[TT_MAX_FAULTS];
+    struct tt_cycle cycles[TT_MAX_CYCLES]; /* deadlock: group g's round r at g * rounds + r */
+    struct tt_group groups[TT_MAX_WORKERS];
     atomic_uint nattempts; /* line: acquire calls recorded */
     uint32_t max_attempts;
     size_t sections_off; /* byte offsets of the arrays from the start of the mapping */
@@ -304,11 +349,17 @@ struct tt_verdict {
     uint64_t unended;               /* sections whose worker vanished without ending them */
     uint64_t history_mismatches;    /* the audit trail disagrees with the sections */
     uint64_t partition_violations;  /* a cut-off holder still inside when the next one entered */
+    uint64_t semaphore_overflows;   /* more holders inside a semaphore key than its slots */
     /* Figures (not failures). */
     uint64_t sections, writes, writes_rejected;
     uint64_t stale_writes_rejected; /* writes of lost holders rejected by the fenced resource */
     uint64_t allowed_overlaps;      /* a lost holder still inside when the next holder entered */
     uint64_t steals, forced, lost, unsure, killed, released;
+    /* modes: sections held shared (slots of semaphores among them), shared sections inside
+     * together (allowed), upgrades (shared sections that ended TT_END_UPGRADED), and the most
+     * holders seen inside one semaphore key at once. */
+    uint64_t shared, slot_holds, shared_overlaps, upgraded, downgraded;
+    uint32_t max_slots_inside;
     uint64_t orphan_steals;      /* steals of a lock no recorded section held (a claim whose
                                     acquire reported an error, yet was written) */
     uint64_t history_events;     /* events cross-checked */
@@ -400,6 +451,7 @@ enum tt_scenario {
     TT_PARTITION,
     TT_LINE,
     TT_LEADER_KILL, /* etcd: the cluster's leader SIGKILLed and restarted, a follower stopped */
+    TT_DEADLOCK,    /* cycles of waits made on purpose, and an ordered workload that has none */
 };
 
 struct tt_config {
@@ -428,7 +480,27 @@ struct tt_config {
     bool verbose;
     bool no_line; /* the workers' managers take no place in line (tl_options.no_line): on
                      GitHub every claim then hangs on its manager's session */
+    /* modes (--modes): each section is, at random, a shared hold, an exclusive one, or a shared
+     * hold that upgrades (when the store can: `upgrades`); the last key of every three is a
+     * semaphore of `slots` (when there are at least three keys). */
+    bool modes;
+    bool upgrades;
+    uint32_t slots;
+    /* deadlock: the groups (pairs, and `triples` groups of three), their rounds (cycles), the
+     * keys of the ordered workload (after the groups' keys) and its cycles per round. */
+    uint32_t triples, groups, group_keys, ordered_cycles;
 };
+
+/* What the store of a URL has (store contract version 5), read from an open manager. */
+struct tt_features {
+    bool modes, deadlocks, convert;
+};
+/* false: the store could not be opened (*f is then all false). */
+bool tt_store_features(const char *url, struct tt_features *f);
+/* deadlock: the group of a worker slot (UINT32_MAX: none, it runs the ordered workload only),
+ * and its index in the group; the group's first slot and size. */
+uint32_t tt_group_of(const struct tt_config *c, uint32_t slot, uint32_t *index, uint32_t *first,
+                     uint32_t *size);
 
 struct tt_run {
     struct tt_config cfg;

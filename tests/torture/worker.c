@@ -163,7 +163,7 @@ const char *tt_status_name(int st)
 {
     static const char *const names[] = {"OK",        "EINVAL",     "ENOMEM",    "EBUSY",
                                         "ENOTOWNER", "ELOST",      "ETIMEDOUT", "ESTORE",
-                                        "ENOTSUP",   "ERATELIMIT", "ECANCELED"};
+                                        "ENOTSUP",   "ERATELIMIT", "ECANCELED", "EDEADLK"};
 
     return st >= 0 && (size_t)st < sizeof(names) / sizeof(names[0]) ? names[st] : "E?";
 }
@@ -192,6 +192,42 @@ bool tt_slot_proxied(const struct tt_run *run, uint32_t slot)
 {
     return run->cfg.scenario == TT_PARTITION && run->proxied_url[0] != '\0' && slot % 2 == 1 &&
            slot != TT_MAX_WORKERS - 1;
+}
+
+bool tt_store_features(const char *url, struct tt_features *f)
+{
+    tl_manager *m = tl_manager_new(&(struct tl_options){.store_url = url, .worker_id = "probe"});
+    bool ok = m != NULL && tl_connect(m) == TL_OK;
+
+    *f = (struct tt_features){0};
+    if (ok) {
+        f->modes = m->store->modes;
+        f->deadlocks = m->store->deadlocks;
+        f->convert = m->store->ops->convert != NULL;
+    }
+    tl_manager_free(m);
+    return ok;
+}
+
+uint32_t tt_group_of(const struct tt_config *c, uint32_t slot, uint32_t *index, uint32_t *first,
+                     uint32_t *size)
+{
+    uint32_t g, base;
+
+    if (slot < 3 * c->triples) {
+        g = slot / 3;
+        *size = 3;
+        base = 3 * g;
+    } else {
+        g = c->triples + (slot - 3 * c->triples) / 2;
+        *size = 2;
+        base = 3 * c->triples + 2 * (g - c->triples);
+    }
+    if (g >= c->groups)
+        return UINT32_MAX;
+    *first = base;
+    *index = slot - base;
+    return g;
 }
 
 static void on_lost(void *ud, tl_lock *lock)
@@ -393,6 +429,92 @@ static struct tt_attempt *line_attempt(struct ctx *c, uint32_t key, struct tl_ac
     return a;
 }
 
+/*
+ * modes: after a shared section, tl_upgrade() on the same lock. The shared section ends where
+ * the call begins (its exit was taken just before); on success the exclusive hold is a section
+ * of its own from the call's start (acq) to its return (enter). A refused upgrade (TL_EDEADLK:
+ * two readers upgrading at once, on a store that finds deadlocks; TL_EBUSY: its patience, one
+ * lock timeout, ran out) keeps the shared lock, which the caller then releases. Returns the
+ * section to release.
+ */
+static struct tt_section *upgrade_section(struct ctx *c, tl_manager *m, tl_lock *l,
+                                          struct tt_section *s)
+{
+    const struct tt_config *cfg = &c->run->cfg;
+    const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = cfg->lock_timeout_ms};
+    uint32_t id;
+
+    c->w->n.upgrades++;
+    int64_t acq = tt_now_ns();
+    tl_status st = tl_upgrade(l, &o);
+    int64_t enter = tt_now_ns();
+    if (st != TL_OK) {
+        if (st == TL_EDEADLK)
+            c->w->n.upgrades_deadlocked++;
+        else if (st == TL_EBUSY)
+            c->w->n.upgrades_busy++;
+        else {
+            c->w->n.upgrades_failed++;
+            note_error(c, m, "upgrade", st);
+        }
+        return s;
+    }
+    c->w->n.upgrades_granted++;
+    struct tt_section *u = tt_section_new(c->sh, &id);
+    if (u == NULL)
+        return s; /* the log is full (reported); release the lock as the shared section's */
+    s->end = TT_END_UPGRADED;
+    u->key = s->key;
+    u->worker = c->slot;
+    u->token = tl_lock_token(l);
+    u->acq_ns = acq;
+    u->enter_ns = enter;
+    u->strategy = TL_RETRY;
+    u->mode = TL_EXCLUSIVE;
+    u->upgraded = true;
+    atomic_store(&c->w->section, id);
+    atomic_store(&c->w->state, TT_IN_SECTION);
+    critical_section(c, m, l, u, id);
+    return u;
+}
+
+/*
+ * modes: after an exclusive section, tl_downgrade() on the same lock: the exclusive section ends
+ * where the call begins, and the shared hold it turns into is a section of its own (a reader,
+ * with its new token) from the call to its return. Returns the section to release.
+ */
+static struct tt_section *downgrade_section(struct ctx *c, tl_manager *m, tl_lock *l,
+                                            struct tt_section *s)
+{
+    uint32_t id;
+
+    c->w->n.downgrades++;
+    int64_t acq = tt_now_ns();
+    tl_status st = tl_downgrade(l);
+    int64_t enter = tt_now_ns();
+    if (st != TL_OK) {
+        c->w->n.downgrades_failed++;
+        note_error(c, m, "downgrade", st);
+        return s;
+    }
+    struct tt_section *d = tt_section_new(c->sh, &id);
+    if (d == NULL)
+        return s; /* the log is full (reported) */
+    s->end = TT_END_DOWNGRADED;
+    d->key = s->key;
+    d->worker = c->slot;
+    d->token = tl_lock_token(l);
+    d->acq_ns = acq;
+    d->enter_ns = enter;
+    d->strategy = s->strategy;
+    d->mode = TL_SHARED;
+    d->downgraded = true;
+    atomic_store(&c->w->section, id);
+    atomic_store(&c->w->state, TT_IN_SECTION);
+    critical_section(c, m, l, d, id);
+    return d;
+}
+
 static void one_cycle(struct ctx *c, tl_manager *m)
 {
     const struct tt_config *cfg = &c->run->cfg;
@@ -407,6 +529,19 @@ static void one_cycle(struct ctx *c, tl_manager *m)
     };
     struct tl_metrics before, after;
     tl_lock *l = NULL;
+    bool upgrade = false, downgrade = false;
+
+    /* modes: a slot of the semaphore (every third key), else a reader, a writer, or a reader
+     * that then upgrades. */
+    if (cfg->modes && cfg->keys >= 3 && key % 3 == 2) {
+        opts.mode = TL_SHARED;
+        opts.slots = cfg->slots;
+    } else if (cfg->modes) {
+        uint64_t r = next_rand(c) % 20;
+        opts.mode = r < 8 ? TL_EXCLUSIVE : TL_SHARED;
+        upgrade = r >= 15 && cfg->upgrades;
+        downgrade = r < 2 && cfg->upgrades;
+    }
 
     struct tt_attempt *att = NULL;
     if (cfg->scenario == TT_LINE) {
@@ -472,6 +607,16 @@ static void one_cycle(struct ctx *c, tl_manager *m)
     s->took_stale = after.stale_locks_claimed > before.stale_locks_claimed;
     s->took_forced = after.forced_acquisitions > before.forced_acquisitions;
     s->proxied = tt_slot_proxied(c->run, c->slot);
+    s->mode = (uint8_t)(opts.slots > 0 ? TL_SHARED : opts.mode);
+    s->slots = opts.slots;
+    if (cfg->modes) {
+        if (opts.slots > 0)
+            c->w->n.slot_sections++;
+        else if (opts.mode == TL_SHARED)
+            c->w->n.shared_sections++;
+        else
+            c->w->n.exclusive_sections++;
+    }
     if (att != NULL) {
         att->token = s->token;
         att->section = id;
@@ -488,10 +633,217 @@ static void one_cycle(struct ctx *c, tl_manager *m)
         careful_section(c, l, s, id);
     else
         critical_section(c, m, l, s, id);
+    if (upgrade && s->learned_ns == 0)
+        s = upgrade_section(c, m, l, s);
+    else if (downgrade && s->learned_ns == 0)
+        s = downgrade_section(c, m, l, s);
     release(c, m, l, s);
     s->lost_ns = atomic_load(&c->lost_ns);
     atomic_store(&c->w->state, TT_IDLE);
     tl_lock_free(l);
+}
+
+/* ---- deadlock: cycles made on purpose, and an ordered workload ---- */
+
+/* A random stay inside, up to the configured hold. */
+static void critical_pause(struct ctx *c)
+{
+    uint32_t hold = c->run->cfg.hold_ms;
+
+    if (hold > 0)
+        tt_sleep_ns((int64_t)(next_rand(c) % ((uint64_t)hold * 1000 + 1)) * 1000);
+}
+
+/* deadlock: one held lock, recorded as a section (entry and exit writes). */
+struct held {
+    tl_lock *l;
+    struct tt_section *s;
+    uint32_t id;
+};
+
+/* Acquires key `key` in `mode` and records the section; false (and nothing held) on failure,
+ * with *st what tl_acquire() said. */
+static bool take(struct ctx *c, tl_manager *m, uint32_t key, tl_mode mode, uint32_t deadline_ms,
+                 struct held *h, tl_status *st)
+{
+    const struct tl_acquire_opts o = {
+        .strategy = TL_RETRY, .deadline_ms = deadline_ms, .mode = mode};
+
+    c->w->n.cycles++;
+    int64_t acq = tt_now_ns();
+    *st = tl_acquire(m, c->run->keys[key], &o, &h->l);
+    int64_t enter = tt_now_ns();
+    if (*st != TL_OK)
+        return false;
+    h->s = tt_section_new(c->sh, &h->id);
+    if (h->s == NULL) {
+        (void)tl_release(h->l, NULL);
+        tl_lock_free(h->l);
+        return false;
+    }
+    h->s->key = key;
+    h->s->worker = c->slot;
+    h->s->token = tl_lock_token(h->l);
+    h->s->acq_ns = acq;
+    h->s->enter_ns = enter;
+    h->s->strategy = TL_RETRY;
+    h->s->mode = (uint8_t)mode;
+    c->w->n.sections++;
+    if (mode == TL_SHARED)
+        c->w->n.shared_sections++;
+    else
+        c->w->n.exclusive_sections++;
+    (void)tt_resource_write(c->sh, c->w, h->id, TT_PHASE_ENTRY);
+    return true;
+}
+
+static void give_back(struct ctx *c, tl_manager *m, struct held *h)
+{
+    (void)tt_resource_write(c->sh, c->w, h->id, TT_PHASE_EXIT);
+    h->s->exit_ns = tt_now_ns();
+    release(c, m, h->l, h->s);
+    tl_lock_free(h->l);
+}
+
+static void acquire_failed(struct ctx *c, tl_manager *m, tl_status st)
+{
+    c->w->n.acquire_errors[st < TT_STATUS_MAX ? st : 0]++;
+    note_error(c, m, "acquire", st);
+}
+
+/* Waits until `*count` reaches `want` (polling; every member gets there unless it crashed), at
+ * most `limit_ns`. */
+static bool wait_count(atomic_int *count, int want, int64_t limit_ns)
+{
+    int64_t until = tt_now_ns() + limit_ns;
+
+    while (atomic_load(count) < want) {
+        if (tt_now_ns() > until)
+            return false;
+        tt_sleep_ns(1000000);
+    }
+    return true;
+}
+
+static bool wait_group(atomic_uint *arrived, uint32_t want, int64_t limit_ns)
+{
+    int64_t until = tt_now_ns() + limit_ns;
+
+    while (atomic_load(arrived) < want) {
+        if (tt_now_ns() > until)
+            return false;
+        tt_sleep_ns(1000000);
+    }
+    return true;
+}
+
+/*
+ * A cycle on purpose: member i of the group takes its key i, waits until every member holds
+ * its own, then asks for key i + 1 (mod size) while holding it. Exactly one member (the
+ * youngest waiter) must get TL_EDEADLK; it releases its key, and the others get theirs in turn.
+ */
+static void cycle_round(struct ctx *c, tl_manager *m, uint32_t g, uint32_t idx, uint32_t size,
+                        uint32_t round)
+{
+    const struct tt_config *cfg = &c->run->cfg;
+    uint32_t n = g * cfg->cycles + round;
+    struct tt_cycle *cy = n < TT_MAX_CYCLES ? &c->sh->cycles[n] : NULL;
+    /* Long enough for any detection that is not a miss (the checker's bound is a wait
+     * interval plus the overrun slack), short enough that a miss costs seconds. */
+    uint32_t patience = 3 * cfg->lock_timeout_ms + cfg->overrun_ms + 5000;
+    int64_t limit = ((int64_t)cfg->deadline_ms + 30000) * 1000000;
+    struct held first, second;
+    tl_status st;
+
+    if (cy == NULL)
+        return;
+    if (idx == 0) { /* one writer (threads: no race); the parent reads them after the run */
+        cy->size = size;
+        cy->group = g;
+        cy->round = round;
+    }
+    cy->worker[idx] = c->slot;
+    bool held = take(c, m, 3 * g + idx, TL_EXCLUSIVE, cfg->deadline_ms, &first, &st);
+    if (!held) {
+        acquire_failed(c, m, st);
+        atomic_fetch_add(&cy->failed, 1);
+    }
+    atomic_fetch_add(&cy->holding, 1);
+    if (!wait_count(&cy->holding, (int)size, limit))
+        atomic_fetch_add(&cy->failed, 1);
+    if (held && atomic_load(&cy->failed) == 0) {
+        atomic_fetch_add(&cy->waiting, 1);
+        cy->call_ns[idx] = tt_now_ns();
+        bool got = take(c, m, 3 * g + (idx + 1) % size, TL_EXCLUSIVE, patience, &second, &st);
+        cy->ret_ns[idx] = tt_now_ns();
+        cy->status[idx] = (uint8_t)st;
+        cy->returned[idx] = true;
+        if (got) {
+            give_back(c, m, &second);
+        } else if (st != TL_EDEADLK) {
+            acquire_failed(c, m, st);
+        }
+    }
+    if (held)
+        give_back(c, m, &first);
+}
+
+/* Keys taken in one global order (ascending index): no cycle of waits can form, so a
+ * TL_EDEADLK here is a false report. Readers and writers where the store has modes. */
+static void ordered_cycle(struct ctx *c, tl_manager *m)
+{
+    const struct tt_config *cfg = &c->run->cfg;
+    uint32_t n = cfg->keys - cfg->group_keys;
+    uint32_t a = cfg->group_keys + (uint32_t)(next_rand(c) % n);
+    uint32_t b = cfg->group_keys + (uint32_t)(next_rand(c) % n);
+    struct held first, second;
+    tl_status st;
+
+    if (a == b)
+        b = a + 1 < cfg->keys ? a + 1 : cfg->group_keys;
+    if (a > b) {
+        uint32_t t = a;
+        a = b;
+        b = t;
+    }
+    tl_mode ma = cfg->modes && next_rand(c) % 2 ? TL_SHARED : TL_EXCLUSIVE;
+    tl_mode mb = cfg->modes && next_rand(c) % 2 ? TL_SHARED : TL_EXCLUSIVE;
+    c->w->n.ordered_acquires++;
+    if (!take(c, m, a, ma, cfg->deadline_ms, &first, &st)) {
+        c->w->n.false_deadlocks += st == TL_EDEADLK;
+        acquire_failed(c, m, st);
+        return;
+    }
+    critical_pause(c);
+    c->w->n.ordered_acquires++;
+    if (take(c, m, b, mb, cfg->deadline_ms, &second, &st)) {
+        critical_pause(c);
+        give_back(c, m, &second);
+    } else {
+        c->w->n.false_deadlocks += st == TL_EDEADLK;
+        acquire_failed(c, m, st);
+    }
+    give_back(c, m, &first);
+}
+
+static void deadlock_run(struct ctx *c, tl_manager *m)
+{
+    const struct tt_config *cfg = &c->run->cfg;
+    uint32_t idx, first, size;
+    uint32_t g = tt_group_of(cfg, c->slot, &idx, &first, &size);
+    int64_t limit = ((int64_t)cfg->deadline_ms * 3 + 60000) * 1000000;
+
+    for (uint32_t r = 0; r < cfg->cycles && !atomic_load(&c->sh->log_full); r++) {
+        if (g != UINT32_MAX) {
+            cycle_round(c, m, g, idx, size, r);
+            /* The round ends when every member is done with it. */
+            atomic_fetch_add(&c->sh->groups[g].arrived, 1);
+            (void)wait_group(&c->sh->groups[g].arrived, size * (r + 1), limit);
+        }
+        for (uint32_t i = 0; i < cfg->ordered_cycles; i++)
+            ordered_cycle(c, m);
+        atomic_fetch_add(&c->w->cycles_done, 1);
+    }
 }
 
 void tt_worker_run(const struct tt_run *run, uint32_t slot)
@@ -560,7 +912,9 @@ void tt_worker_run(const struct tt_run *run, uint32_t slot)
     uint32_t tail = run->cfg.faults > 0 ? run->cfg.cycles / 10 + 1 : 0;
     uint64_t tail_end = UINT64_MAX;
     int64_t tail_limit = INT64_MAX;
-    for (uint64_t i = 0; !atomic_load(&sh->log_full); i++) {
+    if (run->cfg.scenario == TT_DEADLOCK)
+        deadlock_run(&c, m);
+    for (uint64_t i = 0; run->cfg.scenario != TT_DEADLOCK && !atomic_load(&sh->log_full); i++) {
         if (tail_end == UINT64_MAX && atomic_load(&sh->faults_done)) {
             tail_end = i + tail;
             tail_limit = tt_now_ns() + (int64_t)60 * 1000000000;

@@ -836,6 +836,102 @@ static void session_claim_and_comment_roundtrip(void **state)
     tl__free(body);
 }
 
+/* Conversions and the wait-for graph (store ops version 5): "conv" with the converted claim as
+ * from[0], in the claim, its from entries and the completion; a waiter's "holding" text. */
+static void conversions_and_holding_round_trip(void **state)
+{
+    struct tl_gh_claim c, back;
+    struct tl_gh_release r = {0}, rback;
+
+    (void)state;
+    fill_claim(&c, "{}");
+    c.conv = TL_GH_CONV_DOWNGRADED;
+    c.nfrom = 1;
+    c.from[0].worker_id = tl__strdup("worker-1");
+    c.from[0].node_id = tl__strdup("node-abc");
+    c.from[0].token = 3000000001;
+    c.from[0].conv = TL_GH_CONV_UPGRADED;
+    memcpy(c.waiter, nonce_a, sizeof(c.waiter));
+    c.holding = tl__strdup("x 12 3000000001 <b>&");
+    char *body = tl__gh_build_claim(&c, 1795735741000);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "Downgraded from its exclusive lock (token 3000000001)"));
+    assert_null(strstr(body, "<b>")); /* escaped inside the marker, as any text there */
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &back, NULL), TL_GH_CLAIM);
+    assert_int_equal(back.conv, TL_GH_CONV_DOWNGRADED);
+    assert_int_equal(back.from[0].conv, TL_GH_CONV_UPGRADED);
+    assert_int_equal(back.from[0].token, 3000000001);
+    assert_string_equal(back.holding, "x 12 3000000001 <b>&");
+    tl__gh_claim_clear(&back);
+    tl__free(body);
+
+    r.token = 3000000009;
+    memcpy(r.nonce, nonce_a, sizeof(r.nonce));
+    r.worker_id = tl__strdup("worker-1");
+    r.node_id = tl__strdup("node-abc");
+    r.claimed_at_ms = 1795735681000;
+    r.released_at_ms = 1795735741000;
+    r.conv = TL_GH_CONV_UPGRADED;
+    body = tl__gh_build_release(&r);
+    assert_non_null(body);
+    assert_int_equal(tl__gh_parse_comment(body, strlen(body), NULL, &rback, NULL), TL_GH_RELEASE);
+    assert_int_equal(rback.conv, TL_GH_CONV_UPGRADED);
+    tl__gh_release_clear(&rback);
+    tl__gh_release_clear(&r);
+    tl__free(body);
+    tl__gh_claim_clear(&c);
+}
+
+/* A conversion this reader does not know is a garbled marker, with a reason, as a bad "took"
+ * is; a garbled or oversized holding text loses only its edges (the claim still counts); a
+ * marker from before both reads as no conversion and no holding. */
+static void bad_conversions_and_holding(void **state)
+{
+    struct tl_gh_claim c, back;
+    char why[TL_ERRMSG_SIZE] = "";
+
+    (void)state;
+    fill_claim(&c, "{}");
+    char *body = tl__gh_build_claim(&c, 1795735741000);
+    assert_non_null(body);
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &back, NULL), TL_GH_CLAIM);
+    assert_int_equal(back.conv, TL_GH_CONV_NONE);
+    assert_null(back.holding);
+    tl__gh_claim_clear(&back);
+
+    /* The marker's JSON is an object: fields go in right after its opening brace. */
+    char *at = strstr(body, "<!-- tasklock {") + strlen("<!-- tasklock {");
+    const char *inserts[] = {"\"conv\":\"sideways\",", "\"conv\":7,",
+                             "\"conv\":\"upgraded\","}; /* the last: no from */
+    for (size_t i = 0; i < sizeof(inserts) / sizeof(inserts[0]); i++) {
+        char *bad = tl__asprintf("%.*s%s%s", (int)(at - body), body, inserts[i], at);
+        assert_non_null(bad);
+        why[0] = '\0';
+        assert_int_equal(tl__gh_parse_claim(bad, strlen(bad), &back, why), TL_GH_BAD);
+        assert_non_null(strstr(why, "conv"));
+        tl__gh_claim_clear(&back);
+        tl__free(bad);
+    }
+    char *big = tl__malloc(TL_GH_HOLDING_MAX + 2);
+    assert_non_null(big);
+    memset(big, 'k', TL_GH_HOLDING_MAX + 1);
+    big[TL_GH_HOLDING_MAX + 1] = '\0';
+    char *over = tl__asprintf("\"holding\":\"%s\",", big);
+    const char *holdings[] = {"\"holding\":17,", "\"holding\":[\"x\"],", over};
+    for (size_t i = 0; i < sizeof(holdings) / sizeof(holdings[0]); i++) {
+        char *odd = tl__asprintf("%.*s%s%s", (int)(at - body), body, holdings[i], at);
+        assert_non_null(odd);
+        assert_int_equal(tl__gh_parse_claim(odd, strlen(odd), &back, NULL), TL_GH_CLAIM);
+        assert_null(back.holding);
+        tl__gh_claim_clear(&back);
+        tl__free(odd);
+    }
+    tl__free(over);
+    tl__free(big);
+    tl__free(body);
+    tl__gh_claim_clear(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -858,6 +954,8 @@ int main(void)
         cmocka_unit_test(link_next),
         cmocka_unit_test(keys),
         cmocka_unit_test(garbage_never_crashes),
+        cmocka_unit_test(conversions_and_holding_round_trip),
+        cmocka_unit_test(bad_conversions_and_holding),
     };
     return cmocka_run_group_tests_name("github_marker", tests, NULL, NULL);
 }
