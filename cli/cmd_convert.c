@@ -78,16 +78,13 @@ static int run_convert(struct tl_cli *cli, int argc, char **argv, bool up)
             have_token = true;
             continue;
         }
-        if (up && (rc = tl_cli_acquire_opt(cli, &a, opt, optarg)) != 0) {
-            if (rc > 0)
-                goto out;
-            rc = TL_EXIT_OK;
-            continue;
-        }
-        rc = tl_cli_global_opt(cli, opt, optarg, argv);
-        if (rc >= 0)
+        int r = up ? tl_cli_acquire_opt(cli, &a, opt, optarg) : 0;
+        if (r == 0)
+            r = tl_cli_global_opt(cli, opt, optarg, argv);
+        if (r >= 0) { /* help printed, or a usage error */
+            rc = r;
             goto out;
-        rc = TL_EXIT_OK;
+        }
     }
     if (argc - optind != 1) {
         rc = tl_cli_usage_error(cli, argc == optind ? "give the KEY" : "give one KEY, not more");

@@ -1248,7 +1248,7 @@ tl_status tl_holders(tl_manager *m, const char *key, struct tl_info ***out, size
     struct tl_info *one = NULL;
     if ((st = tl_inspect(m, key, &one)) != TL_OK || one == NULL)
         return st;
-    struct tl_info **arr = tl__malloc(sizeof(*arr));
+    struct tl_info **arr = tl__calloc(1, sizeof(struct tl_info *));
     if (arr == NULL) {
         tl_info_free(one);
         return tl__fail(m, TL_ENOMEM, "out of memory");

@@ -467,6 +467,8 @@ static tl_status etcd_claim(struct tl_store *s, const struct tl_claim *req,
                                 req->key);
             goto out;
         }
+        if (attempt > 0)
+            tl__etcd_contention_pause(s, attempt);
         if (attempt == 0 && req->mode != TL_CLAIM_FORCE) {
             /* The common cases in one round trip: a free key with an empty line, or a free key
              * whose line this waiter heads (wait_turn saw it at turn_rev): nothing joined

@@ -253,6 +253,8 @@ tl_status tl__etcd_convert(struct tl_store *s, const struct tl_record *held,
                                 held->info.key);
             goto out;
         }
+        if (attempt > 0)
+            tl__etcd_contention_pause(s, attempt);
         if ((st = tl__etcd_read_state(s, &k, &ks)) != TL_OK ||
             (st = tl__etcd_group_of(s, held->info.key, &ks, &g)) != TL_OK)
             goto out;

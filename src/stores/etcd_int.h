@@ -142,6 +142,12 @@ static inline int64_t now_ms(struct tl_store *s)
 
 tl_status tl__etcd_oom(struct tl_store *s);
 
+/* Before attempt `attempt` (1, 2, ...) of a transaction whose compare failed because the key
+ * changed under it (other holders coming and going): a random pause of up to 2^attempt ms (at
+ * most 64), so that contenders on one hot key stop colliding in step; never past the call's
+ * deadline. */
+void tl__etcd_contention_pause(struct tl_store *s, int attempt);
+
 void tl__etcd_random_hex(char *out, size_t bytes);
 
 /* PREFIX + part + key [+ ETCD_SEP [+ id]]. */

@@ -429,11 +429,19 @@ tl_status tl__etcd_finish_shared(struct tl_store *s, const struct tl_finish *f,
         st = tl__etcd_oom(s);
         goto out;
     }
-    for (int attempt = 0; attempt < 20; attempt++) {
+    for (int attempt = 0; attempt < 50; attempt++) {
         tl__etcd_group_clear(&g);
         tl__etcd_state_clear(&ks);
         tl__free(keep);
         keep = NULL;
+        if (attempt > 0) {
+            if (s->deadline_mono_ms != 0 && mono(s) >= s->deadline_mono_ms) {
+                st = tl__store_fail(s, TL_ETIMEDOUT, "etcd: release of %s: out of time",
+                                    held->info.key);
+                goto out;
+            }
+            tl__etcd_contention_pause(s, attempt);
+        }
         if ((st = tl__etcd_read_state(s, &k, &ks)) != TL_OK ||
             (st = tl__etcd_group_of(s, held->info.key, &ks, &g)) != TL_OK)
             goto out;
@@ -494,7 +502,7 @@ tl_status tl__etcd_finish_shared(struct tl_store *s, const struct tl_finish *f,
         lost_answer = lost_answer || st != TL_OK;
         /* The set changed under us (another holder came or went), or the answer was lost. */
     }
-    st = tl__store_fail(s, TL_ESTORE, "etcd: release of %s: no clear answer after 20 attempts",
+    st = tl__store_fail(s, TL_ESTORE, "etcd: release of %s: no clear answer after 50 attempts",
                         held->info.key);
 out:
     tl__free(keep);
@@ -506,4 +514,21 @@ out:
     tl__etcd_state_clear(&ks);
     tl__etcd_names_clear(&k);
     return st;
+}
+
+void tl__etcd_contention_pause(struct tl_store *s, int attempt)
+{
+    char hex[8];
+    uint32_t cap = attempt >= 6 ? 64u : 1u << attempt;
+
+    tl__etcd_random_hex(hex, 2);
+    uint32_t ms = 1 + (uint32_t)strtoul(hex, NULL, 16) % cap;
+    if (s->deadline_mono_ms != 0) {
+        int64_t left = s->deadline_mono_ms - mono(s);
+        if (left <= 0)
+            return;
+        if ((int64_t)ms > left)
+            ms = (uint32_t)left;
+    }
+    tl__real_sleep_ms(ms);
 }
