@@ -829,7 +829,7 @@ static void ordered_cycle(struct ctx *c, tl_manager *m)
 static void deadlock_run(struct ctx *c, tl_manager *m)
 {
     const struct tt_config *cfg = &c->run->cfg;
-    uint32_t idx, first, size;
+    uint32_t idx = 0, first = 0, size = 0; /* set by tt_group_of for a member */
     uint32_t g = tt_group_of(cfg, c->slot, &idx, &first, &size);
     int64_t limit = ((int64_t)cfg->deadline_ms * 3 + 60000) * 1000000;
 
