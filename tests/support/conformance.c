@@ -540,16 +540,20 @@ static void race_child(int id, int cmd, int res)
     const struct tl_options o = {
         .store_url = conf->url, .worker_id = worker, .lock_timeout_ms = 60000};
     tl_manager *m = tl_manager_new(&o);
-    if (m == NULL || tl_connect(m) != TL_OK)
+    if (m == NULL || tl_connect(m) != TL_OK) {
+        fprintf(stderr, "proc-%d: connect: %s\n", id, m ? tl_errmsg(m) : "out of memory");
         _exit(3);
+    }
     while (read(cmd, &c, 1) == 1 && c != 'q') {
         char out;
         if (c == 'g') {
             out = try_acquire(m, key(40 + round, kb), TL_FAIL_FAST, &l) == TL_OK ? 'W' : 'L';
             round++;
         } else {
-            if (l != NULL && tl_release(l, NULL) != TL_OK)
+            if (l != NULL && tl_release(l, NULL) != TL_OK) {
+                fprintf(stderr, "proc-%d: release: %s\n", id, tl_errmsg(m));
                 _exit(4);
+            }
             tl_lock_free(l);
             l = NULL;
             out = 'd';
@@ -573,6 +577,9 @@ static void processes_racing_for_a_key_one_wins(void **state)
         skip();
     if (n > 64)
         n = 64;
+    /* The store is set up (a fresh database's schema) before the children race for its keys:
+     * what is raced for is a key, not the first open. */
+    tl_manager_free(mgr("proc-parent", 60000));
     for (int i = 0; i < n; i++) {
         int c[2], r[2];
         assert_int_equal(pipe(c), 0);
@@ -596,8 +603,13 @@ static void processes_racing_for_a_key_one_wins(void **state)
         for (int i = 0; i < n; i++)
             assert_int_equal(write(cmd[i], "g", 1), 1);
         for (int i = 0; i < n; i++) {
-            if (read(res[i], &b, 1) != 1)
-                fail_msg("round %d: child %d died", round, i);
+            if (read(res[i], &b, 1) != 1) {
+                int status = 0;
+                (void)waitpid(pids[i], &status, 0);
+                fail_msg("round %d: child %d died (exit %d, signal %d; its message above)", round,
+                         i, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                         WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+            }
             winners += b == 'W';
         }
         for (int i = 0; i < n; i++)
