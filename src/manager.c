@@ -1059,7 +1059,9 @@ static tl_status renew_by_token(tl_manager *m, const char *key, uint64_t token, 
                         (unsigned long long)token, m->worker_id);
 
     int64_t beat = 0;
+    m->store->renew_by_token = true;
     st = store_renew(m, &mine, 1, timeout, &beat);
+    m->store->renew_by_token = false;
     tl__record_clear(&mine);
 
     pthread_mutex_lock(&m->mu);

@@ -171,6 +171,12 @@ struct tl_store {
     bool modes;
     /* Version 5, set by open: the store keeps the wait-for graph (see above). */
     bool deadlocks;
+    /* Version 5 addition, set by the core around a renew or extend by token alone
+     * (tl_renew_token, tl_extend_token): the caller is often another process than the lock's
+     * holder (`tasklock renew`), with no heartbeat of its own, so a store must not hang the lock
+     * on something that lives only as long as this manager (GitHub: its session). false: the
+     * lock's own manager renews it (its heartbeat, tl_renew, tl_extend). */
+    bool renew_by_token;
 };
 
 /* A claim request. Strings are borrowed for the call. */

@@ -710,6 +710,7 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
     bool queue, existing = false, wrote = false;
     struct gh_place *place = NULL;
     int64_t number, id = 0, posted_at = 0; /* posted_at: when our claim was last written */
+    int64_t session_sent = 0;              /* when the session our claim names was written */
     size_t nvictims = 0;
     tl_status st;
 
@@ -949,7 +950,8 @@ static tl_status github_claim(struct tl_store *s, const struct tl_claim *req,
         tl__free(text);
         text = NULL;
         if ((st = tl__gh_session_for(g, req->worker_id, req->node_id, req->lock_timeout_ms,
-                                     l->date_ms, &mine.session, mine.session_nonce)) != TL_OK)
+                                     l->date_ms, &mine.session, mine.session_nonce,
+                                     &session_sent)) != TL_OK)
             goto unplan;
         if ((text = tl__gh_build_claim(&mine, l->date_ms)) == NULL) {
             st = tl__gh_oom(g);
@@ -1178,6 +1180,14 @@ decide:
         /* A claim that holds without a write this call (the line's hand-over) is as fresh as
          * its last write, which the core reckons the lock's loss deadline from. */
         out->beat_sent_mono_ms = wrote ? 0 : posted_at;
+        /* One that names a session is as fresh as the session's last write, which may be older
+         * (the manager's other locks keep it fresh); one adopted from an earlier call may name
+         * a session this call did not look at: the table says when it was written. */
+        if (it->claim.session != 0 && session_sent == 0)
+            session_sent = tl__gh_session_sent(g, it, l->date_ms);
+        if (it->claim.session != 0 &&
+            (out->beat_sent_mono_ms == 0 || session_sent < out->beat_sent_mono_ms))
+            out->beat_sent_mono_ms = session_sent;
         tl__gh_place_forget(place);
     }
     goto done;
@@ -1349,16 +1359,22 @@ static tl_status renew_claim(struct github_store *g, const struct tl_record *hel
     c.held = true;
     if (timeout_ms != 0)
         c.rec.info.lock_timeout_ms = timeout_ms;
-    if (c.session != 0) {
-        /* Its session is gone, or the lock gets a new timeout: a fresh session of the manager
-         * (that timeout's), or none if it cannot have one (the claim then keeps itself live). */
+    /* What the claim hangs on from now: its session is gone, or the lock gets a new timeout, or
+     * it keeps itself live (a waiter's claim that came to hold by the line's hand-over, one
+     * posted before sessions): the manager's session (that timeout's), if sessions are on and
+     * the lock's own manager renews it, else none (the claim keeps itself live). A renew by
+     * token alone is often a process of its own that ends at once: its session would die with
+     * it. Moving onto a session costs nothing more: this edit is made anyway. */
+    int64_t session_sent = 0;
+    bool hang = g->cfg.sessions && !g->base.renew_by_token;
+    if (c.session != 0 || hang) {
         char keep[TL_ERRMSG_SIZE];
         memcpy(keep, g->base.errmsg, sizeof(keep));
         c.session = 0;
         c.session_nonce[0] = '\0';
-        if (g->cfg.sessions && tl__gh_session_for(g, c.rec.info.worker_id, c.rec.info.node_id,
-                                                  c.rec.info.lock_timeout_ms, l->date_ms,
-                                                  &c.session, c.session_nonce) != TL_OK) {
+        if (hang && tl__gh_session_for(g, c.rec.info.worker_id, c.rec.info.node_id,
+                                       c.rec.info.lock_timeout_ms, l->date_ms, &c.session,
+                                       c.session_nonce, &session_sent) != TL_OK) {
             LOG(g, TL_LOG_WARN, "github: #%s: no session for our claim (%s): it keeps itself live",
                 held->info.key, g->base.errmsg);
             c.session = 0;
@@ -1366,9 +1382,20 @@ static tl_status renew_claim(struct github_store *g, const struct tl_record *hel
         }
         memcpy(g->base.errmsg, keep, sizeof(keep));
     }
-    if (timeout_ms != 0 && (text = tl__gh_build_claim(&c, l->date_ms)) != NULL &&
-        (st = tl__gh_check_size(g, text)) != TL_OK)
-        goto done;
+    if ((timeout_ms != 0 || c.session != 0) &&
+        (text = tl__gh_build_claim(&c, l->date_ms)) != NULL &&
+        tl__gh_check_size(g, text) != TL_OK) {
+        /* The session reference, or the new timeout, does not fit in GitHub's limit. */
+        if (timeout_ms != 0) {
+            st = TL_EINVAL;
+            goto done;
+        }
+        LOG(g, TL_LOG_WARN, "github: #%s: %s: the claim keeps itself live", held->info.key,
+            g->base.errmsg);
+        g->base.errmsg[0] = '\0';
+        c.session = 0;
+        c.session_nonce[0] = '\0';
+    }
     tl__free(text);
     text = NULL;
     if ((text = tl__gh_build_claim(&c, l->date_ms)) == NULL ||
@@ -1386,6 +1413,10 @@ static tl_status renew_claim(struct github_store *g, const struct tl_record *hel
         int64_t upd;
         *heartbeat_at_ms = tl__gh_json_time(o, "updated_at", &upd) ? upd : tl__gh_resp_date(&r);
         json_decref(o);
+        /* Now hanging on a session: as fresh as its last write (the core reckons from it). */
+        if (c.session != 0 && session_sent != 0 &&
+            session_sent < g->base.clock->mono_ms(g->base.clock->ud))
+            g->base.beat_sent_mono_ms = session_sent;
     } else {
         st = tl__gh_unexpected_answer(g, "PATCH", url, &r, 0);
     }

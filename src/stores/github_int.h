@@ -327,11 +327,18 @@ tl_status tl__github_history(struct tl_store *s, const char *key, size_t limit,
 /* ---- github_session.c: sessions (a manager's claims hang on one session comment) ---- */
 
 /* The manager's session for claims of `timeout_ms` (made fresh, or created, with the session
- * issue if need be): its comment id and nonce, for the claim's marker. A failure names the
- * settings (session_issue, sessions=off). */
+ * issue if need be): its comment id and nonce, for the claim's marker, and when it was last
+ * written (*sent, the clock's mono_ms: a claim that names it is only as fresh as that, and the
+ * core reckons its loss deadline from then). A failure names the settings (session_issue,
+ * sessions=off). */
 tl_status tl__gh_session_for(struct github_store *g, const char *worker_id, const char *node_id,
                              uint32_t timeout_ms, int64_t server_now_ms, int64_t *id,
-                             char nonce[TL_GH_NONCE_LEN + 1]);
+                             char nonce[TL_GH_NONCE_LEN + 1], int64_t *sent);
+/* When the session that claim `it` names was last written, as the clock's mono_ms: by this
+ * process's table, else (another process wrote it) from its updated_at as the list read resolved
+ * it, against the list's Date (`server_now_ms`), a second older for the Date's whole seconds. */
+int64_t tl__gh_session_sent(struct github_store *g, const struct gh_item *it,
+                            int64_t server_now_ms);
 /* Judges the session claims of a list just read: fetches each distinct session once per call
  * (conditional), and sets their beat_ms/beat_timeout_ms or session_dead. */
 tl_status tl__gh_sessions_resolve(struct github_store *g, struct gh_list *l);

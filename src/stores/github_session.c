@@ -60,6 +60,14 @@ static bool recent(int64_t mono_age, int64_t server_age, uint32_t timeout_ms)
     return mono_age < (int64_t)timeout_ms / 4 && server_age < (int64_t)timeout_ms / 4 + 2000;
 }
 
+/* Whether an idle session of the manager may be written again for a new claim to name it:
+ * written less than half its timeout ago by both clocks. An older one may be stale by GitHub's
+ * clock, and writing it would revive the claims of locks the manager lost with it. */
+static bool revivable(int64_t mono_age, int64_t server_age, uint32_t timeout_ms)
+{
+    return mono_age < (int64_t)timeout_ms / 2 && server_age < (int64_t)timeout_ms / 2;
+}
+
 /* ---- the process-wide table (callers hold sess_global.mu) ---- */
 
 static struct sess_entry *entry_find(const struct tl_clock *clock, int64_t id)
@@ -282,7 +290,7 @@ done:
 
 tl_status tl__gh_session_for(struct github_store *g, const char *worker_id, const char *node_id,
                              uint32_t timeout_ms, int64_t server_now_ms, int64_t *id,
-                             char nonce[TL_GH_NONCE_LEN + 1])
+                             char nonce[TL_GH_NONCE_LEN + 1], int64_t *sent)
 {
     struct tl_gh_session s = {0};
     int64_t found = 0, beat = 0, upd = 0;
@@ -290,6 +298,7 @@ tl_status tl__gh_session_for(struct github_store *g, const char *worker_id, cons
     tl_status st = TL_OK;
 
     *id = 0;
+    *sent = 0;
     nonce[0] = '\0';
     pthread_mutex_lock(&sess_global.mu);
     for (size_t i = 0; i < sess_global.n && found == 0; i++) {
@@ -310,14 +319,25 @@ tl_status tl__gh_session_for(struct github_store *g, const char *worker_id, cons
         goto done;
     }
     int64_t now = g->base.clock->mono_ms(g->base.clock->ud);
+    int64_t at = beat; /* when what a claim would name was written (sent) */
     if (found != 0 && recent(now - beat, server_now_ms - upd, timeout_ms))
         goto use; /* fresh: a claim naming it is born live */
-    if (found != 0) {
+    if (found != 0 && revivable(now - beat, server_now_ms - upd, timeout_ms)) {
         /* Idle for a while (no lock held): refresh it before a claim names it. */
+        at = now;
         if ((st = session_write(g, found, &s, true, &gone)) != TL_OK)
             goto done;
         if (!gone)
             goto use;
+    } else if (found != 0) {
+        /* Idle for half its timeout or more: it may have gone stale, and the claims of locks
+         * the manager lost with it must stay stale (and its comment may be swept: see
+         * session_sweep). A new session, then. */
+        LOG(g, TL_LOG_INFO, "github: session comment %lld idle for %lld ms: a new one is made",
+            (long long)found, (long long)(now - beat));
+        entry_forget(g, found);
+    }
+    if (found != 0) {
         tl__gh_session_clear(&s);
         memset(&s, 0, sizeof(s));
     }
@@ -341,7 +361,7 @@ tl_status tl__gh_session_for(struct github_store *g, const char *worker_id, cons
         st = tl__gh_oom(g);
         goto done;
     }
-    int64_t sent = g->base.clock->mono_ms(g->base.clock->ud);
+    at = g->base.clock->mono_ms(g->base.clock->ud);
     st = tl__gh_post_comment(g, number, text, &posted, &maybe, NULL);
     tl__free(text);
     if (st != TL_OK) {
@@ -356,14 +376,31 @@ tl_status tl__gh_session_for(struct github_store *g, const char *worker_id, cons
     tl__gh_learn_login(g, posted.login);
     LOG(g, TL_LOG_INFO, "github: session comment %lld on #%lld (lock timeout %u ms)",
         (long long)found, (long long)number, timeout_ms);
-    (void)entry_put(g, found, &s, sent, posted.updated_ms, true);
+    (void)entry_put(g, found, &s, at, posted.updated_ms, true);
     tl__gh_item_clear(&posted);
 use:
     *id = found;
     memcpy(nonce, s.nonce, TL_GH_NONCE_LEN + 1);
+    *sent = at;
 done:
     tl__gh_session_clear(&s);
     return st;
+}
+
+int64_t tl__gh_session_sent(struct github_store *g, const struct gh_item *it, int64_t server_now_ms)
+{
+    int64_t at = 0;
+
+    pthread_mutex_lock(&sess_global.mu);
+    struct sess_entry *e = entry_find(g->base.clock, it->claim.session);
+    if (e != NULL && strcmp(e->s.nonce, it->claim.session_nonce) == 0)
+        at = e->beat_mono;
+    pthread_mutex_unlock(&sess_global.mu);
+    if (at != 0)
+        return at;
+    int64_t now = g->base.clock->mono_ms(g->base.clock->ud);
+    int64_t age = it->beat_ms != 0 && server_now_ms > it->beat_ms ? server_now_ms - it->beat_ms : 0;
+    return now - age - 1000;
 }
 
 /* ---- reading sessions ---- */

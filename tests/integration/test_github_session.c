@@ -529,6 +529,150 @@ static void request_budget_with_sessions(void **state)
     tl_manager_free(b);
 }
 
+/* ---- the freshness of a claim that names a session ---- */
+
+/* The `seq` of session comment `sid`, read through manager `m`'s store. */
+static uint64_t session_seq(tl_manager *m, int64_t sid)
+{
+    struct tl_http_resp r = {0};
+    char suffix[64];
+    struct tl_gh_session s = {0};
+
+    (void)snprintf(suffix, sizeof(suffix), "/issues/comments/%lld", (long long)sid);
+    char *url = tl__gh_repo_url(m->store, suffix);
+    assert_non_null(url);
+    assert_int_equal(tl__gh_request(m->store, "GET", url, NULL, NULL, &r), TL_OK);
+    assert_int_equal(r.status, 200);
+    json_t *o = json_loadb(r.body, r.body_len, 0, NULL);
+    json_t *body = json_object_get(o, "body");
+    assert_true(json_is_string(body));
+    assert_int_equal(tl__gh_parse_session(json_string_value(body), json_string_length(body), &s),
+                     TL_GH_SESSION);
+    uint64_t seq = (uint64_t)s.seq;
+    tl__gh_session_clear(&s);
+    json_decref(o);
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    return seq;
+}
+
+/* A claim that names a session written a while ago (for another lock) is only as fresh as that
+ * write: its loss deadline is reckoned from the session's write, not from the claim's post. */
+static void a_claim_is_as_fresh_as_its_session(void **state)
+{
+    tl_manager *m = mgr("fresh", NULL);
+    tl_lock *a = NULL, *b = NULL;
+
+    (void)state;
+    int64_t t0 = tl__real_mono_ms();
+    assert_int_equal(try_acquire(m, "122", &a), TL_OK); /* posts the session */
+    int64_t took = tl__real_mono_ms() - t0;
+    tl__real_sleep_ms(600);
+    assert_int_equal(try_acquire(m, "123", &b), TL_OK); /* names it, 600 ms later */
+    assert_int_equal(session_of(123), session_of(122));
+    int64_t ea = tl_lock_expires_in_ms(a), eb = tl_lock_expires_in_ms(b);
+    print_message("expires in: %lld ms (first), %lld ms (second); the first acquire took %lld "
+                  "ms\n",
+                  (long long)ea, (long long)eb, (long long)took);
+    /* The session was written during the first acquire: the second lock expires no later than
+     * that call's length after the first (without the rule: 600 ms or more after it). */
+    assert_true(eb - ea <= took + 100);
+    assert_int_equal(tl_release(a, NULL), TL_OK);
+    assert_int_equal(tl_release(b, NULL), TL_OK);
+    tl_lock_free(a);
+    tl_lock_free(b);
+    tl_manager_free(m);
+}
+
+/* A session idle for half its timeout is not written again for a new claim: it may be stale by
+ * GitHub's clock, and reviving it would revive the claims of locks lost with it. */
+static void an_idle_session_is_not_revived(void **state)
+{
+    const uint32_t timeout = 8000;
+    tl_manager *m = mgr_on("acme/widgets", "idle", NULL, timeout, NULL);
+    tl_lock *l = NULL;
+
+    (void)state;
+    assert_int_equal(try_acquire(m, "124", &l), TL_OK);
+    int64_t first = session_of(124);
+    assert_true(first > 0);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    advance_clock(timeout / 2 + 1000); /* by GitHub's clock */
+    assert_int_equal(try_acquire(m, "124", &l), TL_OK);
+    int64_t second = session_of(124);
+    assert_true(second > 0);
+    assert_true(second != first);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
+/* ---- waiters' claims, and renews by token ---- */
+
+/* A claim posted as a place in line (a RETRY acquire; the line's hand-over) keeps itself live
+ * while it waits; once it holds, the holder's first renew points it at the manager's session
+ * (the edit it makes anyway), and from then on only the session is written. */
+static void a_waiters_claim_moves_onto_the_session_when_it_holds(void **state)
+{
+    const uint32_t timeout = 4000;
+    tl_manager *m = mgr_on("acme/widgets", "queued", NULL, timeout, NULL);
+    tl_lock *l = NULL;
+
+    (void)state;
+    assert_int_equal(acquire_with(m, "125", TL_RETRY, &l), TL_OK);
+    assert_int_equal(session_of(125), 0); /* a place in line names no session */
+    int64_t t0 = tl__real_mono_ms(), sid = 0;
+    while ((sid = session_of(125)) == 0 && tl__real_mono_ms() - t0 < 30000)
+        tl__real_sleep_ms(50);
+    assert_true(sid > 0); /* the heartbeat's first renew moved it */
+    struct tl_gh_claim c1, c2;
+    assert_true(claim_on(125, &c1));
+    assert_true(c1.held);
+    uint64_t s1 = session_seq(m, sid), s2 = s1;
+    t0 = tl__real_mono_ms();
+    while ((s2 = session_seq(m, sid)) <= s1 + 1 && tl__real_mono_ms() - t0 < 30000)
+        tl__real_sleep_ms(50);
+    assert_true(s2 > s1 + 1); /* two heartbeats since, at least */
+    assert_true(claim_on(125, &c2));
+    assert_int_equal(c2.seq, c1.seq); /* the claim was not written again */
+    assert_int_equal(c2.session, sid);
+    tl__gh_claim_clear(&c1);
+    tl__gh_claim_clear(&c2);
+    assert_false(tl_lock_is_lost(l));
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
+/* A renew by token alone (`tasklock renew`: often a process of its own that ends at once) of a
+ * claim without a session keeps the claim live by its own edit: it posts no session of its own,
+ * which would die with that process. */
+static void a_renew_by_token_hangs_nothing_on_its_session(void **state)
+{
+    tl_manager *a = mgr("by-token", "sessions=off"), *b = mgr("by-token", NULL);
+    tl_lock *l = NULL;
+
+    (void)state;
+    assert_int_equal(try_acquire(a, "126", &l), TL_OK);
+    assert_int_equal(session_of(126), 0);
+    struct tl_gh_claim before, after;
+    assert_true(claim_on(126, &before));
+    stats_reset();
+    assert_int_equal(tl_renew_token(b, "126", tl_lock_token(l)), TL_OK);
+    assert_int_equal(stat("POST /repos/{o}/{r}/issues/{n}/comments"), 0);
+    assert_int_equal(stat("writes"), 1);
+    assert_int_equal(session_of(126), 0);
+    assert_true(claim_on(126, &after));
+    assert_true(after.seq > before.seq);
+    tl__gh_claim_clear(&before);
+    tl__gh_claim_clear(&after);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(a);
+    tl_manager_free(b);
+}
+
 /* ---- the session issue ---- */
 
 static void session_issue_is_found_made_or_refused(void **state)
@@ -598,6 +742,10 @@ int main(void)
         cmocka_unit_test(extend_moves_the_claim_to_a_session_of_its_timeout),
         cmocka_unit_test(claims_without_a_session_work_beside_the_others),
         cmocka_unit_test(stale_session_loses_every_lock_within_an_interval),
+        cmocka_unit_test(a_claim_is_as_fresh_as_its_session),
+        cmocka_unit_test(an_idle_session_is_not_revived),
+        cmocka_unit_test(a_waiters_claim_moves_onto_the_session_when_it_holds),
+        cmocka_unit_test(a_renew_by_token_hangs_nothing_on_its_session),
         cmocka_unit_test(hundred_locks_one_write_per_interval),
     };
 
