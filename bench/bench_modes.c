@@ -15,9 +15,13 @@
  *              gets the key afterwards, which is not counted). The baseline of `shared`.
  *   deadlock   the cost of one deadlock check (src/deadlock.c, tl__deadlock_check) against the
  *              round trip a waiter makes anyway (its busy claim), on one manager, one thread:
- *              - a holder manager H holds key B and Q = min(W, 10) keys q0..; a third manager
- *                plants W waiters in the lines of the q keys (store claims with a waiter id
- *                each and a holding text "x KEY TOKEN" naming a key of their own: no edge);
+ *              - a holder manager H holds key B and Q = min(W, 10) keys q0..; planting managers
+ *                plant W waiters in the lines of the q keys (store claims with a waiter id
+ *                each and a holding text "x KEY TOKEN" naming a key of their own: no edge): one
+ *                manager, except on GitHub, whose store connection keeps at most 4 places in line
+ *                (a fifth gives up the oldest, deleting its claim): a manager per 4 waiters there.
+ *                A read of every waiter must then list W + 1 (the checker's place too), or the
+ *                run fails;
  *              - the checker C holds key A and waits in B's line (a claim with its waiter id and
  *                "x A TOKEN"): a check reads every waiter of the store and finds no cycle
  *                (subject check, expected TL_OK), then the same claim again (busy-claim: the
@@ -68,7 +72,12 @@
 #define MAX_THREADS 64
 #define MAX_WAITERS 1000
 #define MAX_QKEYS   10
-#define LOCK_MS     120000 /* the benchmark's locks and waiters: nothing expires meanwhile */
+/* Waiters one GitHub store connection keeps places in line for (PLACES_MAX in
+ * src/stores/github_int.h: a connection serves one thread, which waits in one line at a time;
+ * a fifth place gives up the oldest, and its claim is deleted). */
+#define GH_PLACES    4
+#define MAX_PLANTERS (MAX_WAITERS / GH_PLACES)
+#define LOCK_MS      120000 /* the benchmark's locks and waiters: nothing expires meanwhile */
 
 enum mode { MODE_SHARED, MODE_EXCLUSIVE, MODE_DEADLOCK };
 
@@ -529,7 +538,11 @@ static int run_deadlock(const struct opts *o)
     const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
     int rc = 1, planted = 0;
     bool joined_c = false, joined_c2 = false, joined_h = false;
-    tl_manager *h = NULL, *pl = NULL;
+    tl_manager *h = NULL, *pl[MAX_PLANTERS] = {0};
+    /* Waiters planted per planting manager: all of them on one, but 4 on GitHub. */
+    const int per_pl = strncmp(o->url, "github://", 9) == 0 ? GH_PLACES : MAX_WAITERS;
+    const int npl = (o->waiters + per_pl - 1) / per_pl;
+    bool planters = true;
     struct timed tc = {0}, tcy = {0}, tb = {0};
 
     inner = tl__store_find(o->url);
@@ -555,11 +568,12 @@ static int run_deadlock(const struct opts *o)
         return not_measured(o, "wait-for graph (deadlocks)");
     }
     h = connect_manager(o->url, "holder", NULL);
-    pl = connect_manager(o->url, "planted", NULL);
+    for (int i = 0; i < npl && planters; i++)
+        planters = (pl[i] = connect_manager(o->url, "planted", NULL)) != NULL;
     tc.v = calloc((size_t)o->checks + 8, sizeof(double));
     tcy.v = calloc((size_t)o->checks + 8, sizeof(double));
     tb.v = calloc((size_t)o->checks + 8, sizeof(double));
-    if (h == NULL || pl == NULL || tc.v == NULL || tcy.v == NULL || tb.v == NULL)
+    if (h == NULL || !planters || tc.v == NULL || tcy.v == NULL || tb.v == NULL)
         goto out;
 
     (void)snprintf(key_a, sizeof(key_a), "%s-a", o->base);
@@ -587,8 +601,9 @@ static int run_deadlock(const struct opts *o)
         char wid[33], holding[160];
         waiter_id(wid, planted);
         (void)snprintf(holding, sizeof(holding), "x %s-z%d %d", o->base, planted, planted + 1);
-        if (join_line(pl, qkeys[planted % nq], wid, holding) != TL_EBUSY) {
-            (void)fprintf(stderr, PROG ": planting waiter %d: %s\n", planted, pl->store->errmsg);
+        tl_manager *m = pl[planted / per_pl];
+        if (join_line(m, qkeys[planted % nq], wid, holding) != TL_EBUSY) {
+            (void)fprintf(stderr, PROG ": planting waiter %d: %s\n", planted, m->store->errmsg);
             goto out;
         }
     }
@@ -613,9 +628,17 @@ static int run_deadlock(const struct opts *o)
     joined_c = true;
     struct tl_waiter **ws = NULL;
     size_t nw = 0;
-    if (inner->waiters(c->store, NULL, &ws, &nw) != TL_OK)
-        nw = 0;
+    if (inner->waiters(c->store, NULL, &ws, &nw) != TL_OK) {
+        (void)fprintf(stderr, PROG ": reading every waiter: %s\n", c->store->errmsg);
+        goto out;
+    }
     tl_waiter_array_free(ws, nw);
+    /* What is measured is a read of the W + 1 waiters: any other count fails the run. */
+    if (nw != (size_t)planted + 1) {
+        (void)fprintf(stderr, PROG ": %zu waiters listed; %d planted and the checker's expected\n",
+                      nw, planted);
+        goto out;
+    }
 
     struct counts kc = measure_checks(o, c, &req, TL_OK, &tc);
     time_claims(c, &req, 5, &tb);
@@ -679,7 +702,7 @@ out:
     for (int i = 0; i < planted; i++) {
         char wid[33];
         waiter_id(wid, i);
-        (void)inner->leave(pl->store, qkeys[i % nq], wid);
+        (void)inner->leave(pl[i / per_pl]->store, qkeys[i % nq], wid);
     }
     for (int i = 0; i < nq; i++) {
         if (lq[i] != NULL)
@@ -695,7 +718,8 @@ out:
     free(tc.v);
     free(tcy.v);
     free(tb.v);
-    tl_manager_free(pl);
+    for (int i = 0; i < npl; i++)
+        tl_manager_free(pl[i]);
     tl_manager_free(h);
     tl_manager_free(c);
     return rc;

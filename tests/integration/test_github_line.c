@@ -1452,10 +1452,192 @@ static void an_upgrader_that_holds_nothing_learns_it(void **state)
     party_free(b);
 }
 
+/* ---- every waiter of the repository (waiters without a key) ---- */
+
+#define ALL_FIRST 31 /* issues 31..45: every_waiter_of_the_repository_is_listed */
+#define ALL_N     10 /* waiters planted before the first read */
+#define ALL_MORE  6  /* and after it: 5 on issues of their own, 1 behind the first waiter */
+#define FIVE      46 /* issues 46..50: a_connection_keeps_four_places_in_line */
+
+/* A store of its own whose lists have `per_page` comments a page. */
+static struct tl_store *open_store_per_page(unsigned per_page)
+{
+    char url[512], err[TL_ERRMSG_SIZE];
+    struct tl_store *s = NULL;
+
+    (void)snprintf(url, sizeof(url),
+                   "github://acme/widgets?api_url=%s&write_budget=off&per_page=%u", srv.url,
+                   per_page);
+    if (tl__store_open(url, NULL, &tl__real_clock, NULL, &s, err) != TL_OK)
+        fail_msg("open: %s", err);
+    return s;
+}
+
+/* Every waiter of the repository as `s` lists it (waiters, no key), checked against the
+ * parties `w[0..n)` that should be in it: each listed once, with its key and holding text.
+ * Waiters of other tests are left out of the count. */
+static void all_listed(struct tl_store *s, struct party **w, const int *issue, size_t n)
+{
+    struct tl_waiter **l = NULL;
+    size_t nl = 0, ours = 0;
+    char key[16];
+
+    s->errmsg[0] = '\0';
+    if (s->ops->waiters(s, NULL, &l, &nl) != TL_OK)
+        fail_msg("waiters: %s", s->errmsg);
+    for (size_t i = 0; i < nl; i++)
+        ours += strncmp(l[i]->worker_id, "all-", 4) == 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t seen = 0;
+        (void)snprintf(key, sizeof(key), "%d", issue[i]);
+        for (size_t j = 0; j < nl; j++) {
+            if (strcmp(l[j]->waiter_id, w[i]->waiter) != 0)
+                continue;
+            seen++;
+            assert_string_equal(l[j]->key, key);
+            assert_string_equal(l[j]->holding, w[i]->holding);
+            assert_false(l[j]->dead);
+        }
+        if (seen != 1)
+            fail_msg("waiter %s (%s, #%s) listed %zu times among %zu", w[i]->waiter, w[i]->worker,
+                     key, seen, nl);
+    }
+    if (ours != n)
+        fail_msg("%zu of this test's waiters listed, %zu expected", ours, n);
+    tl_waiter_array_free(l, nl);
+}
+
+/* The waiters of every issue, read from the repository-wide comment list: all of them, when
+ * the list has many pages, when a first read was cached and more waiters joined since (the
+ * pages read before answer 304), and when a waiter left from the middle of it. Each waiter has
+ * a connection of its own, as each manager has (see a_connection_keeps_four_places_in_line). */
+static void every_waiter_of_the_repository_is_listed(void **state)
+{
+    enum { N = ALL_N + ALL_MORE };
+    struct party *h = party_new("all-holder", 0, LONG, TL_CLAIM_NORMAL);
+    struct party *w[N];
+    struct tl_record held[N - 1];
+    char holding[N][32], key[16];
+    int issue[N];
+    struct tl_store *paged = open_store_per_page(5); /* the list in pages of 5 comments */
+    struct tl_store *whole = open_store();           /* in pages of 100 */
+
+    (void)state;
+    memset(held, 0, sizeof(held));
+    for (int i = 0; i < N - 1; i++) { /* issues 31..45 held */
+        (void)snprintf(key, sizeof(key), "%d", ALL_FIRST + i);
+        must_win(h, key);
+        assert_int_equal(tl__record_copy(&held[i], &h->res.rec), TL_OK);
+    }
+    for (int i = 0; i < N; i++) {
+        char worker[32];
+        (void)snprintf(worker, sizeof(worker), "all-w%d", i);
+        w[i] = party_new(worker, 0x3100u + (unsigned)i, LONG, TL_CLAIM_NORMAL);
+        (void)snprintf(holding[i], sizeof(holding[i]), "x all-z%d %d", i, i + 1);
+        w[i]->holding = holding[i];
+        /* The first ALL_N on issues of their own, then ALL_MORE - 1 more, then one behind the
+         * first waiter. */
+        issue[i] = i < N - 1 ? ALL_FIRST + i : ALL_FIRST;
+    }
+
+    for (int i = 0; i < ALL_N; i++) {
+        (void)snprintf(key, sizeof(key), "%d", issue[i]);
+        must_wait(w[i], key);
+    }
+    all_listed(paged, w, issue, ALL_N);
+    all_listed(whole, w, issue, ALL_N);
+
+    /* More join; the pages read before are asked for with If-None-Match. */
+    for (int i = ALL_N; i < N; i++) {
+        (void)snprintf(key, sizeof(key), "%d", issue[i]);
+        must_wait(w[i], key);
+    }
+    stats_reset();
+    all_listed(paged, w, issue, N);
+    assert_true(stat("status:304") > 0); /* the cached pages were used */
+    all_listed(whole, w, issue, N);
+
+    /* One leaves from the middle: every page after it changes. */
+    (void)snprintf(key, sizeof(key), "%d", issue[3]);
+    assert_int_equal(leave(w[3], key), TL_OK);
+    struct party *gone = w[3];
+    memmove(&w[3], &w[4], (N - 4) * sizeof(w[0]));
+    memmove(&issue[3], &issue[4], (N - 4) * sizeof(issue[0]));
+    all_listed(paged, w, issue, N - 1);
+    all_listed(whole, w, issue, N - 1);
+    struct tl_store *fresh = open_store_per_page(5); /* nothing cached */
+    all_listed(fresh, w, issue, N - 1);
+
+    for (int i = 0; i < N - 1; i++) {
+        (void)snprintf(key, sizeof(key), "%d", issue[i]);
+        assert_int_equal(leave(w[i], key), TL_OK);
+        party_free(w[i]);
+    }
+    party_free(gone);
+    for (int i = 0; i < N - 1; i++) {
+        assert_int_equal(h->s->ops->release(h->s, &held[i], "line test"), TL_OK);
+        tl__record_clear(&held[i]);
+    }
+    tl__store_close(fresh);
+    tl__store_close(whole);
+    tl__store_close(paged);
+    party_free(h);
+}
+
+/* One connection keeps the places of at most 4 waiters (it serves one thread, which waits in
+ * one line at a time): a fifth place gives up the oldest, whose claim is deleted, and the
+ * repository's waiters are then the 4 the connection kept. bench_modes plants its waiters 4
+ * to a connection on GitHub for this reason. */
+static void a_connection_keeps_four_places_in_line(void **state)
+{
+    struct party *h = party_new("five-holder", 0, LONG, TL_CLAIM_NORMAL);
+    struct party *p = party_new("five-planter", 0, LONG, TL_CLAIM_NORMAL);
+    struct tl_record held[5];
+    char key[16], waiter[5][33];
+    int issue[5];
+
+    (void)state;
+    memset(held, 0, sizeof(held));
+    for (int i = 0; i < 5; i++) {
+        issue[i] = FIVE + i;
+        (void)snprintf(key, sizeof(key), "%d", issue[i]);
+        must_win(h, key);
+        assert_int_equal(tl__record_copy(&held[i], &h->res.rec), TL_OK);
+    }
+    /* One party, one connection: five waiters, one after the other, in five lines. */
+    for (int i = 0; i < 5; i++) {
+        (void)snprintf(waiter[i], sizeof(waiter[i]), "%032x", 0x3200u + (unsigned)i);
+        (void)snprintf(p->waiter, sizeof(p->waiter), "%s", waiter[i]);
+        (void)snprintf(key, sizeof(key), "%d", issue[i]);
+        must_wait(p, key);
+        struct tl_waiter **l = NULL;
+        size_t nl = 0, ours = 0;
+        assert_int_equal(h->s->ops->waiters(h->s, NULL, &l, &nl), TL_OK);
+        for (size_t j = 0; j < nl; j++) {
+            if (strcmp(l[j]->worker_id, "five-planter") != 0)
+                continue;
+            ours++;
+            if (i == 4) /* the first place was given up */
+                assert_string_not_equal(l[j]->waiter_id, waiter[0]);
+        }
+        assert_int_equal(ours, i < 4 ? i + 1 : 4);
+        tl_waiter_array_free(l, nl);
+    }
+    for (int i = 0; i < 5; i++) {
+        (void)snprintf(p->waiter, sizeof(p->waiter), "%s", waiter[i]);
+        (void)snprintf(key, sizeof(key), "%d", issue[i]);
+        assert_int_equal(leave(p, key), TL_OK); /* the given-up one: nothing to do */
+        assert_int_equal(h->s->ops->release(h->s, &held[i], "line test"), TL_OK);
+        tl__record_clear(&held[i]);
+    }
+    party_free(p);
+    party_free(h);
+}
+
 int main(void)
 {
     const char *const args[] = {
-        "--repo", "acme/widgets", "--issues", "30", "--token", "tasklock-bot=line-token", NULL};
+        "--repo", "acme/widgets", "--issues", "50", "--token", "tasklock-bot=line-token", NULL};
     const struct CMUnitTest tests[] = {
         /* First, while the process has no other threads to fork with. */
         cmocka_unit_test(processes_racing_for_shared_keys),
@@ -1481,6 +1663,8 @@ int main(void)
         cmocka_unit_test(the_trail_tells_upgrades_and_downgrades),
         cmocka_unit_test(a_stealing_upgrader_is_woken_when_the_others_are_stale),
         cmocka_unit_test(an_upgrader_that_holds_nothing_learns_it),
+        cmocka_unit_test(every_waiter_of_the_repository_is_listed),
+        cmocka_unit_test(a_connection_keeps_four_places_in_line),
     };
 
     if (tl_ghs_spawn(NULL, args, &srv) != 0)
