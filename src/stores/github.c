@@ -287,7 +287,7 @@ static tl_status github_open(struct tl_store *s, const char *url)
                                 .history_pages = DEFAULT_HISTORY_PAGES,
                                 .assign = true,
                                 .reconcile = true,
-                                .sessions = false};
+                                .sessions = true};
     g->op_seq++;
     g->op_max_wait_ms = g->cfg.max_wait_ms;
     s->heartbeat_divisor = 4; /* a quarter of the lock timeout, and no 30 s cap: writes cost */

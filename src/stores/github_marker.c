@@ -282,6 +282,17 @@ static enum tl_gh_kind decode_claim(const char *text, size_t len, struct tl_gh_c
         }
         out->session = (int64_t)json_integer_value(sid);
     }
+    /* The lock's own timeout, when the claim names a session (see tl__gh_build_claim); a
+     * session claim written before it was there carries its timeout in "lock" only. */
+    uint64_t sess_timeout = 0;
+    json_t *st_json = sess != NULL ? json_object_get(sess, "timeout_ms") : NULL;
+    if (st_json != NULL && (!json_is_integer(st_json) || json_integer_value(st_json) <= 0 ||
+                            json_integer_value(st_json) > (json_int_t)TL_DURATION_MAX_MS)) {
+        set_why(why, "claim marker has a bad \"session\" timeout");
+        goto done;
+    }
+    if (st_json != NULL)
+        sess_timeout = (uint64_t)json_integer_value(st_json);
     /* The seed's metadata is decoded on its own, as the core wrote it: the GitHub fields and the
      * escaping of < > & do not count against the core's size limit of metadata. */
     char err2[TL_ERRMSG_SIZE] = "";
@@ -307,6 +318,8 @@ static enum tl_gh_kind decode_claim(const char *text, size_t len, struct tl_gh_c
         set_why(why, "claim marker has no lock timeout");
         goto done;
     }
+    if (sess_timeout != 0)
+        out->rec.info.lock_timeout_ms = (uint32_t)sess_timeout;
     kind = TL_GH_CLAIM;
 done:
     json_decref(root);
@@ -562,6 +575,13 @@ char *tl__gh_build_claim(const struct tl_gh_claim *c, int64_t server_now_ms)
 
     struct tl_info info = c->rec.info;
     info.token = 0; /* the comment id is the token; it is not known before posting */
+    /* A claim that names a session: readers that predate sessions judge it by its own
+     * updated_at, never edited after posting, and would take it for stale after its timeout and
+     * steal it. For them its lock timeout is the longest there is (the key held, never free); the
+     * lock's own timeout goes in the session reference, where readers that know sessions find
+     * it (the claim is judged by its session anyway). */
+    if (c->session > 0)
+        info.lock_timeout_ms = TL_DURATION_MAX_MS;
     if ((meta = tl__meta_encode(&info)) == NULL)
         goto done;
     if ((root = json_loads(meta, 0, NULL)) == NULL)
@@ -586,9 +606,11 @@ char *tl__gh_build_claim(const struct tl_gh_claim *c, int64_t server_now_ms)
     if (c->holding != NULL && c->holding[0] != '\0' &&
         json_object_set_new(root, "holding", json_string(c->holding)) != 0)
         goto done;
-    if (c->session > 0 && json_object_set_new(root, "session",
-                                              json_pack("{s:I, s:s}", "id", (json_int_t)c->session,
-                                                        "nonce", c->session_nonce)) != 0)
+    if (c->session > 0 &&
+        json_object_set_new(root, "session",
+                            json_pack("{s:I, s:s, s:I}", "id", (json_int_t)c->session, "nonce",
+                                      c->session_nonce, "timeout_ms",
+                                      (json_int_t)c->rec.info.lock_timeout_ms)) != 0)
         goto done;
     if (c->nfrom > 0) {
         json_t *arr = from_json(c->from, c->nfrom);

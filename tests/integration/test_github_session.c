@@ -529,6 +529,24 @@ static void request_budget_with_sessions(void **state)
     tl_manager_free(b);
 }
 
+/* ---- the default ---- */
+
+static void sessions_are_on_by_default(void **state)
+{
+    char url[512];
+    tl_lock *l = NULL;
+
+    (void)state;
+    (void)snprintf(url, sizeof(url), "github://acme/widgets?api_url=%s&write_budget=off", srv.url);
+    tl_manager *m = tl_manager_new(&(struct tl_options){.store_url = url, .worker_id = "dflt"});
+    assert_non_null(m);
+    assert_int_equal(try_acquire(m, "127", &l), TL_OK);
+    assert_true(session_of(127) > 0);
+    assert_int_equal(tl_release(l, NULL), TL_OK);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
 /* ---- the freshness of a claim that names a session ---- */
 
 /* The `seq` of session comment `sid`, read through manager `m`'s store. */
@@ -742,6 +760,7 @@ int main(void)
         cmocka_unit_test(extend_moves_the_claim_to_a_session_of_its_timeout),
         cmocka_unit_test(claims_without_a_session_work_beside_the_others),
         cmocka_unit_test(stale_session_loses_every_lock_within_an_interval),
+        cmocka_unit_test(sessions_are_on_by_default),
         cmocka_unit_test(a_claim_is_as_fresh_as_its_session),
         cmocka_unit_test(an_idle_session_is_not_revived),
         cmocka_unit_test(a_waiters_claim_moves_onto_the_session_when_it_holds),

@@ -15,7 +15,19 @@
 #include "stores/github.h"
 #include "tl.h"
 
-static const char nonce_a[] = "0123456789abcdef0123456789abcdef";
+#define NONCE_A "0123456789abcdef0123456789abcdef"
+static const char nonce_a[] = NONCE_A;
+
+/* A copy of `s` with its first `from` replaced by `to` (which must be there). */
+static char *replaced(const char *s, const char *from, const char *to)
+{
+    const char *at = strstr(s, from);
+
+    assert_non_null(at);
+    char *out = tl__asprintf("%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
+    assert_non_null(out);
+    return out;
+}
 
 static void fill_claim(struct tl_gh_claim *c, const char *task_info)
 {
@@ -792,18 +804,52 @@ static void session_claim_and_comment_roundtrip(void **state)
     tl__free(body);
     tl__gh_claim_clear(&c);
 
-    const char *bad[] = {
-        "<!-- tasklock {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdef\",\"session\":7,"
-        "\"lock\":{\"worker_id\":\"w\",\"node_id\":\"n\",\"lock_timeout_ms\":1000}} -->",
-        "<!-- tasklock {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdef\",\"session\":{"
-        "\"id\":-1,\"nonce\":\"0123456789abcdef0123456789abcdef\"},"
-        "\"lock\":{\"worker_id\":\"w\",\"node_id\":\"n\",\"lock_timeout_ms\":1000}} -->",
-        "<!-- tasklock {\"v\":1,\"nonce\":\"0123456789abcdef0123456789abcdef\",\"session\":{"
-        "\"id\":5,\"nonce\":\"XYZ\"},"
-        "\"lock\":{\"worker_id\":\"w\",\"node_id\":\"n\",\"lock_timeout_ms\":1000}} -->",
+    /* What a reader that predates sessions reads in a session claim: the longest lock timeout
+     * there is (it judges the claim by its own updated_at, never edited: held, never free); the
+     * lock's own timeout is in the session reference, and is what it parses back to. */
+    fill_claim(&c, "{}");
+    c.rec.info.lock_timeout_ms = 300000;
+    c.session = 42;
+    memcpy(c.session_nonce, nonce_a, sizeof(c.session_nonce));
+    body = tl__gh_build_claim(&c, 1795735741000);
+    tl__gh_claim_clear(&c);
+    assert_non_null(body);
+    char older[64];
+    (void)snprintf(older, sizeof(older), "\"lock_timeout_ms\":%u", TL_DURATION_MAX_MS);
+    assert_non_null(strstr(body, older));
+    const char *ref = "\"session\":{\"id\":42,\"nonce\":\"" NONCE_A "\",\"timeout_ms\":300000}";
+    assert_non_null(strstr(body, ref));
+    assert_non_null(strstr(body, "lock timeout 5m")); /* the visible text: the lock's own */
+    assert_int_equal(tl__gh_parse_claim(body, strlen(body), &back, why), TL_GH_CLAIM);
+    assert_int_equal(back.rec.info.lock_timeout_ms, 300000);
+    assert_int_equal(back.session, 42);
+    tl__gh_claim_clear(&back);
+    /* A session claim written before the reference carried the timeout: the lock's. */
+    char *earlier = replaced(body, ",\"timeout_ms\":300000}", "}");
+    char *earlier2 = replaced(earlier, older, "\"lock_timeout_ms\":1000");
+    if (tl__gh_parse_claim(earlier2, strlen(earlier2), &back, why) != TL_GH_CLAIM)
+        fail_msg("%s", why);
+    assert_int_equal(back.rec.info.lock_timeout_ms, 1000);
+    assert_int_equal(back.session, 42);
+    tl__gh_claim_clear(&back);
+    tl__free(earlier);
+    tl__free(earlier2);
+
+    /* Garbled references, in an otherwise good claim. */
+    const char *bad[][2] = {
+        {ref, "\"session\":7"},
+        {"\"id\":42", "\"id\":-1"},
+        {"\"session\":{\"id\":42,\"nonce\":\"" NONCE_A, "\"session\":{\"id\":42,\"nonce\":\"XYZ"},
+        {"\"timeout_ms\":300000", "\"timeout_ms\":0"},
+        {"\"timeout_ms\":300000", "\"timeout_ms\":\"5m\""},
+        {"\"timeout_ms\":300000", "\"timeout_ms\":9999999999"},
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(tl__gh_parse_claim(bad[i], strlen(bad[i]), &back, why), TL_GH_BAD);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *b = replaced(body, bad[i][0], bad[i][1]);
+        assert_int_equal(tl__gh_parse_claim(b, strlen(b), &back, why), TL_GH_BAD);
+        tl__free(b);
+    }
+    tl__free(body);
 
     struct tl_gh_session s = {
         .lock_timeout_ms = 300000, .seq = 4, .worker_id = "worker-1", .node_id = "node-abc"};
