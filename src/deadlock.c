@@ -121,6 +121,59 @@ static size_t find_cycle(const struct graph *g, size_t start, size_t *path, bool
     return 0;
 }
 
+/* A store without `holders` has one holder at most, the one inspect finds (as for tl_holders). */
+static tl_status inspect_one(struct tl_store *s, const char *key, struct tl_record ***out,
+                             size_t *count)
+{
+    struct tl_record *r = tl__record_new();
+    bool found = false;
+
+    if (r == NULL)
+        return TL_ENOMEM;
+    tl_status st = s->ops->inspect(s, key, r, &found);
+    if (st != TL_OK || !found) {
+        tl__record_free(r);
+        return st;
+    }
+    *out = tl__calloc(1, sizeof(struct tl_record *));
+    if (*out == NULL) {
+        tl__record_free(r);
+        return TL_ENOMEM;
+    }
+    (*out)[0] = r;
+    *count = 1;
+    return TL_OK;
+}
+
+/* The holders of kh->key, from the store's op itself rather than tl_holders(): the check runs
+ * inside the acquire call that waits, whose message slot is not the check's to reset or to
+ * fill, and the key is one the store listed (checked when its waiter joined). A failed read
+ * confirms no edge of that key: it is logged, and the store's message is left as it was. */
+static void read_holders(tl_manager *m, struct key_holders *kh)
+{
+    struct tl_store *s = m->store;
+    struct tl_record **recs = NULL;
+    size_t n = 0;
+    char keep[TL_ERRMSG_SIZE];
+    tl_status st;
+
+    memcpy(keep, s->errmsg, sizeof(keep));
+    s->errmsg[0] = '\0';
+    if (s->ops->version >= 5 && s->ops->holders != NULL)
+        st = s->ops->holders(s, kh->key, &recs, &n);
+    else
+        st = inspect_one(s, kh->key, &recs, &n);
+    if (st != TL_OK) {
+        TL_LOG(&m->log, TL_LOG_DEBUG, "%s: its holders could not be read: %s", kh->key,
+               s->errmsg[0] != '\0' ? s->errmsg : tl_strerror(st));
+        recs = NULL;
+        n = 0;
+    }
+    memcpy(s->errmsg, keep, sizeof(keep));
+    kh->hs = (struct tl_info **)recs; /* each record starts with its tl_info */
+    kh->n = n;
+}
+
 /* Whether `token` is a live holder of node i's key now, by the store, and node i waits for it
  * whoever else holds the key. A shared claim that waits among several shared holders may be
  * waiting for a semaphore's slot, which any one of them can free: its waits are not counted
@@ -132,10 +185,7 @@ static bool holds_now(struct graph *g, size_t i, uint64_t token)
     if (!kh->read) {
         kh->read = true;
         kh->key = g->nodes[i].w->key;
-        if (tl_holders(g->m, kh->key, &kh->hs, &kh->n) != TL_OK) {
-            kh->hs = NULL;
-            kh->n = 0;
-        }
+        read_holders(g->m, kh);
     }
     size_t live = 0;
     bool found = false, any_exclusive = false;

@@ -25,29 +25,16 @@
 #include "store.h"
 #include "stores/etcd_int.h"
 #include "tasklock.h"
+#include "test_etcd_raw.h"
 #include "tl.h"
 #include "tl_test.h"
 
-static const struct tl_logger quiet = {0};
-static char url[512];
-
-#define TIMEOUT_MS     60000
 #define EVENT_LIMIT_MS 30000 /* bound of every wait for an event */
 #define QUIET_MS       300   /* a wait that must end without a wake-up */
 
 static const char *const W1 = "11111111111111111111111111111111";
 static const char *const W2 = "22222222222222222222222222222222";
 static const char *const W3 = "33333333333333333333333333333333";
-
-static struct tl_store *open_store(void)
-{
-    char err[TL_ERRMSG_SIZE] = "";
-    struct tl_store *s = NULL;
-
-    if (tl__store_open(url, NULL, &tl__real_clock, &quiet, &s, err) != TL_OK)
-        fail_msg("open %s: %s", url, err);
-    return s;
-}
 
 static struct tl_claim request(const char *key, const char *worker, bool shared, uint32_t timeout)
 {
@@ -58,17 +45,6 @@ static struct tl_claim request(const char *key, const char *worker, bool shared,
                              .lock_timeout_ms = timeout,
                              .mode = TL_CLAIM_NORMAL,
                              .shared = shared};
-}
-
-static void must_claim(struct tl_store *s, const struct tl_claim *req, struct tl_record *out)
-{
-    struct tl_claim_result res;
-
-    memset(&res, 0, sizeof(res));
-    tl_status st = s->ops->claim(s, req, &res);
-    if (st != TL_OK)
-        fail_msg("claim %s by %s: %s: %s", req->key, req->worker_id, tl_strerror(st), s->errmsg);
-    *out = res.rec;
 }
 
 /* A claim that waits: busy, with waiter `id` holding `holding`. */
@@ -138,15 +114,6 @@ static size_t count_holders(struct tl_store *s, const char *key)
     return n;
 }
 
-/* PREFIX part key [ETCD_SEP id] of this run. */
-static char *path(struct tl_store *s, const char *part, const char *key, const char *id)
-{
-    char *p = tl__etcd_path(es_of(s), part, key, id ? ETCD_SEP : NULL, id);
-
-    assert_non_null(p);
-    return p;
-}
-
 static void raw_put(struct tl_store *s, const char *key, const char *value, int64_t lease)
 {
     bool ok = true;
@@ -156,35 +123,6 @@ static void raw_put(struct tl_store *s, const char *key, const char *value, int6
     assert_true(ok);
     assert_int_equal(tl__etcd_txn(s, NULL, ops, NULL, ok, TL_ETCD_WRITE, &ans), TL_OK);
     json_decref(ans);
-}
-
-/* The key's one kv, or found false. */
-static bool raw_get(struct tl_store *s, const char *key, struct etcd_kv *out)
-{
-    bool ok = true;
-    json_t *req = tl__etcd_range_req(key, NULL, &ok), *ans = NULL;
-    struct etcd_kv *kvs = NULL;
-    size_t n = 0;
-
-    assert_true(ok);
-    assert_int_equal(tl__etcd_call(s, "/v3/kv/range", req, TL_ETCD_READ, &ans), TL_OK);
-    assert_int_equal(tl__etcd_kvs_parse(s, ans, &kvs, &n), TL_OK);
-    json_decref(req);
-    json_decref(ans);
-    memset(out, 0, sizeof(*out));
-    if (n > 0) {
-        *out = kvs[0];
-        memset(&kvs[0], 0, sizeof(kvs[0]));
-    }
-    tl__etcd_kvs_free(kvs, n);
-    return n > 0;
-}
-
-static void kv_free(struct etcd_kv *kv)
-{
-    tl__free(kv->key);
-    tl__free(kv->value);
-    memset(kv, 0, sizeof(*kv));
 }
 
 /* The waiters of `key` (NULL: of the store). */
@@ -714,16 +652,8 @@ static void the_trail_keeps_conversions(void **state)
 
 int main(void)
 {
-    const char *base = tl_test_env("TL_TEST_ETCD_URL");
-
-    if (base == NULL)
+    if (!etcd_test_url("convert"))
         return 77;
-    if (tl__store_find(base) == NULL) {
-        (void)fprintf(stderr, "etcd convert: this build has no etcd store; skipped\n");
-        return 77;
-    }
-    (void)snprintf(url, sizeof(url), "%s?prefix=convert-%lx-%ld/", base, (unsigned long)time(NULL),
-                   (long)getpid());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(an_upgrader_is_woken_exactly_when_it_is_the_only_holder),
         cmocka_unit_test(an_upgrader_that_holds_nothing_is_woken_to_learn_it),

@@ -22,23 +22,9 @@
 #include "store.h"
 #include "stores/etcd_int.h"
 #include "tasklock.h"
+#include "test_etcd_raw.h"
 #include "tl.h"
 #include "tl_test.h"
-
-static const struct tl_logger quiet = {0};
-static char url[512];
-
-#define TIMEOUT_MS 60000
-
-static struct tl_store *open_store(void)
-{
-    char err[TL_ERRMSG_SIZE] = "";
-    struct tl_store *s = NULL;
-
-    if (tl__store_open(url, NULL, &tl__real_clock, &quiet, &s, err) != TL_OK)
-        fail_msg("open %s: %s", url, err);
-    return s;
-}
 
 static struct tl_claim request(const char *key, const char *worker, bool shared, uint32_t timeout)
 {
@@ -49,26 +35,6 @@ static struct tl_claim request(const char *key, const char *worker, bool shared,
                              .lock_timeout_ms = timeout,
                              .mode = TL_CLAIM_NORMAL,
                              .shared = shared};
-}
-
-static void must_claim(struct tl_store *s, const struct tl_claim *req, struct tl_record *out)
-{
-    struct tl_claim_result res;
-
-    memset(&res, 0, sizeof(res));
-    tl_status st = s->ops->claim(s, req, &res);
-    if (st != TL_OK)
-        fail_msg("claim %s by %s: %s: %s", req->key, req->worker_id, tl_strerror(st), s->errmsg);
-    *out = res.rec;
-}
-
-/* PREFIX part key [ETCD_SEP id] of this run. */
-static char *path(struct tl_store *s, const char *part, const char *key, const char *id)
-{
-    char *p = tl__etcd_path(es_of(s), part, key, id ? ETCD_SEP : NULL, id);
-
-    assert_non_null(p);
-    return p;
 }
 
 /* One transaction of the given compares and puts; whether it succeeded, and its revision. */
@@ -107,35 +73,6 @@ static void raw_delete_prefix(struct tl_store *s, const char *part)
     assert_true(raw_txn(s, NULL, ops, NULL));
     tl__free(pre);
     tl__free(end);
-}
-
-/* The key's one kv, or found false. */
-static bool raw_get(struct tl_store *s, const char *key, struct etcd_kv *out)
-{
-    bool ok = true;
-    json_t *req = tl__etcd_range_req(key, NULL, &ok), *ans = NULL;
-    struct etcd_kv *kvs = NULL;
-    size_t n = 0;
-
-    assert_true(ok);
-    assert_int_equal(tl__etcd_call(s, "/v3/kv/range", req, TL_ETCD_READ, &ans), TL_OK);
-    assert_int_equal(tl__etcd_kvs_parse(s, ans, &kvs, &n), TL_OK);
-    json_decref(req);
-    json_decref(ans);
-    memset(out, 0, sizeof(*out));
-    if (n > 0) {
-        *out = kvs[0];
-        memset(&kvs[0], 0, sizeof(kvs[0]));
-    }
-    tl__etcd_kvs_free(kvs, n);
-    return n > 0;
-}
-
-static void kv_free(struct etcd_kv *kv)
-{
-    tl__free(kv->key);
-    tl__free(kv->value);
-    memset(kv, 0, sizeof(*kv));
 }
 
 /* The claim transaction of the version before shared holders (etcd.c of that version): a free
@@ -668,16 +605,8 @@ static void processes_never_exceed_the_slots_nor_mix(void **state)
 
 int main(void)
 {
-    const char *base = tl_test_env("TL_TEST_ETCD_URL");
-
-    if (base == NULL)
+    if (!etcd_test_url("modes"))
         return 77;
-    if (tl__store_find(base) == NULL) {
-        (void)fprintf(stderr, "etcd modes: this build has no etcd store; skipped\n");
-        return 77;
-    }
-    (void)snprintf(url, sizeof(url), "%s?prefix=modes-%lx-%ld/", base, (unsigned long)time(NULL),
-                   (long)getpid());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(keys_of_the_version_before_keep_working),
         cmocka_unit_test(an_older_tasklock_never_takes_a_shared_key),

@@ -90,7 +90,9 @@ int tl__conformance_next_run(const struct tl_conformance *c);    /* claim-next: 
 int tl__conformance_modes_run(const struct tl_conformance *c);   /* shared holders: keys 30-39 */
 int tl__conformance_convert_run(const struct tl_conformance *c); /* convert, deadlocks: 40-59 */
 /* The main part's helpers, for the other parts: a manager on the store under test (fake-clock
- * stores share the suite's fake clock), a lock made stale, the short lock timeout. */
+ * stores share the suite's fake clock), a lock made stale, the short lock timeout. The parts'
+ * other shared helpers (a manager on the real clock, acquires, lines, jobs on threads) are in
+ * conformance_util.h. */
 struct tl_manager;
 struct tl_manager *tl__conformance_mgr(const char *worker, uint32_t timeout_ms);
 void tl__conformance_make_stale(struct tl_manager *observer, const char *k);

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "conformance.h"
+#include "conformance_util.h"
 #include "manager.h"
 #include "store.h"
 #include "tasklock.h"
@@ -25,8 +26,6 @@
 
 static const struct tl_conformance *conf;
 
-#define LONG_TIMEOUT_MS 60000
-#define EVENT_LIMIT_MS  30000 /* bound of every wait for an event */
 /* How long a waiter that must NOT find a deadlock waits before it gives up (TL_EBUSY): long
  * enough for its first checks, which run when it joins the line. */
 #define NO_DEADLOCK_WAIT_MS 1500
@@ -38,38 +37,7 @@ static const char *key(int n, char buf[64])
 
 static tl_manager *mgr(const char *worker)
 {
-    const struct tl_options o = {
-        .store_url = conf->url,
-        .worker_id = worker,
-        .node_id = "convert-node",
-        .lock_timeout_ms = LONG_TIMEOUT_MS,
-        .backoff_initial_ms = 10,
-        .backoff_max_ms = 50,
-    };
-    tl_manager *m = tl_manager_new(&o);
-
-    assert_non_null(m);
-    if (tl_connect(m) != TL_OK)
-        fail_msg("connect %s: %s", conf->name, tl_errmsg(m));
-    return m;
-}
-
-static tl_lock *must(tl_manager *m, const char *k, tl_mode mode)
-{
-    const struct tl_acquire_opts o = {
-        .strategy = TL_FAIL_FAST, .retries = TL_NO_RETRIES, .mode = mode};
-    tl_lock *l = NULL;
-
-    if (tl_acquire(m, k, &o, &l) != TL_OK)
-        fail_msg("acquire %s by %s: %s", k, tl_manager_worker_id(m), tl_errmsg(m));
-    return l;
-}
-
-static void must_release(tl_lock *l)
-{
-    if (tl_release(l, NULL) != TL_OK)
-        fail_msg("release of %s: %s", tl_lock_key(l), tl_errmsg(l->m));
-    tl_lock_free(l);
+    return tl__conformance_real_mgr(conf, "convert-node", worker);
 }
 
 static size_t count_holders(tl_manager *m, const char *k, tl_mode *mode)
@@ -99,78 +67,7 @@ static bool has_event(tl_manager *m, const char *k, tl_event_kind kind)
     return found;
 }
 
-/* ---- work on threads: an acquire or an upgrade that waits ---- */
-
-struct job {
-    pthread_t thread;
-    tl_manager *m;
-    char key[64];
-    tl_lock *lock; /* upgrade: the lock to upgrade; acquire: the result */
-    bool upgrade;
-    tl_mode mode;
-    tl_status st;
-    atomic_int done;
-    char err[TL_ERRMSG_SIZE];
-};
-
-static void *job_main(void *arg)
-{
-    struct job *j = arg;
-    const struct tl_acquire_opts o = {
-        .strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS, .mode = j->mode};
-
-    if (j->upgrade)
-        j->st = tl_upgrade(j->lock, &o);
-    else
-        j->st = tl_acquire(j->m, j->key, &o, &j->lock);
-    if (j->st != TL_OK)
-        (void)snprintf(j->err, sizeof(j->err), "%s", tl_errmsg(j->m));
-    atomic_store(&j->done, 1);
-    return NULL;
-}
-
-static size_t live_waiters(tl_manager *m, const char *k, int32_t *head_priority)
-{
-    struct tl_waiter **ws = NULL;
-    size_t n = 0, live = 0;
-
-    if (tl_waiters(m, k, &ws, &n) != TL_OK)
-        fail_msg("waiters of %s: %s", k, tl_errmsg(m));
-    for (size_t i = 0; i < n; i++) {
-        if (ws[i]->dead)
-            continue;
-        if (live == 0 && head_priority != NULL)
-            *head_priority = ws[i]->priority;
-        live++;
-    }
-    tl_waiter_array_free(ws, n);
-    return live;
-}
-
-struct line_probe {
-    tl_manager *m;
-    const char *key;
-    size_t live;
-};
-
-static bool line_has(void *arg)
-{
-    struct line_probe *p = arg;
-
-    return live_waiters(p->m, p->key, NULL) == p->live;
-}
-
-/* Starts `j` and waits until it stands in `k`'s line as number `place`. */
-static void start_job(struct job *j, tl_manager *observer, const char *k, size_t place)
-{
-    if (j->key[0] == '\0')
-        (void)snprintf(j->key, sizeof(j->key), "%s", k);
-    assert_int_equal(pthread_create(&j->thread, NULL, job_main, j), 0);
-    struct line_probe p = {.m = observer, .key = k, .live = place};
-    if (!tl_test_poll(line_has, &p, 5, EVENT_LIMIT_MS))
-        fail_msg("%s never stood in line for %s as number %zu (done: %d, %s)",
-                 tl_manager_worker_id(j->m), k, place, atomic_load(&j->done), j->err);
-}
+/* ---- waits: the store's clock, and the end of a job (struct tl_conformance_job) ---- */
 
 struct clock_probe {
     tl_manager *m;
@@ -211,11 +108,11 @@ static void after_the_waiters_of(tl_manager *m, const char *held, const char *co
         conf->advance_store_clock(conf->clock_ud, 1100);
         return;
     }
-    if (!tl_test_poll(clock_past, &p, 2, EVENT_LIMIT_MS))
+    if (!tl_test_poll(clock_past, &p, 2, TL_CONFORMANCE_EVENT_LIMIT_MS))
         fail_msg("the store's clock never passed %lld", (long long)p.after);
 }
 
-static void join_job(struct job *j, tl_status want)
+static void join_job(struct tl_conformance_job *j, tl_status want)
 {
     pthread_join(j->thread, NULL);
     if (j->st != want)
@@ -235,7 +132,7 @@ static void an_upgrade_alone_is_immediate(void **state)
     tl_mode mode;
 
     (void)state;
-    tl_lock *la = must(a, k, TL_SHARED);
+    tl_lock *la = tl__conformance_must(a, k, TL_SHARED, 0);
     uint64_t shared_token = tl_lock_token(la);
     const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
     assert_int_equal(tl_upgrade(la, &ff), TL_OK);
@@ -254,7 +151,7 @@ static void an_upgrade_alone_is_immediate(void **state)
     assert_int_equal(tl_lock_mode(la), TL_SHARED);
     assert_int_equal(tl_downgrade(la), TL_EINVAL);
     assert_true(has_event(b, k, TL_EVENT_DOWNGRADED));
-    must_release(la);
+    tl__conformance_must_release(la);
     assert_int_equal(count_holders(b, k, NULL), 0);
     tl_manager_free(a);
     tl_manager_free(b);
@@ -271,15 +168,15 @@ static void an_upgrade_waits_at_the_head_for_the_other_holders(void **state)
     int32_t head = 0;
 
     (void)state;
-    struct job j = {.m = a, .upgrade = true};
-    j.lock = must(a, k, TL_SHARED);
-    tl_lock *lb = must(b, k, TL_SHARED);
+    struct tl_conformance_job j = {.m = a, .upgrade = true};
+    j.lock = tl__conformance_must(a, k, TL_SHARED, 0);
+    tl_lock *lb = tl__conformance_must(b, k, TL_SHARED, 0);
     const struct tl_acquire_opts ff = {.strategy = TL_FAIL_FAST};
     assert_int_equal(tl_upgrade(j.lock, &ff), TL_EBUSY); /* one attempt: b holds it too */
     assert_int_equal(tl_lock_mode(j.lock), TL_SHARED);
 
-    start_job(&j, c, k, 1);
-    assert_int_equal(live_waiters(c, k, &head), 1);
+    tl__conformance_job_start(&j, c, k, 1);
+    assert_int_equal(tl__conformance_live_waiters(c, k, &head), 1);
     assert_int_equal(head, TL_PRIORITY_UPGRADE);
     assert_int_equal(count_holders(c, k, NULL), 2); /* it keeps its shared hold meanwhile */
     /* A newcomer does not pass the upgrader, not even a shared one. */
@@ -287,12 +184,12 @@ static void an_upgrade_waits_at_the_head_for_the_other_holders(void **state)
     assert_int_equal(tl_acquire(c, k, &shared, &lc), TL_EBUSY);
 
     uint64_t bt = tl_lock_token(lb);
-    must_release(lb);
+    tl__conformance_must_release(lb);
     join_job(&j, TL_OK);
     assert_int_equal(tl_lock_mode(j.lock), TL_EXCLUSIVE);
     assert_true(tl_lock_token(j.lock) > bt);
     assert_int_equal(tl_renew(j.lock), TL_OK);
-    must_release(j.lock);
+    tl__conformance_must_release(j.lock);
     tl_manager_free(a);
     tl_manager_free(b);
     tl_manager_free(c);
@@ -311,14 +208,15 @@ static void two_upgraders_one_gets_the_deadlock(void **state)
         tl_manager_free(b);
         skip();
     }
-    struct job j = {.m = a, .upgrade = true};
-    j.lock = must(a, k, TL_SHARED);
-    tl_lock *lb = must(b, k, TL_SHARED);
-    start_job(&j, b, k, 1);
+    struct tl_conformance_job j = {.m = a, .upgrade = true};
+    j.lock = tl__conformance_must(a, k, TL_SHARED, 0);
+    tl_lock *lb = tl__conformance_must(b, k, TL_SHARED, 0);
+    tl__conformance_job_start(&j, b, k, 1);
     after_the_waiters_of(b, k, &k, 1);
 
     /* b's wait closes the cycle, and b is its youngest waiter. */
-    const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS};
+    const struct tl_acquire_opts o = {.strategy = TL_RETRY,
+                                      .deadline_ms = TL_CONFORMANCE_EVENT_LIMIT_MS};
     assert_int_equal(tl_upgrade(lb, &o), TL_EDEADLK);
     assert_non_null(strstr(tl_errmsg(b), "dup-b waits for"));
     assert_non_null(strstr(tl_errmsg(b), "held by dup-a"));
@@ -326,10 +224,10 @@ static void two_upgraders_one_gets_the_deadlock(void **state)
     assert_int_equal(tl_renew(lb), TL_OK);
     assert_int_equal(atomic_load(&j.done), 0); /* a goes on waiting */
 
-    must_release(lb);
+    tl__conformance_must_release(lb);
     join_job(&j, TL_OK);
     assert_int_equal(tl_lock_mode(j.lock), TL_EXCLUSIVE);
-    must_release(j.lock);
+    tl__conformance_must_release(j.lock);
     tl_manager_free(a);
     tl_manager_free(b);
 }
@@ -342,10 +240,10 @@ static void a_downgrade_lets_queued_readers_in(void **state)
     tl_manager *r = mgr("down-r");
 
     (void)state;
-    tl_lock *lw = must(w, k, TL_EXCLUSIVE);
+    tl_lock *lw = tl__conformance_must(w, k, TL_EXCLUSIVE, 0);
     uint64_t wt = tl_lock_token(lw);
-    struct job j = {.m = r, .mode = TL_SHARED};
-    start_job(&j, w, k, 1);
+    struct tl_conformance_job j = {.m = r, .mode = TL_SHARED};
+    tl__conformance_job_start(&j, w, k, 1);
     assert_int_equal(tl_downgrade(lw), TL_OK);
     assert_true(tl_lock_token(lw) > wt);
     join_job(&j, TL_OK);
@@ -354,8 +252,8 @@ static void a_downgrade_lets_queued_readers_in(void **state)
     assert_int_equal(count_holders(w, k, &mode), 2);
     assert_int_equal(mode, TL_SHARED);
     assert_int_equal(tl_renew(lw), TL_OK);
-    must_release(j.lock);
-    must_release(lw);
+    tl__conformance_must_release(j.lock);
+    tl__conformance_must_release(lw);
     tl_manager_free(w);
     tl_manager_free(r);
 }
@@ -375,13 +273,14 @@ static void a_two_cycle_is_reported_to_its_youngest_waiter(void **state)
         tl_manager_free(b);
         skip();
     }
-    tl_lock *la = must(a, k1, TL_EXCLUSIVE);
-    tl_lock *lb = must(b, k2, TL_EXCLUSIVE);
-    struct job j = {.m = a};
-    start_job(&j, b, k2, 1); /* a waits for k2 */
+    tl_lock *la = tl__conformance_must(a, k1, TL_EXCLUSIVE, 0);
+    tl_lock *lb = tl__conformance_must(b, k2, TL_EXCLUSIVE, 0);
+    struct tl_conformance_job j = {.m = a};
+    tl__conformance_job_start(&j, b, k2, 1); /* a waits for k2 */
     after_the_waiters_of(b, k2, &k2, 1);
 
-    const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS};
+    const struct tl_acquire_opts o = {.strategy = TL_RETRY,
+                                      .deadline_ms = TL_CONFORMANCE_EVENT_LIMIT_MS};
     tl_lock *l = NULL;
     assert_int_equal(tl_acquire(b, k1, &o, &l), TL_EDEADLK);
     assert_null(l);
@@ -390,13 +289,13 @@ static void a_two_cycle_is_reported_to_its_youngest_waiter(void **state)
     assert_non_null(strstr(msg, k1));
     assert_non_null(strstr(msg, "cyc-a waits for"));
     assert_non_null(strstr(msg, k2));
-    assert_int_equal(live_waiters(b, k1, NULL), 0); /* b left the line */
+    assert_int_equal(tl__conformance_live_waiters(b, k1, NULL), 0); /* b left the line */
     assert_int_equal(atomic_load(&j.done), 0);
 
-    must_release(lb); /* the other waiter goes on, and gets it */
+    tl__conformance_must_release(lb); /* the other waiter goes on, and gets it */
     join_job(&j, TL_OK);
-    must_release(j.lock);
-    must_release(la);
+    tl__conformance_must_release(j.lock);
+    tl__conformance_must_release(la);
     tl_manager_free(a);
     tl_manager_free(b);
 }
@@ -416,28 +315,29 @@ static void a_three_cycle_is_reported(void **state)
         tl_manager_free(c);
         skip();
     }
-    tl_lock *la = must(a, k1, TL_EXCLUSIVE);
-    tl_lock *lb = must(b, k2, TL_EXCLUSIVE);
-    tl_lock *lc = must(c, k3, TL_SHARED);
-    struct job ja = {.m = a}, jb = {.m = b};
-    start_job(&ja, c, k2, 1); /* a waits for k2, held by b */
-    start_job(&jb, c, k3, 1); /* b waits for k3, held by c */
+    tl_lock *la = tl__conformance_must(a, k1, TL_EXCLUSIVE, 0);
+    tl_lock *lb = tl__conformance_must(b, k2, TL_EXCLUSIVE, 0);
+    tl_lock *lc = tl__conformance_must(c, k3, TL_SHARED, 0);
+    struct tl_conformance_job ja = {.m = a}, jb = {.m = b};
+    tl__conformance_job_start(&ja, c, k2, 1); /* a waits for k2, held by b */
+    tl__conformance_job_start(&jb, c, k3, 1); /* b waits for k3, held by c */
     const char *lines[] = {k2, k3};
     after_the_waiters_of(c, k3, lines, 2);
 
-    const struct tl_acquire_opts o = {.strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS};
+    const struct tl_acquire_opts o = {.strategy = TL_RETRY,
+                                      .deadline_ms = TL_CONFORMANCE_EVENT_LIMIT_MS};
     tl_lock *l = NULL;
     assert_int_equal(tl_acquire(c, k1, &o, &l), TL_EDEADLK);
     assert_non_null(strstr(tl_errmsg(c), "tri-c waits for"));
     assert_non_null(strstr(tl_errmsg(c), "tri-b waits for"));
 
-    must_release(lc); /* b gets k3, then lets k2 go to a */
+    tl__conformance_must_release(lc); /* b gets k3, then lets k2 go to a */
     join_job(&jb, TL_OK);
-    must_release(lb);
+    tl__conformance_must_release(lb);
     join_job(&ja, TL_OK);
-    must_release(jb.lock);
-    must_release(ja.lock);
-    must_release(la);
+    tl__conformance_must_release(jb.lock);
+    tl__conformance_must_release(ja.lock);
+    tl__conformance_must_release(la);
     tl_manager_free(a);
     tl_manager_free(b);
     tl_manager_free(c);
@@ -453,7 +353,8 @@ static void join_line(struct tl_store *s, const char *worker, const char *k, con
         .node_id = "convert-node",
         .task_info = "{}",
         /* A store that judges waiters by their lock timeout (GitHub) needs it short too. */
-        .lock_timeout_ms = s->waiter_timeout_is_lock_timeout ? waiter_timeout_ms : LONG_TIMEOUT_MS,
+        .lock_timeout_ms =
+            s->waiter_timeout_is_lock_timeout ? waiter_timeout_ms : TL_CONFORMANCE_LONG_TIMEOUT_MS,
         .mode = TL_CLAIM_NORMAL,
         .waiter_id = waiter_id,
         .waiter_timeout_ms = waiter_timeout_ms,
@@ -497,7 +398,8 @@ static void no_cycle_through(bool dead_waiter, int first_key)
     char b1[64], b2[64], holding[200];
     const char *k1 = key(first_key, b1), *k2 = key(first_key + 1, b2);
     /* The stale case moves the suite's fake clock (fake-clock stores): both on it. */
-    tl_manager *a = dead_waiter ? mgr("nocyc-a") : tl__conformance_mgr("nocyc-a", LONG_TIMEOUT_MS);
+    tl_manager *a = dead_waiter ? mgr("nocyc-a")
+                                : tl__conformance_mgr("nocyc-a", TL_CONFORMANCE_LONG_TIMEOUT_MS);
     tl_manager *b = dead_waiter ? mgr("nocyc-b")
                                 : tl__conformance_mgr("nocyc-b", tl__conformance_short_timeout());
 
@@ -506,8 +408,8 @@ static void no_cycle_through(bool dead_waiter, int first_key)
         tl_manager_free(b);
         skip();
     }
-    tl_lock *la = must(a, k1, TL_EXCLUSIVE);
-    tl_lock *lb = must(b, k2, TL_EXCLUSIVE);
+    tl_lock *la = tl__conformance_must(a, k1, TL_EXCLUSIVE, 0);
+    tl_lock *lb = tl__conformance_must(b, k2, TL_EXCLUSIVE, 0);
     (void)snprintf(holding, sizeof(holding), "x %s %llu", k2,
                    (unsigned long long)tl_lock_token(lb));
     struct tl_store *s = b->store;
@@ -519,11 +421,13 @@ static void no_cycle_through(bool dead_waiter, int first_key)
             fail_msg("the planted waiter never died");
     } else {
         /* b's manager stops heartbeating k2; its waiter stays live (a long waiter timeout). */
-        join_line(s, "nocyc-b", k1, "fedcba9876543210fedcba9876543210", holding, LONG_TIMEOUT_MS);
+        join_line(s, "nocyc-b", k1, "fedcba9876543210fedcba9876543210", holding,
+                  TL_CONFORMANCE_LONG_TIMEOUT_MS);
         tl_lock_free(lb);
         lb = NULL;
         tl__conformance_make_stale(a, k2);
-        join_line(s, "nocyc-b", k1, "fedcba9876543210fedcba9876543210", holding, LONG_TIMEOUT_MS);
+        join_line(s, "nocyc-b", k1, "fedcba9876543210fedcba9876543210", holding,
+                  TL_CONFORMANCE_LONG_TIMEOUT_MS);
     }
 
     /* a waits for k2, and gives up busy: no deadlock. */
@@ -533,8 +437,8 @@ static void no_cycle_through(bool dead_waiter, int first_key)
     if (st != TL_EBUSY)
         fail_msg("a's wait: %s, expected busy: %s", tl_strerror(st), tl_errmsg(a));
     if (lb != NULL)
-        must_release(lb);
-    must_release(la);
+        tl__conformance_must_release(lb);
+    tl__conformance_must_release(la);
     tl_manager_free(a);
     tl_manager_free(b);
 }
@@ -573,7 +477,7 @@ int tl__conformance_convert_run(const struct tl_conformance *c)
         int rc = 0;
         if (modes) {
             char kb[64];
-            tl_lock *l = must(m, key(40, kb), TL_SHARED);
+            tl_lock *l = tl__conformance_must(m, key(40, kb), TL_SHARED, 0);
             tl_status st = tl_upgrade(l, NULL);
             if (st != TL_ENOTSUP) {
                 fprintf(stderr,

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "conformance.h"
+#include "conformance_util.h"
 #include "manager.h"
 #include "store.h"
 #include "tasklock.h"
@@ -97,40 +98,14 @@ static void *waiter_main(void *arg)
     return NULL;
 }
 
-struct line_probe {
-    tl_manager *m;
-    const char *key;
-    size_t live;
-};
-
-static size_t live_waiters(tl_manager *m, const char *k)
-{
-    struct tl_waiter **ws = NULL;
-    size_t n = 0, live = 0;
-
-    if (tl_waiters(m, k, &ws, &n) != TL_OK)
-        fail_msg("waiters of %s: %s", k, tl_errmsg(m));
-    for (size_t i = 0; i < n; i++)
-        live += !ws[i]->dead;
-    tl_waiter_array_free(ws, n);
-    return live;
-}
-
-static bool line_has(void *arg)
-{
-    struct line_probe *p = arg;
-
-    return live_waiters(p->m, p->key) == p->live;
-}
-
 /* Waits (bounded) until `k` has `n` live waiters. */
 static void await_line(tl_manager *observer, const char *k, size_t n)
 {
-    struct line_probe p = {.m = observer, .key = k, .live = n};
+    struct tl_conformance_line_probe p = {.m = observer, .key = k, .live = n};
 
-    if (!tl_test_poll(line_has, &p, 5, EVENT_LIMIT_MS))
+    if (!tl_test_poll(tl__conformance_line_has, &p, 5, EVENT_LIMIT_MS))
         fail_msg("%s: the line never had %zu live waiters (it has %zu)", k, n,
-                 live_waiters(observer, k));
+                 tl__conformance_live_waiters(observer, k, NULL));
 }
 
 /* Starts a waiter on its own manager and waits until it stands in line as number `place`. */
@@ -247,7 +222,7 @@ static void waiters_are_granted_in_arrival_order(void **state)
         assert_int_equal(metrics(w[i].m).queued, 1);
     }
     assert_no_herd(w, 4);
-    assert_int_equal(live_waiters(h, k), 0);
+    assert_int_equal(tl__conformance_live_waiters(h, k, NULL), 0);
     for (size_t i = 0; i < 4; i++)
         free_waiter(&w[i]);
     tl_lock_free(hl);
@@ -273,7 +248,7 @@ static void waiters_are_granted_by_priority_then_arrival(void **state)
         tl_lock *l = NULL;
         assert_int_equal(tl_acquire(h, k, &(struct tl_acquire_opts){.priority = 5}, &l), TL_EINVAL);
         assert_non_null(strstr(tl_errmsg(h), "FIFO"));
-        assert_int_equal(live_waiters(h, k), 0);
+        assert_int_equal(tl__conformance_live_waiters(h, k, NULL), 0);
         assert_int_equal(tl_release(hl, NULL), TL_OK);
         tl_lock_free(hl);
         tl_manager_free(h);
@@ -327,7 +302,7 @@ static void a_free_key_goes_to_the_head_not_to_a_newcomer(void **state)
     assert_int_equal(tl_acquire(c, k, &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &cl),
                      TL_EBUSY);
     assert_non_null(strstr(tl_errmsg(c), "1 waiting"));
-    assert_int_equal(live_waiters(h, k), 1);
+    assert_int_equal(tl__conformance_live_waiters(h, k, NULL), 1);
 
     /* Released: the newcomer loses whether the waiter has claimed yet or not. */
     assert_int_equal(tl_release(hl, NULL), TL_OK);
@@ -459,7 +434,7 @@ static void a_waiter_that_gives_up_leaves_the_line(void **state)
     assert_int_equal(tl_acquire(q, k, &(struct tl_acquire_opts){.deadline_ms = 300}, &ql),
                      TL_EBUSY);
     assert_int_equal(metrics(q).queued, 1);
-    assert_int_equal(live_waiters(h, k), 0);
+    assert_int_equal(tl__conformance_live_waiters(h, k, NULL), 0);
     assert_int_equal(tl_release(hl, NULL), TL_OK);
     tl_lock_free(hl);
     tl_manager_free(h);
@@ -486,8 +461,8 @@ static void the_head_steals_a_stale_lock(void **state)
     if (conf->advance_store_clock != NULL)
         conf->advance_store_clock(conf->clock_ud, short_timeout() + 2500);
 
-    struct line_probe p = {.m = h, .key = k, .live = 1};
-    if (!tl_test_poll(line_has, &p, 10, EVENT_LIMIT_MS))
+    struct tl_conformance_line_probe p = {.m = h, .key = k, .live = 1};
+    if (!tl_test_poll(tl__conformance_line_has, &p, 10, EVENT_LIMIT_MS))
         fail_msg("%s: the head never stole the stale lock", k);
     pthread_join(w[0].thread, NULL);
     if (w[0].st != TL_OK)
@@ -524,7 +499,7 @@ static void force_passes_the_line(void **state)
     assert_int_equal(tl_acquire(f, k, &(struct tl_acquire_opts){.strategy = TL_FORCE_ACQUIRE}, &fl),
                      TL_OK);
     assert_true(tl_lock_token(fl) > tl_lock_token(hl));
-    assert_int_equal(live_waiters(h, k), 1); /* the line is still there */
+    assert_int_equal(tl__conformance_live_waiters(h, k, NULL), 1); /* the line is still there */
     assert_int_equal(tl_release(fl, NULL), TL_OK);
     join_waiter(&w);
     assert_true(w.token > tl_lock_token(fl));

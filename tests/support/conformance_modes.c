@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "conformance.h"
+#include "conformance_util.h"
 #include "manager.h"
 #include "store.h"
 #include "tasklock.h"
@@ -24,10 +25,8 @@
 
 static const struct tl_conformance *conf;
 
-#define LONG_TIMEOUT_MS 60000
-#define EVENT_LIMIT_MS  30000 /* bound of every wait for an event */
-#define RACERS          8
-#define RACE_ROUNDS     5
+#define RACERS      8
+#define RACE_ROUNDS 5
 
 static const char *key(int n, char buf[64])
 {
@@ -38,40 +37,7 @@ static const char *key(int n, char buf[64])
  * for making locks stale, in a_stale_shared_holder_is_stolen only). */
 static tl_manager *mgr(const char *worker)
 {
-    const struct tl_options o = {
-        .store_url = conf->url,
-        .worker_id = worker,
-        .node_id = "modes-node",
-        .lock_timeout_ms = LONG_TIMEOUT_MS,
-        .backoff_initial_ms = 10,
-        .backoff_max_ms = 50,
-    };
-    tl_manager *m = tl_manager_new(&o);
-
-    assert_non_null(m);
-    if (tl_connect(m) != TL_OK)
-        fail_msg("connect %s: %s", conf->name, tl_errmsg(m));
-    return m;
-}
-
-static tl_status try_mode(tl_manager *m, const char *k, tl_mode mode, uint32_t slots,
-                          tl_strategy strategy, tl_lock **out)
-{
-    const struct tl_acquire_opts o = {
-        .strategy = strategy, .retries = TL_NO_RETRIES, .mode = mode, .slots = slots};
-
-    return tl_acquire(m, k, &o, out);
-}
-
-static tl_lock *must_mode(tl_manager *m, const char *k, tl_mode mode, uint32_t slots)
-{
-    tl_lock *l = NULL;
-    tl_status st = try_mode(m, k, mode, slots, TL_FAIL_FAST, &l);
-
-    if (st != TL_OK)
-        fail_msg("%s acquire of %s by %s: %s: %s", mode == TL_SHARED ? "shared" : "exclusive", k,
-                 tl_manager_worker_id(m), tl_strerror(st), tl_errmsg(m));
-    return l;
+    return tl__conformance_real_mgr(conf, "modes-node", worker);
 }
 
 static uint64_t wakeups(const tl_manager *m)
@@ -80,13 +46,6 @@ static uint64_t wakeups(const tl_manager *m)
 
     tl_metrics_get(m, &mt, sizeof(mt));
     return mt.wakeups;
-}
-
-static void must_release(tl_lock *l)
-{
-    if (tl_release(l, NULL) != TL_OK)
-        fail_msg("release of %s: %s", tl_lock_key(l), tl_errmsg(l->m));
-    tl_lock_free(l);
 }
 
 /* The holders of `k`, checked to be `n`, in token order, each of `mode`. */
@@ -120,91 +79,19 @@ static void assert_holders(tl_manager *m, const char *k, size_t n, tl_mode mode)
 
 /* ---- holders on threads ---- */
 
-struct holder {
-    pthread_t thread;
-    tl_manager *m;
-    char key[64];
-    struct tl_acquire_opts opts;
-    tl_status st;
-    tl_lock *lock;
-    atomic_int got;     /* acquired (or failed: st says) */
-    atomic_int release; /* told to release */
-    char err[TL_ERRMSG_SIZE];
-};
-
-static bool flag_set(void *arg)
-{
-    return atomic_load((atomic_int *)arg) != 0;
-}
-
-static void *holder_main(void *arg)
-{
-    struct holder *h = arg;
-
-    h->st = tl_acquire(h->m, h->key, &h->opts, &h->lock);
-    if (h->st != TL_OK)
-        (void)snprintf(h->err, sizeof(h->err), "%s", tl_errmsg(h->m));
-    atomic_store(&h->got, 1);
-    if (h->st != TL_OK)
-        return NULL;
-    if (!tl_test_poll(flag_set, &h->release, 2, EVENT_LIMIT_MS * 2))
-        (void)snprintf(h->err, sizeof(h->err), "never told to release");
-    if (tl_release(h->lock, NULL) != TL_OK)
-        (void)snprintf(h->err, sizeof(h->err), "release: %s", tl_errmsg(h->m));
-    return NULL;
-}
-
-static size_t live_waiters(tl_manager *m, const char *k)
-{
-    struct tl_waiter **ws = NULL;
-    size_t n = 0, live = 0;
-
-    if (tl_waiters(m, k, &ws, &n) != TL_OK)
-        fail_msg("waiters of %s: %s", k, tl_errmsg(m));
-    for (size_t i = 0; i < n; i++)
-        live += !ws[i]->dead;
-    tl_waiter_array_free(ws, n);
-    return live;
-}
-
-struct line_probe {
-    tl_manager *m;
-    const char *key;
-    size_t live;
-};
-
-static bool line_has(void *arg)
-{
-    struct line_probe *p = arg;
-
-    return live_waiters(p->m, p->key) == p->live;
-}
-
-/* Starts a holder that waits in line for `k` in `mode`, and waits until it stands there as
- * number `place` (observed by `observer`). */
-static void start_holder(struct holder *h, const char *worker, const char *k, tl_mode mode,
-                         tl_manager *observer, size_t place)
+/* Starts a holder that waits in line for `k` in `mode` on a manager of its own, and waits until
+ * it stands there as number `place` (observed by `observer`). */
+static void start_holder(struct tl_conformance_job *h, const char *worker, const char *k,
+                         tl_mode mode, tl_manager *observer, size_t place)
 {
     memset(h, 0, sizeof(*h));
     h->m = mgr(worker);
-    (void)snprintf(h->key, sizeof(h->key), "%s", k);
-    h->opts =
-        (struct tl_acquire_opts){.strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS, .mode = mode};
-    assert_int_equal(pthread_create(&h->thread, NULL, holder_main, h), 0);
-    struct line_probe p = {.m = observer, .key = k, .live = place};
-    if (!tl_test_poll(line_has, &p, 5, EVENT_LIMIT_MS))
-        fail_msg("%s never stood in line for %s as number %zu", worker, k, place);
+    h->mode = mode;
+    h->hold = true;
+    tl__conformance_job_start(h, observer, k, place);
 }
 
-static void await_got(struct holder *h)
-{
-    if (!tl_test_poll(flag_set, &h->got, 2, EVENT_LIMIT_MS))
-        fail_msg("%s never got %s", tl_manager_worker_id(h->m), h->key);
-    if (h->st != TL_OK)
-        fail_msg("%s: %s: %s", tl_manager_worker_id(h->m), tl_strerror(h->st), h->err);
-}
-
-static void finish_holder(struct holder *h)
+static void finish_holder(struct tl_conformance_job *h)
 {
     atomic_store(&h->release, 1);
     pthread_join(h->thread, NULL);
@@ -226,34 +113,34 @@ static void shared_holders_share_and_exclude_a_writer(void **state)
     tl_lock *la, *lb, *lw = NULL;
 
     (void)state;
-    la = must_mode(a, k, TL_SHARED, 0);
-    lb = must_mode(b, k, TL_SHARED, 0);
+    la = tl__conformance_must(a, k, TL_SHARED, 0);
+    lb = tl__conformance_must(b, k, TL_SHARED, 0);
     assert_true(tl_lock_token(lb) > tl_lock_token(la));
     assert_holders(w, k, 2, TL_SHARED);
 
-    assert_int_equal(try_mode(w, k, TL_EXCLUSIVE, 0, TL_FAIL_FAST, &lw), TL_EBUSY);
+    assert_int_equal(tl__conformance_try(w, k, TL_EXCLUSIVE, 0, TL_FAIL_FAST, &lw), TL_EBUSY);
     assert_null(lw);
     assert_non_null(tl_last_holder(w));
     assert_int_equal(tl_last_holder(w)->mode, TL_SHARED);
 
     /* A release removes its holder only; the other keeps renewing. */
-    must_release(la);
+    tl__conformance_must_release(la);
     assert_holders(w, k, 1, TL_SHARED);
     assert_int_equal(tl_renew(lb), TL_OK);
-    assert_int_equal(try_mode(w, k, TL_EXCLUSIVE, 0, TL_FAIL_FAST, &lw), TL_EBUSY);
+    assert_int_equal(tl__conformance_try(w, k, TL_EXCLUSIVE, 0, TL_FAIL_FAST, &lw), TL_EBUSY);
     uint64_t last_shared = tl_lock_token(lb);
-    must_release(lb);
+    tl__conformance_must_release(lb);
     assert_holders(w, k, 0, TL_SHARED);
 
     /* The writer's token is larger than every reader's; readers wait for the writer. */
-    lw = must_mode(w, k, TL_EXCLUSIVE, 0);
+    lw = tl__conformance_must(w, k, TL_EXCLUSIVE, 0);
     assert_true(tl_lock_token(lw) > last_shared);
     assert_holders(a, k, 1, TL_EXCLUSIVE);
-    assert_int_equal(try_mode(a, k, TL_SHARED, 0, TL_FAIL_FAST, &la), TL_EBUSY);
-    must_release(lw);
-    la = must_mode(a, k, TL_SHARED, 0);
+    assert_int_equal(tl__conformance_try(a, k, TL_SHARED, 0, TL_FAIL_FAST, &la), TL_EBUSY);
+    tl__conformance_must_release(lw);
+    la = tl__conformance_must(a, k, TL_SHARED, 0);
     assert_true(tl_lock_token(la) > last_shared + 1);
-    must_release(la);
+    tl__conformance_must_release(la);
     tl_manager_free(a);
     tl_manager_free(b);
     tl_manager_free(w);
@@ -265,26 +152,26 @@ static void a_queued_writer_is_not_starved_by_new_readers(void **state)
     const char *k = key(31, kb);
     tl_manager *r1 = mgr("starve-r1");
     tl_manager *r2 = mgr("starve-r2");
-    struct holder w;
+    struct tl_conformance_job w;
     tl_lock *l2 = NULL;
 
     (void)state;
-    tl_lock *l1 = must_mode(r1, k, TL_SHARED, 0);
+    tl_lock *l1 = tl__conformance_must(r1, k, TL_SHARED, 0);
     start_holder(&w, "starve-w", k, TL_EXCLUSIVE, r1, 1);
 
     /* A reader arriving after the queued writer waits behind it. */
-    assert_int_equal(try_mode(r2, k, TL_SHARED, 0, TL_FAIL_FAST, &l2), TL_EBUSY);
-    must_release(l1);
-    await_got(&w);
+    assert_int_equal(tl__conformance_try(r2, k, TL_SHARED, 0, TL_FAIL_FAST, &l2), TL_EBUSY);
+    tl__conformance_must_release(l1);
+    tl__conformance_job_await(&w);
     /* Woken once, by that release: never by its own claims while the reader held. */
     if (wakeups(w.m) > 2)
         fail_msg("the writer at the head was woken %llu times for one release",
                  (unsigned long long)wakeups(w.m));
     assert_holders(r2, k, 1, TL_EXCLUSIVE);
-    assert_int_equal(try_mode(r2, k, TL_SHARED, 0, TL_FAIL_FAST, &l2), TL_EBUSY);
+    assert_int_equal(tl__conformance_try(r2, k, TL_SHARED, 0, TL_FAIL_FAST, &l2), TL_EBUSY);
     finish_holder(&w);
-    l2 = must_mode(r2, k, TL_SHARED, 0);
-    must_release(l2);
+    l2 = tl__conformance_must(r2, k, TL_SHARED, 0);
+    tl__conformance_must_release(l2);
     tl_manager_free(r1);
     tl_manager_free(r2);
 }
@@ -294,21 +181,21 @@ static void readers_queued_behind_a_writer_all_enter(void **state)
     char kb[64];
     const char *k = key(32, kb);
     tl_manager *wm = mgr("chain-w");
-    struct holder r[3];
+    struct tl_conformance_job r[3];
 
     (void)state;
-    tl_lock *lw = must_mode(wm, k, TL_EXCLUSIVE, 0);
+    tl_lock *lw = tl__conformance_must(wm, k, TL_EXCLUSIVE, 0);
     for (size_t i = 0; i < 3; i++) {
         char name[32];
         (void)snprintf(name, sizeof(name), "chain-r%zu", i);
         start_holder(&r[i], name, k, TL_SHARED, wm, i + 1);
     }
     uint64_t wt = tl_lock_token(lw);
-    must_release(lw);
+    tl__conformance_must_release(lw);
     /* Each reader that enters leaves another reader at the head, who enters too: woken, not
      * by its own refresh (tens of seconds away). */
     for (size_t i = 0; i < 3; i++) {
-        await_got(&r[i]);
+        tl__conformance_job_await(&r[i]);
         assert_true(tl_lock_token(r[i].lock) > wt);
         if (wakeups(r[i].m) < 1)
             fail_msg("reader %zu entered without being woken", i);
@@ -330,26 +217,28 @@ static void a_semaphore_admits_at_most_its_slots(void **state)
     tl_lock *lc = NULL;
 
     (void)state;
-    tl_lock *la = must_mode(a, k, TL_EXCLUSIVE, 2); /* slots make it shared */
+    tl_lock *la = tl__conformance_must(a, k, TL_EXCLUSIVE, 2); /* slots make it shared */
     assert_int_equal(tl_lock_mode(la), TL_SHARED);
     assert_int_equal(la->rec.info.slots, 2);
-    tl_lock *lb = must_mode(b, k, TL_SHARED, 2);
-    assert_int_equal(try_mode(c, k, TL_SHARED, 2, TL_FAIL_FAST, &lc), TL_EBUSY);
-    assert_int_equal(try_mode(c, k, TL_EXCLUSIVE, 0, TL_FAIL_FAST, &lc), TL_EBUSY);
+    tl_lock *lb = tl__conformance_must(b, k, TL_SHARED, 2);
+    assert_int_equal(tl__conformance_try(c, k, TL_SHARED, 2, TL_FAIL_FAST, &lc), TL_EBUSY);
+    assert_int_equal(tl__conformance_try(c, k, TL_EXCLUSIVE, 0, TL_FAIL_FAST, &lc), TL_EBUSY);
 
     /* Every holder must agree on the slots: a mismatch names both. */
-    assert_int_equal(try_mode(c, k, TL_SHARED, 3, TL_FAIL_FAST, &lc), TL_EINVAL);
+    assert_int_equal(tl__conformance_try(c, k, TL_SHARED, 3, TL_FAIL_FAST, &lc), TL_EINVAL);
     assert_non_null(strstr(tl_errmsg(c), "2 slots"));
     assert_non_null(strstr(tl_errmsg(c), "3"));
-    assert_int_equal(try_mode(c, k, TL_SHARED, 0, TL_FAIL_FAST, &lc), TL_EINVAL);
+    assert_int_equal(tl__conformance_try(c, k, TL_SHARED, 0, TL_FAIL_FAST, &lc), TL_EINVAL);
     assert_non_null(strstr(tl_errmsg(c), "2 slots"));
     assert_null(lc);
     /* Not even an acquire that would wait: the mismatch is answered at once, in no line. */
-    const struct tl_acquire_opts wait3 = {
-        .strategy = TL_RETRY, .deadline_ms = EVENT_LIMIT_MS, .mode = TL_SHARED, .slots = 3};
+    const struct tl_acquire_opts wait3 = {.strategy = TL_RETRY,
+                                          .deadline_ms = TL_CONFORMANCE_EVENT_LIMIT_MS,
+                                          .mode = TL_SHARED,
+                                          .slots = 3};
     assert_int_equal(tl_acquire(c, k, &wait3, &lc), TL_EINVAL);
     assert_null(lc);
-    assert_int_equal(live_waiters(c, k), 0);
+    assert_int_equal(tl__conformance_live_waiters(c, k, NULL), 0);
 
     struct tl_info **hs = NULL;
     size_t n = 0;
@@ -359,15 +248,15 @@ static void a_semaphore_admits_at_most_its_slots(void **state)
     assert_int_equal(hs[1]->slots, 2);
     tl_info_array_free(hs, n);
 
-    must_release(la);
-    lc = must_mode(c, k, TL_SHARED, 2);
-    must_release(lb);
-    must_release(lc);
+    tl__conformance_must_release(la);
+    lc = tl__conformance_must(c, k, TL_SHARED, 2);
+    tl__conformance_must_release(lb);
+    tl__conformance_must_release(lc);
 
     /* Free again: another number of slots is a new semaphore. */
-    la = must_mode(a, k, TL_SHARED, 1);
-    assert_int_equal(try_mode(b, k, TL_SHARED, 1, TL_FAIL_FAST, &lb), TL_EBUSY);
-    must_release(la);
+    la = tl__conformance_must(a, k, TL_SHARED, 1);
+    assert_int_equal(tl__conformance_try(b, k, TL_SHARED, 1, TL_FAIL_FAST, &lb), TL_EBUSY);
+    tl__conformance_must_release(la);
     tl_manager_free(a);
     tl_manager_free(b);
     tl_manager_free(c);
@@ -378,21 +267,21 @@ static void a_stale_shared_holder_is_stolen(void **state)
     char kb[64];
     const char *k = key(34, kb);
     tl_manager *gone = tl__conformance_mgr("stale-r", tl__conformance_short_timeout());
-    tl_manager *live = tl__conformance_mgr("live-r", LONG_TIMEOUT_MS);
-    tl_manager *taker = tl__conformance_mgr("taker-r", LONG_TIMEOUT_MS);
+    tl_manager *live = tl__conformance_mgr("live-r", TL_CONFORMANCE_LONG_TIMEOUT_MS);
+    tl_manager *taker = tl__conformance_mgr("taker-r", TL_CONFORMANCE_LONG_TIMEOUT_MS);
     tl_lock *lt = NULL;
 
     (void)state;
-    tl_lock *lg = must_mode(gone, k, TL_SHARED, 2);
+    tl_lock *lg = tl__conformance_must(gone, k, TL_SHARED, 2);
     struct tl_record held_gone = {0};
     assert_int_equal(tl__record_copy(&held_gone, &lg->rec), TL_OK);
     tl_manager_free(gone); /* stops heartbeating without releasing */
     tl__conformance_make_stale(taker, k);
-    tl_lock *ll = must_mode(live, k, TL_SHARED, 2);
+    tl_lock *ll = tl__conformance_must(live, k, TL_SHARED, 2);
 
     /* Both slots are taken, one by a stale holder: only a steal gets in, displacing it. */
-    assert_int_equal(try_mode(taker, k, TL_SHARED, 2, TL_FAIL_FAST, &lt), TL_EBUSY);
-    assert_int_equal(try_mode(taker, k, TL_SHARED, 2, TL_STEAL_STALE, &lt), TL_OK);
+    assert_int_equal(tl__conformance_try(taker, k, TL_SHARED, 2, TL_FAIL_FAST, &lt), TL_EBUSY);
+    assert_int_equal(tl__conformance_try(taker, k, TL_SHARED, 2, TL_STEAL_STALE, &lt), TL_OK);
     assert_true(tl_lock_token(lt) > tl_lock_token(ll));
     assert_holders(taker, k, 2, TL_SHARED);
     assert_int_equal(tl_renew(ll), TL_OK);
@@ -412,8 +301,8 @@ static void a_stale_shared_holder_is_stolen(void **state)
         tl_event_array_free(ev, n);
         assert_true(stolen);
     }
-    must_release(ll);
-    must_release(lt);
+    tl__conformance_must_release(ll);
+    tl__conformance_must_release(lt);
     tl_manager_free(live);
     tl_manager_free(taker);
 }
@@ -428,11 +317,11 @@ static void a_forced_release_breaks_every_holder(void **state)
     tl_lock *lf = NULL;
 
     (void)state;
-    tl_lock *la = must_mode(a, k, TL_SHARED, 0);
-    tl_lock *lb = must_mode(b, k, TL_SHARED, 0);
+    tl_lock *la = tl__conformance_must(a, k, TL_SHARED, 0);
+    tl_lock *lb = tl__conformance_must(b, k, TL_SHARED, 0);
 
     /* A forced acquire is exclusive only. */
-    assert_int_equal(try_mode(admin, k, TL_SHARED, 0, TL_FORCE_ACQUIRE, &lf), TL_EINVAL);
+    assert_int_equal(tl__conformance_try(admin, k, TL_SHARED, 0, TL_FORCE_ACQUIRE, &lf), TL_EINVAL);
 
     /* One holder by its token... */
     struct tl_info *former = NULL;
@@ -445,7 +334,7 @@ static void a_forced_release_breaks_every_holder(void **state)
     assert_holders(admin, k, 1, TL_SHARED);
 
     /* ...then every holder. */
-    tl_lock *lc = must_mode(a, k, TL_SHARED, 0);
+    tl_lock *lc = tl__conformance_must(a, k, TL_SHARED, 0);
     assert_int_equal(tl_release_force(admin, k, 0, "all", &former), TL_OK);
     tl_info_free(former);
     assert_int_equal(tl_renew(lb), TL_ELOST);
@@ -453,13 +342,13 @@ static void a_forced_release_breaks_every_holder(void **state)
     assert_holders(admin, k, 0, TL_SHARED);
 
     /* A forced acquire takes the key from every holder. */
-    tl_lock *l1 = must_mode(a, k, TL_SHARED, 0);
-    tl_lock *l2 = must_mode(b, k, TL_SHARED, 0);
-    assert_int_equal(try_mode(admin, k, TL_EXCLUSIVE, 0, TL_FORCE_ACQUIRE, &lf), TL_OK);
+    tl_lock *l1 = tl__conformance_must(a, k, TL_SHARED, 0);
+    tl_lock *l2 = tl__conformance_must(b, k, TL_SHARED, 0);
+    assert_int_equal(tl__conformance_try(admin, k, TL_EXCLUSIVE, 0, TL_FORCE_ACQUIRE, &lf), TL_OK);
     assert_int_equal(tl_renew(l1), TL_ELOST);
     assert_int_equal(tl_renew(l2), TL_ELOST);
     assert_holders(admin, k, 1, TL_EXCLUSIVE);
-    must_release(lf);
+    tl__conformance_must_release(lf);
     tl_lock_free(la);
     tl_lock_free(lb);
     tl_lock_free(lc);
@@ -480,12 +369,12 @@ static void list_shows_every_holder(void **state)
     size_t n = 0, mine = 0;
 
     (void)state;
-    tl_lock *la = must_mode(a, k, TL_SHARED, 4);
-    tl_lock *lb = must_mode(b, k, TL_SHARED, 4);
+    tl_lock *la = tl__conformance_must(a, k, TL_SHARED, 4);
+    tl_lock *lb = tl__conformance_must(b, k, TL_SHARED, 4);
     tl_status st = tl_list(a, &all, &n);
     if (st == TL_ENOTSUP) {
-        must_release(la);
-        must_release(lb);
+        tl__conformance_must_release(la);
+        tl__conformance_must_release(lb);
         tl_manager_free(a);
         tl_manager_free(b);
         skip();
@@ -501,8 +390,8 @@ static void list_shows_every_holder(void **state)
     }
     tl_info_array_free(all, n);
     assert_int_equal(mine, 2);
-    must_release(la);
-    must_release(lb);
+    tl__conformance_must_release(la);
+    tl__conformance_must_release(lb);
     tl_manager_free(a);
     tl_manager_free(b);
 }
@@ -526,7 +415,7 @@ static void *racer_main(void *arg)
     struct racer *r = arg;
 
     (void)pthread_barrier_wait(r->start);
-    r->st = try_mode(r->m, r->key, r->mode, r->slots, TL_FAIL_FAST, &r->lock);
+    r->st = tl__conformance_try(r->m, r->key, r->mode, r->slots, TL_FAIL_FAST, &r->lock);
     if (r->st != TL_OK && r->st != TL_EBUSY)
         (void)snprintf(r->err, sizeof(r->err), "%s", tl_errmsg(r->m));
     (void)pthread_barrier_wait(r->tried); /* hold until everyone has tried */
@@ -561,7 +450,7 @@ static void race(const char *k, struct racer *rs, tl_manager **ms, bool mixed, u
     }
     for (size_t i = 0; i < RACERS; i++)
         if (rs[i].lock != NULL)
-            must_release(rs[i].lock);
+            tl__conformance_must_release(rs[i].lock);
     (void)pthread_barrier_destroy(&start);
     (void)pthread_barrier_destroy(&tried);
 }
@@ -634,7 +523,7 @@ int tl__conformance_modes_run(const struct tl_conformance *c)
     if (!modes) {
         char kb[64];
         tl_lock *l = NULL;
-        tl_status st = try_mode(m, key(30, kb), TL_SHARED, 0, TL_FAIL_FAST, &l);
+        tl_status st = tl__conformance_try(m, key(30, kb), TL_SHARED, 0, TL_FAIL_FAST, &l);
         tl_manager_free(m);
         if (st != TL_ENOTSUP) {
             fprintf(stderr,
