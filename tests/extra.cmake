@@ -17,6 +17,15 @@ if(TARGET test_github_cli AND TARGET tasklock_cli)
   add_dependencies(test_github_cli tasklock_cli)
 endif()
 
+# The session sweep test, likewise on a server of its own, also runs `tasklock run` as a holder
+# in another process (TL_TEST_BINARY_DIR: where the binary is).
+if(TARGET test_github_session_sweep AND TARGET tl_ghs_client AND TARGET tasklock_cli)
+  target_link_libraries(test_github_session_sweep PRIVATE tl_ghs_client)
+  add_dependencies(test_github_session_sweep tl_github_server tasklock_cli)
+  set_tests_properties(github_session_sweep PROPERTIES ENVIRONMENT
+                       "TL_GITHUB_SERVER_BIN=$<TARGET_FILE:tl_github_server>;TL_TEST_BINARY_DIR=${CMAKE_BINARY_DIR}")
+endif()
+
 # The partition test (tests/integration/test_partition.c) puts a tl-proxy between a holder and
 # its store, runs `tasklock run` with tl-tick as its command, and on GitHub spawns its own
 # tl-github-server (TL_TEST_WITH_GHS: the helper is linked). Redis and PostgreSQL come from

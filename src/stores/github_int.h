@@ -43,7 +43,7 @@ struct gh_item { /* a listed comment with a tasklock marker */
     char *login;
     int64_t created_ms;
     int64_t updated_ms;
-    enum tl_gh_kind kind; /* TL_GH_CLAIM, TL_GH_RELEASE, TL_GH_BAD or TL_GH_REOPEN */
+    enum tl_gh_kind kind; /* TL_GH_CLAIM, _RELEASE, _BAD, _REOPEN or _SESSION */
     struct tl_gh_claim claim;
     struct tl_gh_release rel;
     int64_t issue; /* repo-wide lists: the issue number */
@@ -54,6 +54,7 @@ struct gh_item { /* a listed comment with a tasklock marker */
     int64_t beat_ms;
     uint32_t beat_timeout_ms;
     bool session_dead;
+    uint32_t session_timeout_ms; /* TL_GH_SESSION: the session comment's lock timeout */
 };
 
 struct gh_page {
@@ -185,6 +186,8 @@ tl_status tl__gh_oom(struct github_store *g);
 bool tl__gh_may_wait(struct github_store *g, int64_t ms);
 bool tl__gh_nap(struct github_store *g, uint32_t ms);
 int64_t tl__gh_resp_date(const struct tl_http_resp *r);
+/* Writes the process's write budget would give now without waiting (UINT32_MAX: no budget). */
+uint32_t tl__gh_budget_free(const struct gh_config *c);
 tl_status tl__gh_call(struct github_store *g, const char *method, const char *url, const char *body,
                       const char *inm, struct tl_http_resp *r);
 tl_status tl__gh_unexpected_answer(struct github_store *g, const char *method, const char *url,

@@ -172,6 +172,24 @@ static int64_t budget_take(const struct gh_config *c)
     return wait > 0 ? wait : 0;
 }
 
+uint32_t tl__gh_budget_free(const struct gh_config *c)
+{
+    if (c->per_min == 0)
+        return UINT32_MAX;
+    pthread_mutex_lock(&gh_global.mu);
+    int64_t now = mono();
+    uint32_t in_min = 0, in_hour = 0;
+    for (size_t i = 0; i < gh_global.count; i++) {
+        int64_t t = gh_global.writes[(gh_global.next + BUDGET_RING - 1 - i) % BUDGET_RING];
+        in_hour += now - t < 3600000;
+        in_min += now - t < 60000;
+    }
+    pthread_mutex_unlock(&gh_global.mu);
+    uint32_t m = in_min < c->per_min ? c->per_min - in_min : 0;
+    uint32_t h = in_hour < c->per_hour ? c->per_hour - in_hour : 0;
+    return m < h ? m : h;
+}
+
 /* Server time of a response in ms (its Date), or the local clock. */
 int64_t tl__gh_resp_date(const struct tl_http_resp *r)
 {
@@ -461,15 +479,24 @@ static int read_comment(struct github_store *g, json_t *o, struct gh_item *it)
     enum tl_gh_kind k = tl__gh_parse_comment(json_string_value(body), json_string_length(body),
                                              &it->claim, &it->rel, why);
     if (k == TL_GH_NONE) {
-        /* A reopen comment (github_next.c): kept in `rel` (who, and when: released_at_ms). */
+        /* A reopen comment (github_next.c): kept in `rel` (who, and when: released_at_ms). A
+         * session comment: kept with its lock timeout, for the sweep (github_session.c). */
         struct tl_gh_reopen ro;
-        if (tl__gh_parse_reopen(json_string_value(body), json_string_length(body), &ro) !=
-            TL_GH_REOPEN)
+        struct tl_gh_session ss;
+        if (tl__gh_parse_reopen(json_string_value(body), json_string_length(body), &ro) ==
+            TL_GH_REOPEN) {
+            k = TL_GH_REOPEN;
+            it->rel.worker_id = ro.worker_id;
+            it->rel.node_id = ro.node_id;
+            it->rel.released_at_ms = ro.at_ms;
+        } else if (tl__gh_parse_session(json_string_value(body), json_string_length(body), &ss) ==
+                   TL_GH_SESSION) {
+            k = TL_GH_SESSION;
+            it->session_timeout_ms = ss.lock_timeout_ms;
+            tl__gh_session_clear(&ss);
+        } else {
             return 0;
-        k = TL_GH_REOPEN;
-        it->rel.worker_id = ro.worker_id;
-        it->rel.node_id = ro.node_id;
-        it->rel.released_at_ms = ro.at_ms;
+        }
     }
     it->kind = k;
     it->issue = issue_of(o);

@@ -10,8 +10,9 @@
  * - Which session is the manager's: its instances (the caller's and the heartbeat thread's)
  *   share the manager's clock, so the process-wide table below is keyed by that clock. An
  *   entry lives while an instance of the manager uses it; a new manager never inherits one.
- * - Writes: one POST per manager and lock timeout (the session), one POST per repository ever
- *   (the session issue, when none is configured or labelled), then one PATCH per interval. A
+ * - Writes: one POST per manager and lock timeout (the session, after a sweep of stale sessions
+ *   that deletes at most 2: see session_sweep), one POST per repository ever (the session
+ *   issue, when none is configured or labelled), then one PATCH per interval. A
  *   renew within a quarter of the session's timeout of its last write relies on it and says so
  *   (struct tl_store.beat_sent_mono_ms), as etcd's leases do.
  * - Readers: after each list read the distinct sessions its claims name are fetched once per
@@ -32,6 +33,18 @@
 
 #define SESSION_LABEL "tasklock-sessions"
 #define SESSIONS_MAX  256 /* sessions the process knows of (its managers' and those it renewed) */
+/* The sweep (session_sweep): stale sessions it deletes at most, candidates it tries at most (a
+ * 403 or a 404 passes to the next), pages of the session issue it reads at most (the oldest
+ * comments), its time at most (and at most half the time left before the caller's deadline),
+ * the writes of the budget it leaves to the claim, and its list's slot in the instance's cache
+ * (number -1 is github_history.c's). */
+#define SWEEP_MAX     2
+#define SWEEP_TRIES   4
+#define SWEEP_PAGES   3
+#define SWEEP_MS      3000
+#define SWEEP_MIN_MS  200
+#define SWEEP_RESERVE 4
+#define SWEEP_LIST    (-2)
 
 struct sess_entry {
     const struct tl_clock *clock; /* the manager's: its instances share its sessions */
@@ -209,6 +222,181 @@ done:
     return st;
 }
 
+/* ---- sweeping stale session comments ----
+ *
+ * A manager never deletes its session comment (one that ends leaves it behind, stale), so
+ * without a sweep the session issue would gain a comment for every manager ever started: each
+ * one-shot `tasklock acquire`, each worker restart. So a manager that posts a new session (rare:
+ * once per manager and lock timeout) first deletes up to SWEEP_MAX session comments by trusted
+ * accounts whose updated_at is older than twice their lock timeout plus the store's stale
+ * margin by GitHub's clock (the list's Date), oldest first, never one in this process's table.
+ * With any backlog the issue shrinks: one posted, two swept.
+ *
+ * Why it is safe:
+ * - A session stale by GitHub's clock makes its claims stale already: anyone may steal them. A
+ *   session that is gone makes them stale too (tl__gh_sessions_resolve), which is the same: the
+ *   sweep takes nothing that a thief could not take already.
+ * - Its owner cannot be relying on it. The core declares a lock lost at its last successful
+ *   write's send time + timeout - margin, which is before GitHub's updated_at + timeout; and the
+ *   owner never writes an idle session of its own again once it is half its timeout old
+ *   (revivable(): it posts a new one instead). So no owner revives a session in the 2x window.
+ * - A renew by token from another process (`tasklock renew`) that revives a session older than
+ *   twice its timeout races the sweep exactly as reviving a stale claim races a thief (who read
+ *   it stale, then deletes it): the sweep may delete the session just after the renew wrote it,
+ *   and the claim is then stale; a renew after the sweep finds the session gone and edits the
+ *   claim instead, as it revives a stale claim that nobody took (docs/github.md says so).
+ * - Only comments that parse as sessions (tl__gh_parse_session) by trusted accounts: a comment
+ *   by anyone else is not even tried (the token could not delete it anyway, or should not).
+ *
+ * It is housekeeping, and never fails or delays the claim beyond its own bound: it waits for
+ * nothing (no rate limit, no write budget, no retry), its requests end within SWEEP_MS (or half
+ * the time left before the caller's deadline; with less than SWEEP_MIN_MS it is skipped), it
+ * leaves SWEEP_RESERVE writes of the budget to the claim, and a failure is logged, not returned.
+ * It reads the issue's oldest SWEEP_PAGES pages at most, so its cost stays small however long
+ * the issue has grown: one request per page, up to SWEEP_MAX deletes. A renew that posts a new
+ * session does not sweep: its time belongs to the lock.
+ */
+
+/* Whether session comment `id` is one this process knows (a live manager's, or one it renewed). */
+static bool in_table(int64_t id)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&sess_global.mu);
+    for (size_t i = 0; i < sess_global.n && !found; i++)
+        found = sess_global.e[i].id == id;
+    pthread_mutex_unlock(&sess_global.mu);
+    return found;
+}
+
+/* Whether session comment `it` may be swept at `now_ms` (GitHub's clock): stale by twice its
+ * lock timeout, by the store's rule of staleness (tl__gh_stale_at: the same margin). */
+static bool sweepable(const struct github_store *g, const struct gh_item *it, int64_t now_ms)
+{
+    if (it->kind != TL_GH_SESSION || it->deleted || !tl__gh_trusted(g, it->login) ||
+        it->session_timeout_ms == 0 || it->session_timeout_ms > UINT32_MAX / 2)
+        return false;
+    const struct gh_item twice = {.updated_ms = it->updated_ms,
+                                  .beat_timeout_ms = it->session_timeout_ms * 2};
+    return tl__gh_stale_at(&twice, now_ms) && !in_table(it->id);
+}
+
+/* Deletes session comment `id`: 1 deleted, 0 already gone (404: swept by someone else), 2
+ * refused (403: passed over), -1 the sweep stops (a rate limit, no time left, a server error). */
+static int sweep_delete(struct github_store *g, int64_t number, int64_t id, int64_t idle_ms)
+{
+    struct tl_http_resp r = {0};
+    char *url = tl__gh_comment_url(g, id);
+    int rc = -1;
+
+    if (url == NULL)
+        return -1;
+    tl_status st = tl__gh_call(g, "DELETE", url, NULL, NULL, &r);
+    g->committed = false; /* housekeeping: the claim's own requests stay bounded */
+    if (st == TL_OK && (r.status == 204 || r.status == 200)) {
+        LOG(g, TL_LOG_INFO,
+            "github: swept the stale session comment %lld on #%lld (idle %lld s by GitHub's "
+            "clock)",
+            (long long)id, (long long)number, (long long)(idle_ms / 1000));
+        rc = 1;
+    } else if (st == TL_OK && (r.status == 404 || r.status == 410)) {
+        LOG(g, TL_LOG_DEBUG, "github: session comment %lld: already gone", (long long)id);
+        rc = 0;
+    } else if (r.status == 403 && st != TL_ERATELIMIT) {
+        LOG(g, TL_LOG_WARN, "github: sweeping session comment %lld: %s; passed over", (long long)id,
+            g->base.errmsg);
+        rc = 2;
+    } else if (st == TL_OK) {
+        LOG(g, TL_LOG_WARN, "github: DELETE session comment %lld answered %ld; the sweep stops",
+            (long long)id, r.status);
+    } else {
+        LOG(g, TL_LOG_WARN, "github: sweeping session comment %lld: %s; the sweep stops",
+            (long long)id, g->base.errmsg);
+    }
+    tl__http_resp_clear(&r);
+    tl__free(url);
+    return rc;
+}
+
+/* Sweeps the session issue `number` (see above). Never fails: what goes wrong is logged. */
+static void session_sweep(struct github_store *g, int64_t number)
+{
+    int64_t now = g->base.clock->mono_ms(g->base.clock->ud);
+    int64_t end = now + SWEEP_MS, deadline = g->base.deadline_mono_ms;
+
+    if (g->op_deadline != 0)
+        return; /* a renew: its time is its lock's */
+    if (deadline != 0 && now + (deadline - now) / 2 < end)
+        end = now + (deadline - now) / 2;
+    if (end - now < SWEEP_MIN_MS) {
+        LOG(g, TL_LOG_DEBUG, "github: no time to sweep the session issue");
+        return;
+    }
+    char keep[TL_ERRMSG_SIZE];
+    bool committed = g->committed;
+    memcpy(keep, g->base.errmsg, sizeof(keep));
+    /* Requests end by `end`; waits are allowed none (their end is now). */
+    g->base.deadline_mono_ms = end;
+    g->op_deadline = now;
+    g->committed = false;
+
+    struct gh_list *l = tl__gh_list_get(g, SWEEP_LIST);
+    char *url = tl__asprintf("%s/repos/%s/%s/issues/%lld/comments?per_page=%u", g->api, g->owner,
+                             g->repo, (long long)number, g->cfg.per_page);
+    bool complete;
+    tl_status st = TL_ENOMEM;
+    if (l != NULL && url != NULL)
+        st = tl__gh_read_pages(g, l, url, number, true, SWEEP_PAGES, false, NULL, NULL, &complete);
+    else
+        tl__free(url);
+    g->committed = false;
+    if (st != TL_OK) {
+        LOG(g, TL_LOG_WARN, "github: could not read the session issue #%lld to sweep it: %s",
+            (long long)number, st == TL_ENOMEM ? "out of memory" : g->base.errmsg);
+        goto done;
+    }
+
+    /* The SWEEP_TRIES stalest candidates, oldest first (then by id). */
+    struct gh_item *cand[SWEEP_TRIES];
+    size_t n = 0;
+    for (size_t i = 0; i < l->npages; i++) {
+        for (size_t j = 0; j < l->pages[i].nitems; j++) {
+            struct gh_item *it = &l->pages[i].items[j];
+            if (!sweepable(g, it, l->date_ms))
+                continue;
+            size_t at = n;
+            while (at > 0 &&
+                   (cand[at - 1]->updated_ms > it->updated_ms ||
+                    (cand[at - 1]->updated_ms == it->updated_ms && cand[at - 1]->id > it->id)))
+                at--;
+            if (at == SWEEP_TRIES)
+                continue;
+            if (n < SWEEP_TRIES)
+                n++;
+            for (size_t k = n - 1; k > at; k--)
+                cand[k] = cand[k - 1];
+            cand[at] = it;
+        }
+    }
+    uint32_t swept = 0;
+    for (size_t i = 0; i < n && swept < SWEEP_MAX; i++) {
+        if (tl__gh_budget_free(&g->cfg) <= SWEEP_RESERVE) {
+            LOG(g, TL_LOG_INFO, "github: the write budget is low: the session issue is not swept");
+            break;
+        }
+        int rc = sweep_delete(g, number, cand[i]->id, l->date_ms - cand[i]->updated_ms);
+        if (rc < 0)
+            break;
+        swept += rc == 1;
+        cand[i]->deleted = rc != 2;
+    }
+done:
+    g->base.deadline_mono_ms = deadline;
+    g->op_deadline = 0;
+    g->committed = committed;
+    memcpy(g->base.errmsg, keep, sizeof(keep));
+}
+
 /* The session issue: ?session_issue=N, else the oldest issue labelled SESSION_LABEL, else one
  * created now. */
 static tl_status session_issue(struct github_store *g, int64_t *number)
@@ -348,6 +536,7 @@ tl_status tl__gh_session_for(struct github_store *g, const char *worker_id, cons
     bool maybe;
     if ((st = session_issue(g, &number)) != TL_OK)
         goto done;
+    session_sweep(g, number);
     s.lock_timeout_ms = timeout_ms;
     s.seq = 0;
     if ((s.worker_id = tl__strdup(worker_id)) == NULL ||
