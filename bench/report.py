@@ -4,7 +4,7 @@
 Reads RESULTS_DIR/{cycles,contention,heartbeat,github,diagnostics,claim,sessions,modes}.csv (rows of
 rep,store,subject,config,metric,value; see bench/bench_common.h), not_measured.csv and
 environment.txt (and environment-contention.txt, the record of a run of the contention
-section alone: BENCH_ONLY=contention; environment-claim.txt, environment-sessions.txt and
+section alone: BENCH_ONLY=contention; environment-claim.txt, environment-sessions.txt, environment-github-sessions-modes.txt and
 environment-modes.txt likewise), all written by bench/run.sh, and writes the tables:
 medians over the repetitions, their spread (min-max), ratios ours / anchor, ours / floor and
 line / no line computed within each repetition (the two were measured side by side) and then
@@ -55,42 +55,32 @@ if os.path.exists(os.path.join(RESULTS, "environment.txt")):
                 k, v = line.rstrip("\n").split(": ", 1)
                 env[k] = v
 
-# A run of the contention section alone (BENCH_ONLY=contention) keeps its own record; section 3
-# says which run its figures come from.
-env_contention = {}
-if os.path.exists(os.path.join(RESULTS, "environment-contention.txt")):
-    with open(os.path.join(RESULTS, "environment-contention.txt")) as f:
-        for line in f:
-            if ": " in line:
-                k, v = line.rstrip("\n").split(": ", 1)
-                env_contention[k] = v
+# A run of some sections alone (BENCH_ONLY=contention, or several: BENCH_ONLY=github,sessions)
+# keeps its own record, environment-SECTIONS.txt; the newest record of a run that measured a
+# section says which run that section's figures come from (sections 3, 5, 7, 8 and 9).
+def section_env(section):
+    best = {}
+    for name in sorted(os.listdir(RESULTS)):
+        if not (name.startswith("environment-") and name.endswith(".txt")):
+            continue
+        if section not in name[len("environment-"):-len(".txt")].split("-"):
+            continue
+        rec = {}
+        with open(os.path.join(RESULTS, name)) as f:
+            for line in f:
+                if ": " in line:
+                    k, v = line.rstrip("\n").split(": ", 1)
+                    rec[k] = v
+        if not best or rec.get("date", "") > best.get("date", ""):
+            best = rec
+    return best
 
-# A run of the claim-next section alone (BENCH_ONLY=claim): section 7 says which run.
-env_claim = {}
-if os.path.exists(os.path.join(RESULTS, "environment-claim.txt")):
-    with open(os.path.join(RESULTS, "environment-claim.txt")) as f:
-        for line in f:
-            if ": " in line:
-                k, v = line.rstrip("\n").split(": ", 1)
-                env_claim[k] = v
 
-# A run of the GitHub sessions section alone (BENCH_ONLY=sessions): section 8 says which run.
-env_sessions = {}
-if os.path.exists(os.path.join(RESULTS, "environment-sessions.txt")):
-    with open(os.path.join(RESULTS, "environment-sessions.txt")) as f:
-        for line in f:
-            if ": " in line:
-                k, v = line.rstrip("\n").split(": ", 1)
-                env_sessions[k] = v
-
-# A run of the shared-locks section alone (BENCH_ONLY=modes): section 9 says which run.
-env_modes = {}
-if os.path.exists(os.path.join(RESULTS, "environment-modes.txt")):
-    with open(os.path.join(RESULTS, "environment-modes.txt")) as f:
-        for line in f:
-            if ": " in line:
-                k, v = line.rstrip("\n").split(": ", 1)
-                env_modes[k] = v
+env_contention = section_env("contention")
+env_claim = section_env("claim")
+env_sessions = section_env("sessions")
+env_modes = section_env("modes")
+env_github = section_env("github")
 
 not_measured = []
 if os.path.exists(os.path.join(RESULTS, "not_measured.csv")):
@@ -681,7 +671,9 @@ else:
           "(30 s)", None, "1%", "<=", "", shown="< 1 %")
 
 # release: a list read first, to delete the dead waiters right after its claim (the line).
-gh_budget = {"acquire": (4, 2), "heartbeat": (2, 1), "release": (4, 3), "busy_again": (1, 0)}
+# busy_again: the issue's comments and the holder's session (sessions are on by default), both
+# conditional.
+gh_budget = {"acquire": (4, 2), "heartbeat": (2, 1), "release": (4, 3), "busy_again": (2, 0)}
 for op, (req, wr) in gh_budget.items():
     rq = series(github, "github", "ours", op + "_requests")
     wt = series(github, "github", "ours", op + "_writes")
@@ -919,7 +911,7 @@ w("`bench_contend`: P processes (4 and 8), each its own manager and worker id, l
   "comparison." % setting(ec, "CONTEND_SECONDS"))
 w("")
 if env_contention:
-    w("These figures come from a run of this section alone: `%s`, %s, source %s, %s "
+    w("These figures come from a run of this section alone (or with the others its command names): `%s`, %s, source %s, %s "
       "repetitions of %s s; load average %s at the start, %s at the end; CPU pressure "
       "(runnable tasks kept waiting, 60 s average) %s at the start, %s at the end; %s s in all. "
       "The machine has %s cores shared with other work: the figures are noisy, hence the "
@@ -1168,15 +1160,30 @@ w("`bench_github` against the project's GitHub test server, its counters read "
   "(`GET /_admin/stats`) around each call; the server reset before each measurement. "
   "Budget: docs/github.md (requests per operation). The store runs with `write_budget=off`: "
   "GitHub's own content limits (80 writes/min, 500/h per account) would otherwise cap a single "
-  "key at 16 acquire+release cycles a minute (5 writes each).")
+  "key at 16 acquire+release cycles a minute (5 writes each). Sessions are on (the default): "
+  "a heartbeat right after an acquire relies on the session written moments before (no "
+  "write), and a manager's first acquire also posts its session comment.")
 w("")
+if env_github:
+    w("These figures come from a run of this section alone (or with the others its command names): `%s`, %s, source %s; "
+      "load average %s at the start, %s at the end; %s s in all." % (
+          env_github.get("command", "?"), env_github.get("date", "?"), env_github.get("git", "?"),
+          env_github.get("load_average_start", "?"), env_github.get("load_average_end", "?"),
+          env_github.get("runtime_s", "?")))
+    w("")
 w("| operation | requests | writes | answered 304 (free) | budget (requests / writes) |")
 w("|---|---|---|---|---|")
-for op, label, budget in [("acquire", "acquire, uncontended", "4 / 2"),
-                          ("heartbeat", "heartbeat (`tl_renew`)", "2 / 1"),
+for op, label, budget in [("acquire_first", "a manager's first acquire (posts its session)",
+                           "7 / 3, plus a sweep's deletes"),
+                          ("acquire", "acquire, uncontended", "4 / 2"),
+                          ("heartbeat", "heartbeat (`tl_renew`) just after the acquire",
+                           "1 / 0 (the session was written moments before); 2 / 1 when it is due, "
+                           "once per manager"),
                           ("release", "release", "4 / 3"),
-                          ("busy_first", "acquire while held, first look", "1 / 0"),
-                          ("busy_again", "acquire while held, again (conditional)", "1 / 0, a 304")]:
+                          ("busy_first", "acquire while held, first look",
+                           "2 / 0 (the issue's comments, the holder's session)"),
+                          ("busy_again", "acquire while held, again (conditional)",
+                           "2 / 0, both 304s")]:
     rq = series(github, "github", "ours", op + "_requests")
     if not rq:
         w("| %s | not measured | | | %s |" % (label, budget))
@@ -1300,7 +1307,7 @@ if claim_pm:
     w("")
     ecl = env_claim or env
     if env_claim:
-        w("These figures come from a run of this section alone: `%s`, %s, source %s, %s "
+        w("These figures come from a run of this section alone (or with the others its command names): `%s`, %s, source %s, %s "
           "repetitions; load average %s at the start, %s at the end; CPU pressure (runnable "
           "tasks kept waiting, 60 s average) %s at the start, %s at the end; %s s in all. The "
           "machine has %s cores shared with other engineers' test suites: single runs swing by "
@@ -1396,7 +1403,7 @@ if SESS_CFGS:
       "hour per account." % GH_WRITE_LIMIT_H)
     w("")
     if env_sessions:
-        w("These figures come from a run of this section alone: `%s`, %s, source %s; load "
+        w("These figures come from a run of this section alone (or with the others its command names): `%s`, %s, source %s; load "
           "average %s at the start, %s at the end; %s s in all." % (
               env_sessions.get("command", "?"), env_sessions.get("date", "?"),
               env_sessions.get("git", "?"), env_sessions.get("load_average_start", "?"),
@@ -1468,7 +1475,7 @@ if modes:
           P, setting(env_modes or env, "MODES_SECONDS", "1"), P))
     w("")
     if env_modes:
-        w("These figures come from a run of this section alone: `%s`, %s, source %s; load "
+        w("These figures come from a run of this section alone (or with the others its command names): `%s`, %s, source %s; load "
           "average %s at the start, %s at the end; CPU pressure %s at the start, %s at the end; "
           "%s s in all, on %s cores shared with other work." % (
               env_modes.get("command", "?"), env_modes.get("date", "?"),
