@@ -72,7 +72,7 @@ static tl_status end_call(tl_lock *l, tl_status st, struct tl_claim_result *res,
         if (res->beat_sent_mono_ms != 0 && res->beat_sent_mono_ms < sent)
             sent = res->beat_sent_mono_ms;
         tl__lock_renewed_locked(l, sent);
-        l->next_due_mono_ms = sent + l->interval_ms;
+        tl__lock_schedule_locked(l, sent, replied);
         due = l->next_due_mono_ms;
         lose = l->lose_at_mono_ms;
     } else if (st == TL_OK || st == TL_ELOST) {

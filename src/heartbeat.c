@@ -49,6 +49,20 @@ void tl__lock_renewed_locked(tl_lock *l, int64_t sent)
     l->lose_at_mono_ms = sent + timeout - tl__loss_margin(timeout);
 }
 
+void tl__lock_schedule_locked(tl_lock *l, int64_t sent, int64_t now)
+{
+    int64_t due = sent + l->interval_ms;
+
+    if (due <= now) {
+        /* Relied on a write older than the interval: renewing again at once would rely on it
+         * again (the store's window for that is its own, often longer than a short configured
+         * interval) and spin until the write is out of the window. */
+        int64_t room = (l->lose_at_mono_ms - now) / 2;
+        due = now + (room > 0 && room < (int64_t)l->interval_ms ? room : (int64_t)l->interval_ms);
+    }
+    l->next_due_mono_ms = due;
+}
+
 /* Applies the outcome of one renew, sent at `sent` and answered at `replied`, then logs it
  * (never under the mutex: the log callback is the user's). Returns whether the lost callback
  * must fire. */
@@ -67,7 +81,7 @@ static bool apply_renew(tl_manager *m, tl_lock *l, tl_status st, int64_t sent, i
         m->metrics.heartbeats_sent++;
         l->heartbeat_at_ms = beat;
         tl__lock_renewed_locked(l, sent);
-        l->next_due_mono_ms = sent + l->interval_ms;
+        tl__lock_schedule_locked(l, sent, replied);
     } else if (st == TL_OK) {
         /* The store took it, but after the deadline: the lock was unprotected meanwhile. */
         m->metrics.heartbeats_sent++;

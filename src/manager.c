@@ -450,7 +450,7 @@ tl_status tl__lock_adopt(tl_manager *m, tl_lock *l, struct tl_claim_result *res,
     l->refs = 1;
     l->heartbeat_at_ms = l->rec.info.heartbeat_at_ms;
     tl__lock_renewed_locked(l, sent); /* not shared yet: no mutex needed */
-    l->next_due_mono_ms = sent + l->interval_ms;
+    tl__lock_schedule_locked(l, sent, now);
     if (now >= l->lose_at_mono_ms) {
         /* The store answered so late that another worker may take the lock any moment: it
          * protects nothing. Give it back rather than hand out a lock that is lost already. */
@@ -993,7 +993,7 @@ static tl_status renew_now(tl_lock *l, uint32_t timeout)
                 l->rec.info.lock_timeout_ms = timeout;
                 l->interval_ms = tl__lock_interval(m, m->store, timeout);
                 tl__lock_renewed_locked(l, sent);
-                l->next_due_mono_ms = sent + l->interval_ms;
+                tl__lock_schedule_locked(l, sent, replied);
                 due = l->next_due_mono_ms;
                 lose = l->lose_at_mono_ms;
             } else if (sent > l->last_ok_mono_ms) {

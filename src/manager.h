@@ -123,6 +123,11 @@ void tl__loss_watch_ensure(tl_manager *m);
 bool tl__lock_mark_lost_locked(tl_lock *l);
 /* Records a successful renew sent at `sent` (monotonic): moves the loss deadline. Under m->mu. */
 void tl__lock_renewed_locked(tl_lock *l, int64_t sent);
+/* Schedules the next renew of a lock renewed at `sent` (after tl__lock_renewed_locked), as of
+ * `now`: an interval after `sent`; but when that is not after `now` (the store relied on an
+ * earlier write of its own, a session or a lease, older than the interval), an interval after
+ * `now`, or half the time left before the loss deadline if that is sooner. Under m->mu. */
+void tl__lock_schedule_locked(tl_lock *l, int64_t sent, int64_t now);
 void tl__lock_unref(tl_lock *l);
 void tl__lock_fire_lost(tl_lock *l);
 uint32_t tl__lock_interval(const tl_manager *m, const struct tl_store *s, uint32_t timeout_ms);

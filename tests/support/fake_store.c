@@ -91,6 +91,7 @@ static tl_status fake_renew(struct tl_store *s, const struct tl_record *held, ui
     void (*hook)(void *) = faults.before_renew;
     void *arg = faults.before_renew_arg;
     faults.renew_deadline = s->deadline_mono_ms;
+    int64_t relies_on = faults.renew_relies_on;
     pthread_mutex_unlock(&mu);
     if (hook != NULL)
         hook(arg);
@@ -100,7 +101,10 @@ static tl_status fake_renew(struct tl_store *s, const struct tl_record *held, ui
         return tl__store_fail(s, TL_ELOST, "fake: lock lost");
     if (take(&faults.renew_errors, &ignored))
         return tl__store_fail(s, TL_ESTORE, "fake: renew failed");
-    return tl__store_memory.renew(s, held, seq, beat);
+    tl_status st = tl__store_memory.renew(s, held, seq, beat);
+    if (st == TL_OK && relies_on != 0)
+        s->beat_sent_mono_ms = relies_on;
+    return st;
 }
 
 static tl_status fake_release(struct tl_store *s, const struct tl_record *held, const char *summary)

@@ -26,6 +26,10 @@ struct tl_fake_faults {
     void *before_claim_arg;
     /* The deadline (struct tl_store.deadline_mono_ms) the last renew was given. */
     int64_t renew_deadline;
+    /* Not 0: every successful renew says it relied on a write sent then (the clock's mono_ms:
+     * struct tl_store.beat_sent_mono_ms), as a store whose locks hang on a lease or a session
+     * does when that was written lately. */
+    int64_t renew_relies_on;
 };
 
 const struct tl_store_ops *tl_fake_store(void);

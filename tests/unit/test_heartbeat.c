@@ -147,6 +147,40 @@ static void renews_each_lock_when_it_is_due(void **state)
     tl_manager_free(m);
 }
 
+static void set_relies_on(struct tl_fake_faults *f, void *arg)
+{
+    f->renew_relies_on = *(int64_t *)arg;
+}
+
+/* A store that relies on an earlier write of its own (a session, a lease) for longer than a
+ * short configured interval says so at each renew: the lock's deadline counts from that write,
+ * and its next renew comes an interval later all the same, not at once (which would rely on the
+ * same write again, and again, until it left the store's window). */
+static void relying_on_an_older_write_does_not_renew_at_once(void **state)
+{
+    tl_manager *m = mgr(NULL);
+    tl_lock *l = acquire(m, "relied", 60000); /* every 20 s */
+
+    (void)state;
+    int64_t written = fc.mono_ms;
+    tl_fake_with(set_relies_on, &written);
+    tl_fake_clock_advance(&fc, 25000);
+    assert_int_equal(round_now(m), 1); /* relies on the write 25 s ago */
+    /* Its expiry counts from that write: 60 s after it. */
+    assert_int_equal(tl_lock_expires_in_ms(l), 60000 - 25000);
+    assert_int_equal(round_now(m), 0); /* not due again at once */
+    tl_fake_clock_advance(&fc, 9999);
+    assert_int_equal(round_now(m), 0);
+    /* Half the time left before the loss deadline (60 s less the 3 s margin after the write:
+     * 32 s): 16 s, sooner than the interval. */
+    tl_fake_clock_advance(&fc, 6001);
+    assert_int_equal(round_now(m), 1);
+    int64_t none = 0;
+    tl_fake_with(set_relies_on, &none);
+    tl_lock_free(l);
+    tl_manager_free(m);
+}
+
 static void a_lost_renew_marks_the_lock_and_calls_back_once(void **state)
 {
     struct lost_count lost = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -789,6 +823,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(renews_each_lock_when_it_is_due, setup),
+        cmocka_unit_test_setup(relying_on_an_older_write_does_not_renew_at_once, setup),
         cmocka_unit_test_setup(a_lost_renew_marks_the_lock_and_calls_back_once, setup),
         cmocka_unit_test_setup(failing_renewals_lose_the_lock_at_its_deadline, setup),
         cmocka_unit_test_setup(the_margin_is_five_percent_and_at_least_100_ms, setup),
