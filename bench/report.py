@@ -1083,6 +1083,14 @@ w("`bench_heartbeat`: one manager acquires N locks and holds them while its hear
   (env.get("settings", "").split("HB_INTERVAL_MS=")[-1].split()[0]
    if "HB_INTERVAL_MS=" in env.get("settings", "") else "?"))
 w("")
+env_heartbeat = section_env("heartbeat")
+if env_heartbeat:
+    w("These figures come from a run of this section alone (or with the others its command "
+      "names): `%s`, %s, source %s; load average %s at the start, %s at the end; %s s in all." % (
+          env_heartbeat.get("command", "?"), env_heartbeat.get("date", "?"),
+          env_heartbeat.get("git", "?"), env_heartbeat.get("load_average_start", "?"),
+          env_heartbeat.get("load_average_end", "?"), env_heartbeat.get("runtime_s", "?")))
+    w("")
 w("| store | locks | renewal interval | acquire all (s) | renewals/s | CPU per renewal (µs) | % of a core at the default interval | same, per 1,000 locks | RSS connected → holding (MiB) | bytes per lock | failed / lost |")
 w("|---|---|---|---|---|---|---|---|---|---|---|")
 for store in ["sqlite", "redis", "postgres", "github"]:
