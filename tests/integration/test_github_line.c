@@ -1611,7 +1611,7 @@ static void a_connection_keeps_four_places_in_line(void **state)
     /* One party, one connection: five waiters, one after the other, in five lines. */
     for (int i = 0; i < 5; i++) {
         (void)snprintf(waiter[i], sizeof(waiter[i]), "%032x", 0x3200u + (unsigned)i);
-        (void)snprintf(p->waiter, sizeof(p->waiter), "%s", waiter[i]);
+        memcpy(p->waiter, waiter[i], sizeof(p->waiter));
         (void)snprintf(key, sizeof(key), "%d", issue[i]);
         must_wait(p, key);
         struct tl_waiter **l = NULL;
@@ -1628,7 +1628,7 @@ static void a_connection_keeps_four_places_in_line(void **state)
         tl_waiter_array_free(l, nl);
     }
     for (int i = 0; i < 5; i++) {
-        (void)snprintf(p->waiter, sizeof(p->waiter), "%s", waiter[i]);
+        memcpy(p->waiter, waiter[i], sizeof(p->waiter));
         (void)snprintf(key, sizeof(key), "%d", issue[i]);
         assert_int_equal(leave(p, key), TL_OK); /* the given-up one: nothing to do */
         assert_int_equal(h->s->ops->release(h->s, &held[i], "line test"), TL_OK);
