@@ -316,8 +316,10 @@ static void bad_parameter_values_say_the_range(void **state)
 
 int main(void)
 {
-    const char *const args[] = {"--repo",  "acme/widgets",           "--issues", "10",
-                                "--token", "tasklock-bot=cli-token", NULL};
+    /* The rate limit is not what these tests are about (test_github_limits.c). */
+    const char *const args[] = {"--repo",       "acme/widgets", "--issues",
+                                "10",           "--token",      "tasklock-bot=cli-token",
+                                "--rate-limit", "1000000",      NULL};
     const char *bin_dir = tl_test_env("TL_TEST_BINARY_DIR");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_cli_locks_an_issue),

@@ -1640,8 +1640,10 @@ static void a_connection_keeps_four_places_in_line(void **state)
 
 int main(void)
 {
-    const char *const args[] = {
-        "--repo", "acme/widgets", "--issues", "50", "--token", "tasklock-bot=line-token", NULL};
+    /* The rate limit is not what these tests are about (test_github_limits.c). */
+    const char *const args[] = {"--repo",       "acme/widgets", "--issues",
+                                "50",           "--token",      "tasklock-bot=line-token",
+                                "--rate-limit", "1000000",      NULL};
     const struct CMUnitTest tests[] = {
         /* First, while the process has no other threads to fork with. */
         cmocka_unit_test(processes_racing_for_shared_keys),

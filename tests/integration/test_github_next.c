@@ -681,8 +681,9 @@ static void work_processes_drain_a_label_once_each(void **state)
 
 int main(void)
 {
-    const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "100",
-                                "--token", LOGIN "=" TOKEN, NULL};
+    /* The rate limit is not what these tests are about (test_github_limits.c). */
+    const char *const args[] = {"--repo",        "acme/widgets", "--issues", "100", "--token",
+                                LOGIN "=" TOKEN, "--rate-limit", "1000000",  NULL};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(label_ranking_follows_the_priority_table),
         cmocka_unit_test(ties_are_spread_by_worker_id),

@@ -604,8 +604,9 @@ static struct tl_ghs shared_srv;
  * one, and out again by the teardown even when the test fails. */
 static int private_server_up(void **state)
 {
-    const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "5",
-                                "--token", LOGIN "=" TOKEN, NULL};
+    /* The rate limit is not what these tests are about (test_github_limits.c). */
+    const char *const args[] = {"--repo",        "acme/widgets", "--issues", "5", "--token",
+                                LOGIN "=" TOKEN, "--rate-limit", "1000000",  NULL};
 
     (void)state;
     shared_srv = srv;
@@ -1227,8 +1228,9 @@ static void completion_comment_survives_failed_posts(void **state)
 
 int main(void)
 {
-    const char *const args[] = {"--repo",  "acme/widgets",  "--issues", "40",
-                                "--token", LOGIN "=" TOKEN, NULL};
+    /* The rate limit is not what these tests are about (test_github_limits.c). */
+    const char *const args[] = {"--repo",        "acme/widgets", "--issues", "40", "--token",
+                                LOGIN "=" TOKEN, "--rate-limit", "1000000",  NULL};
     const struct CMUnitTest tests[] = {
         /* First, while the process has no other threads to fork with. */
         cmocka_unit_test(eight_processes_one_holder_per_round),

@@ -750,8 +750,10 @@ static void session_issue_is_found_made_or_refused(void **state)
 
 int main(void)
 {
-    const char *const args[] = {"--repo", "acme/widgets", "--repo",        "acme/empty", "--issues",
-                                "130",    "--token",      LOGIN "=" TOKEN, NULL};
+    /* The rate limit is not what these tests are about (test_github_limits.c). */
+    const char *const args[] = {"--repo",       "acme/widgets", "--repo",  "acme/empty",
+                                "--issues",     "130",          "--token", LOGIN "=" TOKEN,
+                                "--rate-limit", "1000000",      NULL};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(session_issue_is_found_made_or_refused),
         cmocka_unit_test(request_budget_with_sessions),
