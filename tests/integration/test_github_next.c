@@ -36,6 +36,7 @@ int main(void)
 #include <time.h>
 #include <unistd.h>
 
+#include "gh_test.h"
 #include "spawn.h"
 #include "stores/github.h"
 
@@ -45,25 +46,6 @@ static struct tl_ghs srv;
 
 /* ---- helpers ---- */
 
-static int admin(const char *method, const char *path, const char *body)
-{
-    char *resp = NULL;
-    int st = tl_ghs_admin(&srv, method, path, body, &resp);
-
-    free(resp);
-    return st;
-}
-
-static void stats_reset(void)
-{
-    assert_int_equal(admin("POST", "/_admin/stats/reset", NULL), 200);
-}
-
-static long stat(const char *name)
-{
-    return tl_ghs_stat(&srv, name);
-}
-
 /* Sets issue `n`'s fields: `fields` is JSON object text without braces, e.g. "\"labels\":[]". */
 static void set_issue(int n, const char *fields)
 {
@@ -71,7 +53,7 @@ static void set_issue(int n, const char *fields)
 
     (void)snprintf(body, sizeof(body), "{\"repo\":\"acme/widgets\",\"number\":%d%s%s}", n,
                    fields[0] ? "," : "", fields);
-    int st = admin("POST", "/_admin/issues", body);
+    int st = gh_admin(&srv, "POST", "/_admin/issues", body);
     if (st != 200 && st != 201)
         fail_msg("admin issue %d (%s): %d", n, fields, st);
 }
@@ -92,42 +74,9 @@ static bool is_closed(int n)
     return closed;
 }
 
-/* How many live comments of issue `n` contain `text`. */
-static int count_bodies(int n, const char *text)
-{
-    char path[128], *resp = NULL;
-    size_t i;
-    json_t *c;
-    int k = 0;
-
-    (void)snprintf(path, sizeof(path), "/_admin/comments?repo=acme/widgets&number=%d", n);
-    assert_int_equal(tl_ghs_admin(&srv, "GET", path, NULL, &resp), 200);
-    json_t *arr = json_loads(resp, 0, NULL);
-    free(resp);
-    assert_true(json_is_array(arr));
-    json_array_foreach(arr, i, c)
-    {
-        const char *b = json_string_value(json_object_get(c, "body"));
-        k += b != NULL && strstr(b, text) != NULL;
-    }
-    json_decref(arr);
-    return k;
-}
-
 #define CLAIM_MARK  "<!-- tasklock {"
 #define DONE_MARK   "\"done\":true"
 #define REOPEN_MARK "<!-- tasklock:reopened"
-
-/* Adds a comment as `login` through the admin API. */
-static void add_comment(int n, const char *login, const char *body)
-{
-    json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "repo", "acme/widgets", "number", n, "login",
-                          login, "body", body);
-    char *text = json_dumps(o, JSON_COMPACT);
-    assert_int_equal(admin("POST", "/_admin/comments", text), 201);
-    free(text);
-    json_decref(o);
-}
 
 static tl_manager *mgr(const char *worker, const char *extra)
 {
@@ -313,23 +262,23 @@ static void done_closes_then_deletes_the_claim(void **state)
     uint64_t token = tl_lock_token(l);
     /* The claim's DELETE fails once: the release stops after the close and the done comment,
      * with the claim still there -- the marker exists before the lock goes. */
-    assert_int_equal(admin("POST", "/_admin/faults",
-                           "{\"status_5xx\":{\"count\":1,\"endpoint\":"
-                           "\"DELETE /repos/{o}/{r}/issues/comments/{id}\"}}"),
+    assert_int_equal(gh_admin(&srv, "POST", "/_admin/faults",
+                              "{\"status_5xx\":{\"count\":1,\"endpoint\":"
+                              "\"DELETE /repos/{o}/{r}/issues/comments/{id}\"}}"),
                      200);
     const struct tl_release_opts o = {.summary = "shipped", .done = true};
     assert_int_not_equal(tl_release_with(l, &o), TL_OK);
     assert_false(tl_lock_is_released(l));
     assert_true(is_closed(24));
-    assert_int_equal(count_bodies(24, DONE_MARK), 1);
-    assert_int_equal(count_bodies(24, CLAIM_MARK), 1);
+    assert_int_equal(gh_count_bodies(&srv, 24, DONE_MARK), 1);
+    assert_int_equal(gh_count_bodies(&srv, 24, CLAIM_MARK), 1);
 
     /* Released again: one done comment still, the claim gone. */
     assert_int_equal(tl_release_with(l, &o), TL_OK);
     assert_true(tl_lock_is_released(l));
     tl_lock_free(l);
-    assert_int_equal(count_bodies(24, DONE_MARK), 1);
-    assert_int_equal(count_bodies(24, CLAIM_MARK), 0);
+    assert_int_equal(gh_count_bodies(&srv, 24, DONE_MARK), 1);
+    assert_int_equal(gh_count_bodies(&srv, 24, CLAIM_MARK), 0);
     assert_true(is_closed(24));
 
     struct tl_done **d = NULL;
@@ -359,7 +308,7 @@ static void reopen_reopens_the_issue(void **state)
     assert_int_equal(tl_reopen(m, "26", &was), TL_OK);
     assert_true(was);
     assert_false(is_closed(26));
-    assert_int_equal(count_bodies(26, REOPEN_MARK), 1);
+    assert_int_equal(gh_count_bodies(&srv, 26, REOPEN_MARK), 1);
     assert_true(has_event(m, "26", TL_EVENT_REOPENED));
     struct tl_done **d = NULL;
     size_t n = 0;
@@ -369,7 +318,7 @@ static void reopen_reopens_the_issue(void **state)
 
     assert_int_equal(tl_reopen(m, "26", &was), TL_OK); /* open: nothing to do */
     assert_false(was);
-    assert_int_equal(count_bodies(26, REOPEN_MARK), 1);
+    assert_int_equal(gh_count_bodies(&srv, 26, REOPEN_MARK), 1);
     tl_lock *l = must_keys(m, keys, 1);
     release_free(l);
 
@@ -402,7 +351,7 @@ static void forged_completion_is_not_a_done_marker(void **state)
     assert_non_null(body);
     assert_non_null(strstr(body, DONE_MARK));
     set_issue(28, "\"state\":\"closed\"");
-    add_comment(28, "mallory", body);
+    gh_add_comment(&srv, 28, "mallory", body);
     struct tl_done **d = NULL;
     size_t n = 0;
     assert_int_equal(tl_list_done(m, "28", &d, &n), TL_OK);
@@ -416,7 +365,7 @@ static void forged_completion_is_not_a_done_marker(void **state)
         .worker_id = "mallory-w", .node_id = "mallory-n", .at_ms = tl__real_now_ms()};
     char *rbody = tl__gh_build_reopen(&ro);
     assert_non_null(rbody);
-    add_comment(29, "mallory", rbody);
+    gh_add_comment(&srv, 29, "mallory", rbody);
     assert_int_equal(tl_list_done(m, "29", &d, &n), TL_OK);
     assert_int_equal(n, 1);
     assert_string_equal(d[0]->summary, "real");
@@ -448,50 +397,50 @@ static void request_budget_per_claim_next(void **state)
      * posts its session). */
     assert_int_equal(tl_acquire(m, "30", &fail_fast, &l), TL_OK);
     release_free(l);
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_acquire(m, "30", &fail_fast, &l), TL_OK);
-    long acquire = stat("total");
-    long acquire_writes = stat("writes");
+    long acquire = tl_ghs_stat(&srv, "total");
+    long acquire_writes = tl_ghs_stat(&srv, "writes");
     release_free(l);
 
     /* By label: one list read more. */
     set_issue(31, "\"labels\":[\"budget\"]");
     set_issue(32, "\"labels\":[\"budget\"]");
-    stats_reset();
+    gh_stats_reset(&srv);
     l = must_label(m, "budget");
-    assert_int_equal(stat("GET /repos/{o}/{r}/issues"), 1);
-    assert_true(stat("total") <= acquire + 1);
-    assert_int_equal(stat("writes"), acquire_writes);
+    assert_int_equal(tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues"), 1);
+    assert_true(tl_ghs_stat(&srv, "total") <= acquire + 1);
+    assert_int_equal(tl_ghs_stat(&srv, "writes"), acquire_writes);
     release_free(l);
 
     /* By keys: one issue read more (a conditional GET: a 304 when asked again). */
     const char *keys[] = {"33"};
-    stats_reset();
+    gh_stats_reset(&srv);
     l = must_keys(m, keys, 1);
-    assert_true(stat("total") <= acquire + 1);
-    assert_int_equal(stat("writes"), acquire_writes);
+    assert_true(tl_ghs_stat(&srv, "total") <= acquire + 1);
+    assert_int_equal(tl_ghs_stat(&srv, "writes"), acquire_writes);
     release_free(l);
     /* A closed candidate costs one conditional GET: a 304 when unchanged. */
     const char *k35[] = {"35"};
     tl_lock *none = NULL;
     set_issue(35, "\"state\":\"closed\"");
     assert_int_equal(tl_claim_next(m, k35, 1, &fail_fast, &none), TL_ENOTASK);
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_claim_next(m, k35, 1, &fail_fast, &none), TL_ENOTASK);
-    assert_int_equal(stat("total"), 1);
-    assert_int_equal(stat("not_modified"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "total"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "not_modified"), 1);
 
     /* A done release: a plain release's requests and one PATCH (the close). */
     const char *k34[] = {"34"};
     l = must_keys(m, k34, 1);
     tl_lock *l2 = must_keys(m, keys, 1);
-    stats_reset();
+    gh_stats_reset(&srv);
     release_free(l);
-    long release = stat("total");
-    stats_reset();
+    long release = tl_ghs_stat(&srv, "total");
+    gh_stats_reset(&srv);
     release_done(l2, NULL);
-    assert_int_equal(stat("PATCH /repos/{o}/{r}/issues/{n}"), 1);
-    assert_true(stat("total") <= release + 1);
+    assert_int_equal(tl_ghs_stat(&srv, "PATCH /repos/{o}/{r}/issues/{n}"), 1);
+    assert_true(tl_ghs_stat(&srv, "total") <= release + 1);
 
     /* Over busy candidates, at most 3 claims per attempt. */
     for (int n = 40; n <= 45; n++)
@@ -504,18 +453,18 @@ static void request_budget_per_claim_next(void **state)
         assert_int_equal(tl_acquire(other, k, &fail_fast, &h[i]), TL_OK);
     }
     tl_manager *unassigned = mgr("prober", "assign=false");
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_claim_next_label(unassigned, "busy", &fail_fast, &none), TL_EBUSY);
-    assert_int_equal(stat("GET /repos/{o}/{r}/issues"), 1);
-    assert_int_equal(stat("GET /repos/{o}/{r}/issues/{n}/comments"), 3);
-    assert_int_equal(stat("writes"), 0);
+    assert_int_equal(tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues/{n}/comments"), 3);
+    assert_int_equal(tl_ghs_stat(&srv, "writes"), 0);
     /* Asked again, nothing changed: every read a 304 (no primary rate budget spent): the
      * label's list, the three issues' comments and the one session their holder hangs on. */
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_claim_next_label(unassigned, "busy", &fail_fast, &none), TL_EBUSY);
-    assert_int_equal(stat("total"), 5);
-    assert_int_equal(stat("not_modified"), 5);
-    assert_int_equal(stat("GET /repos/{o}/{r}/issues/comments/{id}"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "total"), 5);
+    assert_int_equal(tl_ghs_stat(&srv, "not_modified"), 5);
+    assert_int_equal(tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues/comments/{id}"), 1);
     for (int i = 0; i < 6; i++)
         release_free(h[i]);
     tl_manager_free(unassigned);

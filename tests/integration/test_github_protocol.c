@@ -33,6 +33,7 @@ int main(void)
 #include <jansson.h>
 #include <pthread.h>
 
+#include "gh_test.h"
 #include "spawn.h"
 #include "stores/github.h"
 
@@ -42,28 +43,9 @@ static struct tl_ghs srv;
 
 /* ---- helpers ---- */
 
-static int admin(const char *method, const char *path, const char *body)
-{
-    char *resp = NULL;
-    int st = tl_ghs_admin(&srv, method, path, body, &resp);
-
-    free(resp);
-    return st;
-}
-
 static void faults(const char *json)
 {
-    assert_int_equal(admin("POST", "/_admin/faults", json), 200);
-}
-
-static void stats_reset(void)
-{
-    assert_int_equal(admin("POST", "/_admin/stats/reset", NULL), 200);
-}
-
-static long stat(const char *name)
-{
-    return tl_ghs_stat(&srv, name);
+    assert_int_equal(gh_admin(&srv, "POST", "/_admin/faults", json), 200);
 }
 
 static void url_for(char *buf, size_t size, const char *extra)
@@ -125,49 +107,10 @@ static tl_status try_acquire(tl_manager *m, const char *key, tl_lock **out)
     return tl_acquire(m, key, &o, out);
 }
 
-/* The live comments of issue `n` (admin view, hidden ones included). */
-static json_t *comments(int n)
-{
-    char path[128], *resp = NULL;
-
-    (void)snprintf(path, sizeof(path), "/_admin/comments?repo=acme/widgets&number=%d", n);
-    assert_int_equal(tl_ghs_admin(&srv, "GET", path, NULL, &resp), 200);
-    json_t *arr = json_loads(resp, 0, NULL);
-    free(resp);
-    assert_true(json_is_array(arr));
-    return arr;
-}
-
 /* How many live comments of issue `n` carry a claim marker. */
 static int claims_on(int n)
 {
-    json_t *arr = comments(n), *c;
-    size_t i;
-    int k = 0;
-
-    json_array_foreach(arr, i, c)
-    {
-        const char *b = json_string_value(json_object_get(c, "body"));
-        k += b != NULL && strstr(b, "<!-- tasklock {") != NULL;
-    }
-    json_decref(arr);
-    return k;
-}
-
-/* How many live comments of issue `n` contain `text`. */
-static int count_bodies(int n, const char *text)
-{
-    json_t *arr = comments(n), *c;
-    size_t i;
-    int k = 0;
-
-    json_array_foreach(arr, i, c)
-    {
-        const char *b = json_string_value(json_object_get(c, "body"));
-        k += b != NULL && strstr(b, text) != NULL;
-    }
-    json_decref(arr);
-    return k;
+    return gh_count_bodies(&srv, n, "<!-- tasklock {");
 }
 
 static struct tl_metrics metrics_of(const tl_manager *m)
@@ -176,23 +119,6 @@ static struct tl_metrics metrics_of(const tl_manager *m)
 
     tl_metrics_get(m, &mt, sizeof(mt));
     return mt;
-}
-
-/* Adds a comment as `login` through the admin API. */
-static void add_comment(int n, const char *login, const char *body, const char *extra)
-{
-    json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "repo", "acme/widgets", "number", n, "login",
-                          login, "body", body);
-    if (extra != NULL) {
-        json_t *x = json_loads(extra, 0, NULL);
-        assert_non_null(x);
-        json_object_update(o, x);
-        json_decref(x);
-    }
-    char *text = json_dumps(o, JSON_COMPACT);
-    assert_int_equal(admin("POST", "/_admin/comments", text), 201);
-    free(text);
-    json_decref(o);
 }
 
 /* A claim body as the store would write it. */
@@ -230,18 +156,19 @@ static void request_budget(void **state)
     tl_lock *l = NULL, *lb = NULL;
 
     (void)state;
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(try_acquire(a, "1", &l), TL_OK);
-    long total = stat("total"), writes = stat("writes");
+    long total = tl_ghs_stat(&srv, "total"), writes = tl_ghs_stat(&srv, "writes");
     print_message("uncontended acquire: %ld requests, %ld writes\n", total, writes);
     assert_true(total <= 4);
     assert_true(writes <= 2);
 
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_renew(l), TL_OK);
-    print_message("heartbeat: %ld requests, %ld writes\n", stat("total"), stat("writes"));
-    assert_int_equal(stat("writes"), 1);
-    assert_int_equal(stat("PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
+    print_message("heartbeat: %ld requests, %ld writes\n", tl_ghs_stat(&srv, "total"),
+                  tl_ghs_stat(&srv, "writes"));
+    assert_int_equal(tl_ghs_stat(&srv, "writes"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
 
     /* Waiting on a held lock without the line (no_line): once the holder is known, every
      * retry is a 304. (Waiting in line costs its place's claim and its withdrawal:
@@ -260,24 +187,27 @@ static void request_budget(void **state)
     assert_non_null(b);
     assert_int_equal(tl_connect(b), TL_OK);
     assert_int_equal(try_acquire(b, "1", &lb), TL_EBUSY);
-    stats_reset();
+    gh_stats_reset(&srv);
     const struct tl_acquire_opts wait = {.strategy = TL_RETRY, .retries = 4};
     assert_int_equal(tl_acquire(b, "1", &wait, &lb), TL_EBUSY);
     print_message("waiting, 5 attempts: %ld requests, %ld answered 304, %ld answered 200\n",
-                  stat("total"), stat("not_modified"), stat("status:200"));
-    assert_int_equal(stat("total"), 5);
-    assert_int_equal(stat("not_modified"), 5);
-    assert_int_equal(stat("status:200"), 0);
-    assert_int_equal(stat("writes"), 0);
+                  tl_ghs_stat(&srv, "total"), tl_ghs_stat(&srv, "not_modified"),
+                  tl_ghs_stat(&srv, "status:200"));
+    assert_int_equal(tl_ghs_stat(&srv, "total"), 5);
+    assert_int_equal(tl_ghs_stat(&srv, "not_modified"), 5);
+    assert_int_equal(tl_ghs_stat(&srv, "status:200"), 0);
+    assert_int_equal(tl_ghs_stat(&srv, "writes"), 0);
     assert_string_equal(tl_last_holder(b)->worker_id, "budget-a");
 
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_release(l, "budget done"), TL_OK);
-    print_message("release: %ld requests, %ld writes\n", stat("total"), stat("writes"));
+    print_message("release: %ld requests, %ld writes\n", tl_ghs_stat(&srv, "total"),
+                  tl_ghs_stat(&srv, "writes"));
     /* list (the line: dead waiters after ours go first), DELETE claim, DELETE assignee, POST
      * completion */
-    assert_true(stat("total") <= 4);
-    assert_int_equal(stat("POST /repos/{o}/{r}/issues/{n}/comments"), 1); /* the completion */
+    assert_true(tl_ghs_stat(&srv, "total") <= 4);
+    assert_int_equal(tl_ghs_stat(&srv, "POST /repos/{o}/{r}/issues/{n}/comments"),
+                     1); /* the completion */
     tl_lock_free(l);
     tl_manager_free(a);
     tl_manager_free(b);
@@ -392,7 +322,8 @@ static void late_lower_claim_is_lost_within_one_heartbeat(void **state)
 
     (void)state;
     char *early = claim_body("early-bird", 60000);
-    add_comment(4, LOGIN, early, "{\"hidden_reads\":2}"); /* our pre-list and re-list miss it */
+    gh_add_comment_with(&srv, 4, LOGIN, early,
+                        "{\"hidden_reads\":2}"); /* our pre-list and re-list miss it */
     tl__free(early);
 
     url_for(url, sizeof(url), "reconcile=false");
@@ -434,7 +365,7 @@ static void hidden_claim_means_unknown_not_won(void **state)
 
     (void)state;
     char *early = claim_body("early-bird", 60000);
-    add_comment(5, LOGIN, early, "{\"hidden_reads\":10}");
+    gh_add_comment_with(&srv, 5, LOGIN, early, "{\"hidden_reads\":10}");
     tl__free(early);
     assert_int_equal(try_acquire(m, "5", &l), TL_EBUSY);
     assert_non_null(strstr(tl_errmsg(m), "unknown"));
@@ -481,7 +412,7 @@ static void untrusted_claim_is_ignored(void **state)
 
     (void)state;
     char *fake = claim_body("mallory-worker", 600000);
-    add_comment(8, "mallory", fake, NULL);
+    gh_add_comment(&srv, 8, "mallory", fake);
     tl__free(fake);
     assert_int_equal(tl_inspect(m, "8", &info), TL_OK);
     assert_null(info);
@@ -504,12 +435,12 @@ static void garbled_markers_are_ignored_with_a_warning(void **state)
     tl_lock *l = NULL;
 
     (void)state;
-    add_comment(9, LOGIN, "🔒 <!-- tasklock {\"v\":1,\"nonce\":42} -->", NULL);
-    add_comment(9, LOGIN, "<!-- tasklock {{{{ -->", NULL);
-    add_comment(9, LOGIN, "<!-- tasklock {\"v\":1", NULL);
+    gh_add_comment(&srv, 9, LOGIN, "🔒 <!-- tasklock {\"v\":1,\"nonce\":42} -->");
+    gh_add_comment(&srv, 9, LOGIN, "<!-- tasklock {{{{ -->");
+    gh_add_comment(&srv, 9, LOGIN, "<!-- tasklock {\"v\":1");
     char *one = claim_body("twice", 60000);
     char *two = tl__asprintf("%s\n%s", one, one);
-    add_comment(9, LOGIN, two, NULL);
+    gh_add_comment(&srv, 9, LOGIN, two);
     tl__free(one);
     tl__free(two);
     size_t n = 200000;
@@ -518,7 +449,7 @@ static void garbled_markers_are_ignored_with_a_warning(void **state)
     strcpy(big, "<!-- tasklock {\"v\":1,\"pad\":\"");
     memset(big + strlen(big), 'x', n);
     strcpy(big + strlen("<!-- tasklock {\"v\":1,\"pad\":\"") + n, "\"} -->");
-    add_comment(9, LOGIN, big, NULL);
+    gh_add_comment(&srv, 9, LOGIN, big);
     free(big);
 
     assert_int_equal(tl_inspect(m, "9", &info), TL_OK);
@@ -553,7 +484,7 @@ static void renew_and_release_by_token_alone(void **state)
     held.info.worker_id = info->worker_id;
     assert_int_equal(s->ops->release(s, &held, "released by token"), TL_OK);
     assert_int_equal(s->ops->release(s, &held, NULL), TL_OK); /* safe to retry */
-    assert_int_equal(count_bodies(15, "released by token"), 1);
+    assert_int_equal(gh_count_bodies(&srv, 15, "released by token"), 1);
     assert_int_equal(tl_renew(l), TL_ELOST);
     tl_info_free(info);
     tl_lock_free(l);
@@ -573,22 +504,22 @@ static void two_hundred_fifty_comments_are_paginated(void **state)
     for (int i = 0; i < 250; i++) {
         char text[64];
         (void)snprintf(text, sizeof(text), "comment %d", i);
-        add_comment(10, i % 2 ? "alice" : LOGIN, text, NULL);
+        gh_add_comment(&srv, 10, i % 2 ? "alice" : LOGIN, text);
     }
     /* the claim lands on the third page */
     assert_int_equal(try_acquire(a, "10", &l), TL_OK);
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_inspect(b, "10", &info), TL_OK);
     assert_non_null(info);
     assert_string_equal(info->worker_id, "pager-a");
     assert_int_equal(info->token, tl_lock_token(l));
     tl_info_free(info);
-    assert_int_equal(stat("GET /repos/{o}/{r}/issues/{n}/comments"), 3);
+    assert_int_equal(tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues/{n}/comments"), 3);
     /* polling again: three conditional requests, all 304 */
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(try_acquire(b, "10", &lb), TL_EBUSY);
-    assert_int_equal(stat("not_modified"), 3);
-    assert_int_equal(stat("total"), 3);
+    assert_int_equal(tl_ghs_stat(&srv, "not_modified"), 3);
+    assert_int_equal(tl_ghs_stat(&srv, "total"), 3);
     release_and_free(l);
     assert_int_equal(try_acquire(b, "10", &lb), TL_OK);
     release_and_free(lb);
@@ -641,31 +572,31 @@ static void long_lived_connection_reads_past_the_first_page(void **state)
 
     (void)state;
     for (int i = 0; i < CYCLES; i++) { /* i comments (completions) before each acquire */
-        stats_reset();
+        gh_stats_reset(&srv);
         if (try_acquire(m, "1", &l) != TL_OK)
             fail_msg("cycle %d (%d comments on the issue): %s", i, i, tl_errmsg(m));
-        long pages = i / 100 + 1, total = stat("total"),
-             issue = stat("GET /repos/{o}/{r}/issues/{n}");
-        if (total > 2 * pages + 2 || stat("writes") > 2 || issue != 0)
+        long pages = i / 100 + 1, total = tl_ghs_stat(&srv, "total"),
+             issue = tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues/{n}");
+        if (total > 2 * pages + 2 || tl_ghs_stat(&srv, "writes") > 2 || issue != 0)
             fail_msg("cycle %d: acquire took %ld requests (%ld writes, %ld issue reads) on %ld "
                      "page(s)",
-                     i, total, stat("writes"), issue, pages);
+                     i, total, tl_ghs_stat(&srv, "writes"), issue, pages);
         if (i == CYCLES - 1)
             print_message("acquire on an issue of %d comments (2 pages): %ld requests, %ld "
                           "writes\n",
-                          i, total, stat("writes"));
+                          i, total, tl_ghs_stat(&srv, "writes"));
         if (i < CYCLES - 1)
             release_and_free(l);
     }
     /* Waiting on the held lock: one 304 per page. */
     assert_int_equal(try_acquire(w, "1", &lw), TL_EBUSY);
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(try_acquire(w, "1", &lw), TL_EBUSY);
-    assert_int_equal(stat("total"), 2);
-    assert_int_equal(stat("not_modified"), 2);
+    assert_int_equal(tl_ghs_stat(&srv, "total"), 2);
+    assert_int_equal(tl_ghs_stat(&srv, "not_modified"), 2);
     assert_string_equal(tl_last_holder(w)->worker_id, "cycler");
     release_and_free(l);
-    assert_int_equal(count_bodies(1, "Released by"), CYCLES);
+    assert_int_equal(gh_count_bodies(&srv, 1, "Released by"), CYCLES);
     tl_manager_free(m);
     tl_manager_free(w);
 }
@@ -758,7 +689,7 @@ static void issue_status(int n, int status)
 
     (void)snprintf(body, sizeof(body), "{\"repo\":\"acme/widgets\",\"number\":%d,\"status\":%d}", n,
                    status);
-    int st = admin("POST", "/_admin/issues", body);
+    int st = gh_admin(&srv, "POST", "/_admin/issues", body);
     assert_true(st == 200 || st == 201);
 }
 
@@ -798,19 +729,19 @@ static void audit_trail_on_the_issue(void **state)
     assert_int_equal(try_acquire(a, "14", &la), TL_OK);
     tl__heartbeat_stop(a);
     /* Stale by the server's clock: 2 s timeout + 1 s precision margin, moved on, not waited. */
-    assert_int_equal(admin("POST", "/_admin/clock", "{\"advance_ms\":4000}"), 200);
+    assert_int_equal(gh_admin(&srv, "POST", "/_admin/clock", "{\"advance_ms\":4000}"), 200);
     const struct tl_acquire_opts steal = {.strategy = TL_STEAL_STALE, .retries = TL_NO_RETRIES};
     assert_int_equal(tl_acquire(b, "14", &steal, &lb), TL_OK);
     assert_int_equal(metrics_of(b).stale_locks_claimed, 1);
-    assert_int_equal(count_bodies(14, "Recovered the stale lock of `auditor-a`"), 1);
+    assert_int_equal(gh_count_bodies(&srv, 14, "Recovered the stale lock of `auditor-a`"), 1);
     assert_int_equal(claims_on(14), 1); /* one claim: no extra comment for the steal */
     assert_int_equal(tl_release(lb, "all <b>done</b>"), TL_OK);
     assert_int_equal(tl_renew(la), TL_ELOST);
-    assert_int_equal(count_bodies(14, "Released by `auditor-b`"), 1);
-    assert_int_equal(count_bodies(14, "> all &lt;b&gt;done&lt;/b&gt;"), 1);
-    assert_int_equal(count_bodies(14, "Released by `auditor-a`"), 0);
+    assert_int_equal(gh_count_bodies(&srv, 14, "Released by `auditor-b`"), 1);
+    assert_int_equal(gh_count_bodies(&srv, 14, "> all &lt;b&gt;done&lt;/b&gt;"), 1);
+    assert_int_equal(gh_count_bodies(&srv, 14, "Released by `auditor-a`"), 0);
     assert_int_equal(claims_on(14), 0);
-    assert_int_equal(admin("POST", "/_admin/clock", "{\"offset_ms\":0}"), 200);
+    assert_int_equal(gh_admin(&srv, "POST", "/_admin/clock", "{\"offset_ms\":0}"), 200);
     tl_lock_free(la);
     tl_lock_free(lb);
     tl_manager_free(a);
@@ -854,14 +785,6 @@ static char *from_text(const char *worker, uint64_t token)
     return tl__asprintf("from %s (token %llu)", worker, (unsigned long long)token);
 }
 
-static void advance_clock(uint32_t ms)
-{
-    char body[64];
-
-    (void)snprintf(body, sizeof(body), "{\"advance_ms\":%u}", ms);
-    assert_int_equal(admin("POST", "/_admin/clock", body), 200);
-}
-
 /*
  * A steal and a force chain, released with summaries: the issue's comments tell it all but the
  * loss. An untrusted account's fake completion and claim are ignored; a garbled trusted marker
@@ -891,7 +814,7 @@ static void history_tells_steals_forces_and_summaries(void **state)
     assert_int_equal(tl_release(la, "first <done>"), TL_OK);
     assert_int_equal(try_acquire(b, "16", &lb), TL_OK);
     tl__heartbeat_stop(b);
-    advance_clock(4000); /* b is stale: 2 s timeout + 1 s margin */
+    gh_advance_clock(&srv, 4000); /* b is stale: 2 s timeout + 1 s margin */
     assert_int_equal(tl_acquire(c, "16", &steal, &lc), TL_OK);
     assert_int_equal(tl_acquire(d, "#16", &force, &ld), TL_OK);
     assert_int_equal(tl_renew(lb), TL_ELOST);
@@ -906,12 +829,12 @@ static void history_tells_steals_forces_and_summaries(void **state)
     memcpy(fake.nonce, "00112233445566778899aabbccddeeff", TL_GH_NONCE_LEN + 1);
     char *fake_body = tl__gh_build_release(&fake);
     assert_non_null(fake_body);
-    add_comment(16, "mallory", fake_body, NULL);
+    gh_add_comment(&srv, 16, "mallory", fake_body);
     tl__free(fake_body);
     char *fake_claim = claim_body("mallory-claim", 600000);
-    add_comment(16, "mallory", fake_claim, NULL);
+    gh_add_comment(&srv, 16, "mallory", fake_claim);
     tl__free(fake_claim);
-    add_comment(16, LOGIN, "✅ <!-- tasklock:released {\"v\":1,\"token\":\"x\"} -->", NULL);
+    gh_add_comment(&srv, 16, LOGIN, "✅ <!-- tasklock:released {\"v\":1,\"token\":\"x\"} -->");
 
     assert_int_equal(tl_release(ld, "all done"), TL_OK);
 
@@ -923,21 +846,21 @@ static void history_tells_steals_forces_and_summaries(void **state)
         {TL_EVENT_ACQUIRED, "hist-b", tb, NULL}, {TL_EVENT_STOLEN, "hist-c", tc, fb},
         {TL_EVENT_FORCED, "hist-d", td, fc},     {TL_EVENT_RELEASED, "hist-d", td, "all done"},
     };
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_history(v, "16", 50, &ev, &n), TL_OK);
     expect_events(ev, n, want, 6, "16");
     tl_event_array_free(ev, n);
     /* One list request; asked again unchanged, a 304 (free). */
-    assert_int_equal(stat("GET /repos/{o}/{r}/issues/{n}/comments"), 1);
-    assert_int_equal(stat("writes"), 0);
+    assert_int_equal(tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues/{n}/comments"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "writes"), 0);
     pthread_mutex_lock(&log.mu);
     assert_true(log.warnings >= 1);
     assert_non_null(strstr(log.text, "ignored"));
     pthread_mutex_unlock(&log.mu);
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_history(v, "#16", 2, &ev, &n), TL_OK);
-    assert_int_equal(stat("total"), 1);
-    assert_int_equal(stat("not_modified"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "total"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "not_modified"), 1);
     expect_events(ev, n, want + 4, 2, "#16"); /* the newest two, oldest first */
     tl_event_array_free(ev, n);
 
@@ -996,19 +919,20 @@ static void holder_taken_after_posting_is_recorded(void **state)
 
     (void)state;
     char *ghost = claim_body("ghost", 2000);
-    add_comment(20, LOGIN, ghost, "{\"hidden_reads\":1}"); /* our first list misses it */
+    gh_add_comment_with(&srv, 20, LOGIN, ghost,
+                        "{\"hidden_reads\":1}"); /* our first list misses it */
     tl__free(ghost);
-    json_t *arr = comments(20);
+    json_t *arr = gh_comments(&srv, 20);
     uint64_t ghost_token =
         (uint64_t)json_integer_value(json_object_get(json_array_get(arr, 0), "id"));
     json_decref(arr);
-    advance_clock(4000);
-    stats_reset();
+    gh_advance_clock(&srv, 4000);
+    gh_stats_reset(&srv);
     assert_int_equal(tl_acquire(m, "20", &steal, &l), TL_OK);
-    assert_int_equal(stat("PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
     assert_int_equal(metrics_of(m).stale_locks_claimed, 1);
     assert_int_equal(claims_on(20), 1);
-    assert_int_equal(count_bodies(20, "Recovered the stale lock of `ghost`"), 1);
+    assert_int_equal(gh_count_bodies(&srv, 20, "Recovered the stale lock of `ghost`"), 1);
 
     char *fg = from_text("ghost", ghost_token);
     const struct want_event want[] = {
@@ -1038,18 +962,18 @@ static void history_of_the_repository(void **state)
     uint64_t tok[3];
 
     (void)state;
-    advance_clock(10000); /* later than anything before, on any issue */
+    gh_advance_clock(&srv, 10000); /* later than anything before, on any issue */
     for (int i = 0; i < 3; i++) {
         char key[8];
         (void)snprintf(key, sizeof(key), "%d", 21 + i);
         assert_int_equal(try_acquire(a, key, &l), TL_OK);
         tok[i] = tl_lock_token(l);
-        advance_clock(2000);
+        gh_advance_clock(&srv, 2000);
         release_and_free(l);
-        advance_clock(2000);
+        gh_advance_clock(&srv, 2000);
     }
     /* The newest 4 events: acquired 22, released 22, acquired 23, released 23. */
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_history(v, NULL, 4, &ev, &n), TL_OK);
     assert_int_equal(n, 4);
     assert_string_equal(ev[0]->key, "22");
@@ -1062,7 +986,7 @@ static void history_of_the_repository(void **state)
     assert_int_equal(ev[3]->token, tok[2]);
     assert_int_equal(ev[3]->kind, TL_EVENT_RELEASED);
     tl_event_array_free(ev, n);
-    long pages = stat("GET /repos/{o}/{r}/issues/comments");
+    long pages = tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues/comments");
     print_message("repository log, 4 events: %ld page requests of 4 comments\n", pages);
     assert_true(pages <= 2);
 
@@ -1121,13 +1045,13 @@ static void task_info_too_large_for_a_comment(void **state)
     assert_int_equal(try_acquire(h, "24", &lh), TL_OK);
     /* 20000 '&' are 120000 characters once escaped in the marker. */
     char *lt = info_of(20000, 0);
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(acquire_with(m, "24", TL_FORCE_ACQUIRE, lt, &l), TL_EINVAL);
     print_message("%s\n", tl_errmsg(m));
     assert_non_null(strstr(tl_errmsg(m), "task info too large for a GitHub comment: the claim "
                                          "would be "));
     assert_non_null(strstr(tl_errmsg(m), "characters; GitHub allows 65536"));
-    assert_int_equal(stat("writes"), 0);
+    assert_int_equal(tl_ghs_stat(&srv, "writes"), 0);
     assert_int_equal(tl_inspect(m, "24", &info), TL_OK);
     assert_non_null(info);
     assert_string_equal(info->worker_id, "size-holder");
@@ -1207,15 +1131,15 @@ static void completion_comment_survives_failed_posts(void **state)
         assert_int_equal(try_acquire(m, key, &l), TL_OK);
         uint64_t token = tl_lock_token(l);
         faults(knobs[i]);
-        stats_reset();
+        gh_stats_reset(&srv);
         assert_int_equal(tl_release(l, done), TL_OK);
-        long posts = stat("POST /repos/{o}/{r}/issues/{n}/comments");
+        long posts = tl_ghs_stat(&srv, "POST /repos/{o}/{r}/issues/{n}/comments");
         print_message("%s: release made %ld POSTs\n", knobs[i], posts);
         /* 500 twice, then written; dropped once, then written; written before its 502, then
          * found by its nonce and not posted again. */
         assert_int_equal(posts, i == 0 ? 3 : i == 1 ? 2 : 1);
         faults("{\"clear\":true}");
-        assert_int_equal(count_bodies(30 + i, "Released by `completer`"), 1);
+        assert_int_equal(gh_count_bodies(&srv, 30 + i, "Released by `completer`"), 1);
         assert_int_equal(tl_history(m, key, 10, &ev, &n), TL_OK);
         const struct want_event want[] = {{TL_EVENT_ACQUIRED, "completer", token, NULL},
                                           {TL_EVENT_RELEASED, "completer", token, done}};

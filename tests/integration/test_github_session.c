@@ -32,6 +32,7 @@ int main(void)
 #else
 #include <jansson.h>
 
+#include "gh_test.h"
 #include "http.h"
 #include "spawn.h"
 #include "store.h"
@@ -43,33 +44,6 @@ static struct tl_ghs srv;
 #define LOGIN "tasklock-bot"
 
 /* ---- helpers ---- */
-
-static int admin(const char *method, const char *path, const char *body)
-{
-    char *resp = NULL;
-    int st = tl_ghs_admin(&srv, method, path, body, &resp);
-
-    free(resp);
-    return st;
-}
-
-static void stats_reset(void)
-{
-    assert_int_equal(admin("POST", "/_admin/stats/reset", NULL), 200);
-}
-
-static long stat(const char *name)
-{
-    return tl_ghs_stat(&srv, name);
-}
-
-static void advance_clock(uint32_t ms)
-{
-    char body[64];
-
-    (void)snprintf(body, sizeof(body), "{\"advance_ms\":%u}", ms);
-    assert_int_equal(admin("POST", "/_admin/clock", body), 200);
-}
 
 static tl_manager *mgr_on(const char *repo, const char *worker, const char *extra,
                           uint32_t timeout_ms, struct tl_test_lost *lost)
@@ -112,76 +86,6 @@ static tl_status try_acquire(tl_manager *m, const char *key, tl_lock **out)
     return acquire_with(m, key, TL_FAIL_FAST, out);
 }
 
-/* The comments of issue `n` of acme/widgets (admin view). */
-static json_t *comments(int n)
-{
-    char path[128], *resp = NULL;
-
-    (void)snprintf(path, sizeof(path), "/_admin/comments?repo=acme/widgets&number=%d", n);
-    assert_int_equal(tl_ghs_admin(&srv, "GET", path, NULL, &resp), 200);
-    json_t *arr = json_loads(resp, 0, NULL);
-    free(resp);
-    assert_non_null(arr);
-    return arr;
-}
-
-/* The claim marker of the trusted claim on issue `n` (the first one). */
-static bool claim_on(int n, struct tl_gh_claim *out)
-{
-    json_t *arr = comments(n), *c;
-    size_t i;
-    bool found = false;
-
-    json_array_foreach(arr, i, c)
-    {
-        json_t *body = json_object_get(c, "body");
-        if (!found && json_is_string(body) &&
-            tl__gh_parse_claim(json_string_value(body), json_string_length(body), out, NULL) ==
-                TL_GH_CLAIM)
-            found = true;
-    }
-    json_decref(arr);
-    return found;
-}
-
-/* The session comment id the claim on issue `n` names (0: none). */
-static int64_t session_of(int n)
-{
-    struct tl_gh_claim c;
-
-    if (!claim_on(n, &c))
-        return 0;
-    int64_t id = c.session;
-    tl__gh_claim_clear(&c);
-    return id;
-}
-
-static int64_t add_comment(const char *repo, int n, const char *login, const char *body)
-{
-    json_t *o =
-        json_pack("{s:s, s:i, s:s, s:s}", "repo", repo, "number", n, "login", login, "body", body);
-    char *text = json_dumps(o, JSON_COMPACT), *resp = NULL;
-    assert_int_equal(tl_ghs_admin(&srv, "POST", "/_admin/comments", text, &resp), 201);
-    json_t *c = json_loads(resp, 0, NULL);
-    int64_t id = (int64_t)json_integer_value(json_object_get(c, "id"));
-    json_decref(c);
-    free(resp);
-    free(text);
-    json_decref(o);
-    return id;
-}
-
-static bool is_stale(tl_manager *m, const char *key)
-{
-    struct tl_info *info = NULL;
-
-    assert_int_equal(tl_inspect(m, key, &info), TL_OK);
-    assert_non_null(info);
-    bool stale = info->stale;
-    tl_info_free(info);
-    return stale;
-}
-
 /* ---- one write per heartbeat interval ---- */
 
 static void hundred_locks_one_write_per_interval(void **state)
@@ -198,18 +102,19 @@ static void hundred_locks_one_write_per_interval(void **state)
         if (try_acquire(m, k, &l[i]) != TL_OK)
             fail_msg("acquire %s: %s", k, tl_errmsg(m));
     }
-    int64_t session = session_of(1);
+    int64_t session = gh_session_of(&srv, 1);
     assert_true(session > 0);
     for (int i = 2; i <= LOCKS; i++)
-        assert_int_equal(session_of(i), session); /* one session for all of them */
+        assert_int_equal(gh_session_of(&srv, i), session); /* one session for all of them */
 
     struct tl_metrics before, after;
     tl_metrics_get(m, &before, sizeof(before));
-    stats_reset();
+    gh_stats_reset(&srv);
     const uint32_t intervals = 3;
     tl__real_sleep_ms(intervals * interval + interval / 2);
     tl_metrics_get(m, &after, sizeof(after));
-    long writes = stat("writes"), patches = stat("PATCH /repos/{o}/{r}/issues/comments/{id}");
+    long writes = tl_ghs_stat(&srv, "writes"),
+         patches = tl_ghs_stat(&srv, "PATCH /repos/{o}/{r}/issues/comments/{id}");
     print_message("%u intervals of %u ms: %ld writes, %llu renewals\n", intervals, interval, writes,
                   (unsigned long long)(after.heartbeats_sent - before.heartbeats_sent));
     /* Per-claim heartbeats would have written LOCKS per interval. */
@@ -241,13 +146,13 @@ static void stale_session_loses_every_lock_within_an_interval(void **state)
         (void)snprintf(keys[i], sizeof(keys[i]), "%d", 101 + i);
         assert_int_equal(try_acquire(a, keys[i], &la[i]), TL_OK);
     }
-    assert_false(is_stale(b, keys[0]));
+    assert_false(gh_is_stale(b, keys[0]));
     /* Past the session's timeout by GitHub's clock: every claim of the session is stale at
      * once (its own comment is as young as ever). The owner's heartbeat may refresh it again
      * between the jump and a steal: then the jump is repeated. */
     int stolen = 0;
     for (int round = 0; round < 5 && stolen < LOCKS; round++) {
-        advance_clock(timeout + 2500);
+        gh_advance_clock(&srv, timeout + 2500);
         for (int i = 0; i < LOCKS; i++) {
             if (lb[i] != NULL)
                 continue;
@@ -302,7 +207,7 @@ static void post_claim(int n, int64_t sid, const char *nonce)
     (void)snprintf(c.session_nonce, sizeof(c.session_nonce), "%s", nonce);
     char *body = tl__gh_build_claim(&c, tl__real_now_ms());
     assert_non_null(body);
-    (void)add_comment("acme/widgets", n, LOGIN, body);
+    (void)gh_add_comment(&srv, n, LOGIN, body);
     tl__free(body);
 }
 
@@ -313,7 +218,7 @@ static int64_t post_session(const char *login, const char *nonce)
     (void)snprintf(s.nonce, sizeof(s.nonce), "%s", nonce);
     char *body = tl__gh_build_session(&s, tl__real_now_ms());
     assert_non_null(body);
-    int64_t id = add_comment("acme/widgets", 120, login, body);
+    int64_t id = gh_add_comment(&srv, 120, login, body);
     tl__free(body);
     return id;
 }
@@ -327,15 +232,15 @@ static void forged_session_makes_nothing_live(void **state)
     (void)state;
     /* The control: the same claim on a session by the trusted login is live. */
     post_claim(110, post_session(LOGIN, nonce), nonce);
-    assert_true(session_of(110) > 0);
-    assert_false(is_stale(m, "110"));
+    assert_true(gh_session_of(&srv, 110) > 0);
+    assert_false(gh_is_stale(m, "110"));
     assert_int_equal(acquire_with(m, "110", TL_STEAL_STALE, &l), TL_EBUSY);
     /* A session comment by anyone else makes the claim naming it stale at once. */
     post_claim(111, post_session("mallory", nonce), nonce);
-    assert_true(is_stale(m, "111"));
+    assert_true(gh_is_stale(m, "111"));
     /* And so does a trusted session that carries another nonce. */
     post_claim(112, post_session(LOGIN, "00000000000000000000000000000000"), nonce);
-    assert_true(is_stale(m, "112"));
+    assert_true(gh_is_stale(m, "112"));
     assert_int_equal(acquire_with(m, "111", TL_STEAL_STALE, &l), TL_OK);
     assert_int_equal(tl_release(l, NULL), TL_OK);
     tl_lock_free(l);
@@ -351,8 +256,8 @@ static void deleted_session_makes_its_claims_stale(void **state)
     (void)state;
     assert_int_equal(try_acquire(a, "113", &l1), TL_OK);
     assert_int_equal(try_acquire(a, "114", &l2), TL_OK);
-    assert_false(is_stale(b, "113"));
-    int64_t sid = session_of(113);
+    assert_false(gh_is_stale(b, "113"));
+    int64_t sid = gh_session_of(&srv, 113);
     assert_true(sid > 0);
     char suffix[64];
     (void)snprintf(suffix, sizeof(suffix), "/issues/comments/%lld", (long long)sid);
@@ -362,18 +267,18 @@ static void deleted_session_makes_its_claims_stale(void **state)
     assert_int_equal(r.status, 204);
     tl__http_resp_clear(&r);
     tl__free(url);
-    assert_true(is_stale(b, "113"));
-    assert_true(is_stale(b, "114"));
+    assert_true(gh_is_stale(b, "113"));
+    assert_true(gh_is_stale(b, "114"));
     assert_int_equal(acquire_with(b, "114", TL_STEAL_STALE, &lb), TL_OK);
     assert_int_equal(tl_release(lb, NULL), TL_OK);
     tl_lock_free(lb);
     /* Its manager finds the session gone at its next write of it (a quarter of the timeout
      * after the last, by GitHub's clock too), and points the claim it still has at a fresh
      * session. */
-    advance_clock(20000);
+    gh_advance_clock(&srv, 20000);
     assert_int_equal(tl_renew(l1), TL_OK);
-    assert_true(session_of(113) > 0 && session_of(113) != sid);
-    assert_false(is_stale(b, "113"));
+    assert_true(gh_session_of(&srv, 113) > 0 && gh_session_of(&srv, 113) != sid);
+    assert_false(gh_is_stale(b, "113"));
     assert_int_equal(tl_renew(l2), TL_ELOST);
     assert_int_equal(tl_release(l1, NULL), TL_OK);
     tl_lock_free(l1);
@@ -393,25 +298,25 @@ static void claims_without_a_session_work_beside_the_others(void **state)
     (void)state;
     assert_int_equal(try_acquire(old, "115", &lo), TL_OK);
     assert_int_equal(try_acquire(neu, "116", &ln), TL_OK);
-    assert_int_equal(session_of(115), 0);
-    assert_true(session_of(116) > 0);
-    assert_false(is_stale(reader, "115"));
-    assert_false(is_stale(reader, "116"));
+    assert_int_equal(gh_session_of(&srv, 115), 0);
+    assert_true(gh_session_of(&srv, 116) > 0);
+    assert_false(gh_is_stale(reader, "115"));
+    assert_false(gh_is_stale(reader, "116"));
     /* Each renews what keeps it live: its claim, or its session. */
     struct tl_gh_claim before;
-    assert_true(claim_on(115, &before));
-    stats_reset();
+    assert_true(gh_claim_on(&srv, 115, &before));
+    gh_stats_reset(&srv);
     assert_int_equal(tl_renew(lo), TL_OK);
-    assert_int_equal(stat("PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
     struct tl_gh_claim after;
-    assert_true(claim_on(115, &after));
+    assert_true(gh_claim_on(&srv, 115, &after));
     assert_true(after.seq > before.seq); /* the claim itself was edited */
     tl__gh_claim_clear(&before);
     tl__gh_claim_clear(&after);
     /* Both stale past their timeouts by GitHub's clock; both stolen alike. */
-    advance_clock(60000 + 2500);
-    assert_true(is_stale(reader, "115"));
-    assert_true(is_stale(reader, "116"));
+    gh_advance_clock(&srv, 60000 + 2500);
+    assert_true(gh_is_stale(reader, "115"));
+    assert_true(gh_is_stale(reader, "116"));
     assert_int_equal(acquire_with(reader, "115", TL_STEAL_STALE, &steal), TL_OK);
     assert_int_equal(tl_release(steal, NULL), TL_OK);
     tl_lock_free(steal);
@@ -438,19 +343,19 @@ static void renew_by_token_refreshes_the_session(void **state)
 
     (void)state;
     assert_int_equal(try_acquire(a, "117", &l), TL_OK);
-    int64_t sid = session_of(117);
-    advance_clock(40000); /* not stale yet: 20 s of the 60 s timeout left */
+    int64_t sid = gh_session_of(&srv, 117);
+    gh_advance_clock(&srv, 40000); /* not stale yet: 20 s of the 60 s timeout left */
     assert_int_equal(tl_inspect(b, "117", &info), TL_OK);
     assert_non_null(info);
     struct tl_record held = {.info = *info};
     struct tl_store *s = b->store;
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(s->ops->renew(s, &held, 1, &beat), TL_OK);
-    assert_int_equal(stat("writes"), 1);
-    assert_int_equal(stat("PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
-    assert_int_equal(session_of(117), sid); /* the claim was not edited */
-    advance_clock(40000); /* 80 s after the claim: live by its refreshed session */
-    assert_false(is_stale(b, "117"));
+    assert_int_equal(tl_ghs_stat(&srv, "writes"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "PATCH /repos/{o}/{r}/issues/comments/{id}"), 1);
+    assert_int_equal(gh_session_of(&srv, 117), sid); /* the claim was not edited */
+    gh_advance_clock(&srv, 40000); /* 80 s after the claim: live by its refreshed session */
+    assert_false(gh_is_stale(b, "117"));
     tl_info_free(info);
     assert_int_equal(tl_release(l, NULL), TL_OK);
     tl_lock_free(l);
@@ -467,14 +372,14 @@ static void extend_moves_the_claim_to_a_session_of_its_timeout(void **state)
 
     (void)state;
     assert_int_equal(try_acquire(m, "121", &l), TL_OK);
-    int64_t before = session_of(121);
+    int64_t before = gh_session_of(&srv, 121);
     assert_int_equal(tl_extend(l, 120000), TL_OK);
-    assert_true(claim_on(121, &c));
+    assert_true(gh_claim_on(&srv, 121, &c));
     assert_int_equal(c.rec.info.lock_timeout_ms, 120000);
     assert_true(c.session > 0 && c.session != before);
     tl__gh_claim_clear(&c);
-    advance_clock(90000); /* past the old session's 60 s, within the new one's 120 s */
-    assert_false(is_stale(r, "121"));
+    gh_advance_clock(&srv, 90000); /* past the old session's 60 s, within the new one's 120 s */
+    assert_false(gh_is_stale(r, "121"));
     assert_int_equal(tl_release(l, NULL), TL_OK);
     tl_lock_free(l);
     tl_manager_free(m);
@@ -497,34 +402,36 @@ static void request_budget_with_sessions(void **state)
     tl_manager_free(w);
     /* A manager's first acquire also finds the session issue, sweeps it (one page read: nothing
      * there is stale, so nothing is deleted) and posts its session comment. */
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(try_acquire(a, "118", &l), TL_OK);
-    print_message("first acquire: %ld requests, %ld writes\n", stat("total"), stat("writes"));
-    assert_int_equal(stat("GET /repos/{o}/{r}/issues"), 1);
-    assert_true(stat("total") <= 7);
-    assert_true(stat("writes") <= 3);
-    assert_int_equal(stat("POST /repos/{o}/{r}/issues/{n}/comments"), 2);
+    print_message("first acquire: %ld requests, %ld writes\n", tl_ghs_stat(&srv, "total"),
+                  tl_ghs_stat(&srv, "writes"));
+    assert_int_equal(tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues"), 1);
+    assert_true(tl_ghs_stat(&srv, "total") <= 7);
+    assert_true(tl_ghs_stat(&srv, "writes") <= 3);
+    assert_int_equal(tl_ghs_stat(&srv, "POST /repos/{o}/{r}/issues/{n}/comments"), 2);
     assert_int_equal(tl_release(l, NULL), TL_OK);
     tl_lock_free(l);
     /* Then as without sessions: 4 requests, 2 writes. */
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(try_acquire(a, "118", &l), TL_OK);
-    long total = stat("total"), writes = stat("writes");
+    long total = tl_ghs_stat(&srv, "total"), writes = tl_ghs_stat(&srv, "writes");
     print_message("uncontended acquire: %ld requests, %ld writes\n", total, writes);
     assert_true(total <= 4);
     assert_true(writes <= 2);
     /* A busy acquire reads the holder's session once: a conditional GET, then a 304. */
     assert_int_equal(try_acquire(b, "118", &lb), TL_EBUSY);
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(try_acquire(b, "118", &lb), TL_EBUSY);
-    assert_int_equal(stat("total"), 2);
-    assert_int_equal(stat("not_modified"), 2);
+    assert_int_equal(tl_ghs_stat(&srv, "total"), 2);
+    assert_int_equal(tl_ghs_stat(&srv, "not_modified"), 2);
     /* The release: 3 or 4 requests, as before. */
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_release(l, NULL), TL_OK);
-    print_message("release: %ld requests, %ld writes\n", stat("total"), stat("writes"));
-    assert_true(stat("total") <= 4);
-    assert_true(stat("writes") <= 3);
+    print_message("release: %ld requests, %ld writes\n", tl_ghs_stat(&srv, "total"),
+                  tl_ghs_stat(&srv, "writes"));
+    assert_true(tl_ghs_stat(&srv, "total") <= 4);
+    assert_true(tl_ghs_stat(&srv, "writes") <= 3);
     tl_lock_free(l);
     tl_manager_free(a);
     tl_manager_free(b);
@@ -542,7 +449,7 @@ static void sessions_are_on_by_default(void **state)
     tl_manager *m = tl_manager_new(&(struct tl_options){.store_url = url, .worker_id = "dflt"});
     assert_non_null(m);
     assert_int_equal(try_acquire(m, "127", &l), TL_OK);
-    assert_true(session_of(127) > 0);
+    assert_true(gh_session_of(&srv, 127) > 0);
     assert_int_equal(tl_release(l, NULL), TL_OK);
     tl_lock_free(l);
     tl_manager_free(m);
@@ -588,7 +495,7 @@ static void a_claim_is_as_fresh_as_its_session(void **state)
     int64_t took = tl__real_mono_ms() - t0;
     tl__real_sleep_ms(600);
     assert_int_equal(try_acquire(m, "123", &b), TL_OK); /* names it, 600 ms later */
-    assert_int_equal(session_of(123), session_of(122));
+    assert_int_equal(gh_session_of(&srv, 123), gh_session_of(&srv, 122));
     int64_t ea = tl_lock_expires_in_ms(a), eb = tl_lock_expires_in_ms(b);
     print_message("expires in: %lld ms (first), %lld ms (second); the first acquire took %lld "
                   "ms\n",
@@ -613,13 +520,13 @@ static void an_idle_session_is_not_revived(void **state)
 
     (void)state;
     assert_int_equal(try_acquire(m, "124", &l), TL_OK);
-    int64_t first = session_of(124);
+    int64_t first = gh_session_of(&srv, 124);
     assert_true(first > 0);
     assert_int_equal(tl_release(l, NULL), TL_OK);
     tl_lock_free(l);
-    advance_clock(timeout / 2 + 1000); /* by GitHub's clock */
+    gh_advance_clock(&srv, timeout / 2 + 1000); /* by GitHub's clock */
     assert_int_equal(try_acquire(m, "124", &l), TL_OK);
-    int64_t second = session_of(124);
+    int64_t second = gh_session_of(&srv, 124);
     assert_true(second > 0);
     assert_true(second != first);
     assert_int_equal(tl_release(l, NULL), TL_OK);
@@ -640,20 +547,20 @@ static void a_waiters_claim_moves_onto_the_session_when_it_holds(void **state)
 
     (void)state;
     assert_int_equal(acquire_with(m, "125", TL_RETRY, &l), TL_OK);
-    assert_int_equal(session_of(125), 0); /* a place in line names no session */
+    assert_int_equal(gh_session_of(&srv, 125), 0); /* a place in line names no session */
     int64_t t0 = tl__real_mono_ms(), sid = 0;
-    while ((sid = session_of(125)) == 0 && tl__real_mono_ms() - t0 < 30000)
+    while ((sid = gh_session_of(&srv, 125)) == 0 && tl__real_mono_ms() - t0 < 30000)
         tl__real_sleep_ms(50);
     assert_true(sid > 0); /* the heartbeat's first renew moved it */
     struct tl_gh_claim c1, c2;
-    assert_true(claim_on(125, &c1));
+    assert_true(gh_claim_on(&srv, 125, &c1));
     assert_true(c1.held);
     uint64_t s1 = session_seq(m, sid), s2 = s1;
     t0 = tl__real_mono_ms();
     while ((s2 = session_seq(m, sid)) <= s1 + 1 && tl__real_mono_ms() - t0 < 30000)
         tl__real_sleep_ms(50);
     assert_true(s2 > s1 + 1); /* two heartbeats since, at least */
-    assert_true(claim_on(125, &c2));
+    assert_true(gh_claim_on(&srv, 125, &c2));
     assert_int_equal(c2.seq, c1.seq); /* the claim was not written again */
     assert_int_equal(c2.session, sid);
     tl__gh_claim_clear(&c1);
@@ -674,15 +581,15 @@ static void a_renew_by_token_hangs_nothing_on_its_session(void **state)
 
     (void)state;
     assert_int_equal(try_acquire(a, "126", &l), TL_OK);
-    assert_int_equal(session_of(126), 0);
+    assert_int_equal(gh_session_of(&srv, 126), 0);
     struct tl_gh_claim before, after;
-    assert_true(claim_on(126, &before));
-    stats_reset();
+    assert_true(gh_claim_on(&srv, 126, &before));
+    gh_stats_reset(&srv);
     assert_int_equal(tl_renew_token(b, "126", tl_lock_token(l)), TL_OK);
-    assert_int_equal(stat("POST /repos/{o}/{r}/issues/{n}/comments"), 0);
-    assert_int_equal(stat("writes"), 1);
-    assert_int_equal(session_of(126), 0);
-    assert_true(claim_on(126, &after));
+    assert_int_equal(tl_ghs_stat(&srv, "POST /repos/{o}/{r}/issues/{n}/comments"), 0);
+    assert_int_equal(tl_ghs_stat(&srv, "writes"), 1);
+    assert_int_equal(gh_session_of(&srv, 126), 0);
+    assert_true(gh_claim_on(&srv, 126, &after));
     assert_true(after.seq > before.seq);
     tl__gh_claim_clear(&before);
     tl__gh_claim_clear(&after);
@@ -701,8 +608,8 @@ static void session_issue_is_found_made_or_refused(void **state)
     (void)state;
     /* Creating it fails: the message names the settings. */
     assert_int_equal(
-        admin("POST", "/_admin/faults",
-              "{\"status_5xx\":{\"count\":1,\"endpoint\":\"POST /repos/{o}/{r}/issues\"}}"),
+        gh_admin(&srv, "POST", "/_admin/faults",
+                 "{\"status_5xx\":{\"count\":1,\"endpoint\":\"POST /repos/{o}/{r}/issues\"}}"),
         200);
     tl_manager *m = mgr_on("acme/empty", "first", NULL, 0, NULL);
     assert_int_equal(try_acquire(m, "1", &l), TL_ESTORE);
@@ -711,26 +618,26 @@ static void session_issue_is_found_made_or_refused(void **state)
     assert_non_null(strstr(tl_errmsg(m), "sessions=off"));
     tl_manager_free(m);
     /* Made on first use, labelled; a later manager finds it and makes no other. */
-    stats_reset();
+    gh_stats_reset(&srv);
     m = mgr_on("acme/empty", "first", NULL, 0, NULL);
     assert_int_equal(try_acquire(m, "1", &l), TL_OK);
-    assert_int_equal(stat("POST /repos/{o}/{r}/issues"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "POST /repos/{o}/{r}/issues"), 1);
     assert_int_equal(tl_release(l, NULL), TL_OK);
     tl_lock_free(l);
     tl_manager_free(m);
-    stats_reset();
+    gh_stats_reset(&srv);
     m = mgr_on("acme/empty", "second", NULL, 0, NULL);
     assert_int_equal(try_acquire(m, "2", &l), TL_OK);
-    assert_int_equal(stat("POST /repos/{o}/{r}/issues"), 0);
-    assert_int_equal(stat("GET /repos/{o}/{r}/issues"), 1);
+    assert_int_equal(tl_ghs_stat(&srv, "POST /repos/{o}/{r}/issues"), 0);
+    assert_int_equal(tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues"), 1);
     assert_int_equal(tl_release(l, NULL), TL_OK);
     tl_lock_free(l);
     tl_manager_free(m);
     /* ?session_issue=N: that issue, without looking. */
-    stats_reset();
+    gh_stats_reset(&srv);
     m = mgr_on("acme/empty", "third", "session_issue=3", 0, NULL);
     assert_int_equal(try_acquire(m, "2", &l), TL_OK);
-    assert_int_equal(stat("GET /repos/{o}/{r}/issues"), 0);
+    assert_int_equal(tl_ghs_stat(&srv, "GET /repos/{o}/{r}/issues"), 0);
     char path[128], *resp = NULL;
     (void)snprintf(path, sizeof(path), "/_admin/comments?repo=acme/empty&number=3");
     assert_int_equal(tl_ghs_admin(&srv, "GET", path, NULL, &resp), 200);

@@ -37,6 +37,7 @@ int main(void)
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "gh_test.h"
 #include "http.h"
 #include "spawn.h"
 #include "store.h"
@@ -50,34 +51,7 @@ static struct tl_ghs srv;
 #define T       4000u /* the lock timeout of the sessions: stale by 2x at 8 s + the 1 s margin */
 #define DELETES "DELETE /repos/{o}/{r}/issues/comments/{id}"
 
-/* ---- helpers (as test_github_session.c's) ---- */
-
-static int admin(const char *method, const char *path, const char *body)
-{
-    char *resp = NULL;
-    int st = tl_ghs_admin(&srv, method, path, body, &resp);
-
-    free(resp);
-    return st;
-}
-
-static void stats_reset(void)
-{
-    assert_int_equal(admin("POST", "/_admin/stats/reset", NULL), 200);
-}
-
-static long stat(const char *name)
-{
-    return tl_ghs_stat(&srv, name);
-}
-
-static void advance_clock(uint32_t ms)
-{
-    char body[64];
-
-    (void)snprintf(body, sizeof(body), "{\"advance_ms\":%u}", ms);
-    assert_int_equal(admin("POST", "/_admin/clock", body), 200);
-}
+/* ---- helpers ---- */
 
 static void store_url(char *url, size_t size, int session_issue, const char *budget)
 {
@@ -118,10 +92,10 @@ static long claim_and_release(tl_manager *m, const char *key)
 {
     tl_lock *l = NULL;
 
-    stats_reset();
+    gh_stats_reset(&srv);
     if (tl_acquire(m, key, &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &l) != TL_OK)
         fail_msg("acquire %s: %s", key, tl_errmsg(m));
-    long deletes = stat(DELETES);
+    long deletes = tl_ghs_stat(&srv, DELETES);
     assert_int_equal(tl_release(l, NULL), TL_OK);
     tl_lock_free(l);
     return deletes;
@@ -138,22 +112,9 @@ static long one_shot(int session_issue, const char *worker, const char *key)
     return deletes;
 }
 
-/* The comments of issue `n` of acme/widgets (admin view). */
-static json_t *comments(int n)
-{
-    char path[128], *resp = NULL;
-
-    (void)snprintf(path, sizeof(path), "/_admin/comments?repo=acme/widgets&number=%d", n);
-    assert_int_equal(tl_ghs_admin(&srv, "GET", path, NULL, &resp), 200);
-    json_t *arr = json_loads(resp, 0, NULL);
-    free(resp);
-    assert_non_null(arr);
-    return arr;
-}
-
 static size_t count_comments(int n)
 {
-    json_t *arr = comments(n);
+    json_t *arr = gh_comments(&srv, n);
     size_t c = json_array_size(arr);
 
     json_decref(arr);
@@ -162,7 +123,7 @@ static size_t count_comments(int n)
 
 static bool exists(int n, int64_t id)
 {
-    json_t *arr = comments(n), *c;
+    json_t *arr = gh_comments(&srv, n), *c;
     size_t i;
     bool found = false;
 
@@ -177,7 +138,7 @@ static bool exists(int n, int64_t id)
 /* The id of the session comment of `worker` on issue `n` (0: none). */
 static int64_t session_by(int n, const char *worker)
 {
-    json_t *arr = comments(n), *c;
+    json_t *arr = gh_comments(&srv, n), *c;
     size_t i;
     int64_t id = 0;
 
@@ -194,43 +155,6 @@ static int64_t session_by(int n, const char *worker)
         }
     }
     json_decref(arr);
-    return id;
-}
-
-/* The session comment id the claim on issue `n` names (0: none). */
-static int64_t session_of(int n)
-{
-    json_t *arr = comments(n), *c;
-    size_t i;
-    int64_t id = 0;
-
-    json_array_foreach(arr, i, c)
-    {
-        json_t *body = json_object_get(c, "body");
-        struct tl_gh_claim claim;
-        if (id == 0 && json_is_string(body) &&
-            tl__gh_parse_claim(json_string_value(body), json_string_length(body), &claim, NULL) ==
-                TL_GH_CLAIM) {
-            id = claim.session;
-            tl__gh_claim_clear(&claim);
-        }
-    }
-    json_decref(arr);
-    return id;
-}
-
-static int64_t add_comment(int n, const char *login, const char *body)
-{
-    json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "repo", "acme/widgets", "number", n, "login",
-                          login, "body", body);
-    char *text = json_dumps(o, JSON_COMPACT), *resp = NULL;
-    assert_int_equal(tl_ghs_admin(&srv, "POST", "/_admin/comments", text, &resp), 201);
-    json_t *c = json_loads(resp, 0, NULL);
-    int64_t id = (int64_t)json_integer_value(json_object_get(c, "id"));
-    json_decref(c);
-    free(resp);
-    free(text);
-    json_decref(o);
     return id;
 }
 
@@ -251,7 +175,7 @@ static char *session_body(uint32_t timeout_ms, uint64_t seq)
 static int64_t post_session(int n, const char *login, uint32_t timeout_ms)
 {
     char *body = session_body(timeout_ms, 0);
-    int64_t id = add_comment(n, login, body);
+    int64_t id = gh_add_comment(&srv, n, login, body);
 
     tl__free(body);
     return id;
@@ -277,17 +201,6 @@ static void touch_session(tl_manager *m, int64_t id)
     json_decref(o);
 }
 
-static bool is_stale(tl_manager *m, const char *key)
-{
-    struct tl_info *info = NULL;
-
-    assert_int_equal(tl_inspect(m, key, &info), TL_OK);
-    assert_non_null(info);
-    bool stale = info->stale;
-    tl_info_free(info);
-    return stale;
-}
-
 /* ---- what is swept, and what is left ---- */
 
 static void stale_sessions_are_swept_two_at_a_time_oldest_first(void **state)
@@ -303,15 +216,15 @@ static void stale_sessions_are_swept_two_at_a_time_oldest_first(void **state)
     int64_t s1 = post_session(S, LOGIN, T), s2 = post_session(S, LOGIN, T);
     int64_t s3 = post_session(S, LOGIN, T);
     int64_t untrusted = post_session(S, "mallory", T);
-    int64_t plain = add_comment(S, LOGIN, "not a session: a note by a person");
+    int64_t plain = gh_add_comment(&srv, S, LOGIN, "not a session: a note by a person");
     /* s1 is edited later than s2 and s3: the oldest by updated_at are s2 and s3, not the lowest
      * ids. */
-    advance_clock(2000);
+    gh_advance_clock(&srv, 2000);
     touch_session(keeper, s1);
-    advance_clock(2 * T + 3000); /* s1 stale by 2x + 2 s; s2, s3, mallory's by 2x + 4 s */
+    gh_advance_clock(&srv, 2 * T + 3000); /* s1 stale by 2x + 2 s; s2, s3, mallory's by 2x + 4 s */
     int64_t under2x = post_session(S, LOGIN, T);
     int64_t long_timeout = post_session(S, LOGIN, 60000);
-    advance_clock(T + T / 2); /* under2x: stale, but by less than 2x */
+    gh_advance_clock(&srv, T + T / 2); /* under2x: stale, but by less than 2x */
     int64_t fresh = post_session(S, LOGIN, T);
 
     /* The first sweep: two, the oldest. */
@@ -358,7 +271,7 @@ static void one_shot_managers_leave_a_bounded_session_issue(void **state)
     for (int i = 0; i < K; i++) {
         char worker[32];
         (void)snprintf(worker, sizeof(worker), "one-shot-%d", i);
-        advance_clock(2 * T + 3000);
+        gh_advance_clock(&srv, 2 * T + 3000);
         (void)one_shot(S, worker, "10");
         size_t now = count_comments(S);
         print_message("after manager %d: %zu comments on the session issue\n", i + 1, now);
@@ -397,7 +310,7 @@ static void a_live_holders_session_is_never_swept(void **state)
     (void)state;
     pid_t pid = spawn_holder(S, "20", &to_child, &from_child);
     int64_t t0 = tl__real_mono_ms(), sid = 0;
-    while ((sid = session_of(20)) == 0 && tl__real_mono_ms() - t0 < 10000)
+    while ((sid = gh_session_of(&srv, 20)) == 0 && tl__real_mono_ms() - t0 < 10000)
         tl__real_sleep_ms(20);
     assert_true(sid > 0);
     assert_int_equal(session_by(S, "holder"), sid);
@@ -405,19 +318,19 @@ static void a_live_holders_session_is_never_swept(void **state)
     for (int round = 0; round < 3; round++) {
         /* 1.5x the timeout by GitHub's clock: stale (until the holder's next heartbeat), but
          * not by 2x; three rounds: 4.5x since the session was posted. */
-        advance_clock(T + T / 2);
+        gh_advance_clock(&srv, T + T / 2);
         char key[8];
         (void)snprintf(key, sizeof(key), "%d", 21 + round);
         (void)one_shot(S, "sweeper", key);
         assert_true(exists(S, sid));
         /* The holder's heartbeat (a quarter of its timeout) makes its claim live again. */
         t0 = tl__real_mono_ms();
-        while (is_stale(reader, "20") && tl__real_mono_ms() - t0 < 10000)
+        while (gh_is_stale(reader, "20") && tl__real_mono_ms() - t0 < 10000)
             tl__real_sleep_ms(50);
-        assert_false(is_stale(reader, "20"));
+        assert_false(gh_is_stale(reader, "20"));
     }
     assert_false(exists(S, decoy));
-    assert_int_equal(session_of(20), sid);
+    assert_int_equal(gh_session_of(&srv, 20), sid);
     /* cat ends, and the holder releases: exit 0, not 5 (lost). */
     close(to_child);
     int status;
@@ -436,34 +349,34 @@ static void a_failing_sweep_does_not_fail_the_acquire(void **state)
 
     (void)state;
     int64_t a = post_session(S, LOGIN, T), b = post_session(S, LOGIN, T);
-    advance_clock(2 * T + 3000);
+    gh_advance_clock(&srv, 2 * T + 3000);
     /* A 5xx: the sweep stops at its first DELETE. */
-    assert_int_equal(admin("POST", "/_admin/faults",
-                           "{\"status_5xx\":{\"count\":1,\"endpoint\":\"" DELETES "\"}}"),
+    assert_int_equal(gh_admin(&srv, "POST", "/_admin/faults",
+                              "{\"status_5xx\":{\"count\":1,\"endpoint\":\"" DELETES "\"}}"),
                      200);
     assert_int_equal(one_shot(S, "faulted-1", "30"), 1);
     assert_true(exists(S, a) && exists(S, b));
     /* A secondary rate limit (403, retry after 1 s): the sweep does not wait for it. */
-    assert_int_equal(admin("POST", "/_admin/faults",
-                           "{\"secondary_limit\":{\"count\":1,\"status\":403,\"retry_after\":1,"
-                           "\"endpoint\":\"" DELETES "\"}}"),
+    assert_int_equal(gh_admin(&srv, "POST", "/_admin/faults",
+                              "{\"secondary_limit\":{\"count\":1,\"status\":403,\"retry_after\":1,"
+                              "\"endpoint\":\"" DELETES "\"}}"),
                      200);
     assert_int_equal(one_shot(S, "faulted-2", "31"), 1);
     assert_true(exists(S, a) && exists(S, b));
     /* The primary limit spent: likewise. */
-    assert_int_equal(admin("POST", "/_admin/faults",
-                           "{\"primary_exhausted\":{\"count\":1,\"reset_in_s\":1,"
-                           "\"endpoint\":\"" DELETES "\"}}"),
+    assert_int_equal(gh_admin(&srv, "POST", "/_admin/faults",
+                              "{\"primary_exhausted\":{\"count\":1,\"reset_in_s\":1,"
+                              "\"endpoint\":\"" DELETES "\"}}"),
                      200);
     assert_int_equal(one_shot(S, "faulted-3", "32"), 1);
     assert_true(exists(S, a) && exists(S, b));
     /* A write budget with no more than the claim's own writes to spare: no sweep. */
     tl_manager *m = mgr_budget(S, "frugal", "4,100");
     tl_lock *l = NULL;
-    stats_reset();
+    gh_stats_reset(&srv);
     assert_int_equal(tl_acquire(m, "33", &(struct tl_acquire_opts){.strategy = TL_FAIL_FAST}, &l),
                      TL_OK);
-    assert_int_equal(stat(DELETES), 0);
+    assert_int_equal(tl_ghs_stat(&srv, DELETES), 0);
     tl_lock_free(l); /* not released: a release's 3 writes would wait for the budget */
     tl_manager_free(m);
     assert_true(exists(S, a) && exists(S, b));
